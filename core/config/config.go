@@ -1,0 +1,100 @@
+package config
+
+import "time"
+
+// Config is the whole of herald's configuration after defaults are applied.
+// Every field has the default that CONTRACT.md section 6 shows.
+type Config struct {
+	Server   Server
+	Auth     Auth
+	Delivery Delivery
+	Limits   Limits
+	History  History
+	Overload Overload
+	Broker   Broker
+	Log      Log
+	Plugins  []Plugin
+	// File is the path the config was loaded from ("" when built in code).
+	File string
+}
+
+// Server is the `server` block.
+type Server struct {
+	Listen         string   // default "127.0.0.1:7512"
+	AllowedOrigins []string // default ["http://localhost:8080"]
+}
+
+// Auth is the `auth` block.
+type Auth struct {
+	TokenSecret  string        // required unless Anonymous
+	APIKeys      []string      // at least one, for the HTTP API
+	Anonymous    bool          // default false
+	OpenChannels bool          // default true
+	ExpiryGrace  time.Duration // default 30s
+}
+
+// Delivery is the `delivery` block.
+type Delivery struct {
+	MaxBatch    int           // default 128
+	MaxDelay    time.Duration // default 2ms
+	OutboxLimit int           // default 4096
+}
+
+// Limits is the `limits` block.
+type Limits struct {
+	MaxFrameBytes    int64   // default 65536
+	CallsPerSecond   float64 // default 50
+	MaxSubscriptions int     // default 1000
+}
+
+// History is the `history` block.
+type History struct {
+	Size int           // default 1000
+	TTL  time.Duration // default 10m
+}
+
+// Overload is the `overload` block.
+type Overload struct {
+	BusyConnections int     // default 50000
+	BusyOutboxRatio float64 // default 0.5
+}
+
+// Broker is the `broker "<kind>" {}` block.
+type Broker struct {
+	Kind string // "memory" (default) or "nats"
+	URL  string // nats only
+}
+
+// Log is the `log` block.
+type Log struct {
+	Level  string // default "info"; trace, debug, info, warn, error
+	Format string // default "text"; or "json"
+}
+
+// Plugin is one `plugin "<name>" {}` block.
+type Plugin struct {
+	Name    string
+	Command string
+	Args    []string
+	Env     map[string]string
+	// Config is the plugin's `config` block as plain Go values (maps, slices,
+	// strings, numbers, bools), ready for the plugin to decode with mapstructure.
+	Config map[string]any
+	// Hash identifies the block's content so that a reload can tell a changed
+	// plugin from an unchanged one.
+	Hash string
+}
+
+// Defaults returns the configuration used when a block or key is absent.
+func Defaults() Config {
+	return Config{
+		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}},
+		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second},
+		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096},
+		Limits:   Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000},
+		History:  History{Size: 1000, TTL: 10 * time.Minute},
+		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},
+		Broker:   Broker{Kind: "memory"},
+		Log:      Log{Level: "info", Format: "text"},
+	}
+}
