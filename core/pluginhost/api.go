@@ -1,0 +1,97 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+)
+
+// This file fixes the boundary between the plugin host and the rest of the
+// core. core/server implements Core and drives a *Manager; nothing here knows
+// about WebSockets, the hub or the broker.
+
+// Caller is who makes a call or a subscription: a client connection with its
+// identity, or a backend holding an API key.
+type Caller struct {
+	ConnID  string         // "" for backends and HTTP routes
+	UserID  string         // "" when anonymous or backend
+	Claims  map[string]any // the token's claims (nil for backends)
+	Token   string         // the raw token, for plugins that check their own claims
+	Backend bool           // true for API-key callers (backend rights)
+}
+
+// Notification is what a plugin emits: the host adds id, seq and timestamp.
+type Notification struct {
+	Channel    string
+	Event      string
+	ObjectType string
+	ObjectName string          // optional, e.g. chat's "entering"
+	Object     json.RawMessage // the domain payload, verbatim
+}
+
+// Published is where an emitted notification landed.
+type Published struct {
+	Channel string
+	Seq     uint64
+	ID      string
+}
+
+// Refusal is one channel a plugin refused at subscribe time.
+type Refusal struct {
+	Channel string
+	Code    int // rpc.CodeForbidden, rpc.CodeUnknownNamespace, ...
+	Reason  string
+}
+
+// EventKind names a connection or subscription lifecycle event.
+type EventKind string
+
+const (
+	Connected    EventKind = "connected"
+	Disconnected EventKind = "disconnected"
+	Subscribed   EventKind = "subscribed"
+	Unsubscribed EventKind = "unsubscribed"
+)
+
+// Event is a lifecycle event a plugin may want to learn of.
+type Event struct {
+	Kind     EventKind
+	ConnID   string
+	UserID   string
+	Claims   map[string]any
+	Channel  string          // for subscribed/unsubscribed
+	Volatile json.RawMessage // client-provided volatile data, if any
+}
+
+// Connection is one live connection with its subscriptions, replayed to a
+// plugin after it (re)starts so that it can rebuild presence.
+type Connection struct {
+	ConnID   string
+	UserID   string
+	Claims   map[string]any
+	Volatile json.RawMessage
+	Channels []string
+}
+
+// PresenceInfo answers a presence query.
+type PresenceInfo struct {
+	Count int
+	Users []string
+}
+
+// Core is what plugins may ask of the host. core/server implements it.
+type Core interface {
+	// Emit publishes notifications and returns once they are in history.
+	Emit(ctx context.Context, plugin string, ns []Notification) ([]Published, error)
+	// Subscribe adds a connection to a channel without asking its owner.
+	Subscribe(ctx context.Context, connID, channel string) error
+	Unsubscribe(ctx context.Context, connID, channel string) error
+	Presence(ctx context.Context, channel string) (PresenceInfo, error)
+	// CallClient calls a method of a connection's local interface.
+	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)
+	// Connections lists the current connections and their subscriptions.
+	Connections() []Connection
+	// AuthenticateHTTP identifies the caller of a plugin HTTP route from its
+	// request (token in ?token= or Authorization, or an API key).
+	AuthenticateHTTP(r *http.Request) (Caller, error)
+}
