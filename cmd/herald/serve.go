@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only on the -pprof address
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/server"
+)
+
+func runServe(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "[-config FILE] [-listen ADDR] [-pprof ADDR]", stderr)
+	path := fs.String("config", "config.hcl", "config file")
+	listen := fs.String("listen", "", "listen address, overriding server.listen")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	logger := newLogger(cfg, stderr)
+
+	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: version})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	plugins, err := startPlugins(ctx, cfg, logger, srv)
+	if err != nil {
+		return err
+	}
+	defer plugins.close()
+	go plugins.reloadOnHUP(ctx, *path)
+
+	if *pprofAddr != "" {
+		pl, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("pprof listen: %w", err)
+		}
+		logger.Info("pprof listening", "addr", pl.Addr().String())
+		go func() { _ = http.Serve(pl, http.DefaultServeMux) }()
+	}
+
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (server.listen): %w", cfg.Server.Listen, err)
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		logger.Error("shutdown", "error", err)
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "herald",
+		Level:      hclog.LevelFromString(cfg.Log.Level),
+		JSONFormat: cfg.Log.Format == "json",
+		Output:     w,
+	})
+}

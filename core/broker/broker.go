@@ -1,0 +1,62 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+)
+
+// Notification is what a publisher hands to herald: the domain's payload
+// and its labels. Herald adds id, channel seq and timestamp.
+type Notification struct {
+	Channel    string          `json:"channel"`
+	Event      string          `json:"event"`
+	ObjectType string          `json:"object_type"`
+	ObjectName string          `json:"object_name,omitempty"`
+	Object     json.RawMessage `json:"object"`
+}
+
+// Publication is a notification that has its place in its channel.
+// Data is the notification as clients receive it, encoded once and shared
+// by every subscriber: never modify it.
+type Publication struct {
+	Channel string
+	Seq     uint64
+	ID      string
+	Data    []byte
+}
+
+// Position is a point in a channel's stream. Epoch changes whenever the
+// stream is reset (history lost), so that a seq from an older epoch is never
+// taken for one of the current stream.
+type Position struct {
+	Seq   uint64 `json:"seq"`
+	Epoch string `json:"epoch"`
+}
+
+// ErrUnrecoverable means the history cannot bridge a client's gap: the epoch
+// changed, or the publications after its seq are no longer kept.
+var ErrUnrecoverable = errors.New("history cannot recover from that position")
+
+// Handler receives every publication of every channel, in seq order per
+// channel and in acceptance order across channels.
+type Handler interface {
+	HandlePublication(p *Publication)
+}
+
+// Broker assigns positions, keeps history and feeds the node's Handler.
+type Broker interface {
+	// Publish places each notification in its channel, in order, and returns
+	// once all of them are in history. Each is handed to the Handler.
+	Publish(ctx context.Context, ns []Notification) ([]*Publication, error)
+	// History returns the publications after since, oldest first, and the
+	// channel's current position. It fails with ErrUnrecoverable (still with
+	// the current position) when the gap cannot be bridged.
+	History(ctx context.Context, channel string, since Position) ([]*Publication, Position, error)
+	// Position returns the channel's current position.
+	Position(ctx context.Context, channel string) (Position, error)
+	// SetHandler sets where publications go; call it before publishing.
+	SetHandler(h Handler)
+	// Close releases the broker's resources.
+	Close() error
+}

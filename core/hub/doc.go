@@ -1,0 +1,8 @@
+// Package hub knows who is subscribed to what on this node, fans each
+// publication out to the channel's subscribers, keeps presence counts, and
+// joins a channel's history to its live stream when a client subscribes, so
+// that a resuming client sees every publication once, in order.
+//
+// It does not know about WebSockets (a Subscriber only queues) nor where
+// publications come from (the broker calls HandlePublication).
+package hub

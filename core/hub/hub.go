@@ -1,0 +1,261 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+
+	"github.com/heraldhq/herald/core/broker"
+)
+
+// Subscriber is one connection as the hub sees it.
+type Subscriber interface {
+	// Deliver queues a publication for the connection. It must not block.
+	Deliver(p *broker.Publication)
+	// UserID is the connection's user ("" when anonymous), for presence.
+	UserID() string
+}
+
+// History is the part of the broker the hub needs to join history to the
+// live stream.
+type History interface {
+	History(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, broker.Position, error)
+	Position(ctx context.Context, channel string) (broker.Position, error)
+}
+
+const shardCount = 64
+
+// Hub holds the subscriptions of this node.
+type Hub struct {
+	history       History
+	seed          maphash.Seed
+	shards        [shardCount]shard
+	subscriptions atomic.Int64
+}
+
+type shard struct {
+	mu       sync.RWMutex
+	channels map[string]*channel
+}
+
+type channel struct {
+	mu sync.Mutex
+	// subs maps each subscriber to its membership: the user it counted as
+	// in presence, and its recovery buffer while it joins the stream (nil
+	// once it receives live publications).
+	subs  map[Subscriber]*member
+	users map[string]int
+	// live is a snapshot of the subscribers with a nil recovery, rebuilt
+	// when stale: iterating a slice is what makes broadcast fan-out cheap.
+	live      []Subscriber
+	liveStale bool
+}
+
+type member struct {
+	userID string
+	rec    *recovery
+}
+
+type recovery struct {
+	buf []*broker.Publication
+}
+
+// New returns an empty hub reading history from h.
+func New(h History) *Hub {
+	hub := &Hub{history: h, seed: maphash.MakeSeed()}
+	for i := range hub.shards {
+		hub.shards[i].channels = make(map[string]*channel)
+	}
+	return hub
+}
+
+func (h *Hub) shard(name string) *shard {
+	return &h.shards[maphash.String(h.seed, name)%shardCount]
+}
+
+func (h *Hub) lookup(name string) *channel {
+	s := h.shard(name)
+	s.mu.RLock()
+	ch := s.channels[name]
+	s.mu.RUnlock()
+	return ch
+}
+
+// HandlePublication implements broker.Handler: it queues p for every live
+// subscriber of its channel and buffers it for the joining ones.
+func (h *Hub) HandlePublication(p *broker.Publication) {
+	ch := h.lookup(p.Channel)
+	if ch == nil {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.liveStale {
+		ch.live = ch.live[:0]
+		for s, m := range ch.subs {
+			if m.rec == nil {
+				ch.live = append(ch.live, s)
+			}
+		}
+		ch.liveStale = false
+	}
+	for _, s := range ch.live {
+		s.Deliver(p)
+	}
+	if len(ch.live) == len(ch.subs) {
+		return
+	}
+	for _, m := range ch.subs {
+		if m.rec != nil {
+			m.rec.buf = append(m.rec.buf, p)
+		}
+	}
+}
+
+// ErrAlreadySubscribed is returned by Subscribe when s already has the channel.
+var ErrAlreadySubscribed = errors.New("already subscribed")
+
+// Join is a subscription that is in the hub but not yet live: publications
+// that arrive meanwhile are buffered. Activate delivers the missed
+// publications, then the buffered ones, and makes it live.
+type Join struct {
+	hub       *Hub
+	sub       Subscriber
+	channel   string
+	rec       *recovery
+	missed    []*broker.Publication
+	Position  broker.Position
+	Recovered bool
+}
+
+// Subscribe adds s to channel. With since, the publications after it are
+// looked up; Recovered says whether they could be. The caller answers the
+// client, then calls Activate (or Cancel) on the returned Join.
+func (h *Hub) Subscribe(ctx context.Context, s Subscriber, name string, since *broker.Position) (*Join, error) {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	ch := sh.channels[name]
+	if ch == nil {
+		ch = &channel{subs: make(map[Subscriber]*member, 1), users: make(map[string]int, 1)}
+		sh.channels[name] = ch
+	}
+	// The channel lock is taken before the shard lock is released so that an
+	// Unsubscribe emptying the channel cannot remove it in between.
+	ch.mu.Lock()
+	sh.mu.Unlock()
+	if _, ok := ch.subs[s]; ok {
+		ch.mu.Unlock()
+		return nil, ErrAlreadySubscribed
+	}
+	rec := &recovery{}
+	uid := s.UserID()
+	ch.subs[s] = &member{userID: uid, rec: rec}
+	ch.users[uid]++
+	ch.mu.Unlock()
+	h.subscriptions.Add(1)
+
+	j := &Join{hub: h, sub: s, channel: name, rec: rec}
+	var err error
+	if since != nil {
+		j.missed, j.Position, err = h.history.History(ctx, name, *since)
+		j.Recovered = err == nil
+		if errors.Is(err, broker.ErrUnrecoverable) {
+			err = nil
+		}
+	} else {
+		j.Position, err = h.history.Position(ctx, name)
+	}
+	if err != nil {
+		h.Unsubscribe(s, name)
+		return nil, fmt.Errorf("subscribe %q: %w", name, err)
+	}
+	return j, nil
+}
+
+// Activate delivers what the subscriber missed and what arrived while it
+// joined, each publication once and in seq order, and makes it live.
+func (j *Join) Activate() {
+	ch := j.hub.lookup(j.channel)
+	if ch == nil {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	m := ch.subs[j.sub]
+	if m == nil || m.rec != j.rec {
+		return // unsubscribed meanwhile
+	}
+	last := j.Position.Seq
+	for _, p := range j.missed {
+		j.sub.Deliver(p)
+	}
+	for _, p := range j.rec.buf {
+		if p.Seq > last {
+			j.sub.Deliver(p)
+			last = p.Seq
+		}
+	}
+	m.rec = nil
+	ch.liveStale = true
+	j.rec.buf = nil
+}
+
+// Cancel removes a subscription that will not be activated.
+func (j *Join) Cancel() { j.hub.Unsubscribe(j.sub, j.channel) }
+
+// Unsubscribe removes s from channel and reports whether it was there.
+func (h *Hub) Unsubscribe(s Subscriber, name string) bool {
+	sh := h.shard(name)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ch := sh.channels[name]
+	if ch == nil {
+		return false
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	m, ok := ch.subs[s]
+	if !ok {
+		return false
+	}
+	delete(ch.subs, s)
+	uid := m.userID
+	if ch.users[uid] <= 1 {
+		delete(ch.users, uid)
+	} else {
+		ch.users[uid]--
+	}
+	ch.liveStale = true
+	if len(ch.subs) == 0 {
+		delete(sh.channels, name)
+	}
+	h.subscriptions.Add(-1)
+	return true
+}
+
+// Presence returns how many connections are subscribed to channel and the
+// distinct user ids among them (anonymous connections count, but have no id).
+func (h *Hub) Presence(name string) (count int, users []string) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return 0, []string{}
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	users = make([]string, 0, len(ch.users))
+	for u := range ch.users {
+		if u != "" {
+			users = append(users, u)
+		}
+	}
+	return len(ch.subs), users
+}
+
+// HasSubscribers reports whether anyone on this node is subscribed to channel.
+func (h *Hub) HasSubscribers(name string) bool { return h.lookup(name) != nil }
+
+// Subscriptions is the number of subscriptions on this node.
+func (h *Hub) Subscriptions() int64 { return h.subscriptions.Load() }

@@ -1,0 +1,222 @@
+package rpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Kind says what a decoded message is.
+type Kind int
+
+const (
+	KindInvalid      Kind = iota // not a valid JSON-RPC message; Err says why
+	KindRequest                  // method and id: a reply is due
+	KindNotification             // method, no id: no reply
+	KindResponse                 // result or error with an id: answers a call we made
+)
+
+// Message is one JSON-RPC message of a frame.
+type Message struct {
+	Kind   Kind
+	ID     json.RawMessage // as sent: a string, a number or null; nil when absent
+	Method string
+	Params json.RawMessage
+	Result json.RawMessage
+	Error  *Error
+	// Err is set on KindInvalid messages: the error to answer with (ID may be nil).
+	Err *Error
+}
+
+type wireMessage struct {
+	JSONRPC *string         `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  *string         `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   *Error          `json:"error"`
+}
+
+// Decode splits a frame into its messages. batch reports whether the frame
+// was a JSON array. A frame that is not JSON at all, or an empty batch, gives
+// a single KindInvalid message with the matching error (-32700 or -32600).
+func Decode(frame []byte) (msgs []Message, batch bool) {
+	trimmed := bytes.TrimLeft(frame, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var raws []json.RawMessage
+		if err := json.Unmarshal(trimmed, &raws); err != nil {
+			return []Message{{Kind: KindInvalid, Err: Errorf(CodeParseError, "parse error: %s", jsonErrText(err))}}, false
+		}
+		if len(raws) == 0 {
+			return []Message{{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: empty batch")}}, false
+		}
+		msgs = make([]Message, len(raws))
+		for i, raw := range raws {
+			msgs[i] = decodeOne(raw)
+		}
+		return msgs, true
+	}
+	if !json.Valid(trimmed) {
+		return []Message{{Kind: KindInvalid, Err: Errorf(CodeParseError, "parse error: the frame is not valid JSON")}}, false
+	}
+	return []Message{decodeOne(trimmed)}, false
+}
+
+func decodeOne(raw json.RawMessage) Message {
+	var w wireMessage
+	if err := json.Unmarshal(raw, &w); err != nil {
+		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object (%s)", jsonErrText(err))}
+	}
+	id := w.ID
+	if id != nil && !validID(id) {
+		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: id must be a string, a number or null")}
+	}
+	if w.JSONRPC == nil || *w.JSONRPC != "2.0" {
+		return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)}
+	}
+	if w.Method != nil {
+		if *w.Method == "" {
+			return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidRequest, "invalid request: method must not be empty")}
+		}
+		if len(w.Params) > 0 && w.Params[0] != '{' && w.Params[0] != '[' && !bytes.Equal(w.Params, []byte("null")) {
+			return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidParams, "invalid params: params must be an object or an array")}
+		}
+		m := Message{Method: *w.Method, Params: w.Params, ID: id, Kind: KindRequest}
+		if id == nil {
+			m.Kind = KindNotification
+		}
+		return m
+	}
+	if w.Result != nil || w.Error != nil {
+		if id == nil {
+			return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a response needs an id")}
+		}
+		return Message{Kind: KindResponse, ID: id, Result: w.Result, Error: w.Error}
+	}
+	return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidRequest, "invalid request: a message needs a method, or a result or error")}
+}
+
+func validID(id json.RawMessage) bool {
+	switch id[0] {
+	case '"':
+		return true
+	case 'n':
+		return string(id) == "null"
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		return true
+	}
+	return false
+}
+
+func jsonErrText(err error) string {
+	if se, ok := err.(*json.SyntaxError); ok {
+		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	}
+	return err.Error()
+}
+
+var nullID = json.RawMessage("null")
+
+// AppendResult appends a success response.
+func AppendResult(dst []byte, id json.RawMessage, result []byte) []byte {
+	if id == nil {
+		id = nullID
+	}
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"result":`...)
+	if len(result) == 0 {
+		result = nullID
+	}
+	dst = append(dst, result...)
+	return append(dst, '}')
+}
+
+// AppendError appends an error response.
+func AppendError(dst []byte, id json.RawMessage, e *Error) []byte {
+	if id == nil {
+		id = nullID
+	}
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = append(dst, id...)
+	dst = append(dst, `,"error":{"code":`...)
+	dst = strconv.AppendInt(dst, int64(e.Code), 10)
+	dst = append(dst, `,"message":`...)
+	dst = AppendString(dst, e.Message)
+	if len(e.Data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, e.Data...)
+	}
+	return append(dst, "}}"...)
+}
+
+// AppendRequest appends a request (id != "") or a notification (id == "")
+// from the server to the client. params must be valid JSON or empty.
+func AppendRequest(dst []byte, id, method string, params []byte) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0",`...)
+	if id != "" {
+		dst = append(dst, `"id":`...)
+		dst = AppendString(dst, id)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"method":`...)
+	dst = AppendString(dst, method)
+	if len(params) > 0 {
+		dst = append(dst, `,"params":`...)
+		dst = append(dst, params...)
+	}
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendString appends s as a JSON string, escaping what JSON requires and
+// replacing invalid UTF-8, so that any Go string yields valid JSON.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/heraldhq/herald/core/auth"
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/hub"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+)
+
+// The Server is the plugin host's Core: what plugins may ask of herald.
+var _ pluginhost.Core = (*Server)(nil)
+
+// Emit implements pluginhost.Core: it publishes like the HTTP API does.
+func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notification) ([]pluginhost.Published, error) {
+	in := make([]broker.Notification, len(ns))
+	for i, n := range ns {
+		if err := validChannel(n.Channel); err != nil || n.Channel == ServerChannel {
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: bad channel %q", plugin, i, n.Channel)
+		}
+		if n.Event == "" || n.ObjectType == "" {
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: event and object_type are required", plugin, i)
+		}
+		obj := n.Object
+		if len(obj) == 0 {
+			obj = json.RawMessage("null")
+		} else if !json.Valid(obj) {
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid JSON", plugin, i)
+		}
+		in[i] = broker.Notification{Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: obj}
+	}
+	res, err := s.publish(ctx, in)
+	out := make([]pluginhost.Published, len(res))
+	for i, r := range res {
+		out[i] = pluginhost.Published{Channel: r.Channel, Seq: r.Seq, ID: r.ID}
+	}
+	return out, err
+}
+
+func (s *Server) mustSession(connID string) (*session, error) {
+	ss := s.session(connID)
+	if ss == nil {
+		return nil, rpc.Errorf(rpc.CodeInvalidParams, "no connection %q on this server", connID)
+	}
+	return ss, nil
+}
+
+// Subscribe implements pluginhost.Core: the plugin subscribes a connection
+// to a channel it created; the owner is not asked again.
+func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
+	ss, err := s.mustSession(connID)
+	if err != nil {
+		return err
+	}
+	if err := validChannel(channel); err != nil {
+		return rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
+	}
+	ss.mu.Lock()
+	_, had := ss.subs[channel]
+	n := len(ss.subs)
+	ss.mu.Unlock()
+	if had {
+		return nil
+	}
+	if n >= s.cfg.Limits.MaxSubscriptions {
+		return rpc.Errorf(rpc.CodeLimitExceeded, "connection %s holds %d subscriptions, the limit (limits.max_subscriptions)", connID, n)
+	}
+	j, err := s.hub.Subscribe(ctx, ss, channel, nil)
+	if errors.Is(err, hub.ErrAlreadySubscribed) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ss.mu.Lock()
+	if ss.closed {
+		ss.mu.Unlock()
+		j.Cancel()
+		return rpc.Errorf(rpc.CodeInvalidParams, "connection %s closed", connID)
+	}
+	ss.subs[channel] = struct{}{}
+	ss.mu.Unlock()
+	j.Activate()
+	s.metrics.subscriptions.Inc()
+	c := ss.caller()
+	s.plugins.Notify(pluginhost.Event{Kind: pluginhost.Subscribed, ConnID: connID, UserID: c.UserID, Claims: c.Claims, Channel: channel})
+	return nil
+}
+
+// Unsubscribe implements pluginhost.Core.
+func (s *Server) Unsubscribe(ctx context.Context, connID, channel string) error {
+	ss, err := s.mustSession(connID)
+	if err != nil {
+		return err
+	}
+	ss.unsubscribe([]string{channel})
+	return nil
+}
+
+// Presence implements pluginhost.Core.
+func (s *Server) Presence(ctx context.Context, channel string) (pluginhost.PresenceInfo, error) {
+	count, users := s.hub.Presence(channel)
+	return pluginhost.PresenceInfo{Count: count, Users: users}, nil
+}
+
+// CallClient implements pluginhost.Core.
+func (s *Server) CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error) {
+	ss, err := s.mustSession(connID)
+	if err != nil {
+		return nil, err
+	}
+	return ss.serverCall(ctx, method, params)
+}
+
+// Connections implements pluginhost.Core.
+func (s *Server) Connections() []pluginhost.Connection {
+	s.sessionsMu.RLock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.sessionsMu.RUnlock()
+	out := make([]pluginhost.Connection, 0, len(all))
+	for _, ss := range all {
+		ss.mu.Lock()
+		if !ss.announced || ss.closed {
+			ss.mu.Unlock()
+			continue
+		}
+		c := pluginhost.Connection{ConnID: ss.id, Volatile: ss.volatile, Channels: make([]string, 0, len(ss.subs))}
+		if ss.ident != nil && !ss.expired {
+			c.UserID, c.Claims = ss.ident.UserID, ss.ident.Claims
+		}
+		for ch := range ss.subs {
+			c.Channels = append(c.Channels, ch)
+		}
+		ss.mu.Unlock()
+		out = append(out, c)
+	}
+	return out
+}
+
+// AuthenticateHTTP implements pluginhost.Core: an API key makes a backend
+// caller; a client token (query or header) makes a user caller.
+func (s *Server) AuthenticateHTTP(r *http.Request) (pluginhost.Caller, error) {
+	bearer := auth.BearerToken(r)
+	if bearer != "" && s.apiKeys.Valid(bearer) {
+		return pluginhost.Caller{Backend: true}, nil
+	}
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		token = bearer
+	}
+	if token == "" {
+		if s.cfg.Auth.Anonymous {
+			return pluginhost.Caller{}, nil
+		}
+		return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send a token (?token= or Authorization: Bearer) or an API key")
+	}
+	id, err := s.tokens.Verify(token)
+	if err != nil {
+		return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: %v", err)
+	}
+	return pluginhost.Caller{UserID: id.UserID, Claims: id.Claims, Token: id.Token}, nil
+}

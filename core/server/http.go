@@ -1,0 +1,255 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/heraldhq/herald/core/auth"
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+)
+
+// maxPublishBody bounds one HTTP API request body.
+const maxPublishBody = 4 << 20
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, status, code int, message string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"code": code, "message": message}})
+}
+
+func writeRPCError(w http.ResponseWriter, status int, e *rpc.Error) {
+	body := map[string]any{"code": e.Code, "message": e.Message}
+	if len(e.Data) > 0 {
+		body["data"] = e.Data
+	}
+	writeJSON(w, status, map[string]any{"error": body})
+}
+
+// requireAPIKey lets through requests with a configured backend key.
+func (s *Server) requireAPIKey(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := auth.BearerToken(r)
+		if key == "" {
+			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, "missing API key: send Authorization: Bearer <api_key>")
+			return
+		}
+		if !s.apiKeys.Valid(key) {
+			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, "invalid API key")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// parsePublish validates a publish body and returns its notifications, or
+// an error naming the wrong field.
+func parsePublish(body []byte) ([]broker.Notification, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, fmt.Errorf("body: must be a JSON object: %v", err)
+	}
+	if raw, ok := top["notifications"]; ok {
+		var list []json.RawMessage
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return nil, errors.New("notifications: must be an array of notifications")
+		}
+		if len(list) == 0 {
+			return nil, errors.New("notifications: must not be empty")
+		}
+		out := make([]broker.Notification, len(list))
+		for i, item := range list {
+			n, err := parseNotification(item)
+			if err != nil {
+				return nil, fmt.Errorf("notifications[%d].%w", i, err)
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	n, err := parseNotification(body)
+	if err != nil {
+		return nil, err
+	}
+	return []broker.Notification{n}, nil
+}
+
+type fieldError struct{ field, msg string }
+
+func (e *fieldError) Error() string { return e.field + ": " + e.msg }
+
+func parseNotification(raw json.RawMessage) (broker.Notification, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return broker.Notification{}, &fieldError{"notification", "must be a JSON object"}
+	}
+	var n broker.Notification
+	str := func(name string, dst *string, required bool) error {
+		v, ok := fields[name]
+		if !ok || string(v) == "null" {
+			if required {
+				return &fieldError{name, "is required"}
+			}
+			return nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return &fieldError{name, "must be a string"}
+		}
+		if required && *dst == "" {
+			return &fieldError{name, "must not be empty"}
+		}
+		return nil
+	}
+	for _, f := range []struct {
+		name     string
+		dst      *string
+		required bool
+	}{{"channel", &n.Channel, true}, {"event", &n.Event, true}, {"object_type", &n.ObjectType, true}, {"object_name", &n.ObjectName, false}} {
+		if err := str(f.name, f.dst, f.required); err != nil {
+			return n, err
+		}
+	}
+	if err := validChannel(n.Channel); err != nil {
+		return n, &fieldError{"channel", err.Error()}
+	}
+	if n.Channel == ServerChannel {
+		return n, &fieldError{"channel", "$server is herald's own channel"}
+	}
+	obj, ok := fields["object"]
+	if !ok {
+		return n, &fieldError{"object", "is required (use null for none)"}
+	}
+	n.Object = compactJSON(obj)
+	for k := range fields {
+		switch k {
+		case "channel", "event", "object_type", "object_name", "object":
+		default:
+			return n, &fieldError{k, "is not a notification field (channel, event, object_type, object_name, object)"}
+		}
+	}
+	return n, nil
+}
+
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes", maxPublishBody))
+		return
+	}
+	ns, err := parsePublish(body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, rpc.CodeInvalidParams, err.Error())
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	status, reply := s.idem.do(key, func() (int, any) {
+		results, err := s.publish(r.Context(), ns)
+		if err != nil {
+			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
+		}
+		return http.StatusOK, map[string]any{"results": results}
+	})
+	writeJSON(w, status, reply)
+}
+
+type publishResult struct {
+	Channel string `json:"channel"`
+	Seq     uint64 `json:"seq"`
+	ID      string `json:"id"`
+}
+
+// publish accepts notifications: when it returns, they are in history.
+func (s *Server) publish(ctx context.Context, ns []broker.Notification) ([]publishResult, error) {
+	// A client going away must not cut a publish half way.
+	pubs, err := s.broker.Publish(context.WithoutCancel(ctx), ns)
+	s.metrics.published.Add(float64(len(pubs)))
+	results := make([]publishResult, len(pubs))
+	for i, p := range pubs {
+		results[i] = publishResult{Channel: p.Channel, Seq: p.Seq, ID: p.ID}
+	}
+	if err != nil {
+		return results, fmt.Errorf("publish: %w", err)
+	}
+	return results, nil
+}
+
+func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
+	plugin, method := r.PathValue("plugin"), r.PathValue("method")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
+	if err != nil {
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes", maxPublishBody))
+		return
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		body = []byte("{}")
+	}
+	if !json.Valid(body) {
+		writeJSONError(w, http.StatusBadRequest, rpc.CodeParseError, "body: not valid JSON")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.callTimeout)
+	defer cancel()
+	res, err := s.plugins.Call(ctx, plugin, method, pluginhost.Caller{Backend: true}, body)
+	s.metrics.observeCall(plugin+"."+method, asRPCError(err))
+	if err != nil {
+		re := asRPCError(err)
+		writeRPCError(w, httpStatus(re.Code), re)
+		return
+	}
+	if len(res) == 0 {
+		res = json.RawMessage("null")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res)
+}
+
+func asRPCError(err error) *rpc.Error {
+	if err == nil {
+		return nil
+	}
+	var re *rpc.Error
+	if errors.As(err, &re) {
+		return re
+	}
+	return rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
+}
+
+// httpStatus maps an RPC error code to the HTTP status of the backend API.
+func httpStatus(code int) int {
+	switch code {
+	case rpc.CodeParseError, rpc.CodeInvalidRequest, rpc.CodeInvalidParams:
+		return http.StatusBadRequest
+	case rpc.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case rpc.CodeForbidden:
+		return http.StatusForbidden
+	case rpc.CodeUnknownNamespace, rpc.CodeMethodNotFound:
+		return http.StatusNotFound
+	case rpc.CodeLimitExceeded, rpc.CodeRateLimited:
+		return http.StatusTooManyRequests
+	case rpc.CodePluginUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return raw
+	}
+	return buf.Bytes()
+}

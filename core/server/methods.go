@@ -1,0 +1,500 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/hub"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+)
+
+func invalidParams(format string, args ...any) *rpc.Error {
+	return rpc.Errorf(rpc.CodeInvalidParams, "invalid params: "+format, args...)
+}
+
+func decodeParams(params json.RawMessage, v any) *rpc.Error {
+	if len(params) == 0 || string(params) == "null" {
+		return nil
+	}
+	if params[0] != '{' {
+		return invalidParams("params must be an object")
+	}
+	if err := json.Unmarshal(params, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return invalidParams("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+		}
+		return invalidParams("%v", err)
+	}
+	return nil
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "bool":
+		return "a boolean"
+	case "ptr", "interface":
+		return "a different type"
+	}
+	return "a number"
+}
+
+func marshalResult(v any) ([]byte, *rpc.Error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, rpc.Errorf(rpc.CodeInternal, "internal error: encode result: %v", err)
+	}
+	return b, nil
+}
+
+type helloParams struct {
+	Token    string          `json:"token"`
+	Methods  *[]string       `json:"methods"`
+	Client   json.RawMessage `json:"client"`
+	Volatile json.RawMessage `json:"volatile"`
+}
+
+func (s *session) hello(params json.RawMessage) ([]byte, *rpc.Error) {
+	var p helloParams
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Token != "" {
+		if err := s.acceptToken(p.Token); err != nil {
+			return nil, err
+		}
+	} else if !s.authenticated() {
+		return nil, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: hello needs a token (anonymous access is off)")
+	}
+	s.mu.Lock()
+	if p.Methods != nil {
+		s.methods = make(map[string]bool, len(*p.Methods))
+		for _, m := range *p.Methods {
+			s.methods[m] = true
+		}
+		s.wantsNotifications.Store(s.methods["onNotificationReceived"])
+	}
+	if p.Volatile != nil {
+		s.volatile = p.Volatile
+	}
+	var userID *string
+	if s.ident != nil {
+		uid := s.ident.UserID
+		userID = &uid
+	}
+	s.mu.Unlock()
+	s.announce()
+	return marshalResult(map[string]any{
+		"session_id": s.id,
+		"user_id":    userID,
+		"server":     map[string]string{"name": "herald", "version": s.srv.version},
+		"limits": map[string]any{
+			"max_batch":       s.srv.cfg.Delivery.MaxBatch,
+			"max_frame_bytes": s.srv.cfg.Limits.MaxFrameBytes,
+		},
+	})
+}
+
+func (s *session) acceptToken(token string) *rpc.Error {
+	id, err := s.srv.tokens.Verify(token)
+	if err != nil {
+		return rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: %v", err)
+	}
+	return s.setIdentity(id)
+}
+
+func (s *session) authenticate(params json.RawMessage) ([]byte, *rpc.Error) {
+	var p struct {
+		Token string `json:"token"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Token == "" {
+		return nil, invalidParams("token is required")
+	}
+	if err := s.acceptToken(p.Token); err != nil {
+		return nil, err
+	}
+	s.announce()
+	s.mu.Lock()
+	id := s.ident
+	s.mu.Unlock()
+	var exp any
+	if !id.ExpiresAt.IsZero() {
+		exp = id.ExpiresAt.UTC().Format("2006-01-02T15:04:05Z07:00")
+	}
+	return marshalResult(map[string]any{"user_id": id.UserID, "expires_at": exp})
+}
+
+// channelList is "a b c" or ["a", "b"].
+type channelList []string
+
+func (c *channelList) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*c = splitChannels(s)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return errors.New("must be a space-separated string or an array of strings")
+	}
+	*c = list
+	return nil
+}
+
+type channelParams struct {
+	Channel  *channelList `json:"channel"`
+	Channels *channelList `json:"channels"`
+}
+
+func (p *channelParams) names() ([]string, *rpc.Error) {
+	var out []string
+	if p.Channel != nil {
+		out = append(out, *p.Channel...)
+	}
+	if p.Channels != nil {
+		out = append(out, *p.Channels...)
+	}
+	if len(out) == 0 {
+		return nil, invalidParams(`give "channel" (a space-separated string) or "channels" (an array)`)
+	}
+	seen := make(map[string]bool, len(out))
+	uniq := out[:0]
+	for _, ch := range out {
+		if !seen[ch] {
+			seen[ch] = true
+			uniq = append(uniq, ch)
+		}
+	}
+	return uniq, nil
+}
+
+func decodeChannelParams(params json.RawMessage, v any) *rpc.Error {
+	err := decodeParams(params, v)
+	if err != nil && strings.Contains(err.Message, "space-separated") {
+		return invalidParams(`"channel"/"channels" must be a space-separated string or an array of strings`)
+	}
+	return err
+}
+
+type subscribeParams struct {
+	channelParams
+	Since       map[string]broker.Position `json:"since"`
+	Volatile    json.RawMessage            `json:"volatile"`
+	Token       string                     `json:"token"`
+	AccessToken string                     `json:"accessToken"`
+}
+
+type refusal struct {
+	Channel string `json:"channel"`
+	Code    int    `json:"code"`
+	Reason  string `json:"reason"`
+}
+
+type subscription struct {
+	Channel   string `json:"channel"`
+	Seq       uint64 `json:"seq"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered,omitempty"`
+}
+
+func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
+	var p subscribeParams
+	if err := decodeChannelParams(params, &p); err != nil {
+		return nil, err
+	}
+	names, rerr := p.names()
+	if rerr != nil {
+		return nil, rerr
+	}
+	if tok := firstNonEmpty(p.Token, p.AccessToken); tok != "" {
+		if err := s.acceptToken(tok); err != nil {
+			return nil, err
+		}
+	}
+	for ch := range p.Since {
+		if !contains(names, ch) {
+			return nil, invalidParams("since names %q, which is not among the channels to subscribe", ch)
+		}
+	}
+
+	// Channels already held are answered with their position and not joined again.
+	s.mu.Lock()
+	var fresh []string
+	for _, ch := range names {
+		if _, ok := s.subs[ch]; !ok {
+			fresh = append(fresh, ch)
+		}
+	}
+	limit := s.srv.cfg.Limits.MaxSubscriptions
+	over := len(s.subs)+len(fresh) > limit
+	held := len(s.subs)
+	s.mu.Unlock()
+	if over {
+		return nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: this connection holds %d subscriptions and asks for %d more; the limit is %d (limits.max_subscriptions)", held, len(fresh), limit)
+	}
+
+	if refused := s.authorize(fresh); len(refused) > 0 {
+		return nil, refusalError(refused)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
+	defer cancel()
+	result := make([]subscription, 0, len(names))
+	joins := make([]*hub.Join, 0, len(fresh))
+	for _, ch := range names {
+		var since *broker.Position
+		if pos, ok := p.Since[ch]; ok {
+			since = &pos
+		}
+		if !contains(fresh, ch) {
+			pos, err := s.srv.broker.Position(ctx, ch)
+			if err != nil {
+				cancelJoins(joins)
+				return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
+			}
+			result = append(result, subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch})
+			continue
+		}
+		j, err := s.srv.hub.Subscribe(ctx, s, ch, since)
+		if errors.Is(err, hub.ErrAlreadySubscribed) {
+			// A plugin subscribed the connection meanwhile.
+			pos, perr := s.srv.broker.Position(ctx, ch)
+			if perr != nil {
+				cancelJoins(joins)
+				return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", perr)
+			}
+			result = append(result, subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch})
+			continue
+		}
+		if err != nil {
+			cancelJoins(joins)
+			return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
+		}
+		joins = append(joins, j)
+		sub := subscription{Channel: ch, Seq: j.Position.Seq, Epoch: j.Position.Epoch}
+		if since != nil {
+			rec := j.Recovered
+			sub.Recovered = &rec
+		}
+		result = append(result, sub)
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		cancelJoins(joins)
+		return nil, rpc.Errorf(rpc.CodeInternal, "connection closed")
+	}
+	for _, ch := range fresh {
+		s.subs[ch] = struct{}{}
+	}
+	if p.Volatile != nil {
+		s.volatile = p.Volatile
+	}
+	volatile := s.volatile
+	s.mu.Unlock()
+
+	reply, rerr := marshalResult(map[string]any{"subscriptions": result})
+	if rerr != nil {
+		cancelJoins(joins)
+		return nil, rerr
+	}
+	// The reply goes first; then each channel's missed and live publications.
+	s.afterReply = append(s.afterReply, func() {
+		for _, j := range joins {
+			j.Activate()
+		}
+	})
+	s.announce()
+	c := s.caller()
+	for _, ch := range fresh {
+		s.srv.metrics.subscriptions.Inc()
+		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Subscribed, ConnID: s.id, UserID: c.UserID, Claims: c.Claims, Channel: ch, Volatile: volatile})
+	}
+	return reply, nil
+}
+
+func cancelJoins(joins []*hub.Join) {
+	for _, j := range joins {
+		j.Cancel()
+	}
+}
+
+func refusalError(refused []refusal) *rpc.Error {
+	parts := make([]string, len(refused))
+	for i, r := range refused {
+		parts[i] = fmt.Sprintf("%s (%s)", r.Channel, r.Reason)
+	}
+	e := rpc.Errorf(refused[0].Code, "subscribe refused, nothing was subscribed: %s", strings.Join(parts, "; "))
+	return e.WithData(map[string]any{"channels": refused})
+}
+
+// authorize checks every channel and returns the refused ones. Channels of
+// one plugin are asked of it in one call.
+func (s *session) authorize(channels []string) []refusal {
+	var refused []refusal
+	byPlugin := map[string][]string{}
+	anonymous := s.caller().UserID == ""
+	for _, ch := range channels {
+		if err := validChannel(ch); err != nil {
+			refused = append(refused, refusal{ch, rpc.CodeInvalidParams, err.Error()})
+			continue
+		}
+		switch {
+		case ch == ServerChannel:
+			refused = append(refused, refusal{ch, rpc.CodeInvalidParams, "$server needs no subscription: its notifications reach every connection"})
+		case ch == ConfigChannel:
+			if anonymous {
+				refused = append(refused, refusal{ch, rpc.CodeUnauthenticated, "the config channel is for authenticated connections"})
+			}
+		case namespace(ch) == "":
+			if !s.srv.cfg.Auth.OpenChannels {
+				refused = append(refused, refusal{ch, rpc.CodeUnknownNamespace, "open channels are disabled (auth.open_channels = false); use a channel of a plugin's namespace"})
+			}
+		default:
+			plugin, ok := s.srv.plugins.Owner(ch)
+			if !ok {
+				refused = append(refused, refusal{ch, rpc.CodeUnknownNamespace, fmt.Sprintf("no plugin owns the namespace %q", namespace(ch))})
+				continue
+			}
+			byPlugin[plugin] = append(byPlugin[plugin], ch)
+		}
+	}
+	if len(byPlugin) == 0 {
+		return refused
+	}
+	caller := s.caller()
+	for plugin, chs := range byPlugin {
+		ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
+		rs, err := s.srv.plugins.Authorize(ctx, plugin, caller, chs)
+		cancel()
+		if err != nil {
+			code, msg := rpc.CodePluginUnavailable, err.Error()
+			var re *rpc.Error
+			if errors.As(err, &re) {
+				code, msg = re.Code, re.Message
+			}
+			for _, ch := range chs {
+				refused = append(refused, refusal{ch, code, msg})
+			}
+			continue
+		}
+		for _, r := range rs {
+			refused = append(refused, refusal{r.Channel, r.Code, r.Reason})
+		}
+	}
+	return refused
+}
+
+func (s *session) unsubscribeCall(params json.RawMessage) ([]byte, *rpc.Error) {
+	var p channelParams
+	if err := decodeChannelParams(params, &p); err != nil {
+		return nil, err
+	}
+	names, rerr := p.names()
+	if rerr != nil {
+		return nil, rerr
+	}
+	done := s.unsubscribe(names)
+	return marshalResult(map[string]any{"unsubscribed": done})
+}
+
+// unsubscribe ends the session's subscriptions to channels and returns those
+// it had.
+func (s *session) unsubscribe(channels []string) []string {
+	done := make([]string, 0, len(channels))
+	s.mu.Lock()
+	for _, ch := range channels {
+		if _, ok := s.subs[ch]; ok {
+			delete(s.subs, ch)
+			done = append(done, ch)
+		}
+	}
+	s.mu.Unlock()
+	if len(done) == 0 {
+		return done
+	}
+	c := s.caller()
+	for _, ch := range done {
+		if s.srv.hub.Unsubscribe(s, ch) {
+			s.srv.metrics.subscriptions.Dec()
+		}
+		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Unsubscribed, ConnID: s.id, UserID: c.UserID, Claims: c.Claims, Channel: ch})
+	}
+	return done
+}
+
+func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
+	var p struct {
+		Channel string `json:"channel"`
+	}
+	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if p.Channel == "" {
+		return nil, invalidParams("channel is required")
+	}
+	s.mu.Lock()
+	_, ok := s.subs[p.Channel]
+	s.mu.Unlock()
+	if !ok {
+		return nil, rpc.Errorf(rpc.CodeForbidden, "forbidden: presence is for channels this connection is subscribed to; subscribe to %q first", p.Channel)
+	}
+	count, users := s.srv.hub.Presence(p.Channel)
+	return marshalResult(map[string]any{"count": count, "users": users})
+}
+
+// pluginCall routes "<plugin>.<method>" to the plugin.
+func (s *session) pluginCall(method string, params json.RawMessage) ([]byte, *rpc.Error) {
+	i := strings.IndexByte(method, '.')
+	if i <= 0 || i == len(method)-1 {
+		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q (herald's methods are hello, authenticate, subscribe, unsubscribe, presence, ping; plugin methods are <plugin>.<method>)", method)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
+	defer cancel()
+	if len(params) == 0 {
+		params = json.RawMessage("{}")
+	}
+	res, err := s.srv.plugins.Call(ctx, method[:i], method[i+1:], s.caller(), params)
+	if err != nil {
+		var re *rpc.Error
+		if errors.As(err, &re) {
+			return nil, re
+		}
+		return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %s: %v", method, err)
+	}
+	if len(res) == 0 {
+		res = json.RawMessage("null")
+	}
+	return res, nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/heraldhq/herald/core/broker"
+)
+
+// overloadState tracks the servers_busy signal of the config channel.
+type overloadState struct {
+	busy bool
+}
+
+// Hysteresis: once busy, the server reports normal only when every measure
+// is below this share of its threshold, so a load hovering at a threshold
+// does not flap.
+const overloadRecovery = 0.8
+
+// load measures what the overload thresholds compare against.
+func (s *Server) load() (connections int, outboxRatio float64) {
+	s.sessionsMu.RLock()
+	defer s.sessionsMu.RUnlock()
+	queued := 0
+	for _, ss := range s.sessions {
+		queued += ss.conn.Queued()
+	}
+	connections = len(s.sessions)
+	if connections > 0 && s.cfg.Delivery.OutboxLimit > 0 {
+		outboxRatio = float64(queued) / float64(connections*s.cfg.Delivery.OutboxLimit)
+	}
+	return connections, outboxRatio
+}
+
+// checkOverload publishes servers_busy or servers_normal on a change.
+func (s *Server) checkOverload(ctx context.Context) {
+	conns, ratio := s.load()
+	th := s.cfg.Overload
+	over := conns >= th.BusyConnections || ratio >= th.BusyOutboxRatio
+	under := float64(conns) < overloadRecovery*float64(th.BusyConnections) && ratio < overloadRecovery*th.BusyOutboxRatio
+	event := ""
+	switch {
+	case !s.overload.busy && over:
+		s.overload.busy, event = true, "servers_busy"
+		s.metrics.busy.Set(1)
+	case s.overload.busy && under:
+		s.overload.busy, event = false, "servers_normal"
+		s.metrics.busy.Set(0)
+	}
+	if event == "" {
+		return
+	}
+	s.log.Warn("load signal", "event", event, "connections", conns, "outbox_ratio", ratio)
+	_, err := s.publish(ctx, []broker.Notification{{
+		Channel: ConfigChannel, Event: event, ObjectType: "config",
+		Object: []byte(`{"type":"` + event + `"}`),
+	}})
+	if err != nil {
+		s.log.Error("publish load signal", "error", err)
+	}
+}
+
+// watchOverload checks the load every interval until ctx ends.
+func (s *Server) watchOverload(ctx context.Context) {
+	t := time.NewTicker(s.overloadInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.checkOverload(ctx)
+		}
+	}
+}
+
+func (s *Server) overloadInterval() time.Duration { return time.Second }

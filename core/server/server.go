@@ -1,0 +1,311 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hashicorp/go-hclog"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/heraldhq/herald/core/auth"
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/hub"
+	"github.com/heraldhq/herald/core/transport"
+)
+
+// Options configure a Server.
+type Options struct {
+	Config  *config.Config
+	Logger  hclog.Logger
+	Version string
+	// Broker defaults to a memory broker sized by the history config.
+	Broker broker.Broker
+	// CallTimeout bounds plugin calls and server-to-client calls (default 10s).
+	CallTimeout time.Duration
+	// WriteTimeout bounds one WebSocket write (default 10s).
+	WriteTimeout time.Duration
+	// AuthTimeout is how long a connection without a token may take to
+	// authenticate before it is closed with 4001 (default 10s).
+	AuthTimeout time.Duration
+}
+
+// Server is herald's running core.
+type Server struct {
+	cfg         *config.Config
+	log         hclog.Logger
+	version     string
+	broker      broker.Broker
+	hub         *hub.Hub
+	tokens      *auth.Tokens
+	apiKeys     *auth.APIKeys
+	origins     *auth.Origins
+	plugins     Plugins
+	metrics     *metrics
+	callTimeout time.Duration
+	authTimeout time.Duration
+
+	upgrader websocket.Upgrader
+	topts    transport.Options
+
+	sessionsMu sync.RWMutex
+	sessions   map[string]*session
+	conns      sync.WaitGroup
+
+	idem *idempotency
+
+	draining atomic.Bool
+	httpSrv  *http.Server
+	overload overloadState
+}
+
+// New builds a server from its config.
+func New(opts Options) (*Server, error) {
+	if opts.Config == nil {
+		return nil, errors.New("server: no config")
+	}
+	cfg := opts.Config
+	if opts.Logger == nil {
+		opts.Logger = hclog.NewNullLogger()
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 10 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.AuthTimeout <= 0 {
+		opts.AuthTimeout = 10 * time.Second
+	}
+	b := opts.Broker
+	if b == nil {
+		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL})
+	}
+	s := &Server{
+		cfg:         cfg,
+		log:         opts.Logger,
+		version:     opts.Version,
+		broker:      b,
+		tokens:      auth.NewTokens(cfg.Auth.TokenSecret),
+		apiKeys:     auth.NewAPIKeys(cfg.Auth.APIKeys),
+		origins:     auth.NewOrigins(cfg.Server.AllowedOrigins),
+		plugins:     noPlugins{},
+		metrics:     newMetrics(),
+		callTimeout: opts.CallTimeout,
+		authTimeout: opts.AuthTimeout,
+		sessions:    make(map[string]*session),
+		idem:        newIdempotency(cfg.History.TTL, 100_000),
+	}
+	s.hub = hub.New(b)
+	b.SetHandler(s.hub)
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		// Write buffers are taken only while a frame is written, so idle
+		// connections hold none.
+		WriteBufferPool: &sync.Pool{},
+		CheckOrigin:     s.origins.Check,
+	}
+	s.topts = transport.Options{
+		MaxBatch:     cfg.Delivery.MaxBatch,
+		MaxDelay:     cfg.Delivery.MaxDelay,
+		OutboxLimit:  cfg.Delivery.OutboxLimit,
+		WriteTimeout: opts.WriteTimeout,
+		Observer:     s.metrics,
+	}
+	return s, nil
+}
+
+// SetPlugins connects the plugin host. Call it before Serve.
+func (s *Server) SetPlugins(p Plugins) {
+	if p != nil {
+		s.plugins = p
+	}
+}
+
+// Hub exposes the subscriptions of this node (for the plugin host).
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Handler is the server's HTTP mux.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ws", s.serveWS)
+	mux.HandleFunc("POST /v1/publish", s.requireAPIKey(s.servePublish))
+	mux.HandleFunc("POST /v1/plugins/{plugin}/{method}", s.requireAPIKey(s.servePluginCall))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.plugins.ServeHTTP(w, r) })
+	return mux
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case s.draining.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+	case !s.plugins.Ready():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "plugins not ready"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}
+}
+
+// Serve accepts connections on ln until ctx ends, then drains: in-flight
+// HTTP requests finish, clients get close code 1001.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.httpSrv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	bg, stopBg := context.WithCancel(context.Background())
+	var bgDone sync.WaitGroup
+	bgDone.Add(2)
+	go func() { defer bgDone.Done(); s.watchOverload(bg) }()
+	go func() { defer bgDone.Done(); s.sweep(bg) }()
+	defer func() { stopBg(); bgDone.Wait() }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- s.httpSrv.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return s.Shutdown(shutCtx)
+}
+
+// Shutdown stops accepting, lets in-flight publishes finish, then closes
+// every client with 1001 after a $server shutdown notification.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.log.Info("draining")
+	var err error
+	if s.httpSrv != nil {
+		err = s.httpSrv.Shutdown(ctx)
+	}
+	s.sessionsMu.RLock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.sessionsMu.RUnlock()
+	for _, ss := range all {
+		ss.sendServer("shutdown", "server", []byte(`{"message":"Server shutting down"}`))
+		ss.conn.Close(transport.CloseGoingAway, "server shutdown")
+	}
+	done := make(chan struct{})
+	go func() { s.conns.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = errors.Join(err, fmt.Errorf("shutdown: connections still open: %w", ctx.Err()))
+	}
+	return errors.Join(err, s.broker.Close())
+}
+
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSONError(w, http.StatusServiceUnavailable, -32603, "server is shutting down")
+		return
+	}
+	token := r.URL.Query().Get("token")
+	if token == "" {
+		token = auth.BearerToken(r)
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered already
+	}
+	ws.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
+	conn := transport.NewConn(ws, &s.topts)
+	ss := newSession(s, conn, newID())
+
+	if token != "" {
+		id, err := s.tokens.Verify(token)
+		if err == nil {
+			if rerr := ss.setIdentity(id); rerr != nil {
+				err = errors.New(rerr.Message)
+			}
+		}
+		if err != nil {
+			conn.Close(transport.CloseAuthFailed, truncate("authentication failed: "+err.Error(), 120))
+			_ = conn.ReadLoop(func([]byte) {})
+			return
+		}
+	}
+	s.conns.Add(1)
+	s.sessionsMu.Lock()
+	s.sessions[ss.id] = ss
+	s.sessionsMu.Unlock()
+	s.metrics.connections.Inc()
+	if token != "" || s.cfg.Auth.Anonymous {
+		ss.announce()
+	} else {
+		time.AfterFunc(s.authTimeout, func() {
+			if !ss.authenticated() {
+				conn.Close(transport.CloseAuthFailed, "authentication required: no token within the time allowed")
+			}
+		})
+	}
+	go func() {
+		defer s.conns.Done()
+		_ = conn.ReadLoop(ss.handleFrame)
+		ss.end()
+		s.sessionsMu.Lock()
+		delete(s.sessions, ss.id)
+		s.sessionsMu.Unlock()
+		s.metrics.connections.Dec()
+	}()
+}
+
+func (s *Server) session(id string) *session {
+	s.sessionsMu.RLock()
+	defer s.sessionsMu.RUnlock()
+	return s.sessions[id]
+}
+
+// anonymousMay reports whether a connection without a valid token may hold
+// channel.
+func (s *Server) anonymousMay(channel string) bool {
+	return s.cfg.Auth.Anonymous && s.cfg.Auth.OpenChannels && namespace(channel) == "" && channel != ConfigChannel
+}
+
+// sweep forgets idle channels of the memory broker now and then.
+func (s *Server) sweep(ctx context.Context) {
+	m, ok := s.broker.(*broker.Memory)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			m.Sweep(now, s.hub.HasSubscribers)
+		}
+	}
+}
+
+func newID() string { return ulid.Make().String() }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,369 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/heraldhq/herald/core/auth"
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/core/transport"
+)
+
+// session is one client connection's protocol state. Frames are handled one
+// at a time by the connection's reader goroutine; timers and plugin calls
+// reach it from other goroutines, hence the mutex.
+type session struct {
+	srv  *Server
+	conn *transport.Conn
+	id   string
+
+	// wantsNotifications is false when hello's methods omit
+	// onNotificationReceived: such a client receives no batches.
+	wantsNotifications atomic.Bool
+	// uid is read by the hub on every subscribe; it is set once, when the
+	// connection is first identified.
+	uid atomic.Pointer[string]
+
+	limiter *rate.Limiter
+	// afterReply runs once the current frame's reply is queued; only the
+	// reader goroutine touches it.
+	afterReply []func()
+
+	mu       sync.Mutex
+	ident    *auth.Identity // nil until a token is accepted
+	expired  bool           // the token expired and no new one came yet
+	methods  map[string]bool
+	volatile json.RawMessage
+	subs     map[string]struct{}
+	timer    *time.Timer // token expiry, then grace
+	// serverSeq numbers the $server notifications of this connection.
+	serverSeq uint64
+	calls     map[string]chan *rpc.Message
+	nextCall  uint64
+	closed    bool
+	// announced is set once plugins were told of the connection.
+	announced bool
+}
+
+func newSession(srv *Server, conn *transport.Conn, id string) *session {
+	s := &session{
+		srv:     srv,
+		conn:    conn,
+		id:      id,
+		subs:    make(map[string]struct{}),
+		limiter: rate.NewLimiter(rate.Limit(srv.cfg.Limits.CallsPerSecond), max(1, int(srv.cfg.Limits.CallsPerSecond))),
+	}
+	s.wantsNotifications.Store(true)
+	empty := ""
+	s.uid.Store(&empty)
+	return s
+}
+
+// Deliver implements hub.Subscriber.
+func (s *session) Deliver(p *broker.Publication) {
+	if s.wantsNotifications.Load() {
+		s.conn.Deliver(p)
+		s.srv.metrics.delivered.Inc()
+	}
+}
+
+// UserID implements hub.Subscriber.
+func (s *session) UserID() string { return *s.uid.Load() }
+
+// authenticated reports whether the session may use the protocol: it has a
+// live token, or anonymous access is on.
+func (s *session) authenticated() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.authenticatedLocked()
+}
+
+func (s *session) authenticatedLocked() bool {
+	return (s.ident != nil && !s.expired) || s.srv.cfg.Auth.Anonymous
+}
+
+func (s *session) caller() pluginhost.Caller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := pluginhost.Caller{ConnID: s.id}
+	if s.ident != nil && !s.expired {
+		c.UserID, c.Claims, c.Token = s.ident.UserID, s.ident.Claims, s.ident.Token
+	}
+	return c
+}
+
+// setIdentity installs a verified token: it arms the expiry timer and, on
+// the first identification, fixes the connection's user id.
+func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ident != nil && s.ident.UserID != id.UserID {
+		return rpc.Errorf(rpc.CodeForbidden, "this token is for user %q but the connection belongs to %q: open a new connection to switch users", id.UserID, s.ident.UserID)
+	}
+	if s.ident == nil && len(s.subs) > 0 {
+		// An anonymous connection that signs in keeps its presence entries
+		// under "": switching would corrupt the counts.
+		return rpc.Errorf(rpc.CodeForbidden, "authenticate before subscribing: this connection already has anonymous subscriptions")
+	}
+	if s.ident == nil {
+		uid := id.UserID
+		s.uid.Store(&uid)
+	}
+	s.ident = id
+	s.expired = false
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	if !id.ExpiresAt.IsZero() {
+		s.timer = time.AfterFunc(time.Until(id.ExpiresAt), s.tokenExpired)
+	}
+	return nil
+}
+
+// tokenExpired tells the client once, then waits expiry_grace for a new token.
+func (s *session) tokenExpired() {
+	s.mu.Lock()
+	if s.closed || s.ident == nil || time.Now().Before(s.ident.ExpiresAt) {
+		s.mu.Unlock()
+		return
+	}
+	s.expired = true
+	s.timer = time.AfterFunc(s.srv.cfg.Auth.ExpiryGrace, s.graceOver)
+	s.mu.Unlock()
+	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
+}
+
+// graceOver drops the subscriptions that need a valid token.
+func (s *session) graceOver() {
+	s.mu.Lock()
+	if s.closed || !s.expired {
+		s.mu.Unlock()
+		return
+	}
+	var drop []string
+	for ch := range s.subs {
+		if !s.srv.anonymousMay(ch) {
+			drop = append(drop, ch)
+		}
+	}
+	s.mu.Unlock()
+	s.unsubscribe(drop)
+}
+
+// sendServer sends a $server notification, outside any subscription.
+func (s *session) sendServer(event, objectType string, object []byte) {
+	if !s.wantsNotifications.Load() {
+		return
+	}
+	s.mu.Lock()
+	s.serverSeq++
+	seq := s.serverSeq
+	s.mu.Unlock()
+	n := broker.Notification{Channel: ServerChannel, Event: event, ObjectType: objectType, Object: object}
+	data := broker.Encode(nil, &n, newID(), seq, time.Now().UnixMilli())
+	s.conn.Deliver(&broker.Publication{Channel: ServerChannel, Seq: seq, Data: data})
+}
+
+// handleFrame answers one frame: a message or a batch of them.
+func (s *session) handleFrame(frame []byte) {
+	if frame == nil {
+		s.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
+		return
+	}
+	defer s.runAfterReply()
+	msgs, batch := rpc.Decode(frame)
+	if !batch {
+		if reply := s.handleMessage(&msgs[0]); reply != nil {
+			s.conn.Send(reply)
+		}
+		return
+	}
+	var out []byte
+	for i := range msgs {
+		reply := s.handleMessage(&msgs[i])
+		if reply == nil {
+			continue
+		}
+		if out == nil {
+			out = append(out, '[')
+		} else {
+			out = append(out, ',')
+		}
+		out = append(out, reply...)
+	}
+	if out != nil {
+		s.conn.Send(append(out, ']'))
+	}
+}
+
+func (s *session) runAfterReply() {
+	for _, f := range s.afterReply {
+		f()
+	}
+	s.afterReply = s.afterReply[:0]
+}
+
+// handleMessage returns the reply to send, or nil for notifications and
+// responses.
+func (s *session) handleMessage(m *rpc.Message) []byte {
+	switch m.Kind {
+	case rpc.KindInvalid:
+		return rpc.AppendError(nil, m.ID, m.Err)
+	case rpc.KindResponse:
+		s.resolveCall(m)
+		return nil
+	}
+	result, err := s.call(m.Method, m.Params)
+	s.srv.metrics.observeCall(m.Method, err)
+	if m.Kind == rpc.KindNotification {
+		return nil
+	}
+	if err != nil {
+		return rpc.AppendError(nil, m.ID, err)
+	}
+	return rpc.AppendResult(nil, m.ID, result)
+}
+
+func (s *session) call(method string, params json.RawMessage) ([]byte, *rpc.Error) {
+	if !s.limiter.Allow() {
+		return nil, rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+	}
+	switch method {
+	case "hello":
+		return s.hello(params)
+	case "authenticate":
+		return s.authenticate(params)
+	case "ping":
+		return []byte(`"pong"`), nil
+	}
+	if !s.authenticated() {
+		return nil, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send hello or authenticate with a valid token first")
+	}
+	switch method {
+	case "subscribe":
+		return s.subscribe(params)
+	case "unsubscribe":
+		return s.unsubscribeCall(params)
+	case "presence":
+		return s.presence(params)
+	}
+	return s.pluginCall(method, params)
+}
+
+// serverCall calls a method of the client's local interface and waits for
+// its answer.
+func (s *session) serverCall(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil, rpc.Errorf(rpc.CodeInternal, "connection %s is closed", s.id)
+	}
+	if !s.presents(method) {
+		s.mu.Unlock()
+		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "the client does not present %q in its local interface", method)
+	}
+	s.nextCall++
+	id := "s" + strconv.FormatUint(s.nextCall, 10)
+	ch := make(chan *rpc.Message, 1)
+	if s.calls == nil {
+		s.calls = make(map[string]chan *rpc.Message)
+	}
+	s.calls[id] = ch
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.calls, id)
+		s.mu.Unlock()
+	}()
+
+	s.conn.Send(rpc.AppendRequest(nil, id, method, params))
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.srv.callTimeout)
+		defer cancel()
+	}
+	select {
+	case m := <-ch:
+		if m.Error != nil {
+			return nil, m.Error
+		}
+		return m.Result, nil
+	case <-ctx.Done():
+		return nil, rpc.Errorf(rpc.CodeInternal, "the client did not answer %q in time", method)
+	case <-s.conn.Done():
+		return nil, rpc.Errorf(rpc.CodeInternal, "connection %s closed before answering %q", s.id, method)
+	}
+}
+
+// presents reports whether the client's local interface has method. A
+// client that never said hello presents onNotificationReceived only.
+func (s *session) presents(method string) bool {
+	if s.methods == nil {
+		return method == "onNotificationReceived"
+	}
+	return s.methods[method]
+}
+
+func (s *session) resolveCall(m *rpc.Message) {
+	var id string
+	if json.Unmarshal(m.ID, &id) != nil {
+		return
+	}
+	s.mu.Lock()
+	ch := s.calls[id]
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- m:
+		default:
+		}
+	}
+}
+
+// end releases everything the connection held.
+func (s *session) end() {
+	s.mu.Lock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	channels := make([]string, 0, len(s.subs))
+	for ch := range s.subs {
+		channels = append(channels, ch)
+	}
+	s.mu.Unlock()
+	s.unsubscribe(channels)
+	s.mu.Lock()
+	announced := s.announced
+	s.mu.Unlock()
+	if announced {
+		c := s.caller()
+		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: s.id, UserID: c.UserID, Claims: c.Claims})
+	}
+}
+
+// announce tells the plugins of the connection once it is identified (or,
+// anonymous, once it said hello or subscribed).
+func (s *session) announce() {
+	s.mu.Lock()
+	if s.announced || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.announced = true
+	ev := pluginhost.Event{Kind: pluginhost.Connected, ConnID: s.id, Volatile: s.volatile}
+	if s.ident != nil {
+		ev.UserID, ev.Claims = s.ident.UserID, s.ident.Claims
+	}
+	s.mu.Unlock()
+	s.srv.plugins.Notify(ev)
+}

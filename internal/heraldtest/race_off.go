@@ -1,0 +1,5 @@
+//go:build !race
+
+package heraldtest
+
+const raceEnabled = false
