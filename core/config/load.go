@@ -1,0 +1,310 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// Load reads the HCL file at path and returns its configuration with defaults
+// applied. A file that cannot be read is a plain error (errors.Is works with
+// fs.ErrNotExist); problems inside the file are a Diagnostics error.
+func Load(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return Parse(src, path)
+}
+
+// Parse parses and validates src, an HCL document, taking every absent block
+// and key from Defaults. filename is used in positions only. On any problem it
+// returns a nil Config and a Diagnostics error listing all of them.
+func Parse(src []byte, filename string) (*Config, error) {
+	file, hd := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
+	if hd.HasErrors() {
+		// The rest of the file cannot be trusted after a syntax error, and
+		// checking it would only add noise to the real problem.
+		diags := fromHCL(hd, filename, "", hcl.InitialPos)
+		diags.sort()
+		return nil, diags
+	}
+	body, ok := file.Body.(*hclsyntax.Body)
+	if !ok {
+		return nil, Diagnostics{{Filename: filename, Line: 1, Column: 1, Message: "not an HCL native syntax document"}}
+	}
+
+	c := Defaults()
+	c.File = filename
+	d := &decoder{
+		filename: filename,
+		ctx:      evalContext(),
+		pos:      map[string]hcl.Pos{},
+		failed:   map[string]bool{},
+	}
+	d.root(body, &c)
+	d.validate(&c)
+	if len(d.diags) > 0 {
+		d.diags.sort()
+		return nil, d.diags
+	}
+	return &c, nil
+}
+
+// decoder walks the syntax tree by hand rather than through gohcl so that it
+// can report every problem at once, suggest names, and remember where each
+// key was written for the checks that run after decoding.
+type decoder struct {
+	filename string
+	ctx      *hcl.EvalContext
+	diags    Diagnostics
+	// pos is where each key path ("limits.max_batch") or block path
+	// ("limits", "plugin.chat") was written.
+	pos map[string]hcl.Pos
+	// failed holds the key paths that already have an error, so that
+	// validation does not pile a second, confusing one on top.
+	failed map[string]bool
+}
+
+func (d *decoder) errorf(pos hcl.Pos, path, format string, args ...any) {
+	d.failed[path] = true
+	d.diags = append(d.diags, Diagnostic{
+		Filename: d.filename,
+		Line:     pos.Line,
+		Column:   pos.Column,
+		Path:     path,
+		Message:  fmt.Sprintf(format, args...),
+	})
+}
+
+// posOf finds where path was written, falling back to its enclosing block and
+// then to the start of the file, so that a missing key is reported at the
+// block that lacks it.
+func (d *decoder) posOf(path string) hcl.Pos {
+	for p := path; p != ""; {
+		if pos, ok := d.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return hcl.InitialPos
+}
+
+// where renders a position for messages that point at another place.
+func (d *decoder) where(pos hcl.Pos) string {
+	return fmt.Sprintf("%s:%d:%d", d.filename, pos.Line, pos.Column)
+}
+
+// field decodes one key of a block into the Config.
+type field func(v value)
+
+// section is a singleton block: its name and its keys.
+type section struct {
+	name   string
+	fields func(c *Config) map[string]field
+}
+
+var sections = []section{
+	{"server", func(c *Config) map[string]field {
+		return map[string]field{
+			"listen":          func(v value) { v.str(&c.Server.Listen) },
+			"allowed_origins": func(v value) { v.strings(&c.Server.AllowedOrigins) },
+		}
+	}},
+	{"auth", func(c *Config) map[string]field {
+		return map[string]field{
+			"token_secret":  func(v value) { v.str(&c.Auth.TokenSecret) },
+			"api_keys":      func(v value) { v.strings(&c.Auth.APIKeys) },
+			"anonymous":     func(v value) { v.boolean(&c.Auth.Anonymous) },
+			"open_channels": func(v value) { v.boolean(&c.Auth.OpenChannels) },
+			"expiry_grace":  func(v value) { v.duration(&c.Auth.ExpiryGrace) },
+		}
+	}},
+	{"delivery", func(c *Config) map[string]field {
+		return map[string]field{
+			"max_batch":    func(v value) { v.integer(&c.Delivery.MaxBatch) },
+			"max_delay":    func(v value) { v.duration(&c.Delivery.MaxDelay) },
+			"outbox_limit": func(v value) { v.integer(&c.Delivery.OutboxLimit) },
+		}
+	}},
+	{"limits", func(c *Config) map[string]field {
+		return map[string]field{
+			"max_frame_bytes":   func(v value) { v.int64(&c.Limits.MaxFrameBytes) },
+			"calls_per_second":  func(v value) { v.float(&c.Limits.CallsPerSecond) },
+			"max_subscriptions": func(v value) { v.integer(&c.Limits.MaxSubscriptions) },
+		}
+	}},
+	{"history", func(c *Config) map[string]field {
+		return map[string]field{
+			"size": func(v value) { v.integer(&c.History.Size) },
+			"ttl":  func(v value) { v.duration(&c.History.TTL) },
+		}
+	}},
+	{"overload", func(c *Config) map[string]field {
+		return map[string]field{
+			"busy_connections":  func(v value) { v.integer(&c.Overload.BusyConnections) },
+			"busy_outbox_ratio": func(v value) { v.float(&c.Overload.BusyOutboxRatio) },
+		}
+	}},
+	{"log", func(c *Config) map[string]field {
+		return map[string]field{
+			"level":  func(v value) { v.str(&c.Log.Level) },
+			"format": func(v value) { v.str(&c.Log.Format) },
+		}
+	}},
+}
+
+// brokerKinds are the keys each broker kind accepts.
+var brokerKinds = map[string]func(c *Config) map[string]field{
+	"memory": func(*Config) map[string]field { return nil },
+	"nats": func(c *Config) map[string]field {
+		return map[string]field{"url": func(v value) { v.str(&c.Broker.URL) }}
+	},
+}
+
+// topLevel lists the blocks a config file may hold, in the order the docs
+// present them; it is also the candidate list for suggestions.
+var topLevel = []string{"server", "auth", "delivery", "limits", "history", "overload", "broker", "log", "plugin"}
+
+func (d *decoder) root(body *hclsyntax.Body, c *Config) {
+	for _, a := range sortedAttrs(body) {
+		if slices.Contains(topLevel, a.Name) {
+			d.errorf(a.NameRange.Start, a.Name, "is a block, not a key: write %s { ... } without \"=\"", a.Name)
+			continue
+		}
+		d.errorf(a.NameRange.Start, a.Name, "unknown key at the top level%s", suggest(a.Name, topLevel, "; keys go inside a block such as server { ... }"))
+	}
+
+	first := map[string]hcl.Pos{} // where each singleton block was first seen
+	plugins := map[string]hcl.Pos{}
+	for _, b := range body.Blocks {
+		pos := b.TypeRange.Start
+		if b.Type == "plugin" {
+			d.plugin(b, c, plugins)
+			continue
+		}
+		if !slices.Contains(topLevel, b.Type) {
+			d.errorf(pos, b.Type, "unknown block%s", suggest(b.Type, topLevel, ""))
+			continue
+		}
+		if p, dup := first[b.Type]; dup {
+			d.errorf(pos, b.Type, "duplicate block; the first is at %s and there can be only one", d.where(p))
+			continue
+		}
+		first[b.Type] = pos
+		d.pos[b.Type] = pos
+
+		if b.Type == "broker" {
+			d.broker(b, c)
+			continue
+		}
+		if len(b.Labels) > 0 {
+			d.errorf(b.LabelRanges[0].Start, b.Type, "takes no label: write %s { ... }", b.Type)
+		}
+		for _, s := range sections {
+			if s.name == b.Type {
+				d.body(b.Body, b.Type, b.Type, s.fields(c))
+			}
+		}
+	}
+}
+
+func (d *decoder) broker(b *hclsyntax.Block, c *Config) {
+	kinds := []string{"memory", "nats"}
+	if len(b.Labels) != 1 {
+		d.errorf(b.TypeRange.Start, "broker", `needs exactly one kind label: write broker "memory" {} or broker "nats" { url = "nats://127.0.0.1:4222" }`)
+		return
+	}
+	kind := b.Labels[0]
+	fields, ok := brokerKinds[kind]
+	if !ok {
+		d.errorf(b.LabelRanges[0].Start, "broker", "unknown kind %q%s", kind, suggest(kind, kinds, `; use "memory" or "nats"`))
+		return
+	}
+	c.Broker.Kind = kind
+	d.body(b.Body, "broker", fmt.Sprintf("broker %q", kind), fields(c))
+}
+
+// body decodes the keys of a block with a fixed schema; what names the block
+// in messages. Nested blocks are never allowed there.
+func (d *decoder) body(body *hclsyntax.Body, path, what string, fields map[string]field) {
+	names := make([]string, 0, len(fields))
+	for name := range fields {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+
+	for _, a := range sortedAttrs(body) {
+		keyPath := path + "." + a.Name
+		set, ok := fields[a.Name]
+		if !ok {
+			d.unknownKey(a.NameRange.Start, keyPath, what, a.Name, names)
+			continue
+		}
+		d.pos[keyPath] = a.NameRange.Start
+		v, ok := d.eval(a, keyPath)
+		if !ok || v.IsNull() {
+			// null means "not set", as it does in Terraform: the default stays.
+			continue
+		}
+		set(value{d: d, path: keyPath, attr: a, val: v})
+	}
+	for _, b := range body.Blocks {
+		keyPath := path + "." + b.Type
+		if _, ok := fields[b.Type]; ok {
+			d.errorf(b.TypeRange.Start, keyPath, "is a key, not a block: write %s = ...", b.Type)
+			continue
+		}
+		d.errorf(b.TypeRange.Start, keyPath, "unknown block; %s takes no nested blocks", what)
+	}
+}
+
+func (d *decoder) unknownKey(pos hcl.Pos, path, what, name string, valid []string) {
+	if len(valid) == 0 {
+		d.errorf(pos, path, "unknown key; %s takes no keys", what)
+		return
+	}
+	d.errorf(pos, path, "unknown key%s", suggest(name, valid, "; valid keys are "+strings.Join(valid, ", ")))
+}
+
+// eval evaluates an attribute's expression, reporting any error against the
+// attribute's key path.
+func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
+	v, hd := a.Expr.Value(d.ctx)
+	if hd.HasErrors() {
+		for _, diag := range fromHCL(hd, d.filename, path, a.NameRange.Start) {
+			d.failed[path] = true
+			d.diags = append(d.diags, diag)
+		}
+		return cty.NilVal, false
+	}
+	if !v.IsWhollyKnown() {
+		// Cannot happen without variables, but a value we cannot see is one
+		// we cannot check.
+		d.errorf(a.NameRange.Start, path, "value is not known")
+		return cty.NilVal, false
+	}
+	return v, true
+}
+
+// sortedAttrs returns a body's attributes in source order; the parser keeps
+// them in a map.
+func sortedAttrs(body *hclsyntax.Body) []*hclsyntax.Attribute {
+	attrs := make([]*hclsyntax.Attribute, 0, len(body.Attributes))
+	for _, a := range body.Attributes {
+		attrs = append(attrs, a)
+	}
+	slices.SortFunc(attrs, func(a, b *hclsyntax.Attribute) int {
+		return a.SrcRange.Start.Byte - b.SrcRange.Start.Byte
+	})
+	return attrs
+}

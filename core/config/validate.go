@@ -1,0 +1,105 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	logLevels  = []string{"trace", "debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
+
+// validate checks the decoded values, defaults included, for the rules that
+// a type cannot express. A key that already failed to decode is skipped: its
+// error says enough.
+func (d *decoder) validate(c *Config) {
+	check := func(path string, ok bool, format string, args ...any) {
+		if !ok && !d.failed[path] {
+			d.errorf(d.posOf(path), path, format, args...)
+		}
+	}
+	atLeast := func(path string, got, min int64) {
+		check(path, got >= min, "must be at least %d (got %d)", min, got)
+	}
+	notNegative := func(path string, got int64, shown string) {
+		check(path, got >= 0, "must be 0 or more (got %s)", shown)
+	}
+
+	check("server.listen", validListen(c.Server.Listen),
+		`must be host:port, such as "127.0.0.1:7512" or ":7512" (got %q)`, c.Server.Listen)
+	for i, o := range c.Server.AllowedOrigins {
+		check(fmt.Sprintf("server.allowed_origins[%d]", i), o != "", "must not be empty")
+	}
+
+	if !c.Auth.Anonymous {
+		check("auth.token_secret", c.Auth.TokenSecret != "",
+			`is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`)
+	}
+	if !d.failed["auth.api_keys"] {
+		check("auth.api_keys", len(c.Auth.APIKeys) > 0,
+			`needs at least one key for the HTTP API, for example api_keys = [env("HERALD_API_KEY")]`)
+		for i, k := range c.Auth.APIKeys {
+			check(fmt.Sprintf("auth.api_keys[%d]", i), k != "", "must not be empty")
+		}
+	}
+	notNegative("auth.expiry_grace", int64(c.Auth.ExpiryGrace), c.Auth.ExpiryGrace.String())
+
+	atLeast("delivery.max_batch", int64(c.Delivery.MaxBatch), 1)
+	notNegative("delivery.max_delay", int64(c.Delivery.MaxDelay), c.Delivery.MaxDelay.String())
+	atLeast("delivery.outbox_limit", int64(c.Delivery.OutboxLimit), 1)
+
+	atLeast("limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1024)
+	check("limits.calls_per_second", c.Limits.CallsPerSecond > 0,
+		"must be greater than 0 (got %s)", formatFloat(c.Limits.CallsPerSecond))
+	atLeast("limits.max_subscriptions", int64(c.Limits.MaxSubscriptions), 1)
+
+	notNegative("history.size", int64(c.History.Size), strconv.Itoa(c.History.Size))
+	notNegative("history.ttl", int64(c.History.TTL), c.History.TTL.String())
+
+	atLeast("overload.busy_connections", int64(c.Overload.BusyConnections), 1)
+	check("overload.busy_outbox_ratio", c.Overload.BusyOutboxRatio > 0 && c.Overload.BusyOutboxRatio <= 1,
+		"must be greater than 0 and at most 1 (got %s)", formatFloat(c.Overload.BusyOutboxRatio))
+
+	if c.Broker.Kind == "nats" {
+		check("broker.url", strings.TrimSpace(c.Broker.URL) != "",
+			`is required for the nats broker, for example url = "nats://127.0.0.1:4222"`)
+	}
+
+	check("log.level", slices.Contains(logLevels, c.Log.Level),
+		"must be one of %s (got %q)%s", quoteList(logLevels), c.Log.Level, suggest(c.Log.Level, logLevels, ""))
+	check("log.format", slices.Contains(logFormats, c.Log.Format),
+		`must be "text" or "json" (got %q)`, c.Log.Format)
+
+	for _, p := range c.Plugins {
+		path := "plugin." + p.Name + ".command"
+		check(path, strings.TrimSpace(p.Command) != "",
+			`is required: the plugin's executable, for example command = "bin/plugins/%s"`, p.Name)
+	}
+}
+
+// validListen accepts what net.Listen("tcp", ...) would: an optional host
+// and a numeric port (0 picks a free one, which tests use).
+func validListen(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
+}
+
+func formatFloat(f float64) string {
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
