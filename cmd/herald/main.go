@@ -19,14 +19,19 @@ type command struct {
 	run     func(args []string, stdout, stderr io.Writer) error
 }
 
-var commands = map[string]command{
-	"serve":    {"run the hub", runServe},
-	"validate": {"check a config file", runValidate},
-	"token":    {"mint an HS256 client token with the configured secret", runToken},
-	"sub":      {"subscribe to channels and print each notification as a JSON line", runSub},
-	"pub":      {"publish a notification through the HTTP API", runPub},
-	"plugins":  {"list the plugins of a running hub", runPlugins},
-	"version":  {"print the version", runVersion},
+// commands is filled in init: the commands' own usage texts refer to it.
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":    {"run the hub", runServe},
+		"validate": {"check a config file", runValidate},
+		"token":    {"mint an HS256 client token with the configured secret", runToken},
+		"sub":      {"subscribe to channels and print each notification as a JSON line", runSub},
+		"pub":      {"publish a notification through the HTTP API", runPub},
+		"plugins":  {"list the plugins of a running hub", runPlugins},
+		"version":  {"print the version", runVersion},
+	}
 }
 
 func usage(w io.Writer) {

@@ -237,7 +237,7 @@ func TestLimits(t *testing.T) {
 	t.Run("max_frame_bytes", func(t *testing.T) {
 		c := h.Dial(t, h.Token(t, "alice"))
 		other := h.Dial(t, h.Token(t, "bob"))
-		big := fmt.Sprintf(`{"jsonrpc":"2.0","id":"raw","method":"ping","params":{"pad":%q}}`, strings.Repeat("x", 4096))
+		big := fmt.Sprintf(`{"jsonrpc":"2.0","id":"raw","method":"ping","params":{"pad":%q}}`, strings.Repeat("x", 2100))
 		require.NoError(t, c.Send([]byte(big)))
 		require.Equal(t, websocket.CloseMessageTooBig, c.WaitClosed(t))
 		other.MustCall(t, "ping", nil)
