@@ -211,23 +211,33 @@ type subscription struct {
 	Recovered *bool  `json:"recovered,omitempty"`
 }
 
-func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
+// parseSubscribe decodes and checks subscribe's params: the channels (in
+// either form, without duplicates) and a since that names only them.
+func parseSubscribe(params json.RawMessage) (*subscribeParams, []string, *rpc.Error) {
 	var p subscribeParams
 	if err := decodeChannelParams(params, &p); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	names, rerr := p.names()
+	if rerr != nil {
+		return nil, nil, rerr
+	}
+	for ch := range p.Since {
+		if !contains(names, ch) {
+			return nil, nil, invalidParams("since names %q, which is not among the channels to subscribe", ch)
+		}
+	}
+	return &p, names, nil
+}
+
+func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
+	p, names, rerr := parseSubscribe(params)
 	if rerr != nil {
 		return nil, rerr
 	}
 	if tok := firstNonEmpty(p.Token, p.AccessToken); tok != "" {
 		if err := s.acceptToken(tok); err != nil {
 			return nil, err
-		}
-	}
-	for ch := range p.Since {
-		if !contains(names, ch) {
-			return nil, invalidParams("since names %q, which is not among the channels to subscribe", ch)
 		}
 	}
 

@@ -1,0 +1,59 @@
+# Herald's build. `make run` and `make test` are the whole set-up.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin
+# Every main package under plugins/ becomes bin/plugins/<name>.
+PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
+EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
+FUZZTIME ?= 5s
+
+.PHONY: all build run test vet unit fuzz-seed fuzz bench bench-filter proto clean help
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+build: ## build herald and every plugin into bin/
+	@mkdir -p $(BIN)/plugins
+	$(GO) build -o $(BIN)/herald ./cmd/herald
+	@for d in $(PLUGIN_DIRS) $(EXAMPLE_PLUGIN_DIRS); do \
+		name=$$(basename $$d); name=$${name%-plugin}; \
+		echo "$(GO) build -o $(BIN)/plugins/$$name ./$$d"; \
+		$(GO) build -o $(BIN)/plugins/$$name ./$$d || exit 1; \
+	done
+
+run: build ## build, then serve config.hcl on 127.0.0.1:7512
+	$(BIN)/herald serve -config config.hcl
+
+test: vet unit fuzz-seed ## vet, every test with -race, and a short run of every fuzz target
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# Each fuzz target runs for FUZZTIME beyond its seed corpus.
+fuzz-seed:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/herald-fuzz.log 2>&1 || { cat /tmp/herald-fuzz.log; exit 1; }; \
+		done; \
+	done
+
+fuzz: ## fuzz every target for a minute each
+	$(MAKE) fuzz-seed FUZZTIME=1m
+
+bench: ## Go benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./core/...
+
+bench-filter: ## the filter engine against Koncorde, side by side
+	bash cmd/filterbench/bench.sh
+
+proto: ## regenerate the plugin protocol's Go code (needs protoc)
+	$(MAKE) -f sdk/proto/proto.mk
+
+clean:
+	rm -rf $(BIN)

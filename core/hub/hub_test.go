@@ -1,0 +1,139 @@
+package hub_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/hub"
+)
+
+type sink struct {
+	uid  string
+	mu   sync.Mutex
+	seqs []uint64
+	n    atomic.Int64
+}
+
+func (s *sink) Deliver(p *broker.Publication) {
+	s.mu.Lock()
+	s.seqs = append(s.seqs, p.Seq)
+	s.mu.Unlock()
+	s.n.Add(1)
+}
+func (s *sink) UserID() string { return s.uid }
+
+func setup(size int) (*hub.Hub, *broker.Memory) {
+	b := broker.NewMemory(broker.MemoryOptions{HistorySize: size})
+	h := hub.New(b)
+	b.SetHandler(h)
+	return h, b
+}
+
+func pub(t testing.TB, b broker.Broker, ch string, count int) {
+	ns := make([]broker.Notification, count)
+	for i := range ns {
+		ns[i] = broker.Notification{Channel: ch, Event: "e", ObjectType: "t", Object: json.RawMessage(`{}`)}
+	}
+	_, err := b.Publish(context.Background(), ns)
+	require.NoError(t, err)
+}
+
+// Joining with since while a publisher runs delivers each seq once, in order.
+func TestJoinDuringPublishingIsGapless(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		h, b := setup(10_000)
+		pub(t, b, "c", 50)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				pub(t, b, "c", 5)
+			}
+		}()
+		s := &sink{uid: "u"}
+		pos, _ := b.Position(context.Background(), "c")
+		since := broker.Position{Seq: 10, Epoch: pos.Epoch}
+		j, err := h.Subscribe(context.Background(), s, "c", &since)
+		require.NoError(t, err)
+		require.True(t, j.Recovered)
+		j.Activate()
+		wg.Wait()
+		s.mu.Lock()
+		for i, seq := range s.seqs {
+			require.Equal(t, uint64(11+i), seq, "round %d", round)
+		}
+		require.Equal(t, 550-10, len(s.seqs))
+		s.mu.Unlock()
+	}
+}
+
+func TestPresenceAndUnsubscribe(t *testing.T) {
+	h, b := setup(10)
+	a1, a2, bob := &sink{uid: "alice"}, &sink{uid: "alice"}, &sink{uid: "bob"}
+	for _, s := range []*sink{a1, a2, bob} {
+		j, err := h.Subscribe(context.Background(), s, "room", nil)
+		require.NoError(t, err)
+		j.Activate()
+	}
+	_, err := h.Subscribe(context.Background(), a1, "room", nil)
+	require.ErrorIs(t, err, hub.ErrAlreadySubscribed)
+	count, users := h.Presence("room")
+	require.Equal(t, 3, count)
+	require.ElementsMatch(t, []string{"alice", "bob"}, users)
+	require.Equal(t, int64(3), h.Subscriptions())
+
+	require.True(t, h.Unsubscribe(a1, "room"))
+	require.False(t, h.Unsubscribe(a1, "room"))
+	pub(t, b, "room", 1)
+	require.Equal(t, int64(0), a1.n.Load())
+	require.Equal(t, int64(1), a2.n.Load())
+	count, users = h.Presence("room")
+	require.Equal(t, 2, count)
+	require.ElementsMatch(t, []string{"alice", "bob"}, users)
+
+	h.Unsubscribe(a2, "room")
+	h.Unsubscribe(bob, "room")
+	require.False(t, h.HasSubscribers("room"))
+	require.Equal(t, int64(0), h.Subscriptions())
+}
+
+func TestCancelledJoinReceivesNothing(t *testing.T) {
+	h, b := setup(10)
+	s := &sink{}
+	j, err := h.Subscribe(context.Background(), s, "c", nil)
+	require.NoError(t, err)
+	j.Cancel()
+	j.Activate()
+	pub(t, b, "c", 3)
+	require.Equal(t, int64(0), s.n.Load())
+}
+
+func BenchmarkFanOut10k(b *testing.B) {
+	h, br := setup(100)
+	subs := make([]*sink, 10_000)
+	for i := range subs {
+		subs[i] = &sink{uid: fmt.Sprint(i)}
+		j, _ := h.Subscribe(context.Background(), subs[i], "broadcast", nil)
+		j.Activate()
+	}
+	n := []broker.Notification{{Channel: "broadcast", Event: "e", ObjectType: "t", Object: json.RawMessage(`{"x":1}`)}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		_, _ = br.Publish(context.Background(), n)
+		for _, s := range subs {
+			s.mu.Lock()
+			s.seqs = s.seqs[:0]
+			s.mu.Unlock()
+		}
+	}
+	b.ReportMetric(float64(b.N)*10_000/b.Elapsed().Seconds(), "deliveries/s")
+}

@@ -1,0 +1,122 @@
+package rpc
+
+import (
+	"encoding/json"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecode(t *testing.T) {
+	cases := []struct {
+		name   string
+		frame  string
+		batch  bool
+		kinds  []Kind
+		errors []int
+	}{
+		{"request", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, false, []Kind{KindRequest}, []int{0}},
+		{"string id", `{"jsonrpc":"2.0","id":"x","method":"ping","params":{}}`, false, []Kind{KindRequest}, []int{0}},
+		{"notification", `{"jsonrpc":"2.0","method":"ping"}`, false, []Kind{KindNotification}, []int{0}},
+		{"response", `{"jsonrpc":"2.0","id":"s1","result":{"ok":true}}`, false, []Kind{KindResponse}, []int{0}},
+		{"error response", `{"jsonrpc":"2.0","id":"s1","error":{"code":1,"message":"no"}}`, false, []Kind{KindResponse}, []int{0}},
+		{"not json", `{`, false, []Kind{KindInvalid}, []int{CodeParseError}},
+		{"bad batch json", `[{]`, false, []Kind{KindInvalid}, []int{CodeParseError}},
+		{"empty batch", `[]`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"scalar", `42`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"wrong version", `{"jsonrpc":"1","id":1,"method":"a"}`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"object id", `{"jsonrpc":"2.0","id":{},"method":"a"}`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"empty method", `{"jsonrpc":"2.0","id":1,"method":""}`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"scalar params", `{"jsonrpc":"2.0","id":1,"method":"a","params":3}`, false, []Kind{KindInvalid}, []int{CodeInvalidParams}},
+		{"nothing", `{"jsonrpc":"2.0","id":1}`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"response without id", `{"jsonrpc":"2.0","result":1}`, false, []Kind{KindInvalid}, []int{CodeInvalidRequest}},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"a"},1,{"jsonrpc":"2.0","method":"b"}]`, true,
+			[]Kind{KindRequest, KindInvalid, KindNotification}, []int{0, CodeInvalidRequest, 0}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			msgs, batch := Decode([]byte(tc.frame))
+			require.Equal(t, tc.batch, batch)
+			require.Len(t, msgs, len(tc.kinds))
+			for i, m := range msgs {
+				require.Equal(t, tc.kinds[i], m.Kind, "message %d", i)
+				if tc.errors[i] != 0 {
+					require.Equal(t, tc.errors[i], m.Err.Code)
+					require.NotEmpty(t, m.Err.Message)
+				}
+			}
+		})
+	}
+}
+
+func TestAppendersProduceValidJSON(t *testing.T) {
+	e := Errorf(CodeForbidden, "no \"way\"\n\x01 ok").WithData(map[string]any{"channels": []string{"a"}})
+	for _, b := range [][]byte{
+		AppendResult(nil, json.RawMessage(`7`), []byte(`{"a":1}`)),
+		AppendResult(nil, nil, nil),
+		AppendError(nil, json.RawMessage(`"x"`), e),
+		AppendRequest(nil, "s1", "onFoo", []byte(`{"k":[1]}`)),
+		AppendRequest(nil, "", "onNotificationReceived", nil),
+	} {
+		require.True(t, json.Valid(b), "%s", b)
+	}
+	var back struct {
+		Error Error `json:"error"`
+	}
+	require.NoError(t, json.Unmarshal(AppendError(nil, nil, e), &back))
+	require.Equal(t, e.Message, back.Error.Message)
+	require.JSONEq(t, `{"channels":["a"]}`, string(back.Error.Data))
+}
+
+func TestAppendStringMatchesEncodingJSON(t *testing.T) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "ctl\x00\x1f\t\r\n", "ünïcödé ✓", "bad \xff utf8", "sep \u2028 \u2029", "<html>&"} {
+		var got string
+		require.NoError(t, json.Unmarshal(AppendString(nil, s), &got), "%q", s)
+		want := s
+		if !utf8.ValidString(s) {
+			// invalid UTF-8 is replaced, as encoding/json does
+			b, _ := json.Marshal(s)
+			require.NoError(t, json.Unmarshal(b, &want))
+		}
+		require.Equal(t, want, got)
+	}
+}
+
+// FuzzDecode: no frame may panic the decoder, and every invalid message
+// carries an error to answer with.
+func FuzzDecode(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channel":"a b"}}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":"s1","result":null}]`,
+		`[]`, `{`, `null`, `{"jsonrpc":"2.0","id":[1],"method":"x"}`, "\xff\xfe",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		msgs, _ := Decode(frame)
+		if len(msgs) == 0 {
+			t.Fatal("no message")
+		}
+		for _, m := range msgs {
+			if m.Kind == KindInvalid {
+				if m.Err == nil {
+					t.Fatal("invalid message without an error")
+				}
+				if !json.Valid(AppendError(nil, m.ID, m.Err)) {
+					t.Fatalf("error reply is not JSON for %q", frame)
+				}
+			}
+		}
+	})
+}
+
+func FuzzAppendString(f *testing.F) {
+	f.Add("hello")
+	f.Add("\x00\"\\\xff")
+	f.Fuzz(func(t *testing.T, s string) {
+		if !json.Valid(AppendString(nil, s)) {
+			t.Fatalf("invalid JSON for %q", s)
+		}
+	})
+}
