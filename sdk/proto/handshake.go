@@ -92,3 +92,8 @@ type Conn struct {
 	Broker *plugin.GRPCBroker
 	Plugin PluginClient
 }
+
+// EnvLogLevel is set by the host in the plugin's environment: the level the
+// SDK's logger starts at ("trace" ... "error"), so that a plugin does not
+// format lines the host would drop.
+const EnvLogLevel = "HERALD_PLUGIN_LOG_LEVEL"
