@@ -181,7 +181,14 @@ var topLevel = []string{"server", "auth", "delivery", "limits", "history", "over
 func (d *decoder) root(body *hclsyntax.Body, c *Config) {
 	for _, a := range sortedAttrs(body) {
 		if slices.Contains(topLevel, a.Name) {
-			d.errorf(a.NameRange.Start, a.Name, "is a block, not a key: write %s { ... } without \"=\"", a.Name)
+			form := a.Name + " { ... }"
+			switch a.Name {
+			case "broker":
+				form = `broker "memory" {}`
+			case "plugin":
+				form = `plugin "name" { ... }`
+			}
+			d.errorf(a.NameRange.Start, a.Name, "is a block, not a key: write %s without \"=\"", form)
 			continue
 		}
 		d.errorf(a.NameRange.Start, a.Name, "unknown key at the top level%s", suggest(a.Name, topLevel, "; keys go inside a block such as server { ... }"))

@@ -46,6 +46,11 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:1:1: server: is a block, not a key: write server { ... } without "="`},
 		},
 		{
+			name: "labelled block written as a key",
+			src:  "broker = \"nats\"\n" + auth,
+			want: []string{`config.hcl:1:1: broker: is a block, not a key: write broker "memory" {} without "="`},
+		},
+		{
 			name: "key written as a block",
 			src:  "server {\n  listen {}\n}\n" + auth,
 			want: []string{`config.hcl:2:3: server.listen: is a key, not a block: write listen = ...`},
