@@ -141,4 +141,3 @@ func wildcards(pattern string) []string {
 		pattern = pattern[i+j+1:]
 	}
 }
-

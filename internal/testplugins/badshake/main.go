@@ -9,10 +9,10 @@ import (
 
 func main() {
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig:  pluginpb.Handshake,
+		HandshakeConfig: pluginpb.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{99: {pluginpb.PluginKey: &pluginpb.GRPCPlugin{
 			NewServer: func(*plugin.GRPCBroker) pluginpb.PluginServer { return pluginpb.UnimplementedPluginServer{} },
 		}}},
-		GRPCServer:       plugin.DefaultGRPCServer,
+		GRPCServer: plugin.DefaultGRPCServer,
 	})
 }
