@@ -93,8 +93,9 @@ func (e *Engine) Normalize(filter []byte) (*Normalized, error) {
 }
 
 // Register normalizes and stores a filter (JSON) and returns its ID.
-// Registering a filter that is already there returns the same ID and
-// shares it; each registration must be matched by a Remove.
+// Registering a filter that is already there (or one with the same
+// normalized form) returns the same ID and shares it; as in Koncorde there
+// is no reference count: one Remove unregisters it.
 func (e *Engine) Register(filter []byte) (string, error) {
 	n, err := Normalize(filter, e.opts)
 	if err != nil {

@@ -215,7 +215,7 @@ type gen struct{ r *rand.Rand }
 
 func newGen(seed uint64) *gen { return &gen{rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))} }
 
-func (g *gen) pick(xs ...any) any { return xs[g.r.IntN(len(xs))] }
+func (g *gen) pick(xs ...any) any    { return xs[g.r.IntN(len(xs))] }
 func (g *gen) chance(p float64) bool { return g.r.Float64() < p }
 
 var genFields = []string{"a", "b", "n", "s", "c.d", "c.e", "c", "tags", "_id", "flag", "nil"}
