@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -35,8 +36,9 @@ func (o Options) withDefaults() Options {
 // (possibly negated) conditions. Filters that mean the same thing in the
 // same way share an ID.
 type Normalized struct {
-	ID    string
-	terms [][]*cond
+	ID       string
+	terms    [][]*cond
+	termKeys []string
 }
 
 // Normalize validates a filter (JSON) and returns its canonical form.
@@ -289,6 +291,10 @@ func absorb(ts []uint64) []uint64 {
 func removeImpossible(terms [][]literal) [][]literal {
 	var out [][]literal
 	for _, t := range terms {
+		if !mayConflict(t) {
+			out = append(out, t)
+			continue
+		}
 		equals := map[string]Value{}
 		exists := map[string]bool{}
 		notequals := map[string]map[string]bool{}
@@ -375,6 +381,33 @@ func removeImpossible(terms [][]literal) [][]literal {
 	return out
 }
 
+// mayConflict is a fast pre-check for removeImpossible: terms whose
+// equals/exists/range conditions are on distinct ordinary fields cannot
+// be pruned.
+func mayConflict(t []literal) bool {
+	var seen [8]string
+	n := 0
+	for _, l := range t {
+		switch l.c.op {
+		case opEquals, opExists, opRange:
+		default:
+			continue
+		}
+		f := l.c.field
+		if _, ok := protoNames[f]; ok || n == len(seen) {
+			return true
+		}
+		for _, s := range seen[:n] {
+			if s == f {
+				return true
+			}
+		}
+		seen[n] = f
+		n++
+	}
+	return false
+}
+
 // finish applies Koncorde's storage-time rejections, deduplicates and
 // computes the identity.
 func finish(terms [][]literal, path string) (*Normalized, error) {
@@ -382,8 +415,8 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 	var keys []string
 	var out [][]*cond
 	for _, t := range terms {
-		var conds []*cond
-		ck := map[string]bool{}
+		conds := make([]*cond, 0, len(t))
+	lits:
 		for _, l := range t {
 			if l.not && (l.c.op == opNothing || l.c.op == opSelect) {
 				// Koncorde has no storage for these and throws.
@@ -391,13 +424,14 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 			}
 			c := l.c.withNot(l.not)
 			k := c.identity()
-			if ck[k] {
-				continue
+			for _, o := range conds {
+				if o.key == k {
+					continue lits
+				}
 			}
-			ck[k] = true
 			conds = append(conds, c)
 		}
-		sort.Slice(conds, func(i, j int) bool { return conds[i].identity() < conds[j].identity() })
+		slices.SortFunc(conds, func(a, b *cond) int { return strings.Compare(a.key, b.key) })
 		var tk strings.Builder
 		for _, c := range conds {
 			tk.WriteString(c.identity())
@@ -415,15 +449,17 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 	for i := range order {
 		order[i] = i
 	}
-	sort.Slice(order, func(i, j int) bool { return keys[order[i]] < keys[order[j]] })
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
 	h := sha256.New()
 	sorted := make([][]*cond, len(out))
+	sortedKeys := make([]string, len(out))
 	for i, o := range order {
 		sorted[i] = out[o]
+		sortedKeys[i] = keys[o]
 		h.Write([]byte(keys[o]))
 		h.Write([]byte{0})
 	}
-	return &Normalized{ID: hex.EncodeToString(h.Sum(nil))[:32], terms: sorted}, nil
+	return &Normalized{ID: hex.EncodeToString(h.Sum(nil))[:32], terms: sorted, termKeys: sortedKeys}, nil
 }
 
 // program evaluates a normalized filter directly; select's sub-queries

@@ -44,7 +44,16 @@ type cond struct {
 	key string // identity, including the negation
 }
 
+// withNot returns the condition with its negation set. Every variable of
+// a standardized filter has one polarity (it occurs once in the tree), so
+// a condition is set in place; a copy is only made if it were to change.
 func (c *cond) withNot(not bool) *cond {
+	if c.key == "" || c.not == not {
+		if c.not != not {
+			c.not = not
+		}
+		return c
+	}
 	cp := *c
 	cp.not = not
 	cp.key = ""

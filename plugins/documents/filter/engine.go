@@ -4,7 +4,6 @@ import (
 	"math"
 	"regexp/syntax"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -145,23 +144,13 @@ func (e *Engine) Add(n *Normalized) string {
 		e.filterList = append(e.filterList, f)
 	}
 	e.filters[n.ID] = f
-	for _, t := range n.terms {
-		f.terms = append(f.terms, e.addTerm(t, f.idx))
+	for i, t := range n.terms {
+		f.terms = append(f.terms, e.addTerm(t, n.termKeys[i], f.idx))
 	}
 	return n.ID
 }
 
-func termKey(t []*cond) string {
-	var b strings.Builder
-	for _, c := range t {
-		b.WriteString(c.identity())
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
-func (e *Engine) addTerm(t []*cond, filter int32) int32 {
-	key := termKey(t)
+func (e *Engine) addTerm(t []*cond, key string, filter int32) int32 {
 	if te, ok := e.terms[key]; ok {
 		te.filters = append(te.filters, filter)
 		return te.idx
@@ -573,6 +562,24 @@ func (e *Engine) MatchValue(document any) ([]string, error) {
 		return nil, err
 	}
 	return e.matchValue(v), nil
+}
+
+// Document is a parsed document, for callers that test one document
+// several times or want parsing out of the measured path.
+type Document struct{ v Value }
+
+// ParseDocument parses a JSON document.
+func ParseDocument(document []byte) (*Document, error) {
+	v, err := parseJSON(document)
+	if err != nil {
+		return nil, err
+	}
+	return &Document{v}, nil
+}
+
+// MatchDocument is Match for a parsed document.
+func (e *Engine) MatchDocument(d *Document) []string {
+	return e.matchValue(d.v)
 }
 
 func (e *Engine) matchValue(v Value) []string {

@@ -46,7 +46,11 @@ func koncordeCache(t *testing.T) string {
 			dir = filepath.Join(base, "herald")
 		}
 		dir = filepath.Join(dir, "koncorde-4.x")
-		if _, err := os.Stat(filepath.Join(dir, "node_modules", "koncorde", "package.json")); err == nil {
+		// Usable only if it loads: its native modules (re2) may have been
+		// left half-built by an interrupted install.
+		probe := exec.Command("node", "-e", `require("koncorde")`)
+		probe.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"))
+		if probe.Run() == nil {
 			koncordeDir = dir
 			return
 		}
@@ -54,6 +58,9 @@ func koncordeCache(t *testing.T) string {
 			koncordeErr = err
 			return
 		}
+		// re2 compiles from source when no prebuilt binary can be
+		// downloaded: the first run may take many minutes.
+		fmt.Fprintf(os.Stderr, "installing koncorde@4 into %s (once)\n", dir)
 		cmd := exec.Command("npm", "install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save", "koncorde@4")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
