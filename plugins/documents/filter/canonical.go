@@ -1,0 +1,544 @@
+package filter
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/bits"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Options bound what a filter may cost. The zero value means the defaults.
+type Options struct {
+	// MaxConditions limits the number of conditions of a filter, counted
+	// as Koncorde counts them (its maxConditions, default 50). Negative
+	// means no limit.
+	MaxConditions int
+	// MaxTerms limits how many and-terms a filter may expand to once in
+	// disjunctive normal form (default 256). Koncorde has no such bound
+	// and would spend exponential time on such filters instead.
+	MaxTerms int
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxConditions == 0 {
+		o.MaxConditions = 50
+	}
+	if o.MaxTerms <= 0 {
+		o.MaxTerms = 256
+	}
+	return o
+}
+
+// Normalized is a filter in canonical form: an OR of AND-terms of
+// (possibly negated) conditions. Filters that mean the same thing in the
+// same way share an ID.
+type Normalized struct {
+	ID       string
+	terms    [][]*cond
+	termKeys []string
+}
+
+// Normalize validates a filter (JSON) and returns its canonical form.
+func Normalize(filter []byte, opts Options) (*Normalized, error) {
+	v, err := jsonValue(filter)
+	if err != nil {
+		return nil, err
+	}
+	return normalizeValue(v, opts.withDefaults(), "")
+}
+
+// NormalizeValue is Normalize for a filter already decoded by
+// encoding/json (map[string]any and friends).
+func NormalizeValue(filter any, opts Options) (*Normalized, error) {
+	v, err := FromGo(filter)
+	if err != nil {
+		return nil, &ParseError{Msg: err.Error(), Err: err}
+	}
+	return normalizeValue(v, opts.withDefaults(), "")
+}
+
+// String renders the canonical form, one term per line.
+func (n *Normalized) String() string {
+	var b strings.Builder
+	for i, t := range n.terms {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		for j, c := range t {
+			if j > 0 {
+				b.WriteString(" AND ")
+			}
+			b.WriteString(c.identity())
+		}
+	}
+	return b.String()
+}
+
+type literal struct {
+	c   *cond
+	not bool
+}
+
+func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
+	p := &parser{opts: &opts}
+	root, err := p.top(v)
+	if err != nil {
+		return nil, err
+	}
+	var terms [][]literal
+	if root == nil {
+		terms = [][]literal{{{c: &cond{op: opEverything}}}}
+	} else {
+		terms, err = canonical(root, opts, path)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return finish(terms, path)
+}
+
+// canonical turns a standardized tree into Koncorde's canonical form.
+func canonical(root *node, opts Options, path string) ([][]literal, error) {
+	// Variables: the leaves, and groups made only of leaves (Koncorde
+	// treats those as one variable, expanded after minimization).
+	var vars []*node
+	var extract func(n *node)
+	extract = func(n *node) {
+		switch {
+		case n.k == nLeaf:
+			vars = append(vars, n)
+		case n.k == nNot:
+			extract(n.kids[0])
+		case n.isLeaf:
+			vars = append(vars, n)
+		default:
+			for _, k := range n.kids {
+				extract(k)
+			}
+		}
+	}
+	extract(root)
+	count := 0
+	for _, v := range vars {
+		if v.isGroup() {
+			count += len(v.kids)
+		} else {
+			count++
+		}
+	}
+	if opts.MaxConditions > 0 && count > opts.MaxConditions {
+		return nil, &ParseError{Path: path, Err: ErrTooComplex,
+			Msg: fmt.Sprintf("filter too complex: %d conditions, at most %d allowed", count, opts.MaxConditions)}
+	}
+	if len(vars) > 64 {
+		return nil, &ParseError{Path: path, Err: ErrTooComplex, Msg: fmt.Sprintf("filter too complex: %d conditions", count)}
+	}
+	tooMany := &ParseError{Path: path, Err: ErrTooComplex,
+		Msg: fmt.Sprintf("filter too complex: expands to more than %d terms", opts.MaxTerms)}
+
+	// Each variable occurs once in the formula, so the formula is unate
+	// and its minimal DNF (what Koncorde's Espresso step yields) is the
+	// set of its prime implicants: distribute, then drop absorbed terms.
+	neg := make([]bool, len(vars))
+	idx := 0
+	var dnf func(n *node, negated bool) ([]uint64, error)
+	dnf = func(n *node, negated bool) ([]uint64, error) {
+		if n.k == nLeaf || (n.isGroup() && n.isLeaf) {
+			i := idx
+			idx++
+			neg[i] = negated
+			return []uint64{1 << uint(i)}, nil
+		}
+		if n.k == nNot {
+			return dnf(n.kids[0], !negated)
+		}
+		isAnd := (n.k == nAnd) != negated
+		var acc []uint64
+		for j, k := range n.kids {
+			sub, err := dnf(k, negated)
+			if err != nil {
+				return nil, err
+			}
+			if j == 0 {
+				acc = sub
+				continue
+			}
+			if isAnd {
+				if len(acc)*len(sub) > opts.MaxTerms*4 {
+					return nil, tooMany
+				}
+				prod := make([]uint64, 0, len(acc)*len(sub))
+				for _, a := range acc {
+					for _, b := range sub {
+						prod = append(prod, a|b)
+					}
+				}
+				acc = absorb(prod)
+			} else {
+				acc = absorb(append(acc, sub...))
+			}
+			if len(acc) > opts.MaxTerms {
+				return nil, tooMany
+			}
+		}
+		return acc, nil
+	}
+	masks, err := dnf(root, false)
+	if err != nil {
+		return nil, err
+	}
+
+	// Expand group variables: an and-like group adds its conditions to
+	// the term, or-like groups multiply terms.
+	var out [][]literal
+	for _, m := range masks {
+		var sub []literal
+		var ors [][]literal
+		for rest := m; rest != 0; rest &= rest - 1 {
+			i := bits.TrailingZeros64(rest)
+			v, n := vars[i], neg[i]
+			if !v.isGroup() {
+				sub = append(sub, literal{v.leaf, n})
+				continue
+			}
+			conds := make([]literal, len(v.kids))
+			for j, k := range v.kids {
+				if k.k == nNot {
+					conds[j] = literal{k.kids[0].leaf, !n}
+				} else {
+					conds[j] = literal{k.leaf, n}
+				}
+			}
+			if (v.k == nAnd) != n {
+				sub = append(sub, conds...)
+			} else {
+				ors = append(ors, conds)
+			}
+		}
+		total := 1
+		for _, o := range ors {
+			total *= len(o)
+			if total > opts.MaxTerms {
+				return nil, tooMany
+			}
+		}
+		if len(ors) == 0 {
+			out = append(out, sub)
+		} else {
+			pick := make([]int, len(ors))
+			for {
+				t := append([]literal(nil), sub...)
+				for j, o := range ors {
+					t = append(t, o[pick[j]])
+				}
+				out = append(out, t)
+				j := 0
+				for ; j < len(ors); j++ {
+					pick[j]++
+					if pick[j] < len(ors[j]) {
+						break
+					}
+					pick[j] = 0
+				}
+				if j == len(ors) {
+					break
+				}
+			}
+		}
+		if len(out) > opts.MaxTerms {
+			return nil, tooMany
+		}
+	}
+	out = removeImpossible(out)
+	for _, t := range out {
+		sort.SliceStable(t, func(a, b int) bool { return opNames[t[a].c.op] < opNames[t[b].c.op] })
+	}
+	return out, nil
+}
+
+func absorb(ts []uint64) []uint64 {
+	sort.Slice(ts, func(i, j int) bool {
+		ci, cj := bits.OnesCount64(ts[i]), bits.OnesCount64(ts[j])
+		if ci != cj {
+			return ci < cj
+		}
+		return ts[i] < ts[j]
+	})
+	out := ts[:0:0]
+	for _, t := range ts {
+		keep := true
+		for _, u := range out {
+			if u&t == u {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// removeImpossible drops the terms Koncorde considers unsatisfiable, with
+// its exact rules, including the ones that are not quite right (a "not
+// exists" on tags["x"] and an "exists" on tags conflict for it: both are
+// keyed by the path "tags"). Object.prototype member names behave as
+// already-set keys, as they do in the JavaScript objects it uses.
+func removeImpossible(terms [][]literal) [][]literal {
+	var out [][]literal
+	for _, t := range terms {
+		if !mayConflict(t) {
+			out = append(out, t)
+			continue
+		}
+		equals := map[string]Value{}
+		exists := map[string]bool{}
+		notequals := map[string]map[string]bool{}
+		notexists := map[string]bool{}
+		ranges := map[string]*rangeSpec{}
+		proto := func(f string) bool { _, ok := protoNames[f]; return ok }
+		eqGet := func(f string) (Value, bool, bool) { // value, defined, isFunction
+			if v, ok := equals[f]; ok {
+				return v, true, false
+			}
+			if proto(f) {
+				return Value{}, true, true
+			}
+			return Value{}, false, false
+		}
+		has := func(m map[string]bool, f string) bool { return m[f] || proto(f) }
+		hasRange := func(f string) bool { _, ok := ranges[f]; return ok || proto(f) }
+		neHas := func(f, v string) bool {
+			if m := notequals[f]; m != nil && (m[v] || proto(v)) {
+				return true
+			}
+			return false
+		}
+		conflict := func(v Value, r *rangeSpec) bool {
+			if r == nil {
+				return false
+			}
+			n := jsToNumber(v)
+			return (r.hasLT && n >= r.lt) || (r.hasLTE && n > r.lte) || (r.hasGT && n <= r.gt) || (r.hasGTE && n < r.gte)
+		}
+		skip := false
+		for _, l := range t {
+			c, f := l.c, l.c.field
+			switch {
+			case c.op == opEquals && !l.not:
+				if prev, def, fn := eqGet(f); def && (fn || !strictEqual(prev, c.val)) {
+					skip = true
+				}
+				if skip {
+					break
+				}
+				equals[f] = c.val
+				if has(notexists, f) || neHas(f, jsString(c.val)) || conflict(c.val, ranges[f]) {
+					skip = true
+				}
+			case c.op == opEquals && l.not:
+				if notequals[f] == nil {
+					notequals[f] = map[string]bool{}
+				}
+				notequals[f][jsString(c.val)] = true
+				if prev, def, fn := eqGet(f); def && !fn && strictEqual(prev, c.val) {
+					skip = true
+				}
+			case c.op == opExists && !l.not:
+				exists[f] = true
+				if has(notexists, f) {
+					skip = true
+				}
+			case c.op == opExists && l.not:
+				notexists[f] = true
+				if _, def, _ := eqGet(f); def || has(exists, f) || hasRange(f) {
+					skip = true
+				}
+			case c.op == opRange && !l.not:
+				r := c.rng
+				ranges[f] = &r
+				if has(notexists, f) {
+					skip = true
+				} else if prev, def, fn := eqGet(f); def && !fn && conflict(prev, &r) {
+					skip = true
+				}
+			}
+			if skip {
+				break
+			}
+		}
+		if !skip {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return [][]literal{{{c: &cond{op: opNothing}}}}
+	}
+	return out
+}
+
+// mayConflict is a fast pre-check for removeImpossible: terms whose
+// equals/exists/range conditions are on distinct ordinary fields cannot
+// be pruned.
+func mayConflict(t []literal) bool {
+	var seen [8]string
+	n := 0
+	for _, l := range t {
+		switch l.c.op {
+		case opEquals, opExists, opRange:
+		default:
+			continue
+		}
+		f := l.c.field
+		if _, ok := protoNames[f]; ok || n == len(seen) {
+			return true
+		}
+		for _, s := range seen[:n] {
+			if s == f {
+				return true
+			}
+		}
+		seen[n] = f
+		n++
+	}
+	return false
+}
+
+// finish applies Koncorde's storage-time rejections, deduplicates and
+// computes the identity.
+func finish(terms [][]literal, path string) (*Normalized, error) {
+	seen := map[string]bool{}
+	var keys []string
+	var out [][]*cond
+	for _, t := range terms {
+		conds := make([]*cond, 0, len(t))
+	lits:
+		for _, l := range t {
+			if l.not && (l.c.op == opNothing || l.c.op == opSelect) {
+				// Koncorde has no storage for these and throws.
+				return nil, perr(path, "%s cannot be negated", opNames[l.c.op])
+			}
+			c := l.c.withNot(l.not)
+			k := c.identity()
+			for _, o := range conds {
+				if o.key == k {
+					continue lits
+				}
+			}
+			conds = append(conds, c)
+		}
+		slices.SortFunc(conds, func(a, b *cond) int { return strings.Compare(a.key, b.key) })
+		var tk strings.Builder
+		for _, c := range conds {
+			tk.WriteString(c.identity())
+			tk.WriteByte('\n')
+		}
+		k := tk.String()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+		out = append(out, conds)
+	}
+	order := make([]int, len(out))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	h := sha256.New()
+	sorted := make([][]*cond, len(out))
+	sortedKeys := make([]string, len(out))
+	for i, o := range order {
+		sorted[i] = out[o]
+		sortedKeys[i] = keys[o]
+		h.Write([]byte(keys[o]))
+		h.Write([]byte{0})
+	}
+	return &Normalized{ID: hex.EncodeToString(h.Sum(nil))[:32], terms: sorted, termKeys: sortedKeys}, nil
+}
+
+// program evaluates a normalized filter directly; select's sub-queries
+// use it.
+type program struct {
+	id    string
+	terms [][]*cond
+	geo   [2]map[string]int // field -> position, for positive and negated geo conditions
+}
+
+func compileProgram(v Value, opts *Options, path string) (*program, error) {
+	n, err := normalizeValue(v, *opts, path)
+	if err != nil {
+		return nil, err
+	}
+	pr := &program{id: n.ID, terms: n.terms}
+	for _, t := range n.terms {
+		for _, c := range t {
+			if c.op != opGeo {
+				continue
+			}
+			i := 0
+			if c.not {
+				i = 1
+			}
+			if pr.geo[i] == nil {
+				pr.geo[i] = map[string]int{}
+			}
+			if _, ok := pr.geo[i][c.field]; !ok {
+				pr.geo[i][c.field] = len(pr.geo[i])
+			}
+		}
+	}
+	return pr, nil
+}
+
+type programGate struct {
+	p     *program
+	d     *doc
+	abort [2]int
+	done  [2]bool
+}
+
+func (g *programGate) geoAllowed(field string, negated bool) bool {
+	i := 0
+	if negated {
+		i = 1
+	}
+	if !g.done[i] {
+		g.done[i] = true
+		g.abort[i] = 1 << 30
+		for f, pos := range g.p.geo[i] {
+			v := g.d.get(f)
+			if v.truthy() {
+				if _, ok := convertGeopoint(v); !ok && pos < g.abort[i] {
+					g.abort[i] = pos
+				}
+			}
+		}
+	}
+	return g.p.geo[i][field] < g.abort[i]
+}
+
+// matchValue tests {value: v}, flattened, as Koncorde's select does.
+func (p *program) matchValue(v Value) bool {
+	d := &doc{m: map[string]Value{}}
+	d.flatten(Value{k: kObj, obj: &object{keys: []string{"value"}, vals: []Value{v}}})
+	g := &programGate{p: p, d: d}
+	for _, t := range p.terms {
+		ok := true
+		for _, c := range t {
+			if !c.eval(d, g) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
