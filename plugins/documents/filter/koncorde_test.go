@@ -48,7 +48,12 @@ func koncordeCache(t *testing.T) string {
 		dir = filepath.Join(dir, "koncorde-4.x")
 		// Usable only if it loads: its native modules (re2) may have been
 		// left half-built by an interrupted install.
-		probe := exec.Command("node", "-e", `require("koncorde")`)
+		loader, err := filepath.Abs("testdata/koncorde_load.js")
+		if err != nil {
+			koncordeErr = err
+			return
+		}
+		probe := exec.Command("node", loader)
 		probe.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(dir, "node_modules"))
 		if probe.Run() == nil {
 			koncordeDir = dir
@@ -58,14 +63,28 @@ func koncordeCache(t *testing.T) string {
 			koncordeErr = err
 			return
 		}
-		// re2 compiles from source when no prebuilt binary can be
-		// downloaded: the first run may take many minutes.
 		fmt.Fprintf(os.Stderr, "installing koncorde@4 into %s (once)\n", dir)
-		cmd := exec.Command("npm", "install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save", "koncorde@4")
+		// --ignore-scripts skips building re2 from source (about 25 minutes
+		// on 2 cores); testdata/koncorde_load.js then runs Koncorde with its
+		// js regexp engine. HERALD_KONCORDE_RE2=native builds it instead.
+		args := []string{"install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save"}
+		if os.Getenv("HERALD_KONCORDE_RE2") != "native" {
+			args = append(args, "--ignore-scripts")
+		}
+		cmd := exec.Command("npm", append(args, "koncorde@~4.7.0")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			koncordeErr = fmt.Errorf("npm install koncorde@4: %v\n%s", err, out)
 			return
+		}
+		if os.Getenv("HERALD_KONCORDE_RE2") != "native" {
+			// Koncorde's other native modules are needed and build in
+			// well under a minute.
+			cmd = exec.Command("npm", "rebuild", "--prefix", dir, "--no-audit", "--no-fund", "kuzzle-espresso-logic-minimizer", "boost-geospatial-index")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				koncordeErr = fmt.Errorf("npm rebuild Koncorde's native modules: %v\n%s", err, out)
+				return
+			}
 		}
 		koncordeDir = dir
 	})

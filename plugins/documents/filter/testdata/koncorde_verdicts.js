@@ -3,14 +3,14 @@
 // {"errors": [msg|null per filter], "matches": [[filter index...] per doc]}
 // A document for which Koncorde throws gets null instead of a list.
 "use strict";
-const { Koncorde } = require("koncorde");
+const koncorde = require("./koncorde_load.js");
 
 let input = "";
 process.stdin.setEncoding("utf8");
 process.stdin.on("data", (c) => (input += c));
 process.stdin.on("end", () => {
   const { filters, docs } = JSON.parse(input);
-  const k = new Koncorde();
+  const k = koncorde.create();
   const errors = [];
   const byId = new Map();
   filters.forEach((f, i) => {
@@ -24,7 +24,7 @@ process.stdin.on("end", () => {
     // A failed store leaves a half-registered filter behind that cannot
     // be removed either: try it on a throwaway instance first.
     try {
-      new Koncorde().store(n);
+      koncorde.create().store(n);
     } catch (e) {
       errors.push(String(e.message));
       return;
