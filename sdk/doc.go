@@ -1,0 +1,22 @@
+// Package sdk is what a Herald plugin imports. A plugin is a separate
+// process that Herald starts, supervises and talks to over gRPC (through
+// hashicorp/go-plugin, which the author never sees).
+//
+// A plugin implements Plugin (its Manifest: name, version, owned channel
+// prefixes, methods, HTTP routes) and only the optional hooks it needs, each
+// a small interface the SDK discovers by type assertion:
+//
+//   - Configurer: receive the `config` block (Config.Decode) and the Host;
+//   - Authorizer: accept or refuse subscriptions to its channels;
+//   - EventHandler: learn of connections and subscriptions;
+//   - Drainer: finish work before being stopped.
+//
+// The Host handle emits notifications (acknowledged: Emit returns once they
+// are in channel history), subscribes connections to the plugin's channels,
+// reads presence and calls methods of a client's local interface.
+// main is one line: sdk.Serve(p). Package sdktest runs a plugin in-process
+// over the real protocol for unit tests.
+//
+// This package speaks plain Go types; the protocol (sdk/proto) is the
+// host's and the SDK's business. It must not import anything under core/.
+package sdk

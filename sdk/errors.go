@@ -1,0 +1,82 @@
+package sdk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Error codes of the Herald contract (JSON-RPC 2.0 codes and Herald's own).
+const (
+	CodeInvalidParams     = -32602
+	CodeMethodNotFound    = -32601
+	CodeInternal          = -32603
+	CodeUnauthenticated   = -32001
+	CodeForbidden         = -32003
+	CodeUnknownNamespace  = -32004
+	CodeLimitExceeded     = -32005
+	CodeRateLimited       = -32029
+	CodePluginUnavailable = -32050
+)
+
+// Error is a coded error. A handler that returns one sends it to the caller
+// unchanged; any other error becomes CodeInternal with its message.
+type Error struct {
+	Code    int
+	Message string
+	Data    json.RawMessage // optional JSON
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("error %d: %s", e.Code, e.Message) }
+
+// Errorf builds a coded error.
+func Errorf(code int, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WithData returns a copy of e carrying data as JSON.
+func (e *Error) WithData(data any) *Error {
+	c := *e
+	if data == nil {
+		return &c
+	}
+	if b, err := json.Marshal(data); err == nil {
+		c.Data = b
+	}
+	return &c
+}
+
+// Forbidden: the caller may not do this (-32003).
+func Forbidden(msg string) *Error { return &Error{Code: CodeForbidden, Message: msg} }
+
+// InvalidParams: the params are wrong; data says which (-32602).
+func InvalidParams(msg string, data any) *Error {
+	return (&Error{Code: CodeInvalidParams, Message: msg}).WithData(data)
+}
+
+// Unauthenticated: a token is needed or is bad (-32001).
+func Unauthenticated(msg string) *Error { return &Error{Code: CodeUnauthenticated, Message: msg} }
+
+// NotFound: no such method (-32601).
+func NotFound(msg string) *Error { return &Error{Code: CodeMethodNotFound, Message: msg} }
+
+// LimitExceeded: a bound was hit (-32005).
+func LimitExceeded(msg string) *Error { return &Error{Code: CodeLimitExceeded, Message: msg} }
+
+// Internal: the plugin failed (-32603).
+func Internal(msg string) *Error { return &Error{Code: CodeInternal, Message: msg} }
+
+// AsError returns err as a coded error: itself when it is one (or wraps one),
+// CodeInternal with err's message otherwise.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+func asTypeError(err error, target **json.UnmarshalTypeError) bool { return errors.As(err, target) }

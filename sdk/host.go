@@ -1,0 +1,133 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-hclog"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// Host is the plugin's handle on Herald. It is safe for concurrent use.
+type Host interface {
+	// Emit publishes notifications and returns once the host has them in
+	// channel history (so a call that caused them can answer truthfully),
+	// with one Published per notification. Concurrent Emits share batches on
+	// one stream; call it from as many goroutines as you like. If ctx ends
+	// first, the notifications may or may not have been published.
+	Emit(ctx context.Context, ns ...Notification) ([]Published, error)
+	// Subscribe adds a connection to a channel the plugin owns, without
+	// asking Authorize (dynamic channels, e.g. a filter room).
+	Subscribe(ctx context.Context, connID, channel string) error
+	// Unsubscribe removes a connection from a channel the plugin owns.
+	Unsubscribe(ctx context.Context, connID, channel string) error
+	// Presence counts a channel's subscribed connections and users.
+	Presence(ctx context.Context, channel string) (PresenceInfo, error)
+	// CallClient calls a method of a connection's local interface (one the
+	// client presented in `hello`) and returns its answer. params is
+	// marshalled to JSON unless it is json.RawMessage.
+	CallClient(ctx context.Context, connID, method string, params any) (json.RawMessage, error)
+	// Logger logs through the host's log, with the plugin's name.
+	Logger() hclog.Logger
+}
+
+// ErrHostGone is returned when the host connection is closed.
+var ErrHostGone = errors.New("herald host connection closed")
+
+type host struct {
+	client pluginpb.HostClient
+	emit   *emitter
+	log    hclog.Logger
+}
+
+func (h *host) Logger() hclog.Logger { return h.log }
+
+func (h *host) Emit(ctx context.Context, ns ...Notification) ([]Published, error) {
+	if len(ns) == 0 {
+		return nil, nil
+	}
+	pbs := make([]*pluginpb.Notification, len(ns))
+	for i, n := range ns {
+		obj, err := marshalObject(n.Object)
+		if err != nil {
+			return nil, fmt.Errorf("emit to %q: object: %w", n.Channel, err)
+		}
+		pbs[i] = &pluginpb.Notification{
+			Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType,
+			ObjectName: n.ObjectName, Object: obj,
+		}
+	}
+	return h.emit.emit(ctx, pbs)
+}
+
+func (h *host) Subscribe(ctx context.Context, connID, channel string) error {
+	r, err := h.client.Subscribe(ctx, &pluginpb.SubscriptionRequest{ConnId: connID, Channel: channel})
+	if err != nil {
+		return fmt.Errorf("subscribe %q to %q: %w", connID, channel, err)
+	}
+	return fromPBError(r.GetError())
+}
+
+func (h *host) Unsubscribe(ctx context.Context, connID, channel string) error {
+	r, err := h.client.Unsubscribe(ctx, &pluginpb.SubscriptionRequest{ConnId: connID, Channel: channel})
+	if err != nil {
+		return fmt.Errorf("unsubscribe %q from %q: %w", connID, channel, err)
+	}
+	return fromPBError(r.GetError())
+}
+
+func (h *host) Presence(ctx context.Context, channel string) (PresenceInfo, error) {
+	r, err := h.client.Presence(ctx, &pluginpb.PresenceRequest{Channel: channel})
+	if err != nil {
+		return PresenceInfo{}, fmt.Errorf("presence of %q: %w", channel, err)
+	}
+	if e := fromPBError(r.GetError()); e != nil {
+		return PresenceInfo{}, e
+	}
+	return PresenceInfo{Count: int(r.GetCount()), Users: r.GetUsers()}, nil
+}
+
+func (h *host) CallClient(ctx context.Context, connID, method string, params any) (json.RawMessage, error) {
+	p, err := marshalObject(params)
+	if err != nil {
+		return nil, fmt.Errorf("call %s on %q: params: %w", method, connID, err)
+	}
+	r, err := h.client.CallClient(ctx, &pluginpb.CallClientRequest{ConnId: connID, Method: method, Params: p})
+	if err != nil {
+		return nil, fmt.Errorf("call %s on %q: %w", method, connID, err)
+	}
+	if e := fromPBError(r.GetError()); e != nil {
+		return nil, e
+	}
+	return r.GetResult(), nil
+}
+
+func marshalObject(v any) ([]byte, error) {
+	switch o := v.(type) {
+	case nil:
+		return []byte("null"), nil
+	case json.RawMessage:
+		return o, nil
+	case []byte:
+		return o, nil
+	default:
+		return json.Marshal(v)
+	}
+}
+
+func fromPBError(e *pluginpb.Error) error {
+	if e == nil {
+		return nil
+	}
+	return &Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+}
+
+func toPBError(err error) *pluginpb.Error {
+	if err == nil {
+		return nil
+	}
+	e := AsError(err)
+	return &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}
+}

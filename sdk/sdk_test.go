@@ -1,0 +1,244 @@
+package sdk_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/sdktest"
+	"github.com/stretchr/testify/require"
+)
+
+// testPlugin exercises every hook.
+type testPlugin struct {
+	mu     sync.Mutex
+	cfg    testConfig
+	events []sdk.Event
+	host   sdk.Host
+}
+
+type testConfig struct {
+	Greeting string        `mapstructure:"greeting"`
+	Limit    int           `mapstructure:"limit"`
+	Window   time.Duration `mapstructure:"window"`
+}
+
+func (c testConfig) Validate() error {
+	if c.Limit < 0 {
+		return fmt.Errorf("limit: must not be negative, got %d", c.Limit)
+	}
+	return nil
+}
+
+func (p *testPlugin) Manifest() sdk.Manifest {
+	return sdk.Manifest{
+		Name: "t", Version: "0.1.0", Prefixes: []string{"t"},
+		Methods: []sdk.Method{
+			{Name: "emit", Handler: p.emit},
+			{Name: "panic", Handler: func(context.Context, *sdk.Call) (any, error) { panic("boom") }},
+			{Name: "join", Handler: p.join},
+			{Name: "config", Handler: func(context.Context, *sdk.Call) (any, error) { return p.cfg, nil }},
+		},
+		Routes: []sdk.Route{{Method: "GET", Pattern: "/v1/t/{id}/stream", Handler: http.HandlerFunc(p.stream)}},
+	}
+}
+
+func (p *testPlugin) Configure(_ context.Context, h sdk.Host, cfg sdk.Config) error {
+	p.host = h
+	return cfg.Decode(&p.cfg)
+}
+
+func (p *testPlugin) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
+	p.mu.Lock()
+	p.events = append(p.events, ev)
+	p.mu.Unlock()
+}
+
+func (p *testPlugin) emit(ctx context.Context, c *sdk.Call) (any, error) {
+	var n struct{ Channel string }
+	if err := c.Bind(&n); err != nil {
+		return nil, err
+	}
+	return c.Host.Emit(ctx, sdk.Notification{Channel: n.Channel, Event: "e", ObjectType: "o", Object: map[string]int{"n": 1}})
+}
+
+func (p *testPlugin) join(ctx context.Context, c *sdk.Call) (any, error) {
+	var r struct{ Channel string }
+	if err := c.Bind(&r); err != nil {
+		return nil, err
+	}
+	if err := c.Host.Subscribe(ctx, c.Caller.ConnID, r.Channel); err != nil {
+		return nil, err
+	}
+	return c.Host.Presence(ctx, r.Channel)
+}
+
+func (p *testPlugin) stream(w http.ResponseWriter, r *http.Request) {
+	c, _ := sdk.CallerFrom(r.Context())
+	w.Header().Set("Content-Type", "text/plain")
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(w, "%s %s %d\n", r.PathValue("id"), c.UserID, i)
+		w.(http.Flusher).Flush()
+	}
+}
+
+func TestConfigDecodes(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, map[string]any{"greeting": "hi", "limit": 3, "window": "250ms"})
+	res, err := h.Call("config", sdktest.Backend(), nil)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Greeting":"hi","Limit":3,"Window":250000000}`, string(res))
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  map[string]any
+		want string
+	}{
+		{map[string]any{"limit": "many"}, "limit"},
+		{map[string]any{"greting": "hi"}, "greting"},
+		{map[string]any{"window": "soon"}, "window"},
+		{map[string]any{"limit": -1}, "limit: must not be negative"},
+	} {
+		_, err := sdktest.StartErr(t, &testPlugin{}, tc.cfg)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), tc.want)
+	}
+}
+
+func TestCallErrorsAndPanics(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	h := sdktest.Start(t, &testPlugin{}, nil)
+	_, err := h.Call("nope", sdktest.Backend(), nil)
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeMethodNotFound, e.Code)
+
+	_, err = h.Call("panic", sdktest.Backend(), nil)
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeInternal, e.Code)
+
+	// The plugin survived the panic.
+	_, err = h.Call("emit", sdktest.Backend(), map[string]string{"channel": "t:1"})
+	require.NoError(t, err)
+}
+
+func TestManifestDiscoversHooks(t *testing.T) {
+	h := sdktest.Start(t, &testPlugin{}, nil)
+	m := h.Manifest()
+	require.Equal(t, "t", m.Name)
+	require.False(t, m.Authorizes)
+	require.True(t, m.WantsEvents)
+	require.Equal(t, []string{"GET /v1/t/{id}/stream"}, m.Routes)
+	refused, err := h.Authorize(sdk.Caller{UserID: "u"}, "t:anything")
+	require.NoError(t, err)
+	require.Empty(t, refused, "a plugin without Authorizer allows its channels")
+}
+
+func TestConcurrentEmitsAreBatchedAndAcknowledgedInOrder(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, nil)
+	const workers, each = 32, 200
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := fmt.Sprintf("t:%d", w)
+			for i := 1; i <= each; i++ {
+				pub, err := p.host.Emit(context.Background(), sdk.Notification{Channel: ch, Event: "e", ObjectType: "o", Object: i})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if pub[0].Seq != uint64(i) || pub[0].Channel != ch {
+					errs <- fmt.Errorf("%s: emit %d acknowledged as %+v", ch, i, pub[0])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	ns := h.Emitted()
+	require.Len(t, ns, workers*each)
+	require.Less(t, h.Batches(), workers*each, "concurrent emits share batches")
+}
+
+func TestEmitManyInOneCallIsSplitIntoBatches(t *testing.T) {
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, nil)
+	ns := make([]sdk.Notification, 3000)
+	for i := range ns {
+		ns[i] = sdk.Notification{Channel: "t:big", Event: "e", ObjectType: "o", Object: i}
+	}
+	pub, err := p.host.Emit(context.Background(), ns...)
+	require.NoError(t, err)
+	require.Len(t, pub, 3000)
+	for i, x := range pub {
+		require.Equal(t, uint64(i+1), x.Seq)
+	}
+	require.GreaterOrEqual(t, h.Batches(), 3)
+}
+
+func TestEventsAndHostSubscribe(t *testing.T) {
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, nil)
+	h.Connect("c1", "alice")
+	h.Connect("c2", "bob")
+	h.Subscribe("c2", "t:room")
+
+	res, err := h.Call("join", h.Client("c1"), map[string]string{"channel": "t:room"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Count":2,"Users":["alice","bob"]}`, string(res))
+	require.Contains(t, h.Subscriptions("c1"), "t:room")
+
+	_, err = h.Call("join", h.Client("c1"), map[string]string{"channel": "other:room"})
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeForbidden, e.Code, "a plugin subscribes connections only to its own channels")
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	require.Len(t, p.events, 3)
+	require.Equal(t, sdk.Connected, p.events[0].Kind)
+	require.Equal(t, sdk.Subscribed, p.events[2].Kind)
+	require.Equal(t, "t:room", p.events[2].Channel)
+}
+
+func TestHTTPRouteStreams(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	h := sdktest.Start(t, &testPlugin{}, nil)
+	srv := httptest.NewServer(h.Handler(sdk.Caller{UserID: "alice"}))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/v1/t/42/stream")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "text/plain", resp.Header.Get("Content-Type"))
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	require.Equal(t, []string{"42 alice 0", "42 alice 1", "42 alice 2"}, lines)
+
+	resp2, err := http.Get(srv.URL + "/v1/nothing")
+	require.NoError(t, err)
+	resp2.Body.Close()
+	require.Equal(t, 404, resp2.StatusCode)
+	srv.CloseClientConnections()
+}

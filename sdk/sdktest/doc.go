@@ -1,0 +1,14 @@
+// Package sdktest runs a plugin inside a test, over the real protocol: the
+// plugin is served by go-plugin in-process, the harness dispenses it with a
+// real go-plugin client over a real gRPC connection, and serves the Host
+// side through the same broker connection Herald uses. Nothing is faked: the
+// harness's host side is a recorder that numbers emitted notifications per
+// channel as Herald does, tracks the subscriptions that the test's events
+// and the plugin's Host.Subscribe calls create, answers Presence from them,
+// and hands CallClient requests to a function the test sets.
+//
+//	h := sdktest.Start(t, &myPlugin{}, map[string]any{"greeting": "hi"})
+//	h.Connect("c1", "alice")
+//	res, err := h.Call("say", h.Client("c1"), map[string]any{"text": "hello"})
+//	ns := h.Emitted()
+package sdktest

@@ -1,0 +1,448 @@
+package sdktest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/internal/harness"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"google.golang.org/grpc"
+)
+
+// Timeout bounds every harness call and wait.
+var Timeout = 10 * time.Second
+
+// Harness is one running plugin and the host side around it.
+type Harness struct {
+	t        testing.TB
+	rec      *recorder
+	client   *plugin.Client
+	plugin   pluginpb.PluginClient
+	manifest *pluginpb.Manifest
+	cancel   context.CancelFunc
+	closed   chan struct{}
+	hostSrv  *grpc.Server
+	wg       sync.WaitGroup
+	once     sync.Once
+}
+
+// Start serves p in-process, dispenses it, configures it with cfg (the
+// plugin's `config` block as Go values) and stops it when the test ends. A
+// plugin that fails to configure fails the test; use StartErr to test that.
+func Start(t testing.TB, p sdk.Plugin, cfg map[string]any) *Harness {
+	t.Helper()
+	h, err := StartErr(t, p, cfg)
+	if err != nil {
+		t.Fatalf("sdktest: %v", err)
+	}
+	return h
+}
+
+// StartErr is Start that returns the Configure error instead of failing.
+func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any) (*Harness, error) {
+	t.Helper()
+	log := hclog.New(&hclog.LoggerOptions{Name: "sdktest", Level: hclog.Warn, Output: testWriter{t}})
+	ctx, cancel := context.WithCancel(context.Background())
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	if err := harness.ServeInProcess(ctx, p, log, reattach, closed); err != nil {
+		cancel()
+		return nil, err
+	}
+	h := &Harness{t: t, rec: newRecorder(), cancel: cancel, closed: closed}
+	t.Cleanup(h.Close)
+
+	var rc *plugin.ReattachConfig
+	select {
+	case rc = <-reattach:
+	case <-time.After(Timeout):
+		return h, errors.New("plugin did not start serving")
+	}
+	rc.Test = false // the harness stops the plugin through Kill, as Herald does
+	rc.ReattachFunc = func() (runner.AttachedRunner, error) { return &inProcess{closed: closed, cancel: cancel}, nil }
+	h.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  pluginpb.Handshake,
+		// Reattaching skips version negotiation, so the set is given as is.
+		Plugins:          pluginpb.PluginSets(&pluginpb.GRPCPlugin{})[pluginpb.ProtocolVersion],
+		Reattach:         rc,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  pluginpb.DialOptions(pluginpb.DefaultMaxMessageBytes),
+		Logger:           log,
+	})
+	cp, err := h.client.Client()
+	if err != nil {
+		return h, fmt.Errorf("connect: %w", err)
+	}
+	raw, err := cp.Dispense(pluginpb.PluginKey)
+	if err != nil {
+		return h, fmt.Errorf("dispense: %w", err)
+	}
+	c := raw.(*pluginpb.Conn)
+	h.plugin = c.Plugin
+
+	cctx, ccancel := context.WithTimeout(context.Background(), Timeout)
+	defer ccancel()
+	if h.manifest, err = h.plugin.GetManifest(cctx, &pluginpb.Empty{}); err != nil {
+		return h, fmt.Errorf("manifest: %w", err)
+	}
+	h.rec.prefixes = h.manifest.GetPrefixes()
+
+	id := c.Broker.NextId()
+	h.wg.Add(1)
+	go func() { // ends when the broker closes (Close kills the client)
+		defer h.wg.Done()
+		c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+			s := grpc.NewServer(append(opts, pluginpb.ServerOptions(pluginpb.DefaultMaxMessageBytes)...)...)
+			pluginpb.RegisterHostServer(s, h.rec)
+			return s
+		})
+	}()
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return h, fmt.Errorf("config: %w", err)
+	}
+	rep, err := h.plugin.Configure(cctx, &pluginpb.ConfigureRequest{Name: h.manifest.GetName(), ConfigJson: cfgJSON, HostServiceId: id})
+	if err != nil {
+		return h, fmt.Errorf("configure: %w", err)
+	}
+	if e := rep.GetError(); e != nil {
+		return h, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+	}
+	return h, nil
+}
+
+// Close drains and stops the plugin; Start registers it with t.Cleanup.
+func (h *Harness) Close() {
+	h.once.Do(func() {
+		if h.plugin != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+			_, _ = h.plugin.Drain(ctx, &pluginpb.Empty{})
+			cancel()
+		}
+		if h.client != nil {
+			h.client.Kill()
+		}
+		h.cancel()
+		<-h.closed
+		h.wg.Wait()
+	})
+}
+
+// Manifest is the plugin's manifest as the host sees it.
+type Manifest struct {
+	Name, Version string
+	Prefixes      []string
+	Methods       map[string]bool // name -> backend only
+	Routes        []string        // "GET /pattern"
+	Authorizes    bool
+	WantsEvents   bool
+}
+
+// Manifest returns what the plugin declared.
+func (h *Harness) Manifest() Manifest {
+	m := Manifest{Name: h.manifest.GetName(), Version: h.manifest.GetVersion(), Prefixes: h.manifest.GetPrefixes(),
+		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents()}
+	for _, me := range h.manifest.GetMethods() {
+		m.Methods[me.GetName()] = me.GetBackendOnly()
+	}
+	for _, r := range h.manifest.GetRoutes() {
+		m.Routes = append(m.Routes, r.GetMethod()+" "+r.GetPattern())
+	}
+	return m
+}
+
+func ctxT() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), Timeout) }
+
+func callerPB(c sdk.Caller) *pluginpb.Caller {
+	out := &pluginpb.Caller{ConnId: c.ConnID, UserId: c.UserID, Token: c.Token, Backend: c.Backend}
+	if c.Claims != nil {
+		out.ClaimsJson, _ = json.Marshal(c.Claims)
+	}
+	return out
+}
+
+// Backend is the caller of a backend holding an API key.
+func Backend() sdk.Caller { return sdk.Caller{Backend: true} }
+
+// Client is the caller for a connection made with Connect.
+func (h *Harness) Client(connID string) sdk.Caller {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	c := h.rec.conns[connID]
+	if c == nil {
+		return sdk.Caller{ConnID: connID}
+	}
+	return sdk.Caller{ConnID: connID, UserID: c.userID, Claims: c.claims}
+}
+
+// Call calls a method as the host would (the manifest's backend-only rule is
+// the host's job and is not applied here). A coded error is an *sdk.Error.
+func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMessage, error) {
+	var p []byte
+	switch v := params.(type) {
+	case json.RawMessage:
+		p = v
+	case nil:
+	default:
+		var err error
+		if p, err = json.Marshal(params); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := ctxT()
+	defer cancel()
+	rep, err := h.plugin.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: p})
+	if err != nil {
+		return nil, err
+	}
+	if e := rep.GetError(); e != nil {
+		return nil, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+	}
+	return rep.GetResult(), nil
+}
+
+// Authorize asks the plugin about channels.
+func (h *Harness) Authorize(caller sdk.Caller, channels ...string) ([]sdk.Refusal, error) {
+	ctx, cancel := ctxT()
+	defer cancel()
+	rep, err := h.plugin.Authorize(ctx, &pluginpb.AuthorizeRequest{Caller: callerPB(caller), Channels: channels})
+	if err != nil {
+		return nil, err
+	}
+	if e := rep.GetError(); e != nil {
+		return nil, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+	}
+	var out []sdk.Refusal
+	for _, r := range rep.GetRefusals() {
+		out = append(out, sdk.Refusal{Channel: r.GetChannel(), Code: int(r.GetCode()), Reason: r.GetReason()})
+	}
+	return out, nil
+}
+
+var kindPB = map[sdk.EventKind]pluginpb.EventKind{
+	sdk.Connected: pluginpb.EventKind_EVENT_KIND_CONNECTED, sdk.Disconnected: pluginpb.EventKind_EVENT_KIND_DISCONNECTED,
+	sdk.Subscribed: pluginpb.EventKind_EVENT_KIND_SUBSCRIBED, sdk.Unsubscribed: pluginpb.EventKind_EVENT_KIND_UNSUBSCRIBED,
+	sdk.Reset: pluginpb.EventKind_EVENT_KIND_RESET,
+}
+
+// Events delivers lifecycle events in one batch, and applies them to the
+// harness's own view of connections (so Presence and CallClient see them).
+func (h *Harness) Events(evs ...sdk.Event) {
+	h.t.Helper()
+	batch := &pluginpb.EventBatch{}
+	h.rec.mu.Lock()
+	for _, ev := range evs {
+		switch ev.Kind {
+		case sdk.Connected:
+			if h.rec.conns[ev.ConnID] == nil {
+				h.rec.conns[ev.ConnID] = &conn{userID: ev.UserID, claims: ev.Claims, subs: map[string]bool{}}
+			}
+		case sdk.Disconnected:
+			delete(h.rec.conns, ev.ConnID)
+		case sdk.Subscribed:
+			if c := h.rec.conns[ev.ConnID]; c != nil {
+				c.subs[ev.Channel] = true
+			}
+		case sdk.Unsubscribed:
+			if c := h.rec.conns[ev.ConnID]; c != nil {
+				delete(c.subs, ev.Channel)
+			}
+		}
+		pe := &pluginpb.Event{Kind: kindPB[ev.Kind], ConnId: ev.ConnID, UserId: ev.UserID, Channel: ev.Channel,
+			Volatile: ev.Volatile, Replay: ev.Replay}
+		if ev.Claims != nil {
+			pe.ClaimsJson, _ = json.Marshal(ev.Claims)
+		}
+		batch.Events = append(batch.Events, pe)
+	}
+	h.rec.mu.Unlock()
+	ctx, cancel := ctxT()
+	defer cancel()
+	if _, err := h.plugin.Events(ctx, batch); err != nil {
+		h.t.Fatalf("sdktest: events: %v", err)
+	}
+}
+
+// Connect opens a connection for userID ("" for anonymous) and tells the plugin.
+func (h *Harness) Connect(connID, userID string) {
+	h.t.Helper()
+	h.Events(sdk.Event{Kind: sdk.Connected, ConnID: connID, UserID: userID})
+}
+
+// Subscribe records that a connection subscribed to a channel (after the
+// test checked Authorize, as the host would) and tells the plugin.
+func (h *Harness) Subscribe(connID, channel string) {
+	h.t.Helper()
+	h.Events(sdk.Event{Kind: sdk.Subscribed, ConnID: connID, UserID: h.Client(connID).UserID, Channel: channel})
+}
+
+// Subscriptions lists a connection's channels, including those the plugin
+// added with Host.Subscribe.
+func (h *Harness) Subscriptions(connID string) []string {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	var out []string
+	if c := h.rec.conns[connID]; c != nil {
+		for ch := range c.subs {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// OnCallClient sets how the connections answer Host.CallClient.
+func (h *Harness) OnCallClient(f ClientFunc) {
+	h.rec.mu.Lock()
+	h.rec.onClient = f
+	h.rec.mu.Unlock()
+}
+
+// Emitted returns every notification emitted so far, in history order.
+func (h *Harness) Emitted() []Emitted {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	return append([]Emitted(nil), h.rec.emitted...)
+}
+
+// Batches is how many emit batches arrived (to see batching at work).
+func (h *Harness) Batches() int {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	return h.rec.batches
+}
+
+// WaitEmitted waits until at least n notifications were emitted and returns
+// them; it fails the test after Timeout.
+func (h *Harness) WaitEmitted(n int) []Emitted {
+	h.t.Helper()
+	deadline := time.After(Timeout)
+	for {
+		h.rec.mu.Lock()
+		if len(h.rec.emitted) >= n {
+			out := append([]Emitted(nil), h.rec.emitted...)
+			h.rec.mu.Unlock()
+			return out
+		}
+		ch := h.rec.changed
+		h.rec.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			h.t.Fatalf("sdktest: waited for %d notifications, got %d", n, len(h.Emitted()))
+		}
+	}
+}
+
+// Handler serves the plugin's declared HTTP routes as caller, streaming each
+// chunk as the plugin flushes; 404 when no route matches.
+func (h *Harness) Handler(caller sdk.Caller) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range h.manifest.GetRoutes() {
+		rt := rt
+		mux.HandleFunc(rt.GetMethod()+" "+rt.GetPattern(), func(w http.ResponseWriter, r *http.Request) {
+			h.forward(w, r, rt, caller)
+		})
+	}
+	return mux
+}
+
+func (h *Harness) forward(w http.ResponseWriter, r *http.Request, rt *pluginpb.Route, caller sdk.Caller) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, pluginpb.DefaultMaxMessageBytes/2))
+	req := &pluginpb.HTTPRequest{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body,
+		Host: r.Host, RemoteAddr: r.RemoteAddr, Pattern: rt.GetPattern(), Caller: callerPB(caller),
+		PathValues: map[string]string{}}
+	for k, vs := range r.Header {
+		req.Headers = append(req.Headers, &pluginpb.Header{Name: k, Values: vs})
+	}
+	for _, name := range patternNames(rt.GetPattern()) {
+		req.PathValues[name] = r.PathValue(name)
+	}
+	stream, err := h.plugin.ServeHTTP(r.Context(), req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	first := true
+	for {
+		c, err := stream.Recv()
+		if err != nil {
+			if first {
+				http.Error(w, "plugin: "+err.Error(), http.StatusBadGateway)
+			}
+			return
+		}
+		if first {
+			for _, hd := range c.GetHeaders() {
+				for _, v := range hd.GetValues() {
+					w.Header().Add(hd.GetName(), v)
+				}
+			}
+			w.WriteHeader(int(c.GetStatus()))
+			first = false
+		}
+		_, _ = w.Write(c.GetBody())
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+}
+
+// patternNames lists the {name} wildcards of a ServeMux pattern.
+func patternNames(p string) []string {
+	var out []string
+	for {
+		i := bytes.IndexByte([]byte(p), '{')
+		if i < 0 {
+			return out
+		}
+		j := bytes.IndexByte([]byte(p[i:]), '}')
+		if j < 0 {
+			return out
+		}
+		name := p[i+1 : i+j]
+		if len(name) > 3 && name[len(name)-3:] == "..." {
+			name = name[:len(name)-3]
+		}
+		if name != "$" {
+			out = append(out, name)
+		}
+		p = p[i+j+1:]
+	}
+}
+
+// inProcess stands for the plugin "process" that go-plugin would otherwise
+// wait for by pid (which, in-process, is the test itself).
+type inProcess struct {
+	closed <-chan struct{}
+	cancel context.CancelFunc
+}
+
+func (p *inProcess) Wait(context.Context) error { <-p.closed; return nil }
+func (p *inProcess) Kill(context.Context) error { p.cancel(); return nil }
+func (p *inProcess) ID() string                 { return "in-process-" + strconv.Itoa(0) }
+func (p *inProcess) PluginToHost(n, a string) (string, string, error) {
+	return n, a, nil
+}
+func (p *inProcess) HostToPlugin(n, a string) (string, string, error) {
+	return n, a, nil
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}

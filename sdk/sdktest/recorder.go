@@ -1,0 +1,168 @@
+package sdktest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/heraldhq/herald/sdk"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// Emitted is one notification the plugin emitted, as the host numbered it.
+type Emitted struct {
+	Channel    string
+	Event      string
+	ObjectType string
+	ObjectName string
+	Object     json.RawMessage
+	Seq        uint64 // per channel, from 1
+	ID         string
+	Batch      uint64 // the emit batch it arrived in
+}
+
+// ClientFunc answers a Host.CallClient request in place of a client.
+type ClientFunc func(connID, method string, params json.RawMessage) (json.RawMessage, error)
+
+type conn struct {
+	userID string
+	claims map[string]any
+	subs   map[string]bool
+}
+
+// recorder is the harness's Host service.
+type recorder struct {
+	pluginpb.UnimplementedHostServer
+
+	prefixes []string
+
+	mu       sync.Mutex
+	seq      map[string]uint64
+	emitted  []Emitted
+	changed  chan struct{} // closed and replaced on every emit
+	conns    map[string]*conn
+	onClient ClientFunc
+	batches  int
+}
+
+func newRecorder() *recorder {
+	return &recorder{seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}}
+}
+
+func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
+	for {
+		b, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ack := &pluginpb.EmitAck{Id: b.GetId(), Published: make([]*pluginpb.Published, 0, len(b.GetNotifications()))}
+		r.mu.Lock()
+		r.batches++
+		for _, n := range b.GetNotifications() {
+			r.seq[n.GetChannel()]++
+			s := r.seq[n.GetChannel()]
+			id := n.GetChannel() + "#" + strconv.FormatUint(s, 10)
+			r.emitted = append(r.emitted, Emitted{Channel: n.GetChannel(), Event: n.GetEvent(),
+				ObjectType: n.GetObjectType(), ObjectName: n.GetObjectName(),
+				Object: json.RawMessage(n.GetObject()), Seq: s, ID: id, Batch: b.GetId()})
+			ack.Published = append(ack.Published, &pluginpb.Published{Channel: n.GetChannel(), Seq: s, Id: id})
+		}
+		close(r.changed)
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *recorder) owns(channel string) bool {
+	p, _, ok := strings.Cut(channel, ":")
+	if !ok {
+		return false
+	}
+	for _, x := range r.prefixes {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
+
+func pbErr(code int, format string, args ...any) *pluginpb.Error {
+	return &pluginpb.Error{Code: int32(code), Message: fmt.Sprintf(format, args...)}
+}
+
+func (r *recorder) Subscribe(_ context.Context, req *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
+	if !r.owns(req.GetChannel()) {
+		return &pluginpb.HostReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", req.GetChannel())}, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.conns[req.GetConnId()]
+	if !ok {
+		return &pluginpb.HostReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
+	}
+	c.subs[req.GetChannel()] = true
+	return &pluginpb.HostReply{}, nil
+}
+
+func (r *recorder) Unsubscribe(_ context.Context, req *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
+	if !r.owns(req.GetChannel()) {
+		return &pluginpb.HostReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", req.GetChannel())}, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.conns[req.GetConnId()]; ok {
+		delete(c.subs, req.GetChannel())
+	}
+	return &pluginpb.HostReply{}, nil
+}
+
+func (r *recorder) Presence(_ context.Context, req *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	users := map[string]bool{}
+	count := 0
+	for _, c := range r.conns {
+		if c.subs[req.GetChannel()] {
+			count++
+			if c.userID != "" {
+				users[c.userID] = true
+			}
+		}
+	}
+	out := &pluginpb.PresenceReply{Count: int64(count)}
+	for u := range users {
+		out.Users = append(out.Users, u)
+	}
+	sort.Strings(out.Users)
+	return out, nil
+}
+
+func (r *recorder) CallClient(_ context.Context, req *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
+	r.mu.Lock()
+	f := r.onClient
+	_, known := r.conns[req.GetConnId()]
+	r.mu.Unlock()
+	if !known {
+		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
+	}
+	if f == nil {
+		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeMethodNotFound, "client %q does not present %s", req.GetConnId(), req.GetMethod())}, nil
+	}
+	res, err := f(req.GetConnId(), req.GetMethod(), req.GetParams())
+	if err != nil {
+		e := sdk.AsError(err)
+		return &pluginpb.CallClientReply{Error: &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}}, nil
+	}
+	return &pluginpb.CallClientReply{Result: res}, nil
+}
