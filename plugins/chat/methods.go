@@ -83,6 +83,12 @@ func (c *Chat) removeMember(ctx context.Context, call *sdk.Call) (any, error) {
 			c.log.Warn("unsubscribing a removed participant failed", "conn", id, "channel", ch, "error", err)
 			continue
 		}
+		// The host may or may not echo an Unsubscribed event; forget it now.
+		c.mu.Lock()
+		if cn := c.conns[id]; cn != nil {
+			delete(cn.subs, ch)
+		}
+		c.mu.Unlock()
 		n++
 	}
 	return memberResult{GroupID: jsonID(g), UserID: jsonID(u), Removed: &had, Unsubscribed: &n}, nil
