@@ -202,6 +202,7 @@ func TestIntegrationEveryEventAsTheSourceShowsIt(t *testing.T) {
 	u384.Subscribe(t, "chat:user:384", "chat:group:78")
 	typist := s.dial("383", nil)
 	typist.Subscribe(t, "chat:user:383", "chat:group:78")
+	require.Equal(t, "is_online", one(t, u384).Event, "383 came online")
 	res := typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": "hel"})
 	require.JSONEq(t, `{"entering":true,"notified":1}`, string(res))
 	n = one(t, u384)
@@ -281,6 +282,7 @@ func TestIntegrationEnteringDebounce(t *testing.T) {
 	rx.Subscribe(t, "chat:user:384")
 	typist := s.dial("383", nil)
 	typist.Subscribe(t, "chat:user:383")
+	require.Equal(t, "is_online", one(t, rx).Event, "383 came online")
 
 	first := time.Now()
 	for _, text := range []string{"h", "he", "hel", "hell", "hello"} {
