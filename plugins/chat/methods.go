@@ -199,9 +199,15 @@ func (c *Chat) objectChanged(ctx context.Context, call *sdk.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	results := make([]map[string]any, len(pubs))
+	// The same shape, in the same order, as POST /v1/publish answers.
+	type result struct {
+		Channel string `json:"channel"`
+		Seq     uint64 `json:"seq"`
+		ID      string `json:"id"`
+	}
+	results := make([]result, len(pubs))
 	for i, p := range pubs {
-		results[i] = map[string]any{"channel": p.Channel, "seq": p.Seq, "id": p.ID}
+		results[i] = result{p.Channel, p.Seq, p.ID}
 	}
 	return map[string]any{"results": results}, nil
 }
