@@ -5,27 +5,42 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/server"
 )
 
 // pluginRuntime owns the plugin host of a serving herald.
 type pluginRuntime struct {
-	log hclog.Logger
+	log     hclog.Logger
+	manager *pluginhost.Manager
 }
 
+// startPlugins starts every configured plugin and connects the host to the
+// server. A plugin that cannot start stops the boot with an error naming it.
 func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, srv *server.Server) (*pluginRuntime, error) {
-	for _, p := range cfg.Plugins {
-		logger.Warn("plugin support is not built yet; ignoring plugin block", "plugin", p.Name)
+	m := pluginhost.New(pluginhost.Options{
+		Logger:     logger,
+		Core:       srv,
+		Registerer: srv.Registerer(),
+	})
+	srv.SetPlugins(m)
+	if err := m.Apply(ctx, cfg.Plugins); err != nil {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = m.Close(closeCtx)
+		return nil, err
 	}
-	return &pluginRuntime{log: logger}, nil
+	return &pluginRuntime{log: logger, manager: m}, nil
 }
 
-// reloadOnHUP re-reads the config on SIGHUP until ctx ends. Herald must not
-// die of SIGHUP, whatever the config says.
+// reloadOnHUP re-reads the config on SIGHUP until ctx ends and makes the
+// running plugins match it. Herald must not die of SIGHUP, whatever the
+// config says; a config that does not load keeps the running one.
 func (p *pluginRuntime) reloadOnHUP(ctx context.Context, path string) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -35,13 +50,26 @@ func (p *pluginRuntime) reloadOnHUP(ctx context.Context, path string) {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if _, err := config.Load(path); err != nil {
+			cfg, err := config.Load(path)
+			if err != nil {
 				p.log.Error("reload: config rejected; keeping the running one", "error", err)
 				continue
 			}
-			p.log.Info("reload: config re-read")
+			p.log.Info("reload: config re-read", "plugins", len(cfg.Plugins))
+			if err := p.manager.Apply(ctx, cfg.Plugins); err != nil {
+				p.log.Error("reload: some plugins failed", "error", err)
+				continue
+			}
+			p.log.Info("reload: plugins applied")
 		}
 	}
 }
 
-func (p *pluginRuntime) close() {}
+// close stops every plugin, draining them first.
+func (p *pluginRuntime) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.manager.Close(ctx); err != nil {
+		p.log.Error("stopping plugins", "error", err)
+	}
+}

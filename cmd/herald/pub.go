@@ -55,30 +55,6 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-func runPlugins(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("plugins", "[-config FILE] [-url URL] [-key KEY]", stderr)
-	path := fs.String("config", "config.hcl", "config file (gives the URL and API key unless -url/-key do)")
-	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>)")
-	key := fs.String("key", "", "API key (default: the config's first auth.api_keys entry)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	url, apiKey, err := apiTarget(*path, *base, *key)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequest(http.MethodGet, url+"/v1/plugins", nil)
-	if err != nil {
-		return err
-	}
-	out, err := doAPI(req, apiKey)
-	if err != nil {
-		return err
-	}
-	_, err = stdout.Write(out)
-	return err
-}
-
 // apiTarget resolves the HTTP API's base URL and key from flags and config.
 func apiTarget(path, base, key string) (string, string, error) {
 	if base == "" || key == "" {

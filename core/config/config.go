@@ -77,15 +77,21 @@ type Plugin struct {
 	Command string
 	Args    []string
 	Env     map[string]string
-	// Config is the plugin's `config` block as plain Go values (maps, slices,
-	// strings, numbers, bools), ready for the plugin to decode with mapstructure.
+	// Config is the plugin's `config` block as plain Go values, ready for
+	// the plugin to decode with mapstructure: map[string]any, []any, string,
+	// bool, int64 (whole numbers that fit) or float64, and nil for null.
+	// A nested block is a map, a repeated one a list of maps, and a
+	// labelled one nests under its labels. Never nil (empty when absent).
 	Config map[string]any
-	// Hash identifies the block's content so that a reload can tell a changed
-	// plugin from an unchanged one.
+	// Hash identifies the block's content (command, args, env and config,
+	// not the name) so that a reload can tell a changed plugin from an
+	// unchanged one by comparing it with the running plugin of that name.
+	// A hex SHA-256; formatting, comments and key order do not change it.
 	Hash string
 }
 
 // Defaults returns the configuration used when a block or key is absent.
+// Auth has no secret and no API key: a config must supply those.
 func Defaults() Config {
 	return Config{
 		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}},

@@ -26,6 +26,9 @@ func Load(path string) (*Config, error) {
 // and key from Defaults. filename is used in positions only. On any problem it
 // returns a nil Config and a Diagnostics error listing all of them.
 func Parse(src []byte, filename string) (*Config, error) {
+	if diags := hugeLiterals(src, filename); len(diags) > 0 {
+		return nil, diags
+	}
 	file, hd := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if hd.HasErrors() {
 		// The rest of the file cannot be trusted after a syntax error, and
@@ -178,7 +181,14 @@ var topLevel = []string{"server", "auth", "delivery", "limits", "history", "over
 func (d *decoder) root(body *hclsyntax.Body, c *Config) {
 	for _, a := range sortedAttrs(body) {
 		if slices.Contains(topLevel, a.Name) {
-			d.errorf(a.NameRange.Start, a.Name, "is a block, not a key: write %s { ... } without \"=\"", a.Name)
+			form := a.Name + " { ... }"
+			switch a.Name {
+			case "broker":
+				form = `broker "memory" {}`
+			case "plugin":
+				form = `plugin "name" { ... }`
+			}
+			d.errorf(a.NameRange.Start, a.Name, "is a block, not a key: write %s without \"=\"", form)
 			continue
 		}
 		d.errorf(a.NameRange.Start, a.Name, "unknown key at the top level%s", suggest(a.Name, topLevel, "; keys go inside a block such as server { ... }"))
@@ -285,6 +295,10 @@ func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
 			d.failed[path] = true
 			d.diags = append(d.diags, diag)
 		}
+		return cty.NilVal, false
+	}
+	if hugeNumber(v) {
+		d.errorf(a.NameRange.Start, path, "number out of range: keep numbers within ±1e1000")
 		return cty.NilVal, false
 	}
 	if !v.IsWhollyKnown() {

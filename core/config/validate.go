@@ -35,7 +35,9 @@ func (d *decoder) validate(c *Config) {
 		check(fmt.Sprintf("server.allowed_origins[%d]", i), o != "", "must not be empty")
 	}
 
-	if !c.Auth.Anonymous {
+	// Whether the secret is needed depends on anonymous; if that did not
+	// decode, its own error is the one to fix first.
+	if !c.Auth.Anonymous && !d.failed["auth.anonymous"] {
 		check("auth.token_secret", c.Auth.TokenSecret != "",
 			`is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`)
 	}

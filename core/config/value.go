@@ -68,7 +68,7 @@ func (v value) strings(dst *[]string) {
 		path := fmt.Sprintf("%s[%d]", v.path, i)
 		pos := v.attr.NameRange.Start
 		if elems != nil {
-			pos = elems[i].StartRange().Start
+			pos = elems[i].Range().Start
 		}
 		v.d.pos[path] = pos
 		if e.IsNull() {
@@ -102,12 +102,12 @@ func (v value) whole() (int64, bool) {
 		return 0, false
 	}
 	if !n.IsInt() {
-		v.errorf("must be a whole number (got %s)", n.Text('g', 10))
+		v.errorf("must be a whole number (got %s)", formatNumber(n))
 		return 0, false
 	}
 	i, acc := n.Int64()
 	if acc != big.Exact {
-		v.errorf("is too large (got %s)", n.Text('g', 10))
+		v.errorf("is too large (got %s)", formatNumber(n))
 		return 0, false
 	}
 	return i, true
@@ -138,7 +138,7 @@ func (v value) float(dst *float64) {
 	}
 	f, _ := n.Float64()
 	if math.IsInf(f, 0) {
-		v.errorf("is too large (got %s)", n.Text('g', 10))
+		v.errorf("is too large (got %s)", formatNumber(n))
 		return
 	}
 	*dst = f
@@ -173,7 +173,7 @@ func describe(v cty.Value) string {
 		}
 		return "string " + strconv.Quote(s)
 	case ty == cty.Number:
-		return "number " + v.AsBigFloat().Text('g', 10)
+		return "number " + formatNumber(v.AsBigFloat())
 	case ty == cty.Bool:
 		return "bool " + strconv.FormatBool(v.True())
 	case ty.IsTupleType() || ty.IsListType() || ty.IsSetType():

@@ -471,7 +471,7 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 // pluginCall routes "<plugin>.<method>" to the plugin.
 func (s *session) pluginCall(method string, params json.RawMessage) ([]byte, *rpc.Error) {
 	i := strings.IndexByte(method, '.')
-	if i <= 0 || i == len(method)-1 {
+	if i <= 0 || i == len(method)-1 || isCoreMethod(method) {
 		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q (herald's methods are hello, authenticate, subscribe, unsubscribe, presence, ping; plugin methods are <plugin>.<method>)", method)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)

@@ -21,6 +21,8 @@ type Plugins interface {
 	ServeHTTP(w http.ResponseWriter, r *http.Request)
 	// Ready reports whether every configured plugin is up.
 	Ready() bool
+	// Status lists the plugins for GET /v1/plugins.
+	Status() []pluginhost.Status
 }
 
 // noPlugins is the Plugins of a server without a plugin host.
@@ -37,4 +39,5 @@ func (noPlugins) Notify(pluginhost.Event) {}
 func (noPlugins) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSONError(w, http.StatusNotFound, -32601, "no such endpoint: "+r.Method+" "+r.URL.Path)
 }
-func (noPlugins) Ready() bool { return true }
+func (noPlugins) Ready() bool                 { return true }
+func (noPlugins) Status() []pluginhost.Status { return []pluginhost.Status{} }

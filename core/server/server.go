@@ -139,6 +139,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("POST /v1/publish", s.requireAPIKey(s.servePublish))
 	mux.HandleFunc("POST /v1/plugins/{plugin}/{method}", s.requireAPIKey(s.servePluginCall))
+	mux.HandleFunc("GET /v1/plugins", s.requireAPIKey(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"plugins": s.plugins.Status()})
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

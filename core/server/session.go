@@ -32,7 +32,8 @@ type session struct {
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	limiter *rate.Limiter
+	limiter  *rate.Limiter
+	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
 	afterReply []func()
@@ -173,36 +174,71 @@ func (s *session) sendServer(event, objectType string, object []byte) {
 	s.conn.Deliver(&broker.Publication{Channel: ServerChannel, Seq: seq, Data: data})
 }
 
-// handleFrame answers one frame: a message or a batch of them.
+// maxInFlight bounds the plugin calls a connection may have running at once.
+const maxInFlight = 32
+
+// handleFrame answers one frame: a message or a batch of them. herald's own
+// methods run here, in order; plugin calls run on goroutines of their own,
+// because a plugin may call back into this connection's local interface and
+// its answer arrives through this very reader.
 func (s *session) handleFrame(frame []byte) {
 	if frame == nil {
 		s.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
 		return
 	}
-	defer s.runAfterReply()
 	msgs, batch := rpc.Decode(frame)
 	if !batch {
-		if reply := s.handleMessage(&msgs[0]); reply != nil {
+		reply, wait := s.handleMessage(&msgs[0])
+		switch {
+		case wait != nil:
+			go func() {
+				if r := wait(); r != nil {
+					s.conn.Send(r)
+				}
+			}()
+		case reply != nil:
 			s.conn.Send(reply)
 		}
+		s.runAfterReply()
 		return
 	}
-	var out []byte
+	replies := make([][]byte, len(msgs))
+	waits := make([]func() []byte, len(msgs))
+	pending := false
 	for i := range msgs {
-		reply := s.handleMessage(&msgs[i])
-		if reply == nil {
-			continue
-		}
-		if out == nil {
-			out = append(out, '[')
-		} else {
-			out = append(out, ',')
-		}
-		out = append(out, reply...)
+		replies[i], waits[i] = s.handleMessage(&msgs[i])
+		pending = pending || waits[i] != nil
 	}
-	if out != nil {
-		s.conn.Send(append(out, ']'))
+	after := s.afterReply
+	s.afterReply = nil
+	send := func() {
+		var out []byte
+		for i := range replies {
+			if waits[i] != nil {
+				replies[i] = waits[i]()
+			}
+			if replies[i] == nil {
+				continue
+			}
+			if out == nil {
+				out = append(out, '[')
+			} else {
+				out = append(out, ',')
+			}
+			out = append(out, replies[i]...)
+		}
+		if out != nil {
+			s.conn.Send(append(out, ']'))
+		}
+		for _, f := range after {
+			f()
+		}
 	}
+	if pending {
+		go send()
+		return
+	}
+	send()
 }
 
 func (s *session) runAfterReply() {
@@ -212,31 +248,65 @@ func (s *session) runAfterReply() {
 	s.afterReply = s.afterReply[:0]
 }
 
-// handleMessage returns the reply to send, or nil for notifications and
-// responses.
-func (s *session) handleMessage(m *rpc.Message) []byte {
+// handleMessage returns the reply to send (nil for notifications and
+// responses), or, for a plugin call, a function that waits for it.
+func (s *session) handleMessage(m *rpc.Message) ([]byte, func() []byte) {
 	switch m.Kind {
 	case rpc.KindInvalid:
-		return rpc.AppendError(nil, m.ID, m.Err)
+		return rpc.AppendError(nil, m.ID, m.Err), nil
 	case rpc.KindResponse:
 		s.resolveCall(m)
-		return nil
+		return nil, nil
 	}
-	result, err := s.call(m.Method, m.Params)
-	s.srv.metrics.observeCall(m.Method, err)
-	if m.Kind == rpc.KindNotification {
-		return nil
+	finish := func(result []byte, err *rpc.Error) []byte {
+		s.srv.metrics.observeCall(m.Method, err)
+		if m.Kind == rpc.KindNotification {
+			return nil
+		}
+		if err != nil {
+			return rpc.AppendError(nil, m.ID, err)
+		}
+		return rpc.AppendResult(nil, m.ID, result)
 	}
-	if err != nil {
-		return rpc.AppendError(nil, m.ID, err)
+	if err := s.admit(m.Method); err != nil {
+		return finish(nil, err), nil
 	}
-	return rpc.AppendResult(nil, m.ID, result)
+	if isCoreMethod(m.Method) {
+		result, err := s.coreCall(m.Method, m.Params)
+		return finish(result, err), nil
+	}
+	if s.inFlight.Add(1) > maxInFlight {
+		s.inFlight.Add(-1)
+		return finish(nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d plugin calls are already running on this connection; wait for their replies", maxInFlight)), nil
+	}
+	done := make(chan []byte, 1)
+	go func() {
+		defer s.inFlight.Add(-1)
+		result, err := s.pluginCall(m.Method, m.Params)
+		done <- finish(result, err)
+	}()
+	return nil, func() []byte { return <-done }
 }
 
-func (s *session) call(method string, params json.RawMessage) ([]byte, *rpc.Error) {
+func isCoreMethod(method string) bool { return coreMethods[method] }
+
+// admit applies the rate limit and the authentication requirement.
+func (s *session) admit(method string) *rpc.Error {
 	if !s.limiter.Allow() {
-		return nil, rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
 	}
+	switch method {
+	case "hello", "authenticate", "ping":
+		return nil
+	}
+	if !s.authenticated() {
+		return rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send hello or authenticate with a valid token first")
+	}
+	return nil
+}
+
+// coreCall runs one of herald's own methods.
+func (s *session) coreCall(method string, params json.RawMessage) ([]byte, *rpc.Error) {
 	switch method {
 	case "hello":
 		return s.hello(params)
@@ -244,11 +314,6 @@ func (s *session) call(method string, params json.RawMessage) ([]byte, *rpc.Erro
 		return s.authenticate(params)
 	case "ping":
 		return []byte(`"pong"`), nil
-	}
-	if !s.authenticated() {
-		return nil, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send hello or authenticate with a valid token first")
-	}
-	switch method {
 	case "subscribe":
 		return s.subscribe(params)
 	case "unsubscribe":
@@ -256,7 +321,7 @@ func (s *session) call(method string, params json.RawMessage) ([]byte, *rpc.Erro
 	case "presence":
 		return s.presence(params)
 	}
-	return s.pluginCall(method, params)
+	return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q", method)
 }
 
 // serverCall calls a method of the client's local interface and waits for

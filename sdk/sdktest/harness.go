@@ -74,7 +74,7 @@ func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any) (*Harness, error) 
 	rc.Test = false // the harness stops the plugin through Kill, as Herald does
 	rc.ReattachFunc = func() (runner.AttachedRunner, error) { return &inProcess{closed: closed, cancel: cancel}, nil }
 	h.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  pluginpb.Handshake,
+		HandshakeConfig: pluginpb.Handshake,
 		// Reattaching skips version negotiation, so the set is given as is.
 		Plugins:          pluginpb.PluginSets(&pluginpb.GRPCPlugin{})[pluginpb.ProtocolVersion],
 		Reattach:         rc,
@@ -164,7 +164,9 @@ func (h *Harness) Manifest() Manifest {
 	return m
 }
 
-func ctxT() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), Timeout) }
+func ctxT() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), Timeout)
+}
 
 func callerPB(c sdk.Caller) *pluginpb.Caller {
 	out := &pluginpb.Caller{ConnId: c.ConnID, UserId: c.UserID, Token: c.Token, Backend: c.Backend}

@@ -1,0 +1,184 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+func herald(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run herald %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "herald.hcl")
+	require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+	return p
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	for _, c := range []string{"serve", "validate", "token", "sub", "pub", "plugins", "version"} {
+		_, stderr, code := herald(t, c, "-h")
+		require.Equal(t, 0, code, c)
+		require.Contains(t, stderr, "Usage: herald "+c, c)
+	}
+	stdout, _, code := herald(t, "-h")
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "Commands:")
+	_, stderr, code := herald(t, "bogus")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, `unknown command "bogus"`)
+}
+
+func TestVersion(t *testing.T) {
+	stdout, _, code := herald(t, "version")
+	require.Equal(t, 0, code)
+	require.True(t, strings.HasPrefix(stdout, "herald "), stdout)
+}
+
+func TestValidate(t *testing.T) {
+	good := writeConfig(t, `auth {
+  token_secret = "s"
+  api_keys = ["k"]
+}`)
+	stdout, _, code := herald(t, "validate", "-config", good)
+	require.Equal(t, 0, code)
+	require.Contains(t, stdout, "valid")
+
+	bad := writeConfig(t, `auth {
+  token_secret = "s"
+  api_keys = ["k"]
+}
+delivery {
+  max_batchh = 3
+}
+`)
+	_, stderr, code := herald(t, "validate", "-config", bad)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, bad+":6:3")
+	require.Contains(t, stderr, "max_batch")
+
+	_, stderr, code = herald(t, "validate", "-config", filepath.Join(t.TempDir(), "missing.hcl"))
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "missing.hcl")
+
+	// The shipped config is valid.
+	_, _, code = herald(t, "validate", "-config", filepath.Join(heraldtest.RepoRoot(), "config.hcl"))
+	require.Equal(t, 0, code)
+}
+
+func TestTokenIsSignedWithTheConfiguredSecret(t *testing.T) {
+	cfg := writeConfig(t, `auth {
+  token_secret = "cli-secret"
+  api_keys = ["k"]
+}`)
+	stdout, stderr, code := herald(t, "token", "-config", cfg, "-sub", "alice", "-ttl", "2h", "-claim", "nick=ivan", "-claim", `networks=["n1","n2"]`, "-claim", "admin=true")
+	require.Equal(t, 0, code, stderr)
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(strings.TrimSpace(stdout), claims, func(*jwt.Token) (any, error) { return []byte("cli-secret"), nil })
+	require.NoError(t, err)
+	require.Equal(t, "alice", claims["sub"])
+	require.Equal(t, "ivan", claims["nick"])
+	require.Equal(t, []any{"n1", "n2"}, claims["networks"])
+	require.Equal(t, true, claims["admin"])
+	exp, _ := claims.GetExpirationTime()
+	require.WithinDuration(t, time.Now().Add(2*time.Hour), exp.Time, time.Minute)
+
+	_, stderr, code = herald(t, "token", "-config", cfg)
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "-sub is required")
+}
+
+func TestPubAndSubEndToEnd(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	cfg := h.ConfigPath
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), "sub", "-url", h.WSURL, "-token", h.Token(t, "alice"), "-channel", "news sports")
+	stdout, err := sub.StdoutPipe()
+	require.NoError(t, err)
+	subErr := &lockedBuffer{}
+	sub.Stderr = subErr
+	require.NoError(t, sub.Start())
+	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	require.Eventually(t, func() bool { return strings.Contains(subErr.String(), "subscribed") }, heraldtest.Timeout, 20*time.Millisecond)
+
+	out, errOut, code := herald(t, "pub", "-config", cfg, "-url", h.URL, "-channel", "sports", "-event", "new", "-object", `{"score":3}`)
+	require.Equal(t, 0, code, errOut)
+	var res struct{ Results []heraldtest.PublishResult }
+	require.NoError(t, json.Unmarshal([]byte(out), &res))
+	require.Equal(t, "sports", res.Results[0].Channel)
+
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	select {
+	case line := <-lines:
+		var n heraldtest.Notification
+		require.NoError(t, json.Unmarshal([]byte(line), &n))
+		require.Equal(t, "sports", n.Channel)
+		require.Equal(t, "new", n.Event)
+		require.Equal(t, "message", n.ObjectType)
+		require.JSONEq(t, `{"score":3}`, string(n.Object))
+		require.Equal(t, res.Results[0].ID, n.ID)
+	case <-time.After(heraldtest.Timeout):
+		t.Fatalf("herald sub printed nothing; stderr: %s", subErr.String())
+	}
+
+	_, errOut, code = herald(t, "pub", "-config", cfg, "-url", h.URL, "-key", "wrong", "-channel", "x", "-event", "e")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "401")
+	_, errOut, code = herald(t, "pub", "-config", cfg, "-channel", "x", "-event", "e", "-object", "{bad")
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "not valid JSON")
+}
+
+// lockedBuffer is a bytes.Buffer that a process may write while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,82 @@
+# Herald's development config: `make run` starts `herald serve -config config.hcl`.
+# Every block and key is optional and defaults to the value written here;
+# docs/configuration.md describes each of them.
+
+server {
+  listen          = "127.0.0.1:7512"
+  allowed_origins = ["http://localhost:8080"]
+}
+
+auth {
+  # DEV ONLY: the defaults below are a published secret and API key so that
+  # a fresh checkout runs as is. Anywhere else, set HERALD_TOKEN_SECRET and
+  # HERALD_API_KEY (or drop the defaults so that a missing one is an error).
+  token_secret  = env("HERALD_TOKEN_SECRET", "dev-secret-change-me")
+  api_keys      = [env("HERALD_API_KEY", "dev-api-key-change-me")]
+  anonymous     = false
+  open_channels = true # channels without ":" are open to every connection
+  expiry_grace  = "30s"
+}
+
+delivery {
+  max_batch    = 128
+  max_delay    = "2ms"
+  outbox_limit = 4096 # notifications waiting per connection
+}
+
+limits {
+  max_frame_bytes   = 65536
+  calls_per_second  = 50
+  max_subscriptions = 1000
+}
+
+history {
+  size = 1000
+  ttl  = "10m"
+}
+
+overload {
+  busy_connections  = 50000
+  busy_outbox_ratio = 0.5
+}
+
+broker "memory" {} # or: broker "nats" { url = "nats://127.0.0.1:4222" }
+
+log {
+  level  = "info"
+  format = "text" # or "json"
+}
+
+# The four domain plugins, enabled once the plugin lands (their binaries under
+# bin/plugins/ do not exist yet, and a declared plugin that cannot start keeps
+# /readyz from passing).
+#
+# plugin "chat" {
+#   command = "bin/plugins/chat"
+#   args    = []  # optional
+#   env     = {}  # optional, added to the plugin's environment
+#   config {      # decoded by the plugin (mapstructure)
+#     data_dir = "data/chat"
+#   }
+# }
+#
+# plugin "timelines" {
+#   command = "bin/plugins/timelines"
+#   config {
+#     data_dir = "data/timelines"
+#   }
+# }
+#
+# plugin "kb" {
+#   command = "bin/plugins/kb"
+#   config {
+#     data_dir = "data/kb"
+#   }
+# }
+#
+# plugin "documents" {
+#   command = "bin/plugins/documents"
+#   config {
+#     data_dir = "data/documents"
+#   }
+# }

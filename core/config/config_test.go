@@ -1,0 +1,344 @@
+package config_test
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/config"
+)
+
+// auth is the smallest auth block that validates. Tests append it after
+// their own source so that their line numbers start at 1.
+const auth = `
+auth {
+  token_secret = "secret"
+  api_keys     = ["key"]
+}
+`
+
+func parse(t *testing.T, src string) *config.Config {
+	t.Helper()
+	c, err := config.Parse([]byte(src), "config.hcl")
+	require.NoError(t, err)
+	require.NotNil(t, c)
+	return c
+}
+
+// problems parses src, which must fail, and returns one line per problem.
+func problems(t *testing.T, src string) []string {
+	t.Helper()
+	c, err := config.Parse([]byte(src), "config.hcl")
+	require.Error(t, err)
+	require.Nil(t, c)
+	var diags config.Diagnostics
+	require.True(t, errors.As(err, &diags), "error is %T, want config.Diagnostics", err)
+	lines := make([]string, len(diags))
+	for i, d := range diags {
+		lines[i] = d.String()
+	}
+	require.Equal(t, strings.Join(lines, "\n"), err.Error())
+	return lines
+}
+
+func TestDefaults(t *testing.T) {
+	c := parse(t, auth)
+
+	want := config.Defaults()
+	want.Auth.TokenSecret = "secret"
+	want.Auth.APIKeys = []string{"key"}
+	want.File = "config.hcl"
+	require.Equal(t, &want, c)
+
+	require.Equal(t, "127.0.0.1:7512", c.Server.Listen)
+	require.Equal(t, []string{"http://localhost:8080"}, c.Server.AllowedOrigins)
+	require.True(t, c.Auth.OpenChannels)
+	require.Equal(t, 30*time.Second, c.Auth.ExpiryGrace)
+	require.Equal(t, 128, c.Delivery.MaxBatch)
+	require.Equal(t, 2*time.Millisecond, c.Delivery.MaxDelay)
+	require.Equal(t, 4096, c.Delivery.OutboxLimit)
+	require.Equal(t, int64(65536), c.Limits.MaxFrameBytes)
+	require.Equal(t, 50.0, c.Limits.CallsPerSecond)
+	require.Equal(t, 1000, c.Limits.MaxSubscriptions)
+	require.Equal(t, 1000, c.History.Size)
+	require.Equal(t, 10*time.Minute, c.History.TTL)
+	require.Equal(t, 50000, c.Overload.BusyConnections)
+	require.Equal(t, 0.5, c.Overload.BusyOutboxRatio)
+	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
+	require.Equal(t, config.Log{Level: "info", Format: "text"}, c.Log)
+	require.Empty(t, c.Plugins)
+}
+
+func TestDefaultsAreIndependent(t *testing.T) {
+	a := config.Defaults()
+	a.Server.AllowedOrigins[0] = "changed"
+	require.Equal(t, "http://localhost:8080", config.Defaults().Server.AllowedOrigins[0])
+}
+
+func TestEveryBlock(t *testing.T) {
+	c := parse(t, `
+server {
+  listen          = "0.0.0.0:9000"
+  allowed_origins = ["https://a.example", "https://b.example"]
+}
+auth {
+  token_secret  = "s3cret"
+  api_keys      = ["k1", "k2"]
+  anonymous     = true
+  open_channels = false
+  expiry_grace  = "1m"
+}
+delivery {
+  max_batch    = 16
+  max_delay    = "5ms"
+  outbox_limit = 100
+}
+limits {
+  max_frame_bytes   = 1024
+  calls_per_second  = 2.5
+  max_subscriptions = 3
+}
+history {
+  size = 0
+  ttl  = "0s"
+}
+overload {
+  busy_connections  = 10
+  busy_outbox_ratio = 1
+}
+broker "nats" {
+  url = "nats://10.0.0.1:4222"
+}
+log {
+  level  = "debug"
+  format = "json"
+}
+plugin "echo" {
+  command = "bin/plugins/echo"
+  args    = ["-v", "--mode", "fast"]
+  env     = { LOG_LEVEL = "debug", EMPTY = "" }
+  config {
+    greeting = "hi"
+  }
+}
+plugin "bare" {
+  command = "/usr/local/bin/bare"
+}
+`)
+	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}}, c.Server)
+	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute}, c.Auth)
+	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100}, c.Delivery)
+	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3}, c.Limits)
+	require.Equal(t, config.History{Size: 0, TTL: 0}, c.History)
+	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
+	require.Equal(t, config.Broker{Kind: "nats", URL: "nats://10.0.0.1:4222"}, c.Broker)
+	require.Equal(t, config.Log{Level: "debug", Format: "json"}, c.Log)
+
+	require.Len(t, c.Plugins, 2)
+	echo := c.Plugins[0]
+	require.Equal(t, "echo", echo.Name)
+	require.Equal(t, "bin/plugins/echo", echo.Command)
+	require.Equal(t, []string{"-v", "--mode", "fast"}, echo.Args)
+	require.Equal(t, map[string]string{"LOG_LEVEL": "debug", "EMPTY": ""}, echo.Env)
+	require.Equal(t, map[string]any{"greeting": "hi"}, echo.Config)
+	require.Len(t, echo.Hash, 64)
+
+	bare := c.Plugins[1]
+	require.Equal(t, "bare", bare.Name)
+	require.Nil(t, bare.Args)
+	require.Nil(t, bare.Env)
+	require.NotNil(t, bare.Config, "an absent config block is an empty map, not nil")
+	require.Empty(t, bare.Config)
+}
+
+func TestAnonymousNeedsNoSecret(t *testing.T) {
+	c := parse(t, `auth {
+  anonymous = true
+  api_keys  = ["k"]
+}`)
+	require.True(t, c.Auth.Anonymous)
+	require.Empty(t, c.Auth.TokenSecret)
+}
+
+func TestNullMeansDefault(t *testing.T) {
+	c := parse(t, "delivery {\n  max_batch = null\n}\n"+auth)
+	require.Equal(t, 128, c.Delivery.MaxBatch)
+}
+
+// Numbers and booleans may come from env(), which yields strings.
+func TestStringsConvertToNumbersAndBools(t *testing.T) {
+	t.Setenv("HERALD_TEST_BATCH", "64")
+	t.Setenv("HERALD_TEST_ANON", "true")
+	c := parse(t, `
+delivery {
+  max_batch = env("HERALD_TEST_BATCH")
+}
+limits {
+  calls_per_second = "12.5"
+}
+auth {
+  anonymous = env("HERALD_TEST_ANON")
+  api_keys  = ["k"]
+}
+`)
+	require.Equal(t, 64, c.Delivery.MaxBatch)
+	require.Equal(t, 12.5, c.Limits.CallsPerSecond)
+	require.True(t, c.Auth.Anonymous)
+}
+
+func TestEnv(t *testing.T) {
+	t.Setenv("HERALD_TEST_SET", "from-env")
+	t.Setenv("HERALD_TEST_EMPTY", "")
+	unsetEnv(t, "HERALD_TEST_UNSET")
+
+	tests := []struct {
+		name string
+		expr string
+		want string
+	}{
+		{"set", `env("HERALD_TEST_SET")`, "from-env"},
+		{"set with default", `env("HERALD_TEST_SET", "dflt")`, "from-env"},
+		{"unset with default", `env("HERALD_TEST_UNSET", "dflt")`, "dflt"},
+		{"empty counts as unset", `env("HERALD_TEST_EMPTY", "dflt")`, "dflt"},
+		{"in a template", `"x-${env("HERALD_TEST_SET")}-y"`, "x-from-env-y"},
+		{"inside a list", `["a", env("HERALD_TEST_UNSET", "b")][1]`, "b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := parse(t, "auth {\n  token_secret = "+tt.expr+"\n  api_keys = [\"k\"]\n}\n")
+			require.Equal(t, tt.want, c.Auth.TokenSecret)
+		})
+	}
+}
+
+func TestEnvErrors(t *testing.T) {
+	t.Setenv("HERALD_TEST_EMPTY", "")
+	unsetEnv(t, "HERALD_TEST_UNSET")
+
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		{
+			name: "unset without default",
+			src:  "auth {\n  token_secret = env(\"HERALD_TEST_UNSET\")\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:18: auth.token_secret: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`},
+		},
+		{
+			name: "empty without default",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [env(\"HERALD_TEST_EMPTY\")]\n}\n",
+			want: []string{`config.hcl:3:15: auth.api_keys: env("HERALD_TEST_EMPTY"): environment variable HERALD_TEST_EMPTY is not set; set it or give a default: env("HERALD_TEST_EMPTY", "...")`},
+		},
+		{
+			name: "too many arguments",
+			src:  "auth {\n  token_secret = env(\"A\", \"b\", \"c\")\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:18: auth.token_secret: env("A", ...): takes a name and at most one default, got 3 arguments`},
+		},
+		{
+			name: "no arguments",
+			src:  "auth {\n  token_secret = env()\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:22: auth.token_secret: Not enough function arguments: Function "env" expects at least 1 argument(s). Missing value for "name"`},
+		},
+		{
+			name: "empty name",
+			src:  "auth {\n  token_secret = env(\"\", \"x\")\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:18: auth.token_secret: env(""): the variable name is empty`},
+		},
+		{
+			name: "other functions do not exist",
+			src:  "auth {\n  token_secret = file(\"secret.txt\")\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:18: auth.token_secret: Call to unknown function: There is no function named "file"`},
+		},
+		{
+			name: "in a plugin's config block",
+			src:  "plugin \"p\" {\n  command = \"x\"\n  config {\n    dir = env(\"HERALD_TEST_UNSET\")\n  }\n}\n" + auth,
+			want: []string{`config.hcl:4:11: plugin.p.config.dir: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, problems(t, tt.src))
+		})
+	}
+}
+
+// unsetEnv removes a variable for the test and restores it afterwards.
+func unsetEnv(t *testing.T, name string) {
+	t.Helper()
+	t.Setenv(name, "") // registers the restore
+	require.NoError(t, os.Unsetenv(name))
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "herald.hcl")
+	require.NoError(t, os.WriteFile(path, []byte(auth), 0o600))
+
+	c, err := config.Load(path)
+	require.NoError(t, err)
+	require.Equal(t, path, c.File)
+
+	_, err = config.Load(filepath.Join(dir, "missing.hcl"))
+	require.ErrorIs(t, err, fs.ErrNotExist)
+
+	require.NoError(t, os.WriteFile(path, []byte("delivery {\n  max_batch = 0\n}\n"+auth), 0o600))
+	_, err = config.Load(path)
+	require.EqualError(t, err, path+":2:3: delivery.max_batch: must be at least 1 (got 0)")
+}
+
+// The shipped config.hcl must run as is, with no environment set.
+func TestShippedConfig(t *testing.T) {
+	unsetEnv(t, "HERALD_TOKEN_SECRET")
+	unsetEnv(t, "HERALD_API_KEY")
+
+	c, err := config.Load("../../config.hcl")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:7512", c.Server.Listen)
+	require.Equal(t, "dev-secret-change-me", c.Auth.TokenSecret)
+	require.Equal(t, []string{"dev-api-key-change-me"}, c.Auth.APIKeys)
+	require.Empty(t, c.Plugins, "the plugin blocks stay commented out until the plugins land")
+
+	// Everything but the dev credentials is exactly the defaults.
+	want := config.Defaults()
+	want.Auth.TokenSecret = c.Auth.TokenSecret
+	want.Auth.APIKeys = c.Auth.APIKeys
+	want.File = c.File
+	require.Equal(t, &want, c)
+
+	t.Setenv("HERALD_TOKEN_SECRET", "real")
+	t.Setenv("HERALD_API_KEY", "real-key")
+	c, err = config.Load("../../config.hcl")
+	require.NoError(t, err)
+	require.Equal(t, "real", c.Auth.TokenSecret)
+	require.Equal(t, []string{"real-key"}, c.Auth.APIKeys)
+}
+
+// The commented-out plugin blocks must be valid once uncommented.
+func TestShippedConfigPlugins(t *testing.T) {
+	src, err := os.ReadFile("../../config.hcl")
+	require.NoError(t, err)
+	start := strings.Index(string(src), `# plugin "chat"`)
+	require.GreaterOrEqual(t, start, 0)
+	var b strings.Builder
+	b.Write(src[:start])
+	for line := range strings.Lines(string(src[start:])) {
+		line = strings.TrimPrefix(line, "#")
+		b.WriteString(strings.TrimPrefix(line, " "))
+	}
+
+	c := parse(t, b.String())
+	require.Len(t, c.Plugins, 4)
+	for i, name := range []string{"chat", "timelines", "kb", "documents"} {
+		p := c.Plugins[i]
+		require.Equal(t, name, p.Name)
+		require.Equal(t, "bin/plugins/"+name, p.Command)
+		require.Equal(t, map[string]any{"data_dir": "data/" + name}, p.Config)
+	}
+}

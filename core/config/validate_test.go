@@ -1,0 +1,478 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Each case is a config whose problems are listed in full, in order. Sources
+// that do not test auth end with the valid auth block so that it adds none.
+func TestValidation(t *testing.T) {
+	tests := []struct {
+		name string
+		src  string
+		want []string
+	}{
+		// Names.
+		{
+			name: "unknown block",
+			src:  "sever {\n  listen = \":1\"\n}\n" + auth,
+			want: []string{`config.hcl:1:1: sever: unknown block; did you mean "server"?`},
+		},
+		{
+			name: "unknown block, nothing close",
+			src:  "database {}\n" + auth,
+			want: []string{`config.hcl:1:1: database: unknown block`},
+		},
+		{
+			name: "unknown key",
+			src:  "delivery {\n  max_bach = 1\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.max_bach: unknown key; did you mean "max_batch"?`},
+		},
+		{
+			name: "unknown key, nothing close",
+			src:  "history {\n  retention = \"1h\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: history.retention: unknown key; valid keys are size, ttl`},
+		},
+		{
+			name: "top-level key",
+			src:  "listen = \"127.0.0.1:1\"\n" + auth,
+			want: []string{`config.hcl:1:1: listen: unknown key at the top level; keys go inside a block such as server { ... }`},
+		},
+		{
+			name: "block written as a key",
+			src:  "server = {}\n" + auth,
+			want: []string{`config.hcl:1:1: server: is a block, not a key: write server { ... } without "="`},
+		},
+		{
+			name: "labelled block written as a key",
+			src:  "broker = \"nats\"\n" + auth,
+			want: []string{`config.hcl:1:1: broker: is a block, not a key: write broker "memory" {} without "="`},
+		},
+		{
+			name: "key written as a block",
+			src:  "server {\n  listen {}\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.listen: is a key, not a block: write listen = ...`},
+		},
+		{
+			name: "nested block",
+			src:  "log {\n  file {}\n}\n" + auth,
+			want: []string{`config.hcl:2:3: log.file: unknown block; log takes no nested blocks`},
+		},
+		{
+			name: "label on a block without one",
+			src:  "server \"main\" {}\n" + auth,
+			want: []string{`config.hcl:1:8: server: takes no label: write server { ... }`},
+		},
+		{
+			name: "duplicate block",
+			src:  "log {}\nlog {\n  level = \"debug\"\n}\n" + auth,
+			want: []string{`config.hcl:2:1: log: duplicate block; the first is at config.hcl:1:1 and there can be only one`},
+		},
+
+		// Types.
+		{
+			name: "string for a number",
+			src:  "delivery {\n  max_batch = \"many\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.max_batch: must be a number (got string "many")`},
+		},
+		{
+			name: "bool for a number",
+			src:  "limits {\n  calls_per_second = true\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.calls_per_second: must be a number (got bool true)`},
+		},
+		{
+			name: "list for a string",
+			src:  "server {\n  listen = [\"127.0.0.1:1\"]\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.listen: must be a string (got a list)`},
+		},
+		{
+			name: "string for a list",
+			src:  "server {\n  allowed_origins = \"http://a\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.allowed_origins: must be a list of strings (got string "http://a")`},
+		},
+		{
+			name: "object for a bool",
+			src:  "auth {\n  anonymous = {}\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:3: auth.anonymous: must be true or false (got an object)`},
+		},
+		{
+			name: "fraction for a whole number",
+			src:  "history {\n  size = 2.5\n}\n" + auth,
+			want: []string{`config.hcl:2:3: history.size: must be a whole number (got 2.5)`},
+		},
+		{
+			name: "whole number too large",
+			src:  "limits {\n  max_frame_bytes = 1e30\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.max_frame_bytes: is too large (got 1e+30)`},
+		},
+		{
+			name: "duration without a unit",
+			src:  "history {\n  ttl = 600\n}\n" + auth,
+			want: []string{`config.hcl:2:3: history.ttl: must be a duration such as "30s", "2ms" or "10m" (got "600")`},
+		},
+		{
+			name: "duration that does not parse",
+			src:  "delivery {\n  max_delay = \"2 ms\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.max_delay: must be a duration such as "30s", "2ms" or "10m" (got "2 ms")`},
+		},
+		{
+			name: "duration of the wrong type",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [\"k\"]\n  expiry_grace = [\"30s\"]\n}\n",
+			want: []string{`config.hcl:4:3: auth.expiry_grace: must be a duration such as "30s", "2ms" or "10m" (got a list)`},
+		},
+		{
+			name: "unknown variable",
+			src:  "log {\n  level = debug\n}\n" + auth,
+			want: []string{`config.hcl:2:11: log.level: Variables not allowed: Variables may not be used here`},
+		},
+
+		{
+			name: "number literal out of range",
+			src:  "delivery {\n  max_batch = 1e400777777\n}\n" + auth,
+			want: []string{`config.hcl:2:15: number out of range: keep numbers within ±1e1000`},
+		},
+		{
+			name: "string that reads as a number out of range",
+			src:  "delivery {\n  max_batch = \"-0.5e-99999\"\n}\n" + auth,
+			want: []string{`config.hcl:2:16: number out of range: keep numbers within ±1e1000`},
+		},
+		{
+			name: "arithmetic out of range",
+			src:  "limits {\n  calls_per_second = 1e1000 * 1e1000\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.calls_per_second: number out of range: keep numbers within ±1e1000`},
+		},
+		{
+			name: "number beyond float64",
+			src:  "limits {\n  calls_per_second = 1e1000\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.calls_per_second: is too large (got a number beyond ±1.8e308)`},
+		},
+
+		// auth.
+		{
+			name: "token secret required",
+			src:  "auth {\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:1:1: auth.token_secret: is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`},
+		},
+		{
+			name: "token secret empty",
+			src:  "auth {\n  token_secret = \"\"\n  api_keys = [\"k\"]\n}\n",
+			want: []string{`config.hcl:2:3: auth.token_secret: is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`},
+		},
+		{
+			name: "no auth block at all",
+			src:  "log {}\n",
+			want: []string{
+				`config.hcl:1:1: auth.token_secret: is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`,
+				`config.hcl:1:1: auth.api_keys: needs at least one key for the HTTP API, for example api_keys = [env("HERALD_API_KEY")]`,
+			},
+		},
+		{
+			name: "api keys empty list",
+			src:  "auth {\n  anonymous = true\n  api_keys = []\n}\n",
+			want: []string{`config.hcl:3:3: auth.api_keys: needs at least one key for the HTTP API, for example api_keys = [env("HERALD_API_KEY")]`},
+		},
+		{
+			name: "api key empty string",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [\"k\",\n    \"\"]\n}\n",
+			want: []string{`config.hcl:4:5: auth.api_keys[1]: must not be empty`},
+		},
+		{
+			name: "api key null",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [null]\n}\n",
+			want: []string{`config.hcl:3:15: auth.api_keys[0]: must be a string, not null`},
+		},
+		{
+			name: "negative expiry grace",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [\"k\"]\n  expiry_grace = \"-1s\"\n}\n",
+			want: []string{`config.hcl:4:3: auth.expiry_grace: must be 0 or more (got -1s)`},
+		},
+
+		// Ranges.
+		{
+			name: "max batch",
+			src:  "delivery {\n  max_batch = 0\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.max_batch: must be at least 1 (got 0)`},
+		},
+		{
+			name: "outbox limit",
+			src:  "delivery {\n  outbox_limit = -5\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.outbox_limit: must be at least 1 (got -5)`},
+		},
+		{
+			name: "max delay",
+			src:  "delivery {\n  max_delay = \"-2ms\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.max_delay: must be 0 or more (got -2ms)`},
+		},
+		{
+			name: "max frame bytes",
+			src:  "limits {\n  max_frame_bytes = 1023\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.max_frame_bytes: must be at least 1024 (got 1023)`},
+		},
+		{
+			name: "calls per second",
+			src:  "limits {\n  calls_per_second = 0\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.calls_per_second: must be greater than 0 (got 0)`},
+		},
+		{
+			name: "max subscriptions",
+			src:  "limits {\n  max_subscriptions = 0\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.max_subscriptions: must be at least 1 (got 0)`},
+		},
+		{
+			name: "history size",
+			src:  "history {\n  size = -1\n}\n" + auth,
+			want: []string{`config.hcl:2:3: history.size: must be 0 or more (got -1)`},
+		},
+		{
+			name: "history ttl",
+			src:  "history {\n  ttl = \"-10m\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: history.ttl: must be 0 or more (got -10m0s)`},
+		},
+		{
+			name: "busy connections",
+			src:  "overload {\n  busy_connections = 0\n}\n" + auth,
+			want: []string{`config.hcl:2:3: overload.busy_connections: must be at least 1 (got 0)`},
+		},
+		{
+			name: "busy outbox ratio zero",
+			src:  "overload {\n  busy_outbox_ratio = 0\n}\n" + auth,
+			want: []string{`config.hcl:2:3: overload.busy_outbox_ratio: must be greater than 0 and at most 1 (got 0)`},
+		},
+		{
+			name: "busy outbox ratio above one",
+			src:  "overload {\n  busy_outbox_ratio = 1.01\n}\n" + auth,
+			want: []string{`config.hcl:2:3: overload.busy_outbox_ratio: must be greater than 0 and at most 1 (got 1.01)`},
+		},
+
+		// log.
+		{
+			name: "log level",
+			src:  "log {\n  level = \"verbose\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: log.level: must be one of "trace", "debug", "info", "warn", "error" (got "verbose")`},
+		},
+		{
+			name: "log level close to a valid one",
+			src:  "log {\n  level = \"warning\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: log.level: must be one of "trace", "debug", "info", "warn", "error" (got "warning"); did you mean "warn"?`},
+		},
+		{
+			name: "log format",
+			src:  "log {\n  format = \"yaml\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: log.format: must be "text" or "json" (got "yaml")`},
+		},
+
+		// server.
+		{
+			name: "listen without a port",
+			src:  "server {\n  listen = \"127.0.0.1\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "127.0.0.1")`},
+		},
+		{
+			name: "listen with a named port",
+			src:  "server {\n  listen = \"localhost:http\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "localhost:http")`},
+		},
+		{
+			name: "listen port out of range",
+			src:  "server {\n  listen = \"[::1]:70000\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "[::1]:70000")`},
+		},
+		{
+			name: "empty origin",
+			src:  "server {\n  allowed_origins = [\"http://a\", \"\"]\n}\n" + auth,
+			want: []string{`config.hcl:2:34: server.allowed_origins[1]: must not be empty`},
+		},
+
+		// broker.
+		{
+			name: "unknown broker kind",
+			src:  "broker \"redis\" {}\n" + auth,
+			want: []string{`config.hcl:1:8: broker: unknown kind "redis"; use "memory" or "nats"`},
+		},
+		{
+			name: "broker kind typo",
+			src:  "broker \"nat\" {}\n" + auth,
+			want: []string{`config.hcl:1:8: broker: unknown kind "nat"; did you mean "nats"?`},
+		},
+		{
+			name: "broker without kind",
+			src:  "broker {}\n" + auth,
+			want: []string{`config.hcl:1:1: broker: needs exactly one kind label: write broker "memory" {} or broker "nats" { url = "nats://127.0.0.1:4222" }`},
+		},
+		{
+			name: "nats without url",
+			src:  "broker \"nats\" {}\n" + auth,
+			want: []string{`config.hcl:1:1: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`},
+		},
+		{
+			name: "nats with empty url",
+			src:  "broker \"nats\" {\n  url = \"\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`},
+		},
+		{
+			name: "memory with url",
+			src:  "broker \"memory\" {\n  url = \"nats://x\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: broker.url: unknown key; broker "memory" takes no keys`},
+		},
+		{
+			name: "two brokers",
+			src:  "broker \"memory\" {}\nbroker \"nats\" {\n  url = \"nats://x\"\n}\n" + auth,
+			want: []string{`config.hcl:2:1: broker: duplicate block; the first is at config.hcl:1:1 and there can be only one`},
+		},
+
+		// plugin.
+		{
+			name: "plugin without a name",
+			src:  "plugin {\n  command = \"x\"\n}\n" + auth,
+			want: []string{`config.hcl:1:1: plugin: needs exactly one name label: write plugin "chat" { command = "bin/plugins/chat" }`},
+		},
+		{
+			name: "plugin name with a dot",
+			src:  "plugin \"my.chat\" {\n  command = \"x\"\n}\n" + auth,
+			want: []string{`config.hcl:1:8: plugin.my.chat: invalid name "my.chat": start with a letter, then up to 63 letters, digits, "_" or "-"`},
+		},
+		{
+			name: "plugin without a command",
+			src:  "plugin \"chat\" {\n  args = [\"-v\"]\n}\n" + auth,
+			want: []string{`config.hcl:1:1: plugin.chat.command: is required: the plugin's executable, for example command = "bin/plugins/chat"`},
+		},
+		{
+			name: "duplicate plugin",
+			src:  "plugin \"chat\" {\n  command = \"a\"\n}\nplugin \"chat\" {\n  command = \"b\"\n}\n" + auth,
+			want: []string{`config.hcl:4:1: plugin.chat: duplicate plugin "chat"; the first is at config.hcl:1:1`},
+		},
+		{
+			name: "plugin unknown key",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  argz = []\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.argz: unknown key; did you mean "args"?`},
+		},
+		{
+			name: "plugin unknown block",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  settings {}\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.settings: unknown block; a plugin takes only a config { ... } block`},
+		},
+		{
+			name: "plugin config as a key",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  config = {}\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.config: is a block, not a key: write config { ... } without "="`},
+		},
+		{
+			name: "plugin env as a block",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  env {}\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.env: is a key, not a block: write env = ...`},
+		},
+		{
+			name: "plugin two config blocks",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  config {}\n  config {}\n}\n" + auth,
+			want: []string{`config.hcl:4:3: plugin.chat.config: duplicate block; the first is at config.hcl:3:3 and there can be only one`},
+		},
+		{
+			name: "plugin env of the wrong type",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  env = [\"A=b\"]\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.env: must be an object of strings, such as { LOG_LEVEL = "debug" } (got a list)`},
+		},
+		{
+			name: "plugin env with a bad name",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  env = { \"A=B\" = \"c\" }\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.env: invalid variable name "A=B"`},
+		},
+		{
+			name: "plugin args of the wrong type",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  args = \"-v\"\n}\n" + auth,
+			want: []string{`config.hcl:3:3: plugin.chat.args: must be a list of strings (got string "-v")`},
+		},
+		{
+			name: "plugin config key and block of one name",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  config {\n    store = \"a\"\n    store {}\n  }\n}\n" + auth,
+			want: []string{`config.hcl:5:5: plugin.chat.config.store: is both a key and a block; use one or the other`},
+		},
+		{
+			name: "plugin config duplicate labelled block",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  config {\n    index \"a\" {}\n    index \"a\" {}\n  }\n}\n" + auth,
+			want: []string{`config.hcl:5:5: plugin.chat.config.index: duplicate block index "a"`},
+		},
+		{
+			name: "plugin config mixed label counts",
+			src:  "plugin \"chat\" {\n  command = \"x\"\n  config {\n    index \"a\" {}\n    index {}\n  }\n}\n" + auth,
+			want: []string{`config.hcl:5:5: plugin.chat.config.index: has 0 labels but the block at config.hcl:4:5 has 1; write every index block with the same number of labels`},
+		},
+
+		// Syntax.
+		{
+			name: "syntax error",
+			src:  "server {\n  listen = \n}\n",
+			want: []string{`config.hcl:2:12: Invalid expression: Expected the start of an expression, but found an invalid expression token`},
+		},
+		{
+			name: "duplicate key",
+			src:  "log {\n  level = \"info\"\n  level = \"debug\"\n}\n" + auth,
+			want: []string{`config.hcl:3:3: Attribute redefined: The argument "level" was already set at config.hcl:2,3-8. Each argument may be set only once`},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, problems(t, tt.src))
+		})
+	}
+}
+
+// A file with many problems reports all of them, top to bottom.
+func TestValidationReportsEverything(t *testing.T) {
+	src := `server {
+  listen = "nowhere"
+}
+auth {
+  api_keys = ["", "k"]
+}
+delivery {
+  max_batch    = 0
+  outbox_limit = 0
+  max_dealy    = "1ms"
+}
+limits {
+  calls_per_second = -1
+}
+broker "nats" {}
+log {
+  level = "loud"
+}
+plugin "chat" {
+  command = "a"
+}
+plugin "chat" {}
+`
+	require.Equal(t, []string{
+		`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "nowhere")`,
+		`config.hcl:4:1: auth.token_secret: is required unless anonymous = true; set it, for example token_secret = env("HERALD_TOKEN_SECRET")`,
+		`config.hcl:5:15: auth.api_keys[0]: must not be empty`,
+		`config.hcl:8:3: delivery.max_batch: must be at least 1 (got 0)`,
+		`config.hcl:9:3: delivery.outbox_limit: must be at least 1 (got 0)`,
+		`config.hcl:10:3: delivery.max_dealy: unknown key; did you mean "max_delay"?`,
+		`config.hcl:13:3: limits.calls_per_second: must be greater than 0 (got -1)`,
+		`config.hcl:15:1: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`,
+		`config.hcl:17:3: log.level: must be one of "trace", "debug", "info", "warn", "error" (got "loud")`,
+		`config.hcl:22:1: plugin.chat: duplicate plugin "chat"; the first is at config.hcl:19:1`,
+	}, problems(t, src))
+}
+
+// Valid edge values pass.
+func TestValidationAccepts(t *testing.T) {
+	for _, src := range []string{
+		"server {\n  listen = \":7512\"\n}\n",
+		"server {\n  listen = \"127.0.0.1:0\"\n}\n",
+		"server {\n  listen = \"[::1]:7512\"\n}\n",
+		"server {\n  allowed_origins = []\n}\n",
+		"limits {\n  max_frame_bytes = 1024\n  calls_per_second = 0.1\n}\n",
+		"overload {\n  busy_outbox_ratio = 1\n}\n",
+		"history {\n  size = 0\n  ttl = \"0s\"\n}\n",
+		"delivery {\n  max_delay = \"0s\"\n}\n",
+		"log {\n  level = \"trace\"\n}\n",
+		"broker \"memory\" {}\n",
+	} {
+		t.Run(src, func(t *testing.T) {
+			parse(t, src+auth)
+		})
+	}
+}

@@ -1,0 +1,142 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/heraldhq/herald/core/rpc"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func callerPB(c Caller) *pluginpb.Caller {
+	return &pluginpb.Caller{ConnId: c.ConnID, UserId: c.UserID, ClaimsJson: claimsJSON(c.Claims), Token: c.Token, Backend: c.Backend}
+}
+
+// target finds the running instance of plugin, or the error a caller gets.
+func (m *Manager) target(plugin string) (*instance, error) {
+	s := m.get(plugin)
+	if s == nil {
+		return nil, rpc.Errorf(rpc.CodeUnknownNamespace, "unknown plugin %q", plugin)
+	}
+	inst, st := s.running()
+	if inst == nil {
+		return nil, rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (%s): retry later", plugin, st)
+	}
+	return inst, nil
+}
+
+// transportError turns a failed gRPC call into the caller's error: -32050
+// when the plugin went away (or was already down), an internal error when
+// it did not answer in time.
+func (m *Manager) transportError(inst *instance, what string, err error) error {
+	if inst.crashed() || status.Code(err) == codes.Unavailable {
+		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): retry later", inst.name, what)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		return rpc.Errorf(rpc.CodeInternal, "plugin %q did not answer %s in time", inst.name, what)
+	}
+	if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
+		return rpc.Errorf(rpc.CodeInternal, "%s on plugin %q was cancelled", what, inst.name)
+	}
+	return rpc.Errorf(rpc.CodeInternal, "plugin %q: %s: %v", inst.name, what, err)
+}
+
+func fromPBError(e *pluginpb.Error) *rpc.Error {
+	return &rpc.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+}
+
+// Authorize asks plugin about channels of its prefixes at subscribe time and
+// returns the refused ones (nil: all allowed). Errors are *rpc.Error.
+func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, channels []string) ([]Refusal, error) {
+	const label = "$authorize"
+	inst, err := m.target(plugin)
+	if err != nil {
+		m.met.callError(plugin, label, err.(*rpc.Error).Code)
+		return nil, err
+	}
+	m.met.calls.WithLabelValues(plugin, label).Inc()
+	if !inst.manifest.GetAuthorizes() {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.opts.CallTimeout)
+	defer cancel()
+	rep, err := inst.rpc.Authorize(ctx, &pluginpb.AuthorizeRequest{Caller: callerPB(caller), Channels: channels})
+	if err != nil {
+		e := m.transportError(inst, "authorize", err)
+		m.met.callError(plugin, label, e.(*rpc.Error).Code)
+		return nil, e
+	}
+	if e := rep.GetError(); e != nil {
+		m.met.callError(plugin, label, int(e.GetCode()))
+		return nil, fromPBError(e)
+	}
+	var out []Refusal
+	for _, r := range rep.GetRefusals() {
+		out = append(out, Refusal{Channel: r.GetChannel(), Code: int(r.GetCode()), Reason: r.GetReason()})
+	}
+	return out, nil
+}
+
+// Call routes `<plugin>.<method>` (method without the plugin's name).
+// Errors are *rpc.Error: -32004 unknown plugin, -32050 plugin down, -32601
+// unknown method, -32003 a client calling a backend-only method, or the
+// plugin's own coded error.
+func (m *Manager) Call(ctx context.Context, plugin, method string, caller Caller, params json.RawMessage) (json.RawMessage, error) {
+	inst, err := m.target(plugin)
+	if err != nil {
+		return nil, err
+	}
+	backendOnly, ok := inst.methods[method]
+	if !ok {
+		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method %s.%s not found", plugin, method)
+	}
+	m.met.calls.WithLabelValues(plugin, method).Inc()
+	if backendOnly && !caller.Backend {
+		m.met.callError(plugin, method, rpc.CodeForbidden)
+		return nil, rpc.Errorf(rpc.CodeForbidden, "method %s.%s is for backends (API key) only", plugin, method)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.opts.CallTimeout)
+	defer cancel()
+	rep, err := inst.rpc.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: params})
+	if err != nil {
+		e := m.transportError(inst, method, err)
+		m.met.callError(plugin, method, e.(*rpc.Error).Code)
+		return nil, e
+	}
+	if e := rep.GetError(); e != nil {
+		m.met.callError(plugin, method, int(e.GetCode()))
+		return nil, fromPBError(e)
+	}
+	res := json.RawMessage(rep.GetResult())
+	if len(res) == 0 {
+		res = json.RawMessage("null")
+	}
+	return res, nil
+}
+
+// Notify hands a lifecycle event to every running plugin that wants it
+// (connection events: all plugins with an event hook; subscription events:
+// the channel's owner). It never blocks: each plugin has a bounded queue
+// (8192 events); on overflow the event is dropped, counted in
+// herald_plugin_events_dropped_total, and the plugin then gets a Reset and
+// a replay of the current connections instead of the queued events. A
+// plugin that is down gets the replay when it is back.
+func (m *Manager) Notify(ev Event) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var pe *pluginpb.Event
+	for _, s := range m.plugins {
+		inst, _ := s.running()
+		if inst == nil || !inst.wants(ev) {
+			continue
+		}
+		if pe == nil { // encoded once, shared by every plugin (read-only)
+			pe = &pluginpb.Event{Kind: kindPB[ev.Kind], ConnId: ev.ConnID, UserId: ev.UserID,
+				ClaimsJson: claimsJSON(ev.Claims), Channel: ev.Channel, Volatile: ev.Volatile}
+		}
+		inst.enqueue(pe)
+	}
+}

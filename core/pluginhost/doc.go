@@ -1,0 +1,18 @@
+// Package pluginhost starts, supervises and routes to Herald's plugins.
+//
+// A Manager runs one supervisor per `plugin` block. A supervisor owns the
+// plugin's process across restarts: each start builds a new exec.Cmd and a
+// new go-plugin client (they are single use), runs the plugin in its own
+// process group, checks the handshake, reads the manifest, serves the Host
+// service to it over one broker connection, configures it and replays the
+// current connections to it. It watches the go-plugin client's context to
+// learn of a crash at once, marks the plugin down (calls fail fast with
+// -32050), and restarts it with bounded exponential backoff.
+//
+// The Manager routes `<plugin>.<method>` calls, channel authorization (by
+// the owner of the channel's prefix), lifecycle events and declared HTTP
+// routes to the right plugin, and carries the plugin's emits, subscriptions,
+// presence queries and client calls to the core through the Core interface
+// (api.go). It knows nothing of WebSockets, the hub or the broker; it
+// imports only the protocol package sdk/proto, never the SDK.
+package pluginhost

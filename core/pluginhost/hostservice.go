@@ -1,0 +1,109 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/heraldhq/herald/core/rpc"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// hostService is what one plugin may ask of the host; each plugin process
+// gets its own, bound to the plugin's name.
+type hostService struct {
+	pluginpb.UnimplementedHostServer
+	m      *Manager
+	plugin string
+	log    hclog.Logger
+}
+
+func toPBError(err error) *pluginpb.Error {
+	if err == nil {
+		return nil
+	}
+	var e *rpc.Error
+	if errors.As(err, &e) {
+		return &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}
+	}
+	return &pluginpb.Error{Code: rpc.CodeInternal, Message: err.Error()}
+}
+
+// Emit handles the plugin's event path: batches in, in order; each batch goes
+// to the core in one call, and the ack goes back once the core returned, i.e.
+// once the notifications are in history.
+func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
+	ctx := stream.Context()
+	var ns []Notification
+	for {
+		b, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ns = ns[:0]
+		for _, n := range b.GetNotifications() {
+			ns = append(ns, Notification{Channel: n.GetChannel(), Event: n.GetEvent(), ObjectType: n.GetObjectType(),
+				ObjectName: n.GetObjectName(), Object: n.GetObject()})
+		}
+		ack := &pluginpb.EmitAck{Id: b.GetId()}
+		pub, err := h.m.opts.Core.Emit(ctx, h.plugin, ns)
+		switch {
+		case err != nil:
+			ack.Error = toPBError(err)
+		case len(pub) != len(ns):
+			ack.Error = toPBError(rpc.Errorf(rpc.CodeInternal, "core published %d of %d notifications", len(pub), len(ns)))
+		default:
+			ack.Published = make([]*pluginpb.Published, len(pub))
+			for i, p := range pub {
+				ack.Published[i] = &pluginpb.Published{Channel: p.Channel, Seq: p.Seq, Id: p.ID}
+			}
+			h.m.met.emitted.WithLabelValues(h.plugin).Add(float64(len(pub)))
+		}
+		if err := stream.Send(ack); err != nil {
+			return err
+		}
+	}
+}
+
+func (h *hostService) owns(channel string) error {
+	if owner, ok := h.m.Owner(channel); !ok || owner != h.plugin {
+		return rpc.Errorf(rpc.CodeForbidden, "plugin %q may subscribe connections only to channels of its own prefixes, not %q", h.plugin, channel)
+	}
+	return nil
+}
+
+func (h *hostService) Subscribe(ctx context.Context, r *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
+	if err := h.owns(r.GetChannel()); err != nil {
+		return &pluginpb.HostReply{Error: toPBError(err)}, nil
+	}
+	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Subscribe(ctx, r.GetConnId(), r.GetChannel()))}, nil
+}
+
+func (h *hostService) Unsubscribe(ctx context.Context, r *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
+	if err := h.owns(r.GetChannel()); err != nil {
+		return &pluginpb.HostReply{Error: toPBError(err)}, nil
+	}
+	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Unsubscribe(ctx, r.GetConnId(), r.GetChannel()))}, nil
+}
+
+func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {
+	p, err := h.m.opts.Core.Presence(ctx, r.GetChannel())
+	if err != nil {
+		return &pluginpb.PresenceReply{Error: toPBError(err)}, nil
+	}
+	return &pluginpb.PresenceReply{Count: int64(p.Count), Users: p.Users}, nil
+}
+
+func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.m.opts.CallTimeout)
+	defer cancel()
+	res, err := h.m.opts.Core.CallClient(ctx, r.GetConnId(), r.GetMethod(), r.GetParams())
+	if err != nil {
+		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
+	}
+	return &pluginpb.CallClientReply{Result: res}, nil
+}

@@ -1,0 +1,143 @@
+package pluginhost
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/heraldhq/herald/core/rpc"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// ServeHTTP serves the plugins' declared HTTP routes (core mounts it as the
+// fallback handler). It authenticates the request as the route declares,
+// forwards it, and streams the plugin's response, flushing each chunk as
+// the plugin flushes it, until the plugin ends or the client goes away. A
+// request no route matches gets a JSON 404.
+func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mux := m.routes.Load()
+	if _, pattern := mux.Handler(r); pattern == "" {
+		writeError(w, http.StatusNotFound, rpc.Errorf(rpc.CodeMethodNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		return
+	}
+	mux.ServeHTTP(w, r)
+}
+
+func writeError(w http.ResponseWriter, status int, e *rpc.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": e})
+}
+
+type routeHandler struct {
+	m     *Manager
+	sup   *supervisor
+	route *pluginpb.Route
+}
+
+func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var caller Caller
+	if h.route.GetAuth() != pluginpb.RouteAuth_ROUTE_AUTH_NONE {
+		c, err := h.m.opts.Core.AuthenticateHTTP(r)
+		if err != nil {
+			writeError(w, http.StatusUnauthorized, rpc.Errorf(rpc.CodeUnauthenticated, "%v", err))
+			return
+		}
+		switch h.route.GetAuth() {
+		case pluginpb.RouteAuth_ROUTE_AUTH_TOKEN:
+			if c.Backend {
+				writeError(w, http.StatusForbidden, rpc.Errorf(rpc.CodeForbidden, "this route needs a user token, not an API key"))
+				return
+			}
+		case pluginpb.RouteAuth_ROUTE_AUTH_API_KEY:
+			if !c.Backend {
+				writeError(w, http.StatusForbidden, rpc.Errorf(rpc.CodeForbidden, "this route needs an API key"))
+				return
+			}
+		}
+		caller = c
+	}
+	inst, st := h.sup.running()
+	if inst == nil {
+		writeError(w, http.StatusServiceUnavailable, rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (%s): retry later", h.sup.cfg.Name, st))
+		return
+	}
+	limit := int64(h.m.opts.MaxMessageBytes / 2)
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, rpc.Errorf(rpc.CodeInvalidRequest, "reading body: %v", err))
+		return
+	}
+	if int64(len(body)) > limit {
+		writeError(w, http.StatusRequestEntityTooLarge, rpc.Errorf(rpc.CodeLimitExceeded, "body over %d bytes", limit))
+		return
+	}
+	req := &pluginpb.HTTPRequest{Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery, Body: body,
+		Host: r.Host, RemoteAddr: r.RemoteAddr, Pattern: h.route.GetPattern(), Caller: callerPB(caller),
+		PathValues: map[string]string{}}
+	for k, vs := range r.Header {
+		if k == "Authorization" || k == "Cookie" {
+			continue // credentials stay with the host; the plugin gets the caller
+		}
+		req.Headers = append(req.Headers, &pluginpb.Header{Name: k, Values: vs})
+	}
+	for _, name := range wildcards(h.route.GetPattern()) {
+		req.PathValues[name] = r.PathValue(name)
+	}
+	stream, err := inst.rpc.ServeHTTP(r.Context(), req)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
+		return
+	}
+	rc := http.NewResponseController(w)
+	first := true
+	for {
+		chunk, err := stream.Recv()
+		if err != nil {
+			if first && err != io.EOF {
+				writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
+			}
+			return
+		}
+		if first {
+			for _, hd := range chunk.GetHeaders() {
+				for _, v := range hd.GetValues() {
+					w.Header().Add(hd.GetName(), v)
+				}
+			}
+			status := int(chunk.GetStatus())
+			if status == 0 {
+				status = http.StatusOK
+			}
+			w.WriteHeader(status)
+			first = false
+		}
+		if len(chunk.GetBody()) > 0 {
+			if _, err := w.Write(chunk.GetBody()); err != nil {
+				return // the client went away; r.Context() ends the stream
+			}
+		}
+		_ = rc.Flush()
+	}
+}
+
+// wildcards lists the {name} and {name...} wildcards of a route pattern.
+func wildcards(pattern string) []string {
+	var out []string
+	for {
+		i := strings.IndexByte(pattern, '{')
+		if i < 0 {
+			return out
+		}
+		j := strings.IndexByte(pattern[i:], '}')
+		if j < 0 {
+			return out
+		}
+		name := strings.TrimSuffix(pattern[i+1:i+j], "...")
+		if name != "$" && name != "" {
+			out = append(out, name)
+		}
+		pattern = pattern[i+j+1:]
+	}
+}

@@ -1,0 +1,232 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"github.com/heraldhq/herald/core/config"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"google.golang.org/grpc"
+)
+
+// instance is one run of a plugin process: it is never restarted, a restart
+// makes a new instance (go-plugin clients and exec.Cmds are single use).
+type instance struct {
+	name     string
+	m        *Manager
+	log      hclog.Logger
+	client   *plugin.Client
+	rpc      pluginpb.PluginClient
+	manifest *pluginpb.Manifest
+	methods  map[string]bool // name -> backend only
+	pid      int
+	started  time.Time
+
+	// done is go-plugin's context for this process: cancelled the moment
+	// the process exits. It is the crash signal.
+	done <-chan struct{}
+
+	hostMu      sync.Mutex
+	hostSrv     *grpc.Server
+	hostStarted bool
+	hostDone    chan struct{} // the broker's AcceptAndServe goroutine ended
+	evStarted   bool
+
+	events   chan *pluginpb.Event
+	overflow chan struct{} // 1-buffered: "events were dropped, resync"
+	stopEv   chan struct{}
+	evDone   chan struct{}
+
+	stopOnce sync.Once
+}
+
+// startInstance starts the plugin of cfg and brings it to the configured
+// state. On any error the process is killed before returning.
+func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instance, error) {
+	path, err := exec.LookPath(cfg.Command)
+	if err != nil {
+		return nil, fmt.Errorf("plugin %q: command %q: %w", cfg.Name, cfg.Command, err)
+	}
+	cmd := exec.Command(path, cfg.Args...)
+	cmd.Env = append(os.Environ(),
+		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
+		pluginpb.EnvLogLevel+"="+logLevel(m.log))
+	for k, v := range cfg.Env { // after the host's environment: these win
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	ownProcessGroup(cmd)
+
+	log := m.log.Named("plugin").With("plugin", cfg.Name)
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  pluginpb.Handshake,
+		VersionedPlugins: pluginpb.PluginSets(&pluginpb.GRPCPlugin{}),
+		Cmd:              cmd,
+		SkipHostEnv:      true, // cmd.Env already has it, in the right order
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		StartTimeout:     m.opts.StartTimeout,
+		Logger:           log,
+		GRPCDialOptions:  pluginpb.DialOptions(m.opts.MaxMessageBytes),
+	})
+	inst := &instance{name: cfg.Name, m: m, log: log, client: client, started: time.Now(),
+		hostDone: make(chan struct{}), events: make(chan *pluginpb.Event, eventQueueDepth),
+		overflow: make(chan struct{}, 1), stopEv: make(chan struct{}), evDone: make(chan struct{})}
+	fail := func(format string, args ...any) (*instance, error) {
+		inst.kill()
+		return nil, fmt.Errorf("plugin %q (command %q): %s", cfg.Name, cfg.Command, fmt.Sprintf(format, args...))
+	}
+
+	rpcClient, err := client.Client()
+	if err != nil {
+		switch msg := err.Error(); {
+		case strings.Contains(msg, "incompatible API version"):
+			return fail("handshake: protocol version mismatch: herald speaks version %d; %v", pluginpb.ProtocolVersion, err)
+		case strings.Contains(msg, "timeout while waiting for plugin to start"):
+			return fail("did not complete the go-plugin handshake within %s", m.opts.StartTimeout)
+		case strings.Contains(msg, "exited before we could connect"):
+			return fail("exited during the handshake (not a Herald plugin, or it failed at start; see its log above)")
+		default:
+			return fail("handshake: %v", err)
+		}
+	}
+	if id, err := strconv.Atoi(client.ID()); err == nil {
+		inst.pid = id
+	}
+	raw, err := rpcClient.Dispense(pluginpb.PluginKey)
+	if err != nil {
+		return fail("dispense: %v", err)
+	}
+	conn := raw.(*pluginpb.Conn)
+	inst.rpc = conn.Plugin
+	inst.done = conn.Done.Done()
+
+	sctx, cancel := context.WithTimeout(ctx, m.opts.StartTimeout)
+	defer cancel()
+	if inst.manifest, err = inst.rpc.GetManifest(sctx, &pluginpb.Empty{}); err != nil {
+		return fail("manifest: %v", err)
+	}
+	if n := inst.manifest.GetName(); n != cfg.Name {
+		log.Warn("plugin calls itself by another name; routing uses the config block's name", "manifest_name", n)
+	}
+	inst.methods = make(map[string]bool, len(inst.manifest.GetMethods()))
+	for _, me := range inst.manifest.GetMethods() {
+		inst.methods[me.GetName()] = me.GetBackendOnly()
+	}
+
+	// One broker connection per process for everything the plugin asks of
+	// the host; the plugin dials it once, in Configure.
+	hostID := conn.Broker.NextId()
+	inst.hostMu.Lock()
+	inst.hostStarted = true
+	inst.hostMu.Unlock()
+	go func() { // ends when the broker closes (kill) or the server stops
+		defer close(inst.hostDone)
+		conn.Broker.AcceptAndServe(hostID, func(opts []grpc.ServerOption) *grpc.Server {
+			s := grpc.NewServer(append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)...)
+			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, log: log})
+			inst.hostMu.Lock()
+			inst.hostSrv = s
+			inst.hostMu.Unlock()
+			return s
+		})
+	}()
+
+	cfgJSON, err := json.Marshal(cfg.Config)
+	if err != nil {
+		return fail("config block: %v", err)
+	}
+	rep, err := inst.rpc.Configure(sctx, &pluginpb.ConfigureRequest{Name: cfg.Name, ConfigJson: cfgJSON, HostServiceId: hostID})
+	if err != nil {
+		return fail("configure: %v", err)
+	}
+	if e := rep.GetError(); e != nil {
+		return fail("configure: %s", e.GetMessage())
+	}
+	return inst, nil
+}
+
+func logLevel(l hclog.Logger) string {
+	switch {
+	case l.IsTrace():
+		return "trace"
+	case l.IsDebug():
+		return "debug"
+	case l.IsInfo():
+		return "info"
+	case l.IsWarn():
+		return "warn"
+	default:
+		return "error"
+	}
+}
+
+func (i *instance) crashed() bool {
+	if i.done == nil {
+		return false
+	}
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop drains the plugin (it flushes its emits and finishes its work), then
+// kills it; bounded by ctx.
+func (i *instance) stop(ctx context.Context) {
+	if i.rpc != nil && !i.crashed() {
+		if _, err := i.rpc.Drain(ctx, &pluginpb.Empty{}); err != nil && !i.crashed() {
+			i.log.Warn("drain failed", "error", err)
+		}
+	}
+	i.kill()
+}
+
+// kill ends the process and everything this instance started, bounded: go
+// go-plugin's Kill asks over the controller, waits about 2 s, then SIGKILLs;
+// if even that hangs, the process group is SIGKILLed.
+func (i *instance) kill() {
+	i.stopOnce.Do(func() {
+		close(i.stopEv)
+		done := make(chan struct{})
+		go func() { // ends when Kill returns, which the group kill below forces
+			defer close(done)
+			i.client.Kill()
+		}()
+		select {
+		case <-done:
+		case <-time.After(killTimeout):
+			i.log.Warn("plugin did not stop in time: killing its process group", "pid", i.pid)
+			killGroup(i.pid)
+			<-done
+		}
+		killGroup(i.pid)
+		i.hostMu.Lock()
+		srv, hostStarted, evStarted := i.hostSrv, i.hostStarted, i.evStarted
+		i.hostMu.Unlock()
+		if srv != nil {
+			srv.Stop()
+		}
+		if hostStarted {
+			select {
+			case <-i.hostDone:
+			case <-time.After(killTimeout):
+				i.log.Warn("host service did not stop")
+			}
+		}
+		if evStarted {
+			<-i.evDone // the event sender ends on stopEv
+		}
+	})
+}
+
+const killTimeout = 5 * time.Second

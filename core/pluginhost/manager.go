@@ -1,0 +1,380 @@
+package pluginhost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/heraldhq/herald/core/config"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Manager. Zero values take the documented defaults.
+type Options struct {
+	Logger     hclog.Logger          // default: hclog.NewNullLogger()
+	Core       Core                  // required
+	Registerer prometheus.Registerer // default: a private registry (metrics not exported)
+	// StartTimeout bounds a plugin's start: handshake, manifest, configure.
+	// Default 10s.
+	StartTimeout time.Duration
+	// CallTimeout bounds one call, authorization, event delivery or client
+	// call. Default 30s.
+	CallTimeout time.Duration
+	// BackoffMin and BackoffMax bound the delay before restarting a plugin
+	// that exited; it doubles per failed attempt and resets once a plugin
+	// stayed up for BackoffMax. Defaults 200ms and 30s.
+	BackoffMin, BackoffMax time.Duration
+	// MaxMessageBytes is the gRPC message limit on both sides of every
+	// plugin connection. Default 16 MiB.
+	MaxMessageBytes int
+	// StopTimeout bounds stopping one plugin (drain, then kill). Default 10s.
+	StopTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.StartTimeout <= 0 {
+		o.StartTimeout = 10 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 30 * time.Second
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = 200 * time.Millisecond
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(30*time.Second, o.BackoffMin)
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = pluginpb.DefaultMaxMessageBytes
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 10 * time.Second
+	}
+}
+
+// Status is one plugin as `herald plugins` and GET /v1/plugins show it.
+type Status struct {
+	Name      string    `json:"name"`
+	State     State     `json:"state"`
+	Version   string    `json:"version,omitempty"`
+	Prefixes  []string  `json:"prefixes"`
+	Methods   []string  `json:"methods"`
+	Routes    []string  `json:"routes"`
+	Restarts  int       `json:"restarts"`
+	LastError string    `json:"last_error,omitempty"`
+	Since     time.Time `json:"since"`
+	PID       int       `json:"pid,omitempty"`
+}
+
+// Manager starts, supervises and routes to the plugins.
+type Manager struct {
+	opts Options
+	log  hclog.Logger
+	met  *metrics
+
+	applyMu sync.Mutex // one Apply or Close at a time
+	booted  bool
+	closed  bool
+
+	mu      sync.RWMutex
+	plugins map[string]*supervisor
+	owners  map[string]string // channel prefix -> plugin
+
+	routes atomic.Pointer[http.ServeMux]
+}
+
+// New returns a Manager with no plugins; Apply starts them.
+func New(opts Options) *Manager {
+	opts.defaults()
+	m := &Manager{opts: opts, log: opts.Logger.Named("pluginhost"), met: newMetrics(opts.Registerer),
+		plugins: map[string]*supervisor{}, owners: map[string]string{}}
+	m.routes.Store(http.NewServeMux())
+	return m
+}
+
+// Apply makes the running plugins match the config: it starts new blocks,
+// stops removed ones and restarts changed ones (by config.Plugin.Hash),
+// leaving unchanged plugins, and every client connection, alone.
+//
+// The first Apply is the boot: any plugin that cannot start (bad command,
+// handshake mismatch, start timeout, configure error) or that claims a
+// channel prefix or HTTP route another plugin claims makes Apply stop every
+// plugin it started and return an error naming the plugin(s). On a later
+// Apply (reload), such a plugin is left in state "failed" with its error,
+// the others keep running, and Apply returns the errors.
+func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	if m.closed {
+		return errors.New("plugin manager is closed")
+	}
+	boot := !m.booted
+	m.booted = true
+
+	want := make(map[string]config.Plugin, len(plugins))
+	for _, p := range plugins {
+		if _, dup := want[p.Name]; dup {
+			return fmt.Errorf("plugin %q is declared twice", p.Name)
+		}
+		want[p.Name] = p
+	}
+
+	// Stop removed and changed plugins first, so that a changed plugin may
+	// keep its prefixes.
+	m.mu.RLock()
+	var stopping []*supervisor
+	for name, s := range m.plugins {
+		if p, ok := want[name]; !ok || p.Hash != s.cfg.Hash || s.currentState() == StateFailed {
+			stopping = append(stopping, s)
+		}
+	}
+	m.mu.RUnlock()
+	var errs []error
+	if err := m.stopAll(ctx, stopping); err != nil {
+		errs = append(errs, err)
+	}
+	m.mu.Lock()
+	for _, s := range stopping {
+		delete(m.plugins, s.cfg.Name)
+		m.met.up.DeleteLabelValues(s.cfg.Name)
+	}
+	var starting []config.Plugin
+	for name, p := range want {
+		if _, ok := m.plugins[name]; !ok {
+			starting = append(starting, p)
+		}
+	}
+	m.mu.Unlock()
+	m.rebuild()
+	sort.Slice(starting, func(i, j int) bool { return starting[i].Name < starting[j].Name })
+
+	// Start the new ones in parallel: each start is bounded by StartTimeout.
+	type result struct {
+		inst *instance
+		err  error
+	}
+	results := make([]result, len(starting))
+	var wg sync.WaitGroup
+	for i, p := range starting {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].inst, results[i].err = m.startInstance(ctx, p)
+		}()
+	}
+	wg.Wait()
+
+	// Admit them one by one, in name order, checking claims as we go.
+	var admitted []*supervisor
+	for i, p := range starting {
+		r := results[i]
+		if r.err == nil {
+			if err := m.conflicts(p.Name, r.inst.manifest); err != nil {
+				r.inst.kill()
+				r.err = err
+			}
+		}
+		s := newSupervisor(m, p)
+		if r.err != nil {
+			errs = append(errs, r.err)
+			if !boot {
+				s.failed(r.err)
+				m.mu.Lock()
+				m.plugins[p.Name] = s
+				m.mu.Unlock()
+			}
+			continue
+		}
+		m.mu.Lock()
+		m.plugins[p.Name] = s
+		m.mu.Unlock()
+		s.run(r.inst)
+		admitted = append(admitted, s)
+	}
+	err := errors.Join(errs...)
+	if boot && err != nil {
+		m.mu.Lock()
+		for _, s := range admitted {
+			delete(m.plugins, s.cfg.Name)
+		}
+		m.mu.Unlock()
+		if serr := m.stopAll(context.Background(), admitted); serr != nil {
+			m.log.Error("stopping plugins after a failed boot", "error", serr)
+		}
+		m.rebuild()
+		return err
+	}
+	return err
+}
+
+func (m *Manager) stopAll(ctx context.Context, ss []*supervisor) error {
+	errs := make([]error, len(ss))
+	var wg sync.WaitGroup
+	for i, s := range ss {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.stop(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close drains and stops every plugin, in parallel, bounded by ctx.
+func (m *Manager) Close(ctx context.Context) error {
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	m.closed = true
+	m.mu.Lock()
+	ss := make([]*supervisor, 0, len(m.plugins))
+	for _, s := range m.plugins {
+		ss = append(ss, s)
+	}
+	m.plugins = map[string]*supervisor{}
+	m.mu.Unlock()
+	err := m.stopAll(ctx, ss)
+	m.rebuild()
+	return err
+}
+
+// conflicts reports a prefix or route that name's manifest shares with
+// another plugin's (running or down, but not failed).
+func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var errs []error
+	seen := map[string]bool{}
+	for _, p := range man.GetPrefixes() {
+		if p == "" || strings.ContainsAny(p, ": ") {
+			errs = append(errs, fmt.Errorf("plugin %q: invalid channel prefix %q", name, p))
+		}
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		if owner, ok := m.owners[p]; ok && owner != name {
+			errs = append(errs, fmt.Errorf("plugins %q and %q both claim channel prefix %q", owner, name, p))
+		}
+	}
+	// Routes: build the combined mux; ServeMux refuses (panics on) two
+	// patterns that match the same requests.
+	mux := http.NewServeMux()
+	owner := map[string]string{}
+	register := func(plugin, pattern string) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("plugin %q: HTTP route %q: %v", plugin, pattern, r)
+			}
+		}()
+		if o, ok := owner[pattern]; ok {
+			return fmt.Errorf("plugins %q and %q both claim HTTP route %q", o, plugin, pattern)
+		}
+		owner[pattern] = plugin
+		mux.Handle(pattern, http.NotFoundHandler())
+		return nil
+	}
+	for other, s := range m.plugins {
+		s.mu.Lock()
+		om := s.manifest
+		s.mu.Unlock()
+		if other == name || om == nil {
+			continue
+		}
+		for _, r := range om.GetRoutes() {
+			_ = register(other, r.GetMethod()+" "+r.GetPattern())
+		}
+	}
+	for _, r := range man.GetRoutes() {
+		if err := register(name, r.GetMethod()+" "+r.GetPattern()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// rebuild recomputes prefix owners and the route mux from the manifests of
+// every plugin that is not failed (a plugin that is down keeps its claims:
+// its channels stay subscribed and its routes answer 503).
+func (m *Manager) rebuild() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	owners := map[string]string{}
+	mux := http.NewServeMux()
+	for name, s := range m.plugins {
+		s.mu.Lock()
+		man, st := s.manifest, s.state
+		s.mu.Unlock()
+		if man == nil || st == StateFailed {
+			continue
+		}
+		for _, p := range man.GetPrefixes() {
+			owners[p] = name
+		}
+		for _, r := range man.GetRoutes() {
+			func() {
+				defer func() {
+					if rec := recover(); rec != nil { // conflicts() keeps this from happening
+						m.log.Error("route not mounted", "plugin", name, "route", r.GetPattern(), "error", rec)
+					}
+				}()
+				mux.Handle(r.GetMethod()+" "+r.GetPattern(), &routeHandler{m: m, sup: s, route: r})
+			}()
+		}
+	}
+	m.owners = owners
+	m.routes.Store(mux)
+}
+
+// Owner returns the plugin that owns a "prefix:rest" channel.
+func (m *Manager) Owner(channel string) (string, bool) {
+	prefix, _, ok := strings.Cut(channel, ":")
+	if !ok {
+		return "", false
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	p, ok := m.owners[prefix]
+	return p, ok
+}
+
+// Status lists the plugins by name.
+func (m *Manager) Status() []Status {
+	m.mu.RLock()
+	out := make([]Status, 0, len(m.plugins))
+	for _, s := range m.plugins {
+		out = append(out, s.status())
+	}
+	m.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Ready reports whether every configured plugin is running.
+func (m *Manager) Ready() bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, s := range m.plugins {
+		if inst, _ := s.running(); inst == nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) get(name string) *supervisor {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.plugins[name]
+}

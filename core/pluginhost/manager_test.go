@@ -1,0 +1,360 @@
+package pluginhost_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+	"github.com/stretchr/testify/require"
+)
+
+var bg = context.Background()
+
+func TestEchoLoadCallAuthorize(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "echo", "echo", nil)}))
+	require.True(t, m.Ready())
+
+	st := statusOf(m, "echo")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Equal(t, "1.0.0", st.Version)
+	require.Equal(t, []string{"echo"}, st.Prefixes)
+	owner, ok := m.Owner("echo:alice")
+	require.True(t, ok)
+	require.Equal(t, "echo", owner)
+	_, ok = m.Owner("chat:1")
+	require.False(t, ok)
+
+	alice := pluginhost.Caller{ConnID: "c1", UserID: "alice"}
+	refused, err := m.Authorize(bg, "echo", alice, []string{"echo:alice", "echo:bob"})
+	require.NoError(t, err)
+	require.Len(t, refused, 1)
+	require.Equal(t, "echo:bob", refused[0].Channel)
+	require.Equal(t, rpc.CodeForbidden, refused[0].Code)
+
+	res, err := m.Call(bg, "echo", "say", alice, json.RawMessage(`{"text":"hi"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"channel":"echo:alice","seq":1,"id":"echo:alice#1"}`, string(res))
+	require.Len(t, core.emitted, 1, "acknowledged means recorded")
+	require.JSONEq(t, `{"text":"hi","user_id":"alice"}`, string(core.emitted[0].Object))
+
+	_, err = m.Call(bg, "echo", "say", alice, json.RawMessage(`{"text":5}`))
+	require.Equal(t, rpc.CodeInvalidParams, rpcCode(t, err))
+	_, err = m.Call(bg, "nope", "say", alice, nil)
+	require.Equal(t, rpc.CodeUnknownNamespace, rpcCode(t, err))
+	_, err = m.Call(bg, "echo", "shout", alice, nil)
+	require.Equal(t, rpc.CodeMethodNotFound, rpcCode(t, err))
+
+	// Server-to-client call through the plugin.
+	core.onClient = func(conn, method string, params json.RawMessage) (json.RawMessage, error) {
+		require.Equal(t, "c1", conn)
+		return json.RawMessage(`{"method":"` + method + `"}`), nil
+	}
+	res, err = m.Call(bg, "echo", "ask", alice, json.RawMessage(`{"method":"whereAreYou"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"connection":"c1","result":{"method":"whereAreYou"}}`, string(res))
+}
+
+func TestBackendOnlyMethodsAndHostSubscribe(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice")
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+
+	_, err := m.Call(bg, "tester", "admin", pluginhost.Caller{ConnID: "c1", UserID: "alice"}, nil)
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err))
+	res, err := m.Call(bg, "tester", "admin", pluginhost.Caller{Backend: true}, nil)
+	require.NoError(t, err)
+	require.JSONEq(t, `"ok"`, string(res))
+
+	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
+	_, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"echo:alice"}`))
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "a plugin subscribes only to its own channels")
+}
+
+func TestHTTPRoutesStreamAndAuthenticate(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+
+	get := func(path, token string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp
+	}
+	resp := get("/v1/tester/7/stream", "user:alice")
+	require.Equal(t, 200, resp.StatusCode)
+	sc := bufio.NewScanner(resp.Body)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	resp.Body.Close()
+	require.Equal(t, []string{"7 alice 0", "7 alice 1", "7 alice 2"}, lines)
+
+	resp = get("/v1/tester/7/stream", "")
+	require.Equal(t, 401, resp.StatusCode)
+	resp.Body.Close()
+	resp = get("/v1/tester/7/stream", "key")
+	require.Equal(t, 403, resp.StatusCode, "the route takes user tokens only")
+	resp.Body.Close()
+	resp = get("/v1/elsewhere", "key")
+	require.Equal(t, 404, resp.StatusCode)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Contains(t, string(body), `"code":-32601`)
+	srv.CloseClientConnections()
+}
+
+func TestEmitAtRateInOrder(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+
+	res, err := m.Call(bg, "tester", "flood", pluginhost.Caller{Backend: true}, json.RawMessage(`{"channel":"tester:f","count":20000,"workers":16}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `20000`, string(res))
+	require.Equal(t, 20000, core.count)
+
+	res, err = m.Call(bg, "tester", "emitN", pluginhost.Caller{Backend: true}, json.RawMessage(`{"channel":"tester:o","from":0,"count":500}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"last_seq":500}`, string(res))
+	got := core.objects("tester:o")
+	require.Len(t, got, 500)
+	for i, n := range got {
+		require.Equal(t, i, n)
+	}
+}
+
+func TestKillRestartUnderEmitStream(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:room")
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+
+	// One emitter calls emitN over and over with increasing ranges; it keeps
+	// the ranges that were acknowledged.
+	const chunk = 50
+	var (
+		mu    sync.Mutex
+		acked []int
+		codes = map[int]int{}
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for from := 0; ; from += chunk {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			params, _ := json.Marshal(map[string]any{"channel": "tester:k", "from": from, "count": chunk})
+			_, err := m.Call(bg, "tester", "emitN", pluginhost.Caller{Backend: true}, params)
+			mu.Lock()
+			if err == nil {
+				for i := from; i < from+chunk; i++ {
+					acked = append(acked, i)
+				}
+			} else {
+				var e *rpc.Error
+				if errors.As(err, &e) {
+					codes[e.Code]++
+				} else {
+					codes[0]++
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+
+	for kill := 1; kill <= 2; kill++ {
+		// Let some emits be acknowledged, then kill -9 the process.
+		require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= kill*1000 }, 20e9, 1e6)
+		st := statusOf(m, "tester")
+		require.NotZero(t, st.PID)
+		require.NoError(t, syscall.Kill(st.PID, syscall.SIGKILL))
+		waitRunning(t, m, "tester", kill)
+	}
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 3000 }, 20e9, 1e6)
+	close(stop)
+	<-done
+
+	got := core.objects("tester:k")
+	seen := map[int]int{}
+	for i, n := range got {
+		seen[n]++
+		if i > 0 {
+			require.Less(t, got[i-1], n, "history is in emit order")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, n := range acked {
+		require.Equal(t, 1, seen[n], "acknowledged notification %d recorded exactly once", n)
+	}
+	for code := range codes {
+		require.Contains(t, []int{rpc.CodePluginUnavailable}, code, "calls during the restart fail with -32050: %v", codes)
+	}
+	require.Equal(t, 2, statusOf(m, "tester").Restarts)
+}
+
+func TestCallsFailFastWhileDownAndReplayAfterRestart(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:room", "other:x")
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+
+	events := func() []map[string]any {
+		res, err := m.Call(bg, "tester", "events", pluginhost.Caller{Backend: true}, nil)
+		require.NoError(t, err)
+		var evs []map[string]any
+		require.NoError(t, json.Unmarshal(res, &evs))
+		return evs
+	}
+	replayed := func() bool {
+		evs := events()
+		return len(evs) == 3 && evs[0]["Kind"] == "reset" &&
+			evs[1]["Kind"] == "connected" && evs[1]["ConnID"] == "c1" && evs[1]["Replay"] == true &&
+			evs[2]["Kind"] == "subscribed" && evs[2]["Channel"] == "tester:room"
+	}
+	require.Eventually(t, replayed, 10e9, 1e6, "the plugin learns current connections at start: %v", events())
+
+	// Live events after the replay.
+	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	m.Notify(pluginhost.Event{Kind: pluginhost.Subscribed, ConnID: "c2", Channel: "other:y"}) // not tester's: not sent
+	m.Notify(pluginhost.Event{Kind: pluginhost.Subscribed, ConnID: "c2", Channel: "tester:room"})
+	require.Eventually(t, func() bool { return len(events()) == 5 }, 10e9, 1e6)
+	evs := events()
+	require.Equal(t, "connected", evs[3]["Kind"])
+	require.Equal(t, "tester:room", evs[4]["Channel"])
+
+	// Crash it with a long backoff: calls fail fast with -32050 meanwhile.
+	slow := newManager(t, core, func(o *pluginhost.Options) { o.BackoffMin, o.BackoffMax = time.Hour, time.Hour })
+	require.NoError(t, slow.Apply(bg, []config.Plugin{block(t, "t2", "tester", map[string]string{"TESTER_PREFIX": "t2", "TESTER_ROUTE": "/t2/{id}"})}))
+	_, err := slow.Call(bg, "t2", "crash", pluginhost.Caller{Backend: true}, nil)
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	require.Eventually(t, func() bool { return statusOf(slow, "t2").State == pluginhost.StateRestarting }, 10e9, 1e6)
+	_, err = slow.Call(bg, "t2", "events", pluginhost.Caller{Backend: true}, nil)
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	_, err = slow.Authorize(bg, "t2", pluginhost.Caller{UserID: "a"}, []string{"t2:ok"})
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	require.False(t, slow.Ready())
+	owner, _ := slow.Owner("t2:x")
+	require.Equal(t, "t2", owner, "a plugin that is down keeps its channels")
+
+	// Crash the first one: it comes back and replays again.
+	core.connect("c3", "carol", "tester:room")
+	_, err = m.Call(bg, "tester", "crash", pluginhost.Caller{Backend: true}, nil)
+	require.Error(t, err)
+	waitRunning(t, m, "tester", 1)
+	require.Eventually(t, func() bool {
+		evs := events()
+		conns := map[any]bool{}
+		for _, e := range evs {
+			if e["Kind"] == "connected" && e["Replay"] == true {
+				conns[e["ConnID"]] = true
+			}
+		}
+		return len(evs) > 0 && evs[0]["Kind"] == "reset" && conns["c1"] && conns["c3"]
+	}, 10e9, 1e6)
+}
+
+func TestApplyAddRemoveChange(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	echo := block(t, "echo", "echo", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{echo}))
+	echoPID := statusOf(m, "echo").PID
+
+	tester := block(t, "tester", "tester", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{echo, tester}))
+	require.Len(t, m.Status(), 2)
+	require.Equal(t, echoPID, statusOf(m, "echo").PID, "an unchanged plugin is left alone")
+	testerPID := statusOf(m, "tester").PID
+
+	changed := block(t, "tester", "tester", map[string]string{"TESTER_VERSION": "2.0.0"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{changed}))
+	st := m.Status()
+	require.Len(t, st, 1)
+	require.Equal(t, "tester", st[0].Name)
+	require.Equal(t, "2.0.0", st[0].Version)
+	require.NotEqual(t, testerPID, st[0].PID)
+	_, err := m.Call(bg, "echo", "say", pluginhost.Caller{UserID: "a"}, json.RawMessage(`{"text":"x"}`))
+	require.Equal(t, rpc.CodeUnknownNamespace, rpcCode(t, err))
+
+	require.NoError(t, m.Apply(bg, nil))
+	require.Empty(t, m.Status())
+}
+
+func TestStartupErrors(t *testing.T) {
+	checkGoroutines(t)
+	for _, tc := range []struct {
+		name    string
+		plugins []config.Plugin
+		want    []string
+	}{
+		{"duplicate prefix", []config.Plugin{
+			block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/a/{x}"}),
+			block(t, "b", "tester", map[string]string{"TESTER_ROUTE": "/b/{x}"}),
+		}, []string{`plugins "a" and "b" both claim channel prefix "tester"`}},
+		{"duplicate route", []config.Plugin{
+			block(t, "a", "tester", map[string]string{"TESTER_PREFIX": "a"}),
+			block(t, "b", "tester", map[string]string{"TESTER_PREFIX": "b"}),
+		}, []string{`plugins "a" and "b" both claim HTTP route "GET /v1/tester/{id}/stream"`}},
+		{"bad path", []config.Plugin{{Name: "ghost", Command: "/nonexistent/ghost"}},
+			[]string{`plugin "ghost"`, `/nonexistent/ghost`}},
+		{"handshake mismatch", []config.Plugin{block(t, "old", "badshake", nil)},
+			[]string{`plugin "old"`, "protocol version mismatch", "herald speaks version 1", "99"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newManager(t, newRecorder(), nil)
+			err := m.Apply(bg, tc.plugins)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				require.Contains(t, err.Error(), w)
+			}
+			require.Empty(t, m.Status(), "a failed boot leaves nothing running")
+		})
+	}
+}
+
+func TestReloadKeepsGoodPluginsAndReportsBadOnes(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	echo := block(t, "echo", "echo", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{echo}))
+	err := m.Apply(bg, []config.Plugin{echo, {Name: "ghost", Command: "/nonexistent/ghost"}})
+	require.ErrorContains(t, err, `plugin "ghost"`)
+	require.Equal(t, pluginhost.StateRunning, statusOf(m, "echo").State)
+	require.Equal(t, pluginhost.StateFailed, statusOf(m, "ghost").State)
+	require.False(t, m.Ready())
+	require.NoError(t, m.Apply(bg, []config.Plugin{echo}))
+	require.True(t, m.Ready())
+}

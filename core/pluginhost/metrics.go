@@ -1,0 +1,69 @@
+package pluginhost
+
+import (
+	"errors"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	up            *prometheus.GaugeVec
+	restarts      *prometheus.CounterVec
+	calls         *prometheus.CounterVec
+	callErrors    *prometheus.CounterVec
+	emitted       *prometheus.CounterVec
+	eventsDropped *prometheus.CounterVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	if r == nil {
+		r = prometheus.NewRegistry()
+	}
+	m := &metrics{
+		up: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_plugin_up",
+			Help: "1 when the plugin is running, 0 when it is starting, restarting, failed or stopped.",
+		}, []string{"plugin"})),
+		restarts: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_restarts_total",
+			Help: "Restarts of a plugin after it exited or was killed.",
+		}, []string{"plugin"})),
+		calls: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_calls_total",
+			Help: "Calls routed to a plugin, by method ($authorize for subscription checks).",
+		}, []string{"plugin", "method"})),
+		callErrors: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_call_errors_total",
+			Help: "Calls to a plugin that ended in an error, by method and JSON-RPC code.",
+		}, []string{"plugin", "method", "code"})),
+		emitted: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_emitted_notifications_total",
+			Help: "Notifications a plugin emitted that the core accepted.",
+		}, []string{"plugin"})),
+		eventsDropped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_events_dropped_total",
+			Help: "Lifecycle events dropped because the plugin's queue was full (a resync follows).",
+		}, []string{"plugin"})),
+	}
+	return m
+}
+
+// register registers c, or reuses the collector already registered under
+// the same name (several Managers on one registry, as in tests).
+func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
+	if err := r.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+func (m *metrics) callError(plugin, method string, code int) {
+	m.callErrors.WithLabelValues(plugin, method, strconv.Itoa(code)).Inc()
+}

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package pluginhost
+
+import "os/exec"
+
+func ownProcessGroup(*exec.Cmd) {}
+
+func killGroup(int) {}

@@ -1,0 +1,214 @@
+package pluginhost
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/heraldhq/herald/core/config"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// State is where a plugin is in its life.
+type State string
+
+const (
+	StateStarting   State = "starting"
+	StateRunning    State = "running"
+	StateRestarting State = "restarting" // exited or killed; waiting for its backoff or starting again
+	StateFailed     State = "failed"     // could not be started by Apply; fix the config and reload
+	StateStopped    State = "stopped"
+)
+
+// supervisor owns one plugin across restarts. Its goroutine (watch) is the
+// only one that replaces the instance after Apply handed it the first one.
+type supervisor struct {
+	m   *Manager
+	cfg config.Plugin
+	log hclog.Logger
+
+	mu       sync.Mutex
+	state    State
+	inst     *instance          // nil unless running
+	manifest *pluginpb.Manifest // last known, kept while down so prefixes stay owned
+	restarts int
+	lastErr  string
+	since    time.Time
+
+	stopCh chan struct{}
+	done   chan struct{}
+}
+
+func newSupervisor(m *Manager, cfg config.Plugin) *supervisor {
+	return &supervisor{m: m, cfg: cfg, log: m.log.With("plugin", cfg.Name), state: StateStarting,
+		since: time.Now(), stopCh: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (s *supervisor) setState(st State, errText string) {
+	s.mu.Lock()
+	s.state = st
+	s.since = time.Now()
+	if errText != "" {
+		s.lastErr = errText
+	}
+	s.mu.Unlock()
+	up := 0.0
+	if st == StateRunning {
+		up = 1
+	}
+	s.m.met.up.WithLabelValues(s.cfg.Name).Set(up)
+}
+
+func (s *supervisor) currentState() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// running returns the live instance, or nil with the state when down.
+func (s *supervisor) running() (*instance, State) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inst == nil || s.inst.crashed() {
+		return nil, s.state
+	}
+	return s.inst, s.state
+}
+
+// run makes inst the running instance and supervises it until stop.
+func (s *supervisor) run(inst *instance) {
+	s.adopt(inst)
+	go s.watch() // ends on stop (s.stopCh), closing s.done
+}
+
+// failed records a plugin that Apply could not start; it is not retried.
+func (s *supervisor) failed(err error) {
+	s.setState(StateFailed, err.Error())
+	close(s.done)
+}
+
+func (s *supervisor) adopt(inst *instance) {
+	s.mu.Lock()
+	s.inst = inst
+	s.manifest = inst.manifest
+	s.mu.Unlock()
+	s.setState(StateRunning, "")
+	s.m.rebuild()
+	inst.startEvents() // after it is visible to Notify: see startEvents
+	s.log.Info("plugin running", "version", inst.manifest.GetVersion(), "pid", inst.pid,
+		"prefixes", inst.manifest.GetPrefixes())
+}
+
+func (s *supervisor) watch() {
+	defer close(s.done)
+	delay := s.m.opts.BackoffMin
+	for {
+		s.mu.Lock()
+		inst := s.inst
+		s.mu.Unlock()
+		select {
+		case <-s.stopCh:
+			s.stopInstance(inst)
+			return
+		case <-inst.done:
+		}
+		// The process exited or was killed: calls fail fast from here on.
+		s.mu.Lock()
+		s.inst = nil
+		s.restarts++
+		s.mu.Unlock()
+		s.m.met.restarts.WithLabelValues(s.cfg.Name).Inc()
+		s.setState(StateRestarting, "plugin process exited")
+		s.log.Error("plugin process exited; restarting", "backoff", delay)
+		inst.kill() // clean up what go-plugin and the broker left
+		if time.Since(inst.started) > s.m.opts.BackoffMax {
+			delay = s.m.opts.BackoffMin // it had been healthy for a while
+		}
+		for {
+			select {
+			case <-s.stopCh:
+				s.setState(StateStopped, "")
+				return
+			case <-time.After(delay):
+			}
+			delay = min(delay*2, s.m.opts.BackoffMax)
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() { // ends with this start attempt
+				select {
+				case <-s.stopCh:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			next, err := s.m.startInstance(ctx, s.cfg)
+			cancel()
+			if err == nil {
+				if cerr := s.m.conflicts(s.cfg.Name, next.manifest); cerr != nil {
+					next.kill()
+					err = cerr
+				}
+			}
+			if err != nil {
+				s.setState(StateRestarting, err.Error())
+				s.log.Error("restart failed", "error", err, "next_attempt_in", delay)
+				continue
+			}
+			select {
+			case <-s.stopCh:
+				s.stopInstance(next)
+				return
+			default:
+			}
+			s.adopt(next)
+			break
+		}
+	}
+}
+
+func (s *supervisor) stopInstance(inst *instance) {
+	s.setState(StateStopped, "")
+	s.mu.Lock()
+	s.inst = nil
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.m.opts.StopTimeout)
+	defer cancel()
+	inst.stop(ctx)
+	s.log.Info("plugin stopped")
+}
+
+// stop stops the plugin (drain, then kill) and waits, bounded by ctx.
+func (s *supervisor) stop(ctx context.Context) error {
+	select {
+	case <-s.stopCh:
+	default:
+		close(s.stopCh)
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("plugin %q: stop: %w", s.cfg.Name, ctx.Err())
+	}
+}
+
+func (s *supervisor) status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Name: s.cfg.Name, State: s.state, Restarts: s.restarts, LastError: s.lastErr, Since: s.since}
+	if s.inst != nil {
+		st.PID = s.inst.pid
+	}
+	if m := s.manifest; m != nil {
+		st.Version = m.GetVersion()
+		st.Prefixes = m.GetPrefixes()
+		for _, me := range m.GetMethods() {
+			st.Methods = append(st.Methods, me.GetName())
+		}
+		for _, r := range m.GetRoutes() {
+			st.Routes = append(st.Routes, r.GetMethod()+" "+r.GetPattern())
+		}
+	}
+	return st
+}
