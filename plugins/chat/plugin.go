@@ -253,5 +253,3 @@ func (c *Chat) emit(ctx context.Context, ns []sdk.Notification) {
 		c.log.Warn("emit failed", "notifications", len(ns), "event", ns[0].Event, "error", err)
 	}
 }
-
-func main() { sdk.Serve(New()) }
