@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -125,7 +124,7 @@ func TestPubAndSubEndToEnd(t *testing.T) {
 	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), "sub", "-url", h.WSURL, "-token", h.Token(t, "alice"), "-channel", "news sports")
 	stdout, err := sub.StdoutPipe()
 	require.NoError(t, err)
-	subErr := &lockedBuffer{}
+	subErr := &heraldtest.Buffer{}
 	sub.Stderr = subErr
 	require.NoError(t, sub.Start())
 	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
@@ -163,22 +162,4 @@ func TestPubAndSubEndToEnd(t *testing.T) {
 	_, errOut, code = herald(t, "pub", "-config", cfg, "-channel", "x", "-event", "e", "-object", "{bad")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "not valid JSON")
-}
-
-// lockedBuffer is a bytes.Buffer that a process may write while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -305,3 +305,26 @@ plugin "two" {
 		require.Contains(t, strings.ToLower(out), "version")
 	})
 }
+
+// A plugin emitting at rate through herald: every notification reaches the
+// subscriber, each channel in seq order.
+func TestPluginEmitAtRateReachesClients(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("tester", "internal/testplugins/tester", "")(t)})
+	c := h.Dial(t, h.Token(t, "alice"))
+	const workers, count = 4, 8000
+	var chans []string
+	for w := 0; w < workers; w++ {
+		chans = append(chans, fmt.Sprintf("tester:ok:%d", w))
+	}
+	c.Subscribe(t, chans...)
+	start := time.Now()
+	res := h.Dial(t, h.Token(t, "bob")).MustCall(t, "tester.flood", map[string]any{"channel": "tester:ok", "count": count, "workers": workers})
+	require.JSONEq(t, fmt.Sprint(count), string(res))
+	t.Logf("%d notifications emitted and acknowledged in %v", count, time.Since(start))
+	last := map[string]uint64{}
+	for _, n := range c.Notifications(t, count) {
+		require.Equal(t, last[n.Channel]+1, n.Seq, n.Channel)
+		last[n.Channel] = n.Seq
+	}
+	require.Len(t, last, workers)
+}

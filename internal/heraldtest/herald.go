@@ -48,7 +48,7 @@ type Herald struct {
 	WSURL      string // ws://host:port/ws
 	ConfigPath string
 	cmd        *exec.Cmd
-	logs       *syncBuffer
+	logs       *Buffer
 	exited     chan struct{}
 	exitErr    error
 }
@@ -78,7 +78,7 @@ func Start(t testing.TB, opts Options) *Herald {
 func StartWithConfig(t testing.TB, path string, env []string, args ...string) *Herald {
 	t.Helper()
 	bin := Binary(t, "cmd/herald")
-	h := &Herald{ConfigPath: path, logs: &syncBuffer{}, exited: make(chan struct{})}
+	h := &Herald{ConfigPath: path, logs: &Buffer{}, exited: make(chan struct{})}
 	h.cmd = exec.Command(bin, append([]string{"serve", "-config", path}, args...)...)
 	h.cmd.Dir = RepoRoot()
 	h.cmd.Env = append(os.Environ(), env...)
@@ -276,24 +276,25 @@ func (h *Herald) Do(t testing.TB, method, path string, body any, key string, hea
 	return resp.StatusCode, b
 }
 
-type syncBuffer struct {
+// Buffer is a bytes.Buffer that a process may write while a test reads it.
+type Buffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) WriteString(s string) {
+func (b *Buffer) WriteString(s string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.WriteString(s)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
