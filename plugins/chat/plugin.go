@@ -206,7 +206,7 @@ func (c *Chat) refusal(user, ch string) string {
 }
 
 // addMemberLocked records a membership in memory; c.mu is held (or the
-// plugin is not serving yet). It says whether it is new.
+// plugin is not serving yet).
 func (c *Chat) addMemberLocked(group, user string) {
 	if c.groups[group] == nil {
 		c.groups[group] = set{}
