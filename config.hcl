@@ -47,19 +47,21 @@ log {
   format = "text" # or "json"
 }
 
-# The four domain plugins, enabled once the plugin lands (their binaries under
-# bin/plugins/ do not exist yet, and a declared plugin that cannot start keeps
-# /readyz from passing).
-#
-# plugin "chat" {
-#   command = "bin/plugins/chat"
-#   args    = []  # optional
-#   env     = {}  # optional, added to the plugin's environment
-#   config {      # decoded by the plugin (mapstructure)
-#     data_dir = "data/chat"
-#   }
-# }
-#
+# The four domain plugins. Each block is enabled once its plugin lands (a
+# declared plugin whose binary under bin/plugins/ does not exist cannot start,
+# and keeps /readyz from passing).
+
+# Unichat's notifications: plugins/chat/README.md.
+plugin "chat" {
+  command = "bin/plugins/chat"
+  args    = []  # optional
+  env     = {}  # optional, added to the plugin's environment
+  config {      # decoded by the plugin (mapstructure)
+    data_dir        = "data/chat"  # membership and presence, in chat.db
+    entering_window = "3s"         # at most one `entering` per user and group per window
+  }
+}
+
 # plugin "timelines" {
 #   command = "bin/plugins/timelines"
 #   config {

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run the real herald binary with the real chat binary and
+// talk to them with WebSocket clients and HTTP, as users do.
+
+func TestMain(m *testing.M) { heraldtest.Main(m) }
+
+type stack struct {
+	*heraldtest.Herald
+	t   *testing.T
+	bin string
+	dir string
+}
+
+// startStack serves the chat plugin on data dir dir.
+func startStack(t *testing.T, dir, window string) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts herald and the chat plugin")
+	}
+	bin := heraldtest.Binary(t, "plugins/chat")
+	hcl := fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    data_dir = %q\n    entering_window = %q\n  }\n}\n", bin, dir, window)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
+	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
+	s.waitReady()
+	return s
+}
+
+// waitReady waits until /readyz says every plugin is up.
+func (s *stack) waitReady() {
+	s.t.Helper()
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for time.Now().Before(deadline) {
+		if st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil); st == http.StatusOK {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("herald never became ready\n%s", s.Logs())
+}
+
+// backend POSTs a chat method with the API key.
+func (s *stack) backend(method string, body any) (int, json.RawMessage) {
+	s.t.Helper()
+	st, b := s.Do(s.t, http.MethodPost, "/v1/plugins/chat/"+method, body, heraldtest.APIKey, nil)
+	return st, b
+}
+
+func (s *stack) mustBackend(method string, body any) json.RawMessage {
+	s.t.Helper()
+	st, b := s.backend(method, body)
+	require.Equal(s.t, http.StatusOK, st, "%s: %s", method, b)
+	return b
+}
+
+func (s *stack) member(group, user any) {
+	s.t.Helper()
+	s.mustBackend("addMember", map[string]any{"group_id": group, "user_id": user})
+}
+
+// dial connects as user with extra claims.
+func (s *stack) dial(user string, claims map[string]any) *heraldtest.Client {
+	s.t.Helper()
+	return s.Dial(s.t, heraldtest.MintToken(s.t, user, time.Hour, claims))
+}
+
+// pluginPid finds the chat plugin process among herald's children.
+func (s *stack) pluginPid() int {
+	s.t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || exe != s.bin {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(s.Pid()) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// kill9 kills the plugin and waits for herald to have restarted it.
+func (s *stack) kill9() {
+	s.t.Helper()
+	s.waitRestart(s.killPlugin())
+}
+
+// killPlugin kills the plugin with SIGKILL and returns its pid.
+func (s *stack) killPlugin() int {
+	s.t.Helper()
+	old := s.pluginPid()
+	require.NotZero(s.t, old, "chat plugin process not found")
+	require.NoError(s.t, syscall.Kill(old, syscall.SIGKILL))
+	return old
+}
+
+// waitRestart waits for a chat plugin process other than old, and ready.
+func (s *stack) waitRestart(old int) {
+	s.t.Helper()
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for time.Now().Before(deadline) {
+		if p := s.pluginPid(); p != 0 && p != old {
+			s.waitReady()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("chat plugin was not restarted after kill -9\n%s", s.Logs())
+}
+
+// one waits for exactly one notification and returns it.
+func one(t *testing.T, c *heraldtest.Client) heraldtest.Notification {
+	t.Helper()
+	return c.Notifications(t, 1)[0]
+}
+
+func TestIntegrationEveryEventAsTheSourceShowsIt(t *testing.T) {
+	s := startStack(t, t.TempDir(), "3s")
+	s.member(2, 72)
+	s.member(2, 87)
+	s.member(78, 383)
+	s.member(78, 384)
+
+	u72 := s.dial("72", nil)
+	u72.Subscribe(t, "chat:group:2", "chat:user:72")
+
+	// new message: the source's example, byte for byte inside object.
+	s.mustBackend("objectChanged", json.RawMessage(`{"event":"new","object_type":"message","object":`+seedMessage+`}`))
+	n := one(t, u72)
+	require.Equal(t, "chat:group:2", n.Channel)
+	require.Equal(t, "new", n.Event)
+	require.Equal(t, "message", n.ObjectType)
+	require.Empty(t, n.ObjectName)
+	require.Equal(t, seedMessage, string(n.Object))
+	require.NotEmpty(t, n.ID)
+	require.Equal(t, uint64(1), n.Seq)
+	require.NotZero(t, n.Timestamp)
+
+	// changed / deleted, several at once: one batch, oldest first.
+	s.mustBackend("objectChanged", map[string]any{"changes": []any{
+		map[string]any{"event": "changed", "object_type": "message", "object": json.RawMessage(`{"id":8,"group_id":2,"text":"hello world ;))","edited_at":"2018-10-15T17:55:00Z"}`)},
+		map[string]any{"event": "deleted", "object_type": "message", "object": json.RawMessage(`{"id":8,"group_id":2,"deleted_at":"2018-10-15T17:56:00Z"}`)},
+		map[string]any{"event": "changed", "object_type": "group", "object": json.RawMessage(`{"id":2,"name":"general"}`)},
+		map[string]any{"event": "changed", "object_type": "subscription", "object": json.RawMessage(`{"id":4,"user_id":72,"group_id":2}`)},
+	}})
+	var batch []heraldtest.Notification
+	select {
+	case batch = <-u72.Batches:
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("no batch")
+	}
+	require.Len(t, batch, 4, "one objectChanged call, one batch")
+	for i, want := range []struct{ ch, ev, typ, obj string }{
+		{"chat:group:2", "changed", "message", `{"id":8,"group_id":2,"text":"hello world ;))","edited_at":"2018-10-15T17:55:00Z"}`},
+		{"chat:group:2", "deleted", "message", `{"id":8,"group_id":2,"deleted_at":"2018-10-15T17:56:00Z"}`},
+		{"chat:group:2", "changed", "group", `{"id":2,"name":"general"}`},
+		{"chat:user:72", "changed", "subscription", `{"id":4,"user_id":72,"group_id":2}`},
+	} {
+		require.Equal(t, want.ch, batch[i].Channel)
+		require.Equal(t, want.ev, batch[i].Event)
+		require.Equal(t, want.typ, batch[i].ObjectType)
+		require.Equal(t, want.obj, string(batch[i].Object))
+	}
+
+	// entering: to the other participant, never to the typist.
+	u384 := s.dial("384", nil)
+	u384.Subscribe(t, "chat:user:384", "chat:group:78")
+	typist := s.dial("383", nil)
+	typist.Subscribe(t, "chat:user:383", "chat:group:78")
+	require.Equal(t, "is_online", one(t, u384).Event, "383 came online")
+	res := typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": "hel"})
+	require.JSONEq(t, `{"entering":true,"notified":1}`, string(res))
+	n = one(t, u384)
+	require.Equal(t, "chat:user:384", n.Channel)
+	require.Equal(t, "entering", n.Event)
+	require.Equal(t, "no matter", n.ObjectName)
+	require.Equal(t, "draft", n.ObjectType)
+	require.Equal(t, `{"user_id":383,"group_id":78}`, string(n.Object))
+	typist.NoNotification(t, 300*time.Millisecond)
+
+	// is_online / is_offline: the user, with the nick of the token.
+	ivan := s.dial("87", map[string]any{"nick": "ivan"})
+	n = one(t, u72)
+	require.Equal(t, "chat:user:72", n.Channel)
+	require.Equal(t, "is_online", n.Event)
+	require.Equal(t, "user", n.ObjectName)
+	require.Equal(t, "user", n.ObjectType)
+	require.Equal(t, `{"id":87,"nick":"ivan"}`, string(n.Object))
+	ivan.Close()
+	n = one(t, u72)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":87,"nick":"ivan"}`, string(n.Object))
+	u384.NoNotification(t, 100*time.Millisecond)
+}
+
+func TestIntegrationAuthorization(t *testing.T) {
+	s := startStack(t, t.TempDir(), "3s")
+	s.member(78, 383)
+	c := s.dial("383", nil)
+	c.Subscribe(t, "chat:group:78", "chat:user:383")
+
+	for _, tc := range []struct {
+		channels []string
+		refused  map[string]int
+	}{
+		{[]string{"chat:group:2"}, map[string]int{"chat:group:2": -32003}},
+		{[]string{"chat:user:72"}, map[string]int{"chat:user:72": -32003}},
+		{[]string{"chat:user:384", "chat:group:79"}, map[string]int{"chat:user:384": -32003, "chat:group:79": -32003}},
+		{[]string{"chat:room:1"}, map[string]int{"chat:room:1": -32004}},
+	} {
+		// All or nothing: each refused channel is listed with its own code.
+		e := c.CallErr(t, "subscribe", map[string]any{"channels": append([]string{"chat:user:383"}, tc.channels...)})
+		var data struct {
+			Channels []struct {
+				Channel string `json:"channel"`
+				Code    int    `json:"code"`
+				Reason  string `json:"reason"`
+			} `json:"channels"`
+		}
+		require.NoError(t, json.Unmarshal(e.Data, &data), "%s", e.Data)
+		got := map[string]int{}
+		for _, r := range data.Channels {
+			got[r.Channel] = r.Code
+			require.NotEmpty(t, r.Reason)
+		}
+		require.Equal(t, tc.refused, got)
+	}
+
+	// The backend methods are the backend's.
+	e := c.CallErr(t, "chat.addMember", map[string]any{"group_id": 78, "user_id": 999})
+	require.Equal(t, -32003, e.Code)
+
+	// A removed participant loses the group's channel at once.
+	s.mustBackend("removeMember", map[string]any{"group_id": 78, "user_id": 383})
+	time.Sleep(100 * time.Millisecond)
+	s.mustBackend("objectChanged", map[string]any{"event": "new", "object_type": "message", "object": map[string]any{"id": 1, "group_id": 78}})
+	c.NoNotification(t, 300*time.Millisecond)
+	e = c.CallErr(t, "subscribe", map[string]any{"channel": "chat:group:78"})
+	require.Equal(t, -32003, e.Code)
+}
+
+func TestIntegrationEnteringDebounce(t *testing.T) {
+	s := startStack(t, t.TempDir(), "2s")
+	s.member(78, 383)
+	s.member(78, 384)
+	rx := s.dial("384", nil)
+	rx.Subscribe(t, "chat:user:384")
+	typist := s.dial("383", nil)
+	typist.Subscribe(t, "chat:user:383")
+	require.Equal(t, "is_online", one(t, rx).Event, "383 came online")
+
+	// The window starts when the plugin handles the first draft, which is
+	// before the call returns: timing from the return errs on the safe side.
+	typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": "h"})
+	first := time.Now()
+	for _, text := range []string{"he", "hel", "hell", "hello"} {
+		require.JSONEq(t, `{"entering":false,"notified":0}`,
+			string(typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": text})))
+	}
+	n := one(t, rx)
+	require.Equal(t, "entering", n.Event)
+	rx.NoNotification(t, 300*time.Millisecond)
+
+	time.Sleep(time.Until(first.Add(2100 * time.Millisecond)))
+	typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": "hello!"})
+	require.Equal(t, "entering", one(t, rx).Event, "a new window, a new entering")
+	typist.NoNotification(t, 100*time.Millisecond)
+}
+
+// Two tabs are one user, and a plugin killed with -9 in between neither
+// forgets the user nor announces anything twice.
+func TestIntegrationPresenceTwoTabsAcrossKill9(t *testing.T) {
+	s := startStack(t, t.TempDir(), "3s")
+	s.member(5, "alice")
+	s.member(5, "bob")
+	bob := s.dial("bob", nil)
+	bob.Subscribe(t, "chat:user:bob")
+
+	tab1 := s.dial("alice", map[string]any{"nick": "Alice"})
+	n := one(t, bob)
+	require.Equal(t, "is_online", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+	tab2 := s.dial("alice", map[string]any{"nick": "Alice"})
+	bob.NoNotification(t, 300*time.Millisecond)
+
+	s.kill9()
+	// The restarted plugin rebuilds presence from the host's replay: alice is
+	// still online, so nothing goes out (the replay settles within ~1s).
+	bob.NoNotification(t, 1500*time.Millisecond)
+
+	tab1.Close()
+	bob.NoNotification(t, 500*time.Millisecond)
+	tab2.Close()
+	n = one(t, bob)
+	require.Equal(t, "chat:user:bob", n.Channel)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+
+	// Alice leaves right after a crash (while the plugin is down, or just
+	// back: either way the replay or the live event tells): one is_offline.
+	tab3 := s.dial("alice", nil)
+	require.Equal(t, "is_online", one(t, bob).Event)
+	old := s.killPlugin()
+	tab3.Close()
+	s.waitRestart(old)
+	n = one(t, bob)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice"}`, string(n.Object))
+	bob.NoNotification(t, 1500*time.Millisecond)
+}
+
+func TestIntegrationMembershipSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := startStack(t, dir, "3s")
+	s.member(78, 383)
+	s.member(78, "alice")
+	s.mustBackend("removeMember", map[string]any{"group_id": 78, "user_id": "alice"})
+	s.Stop(t)
+
+	s2 := startStack(t, dir, "3s")
+	c := s2.dial("383", nil)
+	c.Subscribe(t, "chat:group:78")
+	require.JSONEq(t, `{"group_id":78,"user_ids":[383]}`, string(s2.mustBackend("members", map[string]any{"group_id": 78})))
+	a := s2.dial("alice", nil)
+	require.Equal(t, -32003, a.CallErr(t, "subscribe", map[string]any{"channel": "chat:group:78"}).Code)
+
+	// And across a plugin crash.
+	s2.kill9()
+	s2.mustBackend("objectChanged", map[string]any{"event": "new", "object_type": "message", "object": map[string]any{"id": 9, "group_id": 78}})
+	require.JSONEq(t, `{"id":9,"group_id":78}`, string(one(t, c).Object))
+}
+
+func TestIntegrationBadBodiesAre400(t *testing.T) {
+	s := startStack(t, t.TempDir(), "3s")
+	for _, tc := range []struct {
+		method, body, field string
+	}{
+		{"addMember", `{"user_id":383}`, "group_id"},
+		{"addMember", `{"group_id":"a b","user_id":383}`, "group_id"},
+		{"removeMember", `{"group_id":78}`, "user_id"},
+		{"objectChanged", `{"event":"new","object_type":"message","object":{"id":8}}`, "object.group_id"},
+		{"objectChanged", `{"event":"posted","object_type":"message","object":{"group_id":2}}`, "event"},
+		{"objectChanged", `{"event":"new","object_type":"poll","object":{"id":8}}`, "object_type"},
+		{"objectChanged", `{"changes":[{"event":"new","object_type":"user","object":{"nick":"x"}}]}`, "changes[0].object.id"},
+		{"saveDraft", `{"group_id":78,"text":"x"}`, "user_id"},
+	} {
+		st, body := s.backend(tc.method, json.RawMessage(tc.body))
+		require.Equal(t, http.StatusBadRequest, st, "%s %s: %s", tc.method, tc.body, body)
+		var e struct {
+			Error struct {
+				Code    int             `json:"code"`
+				Message string          `json:"message"`
+				Data    json.RawMessage `json:"data"`
+			} `json:"error"`
+		}
+		require.NoError(t, json.Unmarshal(body, &e), "%s", body)
+		require.Equal(t, -32602, e.Error.Code)
+		require.Contains(t, e.Error.Message, tc.field)
+		require.JSONEq(t, `{"field":"`+tc.field+`"}`, string(e.Error.Data))
+	}
+	st, _ := s.Do(t, http.MethodPost, "/v1/plugins/chat/addMember", map[string]any{"group_id": 1, "user_id": 1}, "", nil)
+	require.Equal(t, http.StatusUnauthorized, st)
+}

@@ -1,0 +1,473 @@
+package main
+
+import (
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/sdktest"
+	"github.com/stretchr/testify/require"
+)
+
+// The source's examples, verbatim.
+const (
+	seedMessage = `{"id":8,"user_id":72,"group_id":2,"deleted_at":null,"serial":8,"text":"hello world ;)","edited_at":null,"created_at":"2018-10-15T17:54:41Z"}`
+)
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+type env struct {
+	*sdktest.Harness
+	t     *testing.T
+	dir   string
+	clock *fakeClock
+}
+
+// start runs the plugin on dir ("" for a fresh one) with extra config.
+func start(t *testing.T, dir string, extra map[string]any) *env {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg := map[string]any{"data_dir": dir}
+	for k, v := range extra {
+		cfg[k] = v
+	}
+	clock := &fakeClock{t: time.Unix(1539625681, 0)}
+	p := New()
+	p.now = clock.now
+	p.settle = 50 * time.Millisecond
+	return &env{Harness: sdktest.Start(t, p, cfg), t: t, dir: dir, clock: clock}
+}
+
+// backend calls a method with backend rights and fails on error.
+func (e *env) backend(method string, params any) json.RawMessage {
+	e.t.Helper()
+	res, err := e.Call(method, sdktest.Backend(), params)
+	require.NoError(e.t, err, "%s %v", method, params)
+	return res
+}
+
+func (e *env) member(group, user any) {
+	e.t.Helper()
+	e.backend("addMember", map[string]any{"group_id": group, "user_id": user})
+}
+
+// online connects conn for user and subscribes it to the user's channel.
+func (e *env) online(connID, user string, claims map[string]any) {
+	e.t.Helper()
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: connID, UserID: user, Claims: claims})
+	e.Subscribe(connID, "chat:user:"+user)
+}
+
+// since returns what was emitted after the first n notifications.
+func (e *env) since(n int) []sdktest.Emitted { return e.Emitted()[n:] }
+
+func invalid(t *testing.T, err error) *sdk.Error {
+	t.Helper()
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, sdk.CodeInvalidParams, se.Code, se.Message)
+	return se
+}
+
+func TestManifest(t *testing.T) {
+	e := start(t, "", nil)
+	m := e.Manifest()
+	require.Equal(t, "chat", m.Name)
+	require.Equal(t, []string{"chat"}, m.Prefixes)
+	require.Equal(t, map[string]bool{"addMember": true, "removeMember": true, "members": true,
+		"objectChanged": true, "saveDraft": false}, m.Methods)
+	require.True(t, m.Authorizes)
+	require.True(t, m.WantsEvents)
+}
+
+func TestConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  map[string]any
+		want string
+	}{
+		{"no data_dir", map[string]any{}, "data_dir is required"},
+		{"bad window", map[string]any{"data_dir": t.TempDir(), "entering_window": "soon"}, "entering_window"},
+		{"negative window", map[string]any{"data_dir": t.TempDir(), "entering_window": "-1s"}, "entering_window"},
+		{"unknown key", map[string]any{"data_dir": t.TempDir(), "colour": "red"}, "colour"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := sdktest.StartErr(t, New(), tc.cfg)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	e := start(t, "", nil)
+	e.member(78, 383)
+	e.member("team-a", "alice")
+	alice := sdk.Caller{ConnID: "c1", UserID: "alice"}
+	u383 := sdk.Caller{ConnID: "c2", UserID: "383"}
+	for _, tc := range []struct {
+		caller  sdk.Caller
+		channel string
+		code    int // 0: allowed
+	}{
+		{u383, "chat:group:78", 0},
+		{u383, "chat:user:383", 0},
+		{alice, "chat:group:team-a", 0},
+		{alice, "chat:user:alice", 0},
+		{alice, "chat:group:78", sdk.CodeForbidden},
+		{alice, "chat:user:383", sdk.CodeForbidden},
+		{u383, "chat:user:alice", sdk.CodeForbidden},
+		{sdk.Caller{ConnID: "c3"}, "chat:group:78", sdk.CodeForbidden},
+		{sdk.Caller{ConnID: "c3"}, "chat:user:", sdk.CodeForbidden},
+		{alice, "chat:room:1", sdk.CodeUnknownNamespace},
+	} {
+		refused, err := e.Authorize(tc.caller, tc.channel)
+		require.NoError(t, err)
+		if tc.code == 0 {
+			require.Empty(t, refused, "%s as %q", tc.channel, tc.caller.UserID)
+			continue
+		}
+		require.Len(t, refused, 1, "%s as %q", tc.channel, tc.caller.UserID)
+		require.Equal(t, tc.code, refused[0].Code)
+		require.NotEmpty(t, refused[0].Reason)
+	}
+}
+
+func TestMessageGoesToItsGroupVerbatim(t *testing.T) {
+	e := start(t, "", nil)
+	res := e.backend("objectChanged", json.RawMessage(`{"event":"new","object_type":"message","object":`+seedMessage+`}`))
+	require.JSONEq(t, `{"results":[{"channel":"chat:group:2","seq":1,"id":"chat:group:2#1"}]}`, string(res))
+	ns := e.Emitted()
+	require.Len(t, ns, 1)
+	require.Equal(t, "chat:group:2", ns[0].Channel)
+	require.Equal(t, "new", ns[0].Event)
+	require.Equal(t, "message", ns[0].ObjectType)
+	require.Empty(t, ns[0].ObjectName)
+	// Byte for byte: the object is the backend's, field order included.
+	require.Equal(t, seedMessage, string(ns[0].Object))
+}
+
+func TestObjectChangedRoutesEachType(t *testing.T) {
+	e := start(t, "", nil)
+	e.member(2, 72)
+	e.member(2, 87)
+	e.member(3, 87)
+	e.member(3, "bob")
+	e.member(9, "carol") // shares nothing with 72
+
+	e.backend("objectChanged", map[string]any{"changes": []any{
+		map[string]any{"event": "changed", "object_type": "message", "object": json.RawMessage(`{"id":8,"group_id":2,"text":"edited"}`)},
+		map[string]any{"event": "deleted", "object_type": "message", "object": json.RawMessage(`{"id":8,"group_id":2}`)},
+		map[string]any{"event": "changed", "object_type": "group", "object": json.RawMessage(`{"id":3,"name":"ops"}`)},
+		map[string]any{"event": "new", "object_type": "subscription", "object": json.RawMessage(`{"id":5,"user_id":87,"group_id":3}`)},
+		map[string]any{"event": "changed", "object_type": "user", "object": json.RawMessage(`{"id":87,"nick":"ivan"}`)},
+	}})
+	type got struct{ Channel, Event, ObjectType, Object string }
+	var out []got
+	for _, n := range e.Emitted() {
+		out = append(out, got{n.Channel, n.Event, n.ObjectType, string(n.Object)})
+	}
+	require.Equal(t, []got{
+		{"chat:group:2", "changed", "message", `{"id":8,"group_id":2,"text":"edited"}`},
+		{"chat:group:2", "deleted", "message", `{"id":8,"group_id":2}`},
+		{"chat:group:3", "changed", "group", `{"id":3,"name":"ops"}`},
+		{"chat:user:87", "new", "subscription", `{"id":5,"user_id":87,"group_id":3}`},
+		// A user change: their own channel, then each co-participant's.
+		{"chat:user:87", "changed", "user", `{"id":87,"nick":"ivan"}`},
+		{"chat:user:72", "changed", "user", `{"id":87,"nick":"ivan"}`},
+		{"chat:user:bob", "changed", "user", `{"id":87,"nick":"ivan"}`},
+	}, out)
+	// One emit: a client gets them in one batch, oldest first.
+	first := e.Emitted()[0].Batch
+	for _, n := range e.Emitted() {
+		require.Equal(t, first, n.Batch)
+	}
+}
+
+func TestBackendBodiesNameTheBadField(t *testing.T) {
+	e := start(t, "", nil)
+	for _, tc := range []struct {
+		method, body, field string
+	}{
+		{"addMember", `{"user_id":1}`, "group_id"},
+		{"addMember", `{"group_id":1}`, "user_id"},
+		{"addMember", `{"group_id":1.5,"user_id":1}`, "group_id"},
+		{"addMember", `{"group_id":"a b","user_id":1}`, "group_id"},
+		{"addMember", `{"group_id":-1,"user_id":1}`, "group_id"},
+		{"addMember", `{"group_id":1,"user_id":true}`, "user_id"},
+		{"addMember", `{"group_id":1,"user_id":1,"role":"admin"}`, "role"},
+		{"removeMember", `{"group_id":null,"user_id":1}`, "group_id"},
+		{"members", `{}`, "group_id"},
+		{"objectChanged", `{"object_type":"message","object":{"group_id":1}}`, "event"},
+		{"objectChanged", `{"event":"created","object_type":"message","object":{"group_id":1}}`, "event"},
+		{"objectChanged", `{"event":"new","object_type":"comment","object":{"group_id":1}}`, "object_type"},
+		{"objectChanged", `{"event":"new","object_type":"message"}`, "object"},
+		{"objectChanged", `{"event":"new","object_type":"message","object":[1]}`, "object"},
+		{"objectChanged", `{"event":"new","object_type":"message","object":{"id":8}}`, "object.group_id"},
+		{"objectChanged", `{"event":"new","object_type":"group","object":{"group_id":8}}`, "object.id"},
+		{"objectChanged", `{"event":"new","object_type":"subscription","object":{"id":8}}`, "object.user_id"},
+		{"objectChanged", `{"event":"new","object_type":"user","object":{"id":{}}}`, "object.id"},
+		{"objectChanged", `{"changes":[]}`, "changes"},
+		{"objectChanged", `{"changes":[{"event":"new","object_type":"message","object":{"group_id":1}},{"event":"new","object_type":"message","object":{}}]}`, "changes[1].object.group_id"},
+		{"objectChanged", `{"changes":[{"event":"new","object_type":"message","object":{"group_id":1},"extra":1}]}`, "changes[0].extra"},
+		{"objectChanged", `{"event":"new","changes":[]}`, "event"},
+		{"saveDraft", `{"group_id":1,"user_id":1}`, "text"},
+		{"saveDraft", `{"text":"x","user_id":1}`, "group_id"},
+		{"saveDraft", `{"group_id":1,"text":"x"}`, "user_id"},
+		{"saveDraft", `{"group_id":1,"text":7,"user_id":1}`, "text"},
+	} {
+		_, err := e.Call(tc.method, sdktest.Backend(), json.RawMessage(tc.body))
+		se := invalid(t, err)
+		require.JSONEq(t, `{"field":"`+tc.field+`"}`, string(se.Data), "%s %s: %s", tc.method, tc.body, se.Message)
+		require.Contains(t, se.Message, "params."+tc.field)
+	}
+	for _, body := range []string{`[]`, `"x"`, `null`} {
+		_, err := e.Call("addMember", sdktest.Backend(), json.RawMessage(body))
+		invalid(t, err)
+	}
+	require.Empty(t, e.Emitted(), "nothing of a bad request is applied")
+}
+
+func TestMembership(t *testing.T) {
+	e := start(t, "", nil)
+	require.JSONEq(t, `{"group_id":78,"user_id":383,"added":true}`, string(e.backend("addMember", map[string]any{"group_id": 78, "user_id": 383})))
+	// "383" and 383 are one id.
+	require.JSONEq(t, `{"group_id":78,"user_id":383,"added":false}`, string(e.backend("addMember", map[string]any{"group_id": "78", "user_id": "383"})))
+	e.member(78, "alice")
+	require.JSONEq(t, `{"group_id":78,"user_ids":[383,"alice"]}`, string(e.backend("members", map[string]any{"group_id": 78})))
+
+	e.online("c1", "alice", nil)
+	e.Subscribe("c1", "chat:group:78")
+	res := e.backend("removeMember", map[string]any{"group_id": 78, "user_id": "alice"})
+	require.JSONEq(t, `{"group_id":78,"user_id":"alice","removed":true,"unsubscribed":1}`, string(res))
+	require.Equal(t, []string{"chat:user:alice"}, e.Subscriptions("c1"), "a removed participant stops reading the group")
+	require.JSONEq(t, `{"group_id":78,"user_id":"alice","removed":false,"unsubscribed":0}`,
+		string(e.backend("removeMember", map[string]any{"group_id": 78, "user_id": "alice"})))
+	refused, err := e.Authorize(e.Client("c1"), "chat:group:78")
+	require.NoError(t, err)
+	require.Len(t, refused, 1)
+}
+
+func TestEnteringGoesToTheOtherParticipantsOnly(t *testing.T) {
+	e := start(t, "", nil)
+	e.member(78, 383)
+	e.member(78, 384)
+	e.member(78, 385) // not connected: nobody to tell
+	e.member(79, 386) // another group
+	e.online("typist", "383", nil)
+	e.online("c384", "384", nil)
+	e.online("c386", "386", nil)
+	n0 := len(e.Emitted())
+
+	res, err := e.Call("saveDraft", e.Client("typist"), map[string]any{"group_id": 78, "text": "hel"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"entering":true,"notified":1}`, string(res))
+	ns := e.since(n0)
+	require.Len(t, ns, 1)
+	require.Equal(t, "chat:user:384", ns[0].Channel)
+	require.Equal(t, "entering", ns[0].Event)
+	require.Equal(t, "no matter", ns[0].ObjectName)
+	require.Equal(t, "draft", ns[0].ObjectType)
+	require.Equal(t, `{"user_id":383,"group_id":78}`, string(ns[0].Object))
+}
+
+func TestEnteringDebounce(t *testing.T) {
+	e := start(t, "", map[string]any{"entering_window": "3s"})
+	e.member(78, 383)
+	e.member(78, 384)
+	e.online("typist", "383", nil)
+	e.online("c384", "384", nil)
+	draft := func(text string) string {
+		res, err := e.Call("saveDraft", e.Client("typist"), map[string]any{"group_id": 78, "text": text})
+		require.NoError(t, err)
+		return string(res)
+	}
+	n0 := len(e.Emitted())
+	require.JSONEq(t, `{"entering":true,"notified":1}`, draft("h"))
+	for _, s := range []string{"he", "hel", "hell"} {
+		e.clock.add(700 * time.Millisecond)
+		require.JSONEq(t, `{"entering":false,"notified":0}`, draft(s))
+	}
+	require.Len(t, e.since(n0), 1, "one burst, one entering")
+	e.clock.add(900 * time.Millisecond) // 3s after the first
+	require.JSONEq(t, `{"entering":true,"notified":1}`, draft("hello"))
+	require.Len(t, e.since(n0), 2)
+	// An emptied draft is not typing.
+	e.clock.add(10 * time.Second)
+	require.JSONEq(t, `{"entering":false,"notified":0}`, draft(""))
+	require.Len(t, e.since(n0), 2)
+}
+
+func TestSaveDraftRules(t *testing.T) {
+	e := start(t, "", map[string]any{"entering_window": "0s"})
+	e.member(78, 383)
+	e.member(78, 384)
+	e.online("typist", "383", nil)
+	e.online("c384", "384", nil)
+	e.online("out", "999", nil)
+
+	_, err := e.Call("saveDraft", e.Client("out"), map[string]any{"group_id": 78, "text": "x"})
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, sdk.CodeForbidden, se.Code)
+
+	_, err = e.Call("saveDraft", sdk.Caller{ConnID: "anon"}, map[string]any{"group_id": 78, "text": "x"})
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, sdk.CodeUnauthenticated, se.Code)
+
+	_, err = e.Call("saveDraft", e.Client("typist"), map[string]any{"group_id": 78, "text": "x", "user_id": 384})
+	require.Equal(t, `{"field":"user_id"}`, string(invalid(t, err).Data), "a client cannot type as someone else")
+
+	// A backend names the typist; window 0 emits on every draft.
+	n0 := len(e.Emitted())
+	e.backend("saveDraft", map[string]any{"group_id": 78, "text": "x", "user_id": 384})
+	e.backend("saveDraft", map[string]any{"group_id": 78, "text": "xy", "user_id": 384})
+	ns := e.since(n0)
+	require.Len(t, ns, 2)
+	require.Equal(t, "chat:user:383", ns[0].Channel)
+	require.Equal(t, `{"user_id":384,"group_id":78}`, string(ns[1].Object))
+}
+
+func TestPresenceTwoTabs(t *testing.T) {
+	e := start(t, "", nil)
+	e.member(2, 87)
+	e.member(2, 72)
+	e.member(3, 87)
+	e.member(3, 73)
+	e.online("w72", "72", nil)
+	e.online("w73", "73", nil)
+	n0 := len(e.Emitted())
+
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "tab1", UserID: "87", Claims: map[string]any{"nick": "ivan"}})
+	ns := e.since(n0)
+	require.Len(t, ns, 2)
+	for i, ch := range []string{"chat:user:72", "chat:user:73"} {
+		require.Equal(t, ch, ns[i].Channel)
+		require.Equal(t, "is_online", ns[i].Event)
+		require.Equal(t, "user", ns[i].ObjectName)
+		require.Equal(t, "user", ns[i].ObjectType)
+		require.Equal(t, `{"id":87,"nick":"ivan"}`, string(ns[i].Object))
+	}
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "tab2", UserID: "87"})
+	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab1", UserID: "87"})
+	require.Len(t, e.since(n0), 2, "a second tab is the same user")
+	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab2", UserID: "87"})
+	ns = e.since(n0 + 2)
+	require.Len(t, ns, 2)
+	require.Equal(t, "is_offline", ns[0].Event)
+	require.Equal(t, `{"id":87,"nick":"ivan"}`, string(ns[0].Object))
+	// Idempotent: a repeated or unknown event changes nothing.
+	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab2", UserID: "87"})
+	require.Len(t, e.since(n0), 4)
+}
+
+func TestPresenceUsesTheReportedUserObject(t *testing.T) {
+	e := start(t, "", nil)
+	e.member(2, 87)
+	e.member(2, 72)
+	e.online("w72", "72", nil)
+	e.backend("objectChanged", json.RawMessage(`{"event":"changed","object_type":"user","object":{"id":87,"nick":"ivan","avatar":"a.png"}}`))
+	n0 := len(e.Emitted())
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "t", UserID: "87", Claims: map[string]any{"nick": "token-nick"}})
+	ns := e.since(n0)
+	require.Len(t, ns, 1)
+	require.Equal(t, `{"id":87,"nick":"ivan","avatar":"a.png"}`, string(ns[0].Object))
+	// A non-numeric id stays a string; no nick claim, no nick.
+	e.member(2, "u-x")
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "x", UserID: "u-x"})
+	require.Equal(t, `{"id":"u-x"}`, string(e.since(n0)[1].Object))
+}
+
+// A Reset followed by the replay of the host's connections announces only
+// what changed while the plugin was not listening.
+func TestPresenceRebuiltFromReplay(t *testing.T) {
+	e := start(t, "", nil)
+	for _, u := range []string{"stays", "leaves", "comes", "watcher"} {
+		e.member(1, u)
+	}
+	e.online("w", "watcher", nil)
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "s1", UserID: "stays"},
+		sdk.Event{Kind: sdk.Connected, ConnID: "l1", UserID: "leaves"})
+	n0 := len(e.Emitted())
+
+	e.Events(
+		sdk.Event{Kind: sdk.Reset, Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "w", UserID: "watcher", Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "w", UserID: "watcher", Channel: "chat:user:watcher", Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "s2", UserID: "stays", Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "c1", UserID: "comes", Replay: true},
+	)
+	// The replay settles after a quiet spell, then the difference goes out.
+	ns := e.WaitEmitted(n0 + 2)[n0:]
+	require.Len(t, ns, 2)
+	require.Equal(t, "is_offline", ns[0].Event)
+	require.Equal(t, `{"id":"leaves"}`, string(ns[0].Object))
+	require.Equal(t, "is_online", ns[1].Event)
+	require.Equal(t, `{"id":"comes"}`, string(ns[1].Object))
+	time.Sleep(150 * time.Millisecond)
+	require.Len(t, e.since(n0), 2)
+
+	// A live event ends a replay at once.
+	e.Events(sdk.Event{Kind: sdk.Reset, Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "w", UserID: "watcher", Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "w", UserID: "watcher", Channel: "chat:user:watcher", Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "s2", UserID: "stays", Replay: true},
+		sdk.Event{Kind: sdk.Disconnected, ConnID: "s2", UserID: "stays"})
+	ns = e.since(n0 + 2)
+	require.Len(t, ns, 2, "comes left during the replay, stays just now")
+	require.Equal(t, "is_offline", ns[0].Event)
+	require.Equal(t, `{"id":"comes"}`, string(ns[0].Object))
+	require.Equal(t, `{"id":"stays"}`, string(ns[1].Object))
+}
+
+// Membership, user objects and the announced presence survive a restart.
+func TestRestartKeepsState(t *testing.T) {
+	dir := t.TempDir()
+	e := start(t, dir, nil)
+	e.member(78, 383)
+	e.member(78, 384)
+	e.backend("objectChanged", json.RawMessage(`{"event":"new","object_type":"user","object":{"id":384,"nick":"ivan"}}`))
+	e.online("a", "383", nil)
+	e.online("b", "384", nil)
+	e.Close()
+
+	e2 := start(t, dir, nil)
+	require.JSONEq(t, `{"group_id":78,"user_ids":[383,384]}`, string(e2.backend("members", map[string]any{"group_id": 78})))
+	refused, err := e2.Authorize(sdk.Caller{ConnID: "x", UserID: "383"}, "chat:group:78")
+	require.NoError(t, err)
+	require.Empty(t, refused)
+	// The host replays: 383 is still there, 384 left while the plugin was down.
+	e2.Events(sdk.Event{Kind: sdk.Reset, Replay: true},
+		sdk.Event{Kind: sdk.Connected, ConnID: "a", UserID: "383", Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "a", UserID: "383", Channel: "chat:user:383", Replay: true})
+	ns := e2.WaitEmitted(1)
+	require.Len(t, ns, 1)
+	require.Equal(t, "chat:user:383", ns[0].Channel)
+	require.Equal(t, "is_offline", ns[0].Event)
+	require.Equal(t, `{"id":384,"nick":"ivan"}`, string(ns[0].Object))
+}
+
+func TestJSONID(t *testing.T) {
+	for in, want := range map[string]string{
+		"87": `87`, "0": `0`, "007": `"007"`, "u-1": `"u-1"`, "-1": `"-1"`,
+		"999999999999999": `999999999999999`, "1000000000000000": `"1000000000000000"`,
+	} {
+		b, err := json.Marshal(jsonID(in))
+		require.NoError(t, err)
+		require.Equal(t, want, string(b), in)
+	}
+}
