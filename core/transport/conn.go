@@ -50,10 +50,15 @@ type Conn struct {
 	opts *Options
 
 	mu       sync.Mutex
-	items    []item
-	flushing bool
+	items    outbox
+	flushing bool // a writer is scheduled or running
 	closing  bool // no more items are accepted
 	closeMsg []byte
+	// delayed starts the writer MaxDelay after the first item of a burst.
+	// One timer per connection, made on its first delivery and re-armed for
+	// every burst: a goroutine that sleeps through the delay and a timer
+	// made per burst cost more than the write they precede.
+	delayed *time.Timer
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -86,9 +91,9 @@ func (c *Conn) enqueue(it item) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.items) >= c.opts.OutboxLimit {
+	if c.items.len() >= c.opts.OutboxLimit {
 		c.closing = true
-		c.items = nil
+		c.items.reset()
 		c.mu.Unlock()
 		if c.opts.Observer != nil {
 			c.opts.Observer.SlowConsumer()
@@ -96,12 +101,23 @@ func (c *Conn) enqueue(it item) {
 		go c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
 		return
 	}
-	c.items = append(c.items, it)
-	if !c.flushing {
-		c.flushing = true
+	c.items.push(it)
+	if c.flushing {
+		c.mu.Unlock()
+		return
+	}
+	c.flushing = true
+	if it.raw != nil || c.opts.MaxDelay <= 0 || c.opts.MaxBatch <= 1 {
 		c.mu.Unlock()
 		go c.flush()
 		return
+	}
+	// A publication waits MaxDelay for others to join its frame; the writer
+	// goroutine exists only once that time is up.
+	if c.delayed == nil {
+		c.delayed = time.AfterFunc(c.opts.MaxDelay, c.flush)
+	} else {
+		c.delayed.Reset(c.opts.MaxDelay)
 	}
 	c.mu.Unlock()
 }
@@ -110,29 +126,18 @@ func (c *Conn) enqueue(it item) {
 func (c *Conn) Queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.items)
+	return c.items.len()
 }
 
 // flush is the connection's writer. It exists only while there is something
-// to write: it waits MaxDelay so that publications arriving together leave
-// together, then drains the outbox and ends.
+// to write: it starts once the first publication of a burst has waited
+// MaxDelay (or at once for a reply), drains the outbox and ends.
 func (c *Conn) flush() {
-	c.mu.Lock()
-	wait := c.opts.MaxDelay > 0 && len(c.items) > 0 && c.items[0].raw == nil && len(c.items) < c.opts.MaxBatch
-	c.mu.Unlock()
-	if wait {
-		t := time.NewTimer(c.opts.MaxDelay)
-		select {
-		case <-t.C:
-		case <-c.done:
-			t.Stop()
-		}
-	}
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for {
 		c.mu.Lock()
-		if len(c.items) == 0 {
+		if c.items.len() == 0 {
 			msg := c.closeMsg
 			c.closeMsg = nil
 			c.flushing = false
@@ -144,33 +149,28 @@ func (c *Conn) flush() {
 		}
 		var frame []byte
 		n := 0
-		if c.items[0].raw != nil {
-			frame = c.items[0].raw
-			c.items[0] = item{}
-			c.items = c.items[1:]
+		if first := c.items.at(0); first.raw != nil {
+			frame = first.raw
+			c.items.drop(1)
 		} else {
 			*buf = append((*buf)[:0], batchPrefix...)
-			for n < len(c.items) && n < c.opts.MaxBatch && c.items[n].raw == nil {
+			for n < c.items.len() && n < c.opts.MaxBatch && c.items.at(n).raw == nil {
 				if n > 0 {
 					*buf = append(*buf, ',')
 				}
-				*buf = append(*buf, c.items[n].pub.Data...)
-				c.items[n] = item{}
+				*buf = append(*buf, c.items.at(n).pub.Data...)
 				n++
 			}
 			*buf = append(*buf, batchSuffix...)
-			c.items = c.items[n:]
+			c.items.drop(n)
 			frame = *buf
-		}
-		if len(c.items) == 0 {
-			c.items = nil // let a burst's backing array go
 		}
 		c.mu.Unlock()
 
 		if err := c.write(frame); err != nil {
 			c.mu.Lock()
 			c.closing = true
-			c.items = nil
+			c.items.reset()
 			c.flushing = false
 			c.mu.Unlock()
 			c.terminate()
@@ -237,8 +237,15 @@ func (c *Conn) CloseCode() int { return int(c.closeCode.Load()) }
 // ReadLoop hands each text frame to handle until the connection ends, then
 // closes it. It returns the reason the connection ended. handle must not
 // keep frame.
+//
+// Each frame is handled on a short-lived goroutine while the reader waits:
+// handling (JSON decoding, subscribing, plugin calls) grows a stack to 8 KiB
+// and more, and a reader that handled frames itself would park between
+// frames on that grown stack. An idle connection keeps only the reader's
+// small one; see docs/performance.md.
 func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 	defer c.terminate()
+	handled := make(chan struct{})
 	for {
 		typ, frame, err := c.ws.ReadMessage()
 		if err != nil {
@@ -249,9 +256,56 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 		}
 		if typ != websocket.TextMessage {
 			// Binary frames are not part of the protocol; answer as a parse error would.
-			handle(nil)
-			continue
+			frame = nil
 		}
-		handle(frame)
+		go func() {
+			defer func() { handled <- struct{}{} }()
+			handle(frame)
+		}()
+		<-handled
 	}
 }
+
+// keptItems bounds the backing array an idle outbox keeps for its next
+// burst: enough for the bursts a broadcast makes, small next to a
+// connection's other state; a bigger one (a backlog) is let go.
+const keptItems = 16
+
+// outbox is a connection's FIFO of queued items. It keeps a small backing
+// array between bursts, so that delivering to an idle connection does not
+// allocate.
+type outbox struct {
+	items []item
+	head  int // index of the oldest pending item
+}
+
+func (q *outbox) len() int { return len(q.items) - q.head }
+
+func (q *outbox) at(i int) *item { return &q.items[q.head+i] }
+
+func (q *outbox) push(it item) {
+	if q.head > 0 && len(q.items) == cap(q.items) {
+		// Reuse the space of items already sent before growing.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	q.items = append(q.items, it)
+}
+
+// drop forgets the n oldest items.
+func (q *outbox) drop(n int) {
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.items) {
+		q.head = 0
+		if cap(q.items) > keptItems {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+	}
+}
+
+func (q *outbox) reset() { q.items, q.head = nil, 0 }
