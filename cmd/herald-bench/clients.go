@@ -28,6 +28,7 @@ const shards = 64
 type fleet struct {
 	clients   []*client
 	delivered [shards]paddedCounter
+	frames    [shards]paddedCounter // onNotificationReceived frames
 	latency   [shards]histogram
 	wg        sync.WaitGroup
 
@@ -49,10 +50,12 @@ type client struct {
 	ws      *websocket.Conn
 }
 
-func (f *fleet) deliveredTotal() int64 {
+func (f *fleet) deliveredTotal() int64 { return total(&f.delivered) }
+
+func total(cs *[shards]paddedCounter) int64 {
 	var n int64
-	for i := range f.delivered {
-		n += f.delivered[i].n.Load()
+	for i := range cs {
+		n += cs[i].n.Load()
 	}
 	return n
 }
@@ -177,6 +180,7 @@ func (f *fleet) start() {
 // from the send time in its object to the frame's arrival.
 func (f *fleet) read(c *client) {
 	counter := &f.delivered[c.index%shards].n
+	frames := &f.frames[c.index%shards].n
 	hist := &f.latency[c.index%shards]
 	var buf []byte
 	for {
@@ -220,6 +224,7 @@ func (f *fleet) read(c *client) {
 		}
 		if n > 0 {
 			counter.Add(n)
+			frames.Add(1)
 		}
 	}
 }

@@ -35,6 +35,7 @@ type summary struct {
 	Delivered        int64          `json:"delivered"`
 	DeliveryRatio    float64        `json:"delivery_ratio"`
 	DeliveredPerSec  float64        `json:"delivered_per_s"`
+	PerFrame         float64        `json:"notifications_per_frame"`
 	P50Ms            float64        `json:"p50_ms"`
 	P95Ms            float64        `json:"p95_ms"`
 	P99Ms            float64        `json:"p99_ms"`
@@ -128,6 +129,9 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	sum.Published, sum.PublishErrors, sum.Expected = p.published.Load(), p.failed.Load(), p.expected.Load()
 	sum.Unsent = p.unsent.Load()
 	sum.Delivered = f.deliveredTotal()
+	if frames := total(&f.frames); frames > 0 {
+		sum.PerFrame = float64(sum.Delivered) / float64(frames)
+	}
 	if sum.Expected > 0 {
 		sum.DeliveryRatio = float64(sum.Delivered) / float64(sum.Expected)
 	}
@@ -150,8 +154,8 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	if p.firstErr != "" {
 		sum.Errors = append(sum.Errors, p.firstErr)
 	}
-	logf("delivery %.4f, %.0f notifications/s, latency p50 %.2f ms p95 %.2f ms p99 %.2f ms max %.2f ms; server CPU %.1fs, bench CPU %.1fs",
-		sum.DeliveryRatio, sum.DeliveredPerSec, sum.P50Ms, sum.P95Ms, sum.P99Ms, sum.MaxMs, sum.ServerCPUSeconds, sum.BenchCPUSeconds)
+	logf("delivery %.4f, %.0f notifications/s (%.1f a frame), latency p50 %.2f ms p95 %.2f ms p99 %.2f ms max %.2f ms; server CPU %.1fs, bench CPU %.1fs",
+		sum.DeliveryRatio, sum.DeliveredPerSec, sum.PerFrame, sum.P50Ms, sum.P95Ms, sum.P99Ms, sum.MaxMs, sum.ServerCPUSeconds, sum.BenchCPUSeconds)
 	return sum, nil
 }
 
