@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -20,14 +21,22 @@ const (
 	CloseSlowConsumer = 4008
 )
 
-// Options bound one connection's outbox.
+// Options bound one connection's outbox. One Options serves every
+// connection of a server: its writers are shared by them.
 type Options struct {
 	MaxBatch     int           // notifications per onNotificationReceived call
 	MaxDelay     time.Duration // how long a notification may wait for others
 	OutboxLimit  int           // queued items before the connection is a slow consumer
 	WriteTimeout time.Duration // a write that takes longer fails the connection
+	// Writers is how many goroutines at most write to connections whose
+	// socket takes the bytes at once (0: one per processor). A connection
+	// whose socket is full gets a goroutine of its own until it catches up.
+	Writers int
 	// Observer, if set, learns of batches and slow consumers (metrics).
 	Observer Observer
+
+	poolOnce sync.Once
+	pool     *pool
 }
 
 // Observer receives delivery events for metrics. Methods must be cheap.
@@ -39,26 +48,47 @@ type Observer interface {
 var batchPrefix = []byte(`{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[`)
 var batchSuffix = []byte(`]}}`)
 
+// item is one queued thing: a publication (batched with its neighbours),
+// a raw JSON-RPC message (a frame of its own), or a control frame.
 type item struct {
 	pub *broker.Publication
 	raw []byte
+	op  byte // websocket opcode of raw: text (0 for text), close or pong
 }
 
+// Writing states of a connection.
+const (
+	idle    = iota // nothing queued
+	queued         // waiting in its writer's queue
+	writing        // a shared writer is writing it
+	slow           // its socket was full: a goroutine of its own writes
+)
+
 // Conn is one WebSocket connection.
+//
+// Reading uses gorilla's reader; writing does not go through gorilla: the
+// outbox's frames are written by a few shared writers (see writer.go)
+// straight to the socket without blocking, so that a broadcast to 10k
+// connections is 10k non-blocking writes by a handful of goroutines rather
+// than 10k goroutines, and several frames for one connection leave in one
+// syscall.
 type Conn struct {
 	ws   *websocket.Conn
+	nc   net.Conn
+	raw  syscall.RawConn // nil when the socket has no descriptor: every write then blocks
+	// wr and writeFd are tryWrite's, see there.
+	wr      rawWrite
+	writeFd func(fd uintptr)
 	opts *Options
+	w    *shard
 
 	mu       sync.Mutex
 	items    outbox
-	flushing bool // a writer is scheduled or running
-	closing  bool // no more items are accepted
-	closeMsg []byte
-	// delayed starts the writer MaxDelay after the first item of a burst.
-	// One timer per connection, made on its first delivery and re-armed for
-	// every burst: a goroutine that sleeps through the delay and a timer
-	// made per burst cost more than the write they precede.
-	delayed *time.Timer
+	state    int
+	due      int64 // when a queued connection may be written (monotonic ns)
+	closing  bool  // no more items are accepted
+	abortAt  bool  // terminate once the queued close frame is written
+	closeOut chan struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -68,7 +98,28 @@ type Conn struct {
 // NewConn wraps an upgraded WebSocket. opts is shared, not copied: one
 // Options serves every connection of a server.
 func NewConn(ws *websocket.Conn, opts *Options) *Conn {
-	return &Conn{ws: ws, opts: opts, done: make(chan struct{})}
+	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), opts: opts, done: make(chan struct{})}
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+			c.writeFd = c.writeFdImpl
+		}
+	}
+	c.w = opts.writers().assign()
+	// gorilla would answer pings and close frames with writes of its own,
+	// which must not land in the middle of one of ours: they are queued.
+	ws.SetPingHandler(func(data string) error {
+		c.control(websocket.PongMessage, []byte(data))
+		return nil
+	})
+	ws.SetCloseHandler(func(code int, text string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.closeReply(code)
+		return nil
+	})
+	return c
 }
 
 // RemoteAddr is the peer's address.
@@ -92,34 +143,43 @@ func (c *Conn) enqueue(it item) {
 		return
 	}
 	if c.items.len() >= c.opts.OutboxLimit {
-		c.closing = true
-		c.items.reset()
 		c.mu.Unlock()
 		if c.opts.Observer != nil {
 			c.opts.Observer.SlowConsumer()
 		}
-		go c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
+		c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
 		return
 	}
 	c.items.push(it)
-	if c.flushing {
-		c.mu.Unlock()
-		return
-	}
-	c.flushing = true
-	if it.raw != nil || c.opts.MaxDelay <= 0 || c.opts.MaxBatch <= 1 {
-		c.mu.Unlock()
-		go c.flush()
-		return
-	}
-	// A publication waits MaxDelay for others to join its frame; the writer
-	// goroutine exists only once that time is up.
-	if c.delayed == nil {
-		c.delayed = time.AfterFunc(c.opts.MaxDelay, c.flush)
-	} else {
-		c.delayed.Reset(c.opts.MaxDelay)
-	}
+	c.scheduleLocked(it.pub != nil)
 	c.mu.Unlock()
+}
+
+// scheduleLocked hands an idle connection to its writer: at once, or, for
+// a publication, after MaxDelay so that others can join its frame.
+func (c *Conn) scheduleLocked(delay bool) {
+	if c.state != idle {
+		return
+	}
+	c.state = queued
+	if delay && c.opts.MaxDelay > 0 && c.opts.MaxBatch > 1 {
+		c.due = nanotime() + int64(c.opts.MaxDelay)
+		c.w.push(c, false)
+	} else {
+		c.due = 0
+		c.w.push(c, true)
+	}
+}
+
+// control queues a control frame (pong) after what is queued.
+func (c *Conn) control(op byte, payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.items.push(item{raw: payload, op: op})
+	c.scheduleLocked(false)
 }
 
 // Queued is the number of items waiting in the outbox.
@@ -127,66 +187,6 @@ func (c *Conn) Queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.items.len()
-}
-
-// flush is the connection's writer. It exists only while there is something
-// to write: it starts once the first publication of a burst has waited
-// MaxDelay (or at once for a reply), drains the outbox and ends.
-func (c *Conn) flush() {
-	buf := getBuffer()
-	defer putBuffer(buf)
-	for {
-		c.mu.Lock()
-		if c.items.len() == 0 {
-			msg := c.closeMsg
-			c.closeMsg = nil
-			c.flushing = false
-			c.mu.Unlock()
-			if msg != nil {
-				c.finishClose(msg)
-			}
-			return
-		}
-		var frame []byte
-		n := 0
-		if first := c.items.at(0); first.raw != nil {
-			frame = first.raw
-			c.items.drop(1)
-		} else {
-			*buf = append((*buf)[:0], batchPrefix...)
-			for n < c.items.len() && n < c.opts.MaxBatch && c.items.at(n).raw == nil {
-				if n > 0 {
-					*buf = append(*buf, ',')
-				}
-				*buf = append(*buf, c.items.at(n).pub.Data...)
-				n++
-			}
-			*buf = append(*buf, batchSuffix...)
-			c.items.drop(n)
-			frame = *buf
-		}
-		c.mu.Unlock()
-
-		if err := c.write(frame); err != nil {
-			c.mu.Lock()
-			c.closing = true
-			c.items.reset()
-			c.flushing = false
-			c.mu.Unlock()
-			c.terminate()
-			return
-		}
-		if n > 0 && c.opts.Observer != nil {
-			c.opts.Observer.BatchSent(n)
-		}
-	}
-}
-
-func (c *Conn) write(frame []byte) error {
-	if c.opts.WriteTimeout > 0 {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-	}
-	return c.ws.WriteMessage(websocket.TextMessage, frame)
 }
 
 // Close sends what is queued, then a close frame with code and text, and
@@ -199,27 +199,72 @@ func (c *Conn) Close(code int, text string) {
 	}
 	c.closing = true
 	c.closeCode.Store(int32(code))
-	msg := websocket.FormatCloseMessage(code, text)
-	if c.flushing {
-		c.closeMsg = msg // the writer sends it after the queue
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
+	c.mu.Unlock()
+}
+
+// closeReply answers the peer's close frame, after what is queued.
+func (c *Conn) closeReply(code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, ""), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
+}
+
+// abort closes at once, dropping the queue: used for slow consumers. The
+// close frame gets 100ms to leave; then the socket is closed regardless.
+func (c *Conn) abort(code int, text string) {
+	c.mu.Lock()
+	if c.closing {
 		c.mu.Unlock()
 		return
 	}
+	c.closing = true
+	c.abortAt = true
+	c.closeCode.Store(int32(code))
+	c.items.reset()
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
 	c.mu.Unlock()
-	c.finishClose(msg)
+	time.AfterFunc(100*time.Millisecond, c.terminate)
 }
 
-func (c *Conn) finishClose(msg []byte) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	// The reader sees the peer's close reply and ends; if the peer never
-	// answers, the deadline ends it.
+// closeWritten runs once a close frame left: the reader sees the peer's
+// close reply and ends; if the peer never answers, the deadline ends it.
+func (c *Conn) closeWritten() {
+	c.mu.Lock()
+	abort := c.abortAt
+	if c.closeOut != nil {
+		close(c.closeOut)
+		c.closeOut = nil
+	}
+	c.mu.Unlock()
+	if abort {
+		c.terminate()
+		return
+	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
 }
 
-// abort closes at once, dropping the queue: used for slow consumers.
-func (c *Conn) abort(code int, text string) {
-	c.closeCode.Store(int32(code))
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(100*time.Millisecond))
+// fail ends a connection whose write failed.
+func (c *Conn) fail() {
+	c.mu.Lock()
+	c.closing = true
+	c.items.reset()
+	c.state = idle
+	if c.closeOut != nil {
+		close(c.closeOut)
+		c.closeOut = nil
+	}
+	c.mu.Unlock()
 	c.terminate()
 }
 
@@ -252,6 +297,17 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.closeCode.Store(CloseTooBig)
 			}
+			// A close frame we queued (our answer to the peer's, or ours)
+			// gets a moment to leave before the socket closes.
+			c.mu.Lock()
+			out := c.closeOut
+			c.mu.Unlock()
+			if out != nil {
+				select {
+				case <-out:
+				case <-time.After(time.Second):
+				}
+			}
 			return err
 		}
 		if typ != websocket.TextMessage {
@@ -269,7 +325,7 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 // keptItems bounds the backing array an idle outbox keeps for its next
 // burst: enough for the bursts a broadcast makes, small next to a
 // connection's other state; a bigger one (a backlog) is let go.
-const keptItems = 16
+const keptItems = 32
 
 // outbox is a connection's FIFO of queued items. It keeps a small backing
 // array between bursts, so that delivering to an idle connection does not
