@@ -47,6 +47,9 @@ type summary struct {
 	RSSPerConnKiB    float64        `json:"rss_per_conn_kib,omitempty"`
 	ServerCPUSeconds float64        `json:"server_cpu_s,omitempty"`
 	BenchCPUSeconds  float64        `json:"bench_cpu_s"`
+	// LoadAvg is the machine's 1-minute load average at the end: on a
+	// shared machine, what else competed for the CPU.
+	LoadAvg float64 `json:"loadavg_1m"`
 	Errors           []string       `json:"errors,omitempty"`
 }
 
@@ -126,6 +129,9 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	}
 
 	f.stop(5 * time.Second)
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		_, _ = fmt.Sscan(string(b), &sum.LoadAvg)
+	}
 	sum.Published, sum.PublishErrors, sum.Expected = p.published.Load(), p.failed.Load(), p.expected.Load()
 	sum.Unsent = p.unsent.Load()
 	sum.Delivered = f.deliveredTotal()
@@ -193,18 +199,19 @@ func printTable(path string, out io.Writer) error {
 		return err
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | load |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, s := range rows {
-		ratio, rate, lat := "–", "–", [4]string{"–", "–", "–", "–"}
+		ratio, rate, per, lat := "–", "–", "–", [4]string{"–", "–", "–", "–"}
 		if s.Rate > 0 {
 			ratio = fmt.Sprintf("%.4f", s.DeliveryRatio)
 			rate = fmt.Sprintf("%.0f", s.DeliveredPerSec)
+			per = fmt.Sprintf("%.1f", s.PerFrame)
 			lat = [4]string{ms(s.P50Ms), ms(s.P95Ms), ms(s.P99Ms), ms(s.MaxMs)}
 		}
-		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %.1f | %.1f |\n",
-			s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate,
-			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds)
+		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n",
+			s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
+			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.LoadAvg)
 	}
 	return nil
 }
