@@ -49,8 +49,8 @@ type summary struct {
 	BenchCPUSeconds  float64        `json:"bench_cpu_s"`
 	// LoadAvg is the machine's 1-minute load average at the end: on a
 	// shared machine, what else competed for the CPU.
-	LoadAvg float64 `json:"loadavg_1m"`
-	Errors           []string       `json:"errors,omitempty"`
+	LoadAvg float64  `json:"loadavg_1m"`
+	Errors  []string `json:"errors,omitempty"`
 }
 
 func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error) {

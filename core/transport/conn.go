@@ -73,14 +73,14 @@ const (
 // than 10k goroutines, and several frames for one connection leave in one
 // syscall.
 type Conn struct {
-	ws   *websocket.Conn
-	nc   net.Conn
-	raw  syscall.RawConn // nil when the socket has no descriptor: every write then blocks
+	ws  *websocket.Conn
+	nc  net.Conn
+	raw syscall.RawConn // nil when the socket has no descriptor: every write then blocks
 	// wr and writeFd are tryWrite's, see there.
 	wr      rawWrite
 	writeFd func(fd uintptr)
-	opts *Options
-	w    *shard
+	opts    *Options
+	w       *shard
 
 	mu       sync.Mutex
 	items    outbox
