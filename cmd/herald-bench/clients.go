@@ -212,12 +212,13 @@ func (f *fleet) read(c *client) {
 				break
 			}
 			frame = frame[k+len(stampKey):]
+			var sent int64
 			end := 0
 			for end < len(frame) && frame[end] >= '0' && frame[end] <= '9' {
+				sent = sent*10 + int64(frame[end]-'0')
 				end++
 			}
-			sent, err := strconv.ParseInt(string(frame[:end]), 10, 64)
-			if err == nil {
+			if end > 0 {
 				hist.record(now - sent)
 				n++
 			}
