@@ -78,7 +78,7 @@ type Conn struct {
 	raw syscall.RawConn // nil when the socket has no descriptor: every write then blocks
 	// wr and writeFd are tryWrite's, see there.
 	wr      rawWrite
-	writeFd func(fd uintptr)
+	writeFd func(fd uintptr) bool
 	opts    *Options
 	w       *shard
 

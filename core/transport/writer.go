@@ -172,6 +172,9 @@ func (c *Conn) writeSlow(rest []byte, closed bool) {
 		}
 		c.mu.Lock()
 		if c.items.len() == 0 {
+			// Clear the deadline before the shared writers take over: a
+			// RawConn write fails at once once it has passed.
+			_ = c.nc.SetWriteDeadline(time.Time{})
 			c.state = idle
 			c.mu.Unlock()
 			return
@@ -190,8 +193,12 @@ func (c *Conn) tryWrite(b []byte) (int, error) {
 	// One writer at a time per connection (its state says which), so the
 	// arguments can live in c: a closure capturing them would be allocated
 	// on every write.
+	// RawConn.Write holds the socket's write lock, so that a write gorilla
+	// makes itself (a close frame on a protocol error) cannot interleave
+	// with this one; writeFd reports done even when the socket is full, so
+	// it never waits.
 	c.wr = rawWrite{b: b}
-	if err := c.raw.Control(c.writeFd); err != nil {
+	if err := c.raw.Write(c.writeFd); err != nil {
 		return c.wr.n, err
 	}
 	n, err := c.wr.n, c.wr.err
@@ -206,7 +213,7 @@ type rawWrite struct {
 	err error
 }
 
-func (c *Conn) writeFdImpl(fd uintptr) {
+func (c *Conn) writeFdImpl(fd uintptr) (done bool) {
 	w := &c.wr
 	for w.n < len(w.b) {
 		m, e := syscall.Write(int(fd), w.b[w.n:])
@@ -215,12 +222,13 @@ func (c *Conn) writeFdImpl(fd uintptr) {
 			w.n += m
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return
+			return true
 		default:
 			w.err = e
-			return
+			return true
 		}
 	}
+	return true
 }
 
 // buildLocked appends to buf the frames of what is queued, up to
