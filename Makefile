@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
 FUZZTIME ?= 5s
 
-.PHONY: all build run test vet unit fuzz-seed fuzz bench bench-filter proto clean help
+.PHONY: all build run test vet unit fuzz-seed fuzz bench bench-go bench-filter proto clean help
 
 all: build
 
@@ -46,7 +46,10 @@ fuzz-seed:
 fuzz: ## fuzz every target for a minute each
 	$(MAKE) fuzz-seed FUZZTIME=1m
 
-bench: ## Go benchmarks of the hot paths
+bench: ## the standard load scenarios against a real herald (cmd/herald-bench)
+	bash cmd/herald-bench/bench.sh
+
+bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...
 
 bench-filter: ## the filter engine against Koncorde, side by side

@@ -33,6 +33,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		cfg.Server.Listen = *listen
 	}
 	logger := newLogger(cfg, stderr)
+	if limit, err := raiseOpenFileLimit(); err != nil {
+		logger.Warn("open-file limit not raised", "error", err)
+	} else {
+		logger.Debug("open-file limit", "files", limit)
+	}
 
 	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: version})
 	if err != nil {
@@ -75,4 +80,21 @@ func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
 		JSONFormat: cfg.Log.Format == "json",
 		Output:     w,
 	})
+}
+
+// raiseOpenFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every
+// client connection is a file descriptor, and the soft limit is often far
+// below what a hub needs.
+func raiseOpenFileLimit() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return 0, fmt.Errorf("setrlimit: %w", err)
+		}
+	}
+	return l.Cur, nil
 }

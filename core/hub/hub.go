@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -102,9 +103,7 @@ func (h *Hub) HandlePublication(p *broker.Publication) {
 		}
 		ch.liveStale = false
 	}
-	for _, s := range ch.live {
-		s.Deliver(p)
-	}
+	deliverAll(ch.live, p)
 	if len(ch.live) == len(ch.subs) {
 		return
 	}
@@ -113,6 +112,44 @@ func (h *Hub) HandlePublication(p *broker.Publication) {
 			m.rec.buf = append(m.rec.buf, p)
 		}
 	}
+}
+
+// ParallelFanOut is the number of live subscribers from which a channel's
+// fan-out is split between goroutines, one per processor at most, each
+// taking at least this many subscribers. Below it, one goroutine delivers:
+// starting others costs more than it saves.
+var ParallelFanOut = 2048
+
+// deliverAll queues p for every subscriber in subs. It returns once every
+// Deliver has returned, so that publications of a channel are queued in
+// seq order and across channels in acceptance order.
+func deliverAll(subs []Subscriber, p *broker.Publication) {
+	parts := 1
+	if ParallelFanOut > 0 {
+		parts = min(runtime.GOMAXPROCS(0), len(subs)/ParallelFanOut)
+	}
+	if parts <= 1 {
+		for _, s := range subs {
+			s.Deliver(p)
+		}
+		return
+	}
+	size := (len(subs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for lo := size; lo < len(subs); lo += size {
+		part := subs[lo:min(lo+size, len(subs))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, s := range part {
+				s.Deliver(p)
+			}
+		}()
+	}
+	for _, s := range subs[:size] {
+		s.Deliver(p)
+	}
+	wg.Wait()
 }
 
 // ErrAlreadySubscribed is returned by Subscribe when s already has the channel.

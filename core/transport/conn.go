@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -20,14 +21,22 @@ const (
 	CloseSlowConsumer = 4008
 )
 
-// Options bound one connection's outbox.
+// Options bound one connection's outbox. One Options serves every
+// connection of a server: its writers are shared by them.
 type Options struct {
 	MaxBatch     int           // notifications per onNotificationReceived call
 	MaxDelay     time.Duration // how long a notification may wait for others
 	OutboxLimit  int           // queued items before the connection is a slow consumer
 	WriteTimeout time.Duration // a write that takes longer fails the connection
+	// Writers is how many goroutines at most write to connections whose
+	// socket takes the bytes at once (0: one per processor). A connection
+	// whose socket is full gets a goroutine of its own until it catches up.
+	Writers int
 	// Observer, if set, learns of batches and slow consumers (metrics).
 	Observer Observer
+
+	poolOnce sync.Once
+	pool     *pool
 }
 
 // Observer receives delivery events for metrics. Methods must be cheap.
@@ -39,21 +48,47 @@ type Observer interface {
 var batchPrefix = []byte(`{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[`)
 var batchSuffix = []byte(`]}}`)
 
+// item is one queued thing: a publication (batched with its neighbours),
+// a raw JSON-RPC message (a frame of its own), or a control frame.
 type item struct {
 	pub *broker.Publication
 	raw []byte
+	op  byte // websocket opcode of raw: text (0 for text), close or pong
 }
 
+// Writing states of a connection.
+const (
+	idle    = iota // nothing queued
+	queued         // waiting in its writer's queue
+	writing        // a shared writer is writing it
+	slow           // its socket was full: a goroutine of its own writes
+)
+
 // Conn is one WebSocket connection.
+//
+// Reading uses gorilla's reader; writing does not go through gorilla: the
+// outbox's frames are written by a few shared writers (see writer.go)
+// straight to the socket without blocking, so that a broadcast to 10k
+// connections is 10k non-blocking writes by a handful of goroutines rather
+// than 10k goroutines, and several frames for one connection leave in one
+// syscall.
 type Conn struct {
-	ws   *websocket.Conn
-	opts *Options
+	ws  *websocket.Conn
+	nc  net.Conn
+	raw syscall.RawConn // nil when the socket has no descriptor: every write then blocks
+	// wr and writeFd are tryWrite's, see there.
+	wr      rawWrite
+	writeFd func(fd uintptr) bool
+	opts    *Options
+	w       *shard
 
 	mu       sync.Mutex
-	items    []item
-	flushing bool
-	closing  bool // no more items are accepted
-	closeMsg []byte
+	items    outbox
+	state    int
+	due      int64 // when a queued connection may be written (monotonic ns)
+	closing  bool  // no more items are accepted
+	abortAt  bool  // terminate once the queued close frame is written
+	closeOut chan struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -63,7 +98,28 @@ type Conn struct {
 // NewConn wraps an upgraded WebSocket. opts is shared, not copied: one
 // Options serves every connection of a server.
 func NewConn(ws *websocket.Conn, opts *Options) *Conn {
-	return &Conn{ws: ws, opts: opts, done: make(chan struct{})}
+	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), opts: opts, done: make(chan struct{})}
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.raw = rc
+			c.writeFd = c.writeFdImpl
+		}
+	}
+	c.w = opts.writers().assign()
+	// gorilla would answer pings and close frames with writes of its own,
+	// which must not land in the middle of one of ours: they are queued.
+	ws.SetPingHandler(func(data string) error {
+		c.control(websocket.PongMessage, []byte(data))
+		return nil
+	})
+	ws.SetCloseHandler(func(code int, text string) error {
+		if code == websocket.CloseNoStatusReceived {
+			code = websocket.CloseNormalClosure
+		}
+		c.closeReply(code)
+		return nil
+	})
+	return c
 }
 
 // RemoteAddr is the peer's address.
@@ -86,107 +142,51 @@ func (c *Conn) enqueue(it item) {
 		c.mu.Unlock()
 		return
 	}
-	if len(c.items) >= c.opts.OutboxLimit {
-		c.closing = true
-		c.items = nil
+	if c.items.len() >= c.opts.OutboxLimit {
 		c.mu.Unlock()
 		if c.opts.Observer != nil {
 			c.opts.Observer.SlowConsumer()
 		}
-		go c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
+		c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
 		return
 	}
-	c.items = append(c.items, it)
-	if !c.flushing {
-		c.flushing = true
-		c.mu.Unlock()
-		go c.flush()
-		return
-	}
+	c.items.push(it)
+	c.scheduleLocked(it.pub != nil)
 	c.mu.Unlock()
+}
+
+// scheduleLocked hands an idle connection to its writer: at once, or, for
+// a publication, after MaxDelay so that others can join its frame.
+func (c *Conn) scheduleLocked(delay bool) {
+	if c.state != idle {
+		return
+	}
+	c.state = queued
+	if delay && c.opts.MaxDelay > 0 && c.opts.MaxBatch > 1 {
+		c.due = nanotime() + int64(c.opts.MaxDelay)
+		c.w.push(c, false)
+	} else {
+		c.due = 0
+		c.w.push(c, true)
+	}
+}
+
+// control queues a control frame (pong) after what is queued.
+func (c *Conn) control(op byte, payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.items.push(item{raw: payload, op: op})
+	c.scheduleLocked(false)
 }
 
 // Queued is the number of items waiting in the outbox.
 func (c *Conn) Queued() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.items)
-}
-
-// flush is the connection's writer. It exists only while there is something
-// to write: it waits MaxDelay so that publications arriving together leave
-// together, then drains the outbox and ends.
-func (c *Conn) flush() {
-	c.mu.Lock()
-	wait := c.opts.MaxDelay > 0 && len(c.items) > 0 && c.items[0].raw == nil && len(c.items) < c.opts.MaxBatch
-	c.mu.Unlock()
-	if wait {
-		t := time.NewTimer(c.opts.MaxDelay)
-		select {
-		case <-t.C:
-		case <-c.done:
-			t.Stop()
-		}
-	}
-	buf := getBuffer()
-	defer putBuffer(buf)
-	for {
-		c.mu.Lock()
-		if len(c.items) == 0 {
-			msg := c.closeMsg
-			c.closeMsg = nil
-			c.flushing = false
-			c.mu.Unlock()
-			if msg != nil {
-				c.finishClose(msg)
-			}
-			return
-		}
-		var frame []byte
-		n := 0
-		if c.items[0].raw != nil {
-			frame = c.items[0].raw
-			c.items[0] = item{}
-			c.items = c.items[1:]
-		} else {
-			*buf = append((*buf)[:0], batchPrefix...)
-			for n < len(c.items) && n < c.opts.MaxBatch && c.items[n].raw == nil {
-				if n > 0 {
-					*buf = append(*buf, ',')
-				}
-				*buf = append(*buf, c.items[n].pub.Data...)
-				c.items[n] = item{}
-				n++
-			}
-			*buf = append(*buf, batchSuffix...)
-			c.items = c.items[n:]
-			frame = *buf
-		}
-		if len(c.items) == 0 {
-			c.items = nil // let a burst's backing array go
-		}
-		c.mu.Unlock()
-
-		if err := c.write(frame); err != nil {
-			c.mu.Lock()
-			c.closing = true
-			c.items = nil
-			c.flushing = false
-			c.mu.Unlock()
-			c.terminate()
-			return
-		}
-		if n > 0 && c.opts.Observer != nil {
-			c.opts.Observer.BatchSent(n)
-		}
-	}
-}
-
-func (c *Conn) write(frame []byte) error {
-	if c.opts.WriteTimeout > 0 {
-		_ = c.ws.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
-	}
-	return c.ws.WriteMessage(websocket.TextMessage, frame)
+	return c.items.len()
 }
 
 // Close sends what is queued, then a close frame with code and text, and
@@ -199,27 +199,72 @@ func (c *Conn) Close(code int, text string) {
 	}
 	c.closing = true
 	c.closeCode.Store(int32(code))
-	msg := websocket.FormatCloseMessage(code, text)
-	if c.flushing {
-		c.closeMsg = msg // the writer sends it after the queue
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
+	c.mu.Unlock()
+}
+
+// closeReply answers the peer's close frame, after what is queued.
+func (c *Conn) closeReply(code int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, ""), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
+}
+
+// abort closes at once, dropping the queue: used for slow consumers. The
+// close frame gets 100ms to leave; then the socket is closed regardless.
+func (c *Conn) abort(code int, text string) {
+	c.mu.Lock()
+	if c.closing {
 		c.mu.Unlock()
 		return
 	}
+	c.closing = true
+	c.abortAt = true
+	c.closeCode.Store(int32(code))
+	c.items.reset()
+	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
+	c.closeOut = make(chan struct{})
+	c.scheduleLocked(false)
 	c.mu.Unlock()
-	c.finishClose(msg)
+	time.AfterFunc(100*time.Millisecond, c.terminate)
 }
 
-func (c *Conn) finishClose(msg []byte) {
-	_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-	// The reader sees the peer's close reply and ends; if the peer never
-	// answers, the deadline ends it.
+// closeWritten runs once a close frame left: the reader sees the peer's
+// close reply and ends; if the peer never answers, the deadline ends it.
+func (c *Conn) closeWritten() {
+	c.mu.Lock()
+	abort := c.abortAt
+	if c.closeOut != nil {
+		close(c.closeOut)
+		c.closeOut = nil
+	}
+	c.mu.Unlock()
+	if abort {
+		c.terminate()
+		return
+	}
 	_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
 }
 
-// abort closes at once, dropping the queue: used for slow consumers.
-func (c *Conn) abort(code int, text string) {
-	c.closeCode.Store(int32(code))
-	_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(100*time.Millisecond))
+// fail ends a connection whose write failed.
+func (c *Conn) fail() {
+	c.mu.Lock()
+	c.closing = true
+	c.items.reset()
+	c.state = idle
+	if c.closeOut != nil {
+		close(c.closeOut)
+		c.closeOut = nil
+	}
+	c.mu.Unlock()
 	c.terminate()
 }
 
@@ -237,21 +282,86 @@ func (c *Conn) CloseCode() int { return int(c.closeCode.Load()) }
 // ReadLoop hands each text frame to handle until the connection ends, then
 // closes it. It returns the reason the connection ended. handle must not
 // keep frame.
+//
+// Each frame is handled on a short-lived goroutine while the reader waits:
+// handling (JSON decoding, subscribing, plugin calls) grows a stack to 8 KiB
+// and more, and a reader that handled frames itself would park between
+// frames on that grown stack. An idle connection keeps only the reader's
+// small one; see docs/performance.md.
 func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 	defer c.terminate()
+	handled := make(chan struct{})
 	for {
 		typ, frame, err := c.ws.ReadMessage()
 		if err != nil {
 			if errors.Is(err, websocket.ErrReadLimit) {
 				c.closeCode.Store(CloseTooBig)
 			}
+			// A close frame we queued (our answer to the peer's, or ours)
+			// gets a moment to leave before the socket closes.
+			c.mu.Lock()
+			out := c.closeOut
+			c.mu.Unlock()
+			if out != nil {
+				select {
+				case <-out:
+				case <-time.After(time.Second):
+				}
+			}
 			return err
 		}
 		if typ != websocket.TextMessage {
 			// Binary frames are not part of the protocol; answer as a parse error would.
-			handle(nil)
-			continue
+			frame = nil
 		}
-		handle(frame)
+		go func() {
+			defer func() { handled <- struct{}{} }()
+			handle(frame)
+		}()
+		<-handled
 	}
 }
+
+// keptItems bounds the backing array an idle outbox keeps for its next
+// burst: enough for the bursts a broadcast makes, small next to a
+// connection's other state; a bigger one (a backlog) is let go.
+const keptItems = 32
+
+// outbox is a connection's FIFO of queued items. It keeps a small backing
+// array between bursts, so that delivering to an idle connection does not
+// allocate.
+type outbox struct {
+	items []item
+	head  int // index of the oldest pending item
+}
+
+func (q *outbox) len() int { return len(q.items) - q.head }
+
+func (q *outbox) at(i int) *item { return &q.items[q.head+i] }
+
+func (q *outbox) push(it item) {
+	if q.head > 0 && len(q.items) == cap(q.items) {
+		// Reuse the space of items already sent before growing.
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items = q.items[:n]
+		q.head = 0
+	}
+	q.items = append(q.items, it)
+}
+
+// drop forgets the n oldest items.
+func (q *outbox) drop(n int) {
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	if q.head == len(q.items) {
+		q.head = 0
+		if cap(q.items) > keptItems {
+			q.items = nil
+		} else {
+			q.items = q.items[:0]
+		}
+	}
+}
+
+func (q *outbox) reset() { q.items, q.head = nil, 0 }

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// stampKey marks the publisher's send time (unix nanoseconds) in an object.
+// Nothing in herald's envelope has that key, so counting it counts
+// notifications without decoding the frame.
+const stampKey = `"sent_ns":`
+
+const shards = 64
+
+// fleet is every client of a run. Counters are sharded by client index so
+// that thousands of readers do not fight over one cache line.
+type fleet struct {
+	clients   []*client
+	delivered [shards]paddedCounter
+	frames    [shards]paddedCounter // onNotificationReceived frames
+	latency   [shards]histogram
+	wg        sync.WaitGroup
+
+	// dropped counts clients whose connection ended before the run did.
+	dropped    atomic.Int64
+	closeMu    sync.Mutex
+	closeCodes map[int]int
+	stopping   atomic.Bool
+}
+
+type paddedCounter struct {
+	n atomic.Int64
+	_ [56]byte
+}
+
+type client struct {
+	index   int
+	channel string
+	ws      *websocket.Conn
+}
+
+func (f *fleet) deliveredTotal() int64 { return total(&f.delivered) }
+
+func total(cs *[shards]paddedCounter) int64 {
+	var n int64
+	for i := range cs {
+		n += cs[i].n.Load()
+	}
+	return n
+}
+
+func channelName(mode string, i int) string {
+	if mode == "personal" {
+		return "bench-" + strconv.Itoa(i)
+	}
+	return "bench"
+}
+
+// connect opens and subscribes up to n clients at most rate per second,
+// within timeout. It returns the fleet of those that made it and the
+// errors of the others (the first few, with a count).
+func connect(ctx context.Context, o options, token string) (*fleet, int, []string) {
+	u, _ := url.Parse(o.URL)
+	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
+	u.Path = "/ws"
+	u.RawQuery = "token=" + url.QueryEscape(token)
+	wsURL := u.String()
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 512}
+
+	ctx, cancel := context.WithTimeout(ctx, o.Connect)
+	defer cancel()
+	f := &fleet{closeCodes: map[int]int{}}
+	slots := make([]*client, o.Clients)
+	var (
+		errMu    sync.Mutex
+		errs     []string
+		failures int
+	)
+	work := make(chan int)
+	var dialers sync.WaitGroup
+	for range o.Dialers {
+		dialers.Add(1)
+		go func() {
+			defer dialers.Done()
+			for i := range work {
+				c, err := dialAndSubscribe(ctx, &dialer, wsURL, i, channelName(o.Mode, i))
+				if err != nil {
+					errMu.Lock()
+					failures++
+					if len(errs) < 5 {
+						errs = append(errs, err.Error())
+					}
+					errMu.Unlock()
+					continue
+				}
+				slots[i] = c
+			}
+		}()
+	}
+	interval := time.Second / time.Duration(o.ConnectRate)
+	start := time.Now()
+feed:
+	for i := range o.Clients {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				break feed
+			}
+		}
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	dialers.Wait()
+	for _, c := range slots {
+		if c != nil {
+			f.clients = append(f.clients, c)
+		}
+	}
+	if missing := o.Clients - len(f.clients) - failures; missing > 0 {
+		failures += missing
+		errs = append(errs, fmt.Sprintf("%d not attempted within -connect-timeout %v", missing, o.Connect))
+	}
+	return f, failures, errs
+}
+
+func dialAndSubscribe(ctx context.Context, d *websocket.Dialer, wsURL string, i int, channel string) (*client, error) {
+	ws, _, err := d.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client %d: dial: %w", i, err)
+	}
+	req := `{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channel":"` + channel + `"}}`
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("client %d: subscribe: %w", i, err)
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, reply, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return nil, fmt.Errorf("client %d: subscribe reply: %w", i, err)
+	}
+	if !bytes.Contains(reply, []byte(`"result"`)) {
+		ws.Close()
+		return nil, fmt.Errorf("client %d: subscribe refused: %.200s", i, reply)
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	_ = ws.SetWriteDeadline(time.Time{})
+	return &client{index: i, channel: channel, ws: ws}, nil
+}
+
+// start runs one reader per client until stop.
+func (f *fleet) start() {
+	for _, c := range f.clients {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.read(c)
+		}()
+	}
+}
+
+// read counts the notifications of each frame and the latency of each,
+// from the send time in its object to the frame's arrival.
+func (f *fleet) read(c *client) {
+	counter := &f.delivered[c.index%shards].n
+	frames := &f.frames[c.index%shards].n
+	hist := &f.latency[c.index%shards]
+	var buf []byte
+	for {
+		_, r, err := c.ws.NextReader()
+		if err != nil {
+			if !f.stopping.Load() {
+				f.dropped.Add(1)
+				code := -1
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					code = ce.Code
+				}
+				f.closeMu.Lock()
+				f.closeCodes[code]++
+				f.closeMu.Unlock()
+			}
+			return
+		}
+		buf, err = readAll(r, buf[:0])
+		if err != nil {
+			continue // the next NextReader reports the broken connection
+		}
+		now := time.Now().UnixNano()
+		frame := buf
+		n := int64(0)
+		for {
+			k := bytes.Index(frame, []byte(stampKey))
+			if k < 0 {
+				break
+			}
+			frame = frame[k+len(stampKey):]
+			var sent int64
+			end := 0
+			for end < len(frame) && frame[end] >= '0' && frame[end] <= '9' {
+				sent = sent*10 + int64(frame[end]-'0')
+				end++
+			}
+			if end > 0 {
+				hist.record(now - sent)
+				n++
+			}
+		}
+		if n > 0 {
+			counter.Add(n)
+			frames.Add(1)
+		}
+	}
+}
+
+// readAll reads r into buf, reusing its space across frames.
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 2048)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// stop closes every client and waits for the readers, at most timeout.
+func (f *fleet) stop(timeout time.Duration) {
+	f.stopping.Store(true)
+	for _, c := range f.clients {
+		_ = c.ws.Close()
+	}
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}

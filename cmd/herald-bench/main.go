@@ -1,0 +1,144 @@
+// Command herald-bench is herald's load generator. It opens real WebSocket
+// clients against a running herald over loopback, subscribes them (all to
+// one channel, or each to its own), publishes through the HTTP API at a
+// fixed rate with the send time in every object, and reports delivery,
+// end-to-end latency, and the server's memory and CPU (given its PID).
+//
+// Every phase is bounded in time. The last line of output is a one-line JSON
+// summary; `herald-bench -table FILE` prints a table from such lines.
+//
+// cmd/herald-bench/bench.sh runs the standard scenarios against a fresh
+// herald each.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "herald-bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// options is one scenario.
+type options struct {
+	URL         string
+	APIKey      string
+	Secret      string
+	Name        string
+	Mode        string // broadcast or personal
+	Clients     int
+	Rate        float64 // notifications per second
+	Duration    time.Duration
+	Batch       int // notifications per HTTP request
+	Publishers  int // concurrent HTTP requests
+	ConnectRate int // new connections per second
+	Dialers     int // concurrent handshakes
+	PID         int
+	Settle      time.Duration // wait after connecting, before measuring memory
+	Drain       time.Duration // how long to wait for deliveries after the last publish
+	Connect     time.Duration // bound of the connect phase
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:7512", "herald's base URL (WebSocket at /ws, publish at /v1/publish)")
+	fs.StringVar(&o.APIKey, "key", os.Getenv("HERALD_API_KEY"), "API key for /v1/publish (default $HERALD_API_KEY)")
+	fs.StringVar(&o.Secret, "secret", os.Getenv("HERALD_TOKEN_SECRET"), "auth.token_secret, to mint the clients' token (default $HERALD_TOKEN_SECRET)")
+	fs.StringVar(&o.Name, "name", "", "scenario label in the summary")
+	fs.StringVar(&o.Mode, "mode", "broadcast", "broadcast: every client on one channel; personal: each client on its own channel")
+	fs.IntVar(&o.Clients, "clients", 1000, "WebSocket clients")
+	fs.Float64Var(&o.Rate, "rate", 100, "notifications published per second (0: publish nothing, measure idle clients)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to publish")
+	fs.IntVar(&o.Batch, "batch", 0, "notifications per HTTP request (0: 1 in broadcast mode, enough for ~200 requests/s in personal mode)")
+	fs.IntVar(&o.Publishers, "publishers", 8, "concurrent HTTP publish requests")
+	fs.IntVar(&o.ConnectRate, "connect-rate", 2000, "new connections per second (keeps the listen backlog from overflowing)")
+	fs.IntVar(&o.Dialers, "dialers", 64, "concurrent WebSocket handshakes")
+	fs.IntVar(&o.PID, "pid", 0, "herald's PID, to report its RSS and CPU (0: not reported)")
+	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "pause after every client subscribed, before measuring memory and publishing")
+	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "longest wait for outstanding deliveries after the last publish")
+	fs.DurationVar(&o.Connect, "connect-timeout", 2*time.Minute, "bound of the connect phase")
+	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *table != "" {
+		return printTable(*table, stdout)
+	}
+	if err := o.check(); err != nil {
+		fs.Usage()
+		return err
+	}
+	if limit, err := raiseOpenFileLimit(); err != nil {
+		fmt.Fprintf(stderr, "herald-bench: open-file limit: %v\n", err)
+	} else if uint64(o.Clients)+64 > limit {
+		return fmt.Errorf("%d clients need more open files than the limit of %d", o.Clients, limit)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sum, err := runScenario(ctx, o, stdout)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(sum)
+	fmt.Fprintln(stdout, string(line))
+	return nil
+}
+
+func (o *options) check() error {
+	switch {
+	case o.Mode != "broadcast" && o.Mode != "personal":
+		return fmt.Errorf("-mode must be broadcast or personal, not %q", o.Mode)
+	case o.Clients <= 0:
+		return errors.New("-clients must be positive")
+	case o.Rate < 0:
+		return errors.New("-rate must not be negative")
+	case o.Rate > 0 && o.APIKey == "":
+		return errors.New("-key (or $HERALD_API_KEY) is needed to publish")
+	case o.Secret == "":
+		return errors.New("-secret (or $HERALD_TOKEN_SECRET) is needed to mint the clients' token")
+	case o.ConnectRate <= 0 || o.Dialers <= 0 || o.Publishers <= 0:
+		return errors.New("-connect-rate, -dialers and -publishers must be positive")
+	}
+	if o.Batch <= 0 {
+		o.Batch = 1
+		if o.Mode == "personal" {
+			o.Batch = max(1, int(o.Rate/200))
+		}
+	}
+	if o.Name == "" {
+		o.Name = fmt.Sprintf("%s %d clients %g/s", o.Mode, o.Clients, o.Rate)
+	}
+	return nil
+}
+
+// raiseOpenFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: each
+// client is a socket.
+func raiseOpenFileLimit() (uint64, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	if l.Cur < l.Max {
+		l.Cur = l.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+			return 0, err
+		}
+	}
+	return l.Cur, nil
+}

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/heraldhq/herald/core/auth"
+)
+
+// summary is the one-line JSON result of a run.
+type summary struct {
+	Name             string         `json:"name"`
+	Mode             string         `json:"mode"`
+	CPUs             int            `json:"cpus"`
+	Clients          int            `json:"clients"`
+	Connected        int            `json:"connected"`
+	ConnectErrors    int            `json:"connect_errors"`
+	ConnectSeconds   float64        `json:"connect_s"`
+	Dropped          int64          `json:"dropped"`
+	CloseCodes       map[string]int `json:"close_codes,omitempty"`
+	Rate             float64        `json:"rate"`
+	DurationSeconds  float64        `json:"duration_s"`
+	Published        int64          `json:"published"`
+	PublishErrors    int64          `json:"publish_errors"`
+	Unsent           int64          `json:"unsent"`
+	Expected         int64          `json:"expected"`
+	Delivered        int64          `json:"delivered"`
+	DeliveryRatio    float64        `json:"delivery_ratio"`
+	DeliveredPerSec  float64        `json:"delivered_per_s"`
+	PerFrame         float64        `json:"notifications_per_frame"`
+	P50Ms            float64        `json:"p50_ms"`
+	P95Ms            float64        `json:"p95_ms"`
+	P99Ms            float64        `json:"p99_ms"`
+	MaxMs            float64        `json:"max_ms"`
+	PublishHTTPP99Ms float64        `json:"publish_http_p99_ms"`
+	PublishLateMaxMs float64        `json:"publish_late_max_ms"`
+	ServerRSSBaseMiB float64        `json:"server_rss_base_mib,omitempty"`
+	ServerRSSMiB     float64        `json:"server_rss_mib,omitempty"`
+	RSSPerConnKiB    float64        `json:"rss_per_conn_kib,omitempty"`
+	ServerCPUSeconds float64        `json:"server_cpu_s,omitempty"`
+	BenchCPUSeconds  float64        `json:"bench_cpu_s"`
+	// LoadAvg is the machine's 1-minute load average at the end: on a
+	// shared machine, what else competed for the CPU.
+	LoadAvg float64  `json:"loadavg_1m"`
+	Errors  []string `json:"errors,omitempty"`
+}
+
+func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error) {
+	sum := &summary{Name: o.Name, Mode: o.Mode, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate}
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+	}
+	token, err := auth.NewTokens(o.Secret).Mint("bench", 24*time.Hour, nil)
+	if err != nil {
+		return nil, err
+	}
+	var base procStat
+	if o.PID > 0 {
+		if base, err = readProc(o.PID); err != nil {
+			return nil, fmt.Errorf("server pid %d: %w", o.PID, err)
+		}
+		sum.ServerRSSBaseMiB = mib(base.RSSBytes)
+	}
+	self0, _ := readProc(os.Getpid())
+
+	logf("%s: connecting %d clients at %d/s", o.Name, o.Clients, o.ConnectRate)
+	t0 := time.Now()
+	f, failures, errs := connect(ctx, o, token)
+	sum.ConnectSeconds = time.Since(t0).Seconds()
+	sum.Connected, sum.ConnectErrors, sum.Errors = len(f.clients), failures, errs
+	logf("connected and subscribed %d in %.1fs (%d failed)", len(f.clients), sum.ConnectSeconds, failures)
+	f.start()
+	defer f.stop(5 * time.Second)
+
+	sleep(ctx, o.Settle)
+	var cpu0 time.Duration
+	if o.PID > 0 {
+		ps, err := readProc(o.PID)
+		if err != nil {
+			return nil, err
+		}
+		sum.ServerRSSMiB = mib(ps.RSSBytes)
+		if n := len(f.clients); n > 0 {
+			sum.RSSPerConnKiB = float64(ps.RSSBytes-base.RSSBytes) / float64(n) / 1024
+		}
+		cpu0 = ps.CPU
+		logf("server RSS %.1f MiB (%.1f before connecting): %.2f KiB per connection", sum.ServerRSSMiB, sum.ServerRSSBaseMiB, sum.RSSPerConnKiB)
+	}
+
+	p := newPublisher(o, f)
+	if o.Rate > 0 {
+		logf("publishing %g/s for %v, %d per request", o.Rate, o.Duration, o.Batch)
+		start := time.Now()
+		p.run(ctx)
+		pubDone := time.Now()
+		// Wait for outstanding deliveries, at most o.Drain.
+		deadline := pubDone.Add(o.Drain)
+		last, lastAt := f.deliveredTotal(), time.Now()
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			n := f.deliveredTotal()
+			if n != last {
+				last, lastAt = n, time.Now()
+			}
+			if n >= p.expected.Load() {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		sum.DurationSeconds = pubDone.Sub(start).Seconds()
+		sum.DeliveredPerSec = float64(last) / lastAt.Sub(start).Seconds()
+		logf("published %d in %.1fs (%d failed, %d unsent); delivered %d of %d", p.published.Load(), sum.DurationSeconds,
+			p.failed.Load(), p.unsent.Load(), last, p.expected.Load())
+	}
+	if o.PID > 0 {
+		if ps, err := readProc(o.PID); err == nil {
+			sum.ServerCPUSeconds = (ps.CPU - cpu0).Seconds()
+		}
+	}
+	if self1, err := readProc(os.Getpid()); err == nil {
+		sum.BenchCPUSeconds = (self1.CPU - self0.CPU).Seconds()
+	}
+
+	f.stop(5 * time.Second)
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		_, _ = fmt.Sscan(string(b), &sum.LoadAvg)
+	}
+	sum.Published, sum.PublishErrors, sum.Expected = p.published.Load(), p.failed.Load(), p.expected.Load()
+	sum.Unsent = p.unsent.Load()
+	sum.Delivered = f.deliveredTotal()
+	if frames := total(&f.frames); frames > 0 {
+		sum.PerFrame = float64(sum.Delivered) / float64(frames)
+	}
+	if sum.Expected > 0 {
+		sum.DeliveryRatio = float64(sum.Delivered) / float64(sum.Expected)
+	}
+	sum.Dropped = f.dropped.Load()
+	if len(f.closeCodes) > 0 {
+		sum.CloseCodes = map[string]int{}
+		for code, n := range f.closeCodes {
+			sum.CloseCodes[fmt.Sprint(code)] = n
+		}
+	}
+	counts, maxNs := merged(f.latency[:])
+	sum.P50Ms, sum.P95Ms, sum.P99Ms = quantileMs(&counts, 0.50), quantileMs(&counts, 0.95), quantileMs(&counts, 0.99)
+	sum.MaxMs = float64(maxNs) / 1e6
+	var httpCounts [1024]uint64
+	for i := range p.httpLat.counts {
+		httpCounts[i] = p.httpLat.counts[i].Load()
+	}
+	sum.PublishHTTPP99Ms = quantileMs(&httpCounts, 0.99)
+	sum.PublishLateMaxMs = float64(p.lateMax.Load()) / 1e6
+	if p.firstErr != "" {
+		sum.Errors = append(sum.Errors, p.firstErr)
+	}
+	logf("delivery %.4f, %.0f notifications/s (%.1f a frame), latency p50 %.2f ms p95 %.2f ms p99 %.2f ms max %.2f ms; server CPU %.1fs, bench CPU %.1fs",
+		sum.DeliveryRatio, sum.DeliveredPerSec, sum.PerFrame, sum.P50Ms, sum.P95Ms, sum.P99Ms, sum.MaxMs, sum.ServerCPUSeconds, sum.BenchCPUSeconds)
+	return sum, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
+
+// printTable prints the JSON summaries of path (other lines are skipped) as
+// a Markdown table.
+func printTable(path string, out io.Writer) error {
+	fh, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	var rows []summary
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var s summary
+		if json.Unmarshal([]byte(line), &s) == nil && s.Mode != "" {
+			rows = append(rows, s)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
+	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | load |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, s := range rows {
+		ratio, rate, per, lat := "–", "–", "–", [4]string{"–", "–", "–", "–"}
+		if s.Rate > 0 {
+			ratio = fmt.Sprintf("%.4f", s.DeliveryRatio)
+			rate = fmt.Sprintf("%.0f", s.DeliveredPerSec)
+			per = fmt.Sprintf("%.1f", s.PerFrame)
+			lat = [4]string{ms(s.P50Ms), ms(s.P95Ms), ms(s.P99Ms), ms(s.MaxMs)}
+		}
+		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n",
+			s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
+			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.LoadAvg)
+	}
+	return nil
+}
+
+func ms(v float64) string {
+	if v < 10 {
+		return fmt.Sprintf("%.2f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}

@@ -1,0 +1,126 @@
+package transport_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/transport"
+)
+
+func pubOf(seq uint64, object string) *broker.Publication {
+	n := broker.Notification{Channel: "c", Event: "e", ObjectType: "t", Object: []byte(object)}
+	return &broker.Publication{Channel: "c", Seq: seq, Data: broker.Encode(nil, &n, "id", seq, 1)}
+}
+
+// The writer frames payloads itself: every length encoding (7-bit, 16-bit,
+// 64-bit) must reach a standard client intact, in order.
+func TestFramesOfEveryLength(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 1, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	sizes := []int{0, 20, 125 - 90, 126, 200, 65535 - 90, 65536, 70_000, 300_000}
+	for i, n := range sizes {
+		p.conn.Deliver(pubOf(uint64(i+1), `"`+strings.Repeat("x", n)+`"`))
+	}
+	p.conn.Send([]byte(`{"jsonrpc":"2.0","id":1,"result":"pong"}`))
+	for i, n := range sizes {
+		var msg struct {
+			Params struct {
+				Notifications []struct {
+					Seq    uint64
+					Object string
+				}
+			}
+		}
+		_, frame, err := p.client.ReadMessage()
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(frame, &msg), "size %d", n)
+		require.Len(t, msg.Params.Notifications, 1)
+		require.Equal(t, uint64(i+1), msg.Params.Notifications[0].Seq)
+		require.Len(t, msg.Params.Notifications[0].Object, n)
+	}
+	_, frame, err := p.client.ReadMessage()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"pong"}`, string(frame))
+}
+
+// Pings are answered through the outbox, and a close from the peer is
+// answered before the connection ends.
+func TestPingAndPeerClose(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	pong := make(chan string, 1)
+	p.client.SetPongHandler(func(s string) error { pong <- s; return nil })
+	require.NoError(t, p.client.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second)))
+	go func() { _, _, _ = p.client.ReadMessage() }() // control frames are seen while reading
+	select {
+	case s := <-pong:
+		require.Equal(t, "hi", s)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+	require.NoError(t, p.client.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(time.Second)))
+	select {
+	case <-p.conn.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection did not end after the peer's close")
+	}
+	require.Equal(t, 0, p.conn.CloseCode(), "the peer closed first")
+}
+
+// A reader that stops reading fills its socket; the shared writers hand it
+// a goroutine of its own and keep serving the others.
+func TestStalledSocketDelaysNobody(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Millisecond, OutboxLimit: 1 << 16, WriteTimeout: 30 * time.Second, Writers: 1}
+	stalled := newRawPair(t, opts)
+	fine := newRawPair(t, opts)
+	big := `"` + strings.Repeat("z", 60_000) + `"`
+	for i := range 200 { // ~12 MB: more than the socket buffers hold
+		stalled.conn.Deliver(pubOf(uint64(i+1), big))
+	}
+	time.Sleep(50 * time.Millisecond)
+	fine.conn.Deliver(pubOf(1, `{}`))
+	_ = fine.client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, frame, err := fine.client.ReadMessage()
+	require.NoError(t, err, "the fine connection waited behind the stalled one")
+	require.Contains(t, string(frame), `"seq":1`)
+	require.Greater(t, stalled.conn.Queued(), 0, "the stalled connection still has a backlog")
+}
+
+type rawPair struct {
+	conn   *transport.Conn
+	client *websocket.Conn
+}
+
+// newRawPair is one server-side Conn (its reader running) and the client
+// end, which reads only when the test does.
+func newRawPair(t *testing.T, opts *transport.Options) *rawPair {
+	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512}
+	accepted := make(chan *transport.Conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := transport.NewConn(ws, opts)
+		accepted <- c
+		_ = c.ReadLoop(func([]byte) {})
+	}))
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	require.NoError(t, err)
+	p := &rawPair{conn: <-accepted, client: ws}
+	t.Cleanup(func() {
+		_ = p.client.Close()
+		p.conn.Close(websocket.CloseNormalClosure, "")
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	return p
+}

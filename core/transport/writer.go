@@ -1,0 +1,332 @@
+package transport
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// A broadcast to N connections makes N connections ready to write at once.
+// Giving each its own goroutine (as the first outbox did) fills the
+// scheduler's run queue with N goroutines, and the publisher that is still
+// fanning out waits behind all of them; see docs/performance.md. Instead,
+// each connection belongs to one of a few shards, and a shard's single
+// goroutine writes its ready connections in turn, without blocking: a
+// socket that cannot take a whole write at once (a slow reader) is handed
+// to a goroutine of its own, so it delays nobody else.
+
+// pool is the writers of one Options.
+type pool struct {
+	shards []shard
+	next   atomic.Uint32
+}
+
+// shard is a queue of connections ready to write, and at most one goroutine
+// writing them, started when the queue gets work and ended when it is empty.
+type shard struct {
+	mu      sync.Mutex
+	now     fifo // replies and control frames: written first
+	later   fifo // publications, each due MaxDelay after its burst began, in due order
+	running bool
+	wake    chan struct{} // tells a sleeping writer that something is due now
+}
+
+func (o *Options) writers() *pool {
+	o.poolOnce.Do(func() {
+		n := o.Writers
+		if n <= 0 {
+			n = runtime.GOMAXPROCS(0)
+		}
+		o.pool = &pool{shards: make([]shard, n)}
+		for i := range o.pool.shards {
+			o.pool.shards[i].wake = make(chan struct{}, 1)
+		}
+	})
+	return o.pool
+}
+
+func (p *pool) assign() *shard {
+	return &p.shards[int(p.next.Add(1)%uint32(len(p.shards)))]
+}
+
+// push queues c, which its caller has marked queued (with c.mu held).
+func (s *shard) push(c *Conn, now bool) {
+	s.mu.Lock()
+	if now {
+		s.now.push(c)
+	} else {
+		s.later.push(c)
+	}
+	start := !s.running
+	s.running = true
+	s.mu.Unlock()
+	if start {
+		go s.run()
+	} else if now {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run writes ready connections until none is queued.
+func (s *shard) run() {
+	var timer *time.Timer
+	for {
+		s.mu.Lock()
+		var c *Conn
+		switch {
+		case s.now.len() > 0:
+			c = s.now.pop()
+		case s.later.len() > 0:
+			// due was set before the push, under this lock's ordering.
+			if wait := s.later.peek().due - nanotime(); wait > 0 {
+				s.mu.Unlock()
+				if timer == nil {
+					timer = time.NewTimer(time.Duration(wait))
+				} else {
+					timer.Reset(time.Duration(wait))
+				}
+				select {
+				case <-timer.C:
+				case <-s.wake:
+					timer.Stop()
+				}
+				continue
+			}
+			c = s.later.pop()
+		default:
+			s.running = false
+			s.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		}
+		s.mu.Unlock()
+		c.writeOut()
+	}
+}
+
+// writeBudget bounds the bytes a shared writer builds for one connection per
+// turn; what is left waits for the connection's next turn.
+const writeBudget = 256 << 10
+
+// writeOut writes what c has queued without blocking: what the socket does
+// not take goes on with a goroutine of c's own.
+func (c *Conn) writeOut() {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	c.mu.Lock()
+	c.state = writing
+	closed := c.buildLocked(buf)
+	c.mu.Unlock()
+
+	n, err := c.tryWrite(*buf)
+	if err != nil {
+		c.fail()
+		return
+	}
+	if n < len(*buf) {
+		rest := append([]byte(nil), (*buf)[n:]...)
+		c.mu.Lock()
+		c.state = slow
+		c.mu.Unlock()
+		go c.writeSlow(rest, closed)
+		return
+	}
+	if closed {
+		c.closeWritten()
+	}
+	c.mu.Lock()
+	if c.items.len() == 0 {
+		c.state = idle
+	} else {
+		// More came while writing: back in the queue, behind the others.
+		c.state = idle
+		c.scheduleLocked(false)
+	}
+	c.mu.Unlock()
+}
+
+// writeSlow writes rest, then whatever is queued, blocking, until c's
+// outbox is empty; then c goes back to the shared writers.
+func (c *Conn) writeSlow(rest []byte, closed bool) {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	for {
+		if c.opts.WriteTimeout > 0 {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
+		}
+		if _, err := c.nc.Write(rest); err != nil {
+			c.fail()
+			return
+		}
+		if closed {
+			c.closeWritten()
+		}
+		c.mu.Lock()
+		if c.items.len() == 0 {
+			// Clear the deadline before the shared writers take over: a
+			// RawConn write fails at once once it has passed.
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			c.state = idle
+			c.mu.Unlock()
+			return
+		}
+		closed = c.buildLocked(buf)
+		c.mu.Unlock()
+		rest = *buf
+	}
+}
+
+// tryWrite writes as much of b as the socket takes now.
+func (c *Conn) tryWrite(b []byte) (int, error) {
+	if c.raw == nil || len(b) == 0 {
+		return 0, nil
+	}
+	// One writer at a time per connection (its state says which), so the
+	// arguments can live in c: a closure capturing them would be allocated
+	// on every write.
+	// RawConn.Write holds the socket's write lock, so that a write gorilla
+	// makes itself (a close frame on a protocol error) cannot interleave
+	// with this one; writeFd reports done even when the socket is full, so
+	// it never waits.
+	c.wr = rawWrite{b: b}
+	if err := c.raw.Write(c.writeFd); err != nil {
+		return c.wr.n, err
+	}
+	n, err := c.wr.n, c.wr.err
+	c.wr = rawWrite{}
+	return n, err
+}
+
+// rawWrite is one non-blocking write's arguments and results.
+type rawWrite struct {
+	b   []byte
+	n   int
+	err error
+}
+
+func (c *Conn) writeFdImpl(fd uintptr) (done bool) {
+	w := &c.wr
+	for w.n < len(w.b) {
+		m, e := syscall.Write(int(fd), w.b[w.n:])
+		switch e {
+		case nil:
+			w.n += m
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true
+		default:
+			w.err = e
+			return true
+		}
+	}
+	return true
+}
+
+// buildLocked appends to buf the frames of what is queued, up to
+// writeBudget bytes: publications in onNotificationReceived batches of at
+// most MaxBatch, raw messages and control frames one frame each. It
+// reports whether the last frame is a close frame.
+func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
+	b := (*buf)[:0]
+	maxBatch := max(1, c.opts.MaxBatch)
+	for c.items.len() > 0 && len(b) < writeBudget {
+		if first := c.items.at(0); first.pub == nil {
+			op := first.op
+			if op == 0 {
+				op = websocket.TextMessage
+			}
+			b = appendFrameHeader(b, op, len(first.raw))
+			b = append(b, first.raw...)
+			c.items.drop(1)
+			if op == websocket.CloseMessage {
+				closed = true
+				break
+			}
+			continue
+		}
+		k, size := 0, len(batchPrefix)+len(batchSuffix)
+		for k < c.items.len() && k < maxBatch {
+			it := c.items.at(k)
+			if it.pub == nil {
+				break
+			}
+			if k > 0 {
+				size++
+			}
+			size += len(it.pub.Data)
+			k++
+		}
+		b = appendFrameHeader(b, websocket.TextMessage, size)
+		b = append(b, batchPrefix...)
+		for i := range k {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, c.items.at(i).pub.Data...)
+		}
+		b = append(b, batchSuffix...)
+		c.items.drop(k)
+		if c.opts.Observer != nil {
+			c.opts.Observer.BatchSent(k)
+		}
+	}
+	*buf = b
+	return closed
+}
+
+// appendFrameHeader appends the header of an unmasked (server to client),
+// unfragmented WebSocket frame (RFC 6455 section 5.2).
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n <= 125:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return append(b, 126, byte(n>>8), byte(n))
+	default:
+		return append(b, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// fifo is a queue of connections that keeps its space between bursts.
+type fifo struct {
+	buf  []*Conn
+	head int
+}
+
+func (q *fifo) len() int { return len(q.buf) - q.head }
+
+func (q *fifo) peek() *Conn { return q.buf[q.head] }
+
+func (q *fifo) push(c *Conn) {
+	if q.head > 0 && len(q.buf) == cap(q.buf) {
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+	q.buf = append(q.buf, c)
+}
+
+func (q *fifo) pop() *Conn {
+	c := q.buf[q.head]
+	q.buf[q.head] = nil
+	q.head++
+	if q.head == len(q.buf) {
+		q.buf, q.head = q.buf[:0], 0
+	}
+	return c
+}
+
+// epoch anchors nanotime: time.Since reads the monotonic clock.
+var epoch = time.Now()
+
+func nanotime() int64 { return int64(time.Since(epoch)) }
