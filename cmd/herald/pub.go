@@ -1,8 +1,9 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/sdk/client"
 )
 
 func runPub(args []string, stdout, stderr io.Writer) error {
@@ -37,22 +39,16 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{
-		"channel": *channel, "event": *event, "object_type": *objectType, "object": json.RawMessage(*object),
+	p := &client.Publisher{URL: url, APIKey: apiKey}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := p.PublishOnce(ctx, *idem, client.Publication{
+		Channel: *channel, Event: *event, ObjectType: *objectType, Object: json.RawMessage(*object),
 	})
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/publish", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return apiErr(url+"/v1/publish", err)
 	}
-	if *idem != "" {
-		req.Header.Set("Idempotency-Key", *idem)
-	}
-	out, err := doAPI(req, apiKey)
-	if err != nil {
-		return err
-	}
-	_, err = stdout.Write(out)
-	return err
+	return json.NewEncoder(stdout).Encode(map[string]any{"results": res})
 }
 
 func runPlugins(args []string, stdout, stderr io.Writer) error {
@@ -67,13 +63,11 @@ func runPlugins(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequest(http.MethodGet, url+"/v1/plugins", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := (&client.Publisher{URL: url, APIKey: apiKey}).Do(ctx, http.MethodGet, "/v1/plugins", nil, nil)
 	if err != nil {
-		return err
-	}
-	out, err := doAPI(req, apiKey)
-	if err != nil {
-		return err
+		return apiErr(url+"/v1/plugins", err)
 	}
 	_, err = stdout.Write(out)
 	return err
@@ -96,25 +90,11 @@ func apiTarget(path, base, key string) (string, string, error) {
 	return strings.TrimRight(base, "/"), key, nil
 }
 
-func doAPI(req *http.Request, key string) ([]byte, error) {
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+// apiErr names the endpoint in an HTTP API error.
+func apiErr(endpoint string, err error) error {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return fmt.Errorf("%s: %d %s: %s", endpoint, ae.Status, http.StatusText(ae.Status), ae.Body)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 30 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: read reply: %w", req.Method, req.URL, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, strings.TrimSpace(string(out)))
-	}
-	return out, nil
+	return err
 }
-
-func deadlineSoon() time.Time { return time.Now().Add(time.Second) }
