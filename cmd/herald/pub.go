@@ -46,7 +46,11 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 		Channel: *channel, Event: *event, ObjectType: *objectType, Object: json.RawMessage(*object),
 	})
 	if err != nil {
-		return apiErr(url+"/v1/publish", err)
+		var ae *client.APIError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("POST %s/v1/publish: %d %s: %s", url, ae.Status, http.StatusText(ae.Status), ae.Body)
+		}
+		return err
 	}
 	return json.NewEncoder(stdout).Encode(map[string]any{"results": res})
 }
@@ -63,11 +67,13 @@ func runPlugins(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := (&client.Publisher{URL: url, APIKey: apiKey}).Do(ctx, http.MethodGet, "/v1/plugins", nil, nil)
+	req, err := http.NewRequest(http.MethodGet, url+"/v1/plugins", nil)
 	if err != nil {
-		return apiErr(url+"/v1/plugins", err)
+		return err
+	}
+	out, err := doAPI(req, apiKey)
+	if err != nil {
+		return err
 	}
 	_, err = stdout.Write(out)
 	return err
@@ -90,11 +96,25 @@ func apiTarget(path, base, key string) (string, string, error) {
 	return strings.TrimRight(base, "/"), key, nil
 }
 
-// apiErr names the endpoint in an HTTP API error.
-func apiErr(endpoint string, err error) error {
-	var ae *client.APIError
-	if errors.As(err, &ae) {
-		return fmt.Errorf("%s: %d %s: %s", endpoint, ae.Status, http.StatusText(ae.Status), ae.Body)
+func doAPI(req *http.Request, key string) ([]byte, error) {
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	return err
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: read reply: %w", req.Method, req.URL, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("%s %s: %s: %s", req.Method, req.URL, resp.Status, strings.TrimSpace(string(out)))
+	}
+	return out, nil
 }
+
+func deadlineSoon() time.Time { return time.Now().Add(time.Second) }
