@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
 FUZZTIME ?= 5s
 
-.PHONY: all build run test vet unit fuzz-seed fuzz bench bench-go bench-filter proto clean help
+.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-go bench-filter proto clean help
 
 all: build
 
@@ -25,6 +25,13 @@ build: ## build herald and every plugin into bin/
 
 run: build ## build, then serve config.hcl on 127.0.0.1:7512
 	$(BIN)/herald serve -config config.hcl
+
+# The demo page (examples/web) on http://localhost:8080, an origin the dev
+# config allows, against herald serving config.hcl; Ctrl-C stops both.
+demo: build ## serve config.hcl, and the demo page on http://localhost:8080
+	@$(BIN)/herald serve -config config.hcl & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT INT TERM; \
+	$(GO) run ./examples/web -config config.hcl -listen localhost:8080
 
 test: vet unit fuzz-seed ## vet, every test with -race, and a short run of every fuzz target
 

@@ -1,8 +1,9 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/sdk/client"
 )
 
 func runPub(args []string, stdout, stderr io.Writer) error {
@@ -37,22 +39,20 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	body, _ := json.Marshal(map[string]any{
-		"channel": *channel, "event": *event, "object_type": *objectType, "object": json.RawMessage(*object),
+	p := &client.Publisher{URL: url, APIKey: apiKey}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := p.PublishOnce(ctx, *idem, client.Publication{
+		Channel: *channel, Event: *event, ObjectType: *objectType, Object: json.RawMessage(*object),
 	})
-	req, err := http.NewRequest(http.MethodPost, url+"/v1/publish", bytes.NewReader(body))
 	if err != nil {
+		var ae *client.APIError
+		if errors.As(err, &ae) {
+			return fmt.Errorf("POST %s/v1/publish: %d %s: %s", url, ae.Status, http.StatusText(ae.Status), ae.Body)
+		}
 		return err
 	}
-	if *idem != "" {
-		req.Header.Set("Idempotency-Key", *idem)
-	}
-	out, err := doAPI(req, apiKey)
-	if err != nil {
-		return err
-	}
-	_, err = stdout.Write(out)
-	return err
+	return json.NewEncoder(stdout).Encode(map[string]any{"results": res})
 }
 
 // apiTarget resolves the HTTP API's base URL and key from flags and config.

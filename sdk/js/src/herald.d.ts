@@ -1,0 +1,146 @@
+// Types of Herald's JavaScript client (src/herald.js).
+
+/** One notification as herald delivers it. */
+export interface Notification<T = unknown> {
+  id: string;
+  channel: string;
+  /** Per channel, from 1, without gaps. */
+  seq: number;
+  /** Epoch milliseconds. */
+  timestamp: number;
+  event: string;
+  object_type: string;
+  object_name?: string;
+  /** The publisher's payload, verbatim. */
+  object: T;
+}
+
+/** The params of onNotificationReceived: notifications oldest first. */
+export interface NotificationBatch {
+  notifications: Notification[];
+}
+
+/**
+ * The application's local interface: the methods herald may call. Only the
+ * methods present here are announced in hello and ever called. A returned
+ * value (or promise) is the JSON-RPC result; a thrown error the JSON-RPC
+ * error (its `code` if it has an integer one, else -32000).
+ */
+export interface LocalInterface {
+  onNotificationReceived?(batch: NotificationBatch): void | Promise<void>;
+  [method: string]: ((params: any) => unknown) | undefined;
+}
+
+export type State = 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+export interface Position {
+  seq: number;
+  epoch: string;
+}
+
+export interface Subscription extends Position {
+  channel: string;
+  /** Set when the subscribe resumed: false means a gap could not be bridged. */
+  recovered?: boolean;
+}
+
+export interface Presence {
+  count: number;
+  users: string[];
+}
+
+export interface HelloResult {
+  session_id: string;
+  user_id: string | null;
+  server: { name: string; version: string };
+  limits: { max_batch: number; max_frame_bytes: number };
+}
+
+export interface HeraldOptions {
+  /** Client token (a JWT from the application's backend). */
+  token?: string;
+  /** Returns a fresh token: called on token_expired, before reconnecting
+   * with an expired token, and when hello refuses the token. */
+  getToken?: () => string | Promise<string>;
+  localInterface?: LocalInterface | object;
+  /** Names the client in hello. */
+  client?: { name: string; version: string };
+  /** A WebSocket constructor; default globalThis.WebSocket (pass the `ws`
+   * package's on Node < 22 without --experimental-websocket). */
+  WebSocket?: unknown;
+  /** Default timeout of calls, ms (10000). */
+  callTimeout?: number;
+  /** Reconnect delay bounds, ms (250 and 15000): doubling, with jitter. */
+  minBackoff?: number;
+  maxBackoff?: number;
+  /** How often to ping herald, ms (25000; 0: never). */
+  pingInterval?: number;
+  /** Connect in the constructor (default true). */
+  autoConnect?: boolean;
+}
+
+export interface StateEvent {
+  state: State;
+  error?: Error;
+}
+
+export interface UnrecoveredEvent {
+  /** Channels herald could not resume without a gap: reload them. */
+  channels: string[];
+}
+
+export declare const ServerChannel: '$server';
+
+export declare const Codes: Readonly<{
+  parseError: -32700;
+  invalidRequest: -32600;
+  methodNotFound: -32601;
+  invalidParams: -32602;
+  internal: -32603;
+  application: -32000;
+  unauthenticated: -32001;
+  forbidden: -32003;
+  unknownNamespace: -32004;
+  limitExceeded: -32005;
+  rateLimited: -32029;
+  pluginUnavailable: -32050;
+}>;
+
+export declare class HeraldError extends Error {
+  constructor(code: number, message: string, data?: unknown);
+  code: number;
+  data?: unknown;
+  readonly refused: Array<{ channel: string; code: number; reason: string }>;
+}
+
+export declare class TimeoutError extends Error {}
+export declare class ConnectionLostError extends Error {}
+
+export declare function tokenExpiry(token: string): number | null;
+export declare function backoff(min: number, max: number, attempt: number): number;
+
+export declare class Herald {
+  constructor(url: string, options?: HeraldOptions);
+  readonly url: string;
+  readonly state: State;
+  readonly hello: HelloResult | null;
+  /** The method names presented in hello. */
+  readonly methods: string[];
+
+  on(event: 'state', fn: (e: StateEvent) => void): () => void;
+  on(event: 'unrecovered', fn: (e: UnrecoveredEvent) => void): () => void;
+  on(event: 'error', fn: (err: Error) => void): () => void;
+  off(event: string, fn: (arg: any) => void): void;
+
+  connected(): Promise<void>;
+  subscribe(channels: string | string[], options?: { timeout?: number }): Promise<Subscription[]>;
+  unsubscribe(channels: string | string[]): Promise<{ unsubscribed: string[] }>;
+  call<T = unknown>(method: string, params?: unknown, options?: { timeout?: number }): Promise<T>;
+  presence(channel: string): Promise<Presence>;
+  authenticate(token: string): Promise<{ user_id: string; expires_at: string | null }>;
+  position(channel: string): Position | null;
+  channels(): string[];
+  close(): void;
+}
+
+export default Herald;

@@ -1,0 +1,542 @@
+// Herald's JavaScript client: the Unichat local-interface model for the
+// browser and Node. No dependencies: it uses the platform's WebSocket
+// (browsers, Node >= 22, Node 20 with --experimental-websocket) or the one
+// given as options.WebSocket (e.g. the `ws` package).
+//
+//   const herald = new Herald(url, { token, localInterface: {
+//     onNotificationReceived({ notifications }) { ... },
+//   }});
+//   await herald.subscribe(['news']);
+//
+// Wire protocol: docs/protocol.md. Semantics: docs/clients.md.
+
+export const ServerChannel = '$server';
+
+/** JSON-RPC error codes herald uses. */
+export const Codes = Object.freeze({
+  parseError: -32700,
+  invalidRequest: -32600,
+  methodNotFound: -32601,
+  invalidParams: -32602,
+  internal: -32603,
+  application: -32000, // what a local-interface method threw
+  unauthenticated: -32001,
+  forbidden: -32003,
+  unknownNamespace: -32004,
+  limitExceeded: -32005,
+  rateLimited: -32029,
+  pluginUnavailable: -32050,
+});
+
+/** A JSON-RPC error: herald's answer to a call, or one a local method throws. */
+export class HeraldError extends Error {
+  constructor(code, message, data) {
+    super(message);
+    this.name = 'HeraldError';
+    this.code = code;
+    if (data !== undefined) this.data = data;
+  }
+  /** The channels of a refused subscribe: [{channel, code, reason}]. */
+  get refused() {
+    return (this.data && Array.isArray(this.data.channels)) ? this.data.channels : [];
+  }
+}
+
+/** The reply to a call did not come within its timeout. */
+export class TimeoutError extends Error {
+  constructor(method, ms) {
+    super(`herald: no answer to ${method} within ${ms} ms`);
+    this.name = 'TimeoutError';
+  }
+}
+
+/** The connection ended before the answer came (the call may have run). */
+export class ConnectionLostError extends Error {
+  constructor(method) {
+    super(`herald: connection lost before the answer to ${method}`);
+    this.name = 'ConnectionLostError';
+  }
+}
+
+const defaults = {
+  callTimeout: 10000,
+  minBackoff: 250,
+  maxBackoff: 15000,
+  pingInterval: 25000,
+};
+
+/** Names of the methods an object offers, own and inherited (not Object's). */
+function methodNames(obj) {
+  const names = new Set();
+  for (let o = obj; o && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const k of Object.getOwnPropertyNames(o)) {
+      if (k !== 'constructor' && typeof obj[k] === 'function') names.add(k);
+    }
+  }
+  return [...names].sort();
+}
+
+/** A JWT's exp (ms since epoch), read without verifying: only herald can. */
+export function tokenExpiry(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = JSON.parse(atob(part + '='.repeat((4 - part.length % 4) % 4)));
+    return typeof json.exp === 'number' ? json.exp * 1000 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The delay before reconnect attempt n: doubling from min, capped at max,
+ * drawn at random from its upper half so clients cut at once do not all come
+ * back at once. */
+export function backoff(min, max, n) {
+  const d = Math.min(max, min * 2 ** Math.min(n, 30));
+  return d / 2 + Math.random() * (d / 2);
+}
+
+export class Herald {
+  /**
+   * @param {string} url herald's WebSocket URL, e.g. ws://127.0.0.1:7512/ws
+   * @param {object} options see herald.d.ts
+   */
+  constructor(url, options = {}) {
+    this.url = url;
+    this.options = { ...defaults, ...options };
+    this.local = options.localInterface || {};
+    this.methods = methodNames(this.local);
+    this._presented = new Set(this.methods);
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    if (typeof this.WebSocket !== 'function') {
+      throw new TypeError('herald: no WebSocket in this runtime: pass options.WebSocket (e.g. the "ws" package on Node < 22)');
+    }
+    this.token = options.token || '';
+    this.state = 'connecting';
+    this.hello = null;
+    this._channels = new Map(); // channel -> {seq, epoch} or null until known
+    this._listeners = new Map();
+    this._ws = null;
+    this._pending = new Map();
+    this._nextId = 0;
+    this._attempt = 0;
+    this._timer = null;
+    this._pingTimer = null;
+    this._queue = Promise.resolve(); // local-interface calls, one at a time
+    this._waiters = []; // calls waiting for the connection
+    this._refreshing = null;
+    this._closed = false;
+    if (options.autoConnect !== false) this._connect();
+  }
+
+  // ---- events -------------------------------------------------------------
+
+  /**
+   * Listen to 'state' ({state, error}), 'unrecovered' ({channels}) or
+   * 'error' (an Error no call returns). Returns a function that removes the
+   * listener.
+   */
+  on(event, fn) {
+    if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+    this._listeners.get(event).add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off(event, fn) {
+    this._listeners.get(event)?.delete(fn);
+  }
+
+  _emit(event, arg) {
+    for (const fn of [...(this._listeners.get(event) || [])]) {
+      try {
+        fn(arg);
+      } catch (err) {
+        if (event !== 'error') this._emit('error', err);
+      }
+    }
+  }
+
+  _setState(state, error) {
+    if (this.state === state) return;
+    this.state = state;
+    this._emit('state', { state, error });
+    if (state === 'connected') {
+      const ws = this._waiters.splice(0);
+      for (const w of ws) w.resolve();
+    }
+  }
+
+  // ---- connection ---------------------------------------------------------
+
+  async _usableToken() {
+    const exp = this.token ? tokenExpiry(this.token) : null;
+    const stale = !this.token || (exp !== null && exp - Date.now() < 1000);
+    if (stale && this.options.getToken) await this._freshToken();
+    return this.token;
+  }
+
+  async _freshToken() {
+    const tok = await this.options.getToken();
+    if (!tok) throw new Error('herald: getToken returned no token');
+    this.token = tok;
+    return tok;
+  }
+
+  async _connect() {
+    if (this._closed) return;
+    let ws;
+    try {
+      await this._usableToken();
+      if (this._closed) return;
+      ws = new this.WebSocket(this.url);
+    } catch (err) {
+      this._lost(null, err);
+      return;
+    }
+    this._ws = ws;
+    let ended = false;
+    const end = (err) => {
+      if (ended) return;
+      ended = true;
+      this._lost(ws, err);
+    };
+    ws.onopen = () => this._ready(ws).catch((err) => {
+      end(err);
+      try { ws.close(); } catch { /* already closed */ }
+    });
+    ws.onmessage = (ev) => this._frame(ws, typeof ev.data === 'string' ? ev.data : String(ev.data));
+    ws.onerror = () => end(new Error('herald: WebSocket error'));
+    ws.onclose = (ev) => end(new Error(`herald: connection closed (${ev.code}${ev.reason ? ' ' + ev.reason : ''})`));
+  }
+
+  // _ready says hello and re-subscribes on a new connection.
+  async _ready(ws) {
+    const helloParams = () => {
+      const p = { methods: this.methods };
+      if (this.token) p.token = this.token;
+      if (this.options.client) p.client = this.options.client;
+      return p;
+    };
+    let hello;
+    try {
+      hello = await this._send(ws, 'hello', helloParams());
+    } catch (err) {
+      if (!(err instanceof HeraldError) || err.code !== Codes.unauthenticated || !this.options.getToken) throw err;
+      await this._freshToken();
+      hello = await this._send(ws, 'hello', helloParams());
+    }
+    await this._resubscribe(ws);
+    if (ws !== this._ws) return;
+    this.hello = hello;
+    this._attempt = 0;
+    this._startPing(ws);
+    this._setState('connected');
+  }
+
+  async _resubscribe(ws) {
+    for (let i = 0; i < 2; i++) {
+      const channels = [...this._channels.keys()];
+      if (channels.length === 0) return;
+      const since = {};
+      for (const [ch, pos] of this._channels) if (pos) since[ch] = pos;
+      const params = { channels };
+      if (Object.keys(since).length) params.since = since;
+      try {
+        await this._send(ws, 'subscribe', params, (res) => this._subscribed(res, true));
+        return;
+      } catch (err) {
+        if (!(err instanceof HeraldError) || err.refused.length === 0) throw err;
+        for (const r of err.refused) this._channels.delete(r.channel);
+        this._emit('error', new HeraldError(err.code, 're-subscribe refused, channels dropped: ' + err.message, err.data));
+      }
+    }
+  }
+
+  _lost(ws, err) {
+    if (ws && ws !== this._ws) return;
+    this._ws = null;
+    clearInterval(this._pingTimer);
+    for (const [, p] of this._pending) p.reject(new ConnectionLostError(p.method));
+    this._pending.clear();
+    if (this._closed) return;
+    this._setState('reconnecting', err);
+    const delay = backoff(this.options.minBackoff, this.options.maxBackoff, this._attempt++);
+    clearTimeout(this._timer);
+    this._timer = setTimeout(() => this._connect(), delay);
+  }
+
+  _startPing(ws) {
+    clearInterval(this._pingTimer);
+    if (!(this.options.pingInterval > 0)) return;
+    this._pingTimer = setInterval(() => {
+      this._send(ws, 'ping', undefined).catch((err) => {
+        if (!(err instanceof HeraldError) && ws === this._ws) ws.close(4000, 'ping unanswered');
+      });
+    }, this.options.pingInterval);
+  }
+
+  /** Close the connection for good. Pending calls fail. */
+  close() {
+    if (this._closed) return;
+    this._closed = true;
+    clearTimeout(this._timer);
+    clearInterval(this._pingTimer);
+    const ws = this._ws;
+    this._ws = null;
+    for (const [, p] of this._pending) p.reject(new ConnectionLostError(p.method));
+    this._pending.clear();
+    for (const w of this._waiters.splice(0)) w.reject(new Error('herald: client closed'));
+    if (ws) {
+      ws.onclose = ws.onerror = ws.onmessage = null;
+      try { ws.close(1000, 'client closed'); } catch { /* not open yet */ }
+    }
+    this._setState('closed');
+  }
+
+  /** Resolves once connected (at once if already). */
+  connected() {
+    if (this._closed) return Promise.reject(new Error('herald: client closed'));
+    if (this.state === 'connected') return Promise.resolve();
+    return new Promise((resolve, reject) => this._waiters.push({ resolve, reject }));
+  }
+
+  // ---- frames -------------------------------------------------------------
+
+  _frame(ws, text) {
+    let msgs;
+    try {
+      msgs = JSON.parse(text);
+    } catch (err) {
+      this._emit('error', new Error('herald sent a frame that is not JSON: ' + err.message));
+      return;
+    }
+    if (!Array.isArray(msgs)) msgs = [msgs];
+    for (const m of msgs) {
+      if (!m || typeof m !== 'object') continue;
+      const hasId = m.id !== undefined && m.id !== null;
+      if (!m.method && hasId) this._resolve(m);
+      else if (m.method) this._incoming(ws, m, hasId);
+      else if (m.error) this._emit('error', new HeraldError(m.error.code, 'herald could not read a frame of ours: ' + m.error.message, m.error.data));
+    }
+  }
+
+  _resolve(m) {
+    const p = this._pending.get(String(m.id));
+    if (!p) return;
+    this._pending.delete(String(m.id));
+    clearTimeout(p.timer);
+    if (m.error) {
+      p.reject(new HeraldError(m.error.code, m.error.message, m.error.data));
+    } else {
+      // Runs before anything later in the stream: subscribe records the
+      // positions the following notifications continue.
+      if (p.onReply) p.onReply(m.result);
+      p.resolve(m.result);
+    }
+  }
+
+  _incoming(ws, m, hasId) {
+    const reply = hasId ? (msg) => {
+      if (ws === this._ws) ws.send(JSON.stringify({ jsonrpc: '2.0', id: m.id, ...msg }));
+    } : null;
+    // Only what hello presented: never Object.prototype's toString & co.
+    const fn = this._presented.has(m.method) ? this.local[m.method] : undefined;
+    if (typeof fn !== 'function') {
+      // Herald calls only what hello presented; answer all the same.
+      if (reply) reply({ error: { code: Codes.methodNotFound, message: `the local interface has no method "${m.method}"` } });
+      return;
+    }
+    let params = m.params;
+    if (m.method === 'onNotificationReceived') {
+      const ns = this._accept((params && params.notifications) || []);
+      if (ns.length === 0 && !reply) return;
+      params = { ...params, notifications: ns };
+    }
+    this._enqueue(async () => {
+      try {
+        const result = await fn.call(this.local, params);
+        if (reply) reply({ result: result === undefined ? null : result });
+      } catch (err) {
+        if (reply) {
+          const code = Number.isInteger(err && err.code) ? err.code : Codes.application;
+          const error = { code, message: String((err && err.message) || err) };
+          if (err && err.data !== undefined) error.data = err.data;
+          reply({ error });
+        } else {
+          this._emit('error', err);
+        }
+      }
+    });
+  }
+
+  _enqueue(task) {
+    this._queue = this._queue.then(task, task);
+  }
+
+  // _accept keeps the notifications the app has not seen and advances each
+  // channel's position; it starts a token refresh on token_expired.
+  _accept(ns) {
+    const out = [];
+    for (const n of ns) {
+      if (n.channel === ServerChannel) {
+        if (n.event === 'token_expired') this._refresh();
+        out.push(n);
+        continue;
+      }
+      const pos = this._channels.get(n.channel);
+      if (!pos) {
+        out.push(n); // a channel a plugin subscribed us to, or not known yet
+        continue;
+      }
+      if (n.seq <= pos.seq) continue; // seen already
+      if (n.seq !== pos.seq + 1) {
+        this._emit('error', new Error(`herald: channel ${n.channel}: seq ${n.seq} follows ${pos.seq}: notifications are missing`));
+      }
+      pos.seq = n.seq;
+      out.push(n);
+    }
+    return out;
+  }
+
+  _subscribed(result, resume) {
+    const lost = [];
+    for (const s of (result && result.subscriptions) || []) {
+      if (!this._channels.has(s.channel) && resume) continue; // unsubscribed meanwhile
+      const pos = this._channels.get(s.channel);
+      if (s.recovered === true && pos) {
+        pos.epoch = s.epoch; // the replay continues from pos.seq
+      } else if (s.recovered === false) {
+        lost.push(s.channel);
+        this._channels.set(s.channel, { seq: s.seq, epoch: s.epoch });
+      } else if (!pos) {
+        this._channels.set(s.channel, { seq: s.seq, epoch: s.epoch });
+      }
+    }
+    if (lost.length) {
+      // In line with the local interface: before these channels' new notifications.
+      this._enqueue(() => this._emit('unrecovered', { channels: lost }));
+    }
+  }
+
+  _refresh() {
+    if (this._refreshing) return;
+    if (!this.options.getToken) {
+      this._emit('error', new Error('herald: token expired and no getToken option: private subscriptions end after the grace period'));
+      return;
+    }
+    this._refreshing = (async () => {
+      try {
+        await this.authenticate(await this._freshToken());
+      } catch (err) {
+        this._emit('error', err);
+      } finally {
+        this._refreshing = null;
+      }
+    })();
+  }
+
+  // ---- calls --------------------------------------------------------------
+
+  _send(ws, method, params, onReply, timeout = this.options.callTimeout) {
+    return new Promise((resolve, reject) => {
+      if (!ws || ws !== this._ws) {
+        reject(new ConnectionLostError(method));
+        return;
+      }
+      const id = ++this._nextId;
+      const p = { method, resolve, reject, onReply };
+      p.timer = setTimeout(() => {
+        this._pending.delete(String(id));
+        reject(new TimeoutError(method, timeout));
+      }, timeout);
+      this._pending.set(String(id), p);
+      const msg = { jsonrpc: '2.0', id, method };
+      if (params !== undefined) msg.params = params;
+      try {
+        ws.send(JSON.stringify(msg));
+      } catch (err) {
+        clearTimeout(p.timer);
+        this._pending.delete(String(id));
+        reject(err);
+      }
+    });
+  }
+
+  async _whenConnected(method, timeout) {
+    if (this.state === 'connected' && this._ws) return;
+    let timer;
+    await Promise.race([
+      this.connected(),
+      new Promise((_, reject) => { timer = setTimeout(() => reject(new TimeoutError(method, timeout)), timeout); }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * Call a method on herald ("<plugin>.<method>" or herald's own). Waits for
+   * the connection while reconnecting; rejects with a HeraldError, a
+   * TimeoutError (options.timeout, default callTimeout) or a
+   * ConnectionLostError.
+   */
+  async call(method, params, { timeout = this.options.callTimeout } = {}) {
+    const start = Date.now();
+    await this._whenConnected(method, timeout);
+    return this._send(this._ws, method, params, undefined, Math.max(1, timeout - (Date.now() - start)));
+  }
+
+  /**
+   * Subscribe to channels (an array, or a space-separated string). All or
+   * nothing: a refusal rejects with a HeraldError whose `refused` lists why.
+   * Subscribed channels are kept across reconnects and resumed.
+   */
+  async subscribe(channels, { timeout = this.options.callTimeout } = {}) {
+    const list = typeof channels === 'string' ? channels.split(/\s+/).filter(Boolean) : [...channels];
+    if (list.length === 0) throw new TypeError('herald: subscribe needs at least one channel');
+    await this._whenConnected('subscribe', timeout);
+    const known = [];
+    const fresh = [];
+    for (const ch of list) {
+      const pos = this._channels.get(ch);
+      if (pos) known.push({ channel: ch, seq: pos.seq, epoch: pos.epoch });
+      else if (!fresh.includes(ch)) fresh.push(ch);
+    }
+    if (fresh.length === 0) return known;
+    const res = await this._send(this._ws, 'subscribe', { channels: fresh }, (r) => this._subscribed(r, false), timeout);
+    return known.concat(res.subscriptions);
+  }
+
+  /** End subscriptions; they are not resumed after a reconnect. */
+  async unsubscribe(channels) {
+    const list = typeof channels === 'string' ? channels.split(/\s+/).filter(Boolean) : [...channels];
+    for (const ch of list) this._channels.delete(ch);
+    if (this.state !== 'connected' || !this._ws) return { unsubscribed: [] };
+    try {
+      return await this._send(this._ws, 'unsubscribe', { channels: list });
+    } catch (err) {
+      if (err instanceof ConnectionLostError) return { unsubscribed: [] };
+      throw err;
+    }
+  }
+
+  /** Who is subscribed to a channel this client holds: {count, users}. */
+  presence(channel) {
+    return this.call('presence', { channel });
+  }
+
+  /** Replace the connection's token (and the one used to reconnect). */
+  authenticate(token) {
+    this.token = token;
+    return this.call('authenticate', { token });
+  }
+
+  /** Where the client stands in a channel: {seq, epoch}, or null. */
+  position(channel) {
+    const pos = this._channels.get(channel);
+    return pos ? { ...pos } : null;
+  }
+
+  /** The channels the client holds. */
+  channels() {
+    return [...this._channels.keys()];
+  }
+}
+
+export default Herald;

@@ -1,0 +1,121 @@
+// The client's side of the protocol against a scripted fake WebSocket: no
+// server needed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Herald, Codes, backoff, tokenExpiry } from '../src/herald.js';
+
+function fakeSocket() {
+  const server = { sockets: [], sent: [], subSeq: 5 };
+  class FakeWS {
+    constructor(url) {
+      this.url = url;
+      server.sockets.push(this);
+      setTimeout(() => this.onopen && this.onopen(), 0);
+    }
+    send(text) {
+      const m = JSON.parse(text);
+      server.sent.push(m);
+      if (m.method === 'hello') this.push({ jsonrpc: '2.0', id: m.id, result: { session_id: 's', user_id: 'u' } });
+      if (m.method === 'subscribe') {
+        this.push({ jsonrpc: '2.0', id: m.id, result: { subscriptions: m.params.channels.map((channel) => ({ channel, seq: server.subSeq, epoch: 'e1', ...(m.params.since ? { recovered: false } : {}) })) } });
+      }
+    }
+    push(msg) { setTimeout(() => this.onmessage && this.onmessage({ data: JSON.stringify(msg) }), 0); }
+    close() { setTimeout(() => this.onclose && this.onclose({ code: 1006, reason: '' }), 0); }
+  }
+  server.WebSocket = FakeWS;
+  server.last = () => server.sockets[server.sockets.length - 1];
+  server.reply = (id) => new Promise((resolve) => {
+    const t = setInterval(() => {
+      const r = server.sent.find((m) => m.id === id && !m.method);
+      if (r) { clearInterval(t); resolve(r); }
+    }, 2);
+  });
+  return server;
+}
+
+const until = async (pred) => { while (!pred()) await new Promise((r) => setTimeout(r, 2)); };
+
+test('hello presents the local interface, and only its methods are called', async () => {
+  const server = fakeSocket();
+  let confirmed = 0;
+  const herald = new Herald('ws://x/ws', {
+    WebSocket: server.WebSocket,
+    localInterface: {
+      onNotificationReceived() {},
+      confirm({ room }) { confirmed++; return { room }; },
+      async fail() { throw Object.assign(new Error('no such room'), { code: 4242, data: { room: 'x' } }); },
+      oops() { throw new Error('plain'); },
+    },
+  });
+  await herald.connected();
+  const hello = server.sent.find((m) => m.method === 'hello');
+  assert.deepEqual(hello.params.methods, ['confirm', 'fail', 'onNotificationReceived', 'oops']);
+
+  const ws = server.last();
+  ws.push({ jsonrpc: '2.0', id: 's1', method: 'confirm', params: { room: 'x' } });
+  assert.deepEqual((await server.reply('s1')).result, { room: 'x' });
+  ws.push({ jsonrpc: '2.0', id: 's2', method: 'fail', params: {} });
+  assert.deepEqual((await server.reply('s2')).error, { code: 4242, message: 'no such room', data: { room: 'x' } });
+  ws.push({ jsonrpc: '2.0', id: 's3', method: 'oops' });
+  assert.equal((await server.reply('s3')).error.code, Codes.application);
+  ws.push({ jsonrpc: '2.0', id: 's4', method: 'launchMissiles' });
+  assert.equal((await server.reply('s4')).error.code, Codes.methodNotFound);
+  ws.push({ jsonrpc: '2.0', id: 's5', method: 'toString' });
+  assert.equal((await server.reply('s5')).error.code, Codes.methodNotFound, "Object.prototype's methods are not the app's");
+  assert.equal(confirmed, 1);
+  herald.close();
+});
+
+test('duplicates at or below the position are dropped; batches keep their shape', async () => {
+  const server = fakeSocket();
+  const batches = [];
+  const herald = new Herald('ws://x/ws', { WebSocket: server.WebSocket, localInterface: { onNotificationReceived: ({ notifications }) => { batches.push(notifications); } } });
+  await herald.subscribe('news');
+  const n = (seq) => ({ channel: 'news', seq, event: 'new', object_type: 'm', object: {} });
+  server.last().push({ jsonrpc: '2.0', method: 'onNotificationReceived', params: { notifications: [n(4), n(5), n(6), n(6), n(7)] } });
+  await until(() => batches.length === 1);
+  assert.deepEqual(batches[0].map((x) => x.seq), [6, 7]);
+  assert.deepEqual(herald.position('news'), { seq: 7, epoch: 'e1' });
+  herald.close();
+});
+
+test('after a lost connection: re-subscribe with since, unrecovered before new notifications', async () => {
+  const server = fakeSocket();
+  const order = [];
+  const herald = new Herald('ws://x/ws', {
+    WebSocket: server.WebSocket, minBackoff: 5, maxBackoff: 10,
+    localInterface: { onNotificationReceived: ({ notifications }) => { order.push(...notifications.map((x) => x.seq)); } },
+  });
+  herald.on('unrecovered', ({ channels }) => order.push(channels));
+  await herald.subscribe(['news']);
+  server.subSeq = 1;
+  const first = server.last();
+  first.close();
+  await until(() => server.sockets.length === 2 && herald.state === 'connected');
+  const resub = server.sent.filter((m) => m.method === 'subscribe').pop();
+  assert.deepEqual(resub.params, { channels: ['news'], since: { news: { seq: 5, epoch: 'e1' } } });
+  server.last().push({ jsonrpc: '2.0', method: 'onNotificationReceived', params: { notifications: [{ channel: 'news', seq: 2 }] } });
+  await until(() => order.length === 2);
+  assert.deepEqual(order, [['news'], 2]);
+  herald.close();
+  assert.equal(herald.state, 'closed');
+});
+
+test('backoff doubles, is capped, and is jittered within its upper half', () => {
+  for (let n = 0; n < 20; n++) {
+    const ceil = Math.min(2000, 100 * 2 ** n);
+    const d = backoff(100, 2000, n);
+    assert.ok(d >= ceil / 2 && d <= ceil, `attempt ${n}: ${d}`);
+  }
+});
+
+test('tokenExpiry reads exp without verifying', () => {
+  const body = Buffer.from(JSON.stringify({ sub: 'a', exp: 1700000000 })).toString('base64url');
+  assert.equal(tokenExpiry(`h.${body}.s`), 1700000000 * 1000);
+  assert.equal(tokenExpiry('garbage'), null);
+});
+
+test('no WebSocket in the runtime is a clear error', () => {
+  assert.throws(() => new Herald('ws://x/ws', { WebSocket: null, autoConnect: false, ...(globalThis.WebSocket ? { WebSocket: 42 } : {}) }), /WebSocket/);
+});
