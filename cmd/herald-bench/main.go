@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/heraldhq/herald/internal/rlimit"
 	"io"
 	"os"
 	"os/signal"
@@ -84,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return err
 	}
-	if limit, err := raiseOpenFileLimit(); err != nil {
+	if limit, err := rlimit.RaiseOpenFiles(); err != nil {
 		fmt.Fprintf(stderr, "herald-bench: open-file limit: %v\n", err)
 	} else if uint64(o.Clients)+64 > limit {
 		return fmt.Errorf("%d clients need more open files than the limit of %d", o.Clients, limit)
@@ -125,20 +126,4 @@ func (o *options) check() error {
 		o.Name = fmt.Sprintf("%s %d clients %g/s", o.Mode, o.Clients, o.Rate)
 	}
 	return nil
-}
-
-// raiseOpenFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: each
-// client is a socket.
-func raiseOpenFileLimit() (uint64, error) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0, err
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return 0, err
-		}
-	}
-	return l.Cur, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/heraldhq/herald/internal/rlimit"
 	"io"
 	"net"
 	"net/http"
@@ -33,7 +34,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		cfg.Server.Listen = *listen
 	}
 	logger := newLogger(cfg, stderr)
-	if limit, err := raiseOpenFileLimit(); err != nil {
+	if limit, err := rlimit.RaiseOpenFiles(); err != nil {
 		logger.Warn("open-file limit not raised", "error", err)
 	} else {
 		logger.Debug("open-file limit", "files", limit)
@@ -80,21 +81,4 @@ func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
 		JSONFormat: cfg.Log.Format == "json",
 		Output:     w,
 	})
-}
-
-// raiseOpenFileLimit lifts the soft RLIMIT_NOFILE to the hard limit: every
-// client connection is a file descriptor, and the soft limit is often far
-// below what a hub needs.
-func raiseOpenFileLimit() (uint64, error) {
-	var l syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-		return 0, fmt.Errorf("getrlimit: %w", err)
-	}
-	if l.Cur < l.Max {
-		l.Cur = l.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
-			return 0, fmt.Errorf("setrlimit: %w", err)
-		}
-	}
-	return l.Cur, nil
 }

@@ -196,13 +196,14 @@ func (s *supervisor) stop(ctx context.Context) error {
 func (s *supervisor) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Name: s.cfg.Name, State: s.state, Restarts: s.restarts, LastError: s.lastErr, Since: s.since}
+	st := Status{Name: s.cfg.Name, State: s.state, Restarts: s.restarts, LastError: s.lastErr, Since: s.since,
+		Prefixes: []string{}, Methods: []string{}, Routes: []string{}}
 	if s.inst != nil {
 		st.PID = s.inst.pid
 	}
 	if m := s.manifest; m != nil {
 		st.Version = m.GetVersion()
-		st.Prefixes = m.GetPrefixes()
+		st.Prefixes = append(st.Prefixes, m.GetPrefixes()...)
 		for _, me := range m.GetMethods() {
 			st.Methods = append(st.Methods, me.GetName())
 		}
