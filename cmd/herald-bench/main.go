@@ -17,12 +17,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/heraldhq/herald/internal/rlimit"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/heraldhq/herald/internal/rlimit"
 )
 
 func main() {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/heraldhq/herald/internal/rlimit"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/server"
+	"github.com/heraldhq/herald/internal/rlimit"
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
