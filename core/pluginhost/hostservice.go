@@ -32,10 +32,18 @@ func toPBError(err error) *pluginpb.Error {
 
 // Emit handles the plugin's event path: batches in, in order; each batch goes
 // to the core in one call, and the ack goes back once the core returned, i.e.
-// once the notifications are in history.
+// once the notifications are in history. The conversion slice and the ack's
+// messages are reused from batch to batch (Send has encoded the ack when it
+// returns), so a batch costs the host no allocation per notification beyond
+// decoding it and what the core does.
 func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	ctx := stream.Context()
-	var ns []Notification
+	emitted := h.m.met.emitted.WithLabelValues(h.plugin)
+	var (
+		ns  []Notification
+		out []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
+		ack pluginpb.EmitAck
+	)
 	for {
 		b, err := stream.Recv()
 		if err == io.EOF {
@@ -49,21 +57,36 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			ns = append(ns, Notification{Channel: n.GetChannel(), Event: n.GetEvent(), ObjectType: n.GetObjectType(),
 				ObjectName: n.GetObjectName(), Object: n.GetObject()})
 		}
-		ack := &pluginpb.EmitAck{Id: b.GetId()}
+		ack.Id, ack.Published, ack.Error = b.GetId(), nil, nil
 		pub, err := h.m.opts.Core.Emit(ctx, h.plugin, ns)
+		clear(ns) // do not keep the batch's bytes alive until the next one
 		switch {
 		case err != nil:
 			ack.Error = toPBError(err)
 		case len(pub) != len(ns):
 			ack.Error = toPBError(rpc.Errorf(rpc.CodeInternal, "core published %d of %d notifications", len(pub), len(ns)))
 		default:
-			ack.Published = make([]*pluginpb.Published, len(pub))
-			for i, p := range pub {
-				ack.Published[i] = &pluginpb.Published{Channel: p.Channel, Seq: p.Seq, Id: p.ID}
+			out = out[:0]
+			for _, p := range pub {
+				k := len(out)
+				var m *pluginpb.Published
+				if k < cap(out) {
+					m = out[:k+1][k]
+				}
+				if m == nil {
+					m = new(pluginpb.Published)
+				}
+				m.Channel, m.Seq, m.Id = p.Channel, p.Seq, p.ID
+				out = append(out, m)
 			}
-			h.m.met.emitted.WithLabelValues(h.plugin).Add(float64(len(pub)))
+			ack.Published = out
+			emitted.Add(float64(len(pub)))
 		}
-		if err := stream.Send(ack); err != nil {
+		err = stream.Send(&ack)
+		for _, m := range out {
+			m.Channel, m.Id = "", ""
+		}
+		if err != nil {
 			return err
 		}
 	}
