@@ -373,7 +373,7 @@ func (st *emitStream) send(batch []*emitReq, n int, buf []*pluginpb.Notification
 	for _, r := range batch {
 		ns = append(ns, r.ns...)
 	}
-	err := st.s.Send(&pluginpb.EmitBatch{Id: id, Notifications: ns})
+	err := st.s.Send(&pluginpb.EmitBatch{Id: id, Notifications: ns, ColumnarAck: true})
 	clear(ns)
 	// The ack may be read before Send returns; the receiver waits for this
 	// before handing the requests (and their messages) back to the emitters.
@@ -438,19 +438,31 @@ func deliver(batch []*emitReq, ack *pluginpb.EmitAck) {
 		failAll(batch, e)
 		return
 	}
-	pub := ack.GetPublished()
 	total := 0
 	for _, r := range batch {
 		total += len(r.ns)
 	}
-	if len(pub) != total {
-		failAll(batch, fmt.Errorf("emit: host acknowledged %d of %d notifications", len(pub), total))
-		return
-	}
 	// One backing array for the whole batch: one allocation, not one per emit.
-	all := make([]Published, total)
-	for i, p := range pub {
-		all[i] = Published{Channel: p.GetChannel(), Seq: p.GetSeq(), ID: p.GetId()}
+	var all []Published
+	if seqs, ids := ack.GetSeqs(), ack.GetIds(); len(seqs) == total && len(ids) == total {
+		// Columnar (what the SDK asks for): the channels are ours.
+		all = make([]Published, total)
+		i := 0
+		for _, r := range batch {
+			for _, n := range r.ns {
+				all[i] = Published{Channel: n.Channel, Seq: seqs[i], ID: ids[i]}
+				i++
+			}
+		}
+	} else if pub := ack.GetPublished(); len(pub) == total {
+		// A host that predates columnar acks.
+		all = make([]Published, total)
+		for i, p := range pub {
+			all[i] = Published{Channel: p.GetChannel(), Seq: p.GetSeq(), ID: p.GetId()}
+		}
+	} else {
+		failAll(batch, fmt.Errorf("emit: host acknowledged %d of %d notifications", max(len(pub), len(seqs)), total))
+		return
 	}
 	off := 0
 	for _, r := range batch {

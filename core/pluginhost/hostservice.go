@@ -32,7 +32,9 @@ func toPBError(err error) *pluginpb.Error {
 
 // Emit handles the plugin's event path: batches in, in order; each batch goes
 // to the core in one call, and the ack goes back once the core returned, i.e.
-// once the notifications are in history. The conversion slice and the ack's
+// once the notifications are in history. A plugin that asks for it gets the
+// ack in columns (seqs, ids), not one Published message per notification.
+// The conversion slice and the ack's
 // messages are reused from batch to batch (Send has encoded the ack when it
 // returns), so a batch costs the host no allocation per notification beyond
 // decoding it and what the core does.
@@ -42,6 +44,8 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	var (
 		ns  []Notification
 		out []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
+		seqs []uint64
+		ids  []string
 		ack pluginpb.EmitAck
 	)
 	for {
@@ -57,7 +61,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			ns = append(ns, Notification{Channel: n.GetChannel(), Event: n.GetEvent(), ObjectType: n.GetObjectType(),
 				ObjectName: n.GetObjectName(), Object: n.GetObject()})
 		}
-		ack.Id, ack.Published, ack.Error = b.GetId(), nil, nil
+		ack.Id, ack.Published, ack.Error, ack.Seqs, ack.Ids = b.GetId(), nil, nil, nil, nil
 		pub, err := h.m.opts.Core.Emit(ctx, h.plugin, ns)
 		clear(ns) // do not keep the batch's bytes alive until the next one
 		switch {
@@ -65,6 +69,14 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			ack.Error = toPBError(err)
 		case len(pub) != len(ns):
 			ack.Error = toPBError(rpc.Errorf(rpc.CodeInternal, "core published %d of %d notifications", len(pub), len(ns)))
+		case b.GetColumnarAck():
+			seqs, ids = seqs[:0], ids[:0]
+			for _, p := range pub {
+				seqs = append(seqs, p.Seq)
+				ids = append(ids, p.ID)
+			}
+			ack.Seqs, ack.Ids = seqs, ids
+			emitted.Add(float64(len(pub)))
 		default:
 			out = out[:0]
 			for _, p := range pub {
@@ -86,6 +98,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		for _, m := range out {
 			m.Channel, m.Id = "", ""
 		}
+		clear(ids)
 		if err != nil {
 			return err
 		}
