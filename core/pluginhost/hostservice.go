@@ -42,11 +42,11 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	ctx := stream.Context()
 	emitted := h.m.met.emitted.WithLabelValues(h.plugin)
 	var (
-		ns  []Notification
-		out []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
+		ns   []Notification
+		out  []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
 		seqs []uint64
 		ids  []string
-		ack pluginpb.EmitAck
+		ack  pluginpb.EmitAck
 	)
 	for {
 		b, err := stream.Recv()
