@@ -68,6 +68,7 @@ func benchEmit(b *testing.B, workers, per int) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "notifications/s")
 	b.ReportMetric(float64((h1-h0).Nanoseconds())/1e3/float64(b.N), "host-cpu-µs/n")
 	b.ReportMetric(float64((p1-p0).Nanoseconds())/1e3/float64(b.N), "plugin-cpu-µs/n")
+	b.ReportMetric(float64(b.N)/float64(core.batches), "n/batch")
 }
 
 // BenchmarkAuthorize measures one Authorize round trip (host -> plugin ->
