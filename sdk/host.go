@@ -48,18 +48,7 @@ func (h *host) Emit(ctx context.Context, ns ...Notification) ([]Published, error
 	if len(ns) == 0 {
 		return nil, nil
 	}
-	pbs := make([]*pluginpb.Notification, len(ns))
-	for i, n := range ns {
-		obj, err := marshalObject(n.Object)
-		if err != nil {
-			return nil, fmt.Errorf("emit to %q: object: %w", n.Channel, err)
-		}
-		pbs[i] = &pluginpb.Notification{
-			Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType,
-			ObjectName: n.ObjectName, Object: obj,
-		}
-	}
-	return h.emit.emit(ctx, pbs)
+	return h.emit.emit(ctx, ns)
 }
 
 func (h *host) Subscribe(ctx context.Context, connID, channel string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -241,4 +242,53 @@ func TestHTTPRouteStreams(t *testing.T) {
 	resp2.Body.Close()
 	require.Equal(t, 404, resp2.StatusCode)
 	srv.CloseClientConnections()
+}
+
+// Many large concurrent emits overflow the SDK's bounded queue: Emit waits
+// for room, and every notification still arrives once, in each emitter's
+// order, with the acknowledgement matching what was sent.
+func TestEmitsBeyondTheQueueWaitAndKeepOrder(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, nil)
+	const workers, calls, per = 32, 2, 900 // 28,800 at once: more than queue and window hold
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := fmt.Sprintf("t:q%d", w)
+			for c := 0; c < calls; c++ {
+				ns := make([]sdk.Notification, per)
+				for i := range ns {
+					ns[i] = sdk.Notification{Channel: ch, Event: "e", ObjectType: "o", Object: c*per + i}
+				}
+				pub, err := p.host.Emit(context.Background(), ns...)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for i, x := range pub {
+					if x.Channel != ch || x.Seq != uint64(c*per+i+1) {
+						errs <- fmt.Errorf("%s: notification %d acknowledged as %+v", ch, c*per+i, x)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	next := map[string]int{}
+	ns := h.Emitted()
+	require.Len(t, ns, workers*calls*per)
+	for _, n := range ns {
+		want := strconv.Itoa(next[n.Channel])
+		require.Equal(t, want, string(n.Object), "%s in order", n.Channel)
+		next[n.Channel]++
+	}
 }

@@ -38,6 +38,9 @@ func Serve(p Plugin) {
 
 	// Herald reloads on SIGHUP; the plugin runs in its own process group,
 	// but a stray group-wide SIGHUP must not kill it either.
+	stopProfile := startCPUProfile(log)
+	defer stopProfile()
+
 	signal.Ignore(syscall.SIGHUP)
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM)
@@ -55,6 +58,7 @@ func Serve(p Plugin) {
 		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 		s.drainAndClose(ctx)
 		cancel()
+		stopProfile()
 		os.Exit(0)
 	}()
 

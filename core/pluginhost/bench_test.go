@@ -3,6 +3,7 @@ package pluginhost_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"sort"
 	"testing"
 	"time"
@@ -11,21 +12,48 @@ import (
 	"github.com/heraldhq/herald/core/pluginhost"
 )
 
-// emitWorkers is how many goroutines of the plugin emit at once.
-var emitWorkers = 512
-
 // BenchmarkEmit measures the event path across the process boundary: the
-// tester plugin emits b.N small notifications, one per Emit call, from
-// emitWorkers goroutines at once, so the SDK batches them on its one stream;
-// the host's recording Core acknowledges each batch. Reported: notifications/s.
+// tester plugin emits b.N small notifications from several goroutines at
+// once, so the SDK batches them on its one stream; the host's recording Core
+// acknowledges each batch. Two shapes: one notification per Emit call from
+// many goroutines (the SDK must coalesce them), and 100 per call from a few.
+// Reported: notifications/s (wall clock), and the CPU time per notification
+// of the host process and of the plugin process (user + system), which
+// stays meaningful on a shared machine where wall clock does not.
+// HERALD_BENCH_PLUGIN_CPUPROFILE=path makes the plugin write a CPU profile
+// there (the SDK honours HERALD_PLUGIN_CPUPROFILE).
 func BenchmarkEmit(b *testing.B) {
+	for _, c := range []struct{ workers, per int }{{512, 1}, {8, 100}} {
+		b.Run(fmt.Sprintf("workers=%d/per=%d", c.workers, c.per), func(b *testing.B) {
+			benchEmit(b, c.workers, c.per)
+		})
+	}
+}
+
+func benchEmit(b *testing.B, workers, per int) {
 	core := newRecorder()
 	core.keep = false
 	m := newManager(b, core, nil)
-	if err := m.Apply(bg, []config.Plugin{block(b, "tester", "tester", nil)}); err != nil {
+	var env map[string]string
+	if p := os.Getenv("HERALD_BENCH_PLUGIN_CPUPROFILE"); p != "" {
+		env = map[string]string{"HERALD_PLUGIN_CPUPROFILE": fmt.Sprintf("%s.%d-%d", p, workers, per)}
+	}
+	if err := m.Apply(bg, []config.Plugin{block(b, "tester", "tester", env)}); err != nil {
 		b.Fatal(err)
 	}
-	params := json.RawMessage(fmt.Sprintf(`{"channel":"tester:b","count":%d,"workers":%d}`, b.N, emitWorkers))
+	params := json.RawMessage(fmt.Sprintf(`{"channel":"tester:b","count":%d,"workers":%d,"per":%d}`, b.N, workers, per))
+	pluginCPU := func() time.Duration {
+		r, err := m.Call(bg, "tester", "cpu", pluginhost.Caller{Backend: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ns int64
+		if err := json.Unmarshal(r, &ns); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ns)
+	}
+	p0, h0 := pluginCPU(), hostCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	if _, err := m.Call(bg, "tester", "flood", pluginhost.Caller{Backend: true}, params); err != nil {
@@ -33,10 +61,14 @@ func BenchmarkEmit(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.StopTimer()
+	p1, h1 := pluginCPU(), hostCPU(b)
 	if core.count != b.N {
 		b.Fatalf("recorded %d of %d", core.count, b.N)
 	}
 	b.ReportMetric(float64(b.N)/el.Seconds(), "notifications/s")
+	b.ReportMetric(float64((h1-h0).Nanoseconds())/1e3/float64(b.N), "host-cpu-µs/n")
+	b.ReportMetric(float64((p1-p0).Nanoseconds())/1e3/float64(b.N), "plugin-cpu-µs/n")
+	b.ReportMetric(float64(b.N)/float64(core.batches), "n/batch")
 }
 
 // BenchmarkAuthorize measures one Authorize round trip (host -> plugin ->

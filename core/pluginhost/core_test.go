@@ -31,6 +31,7 @@ type recorder struct {
 	seq      map[string]uint64
 	emitted  []pluginhost.Notification
 	count    int
+	batches  int  // Emit calls: one per batch the plugin sent
 	keep     bool // false in benchmarks: count only
 	conns    map[string]*pluginhost.Connection
 	onClient func(connID, method string, params json.RawMessage) (json.RawMessage, error)
@@ -54,6 +55,7 @@ func (r *recorder) Emit(_ context.Context, plugin string, ns []pluginhost.Notifi
 		}
 	}
 	r.count += len(ns)
+	r.batches++
 	return out, nil
 }
 

@@ -32,38 +32,70 @@ func toPBError(err error) *pluginpb.Error {
 
 // Emit handles the plugin's event path: batches in, in order; each batch goes
 // to the core in one call, and the ack goes back once the core returned, i.e.
-// once the notifications are in history.
+// once the notifications are in history. Batches arrive decoded straight
+// into Notifications (emitcodec.go). A plugin that asks for it gets the ack
+// in columns (seqs, ids), not one Published message per notification. The
+// ack's messages are reused from batch to batch (Send has encoded the ack
+// when it returns), so a batch costs the host no allocation per
+// notification beyond its strings and what the core does.
 func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	ctx := stream.Context()
-	var ns []Notification
+	emitted := h.m.met.emitted.WithLabelValues(h.plugin)
+	var (
+		f    emitFrame
+		out  []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
+		seqs []uint64
+		ids  []string
+		ack  pluginpb.EmitAck
+	)
 	for {
-		b, err := stream.Recv()
+		err := stream.RecvMsg(&f)
 		if err == io.EOF {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		ns = ns[:0]
-		for _, n := range b.GetNotifications() {
-			ns = append(ns, Notification{Channel: n.GetChannel(), Event: n.GetEvent(), ObjectType: n.GetObjectType(),
-				ObjectName: n.GetObjectName(), Object: n.GetObject()})
-		}
-		ack := &pluginpb.EmitAck{Id: b.GetId()}
+		ns := f.ns
+		ack.Id, ack.Published, ack.Error, ack.Seqs, ack.Ids = f.id, nil, nil, nil, nil
 		pub, err := h.m.opts.Core.Emit(ctx, h.plugin, ns)
+		clear(ns) // do not keep the batch's objects alive until the next one
 		switch {
 		case err != nil:
 			ack.Error = toPBError(err)
 		case len(pub) != len(ns):
 			ack.Error = toPBError(rpc.Errorf(rpc.CodeInternal, "core published %d of %d notifications", len(pub), len(ns)))
-		default:
-			ack.Published = make([]*pluginpb.Published, len(pub))
-			for i, p := range pub {
-				ack.Published[i] = &pluginpb.Published{Channel: p.Channel, Seq: p.Seq, Id: p.ID}
+		case f.columnar:
+			seqs, ids = seqs[:0], ids[:0]
+			for _, p := range pub {
+				seqs = append(seqs, p.Seq)
+				ids = append(ids, p.ID)
 			}
-			h.m.met.emitted.WithLabelValues(h.plugin).Add(float64(len(pub)))
+			ack.Seqs, ack.Ids = seqs, ids
+			emitted.Add(float64(len(pub)))
+		default:
+			out = out[:0]
+			for _, p := range pub {
+				k := len(out)
+				var m *pluginpb.Published
+				if k < cap(out) {
+					m = out[:k+1][k]
+				}
+				if m == nil {
+					m = new(pluginpb.Published)
+				}
+				m.Channel, m.Seq, m.Id = p.Channel, p.Seq, p.ID
+				out = append(out, m)
+			}
+			ack.Published = out
+			emitted.Add(float64(len(pub)))
 		}
-		if err := stream.Send(ack); err != nil {
+		err = stream.Send(&ack)
+		for _, m := range out {
+			m.Channel, m.Id = "", ""
+		}
+		clear(ids)
+		if err != nil {
 			return err
 		}
 	}

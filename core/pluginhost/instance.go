@@ -130,7 +130,8 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 	go func() { // ends when the broker closes (kill) or the server stops
 		defer close(inst.hostDone)
 		conn.Broker.AcceptAndServe(hostID, func(opts []grpc.ServerOption) *grpc.Server {
-			s := grpc.NewServer(append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)...)
+			opts = append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)
+			s := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(newEmitCodec()))...)
 			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, log: log})
 			inst.hostMu.Lock()
 			inst.hostSrv = s

@@ -1345,6 +1345,11 @@ type EmitBatch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // increasing per stream; the ack repeats it
 	Notifications []*Notification        `protobuf:"bytes,2,rep,name=notifications,proto3" json:"notifications,omitempty"`
+	// The plugin takes the ack in columns (EmitAck.seqs and ids): it knows
+	// each notification's channel. Cheaper on both sides than one Published
+	// message per notification. A host that predates the field ignores it and
+	// answers with published, which the plugin also takes.
+	ColumnarAck   bool `protobuf:"varint,3,opt,name=columnar_ack,json=columnarAck,proto3" json:"columnar_ack,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1391,6 +1396,13 @@ func (x *EmitBatch) GetNotifications() []*Notification {
 		return x.Notifications
 	}
 	return nil
+}
+
+func (x *EmitBatch) GetColumnarAck() bool {
+	if x != nil {
+		return x.ColumnarAck
+	}
+	return false
 }
 
 type Published struct {
@@ -1454,10 +1466,14 @@ func (x *Published) GetId() string {
 }
 
 type EmitAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Published     []*Published           `protobuf:"bytes,2,rep,name=published,proto3" json:"published,omitempty"` // one per notification, same order
-	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`         // set when none of the batch was published
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	Published []*Published           `protobuf:"bytes,2,rep,name=published,proto3" json:"published,omitempty"` // one per notification, same order; empty if columnar
+	Error     *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`         // set when none of the batch was published
+	// When the batch asked for columnar_ack: per notification, same order,
+	// its seq and its id (the channel is the notification's own).
+	Seqs          []uint64 `protobuf:"varint,4,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	Ids           []string `protobuf:"bytes,5,rep,name=ids,proto3" json:"ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1509,6 +1525,20 @@ func (x *EmitAck) GetPublished() []*Published {
 func (x *EmitAck) GetError() *Error {
 	if x != nil {
 		return x.Error
+	}
+	return nil
+}
+
+func (x *EmitAck) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *EmitAck) GetIds() []string {
+	if x != nil {
+		return x.Ids
 	}
 	return nil
 }
@@ -1926,18 +1956,21 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"objectType\x12\x1f\n" +
 	"\vobject_name\x18\x04 \x01(\tR\n" +
 	"objectName\x12\x16\n" +
-	"\x06object\x18\x05 \x01(\fR\x06object\"a\n" +
+	"\x06object\x18\x05 \x01(\fR\x06object\"\x84\x01\n" +
 	"\tEmitBatch\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12D\n" +
-	"\rnotifications\x18\x02 \x03(\v2\x1e.herald.plugin.v1.NotificationR\rnotifications\"G\n" +
+	"\rnotifications\x18\x02 \x03(\v2\x1e.herald.plugin.v1.NotificationR\rnotifications\x12!\n" +
+	"\fcolumnar_ack\x18\x03 \x01(\bR\vcolumnarAck\"G\n" +
 	"\tPublished\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x0e\n" +
-	"\x02id\x18\x03 \x01(\tR\x02id\"\x83\x01\n" +
+	"\x02id\x18\x03 \x01(\tR\x02id\"\xa9\x01\n" +
 	"\aEmitAck\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x129\n" +
 	"\tpublished\x18\x02 \x03(\v2\x1b.herald.plugin.v1.PublishedR\tpublished\x12-\n" +
-	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"H\n" +
+	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\x12\x12\n" +
+	"\x04seqs\x18\x04 \x03(\x04R\x04seqs\x12\x10\n" +
+	"\x03ids\x18\x05 \x03(\tR\x03ids\"H\n" +
 	"\x13SubscriptionRequest\x12\x17\n" +
 	"\aconn_id\x18\x01 \x01(\tR\x06connId\x12\x18\n" +
 	"\achannel\x18\x02 \x01(\tR\achannel\":\n" +

@@ -63,7 +63,8 @@ func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
 		if err != nil {
 			return err
 		}
-		ack := &pluginpb.EmitAck{Id: b.GetId(), Published: make([]*pluginpb.Published, 0, len(b.GetNotifications()))}
+		// Like the host: columns when the SDK asks for them.
+		ack := &pluginpb.EmitAck{Id: b.GetId()}
 		r.mu.Lock()
 		r.batches++
 		for _, n := range b.GetNotifications() {
@@ -73,7 +74,11 @@ func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
 			r.emitted = append(r.emitted, Emitted{Channel: n.GetChannel(), Event: n.GetEvent(),
 				ObjectType: n.GetObjectType(), ObjectName: n.GetObjectName(),
 				Object: json.RawMessage(n.GetObject()), Seq: s, ID: id, Batch: b.GetId()})
-			ack.Published = append(ack.Published, &pluginpb.Published{Channel: n.GetChannel(), Seq: s, Id: id})
+			if b.GetColumnarAck() {
+				ack.Seqs, ack.Ids = append(ack.Seqs, s), append(ack.Ids, id)
+			} else {
+				ack.Published = append(ack.Published, &pluginpb.Published{Channel: n.GetChannel(), Seq: s, Id: id})
+			}
 		}
 		close(r.changed)
 		r.changed = make(chan struct{})

@@ -36,6 +36,7 @@ func (t *tester) Manifest() sdk.Manifest {
 		Methods: []sdk.Method{
 			{Name: "emitN", Handler: t.emitN},
 			{Name: "flood", Handler: t.flood},
+			{Name: "cpu", Handler: cpuTime},
 			{Name: "crash", Handler: func(context.Context, *sdk.Call) (any, error) {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
@@ -106,15 +107,29 @@ func (t *tester) emitN(ctx context.Context, c *sdk.Call) (any, error) {
 	return map[string]uint64{"last_seq": last}, nil
 }
 
+// cpuTime answers the plugin process's CPU time so far (user + system, in
+// nanoseconds), so a benchmark can charge the plugin side its share.
+func cpuTime(context.Context, *sdk.Call) (any, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return nil, err
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano(), nil
+}
+
 // flood emits count small notifications from workers goroutines at once,
-// one notification per Emit, and returns when all are acknowledged.
+// per notifications per Emit call (1 when unset), and returns when all are
+// acknowledged.
 func (t *tester) flood(ctx context.Context, c *sdk.Call) (any, error) {
 	var p struct {
-		Channel        string
-		Count, Workers int
+		Channel             string
+		Count, Workers, Per int
 	}
 	if err := c.Bind(&p); err != nil {
 		return nil, err
+	}
+	if p.Per < 1 {
+		p.Per = 1
 	}
 	obj := []byte(`{"k":"v"}`)
 	var wg sync.WaitGroup
@@ -124,8 +139,19 @@ func (t *tester) flood(ctx context.Context, c *sdk.Call) (any, error) {
 		go func() {
 			defer wg.Done()
 			ch := fmt.Sprintf("%s:%d", p.Channel, w)
-			for i := w; i < p.Count; i += p.Workers {
-				if _, err := c.Host.Emit(ctx, sdk.Notification{Channel: ch, Event: "e", ObjectType: "o", Object: obj}); err != nil {
+			// This worker's share: notifications w, w+Workers, ...
+			mine := 0
+			if w < p.Count {
+				mine = (p.Count-w-1)/p.Workers + 1
+			}
+			ns := make([]sdk.Notification, 0, p.Per)
+			for mine > 0 {
+				ns = ns[:0]
+				for len(ns) < p.Per && mine > 0 {
+					ns = append(ns, sdk.Notification{Channel: ch, Event: "e", ObjectType: "o", Object: obj})
+					mine--
+				}
+				if _, err := c.Host.Emit(ctx, ns...); err != nil {
 					errs <- err
 					return
 				}
