@@ -66,15 +66,14 @@ func TestAnonymousAccess(t *testing.T) {
 }
 
 func TestConnectionWithoutTokenIsClosedAfterAuthTimeout(t *testing.T) {
-	// Unauthenticated sockets cannot linger: the default allows 10s.
-	if testing.Short() {
-		t.Skip("waits for the auth timeout")
-	}
-	h := heraldtest.Start(t, heraldtest.Options{})
-	c := h.Dial(t, "")
+	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n auth_timeout = \"1s\"", heraldtest.Secret, heraldtest.APIKey)})
+	lingering := h.Dial(t, "")
+	signedIn := h.Dial(t, "")
 	start := time.Now()
-	require.Equal(t, 4001, c.WaitClosed(t))
-	require.GreaterOrEqual(t, time.Since(start), 5*time.Second)
+	signedIn.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")})
+	require.Equal(t, 4001, lingering.WaitClosed(t))
+	require.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond)
+	signedIn.MustCall(t, "ping", nil)
 }
 
 func TestTokenExpiryNotifiesThenDropsAfterGrace(t *testing.T) {

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -77,6 +78,16 @@ func TestPublishAPI(t *testing.T) {
 		require.Len(t, c.Notifications(t, 1), 1)
 		c.NoNotification(t, 200*time.Millisecond)
 	})
+}
+
+func TestPublishBodyLimit(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: `limits { max_publish_bytes = 2048 }`})
+	big := heraldtest.N("news", "e", "t", fmt.Sprintf(`{"pad":%q}`, strings.Repeat("z", 4096)))
+	status, body := h.PublishRaw(t, big, nil)
+	require.Equal(t, http.StatusRequestEntityTooLarge, status)
+	require.Contains(t, string(body), "limits.max_publish_bytes")
+	status, _ = h.PublishRaw(t, heraldtest.N("news", "e", "t", `{}`), nil)
+	require.Equal(t, 200, status)
 }
 
 func TestHealthReadyMetrics(t *testing.T) {

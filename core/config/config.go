@@ -31,6 +31,9 @@ type Auth struct {
 	Anonymous    bool          // default false
 	OpenChannels bool          // default true
 	ExpiryGrace  time.Duration // default 30s
+	// AuthTimeout is how long a connection without a token may take to
+	// authenticate before it is closed with 4001. Default 10s.
+	AuthTimeout time.Duration
 }
 
 // Delivery is the `delivery` block.
@@ -38,6 +41,8 @@ type Delivery struct {
 	MaxBatch    int           // default 128
 	MaxDelay    time.Duration // default 2ms
 	OutboxLimit int           // default 4096
+	// WriteTimeout bounds one write to a client's socket. Default 10s.
+	WriteTimeout time.Duration
 }
 
 // Limits is the `limits` block.
@@ -45,6 +50,13 @@ type Limits struct {
 	MaxFrameBytes    int64   // default 65536
 	CallsPerSecond   float64 // default 50
 	MaxSubscriptions int     // default 1000
+	// CallTimeout bounds plugin calls and server-to-client calls. Default 10s.
+	CallTimeout time.Duration
+	// MaxInflightCalls bounds the plugin calls one connection may have
+	// running at once. Default 32.
+	MaxInflightCalls int
+	// MaxPublishBytes bounds one HTTP API request body. Default 4 MiB.
+	MaxPublishBytes int64
 }
 
 // History is the `history` block.
@@ -95,9 +107,10 @@ type Plugin struct {
 func Defaults() Config {
 	return Config{
 		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}},
-		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second},
-		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096},
-		Limits:   Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000},
+		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
+		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, WriteTimeout: 10 * time.Second},
+		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,
+			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxPublishBytes: 4 << 20},
 		History:  History{Size: 1000, TTL: 10 * time.Minute},
 		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},
 		Broker:   Broker{Kind: "memory"},

@@ -66,6 +66,11 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, int64(65536), c.Limits.MaxFrameBytes)
 	require.Equal(t, 50.0, c.Limits.CallsPerSecond)
 	require.Equal(t, 1000, c.Limits.MaxSubscriptions)
+	require.Equal(t, 10*time.Second, c.Limits.CallTimeout)
+	require.Equal(t, 32, c.Limits.MaxInflightCalls)
+	require.Equal(t, int64(4<<20), c.Limits.MaxPublishBytes)
+	require.Equal(t, 10*time.Second, c.Delivery.WriteTimeout)
+	require.Equal(t, 10*time.Second, c.Auth.AuthTimeout)
 	require.Equal(t, 1000, c.History.Size)
 	require.Equal(t, 10*time.Minute, c.History.TTL)
 	require.Equal(t, 50000, c.Overload.BusyConnections)
@@ -93,16 +98,21 @@ auth {
   anonymous     = true
   open_channels = false
   expiry_grace  = "1m"
+  auth_timeout  = "3s"
 }
 delivery {
-  max_batch    = 16
-  max_delay    = "5ms"
-  outbox_limit = 100
+  max_batch     = 16
+  max_delay     = "5ms"
+  outbox_limit  = 100
+  write_timeout = "4s"
 }
 limits {
-  max_frame_bytes   = 1024
-  calls_per_second  = 2.5
-  max_subscriptions = 3
+  max_frame_bytes    = 1024
+  calls_per_second   = 2.5
+  max_subscriptions  = 3
+  call_timeout       = "5s"
+  max_inflight_calls = 6
+  max_publish_bytes  = 2048
 }
 history {
   size = 0
@@ -132,9 +142,10 @@ plugin "bare" {
 }
 `)
 	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}}, c.Server)
-	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute}, c.Auth)
-	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100}, c.Delivery)
-	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3}, c.Limits)
+	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
+	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, WriteTimeout: 4 * time.Second}, c.Delivery)
+	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,
+		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxPublishBytes: 2048}, c.Limits)
 	require.Equal(t, config.History{Size: 0, TTL: 0}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
 	require.Equal(t, config.Broker{Kind: "nats", URL: "nats://10.0.0.1:4222"}, c.Broker)

@@ -130,20 +130,25 @@ var sections = []section{
 			"anonymous":     func(v value) { v.boolean(&c.Auth.Anonymous) },
 			"open_channels": func(v value) { v.boolean(&c.Auth.OpenChannels) },
 			"expiry_grace":  func(v value) { v.duration(&c.Auth.ExpiryGrace) },
+			"auth_timeout":  func(v value) { v.duration(&c.Auth.AuthTimeout) },
 		}
 	}},
 	{"delivery", func(c *Config) map[string]field {
 		return map[string]field{
-			"max_batch":    func(v value) { v.integer(&c.Delivery.MaxBatch) },
-			"max_delay":    func(v value) { v.duration(&c.Delivery.MaxDelay) },
-			"outbox_limit": func(v value) { v.integer(&c.Delivery.OutboxLimit) },
+			"max_batch":     func(v value) { v.integer(&c.Delivery.MaxBatch) },
+			"max_delay":     func(v value) { v.duration(&c.Delivery.MaxDelay) },
+			"outbox_limit":  func(v value) { v.integer(&c.Delivery.OutboxLimit) },
+			"write_timeout": func(v value) { v.duration(&c.Delivery.WriteTimeout) },
 		}
 	}},
 	{"limits", func(c *Config) map[string]field {
 		return map[string]field{
-			"max_frame_bytes":   func(v value) { v.int64(&c.Limits.MaxFrameBytes) },
-			"calls_per_second":  func(v value) { v.float(&c.Limits.CallsPerSecond) },
-			"max_subscriptions": func(v value) { v.integer(&c.Limits.MaxSubscriptions) },
+			"max_frame_bytes":    func(v value) { v.int64(&c.Limits.MaxFrameBytes) },
+			"calls_per_second":   func(v value) { v.float(&c.Limits.CallsPerSecond) },
+			"max_subscriptions":  func(v value) { v.integer(&c.Limits.MaxSubscriptions) },
+			"call_timeout":       func(v value) { v.duration(&c.Limits.CallTimeout) },
+			"max_inflight_calls": func(v value) { v.integer(&c.Limits.MaxInflightCalls) },
+			"max_publish_bytes":  func(v value) { v.int64(&c.Limits.MaxPublishBytes) },
 		}
 	}},
 	{"history", func(c *Config) map[string]field {

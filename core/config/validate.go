@@ -49,15 +49,20 @@ func (d *decoder) validate(c *Config) {
 		}
 	}
 	notNegative("auth.expiry_grace", int64(c.Auth.ExpiryGrace), c.Auth.ExpiryGrace.String())
+	check("auth.auth_timeout", c.Auth.AuthTimeout > 0, "must be greater than 0 (got %s)", c.Auth.AuthTimeout)
 
 	atLeast("delivery.max_batch", int64(c.Delivery.MaxBatch), 1)
 	notNegative("delivery.max_delay", int64(c.Delivery.MaxDelay), c.Delivery.MaxDelay.String())
 	atLeast("delivery.outbox_limit", int64(c.Delivery.OutboxLimit), 1)
+	check("delivery.write_timeout", c.Delivery.WriteTimeout > 0, "must be greater than 0 (got %s)", c.Delivery.WriteTimeout)
 
 	atLeast("limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1024)
 	check("limits.calls_per_second", c.Limits.CallsPerSecond > 0,
 		"must be greater than 0 (got %s)", formatFloat(c.Limits.CallsPerSecond))
 	atLeast("limits.max_subscriptions", int64(c.Limits.MaxSubscriptions), 1)
+	check("limits.call_timeout", c.Limits.CallTimeout > 0, "must be greater than 0 (got %s)", c.Limits.CallTimeout)
+	atLeast("limits.max_inflight_calls", int64(c.Limits.MaxInflightCalls), 1)
+	atLeast("limits.max_publish_bytes", c.Limits.MaxPublishBytes, 1024)
 
 	notNegative("history.size", int64(c.History.Size), strconv.Itoa(c.History.Size))
 	notNegative("history.ttl", int64(c.History.TTL), c.History.TTL.String())

@@ -16,9 +16,6 @@ import (
 	"github.com/heraldhq/herald/core/rpc"
 )
 
-// maxPublishBody bounds one HTTP API request body.
-const maxPublishBody = 4 << 20
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -142,9 +139,9 @@ func parseNotification(raw json.RawMessage) (broker.Notification, error) {
 }
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes", maxPublishBody))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
 		return
 	}
 	ns, err := parsePublish(body)
@@ -186,9 +183,9 @@ func (s *Server) publish(ctx context.Context, ns []broker.Notification) ([]publi
 
 func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 	plugin, method := r.PathValue("plugin"), r.PathValue("method")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxPublishBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes", maxPublishBody))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
 		return
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {

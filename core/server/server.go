@@ -28,13 +28,6 @@ type Options struct {
 	Version string
 	// Broker defaults to a memory broker sized by the history config.
 	Broker broker.Broker
-	// CallTimeout bounds plugin calls and server-to-client calls (default 10s).
-	CallTimeout time.Duration
-	// WriteTimeout bounds one WebSocket write (default 10s).
-	WriteTimeout time.Duration
-	// AuthTimeout is how long a connection without a token may take to
-	// authenticate before it is closed with 4001 (default 10s).
-	AuthTimeout time.Duration
 }
 
 // Server is herald's running core.
@@ -75,15 +68,6 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = hclog.NewNullLogger()
 	}
-	if opts.CallTimeout <= 0 {
-		opts.CallTimeout = 10 * time.Second
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 10 * time.Second
-	}
-	if opts.AuthTimeout <= 0 {
-		opts.AuthTimeout = 10 * time.Second
-	}
 	b := opts.Broker
 	if b == nil {
 		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL})
@@ -98,8 +82,8 @@ func New(opts Options) (*Server, error) {
 		origins:     auth.NewOrigins(cfg.Server.AllowedOrigins),
 		plugins:     noPlugins{},
 		metrics:     newMetrics(),
-		callTimeout: opts.CallTimeout,
-		authTimeout: opts.AuthTimeout,
+		callTimeout: cfg.Limits.CallTimeout,
+		authTimeout: cfg.Auth.AuthTimeout,
 		sessions:    make(map[string]*session),
 		idem:        newIdempotency(cfg.History.TTL, 100_000),
 	}
@@ -117,7 +101,7 @@ func New(opts Options) (*Server, error) {
 		MaxBatch:     cfg.Delivery.MaxBatch,
 		MaxDelay:     cfg.Delivery.MaxDelay,
 		OutboxLimit:  cfg.Delivery.OutboxLimit,
-		WriteTimeout: opts.WriteTimeout,
+		WriteTimeout: cfg.Delivery.WriteTimeout,
 		Observer:     s.metrics,
 	}
 	return s, nil

@@ -174,9 +174,6 @@ func (s *session) sendServer(event, objectType string, object []byte) {
 	s.conn.Deliver(&broker.Publication{Channel: ServerChannel, Seq: seq, Data: data})
 }
 
-// maxInFlight bounds the plugin calls a connection may have running at once.
-const maxInFlight = 32
-
 // handleFrame answers one frame: a message or a batch of them. herald's own
 // methods run here, in order; plugin calls run on goroutines of their own,
 // because a plugin may call back into this connection's local interface and
@@ -275,9 +272,9 @@ func (s *session) handleMessage(m *rpc.Message) ([]byte, func() []byte) {
 		result, err := s.coreCall(m.Method, m.Params)
 		return finish(result, err), nil
 	}
-	if s.inFlight.Add(1) > maxInFlight {
+	if limit := s.srv.cfg.Limits.MaxInflightCalls; s.inFlight.Add(1) > int32(limit) {
 		s.inFlight.Add(-1)
-		return finish(nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d plugin calls are already running on this connection; wait for their replies", maxInFlight)), nil
+		return finish(nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d plugin calls are already running on this connection (limits.max_inflight_calls); wait for their replies", limit)), nil
 	}
 	done := make(chan []byte, 1)
 	go func() {
