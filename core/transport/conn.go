@@ -219,7 +219,9 @@ func (c *Conn) closeReply(code int) {
 }
 
 // abort closes at once, dropping the queue: used for slow consumers. The
-// close frame gets 100ms to leave; then the socket is closed regardless.
+// close frame gets 100ms to leave once its turn comes (a connection already
+// waiting for its batch's MaxDelay keeps its place); then the socket is
+// closed regardless.
 func (c *Conn) abort(code int, text string) {
 	c.mu.Lock()
 	if c.closing {
@@ -234,7 +236,7 @@ func (c *Conn) abort(code int, text string) {
 	c.closeOut = make(chan struct{})
 	c.scheduleLocked(false)
 	c.mu.Unlock()
-	time.AfterFunc(100*time.Millisecond, c.terminate)
+	time.AfterFunc(c.opts.MaxDelay+100*time.Millisecond, c.terminate)
 }
 
 // closeWritten runs once a close frame left: the reader sees the peer's
