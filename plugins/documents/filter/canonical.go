@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -411,9 +412,11 @@ func mayConflict(t []literal) bool {
 // finish applies Koncorde's storage-time rejections, deduplicates and
 // computes the identity.
 func finish(terms [][]literal, path string) (*Normalized, error) {
-	seen := map[string]bool{}
-	var keys []string
-	var out [][]*cond
+	type termKey struct{ start, end int }
+	var kbuf [512]byte
+	buf := kbuf[:0] // every term key, one after the other
+	keys := make([]termKey, 0, len(terms))
+	out := make([][]*cond, 0, len(terms))
 	for _, t := range terms {
 		conds := make([]*cond, 0, len(t))
 	lits:
@@ -432,34 +435,54 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 			conds = append(conds, c)
 		}
 		slices.SortFunc(conds, func(a, b *cond) int { return strings.Compare(a.key, b.key) })
-		var tk strings.Builder
+		start := len(buf)
 		for _, c := range conds {
-			tk.WriteString(c.identity())
-			tk.WriteByte('\n')
+			buf = append(buf, c.key...)
+			buf = append(buf, '\n')
 		}
-		k := tk.String()
-		if seen[k] {
+		k := buf[start:]
+		dup := false
+		for _, o := range keys {
+			if string(buf[o.start:o.end]) == string(k) {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			buf = buf[:start]
 			continue
 		}
-		seen[k] = true
-		keys = append(keys, k)
+		keys = append(keys, termKey{start, len(buf)})
 		out = append(out, conds)
 	}
 	order := make([]int, len(out))
 	for i := range order {
 		order[i] = i
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
-	h := sha256.New()
+	slices.SortFunc(order, func(a, b int) int {
+		return bytes.Compare(buf[keys[a].start:keys[a].end], buf[keys[b].start:keys[b].end])
+	})
+	// The ID hashes the sorted term keys, each followed by a zero byte;
+	// the term keys are kept as substrings of one string.
+	all := make([]byte, 0, len(buf)+len(out))
 	sorted := make([][]*cond, len(out))
-	sortedKeys := make([]string, len(out))
+	bounds := make([]termKey, len(out))
 	for i, o := range order {
 		sorted[i] = out[o]
-		sortedKeys[i] = keys[o]
-		h.Write([]byte(keys[o]))
-		h.Write([]byte{0})
+		start := len(all)
+		all = append(all, buf[keys[o].start:keys[o].end]...)
+		bounds[i] = termKey{start, len(all)}
+		all = append(all, 0)
 	}
-	return &Normalized{ID: hex.EncodeToString(h.Sum(nil))[:32], terms: sorted, termKeys: sortedKeys}, nil
+	sum := sha256.Sum256(all)
+	var hexID [2 * sha256.Size]byte
+	hex.Encode(hexID[:], sum[:])
+	joined := string(all)
+	sortedKeys := make([]string, len(out))
+	for i, b := range bounds {
+		sortedKeys[i] = joined[b.start:b.end]
+	}
+	return &Normalized{ID: string(hexID[:32]), terms: sorted, termKeys: sortedKeys}, nil
 }
 
 // program evaluates a normalized filter directly; select's sub-queries

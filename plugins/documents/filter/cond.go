@@ -3,6 +3,7 @@ package filter
 import (
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,101 +67,141 @@ func (c *cond) identity() string {
 	if c.key != "" {
 		return c.key
 	}
-	var b strings.Builder
+	var buf [128]byte
+	c.key = string(c.appendIdentity(buf[:0]))
+	return c.key
+}
+
+// appendIdentity appends the canonical text of the condition to b.
+func (c *cond) appendIdentity(b []byte) []byte {
 	if c.not {
-		b.WriteByte('!')
+		b = append(b, '!')
 	}
-	b.WriteString(opNames[c.op])
-	b.WriteByte(' ')
-	b.WriteString(strconv.Quote(c.field))
-	b.WriteByte(' ')
+	b = append(b, opNames[c.op]...)
+	b = append(b, ' ')
+	b = strconv.AppendQuote(b, c.field)
+	b = append(b, ' ')
+	f := func(b []byte, x float64) []byte { return strconv.AppendFloat(b, x, 'g', -1, 64) }
 	switch c.op {
 	case opEquals, opMatch:
-		writeCanon(&b, c.val)
+		b = appendCanon(b, c.val)
 	case opExists:
 		if c.array {
-			b.WriteString("[]")
-			writeCanon(&b, c.val)
+			b = append(b, "[]"...)
+			b = appendCanon(b, c.val)
 		}
 	case opRange:
 		r := &c.rng
-		for _, x := range []struct {
+		for _, x := range [...]struct {
 			has bool
 			n   string
 			v   float64
 		}{{r.hasGT, "gt", r.gt}, {r.hasGTE, "gte", r.gte}, {r.hasLT, "lt", r.lt}, {r.hasLTE, "lte", r.lte}} {
 			if x.has {
-				b.WriteString(x.n + ":" + strconv.FormatFloat(x.v, 'g', -1, 64) + " ")
+				b = append(b, x.n...)
+				b = append(b, ':')
+				b = f(b, x.v)
+				b = append(b, ' ')
 			}
 		}
 	case opRegexp:
-		b.WriteString("/" + c.pattern + "/" + normFlags(c.flags))
+		b = append(b, '/')
+		b = append(b, c.pattern...)
+		b = append(b, '/')
+		b = appendNormFlags(b, c.flags)
 	case opGeo:
 		s := c.shape
-		f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 		switch s.kind {
 		case geoBox:
-			b.WriteString("box " + f(s.minLat) + " " + f(s.minLon) + " " + f(s.maxLat) + " " + f(s.maxLon))
+			b = append(b, "box "...)
+			b = f(b, s.minLat)
+			b = append(b, ' ')
+			b = f(b, s.minLon)
+			b = append(b, ' ')
+			b = f(b, s.maxLat)
+			b = append(b, ' ')
+			b = f(b, s.maxLon)
 		case geoCircle:
-			b.WriteString("circle " + f(s.lat) + " " + f(s.lon) + " " + f(s.outer))
+			b = append(b, "circle "...)
+			b = f(b, s.lat)
+			b = append(b, ' ')
+			b = f(b, s.lon)
+			b = append(b, ' ')
+			b = f(b, s.outer)
 		case geoAnnulus:
-			b.WriteString("annulus " + f(s.lat) + " " + f(s.lon) + " " + f(s.inner) + " " + f(s.outer))
+			b = append(b, "annulus "...)
+			b = f(b, s.lat)
+			b = append(b, ' ')
+			b = f(b, s.lon)
+			b = append(b, ' ')
+			b = f(b, s.inner)
+			b = append(b, ' ')
+			b = f(b, s.outer)
 		case geoPolygon:
-			b.WriteString("polygon")
+			b = append(b, "polygon"...)
 			for _, p := range s.poly {
-				b.WriteString(" " + f(p[0]) + "," + f(p[1]))
+				b = append(b, ' ')
+				b = f(b, p[0])
+				b = append(b, ',')
+				b = f(b, p[1])
 			}
 		}
 	case opSelect:
-		b.WriteString(strconv.FormatFloat(c.index, 'g', -1, 64) + " " + c.sub.id)
+		b = f(b, c.index)
+		b = append(b, ' ')
+		b = append(b, c.sub.id...)
 	}
-	c.key = b.String()
-	return c.key
+	return b
 }
 
-func normFlags(f string) string {
-	r := []byte(f)
-	sort.Slice(r, func(i, j int) bool { return r[i] < r[j] })
-	return string(r)
+// appendNormFlags appends regexp flags sorted bytewise.
+func appendNormFlags(b []byte, flags string) []byte {
+	start := len(b)
+	b = append(b, flags...)
+	slices.Sort(b[start:])
+	return b
 }
 
-// writeCanon writes a value as JSON with object keys sorted, so that
+// appendCanon appends a value as JSON with object keys sorted, so that
 // equal values have equal texts.
-func writeCanon(b *strings.Builder, v Value) {
+func appendCanon(b []byte, v Value) []byte {
 	switch v.k {
 	case kNull, kUndef:
-		b.WriteString("null")
+		b = append(b, "null"...)
 	case kBool:
-		b.WriteString(strconv.FormatBool(v.b))
+		b = strconv.AppendBool(b, v.b)
 	case kNum:
-		b.WriteString("n" + strconv.FormatFloat(v.n, 'g', -1, 64))
+		b = append(b, 'n')
+		b = strconv.AppendFloat(b, v.n, 'g', -1, 64)
 	case kStr:
-		b.WriteString(strconv.Quote(v.s))
+		b = strconv.AppendQuote(b, v.s)
 	case kArr:
-		b.WriteByte('[')
+		b = append(b, '[')
 		for i, e := range v.arr {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			writeCanon(b, e)
+			b = appendCanon(b, e)
 		}
-		b.WriteByte(']')
+		b = append(b, ']')
 	case kObj:
 		idx := make([]int, len(v.obj.keys))
 		for i := range idx {
 			idx[i] = i
 		}
 		sort.Slice(idx, func(i, j int) bool { return v.obj.keys[idx[i]] < v.obj.keys[idx[j]] })
-		b.WriteByte('{')
+		b = append(b, '{')
 		for n, i := range idx {
 			if n > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.WriteString(strconv.Quote(v.obj.keys[i]) + ":")
-			writeCanon(b, v.obj.vals[i])
+			b = strconv.AppendQuote(b, v.obj.keys[i])
+			b = append(b, ':')
+			b = appendCanon(b, v.obj.vals[i])
 		}
-		b.WriteByte('}')
+		b = append(b, '}')
 	}
+	return b
 }
 
 // geoGate tells whether geo conditions on a field are evaluated for this
