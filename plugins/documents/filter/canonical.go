@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
@@ -84,7 +85,16 @@ type literal struct {
 }
 
 func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
-	p := &parser{opts: &opts}
+	n, err := normalizeWith(v, opts, path, true)
+	if err != nil {
+		// Again with clause paths, for the error message.
+		return normalizeWith(v, opts, path, false)
+	}
+	return n, nil
+}
+
+func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, error) {
+	p := &parser{opts: &opts, fast: fast}
 	root, err := p.top(v)
 	if err != nil {
 		return nil, err
@@ -105,23 +115,10 @@ func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
 func canonical(root *node, opts Options, path string) ([][]literal, error) {
 	// Variables: the leaves, and groups made only of leaves (Koncorde
 	// treats those as one variable, expanded after minimization).
-	var vars []*node
-	var extract func(n *node)
-	extract = func(n *node) {
-		switch {
-		case n.k == nLeaf:
-			vars = append(vars, n)
-		case n.k == nNot:
-			extract(n.kids[0])
-		case n.isLeaf:
-			vars = append(vars, n)
-		default:
-			for _, k := range n.kids {
-				extract(k)
-			}
-		}
-	}
-	extract(root)
+	cx := &canonCtx{opts: &opts}
+	cx.vars = cx.varBuf[:0]
+	cx.extract(root)
+	vars := cx.vars
 	count := 0
 	for _, v := range vars {
 		if v.isGroup() {
@@ -137,60 +134,15 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 	if len(vars) > 64 {
 		return nil, &ParseError{Path: path, Err: ErrTooComplex, Msg: fmt.Sprintf("filter too complex: %d conditions", count)}
 	}
-	tooMany := &ParseError{Path: path, Err: ErrTooComplex,
-		Msg: fmt.Sprintf("filter too complex: expands to more than %d terms", opts.MaxTerms)}
 
 	// Each variable occurs once in the formula, so the formula is unate
 	// and its minimal DNF (what Koncorde's Espresso step yields) is the
 	// set of its prime implicants: distribute, then drop absorbed terms.
-	neg := make([]bool, len(vars))
-	idx := 0
-	var dnf func(n *node, negated bool) ([]uint64, error)
-	dnf = func(n *node, negated bool) ([]uint64, error) {
-		if n.k == nLeaf || (n.isGroup() && n.isLeaf) {
-			i := idx
-			idx++
-			neg[i] = negated
-			return []uint64{1 << uint(i)}, nil
-		}
-		if n.k == nNot {
-			return dnf(n.kids[0], !negated)
-		}
-		isAnd := (n.k == nAnd) != negated
-		var acc []uint64
-		for j, k := range n.kids {
-			sub, err := dnf(k, negated)
-			if err != nil {
-				return nil, err
-			}
-			if j == 0 {
-				acc = sub
-				continue
-			}
-			if isAnd {
-				if len(acc)*len(sub) > opts.MaxTerms*4 {
-					return nil, tooMany
-				}
-				prod := make([]uint64, 0, len(acc)*len(sub))
-				for _, a := range acc {
-					for _, b := range sub {
-						prod = append(prod, a|b)
-					}
-				}
-				acc = absorb(prod)
-			} else {
-				acc = absorb(append(acc, sub...))
-			}
-			if len(acc) > opts.MaxTerms {
-				return nil, tooMany
-			}
-		}
-		return acc, nil
-	}
-	masks, err := dnf(root, false)
+	masks, err := cx.dnf(root, false)
 	if err != nil {
-		return nil, err
+		return nil, tooManyTerms(opts, path)
 	}
+	neg := cx.neg[:]
 
 	// Expand group variables: an and-like group adds its conditions to
 	// the term, or-like groups multiply terms.
@@ -223,7 +175,7 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 		for _, o := range ors {
 			total *= len(o)
 			if total > opts.MaxTerms {
-				return nil, tooMany
+				return nil, tooManyTerms(opts, path)
 			}
 		}
 		if len(ors) == 0 {
@@ -250,14 +202,88 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 			}
 		}
 		if len(out) > opts.MaxTerms {
-			return nil, tooMany
+			return nil, tooManyTerms(opts, path)
 		}
 	}
 	out = removeImpossible(out)
 	for _, t := range out {
-		sort.SliceStable(t, func(a, b int) bool { return opNames[t[a].c.op] < opNames[t[b].c.op] })
+		slices.SortStableFunc(t, func(a, b literal) int { return strings.Compare(opNames[a.c.op], opNames[b.c.op]) })
 	}
 	return out, nil
+}
+
+// canonCtx holds the variables of a formula being put in DNF.
+type canonCtx struct {
+	opts   *Options
+	vars   []*node
+	varBuf [16]*node
+	neg    [64]bool
+	idx    int
+}
+
+func (cx *canonCtx) extract(n *node) {
+	switch {
+	case n.k == nLeaf:
+		cx.vars = append(cx.vars, n)
+	case n.k == nNot:
+		cx.extract(n.kids[0])
+	case n.isLeaf:
+		cx.vars = append(cx.vars, n)
+	default:
+		for _, k := range n.kids {
+			cx.extract(k)
+		}
+	}
+}
+
+func (cx *canonCtx) dnf(n *node, negated bool) ([]uint64, error) {
+	if n.k == nLeaf || (n.isGroup() && n.isLeaf) {
+		i := cx.idx
+		cx.idx++
+		cx.neg[i] = negated
+		return []uint64{1 << uint(i)}, nil
+	}
+	if n.k == nNot {
+		return cx.dnf(n.kids[0], !negated)
+	}
+	isAnd := (n.k == nAnd) != negated
+	var acc []uint64
+	for j, k := range n.kids {
+		sub, err := cx.dnf(k, negated)
+		if err != nil {
+			return nil, err
+		}
+		if j == 0 {
+			acc = sub
+			continue
+		}
+		if isAnd {
+			if len(acc)*len(sub) > cx.opts.MaxTerms*4 {
+				return nil, errTooManyTerms
+			}
+			prod := make([]uint64, 0, len(acc)*len(sub))
+			for _, a := range acc {
+				for _, b := range sub {
+					prod = append(prod, a|b)
+				}
+			}
+			acc = absorb(prod)
+		} else {
+			acc = absorb(append(acc, sub...))
+		}
+		if len(acc) > cx.opts.MaxTerms {
+			return nil, errTooManyTerms
+		}
+	}
+	return acc, nil
+}
+
+// errTooManyTerms stops the expansion; tooManyTerms is what callers get.
+var errTooManyTerms = errors.New("too many terms")
+
+func tooManyTerms(opts Options, path string) error {
+	return &ParseError{Path: path, Err: ErrTooComplex,
+		Msg: fmt.Sprintf("filter too complex: expands to more than %d terms", opts.MaxTerms)}
 }
 
 func absorb(ts []uint64) []uint64 {
@@ -493,8 +519,8 @@ type program struct {
 	geo   [2]map[string]int // field -> position, for positive and negated geo conditions
 }
 
-func compileProgram(v Value, opts *Options, path string) (*program, error) {
-	n, err := normalizeValue(v, *opts, path)
+func compileProgram(v Value, opts *Options, path string, fast bool) (*program, error) {
+	n, err := normalizeWith(v, *opts, path, fast)
 	if err != nil {
 		return nil, err
 	}

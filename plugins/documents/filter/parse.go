@@ -41,6 +41,23 @@ func flip(k nkind) nkind {
 
 type parser struct {
 	opts *Options
+	// fast skips building clause paths, which only errors use: a filter
+	// that fails is parsed again without it to name the clause.
+	fast bool
+}
+
+func (p *parser) join(path, leaf string) string {
+	if p.fast {
+		return ""
+	}
+	return joinPath(path, leaf)
+}
+
+func (p *parser) index(path string, i int) string {
+	if p.fast {
+		return ""
+	}
+	return indexPath(path, i)
 }
 
 var keywords = map[string]bool{
@@ -83,9 +100,9 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	kw := o.keys[0]
 	arg := o.vals[0]
 	if !keywords[kw] {
-		return nil, perr(joinPath(path, kw), "unknown keyword")
+		return nil, perr(p.join(path, kw), "unknown keyword")
 	}
-	path = joinPath(path, kw)
+	path = p.join(path, kw)
 	switch kw {
 	case "and", "or":
 		return p.andOr(kw, arg, path)
@@ -169,12 +186,12 @@ func (p *parser) andOr(kw string, arg Value, path string) (*node, error) {
 	}
 	for i, e := range arg.arr {
 		if e.k != kObj || len(e.obj.keys) == 0 {
-			return nil, perr(indexPath(path, i), "%s can only contain non-empty objects", kw)
+			return nil, perr(p.index(path, i), "%s can only contain non-empty objects", kw)
 		}
 	}
 	kids := make([]*node, len(arg.arr))
 	for i, e := range arg.arr {
-		n, err := p.std(e, indexPath(path, i))
+		n, err := p.std(e, p.index(path, i))
 		if err != nil {
 			return nil, err
 		}
@@ -329,7 +346,7 @@ func (p *parser) equals(arg Value, path string) (*node, error) {
 	}
 	field, v := arg.obj.keys[0], arg.obj.vals[0]
 	if !v.isScalar() {
-		return nil, perr(joinPath(path, field), "must either be a string, a number, a boolean, or null")
+		return nil, perr(p.join(path, field), "must either be a string, a number, a boolean, or null")
 	}
 	return leafNode(&cond{op: opEquals, field: field, val: v}), nil
 }
@@ -356,7 +373,7 @@ func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 		if !ok {
 			return nil, perr(path, `the property "field" is missing`)
 		}
-		path = joinPath(path, "field")
+		path = p.join(path, "field")
 		if err := isString(f, path); err != nil {
 			return nil, err
 		}
@@ -389,13 +406,13 @@ func (p *parser) in(kw string, arg Value, path string) (*node, error) {
 		if !ok {
 			return nil, perr(path, `the property "values" is missing`)
 		}
-		field, vals, path = "_id", v, joinPath(path, "values")
+		field, vals, path = "_id", v, p.join(path, "values")
 	} else {
 		if err := isObject(arg, path, 1); err != nil {
 			return nil, err
 		}
 		field, vals = arg.obj.keys[0], arg.obj.vals[0]
-		path = joinPath(path, field)
+		path = p.join(path, field)
 	}
 	if vals.k != kArr {
 		return nil, perr(path, "must be an array")
@@ -406,7 +423,7 @@ func (p *parser) in(kw string, arg Value, path string) (*node, error) {
 	kids := make([]*node, len(vals.arr))
 	for i, v := range vals.arr {
 		if v.k != kStr {
-			return nil, perr(indexPath(path, i), `must hold only values of type "string"`)
+			return nil, perr(p.index(path, i), `must hold only values of type "string"`)
 		}
 		kids[i] = leafNode(&cond{op: opEquals, field: field, val: v})
 	}
@@ -418,7 +435,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
+	fpath := p.join(path, field)
 	if spec.k != kObj {
 		return nil, perr(fpath, "must be an object")
 	}
@@ -437,7 +454,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 	for i, k := range spec.obj.keys {
 		v := spec.obj.vals[i]
 		if v.k != kNum {
-			return nil, perr(joinPath(fpath, k), "must be a number")
+			return nil, perr(p.join(fpath, k), "must be a number")
 		}
 		switch k {
 		case "lt", "lte":
@@ -464,7 +481,7 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
+	fpath := p.join(path, field)
 	c := &cond{op: opRegexp, field: field}
 	switch spec.k {
 	case kStr:
@@ -483,11 +500,11 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 			}
 		}
 		if v.k != kStr {
-			return nil, perr(joinPath(fpath, "value"), "must be a string")
+			return nil, perr(p.join(fpath, "value"), "must be a string")
 		}
 		c.pattern = v.s
 		if f, _ := spec.obj.get("flags"); f.truthy() {
-			if err := isString(f, joinPath(fpath, "flags")); err != nil {
+			if err := isString(f, p.join(fpath, "flags")); err != nil {
 				return nil, err
 			}
 			c.flags = f.s
@@ -508,25 +525,25 @@ func (p *parser) selectKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	f, _ := arg.obj.get("field")
-	if err := isString(f, joinPath(path, "field")); err != nil {
+	if err := isString(f, p.join(path, "field")); err != nil {
 		return nil, err
 	}
 	idx, _ := arg.obj.get("index")
 	if idx.k != kNum {
-		return nil, perr(joinPath(path, "index"), "must be an integer")
+		return nil, perr(p.join(path, "index"), "must be an integer")
 	}
 	if math.Floor(idx.n) != idx.n {
-		return nil, perr(joinPath(path, "index"), "cannot have decimals, must be an integer")
+		return nil, perr(p.join(path, "index"), "cannot have decimals, must be an integer")
 	}
 	q, _ := arg.obj.get("query")
-	qpath := joinPath(path, "query")
+	qpath := p.join(path, "query")
 	if q.k != kObj {
 		return nil, perr(qpath, "must be an object")
 	}
 	if len(q.obj.keys) == 0 {
 		return nil, perr(qpath, "must be a non-empty object")
 	}
-	sub, err := compileProgram(q, p.opts, qpath)
+	sub, err := compileProgram(q, p.opts, qpath, p.fast)
 	if err != nil {
 		return nil, err
 	}
