@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Options bound what a filter may cost. The zero value means the defaults.
@@ -99,24 +100,24 @@ func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, 
 	if err != nil {
 		return nil, err
 	}
+	ns := getNormScratch(&opts)
+	defer putNormScratch(ns)
 	var terms [][]literal
 	if root == nil {
 		terms = [][]literal{{{c: &cond{op: opEverything}}}}
 	} else {
-		terms, err = canonical(root, opts, path)
+		terms, err = canonical(root, opts, path, &ns.cx)
 		if err != nil {
 			return nil, err
 		}
 	}
-	return finish(terms, path)
+	return finish(terms, path, ns)
 }
 
 // canonical turns a standardized tree into Koncorde's canonical form.
-func canonical(root *node, opts Options, path string) ([][]literal, error) {
+func canonical(root *node, opts Options, path string, cx *canonCtx) ([][]literal, error) {
 	// Variables: the leaves, and groups made only of leaves (Koncorde
 	// treats those as one variable, expanded after minimization).
-	cx := &canonCtx{opts: &opts}
-	cx.vars = cx.varBuf[:0]
 	cx.extract(root)
 	vars := cx.vars
 	count := 0
@@ -219,6 +220,7 @@ type canonCtx struct {
 	varBuf [16]*node
 	neg    [64]bool
 	idx    int
+	leaf   [64]uint64 // one-element DNFs of the variables
 }
 
 func (cx *canonCtx) extract(n *node) {
@@ -241,7 +243,8 @@ func (cx *canonCtx) dnf(n *node, negated bool) ([]uint64, error) {
 		i := cx.idx
 		cx.idx++
 		cx.neg[i] = negated
-		return []uint64{1 << uint(i)}, nil
+		cx.leaf[i] = 1 << uint(i)
+		return cx.leaf[i : i+1 : i+1], nil // full: append copies it
 	}
 	if n.k == nNot {
 		return cx.dnf(n.kids[0], !negated)
@@ -435,13 +438,48 @@ func mayConflict(t []literal) bool {
 	return false
 }
 
+// normScratch is the reusable working memory of one normalization.
+type normScratch struct {
+	cx     canonCtx
+	buf    []byte    // every term key, one after the other
+	keys   []termKey // in buf
+	order  []int
+	all    []byte // sorted term keys, each followed by a zero byte
+	bounds []termKey
+}
+
+type termKey struct{ start, end int }
+
+var normScratches = sync.Pool{New: func() any { return new(normScratch) }}
+
+func getNormScratch(opts *Options) *normScratch {
+	ns := normScratches.Get().(*normScratch)
+	ns.cx = canonCtx{opts: opts}
+	ns.cx.vars = ns.cx.varBuf[:0]
+	return ns
+}
+
+func putNormScratch(ns *normScratch) {
+	clear(ns.cx.varBuf[:])
+	ns.cx.vars = nil
+	ns.cx.opts = nil
+	if cap(ns.buf) <= 1<<16 && cap(ns.all) <= 1<<16 {
+		normScratches.Put(ns)
+	}
+}
+
+// normalized1 is a one-term Normalized in a single allocation.
+type normalized1 struct {
+	n Normalized
+	t [1][]*cond
+	k [1]string
+}
+
 // finish applies Koncorde's storage-time rejections, deduplicates and
 // computes the identity.
-func finish(terms [][]literal, path string) (*Normalized, error) {
-	type termKey struct{ start, end int }
-	var kbuf [512]byte
-	buf := kbuf[:0] // every term key, one after the other
-	keys := make([]termKey, 0, len(terms))
+func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error) {
+	buf := ns.buf[:0]
+	keys := ns.keys[:0]
 	out := make([][]*cond, 0, len(terms))
 	for _, t := range terms {
 		conds := make([]*cond, 0, len(t))
@@ -481,34 +519,46 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 		keys = append(keys, termKey{start, len(buf)})
 		out = append(out, conds)
 	}
-	order := make([]int, len(out))
-	for i := range order {
-		order[i] = i
+	ns.buf, ns.keys = buf, keys
+	order := ns.order[:0]
+	for i := range out {
+		order = append(order, i)
 	}
-	slices.SortFunc(order, func(a, b int) int {
-		return bytes.Compare(buf[keys[a].start:keys[a].end], buf[keys[b].start:keys[b].end])
-	})
+	ns.order = order
+	if len(order) > 1 {
+		slices.SortFunc(order, func(a, b int) int {
+			return bytes.Compare(buf[keys[a].start:keys[a].end], buf[keys[b].start:keys[b].end])
+		})
+	}
 	// The ID hashes the sorted term keys, each followed by a zero byte;
 	// the term keys are kept as substrings of one string.
-	all := make([]byte, 0, len(buf)+len(out))
-	sorted := make([][]*cond, len(out))
-	bounds := make([]termKey, len(out))
-	for i, o := range order {
-		sorted[i] = out[o]
+	all := ns.all[:0]
+	bounds := ns.bounds[:0]
+	for _, o := range order {
 		start := len(all)
 		all = append(all, buf[keys[o].start:keys[o].end]...)
-		bounds[i] = termKey{start, len(all)}
+		bounds = append(bounds, termKey{start, len(all)})
 		all = append(all, 0)
 	}
+	ns.all, ns.bounds = all, bounds
 	sum := sha256.Sum256(all)
 	var hexID [2 * sha256.Size]byte
 	hex.Encode(hexID[:], sum[:])
 	joined := string(all)
-	sortedKeys := make([]string, len(out))
-	for i, b := range bounds {
-		sortedKeys[i] = joined[b.start:b.end]
+	var n *Normalized
+	if len(out) == 1 {
+		x := &normalized1{}
+		n = &x.n
+		n.terms, n.termKeys = x.t[:], x.k[:]
+	} else {
+		n = &Normalized{terms: make([][]*cond, len(out)), termKeys: make([]string, len(out))}
 	}
-	return &Normalized{ID: string(hexID[:32]), terms: sorted, termKeys: sortedKeys}, nil
+	n.ID = string(hexID[:32])
+	for i, o := range order {
+		n.terms[i] = out[o]
+		n.termKeys[i] = joined[bounds[i].start:bounds[i].end]
+	}
+	return n, nil
 }
 
 // program evaluates a normalized filter directly; select's sub-queries

@@ -3,10 +3,14 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -305,7 +309,20 @@ const maxDepth = 512
 
 // parseJSON decodes one JSON text.
 func parseJSON(data []byte) (Value, error) {
-	p := jsonParser{data: data}
+	p := jsonStacks.Get().(*jsonParser)
+	p.data, p.i = data, 0
+	v, err := p.parse()
+	p.data = nil
+	clear(p.keys) // left over by an error; drop references for the GC
+	clear(p.vals)
+	p.keys, p.vals = p.keys[:0], p.vals[:0]
+	if cap(p.vals) <= 1024 && cap(p.keys) <= 1024 {
+		jsonStacks.Put(p)
+	}
+	return v, err
+}
+
+func (p *jsonParser) parse() (Value, error) {
 	p.ws()
 	v, err := p.value(0)
 	if err != nil {
@@ -321,6 +338,31 @@ func parseJSON(data []byte) (Value, error) {
 type jsonParser struct {
 	data []byte
 	i    int
+	// stacks of the members of the objects and arrays being parsed
+	keys []string
+	vals []Value
+}
+
+// jsonStacks keeps the parsers' member stacks between parses.
+var jsonStacks = sync.Pool{New: func() any { return &jsonParser{} }}
+
+// object1 holds a one-member object, the most common kind in filters,
+// in a single allocation.
+type object1 struct {
+	o object
+	k [1]string
+	v [1]Value
+}
+
+// newObject copies members into a new object.
+func newObject(keys []string, vals []Value) *object {
+	if len(keys) == 1 {
+		x := &object1{}
+		x.k[0], x.v[0] = keys[0], vals[0]
+		x.o.keys, x.o.vals = x.k[:], x.v[:]
+		return &x.o
+	}
+	return &object{keys: slices.Clone(keys), vals: slices.Clone(vals)}
 }
 
 func (p *jsonParser) ws() {
@@ -348,13 +390,15 @@ func (p *jsonParser) value(depth int) (Value, error) {
 	switch c := p.data[p.i]; {
 	case c == '{':
 		p.i++
-		o := &object{}
-		var seen map[string]int
 		p.ws()
 		if p.i < len(p.data) && p.data[p.i] == '}' {
 			p.i++
-			return Value{k: kObj, obj: o}, nil
+			return Value{k: kObj, obj: &object{}}, nil
 		}
+		// Members go on the parser's stacks, then into slices of the
+		// exact size: one allocation per slice instead of append's chain.
+		base, vbase := len(p.keys), len(p.vals)
+		var seen map[string]int
 		for {
 			p.ws()
 			if p.i >= len(p.data) || p.data[p.i] != '"' {
@@ -376,33 +420,34 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			// A repeated key keeps its first position and its last value,
 			// as JSON.parse does.
+			keys := p.keys[base:]
 			dup := -1
 			if seen != nil {
 				if j, ok := seen[key]; ok {
 					dup = j
 				}
 			} else {
-				for j, k := range o.keys {
+				for j, k := range keys {
 					if k == key {
 						dup = j
 						break
 					}
 				}
-				if len(o.keys) >= 8 {
+				if len(keys) >= 8 {
 					seen = make(map[string]int, 16)
-					for j, k := range o.keys {
+					for j, k := range keys {
 						seen[k] = j
 					}
 				}
 			}
 			if dup >= 0 {
-				o.vals[dup] = v
+				p.vals[vbase+dup] = v
 			} else {
 				if seen != nil {
-					seen[key] = len(o.keys)
+					seen[key] = len(keys)
 				}
-				o.keys = append(o.keys, key)
-				o.vals = append(o.vals, v)
+				p.keys = append(p.keys, key)
+				p.vals = append(p.vals, v)
 			}
 			p.ws()
 			if p.i >= len(p.data) {
@@ -414,6 +459,10 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == '}' {
 				p.i++
+				o := newObject(p.keys[base:], p.vals[vbase:])
+				clear(p.keys[base:])
+				clear(p.vals[vbase:])
+				p.keys, p.vals = p.keys[:base], p.vals[:vbase]
 				o.jsOrder()
 				return Value{k: kObj, obj: o}, nil
 			}
@@ -421,19 +470,19 @@ func (p *jsonParser) value(depth int) (Value, error) {
 		}
 	case c == '[':
 		p.i++
-		var arr []Value
 		p.ws()
 		if p.i < len(p.data) && p.data[p.i] == ']' {
 			p.i++
 			return Value{k: kArr, arr: []Value{}}, nil
 		}
+		base := len(p.vals)
 		for {
 			p.ws()
 			v, err := p.value(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
-			arr = append(arr, v)
+			p.vals = append(p.vals, v)
 			p.ws()
 			if p.i >= len(p.data) {
 				return Value{}, p.fail("unexpected end")
@@ -444,6 +493,9 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == ']' {
 				p.i++
+				arr := slices.Clone(p.vals[base:])
+				clear(p.vals[base:])
+				p.vals = p.vals[:base]
 				return Value{k: kArr, arr: arr}, nil
 			}
 			return Value{}, p.fail("expected ',' or ']'")
@@ -521,7 +573,7 @@ func (p *jsonParser) str() (string, error) {
 	for p.i < len(p.data) {
 		c := p.data[p.i]
 		if c == '"' {
-			s := string(p.data[start:p.i])
+			s := intern(p.data[start:p.i])
 			p.i++
 			return s, nil
 		}
@@ -612,6 +664,30 @@ func (p *jsonParser) hex4() (rune, bool) {
 	}
 	p.i += 4
 	return r, true
+}
+
+// internTable remembers recently decoded short strings (keywords, field
+// names, common values) so that decoding them again does not allocate.
+// Slots are chosen by hash and overwritten on collision; each holds an
+// immutable string, so readers and writers need no lock.
+var internTable [16384]atomic.Pointer[string]
+
+var internSeed = maphash.MakeSeed()
+
+const maxInterned = 32
+
+func intern(b []byte) string {
+	if len(b) > maxInterned || len(b) == 0 {
+		return string(b)
+	}
+	slot := &internTable[maphash.Bytes(internSeed, b)&(uint64(len(internTable))-1)]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := new(string)
+	*s = string(b)
+	slot.Store(s)
+	return *s
 }
 
 // FromGo converts a value decoded by encoding/json (map[string]any,
