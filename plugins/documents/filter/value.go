@@ -404,7 +404,7 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			if p.i >= len(p.data) || p.data[p.i] != '"' {
 				return Value{}, p.fail("expected key")
 			}
-			key, err := p.str()
+			key, err := p.str(true)
 			if err != nil {
 				return Value{}, err
 			}
@@ -501,7 +501,7 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			return Value{}, p.fail("expected ',' or ']'")
 		}
 	case c == '"':
-		s, err := p.str()
+		s, err := p.str(false)
 		if err != nil {
 			return Value{}, err
 		}
@@ -566,14 +566,21 @@ func (p *jsonParser) num() (Value, error) {
 	return Value{k: kNum, n: f}, nil
 }
 
-func (p *jsonParser) str() (string, error) {
+// str decodes a string; object keys (keywords, field names: few and
+// repeated) are interned.
+func (p *jsonParser) str(isKey bool) (string, error) {
 	p.i++ // opening quote
 	start := p.i
 	// Fast path: no escapes.
 	for p.i < len(p.data) {
 		c := p.data[p.i]
 		if c == '"' {
-			s := intern(p.data[start:p.i])
+			var s string
+			if isKey {
+				s = intern(p.data[start:p.i])
+			} else {
+				s = string(p.data[start:p.i])
+			}
 			p.i++
 			return s, nil
 		}
@@ -666,11 +673,13 @@ func (p *jsonParser) hex4() (rune, bool) {
 	return r, true
 }
 
-// internTable remembers recently decoded short strings (keywords, field
-// names, common values) so that decoding them again does not allocate.
+// internTable remembers recently decoded short object keys (keywords,
+// field names) so that decoding them again does not allocate. It is kept
+// small to stay in cache: interning values too cost more in cache misses
+// than it saved in allocations.
 // Slots are chosen by hash and overwritten on collision; each holds an
 // immutable string, so readers and writers need no lock.
-var internTable [16384]atomic.Pointer[string]
+var internTable [1024]atomic.Pointer[string]
 
 var internSeed = maphash.MakeSeed()
 
