@@ -3,6 +3,7 @@ package filter
 import (
 	"math"
 	"regexp/syntax"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -127,10 +128,71 @@ func (e *Engine) Len() int {
 	return len(e.filters)
 }
 
+// RegisterMany registers a batch of filters (JSON): they are normalized
+// in parallel, on up to GOMAXPROCS goroutines, then stored under a single
+// write lock. ids[i] is the ID of filters[i], or "" when errs[i] tells why
+// it was rejected; errs is nil when every filter was accepted. The result
+// is the same as calling Register on each filter in order.
+func (e *Engine) RegisterMany(filters [][]byte) (ids []string, errs []error) {
+	norms := make([]*Normalized, len(filters))
+	var failed atomic.Bool
+	errAt := make([]error, len(filters))
+	normalize := func(i int) {
+		n, err := Normalize(filters[i], e.opts)
+		if err != nil {
+			errAt[i] = err
+			failed.Store(true)
+			return
+		}
+		norms[i] = n
+	}
+	const chunk = 256
+	workers := min(runtime.GOMAXPROCS(0), (len(filters)+chunk-1)/chunk)
+	if workers <= 1 {
+		for i := range filters {
+			normalize(i)
+		}
+	} else {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for {
+					start := int(next.Add(chunk)) - chunk
+					if start >= len(filters) {
+						return
+					}
+					for i := start; i < min(start+chunk, len(filters)); i++ {
+						normalize(i)
+					}
+				}
+			})
+		}
+		wg.Wait()
+	}
+	ids = make([]string, len(filters))
+	e.mu.Lock()
+	for i, n := range norms {
+		if n != nil {
+			ids[i] = e.add(n)
+		}
+	}
+	e.mu.Unlock()
+	if failed.Load() {
+		errs = errAt
+	}
+	return ids, errs
+}
+
 // Add stores a normalized filter and returns its ID.
 func (e *Engine) Add(n *Normalized) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.add(n)
+}
+
+// add is Add with the write lock held.
+func (e *Engine) add(n *Normalized) string {
 	if _, ok := e.filters[n.ID]; ok {
 		return n.ID
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/heraldhq/herald/plugins/documents/filter/workload"
 	"github.com/stretchr/testify/require"
 )
 
@@ -180,4 +181,52 @@ func TestConcurrentMatchAndRegister(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
+}
+
+func TestRegisterMany(t *testing.T) {
+	raw := workload.Filters(3000, 7)
+	filters := make([][]byte, 0, len(raw)+2)
+	for _, r := range raw {
+		filters = append(filters, r)
+	}
+	filters = append(filters[:10], append([][]byte{[]byte(`{"range":{"a":{"gt":5,"lt":1}}}`)}, filters[10:]...)...)
+	filters = append(filters, []byte(`{"nope":1}`))
+
+	one := New(Options{})
+	want := make([]string, len(filters))
+	for i, f := range filters {
+		want[i], _ = one.Register(f)
+	}
+	many := New(Options{})
+	docs := workload.Documents(50, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { // matching while the batch is stored
+		for _, d := range docs {
+			_, err := many.Match(d)
+			require.NoError(t, err)
+		}
+	})
+	ids, errs := many.RegisterMany(filters)
+	wg.Wait()
+	require.Equal(t, want, ids)
+	require.Len(t, errs, len(filters))
+	for i, err := range errs {
+		if i == 10 || i == len(filters)-1 {
+			var pe *ParseError
+			require.ErrorAs(t, err, &pe, "filter %d", i)
+			continue
+		}
+		require.NoError(t, err, "filter %d", i)
+	}
+	require.Equal(t, one.Len(), many.Len())
+	for _, d := range docs {
+		a, err := one.Match(d)
+		require.NoError(t, err)
+		b, err := many.Match(d)
+		require.NoError(t, err)
+		require.ElementsMatch(t, a, b)
+	}
+	ids, errs = New(Options{}).RegisterMany(filters[:5])
+	require.Nil(t, errs)
+	require.Equal(t, want[:5], ids)
 }
