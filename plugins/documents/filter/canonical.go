@@ -46,9 +46,12 @@ type Normalized struct {
 
 // Normalize validates a filter (JSON) and returns its canonical form.
 func Normalize(filter []byte, opts Options) (*Normalized, error) {
-	v, err := jsonValue(filter)
+	// The decoded filter lives in reused memory until release: what the
+	// normalized form keeps of it is copied (see cloneValue).
+	v, p, err := parseFilterJSON(filter)
+	defer putJSONParser(p)
 	if err != nil {
-		return nil, err
+		return nil, &ParseError{Msg: "invalid JSON: " + err.Error(), Err: err}
 	}
 	return normalizeValue(v, opts.withDefaults(), "")
 }

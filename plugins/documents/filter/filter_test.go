@@ -230,3 +230,20 @@ func TestRegisterMany(t *testing.T) {
 	require.Nil(t, errs)
 	require.Equal(t, want[:5], ids)
 }
+
+// Filters are decoded into reused memory: what a registered filter keeps
+// of its JSON (a match object, a select sub-query) must survive the
+// registrations that follow.
+func TestFilterMemoryIsNotReused(t *testing.T) {
+	e := New(Options{})
+	m, err := e.Register([]byte(`{"match":{"user":{"roles":["admin","ops"],"name":"x"}}}`))
+	require.NoError(t, err)
+	s, err := e.Register([]byte(`{"select":{"field":"tags","index":-1,"query":{"match":{"value":{"k":[1,2]}}}}}`))
+	require.NoError(t, err)
+	for i := 0; i < 500; i++ {
+		_, err := e.Register([]byte(fmt.Sprintf(`{"and":[{"match":{"user":{"roles":["r%d","q%d"],"name":"y%d"}}},{"in":{"c":["a%d","b","c","d"]}}]}`, i, i, i, i)))
+		require.NoError(t, err)
+	}
+	require.Equal(t, []string{m}, matchIDs(t, e, `{"user":{"roles":["ops","admin","x"],"name":"x"}}`))
+	require.Equal(t, []string{s}, matchIDs(t, e, `{"tags":[0,{"k":[2,1,3]}]}`))
+}

@@ -136,7 +136,7 @@ func (p *parser) std(v Value, path string) (*node, error) {
 		if len(arg.obj.keys) == 0 {
 			return nil, perr(path, "must be a non-empty object")
 		}
-		return leafNode(&cond{op: opMatch, val: arg}), nil
+		return leafNode(&cond{op: opMatch, val: cloneValue(arg)}), nil
 	case "select":
 		return p.selectKw(arg, path)
 	case "geoBoundingBox":
@@ -674,15 +674,6 @@ func isHex(s string) bool {
 func Validate(filter []byte) error {
 	_, err := Normalize(filter, Options{})
 	return err
-}
-
-// jsonValue decodes a filter given as raw JSON.
-func jsonValue(raw []byte) (Value, error) {
-	v, err := parseJSON(raw)
-	if err != nil {
-		return Value{}, &ParseError{Msg: "invalid JSON: " + err.Error(), Err: err}
-	}
-	return v, nil
 }
 
 var _ = json.Valid

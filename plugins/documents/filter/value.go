@@ -49,6 +49,14 @@ type Value struct {
 type object struct {
 	keys []string
 	vals []Value
+	// With arena set, objects and arrays are carved from chunks that are
+	// reused by the next parse (see parseFilterJSON); otherwise each is
+	// its own allocation.
+	arena bool
+	objs  []object1
+	objN  int
+	avals []Value
+	avalN int
 }
 
 func (o *object) get(key string) (Value, bool) {
@@ -310,15 +318,55 @@ const maxDepth = 512
 // parseJSON decodes one JSON text.
 func parseJSON(data []byte) (Value, error) {
 	p := jsonStacks.Get().(*jsonParser)
+	v, err := p.parseAll(data)
+	putJSONParser(p)
+	return v, err
+}
+
+// parseFilterJSON decodes a JSON text into memory of a pooled parser,
+// reused once putJSONParser(p) is called: nothing may keep a reference
+// into the value (strings excepted) after that.
+func parseFilterJSON(data []byte) (v Value, p *jsonParser, err error) {
+	p = jsonStacks.Get().(*jsonParser)
+	p.arena = true
+	v, err = p.parseAll(data)
+	return v, p, err
+}
+
+// cloneValue deep-copies the arrays and objects of a value, for values
+// decoded by parseFilterJSON that must outlive the parse.
+func cloneValue(v Value) Value {
+	switch v.k {
+	case kArr:
+		arr := make([]Value, len(v.arr))
+		for i, e := range v.arr {
+			arr[i] = cloneValue(e)
+		}
+		v.arr = arr
+	case kObj:
+		o := &object{keys: slices.Clone(v.obj.keys), vals: make([]Value, len(v.obj.vals))}
+		for i, e := range v.obj.vals {
+			o.vals[i] = cloneValue(e)
+		}
+		v.obj = o
+	}
+	return v
+}
+
+func putJSONParser(p *jsonParser) {
+	p.resetArena()
+	if cap(p.vals) <= 1024 && cap(p.keys) <= 1024 {
+		jsonStacks.Put(p)
+	}
+}
+
+func (p *jsonParser) parseAll(data []byte) (Value, error) {
 	p.data, p.i = data, 0
 	v, err := p.parse()
 	p.data = nil
 	clear(p.keys) // left over by an error; drop references for the GC
 	clear(p.vals)
 	p.keys, p.vals = p.keys[:0], p.vals[:0]
-	if cap(p.vals) <= 1024 && cap(p.keys) <= 1024 {
-		jsonStacks.Put(p)
-	}
 	return v, err
 }
 
@@ -341,6 +389,14 @@ type jsonParser struct {
 	// stacks of the members of the objects and arrays being parsed
 	keys []string
 	vals []Value
+	// With arena set, objects and arrays are carved from chunks that are
+	// reused by the next parse (see parseFilterJSON); otherwise each is
+	// its own allocation.
+	arena bool
+	objs  []object1
+	objN  int
+	avals []Value
+	avalN int
 }
 
 // jsonStacks keeps the parsers' member stacks between parses.
@@ -355,14 +411,44 @@ type object1 struct {
 }
 
 // newObject copies members into a new object.
-func newObject(keys []string, vals []Value) *object {
+func (p *jsonParser) newObject(keys []string, vals []Value) *object {
 	if len(keys) == 1 {
-		x := &object1{}
+		var x *object1
+		if p.arena {
+			if p.objN == len(p.objs) {
+				p.objs, p.objN = make([]object1, 32), 0
+			}
+			x = &p.objs[p.objN]
+			p.objN++
+		} else {
+			x = &object1{}
+		}
 		x.k[0], x.v[0] = keys[0], vals[0]
 		x.o.keys, x.o.vals = x.k[:], x.v[:]
 		return &x.o
 	}
-	return &object{keys: slices.Clone(keys), vals: slices.Clone(vals)}
+	o := &object{keys: slices.Clone(keys), vals: p.newValues(len(vals))}
+	copy(o.vals, vals)
+	return o
+}
+
+// newValues returns a slice for n values, from the arena if there is one.
+func (p *jsonParser) newValues(n int) []Value {
+	if !p.arena || n > 64 {
+		return make([]Value, n)
+	}
+	if p.avalN+n > len(p.avals) {
+		p.avals, p.avalN = make([]Value, 256), 0
+	}
+	s := p.avals[p.avalN : p.avalN+n : p.avalN+n]
+	p.avalN += n
+	return s
+}
+
+// resetArena makes the arena's memory available again: the values of the
+// previous parse must no longer be used.
+func (p *jsonParser) resetArena() {
+	p.arena, p.objN, p.avalN = false, 0, 0
 }
 
 func (p *jsonParser) ws() {
@@ -459,7 +545,7 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == '}' {
 				p.i++
-				o := newObject(p.keys[base:], p.vals[vbase:])
+				o := p.newObject(p.keys[base:], p.vals[vbase:])
 				clear(p.keys[base:])
 				clear(p.vals[vbase:])
 				p.keys, p.vals = p.keys[:base], p.vals[:vbase]
@@ -493,7 +579,8 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == ']' {
 				p.i++
-				arr := slices.Clone(p.vals[base:])
+				arr := p.newValues(len(p.vals) - base)
+				copy(arr, p.vals[base:])
 				clear(p.vals[base:])
 				p.vals = p.vals[:base]
 				return Value{k: kArr, arr: arr}, nil
