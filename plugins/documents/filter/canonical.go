@@ -98,13 +98,13 @@ func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
 }
 
 func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, error) {
-	p := &parser{opts: &opts, fast: fast}
+	ns := getNormScratch(&opts)
+	defer putNormScratch(ns)
+	p := &parser{opts: &opts, fast: fast, ns: ns}
 	root, err := p.top(v)
 	if err != nil {
 		return nil, err
 	}
-	ns := getNormScratch(&opts)
-	defer putNormScratch(ns)
 	var terms [][]literal
 	if root == nil {
 		terms = [][]literal{{{c: &cond{op: opEverything}}}}
@@ -449,6 +449,10 @@ type normScratch struct {
 	order  []int
 	all    []byte // sorted term keys, each followed by a zero byte
 	bounds []termKey
+	nodes  []node // chunk the parser's nodes are taken from
+	nodeN  int
+	kids   []*node
+	kidN   int
 }
 
 type termKey struct{ start, end int }
@@ -463,6 +467,9 @@ func getNormScratch(opts *Options) *normScratch {
 }
 
 func putNormScratch(ns *normScratch) {
+	clear(ns.nodes[:ns.nodeN])
+	clear(ns.kids[:ns.kidN])
+	ns.nodeN, ns.kidN = 0, 0
 	clear(ns.cx.varBuf[:])
 	ns.cx.vars = nil
 	ns.cx.opts = nil

@@ -27,22 +27,29 @@ const (
 // are sorted by them.
 var opNames = [...]string{"everything", "nothing", "equals", "exists", "range", "regexp", "geospatial", "match", "select"}
 
-// cond is one normalized condition, possibly negated.
+// cond is one normalized condition, possibly negated. It is kept small:
+// most filters are made of equals, range and exists conditions, so the
+// fields of the rarer kinds live in x.
 type cond struct {
-	op      op
-	not     bool
-	field   string
-	val     Value // equals value, exists array value, match object
-	array   bool  // exists on an array value: tags["x"]
-	rng     rangeSpec
+	op    op
+	not   bool
+	array bool // exists on an array value: tags["x"]
+	field string
+	val   Value // equals value, exists array value, match object
+	rng   rangeSpec
+	shape *shape
+	x     *condExtra // regexp and select
+
+	key string // identity, including the negation
+}
+
+// condExtra holds what only regexp and select conditions use.
+type condExtra struct {
 	pattern string
 	flags   string
 	re      *regexp.Regexp
-	shape   *shape
 	index   float64 // select
 	sub     *program
-
-	key string // identity, including the negation
 }
 
 // withNot returns the condition with its negation set. Every variable of
@@ -106,9 +113,9 @@ func (c *cond) appendIdentity(b []byte) []byte {
 		}
 	case opRegexp:
 		b = append(b, '/')
-		b = append(b, c.pattern...)
+		b = append(b, c.x.pattern...)
 		b = append(b, '/')
-		b = appendNormFlags(b, c.flags)
+		b = appendNormFlags(b, c.x.flags)
 	case opGeo:
 		s := c.shape
 		switch s.kind {
@@ -147,9 +154,9 @@ func (c *cond) appendIdentity(b []byte) []byte {
 			}
 		}
 	case opSelect:
-		b = f(b, c.index)
+		b = f(b, c.x.index)
 		b = append(b, ' ')
-		b = append(b, c.sub.id...)
+		b = append(b, c.x.sub.id...)
 	}
 	return b
 }
@@ -248,12 +255,12 @@ func (c *cond) eval(d *doc, g geoGate) bool {
 	case opRegexp:
 		v := d.get(c.field)
 		if !c.not {
-			return v.k == kStr && c.re.MatchString(v.s)
+			return v.k == kStr && c.x.re.MatchString(v.s)
 		}
 		if v.k == kUndef {
 			return true
 		}
-		return !c.re.MatchString(jsString(v))
+		return !c.x.re.MatchString(jsString(v))
 	case opGeo:
 		if !g.geoAllowed(c.field, c.not) {
 			return false
@@ -275,14 +282,14 @@ func (c *cond) eval(d *doc, g geoGate) bool {
 		if v.k != kArr {
 			return false
 		}
-		i := c.index
+		i := c.x.index
 		if i < 0 {
 			i += float64(len(v.arr))
 		}
 		if i < 0 || i >= float64(len(v.arr)) {
 			return false
 		}
-		return c.sub.matchValue(v.arr[int(i)])
+		return c.x.sub.matchValue(v.arr[int(i)])
 	}
 	return false
 }

@@ -858,7 +858,7 @@ type regexIndex struct {
 // anchoredPrefix returns the literal a regexp requires at the start of
 // the input (^abc...), case-sensitively, or "".
 func anchoredPrefix(c *cond) string {
-	re, err := syntax.Parse(c.re.String(), syntax.Perl)
+	re, err := syntax.Parse(c.x.re.String(), syntax.Perl)
 	if err != nil {
 		return ""
 	}

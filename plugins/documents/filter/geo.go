@@ -95,7 +95,7 @@ func (p *parser) geoBoundingBox(arg Value, path string) (*node, error) {
 		return nil, perr(fpath, "the left longitude must be below the right one")
 	}
 	s := &shape{kind: geoBox, minLat: bottom, minLon: left, maxLat: top, maxLon: right}
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoDistance(arg Value, path string) (*node, error) {
@@ -120,7 +120,7 @@ func (p *parser) geoDistance(arg Value, path string) (*node, error) {
 	}
 	s := &shape{kind: geoCircle, lat: point.lat, lon: point.lon, outer: dist}
 	s.envelope()
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoDistanceRange(arg Value, path string) (*node, error) {
@@ -154,7 +154,7 @@ func (p *parser) geoDistanceRange(arg Value, path string) (*node, error) {
 	}
 	s := &shape{kind: geoAnnulus, lat: point.lat, lon: point.lon, inner: ft[0], outer: ft[1]}
 	s.envelope()
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
@@ -187,7 +187,7 @@ func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
 		s.minLat, s.maxLat = math.Min(s.minLat, pt.lat), math.Max(s.maxLat, pt.lat)
 		s.minLon, s.maxLon = math.Min(s.minLon, pt.lon), math.Max(s.maxLon, pt.lon)
 	}
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 // otherKey returns the first key that is neither a nor b.

@@ -44,6 +44,7 @@ type parser struct {
 	// fast skips building clause paths, which only errors use: a filter
 	// that fails is parsed again without it to name the clause.
 	fast bool
+	ns   *normScratch
 }
 
 func (p *parser) join(path, leaf string) string {
@@ -128,7 +129,7 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	case "regexp":
 		return p.regexpKw(arg, path)
 	case "nothing":
-		return &node{k: nLeaf, leaf: &cond{op: opNothing}}, nil
+		return p.leaf(&cond{op: opNothing}), nil
 	case "match":
 		if arg.k != kObj {
 			return nil, perr(path, "must be an object")
@@ -136,7 +137,7 @@ func (p *parser) std(v Value, path string) (*node, error) {
 		if len(arg.obj.keys) == 0 {
 			return nil, perr(path, "must be a non-empty object")
 		}
-		return leafNode(&cond{op: opMatch, val: cloneValue(arg)}), nil
+		return p.leaf(&cond{op: opMatch, val: cloneValue(arg)}), nil
 	case "select":
 		return p.selectKw(arg, path)
 	case "geoBoundingBox":
@@ -151,7 +152,41 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	return nil, perr(path, "unknown keyword")
 }
 
-func leafNode(c *cond) *node { return &node{k: nLeaf, leaf: c} }
+func (p *parser) leaf(c *cond) *node { return p.node(node{k: nLeaf, leaf: c}) }
+
+// node returns a copy of n in the normalization's scratch memory: the
+// tree is dropped once the filter is normalized.
+func (p *parser) node(n node) *node {
+	ns := p.ns
+	if ns.nodeN == len(ns.nodes) {
+		ns.nodes, ns.nodeN = make([]node, 64), 0
+	}
+	x := &ns.nodes[ns.nodeN]
+	ns.nodeN++
+	*x = n
+	return x
+}
+
+// kids returns a slice for n children, in scratch memory too; appending
+// to it copies it.
+func (p *parser) not(n *node) *node {
+	k := p.kids(1)
+	k[0] = n
+	return p.node(node{k: nNot, kids: k})
+}
+
+func (p *parser) kids(n int) []*node {
+	ns := p.ns
+	if n > 64 {
+		return make([]*node, n)
+	}
+	if ns.kidN+n > len(ns.kids) {
+		ns.kids, ns.kidN = make([]*node, 256), 0
+	}
+	k := ns.kids[ns.kidN : ns.kidN+n : ns.kidN+n]
+	ns.kidN += n
+	return k
+}
 
 func isObject(v Value, path string, props int) error {
 	if v.k != kObj {
@@ -189,7 +224,7 @@ func (p *parser) andOr(kw string, arg Value, path string) (*node, error) {
 			return nil, perr(p.index(path, i), "%s can only contain non-empty objects", kw)
 		}
 	}
-	kids := make([]*node, len(arg.arr))
+	kids := p.kids(len(arg.arr))
 	for i, e := range arg.arr {
 		n, err := p.std(e, p.index(path, i))
 		if err != nil {
@@ -229,13 +264,13 @@ func (p *parser) group(op nkind, kids []*node, path string) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &node{k: op, kids: append(andOrs, sub)}, nil
+		return p.node(node{k: op, kids: append(andOrs, sub)}), nil
 	}
 	all := append(andOrs, leaves...)
 	if len(all) == 1 {
 		return all[0], nil
 	}
-	return &node{k: op, kids: all, isLeaf: isLeaf}, nil
+	return p.node(node{k: op, kids: all, isLeaf: isLeaf}), nil
 }
 
 // restd standardizes an already standardized node again, which Koncorde
@@ -260,7 +295,7 @@ func (p *parser) restd(n *node, path string) (*node, error) {
 }
 
 func (p *parser) restdGroup(op nkind, kids []*node, path string) (*node, error) {
-	std := make([]*node, len(kids))
+	std := p.kids(len(kids))
 	for i, k := range kids {
 		n, err := p.restd(k, path)
 		if err != nil {
@@ -275,7 +310,7 @@ func (p *parser) restdGroup(op nkind, kids []*node, path string) (*node, error) 
 func (p *parser) negate(r *node, path string) (*node, error) {
 	if r.isGroup() {
 		isLeaf := true
-		subs := make([]*node, len(r.kids))
+		subs := p.kids(len(r.kids))
 		for i, k := range r.kids {
 			rk, err := p.restd(k, path)
 			if err != nil {
@@ -290,12 +325,12 @@ func (p *parser) negate(r *node, path string) (*node, error) {
 			}
 			subs[i] = s
 		}
-		return &node{k: flip(r.k), kids: subs, isLeaf: isLeaf}, nil
+		return p.node(node{k: flip(r.k), kids: subs, isLeaf: isLeaf}), nil
 	}
 	if r.k == nNot {
 		return r.kids[0], nil
 	}
-	return &node{k: nNot, kids: []*node{r}}, nil
+	return p.not(r), nil
 }
 
 func (p *parser) boolean(arg Value, path string) (*node, error) {
@@ -316,7 +351,10 @@ func (p *parser) boolean(arg Value, path string) (*node, error) {
 	// or(should), not(and(should_not))], then standardized as a whole.
 	var and []Value
 	obj := func(k string, v Value) Value {
-		return Value{k: kObj, obj: &object{keys: []string{k}, vals: []Value{v}}}
+		x := &object1{}
+		x.k[0], x.v[0] = k, v
+		x.o.keys, x.o.vals = x.k[:], x.v[:]
+		return Value{k: kObj, obj: &x.o}
 	}
 	if v, _ := arg.obj.get("must"); v.truthy() {
 		if v.k == kArr {
@@ -348,7 +386,7 @@ func (p *parser) equals(arg Value, path string) (*node, error) {
 	if !v.isScalar() {
 		return nil, perr(p.join(path, field), "must either be a string, a number, a boolean, or null")
 	}
-	return leafNode(&cond{op: opEquals, field: field, val: v}), nil
+	return p.leaf(&cond{op: opEquals, field: field, val: v}), nil
 }
 
 var arrayFieldRe = regexp.MustCompile(`^(.*?[^\\])\[(.*)\]$`)
@@ -388,9 +426,9 @@ func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 		c.field, c.array, c.val = m[1], true, v
 	}
 	c.field = escapedBracketRe.ReplaceAllString(c.field, "$1")
-	n := leafNode(c)
+	n := p.leaf(c)
 	if kw == "missing" {
-		return &node{k: nNot, kids: []*node{n}}, nil
+		return p.not(n), nil
 	}
 	return n, nil
 }
@@ -420,14 +458,14 @@ func (p *parser) in(kw string, arg Value, path string) (*node, error) {
 	if len(vals.arr) == 0 {
 		return nil, perr(path, "cannot be empty")
 	}
-	kids := make([]*node, len(vals.arr))
+	kids := p.kids(len(vals.arr))
 	for i, v := range vals.arr {
 		if v.k != kStr {
 			return nil, perr(p.index(path, i), `must hold only values of type "string"`)
 		}
-		kids[i] = leafNode(&cond{op: opEquals, field: field, val: v})
+		kids[i] = p.leaf(&cond{op: opEquals, field: field, val: v})
 	}
-	return &node{k: nOr, kids: kids, isLeaf: true}, nil
+	return p.node(node{k: nOr, kids: kids, isLeaf: true}), nil
 }
 
 func (p *parser) rangeKw(arg Value, path string) (*node, error) {
@@ -473,7 +511,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 	if high <= low {
 		return nil, perr(fpath, "lower boundary must be below the upper one")
 	}
-	return leafNode(c), nil
+	return p.leaf(c), nil
 }
 
 func (p *parser) regexpKw(arg Value, path string) (*node, error) {
@@ -482,10 +520,10 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
 	fpath := p.join(path, field)
-	c := &cond{op: opRegexp, field: field}
+	c := &cond{op: opRegexp, field: field, x: &condExtra{}}
 	switch spec.k {
 	case kStr:
-		c.pattern = spec.s
+		c.x.pattern = spec.s
 	case kObj:
 		if len(spec.obj.keys) == 0 {
 			return nil, perr(fpath, "must be a non-empty object")
@@ -502,22 +540,22 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 		if v.k != kStr {
 			return nil, perr(p.join(fpath, "value"), "must be a string")
 		}
-		c.pattern = v.s
+		c.x.pattern = v.s
 		if f, _ := spec.obj.get("flags"); f.truthy() {
 			if err := isString(f, p.join(fpath, "flags")); err != nil {
 				return nil, err
 			}
-			c.flags = f.s
+			c.x.flags = f.s
 		}
 	default:
 		return nil, perr(fpath, "must be either a string or a non-empty object")
 	}
-	re, err := compileRegexp(c.pattern, c.flags)
+	re, err := compileRegexp(c.x.pattern, c.x.flags)
 	if err != nil {
-		return nil, &ParseError{Path: fpath, Msg: "cannot parse regexp /" + c.pattern + "/" + c.flags + ": " + err.Error(), Err: err}
+		return nil, &ParseError{Path: fpath, Msg: "cannot parse regexp /" + c.x.pattern + "/" + c.x.flags + ": " + err.Error(), Err: err}
 	}
-	c.re = re
-	return leafNode(c), nil
+	c.x.re = re
+	return p.leaf(c), nil
 }
 
 func (p *parser) selectKw(arg Value, path string) (*node, error) {
@@ -547,7 +585,7 @@ func (p *parser) selectKw(arg Value, path string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return leafNode(&cond{op: opSelect, field: f.s, index: idx.n, sub: sub}), nil
+	return p.leaf(&cond{op: opSelect, field: f.s, x: &condExtra{index: idx.n, sub: sub}}), nil
 }
 
 // rangeSpec keeps the boundaries as written: Koncorde's semantics depend
