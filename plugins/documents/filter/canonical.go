@@ -40,6 +40,7 @@ func (o Options) withDefaults() Options {
 // same way share an ID.
 type Normalized struct {
 	ID       string
+	key      filterKey // ID in binary
 	terms    [][]*cond
 	termKeys []string
 }
@@ -564,6 +565,7 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 		n = &Normalized{terms: make([][]*cond, len(out)), termKeys: make([]string, len(out))}
 	}
 	n.ID = string(hexID[:32])
+	copy(n.key[:], sum[:])
 	for i, o := range order {
 		n.terms[i] = out[o]
 		n.termKeys[i] = joined[bounds[i].start:bounds[i].end]

@@ -86,7 +86,7 @@ func (c *cond) appendIdentity(b []byte) []byte {
 	}
 	b = append(b, opNames[c.op]...)
 	b = append(b, ' ')
-	b = strconv.AppendQuote(b, c.field)
+	b = appendQuote(b, c.field)
 	b = append(b, ' ')
 	f := func(b []byte, x float64) []byte { return strconv.AppendFloat(b, x, 'g', -1, 64) }
 	switch c.op {
@@ -161,6 +161,19 @@ func (c *cond) appendIdentity(b []byte) []byte {
 	return b
 }
 
+// appendQuote is strconv.AppendQuote, with a fast path for the common
+// case of printable ASCII without quotes or backslashes.
+func appendQuote(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // appendNormFlags appends regexp flags sorted bytewise.
 func appendNormFlags(b []byte, flags string) []byte {
 	start := len(b)
@@ -181,7 +194,7 @@ func appendCanon(b []byte, v Value) []byte {
 		b = append(b, 'n')
 		b = strconv.AppendFloat(b, v.n, 'g', -1, 64)
 	case kStr:
-		b = strconv.AppendQuote(b, v.s)
+		b = appendQuote(b, v.s)
 	case kArr:
 		b = append(b, '[')
 		for i, e := range v.arr {
@@ -202,7 +215,7 @@ func appendCanon(b []byte, v Value) []byte {
 			if n > 0 {
 				b = append(b, ',')
 			}
-			b = strconv.AppendQuote(b, v.obj.keys[i])
+			b = appendQuote(b, v.obj.keys[i])
 			b = append(b, ':')
 			b = appendCanon(b, v.obj.vals[i])
 		}

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"encoding/hex"
 	"math"
 	"regexp/syntax"
 	"runtime"
@@ -25,7 +26,7 @@ type Engine struct {
 	opts Options
 
 	mu      sync.RWMutex
-	filters map[string]*filterEntry
+	filters map[filterKey]*filterEntry // by the binary form of the ID: no string to compare
 	terms   map[string]*termEntry
 	conds   map[string]*condEntry
 
@@ -47,6 +48,18 @@ type Engine struct {
 	nextSeq  int64
 
 	scratch sync.Pool
+}
+
+// filterKey is a filter ID in binary: the ID is its hex encoding.
+type filterKey [16]byte
+
+// keyOfID decodes a filter ID; ok is false if it is not one.
+func keyOfID(id string) (k filterKey, ok bool) {
+	if len(id) != 2*len(k) {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil && hex.EncodeToString(k[:]) == id
 }
 
 type filterEntry struct {
@@ -74,7 +87,7 @@ type condEntry struct {
 func New(opts Options) *Engine {
 	e := &Engine{
 		opts:    opts.withDefaults(),
-		filters: map[string]*filterEntry{},
+		filters: map[filterKey]*filterEntry{},
 		terms:   map[string]*termEntry{},
 		conds:   map[string]*condEntry{},
 		fields:  map[string]*fieldIndex{},
@@ -117,7 +130,9 @@ func (e *Engine) RegisterValue(filter any) (string, error) {
 func (e *Engine) Has(id string) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	_, ok := e.filters[id]
+	k, valid := keyOfID(id)
+	_, ok := e.filters[k]
+	ok = ok && valid
 	return ok
 }
 
@@ -193,7 +208,7 @@ func (e *Engine) Add(n *Normalized) string {
 
 // add is Add with the write lock held.
 func (e *Engine) add(n *Normalized) string {
-	if _, ok := e.filters[n.ID]; ok {
+	if _, ok := e.filters[n.key]; ok {
 		return n.ID
 	}
 	f := &filterEntry{id: n.ID}
@@ -205,7 +220,7 @@ func (e *Engine) add(n *Normalized) string {
 		f.idx = int32(len(e.filterList))
 		e.filterList = append(e.filterList, f)
 	}
-	e.filters[n.ID] = f
+	e.filters[n.key] = f
 	for i, t := range n.terms {
 		f.terms = append(f.terms, e.addTerm(t, n.termKeys[i], f.idx))
 	}
@@ -323,11 +338,13 @@ func (e *Engine) addCond(c *cond) *condEntry {
 func (e *Engine) Remove(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	f, ok := e.filters[id]
+	k, valid := keyOfID(id)
+	f, ok := e.filters[k]
+	ok = ok && valid
 	if !ok {
 		return false
 	}
-	delete(e.filters, id)
+	delete(e.filters, k)
 	e.filterList[f.idx] = nil
 	e.filterFree = append(e.filterFree, f.idx)
 	for _, ti := range f.terms {

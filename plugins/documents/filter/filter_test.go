@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -226,6 +228,11 @@ func TestRegisterMany(t *testing.T) {
 		require.NoError(t, err)
 		require.ElementsMatch(t, a, b)
 	}
+	require.True(t, many.Has(ids[0]))
+	for _, bad := range []string{"", "x", strings.ToUpper(ids[0]), ids[0][:31] + "g", ids[0] + "0"} {
+		require.False(t, many.Has(bad), bad)
+		require.False(t, many.Remove(bad), bad)
+	}
 	ids, errs = New(Options{}).RegisterMany(filters[:5])
 	require.Nil(t, errs)
 	require.Equal(t, want[:5], ids)
@@ -246,4 +253,10 @@ func TestFilterMemoryIsNotReused(t *testing.T) {
 	}
 	require.Equal(t, []string{m}, matchIDs(t, e, `{"user":{"roles":["ops","admin","x"],"name":"x"}}`))
 	require.Equal(t, []string{s}, matchIDs(t, e, `{"tags":[0,{"k":[2,1,3]}]}`))
+}
+
+func TestAppendQuote(t *testing.T) {
+	for _, s := range []string{"", "abc", "a b", `a"b`, `a\b`, "a\nb", "é", "\x7f", "~", "\u2028", "\xff"} {
+		require.Equal(t, strconv.Quote(s), string(appendQuote(nil, s)), "%q", s)
+	}
 }
