@@ -39,10 +39,13 @@ func (o Options) withDefaults() Options {
 // (possibly negated) conditions. Filters that mean the same thing in the
 // same way share an ID.
 type Normalized struct {
-	ID       string
-	key      filterKey // ID in binary
-	terms    [][]*cond
-	termKeys []string
+	ID    string
+	key   filterKey // ID in binary
+	terms [][]*cond
+	// termKeys identify the terms: the first 16 bytes of the SHA-256 of
+	// each term's canonical form followed by a zero byte (the ID of a
+	// filter made of that term alone), as safe from collisions as IDs.
+	termKeys []filterKey
 }
 
 // Normalize validates a filter (JSON) and returns its canonical form.
@@ -428,7 +431,7 @@ func mayConflict(t []literal) bool {
 			continue
 		}
 		f := l.c.field
-		if _, ok := protoNames[f]; ok || n == len(seen) {
+		if isProtoName(f) || n == len(seen) {
 			return true
 		}
 		for _, s := range seen[:n] {
@@ -483,7 +486,7 @@ func putNormScratch(ns *normScratch) {
 type normalized1 struct {
 	n Normalized
 	t [1][]*cond
-	k [1]string
+	k [1]filterKey
 }
 
 // finish applies Koncorde's storage-time rejections, deduplicates and
@@ -541,8 +544,7 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 			return bytes.Compare(buf[keys[a].start:keys[a].end], buf[keys[b].start:keys[b].end])
 		})
 	}
-	// The ID hashes the sorted term keys, each followed by a zero byte;
-	// the term keys are kept as substrings of one string.
+	// The ID hashes the sorted term keys, each followed by a zero byte.
 	all := ns.all[:0]
 	bounds := ns.bounds[:0]
 	for _, o := range order {
@@ -553,22 +555,26 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 	}
 	ns.all, ns.bounds = all, bounds
 	sum := sha256.Sum256(all)
-	var hexID [2 * sha256.Size]byte
-	hex.Encode(hexID[:], sum[:])
-	joined := string(all)
+	var hexID [32]byte
+	hex.Encode(hexID[:], sum[:16])
 	var n *Normalized
 	if len(out) == 1 {
 		x := &normalized1{}
 		n = &x.n
 		n.terms, n.termKeys = x.t[:], x.k[:]
 	} else {
-		n = &Normalized{terms: make([][]*cond, len(out)), termKeys: make([]string, len(out))}
+		n = &Normalized{terms: make([][]*cond, len(out)), termKeys: make([]filterKey, len(out))}
 	}
 	n.ID = string(hexID[:32])
 	copy(n.key[:], sum[:])
 	for i, o := range order {
 		n.terms[i] = out[o]
-		n.termKeys[i] = joined[bounds[i].start:bounds[i].end]
+		if len(out) == 1 {
+			copy(n.termKeys[i][:], sum[:])
+		} else {
+			ts := sha256.Sum256(all[bounds[i].start : bounds[i].end+1])
+			copy(n.termKeys[i][:], ts[:])
+		}
 	}
 	return n, nil
 }

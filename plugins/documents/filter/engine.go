@@ -27,7 +27,7 @@ type Engine struct {
 
 	mu      sync.RWMutex
 	filters map[filterKey]*filterEntry // by the binary form of the ID: no string to compare
-	terms   map[string]*termEntry
+	terms   map[filterKey]*termEntry   // by a hash of the term's canonical form
 	conds   map[string]*condEntry
 
 	condList   []*condEntry // by id; nil for free ids
@@ -70,7 +70,7 @@ type filterEntry struct {
 
 type termEntry struct {
 	idx     int32
-	key     string
+	key     filterKey
 	anchor  int32 // -1: none (negations only); -2: never matches
 	rest    []int32
 	filters []int32
@@ -88,7 +88,7 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		opts:    opts.withDefaults(),
 		filters: map[filterKey]*filterEntry{},
-		terms:   map[string]*termEntry{},
+		terms:   map[filterKey]*termEntry{},
 		conds:   map[string]*condEntry{},
 		fields:  map[string]*fieldIndex{},
 		negOnly: map[int32]struct{}{},
@@ -227,7 +227,7 @@ func (e *Engine) add(n *Normalized) string {
 	return n.ID
 }
 
-func (e *Engine) addTerm(t []*cond, key string, filter int32) int32 {
+func (e *Engine) addTerm(t []*cond, key filterKey, filter int32) int32 {
 	if te, ok := e.terms[key]; ok {
 		te.filters = append(te.filters, filter)
 		return te.idx

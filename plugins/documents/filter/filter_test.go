@@ -260,3 +260,12 @@ func TestAppendQuote(t *testing.T) {
 		require.Equal(t, strconv.Quote(s), string(appendQuote(nil, s)), "%q", s)
 	}
 }
+
+func TestIsProtoName(t *testing.T) {
+	for name := range protoNames {
+		require.True(t, isProtoName(name), name)
+	}
+	for _, name := range []string{"", "a", "value", "valueOf2", "category", "toStrin", "Constructor"} {
+		require.False(t, isProtoName(name), name)
+	}
+}

@@ -100,6 +100,20 @@ var protoNames = map[string]string{
 	"toLocaleString":       "function toLocaleString() { [native code] }",
 }
 
+// isProtoName is a quick protoNames membership test: most field names
+// are rejected by their length or first byte without a map lookup.
+func isProtoName(f string) bool {
+	if len(f) < len("valueOf") || len(f) > len("propertyIsEnumerable") {
+		return false
+	}
+	switch f[0] {
+	case 'c', '_', 'h', 'i', 'p', 't', 'v':
+		_, ok := protoNames[f]
+		return ok
+	}
+	return false
+}
+
 func (v Value) isScalar() bool { return v.k >= kNull && v.k <= kStr }
 
 // truthy is JavaScript's ToBoolean.
