@@ -102,9 +102,10 @@ func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
 }
 
 func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, error) {
-	ns := getNormScratch(&opts)
+	ns := getNormScratch(opts)
 	defer putNormScratch(ns)
-	p := &parser{opts: &opts, fast: fast, ns: ns}
+	p := &ns.p
+	*p = parser{opts: &ns.opts, fast: fast, ns: ns}
 	root, err := p.top(v)
 	if err != nil {
 		return nil, err
@@ -123,6 +124,15 @@ func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, 
 
 // canonical turns a standardized tree into Koncorde's canonical form.
 func canonical(root *node, opts Options, path string, cx *canonCtx) ([][]literal, error) {
+	// A lone condition, negated or not (half the filters), is its own
+	// canonical form.
+	if root.k == nLeaf || (root.k == nNot && root.kids[0].k == nLeaf) {
+		l := literal{c: root.leaf}
+		if root.k == nNot {
+			l = literal{c: root.kids[0].leaf, not: true}
+		}
+		return removeImpossible([][]literal{{l}}), nil
+	}
 	// Variables: the leaves, and groups made only of leaves (Koncorde
 	// treats those as one variable, expanded after minimization).
 	cx.extract(root)
@@ -326,10 +336,13 @@ func absorb(ts []uint64) []uint64 {
 // keyed by the path "tags"). Object.prototype member names behave as
 // already-set keys, as they do in the JavaScript objects it uses.
 func removeImpossible(terms [][]literal) [][]literal {
-	var out [][]literal
-	for _, t := range terms {
+	out := terms[:0:0]
+	dropped := false // until a term is dropped, out is terms
+	for i, t := range terms {
 		if !mayConflict(t) {
-			out = append(out, t)
+			if dropped {
+				out = append(out, t)
+			}
 			continue
 		}
 		equals := map[string]Value{}
@@ -409,8 +422,16 @@ func removeImpossible(terms [][]literal) [][]literal {
 			}
 		}
 		if !skip {
-			out = append(out, t)
+			if dropped {
+				out = append(out, t)
+			}
+		} else if !dropped {
+			dropped = true
+			out = append(out, terms[:i]...)
 		}
+	}
+	if !dropped {
+		out = terms
 	}
 	if len(out) == 0 {
 		return [][]literal{{{c: &cond{op: opNothing}}}}
@@ -447,6 +468,8 @@ func mayConflict(t []literal) bool {
 
 // normScratch is the reusable working memory of one normalization.
 type normScratch struct {
+	opts   Options
+	p      parser
 	cx     canonCtx
 	buf    []byte    // every term key, one after the other
 	keys   []termKey // in buf
@@ -463,9 +486,10 @@ type termKey struct{ start, end int }
 
 var normScratches = sync.Pool{New: func() any { return new(normScratch) }}
 
-func getNormScratch(opts *Options) *normScratch {
+func getNormScratch(opts Options) *normScratch {
 	ns := normScratches.Get().(*normScratch)
-	ns.cx = canonCtx{opts: opts}
+	ns.opts = opts
+	ns.cx = canonCtx{opts: &ns.opts}
 	ns.cx.vars = ns.cx.varBuf[:0]
 	return ns
 }
@@ -477,6 +501,7 @@ func putNormScratch(ns *normScratch) {
 	clear(ns.cx.varBuf[:])
 	ns.cx.vars = nil
 	ns.cx.opts = nil
+	ns.p = parser{}
 	if cap(ns.buf) <= 1<<16 && cap(ns.all) <= 1<<16 {
 		normScratches.Put(ns)
 	}
@@ -495,8 +520,13 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 	buf := ns.buf[:0]
 	keys := ns.keys[:0]
 	out := make([][]*cond, 0, len(terms))
+	total := 0
 	for _, t := range terms {
-		conds := make([]*cond, 0, len(t))
+		total += len(t)
+	}
+	backing := make([]*cond, 0, total) // the terms' conditions, one after the other
+	for _, t := range terms {
+		conds := backing[len(backing) : len(backing) : len(backing)+len(t)]
 	lits:
 		for _, l := range t {
 			if l.not && (l.c.op == opNothing || l.c.op == opSelect) {
@@ -532,6 +562,7 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 		}
 		keys = append(keys, termKey{start, len(buf)})
 		out = append(out, conds)
+		backing = backing[:len(backing)+len(conds)]
 	}
 	ns.buf, ns.keys = buf, keys
 	order := ns.order[:0]

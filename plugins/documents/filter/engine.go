@@ -66,6 +66,7 @@ type filterEntry struct {
 	idx   int32
 	id    string
 	terms []int32
+	term1 [1]int32 // terms of one-term filters, without another allocation
 }
 
 type termEntry struct {
@@ -74,6 +75,7 @@ type termEntry struct {
 	anchor  int32 // -1: none (negations only); -2: never matches
 	rest    []int32
 	filters []int32
+	filter1 [1]int32 // filters while there is one, without another allocation
 }
 
 type condEntry struct {
@@ -212,6 +214,7 @@ func (e *Engine) add(n *Normalized) string {
 		return n.ID
 	}
 	f := &filterEntry{id: n.ID}
+	f.terms = f.term1[:0]
 	if len(e.filterFree) > 0 {
 		f.idx = e.filterFree[len(e.filterFree)-1]
 		e.filterFree = e.filterFree[:len(e.filterFree)-1]
@@ -232,7 +235,9 @@ func (e *Engine) addTerm(t []*cond, key filterKey, filter int32) int32 {
 		te.filters = append(te.filters, filter)
 		return te.idx
 	}
-	te := &termEntry{key: key, anchor: -1, filters: []int32{filter}}
+	te := &termEntry{key: key, anchor: -1}
+	te.filter1[0] = filter
+	te.filters = te.filter1[:]
 	if len(e.termFree) > 0 {
 		te.idx = e.termFree[len(e.termFree)-1]
 		e.termFree = e.termFree[:len(e.termFree)-1]

@@ -269,3 +269,28 @@ func TestIsProtoName(t *testing.T) {
 		require.False(t, isProtoName(name), name)
 	}
 }
+
+func TestSplitArrayField(t *testing.T) {
+	cases := []string{"", "a", "[]", "a[]", "a[b]", `a\[b]`, `a\\[b]`, "[a]", "a[b][c]", "a[b", "ab]",
+		"a\n[b]", "a[\nb]", "a[b]\n", "\n[a]", "é[1]", "\xff[1]", `tags["x"]`, `a\[b][c]`, "a[[b]]"}
+	alphabet := []string{"a", "[", "]", `\`, "\n", "é", "\xff"}
+	r := uint64(1)
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		r = r*6364136223846793005 + 1442695040888963407
+		for n, x := 0, r>>59; n < int(x%9); n++ {
+			r = r*6364136223846793005 + 1442695040888963407
+			b.WriteString(alphabet[(r>>33)%uint64(len(alphabet))])
+		}
+		cases = append(cases, b.String())
+	}
+	for _, f := range cases {
+		m := arrayFieldRe.FindStringSubmatch(f)
+		name, val, ok := splitArrayField(f)
+		require.Equal(t, m != nil, ok, "%q", f)
+		if ok {
+			require.Equal(t, m[1], name, "%q", f)
+			require.Equal(t, m[2], val, "%q", f)
+		}
+	}
+}

@@ -392,6 +392,28 @@ func (p *parser) equals(arg Value, path string) (*node, error) {
 var arrayFieldRe = regexp.MustCompile(`^(.*?[^\\])\[(.*)\]$`)
 var escapedBracketRe = regexp.MustCompile(`\\([\[\]])`)
 
+// splitArrayField is arrayFieldRe.FindStringSubmatch: "name[value]" gives
+// name and value. Without a newline (which "." does not match) it is the
+// first "[" after a character other than a backslash, in a field that
+// ends with "]"; with one, the regexp decides.
+func splitArrayField(field string) (name, value string, ok bool) {
+	if len(field) < 3 || field[len(field)-1] != ']' {
+		return "", "", false
+	}
+	if strings.IndexByte(field, '\n') >= 0 {
+		if m := arrayFieldRe.FindStringSubmatch(field); m != nil {
+			return m[1], m[2], true
+		}
+		return "", "", false
+	}
+	for i := 1; i < len(field)-1; i++ {
+		if field[i] == '[' && field[i-1] != '\\' {
+			return field[:i], field[i+1 : len(field)-1], true
+		}
+	}
+	return "", "", false
+}
+
 func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 	var field string
 	switch {
@@ -418,14 +440,16 @@ func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 		field = f.s
 	}
 	c := &cond{op: opExists, field: field}
-	if m := arrayFieldRe.FindStringSubmatch(field); m != nil {
-		v, err := parseJSON([]byte(m[2]))
+	if name, val, ok := splitArrayField(field); ok {
+		v, err := parseJSON([]byte(val))
 		if err != nil {
-			return nil, perr(path, "contains an invalid array value (%q)", m[2])
+			return nil, perr(path, "contains an invalid array value (%q)", val)
 		}
-		c.field, c.array, c.val = m[1], true, v
+		c.field, c.array, c.val = name, true, v
 	}
-	c.field = escapedBracketRe.ReplaceAllString(c.field, "$1")
+	if strings.IndexByte(c.field, '\\') >= 0 {
+		c.field = escapedBracketRe.ReplaceAllString(c.field, "$1")
+	}
 	n := p.leaf(c)
 	if kw == "missing" {
 		return p.not(n), nil
