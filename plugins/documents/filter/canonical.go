@@ -50,6 +50,12 @@ type Normalized struct {
 
 // Normalize validates a filter (JSON) and returns its canonical form.
 func Normalize(filter []byte, opts Options) (*Normalized, error) {
+	return normalizeJSON(filter, opts, nil)
+}
+
+// normalizeJSON is Normalize; with dst, the result lives in dst (see
+// normDst).
+func normalizeJSON(filter []byte, opts Options, dst *normDst) (*Normalized, error) {
 	// The decoded filter lives in reused memory until release: what the
 	// normalized form keeps of it is copied (see cloneValue).
 	v, p, err := parseFilterJSON(filter)
@@ -57,7 +63,30 @@ func Normalize(filter []byte, opts Options) (*Normalized, error) {
 	if err != nil {
 		return nil, &ParseError{Msg: "invalid JSON: " + err.Error(), Err: err}
 	}
-	return normalizeValue(v, opts.withDefaults(), "")
+	return normalizeValue(v, opts.withDefaults(), "", dst)
+}
+
+// normDst holds a Normalized that is used once and dropped, as Register
+// does (the engine keeps its ID and conditions, not its lists): its lists
+// are reused from one filter to the next.
+type normDst struct {
+	n       Normalized
+	out     [][]*cond
+	backing []*cond
+	terms   [][]*cond
+	keys    []filterKey
+}
+
+var normDsts = sync.Pool{New: func() any { return new(normDst) }}
+
+func (d *normDst) release() {
+	d.n = Normalized{}
+	clear(d.out[:cap(d.out)])
+	clear(d.backing[:cap(d.backing)])
+	clear(d.terms[:cap(d.terms)])
+	if cap(d.backing) <= 1024 && cap(d.out) <= 1024 {
+		normDsts.Put(d)
+	}
 }
 
 // NormalizeValue is Normalize for a filter already decoded by
@@ -67,7 +96,7 @@ func NormalizeValue(filter any, opts Options) (*Normalized, error) {
 	if err != nil {
 		return nil, &ParseError{Msg: err.Error(), Err: err}
 	}
-	return normalizeValue(v, opts.withDefaults(), "")
+	return normalizeValue(v, opts.withDefaults(), "", nil)
 }
 
 // String renders the canonical form, one term per line.
@@ -92,16 +121,16 @@ type literal struct {
 	not bool
 }
 
-func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
-	n, err := normalizeWith(v, opts, path, true)
+func normalizeValue(v Value, opts Options, path string, dst *normDst) (*Normalized, error) {
+	n, err := normalizeWith(v, opts, path, true, dst)
 	if err != nil {
 		// Again with clause paths, for the error message.
-		return normalizeWith(v, opts, path, false)
+		return normalizeWith(v, opts, path, false, dst)
 	}
 	return n, nil
 }
 
-func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, error) {
+func normalizeWith(v Value, opts Options, path string, fast bool, dst *normDst) (*Normalized, error) {
 	ns := getNormScratch(opts)
 	defer putNormScratch(ns)
 	p := &ns.p
@@ -119,7 +148,7 @@ func normalizeWith(v Value, opts Options, path string, fast bool) (*Normalized, 
 			return nil, err
 		}
 	}
-	return finish(terms, path, ns)
+	return finish(terms, path, ns, dst)
 }
 
 // canonical turns a standardized tree into Koncorde's canonical form.
@@ -516,15 +545,23 @@ type normalized1 struct {
 
 // finish applies Koncorde's storage-time rejections, deduplicates and
 // computes the identity.
-func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error) {
+func finish(terms [][]literal, path string, ns *normScratch, dst *normDst) (*Normalized, error) {
 	buf := ns.buf[:0]
 	keys := ns.keys[:0]
-	out := make([][]*cond, 0, len(terms))
 	total := 0
 	for _, t := range terms {
 		total += len(t)
 	}
-	backing := make([]*cond, 0, total) // the terms' conditions, one after the other
+	var out [][]*cond
+	var backing []*cond // the terms' conditions, one after the other
+	if dst != nil && cap(dst.backing) >= total && cap(dst.out) >= len(terms) {
+		out, backing = dst.out[:0], dst.backing[:0]
+	} else {
+		out, backing = make([][]*cond, 0, len(terms)), make([]*cond, 0, total)
+	}
+	if dst != nil {
+		dst.out, dst.backing = out, backing
+	}
 	for _, t := range terms {
 		conds := backing[len(backing) : len(backing) : len(backing)+len(t)]
 	lits:
@@ -589,7 +626,13 @@ func finish(terms [][]literal, path string, ns *normScratch) (*Normalized, error
 	var hexID [32]byte
 	hex.Encode(hexID[:], sum[:16])
 	var n *Normalized
-	if len(out) == 1 {
+	if dst != nil {
+		n = &dst.n
+		if cap(dst.terms) < len(out) {
+			dst.terms, dst.keys = make([][]*cond, len(out)), make([]filterKey, len(out))
+		}
+		n.terms, n.termKeys = dst.terms[:len(out)], dst.keys[:len(out)]
+	} else if len(out) == 1 {
 		x := &normalized1{}
 		n = &x.n
 		n.terms, n.termKeys = x.t[:], x.k[:]
@@ -619,7 +662,7 @@ type program struct {
 }
 
 func compileProgram(v Value, opts *Options, path string, fast bool) (*program, error) {
-	n, err := normalizeWith(v, *opts, path, fast)
+	n, err := normalizeWith(v, *opts, path, fast, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -112,7 +112,9 @@ func (e *Engine) Normalize(filter []byte) (*Normalized, error) {
 // normalized form) returns the same ID and shares it; as in Koncorde there
 // is no reference count: one Remove unregisters it.
 func (e *Engine) Register(filter []byte) (string, error) {
-	n, err := Normalize(filter, e.opts)
+	dst := normDsts.Get().(*normDst)
+	defer dst.release()
+	n, err := normalizeJSON(filter, e.opts, dst)
 	if err != nil {
 		return "", err
 	}
