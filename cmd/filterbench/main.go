@@ -104,7 +104,7 @@ func run(filtersPath, docsPath string, d time.Duration) (*result, error) {
 	e := filter.New(filter.Options{})
 	cpu0 := cpuTime()
 	start := time.Now()
-	ids, errs := e.RegisterMany(batch) // one batch, one lock (GOMAXPROCS is 1: no parallelism)
+	ids, errs := e.RegisterMany(batch) // GOMAXPROCS is 1: no parallelism
 	reg := time.Since(start)
 	regCPU := cpuTime() - cpu0
 	registered := 0

@@ -147,60 +147,90 @@ func (e *Engine) Len() int {
 	return len(e.filters)
 }
 
-// RegisterMany registers a batch of filters (JSON): they are normalized
-// in parallel, on up to GOMAXPROCS goroutines, then stored under a single
-// write lock. ids[i] is the ID of filters[i], or "" when errs[i] tells why
-// it was rejected; errs is nil when every filter was accepted. The result
-// is the same as calling Register on each filter in order.
+// RegisterMany registers a batch of filters (JSON) with the same result
+// as calling Register on each in order, for less: filters are normalized
+// a few hundred at a time, in parallel on up to GOMAXPROCS goroutines
+// (the next group while the previous one is stored), and stored in order
+// under one write lock per group, so matches are not held up by
+// normalization. ids[i] is the ID of filters[i], or "" when errs[i] tells
+// why it was rejected; errs is nil when every filter was accepted.
 func (e *Engine) RegisterMany(filters [][]byte) (ids []string, errs []error) {
-	norms := make([]*Normalized, len(filters))
-	var failed atomic.Bool
-	errAt := make([]error, len(filters))
-	normalize := func(i int) {
-		n, err := Normalize(filters[i], e.opts)
-		if err != nil {
-			errAt[i] = err
-			failed.Store(true)
-			return
+	const chunk = 256 // filters per goroutine
+	workers := max(1, min(runtime.GOMAXPROCS(0), (len(filters)+chunk-1)/chunk))
+	group := min(len(filters), workers*chunk)
+	normalize := func(slots []normSlot, from int) {
+		for i := range slots {
+			s := &slots[i]
+			s.dst = normDsts.Get().(*normDst)
+			s.n, s.err = normalizeJSON(filters[from+i], e.opts, s.dst)
 		}
-		norms[i] = n
 	}
-	const chunk = 256
-	workers := min(runtime.GOMAXPROCS(0), (len(filters)+chunk-1)/chunk)
-	if workers <= 1 {
-		for i := range filters {
-			normalize(i)
-		}
-	} else {
-		var next atomic.Int64
+	// start normalizes filters[from:from+len(slots)] into slots, in the
+	// background when there are several workers.
+	start := func(slots []normSlot, from int) *sync.WaitGroup {
 		var wg sync.WaitGroup
-		for range workers {
-			wg.Go(func() {
-				for {
-					start := int(next.Add(chunk)) - chunk
-					if start >= len(filters) {
-						return
-					}
-					for i := start; i < min(start+chunk, len(filters)); i++ {
-						normalize(i)
-					}
-				}
-			})
+		if workers == 1 {
+			normalize(slots, from)
+			return &wg
 		}
-		wg.Wait()
+		for lo := 0; lo < len(slots); lo += chunk {
+			part := slots[lo:min(lo+chunk, len(slots))]
+			wg.Go(func() { normalize(part, from+lo) })
+		}
+		return &wg
 	}
 	ids = make([]string, len(filters))
-	e.mu.Lock()
-	for i, n := range norms {
-		if n != nil {
-			ids[i] = e.add(n)
-		}
+	bufs := [2][]normSlot{make([]normSlot, group)}
+	if workers > 1 && len(filters) > group {
+		bufs[1] = make([]normSlot, group)
 	}
-	e.mu.Unlock()
-	if failed.Load() {
-		errs = errAt
+	cur := bufs[0][:min(group, len(filters))]
+	wg := start(cur, 0)
+	for base, k := 0, 0; base < len(filters); k++ {
+		wg.Wait()
+		next := base + len(cur)
+		var nextSlots []normSlot
+		if next < len(filters) {
+			nextSlots = bufs[(k+1)%2]
+			if nextSlots == nil { // one worker: one buffer, refilled after use
+				nextSlots = bufs[0]
+			}
+			nextSlots = nextSlots[:min(group, len(filters)-next)]
+			if workers > 1 {
+				wg = start(nextSlots, next) // overlaps with storing cur
+			}
+		}
+		e.mu.Lock()
+		for i := range cur {
+			if s := &cur[i]; s.err == nil {
+				ids[base+i] = e.add(s.n)
+			}
+		}
+		e.mu.Unlock()
+		for i := range cur {
+			s := &cur[i]
+			if s.err != nil {
+				if errs == nil {
+					errs = make([]error, len(filters))
+				}
+				errs[base+i] = s.err
+			}
+			s.dst.release()
+			*s = normSlot{}
+		}
+		if nextSlots != nil && workers == 1 {
+			wg = start(nextSlots, next)
+		}
+		base, cur = next, nextSlots
 	}
 	return ids, errs
+}
+
+// normSlot is one filter of a RegisterMany group.
+type normSlot struct {
+	n   *Normalized
+	dst *normDst
+	err error
 }
 
 // Add stores a normalized filter and returns its ID.

@@ -233,6 +233,9 @@ func TestRegisterMany(t *testing.T) {
 		require.False(t, many.Has(bad), bad)
 		require.False(t, many.Remove(bad), bad)
 	}
+	ids, errs = New(Options{}).RegisterMany(nil)
+	require.Empty(t, ids)
+	require.Nil(t, errs)
 	ids, errs = New(Options{}).RegisterMany(filters[:5])
 	require.Nil(t, errs)
 	require.Equal(t, want[:5], ids)
