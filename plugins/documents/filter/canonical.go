@@ -1,13 +1,16 @@
 package filter
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math/bits"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Options bound what a filter may cost. The zero value means the defaults.
@@ -36,18 +39,54 @@ func (o Options) withDefaults() Options {
 // (possibly negated) conditions. Filters that mean the same thing in the
 // same way share an ID.
 type Normalized struct {
-	ID       string
-	terms    [][]*cond
-	termKeys []string
+	ID    string
+	key   filterKey // ID in binary
+	terms [][]*cond
+	// termKeys identify the terms: the first 16 bytes of the SHA-256 of
+	// each term's canonical form followed by a zero byte (the ID of a
+	// filter made of that term alone), as safe from collisions as IDs.
+	termKeys []filterKey
 }
 
 // Normalize validates a filter (JSON) and returns its canonical form.
 func Normalize(filter []byte, opts Options) (*Normalized, error) {
-	v, err := jsonValue(filter)
+	return normalizeJSON(filter, opts, nil)
+}
+
+// normalizeJSON is Normalize; with dst, the result lives in dst (see
+// normDst).
+func normalizeJSON(filter []byte, opts Options, dst *normDst) (*Normalized, error) {
+	// The decoded filter lives in reused memory until release: what the
+	// normalized form keeps of it is copied (see cloneValue).
+	v, p, err := parseFilterJSON(filter)
+	defer putJSONParser(p)
 	if err != nil {
-		return nil, err
+		return nil, &ParseError{Msg: "invalid JSON: " + err.Error(), Err: err}
 	}
-	return normalizeValue(v, opts.withDefaults(), "")
+	return normalizeValue(v, opts.withDefaults(), "", dst)
+}
+
+// normDst holds a Normalized that is used once and dropped, as Register
+// does (the engine keeps its ID and conditions, not its lists): its lists
+// are reused from one filter to the next.
+type normDst struct {
+	n       Normalized
+	out     [][]*cond
+	backing []*cond
+	terms   [][]*cond
+	keys    []filterKey
+}
+
+var normDsts = sync.Pool{New: func() any { return new(normDst) }}
+
+func (d *normDst) release() {
+	d.n = Normalized{}
+	clear(d.out[:cap(d.out)])
+	clear(d.backing[:cap(d.backing)])
+	clear(d.terms[:cap(d.terms)])
+	if cap(d.backing) <= 1024 && cap(d.out) <= 1024 {
+		normDsts.Put(d)
+	}
 }
 
 // NormalizeValue is Normalize for a filter already decoded by
@@ -57,7 +96,7 @@ func NormalizeValue(filter any, opts Options) (*Normalized, error) {
 	if err != nil {
 		return nil, &ParseError{Msg: err.Error(), Err: err}
 	}
-	return normalizeValue(v, opts.withDefaults(), "")
+	return normalizeValue(v, opts.withDefaults(), "", nil)
 }
 
 // String renders the canonical form, one term per line.
@@ -82,8 +121,20 @@ type literal struct {
 	not bool
 }
 
-func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
-	p := &parser{opts: &opts}
+func normalizeValue(v Value, opts Options, path string, dst *normDst) (*Normalized, error) {
+	n, err := normalizeWith(v, opts, path, true, dst)
+	if err != nil {
+		// Again with clause paths, for the error message.
+		return normalizeWith(v, opts, path, false, dst)
+	}
+	return n, nil
+}
+
+func normalizeWith(v Value, opts Options, path string, fast bool, dst *normDst) (*Normalized, error) {
+	ns := getNormScratch(opts)
+	defer putNormScratch(ns)
+	p := &ns.p
+	*p = parser{opts: &ns.opts, fast: fast, ns: ns}
 	root, err := p.top(v)
 	if err != nil {
 		return nil, err
@@ -92,35 +143,29 @@ func normalizeValue(v Value, opts Options, path string) (*Normalized, error) {
 	if root == nil {
 		terms = [][]literal{{{c: &cond{op: opEverything}}}}
 	} else {
-		terms, err = canonical(root, opts, path)
+		terms, err = canonical(root, opts, path, &ns.cx)
 		if err != nil {
 			return nil, err
 		}
 	}
-	return finish(terms, path)
+	return finish(terms, path, ns, dst)
 }
 
 // canonical turns a standardized tree into Koncorde's canonical form.
-func canonical(root *node, opts Options, path string) ([][]literal, error) {
+func canonical(root *node, opts Options, path string, cx *canonCtx) ([][]literal, error) {
+	// A lone condition, negated or not (half the filters), is its own
+	// canonical form.
+	if root.k == nLeaf || (root.k == nNot && root.kids[0].k == nLeaf) {
+		l := literal{c: root.leaf}
+		if root.k == nNot {
+			l = literal{c: root.kids[0].leaf, not: true}
+		}
+		return removeImpossible([][]literal{{l}}), nil
+	}
 	// Variables: the leaves, and groups made only of leaves (Koncorde
 	// treats those as one variable, expanded after minimization).
-	var vars []*node
-	var extract func(n *node)
-	extract = func(n *node) {
-		switch {
-		case n.k == nLeaf:
-			vars = append(vars, n)
-		case n.k == nNot:
-			extract(n.kids[0])
-		case n.isLeaf:
-			vars = append(vars, n)
-		default:
-			for _, k := range n.kids {
-				extract(k)
-			}
-		}
-	}
-	extract(root)
+	cx.extract(root)
+	vars := cx.vars
 	count := 0
 	for _, v := range vars {
 		if v.isGroup() {
@@ -136,60 +181,15 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 	if len(vars) > 64 {
 		return nil, &ParseError{Path: path, Err: ErrTooComplex, Msg: fmt.Sprintf("filter too complex: %d conditions", count)}
 	}
-	tooMany := &ParseError{Path: path, Err: ErrTooComplex,
-		Msg: fmt.Sprintf("filter too complex: expands to more than %d terms", opts.MaxTerms)}
 
 	// Each variable occurs once in the formula, so the formula is unate
 	// and its minimal DNF (what Koncorde's Espresso step yields) is the
 	// set of its prime implicants: distribute, then drop absorbed terms.
-	neg := make([]bool, len(vars))
-	idx := 0
-	var dnf func(n *node, negated bool) ([]uint64, error)
-	dnf = func(n *node, negated bool) ([]uint64, error) {
-		if n.k == nLeaf || (n.isGroup() && n.isLeaf) {
-			i := idx
-			idx++
-			neg[i] = negated
-			return []uint64{1 << uint(i)}, nil
-		}
-		if n.k == nNot {
-			return dnf(n.kids[0], !negated)
-		}
-		isAnd := (n.k == nAnd) != negated
-		var acc []uint64
-		for j, k := range n.kids {
-			sub, err := dnf(k, negated)
-			if err != nil {
-				return nil, err
-			}
-			if j == 0 {
-				acc = sub
-				continue
-			}
-			if isAnd {
-				if len(acc)*len(sub) > opts.MaxTerms*4 {
-					return nil, tooMany
-				}
-				prod := make([]uint64, 0, len(acc)*len(sub))
-				for _, a := range acc {
-					for _, b := range sub {
-						prod = append(prod, a|b)
-					}
-				}
-				acc = absorb(prod)
-			} else {
-				acc = absorb(append(acc, sub...))
-			}
-			if len(acc) > opts.MaxTerms {
-				return nil, tooMany
-			}
-		}
-		return acc, nil
-	}
-	masks, err := dnf(root, false)
+	masks, err := cx.dnf(root, false)
 	if err != nil {
-		return nil, err
+		return nil, tooManyTerms(opts, path)
 	}
+	neg := cx.neg[:]
 
 	// Expand group variables: an and-like group adds its conditions to
 	// the term, or-like groups multiply terms.
@@ -222,7 +222,7 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 		for _, o := range ors {
 			total *= len(o)
 			if total > opts.MaxTerms {
-				return nil, tooMany
+				return nil, tooManyTerms(opts, path)
 			}
 		}
 		if len(ors) == 0 {
@@ -249,14 +249,90 @@ func canonical(root *node, opts Options, path string) ([][]literal, error) {
 			}
 		}
 		if len(out) > opts.MaxTerms {
-			return nil, tooMany
+			return nil, tooManyTerms(opts, path)
 		}
 	}
 	out = removeImpossible(out)
 	for _, t := range out {
-		sort.SliceStable(t, func(a, b int) bool { return opNames[t[a].c.op] < opNames[t[b].c.op] })
+		slices.SortStableFunc(t, func(a, b literal) int { return strings.Compare(opNames[a.c.op], opNames[b.c.op]) })
 	}
 	return out, nil
+}
+
+// canonCtx holds the variables of a formula being put in DNF.
+type canonCtx struct {
+	opts   *Options
+	vars   []*node
+	varBuf [16]*node
+	neg    [64]bool
+	idx    int
+	leaf   [64]uint64 // one-element DNFs of the variables
+}
+
+func (cx *canonCtx) extract(n *node) {
+	switch {
+	case n.k == nLeaf:
+		cx.vars = append(cx.vars, n)
+	case n.k == nNot:
+		cx.extract(n.kids[0])
+	case n.isLeaf:
+		cx.vars = append(cx.vars, n)
+	default:
+		for _, k := range n.kids {
+			cx.extract(k)
+		}
+	}
+}
+
+func (cx *canonCtx) dnf(n *node, negated bool) ([]uint64, error) {
+	if n.k == nLeaf || (n.isGroup() && n.isLeaf) {
+		i := cx.idx
+		cx.idx++
+		cx.neg[i] = negated
+		cx.leaf[i] = 1 << uint(i)
+		return cx.leaf[i : i+1 : i+1], nil // full: append copies it
+	}
+	if n.k == nNot {
+		return cx.dnf(n.kids[0], !negated)
+	}
+	isAnd := (n.k == nAnd) != negated
+	var acc []uint64
+	for j, k := range n.kids {
+		sub, err := cx.dnf(k, negated)
+		if err != nil {
+			return nil, err
+		}
+		if j == 0 {
+			acc = sub
+			continue
+		}
+		if isAnd {
+			if len(acc)*len(sub) > cx.opts.MaxTerms*4 {
+				return nil, errTooManyTerms
+			}
+			prod := make([]uint64, 0, len(acc)*len(sub))
+			for _, a := range acc {
+				for _, b := range sub {
+					prod = append(prod, a|b)
+				}
+			}
+			acc = absorb(prod)
+		} else {
+			acc = absorb(append(acc, sub...))
+		}
+		if len(acc) > cx.opts.MaxTerms {
+			return nil, errTooManyTerms
+		}
+	}
+	return acc, nil
+}
+
+// errTooManyTerms stops the expansion; tooManyTerms is what callers get.
+var errTooManyTerms = errors.New("too many terms")
+
+func tooManyTerms(opts Options, path string) error {
+	return &ParseError{Path: path, Err: ErrTooComplex,
+		Msg: fmt.Sprintf("filter too complex: expands to more than %d terms", opts.MaxTerms)}
 }
 
 func absorb(ts []uint64) []uint64 {
@@ -289,10 +365,13 @@ func absorb(ts []uint64) []uint64 {
 // keyed by the path "tags"). Object.prototype member names behave as
 // already-set keys, as they do in the JavaScript objects it uses.
 func removeImpossible(terms [][]literal) [][]literal {
-	var out [][]literal
-	for _, t := range terms {
+	out := terms[:0:0]
+	dropped := false // until a term is dropped, out is terms
+	for i, t := range terms {
 		if !mayConflict(t) {
-			out = append(out, t)
+			if dropped {
+				out = append(out, t)
+			}
 			continue
 		}
 		equals := map[string]Value{}
@@ -372,8 +451,16 @@ func removeImpossible(terms [][]literal) [][]literal {
 			}
 		}
 		if !skip {
-			out = append(out, t)
+			if dropped {
+				out = append(out, t)
+			}
+		} else if !dropped {
+			dropped = true
+			out = append(out, terms[:i]...)
 		}
+	}
+	if !dropped {
+		out = terms
 	}
 	if len(out) == 0 {
 		return [][]literal{{{c: &cond{op: opNothing}}}}
@@ -394,7 +481,7 @@ func mayConflict(t []literal) bool {
 			continue
 		}
 		f := l.c.field
-		if _, ok := protoNames[f]; ok || n == len(seen) {
+		if isProtoName(f) || n == len(seen) {
 			return true
 		}
 		for _, s := range seen[:n] {
@@ -408,14 +495,75 @@ func mayConflict(t []literal) bool {
 	return false
 }
 
+// normScratch is the reusable working memory of one normalization.
+type normScratch struct {
+	opts   Options
+	p      parser
+	cx     canonCtx
+	buf    []byte    // every term key, one after the other
+	keys   []termKey // in buf
+	order  []int
+	all    []byte // sorted term keys, each followed by a zero byte
+	bounds []termKey
+	nodes  []node // chunk the parser's nodes are taken from
+	nodeN  int
+	kids   []*node
+	kidN   int
+}
+
+type termKey struct{ start, end int }
+
+var normScratches = sync.Pool{New: func() any { return new(normScratch) }}
+
+func getNormScratch(opts Options) *normScratch {
+	ns := normScratches.Get().(*normScratch)
+	ns.opts = opts
+	ns.cx = canonCtx{opts: &ns.opts}
+	ns.cx.vars = ns.cx.varBuf[:0]
+	return ns
+}
+
+func putNormScratch(ns *normScratch) {
+	clear(ns.nodes[:ns.nodeN])
+	clear(ns.kids[:ns.kidN])
+	ns.nodeN, ns.kidN = 0, 0
+	clear(ns.cx.varBuf[:])
+	ns.cx.vars = nil
+	ns.cx.opts = nil
+	ns.p = parser{}
+	if cap(ns.buf) <= 1<<16 && cap(ns.all) <= 1<<16 {
+		normScratches.Put(ns)
+	}
+}
+
+// normalized1 is a one-term Normalized in a single allocation.
+type normalized1 struct {
+	n Normalized
+	t [1][]*cond
+	k [1]filterKey
+}
+
 // finish applies Koncorde's storage-time rejections, deduplicates and
 // computes the identity.
-func finish(terms [][]literal, path string) (*Normalized, error) {
-	seen := map[string]bool{}
-	var keys []string
-	var out [][]*cond
+func finish(terms [][]literal, path string, ns *normScratch, dst *normDst) (*Normalized, error) {
+	buf := ns.buf[:0]
+	keys := ns.keys[:0]
+	total := 0
 	for _, t := range terms {
-		conds := make([]*cond, 0, len(t))
+		total += len(t)
+	}
+	var out [][]*cond
+	var backing []*cond // the terms' conditions, one after the other
+	if dst != nil && cap(dst.backing) >= total && cap(dst.out) >= len(terms) {
+		out, backing = dst.out[:0], dst.backing[:0]
+	} else {
+		out, backing = make([][]*cond, 0, len(terms)), make([]*cond, 0, total)
+	}
+	if dst != nil {
+		dst.out, dst.backing = out, backing
+	}
+	for _, t := range terms {
+		conds := backing[len(backing) : len(backing) : len(backing)+len(t)]
 	lits:
 		for _, l := range t {
 			if l.not && (l.c.op == opNothing || l.c.op == opSelect) {
@@ -432,34 +580,77 @@ func finish(terms [][]literal, path string) (*Normalized, error) {
 			conds = append(conds, c)
 		}
 		slices.SortFunc(conds, func(a, b *cond) int { return strings.Compare(a.key, b.key) })
-		var tk strings.Builder
+		start := len(buf)
 		for _, c := range conds {
-			tk.WriteString(c.identity())
-			tk.WriteByte('\n')
+			buf = append(buf, c.key...)
+			buf = append(buf, '\n')
 		}
-		k := tk.String()
-		if seen[k] {
+		k := buf[start:]
+		dup := false
+		for _, o := range keys {
+			if string(buf[o.start:o.end]) == string(k) {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			buf = buf[:start]
 			continue
 		}
-		seen[k] = true
-		keys = append(keys, k)
+		keys = append(keys, termKey{start, len(buf)})
 		out = append(out, conds)
+		backing = backing[:len(backing)+len(conds)]
 	}
-	order := make([]int, len(out))
-	for i := range order {
-		order[i] = i
+	ns.buf, ns.keys = buf, keys
+	order := ns.order[:0]
+	for i := range out {
+		order = append(order, i)
 	}
-	slices.SortFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
-	h := sha256.New()
-	sorted := make([][]*cond, len(out))
-	sortedKeys := make([]string, len(out))
+	ns.order = order
+	if len(order) > 1 {
+		slices.SortFunc(order, func(a, b int) int {
+			return bytes.Compare(buf[keys[a].start:keys[a].end], buf[keys[b].start:keys[b].end])
+		})
+	}
+	// The ID hashes the sorted term keys, each followed by a zero byte.
+	all := ns.all[:0]
+	bounds := ns.bounds[:0]
+	for _, o := range order {
+		start := len(all)
+		all = append(all, buf[keys[o].start:keys[o].end]...)
+		bounds = append(bounds, termKey{start, len(all)})
+		all = append(all, 0)
+	}
+	ns.all, ns.bounds = all, bounds
+	sum := sha256.Sum256(all)
+	var hexID [32]byte
+	hex.Encode(hexID[:], sum[:16])
+	var n *Normalized
+	if dst != nil {
+		n = &dst.n
+		if cap(dst.terms) < len(out) {
+			dst.terms, dst.keys = make([][]*cond, len(out)), make([]filterKey, len(out))
+		}
+		n.terms, n.termKeys = dst.terms[:len(out)], dst.keys[:len(out)]
+	} else if len(out) == 1 {
+		x := &normalized1{}
+		n = &x.n
+		n.terms, n.termKeys = x.t[:], x.k[:]
+	} else {
+		n = &Normalized{terms: make([][]*cond, len(out)), termKeys: make([]filterKey, len(out))}
+	}
+	n.ID = string(hexID[:32])
+	copy(n.key[:], sum[:])
 	for i, o := range order {
-		sorted[i] = out[o]
-		sortedKeys[i] = keys[o]
-		h.Write([]byte(keys[o]))
-		h.Write([]byte{0})
+		n.terms[i] = out[o]
+		if len(out) == 1 {
+			copy(n.termKeys[i][:], sum[:])
+		} else {
+			ts := sha256.Sum256(all[bounds[i].start : bounds[i].end+1])
+			copy(n.termKeys[i][:], ts[:])
+		}
 	}
-	return &Normalized{ID: hex.EncodeToString(h.Sum(nil))[:32], terms: sorted, termKeys: sortedKeys}, nil
+	return n, nil
 }
 
 // program evaluates a normalized filter directly; select's sub-queries
@@ -470,8 +661,8 @@ type program struct {
 	geo   [2]map[string]int // field -> position, for positive and negated geo conditions
 }
 
-func compileProgram(v Value, opts *Options, path string) (*program, error) {
-	n, err := normalizeValue(v, *opts, path)
+func compileProgram(v Value, opts *Options, path string, fast bool) (*program, error) {
+	n, err := normalizeWith(v, *opts, path, fast, nil)
 	if err != nil {
 		return nil, err
 	}

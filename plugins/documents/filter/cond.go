@@ -3,6 +3,7 @@ package filter
 import (
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,22 +27,29 @@ const (
 // are sorted by them.
 var opNames = [...]string{"everything", "nothing", "equals", "exists", "range", "regexp", "geospatial", "match", "select"}
 
-// cond is one normalized condition, possibly negated.
+// cond is one normalized condition, possibly negated. It is kept small:
+// most filters are made of equals, range and exists conditions, so the
+// fields of the rarer kinds live in x.
 type cond struct {
-	op      op
-	not     bool
-	field   string
-	val     Value // equals value, exists array value, match object
-	array   bool  // exists on an array value: tags["x"]
-	rng     rangeSpec
+	op    op
+	not   bool
+	array bool // exists on an array value: tags["x"]
+	field string
+	val   Value // equals value, exists array value, match object
+	rng   rangeSpec
+	shape *shape
+	x     *condExtra // regexp and select
+
+	key string // identity, including the negation
+}
+
+// condExtra holds what only regexp and select conditions use.
+type condExtra struct {
 	pattern string
 	flags   string
 	re      *regexp.Regexp
-	shape   *shape
 	index   float64 // select
 	sub     *program
-
-	key string // identity, including the negation
 }
 
 // withNot returns the condition with its negation set. Every variable of
@@ -66,101 +74,154 @@ func (c *cond) identity() string {
 	if c.key != "" {
 		return c.key
 	}
-	var b strings.Builder
+	var buf [128]byte
+	c.key = string(c.appendIdentity(buf[:0]))
+	return c.key
+}
+
+// appendIdentity appends the canonical text of the condition to b.
+func (c *cond) appendIdentity(b []byte) []byte {
 	if c.not {
-		b.WriteByte('!')
+		b = append(b, '!')
 	}
-	b.WriteString(opNames[c.op])
-	b.WriteByte(' ')
-	b.WriteString(strconv.Quote(c.field))
-	b.WriteByte(' ')
+	b = append(b, opNames[c.op]...)
+	b = append(b, ' ')
+	b = appendQuote(b, c.field)
+	b = append(b, ' ')
+	f := func(b []byte, x float64) []byte { return strconv.AppendFloat(b, x, 'g', -1, 64) }
 	switch c.op {
 	case opEquals, opMatch:
-		writeCanon(&b, c.val)
+		b = appendCanon(b, c.val)
 	case opExists:
 		if c.array {
-			b.WriteString("[]")
-			writeCanon(&b, c.val)
+			b = append(b, "[]"...)
+			b = appendCanon(b, c.val)
 		}
 	case opRange:
 		r := &c.rng
-		for _, x := range []struct {
+		for _, x := range [...]struct {
 			has bool
 			n   string
 			v   float64
 		}{{r.hasGT, "gt", r.gt}, {r.hasGTE, "gte", r.gte}, {r.hasLT, "lt", r.lt}, {r.hasLTE, "lte", r.lte}} {
 			if x.has {
-				b.WriteString(x.n + ":" + strconv.FormatFloat(x.v, 'g', -1, 64) + " ")
+				b = append(b, x.n...)
+				b = append(b, ':')
+				b = f(b, x.v)
+				b = append(b, ' ')
 			}
 		}
 	case opRegexp:
-		b.WriteString("/" + c.pattern + "/" + normFlags(c.flags))
+		b = append(b, '/')
+		b = append(b, c.x.pattern...)
+		b = append(b, '/')
+		b = appendNormFlags(b, c.x.flags)
 	case opGeo:
 		s := c.shape
-		f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 		switch s.kind {
 		case geoBox:
-			b.WriteString("box " + f(s.minLat) + " " + f(s.minLon) + " " + f(s.maxLat) + " " + f(s.maxLon))
+			b = append(b, "box "...)
+			b = f(b, s.minLat)
+			b = append(b, ' ')
+			b = f(b, s.minLon)
+			b = append(b, ' ')
+			b = f(b, s.maxLat)
+			b = append(b, ' ')
+			b = f(b, s.maxLon)
 		case geoCircle:
-			b.WriteString("circle " + f(s.lat) + " " + f(s.lon) + " " + f(s.outer))
+			b = append(b, "circle "...)
+			b = f(b, s.lat)
+			b = append(b, ' ')
+			b = f(b, s.lon)
+			b = append(b, ' ')
+			b = f(b, s.outer)
 		case geoAnnulus:
-			b.WriteString("annulus " + f(s.lat) + " " + f(s.lon) + " " + f(s.inner) + " " + f(s.outer))
+			b = append(b, "annulus "...)
+			b = f(b, s.lat)
+			b = append(b, ' ')
+			b = f(b, s.lon)
+			b = append(b, ' ')
+			b = f(b, s.inner)
+			b = append(b, ' ')
+			b = f(b, s.outer)
 		case geoPolygon:
-			b.WriteString("polygon")
+			b = append(b, "polygon"...)
 			for _, p := range s.poly {
-				b.WriteString(" " + f(p[0]) + "," + f(p[1]))
+				b = append(b, ' ')
+				b = f(b, p[0])
+				b = append(b, ',')
+				b = f(b, p[1])
 			}
 		}
 	case opSelect:
-		b.WriteString(strconv.FormatFloat(c.index, 'g', -1, 64) + " " + c.sub.id)
+		b = f(b, c.x.index)
+		b = append(b, ' ')
+		b = append(b, c.x.sub.id...)
 	}
-	c.key = b.String()
-	return c.key
+	return b
 }
 
-func normFlags(f string) string {
-	r := []byte(f)
-	sort.Slice(r, func(i, j int) bool { return r[i] < r[j] })
-	return string(r)
+// appendQuote is strconv.AppendQuote, with a fast path for the common
+// case of printable ASCII without quotes or backslashes.
+func appendQuote(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return strconv.AppendQuote(b, s)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
-// writeCanon writes a value as JSON with object keys sorted, so that
+// appendNormFlags appends regexp flags sorted bytewise.
+func appendNormFlags(b []byte, flags string) []byte {
+	start := len(b)
+	b = append(b, flags...)
+	slices.Sort(b[start:])
+	return b
+}
+
+// appendCanon appends a value as JSON with object keys sorted, so that
 // equal values have equal texts.
-func writeCanon(b *strings.Builder, v Value) {
+func appendCanon(b []byte, v Value) []byte {
 	switch v.k {
 	case kNull, kUndef:
-		b.WriteString("null")
+		b = append(b, "null"...)
 	case kBool:
-		b.WriteString(strconv.FormatBool(v.b))
+		b = strconv.AppendBool(b, v.b)
 	case kNum:
-		b.WriteString("n" + strconv.FormatFloat(v.n, 'g', -1, 64))
+		b = append(b, 'n')
+		b = strconv.AppendFloat(b, v.n, 'g', -1, 64)
 	case kStr:
-		b.WriteString(strconv.Quote(v.s))
+		b = appendQuote(b, v.s)
 	case kArr:
-		b.WriteByte('[')
+		b = append(b, '[')
 		for i, e := range v.arr {
 			if i > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			writeCanon(b, e)
+			b = appendCanon(b, e)
 		}
-		b.WriteByte(']')
+		b = append(b, ']')
 	case kObj:
 		idx := make([]int, len(v.obj.keys))
 		for i := range idx {
 			idx[i] = i
 		}
 		sort.Slice(idx, func(i, j int) bool { return v.obj.keys[idx[i]] < v.obj.keys[idx[j]] })
-		b.WriteByte('{')
+		b = append(b, '{')
 		for n, i := range idx {
 			if n > 0 {
-				b.WriteByte(',')
+				b = append(b, ',')
 			}
-			b.WriteString(strconv.Quote(v.obj.keys[i]) + ":")
-			writeCanon(b, v.obj.vals[i])
+			b = appendQuote(b, v.obj.keys[i])
+			b = append(b, ':')
+			b = appendCanon(b, v.obj.vals[i])
 		}
-		b.WriteByte('}')
+		b = append(b, '}')
 	}
+	return b
 }
 
 // geoGate tells whether geo conditions on a field are evaluated for this
@@ -207,12 +268,12 @@ func (c *cond) eval(d *doc, g geoGate) bool {
 	case opRegexp:
 		v := d.get(c.field)
 		if !c.not {
-			return v.k == kStr && c.re.MatchString(v.s)
+			return v.k == kStr && c.x.re.MatchString(v.s)
 		}
 		if v.k == kUndef {
 			return true
 		}
-		return !c.re.MatchString(jsString(v))
+		return !c.x.re.MatchString(jsString(v))
 	case opGeo:
 		if !g.geoAllowed(c.field, c.not) {
 			return false
@@ -234,14 +295,14 @@ func (c *cond) eval(d *doc, g geoGate) bool {
 		if v.k != kArr {
 			return false
 		}
-		i := c.index
+		i := c.x.index
 		if i < 0 {
 			i += float64(len(v.arr))
 		}
 		if i < 0 || i >= float64(len(v.arr)) {
 			return false
 		}
-		return c.sub.matchValue(v.arr[int(i)])
+		return c.x.sub.matchValue(v.arr[int(i)])
 	}
 	return false
 }

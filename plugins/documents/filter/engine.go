@@ -1,8 +1,10 @@
 package filter
 
 import (
+	"encoding/hex"
 	"math"
 	"regexp/syntax"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,8 +26,8 @@ type Engine struct {
 	opts Options
 
 	mu      sync.RWMutex
-	filters map[string]*filterEntry
-	terms   map[string]*termEntry
+	filters map[filterKey]*filterEntry // by the binary form of the ID: no string to compare
+	terms   map[filterKey]*termEntry   // by a hash of the term's canonical form
 	conds   map[string]*condEntry
 
 	condList   []*condEntry // by id; nil for free ids
@@ -48,18 +50,32 @@ type Engine struct {
 	scratch sync.Pool
 }
 
+// filterKey is a filter ID in binary: the ID is its hex encoding.
+type filterKey [16]byte
+
+// keyOfID decodes a filter ID; ok is false if it is not one.
+func keyOfID(id string) (k filterKey, ok bool) {
+	if len(id) != 2*len(k) {
+		return k, false
+	}
+	_, err := hex.Decode(k[:], []byte(id))
+	return k, err == nil && hex.EncodeToString(k[:]) == id
+}
+
 type filterEntry struct {
 	idx   int32
 	id    string
 	terms []int32
+	term1 [1]int32 // terms of one-term filters, without another allocation
 }
 
 type termEntry struct {
 	idx     int32
-	key     string
+	key     filterKey
 	anchor  int32 // -1: none (negations only); -2: never matches
 	rest    []int32
 	filters []int32
+	filter1 [1]int32 // filters while there is one, without another allocation
 }
 
 type condEntry struct {
@@ -73,8 +89,8 @@ type condEntry struct {
 func New(opts Options) *Engine {
 	e := &Engine{
 		opts:    opts.withDefaults(),
-		filters: map[string]*filterEntry{},
-		terms:   map[string]*termEntry{},
+		filters: map[filterKey]*filterEntry{},
+		terms:   map[filterKey]*termEntry{},
 		conds:   map[string]*condEntry{},
 		fields:  map[string]*fieldIndex{},
 		negOnly: map[int32]struct{}{},
@@ -96,7 +112,9 @@ func (e *Engine) Normalize(filter []byte) (*Normalized, error) {
 // normalized form) returns the same ID and shares it; as in Koncorde there
 // is no reference count: one Remove unregisters it.
 func (e *Engine) Register(filter []byte) (string, error) {
-	n, err := Normalize(filter, e.opts)
+	dst := normDsts.Get().(*normDst)
+	defer dst.release()
+	n, err := normalizeJSON(filter, e.opts, dst)
 	if err != nil {
 		return "", err
 	}
@@ -116,7 +134,9 @@ func (e *Engine) RegisterValue(filter any) (string, error) {
 func (e *Engine) Has(id string) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	_, ok := e.filters[id]
+	k, valid := keyOfID(id)
+	_, ok := e.filters[k]
+	ok = ok && valid
 	return ok
 }
 
@@ -127,14 +147,106 @@ func (e *Engine) Len() int {
 	return len(e.filters)
 }
 
+// RegisterMany registers a batch of filters (JSON) with the same result
+// as calling Register on each in order, for less: filters are normalized
+// a few hundred at a time, in parallel on up to GOMAXPROCS goroutines
+// (the next group while the previous one is stored), and stored in order
+// under one write lock per group, so matches are not held up by
+// normalization. ids[i] is the ID of filters[i], or "" when errs[i] tells
+// why it was rejected; errs is nil when every filter was accepted.
+func (e *Engine) RegisterMany(filters [][]byte) (ids []string, errs []error) {
+	const chunk = 256 // filters per goroutine
+	workers := max(1, min(runtime.GOMAXPROCS(0), (len(filters)+chunk-1)/chunk))
+	group := min(len(filters), workers*chunk)
+	normalize := func(slots []normSlot, from int) {
+		for i := range slots {
+			s := &slots[i]
+			s.dst = normDsts.Get().(*normDst)
+			s.n, s.err = normalizeJSON(filters[from+i], e.opts, s.dst)
+		}
+	}
+	// start normalizes filters[from:from+len(slots)] into slots, in the
+	// background when there are several workers.
+	start := func(slots []normSlot, from int) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		if workers == 1 {
+			normalize(slots, from)
+			return &wg
+		}
+		for lo := 0; lo < len(slots); lo += chunk {
+			part := slots[lo:min(lo+chunk, len(slots))]
+			wg.Go(func() { normalize(part, from+lo) })
+		}
+		return &wg
+	}
+	ids = make([]string, len(filters))
+	bufs := [2][]normSlot{make([]normSlot, group)}
+	if workers > 1 && len(filters) > group {
+		bufs[1] = make([]normSlot, group)
+	}
+	cur := bufs[0][:min(group, len(filters))]
+	wg := start(cur, 0)
+	for base, k := 0, 0; base < len(filters); k++ {
+		wg.Wait()
+		next := base + len(cur)
+		var nextSlots []normSlot
+		if next < len(filters) {
+			nextSlots = bufs[(k+1)%2]
+			if nextSlots == nil { // one worker: one buffer, refilled after use
+				nextSlots = bufs[0]
+			}
+			nextSlots = nextSlots[:min(group, len(filters)-next)]
+			if workers > 1 {
+				wg = start(nextSlots, next) // overlaps with storing cur
+			}
+		}
+		e.mu.Lock()
+		for i := range cur {
+			if s := &cur[i]; s.err == nil {
+				ids[base+i] = e.add(s.n)
+			}
+		}
+		e.mu.Unlock()
+		for i := range cur {
+			s := &cur[i]
+			if s.err != nil {
+				if errs == nil {
+					errs = make([]error, len(filters))
+				}
+				errs[base+i] = s.err
+			}
+			s.dst.release()
+			*s = normSlot{}
+		}
+		if nextSlots != nil && workers == 1 {
+			wg = start(nextSlots, next)
+		}
+		base, cur = next, nextSlots
+	}
+	return ids, errs
+}
+
+// normSlot is one filter of a RegisterMany group.
+type normSlot struct {
+	n   *Normalized
+	dst *normDst
+	err error
+}
+
 // Add stores a normalized filter and returns its ID.
 func (e *Engine) Add(n *Normalized) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.filters[n.ID]; ok {
+	return e.add(n)
+}
+
+// add is Add with the write lock held.
+func (e *Engine) add(n *Normalized) string {
+	if _, ok := e.filters[n.key]; ok {
 		return n.ID
 	}
 	f := &filterEntry{id: n.ID}
+	f.terms = f.term1[:0]
 	if len(e.filterFree) > 0 {
 		f.idx = e.filterFree[len(e.filterFree)-1]
 		e.filterFree = e.filterFree[:len(e.filterFree)-1]
@@ -143,19 +255,21 @@ func (e *Engine) Add(n *Normalized) string {
 		f.idx = int32(len(e.filterList))
 		e.filterList = append(e.filterList, f)
 	}
-	e.filters[n.ID] = f
+	e.filters[n.key] = f
 	for i, t := range n.terms {
 		f.terms = append(f.terms, e.addTerm(t, n.termKeys[i], f.idx))
 	}
 	return n.ID
 }
 
-func (e *Engine) addTerm(t []*cond, key string, filter int32) int32 {
+func (e *Engine) addTerm(t []*cond, key filterKey, filter int32) int32 {
 	if te, ok := e.terms[key]; ok {
 		te.filters = append(te.filters, filter)
 		return te.idx
 	}
-	te := &termEntry{key: key, anchor: -1, filters: []int32{filter}}
+	te := &termEntry{key: key, anchor: -1}
+	te.filter1[0] = filter
+	te.filters = te.filter1[:]
 	if len(e.termFree) > 0 {
 		te.idx = e.termFree[len(e.termFree)-1]
 		e.termFree = e.termFree[:len(e.termFree)-1]
@@ -261,11 +375,13 @@ func (e *Engine) addCond(c *cond) *condEntry {
 func (e *Engine) Remove(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	f, ok := e.filters[id]
+	k, valid := keyOfID(id)
+	f, ok := e.filters[k]
+	ok = ok && valid
 	if !ok {
 		return false
 	}
-	delete(e.filters, id)
+	delete(e.filters, k)
 	e.filterList[f.idx] = nil
 	e.filterFree = append(e.filterFree, f.idx)
 	for _, ti := range f.terms {
@@ -796,7 +912,7 @@ type regexIndex struct {
 // anchoredPrefix returns the literal a regexp requires at the start of
 // the input (^abc...), case-sensitively, or "".
 func anchoredPrefix(c *cond) string {
-	re, err := syntax.Parse(c.re.String(), syntax.Perl)
+	re, err := syntax.Parse(c.x.re.String(), syntax.Perl)
 	if err != nil {
 		return ""
 	}

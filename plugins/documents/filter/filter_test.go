@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/heraldhq/herald/plugins/documents/filter/workload"
 	"github.com/stretchr/testify/require"
 )
 
@@ -180,4 +183,117 @@ func TestConcurrentMatchAndRegister(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
+}
+
+func TestRegisterMany(t *testing.T) {
+	raw := workload.Filters(3000, 7)
+	filters := make([][]byte, 0, len(raw)+2)
+	for _, r := range raw {
+		filters = append(filters, r)
+	}
+	filters = append(filters[:10], append([][]byte{[]byte(`{"range":{"a":{"gt":5,"lt":1}}}`)}, filters[10:]...)...)
+	filters = append(filters, []byte(`{"nope":1}`))
+
+	one := New(Options{})
+	want := make([]string, len(filters))
+	for i, f := range filters {
+		want[i], _ = one.Register(f)
+	}
+	many := New(Options{})
+	docs := workload.Documents(50, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { // matching while the batch is stored
+		for _, d := range docs {
+			_, err := many.Match(d)
+			require.NoError(t, err)
+		}
+	})
+	ids, errs := many.RegisterMany(filters)
+	wg.Wait()
+	require.Equal(t, want, ids)
+	require.Len(t, errs, len(filters))
+	for i, err := range errs {
+		if i == 10 || i == len(filters)-1 {
+			var pe *ParseError
+			require.ErrorAs(t, err, &pe, "filter %d", i)
+			continue
+		}
+		require.NoError(t, err, "filter %d", i)
+	}
+	require.Equal(t, one.Len(), many.Len())
+	for _, d := range docs {
+		a, err := one.Match(d)
+		require.NoError(t, err)
+		b, err := many.Match(d)
+		require.NoError(t, err)
+		require.ElementsMatch(t, a, b)
+	}
+	require.True(t, many.Has(ids[0]))
+	for _, bad := range []string{"", "x", strings.ToUpper(ids[0]), ids[0][:31] + "g", ids[0] + "0"} {
+		require.False(t, many.Has(bad), bad)
+		require.False(t, many.Remove(bad), bad)
+	}
+	ids, errs = New(Options{}).RegisterMany(nil)
+	require.Empty(t, ids)
+	require.Nil(t, errs)
+	ids, errs = New(Options{}).RegisterMany(filters[:5])
+	require.Nil(t, errs)
+	require.Equal(t, want[:5], ids)
+}
+
+// Filters are decoded into reused memory: what a registered filter keeps
+// of its JSON (a match object, a select sub-query) must survive the
+// registrations that follow.
+func TestFilterMemoryIsNotReused(t *testing.T) {
+	e := New(Options{})
+	m, err := e.Register([]byte(`{"match":{"user":{"roles":["admin","ops"],"name":"x"}}}`))
+	require.NoError(t, err)
+	s, err := e.Register([]byte(`{"select":{"field":"tags","index":-1,"query":{"match":{"value":{"k":[1,2]}}}}}`))
+	require.NoError(t, err)
+	for i := 0; i < 500; i++ {
+		_, err := e.Register([]byte(fmt.Sprintf(`{"and":[{"match":{"user":{"roles":["r%d","q%d"],"name":"y%d"}}},{"in":{"c":["a%d","b","c","d"]}}]}`, i, i, i, i)))
+		require.NoError(t, err)
+	}
+	require.Equal(t, []string{m}, matchIDs(t, e, `{"user":{"roles":["ops","admin","x"],"name":"x"}}`))
+	require.Equal(t, []string{s}, matchIDs(t, e, `{"tags":[0,{"k":[2,1,3]}]}`))
+}
+
+func TestAppendQuote(t *testing.T) {
+	for _, s := range []string{"", "abc", "a b", `a"b`, `a\b`, "a\nb", "é", "\x7f", "~", "\u2028", "\xff"} {
+		require.Equal(t, strconv.Quote(s), string(appendQuote(nil, s)), "%q", s)
+	}
+}
+
+func TestIsProtoName(t *testing.T) {
+	for name := range protoNames {
+		require.True(t, isProtoName(name), name)
+	}
+	for _, name := range []string{"", "a", "value", "valueOf2", "category", "toStrin", "Constructor"} {
+		require.False(t, isProtoName(name), name)
+	}
+}
+
+func TestSplitArrayField(t *testing.T) {
+	cases := []string{"", "a", "[]", "a[]", "a[b]", `a\[b]`, `a\\[b]`, "[a]", "a[b][c]", "a[b", "ab]",
+		"a\n[b]", "a[\nb]", "a[b]\n", "\n[a]", "é[1]", "\xff[1]", `tags["x"]`, `a\[b][c]`, "a[[b]]"}
+	alphabet := []string{"a", "[", "]", `\`, "\n", "é", "\xff"}
+	r := uint64(1)
+	for i := 0; i < 20000; i++ {
+		var b strings.Builder
+		r = r*6364136223846793005 + 1442695040888963407
+		for n, x := 0, r>>59; n < int(x%9); n++ {
+			r = r*6364136223846793005 + 1442695040888963407
+			b.WriteString(alphabet[(r>>33)%uint64(len(alphabet))])
+		}
+		cases = append(cases, b.String())
+	}
+	for _, f := range cases {
+		m := arrayFieldRe.FindStringSubmatch(f)
+		name, val, ok := splitArrayField(f)
+		require.Equal(t, m != nil, ok, "%q", f)
+		if ok {
+			require.Equal(t, m[1], name, "%q", f)
+			require.Equal(t, m[2], val, "%q", f)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func (p *parser) geoBoundingBox(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, raw := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
+	fpath := p.join(path, field)
 	if raw.k != kObj {
 		return nil, perr(fpath, "unrecognized geo-point format")
 	}
@@ -95,7 +95,7 @@ func (p *parser) geoBoundingBox(arg Value, path string) (*node, error) {
 		return nil, perr(fpath, "the left longitude must be below the right one")
 	}
 	s := &shape{kind: geoBox, minLat: bottom, minLon: left, maxLat: top, maxLon: right}
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoDistance(arg Value, path string) (*node, error) {
@@ -106,21 +106,21 @@ func (p *parser) geoDistance(arg Value, path string) (*node, error) {
 	if !ok {
 		return nil, perr(path, `the property "distance" is missing`)
 	}
-	if err := isString(d, joinPath(path, "distance")); err != nil {
+	if err := isString(d, p.join(path, "distance")); err != nil {
 		return nil, err
 	}
 	field, pt := otherKey(arg.obj, "distance", "")
 	point, ok := convertGeopoint(pt)
 	if !ok {
-		return nil, perr(joinPath(path, field), "unrecognized point format")
+		return nil, perr(p.join(path, field), "unrecognized point format")
 	}
 	dist, err := convertDistance(d.s)
 	if err != nil {
-		return nil, &ParseError{Path: joinPath(path, "distance"), Msg: err.Error(), Err: err}
+		return nil, &ParseError{Path: p.join(path, "distance"), Msg: err.Error(), Err: err}
 	}
 	s := &shape{kind: geoCircle, lat: point.lat, lon: point.lon, outer: dist}
 	s.envelope()
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoDistanceRange(arg Value, path string) (*node, error) {
@@ -136,12 +136,12 @@ func (p *parser) geoDistanceRange(arg Value, path string) (*node, error) {
 	var ft [2]float64
 	for i, k := range []string{"from", "to"} {
 		v, _ := arg.obj.get(k)
-		if err := isString(v, joinPath(path, k)); err != nil {
+		if err := isString(v, p.join(path, k)); err != nil {
 			return nil, err
 		}
 		d, err := convertDistance(v.s)
 		if err != nil {
-			return nil, &ParseError{Path: joinPath(path, k), Msg: err.Error(), Err: err}
+			return nil, &ParseError{Path: p.join(path, k), Msg: err.Error(), Err: err}
 		}
 		ft[i] = d
 	}
@@ -150,11 +150,11 @@ func (p *parser) geoDistanceRange(arg Value, path string) (*node, error) {
 	}
 	point, ok := convertGeopoint(pt)
 	if !ok {
-		return nil, perr(joinPath(path, field), "unrecognized point format")
+		return nil, perr(p.join(path, field), "unrecognized point format")
 	}
 	s := &shape{kind: geoAnnulus, lat: point.lat, lon: point.lon, inner: ft[0], outer: ft[1]}
 	s.envelope()
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
@@ -162,7 +162,7 @@ func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
+	fpath := p.join(path, field)
 	if err := isObject(spec, fpath, 1); err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
 	if !ok {
 		return nil, perr(fpath, `the property "points" is missing`)
 	}
-	ppath := joinPath(fpath, "points")
+	ppath := p.join(fpath, "points")
 	if pts.k != kArr {
 		return nil, perr(ppath, "must be an array")
 	}
@@ -181,13 +181,13 @@ func (p *parser) geoPolygon(arg Value, path string) (*node, error) {
 	for i, v := range pts.arr {
 		pt, ok := convertGeopoint(v)
 		if !ok {
-			return nil, perr(indexPath(ppath, i), "unrecognized point format")
+			return nil, perr(p.index(ppath, i), "unrecognized point format")
 		}
 		s.poly = append(s.poly, [2]float64{pt.lat, pt.lon})
 		s.minLat, s.maxLat = math.Min(s.minLat, pt.lat), math.Max(s.maxLat, pt.lat)
 		s.minLon, s.maxLon = math.Min(s.minLon, pt.lon), math.Max(s.maxLon, pt.lon)
 	}
-	return leafNode(&cond{op: opGeo, field: field, shape: s}), nil
+	return p.leaf(&cond{op: opGeo, field: field, shape: s}), nil
 }
 
 // otherKey returns the first key that is neither a nor b.

@@ -41,6 +41,24 @@ func flip(k nkind) nkind {
 
 type parser struct {
 	opts *Options
+	// fast skips building clause paths, which only errors use: a filter
+	// that fails is parsed again without it to name the clause.
+	fast bool
+	ns   *normScratch
+}
+
+func (p *parser) join(path, leaf string) string {
+	if p.fast {
+		return ""
+	}
+	return joinPath(path, leaf)
+}
+
+func (p *parser) index(path string, i int) string {
+	if p.fast {
+		return ""
+	}
+	return indexPath(path, i)
 }
 
 var keywords = map[string]bool{
@@ -83,9 +101,9 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	kw := o.keys[0]
 	arg := o.vals[0]
 	if !keywords[kw] {
-		return nil, perr(joinPath(path, kw), "unknown keyword")
+		return nil, perr(p.join(path, kw), "unknown keyword")
 	}
-	path = joinPath(path, kw)
+	path = p.join(path, kw)
 	switch kw {
 	case "and", "or":
 		return p.andOr(kw, arg, path)
@@ -111,7 +129,7 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	case "regexp":
 		return p.regexpKw(arg, path)
 	case "nothing":
-		return &node{k: nLeaf, leaf: &cond{op: opNothing}}, nil
+		return p.leaf(&cond{op: opNothing}), nil
 	case "match":
 		if arg.k != kObj {
 			return nil, perr(path, "must be an object")
@@ -119,7 +137,7 @@ func (p *parser) std(v Value, path string) (*node, error) {
 		if len(arg.obj.keys) == 0 {
 			return nil, perr(path, "must be a non-empty object")
 		}
-		return leafNode(&cond{op: opMatch, val: arg}), nil
+		return p.leaf(&cond{op: opMatch, val: cloneValue(arg)}), nil
 	case "select":
 		return p.selectKw(arg, path)
 	case "geoBoundingBox":
@@ -134,7 +152,41 @@ func (p *parser) std(v Value, path string) (*node, error) {
 	return nil, perr(path, "unknown keyword")
 }
 
-func leafNode(c *cond) *node { return &node{k: nLeaf, leaf: c} }
+func (p *parser) leaf(c *cond) *node { return p.node(node{k: nLeaf, leaf: c}) }
+
+// node returns a copy of n in the normalization's scratch memory: the
+// tree is dropped once the filter is normalized.
+func (p *parser) node(n node) *node {
+	ns := p.ns
+	if ns.nodeN == len(ns.nodes) {
+		ns.nodes, ns.nodeN = make([]node, 64), 0
+	}
+	x := &ns.nodes[ns.nodeN]
+	ns.nodeN++
+	*x = n
+	return x
+}
+
+// kids returns a slice for n children, in scratch memory too; appending
+// to it copies it.
+func (p *parser) not(n *node) *node {
+	k := p.kids(1)
+	k[0] = n
+	return p.node(node{k: nNot, kids: k})
+}
+
+func (p *parser) kids(n int) []*node {
+	ns := p.ns
+	if n > 64 {
+		return make([]*node, n)
+	}
+	if ns.kidN+n > len(ns.kids) {
+		ns.kids, ns.kidN = make([]*node, 256), 0
+	}
+	k := ns.kids[ns.kidN : ns.kidN+n : ns.kidN+n]
+	ns.kidN += n
+	return k
+}
 
 func isObject(v Value, path string, props int) error {
 	if v.k != kObj {
@@ -169,12 +221,12 @@ func (p *parser) andOr(kw string, arg Value, path string) (*node, error) {
 	}
 	for i, e := range arg.arr {
 		if e.k != kObj || len(e.obj.keys) == 0 {
-			return nil, perr(indexPath(path, i), "%s can only contain non-empty objects", kw)
+			return nil, perr(p.index(path, i), "%s can only contain non-empty objects", kw)
 		}
 	}
-	kids := make([]*node, len(arg.arr))
+	kids := p.kids(len(arg.arr))
 	for i, e := range arg.arr {
-		n, err := p.std(e, indexPath(path, i))
+		n, err := p.std(e, p.index(path, i))
 		if err != nil {
 			return nil, err
 		}
@@ -212,13 +264,13 @@ func (p *parser) group(op nkind, kids []*node, path string) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &node{k: op, kids: append(andOrs, sub)}, nil
+		return p.node(node{k: op, kids: append(andOrs, sub)}), nil
 	}
 	all := append(andOrs, leaves...)
 	if len(all) == 1 {
 		return all[0], nil
 	}
-	return &node{k: op, kids: all, isLeaf: isLeaf}, nil
+	return p.node(node{k: op, kids: all, isLeaf: isLeaf}), nil
 }
 
 // restd standardizes an already standardized node again, which Koncorde
@@ -243,7 +295,7 @@ func (p *parser) restd(n *node, path string) (*node, error) {
 }
 
 func (p *parser) restdGroup(op nkind, kids []*node, path string) (*node, error) {
-	std := make([]*node, len(kids))
+	std := p.kids(len(kids))
 	for i, k := range kids {
 		n, err := p.restd(k, path)
 		if err != nil {
@@ -258,7 +310,7 @@ func (p *parser) restdGroup(op nkind, kids []*node, path string) (*node, error) 
 func (p *parser) negate(r *node, path string) (*node, error) {
 	if r.isGroup() {
 		isLeaf := true
-		subs := make([]*node, len(r.kids))
+		subs := p.kids(len(r.kids))
 		for i, k := range r.kids {
 			rk, err := p.restd(k, path)
 			if err != nil {
@@ -273,12 +325,12 @@ func (p *parser) negate(r *node, path string) (*node, error) {
 			}
 			subs[i] = s
 		}
-		return &node{k: flip(r.k), kids: subs, isLeaf: isLeaf}, nil
+		return p.node(node{k: flip(r.k), kids: subs, isLeaf: isLeaf}), nil
 	}
 	if r.k == nNot {
 		return r.kids[0], nil
 	}
-	return &node{k: nNot, kids: []*node{r}}, nil
+	return p.not(r), nil
 }
 
 func (p *parser) boolean(arg Value, path string) (*node, error) {
@@ -299,7 +351,10 @@ func (p *parser) boolean(arg Value, path string) (*node, error) {
 	// or(should), not(and(should_not))], then standardized as a whole.
 	var and []Value
 	obj := func(k string, v Value) Value {
-		return Value{k: kObj, obj: &object{keys: []string{k}, vals: []Value{v}}}
+		x := &object1{}
+		x.k[0], x.v[0] = k, v
+		x.o.keys, x.o.vals = x.k[:], x.v[:]
+		return Value{k: kObj, obj: &x.o}
 	}
 	if v, _ := arg.obj.get("must"); v.truthy() {
 		if v.k == kArr {
@@ -329,13 +384,35 @@ func (p *parser) equals(arg Value, path string) (*node, error) {
 	}
 	field, v := arg.obj.keys[0], arg.obj.vals[0]
 	if !v.isScalar() {
-		return nil, perr(joinPath(path, field), "must either be a string, a number, a boolean, or null")
+		return nil, perr(p.join(path, field), "must either be a string, a number, a boolean, or null")
 	}
-	return leafNode(&cond{op: opEquals, field: field, val: v}), nil
+	return p.leaf(&cond{op: opEquals, field: field, val: v}), nil
 }
 
 var arrayFieldRe = regexp.MustCompile(`^(.*?[^\\])\[(.*)\]$`)
 var escapedBracketRe = regexp.MustCompile(`\\([\[\]])`)
+
+// splitArrayField is arrayFieldRe.FindStringSubmatch: "name[value]" gives
+// name and value. Without a newline (which "." does not match) it is the
+// first "[" after a character other than a backslash, in a field that
+// ends with "]"; with one, the regexp decides.
+func splitArrayField(field string) (name, value string, ok bool) {
+	if len(field) < 3 || field[len(field)-1] != ']' {
+		return "", "", false
+	}
+	if strings.IndexByte(field, '\n') >= 0 {
+		if m := arrayFieldRe.FindStringSubmatch(field); m != nil {
+			return m[1], m[2], true
+		}
+		return "", "", false
+	}
+	for i := 1; i < len(field)-1; i++ {
+		if field[i] == '[' && field[i-1] != '\\' {
+			return field[:i], field[i+1 : len(field)-1], true
+		}
+	}
+	return "", "", false
+}
 
 func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 	var field string
@@ -356,24 +433,26 @@ func (p *parser) exists(kw string, arg Value, path string) (*node, error) {
 		if !ok {
 			return nil, perr(path, `the property "field" is missing`)
 		}
-		path = joinPath(path, "field")
+		path = p.join(path, "field")
 		if err := isString(f, path); err != nil {
 			return nil, err
 		}
 		field = f.s
 	}
 	c := &cond{op: opExists, field: field}
-	if m := arrayFieldRe.FindStringSubmatch(field); m != nil {
-		v, err := parseJSON([]byte(m[2]))
+	if name, val, ok := splitArrayField(field); ok {
+		v, err := parseJSON([]byte(val))
 		if err != nil {
-			return nil, perr(path, "contains an invalid array value (%q)", m[2])
+			return nil, perr(path, "contains an invalid array value (%q)", val)
 		}
-		c.field, c.array, c.val = m[1], true, v
+		c.field, c.array, c.val = name, true, v
 	}
-	c.field = escapedBracketRe.ReplaceAllString(c.field, "$1")
-	n := leafNode(c)
+	if strings.IndexByte(c.field, '\\') >= 0 {
+		c.field = escapedBracketRe.ReplaceAllString(c.field, "$1")
+	}
+	n := p.leaf(c)
 	if kw == "missing" {
-		return &node{k: nNot, kids: []*node{n}}, nil
+		return p.not(n), nil
 	}
 	return n, nil
 }
@@ -389,13 +468,13 @@ func (p *parser) in(kw string, arg Value, path string) (*node, error) {
 		if !ok {
 			return nil, perr(path, `the property "values" is missing`)
 		}
-		field, vals, path = "_id", v, joinPath(path, "values")
+		field, vals, path = "_id", v, p.join(path, "values")
 	} else {
 		if err := isObject(arg, path, 1); err != nil {
 			return nil, err
 		}
 		field, vals = arg.obj.keys[0], arg.obj.vals[0]
-		path = joinPath(path, field)
+		path = p.join(path, field)
 	}
 	if vals.k != kArr {
 		return nil, perr(path, "must be an array")
@@ -403,14 +482,14 @@ func (p *parser) in(kw string, arg Value, path string) (*node, error) {
 	if len(vals.arr) == 0 {
 		return nil, perr(path, "cannot be empty")
 	}
-	kids := make([]*node, len(vals.arr))
+	kids := p.kids(len(vals.arr))
 	for i, v := range vals.arr {
 		if v.k != kStr {
-			return nil, perr(indexPath(path, i), `must hold only values of type "string"`)
+			return nil, perr(p.index(path, i), `must hold only values of type "string"`)
 		}
-		kids[i] = leafNode(&cond{op: opEquals, field: field, val: v})
+		kids[i] = p.leaf(&cond{op: opEquals, field: field, val: v})
 	}
-	return &node{k: nOr, kids: kids, isLeaf: true}, nil
+	return p.node(node{k: nOr, kids: kids, isLeaf: true}), nil
 }
 
 func (p *parser) rangeKw(arg Value, path string) (*node, error) {
@@ -418,7 +497,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
+	fpath := p.join(path, field)
 	if spec.k != kObj {
 		return nil, perr(fpath, "must be an object")
 	}
@@ -437,7 +516,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 	for i, k := range spec.obj.keys {
 		v := spec.obj.vals[i]
 		if v.k != kNum {
-			return nil, perr(joinPath(fpath, k), "must be a number")
+			return nil, perr(p.join(fpath, k), "must be a number")
 		}
 		switch k {
 		case "lt", "lte":
@@ -456,7 +535,7 @@ func (p *parser) rangeKw(arg Value, path string) (*node, error) {
 	if high <= low {
 		return nil, perr(fpath, "lower boundary must be below the upper one")
 	}
-	return leafNode(c), nil
+	return p.leaf(c), nil
 }
 
 func (p *parser) regexpKw(arg Value, path string) (*node, error) {
@@ -464,11 +543,11 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	field, spec := arg.obj.keys[0], arg.obj.vals[0]
-	fpath := joinPath(path, field)
-	c := &cond{op: opRegexp, field: field}
+	fpath := p.join(path, field)
+	c := &cond{op: opRegexp, field: field, x: &condExtra{}}
 	switch spec.k {
 	case kStr:
-		c.pattern = spec.s
+		c.x.pattern = spec.s
 	case kObj:
 		if len(spec.obj.keys) == 0 {
 			return nil, perr(fpath, "must be a non-empty object")
@@ -483,24 +562,24 @@ func (p *parser) regexpKw(arg Value, path string) (*node, error) {
 			}
 		}
 		if v.k != kStr {
-			return nil, perr(joinPath(fpath, "value"), "must be a string")
+			return nil, perr(p.join(fpath, "value"), "must be a string")
 		}
-		c.pattern = v.s
+		c.x.pattern = v.s
 		if f, _ := spec.obj.get("flags"); f.truthy() {
-			if err := isString(f, joinPath(fpath, "flags")); err != nil {
+			if err := isString(f, p.join(fpath, "flags")); err != nil {
 				return nil, err
 			}
-			c.flags = f.s
+			c.x.flags = f.s
 		}
 	default:
 		return nil, perr(fpath, "must be either a string or a non-empty object")
 	}
-	re, err := compileRegexp(c.pattern, c.flags)
+	re, err := compileRegexp(c.x.pattern, c.x.flags)
 	if err != nil {
-		return nil, &ParseError{Path: fpath, Msg: "cannot parse regexp /" + c.pattern + "/" + c.flags + ": " + err.Error(), Err: err}
+		return nil, &ParseError{Path: fpath, Msg: "cannot parse regexp /" + c.x.pattern + "/" + c.x.flags + ": " + err.Error(), Err: err}
 	}
-	c.re = re
-	return leafNode(c), nil
+	c.x.re = re
+	return p.leaf(c), nil
 }
 
 func (p *parser) selectKw(arg Value, path string) (*node, error) {
@@ -508,29 +587,29 @@ func (p *parser) selectKw(arg Value, path string) (*node, error) {
 		return nil, err
 	}
 	f, _ := arg.obj.get("field")
-	if err := isString(f, joinPath(path, "field")); err != nil {
+	if err := isString(f, p.join(path, "field")); err != nil {
 		return nil, err
 	}
 	idx, _ := arg.obj.get("index")
 	if idx.k != kNum {
-		return nil, perr(joinPath(path, "index"), "must be an integer")
+		return nil, perr(p.join(path, "index"), "must be an integer")
 	}
 	if math.Floor(idx.n) != idx.n {
-		return nil, perr(joinPath(path, "index"), "cannot have decimals, must be an integer")
+		return nil, perr(p.join(path, "index"), "cannot have decimals, must be an integer")
 	}
 	q, _ := arg.obj.get("query")
-	qpath := joinPath(path, "query")
+	qpath := p.join(path, "query")
 	if q.k != kObj {
 		return nil, perr(qpath, "must be an object")
 	}
 	if len(q.obj.keys) == 0 {
 		return nil, perr(qpath, "must be a non-empty object")
 	}
-	sub, err := compileProgram(q, p.opts, qpath)
+	sub, err := compileProgram(q, p.opts, qpath, p.fast)
 	if err != nil {
 		return nil, err
 	}
-	return leafNode(&cond{op: opSelect, field: f.s, index: idx.n, sub: sub}), nil
+	return p.leaf(&cond{op: opSelect, field: f.s, x: &condExtra{index: idx.n, sub: sub}}), nil
 }
 
 // rangeSpec keeps the boundaries as written: Koncorde's semantics depend
@@ -657,15 +736,6 @@ func isHex(s string) bool {
 func Validate(filter []byte) error {
 	_, err := Normalize(filter, Options{})
 	return err
-}
-
-// jsonValue decodes a filter given as raw JSON.
-func jsonValue(raw []byte) (Value, error) {
-	v, err := parseJSON(raw)
-	if err != nil {
-		return Value{}, &ParseError{Msg: "invalid JSON: " + err.Error(), Err: err}
-	}
-	return v, nil
 }
 
 var _ = json.Valid

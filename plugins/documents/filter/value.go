@@ -3,10 +3,14 @@ package filter
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -45,6 +49,14 @@ type Value struct {
 type object struct {
 	keys []string
 	vals []Value
+	// With arena set, objects and arrays are carved from chunks that are
+	// reused by the next parse (see parseFilterJSON); otherwise each is
+	// its own allocation.
+	arena bool
+	objs  []object1
+	objN  int
+	avals []Value
+	avalN int
 }
 
 func (o *object) get(key string) (Value, bool) {
@@ -86,6 +98,20 @@ var protoNames = map[string]string{
 	"valueOf":              "function valueOf() { [native code] }",
 	"__proto__":            "[object Object]",
 	"toLocaleString":       "function toLocaleString() { [native code] }",
+}
+
+// isProtoName is a quick protoNames membership test: most field names
+// are rejected by their length or first byte without a map lookup.
+func isProtoName(f string) bool {
+	if len(f) < len("valueOf") || len(f) > len("propertyIsEnumerable") {
+		return false
+	}
+	switch f[0] {
+	case 'c', '_', 'h', 'i', 'p', 't', 'v':
+		_, ok := protoNames[f]
+		return ok
+	}
+	return false
 }
 
 func (v Value) isScalar() bool { return v.k >= kNull && v.k <= kStr }
@@ -305,7 +331,60 @@ const maxDepth = 512
 
 // parseJSON decodes one JSON text.
 func parseJSON(data []byte) (Value, error) {
-	p := jsonParser{data: data}
+	p := jsonStacks.Get().(*jsonParser)
+	v, err := p.parseAll(data)
+	putJSONParser(p)
+	return v, err
+}
+
+// parseFilterJSON decodes a JSON text into memory of a pooled parser,
+// reused once putJSONParser(p) is called: nothing may keep a reference
+// into the value (strings excepted) after that.
+func parseFilterJSON(data []byte) (v Value, p *jsonParser, err error) {
+	p = jsonStacks.Get().(*jsonParser)
+	p.arena = true
+	v, err = p.parseAll(data)
+	return v, p, err
+}
+
+// cloneValue deep-copies the arrays and objects of a value, for values
+// decoded by parseFilterJSON that must outlive the parse.
+func cloneValue(v Value) Value {
+	switch v.k {
+	case kArr:
+		arr := make([]Value, len(v.arr))
+		for i, e := range v.arr {
+			arr[i] = cloneValue(e)
+		}
+		v.arr = arr
+	case kObj:
+		o := &object{keys: slices.Clone(v.obj.keys), vals: make([]Value, len(v.obj.vals))}
+		for i, e := range v.obj.vals {
+			o.vals[i] = cloneValue(e)
+		}
+		v.obj = o
+	}
+	return v
+}
+
+func putJSONParser(p *jsonParser) {
+	p.resetArena()
+	if cap(p.vals) <= 1024 && cap(p.keys) <= 1024 {
+		jsonStacks.Put(p)
+	}
+}
+
+func (p *jsonParser) parseAll(data []byte) (Value, error) {
+	p.data, p.i = data, 0
+	v, err := p.parse()
+	p.data = nil
+	clear(p.keys) // left over by an error; drop references for the GC
+	clear(p.vals)
+	p.keys, p.vals = p.keys[:0], p.vals[:0]
+	return v, err
+}
+
+func (p *jsonParser) parse() (Value, error) {
 	p.ws()
 	v, err := p.value(0)
 	if err != nil {
@@ -321,6 +400,69 @@ func parseJSON(data []byte) (Value, error) {
 type jsonParser struct {
 	data []byte
 	i    int
+	// stacks of the members of the objects and arrays being parsed
+	keys []string
+	vals []Value
+	// With arena set, objects and arrays are carved from chunks that are
+	// reused by the next parse (see parseFilterJSON); otherwise each is
+	// its own allocation.
+	arena bool
+	objs  []object1
+	objN  int
+	avals []Value
+	avalN int
+}
+
+// jsonStacks keeps the parsers' member stacks between parses.
+var jsonStacks = sync.Pool{New: func() any { return &jsonParser{} }}
+
+// object1 holds a one-member object, the most common kind in filters,
+// in a single allocation.
+type object1 struct {
+	o object
+	k [1]string
+	v [1]Value
+}
+
+// newObject copies members into a new object.
+func (p *jsonParser) newObject(keys []string, vals []Value) *object {
+	if len(keys) == 1 {
+		var x *object1
+		if p.arena {
+			if p.objN == len(p.objs) {
+				p.objs, p.objN = make([]object1, 32), 0
+			}
+			x = &p.objs[p.objN]
+			p.objN++
+		} else {
+			x = &object1{}
+		}
+		x.k[0], x.v[0] = keys[0], vals[0]
+		x.o.keys, x.o.vals = x.k[:], x.v[:]
+		return &x.o
+	}
+	o := &object{keys: slices.Clone(keys), vals: p.newValues(len(vals))}
+	copy(o.vals, vals)
+	return o
+}
+
+// newValues returns a slice for n values, from the arena if there is one.
+func (p *jsonParser) newValues(n int) []Value {
+	if !p.arena || n > 64 {
+		return make([]Value, n)
+	}
+	if p.avalN+n > len(p.avals) {
+		p.avals, p.avalN = make([]Value, 256), 0
+	}
+	s := p.avals[p.avalN : p.avalN+n : p.avalN+n]
+	p.avalN += n
+	return s
+}
+
+// resetArena makes the arena's memory available again: the values of the
+// previous parse must no longer be used.
+func (p *jsonParser) resetArena() {
+	p.arena, p.objN, p.avalN = false, 0, 0
 }
 
 func (p *jsonParser) ws() {
@@ -348,19 +490,21 @@ func (p *jsonParser) value(depth int) (Value, error) {
 	switch c := p.data[p.i]; {
 	case c == '{':
 		p.i++
-		o := &object{}
-		var seen map[string]int
 		p.ws()
 		if p.i < len(p.data) && p.data[p.i] == '}' {
 			p.i++
-			return Value{k: kObj, obj: o}, nil
+			return Value{k: kObj, obj: &object{}}, nil
 		}
+		// Members go on the parser's stacks, then into slices of the
+		// exact size: one allocation per slice instead of append's chain.
+		base, vbase := len(p.keys), len(p.vals)
+		var seen map[string]int
 		for {
 			p.ws()
 			if p.i >= len(p.data) || p.data[p.i] != '"' {
 				return Value{}, p.fail("expected key")
 			}
-			key, err := p.str()
+			key, err := p.str(true)
 			if err != nil {
 				return Value{}, err
 			}
@@ -376,33 +520,34 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			// A repeated key keeps its first position and its last value,
 			// as JSON.parse does.
+			keys := p.keys[base:]
 			dup := -1
 			if seen != nil {
 				if j, ok := seen[key]; ok {
 					dup = j
 				}
 			} else {
-				for j, k := range o.keys {
+				for j, k := range keys {
 					if k == key {
 						dup = j
 						break
 					}
 				}
-				if len(o.keys) >= 8 {
+				if len(keys) >= 8 {
 					seen = make(map[string]int, 16)
-					for j, k := range o.keys {
+					for j, k := range keys {
 						seen[k] = j
 					}
 				}
 			}
 			if dup >= 0 {
-				o.vals[dup] = v
+				p.vals[vbase+dup] = v
 			} else {
 				if seen != nil {
-					seen[key] = len(o.keys)
+					seen[key] = len(keys)
 				}
-				o.keys = append(o.keys, key)
-				o.vals = append(o.vals, v)
+				p.keys = append(p.keys, key)
+				p.vals = append(p.vals, v)
 			}
 			p.ws()
 			if p.i >= len(p.data) {
@@ -414,6 +559,10 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == '}' {
 				p.i++
+				o := p.newObject(p.keys[base:], p.vals[vbase:])
+				clear(p.keys[base:])
+				clear(p.vals[vbase:])
+				p.keys, p.vals = p.keys[:base], p.vals[:vbase]
 				o.jsOrder()
 				return Value{k: kObj, obj: o}, nil
 			}
@@ -421,19 +570,19 @@ func (p *jsonParser) value(depth int) (Value, error) {
 		}
 	case c == '[':
 		p.i++
-		var arr []Value
 		p.ws()
 		if p.i < len(p.data) && p.data[p.i] == ']' {
 			p.i++
 			return Value{k: kArr, arr: []Value{}}, nil
 		}
+		base := len(p.vals)
 		for {
 			p.ws()
 			v, err := p.value(depth + 1)
 			if err != nil {
 				return Value{}, err
 			}
-			arr = append(arr, v)
+			p.vals = append(p.vals, v)
 			p.ws()
 			if p.i >= len(p.data) {
 				return Value{}, p.fail("unexpected end")
@@ -444,12 +593,16 @@ func (p *jsonParser) value(depth int) (Value, error) {
 			}
 			if p.data[p.i] == ']' {
 				p.i++
+				arr := p.newValues(len(p.vals) - base)
+				copy(arr, p.vals[base:])
+				clear(p.vals[base:])
+				p.vals = p.vals[:base]
 				return Value{k: kArr, arr: arr}, nil
 			}
 			return Value{}, p.fail("expected ',' or ']'")
 		}
 	case c == '"':
-		s, err := p.str()
+		s, err := p.str(false)
 		if err != nil {
 			return Value{}, err
 		}
@@ -514,14 +667,21 @@ func (p *jsonParser) num() (Value, error) {
 	return Value{k: kNum, n: f}, nil
 }
 
-func (p *jsonParser) str() (string, error) {
+// str decodes a string; object keys (keywords, field names: few and
+// repeated) are interned.
+func (p *jsonParser) str(isKey bool) (string, error) {
 	p.i++ // opening quote
 	start := p.i
 	// Fast path: no escapes.
 	for p.i < len(p.data) {
 		c := p.data[p.i]
 		if c == '"' {
-			s := string(p.data[start:p.i])
+			var s string
+			if isKey {
+				s = intern(p.data[start:p.i])
+			} else {
+				s = string(p.data[start:p.i])
+			}
 			p.i++
 			return s, nil
 		}
@@ -612,6 +772,32 @@ func (p *jsonParser) hex4() (rune, bool) {
 	}
 	p.i += 4
 	return r, true
+}
+
+// internTable remembers recently decoded short object keys (keywords,
+// field names) so that decoding them again does not allocate. It is kept
+// small to stay in cache: interning values too cost more in cache misses
+// than it saved in allocations.
+// Slots are chosen by hash and overwritten on collision; each holds an
+// immutable string, so readers and writers need no lock.
+var internTable [1024]atomic.Pointer[string]
+
+var internSeed = maphash.MakeSeed()
+
+const maxInterned = 32
+
+func intern(b []byte) string {
+	if len(b) > maxInterned || len(b) == 0 {
+		return string(b)
+	}
+	slot := &internTable[maphash.Bytes(internSeed, b)&(uint64(len(internTable))-1)]
+	if p := slot.Load(); p != nil && *p == string(b) {
+		return *p
+	}
+	s := new(string)
+	*s = string(b)
+	slot.Store(s)
+	return *s
 }
 
 // FromGo converts a value decoded by encoding/json (map[string]any,
