@@ -4,19 +4,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/heraldhq/herald/sdk/codes"
 )
 
 // Error codes of the Herald contract (JSON-RPC 2.0 codes and Herald's own).
 const (
-	CodeInvalidParams     = -32602
-	CodeMethodNotFound    = -32601
-	CodeInternal          = -32603
-	CodeUnauthenticated   = -32001
-	CodeForbidden         = -32003
-	CodeUnknownNamespace  = -32004
-	CodeLimitExceeded     = -32005
-	CodeRateLimited       = -32029
-	CodePluginUnavailable = -32050
+	CodeInvalidParams     = codes.InvalidParams
+	CodeMethodNotFound    = codes.MethodNotFound
+	CodeInternal          = codes.Internal
+	CodeUnauthenticated   = codes.Unauthenticated
+	CodeForbidden         = codes.Forbidden
+	CodeUnknownNamespace  = codes.UnknownNamespace
+	CodeLimitExceeded     = codes.LimitExceeded
+	CodeRateLimited       = codes.RateLimited
+	CodePluginUnavailable = codes.PluginUnavailable
 )
 
 // Error is a coded error. A handler that returns one sends it to the caller

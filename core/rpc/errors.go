@@ -3,21 +3,23 @@ package rpc
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/heraldhq/herald/sdk/codes"
 )
 
 // Error codes of CONTRACT.md section 3.
 const (
-	CodeParseError        = -32700
-	CodeInvalidRequest    = -32600
-	CodeMethodNotFound    = -32601
-	CodeInvalidParams     = -32602
-	CodeInternal          = -32603
-	CodeUnauthenticated   = -32001
-	CodeForbidden         = -32003
-	CodeUnknownNamespace  = -32004
-	CodeLimitExceeded     = -32005
-	CodeRateLimited       = -32029
-	CodePluginUnavailable = -32050
+	CodeParseError        = codes.ParseError
+	CodeInvalidRequest    = codes.InvalidRequest
+	CodeMethodNotFound    = codes.MethodNotFound
+	CodeInvalidParams     = codes.InvalidParams
+	CodeInternal          = codes.Internal
+	CodeUnauthenticated   = codes.Unauthenticated
+	CodeForbidden         = codes.Forbidden
+	CodeUnknownNamespace  = codes.UnknownNamespace
+	CodeLimitExceeded     = codes.LimitExceeded
+	CodeRateLimited       = codes.RateLimited
+	CodePluginUnavailable = codes.PluginUnavailable
 )
 
 // Error is a JSON-RPC error object. It is also a Go error, so that any layer

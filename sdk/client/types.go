@@ -3,6 +3,8 @@ package client
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/heraldhq/herald/sdk/codes"
 )
 
 // ServerChannel carries herald's own notifications (token_expired,
@@ -63,18 +65,18 @@ type HelloResult struct {
 
 // JSON-RPC error codes herald uses (docs/protocol.md).
 const (
-	CodeParseError        = -32700
-	CodeInvalidRequest    = -32600
-	CodeMethodNotFound    = -32601
-	CodeInvalidParams     = -32602
-	CodeInternal          = -32603
+	CodeParseError        = codes.ParseError
+	CodeInvalidRequest    = codes.InvalidRequest
+	CodeMethodNotFound    = codes.MethodNotFound
+	CodeInvalidParams     = codes.InvalidParams
+	CodeInternal          = codes.Internal
 	CodeApplication       = -32000 // an error a local-interface method returned
-	CodeUnauthenticated   = -32001
-	CodeForbidden         = -32003
-	CodeUnknownNamespace  = -32004
-	CodeLimitExceeded     = -32005
-	CodeRateLimited       = -32029
-	CodePluginUnavailable = -32050
+	CodeUnauthenticated   = codes.Unauthenticated
+	CodeForbidden         = codes.Forbidden
+	CodeUnknownNamespace  = codes.UnknownNamespace
+	CodeLimitExceeded     = codes.LimitExceeded
+	CodeRateLimited       = codes.RateLimited
+	CodePluginUnavailable = codes.PluginUnavailable
 )
 
 // Error is a JSON-RPC error: herald's answer to a call, or what a
