@@ -38,8 +38,9 @@ auth {
 }
 delivery {
   max_batch    = 128
-  max_delay    = "2ms"
+  max_delay    = "${BENCH_MAX_DELAY:-2ms}"
   outbox_limit = 4096
+  writers      = ${BENCH_WRITERS:-0}
 }
 limits {
   max_subscriptions = 1000

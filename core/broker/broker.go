@@ -24,6 +24,11 @@ type Publication struct {
 	Seq     uint64
 	ID      string
 	Data    []byte
+	// More says that more publications of the same Publish call follow
+	// this one, so a connection may hold its frame a moment for them: the
+	// notifications of one publish then arrive in one batch. It is a hint;
+	// a broker that cannot carry it leaves it false.
+	More bool
 }
 
 // Position is a point in a channel's stream. Epoch changes whenever the

@@ -43,6 +43,9 @@ type Delivery struct {
 	OutboxLimit int           // default 4096
 	// WriteTimeout bounds one write to a client's socket. Default 10s.
 	WriteTimeout time.Duration
+	// Writers is how many goroutines write to sockets that take bytes at
+	// once; 0 means one per processor. Default 0.
+	Writers int
 }
 
 // Limits is the `limits` block.

@@ -139,6 +139,7 @@ var sections = []section{
 			"max_delay":     func(v value) { v.duration(&c.Delivery.MaxDelay) },
 			"outbox_limit":  func(v value) { v.integer(&c.Delivery.OutboxLimit) },
 			"write_timeout": func(v value) { v.duration(&c.Delivery.WriteTimeout) },
+			"writers":       func(v value) { v.integer(&c.Delivery.Writers) },
 		}
 	}},
 	{"limits", func(c *Config) map[string]field {

@@ -54,6 +54,7 @@ func (d *decoder) validate(c *Config) {
 	atLeast("delivery.max_batch", int64(c.Delivery.MaxBatch), 1)
 	notNegative("delivery.max_delay", int64(c.Delivery.MaxDelay), c.Delivery.MaxDelay.String())
 	atLeast("delivery.outbox_limit", int64(c.Delivery.OutboxLimit), 1)
+	notNegative("delivery.writers", int64(c.Delivery.Writers), fmt.Sprint(c.Delivery.Writers))
 	check("delivery.write_timeout", c.Delivery.WriteTimeout > 0, "must be greater than 0 (got %s)", c.Delivery.WriteTimeout)
 
 	atLeast("limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1024)

@@ -201,6 +201,11 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:2:3: delivery.outbox_limit: must be at least 1 (got -5)`},
 		},
 		{
+			name: "writers",
+			src:  "delivery {\n  writers = -1\n}\n" + auth,
+			want: []string{`config.hcl:2:3: delivery.writers: must be 0 or more (got -1)`},
+		},
+		{
 			name: "max delay",
 			src:  "delivery {\n  max_delay = \"-2ms\"\n}\n" + auth,
 			want: []string{`config.hcl:2:3: delivery.max_delay: must be 0 or more (got -2ms)`},

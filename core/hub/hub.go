@@ -35,6 +35,11 @@ type Hub struct {
 	seed          maphash.Seed
 	shards        [shardCount]shard
 	subscriptions atomic.Int64
+
+	// groupOpen says a publication with More was handled and the last of
+	// its publish has not been yet; groupEnd is told when it has.
+	groupOpen atomic.Bool
+	groupEnd  func()
 }
 
 type shard struct {
@@ -73,6 +78,27 @@ func New(h History) *Hub {
 	return hub
 }
 
+// OnGroupEnd sets f to be called once the last publication of a publish
+// with several has been delivered: connections holding their frame for the
+// rest of that publish (broker.Publication.More) may send it now rather
+// than at the end of their batching delay. Call it before publishing.
+func (h *Hub) OnGroupEnd(f func()) { h.groupEnd = f }
+
+// noteGroup follows publishes of several publications, even on channels
+// without subscribers here: their last one ends the wait of those that
+// have some.
+func (h *Hub) noteGroup(p *broker.Publication) {
+	if p.More {
+		if !h.groupOpen.Load() {
+			h.groupOpen.Store(true)
+		}
+		return
+	}
+	if h.groupOpen.Load() && h.groupOpen.CompareAndSwap(true, false) && h.groupEnd != nil {
+		h.groupEnd()
+	}
+}
+
 func (h *Hub) shard(name string) *shard {
 	return &h.shards[maphash.String(h.seed, name)%shardCount]
 }
@@ -88,6 +114,7 @@ func (h *Hub) lookup(name string) *channel {
 // HandlePublication implements broker.Handler: it queues p for every live
 // subscriber of its channel and buffers it for the joining ones.
 func (h *Hub) HandlePublication(p *broker.Publication) {
+	defer h.noteGroup(p)
 	ch := h.lookup(p.Channel)
 	if ch == nil {
 		return

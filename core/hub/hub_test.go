@@ -139,3 +139,36 @@ func BenchmarkFanOut10k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)*10_000/b.Elapsed().Seconds(), "deliveries/s")
 }
+
+// The hub says when a publish of several has been delivered, once per
+// publish, even when its last publication is on a channel nobody here
+// follows; a publish of one is no group.
+func TestGroupEndAfterTheLastPublicationOfAPublish(t *testing.T) {
+	h, b := setup(10)
+	var ends atomic.Int64
+	s := &sink{uid: "u"}
+	var seenAtEnd []int64
+	h.OnGroupEnd(func() {
+		ends.Add(1)
+		seenAtEnd = append(seenAtEnd, s.n.Load())
+	})
+	j, err := h.Subscribe(context.Background(), s, "followed", nil)
+	require.NoError(t, err)
+	j.Activate()
+
+	ns := []broker.Notification{
+		{Channel: "followed", Event: "e", ObjectType: "t", Object: json.RawMessage(`{}`)},
+		{Channel: "followed", Event: "e", ObjectType: "t", Object: json.RawMessage(`{}`)},
+		{Channel: "nobody", Event: "e", ObjectType: "t", Object: json.RawMessage(`{}`)},
+	}
+	pubs, err := b.Publish(context.Background(), ns)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, false}, []bool{pubs[0].More, pubs[1].More, pubs[2].More})
+	require.Equal(t, int64(1), ends.Load())
+	require.Equal(t, []int64{2}, seenAtEnd, "told after both followed publications were delivered")
+
+	pub(t, b, "followed", 1)
+	require.Equal(t, int64(1), ends.Load(), "a publish of one is no group")
+	pub(t, b, "followed", 2)
+	require.Equal(t, int64(2), ends.Load())
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -28,6 +29,10 @@ func (m *Manager) target(plugin string) (*instance, error) {
 	return inst, nil
 }
 
+// exitNoticeTime bounds how long a failed call waits to learn whether the
+// plugin's process is exiting.
+const exitNoticeTime = 250 * time.Millisecond
+
 // transportError turns a failed gRPC call into the caller's error: -32050
 // when the plugin went away (or was already down), an internal error when
 // it did not answer in time.
@@ -37,6 +42,11 @@ func (m *Manager) transportError(inst *instance, what string, err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
 		return rpc.Errorf(rpc.CodeInternal, "plugin %q did not answer %s in time", inst.name, what)
+	}
+	// Any other failure of the transport is most often the process dying:
+	// its exit is noticed a moment after the call fails.
+	if inst.exitsWithin(exitNoticeTime) {
+		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): retry later", inst.name, what)
 	}
 	if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return rpc.Errorf(rpc.CodeInternal, "%s on plugin %q was cancelled", what, inst.name)

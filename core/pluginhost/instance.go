@@ -169,6 +169,21 @@ func logLevel(l hclog.Logger) string {
 	}
 }
 
+// exitsWithin reports whether the process has exited or exits within d.
+func (i *instance) exitsWithin(d time.Duration) bool {
+	if i.done == nil {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-i.done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 func (i *instance) crashed() bool {
 	if i.done == nil {
 		return false

@@ -102,8 +102,10 @@ func New(opts Options) (*Server, error) {
 		MaxDelay:     cfg.Delivery.MaxDelay,
 		OutboxLimit:  cfg.Delivery.OutboxLimit,
 		WriteTimeout: cfg.Delivery.WriteTimeout,
+		Writers:      cfg.Delivery.Writers,
 		Observer:     s.metrics,
 	}
+	s.hub.OnGroupEnd(s.topts.EndGroup)
 	return s, nil
 }
 

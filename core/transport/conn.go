@@ -29,7 +29,7 @@ type Options struct {
 	OutboxLimit  int           // queued items before the connection is a slow consumer
 	WriteTimeout time.Duration // a write that takes longer fails the connection
 	// Writers is how many goroutines at most write to connections whose
-	// socket takes the bytes at once (0: one per processor). A connection
+	// socket takes the bytes at once (0: half the processors, at least one). A connection
 	// whose socket is full gets a goroutine of its own until it catches up.
 	Writers int
 	// Observer, if set, learns of batches and slow consumers (metrics).
@@ -37,6 +37,22 @@ type Options struct {
 
 	poolOnce sync.Once
 	pool     *pool
+	// groupsEnded counts EndGroup calls: a connection holding its frame
+	// for the rest of a publish waits until it passes the count it noted.
+	groupsEnded atomic.Uint64
+}
+
+// EndGroup says that the publications of a publish with several have all
+// been delivered: connections holding their frame for them send it now.
+func (o *Options) EndGroup() {
+	o.groupsEnded.Add(1)
+	p := o.writers()
+	for i := range p.shards {
+		select {
+		case p.shards[i].wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Observer receives delivery events for metrics. Methods must be cheap.
@@ -82,13 +98,19 @@ type Conn struct {
 	opts    *Options
 	w       *shard
 
-	mu       sync.Mutex
-	items    outbox
-	state    int
-	due      int64 // when a queued connection may be written (monotonic ns)
-	closing  bool  // no more items are accepted
-	abortAt  bool  // terminate once the queued close frame is written
-	closeOut chan struct{}
+	mu    sync.Mutex
+	items outbox
+	state int
+	due   int64 // when a queued connection may be written (monotonic ns)
+	// lastBatch is when the last onNotificationReceived frame was built
+	// (monotonic ns): the next may leave MaxDelay after it.
+	lastBatch int64
+	// group, if not 0, is the Options.groupsEnded count at which a queued
+	// connection holding its frame for the rest of a publish is due.
+	group uint64
+	closing   bool // no more items are accepted
+	abortAt   bool // terminate once the queued close frame is written
+	closeOut  chan struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -151,24 +173,54 @@ func (c *Conn) enqueue(it item) {
 		return
 	}
 	c.items.push(it)
-	c.scheduleLocked(it.pub != nil)
+	if it.pub != nil {
+		c.schedulePublicationLocked(it.pub.More)
+	} else {
+		c.scheduleLocked()
+	}
 	c.mu.Unlock()
 }
 
-// scheduleLocked hands an idle connection to its writer: at once, or, for
-// a publication, after MaxDelay so that others can join its frame.
-func (c *Conn) scheduleLocked(delay bool) {
+// scheduleLocked hands an idle connection to its writer at once: a reply
+// or a control frame is waiting.
+func (c *Conn) scheduleLocked() {
 	if c.state != idle {
 		return
 	}
 	c.state = queued
-	if delay && c.opts.MaxDelay > 0 && c.opts.MaxBatch > 1 {
-		c.due = nanotime() + int64(c.opts.MaxDelay)
-		c.w.push(c, false)
-	} else {
-		c.due = 0
-		c.w.push(c, true)
+	c.due, c.group = 0, 0
+	c.w.push(c, true)
+}
+
+// schedulePublicationLocked hands an idle connection with a new publication
+// to its writer, due no sooner than MaxDelay after its previous batch: a
+// stream of publications leaves in frames of several, while a lone one (on
+// a connection quiet for MaxDelay) does not wait for company that is not
+// coming. One followed by more of its publish (more) waits for them, so
+// that they share its frame: until the hub says the publish is delivered
+// (EndGroup), MaxDelay at most. Either way each publication leaves
+// within MaxDelay of its arrival: its due time is at most MaxDelay away,
+// and the writer never holds its queue longer than for the head's.
+func (c *Conn) schedulePublicationLocked(more bool) {
+	if c.opts.MaxDelay <= 0 || c.opts.MaxBatch <= 1 {
+		c.scheduleLocked()
+		return
 	}
+	if c.state != idle {
+		return
+	}
+	c.state = queued
+	if more {
+		c.due = nanotime() + int64(c.opts.MaxDelay)
+		c.group = c.opts.groupsEnded.Load() + 1
+	} else {
+		c.due = 0 // never sent a batch
+		if c.lastBatch != 0 {
+			c.due = c.lastBatch + int64(c.opts.MaxDelay)
+		}
+		c.group = 0
+	}
+	c.w.push(c, false)
 }
 
 // control queues a control frame (pong) after what is queued.
@@ -179,7 +231,7 @@ func (c *Conn) control(op byte, payload []byte) {
 		return
 	}
 	c.items.push(item{raw: payload, op: op})
-	c.scheduleLocked(false)
+	c.scheduleLocked()
 }
 
 // Queued is the number of items waiting in the outbox.
@@ -201,7 +253,7 @@ func (c *Conn) Close(code int, text string) {
 	c.closeCode.Store(int32(code))
 	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
 	c.closeOut = make(chan struct{})
-	c.scheduleLocked(false)
+	c.scheduleLocked()
 	c.mu.Unlock()
 }
 
@@ -215,7 +267,7 @@ func (c *Conn) closeReply(code int) {
 	c.closing = true
 	c.items.push(item{raw: websocket.FormatCloseMessage(code, ""), op: websocket.CloseMessage})
 	c.closeOut = make(chan struct{})
-	c.scheduleLocked(false)
+	c.scheduleLocked()
 }
 
 // abort closes at once, dropping the queue: used for slow consumers. The
@@ -234,7 +286,7 @@ func (c *Conn) abort(code int, text string) {
 	c.items.reset()
 	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
 	c.closeOut = make(chan struct{})
-	c.scheduleLocked(false)
+	c.scheduleLocked()
 	c.mu.Unlock()
 	time.AfterFunc(c.opts.MaxDelay+100*time.Millisecond, c.terminate)
 }

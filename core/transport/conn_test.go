@@ -94,6 +94,61 @@ func TestStalledSocketDelaysNobody(t *testing.T) {
 	require.Greater(t, stalled.conn.Queued(), 0, "the stalled connection still has a backlog")
 }
 
+// batchSeqs reads one onNotificationReceived frame and returns its seqs.
+func batchSeqs(t *testing.T, c *websocket.Conn) []uint64 {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, frame, err := c.ReadMessage()
+	require.NoError(t, err)
+	var msg struct {
+		Method string
+		Params struct{ Notifications []struct{ Seq uint64 } }
+	}
+	require.NoError(t, json.Unmarshal(frame, &msg))
+	require.Equal(t, "onNotificationReceived", msg.Method)
+	var seqs []uint64
+	for _, n := range msg.Params.Notifications {
+		seqs = append(seqs, n.Seq)
+	}
+	return seqs
+}
+
+// The batching delay is for streams: a publication on a quiet connection
+// leaves at once. With a delay of an hour, waiting for it would hang.
+func TestLonePublicationDoesNotWaitForTheBatchingDelay(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Hour, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	p.conn.Deliver(pubOf(1, `{}`))
+	require.Equal(t, []uint64{1}, batchSeqs(t, p.client))
+}
+
+// The publications of one publish (all but the last marked More) share a
+// frame: the connection holds it until the hub says the publish is
+// delivered (EndGroup), not for the whole batching delay.
+func TestPublishOfSeveralLeavesInOneFrameAtItsEnd(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Hour, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	for seq := uint64(1); seq <= 3; seq++ {
+		pub := pubOf(seq, `{}`)
+		pub.More = seq < 3
+		p.conn.Deliver(pub)
+	}
+	opts.EndGroup()
+	require.Equal(t, []uint64{1, 2, 3}, batchSeqs(t, p.client))
+}
+
+// A reply is not held behind the batching delay of publications queued
+// while a frame was being written.
+func TestRepliesAreNotHeldByTheBatchingDelay(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Hour, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	p.conn.Send([]byte(`{"jsonrpc":"2.0","id":1,"result":"pong"}`))
+	_ = p.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, frame, err := p.client.ReadMessage()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"pong"}`, string(frame))
+}
+
 type rawPair struct {
 	conn   *transport.Conn
 	client *websocket.Conn
