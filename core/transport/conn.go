@@ -107,10 +107,10 @@ type Conn struct {
 	lastBatch int64
 	// group, if not 0, is the Options.groupsEnded count at which a queued
 	// connection holding its frame for the rest of a publish is due.
-	group uint64
-	closing   bool // no more items are accepted
-	abortAt   bool // terminate once the queued close frame is written
-	closeOut  chan struct{}
+	group    uint64
+	closing  bool // no more items are accepted
+	abortAt  bool // terminate once the queued close frame is written
+	closeOut chan struct{}
 
 	done      chan struct{}
 	closeOnce sync.Once
