@@ -37,6 +37,8 @@ type fleet struct {
 	closeMu    sync.Mutex
 	closeCodes map[int]int
 	stopping   atomic.Bool
+	raw        *rawReaders // the epoll reader's state, if it is the reader
+	readPause  time.Duration
 }
 
 type paddedCounter struct {
@@ -165,8 +167,19 @@ func dialAndSubscribe(ctx context.Context, d *websocket.Dialer, wsURL string, i 
 	return &client{index: i, channel: channel, ws: ws}, nil
 }
 
-// start runs one reader per client until stop.
-func (f *fleet) start() {
+// start reads every client until stop: with a goroutine and gorilla's
+// reader per client, or (reader "epoll") with raw sockets polled by a
+// goroutine per two processors, which costs the machine about half as much CPU per
+// frame and so leaves more of it to the server being measured.
+func (f *fleet) start(reader string) error {
+	if reader == "epoll" {
+		return f.startEpoll()
+	}
+	f.startGorilla()
+	return nil
+}
+
+func (f *fleet) startGorilla() {
 	for _, c := range f.clients {
 		f.wg.Add(1)
 		go func() {
@@ -179,55 +192,64 @@ func (f *fleet) start() {
 // read counts the notifications of each frame and the latency of each,
 // from the send time in its object to the frame's arrival.
 func (f *fleet) read(c *client) {
-	counter := &f.delivered[c.index%shards].n
-	frames := &f.frames[c.index%shards].n
-	hist := &f.latency[c.index%shards]
 	var buf []byte
 	for {
 		_, r, err := c.ws.NextReader()
 		if err != nil {
-			if !f.stopping.Load() {
-				f.dropped.Add(1)
-				code := -1
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code = ce.Code
-				}
-				f.closeMu.Lock()
-				f.closeCodes[code]++
-				f.closeMu.Unlock()
+			code := -1
+			var ce *websocket.CloseError
+			if errors.As(err, &ce) {
+				code = ce.Code
 			}
+			f.dropOut(code)
 			return
 		}
 		buf, err = readAll(r, buf[:0])
 		if err != nil {
 			continue // the next NextReader reports the broken connection
 		}
-		now := time.Now().UnixNano()
-		frame := buf
-		n := int64(0)
-		for {
-			k := bytes.Index(frame, []byte(stampKey))
-			if k < 0 {
-				break
-			}
-			frame = frame[k+len(stampKey):]
-			var sent int64
-			end := 0
-			for end < len(frame) && frame[end] >= '0' && frame[end] <= '9' {
-				sent = sent*10 + int64(frame[end]-'0')
-				end++
-			}
-			if end > 0 {
-				hist.record(now - sent)
-				n++
-			}
+		f.count(c.index, buf, time.Now().UnixNano())
+	}
+}
+
+// count records the notifications of one frame that arrived at now (unix
+// ns): how many, and the latency of each from the send time in its object.
+func (f *fleet) count(index int, frame []byte, now int64) {
+	n := int64(0)
+	hist := &f.latency[index%shards]
+	for {
+		k := bytes.Index(frame, []byte(stampKey))
+		if k < 0 {
+			break
 		}
-		if n > 0 {
-			counter.Add(n)
-			frames.Add(1)
+		frame = frame[k+len(stampKey):]
+		var sent int64
+		end := 0
+		for end < len(frame) && frame[end] >= '0' && frame[end] <= '9' {
+			sent = sent*10 + int64(frame[end]-'0')
+			end++
+		}
+		if end > 0 {
+			hist.record(now - sent)
+			n++
 		}
 	}
+	if n > 0 {
+		f.delivered[index%shards].n.Add(n)
+		f.frames[index%shards].n.Add(1)
+	}
+}
+
+// dropOut counts a client whose connection ended before the run did, by
+// close code (-1: none).
+func (f *fleet) dropOut(code int) {
+	if f.stopping.Load() {
+		return
+	}
+	f.dropped.Add(1)
+	f.closeMu.Lock()
+	f.closeCodes[code]++
+	f.closeMu.Unlock()
 }
 
 // readAll reads r into buf, reusing its space across frames.
@@ -252,10 +274,13 @@ func readAll(r io.Reader, buf []byte) ([]byte, error) {
 
 // stop closes every client and waits for the readers, at most timeout.
 func (f *fleet) stop(timeout time.Duration) {
-	f.stopping.Store(true)
+	if !f.stopping.CompareAndSwap(false, true) {
+		return
+	}
 	for _, c := range f.clients {
 		_ = c.ws.Close()
 	}
+	f.stopRaw()
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	select {

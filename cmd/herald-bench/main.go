@@ -53,6 +53,8 @@ type options struct {
 	Settle      time.Duration // wait after connecting, before measuring memory
 	Drain       time.Duration // how long to wait for deliveries after the last publish
 	Connect     time.Duration // bound of the connect phase
+	Reader      string        // epoll or gorilla
+	ReadPause   time.Duration // the epoll reader's pause when few sockets were ready
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -75,6 +77,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "pause after every client subscribed, before measuring memory and publishing")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "longest wait for outstanding deliveries after the last publish")
 	fs.DurationVar(&o.Connect, "connect-timeout", 2*time.Minute, "bound of the connect phase")
+	fs.StringVar(&o.Reader, "reader", defaultReader, "how clients read: epoll (raw sockets polled by a goroutine per 2 CPUs; Linux) or gorilla (a goroutine and gorilla's reader per client)")
+	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,6 +118,8 @@ func (o *options) check() error {
 		return errors.New("-key (or $HERALD_API_KEY) is needed to publish")
 	case o.Secret == "":
 		return errors.New("-secret (or $HERALD_TOKEN_SECRET) is needed to mint the clients' token")
+	case o.Reader != "epoll" && o.Reader != "gorilla":
+		return fmt.Errorf("-reader must be epoll or gorilla, not %q", o.Reader)
 	case o.ConnectRate <= 0 || o.Dialers <= 0 || o.Publishers <= 0:
 		return errors.New("-connect-rate, -dialers and -publishers must be positive")
 	}

@@ -19,6 +19,7 @@ import (
 type summary struct {
 	Name             string         `json:"name"`
 	Mode             string         `json:"mode"`
+	Reader           string         `json:"reader"`
 	CPUs             int            `json:"cpus"`
 	Clients          int            `json:"clients"`
 	Connected        int            `json:"connected"`
@@ -54,7 +55,7 @@ type summary struct {
 }
 
 func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error) {
-	sum := &summary{Name: o.Name, Mode: o.Mode, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate}
+	sum := &summary{Name: o.Name, Mode: o.Mode, Reader: o.Reader, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 	}
@@ -69,7 +70,6 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 		}
 		sum.ServerRSSBaseMiB = mib(base.RSSBytes)
 	}
-	self0, _ := readProc(os.Getpid())
 
 	logf("%s: connecting %d clients at %d/s", o.Name, o.Clients, o.ConnectRate)
 	t0 := time.Now()
@@ -77,10 +77,16 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	sum.ConnectSeconds = time.Since(t0).Seconds()
 	sum.Connected, sum.ConnectErrors, sum.Errors = len(f.clients), failures, errs
 	logf("connected and subscribed %d in %.1fs (%d failed)", len(f.clients), sum.ConnectSeconds, failures)
-	f.start()
 	defer f.stop(5 * time.Second)
+	f.readPause = o.ReadPause
+	if err := f.start(o.Reader); err != nil {
+		return nil, fmt.Errorf("start reading: %w", err)
+	}
 
 	sleep(ctx, o.Settle)
+	// CPU is counted from here, for herald and for this process alike: the
+	// publishing phase, not the handshakes.
+	self0, _ := readProc(os.Getpid())
 	var cpu0 time.Duration
 	if o.PID > 0 {
 		ps, err := readProc(o.PID)
@@ -199,8 +205,8 @@ func printTable(path string, out io.Writer) error {
 		return err
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | load |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | bench CPU s | load |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, s := range rows {
 		ratio, rate, per, lat := "–", "–", "–", [4]string{"–", "–", "–", "–"}
 		if s.Rate > 0 {
@@ -209,9 +215,9 @@ func printTable(path string, out io.Writer) error {
 			per = fmt.Sprintf("%.1f", s.PerFrame)
 			lat = [4]string{ms(s.P50Ms), ms(s.P95Ms), ms(s.P99Ms), ms(s.MaxMs)}
 		}
-		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f |\n",
+		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f |\n",
 			s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
-			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.LoadAvg)
+			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.BenchCPUSeconds, s.LoadAvg)
 	}
 	return nil
 }
