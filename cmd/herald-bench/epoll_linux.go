@@ -164,7 +164,7 @@ func (f *fleet) drain(c *rawClient, buf []byte) {
 			c.partial = append(c.partial, data...)
 			data = c.partial
 		}
-		rest, code := f.parseFrames(c.index, data, now)
+		rest, code := f.parseFrames(c.index, data, now, func(ping []byte) { pong(c.fd, ping) })
 		if code != 0 {
 			c.closed = true
 			f.dropOut(code)
@@ -181,8 +181,9 @@ func (f *fleet) drain(c *rawClient, buf []byte) {
 }
 
 // parseFrames counts the whole server frames at the start of data and returns
-// what is left of an unfinished one; a close frame returns its code.
-func (f *fleet) parseFrames(index int, data []byte, now int64) (rest []byte, closeCode int) {
+// what is left of an unfinished one; a close frame returns its code. Pings
+// go to onPing with their payload.
+func (f *fleet) parseFrames(index int, data []byte, now int64, onPing func(payload []byte)) (rest []byte, closeCode int) {
 	for len(data) >= 2 {
 		op := data[0] & 0x0f
 		size, hdr := uint64(data[1]&0x7f), 2
@@ -208,6 +209,8 @@ func (f *fleet) parseFrames(index int, data []byte, now int64) (rest []byte, clo
 		switch op {
 		case 0x1, 0x0: // text, continuation: herald does not fragment
 			f.count(index, payload, now)
+		case 0x9:
+			onPing(payload)
 		case 0x8:
 			code := 1005
 			if len(payload) >= 2 {
@@ -218,6 +221,17 @@ func (f *fleet) parseFrames(index int, data []byte, now int64) (rest []byte, clo
 		data = data[hdr+int(size):]
 	}
 	return data, 0
+}
+
+// pong answers a ping as herald's server.ping_interval expects: a client
+// frame, masked (with a zero key, which leaves the payload as is). The
+// socket has room for a few bytes; if not, the next ping will be answered.
+func pong(fd int, payload []byte) {
+	if len(payload) > 125 {
+		payload = payload[:125]
+	}
+	frame := append([]byte{0x8a, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+	_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&frame[0])), uintptr(len(frame)))
 }
 
 // stopRaw closes the sockets the epoll reader took and waits for its

@@ -22,6 +22,10 @@ type Config struct {
 type Server struct {
 	Listen         string   // default "127.0.0.1:7512"
 	AllowedOrigins []string // default ["http://localhost:8080"]
+	// PingInterval is how often connections are checked: one that sent
+	// nothing for that long is pinged, and one that still sent nothing at
+	// the next check is closed (4009). 0 turns pings off. Default 25s.
+	PingInterval time.Duration
 }
 
 // Auth is the `auth` block.
@@ -109,7 +113,7 @@ type Plugin struct {
 // Auth has no secret and no API key: a config must supply those.
 func Defaults() Config {
 	return Config{
-		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}},
+		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}, PingInterval: 25 * time.Second},
 		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
 		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, WriteTimeout: 10 * time.Second},
 		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,

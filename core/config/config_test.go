@@ -71,6 +71,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, int64(4<<20), c.Limits.MaxPublishBytes)
 	require.Equal(t, 10*time.Second, c.Delivery.WriteTimeout)
 	require.Equal(t, 0, c.Delivery.Writers, "0: half the processors")
+	require.Equal(t, 25*time.Second, c.Server.PingInterval)
 	require.Equal(t, 10*time.Second, c.Auth.AuthTimeout)
 	require.Equal(t, 1000, c.History.Size)
 	require.Equal(t, 10*time.Minute, c.History.TTL)
@@ -92,6 +93,7 @@ func TestEveryBlock(t *testing.T) {
 server {
   listen          = "0.0.0.0:9000"
   allowed_origins = ["https://a.example", "https://b.example"]
+  ping_interval   = "40s"
 }
 auth {
   token_secret  = "s3cret"
@@ -143,7 +145,7 @@ plugin "bare" {
   command = "/usr/local/bin/bare"
 }
 `)
-	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}}, c.Server)
+	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second}, c.Server)
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
 	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
 	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,

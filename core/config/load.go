@@ -121,6 +121,7 @@ var sections = []section{
 		return map[string]field{
 			"listen":          func(v value) { v.str(&c.Server.Listen) },
 			"allowed_origins": func(v value) { v.strings(&c.Server.AllowedOrigins) },
+			"ping_interval":   func(v value) { v.duration(&c.Server.PingInterval) },
 		}
 	}},
 	{"auth", func(c *Config) map[string]field {

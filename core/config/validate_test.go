@@ -201,6 +201,11 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:2:3: delivery.outbox_limit: must be at least 1 (got -5)`},
 		},
 		{
+			name: "ping interval",
+			src:  "server {\n  ping_interval = \"-1s\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.ping_interval: must be 0 or more (got -1s)`},
+		},
+		{
 			name: "writers",
 			src:  "delivery {\n  writers = -1\n}\n" + auth,
 			want: []string{`config.hcl:2:3: delivery.writers: must be 0 or more (got -1)`},

@@ -158,9 +158,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var bgDone sync.WaitGroup
-	bgDone.Add(2)
+	bgDone.Add(3)
 	go func() { defer bgDone.Done(); s.watchOverload(bg) }()
 	go func() { defer bgDone.Done(); s.sweep(bg) }()
+	go func() { defer bgDone.Done(); s.heartbeat(bg) }()
 	defer func() { stopBg(); bgDone.Wait() }()
 
 	errc := make(chan error, 1)
@@ -270,6 +271,44 @@ func (s *Server) session(id string) *session {
 // channel.
 func (s *Server) anonymousMay(channel string) bool {
 	return s.cfg.Auth.Anonymous && s.cfg.Auth.OpenChannels && namespace(channel) == "" && channel != ConfigChannel
+}
+
+// heartbeat pings silent connections every server.ping_interval and closes
+// those that do not answer (transport.Conn.Heartbeat): a peer that vanished
+// without closing (a pulled cable, a suspended laptop) would otherwise hold
+// its subscriptions and presence until TCP keepalive gives up, minutes
+// later.
+func (s *Server) heartbeat(ctx context.Context) {
+	interval := s.cfg.Server.PingInterval
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var all []*session
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sessionsMu.RLock()
+		for _, ss := range s.sessions {
+			all = append(all, ss)
+		}
+		s.sessionsMu.RUnlock()
+		closed := 0
+		for _, ss := range all {
+			if !ss.conn.Heartbeat(interval) {
+				closed++
+			}
+		}
+		if closed > 0 {
+			s.log.Info("closed silent connections", "count", closed, "code", transport.CloseNoPong, "ping_interval", interval)
+		}
+		clear(all)
+		all = all[:0]
+	}
 }
 
 // sweep forgets idle channels of the memory broker now and then.

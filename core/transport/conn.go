@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ const (
 	CloseTooBig       = websocket.CloseMessageTooBig // 1009
 	CloseAuthFailed   = 4001
 	CloseSlowConsumer = 4008
+	CloseNoPong       = 4009 // no answer to a ping
 )
 
 // Options bound one connection's outbox. One Options serves every
@@ -112,6 +114,13 @@ type Conn struct {
 	abortAt  bool // terminate once the queued close frame is written
 	closeOut chan struct{}
 
+	// heardAt is when the peer last sent a frame of any kind, pongs
+	// included (monotonic ns).
+	heardAt atomic.Int64
+	// pingedAt is when Heartbeat last pinged, 0 if its last call did not;
+	// only Heartbeat's goroutine touches it.
+	pingedAt int64
+
 	done      chan struct{}
 	closeOnce sync.Once
 	closeCode atomic.Int32
@@ -128,10 +137,16 @@ func NewConn(ws *websocket.Conn, opts *Options) *Conn {
 		}
 	}
 	c.w = opts.writers().assign()
+	c.heardAt.Store(nanotime())
 	// gorilla would answer pings and close frames with writes of its own,
 	// which must not land in the middle of one of ours: they are queued.
 	ws.SetPingHandler(func(data string) error {
+		c.heardAt.Store(nanotime())
 		c.control(websocket.PongMessage, []byte(data))
+		return nil
+	})
+	ws.SetPongHandler(func(string) error {
+		c.heardAt.Store(nanotime())
 		return nil
 	})
 	ws.SetCloseHandler(func(code int, text string) error {
@@ -330,6 +345,29 @@ func (c *Conn) terminate() {
 	})
 }
 
+// Heartbeat is called every interval, by one goroutine: a connection that
+// sent nothing for interval is pinged, and one that has sent nothing since
+// a ping at least half an interval old is closed with 4009. (Half: a late
+// call may be followed at once by the next one, and the peer must have had
+// time to answer.) Silence is the absence of any frame: a client that
+// talks needs no ping. It reports whether c is still open.
+func (c *Conn) Heartbeat(interval time.Duration) bool {
+	now, heard := nanotime(), c.heardAt.Load()
+	if c.pingedAt != 0 && heard <= c.pingedAt {
+		if time.Duration(now-c.pingedAt) < interval/2 {
+			return true
+		}
+		c.abort(CloseNoPong, fmt.Sprintf("no pong: nothing received for %s", time.Duration(now-heard).Round(time.Millisecond)))
+		return false
+	}
+	c.pingedAt = 0
+	if time.Duration(now-heard) >= interval {
+		c.pingedAt = now
+		c.control(websocket.PingMessage, nil)
+	}
+	return true
+}
+
 // CloseCode is the code the server closed with, 0 if the peer closed first.
 func (c *Conn) CloseCode() int { return int(c.closeCode.Load()) }
 
@@ -364,6 +402,7 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 			}
 			return err
 		}
+		c.heardAt.Store(nanotime())
 		if typ != websocket.TextMessage {
 			// Binary frames are not part of the protocol; answer as a parse error would.
 			frame = nil

@@ -149,6 +149,41 @@ func TestRepliesAreNotHeldByTheBatchingDelay(t *testing.T) {
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":1,"result":"pong"}`, string(frame))
 }
 
+// A connection that sent nothing is pinged; if it has still sent nothing
+// at the next heartbeat, it is closed with 4009. One that answers stays.
+func TestHeartbeatPingsThenClosesTheSilent(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+	mute := newRawPair(t, opts)
+	pinged := make(chan struct{}, 10)
+	mute.client.SetPingHandler(func(string) error { pinged <- struct{}{}; return nil }) // never answers
+	readErr := make(chan error, 1)
+	go func() {
+		_ = mute.client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err := mute.client.ReadMessage()
+		readErr <- err
+	}()
+	require.True(t, mute.conn.Heartbeat(time.Nanosecond), "first: a ping")
+	select {
+	case <-pinged:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no ping")
+	}
+	require.False(t, mute.conn.Heartbeat(time.Nanosecond), "second: no answer, closed")
+	var ce *websocket.CloseError
+	require.ErrorAs(t, <-readErr, &ce)
+	require.Equal(t, transport.CloseNoPong, ce.Code)
+
+	talker := newRawPair(t, opts)
+	go func() { _, _, _ = talker.client.ReadMessage() }() // answers pings while reading
+	require.True(t, talker.conn.Heartbeat(time.Nanosecond))
+	require.Eventually(t, func() bool { return talker.conn.Heartbeat(time.Hour) }, 10*time.Second, 10*time.Millisecond)
+	select {
+	case <-talker.conn.Done():
+		t.Fatal("a connection that answered was closed")
+	default:
+	}
+}
+
 type rawPair struct {
 	conn   *transport.Conn
 	client *websocket.Conn
