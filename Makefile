@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
+# herald version prints the commit and build date (GOFLAGS may turn off Go's
+# own VCS stamping, so they are passed explicitly).
+LDFLAGS := -X main.commit=$(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo +modified) -X main.buildDate=$(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 # Every main package under plugins/ becomes bin/plugins/<name>.
 PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
@@ -16,7 +19,7 @@ help: ## list the targets
 
 build: ## build herald and every plugin into bin/
 	@mkdir -p $(BIN)/plugins
-	$(GO) build -o $(BIN)/herald ./cmd/herald
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/herald ./cmd/herald
 	@for d in $(PLUGIN_DIRS) $(EXAMPLE_PLUGIN_DIRS); do \
 		name=$$(basename $$d); name=$${name%-plugin}; \
 		echo "$(GO) build -o $(BIN)/plugins/$$name ./$$d"; \

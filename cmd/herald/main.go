@@ -8,11 +8,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "0.1.0-dev"
+// version, commit and buildDate are set at build time (the Makefile passes
+// -ldflags "-X main.commit=... -X main.buildDate=..."); a binary built with
+// VCS stamping takes them from its build info instead.
+var (
+	version   = "0.1.0-dev"
+	commit    = ""
+	buildDate = ""
+)
 
 type command struct {
 	summary string
@@ -30,7 +37,8 @@ func init() {
 		"sub":      {"subscribe to channels and print each notification as a JSON line", runSub},
 		"pub":      {"publish a notification through the HTTP API", runPub},
 		"plugins":  {"list the plugins of a running hub", runPlugins},
-		"version":  {"print the version", runVersion},
+		"call":     {"call a plugin method as a client (token) or a backend (API key); print the result", runCall},
+		"version":  {"print the version, commit and build date", runVersion},
 	}
 }
 
@@ -56,6 +64,9 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version" || args[0] == "-v") {
+		args = []string{"version"}
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {
@@ -123,6 +134,36 @@ func runVersion(args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "herald %s\n", version)
+	fmt.Fprintln(stdout, versionLine())
 	return nil
+}
+
+// versionLine is the version with the commit and its date when the binary
+// was built from a checkout (the Go toolchain stamps them in its build info).
+func versionLine() string {
+	line := "herald " + version
+	rev, when, dirty, goVersion := commit, buildDate, "", ""
+	if info, ok := debug.ReadBuildInfo(); ok {
+		goVersion = " " + info.GoVersion
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value[:min(12, len(s.Value))]
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					dirty = "+modified"
+				}
+			}
+		}
+	}
+	if rev != "" {
+		line += " (commit " + rev + dirty
+		if when != "" {
+			line += ", " + when
+		}
+		line += ")"
+	}
+	return line + goVersion
 }

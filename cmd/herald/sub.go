@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,17 +12,23 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/sdk/client"
 )
 
 // runSub is a client like any other: it presents onNotificationReceived,
 // and sdk/client keeps it connected, resuming after a lost connection.
 func runSub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sub", "-channel C [-url URL] [-token T]", stderr)
-	url := fs.String("url", "ws://127.0.0.1:7512/ws", "herald's WebSocket URL")
+	fs := newFlags("sub", "-channel C [-token T] [-config FILE] [-url URL]", stderr)
+	path := fs.String("config", "config.hcl", "config file (gives the URL from server.listen unless -url does; ignored when absent and not given)")
+	urlFlag := fs.String("url", "", "herald's WebSocket URL (default: ws://<server.listen>/ws, else "+defaultWSURL+")")
 	token := fs.String("token", "", "client token (see herald token)")
 	channel := fs.String("channel", "", "channel(s) to subscribe, space-separated; required")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	url, err := wsTarget(*path, flagGiven(fs, "config"), *urlFlag)
+	if err != nil {
 		return err
 	}
 	channels := strings.Fields(*channel)
@@ -40,7 +47,7 @@ func runSub(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, format+"\n", args...)
 	}
 	enc := json.NewEncoder(stdout)
-	c, err := client.Dial(ctx, *url, client.Options{
+	c, err := client.Dial(ctx, url, client.Options{
 		Token:  *token,
 		Client: client.Info{Name: "herald sub", Version: version},
 		Local: client.Methods{
@@ -78,4 +85,31 @@ func runSub(args []string, stdout, stderr io.Writer) error {
 	say("subscribed: %s", b)
 	<-ctx.Done()
 	return nil
+}
+
+const defaultWSURL = "ws://127.0.0.1:7512/ws"
+
+// wsTarget resolves the WebSocket URL: -url, else the config's
+// server.listen. A config that was not named and does not exist leaves the
+// default, so `herald sub` works outside a checkout; one that was named
+// must load.
+func wsTarget(path string, named bool, url string) (string, error) {
+	if url != "" {
+		return url, nil
+	}
+	if _, err := os.Stat(path); err != nil && !named {
+		return defaultWSURL, nil
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return "", fmt.Errorf("%w (or give -url)", err)
+	}
+	return "ws://" + cfg.Server.Listen + "/ws", nil
+}
+
+// flagGiven says whether the flag was set on the command line.
+func flagGiven(fs *flag.FlagSet, name string) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
