@@ -43,7 +43,7 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, c := range []string{"serve", "validate", "token", "sub", "pub", "plugins", "call", "version"} {
+	for _, c := range []string{"serve", "validate", "token", "sub", "pub", "plugins", "call", "plugin", "version"} {
 		_, stderr, code := herald(t, c, "-h")
 		require.Equal(t, 0, code, c)
 		require.Contains(t, stderr, "Usage: herald "+c, c)

@@ -37,6 +37,7 @@ func init() {
 		"sub":      {"subscribe to channels and print each notification as a JSON line", runSub},
 		"pub":      {"publish a notification through the HTTP API", runPub},
 		"plugins":  {"list the plugins of a running hub", runPlugins},
+		"plugin":   {"plugin new NAME: write a working out-of-tree plugin to start from", runPlugin},
 		"call":     {"call a plugin method as a client (token) or a backend (API key); print the result", runCall},
 		"version":  {"print the version, commit and build date", runVersion},
 	}

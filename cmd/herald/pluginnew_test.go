@@ -1,0 +1,71 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// `herald plugin new` writes a plugin outside the repository that passes
+// its own test as generated, builds, and works when herald loads it.
+func TestPluginNewWritesAWorkingPlugin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module with go mod tidy (-short)")
+	}
+	dir := filepath.Join(t.TempDir(), "greeter")
+	stdout, stderr, code := herald(t, "plugin", "new", "greeter", "-dir", dir, "-herald", heraldtest.RepoRoot())
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	for _, f := range []string{"go.mod", "main.go", "main_test.go", "README.md"} {
+		require.FileExists(t, filepath.Join(dir, f))
+	}
+
+	run := func(args ...string) {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "go %v:\n%s", args, out)
+	}
+	run("vet", "./...")
+	run("test", "-count=1", "./...")
+	bin := filepath.Join(dir, "greeter")
+	run("build", "-o", bin, ".")
+
+	h := heraldtest.Start(t, heraldtest.Options{HCL: fmt.Sprintf("plugin %q {\n  command = %q\n  config {\n    greeting = \"hey\"\n  }\n}\n", "greeter", bin)})
+	c := h.Dial(t, h.Token(t, "alice"))
+	c.Subscribe(t, "greeter:alice")
+	res := c.MustCall(t, "greeter.hello", map[string]any{"name": "Bob"})
+	var r struct{ Channel string }
+	require.NoError(t, json.Unmarshal(res, &r))
+	require.Equal(t, "greeter:alice", r.Channel)
+	ns := c.Notifications(t, 1)
+	require.Equal(t, "greeting", ns[0].Event)
+	require.JSONEq(t, `{"text":"hey, Bob"}`, string(ns[0].Object))
+	require.NotNil(t, c.CallErr(t, "subscribe", map[string]any{"channel": "greeter:bob"}))
+}
+
+func TestPluginNewRefusesBadInput(t *testing.T) {
+	_, stderr, code := herald(t, "plugin", "new", "Bad-Name", "-herald", heraldtest.RepoRoot())
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "lower-case")
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "x"), nil, 0o600))
+	_, stderr, code = herald(t, "plugin", "new", "ok", "-dir", dir, "-herald", heraldtest.RepoRoot())
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "not empty")
+
+	_, stderr, code = herald(t, "plugin", "new", "ok", "-dir", filepath.Join(dir, "p"), "-herald", dir)
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "not a checkout of Herald")
+
+	_, stderr, code = herald(t, "plugin")
+	require.Equal(t, 2, code)
+	require.Contains(t, stderr, "plugin new NAME")
+}
