@@ -159,3 +159,31 @@ func TestConfigChannelSignalsBusyAndNormal(t *testing.T) {
 	require.Equal(t, "servers_normal", n.Event)
 	require.JSONEq(t, `{"type":"servers_normal"}`, string(n.Object))
 }
+
+// A publish no client could ever receive is refused, naming why, and
+// publishes nothing of its request; another method on the path is a 405.
+func TestPublishRefusesChannelsNobodyCanReceive(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	c := h.Dial(t, h.Token(t, "alice"))
+	c.Subscribe(t, "news")
+
+	cases := map[string]string{
+		`{"channel":"foo:bar","event":"e","object_type":"t","object":{}}`: `no plugin owns the namespace \"foo\"`,
+		`{"notifications":[{"channel":"news","event":"e","object_type":"t","object":{}},{"channel":"foo:bar","event":"e","object_type":"t","object":{}}]}`: "notifications[1].channel",
+		`{"channel":"config","event":"servers_busy","object_type":"config","object":{"type":"servers_busy"}}`: "herald's own channel",
+	}
+	for body, want := range cases {
+		status, reply := h.PublishRaw(t, []byte(body), nil)
+		require.Equal(t, 400, status, body)
+		require.Contains(t, string(reply), want, body)
+	}
+	c.NoNotification(t, 100*time.Millisecond)
+
+	status, reply := h.Do(t, http.MethodGet, "/v1/publish", nil, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusMethodNotAllowed, status, string(reply))
+
+	closed := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  open_channels = false", heraldtest.Secret, heraldtest.APIKey)})
+	status, reply = closed.PublishRaw(t, heraldtest.N("news", "e", "t", `{}`), nil)
+	require.Equal(t, 400, status)
+	require.Contains(t, string(reply), "open_channels = false")
+}

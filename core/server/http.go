@@ -145,6 +145,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ns, err := parsePublish(body)
+	if err == nil {
+		err = s.publishable(ns)
+	}
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, rpc.CodeInvalidParams, err.Error())
 		return
@@ -158,6 +161,31 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return http.StatusOK, map[string]any{"results": results}
 	})
 	writeJSON(w, status, reply)
+}
+
+// publishable refuses notifications that no client could ever receive: a
+// namespace no plugin owns, open channels when they are disabled, and
+// herald's own channels, which only herald writes.
+func (s *Server) publishable(ns []broker.Notification) error {
+	for i, n := range ns {
+		field := "channel"
+		if len(ns) > 1 {
+			field = fmt.Sprintf("notifications[%d].channel", i)
+		}
+		switch ch := n.Channel; {
+		case ch == ServerChannel || ch == ConfigChannel:
+			return fmt.Errorf("%s: %q is herald's own channel; backends cannot publish to it", field, ch)
+		case namespace(ch) == "":
+			if !s.cfg.Auth.OpenChannels {
+				return fmt.Errorf("%s: %q is an open channel and open channels are disabled (auth.open_channels = false)", field, ch)
+			}
+		default:
+			if _, ok := s.plugins.Owner(ch); !ok {
+				return fmt.Errorf("%s: no plugin owns the namespace %q, so %q can have no subscriber", field, namespace(ch), ch)
+			}
+		}
+	}
+	return nil
 }
 
 type publishResult struct {
@@ -249,4 +277,12 @@ func compactJSON(raw json.RawMessage) json.RawMessage {
 		return raw
 	}
 	return buf.Bytes()
+}
+
+// methodNotAllowed answers 405 with the methods the path takes.
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeJSONError(w, http.StatusMethodNotAllowed, rpc.CodeInvalidRequest, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, allow))
+	}
 }

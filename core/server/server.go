@@ -124,6 +124,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("POST /v1/publish", s.requireAPIKey(s.servePublish))
+	// Without this, another method falls through to the plugin routes
+	// below and reads as a 404.
+	mux.HandleFunc("/v1/publish", methodNotAllowed("POST"))
 	mux.HandleFunc("POST /v1/plugins/{plugin}/{method}", s.requireAPIKey(s.servePluginCall))
 	mux.HandleFunc("GET /v1/plugins", s.requireAPIKey(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"plugins": s.plugins.Status()})
