@@ -168,9 +168,9 @@ func TestPublishRefusesChannelsNobodyCanReceive(t *testing.T) {
 	c.Subscribe(t, "news")
 
 	cases := map[string]string{
-		`{"channel":"foo:bar","event":"e","object_type":"t","object":{}}`: `no plugin owns the namespace \"foo\"`,
+		`{"channel":"foo:bar","event":"e","object_type":"t","object":{}}`:                                                                                  `no plugin owns the namespace \"foo\"`,
 		`{"notifications":[{"channel":"news","event":"e","object_type":"t","object":{}},{"channel":"foo:bar","event":"e","object_type":"t","object":{}}]}`: "notifications[1].channel",
-		`{"channel":"config","event":"servers_busy","object_type":"config","object":{"type":"servers_busy"}}`: "herald's own channel",
+		`{"channel":"config","event":"servers_busy","object_type":"config","object":{"type":"servers_busy"}}`:                                              "herald's own channel",
 	}
 	for body, want := range cases {
 		status, reply := h.PublishRaw(t, []byte(body), nil)
