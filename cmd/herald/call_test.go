@@ -3,8 +3,6 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -20,18 +18,7 @@ import (
 // find it.
 func startOnFixedPort(t *testing.T, extra string) (*heraldtest.Herald, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	path := writeConfig(t, fmt.Sprintf(`server {
-  listen = %q
-}
-auth {
-  token_secret = %q
-  api_keys = [%q]
-}
-%s`, addr, heraldtest.Secret, heraldtest.APIKey, extra))
+	path := heraldtest.WriteConfig(t, heraldtest.FreeAddr(t), heraldtest.Options{HCL: extra})
 	return heraldtest.StartWithConfig(t, path, nil), path
 }
 
