@@ -29,12 +29,12 @@ build: ## build herald and every plugin into bin/
 run: build ## build, then serve config.hcl on 127.0.0.1:7512
 	$(BIN)/herald serve -config config.hcl
 
-# The demo page (examples/web) on http://localhost:8080, an origin the dev
-# config allows, against herald serving config.hcl; Ctrl-C stops both.
-demo: build ## serve config.hcl, and the demo page on http://localhost:8080
-	@$(BIN)/herald serve -config config.hcl & pid=$$!; \
-	trap 'kill $$pid 2>/dev/null; wait $$pid' EXIT INT TERM; \
-	$(GO) run ./examples/web -config config.hcl -listen localhost:8080
+# The demo page (examples/web) on http://$(DEMO_LISTEN) (localhost:8080, an
+# origin the dev config allows), against the herald serving config.hcl: the
+# one already running (make run), or one it starts; Ctrl-C stops both.
+DEMO_LISTEN ?= localhost:8080
+demo: build ## the demo page on http://localhost:8080 (DEMO_LISTEN=host:port), with herald
+	$(GO) run ./examples/web -config config.hcl -listen $(DEMO_LISTEN) -herald $(BIN)/herald
 
 test: vet unit fuzz-seed ## vet, every test with -race, and a short run of every fuzz target
 

@@ -40,7 +40,7 @@ overload {
   busy_outbox_ratio = 0.5
 }
 
-broker "memory" {} # or: broker "nats" { url = "nats://127.0.0.1:4222" }
+broker "memory" {} # the only kind for now: clustering on NATS is not built yet
 
 log {
   level  = "info"

@@ -46,12 +46,14 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := watchHUP()
 	plugins, err := startPlugins(ctx, cfg, logger, srv)
 	if err != nil {
 		return err
 	}
 	defer plugins.close()
 	go plugins.reloadOnHUP(ctx, *path)
+	go reloadServerOnHUP(ctx, hup, *path, srv, logger)
 
 	if *pprofAddr != "" {
 		pl, err := net.Listen("tcp", *pprofAddr)

@@ -26,6 +26,17 @@ type Server struct {
 	// nothing for that long is pinged, and one that still sent nothing at
 	// the next check is closed (4009). 0 turns pings off. Default 25s.
 	PingInterval time.Duration
+	// TLS, when set, serves server.listen over TLS (https, wss) with this
+	// certificate; nil serves plain HTTP (behind a proxy that terminates
+	// TLS, or on loopback).
+	TLS *TLS
+}
+
+// TLS is the `server { tls { ... } }` block. Both files are PEM; SIGHUP
+// reads them again, so a renewed certificate needs no restart.
+type TLS struct {
+	CertFile string
+	KeyFile  string
 }
 
 // Auth is the `auth` block.

@@ -126,9 +126,7 @@ overload {
   busy_connections  = 10
   busy_outbox_ratio = 1
 }
-broker "nats" {
-  url = "nats://10.0.0.1:4222"
-}
+broker "memory" {}
 log {
   level  = "debug"
   format = "json"
@@ -152,7 +150,7 @@ plugin "bare" {
 		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxPublishBytes: 2048}, c.Limits)
 	require.Equal(t, config.History{Size: 0, TTL: 0}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
-	require.Equal(t, config.Broker{Kind: "nats", URL: "nats://10.0.0.1:4222"}, c.Broker)
+	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
 	require.Equal(t, config.Log{Level: "debug", Format: "json"}, c.Log)
 
 	require.Len(t, c.Plugins, 2)

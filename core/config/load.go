@@ -227,6 +227,9 @@ func (d *decoder) root(body *hclsyntax.Body, c *Config) {
 		if len(b.Labels) > 0 {
 			d.errorf(b.LabelRanges[0].Start, b.Type, "takes no label: write %s { ... }", b.Type)
 		}
+		if b.Type == "server" {
+			b = d.serverBlocks(b, c)
+		}
 		for _, s := range sections {
 			if s.name == b.Type {
 				d.body(b.Body, b.Type, b.Type, s.fields(c))

@@ -32,6 +32,7 @@ func (d *decoder) validate(c *Config) {
 	check("server.listen", validListen(c.Server.Listen),
 		`must be host:port, such as "127.0.0.1:7512" or ":7512" (got %q)`, c.Server.Listen)
 	notNegative("server.ping_interval", int64(c.Server.PingInterval), c.Server.PingInterval.String())
+	d.validateTLS(c)
 	for i, o := range c.Server.AllowedOrigins {
 		check(fmt.Sprintf("server.allowed_origins[%d]", i), o != "", "must not be empty")
 	}
@@ -73,10 +74,10 @@ func (d *decoder) validate(c *Config) {
 	check("overload.busy_outbox_ratio", c.Overload.BusyOutboxRatio > 0 && c.Overload.BusyOutboxRatio <= 1,
 		"must be greater than 0 and at most 1 (got %s)", formatFloat(c.Overload.BusyOutboxRatio))
 
-	if c.Broker.Kind == "nats" {
-		check("broker.url", strings.TrimSpace(c.Broker.URL) != "",
-			`is required for the nats broker, for example url = "nats://127.0.0.1:4222"`)
-	}
+	// The NATS broker is not built yet: a config that asks for a cluster
+	// must not get a single node that silently ignores it.
+	check("broker", c.Broker.Kind != "nats",
+		`broker "nats" is not available yet: clustering on NATS JetStream is not built, and this herald runs on broker "memory" only (one node); remove the block or write broker "memory" {}`)
 
 	check("log.level", slices.Contains(logLevels, c.Log.Level),
 		"must be one of %s (got %q)%s", quoteList(logLevels), c.Log.Level, suggest(c.Log.Level, logLevels, ""))

@@ -312,14 +312,14 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:1:1: broker: needs exactly one kind label: write broker "memory" {} or broker "nats" { url = "nats://127.0.0.1:4222" }`},
 		},
 		{
-			name: "nats without url",
+			name: "nats is refused until it is built",
 			src:  "broker \"nats\" {}\n" + auth,
-			want: []string{`config.hcl:1:1: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`},
+			want: []string{`config.hcl:1:1: broker: broker "nats" is not available yet: clustering on NATS JetStream is not built, and this herald runs on broker "memory" only (one node); remove the block or write broker "memory" {}`},
 		},
 		{
-			name: "nats with empty url",
-			src:  "broker \"nats\" {\n  url = \"\"\n}\n" + auth,
-			want: []string{`config.hcl:2:3: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`},
+			name: "nats with a url is refused too",
+			src:  "broker \"nats\" {\n  url = \"nats://127.0.0.1:4222\"\n}\n" + auth,
+			want: []string{`config.hcl:1:1: broker: broker "nats" is not available yet: clustering on NATS JetStream is not built, and this herald runs on broker "memory" only (one node); remove the block or write broker "memory" {}`},
 		},
 		{
 			name: "memory with url",
@@ -461,7 +461,7 @@ plugin "chat" {}
 		`config.hcl:9:3: delivery.outbox_limit: must be at least 1 (got 0)`,
 		`config.hcl:10:3: delivery.max_dealy: unknown key; did you mean "max_delay"?`,
 		`config.hcl:13:3: limits.calls_per_second: must be greater than 0 (got -1)`,
-		`config.hcl:15:1: broker.url: is required for the nats broker, for example url = "nats://127.0.0.1:4222"`,
+		`config.hcl:15:1: broker: broker "nats" is not available yet: clustering on NATS JetStream is not built, and this herald runs on broker "memory" only (one node); remove the block or write broker "memory" {}`,
 		`config.hcl:17:3: log.level: must be one of "trace", "debug", "info", "warn", "error" (got "loud")`,
 		`config.hcl:22:1: plugin.chat: duplicate plugin "chat"; the first is at config.hcl:19:1`,
 	}, problems(t, src))

@@ -39,7 +39,6 @@ type Server struct {
 	hub         *hub.Hub
 	tokens      *auth.Tokens
 	apiKeys     *auth.APIKeys
-	origins     *auth.Origins
 	plugins     Plugins
 	metrics     *metrics
 	callTimeout time.Duration
@@ -53,6 +52,14 @@ type Server struct {
 	conns      sync.WaitGroup
 
 	idem *idempotency
+
+	// What SIGHUP may change (reload.go): who may open a WebSocket, and
+	// the TLS certificate (nil without server.tls).
+	origins  atomic.Pointer[auth.Origins]
+	refused  refusedOrigins // origins logged lately (origin.go)
+	cert     *certificate
+	reloadMu sync.Mutex
+	reloaded *config.Config // the config of the last reload
 
 	draining atomic.Bool
 	httpSrv  *http.Server
@@ -79,7 +86,6 @@ func New(opts Options) (*Server, error) {
 		broker:      b,
 		tokens:      auth.NewTokens(cfg.Auth.TokenSecret),
 		apiKeys:     auth.NewAPIKeys(cfg.Auth.APIKeys),
-		origins:     auth.NewOrigins(cfg.Server.AllowedOrigins),
 		plugins:     noPlugins{},
 		metrics:     newMetrics(),
 		callTimeout: cfg.Limits.CallTimeout,
@@ -87,6 +93,12 @@ func New(opts Options) (*Server, error) {
 		sessions:    make(map[string]*session),
 		idem:        newIdempotency(cfg.History.TTL, 100_000),
 	}
+	s.origins.Store(auth.NewOrigins(cfg.Server.AllowedOrigins))
+	cert, err := newCertificate(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cert = cert
 	s.hub = hub.New(b)
 	b.SetHandler(s.hub)
 	s.upgrader = websocket.Upgrader{
@@ -95,7 +107,7 @@ func New(opts Options) (*Server, error) {
 		// Write buffers are taken only while a frame is written, so idle
 		// connections hold none.
 		WriteBufferPool: &sync.Pool{},
-		CheckOrigin:     s.origins.Check,
+		CheckOrigin:     s.checkOrigin,
 	}
 	s.topts = transport.Options{
 		MaxBatch:     cfg.Delivery.MaxBatch,
@@ -167,6 +179,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer bgDone.Done(); s.heartbeat(bg) }()
 	defer func() { stopBg(); bgDone.Wait() }()
 
+	ln = s.cert.listener(ln)
 	errc := make(chan error, 1)
 	go func() { errc <- s.httpSrv.Serve(ln) }()
 	s.log.Info("listening", "addr", ln.Addr().String())

@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 let herald = null;
 let batches = 0;
 let notifications = 0;
+let everConnected = false;
 
 async function devToken(user) {
   const res = await fetch(`/demo/token?sub=${encodeURIComponent(user)}`);
@@ -19,6 +20,14 @@ function showState(state, error) {
   $('state').dataset.state = state;
   const connected = state === 'connected';
   $('subscribe-btn').disabled = !herald;
+  $('call-btn').disabled = !connected;
+  // A connection that never opened is, most often, refused for its
+  // origin: the browser reports only "WebSocket error", herald's log says
+  // more.
+  if (error && !everConnected) {
+    $('state').textContent += ` — could not connect. Is herald running at ${$('url').value}? If it is, this page's origin (${location.origin}) must be in server.allowed_origins of its config; herald's log names a refused origin.`;
+  }
+  if (connected) everConnected = true;
   $('connect-btn').disabled = !!herald && state !== 'closed';
   $('disconnect-btn').disabled = !herald || state === 'closed';
   if (connected) $('subscribe-btn').disabled = false;
@@ -62,6 +71,7 @@ $('connect').addEventListener('submit', async (ev) => {
   let token = $('token').value.trim();
   try {
     if (!token) token = await devToken(user);
+    everConnected = false;
     herald = new Herald($('url').value.trim(), {
       token,
       // A real app asks its backend; herald's token_expired ends up here.
@@ -100,7 +110,17 @@ $('subscribe').addEventListener('submit', async (ev) => {
     const subs = await herald.subscribe($('channels').value);
     for (const s of subs) {
       if (document.querySelector(`#subscriptions li[data-channel="${CSS.escape(s.channel)}"]`)) continue;
-      $('subscriptions').append(el('li', { textContent: `${s.channel} (at seq ${s.seq}, epoch ${s.epoch})`, dataset: { channel: s.channel } }));
+      const drop = el('button', { type: 'button', className: 'unsubscribe', textContent: 'Unsubscribe' });
+      const item = el('li', { textContent: `${s.channel} (at seq ${s.seq}, epoch ${s.epoch}) `, dataset: { channel: s.channel } }, drop);
+      drop.addEventListener('click', async () => {
+        try {
+          await herald.unsubscribe([s.channel]);
+          item.remove();
+        } catch (err) {
+          item.append(el('span', { className: 'error', textContent: ` unsubscribe failed: ${err.message}` }));
+        }
+      });
+      $('subscriptions').append(item);
     }
   } catch (err) {
     const why = err.refused?.length ? err.refused.map((r) => `${r.channel}: ${r.reason}`).join('; ') : err.message;
@@ -128,6 +148,36 @@ $('publish').addEventListener('submit', async (ev) => {
   $('publish-result').textContent = res.ok ? `published: ${body}` : `refused (${res.status}): ${body}`;
 });
 
-// Where herald is, from the demo server.
-fetch('/demo/config').then((r) => r.json()).then((c) => { $('url').value = c.ws_url; });
+// A plugin method, called as this connection's user: the result or the
+// error (code and message) as herald answered it.
+$('call').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  if (!herald) return;
+  let params;
+  try {
+    params = JSON.parse($('call-params').value || '{}');
+  } catch (err) {
+    $('call-result').textContent = `params are not JSON: ${err.message}`;
+    return;
+  }
+  const method = $('call-method').value.trim();
+  try {
+    const result = await herald.call(method, params);
+    $('call-result').textContent = `${method} → ${JSON.stringify(result)}`;
+    $('call-result').dataset.outcome = 'result';
+  } catch (err) {
+    $('call-result').textContent = `${method} failed${err.code ? ` (${err.code})` : ''}: ${err.message}`;
+    $('call-result').dataset.outcome = 'error';
+  }
+});
+
+// Where herald is, and whether it lets this page in, from the demo server.
+fetch('/demo/config').then((r) => r.json()).then((c) => {
+  $('url').value = c.ws_url;
+  if (!c.origin_allowed) {
+    const box = $('origin-warning');
+    box.hidden = false;
+    box.textContent = `Herald will refuse this page: its origin ${c.origin} is not in server.allowed_origins of herald's config. Add "${c.origin}" there and send herald SIGHUP (or restart it), or serve the page on an allowed origin (make demo DEMO_LISTEN=host:port).`;
+  }
+});
 showState('idle');

@@ -1,0 +1,178 @@
+package main_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and its key as
+// PEM files, and returns the certificate.
+func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "herald test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return cert
+}
+
+// served returns the serial of the certificate herald presents.
+func served(t *testing.T, addr string) int64 {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // only reading which certificate is served
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// With server.tls, herald serves wss and https; SIGHUP reads the
+// certificate files again, so a renewed certificate is served without a
+// restart and without dropping the connections already open.
+func TestTLSListenerAndCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCert(t, certFile, keyFile, 1)
+	addr := heraldtest.FreeAddr(t)
+	// Relative file names: they are read from the config file's directory.
+	cfg := filepath.Join(dir, "herald.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`server {
+  listen = %q
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+  }
+}
+auth {
+  token_secret = %q
+  api_keys     = [%q]
+}
+`, addr, heraldtest.Secret, heraldtest.APIKey)), 0o600))
+	h := heraldtest.StartWithConfig(t, cfg, nil)
+
+	pool := x509.NewCertPool()
+	pool.AddCert(first)
+	dialer := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, HandshakeTimeout: heraldtest.Timeout}
+	ws, _, err := dialer.Dial("wss://"+addr+"/ws?token="+h.Token(t, "alice"), nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	require.NoError(t, ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": map[string]any{"channel": "news"}}))
+	var reply map[string]any
+	require.NoError(t, ws.ReadJSON(&reply))
+	require.Contains(t, reply, "result")
+
+	https := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: heraldtest.Timeout}
+	publish := func(client *http.Client) {
+		req, err := http.NewRequest(http.MethodPost, "https://"+addr+"/v1/publish", bytes.NewReader([]byte(`{"channel":"news","event":"new","object_type":"message","object":{"n":1}}`)))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, 200, resp.StatusCode)
+	}
+	publish(https)
+	var frame struct {
+		Method string
+		Params struct{ Notifications []json.RawMessage }
+	}
+	require.NoError(t, ws.SetReadDeadline(time.Now().Add(heraldtest.Timeout)))
+	require.NoError(t, ws.ReadJSON(&frame))
+	require.Equal(t, "onNotificationReceived", frame.Method)
+	require.Len(t, frame.Params.Notifications, 1)
+
+	// Plain HTTP is not served on a TLS listener.
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "plain HTTP on the TLS port")
+	}
+
+	// Renew the certificate in place and SIGHUP: new handshakes get it.
+	require.Equal(t, int64(1), served(t, addr))
+	second := writeCert(t, certFile, keyFile, 2)
+	h.Signal(t, syscall.SIGHUP)
+	h.WaitLog(t, "server.tls (certificate read again)", heraldtest.Timeout)
+	require.Equal(t, int64(2), served(t, addr))
+	pool2 := x509.NewCertPool()
+	pool2.AddCert(second)
+	publish(&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool2}}, Timeout: heraldtest.Timeout})
+	require.NoError(t, ws.ReadJSON(&frame), "the connection opened before the reload stays")
+}
+
+// SIGHUP applies allowed_origins at once, and names each changed key that
+// needs a restart rather than ignoring it silently.
+func TestReloadAppliesOriginsAndNamesWhatNeedsARestart(t *testing.T) {
+	addr := heraldtest.FreeAddr(t)
+	path := filepath.Join(t.TempDir(), "herald.hcl")
+	config := func(origin string, maxBatch int) {
+		require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`server {
+  listen          = %q
+  allowed_origins = [%q]
+}
+auth {
+  token_secret = %q
+  api_keys     = [%q]
+}
+delivery {
+  max_batch = %d
+}
+`, addr, origin, heraldtest.Secret, heraldtest.APIKey, maxBatch)), 0o600))
+	}
+	config("http://a.example", 128)
+	h := heraldtest.StartWithConfig(t, path, nil)
+	dial := func() (int, error) {
+		_, resp, err := heraldtest.DialURL(h.WSURL+"?token="+h.Token(t, "alice"), http.Header{"Origin": {"http://b.example"}})
+		if resp != nil {
+			return resp.StatusCode, err
+		}
+		return 0, err
+	}
+	status, err := dial()
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, status)
+	h.WaitLog(t, "refused a WebSocket from an origin that is not allowed", heraldtest.Timeout)
+
+	config("http://b.example", 64)
+	h.Signal(t, syscall.SIGHUP)
+	h.WaitLog(t, "take effect only after a restart", heraldtest.Timeout)
+	require.Contains(t, h.Logs(), "delivery.max_batch")
+	h.WaitLog(t, "server.allowed_origins", heraldtest.Timeout)
+	status, err = dial()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, status)
+}
