@@ -52,6 +52,6 @@ func (d *decoder) validateTLS(c *Config) {
 		return
 	}
 	if _, err := tls.LoadX509KeyPair(c.Resolve(t.CertFile), c.Resolve(t.KeyFile)); err != nil {
-		d.errorf(d.posOf("server.tls.cert_file"), "server.tls", "cannot load the certificate and key: %v", err)
+		d.errorf(d.posOf("server.tls.cert_file"), "server.tls", "cannot load the certificate and key (%s, %s): %v", c.Resolve(t.CertFile), c.Resolve(t.KeyFile), err)
 	}
 }
