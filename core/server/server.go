@@ -70,7 +70,7 @@ func New(opts Options) (*Server, error) {
 	}
 	b := opts.Broker
 	if b == nil {
-		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL})
+		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxBytes: cfg.History.MaxBytes})
 	}
 	s := &Server{
 		cfg:         cfg,
@@ -85,10 +85,13 @@ func New(opts Options) (*Server, error) {
 		callTimeout: cfg.Limits.CallTimeout,
 		authTimeout: cfg.Auth.AuthTimeout,
 		sessions:    make(map[string]*session),
-		idem:        newIdempotency(cfg.History.TTL, 100_000),
+		idem:        newIdempotency(cfg.History.TTL, cfg.Limits.IdempotencyBytes),
 	}
 	s.hub = hub.New(b)
 	b.SetHandler(s.hub)
+	if m, ok := b.(*broker.Memory); ok {
+		s.metrics.registerHistory(m.Stats)
+	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
@@ -113,6 +116,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) SetPlugins(p Plugins) {
 	if p != nil {
 		s.plugins = p
+		s.metrics.setDeclarer(p)
 	}
 }
 
