@@ -112,7 +112,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		"herald_batch_size_count",
 		"herald_outbox_dropped_total 0",
 		`herald_rpc_calls_total{method="subscribe"} 1`,
-		`herald_rpc_errors_total{code="-32601",method="unknown"} 1`,
+		`herald_rpc_errors_total{code="-32601",method="other"} 1`,
 	} {
 		require.Contains(t, string(body), want)
 	}

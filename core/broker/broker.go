@@ -53,12 +53,21 @@ type Handler interface {
 type Broker interface {
 	// Publish places each notification in its channel, in order, and returns
 	// once all of them are in history. Each is handed to the Handler.
+	//
+	// Publish is all or nothing, and every broker must keep it so: when it
+	// returns an error, none of ns was placed (no seq taken, nothing handed
+	// to the Handler, nothing in history), so the caller may retry the whole
+	// publish without duplicating any part of it; when it returns nil, all
+	// were. A broker checks what can fail (the context, its connection)
+	// before placing the first notification, and does not give up half way.
 	Publish(ctx context.Context, ns []Notification) ([]*Publication, error)
 	// History returns the publications after since, oldest first, and the
 	// channel's current position. It fails with ErrUnrecoverable (still with
 	// the current position) when the gap cannot be bridged.
 	History(ctx context.Context, channel string, since Position) ([]*Publication, Position, error)
-	// Position returns the channel's current position.
+	// Position returns the channel's current position. Asking must not make
+	// the broker keep anything for a channel that has had no publication:
+	// clients subscribe to any number of names that never see one.
 	Position(ctx context.Context, channel string) (Position, error)
 	// SetHandler sets where publications go; call it before publishing.
 	SetHandler(h Handler)

@@ -3,10 +3,13 @@ package broker
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/ulid/v2"
@@ -16,35 +19,78 @@ import (
 type MemoryOptions struct {
 	HistorySize int           // publications kept per channel (0: none)
 	HistoryTTL  time.Duration // how long a publication is kept (0: no limit)
+	// MaxBytes bounds the history of all channels together (0: no bound).
+	// Over it, the least recently published channels lose their history
+	// first, and their epoch changes.
+	MaxBytes int64
 	// Now is the clock; tests may replace it. Defaults to time.Now.
 	Now func() time.Time
 }
 
-const memoryShards = 64
+const (
+	memoryShards = 64
+	// epochBuckets spreads channel names over counters that say how often
+	// a channel of that bucket lost its stream (see memoryShard.gens).
+	epochBuckets = 1 << 14
+	// entryOverhead is what a kept publication costs beyond its encoded
+	// bytes: the Publication, its id string and its ring slot.
+	entryOverhead = 144
+	// evictTo is the share of MaxBytes that an eviction brings the history
+	// down to, so that evictions (a scan of every channel) stay rare.
+	evictToPercent = 90
+)
 
 // Memory is a single-process Broker. Its history does not survive a restart:
 // every channel gets a new epoch, so resuming clients learn they must reload.
+//
+// A channel costs memory only once it has had a publication: Position and
+// History of a channel that has none answer from the name alone. A channel's
+// epoch is the broker's random base plus its bucket's generation, which
+// grows whenever a channel of the bucket loses its stream (forgotten by
+// Sweep, or its history dropped for MaxBytes). So a channel that is created
+// again after being forgotten never reuses an epoch whose seqs meant other
+// publications, and a channel that never had one keeps its epoch without
+// any state.
 type Memory struct {
 	opts    MemoryOptions
 	seed    maphash.Seed
+	base    string
 	shards  [memoryShards]memoryShard
 	handler Handler
+
+	bytes        atomic.Int64 // history bytes kept, all channels
+	channels     atomic.Int64
+	evictMu      sync.Mutex // one eviction at a time
+	evicted      atomic.Int64
+	evictedBytes atomic.Int64
+
+	// afterLookup, when set (tests only), runs in Publish between finding
+	// a channel and locking it: the window a concurrent Sweep may use.
+	afterLookup func()
 }
 
 type memoryShard struct {
 	mu       sync.Mutex
 	channels map[string]*memoryChannel
+	// gens are the generations of this shard's epoch buckets.
+	gens [epochBuckets / memoryShards]uint32
 }
 
 type memoryChannel struct {
 	mu    sync.Mutex
 	seq   uint64
 	epoch string
-	// ring holds the last HistorySize publications; head is the index of the
-	// oldest, n how many are kept.
+	// gone is set, under mu, when the channel is removed from its shard:
+	// whoever locked it meanwhile must look the name up again rather than
+	// publish into a stream that no longer exists.
+	gone bool
+	// ring holds the last HistorySize publications: entry i (0 the oldest)
+	// is at (head+i) % len(ring), n are kept. It grows only when full, and
+	// is released when empty.
 	ring   []historyEntry
 	head   int
 	n      int
+	bytes  int64 // cost of the kept entries
 	lastAt time.Time
 }
 
@@ -53,12 +99,25 @@ type historyEntry struct {
 	at  time.Time
 }
 
+// MemoryStats is what the memory broker holds, for metrics.
+type MemoryStats struct {
+	Channels       int64 // channels with state (had a publication, not yet forgotten)
+	Bytes          int64 // history bytes kept (approximate: encoded notifications plus a fixed overhead each)
+	MaxBytes       int64 // the bound on Bytes (0: none)
+	EvictedStreams int64 // channels whose history was dropped for MaxBytes
+	EvictedBytes   int64 // history bytes dropped for MaxBytes
+}
+
 // NewMemory returns a memory broker.
 func NewMemory(opts MemoryOptions) *Memory {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	m := &Memory{opts: opts, seed: maphash.MakeSeed()}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("broker: no randomness for an epoch: %v", err))
+	}
+	m := &Memory{opts: opts, seed: maphash.MakeSeed(), base: fmt.Sprintf("%08x", binary.BigEndian.Uint32(b[:]))}
 	for i := range m.shards {
 		m.shards[i].channels = make(map[string]*memoryChannel)
 	}
@@ -71,93 +130,161 @@ func (m *Memory) SetHandler(h Handler) { m.handler = h }
 // Close implements Broker.
 func (m *Memory) Close() error { return nil }
 
-func (m *Memory) channel(name string, create bool) *memoryChannel {
-	s := &m.shards[maphash.String(m.seed, name)%memoryShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ch := s.channels[name]
-	if ch == nil && create {
-		ch = &memoryChannel{epoch: newEpoch(), lastAt: m.opts.Now()}
-		s.channels[name] = ch
-	}
-	return ch
+// Stats reports what the broker holds.
+func (m *Memory) Stats() MemoryStats {
+	return MemoryStats{Channels: m.channels.Load(), Bytes: m.bytes.Load(), MaxBytes: m.opts.MaxBytes,
+		EvictedStreams: m.evicted.Load(), EvictedBytes: m.evictedBytes.Load()}
 }
 
-func newEpoch() string {
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(fmt.Sprintf("broker: no randomness for an epoch: %v", err))
+func (m *Memory) locate(name string) (*memoryShard, int) {
+	h := maphash.String(m.seed, name)
+	return &m.shards[h%memoryShards], int(h/memoryShards) % len(m.shards[0].gens)
+}
+
+func (m *Memory) epoch(gen uint32) string {
+	if gen == 0 {
+		return m.base
 	}
-	return hex.EncodeToString(b[:])
+	return m.base + "." + strconv.FormatUint(uint64(gen), 10)
+}
+
+// lookup returns the channel's state, locked, creating it if create is set;
+// without create, a channel without state is nil and its epoch is returned.
+func (m *Memory) lookup(name string, create bool) (*memoryChannel, string) {
+	for {
+		s, b := m.locate(name)
+		s.mu.Lock()
+		ch := s.channels[name]
+		if ch == nil {
+			if !create {
+				e := m.epoch(s.gens[b])
+				s.mu.Unlock()
+				return nil, e
+			}
+			ch = &memoryChannel{epoch: m.epoch(s.gens[b]), lastAt: m.opts.Now()}
+			s.channels[name] = ch
+			m.channels.Add(1)
+		}
+		s.mu.Unlock()
+		if m.afterLookup != nil {
+			m.afterLookup()
+		}
+		ch.mu.Lock()
+		if !ch.gone {
+			return ch, ch.epoch
+		}
+		ch.mu.Unlock()
+	}
 }
 
 // Publish implements Broker. Publications of one channel are handed to the
 // handler under that channel's lock, so fan-out order is seq order.
+//
+// It is all or nothing: the context is checked once, before the first
+// notification is placed; from then on nothing can fail, so a publish is
+// never cut half way.
 func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
+	}
 	out := make([]*Publication, 0, len(ns))
 	for i := range ns {
-		if err := ctx.Err(); err != nil {
-			return out, fmt.Errorf("publish to %q: %w", ns[i].Channel, err)
-		}
 		n := &ns[i]
-		ch := m.channel(n.Channel, true)
+		ch, _ := m.lookup(n.Channel, true)
 		now := m.opts.Now()
 		id := ulid.Make().String()
-
-		ch.mu.Lock()
 		ch.seq++
 		seq := ch.seq
 		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
 		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1}
-		ch.append(pub, now, m.opts.HistorySize)
+		m.bytes.Add(ch.append(pub, now, m.opts.HistorySize))
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)
 		}
 		ch.mu.Unlock()
 		out = append(out, pub)
 	}
+	if m.opts.MaxBytes > 0 && m.bytes.Load() > m.opts.MaxBytes {
+		m.evict()
+	}
 	return out, nil
 }
 
-func (c *memoryChannel) append(p *Publication, now time.Time, size int) {
+func entryCost(p *Publication) int64 { return int64(cap(p.Data)) + entryOverhead }
+
+// append keeps p and returns the change in the channel's history bytes.
+func (c *memoryChannel) append(p *Publication, now time.Time, size int) int64 {
 	c.lastAt = now
 	if size <= 0 {
-		return
+		return 0
 	}
-	if c.ring == nil {
-		c.ring = make([]historyEntry, 0, min(size, 16))
+	cost := entryCost(p)
+	if c.n == size {
+		// Full: the oldest makes room.
+		old := c.ring[c.head].pub
+		c.ring[c.head] = historyEntry{p, now}
+		c.head = (c.head + 1) % len(c.ring)
+		delta := cost - entryCost(old)
+		c.bytes += delta
+		return delta
 	}
-	if c.n < size {
-		if len(c.ring) < size {
-			c.ring = append(c.ring, historyEntry{p, now})
-		} else {
-			c.ring[(c.head+c.n)%size] = historyEntry{p, now}
-		}
-		c.n++
-		return
+	if c.n == len(c.ring) {
+		c.grow(size)
 	}
-	c.ring[c.head] = historyEntry{p, now}
-	c.head = (c.head + 1) % size
+	c.ring[(c.head+c.n)%len(c.ring)] = historyEntry{p, now}
+	c.n++
+	c.bytes += cost
+	return cost
 }
 
-// expire drops entries older than ttl from the front.
-func (c *memoryChannel) expire(now time.Time, ttl time.Duration) {
-	if ttl <= 0 {
-		return
+// grow makes room for more entries in a full ring, oldest first from 0.
+func (c *memoryChannel) grow(size int) {
+	ring := make([]historyEntry, min(size, max(16, 2*len(c.ring))))
+	for i := 0; i < c.n; i++ {
+		ring[i] = c.ring[(c.head+i)%len(c.ring)]
 	}
+	c.ring, c.head = ring, 0
+}
+
+// expire drops entries older than ttl from the front and returns the
+// change in history bytes.
+func (c *memoryChannel) expire(now time.Time, ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	var freed int64
 	for c.n > 0 && now.Sub(c.ring[c.head].at) > ttl {
+		freed += entryCost(c.ring[c.head].pub)
 		c.ring[c.head] = historyEntry{}
 		c.head = (c.head + 1) % len(c.ring)
 		c.n--
 	}
+	if c.n == 0 {
+		c.ring, c.head = nil, 0
+	}
+	c.bytes -= freed
+	return -freed
+}
+
+// drop forgets the channel's whole history and returns the bytes freed.
+func (c *memoryChannel) drop() int64 {
+	freed := c.bytes
+	c.ring, c.head, c.n, c.bytes = nil, 0, 0, 0
+	return freed
 }
 
 // History implements Broker.
 func (m *Memory) History(ctx context.Context, channel string, since Position) ([]*Publication, Position, error) {
-	ch := m.channel(channel, true)
-	ch.mu.Lock()
+	ch, epoch := m.lookup(channel, false)
+	if ch == nil {
+		cur := Position{Epoch: epoch}
+		if since != cur {
+			return nil, cur, ErrUnrecoverable
+		}
+		return nil, cur, nil
+	}
 	defer ch.mu.Unlock()
-	ch.expire(m.opts.Now(), m.opts.HistoryTTL)
+	m.bytes.Add(ch.expire(m.opts.Now(), m.opts.HistoryTTL))
 	cur := Position{Seq: ch.seq, Epoch: ch.epoch}
 	if since.Epoch != ch.epoch || since.Seq > ch.seq {
 		return nil, cur, ErrUnrecoverable
@@ -176,10 +303,13 @@ func (m *Memory) History(ctx context.Context, channel string, since Position) ([
 	return pubs, cur, nil
 }
 
-// Position implements Broker.
+// Position implements Broker. It creates nothing: a channel that never had
+// a publication costs no memory, however many ask for it.
 func (m *Memory) Position(ctx context.Context, channel string) (Position, error) {
-	ch := m.channel(channel, true)
-	ch.mu.Lock()
+	ch, epoch := m.lookup(channel, false)
+	if ch == nil {
+		return Position{Epoch: epoch}, nil
+	}
 	defer ch.mu.Unlock()
 	return Position{Seq: ch.seq, Epoch: ch.epoch}, nil
 }
@@ -188,7 +318,8 @@ func (m *Memory) Position(ctx context.Context, channel string) (Position, error)
 // history TTL, keep no history and for which keep (if not nil) says no, so
 // that memory follows live channels. A forgotten channel restarts with a new
 // epoch. The server calls it periodically with keep reporting channels that
-// still have subscribers.
+// still have subscribers. keep is called with the channel locked: a publish
+// to it waits, and lands in the channel's next epoch if it is forgotten.
 func (m *Memory) Sweep(now time.Time, keep func(channel string) bool) (removed int) {
 	ttl := m.opts.HistoryTTL
 	if ttl <= 0 {
@@ -199,15 +330,70 @@ func (m *Memory) Sweep(now time.Time, keep func(channel string) bool) (removed i
 		s.mu.Lock()
 		for name, ch := range s.channels {
 			ch.mu.Lock()
-			ch.expire(now, m.opts.HistoryTTL)
-			idle := ch.n == 0 && now.Sub(ch.lastAt) > ttl
-			ch.mu.Unlock()
-			if idle && (keep == nil || !keep(name)) {
+			m.bytes.Add(ch.expire(now, m.opts.HistoryTTL))
+			if ch.n == 0 && now.Sub(ch.lastAt) > ttl && (keep == nil || !keep(name)) {
+				ch.gone = true
 				delete(s.channels, name)
+				m.channels.Add(-1)
+				_, b := m.locate(name)
+				s.gens[b]++
 				removed++
 			}
+			ch.mu.Unlock()
 		}
 		s.mu.Unlock()
 	}
 	return removed
+}
+
+// evict drops the history of the least recently published channels until
+// the history is back under its bound (with some room, so that the next
+// eviction is not at the next publish). Each loses its stream: its epoch
+// changes, so a client resuming from it is told recovered: false rather
+// than given a gap. Publishers that find an eviction running go on.
+func (m *Memory) evict() {
+	if !m.evictMu.TryLock() {
+		return
+	}
+	defer m.evictMu.Unlock()
+	type candidate struct {
+		name   string
+		lastAt time.Time
+	}
+	var cands []candidate
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		for name, ch := range s.channels {
+			ch.mu.Lock()
+			if ch.n > 0 {
+				cands = append(cands, candidate{name, ch.lastAt})
+			}
+			ch.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return a.lastAt.Compare(b.lastAt) })
+	target := m.opts.MaxBytes / 100 * evictToPercent
+	for _, c := range cands {
+		if m.bytes.Load() <= target {
+			return
+		}
+		s, b := m.locate(c.name)
+		s.mu.Lock()
+		ch := s.channels[c.name]
+		if ch != nil {
+			ch.mu.Lock()
+			if ch.n > 0 {
+				freed := ch.drop()
+				m.bytes.Add(-freed)
+				m.evictedBytes.Add(freed)
+				m.evicted.Add(1)
+				s.gens[b]++
+				ch.epoch = m.epoch(s.gens[b])
+			}
+			ch.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
 }

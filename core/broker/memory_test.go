@@ -1,6 +1,9 @@
 package broker_test
 
 import (
+	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,14 +22,17 @@ func TestMemoryBroker(t *testing.T) {
 func TestMemorySweepKeepsSubscribedChannels(t *testing.T) {
 	now := time.Unix(1000, 0)
 	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 0, HistoryTTL: time.Minute, Now: func() time.Time { return now }})
+	_, err := m.Publish(t.Context(), []broker.Notification{{Channel: "kept"}, {Channel: "idle"}})
+	require.NoError(t, err)
 	pa, _ := m.Position(t.Context(), "kept")
 	pb, _ := m.Position(t.Context(), "idle")
 	now = now.Add(2 * time.Minute)
 	require.Equal(t, 1, m.Sweep(now, func(ch string) bool { return ch == "kept" }))
 	qa, _ := m.Position(t.Context(), "kept")
 	qb, _ := m.Position(t.Context(), "idle")
-	require.Equal(t, pa.Epoch, qa.Epoch)
+	require.Equal(t, pa, qa)
 	require.NotEqual(t, pb.Epoch, qb.Epoch, "a forgotten channel starts a new epoch")
+	require.Equal(t, uint64(0), qb.Seq)
 }
 
 func BenchmarkEncode(b *testing.B) {
@@ -38,4 +44,141 @@ func BenchmarkEncode(b *testing.B) {
 		buf = broker.Encode(buf[:0], &n, "01JABCDEFGHJKMNPQRSTVWXYZ0", 8, 1539625681000)
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+type nopHandler struct{}
+
+func (nopHandler) HandlePublication(*broker.Publication) {}
+
+// BenchmarkMemoryPublish is one notification published to one of many
+// channels with full history rings: the hot path of scenario c.
+func BenchmarkMemoryPublish(b *testing.B) {
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 100, HistoryTTL: time.Hour})
+	m.SetHandler(nopHandler{})
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = "user:" + strconv.Itoa(i)
+	}
+	obj := []byte(`{"id":8,"user_id":72,"group_id":2,"serial":8,"text":"hello world ;)"}`)
+	ctx := context.Background()
+	ns := make([]broker.Notification, 1)
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		ns[0] = broker.Notification{Channel: names[i%len(names)], Event: "new", ObjectType: "message", Object: obj}
+		if _, err := m.Publish(ctx, ns); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// A sweep that forgets a channel between a publish's lookup and its lock
+// must not leave that publish in the forgotten stream.
+func TestMemoryPublishAfterSweepForgotItsChannel(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 10, HistoryTTL: time.Minute, Now: func() time.Time { return now }})
+	ctx := t.Context()
+	_, err := m.Publish(ctx, []broker.Notification{{Channel: "c"}})
+	require.NoError(t, err)
+	old, _ := m.Position(ctx, "c")
+	now = now.Add(2 * time.Minute)
+	once := true
+	m.SetAfterLookup(func() {
+		if once {
+			once = false
+			require.Equal(t, 1, m.Sweep(now, nil))
+		}
+	})
+	pubs, err := m.Publish(ctx, []broker.Notification{{Channel: "c"}})
+	require.NoError(t, err)
+	cur, _ := m.Position(ctx, "c")
+	require.NotEqual(t, old.Epoch, cur.Epoch)
+	require.Equal(t, uint64(1), pubs[0].Seq, "the publish opens the new epoch")
+	require.Equal(t, uint64(1), cur.Seq)
+	got, _, err := m.History(ctx, "c", broker.Position{Epoch: cur.Epoch})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, pubs[0].ID, got[0].ID)
+}
+
+// Asking for the position or history of channels that never had a
+// publication (what a subscribe does) keeps no state for them.
+func TestMemoryNeverPublishedChannelsCostNothing(t *testing.T) {
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 10, HistoryTTL: time.Minute})
+	ctx := t.Context()
+	positions := map[string]broker.Position{}
+	for i := 0; i < 20000; i++ {
+		name := "churn:" + strconv.Itoa(i)
+		pos, err := m.Position(ctx, name)
+		require.NoError(t, err)
+		_, _, err = m.History(ctx, name, broker.Position{Seq: 3, Epoch: "x"})
+		require.ErrorIs(t, err, broker.ErrUnrecoverable)
+		if i < 10 {
+			positions[name] = pos
+		}
+	}
+	require.Zero(t, m.Stats().Channels)
+	require.Zero(t, m.Stats().Bytes)
+
+	// The position given out before the first publication stays valid:
+	// a client resuming from it gets that publication.
+	for name, pos := range positions {
+		require.Zero(t, pos.Seq)
+		pubs, err := m.Publish(ctx, []broker.Notification{{Channel: name}})
+		require.NoError(t, err)
+		got, cur, err := m.History(ctx, name, pos)
+		require.NoError(t, err, name)
+		require.Equal(t, pos.Epoch, cur.Epoch)
+		require.Equal(t, []*broker.Publication{pubs[0]}, got)
+	}
+	require.Equal(t, int64(len(positions)), m.Stats().Channels)
+}
+
+func TestMemoryMaxBytesDropsLeastRecentlyPublished(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 100, HistoryTTL: time.Hour, MaxBytes: 96 << 10,
+		Now: func() time.Time { return now }})
+	ctx := t.Context()
+	obj := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	pub := func(ch string, count int) broker.Position {
+		before, _ := m.Position(ctx, ch)
+		for i := 0; i < count; i++ {
+			now = now.Add(time.Millisecond)
+			_, err := m.Publish(ctx, []broker.Notification{{Channel: ch, Object: obj}})
+			require.NoError(t, err)
+		}
+		return before
+	}
+	// 3 channels of about 25 kB each fit.
+	a, b, c := pub("a", 20), pub("b", 20), pub("c", 20)
+	st := m.Stats()
+	require.Zero(t, st.EvictedStreams)
+	require.LessOrEqual(t, st.Bytes, st.MaxBytes)
+	_, _, err := m.History(ctx, "a", a)
+	require.NoError(t, err)
+
+	// "a" is published again, so "b" is now the least recently published:
+	// the fourth channel pushes it out.
+	pub("a", 1)
+	d := pub("d", 20)
+	st = m.Stats()
+	require.Equal(t, int64(1), st.EvictedStreams)
+	require.Positive(t, st.EvictedBytes)
+	require.LessOrEqual(t, st.Bytes, st.MaxBytes)
+
+	_, cur, err := m.History(ctx, "b", b)
+	require.ErrorIs(t, err, broker.ErrUnrecoverable, "b lost its history")
+	require.NotEqual(t, b.Epoch, cur.Epoch, "and so its epoch")
+	require.Equal(t, uint64(20), cur.Seq, "its seq goes on")
+	for ch, pos := range map[string]broker.Position{"a": a, "c": c, "d": d} {
+		_, _, err := m.History(ctx, ch, pos)
+		require.NoError(t, err, ch)
+	}
+	// b starts again in its new epoch.
+	pub("b", 1)
+	got, _, err := m.History(ctx, "b", cur)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, uint64(21), got[0].Seq)
 }

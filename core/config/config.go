@@ -75,12 +75,18 @@ type Limits struct {
 	MaxInflightCalls int
 	// MaxPublishBytes bounds one HTTP API request body. Default 4 MiB.
 	MaxPublishBytes int64
+	// IdempotencyBytes bounds the memory of remembered publish answers
+	// (Idempotency-Key), oldest dropped first. Default 16 MiB.
+	IdempotencyBytes int64
 }
 
 // History is the `history` block.
 type History struct {
 	Size int           // default 1000
 	TTL  time.Duration // default 10m
+	// MaxBytes bounds the history of all channels together; over it the
+	// least recently published channels lose theirs. Default 256 MiB.
+	MaxBytes int64
 }
 
 // Overload is the `overload` block.
@@ -128,8 +134,9 @@ func Defaults() Config {
 		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
 		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, WriteTimeout: 10 * time.Second},
 		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,
-			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxPublishBytes: 4 << 20},
-		History:  History{Size: 1000, TTL: 10 * time.Minute},
+			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxPublishBytes: 4 << 20,
+			IdempotencyBytes: 16 << 20},
+		History:  History{Size: 1000, TTL: 10 * time.Minute, MaxBytes: 256 << 20},
 		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},
 		Broker:   Broker{Kind: "memory"},
 		Log:      Log{Level: "info", Format: "text"},

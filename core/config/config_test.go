@@ -75,6 +75,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 10*time.Second, c.Auth.AuthTimeout)
 	require.Equal(t, 1000, c.History.Size)
 	require.Equal(t, 10*time.Minute, c.History.TTL)
+	require.Equal(t, int64(256<<20), c.History.MaxBytes)
+	require.Equal(t, int64(16<<20), c.Limits.IdempotencyBytes)
 	require.Equal(t, 50000, c.Overload.BusyConnections)
 	require.Equal(t, 0.5, c.Overload.BusyOutboxRatio)
 	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
@@ -117,10 +119,12 @@ limits {
   call_timeout       = "5s"
   max_inflight_calls = 6
   max_publish_bytes  = 2048
+  idempotency_bytes  = 70000
 }
 history {
-  size = 0
-  ttl  = "0s"
+  size      = 0
+  ttl       = "0s"
+  max_bytes = 1048576
 }
 overload {
   busy_connections  = 10
@@ -147,8 +151,8 @@ plugin "bare" {
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
 	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
 	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,
-		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxPublishBytes: 2048}, c.Limits)
-	require.Equal(t, config.History{Size: 0, TTL: 0}, c.History)
+		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxPublishBytes: 2048, IdempotencyBytes: 70000}, c.Limits)
+	require.Equal(t, config.History{Size: 0, TTL: 0, MaxBytes: 1 << 20}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
 	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
 	require.Equal(t, config.Log{Level: "debug", Format: "json"}, c.Log)

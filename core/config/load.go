@@ -151,12 +151,14 @@ var sections = []section{
 			"call_timeout":       func(v value) { v.duration(&c.Limits.CallTimeout) },
 			"max_inflight_calls": func(v value) { v.integer(&c.Limits.MaxInflightCalls) },
 			"max_publish_bytes":  func(v value) { v.int64(&c.Limits.MaxPublishBytes) },
+			"idempotency_bytes":  func(v value) { v.int64(&c.Limits.IdempotencyBytes) },
 		}
 	}},
 	{"history", func(c *Config) map[string]field {
 		return map[string]field{
-			"size": func(v value) { v.integer(&c.History.Size) },
-			"ttl":  func(v value) { v.duration(&c.History.TTL) },
+			"size":      func(v value) { v.integer(&c.History.Size) },
+			"ttl":       func(v value) { v.duration(&c.History.TTL) },
+			"max_bytes": func(v value) { v.int64(&c.History.MaxBytes) },
 		}
 	}},
 	{"overload", func(c *Config) map[string]field {

@@ -66,9 +66,11 @@ func (d *decoder) validate(c *Config) {
 	check("limits.call_timeout", c.Limits.CallTimeout > 0, "must be greater than 0 (got %s)", c.Limits.CallTimeout)
 	atLeast("limits.max_inflight_calls", int64(c.Limits.MaxInflightCalls), 1)
 	atLeast("limits.max_publish_bytes", c.Limits.MaxPublishBytes, 1024)
+	atLeast("limits.idempotency_bytes", c.Limits.IdempotencyBytes, 65536)
 
 	notNegative("history.size", int64(c.History.Size), strconv.Itoa(c.History.Size))
 	notNegative("history.ttl", int64(c.History.TTL), c.History.TTL.String())
+	atLeast("history.max_bytes", c.History.MaxBytes, 65536)
 
 	atLeast("overload.busy_connections", int64(c.Overload.BusyConnections), 1)
 	check("overload.busy_outbox_ratio", c.Overload.BusyOutboxRatio > 0 && c.Overload.BusyOutboxRatio <= 1,

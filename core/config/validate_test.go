@@ -33,7 +33,7 @@ func TestValidation(t *testing.T) {
 		{
 			name: "unknown key, nothing close",
 			src:  "history {\n  retention = \"1h\"\n}\n" + auth,
-			want: []string{`config.hcl:2:3: history.retention: unknown key; valid keys are size, ttl`},
+			want: []string{`config.hcl:2:3: history.retention: unknown key; valid keys are max_bytes, size, ttl`},
 		},
 		{
 			name: "top-level key",

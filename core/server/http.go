@@ -153,14 +153,21 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
-	status, reply := s.idem.do(key, func() (int, any) {
+	if len(key) > maxIdempotencyKey {
+		writeJSONError(w, http.StatusBadRequest, rpc.CodeInvalidParams, fmt.Sprintf("Idempotency-Key: longer than %d bytes (%d)", maxIdempotencyKey, len(key)))
+		return
+	}
+	// The key is scoped by the API key that sent it (requireAPIKey checked it).
+	status, reply := s.idem.do(auth.BearerToken(r), key, func() (int, any) {
 		results, err := s.publish(r.Context(), ns)
 		if err != nil {
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
 		}
 		return http.StatusOK, map[string]any{"results": results}
 	})
-	writeJSON(w, status, reply)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(reply)
 }
 
 // publishable refuses notifications that no client could ever receive: a

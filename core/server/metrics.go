@@ -3,11 +3,13 @@ package server
 import (
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/rpc"
 )
 
@@ -22,6 +24,7 @@ type metrics struct {
 	calls         *prometheus.CounterVec
 	callErrors    *prometheus.CounterVec
 	busy          prometheus.Gauge
+	declarer      methodDeclarer
 }
 
 func newMetrics() *metrics {
@@ -67,7 +70,7 @@ func (m *metrics) BatchSent(n int) { m.batchSize.Observe(float64(n)) }
 func (m *metrics) SlowConsumer() { m.slowConsumers.Inc() }
 
 func (m *metrics) observeCall(method string, err *rpc.Error) {
-	method = methodLabel(method, err)
+	method = m.methodLabel(method)
 	m.calls.WithLabelValues(method).Inc()
 	if err != nil {
 		m.callErrors.WithLabelValues(method, strconv.Itoa(err.Code)).Inc()
@@ -76,14 +79,57 @@ func (m *metrics) observeCall(method string, err *rpc.Error) {
 
 var coreMethods = map[string]bool{"hello": true, "authenticate": true, "subscribe": true, "unsubscribe": true, "presence": true, "ping": true}
 
-// methodLabel keeps the metric's label set bounded: a method that was not
-// found (names clients invent) is counted as "unknown".
-func methodLabel(method string, err *rpc.Error) string {
+// otherMethod labels every call whose method is neither the core's nor
+// declared by a plugin: the names clients invent.
+const otherMethod = "other"
+
+// methodDeclarer is the plugin host's knowledge of the plugins' declared
+// methods (pluginhost.Manager), kept while a plugin is down.
+type methodDeclarer interface {
+	Declares(plugin, method string) bool
+}
+
+// setDeclarer tells the metrics which plugin methods exist.
+func (m *metrics) setDeclarer(p any) {
+	if d, ok := p.(methodDeclarer); ok {
+		m.declarer = d
+	}
+}
+
+// methodLabel keeps the metrics' label set bounded by what the operator
+// deployed: core methods and the plugins' declared methods keep their
+// name; anything else, whatever the error (unknown, plugin down, rate
+// limited), is "other".
+func (m *metrics) methodLabel(method string) string {
 	if coreMethods[method] {
 		return method
 	}
-	if err != nil && (err.Code == rpc.CodeMethodNotFound || err.Code == rpc.CodeUnknownNamespace || err.Code == rpc.CodeRateLimited || err.Code == rpc.CodeUnauthenticated) {
-		return "unknown"
+	if plugin, name, ok := strings.Cut(method, "."); ok && m.declarer != nil && m.declarer.Declares(plugin, name) {
+		return method
 	}
-	return method
+	return otherMethod
+}
+
+// registerHistory exports what the memory broker holds: the history
+// budget (history.max_bytes), the bytes in use, the channels with state,
+// and what the budget made it drop.
+func (m *metrics) registerHistory(stats func() broker.MemoryStats) {
+	gauge := func(name, help string, f func(broker.MemoryStats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+	}
+	counter := func(name, help string, f func(broker.MemoryStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+	}
+	m.reg.MustRegister(
+		gauge("herald_history_max_bytes", "The bound on history memory (history.max_bytes).",
+			func(s broker.MemoryStats) int64 { return s.MaxBytes }),
+		gauge("herald_history_bytes", "History memory in use: encoded notifications plus a fixed overhead each.",
+			func(s broker.MemoryStats) int64 { return s.Bytes }),
+		gauge("herald_history_channels", "Channels the broker keeps state for (those that had a publication and were not forgotten).",
+			func(s broker.MemoryStats) int64 { return s.Channels }),
+		counter("herald_history_evicted_channels_total", "Channels whose history was dropped (and epoch changed) to stay under history.max_bytes.",
+			func(s broker.MemoryStats) int64 { return s.EvictedStreams }),
+		counter("herald_history_evicted_bytes_total", "History bytes dropped to stay under history.max_bytes.",
+			func(s broker.MemoryStats) int64 { return s.EvictedBytes }),
+	)
 }

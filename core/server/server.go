@@ -77,7 +77,7 @@ func New(opts Options) (*Server, error) {
 	}
 	b := opts.Broker
 	if b == nil {
-		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL})
+		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxBytes: cfg.History.MaxBytes})
 	}
 	s := &Server{
 		cfg:         cfg,
@@ -91,7 +91,7 @@ func New(opts Options) (*Server, error) {
 		callTimeout: cfg.Limits.CallTimeout,
 		authTimeout: cfg.Auth.AuthTimeout,
 		sessions:    make(map[string]*session),
-		idem:        newIdempotency(cfg.History.TTL, 100_000),
+		idem:        newIdempotency(cfg.History.TTL, cfg.Limits.IdempotencyBytes),
 	}
 	s.origins.Store(auth.NewOrigins(cfg.Server.AllowedOrigins))
 	cert, err := newCertificate(cfg)
@@ -101,6 +101,9 @@ func New(opts Options) (*Server, error) {
 	s.cert = cert
 	s.hub = hub.New(b)
 	b.SetHandler(s.hub)
+	if m, ok := b.(*broker.Memory); ok {
+		s.metrics.registerHistory(m.Stats)
+	}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
@@ -125,6 +128,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) SetPlugins(p Plugins) {
 	if p != nil {
 		s.plugins = p
+		s.metrics.setDeclarer(p)
 	}
 }
 

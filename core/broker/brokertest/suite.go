@@ -20,6 +20,15 @@ import (
 // Factory returns a fresh broker keeping size publications for ttl.
 type Factory func(t *testing.T, size int, ttl time.Duration) broker.Broker
 
+// Sweeper is a broker that forgets idle channels when asked (the memory
+// broker; the server calls it periodically). keep is asked about each idle
+// channel, with the channel locked: a publish to it waits for the answer.
+// The suite sweeps brokers that have it and runs the same checks on those
+// that forget on their own.
+type Sweeper interface {
+	Sweep(now time.Time, keep func(channel string) bool) int
+}
+
 type recorder struct {
 	mu   sync.Mutex
 	pubs []*broker.Publication
@@ -141,4 +150,7 @@ func Run(t *testing.T, f Factory) {
 			last[p.Channel] = p.Seq
 		}
 	})
+	runHistoryCases(t, f)
+	runAtomicity(t, f)
+	runSweepRace(t, f)
 }
