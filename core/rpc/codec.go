@@ -41,12 +41,21 @@ type wireMessage struct {
 // Decode splits a frame into its messages. batch reports whether the frame
 // was a JSON array. A frame that is not JSON at all, or an empty batch, gives
 // a single KindInvalid message with the matching error (-32700 or -32600).
-func Decode(frame []byte) (msgs []Message, batch bool) {
+// A batch may have any number of entries; see DecodeMax.
+func Decode(frame []byte) (msgs []Message, batch bool) { return DecodeMax(frame, 0) }
+
+// DecodeMax is Decode with a bound on a batch's entries: a batch of more
+// than maxBatch (when maxBatch > 0) gives a single KindInvalid message with
+// -32005 (limit exceeded), and none of its entries is decoded, so that the
+// work and memory a frame costs do not grow with its entry count. Entries
+// are counted as they are read: a longer batch that is also not valid JSON
+// past its maxBatch-th entry is answered -32005 too.
+func DecodeMax(frame []byte, maxBatch int) (msgs []Message, batch bool) {
 	trimmed := bytes.TrimLeft(frame, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
-		var raws []json.RawMessage
-		if err := json.Unmarshal(trimmed, &raws); err != nil {
-			return []Message{{Kind: KindInvalid, Err: Errorf(CodeParseError, "parse error: %s", jsonErrText(err))}}, false
+		raws, err := splitBatch(trimmed, maxBatch)
+		if err != nil {
+			return []Message{{Kind: KindInvalid, Err: err}}, false
 		}
 		if len(raws) == 0 {
 			return []Message{{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: empty batch")}}, false
@@ -61,6 +70,37 @@ func Decode(frame []byte) (msgs []Message, batch bool) {
 		return []Message{{Kind: KindInvalid, Err: Errorf(CodeParseError, "parse error: the frame is not valid JSON")}}, false
 	}
 	return []Message{decodeOne(trimmed)}, false
+}
+
+// splitBatch reads the entries of a JSON array one at a time, stopping at
+// the (maxBatch+1)-th.
+func splitBatch(array []byte, maxBatch int) ([]json.RawMessage, *Error) {
+	parseErr := func(err error) *Error { return Errorf(CodeParseError, "parse error: %s", jsonErrText(err)) }
+	r := bytes.NewReader(array)
+	dec := json.NewDecoder(r)
+	if _, err := dec.Token(); err != nil { // the '['
+		return nil, parseErr(err)
+	}
+	var raws []json.RawMessage
+	for dec.More() {
+		if maxBatch > 0 && len(raws) == maxBatch {
+			return nil, Errorf(CodeLimitExceeded, "limit exceeded: a batch may hold at most %d calls (limits.max_batch_calls); split it", maxBatch)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, parseErr(err)
+		}
+		raws = append(raws, raw)
+	}
+	if _, err := dec.Token(); err != nil { // the ']'
+		return nil, parseErr(err)
+	}
+	// Nothing but white space may follow the array.
+	rest := array[dec.InputOffset():]
+	if len(bytes.TrimLeft(rest, " \t\r\n")) > 0 {
+		return nil, Errorf(CodeParseError, "parse error: data after the batch's closing bracket")
+	}
+	return raws, nil
 }
 
 func decodeOne(raw json.RawMessage) Message {

@@ -1,7 +1,9 @@
 package rpc
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -117,6 +119,79 @@ func FuzzAppendString(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if !json.Valid(AppendString(nil, s)) {
 			t.Fatalf("invalid JSON for %q", s)
+		}
+	})
+}
+
+// A batch longer than the bound is one -32005 error, whatever its entries.
+func TestDecodeMaxBoundsTheBatch(t *testing.T) {
+	frame := []byte("[" + strings.TrimSuffix(strings.Repeat("1,", 32_000), ",") + "]")
+	msgs, batch := DecodeMax(frame, 100)
+	require.False(t, batch)
+	require.Len(t, msgs, 1)
+	require.Equal(t, KindInvalid, msgs[0].Kind)
+	require.Equal(t, CodeLimitExceeded, msgs[0].Err.Code)
+
+	msgs, batch = DecodeMax([]byte(`[1,{"jsonrpc":"2.0","method":"ping","id":1}]`), 2)
+	require.True(t, batch)
+	require.Len(t, msgs, 2)
+	require.Equal(t, KindInvalid, msgs[0].Kind)
+	require.Equal(t, KindRequest, msgs[1].Kind)
+
+	for _, bad := range []string{`[1,]`, `[1 2]`, `[1]x`, `[`, `[1`, `[1]]`} {
+		msgs, batch = DecodeMax([]byte(bad), 10)
+		require.False(t, batch, bad)
+		require.Equal(t, CodeParseError, msgs[0].Err.Code, bad)
+	}
+}
+
+// FuzzDecodeBatch: the bounded batch decoder reads entries one at a time;
+// it must agree with encoding/json about what a valid batch is and what
+// its entries are, never return more than the bound, and never panic.
+func FuzzDecodeBatch(f *testing.F) {
+	for _, s := range []string{
+		`[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":"s1","result":null}]`,
+		`[1,1,1,1,1,1]`, `[]`, `[ ]`, `[1,]`, `[1 2]`, `[1]x`, `[1] `, `[[1],[2]]`, `["\xff"]`,
+		`[{"jsonrpc":"2.0","method":"ping"}` + "\n" + `]`,
+	} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, max uint8) {
+		msgs, batch := DecodeMax(frame, int(max))
+		if len(msgs) == 0 {
+			t.Fatal("no message")
+		}
+		if max > 0 && len(msgs) > int(max) {
+			t.Fatalf("%d messages, bound %d", len(msgs), max)
+		}
+		trimmed := bytes.TrimLeft(frame, " \t\r\n")
+		if len(trimmed) == 0 || trimmed[0] != '[' {
+			return
+		}
+		var raws []json.RawMessage
+		valid := json.Unmarshal(trimmed, &raws) == nil
+		switch {
+		case batch && !valid:
+			t.Fatalf("%q: decoded as a batch, but encoding/json refuses it", frame)
+		case valid && len(raws) > 0 && (max == 0 || len(raws) <= int(max)):
+			if !batch || len(msgs) != len(raws) {
+				t.Fatalf("%q: %d entries, decoded %d (batch %v)", frame, len(raws), len(msgs), batch)
+			}
+			for i := range raws {
+				want := decodeOne(raws[i])
+				if msgs[i].Kind != want.Kind || msgs[i].Method != want.Method || !bytes.Equal(msgs[i].ID, want.ID) {
+					t.Fatalf("%q: entry %d differs", frame, i)
+				}
+			}
+		case valid && max > 0 && len(raws) > int(max):
+			if batch || msgs[0].Err == nil || msgs[0].Err.Code != CodeLimitExceeded {
+				t.Fatalf("%q: %d entries over the bound %d not refused", frame, len(raws), max)
+			}
+		}
+		for _, m := range msgs {
+			if m.Kind == KindInvalid && !json.Valid(AppendError(nil, m.ID, m.Err)) {
+				t.Fatalf("error reply is not JSON for %q", frame)
+			}
 		}
 	})
 }

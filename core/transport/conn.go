@@ -3,7 +3,9 @@ package transport
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,9 +28,14 @@ const (
 // Options bound one connection's outbox. One Options serves every
 // connection of a server: its writers are shared by them.
 type Options struct {
-	MaxBatch     int           // notifications per onNotificationReceived call
-	MaxDelay     time.Duration // how long a notification may wait for others
-	OutboxLimit  int           // queued items before the connection is a slow consumer
+	MaxBatch    int           // notifications per onNotificationReceived call
+	MaxDelay    time.Duration // how long a notification may wait for others
+	OutboxLimit int           // queued items before the connection is a slow consumer
+	// OutboxBytes bounds the bytes queued for one connection (publications,
+	// replies, error replies and control frames alike): past it, and with a
+	// socket that takes no more, the connection is a slow consumer. 0: no
+	// bound in bytes. A connection may lower its own (SetOutboxBytes).
+	OutboxBytes  int
 	WriteTimeout time.Duration // a write that takes longer fails the connection
 	// Writers is how many goroutines at most write to connections whose
 	// socket takes the bytes at once (0: half the processors, at least one). A connection
@@ -74,6 +81,18 @@ type item struct {
 	op  byte // websocket opcode of raw: text (0 for text), close or pong
 }
 
+// size is what the item counts against the outbox's byte bound: its
+// payload and its share of a frame.
+func (it *item) size() int {
+	if it.pub != nil {
+		return len(it.pub.Data) + 1
+	}
+	return len(it.raw) + frameOverhead
+}
+
+// frameOverhead is a frame header at most (RFC 6455 section 5.2).
+const frameOverhead = 10
+
 // Writing states of a connection.
 const (
 	idle    = iota // nothing queued
@@ -102,14 +121,27 @@ type Conn struct {
 
 	mu    sync.Mutex
 	items outbox
-	state int
-	due   int64 // when a queued connection may be written (monotonic ns)
+	// bytes is what the queued items count against byteLimit; raws is how
+	// many of them are not publications (replies, server calls, control
+	// frames: none of them waits for a batch).
+	bytes, raws int
+	byteLimit   int
+	state       int
+	// urgent says the queued connection's newest writer entry is in the
+	// shard's now queue: a reply need not queue it again. held says it is
+	// in the later queue holding its frame for the rest of a publish.
+	urgent, held bool
+	// gen numbers the connection's writer entries: an entry whose gen is
+	// not the latest is stale and skipped (it was overtaken by a reply or
+	// a full batch queued in the now queue, or by a publisher that wrote
+	// itself). Written under mu, read by the shard without it.
+	gen atomic.Uint32
 	// lastBatch is when the last onNotificationReceived frame was built
 	// (monotonic ns): the next may leave MaxDelay after it.
 	lastBatch int64
-	// group, if not 0, is the Options.groupsEnded count at which a queued
-	// connection holding its frame for the rest of a publish is due.
-	group    uint64
+	// drained, if set, is started on a goroutine of its own once the
+	// outbox is empty (WhenDrained).
+	drained  func()
 	closing  bool // no more items are accepted
 	abortAt  bool // terminate once the queued close frame is written
 	closeOut chan struct{}
@@ -129,7 +161,13 @@ type Conn struct {
 // NewConn wraps an upgraded WebSocket. opts is shared, not copied: one
 // Options serves every connection of a server.
 func NewConn(ws *websocket.Conn, opts *Options) *Conn {
-	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), opts: opts, done: make(chan struct{})}
+	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), opts: opts, done: make(chan struct{}), byteLimit: opts.OutboxBytes}
+	if g, ok := c.nc.(*guardedConn); ok {
+		// Upgraded by Upgrade: gorilla's own writes (a close frame on a
+		// frame over the read limit or a protocol error) come to c.
+		c.nc = g.Conn
+		g.arm(c)
+	}
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
@@ -174,12 +212,13 @@ func (c *Conn) Deliver(p *broker.Publication) { c.enqueue(item{pub: p}) }
 func (c *Conn) Send(raw []byte) { c.enqueue(item{raw: raw}) }
 
 func (c *Conn) enqueue(it item) {
+	size := it.size()
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if c.items.len() >= c.opts.OutboxLimit {
+	if c.overLocked(size) && !c.catchUpLocked(size) {
 		c.mu.Unlock()
 		if c.opts.Observer != nil {
 			c.opts.Observer.SlowConsumer()
@@ -187,24 +226,113 @@ func (c *Conn) enqueue(it item) {
 		c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
 		return
 	}
-	c.items.push(it)
-	if it.pub != nil {
-		c.schedulePublicationLocked(it.pub.More)
-	} else {
+	c.pushItemLocked(it, size)
+	if it.pub == nil || (c.held && c.items.len() >= c.opts.MaxBatch) {
+		// A reply never waits for a batch, and a publish held for the rest
+		// of it has nothing more to wait for once it fills a batch: a
+		// publish of more publications than an outbox holds leaves in
+		// frames of MaxBatch as it is delivered. (A stream not held for a
+		// publish leaves at its due time, MaxDelay at most, as it did.)
 		c.scheduleLocked()
+	} else {
+		c.schedulePublicationLocked(it.pub.More)
 	}
 	c.mu.Unlock()
 }
 
-// scheduleLocked hands an idle connection to its writer at once: a reply
-// or a control frame is waiting.
+func (c *Conn) pushItemLocked(it item, size int) {
+	c.items.push(it)
+	c.bytes += size
+	if it.pub == nil {
+		c.raws++
+	}
+}
+
+// overLocked reports whether queuing size more bytes would pass the
+// outbox's bounds.
+func (c *Conn) overLocked(size int) bool {
+	// One item alone is never over the byte bound: a notification or a
+	// reply bigger than it is bounded by the limits on what produced it.
+	return c.items.len() >= c.opts.OutboxLimit || (c.byteLimit > 0 && c.items.len() > 0 && c.bytes+size > c.byteLimit)
+}
+
+// catchUpLocked is called, with c.mu held, when the outbox is full. An
+// outbox fills either because the peer does not read or because its
+// publisher delivered faster than the shared writers got to the
+// connection (a publish of many notifications); only the first is a slow
+// consumer. So the caller writes what is queued itself, without blocking,
+// and the connection is slow only if its socket does not take it all. It
+// reports whether size more bytes now fit.
+func (c *Conn) catchUpLocked(size int) bool {
+	for c.state == writing {
+		// A shared writer is on it: its write does not block either.
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
+	if c.closing || c.state == slow || c.raw == nil {
+		return false
+	}
+	c.state = writing
+	c.gen.Add(1) // whatever entry the shard holds for c is stale now
+	c.urgent, c.held = false, false
+	buf := getBuffer()
+	defer putBuffer(buf)
+	for c.items.len() > 0 && c.overLocked(size) {
+		closed := c.buildLocked(buf)
+		c.mu.Unlock()
+		n, err := c.tryWrite(*buf)
+		c.mu.Lock()
+		if err != nil {
+			c.state = idle
+			c.mu.Unlock()
+			c.fail()
+			c.mu.Lock()
+			return false
+		}
+		if n < len(*buf) {
+			c.state = slow
+			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), closed)
+			return false
+		}
+		if closed {
+			c.mu.Unlock()
+			c.closeWritten()
+			c.mu.Lock()
+		}
+	}
+	c.state = idle
+	if c.items.len() > 0 {
+		c.rescheduleLocked()
+	}
+	return !c.closing && !c.overLocked(size)
+}
+
+// rescheduleLocked queues a connection that still has items after a write.
+// A reply or a full batch has nothing to wait for; publications wait for
+// their batch's time.
+func (c *Conn) rescheduleLocked() {
+	if c.raws > 0 || c.items.len() >= c.opts.MaxBatch {
+		c.scheduleLocked()
+	} else {
+		c.schedulePublicationLocked(false)
+	}
+}
+
+// scheduleLocked hands the connection to its writer at once: a reply or a
+// control frame is waiting, or a full batch. A connection already queued
+// for a later time is queued again in the now queue (its later entry goes
+// stale), so that a reply never waits behind a batching delay.
 func (c *Conn) scheduleLocked() {
-	if c.state != idle {
+	switch {
+	case c.state == idle:
+		c.state = queued
+	case c.state == queued && !c.urgent:
+	default:
 		return
 	}
-	c.state = queued
-	c.due, c.group = 0, 0
-	c.w.push(c, true)
+	c.urgent, c.held = true, false
+	c.w.push(entry{c: c, gen: c.gen.Add(1)}, true)
 }
 
 // schedulePublicationLocked hands an idle connection with a new publication
@@ -213,9 +341,10 @@ func (c *Conn) scheduleLocked() {
 // a connection quiet for MaxDelay) does not wait for company that is not
 // coming. One followed by more of its publish (more) waits for them, so
 // that they share its frame: until the hub says the publish is delivered
-// (EndGroup), MaxDelay at most. Either way each publication leaves
-// within MaxDelay of its arrival: its due time is at most MaxDelay away,
-// and the writer never holds its queue longer than for the head's.
+// (EndGroup), MaxDelay at most, or until they make a full batch. Either way
+// each publication leaves within MaxDelay of its arrival: its due time is
+// at most MaxDelay away, and the writer never holds its queue longer than
+// for the head's.
 func (c *Conn) schedulePublicationLocked(more bool) {
 	if c.opts.MaxDelay <= 0 || c.opts.MaxBatch <= 1 {
 		c.scheduleLocked()
@@ -225,17 +354,65 @@ func (c *Conn) schedulePublicationLocked(more bool) {
 		return
 	}
 	c.state = queued
+	c.urgent, c.held = false, more
+	e := entry{c: c}
 	if more {
-		c.due = nanotime() + int64(c.opts.MaxDelay)
-		c.group = c.opts.groupsEnded.Load() + 1
-	} else {
-		c.due = 0 // never sent a batch
-		if c.lastBatch != 0 {
-			c.due = c.lastBatch + int64(c.opts.MaxDelay)
-		}
-		c.group = 0
+		e.due = nanotime() + int64(c.opts.MaxDelay)
+		e.group = c.opts.groupsEnded.Load() + 1
+	} else if c.lastBatch != 0 { // else: never sent a batch, due now
+		e.due = c.lastBatch + int64(c.opts.MaxDelay)
 	}
-	c.w.push(c, false)
+	e.gen = c.gen.Add(1)
+	c.w.push(e, false)
+}
+
+// SetOutboxBytes sets this connection's bound on queued bytes (see
+// Options.OutboxBytes); 0 removes it. A session lowers it until its client
+// authenticates.
+func (c *Conn) SetOutboxBytes(n int) {
+	c.mu.Lock()
+	c.byteLimit = n
+	c.mu.Unlock()
+}
+
+// Room is how many more publications the connection should be given now:
+// what keeps its outbox under half its bounds. A producer of many (history
+// replay) gives at most that many, then waits for WhenDrained.
+func (c *Conn) Room() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || (c.byteLimit > 0 && c.bytes >= c.byteLimit/2) {
+		return 0
+	}
+	return max(0, c.opts.OutboxLimit/2-c.items.len())
+}
+
+// WhenDrained starts f on a goroutine of its own once the outbox is empty
+// (at once if it is). One f at a time: a second call replaces the first.
+// f is dropped if the connection closes first.
+func (c *Conn) WhenDrained(f func()) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.items.len() == 0 && c.state == idle {
+		c.mu.Unlock()
+		go f()
+		return
+	}
+	c.drained = f
+	c.mu.Unlock()
+}
+
+// takeDrainedLocked returns the WhenDrained function due now, if any.
+func (c *Conn) takeDrainedLocked() func() {
+	f := c.drained
+	if f == nil || c.items.len() > 0 || c.closing {
+		return nil
+	}
+	c.drained = nil
+	return f
 }
 
 // control queues a control frame (pong) after what is queued.
@@ -245,7 +422,8 @@ func (c *Conn) control(op byte, payload []byte) {
 	if c.closing {
 		return
 	}
-	c.items.push(item{raw: payload, op: op})
+	it := item{raw: payload, op: op}
+	c.pushItemLocked(it, it.size())
 	c.scheduleLocked()
 }
 
@@ -266,10 +444,32 @@ func (c *Conn) Close(code int, text string) {
 	}
 	c.closing = true
 	c.closeCode.Store(int32(code))
-	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
-	c.closeOut = make(chan struct{})
-	c.scheduleLocked()
+	c.pushCloseLocked(websocket.FormatCloseMessage(code, text))
 	c.mu.Unlock()
+}
+
+// pushCloseLocked queues a close frame after what is queued; the caller
+// has set closing.
+func (c *Conn) pushCloseLocked(payload []byte) {
+	it := item{raw: payload, op: websocket.CloseMessage}
+	c.pushItemLocked(it, it.size())
+	c.closeOut = make(chan struct{})
+	c.drained = nil
+	c.scheduleLocked()
+}
+
+// closeByPeerError queues the close frame gorilla wrote on a read error
+// (a frame over the read limit, a protocol error; see Upgrade), after what
+// is queued.
+func (c *Conn) closeByPeerError(code int, payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.closeCode.Store(int32(code))
+	c.pushCloseLocked(payload)
 }
 
 // closeReply answers the peer's close frame, after what is queued.
@@ -280,9 +480,7 @@ func (c *Conn) closeReply(code int) {
 		return
 	}
 	c.closing = true
-	c.items.push(item{raw: websocket.FormatCloseMessage(code, ""), op: websocket.CloseMessage})
-	c.closeOut = make(chan struct{})
-	c.scheduleLocked()
+	c.pushCloseLocked(websocket.FormatCloseMessage(code, ""))
 }
 
 // abort closes at once, dropping the queue: used for slow consumers. The
@@ -298,12 +496,15 @@ func (c *Conn) abort(code int, text string) {
 	c.closing = true
 	c.abortAt = true
 	c.closeCode.Store(int32(code))
-	c.items.reset()
-	c.items.push(item{raw: websocket.FormatCloseMessage(code, text), op: websocket.CloseMessage})
-	c.closeOut = make(chan struct{})
-	c.scheduleLocked()
+	c.resetItemsLocked()
+	c.pushCloseLocked(websocket.FormatCloseMessage(code, text))
 	c.mu.Unlock()
 	time.AfterFunc(c.opts.MaxDelay+100*time.Millisecond, c.terminate)
+}
+
+func (c *Conn) resetItemsLocked() {
+	c.items.reset()
+	c.bytes, c.raws = 0, 0
 }
 
 // closeWritten runs once a close frame left: the reader sees the peer's
@@ -327,7 +528,8 @@ func (c *Conn) closeWritten() {
 func (c *Conn) fail() {
 	c.mu.Lock()
 	c.closing = true
-	c.items.reset()
+	c.resetItemsLocked()
+	c.drained = nil
 	c.state = idle
 	if c.closeOut != nil {
 		close(c.closeOut)
@@ -391,14 +593,23 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 			}
 			// A close frame we queued (our answer to the peer's, or ours)
 			// gets a moment to leave before the socket closes.
+			// It waits as long as a write may take (WriteTimeout): a close
+			// queued behind a large frame leaves once the peer has read it.
 			c.mu.Lock()
 			out := c.closeOut
 			c.mu.Unlock()
 			if out != nil {
+				wait := c.opts.WriteTimeout
+				if wait <= 0 {
+					wait = time.Second
+				}
+				t := time.NewTimer(wait)
 				select {
 				case <-out:
-				case <-time.After(time.Second):
+					c.linger()
+				case <-t.C:
 				}
+				t.Stop()
 			}
 			return err
 		}
@@ -413,6 +624,21 @@ func (c *Conn) ReadLoop(handle func(frame []byte)) error {
 		}()
 		<-handled
 	}
+}
+
+// linger ends a connection whose reader failed (a frame over the read
+// limit, a protocol error) once our close frame left: closing a socket
+// with unread input makes the kernel reset the connection, and a reset
+// discards what the peer has not read yet, our close frame included. So
+// the write side is shut and the input discarded until the peer closes,
+// for a second and a frame's worth of bytes at most.
+func (c *Conn) linger() {
+	cw, ok := c.nc.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, c.nc, 1<<20)
 }
 
 // keptItems bounds the backing array an idle outbox keeps for its next
@@ -458,3 +684,7 @@ func (q *outbox) drop(n int) {
 }
 
 func (q *outbox) reset() { q.items, q.head = nil, 0 }
+
+// SetReadLimit bounds the frames the peer may send: a bigger one ends the
+// connection with 1009, written after what is queued.
+func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }

@@ -192,14 +192,21 @@ type rawPair struct {
 // newRawPair is one server-side Conn (its reader running) and the client
 // end, which reads only when the test does.
 func newRawPair(t *testing.T, opts *transport.Options) *rawPair {
+	return newRawPairLimit(t, opts, 0)
+}
+
+// newRawPairLimit is newRawPair with a read limit on the server's side.
+func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *rawPair {
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512}
 	accepted := make(chan *transport.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ws, err := up.Upgrade(w, r, nil)
+		c, err := transport.Upgrade(&up, w, r, opts)
 		if err != nil {
 			return
 		}
-		c := transport.NewConn(ws, opts)
+		if readLimit > 0 {
+			c.SetReadLimit(readLimit)
+		}
 		accepted <- c
 		_ = c.ReadLoop(func([]byte) {})
 	}))

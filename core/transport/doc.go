@@ -16,8 +16,18 @@
 //
 // Idle connections are cheap: a parked reader with a small stack (frames
 // are handled on a short-lived goroutine), no writer, no timer, no write
-// buffer. A connection whose outbox passes its limit is a slow consumer and
-// is closed with 4008 so that it cannot hold memory or slow others down.
+// buffer. A connection whose outbox passes its bounds (OutboxLimit items,
+// OutboxBytes bytes, replies included) and whose socket takes no more of it
+// is a slow consumer and is closed with 4008 so that it cannot hold memory
+// or slow others down. A publisher that finds an outbox full first writes
+// it out itself, without blocking: a connection that reads is never taken
+// for a slow one because the writers had not got to it yet.
+//
+// Replies, control frames and close frames never wait for a batch: a
+// connection waiting for its batching delay is queued again for now.
+//
+// Every write to the socket goes through this writer, gorilla's own close
+// frames included (Upgrade), so that nothing lands inside a frame.
 //
 // It knows nothing of sessions, channels or authentication.
 package transport

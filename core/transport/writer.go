@@ -50,10 +50,27 @@ func (o *Options) writers() *pool {
 	return o.pool
 }
 
-// groupEnded says whether c waits for the rest of a publish that has
+// entry is a connection in a shard's queue. due and group are the
+// entry's, not the connection's, so that the shard reads them under its
+// own lock only.
+type entry struct {
+	c *Conn
+	// due is when a queued connection may be written (monotonic ns).
+	due int64
+	// group, if not 0, is the Options.groupsEnded count at which a
+	// connection holding its frame for the rest of a publish is due.
+	group uint64
+	gen   uint32
+}
+
+// stale says whether a newer entry of the same connection was queued since
+// (or the connection was written without one): this one is skipped.
+func (e *entry) stale() bool { return e.c.gen.Load() != e.gen }
+
+// groupEnded says whether e waits for the rest of a publish that has
 // been delivered since.
-func (c *Conn) groupEnded() bool {
-	return c.group != 0 && c.opts.groupsEnded.Load() >= c.group
+func (e *entry) groupEnded(o *Options) bool {
+	return e.group != 0 && o.groupsEnded.Load() >= e.group
 }
 
 // defaultWriters leaves half the processors to everything else. A writer
@@ -68,13 +85,14 @@ func (p *pool) assign() *shard {
 	return &p.shards[int(p.next.Add(1)%uint32(len(p.shards)))]
 }
 
-// push queues c, which its caller has marked queued (with c.mu held).
-func (s *shard) push(c *Conn, now bool) {
+// push queues e, whose connection its caller has marked queued (with c.mu
+// held).
+func (s *shard) push(e entry, now bool) {
 	s.mu.Lock()
 	if now {
-		s.now.push(c)
+		s.now.push(e)
 	} else {
-		s.later.push(c)
+		s.later.push(e)
 	}
 	start := !s.running
 	s.running = true
@@ -94,16 +112,21 @@ func (s *shard) run() {
 	var timer *time.Timer
 	for {
 		s.mu.Lock()
-		var c *Conn
+		var e entry
 		switch {
 		case s.now.len() > 0:
-			c = s.now.pop()
+			e = s.now.pop()
 		case s.later.len() > 0:
-			// due was set before the push, under this lock's ordering.
-			// Only the head's is waited for: one behind it that is due
-			// sooner waits at most until the head's, which is due within
-			// MaxDelay of being queued, before the later one was.
-			if wait := s.later.peek().due - nanotime(); wait > 0 && !s.later.peek().groupEnded() {
+			head := s.later.peek()
+			if head.stale() {
+				s.later.pop()
+				s.mu.Unlock()
+				continue
+			}
+			// Only the head's due time is waited for: one behind it that
+			// is due sooner waits at most until the head's, which is due
+			// within MaxDelay of being queued, before the later one was.
+			if wait := head.due - nanotime(); wait > 0 && !head.groupEnded(head.c.opts) {
 				s.mu.Unlock()
 				if timer == nil {
 					timer = time.NewTimer(time.Duration(wait))
@@ -117,7 +140,7 @@ func (s *shard) run() {
 				}
 				continue
 			}
-			c = s.later.pop()
+			e = s.later.pop()
 		default:
 			s.running = false
 			s.mu.Unlock()
@@ -127,7 +150,9 @@ func (s *shard) run() {
 			return
 		}
 		s.mu.Unlock()
-		c.writeOut()
+		if !e.stale() {
+			e.c.writeOut(e.gen)
+		}
 	}
 }
 
@@ -136,12 +161,18 @@ func (s *shard) run() {
 const writeBudget = 256 << 10
 
 // writeOut writes what c has queued without blocking: what the socket does
-// not take goes on with a goroutine of c's own.
-func (c *Conn) writeOut() {
+// not take goes on with a goroutine of c's own. gen is the entry's: an
+// entry overtaken since (see entry.stale) does nothing.
+func (c *Conn) writeOut(gen uint32) {
+	c.mu.Lock()
+	if c.state != queued || c.gen.Load() != gen {
+		c.mu.Unlock()
+		return
+	}
 	buf := getBuffer()
 	defer putBuffer(buf)
-	c.mu.Lock()
 	c.state = writing
+	c.urgent, c.held = false, false
 	closed := c.buildLocked(buf)
 	c.mu.Unlock()
 
@@ -162,20 +193,16 @@ func (c *Conn) writeOut() {
 		c.closeWritten()
 	}
 	c.mu.Lock()
-	if c.items.len() == 0 {
-		c.state = idle
-	} else {
+	c.state = idle
+	if c.items.len() > 0 {
 		// More came while writing: back in the queue, behind the others.
-		// A reply or a full batch has nothing to wait for; publications
-		// wait for their batch's time.
-		c.state = idle
-		if c.items.at(0).pub == nil || c.items.len() >= c.opts.MaxBatch {
-			c.scheduleLocked()
-		} else {
-			c.schedulePublicationLocked(false)
-		}
+		c.rescheduleLocked()
 	}
+	drained := c.takeDrainedLocked()
 	c.mu.Unlock()
+	if drained != nil {
+		go drained()
+	}
 }
 
 // writeSlow writes rest, then whatever is queued, blocking, until c's
@@ -200,7 +227,11 @@ func (c *Conn) writeSlow(rest []byte, closed bool) {
 			// RawConn write fails at once once it has passed.
 			_ = c.nc.SetWriteDeadline(time.Time{})
 			c.state = idle
+			drained := c.takeDrainedLocked()
 			c.mu.Unlock()
+			if drained != nil {
+				go drained()
+			}
 			return
 		}
 		closed = c.buildLocked(buf)
@@ -279,6 +310,8 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
 			}
 			b = appendFrameHeader(b, op, len(first.raw))
 			b = append(b, first.raw...)
+			c.bytes -= first.size()
+			c.raws--
 			c.items.drop(1)
 			if op == websocket.CloseMessage {
 				closed = true
@@ -296,6 +329,7 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
 				size++
 			}
 			size += len(it.pub.Data)
+			c.bytes -= it.size()
 			k++
 		}
 		b = appendFrameHeader(b, websocket.TextMessage, size)
@@ -331,17 +365,18 @@ func appendFrameHeader(b []byte, op byte, n int) []byte {
 	}
 }
 
-// fifo is a queue of connections that keeps its space between bursts.
+// fifo is a queue of connections' entries that keeps its space between
+// bursts.
 type fifo struct {
-	buf  []*Conn
+	buf  []entry
 	head int
 }
 
 func (q *fifo) len() int { return len(q.buf) - q.head }
 
-func (q *fifo) peek() *Conn { return q.buf[q.head] }
+func (q *fifo) peek() *entry { return &q.buf[q.head] }
 
-func (q *fifo) push(c *Conn) {
+func (q *fifo) push(c entry) {
 	if q.head > 0 && len(q.buf) == cap(q.buf) {
 		n := copy(q.buf, q.buf[q.head:])
 		clear(q.buf[n:])
@@ -350,9 +385,9 @@ func (q *fifo) push(c *Conn) {
 	q.buf = append(q.buf, c)
 }
 
-func (q *fifo) pop() *Conn {
+func (q *fifo) pop() entry {
 	c := q.buf[q.head]
-	q.buf[q.head] = nil
+	q.buf[q.head] = entry{}
 	q.head++
 	if q.head == len(q.buf) {
 		q.buf, q.head = q.buf[:0], 0
