@@ -57,7 +57,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		return nil, fmt.Errorf("plugin %q: command %q: %w", cfg.Name, cfg.Command, err)
 	}
 	cmd := exec.Command(path, cfg.Args...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(pluginEnv(os.Environ(), cfg.InheritEnv),
 		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
 		pluginpb.EnvLogLevel+"="+logLevel(m.log))
 	for k, v := range cfg.Env { // after the host's environment: these win
@@ -132,7 +132,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		conn.Broker.AcceptAndServe(hostID, func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)
 			s := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(newEmitCodec()))...)
-			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, log: log})
+			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, pol: newPolicy(cfg, inst.manifest), log: log})
 			inst.hostMu.Lock()
 			inst.hostSrv = s
 			inst.hostMu.Unlock()
@@ -152,6 +152,27 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		return fail("configure: %s", e.GetMessage())
 	}
 	return inst, nil
+}
+
+// pluginEnv is the part of Herald's environment a plugin inherits: with
+// inherit_env, all of it (secrets such as HERALD_TOKEN_SECRET and the API
+// keys included); otherwise only what a process needs to run (PATH, HOME,
+// TMPDIR) and the locale (LANG, LANGUAGE, LC_*). A plugin is code the
+// operator may not have written: what it needs beyond that, its block's env
+// gives it by name.
+func pluginEnv(host []string, inherit bool) []string {
+	if inherit {
+		return host
+	}
+	var out []string
+	for _, kv := range host {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "TMPDIR", k == "LANG", k == "LANGUAGE", strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func logLevel(l hclog.Logger) string {

@@ -92,6 +92,8 @@ type Manager struct {
 	owners  map[string]string // channel prefix -> plugin
 
 	routes atomic.Pointer[http.ServeMux]
+
+	refusals refusalLog // emits refused, logged once per plugin and prefix
 }
 
 // New returns a Manager with no plugins; Apply starts them.
