@@ -61,6 +61,12 @@ func (s *supervisor) setState(st State, errText string) {
 	s.m.met.up.WithLabelValues(s.cfg.Name).Set(up)
 }
 
+func (s *supervisor) lastManifest() *pluginpb.Manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.manifest
+}
+
 func (s *supervisor) currentState() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
