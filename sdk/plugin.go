@@ -20,6 +20,11 @@ type Manifest struct {
 	Prefixes []string // channel prefixes it owns: "echo" owns "echo:<anything>"
 	Methods  []Method
 	Routes   []Route
+	// AllowAllSubscriptions opens every channel of Prefixes to any caller.
+	// It matters only to a plugin without an Authorizer: the host refuses
+	// subscriptions to the channels of such a plugin unless it sets this
+	// (a plugin must say, one way or the other, who may read its channels).
+	AllowAllSubscriptions bool
 }
 
 // Method is one `<plugin>.<method>` call the plugin answers.
@@ -61,7 +66,8 @@ type Configurer interface {
 
 // Authorizer decides at subscribe time on channels whose prefix the plugin
 // owns. It returns one Refusal per refused channel (nil: all allowed). A
-// plugin without Authorizer allows every channel of its prefixes.
+// plugin without Authorizer has every subscription to its prefixes refused,
+// unless its Manifest sets AllowAllSubscriptions.
 type Authorizer interface {
 	Authorize(ctx context.Context, c Caller, channels []string) ([]Refusal, error)
 }

@@ -138,9 +138,22 @@ func TestManifestDiscoversHooks(t *testing.T) {
 	require.False(t, m.Authorizes)
 	require.True(t, m.WantsEvents)
 	require.Equal(t, []string{"GET /v1/t/{id}/stream"}, m.Routes)
+	require.False(t, m.AllowAllSubscriptions)
 	refused, err := h.Authorize(sdk.Caller{UserID: "u"}, "t:anything")
 	require.NoError(t, err)
-	require.Empty(t, refused, "a plugin without Authorizer allows its channels")
+	require.Len(t, refused, 1, "a plugin without Authorizer has its channels closed")
+
+	open := sdktest.Start(t, openPlugin{}, nil)
+	require.True(t, open.Manifest().AllowAllSubscriptions)
+	refused, err = open.Authorize(sdk.Caller{UserID: "u"}, "o:anything")
+	require.NoError(t, err)
+	require.Empty(t, refused, "AllowAllSubscriptions opens them")
+}
+
+type openPlugin struct{}
+
+func (openPlugin) Manifest() sdk.Manifest {
+	return sdk.Manifest{Name: "o", Prefixes: []string{"o"}, AllowAllSubscriptions: true}
 }
 
 func TestConcurrentEmitsAreBatchedAndAcknowledgedInOrder(t *testing.T) {

@@ -71,7 +71,8 @@ func (s *server) bind(b *plugin.GRPCBroker) pluginpb.PluginServer {
 }
 
 func (s *server) GetManifest(context.Context, *pluginpb.Empty) (*pluginpb.Manifest, error) {
-	m := &pluginpb.Manifest{Name: s.manifest.Name, Version: s.manifest.Version, Prefixes: s.manifest.Prefixes}
+	m := &pluginpb.Manifest{Name: s.manifest.Name, Version: s.manifest.Version, Prefixes: s.manifest.Prefixes,
+		AllowAllSubscriptions: s.manifest.AllowAllSubscriptions}
 	for _, me := range s.manifest.Methods {
 		m.Methods = append(m.Methods, &pluginpb.Method{Name: me.Name, BackendOnly: me.BackendOnly})
 	}

@@ -27,6 +27,10 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		Logger:     logger,
 		Core:       srv,
 		Registerer: srv.Registerer(),
+		// One bound for every exchange with a plugin: calls, authorization,
+		// client calls, and each delivery of lifecycle events (which are
+		// retried for as long again before a resync).
+		CallTimeout: cfg.Limits.CallTimeout,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

@@ -113,6 +113,14 @@ type Plugin struct {
 	Command string
 	Args    []string
 	Env     map[string]string
+	// EmitChannels are the channels outside its own prefixes that the
+	// plugin may emit to (`emit_channels`): exact names, or a prefix ending
+	// in "*" ("news:*"). Its own prefixes need no entry.
+	EmitChannels []string
+	// InheritEnv (`inherit_env`, default false) gives the plugin Herald's
+	// whole environment, secrets included, instead of a minimal one plus
+	// Env. Unsafe: only for plugins the operator fully trusts.
+	InheritEnv bool
 	// Config is the plugin's `config` block as plain Go values, ready for
 	// the plugin to decode with mapstructure: map[string]any, []any, string,
 	// bool, int64 (whole numbers that fit) or float64, and nil for null.

@@ -22,7 +22,7 @@ import (
 // not hold dots, slashes or spaces.
 var pluginName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,63}$`)
 
-var pluginKeys = []string{"args", "command", "config", "env"}
+var pluginKeys = []string{"args", "command", "config", "emit_channels", "env", "inherit_env"}
 
 func (d *decoder) plugin(b *hclsyntax.Block, c *Config, seen map[string]hcl.Pos) {
 	pos := b.TypeRange.Start
@@ -48,6 +48,15 @@ func (d *decoder) plugin(b *hclsyntax.Block, c *Config, seen map[string]hcl.Pos)
 		"command": func(v value) { v.str(&p.Command) },
 		"args":    func(v value) { v.strings(&p.Args) },
 		"env":     func(v value) { v.env(&p.Env) },
+		"emit_channels": func(v value) {
+			v.strings(&p.EmitChannels)
+			for i, ch := range p.EmitChannels {
+				if err := validEmitChannel(ch); err != nil {
+					v.d.errorf(v.d.pos[fmt.Sprintf("%s[%d]", v.path, i)], fmt.Sprintf("%s[%d]", v.path, i), "%v", err)
+				}
+			}
+		},
+		"inherit_env": func(v value) { v.boolean(&p.InheritEnv) },
 	}
 	for _, a := range sortedAttrs(b.Body) {
 		keyPath := path + "." + a.Name
@@ -108,6 +117,32 @@ func (v value) env(dst *map[string]string) {
 		}
 	}
 	*dst = out
+}
+
+// validEmitChannel checks one emit_channels entry: an exact channel name, or
+// a pattern that ends in "*" and matches every channel starting with what
+// precedes it ("news:*", "alerts*"). A pattern needs at least one character
+// before the "*", so that no entry opens every channel at once.
+func validEmitChannel(ch string) error {
+	name, pattern := strings.CutSuffix(ch, "*")
+	switch {
+	case ch == "":
+		return fmt.Errorf("channel name is empty")
+	case pattern && name == "":
+		return fmt.Errorf(`"*" alone is not allowed: name the channels, or a prefix such as "news:*"`)
+	case len(ch) > 255:
+		return fmt.Errorf("channel name is %d bytes long; the limit is 255", len(ch))
+	case strings.Contains(name, "*"):
+		return fmt.Errorf("%q: \"*\" is allowed only at the end", ch)
+	case ch == "$server":
+		return fmt.Errorf(`"$server" is herald's own channel; no plugin emits to it`)
+	}
+	for i := 0; i < len(ch); i++ {
+		if c := ch[i]; c <= 0x20 || c >= 0x7f {
+			return fmt.Errorf("channel name %q has byte 0x%02x at %d; only printable ASCII without spaces is allowed", ch, c, i)
+		}
+	}
+	return nil
 }
 
 // freeform turns a plugin's config block into plain Go values. The shape is
@@ -215,6 +250,13 @@ func pluginHash(p Plugin) string {
 	}
 	writeCanonical(h, envAny)
 	writeCanonical(h, p.Config)
+	// Confinement changes restart the plugin too: the host applies it per
+	// process. Written only when set, so that blocks without the keys keep
+	// the hash they had before the keys existed.
+	if len(p.EmitChannels) > 0 || p.InheritEnv {
+		writeCanonical(h, toAny(p.EmitChannels))
+		writeCanonical(h, p.InheritEnv)
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 

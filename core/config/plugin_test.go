@@ -326,3 +326,44 @@ plugin "p" {
 		}
 	})
 }
+
+func TestPluginConfinementKeys(t *testing.T) {
+	c := parse(t, `plugin "p" {
+  command       = "bin/p"
+  emit_channels = ["news", "alerts:*", "config"]
+  inherit_env   = true
+}
+plugin "q" {
+  command = "bin/q"
+}
+`+auth)
+	require.Equal(t, []string{"news", "alerts:*", "config"}, c.Plugins[0].EmitChannels)
+	require.True(t, c.Plugins[0].InheritEnv)
+	require.Empty(t, c.Plugins[1].EmitChannels)
+	require.False(t, c.Plugins[1].InheritEnv, "a plugin gets a minimal environment by default")
+
+	// Each is part of the hash: changing it restarts the plugin.
+	hash := func(extra string) string {
+		return parse(t, "plugin \"p\" {\n  command = \"bin/p\"\n"+extra+"\n}\n"+auth).Plugins[0].Hash
+	}
+	base := hash("")
+	require.Equal(t, base, hash("emit_channels = []\ninherit_env = false"), "unset and empty hash the same")
+	require.NotEqual(t, base, hash(`emit_channels = ["news"]`))
+	require.NotEqual(t, hash(`emit_channels = ["news"]`), hash(`emit_channels = ["sport"]`))
+	require.NotEqual(t, base, hash("inherit_env = true"))
+
+	for _, tc := range []struct{ entry, want string }{
+		{`"*"`, `"*" alone is not allowed`},
+		{`"a*b"`, `only at the end`},
+		{`"$server"`, `herald's own channel`},
+		{`"has space"`, `printable ASCII`},
+		{`""`, `empty`},
+	} {
+		lines := problems(t, "plugin \"p\" {\n  command = \"bin/p\"\n  emit_channels = ["+tc.entry+"]\n}\n"+auth)
+		require.Len(t, lines, 1, tc.entry)
+		require.Contains(t, lines[0], "plugin.p.emit_channels[0]", tc.entry)
+		require.Contains(t, lines[0], tc.want, tc.entry)
+	}
+	lines := problems(t, "plugin \"p\" {\n  command = \"bin/p\"\n  inherit_env = \"maybe\"\n}\n"+auth)
+	require.Contains(t, lines[0], "plugin.p.inherit_env")
+}

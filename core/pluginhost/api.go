@@ -91,6 +91,10 @@ type Core interface {
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)
+	// SubscribedTo reports whether connection connID exists and holds a
+	// subscription to a channel for which match is true (the plugin host
+	// lets a plugin call only connections subscribed to its channels).
+	SubscribedTo(connID string, match func(channel string) bool) bool
 	// Connections lists the current connections and their subscriptions.
 	Connections() []Connection
 	// AuthenticateHTTP identifies the caller of a plugin HTTP route from its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
@@ -69,7 +70,17 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 	}
 	m.met.calls.WithLabelValues(plugin, label).Inc()
 	if !inst.manifest.GetAuthorizes() {
-		return nil, nil
+		if inst.manifest.GetAllowAllSubscriptions() {
+			return nil, nil
+		}
+		// A plugin that says nothing about who may read its channels
+		// keeps them closed (see the warning at its start).
+		out := make([]Refusal, len(channels))
+		for i, ch := range channels {
+			out[i] = Refusal{Channel: ch, Code: rpc.CodeForbidden,
+				Reason: fmt.Sprintf("plugin %q implements no authorizer and does not allow open subscriptions", plugin)}
+		}
+		return out, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.CallTimeout)
 	defer cancel()

@@ -102,6 +102,19 @@ func (r *recorder) CallClient(_ context.Context, connID, method string, params j
 	return f(connID, method, params)
 }
 
+func (r *recorder) SubscribedTo(connID string, match func(string) bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.conns[connID]; ok {
+		for _, ch := range c.Channels {
+			if match(ch) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (r *recorder) Connections() []pluginhost.Connection {
 	r.mu.Lock()
 	defer r.mu.Unlock()

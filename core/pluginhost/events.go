@@ -4,17 +4,21 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"time"
 
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
 // Lifecycle events go to a plugin through a bounded queue per process and
-// one sender goroutine that delivers them in order, in batches. Notify never
-// blocks: when the queue is full the event is dropped and counted, and the
-// sender then discards what is queued and sends a Reset followed by a replay
-// of the current connections, so the plugin's view converges on the truth
-// instead of silently drifting. The same Reset + replay is the first thing a
-// (re)started plugin receives.
+// one sender goroutine that delivers them in order, in batches. A batch the
+// plugin fails to take (an error, or no answer within limits.call_timeout)
+// is retried, in order, with backoff, for up to limits.call_timeout; past
+// that the plugin has really missed events. Notify never blocks: when the
+// queue is full the event is dropped and counted. Either way the sender then
+// discards what is queued and sends a Reset followed by a replay of the
+// current connections (retried until it is taken), so the plugin's view
+// converges on the truth instead of silently drifting. The same Reset +
+// replay is the first thing a (re)started plugin receives.
 const (
 	eventQueueDepth = 8192
 	eventBatchMax   = 256
@@ -98,15 +102,32 @@ func (i *instance) sendEvents() {
 		case <-ctx.Done():
 		}
 	}()
-	i.resync(ctx)
+	needResync, started := true, false // a (re)started plugin first gets the replay
+	pause := eventRetryMin
 	for {
+		if needResync {
+			if started {
+				i.m.met.resyncs.WithLabelValues(i.name).Inc()
+			}
+			i.discardQueued() // the replay is newer than anything queued
+			if !i.resync(ctx) {
+				if ctx.Err() != nil || i.crashed() {
+					return // stopping, or dead: the next process gets its own replay
+				}
+				if !sleepCtx(ctx, pause) {
+					return
+				}
+				pause = min(2*pause, eventRetryMax)
+				continue
+			}
+			needResync, started, pause = false, true, eventRetryMin
+		}
 		var first *pluginpb.Event
 		select {
 		case <-i.stopEv:
 			return
 		case <-i.overflow:
-			i.discardQueued()
-			i.resync(ctx)
+			needResync = true
 			continue
 		case first = <-i.events:
 		}
@@ -120,7 +141,27 @@ func (i *instance) sendEvents() {
 				break fill
 			}
 		}
-		i.deliver(ctx, batch)
+		if !i.deliver(ctx, batch) {
+			needResync = true
+		}
+	}
+}
+
+// Retrying a delivery: the pause between attempts doubles from
+// eventRetryMin to eventRetryMax.
+const (
+	eventRetryMin = 50 * time.Millisecond
+	eventRetryMax = 2 * time.Second
+)
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -134,23 +175,60 @@ func (i *instance) discardQueued() {
 	}
 }
 
-func (i *instance) deliver(ctx context.Context, batch *pluginpb.EventBatch) {
-	cctx, cancel := context.WithTimeout(ctx, i.m.opts.CallTimeout)
-	defer cancel()
-	if _, err := i.rpc.Events(cctx, batch); err != nil && ctx.Err() == nil && !i.crashed() {
-		i.log.Warn("delivering lifecycle events failed", "events", len(batch.Events), "error", err)
+// deliver sends one batch, retrying it in order (later events wait behind
+// it) while the failures last less than CallTimeout (limits.call_timeout).
+// It reports false when it gave up: the plugin then really missed events and
+// must be resynced. A plugin that stops or dies meanwhile counts as
+// delivered: the next process gets its own replay.
+func (i *instance) deliver(ctx context.Context, batch *pluginpb.EventBatch) bool {
+	var giveUp time.Time
+	pause := eventRetryMin
+	for {
+		err := i.deliverOnce(ctx, batch)
+		if err == nil || ctx.Err() != nil || i.crashed() {
+			return true
+		}
+		now := time.Now()
+		if giveUp.IsZero() {
+			giveUp = now.Add(i.m.opts.CallTimeout)
+		}
+		if now.After(giveUp) {
+			i.log.Warn("delivering lifecycle events failed for too long: the plugin gets a resync (reset and replay)",
+				"events", len(batch.Events), "error", err)
+			return false
+		}
+		i.log.Warn("delivering lifecycle events failed: retrying", "events", len(batch.Events), "retry_in", pause, "error", err)
+		if !sleepCtx(ctx, pause) {
+			return true
+		}
+		pause = min(2*pause, eventRetryMax)
 	}
 }
 
+func (i *instance) deliverOnce(ctx context.Context, batch *pluginpb.EventBatch) error {
+	cctx, cancel := context.WithTimeout(ctx, i.m.opts.CallTimeout)
+	defer cancel()
+	_, err := i.rpc.Events(cctx, batch)
+	return err
+}
+
 // resync sends Reset and the current connections and their subscriptions to
-// the plugin's channels, in batches.
-func (i *instance) resync(ctx context.Context) {
+// the plugin's channels, in batches. It reports false when a batch could not
+// be delivered: the whole resync is then tried again.
+func (i *instance) resync(ctx context.Context) bool {
 	batch := &pluginpb.EventBatch{Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_RESET, Replay: true}}}
-	flush := func() {
-		if len(batch.Events) > 0 {
-			i.deliver(ctx, batch)
-			batch = &pluginpb.EventBatch{}
+	flush := func() bool {
+		if len(batch.Events) == 0 {
+			return true
 		}
+		if err := i.deliverOnce(ctx, batch); err != nil {
+			if ctx.Err() == nil && !i.crashed() {
+				i.log.Warn("resync of lifecycle events failed: retrying", "error", err)
+			}
+			return false
+		}
+		batch = &pluginpb.EventBatch{}
+		return true
 	}
 	for _, c := range i.m.opts.Core.Connections() {
 		claims := claimsJSON(c.Claims)
@@ -162,9 +240,9 @@ func (i *instance) resync(ctx context.Context) {
 					ConnId: c.ConnID, UserId: c.UserID, ClaimsJson: claims, Channel: ch, Volatile: c.Volatile, Replay: true})
 			}
 		}
-		if len(batch.Events) >= eventBatchMax {
-			flush()
+		if len(batch.Events) >= eventBatchMax && !flush() {
+			return false
 		}
 	}
-	flush()
+	return flush()
 }

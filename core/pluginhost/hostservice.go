@@ -16,6 +16,7 @@ type hostService struct {
 	pluginpb.UnimplementedHostServer
 	m      *Manager
 	plugin string
+	pol    *policy
 	log    hclog.Logger
 }
 
@@ -58,7 +59,17 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		}
 		ns := f.ns
 		ack.Id, ack.Published, ack.Error, ack.Seqs, ack.Ids = f.id, nil, nil, nil, nil
-		pub, err := h.m.opts.Core.Emit(ctx, h.plugin, ns)
+		var pub []Published
+		if ch, rerr := h.pol.checkEmit(ns); rerr != nil {
+			err = rerr
+			h.m.met.emitsRefused.WithLabelValues(h.plugin).Add(float64(len(ns)))
+			if h.m.refusals.first(h.plugin, ch) {
+				h.log.Warn("emit refused: channel outside the plugin's own (further refusals for this prefix are counted in herald_plugin_emits_refused_total, not logged)",
+					"channel", ch, "notifications", len(ns))
+			}
+		} else {
+			pub, err = h.m.opts.Core.Emit(ctx, h.plugin, ns)
+		}
 		clear(ns) // do not keep the batch's objects alive until the next one
 		switch {
 		case err != nil:
@@ -101,28 +112,31 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	}
 }
 
-func (h *hostService) owns(channel string) error {
-	if owner, ok := h.m.Owner(channel); !ok || owner != h.plugin {
-		return rpc.Errorf(rpc.CodeForbidden, "plugin %q may subscribe connections only to channels of its own prefixes, not %q", h.plugin, channel)
+func (h *hostService) owns(what, channel string) error {
+	if !h.pol.owns(channel) {
+		return rpc.Errorf(rpc.CodeForbidden, "plugin %q may %s only channels of its own prefixes, not %q", h.plugin, what, channel)
 	}
 	return nil
 }
 
 func (h *hostService) Subscribe(ctx context.Context, r *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
-	if err := h.owns(r.GetChannel()); err != nil {
+	if err := h.owns("subscribe connections to", r.GetChannel()); err != nil {
 		return &pluginpb.HostReply{Error: toPBError(err)}, nil
 	}
 	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Subscribe(ctx, r.GetConnId(), r.GetChannel()))}, nil
 }
 
 func (h *hostService) Unsubscribe(ctx context.Context, r *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
-	if err := h.owns(r.GetChannel()); err != nil {
+	if err := h.owns("unsubscribe connections from", r.GetChannel()); err != nil {
 		return &pluginpb.HostReply{Error: toPBError(err)}, nil
 	}
 	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Unsubscribe(ctx, r.GetConnId(), r.GetChannel()))}, nil
 }
 
 func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {
+	if err := h.owns("read the presence of", r.GetChannel()); err != nil {
+		return &pluginpb.PresenceReply{Error: toPBError(err)}, nil
+	}
 	p, err := h.m.opts.Core.Presence(ctx, r.GetChannel())
 	if err != nil {
 		return &pluginpb.PresenceReply{Error: toPBError(err)}, nil
@@ -131,6 +145,10 @@ func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest)
 }
 
 func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
+	if !h.m.opts.Core.SubscribedTo(r.GetConnId(), h.pol.owns) {
+		err := rpc.Errorf(rpc.CodeForbidden, "plugin %q may call only connections subscribed to one of its channels; %q is not", h.plugin, r.GetConnId())
+		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.m.opts.CallTimeout)
 	defer cancel()
 	res, err := h.m.opts.Core.CallClient(ctx, r.GetConnId(), r.GetMethod(), r.GetParams())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
 	"github.com/heraldhq/herald/core/config"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
@@ -29,6 +30,7 @@ type instance struct {
 	manifest *pluginpb.Manifest
 	methods  map[string]bool // name -> backend only
 	pid      int
+	proc     *groupRunner // nil until the process started
 	started  time.Time
 
 	// done is go-plugin's context for this process: cancelled the moment
@@ -57,7 +59,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		return nil, fmt.Errorf("plugin %q: command %q: %w", cfg.Name, cfg.Command, err)
 	}
 	cmd := exec.Command(path, cfg.Args...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(pluginEnv(os.Environ(), cfg.InheritEnv),
 		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
 		pluginpb.EnvLogLevel+"="+logLevel(m.log))
 	for k, v := range cfg.Env { // after the host's environment: these win
@@ -66,10 +68,19 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 	ownProcessGroup(cmd)
 
 	log := m.log.Named("plugin").With("plugin", cfg.Name)
+	var procRunner *groupRunner
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginpb.Handshake,
 		VersionedPlugins: pluginpb.PluginSets(&pluginpb.GRPCPlugin{}),
-		Cmd:              cmd,
+		// Our runner, not go-plugin's: it kills the plugin's process group
+		// before the process is reaped, never after (runner.go).
+		RunnerFunc: func(_ hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd.Env = append(cmd.Env, spec.Env...) // go-plugin's handshake variables
+			cmd.Stdin = spec.Stdin
+			r, err := newGroupRunner(cmd)
+			procRunner = r
+			return r, err
+		},
 		SkipHostEnv:      true, // cmd.Env already has it, in the right order
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     m.opts.StartTimeout,
@@ -80,6 +91,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		hostDone: make(chan struct{}), events: make(chan *pluginpb.Event, eventQueueDepth),
 		overflow: make(chan struct{}, 1), stopEv: make(chan struct{}), evDone: make(chan struct{})}
 	fail := func(format string, args ...any) (*instance, error) {
+		inst.proc = procRunner
 		inst.kill()
 		return nil, fmt.Errorf("plugin %q (command %q): %s", cfg.Name, cfg.Command, fmt.Sprintf(format, args...))
 	}
@@ -100,6 +112,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 	if id, err := strconv.Atoi(client.ID()); err == nil {
 		inst.pid = id
 	}
+	inst.proc = procRunner
 	raw, err := rpcClient.Dispense(pluginpb.PluginKey)
 	if err != nil {
 		return fail("dispense: %v", err)
@@ -132,7 +145,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		conn.Broker.AcceptAndServe(hostID, func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)
 			s := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(newEmitCodec()))...)
-			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, log: log})
+			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, pol: newPolicy(cfg, inst.manifest), log: log})
 			inst.hostMu.Lock()
 			inst.hostSrv = s
 			inst.hostMu.Unlock()
@@ -152,6 +165,27 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		return fail("configure: %s", e.GetMessage())
 	}
 	return inst, nil
+}
+
+// pluginEnv is the part of Herald's environment a plugin inherits: with
+// inherit_env, all of it (secrets such as HERALD_TOKEN_SECRET and the API
+// keys included); otherwise only what a process needs to run (PATH, HOME,
+// TMPDIR) and the locale (LANG, LANGUAGE, LC_*). A plugin is code the
+// operator may not have written: what it needs beyond that, its block's env
+// gives it by name.
+func pluginEnv(host []string, inherit bool) []string {
+	if inherit {
+		return host
+	}
+	var out []string
+	for _, kv := range host {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "PATH", k == "HOME", k == "TMPDIR", k == "LANG", k == "LANGUAGE", strings.HasPrefix(k, "LC_"):
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func logLevel(l hclog.Logger) string {
@@ -207,9 +241,12 @@ func (i *instance) stop(ctx context.Context) {
 	i.kill()
 }
 
-// kill ends the process and everything this instance started, bounded: go
-// go-plugin's Kill asks over the controller, waits about 2 s, then SIGKILLs;
-// if even that hangs, the process group is SIGKILLed.
+// kill ends the process and everything this instance started, bounded:
+// go-plugin's Kill asks over the controller, waits about 2 s, then has the
+// runner SIGKILL the process group; if even that hangs, the group is
+// SIGKILLed here. The group is always killed before the process is reaped
+// (groupRunner), never after: a reaped leader's group id may belong to
+// someone else by then.
 func (i *instance) kill() {
 	i.stopOnce.Do(func() {
 		close(i.stopEv)
@@ -222,10 +259,11 @@ func (i *instance) kill() {
 		case <-done:
 		case <-time.After(killTimeout):
 			i.log.Warn("plugin did not stop in time: killing its process group", "pid", i.pid)
-			killGroup(i.pid)
+			if i.proc != nil {
+				_ = i.proc.Kill(context.Background())
+			}
 			<-done
 		}
-		killGroup(i.pid)
 		i.hostMu.Lock()
 		srv, hostStarted, evStarted := i.hostSrv, i.hostStarted, i.evStarted
 		i.hostMu.Unlock()

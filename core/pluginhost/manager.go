@@ -92,6 +92,8 @@ type Manager struct {
 	owners  map[string]string // channel prefix -> plugin
 
 	routes atomic.Pointer[http.ServeMux]
+
+	refusals refusalLog // emits refused, logged once per plugin and prefix
 }
 
 // New returns a Manager with no plugins; Apply starts them.
@@ -131,12 +133,20 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 	}
 
 	// Stop removed and changed plugins first, so that a changed plugin may
-	// keep its prefixes.
+	// keep its prefixes. A changed (or failed) plugin stays registered while
+	// it restarts: its prefixes stay owned and its calls answer -32050
+	// (retry), not -32004 as if it did not exist.
 	m.mu.RLock()
 	var stopping []*supervisor
+	restarting := map[string]*supervisor{}
 	for name, s := range m.plugins {
-		if p, ok := want[name]; !ok || p.Hash != s.cfg.Hash || s.currentState() == StateFailed {
+		p, ok := want[name]
+		switch {
+		case !ok:
 			stopping = append(stopping, s)
+		case p.Hash != s.cfg.Hash || s.currentState() == StateFailed:
+			stopping = append(stopping, s)
+			restarting[name] = s
 		}
 	}
 	m.mu.RUnlock()
@@ -146,12 +156,16 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 	}
 	m.mu.Lock()
 	for _, s := range stopping {
+		if restarting[s.cfg.Name] != nil {
+			s.setState(StateRestarting, "")
+			continue
+		}
 		delete(m.plugins, s.cfg.Name)
 		m.met.up.DeleteLabelValues(s.cfg.Name)
 	}
 	var starting []config.Plugin
 	for name, p := range want {
-		if _, ok := m.plugins[name]; !ok {
+		if _, ok := m.plugins[name]; !ok || restarting[name] != nil {
 			starting = append(starting, p)
 		}
 	}
@@ -189,6 +203,10 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 		if r.err != nil {
 			errs = append(errs, r.err)
 			if !boot {
+				if old := restarting[p.Name]; old != nil {
+					// What it owned stays its own until a reload fixes it.
+					s.manifest = old.lastManifest()
+				}
 				s.failed(r.err)
 				m.mu.Lock()
 				m.plugins[p.Name] = s
@@ -202,6 +220,7 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 		s.run(r.inst)
 		admitted = append(admitted, s)
 	}
+	m.rebuild() // failed plugins keep the claims of the version they replace
 	err := errors.Join(errs...)
 	if boot && err != nil {
 		m.mu.Lock()
@@ -250,7 +269,8 @@ func (m *Manager) Close(ctx context.Context) error {
 }
 
 // conflicts reports a prefix or route that name's manifest shares with
-// another plugin's (running or down, but not failed).
+// another plugin's (running, down, or failed with the claims of its last
+// manifest).
 func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -305,8 +325,10 @@ func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
 }
 
 // rebuild recomputes prefix owners and the route mux from the manifests of
-// every plugin that is not failed (a plugin that is down keeps its claims:
-// its channels stay subscribed and its routes answer 503).
+// every plugin (a plugin that is down, restarting, or failed on a reload
+// keeps the claims of its last manifest: its channels stay subscribed, its
+// calls answer -32050 and its routes 503). A plugin that never started has
+// no manifest and claims nothing.
 func (m *Manager) rebuild() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -314,9 +336,9 @@ func (m *Manager) rebuild() {
 	mux := http.NewServeMux()
 	for name, s := range m.plugins {
 		s.mu.Lock()
-		man, st := s.manifest, s.state
+		man := s.manifest
 		s.mu.Unlock()
-		if man == nil || st == StateFailed {
+		if man == nil {
 			continue
 		}
 		for _, p := range man.GetPrefixes() {

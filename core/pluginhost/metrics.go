@@ -14,6 +14,8 @@ type metrics struct {
 	callErrors    *prometheus.CounterVec
 	emitted       *prometheus.CounterVec
 	eventsDropped *prometheus.CounterVec
+	emitsRefused  *prometheus.CounterVec
+	resyncs       *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -44,6 +46,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		eventsDropped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_events_dropped_total",
 			Help: "Lifecycle events dropped because the plugin's queue was full (a resync follows).",
+		}, []string{"plugin"})),
+		emitsRefused: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_emits_refused_total",
+			Help: "Notifications a plugin emitted outside its channels (its prefixes and emit_channels); each was refused with its whole batch.",
+		}, []string{"plugin"})),
+		resyncs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_event_resyncs_total",
+			Help: "Resyncs (Reset and a replay of the current connections) sent to a plugin because it missed lifecycle events; not counting the one at each start.",
 		}, []string{"plugin"})),
 	}
 	return m

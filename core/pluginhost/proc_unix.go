@@ -14,10 +14,12 @@ func ownProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 }
 
-// killGroup kills whatever is left of the plugin's process group (a plugin
-// may have started children of its own).
-func killGroup(pid int) {
-	if pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
+// signalGroup SIGKILLs the process group pgid: the plugin and whatever it
+// started. The runner calls it only while the group's leader is not reaped,
+// so the group id is still the plugin's (a zombie leader keeps it
+// reserved); a variable so that tests can watch when it is called.
+var signalGroup = func(pgid int) {
+	if pgid > 0 {
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 	}
 }

@@ -61,6 +61,12 @@ func (s *supervisor) setState(st State, errText string) {
 	s.m.met.up.WithLabelValues(s.cfg.Name).Set(up)
 }
 
+func (s *supervisor) lastManifest() *pluginpb.Manifest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.manifest
+}
+
 func (s *supervisor) currentState() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -99,6 +105,11 @@ func (s *supervisor) adopt(inst *instance) {
 	inst.startEvents() // after it is visible to Notify: see startEvents
 	s.log.Info("plugin running", "version", inst.manifest.GetVersion(), "pid", inst.pid,
 		"prefixes", inst.manifest.GetPrefixes())
+	if man := inst.manifest; len(man.GetPrefixes()) > 0 && !man.GetAuthorizes() && !man.GetAllowAllSubscriptions() {
+		s.log.Warn("plugin implements no authorizer: every subscription to its channels is refused; "+
+			"implement sdk.Authorizer, or set AllowAllSubscriptions in its sdk.Manifest to open them to every caller",
+			"prefixes", man.GetPrefixes())
+	}
 }
 
 func (s *supervisor) watch() {

@@ -117,6 +117,22 @@ func (s *Server) CallClient(ctx context.Context, connID, method string, params j
 	return ss.serverCall(ctx, method, params)
 }
 
+// SubscribedTo implements pluginhost.Core.
+func (s *Server) SubscribedTo(connID string, match func(channel string) bool) bool {
+	ss := s.session(connID)
+	if ss == nil {
+		return false
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for ch := range ss.subs {
+		if match(ch) {
+			return true
+		}
+	}
+	return false
+}
+
 // Connections implements pluginhost.Core.
 func (s *Server) Connections() []pluginhost.Connection {
 	s.sessionsMu.RLock()

@@ -438,12 +438,12 @@ func (s *session) unsubscribe(channels []string) []string {
 	if len(done) == 0 {
 		return done
 	}
-	c := s.caller()
+	uid, claims := s.eventUser() // the user even after the token expired
 	for _, ch := range done {
 		if s.srv.hub.Unsubscribe(s, ch) {
 			s.srv.metrics.subscriptions.Dec()
 		}
-		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Unsubscribed, ConnID: s.id, UserID: c.UserID, Claims: c.Claims, Channel: ch})
+		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Unsubscribed, ConnID: s.id, UserID: uid, Claims: claims, Channel: ch})
 	}
 	return done
 }

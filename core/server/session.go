@@ -101,6 +101,19 @@ func (s *session) caller() pluginhost.Caller {
 	return c
 }
 
+// eventUser is who a lifecycle event for the plugins names: the
+// connection's user and the claims of its last token, even after that token
+// expired (the user id of a connection never changes, and a plugin must
+// learn that this user's connection or subscription ended).
+func (s *session) eventUser() (string, map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ident == nil {
+		return "", nil
+	}
+	return s.ident.UserID, s.ident.Claims
+}
+
 // setIdentity installs a verified token: it arms the expiry timer and, on
 // the first identification, fixes the connection's user id.
 func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
@@ -408,8 +421,8 @@ func (s *session) end() {
 	announced := s.announced
 	s.mu.Unlock()
 	if announced {
-		c := s.caller()
-		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: s.id, UserID: c.UserID, Claims: c.Claims})
+		uid, claims := s.eventUser()
+		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: s.id, UserID: uid, Claims: claims})
 	}
 }
 

@@ -242,16 +242,21 @@ func (x *Error) GetData() []byte {
 }
 
 type Manifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Prefixes      []string               `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
-	Methods       []*Method              `protobuf:"bytes,4,rep,name=methods,proto3" json:"methods,omitempty"`
-	Routes        []*Route               `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
-	Authorizes    bool                   `protobuf:"varint,6,opt,name=authorizes,proto3" json:"authorizes,omitempty"`                      // false: every channel of its prefixes is allowed
-	WantsEvents   bool                   `protobuf:"varint,7,opt,name=wants_events,json=wantsEvents,proto3" json:"wants_events,omitempty"` // false: the host sends no lifecycle events
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version     string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Prefixes    []string               `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	Methods     []*Method              `protobuf:"bytes,4,rep,name=methods,proto3" json:"methods,omitempty"`
+	Routes      []*Route               `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
+	Authorizes  bool                   `protobuf:"varint,6,opt,name=authorizes,proto3" json:"authorizes,omitempty"`                      // false: see allow_all_subscriptions
+	WantsEvents bool                   `protobuf:"varint,7,opt,name=wants_events,json=wantsEvents,proto3" json:"wants_events,omitempty"` // false: the host sends no lifecycle events
+	// --- plugin confinement (issue 12) ---
+	// allow_all_subscriptions: a plugin without an authorizer (authorizes =
+	// false) has every subscription to its prefixes refused unless it sets
+	// this; with it, every channel of its prefixes is open to any caller.
+	AllowAllSubscriptions bool `protobuf:"varint,8,opt,name=allow_all_subscriptions,json=allowAllSubscriptions,proto3" json:"allow_all_subscriptions,omitempty"` // --- end plugin confinement ---
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -329,6 +334,13 @@ func (x *Manifest) GetAuthorizes() bool {
 func (x *Manifest) GetWantsEvents() bool {
 	if x != nil {
 		return x.WantsEvents
+	}
+	return false
+}
+
+func (x *Manifest) GetAllowAllSubscriptions() bool {
+	if x != nil {
+		return x.AllowAllSubscriptions
 	}
 	return false
 }
@@ -1864,7 +1876,7 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\xfc\x01\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\xb4\x02\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1874,7 +1886,8 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\n" +
 	"authorizes\x18\x06 \x01(\bR\n" +
 	"authorizes\x12!\n" +
-	"\fwants_events\x18\a \x01(\bR\vwantsEvents\"?\n" +
+	"\fwants_events\x18\a \x01(\bR\vwantsEvents\x126\n" +
+	"\x17allow_all_subscriptions\x18\b \x01(\bR\x15allowAllSubscriptions\"?\n" +
 	"\x06Method\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fbackend_only\x18\x02 \x01(\bR\vbackendOnly\"j\n" +

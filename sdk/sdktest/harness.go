@@ -149,12 +149,16 @@ type Manifest struct {
 	Routes        []string        // "GET /pattern"
 	Authorizes    bool
 	WantsEvents   bool
+	// AllowAllSubscriptions: without an authorizer, the plugin's channels
+	// are open to every caller (the host refuses them otherwise).
+	AllowAllSubscriptions bool
 }
 
 // Manifest returns what the plugin declared.
 func (h *Harness) Manifest() Manifest {
 	m := Manifest{Name: h.manifest.GetName(), Version: h.manifest.GetVersion(), Prefixes: h.manifest.GetPrefixes(),
-		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents()}
+		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents(),
+		AllowAllSubscriptions: h.manifest.GetAllowAllSubscriptions()}
 	for _, me := range h.manifest.GetMethods() {
 		m.Methods[me.GetName()] = me.GetBackendOnly()
 	}
@@ -216,8 +220,20 @@ func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMe
 	return rep.GetResult(), nil
 }
 
-// Authorize asks the plugin about channels.
+// Authorize asks the plugin about channels, as the host does: a plugin
+// without an authorizer has them all refused unless its manifest allows all
+// subscriptions.
 func (h *Harness) Authorize(caller sdk.Caller, channels ...string) ([]sdk.Refusal, error) {
+	if !h.manifest.GetAuthorizes() {
+		if h.manifest.GetAllowAllSubscriptions() {
+			return nil, nil
+		}
+		out := make([]sdk.Refusal, len(channels))
+		for i, ch := range channels {
+			out[i] = sdk.Refuse(ch, "the plugin implements no authorizer and does not allow open subscriptions")
+		}
+		return out, nil
+	}
 	ctx, cancel := ctxT()
 	defer cancel()
 	rep, err := h.plugin.Authorize(ctx, &pluginpb.AuthorizeRequest{Caller: callerPB(caller), Channels: channels})

@@ -5,12 +5,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/heraldhq/herald/sdk"
 )
@@ -23,8 +28,13 @@ type config struct {
 
 type tester struct {
 	cfg    config
+	host   sdk.Host
 	mu     sync.Mutex
 	events []sdk.Event
+	// stalls: the next len(stalls) events each block for that long and,
+	// when the host gave up on them meanwhile, are not recorded (a hook
+	// that honours its context).
+	stalls []time.Duration
 }
 
 func (t *tester) Manifest() sdk.Manifest {
@@ -45,8 +55,17 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "join", Handler: t.join},
 			{Name: "admin", BackendOnly: true, Handler: func(context.Context, *sdk.Call) (any, error) { return "ok", nil }},
 			{Name: "config", Handler: func(context.Context, *sdk.Call) (any, error) { return t.cfg, nil }},
+			{Name: "env", Handler: func(context.Context, *sdk.Call) (any, error) { return os.Environ(), nil }},
+			{Name: "emit", Handler: t.emit},
+			{Name: "presence", Handler: t.presence},
+			{Name: "callClient", Handler: t.callClient},
+			{Name: "leave", Handler: t.leave},
+			{Name: "stallEvents", Handler: t.stallEvents},
+			{Name: "online", Handler: t.online},
+			{Name: "spawn", Handler: spawn},
 		},
-		Routes: []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
+		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
+		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
 	}
 }
 
@@ -57,8 +76,35 @@ func env(k, def string) string {
 	return def
 }
 
-func (t *tester) Configure(_ context.Context, _ sdk.Host, cfg sdk.Config) error {
+func (t *tester) Configure(_ context.Context, h sdk.Host, cfg sdk.Config) error {
+	// TESTER_CONFIGURE_DELAY slows the start down (a restart window a test
+	// can observe); TESTER_CONFIGURE_FAIL makes it fail.
+	if d, err := time.ParseDuration(os.Getenv("TESTER_CONFIGURE_DELAY")); err == nil {
+		time.Sleep(d)
+	}
+	if msg := os.Getenv("TESTER_CONFIGURE_FAIL"); msg != "" {
+		return errors.New(msg)
+	}
+	t.host = h
 	return cfg.Decode(&t.cfg)
+}
+
+// Drain emits one last notification to tester:drained and, when
+// TESTER_DRAIN_FILE names a file, writes there what the host answered:
+// "ok <seq>" or the error.
+func (t *tester) Drain(ctx context.Context) error {
+	path := os.Getenv("TESTER_DRAIN_FILE")
+	if path == "" || t.host == nil {
+		return nil
+	}
+	res := "ok"
+	pub, err := t.host.Emit(ctx, sdk.Notification{Channel: "tester:drained", Event: "drained", ObjectType: "n", Object: map[string]string{"by": "drain"}})
+	if err != nil {
+		res = "error " + err.Error()
+	} else {
+		res = fmt.Sprintf("ok %d", pub[0].Seq)
+	}
+	return os.WriteFile(path, []byte(res), 0o600)
 }
 
 func (t *tester) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
@@ -71,9 +117,22 @@ func (t *tester) Authorize(_ context.Context, c sdk.Caller, channels []string) (
 	return out, nil
 }
 
-func (t *tester) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
+func (t *tester) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if len(t.stalls) > 0 {
+		d := t.stalls[0]
+		t.stalls = t.stalls[1:]
+		t.mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		t.mu.Lock()
+		if ctx.Err() != nil {
+			return // the host gave up on this delivery: not applied
+		}
+	}
 	if ev.Kind == sdk.Reset {
 		t.events = nil
 	}
@@ -177,6 +236,97 @@ func (t *tester) join(ctx context.Context, c *sdk.Call) (any, error) {
 	return c.Host.Presence(ctx, p.Channel)
 }
 
+// emit emits one notification to each of channels in one batch.
+func (t *tester) emit(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Channels []string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	ns := make([]sdk.Notification, len(p.Channels))
+	for i, ch := range p.Channels {
+		ns[i] = sdk.Notification{Channel: ch, Event: "e", ObjectType: "o", Object: map[string]int{"i": i}}
+	}
+	return c.Host.Emit(ctx, ns...)
+}
+
+func (t *tester) presence(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Channel string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	return c.Host.Presence(ctx, p.Channel)
+}
+
+func (t *tester) callClient(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct {
+		Conn, Method string
+		Params       json.RawMessage
+	}
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	return c.Host.CallClient(ctx, p.Conn, p.Method, p.Params)
+}
+
+func (t *tester) leave(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Conn, Channel string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	return "ok", c.Host.Unsubscribe(ctx, p.Conn, p.Channel)
+}
+
+// stallEvents {count, ms}: the next count events each block for ms.
+func (t *tester) stallEvents(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Count, Ms int }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for range p.Count {
+		t.stalls = append(t.stalls, time.Duration(p.Ms)*time.Millisecond)
+	}
+	return "ok", nil
+}
+
+// online answers the users the plugin believes connected, from the events
+// it applied since the last Reset, sorted.
+func (t *tester) online(context.Context, *sdk.Call) (any, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	conns := map[string]string{}
+	for _, ev := range t.events {
+		switch ev.Kind {
+		case sdk.Connected:
+			conns[ev.ConnID] = ev.UserID
+		case sdk.Disconnected:
+			delete(conns, ev.ConnID)
+		}
+	}
+	seen := map[string]bool{}
+	users := []string{}
+	for _, u := range conns {
+		if !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+	}
+	sort.Strings(users)
+	return users, nil
+}
+
+// spawn starts a child process in the plugin's process group and answers
+// its pid: it must die with the plugin.
+func spawn(context.Context, *sdk.Call) (any, error) {
+	cmd := exec.Command("sleep", "300")
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = cmd.Wait() }() // reaped by us while we live
+	return cmd.Process.Pid, nil
+}
+
 func stream(w http.ResponseWriter, r *http.Request) {
 	c, _ := sdk.CallerFrom(r.Context())
 	for i := 0; i < 3; i++ {
@@ -185,4 +335,35 @@ func stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func main() { sdk.Serve(&tester{}) }
+// noAuthorizer is the tester without its Authorizer hook
+// (TESTER_NO_AUTHORIZER): a plugin that leaves its channels to the host's
+// default.
+type noAuthorizer struct{ t *tester }
+
+func (n noAuthorizer) Manifest() sdk.Manifest { return n.t.Manifest() }
+func (n noAuthorizer) Configure(ctx context.Context, h sdk.Host, cfg sdk.Config) error {
+	return n.t.Configure(ctx, h, cfg)
+}
+func (n noAuthorizer) HandleEvent(ctx context.Context, h sdk.Host, ev sdk.Event) {
+	n.t.HandleEvent(ctx, h, ev)
+}
+func (n noAuthorizer) Drain(ctx context.Context) error { return n.t.Drain(ctx) }
+
+var (
+	_ sdk.Authorizer   = (*tester)(nil)
+	_ sdk.Configurer   = (*tester)(nil)
+	_ sdk.EventHandler = (*tester)(nil)
+	_ sdk.Drainer      = (*tester)(nil)
+	_ sdk.Configurer   = noAuthorizer{}
+	_ sdk.EventHandler = noAuthorizer{}
+	_ sdk.Drainer      = noAuthorizer{}
+)
+
+func main() {
+	t := &tester{}
+	if os.Getenv("TESTER_NO_AUTHORIZER") != "" {
+		sdk.Serve(noAuthorizer{t})
+		return
+	}
+	sdk.Serve(t)
+}

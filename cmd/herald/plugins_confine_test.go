@@ -1,0 +1,120 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// A third-party plugin is confined: it emits only to its own channels and
+// to its block's emit_channels (never to another namespace or to the core's
+// config channel, where it could fake servers_busy), and it does not see
+// herald's secrets in its environment.
+func TestPluginConfinementOnTheBinary(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: pluginBlock("tester", "internal/testplugins/tester", `  emit_channels = ["news"]`)(t),
+		Env: []string{"HERALD_TOKEN_SECRET=must-not-leak", "HERALD_API_KEY=must-not-leak-either"},
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.Subscribe(t, "config", "news", "tester:ok")
+	bob := h.Dial(t, h.Token(t, "bob"))
+
+	for _, ch := range []string{"config", "chat:user:42"} {
+		e := bob.CallErr(t, "tester.emit", map[string]any{"channels": []string{"tester:ok", ch}})
+		require.Equal(t, -32003, e.Code, ch)
+		require.Contains(t, e.Message, ch)
+		require.Contains(t, e.Message, "emit_channels")
+	}
+	bob.MustCall(t, "tester.emit", map[string]any{"channels": []string{"news", "tester:ok"}})
+	got := alice.Notifications(t, 2)
+	require.Equal(t, "news", got[0].Channel, "refused batches published nothing: %+v", got)
+	require.Equal(t, "tester:ok", got[1].Channel)
+	alice.NoNotification(t, 200*time.Millisecond)
+
+	status, body := h.Do(t, http.MethodGet, "/metrics", nil, "", nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, string(body), `herald_plugin_emits_refused_total{plugin="tester"} 4`)
+	require.Equal(t, 1, strings.Count(h.Logs(), `channel=config`), "logged once per prefix:\n%s", h.Logs())
+
+	var env []string
+	require.NoError(t, json.Unmarshal(bob.MustCall(t, "tester.env", map[string]any{}), &env))
+	for _, kv := range env {
+		require.NotContains(t, kv, "must-not-leak", "herald's secrets reach the plugin: %v", env)
+	}
+}
+
+type testerEvent struct {
+	Kind    string
+	ConnID  string
+	UserID  string
+	Channel string
+	Replay  bool
+}
+
+func testerEvents(t *testing.T, c *heraldtest.Client) []testerEvent {
+	t.Helper()
+	var evs []testerEvent
+	require.NoError(t, json.Unmarshal(c.MustCall(t, "tester.events", map[string]any{}), &evs))
+	return evs
+}
+
+// After a token expired, the unsubscribed event (its private subscriptions
+// are dropped at the end of the grace) and the disconnected event still
+// name the user: the plugin must know whose subscription ended.
+func TestLifecycleEventsAfterTokenExpiryNameTheUser(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n expiry_grace = \"200ms\"", heraldtest.Secret, heraldtest.APIKey),
+		HCL:  pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	alice := h.Dial(t, heraldtest.MintToken(t, "alice", 1500*time.Millisecond, nil))
+	alice.Subscribe(t, "tester:ok")
+	bob := h.Dial(t, h.Token(t, "bob"))
+
+	find := func(kind string) (testerEvent, bool) {
+		for _, ev := range testerEvents(t, bob) {
+			if ev.Kind == kind && ev.Channel == "tester:ok" || ev.Kind == kind && kind == "disconnected" {
+				return ev, true
+			}
+		}
+		return testerEvent{}, false
+	}
+	var ev testerEvent
+	require.Eventually(t, func() (ok bool) { ev, ok = find("unsubscribed"); return ok }, heraldtest.Timeout, 20*time.Millisecond)
+	require.Equal(t, "alice", ev.UserID, "unsubscribed after expiry: %+v", ev)
+
+	alice.Close()
+	require.Eventually(t, func() (ok bool) { ev, ok = find("disconnected"); return ok }, heraldtest.Timeout, 20*time.Millisecond)
+	require.Equal(t, "alice", ev.UserID, "disconnected after expiry: %+v", ev)
+}
+
+// A plugin whose event hook is stuck for a while still learns that a user
+// left: the host retries the delivery (limits.call_timeout bounds each
+// attempt) instead of dropping it, and the plugin's view converges.
+func TestStuckEventHookConvergesOnTheBinary(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"1s\"\n}\n" + pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.Subscribe(t, "tester:ok")
+	bob := h.Dial(t, h.Token(t, "bob"))
+	online := func() []string {
+		var users []string
+		require.NoError(t, json.Unmarshal(bob.MustCall(t, "tester.online", map[string]any{}), &users))
+		return users
+	}
+	require.Eventually(t, func() bool { return len(online()) == 2 }, heraldtest.Timeout, 20*time.Millisecond)
+
+	bob.MustCall(t, "tester.stallEvents", map[string]any{"count": 1, "ms": 60000})
+	alice.Close()
+	require.Eventually(t, func() bool {
+		on := online()
+		return len(on) == 1 && on[0] == "bob"
+	}, heraldtest.Timeout, 50*time.Millisecond, "alice must not stay online: %v", online())
+}

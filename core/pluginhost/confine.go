@@ -1,0 +1,122 @@
+package pluginhost
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/rpc"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// A plugin is code the operator may not have written, so the host confines
+// what each plugin process may touch (docs/plugins.md, "Confinement"):
+//
+//   - it emits only to channels of the prefixes its manifest claims, and to
+//     the channels its block's emit_channels lists (exact names, or a prefix
+//     ending in "*"; a pattern never matches the core's own "config"). Its
+//     dynamic channels (Host.Subscribe) are always under its own prefixes,
+//     so they need no table of their own and nothing grows with them;
+//   - it reads presence and subscribes or unsubscribes connections only on
+//     channels of its own prefixes;
+//   - it calls a client's local interface only on a connection subscribed
+//     to one of its channels.
+//
+// The rules are fixed per process: a changed manifest or block means a new
+// process and a new policy.
+type policy struct {
+	plugin   string
+	prefixes map[string]bool
+	exact    map[string]bool
+	patterns []string // emit_channels entries ending in "*", without it
+}
+
+func newPolicy(cfg config.Plugin, man *pluginpb.Manifest) *policy {
+	p := &policy{plugin: cfg.Name, prefixes: map[string]bool{}, exact: map[string]bool{}}
+	for _, pre := range man.GetPrefixes() {
+		p.prefixes[pre] = true
+	}
+	for _, ch := range cfg.EmitChannels {
+		if pat, ok := strings.CutSuffix(ch, "*"); ok {
+			p.patterns = append(p.patterns, pat)
+		} else {
+			p.exact[ch] = true
+		}
+	}
+	return p
+}
+
+// owns reports whether channel is "prefix:rest" with a prefix of the plugin.
+func (p *policy) owns(channel string) bool {
+	prefix, _, ok := strings.Cut(channel, ":")
+	return ok && p.prefixes[prefix]
+}
+
+// coreChannels are the core's own: no emit_channels pattern reaches them
+// (the operator may still list "config" by its exact name).
+var coreChannels = map[string]bool{"config": true, "$server": true}
+
+func (p *policy) mayEmit(channel string) bool {
+	if p.owns(channel) || p.exact[channel] {
+		return true
+	}
+	if coreChannels[channel] {
+		return false
+	}
+	for _, pat := range p.patterns {
+		if strings.HasPrefix(channel, pat) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkEmit refuses a batch holding any notification outside the plugin's
+// channels. The whole batch is refused, as a publish is all or nothing; the
+// error names the first channel refused and says how to allow it.
+func (p *policy) checkEmit(ns []Notification) (refused string, err *rpc.Error) {
+	last := ""
+	for _, n := range ns {
+		if n.Channel == last && last != "" { // batches mostly repeat a channel
+			continue
+		}
+		if !p.mayEmit(n.Channel) {
+			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
+				"plugin %q may not emit to channel %q: a plugin emits to the channels of its own prefixes and to those its plugin block lists in emit_channels; nothing of this batch was published",
+				p.plugin, n.Channel).WithData(map[string]string{"channel": n.Channel})
+		}
+		last = n.Channel
+	}
+	return "", nil
+}
+
+// refusalLog remembers which (plugin, channel prefix) pairs were already
+// logged, so that a plugin emitting out of bounds in a loop logs once per
+// prefix. Bounded: past refusalLogMax pairs, nothing more is logged (the
+// metric still counts every refusal).
+type refusalLog struct {
+	mu   sync.Mutex
+	seen map[[2]string]bool
+}
+
+const refusalLogMax = 1024
+
+// first reports whether this is the first refusal of plugin for channel's
+// prefix (the part before ":", or the whole name of an open channel).
+func (l *refusalLog) first(plugin, channel string) bool {
+	prefix, _, _ := strings.Cut(channel, ":")
+	if len(prefix) > 64 {
+		prefix = prefix[:64]
+	}
+	k := [2]string{plugin, prefix}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen[k] || len(l.seen) >= refusalLogMax {
+		return false
+	}
+	if l.seen == nil {
+		l.seen = map[[2]string]bool{}
+	}
+	l.seen[k] = true
+	return true
+}

@@ -1,0 +1,180 @@
+package pluginhost_test
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+var backend = pluginhost.Caller{Backend: true}
+
+// A plugin emits to its own prefixes and to its block's emit_channels only;
+// a batch with any other channel is refused whole, counted, and says which
+// channel and how to allow it.
+func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	reg := prometheus.NewRegistry()
+	m := newManager(t, core, func(o *pluginhost.Options) { o.Registerer = reg })
+	p := block(t, "tester", "tester", nil)
+	p.EmitChannels = []string{"news", "alerts:*"}
+	echo := block(t, "echo", "echo", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{p, echo}))
+
+	emit := func(channels ...string) (json.RawMessage, error) {
+		params, _ := json.Marshal(map[string]any{"channels": channels})
+		return m.Call(bg, "tester", "emit", backend, params)
+	}
+	_, err := emit("tester:a", "news", "alerts:fire", "alerts:x:y")
+	require.NoError(t, err)
+	require.Equal(t, 4, core.count)
+
+	for _, ch := range []string{
+		"chat:user:42", // another plugin's namespace (nobody's here)
+		"echo:alice",   // a running plugin's channel
+		"config",       // the core's: fake servers_busy
+		"newsroom",     // exact names are exact
+		"alerts",       // "alerts:*" is a prefix with the colon
+		"testerx:a",    // not the tester prefix
+	} {
+		_, err := emit("tester:a", ch, "tester:b")
+		require.Error(t, err, ch)
+		var e *rpc.Error
+		require.ErrorAs(t, err, &e)
+		require.Equal(t, rpc.CodeForbidden, e.Code, ch)
+		require.Contains(t, e.Message, `"`+ch+`"`)
+		require.Contains(t, e.Message, "emit_channels")
+	}
+	require.Equal(t, 4, core.count, "a refused batch publishes nothing, not even its allowed part")
+	require.Equal(t, 18.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
+}
+
+// counter reads one counter, by its plugin label, from a registry.
+func counter(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "plugin" && l.GetValue() == plugin {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{plugin=%q}", name, plugin)
+	return 0
+}
+
+// Presence, client calls and subscriptions only on the plugin's own
+// channels and connections.
+func TestHostCallsConfinedToOwnChannels(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("mine", "alice", "tester:room")
+	core.connect("theirs", "bob", "echo:bob")
+	core.onClient = func(conn, method string, _ json.RawMessage) (json.RawMessage, error) {
+		return json.RawMessage(`"answered by ` + conn + `"`), nil
+	}
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	call := func(method string, params any) (json.RawMessage, error) {
+		b, _ := json.Marshal(params)
+		return m.Call(bg, "tester", method, backend, b)
+	}
+
+	res, err := call("presence", map[string]any{"channel": "tester:room"})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
+	_, err = call("presence", map[string]any{"channel": "echo:bob"})
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "presence of another plugin's channel")
+
+	res, err = call("callClient", map[string]any{"conn": "mine", "method": "m"})
+	require.NoError(t, err)
+	require.JSONEq(t, `"answered by mine"`, string(res))
+	_, err = call("callClient", map[string]any{"conn": "theirs", "method": "m"})
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "a connection not on any of its channels")
+	_, err = call("callClient", map[string]any{"conn": "nobody", "method": "m"})
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err))
+
+	_, err = call("leave", map[string]any{"conn": "theirs", "channel": "echo:bob"})
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "unsubscribe from another plugin's channel")
+	_, err = call("join", map[string]any{"conn": "theirs", "channel": "news"})
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "subscribe to a channel it does not own")
+}
+
+// A plugin without an authorizer has its channels closed unless it says
+// they are open.
+func TestNoAuthorizerRefusesUnlessAllowAll(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	closed := block(t, "closed", "tester", map[string]string{"TESTER_NO_AUTHORIZER": "1", "TESTER_PREFIX": "closed", "TESTER_ROUTE": "/closed/{id}"})
+	open := block(t, "open", "tester", map[string]string{"TESTER_NO_AUTHORIZER": "1", "TESTER_ALLOW_ALL": "1", "TESTER_PREFIX": "open", "TESTER_ROUTE": "/open/{id}"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{closed, open}))
+
+	alice := pluginhost.Caller{ConnID: "c1", UserID: "alice"}
+	refused, err := m.Authorize(bg, "closed", alice, []string{"closed:a", "closed:ok"})
+	require.NoError(t, err)
+	require.Len(t, refused, 2)
+	require.Equal(t, rpc.CodeForbidden, refused[0].Code)
+	require.Contains(t, refused[0].Reason, "no authorizer")
+
+	refused, err = m.Authorize(bg, "open", alice, []string{"open:a", "open:anything"})
+	require.NoError(t, err)
+	require.Empty(t, refused)
+}
+
+// A plugin gets PATH, HOME, TMPDIR and the locale, its block's env, and
+// nothing else of herald's environment unless inherit_env is set.
+func TestPluginEnvironmentIsMinimal(t *testing.T) {
+	checkGoroutines(t)
+	t.Setenv("HERALD_TOKEN_SECRET", "top-secret")
+	t.Setenv("HERALD_API_KEY", "key-secret")
+	t.Setenv("LC_ALL", "C.UTF-8")
+	t.Setenv("TMPDIR", os.TempDir())
+	m := newManager(t, newRecorder(), nil)
+	minimal := block(t, "tester", "tester", map[string]string{"MINE": "given"})
+	inherit := block(t, "t2", "tester", map[string]string{"TESTER_PREFIX": "t2", "TESTER_ROUTE": "/t2/{id}"})
+	inherit.InheritEnv = true
+	require.NoError(t, m.Apply(bg, []config.Plugin{minimal, inherit}))
+
+	envOf := func(plugin string) map[string]string {
+		res, err := m.Call(bg, plugin, "env", backend, nil)
+		require.NoError(t, err)
+		var kvs []string
+		require.NoError(t, json.Unmarshal(res, &kvs))
+		out := map[string]string{}
+		for _, kv := range kvs {
+			k, v, _ := strings.Cut(kv, "=")
+			out[k] = v
+		}
+		return out
+	}
+	env := envOf("tester")
+	require.NotContains(t, env, "HERALD_TOKEN_SECRET")
+	require.NotContains(t, env, "HERALD_API_KEY")
+	require.Equal(t, "given", env["MINE"])
+	require.Equal(t, "C.UTF-8", env["LC_ALL"])
+	require.Equal(t, os.Getenv("PATH"), env["PATH"])
+	require.Equal(t, os.TempDir(), env["TMPDIR"])
+	for k := range env {
+		allowed := k == "PATH" || k == "HOME" || k == "TMPDIR" || k == "LANG" || k == "LANGUAGE" ||
+			strings.HasPrefix(k, "LC_") || k == "MINE" || strings.HasPrefix(k, "HERALD_PLUGIN_") ||
+			strings.HasPrefix(k, "PLUGIN_") // go-plugin's handshake variables
+		require.True(t, allowed, "unexpected variable %s in a plugin's environment", k)
+	}
+
+	env = envOf("t2")
+	require.Equal(t, "top-secret", env["HERALD_TOKEN_SECRET"], "inherit_env = true passes everything")
+}

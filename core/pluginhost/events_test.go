@@ -1,0 +1,103 @@
+package pluginhost_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+// eventsOf reads what the tester applied since its last reset.
+func eventsOf(t *testing.T, m *pluginhost.Manager, plugin string) []map[string]any {
+	t.Helper()
+	res, err := m.Call(bg, plugin, "events", backend, nil)
+	require.NoError(t, err)
+	var evs []map[string]any
+	require.NoError(t, json.Unmarshal(res, &evs))
+	return evs
+}
+
+func onlineOf(t *testing.T, m *pluginhost.Manager, plugin string) []string {
+	t.Helper()
+	res, err := m.Call(bg, plugin, "online", backend, nil)
+	require.NoError(t, err)
+	var users []string
+	require.NoError(t, json.Unmarshal(res, &users))
+	return users
+}
+
+func stall(t *testing.T, m *pluginhost.Manager, count int, d time.Duration) {
+	t.Helper()
+	params, _ := json.Marshal(map[string]any{"count": count, "ms": d.Milliseconds()})
+	_, err := m.Call(bg, "tester", "stallEvents", backend, params)
+	require.NoError(t, err)
+}
+
+// A delivery that fails (here: the plugin's hook does not finish within the
+// call timeout and gives the event up) is retried, in order: the event is
+// not lost, and later events come after it.
+func TestLifecycleEventsRetriedInOrder(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:room")
+	reg := prometheus.NewRegistry()
+	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 2 * time.Second; o.Registerer = reg })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	require.Eventually(t, func() bool { return len(onlineOf(t, m, "tester")) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	stall(t, m, 1, time.Minute) // the next event hangs until the host gives it up
+	m.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: "c1", UserID: "alice"})
+	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	require.Eventually(t, func() bool {
+		on := onlineOf(t, m, "tester")
+		return len(on) == 1 && on[0] == "bob"
+	}, 20*time.Second, 10*time.Millisecond, "alice's disconnect must not be lost: %v", onlineOf(t, m, "tester"))
+	evs := eventsOf(t, m, "tester")
+	require.Equal(t, "disconnected", evs[len(evs)-2]["Kind"], "in order: %v", evs)
+	require.Equal(t, "connected", evs[len(evs)-1]["Kind"])
+	require.Equal(t, 0.0, counterOr0(t, reg, "herald_plugin_event_resyncs_total", "tester"), "a retry sufficed")
+}
+
+// A plugin that keeps failing past the call timeout really missed events:
+// it gets a resync (reset and the current connections), and its view
+// converges on the truth.
+func TestLifecycleEventsResyncAfterMissedEvents(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:room")
+	reg := prometheus.NewRegistry()
+	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 300 * time.Millisecond; o.Registerer = reg })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	require.Eventually(t, func() bool { return len(onlineOf(t, m, "tester")) == 1 }, 10*time.Second, 5*time.Millisecond)
+
+	stall(t, m, 4, time.Minute)
+	core.mu.Lock()
+	delete(core.conns, "c1")
+	core.mu.Unlock()
+	m.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: "c1", UserID: "alice"})
+	core.connect("c2", "bob")
+	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	require.Eventually(t, func() bool {
+		on := onlineOf(t, m, "tester")
+		return len(on) == 1 && on[0] == "bob"
+	}, 30*time.Second, 10*time.Millisecond, "the plugin converges: %v", onlineOf(t, m, "tester"))
+	evs := eventsOf(t, m, "tester")
+	require.Equal(t, "reset", evs[0]["Kind"], "through a resync: %v", evs)
+	require.GreaterOrEqual(t, counterOr0(t, reg, "herald_plugin_event_resyncs_total", "tester"), 1.0)
+}
+
+func counterOr0(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return counter(t, reg, name, plugin)
+		}
+	}
+	return 0
+}

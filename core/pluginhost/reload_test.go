@@ -1,0 +1,65 @@
+package pluginhost_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+	"github.com/stretchr/testify/require"
+)
+
+// A changed plugin answers -32050 (retry) while it restarts, never -32004 as
+// if it were unknown; and if its new version cannot start, it keeps its
+// prefixes and keeps answering -32050 until a reload fixes it.
+func TestChangedPluginStaysOwnedWhileRestartingOrFailed(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+
+	slow := block(t, "tester", "tester", map[string]string{"TESTER_CONFIGURE_DELAY": "1500ms"})
+	applied := make(chan error, 1)
+	go func() { applied <- m.Apply(bg, []config.Plugin{slow}) }()
+	codes := map[int]int{}
+	for done := false; !done; {
+		select {
+		case err := <-applied:
+			require.NoError(t, err)
+			done = true
+		default:
+			if _, err := m.Call(bg, "tester", "events", backend, nil); err != nil {
+				codes[rpcCode(t, err)]++
+			}
+			owner, ok := m.Owner("tester:x")
+			require.True(t, ok, "the prefix stays owned during the restart")
+			require.Equal(t, "tester", owner)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	require.NotZero(t, codes[rpc.CodePluginUnavailable], "the restart window was observed: %v", codes)
+	require.Equal(t, map[int]int{rpc.CodePluginUnavailable: codes[rpc.CodePluginUnavailable]}, codes, "only -32050 while restarting")
+	require.Equal(t, pluginhost.StateRunning, statusOf(m, "tester").State)
+
+	broken := block(t, "tester", "tester", map[string]string{"TESTER_CONFIGURE_FAIL": "bad config"})
+	require.ErrorContains(t, m.Apply(bg, []config.Plugin{broken}), "bad config")
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateFailed, st.State)
+	require.Equal(t, []string{"tester"}, st.Prefixes)
+	owner, ok := m.Owner("tester:x")
+	require.True(t, ok, "a plugin whose new version failed keeps its prefixes")
+	require.Equal(t, "tester", owner)
+	_, err := m.Call(bg, "tester", "events", backend, nil)
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	_, err = m.Authorize(bg, "tester", pluginhost.Caller{UserID: "a"}, []string{"tester:ok"})
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+
+	// Another plugin cannot take its prefixes meanwhile.
+	thief := block(t, "thief", "tester", map[string]string{"TESTER_ROUTE": "/thief/{id}"})
+	err = m.Apply(bg, []config.Plugin{broken, thief})
+	require.ErrorContains(t, err, `both claim channel prefix "tester"`)
+
+	// A reload with a good block fixes it.
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	require.Equal(t, pluginhost.StateRunning, statusOf(m, "tester").State)
+}
