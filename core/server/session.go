@@ -143,7 +143,9 @@ func (s *session) tokenExpired() {
 	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
 }
 
-// graceOver drops the subscriptions that need a valid token.
+// graceOver drops the subscriptions that need a valid token: all but those
+// an anonymous connection may hold and those whose plugin checks the token
+// at subscribe time only (KeptOnExpiry).
 func (s *session) graceOver() {
 	s.mu.Lock()
 	if s.closed || !s.expired {
@@ -152,7 +154,7 @@ func (s *session) graceOver() {
 	}
 	var drop []string
 	for ch := range s.subs {
-		if !s.srv.anonymousMay(ch) {
+		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
 	}
@@ -294,6 +296,12 @@ func (s *session) admit(method string) *rpc.Error {
 	}
 	switch method {
 	case "hello", "authenticate", "ping":
+		return nil
+	case "subscribe", "unsubscribe":
+		// subscribe may bring its own token (Speakap's accessToken) and
+		// checks authentication itself; unsubscribe only ends what the
+		// connection holds, which subscriptions kept across token expiry
+		// must allow.
 		return nil
 	}
 	if !s.authenticated() {

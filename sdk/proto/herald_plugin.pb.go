@@ -242,16 +242,23 @@ func (x *Error) GetData() []byte {
 }
 
 type Manifest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Prefixes      []string               `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
-	Methods       []*Method              `protobuf:"bytes,4,rep,name=methods,proto3" json:"methods,omitempty"`
-	Routes        []*Route               `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
-	Authorizes    bool                   `protobuf:"varint,6,opt,name=authorizes,proto3" json:"authorizes,omitempty"`                      // false: every channel of its prefixes is allowed
-	WantsEvents   bool                   `protobuf:"varint,7,opt,name=wants_events,json=wantsEvents,proto3" json:"wants_events,omitempty"` // false: the host sends no lifecycle events
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version     string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Prefixes    []string               `protobuf:"bytes,3,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	Methods     []*Method              `protobuf:"bytes,4,rep,name=methods,proto3" json:"methods,omitempty"`
+	Routes      []*Route               `protobuf:"bytes,5,rep,name=routes,proto3" json:"routes,omitempty"`
+	Authorizes  bool                   `protobuf:"varint,6,opt,name=authorizes,proto3" json:"authorizes,omitempty"`                      // false: every channel of its prefixes is allowed
+	WantsEvents bool                   `protobuf:"varint,7,opt,name=wants_events,json=wantsEvents,proto3" json:"wants_events,omitempty"` // false: the host sends no lifecycle events
+	// --- Token expiry (issue 13, timelines) ---
+	// Prefixes, among the plugin's own, whose subscriptions outlive the
+	// connection's token: when the token expires the host still sends
+	// token_expired, but the expiry grace does not drop these subscriptions
+	// (a plugin that checks the token at subscribe time only, as Speakap's
+	// source says). Empty: every subscription needs a live token.
+	ExpiryKeptPrefixes []string `protobuf:"bytes,9,rep,name=expiry_kept_prefixes,json=expiryKeptPrefixes,proto3" json:"expiry_kept_prefixes,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -331,6 +338,13 @@ func (x *Manifest) GetWantsEvents() bool {
 		return x.WantsEvents
 	}
 	return false
+}
+
+func (x *Manifest) GetExpiryKeptPrefixes() []string {
+	if x != nil {
+		return x.ExpiryKeptPrefixes
+	}
+	return nil
 }
 
 type Method struct {
@@ -1864,7 +1878,7 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\xfc\x01\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\xae\x02\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1874,7 +1888,8 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\n" +
 	"authorizes\x18\x06 \x01(\bR\n" +
 	"authorizes\x12!\n" +
-	"\fwants_events\x18\a \x01(\bR\vwantsEvents\"?\n" +
+	"\fwants_events\x18\a \x01(\bR\vwantsEvents\x120\n" +
+	"\x14expiry_kept_prefixes\x18\t \x03(\tR\x12expiryKeptPrefixes\"?\n" +
 	"\x06Method\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fbackend_only\x18\x02 \x01(\bR\vbackendOnly\"j\n" +

@@ -149,12 +149,15 @@ type Manifest struct {
 	Routes        []string        // "GET /pattern"
 	Authorizes    bool
 	WantsEvents   bool
+	// ExpiryKeptPrefixes: sdk.ExpiryKeeper's prefixes.
+	ExpiryKeptPrefixes []string
 }
 
 // Manifest returns what the plugin declared.
 func (h *Harness) Manifest() Manifest {
 	m := Manifest{Name: h.manifest.GetName(), Version: h.manifest.GetVersion(), Prefixes: h.manifest.GetPrefixes(),
-		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents()}
+		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents(),
+		ExpiryKeptPrefixes: h.manifest.GetExpiryKeptPrefixes()}
 	for _, me := range h.manifest.GetMethods() {
 		m.Methods[me.GetName()] = me.GetBackendOnly()
 	}
