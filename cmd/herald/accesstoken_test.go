@@ -49,3 +49,17 @@ func TestExpiredConnectionUnsubscribesAndResubscribesWithAccessToken(t *testing.
 	h.Publish(t, heraldtest.N("more", "e", "t", `{}`))
 	require.Equal(t, "more", c.Notifications(t, 1)[0].Channel)
 }
+
+// auth.auth_timeout closes connections that never sent a token, not one
+// whose token (sent by subscribe) expired since.
+func TestAuthTimeoutSparesAConnectionWhoseTokenExpired(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n auth_timeout = \"2s\"\n expiry_grace = \"1h\"", heraldtest.Secret, heraldtest.APIKey)})
+	c := h.Dial(t, "")
+	c.SubscribeParams(t, map[string]any{"channel": "news", "accessToken": heraldtest.MintToken(t, "alice", time.Second, nil)})
+	silent := h.Dial(t, "") // dialled later: its timeout fires later
+	require.Equal(t, "token_expired", c.Notifications(t, 1)[0].Event)
+	require.Equal(t, 4001, silent.WaitClosed(t))
+	c.MustCall(t, "ping", nil)
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", c.Notifications(t, 1)[0].Channel)
+}

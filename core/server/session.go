@@ -87,6 +87,16 @@ func (s *session) authenticated() bool {
 	return s.authenticatedLocked()
 }
 
+// identified reports whether the session ever had a token accepted (or
+// needs none): auth.auth_timeout closes only connections that never sent
+// one, not those whose token expired since (their subscriptions may outlive
+// it, see KeptOnExpiry).
+func (s *session) identified() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident != nil || s.srv.cfg.Auth.Anonymous
+}
+
 func (s *session) authenticatedLocked() bool {
 	return (s.ident != nil && !s.expired) || s.srv.cfg.Auth.Anonymous
 }
