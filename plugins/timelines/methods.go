@@ -112,7 +112,7 @@ func (p *Timelines) emit(ctx context.Context, call *sdk.Call) (any, error) {
 			if ferr.field != "" {
 				f += "." + ferr.field
 			}
-			return nil, paramError(f, map[string]string{"channel": name}, "%s (channel %s)", ferr.reason, name)
+			return nil, paramError(f, map[string]string{"channel": name}, "%s, on channel %s", ferr.reason, name)
 		}
 		ns = append(ns, sdk.Notification{Channel: name, Event: ev, ObjectType: ch.kind.name, Object: payload})
 	}
