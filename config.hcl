@@ -62,13 +62,15 @@ plugin "chat" {
   }
 }
 
-# plugin "timelines" {
-#   command = "bin/plugins/timelines"
-#   config {
-#     data_dir = "data/timelines"
-#   }
-# }
-#
+# Speakap's change notifications: plugins/timelines/README.md.
+plugin "timelines" {
+  command = "bin/plugins/timelines"
+  config {
+    data_dir          = "data/timelines" # backend grants and roles, in timelines.db
+    max_emit_channels = 64               # channels of one emit call
+  }
+}
+
 # plugin "kb" {
 #   command = "bin/plugins/kb"
 #   config {

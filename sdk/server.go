@@ -81,6 +81,7 @@ func (s *server) GetManifest(context.Context, *pluginpb.Empty) (*pluginpb.Manife
 	}
 	_, m.Authorizes = s.p.(Authorizer)
 	_, m.WantsEvents = s.p.(EventHandler)
+	expiryManifest(s.p, m)
 	return m, nil
 }
 

@@ -275,6 +275,9 @@ func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var errs []error
+	if err := checkExpiryKept(name, man); err != nil {
+		errs = append(errs, err)
+	}
 	seen := map[string]bool{}
 	for _, p := range man.GetPrefixes() {
 		if p == "" || strings.ContainsAny(p, ": ") {

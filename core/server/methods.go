@@ -240,6 +240,9 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 			return nil, err
 		}
 	}
+	if !s.authenticated() {
+		return nil, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: subscribe with a token (accessToken), or send hello or authenticate with a valid token first")
+	}
 
 	// Channels already held are answered with their position and not joined again.
 	s.mu.Lock()

@@ -15,6 +15,9 @@ type Plugins interface {
 	Owner(channel string) (plugin string, ok bool)
 	Authorize(ctx context.Context, plugin string, caller pluginhost.Caller, channels []string) ([]pluginhost.Refusal, error)
 	Call(ctx context.Context, plugin, method string, caller pluginhost.Caller, params json.RawMessage) (json.RawMessage, error)
+	// KeptOnExpiry reports whether a subscription to channel outlives the
+	// connection's token (its owner declared the prefix so).
+	KeptOnExpiry(channel string) bool
 	// Notify hands a lifecycle event to the plugins; it must not block.
 	Notify(ev pluginhost.Event)
 	// ServeHTTP serves the plugins' declared HTTP routes.
@@ -35,7 +38,8 @@ func (noPlugins) Authorize(context.Context, string, pluginhost.Caller, []string)
 func (noPlugins) Call(_ context.Context, plugin, _ string, _ pluginhost.Caller, _ json.RawMessage) (json.RawMessage, error) {
 	return nil, rpc.Errorf(rpc.CodeUnknownNamespace, "no plugin %q is loaded", plugin)
 }
-func (noPlugins) Notify(pluginhost.Event) {}
+func (noPlugins) KeptOnExpiry(string) bool { return false }
+func (noPlugins) Notify(pluginhost.Event)  {}
 func (noPlugins) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSONError(w, http.StatusNotFound, -32601, "no such endpoint: "+r.Method+" "+r.URL.Path)
 }

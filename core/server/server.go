@@ -265,7 +265,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ss.announce()
 	} else {
 		time.AfterFunc(s.authTimeout, func() {
-			if !ss.authenticated() {
+			if !ss.identified() {
 				conn.Close(transport.CloseAuthFailed, "authentication required: no token within the time allowed")
 			}
 		})

@@ -87,6 +87,16 @@ func (s *session) authenticated() bool {
 	return s.authenticatedLocked()
 }
 
+// identified reports whether the session ever had a token accepted (or
+// needs none): auth.auth_timeout closes only connections that never sent
+// one, not those whose token expired since (their subscriptions may outlive
+// it, see KeptOnExpiry).
+func (s *session) identified() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ident != nil || s.srv.cfg.Auth.Anonymous
+}
+
 func (s *session) authenticatedLocked() bool {
 	return (s.ident != nil && !s.expired) || s.srv.cfg.Auth.Anonymous
 }
@@ -156,7 +166,9 @@ func (s *session) tokenExpired() {
 	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
 }
 
-// graceOver drops the subscriptions that need a valid token.
+// graceOver drops the subscriptions that need a valid token: all but those
+// an anonymous connection may hold and those whose plugin checks the token
+// at subscribe time only (KeptOnExpiry).
 func (s *session) graceOver() {
 	s.mu.Lock()
 	if s.closed || !s.expired {
@@ -165,7 +177,7 @@ func (s *session) graceOver() {
 	}
 	var drop []string
 	for ch := range s.subs {
-		if !s.srv.anonymousMay(ch) {
+		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
 	}
@@ -307,6 +319,12 @@ func (s *session) admit(method string) *rpc.Error {
 	}
 	switch method {
 	case "hello", "authenticate", "ping":
+		return nil
+	case "subscribe", "unsubscribe":
+		// subscribe may bring its own token (Speakap's accessToken) and
+		// checks authentication itself; unsubscribe only ends what the
+		// connection holds, which subscriptions kept across token expiry
+		// must allow.
 		return nil
 	}
 	if !s.authenticated() {

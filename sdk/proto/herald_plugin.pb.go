@@ -255,8 +255,15 @@ type Manifest struct {
 	// false) has every subscription to its prefixes refused unless it sets
 	// this; with it, every channel of its prefixes is open to any caller.
 	AllowAllSubscriptions bool `protobuf:"varint,8,opt,name=allow_all_subscriptions,json=allowAllSubscriptions,proto3" json:"allow_all_subscriptions,omitempty"` // --- end plugin confinement ---
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// --- Token expiry (issue 13, timelines) ---
+	// Prefixes, among the plugin's own, whose subscriptions outlive the
+	// connection's token: when the token expires the host still sends
+	// token_expired, but the expiry grace does not drop these subscriptions
+	// (a plugin that checks the token at subscribe time only, as Speakap's
+	// source says). Empty: every subscription needs a live token.
+	ExpiryKeptPrefixes []string `protobuf:"bytes,9,rep,name=expiry_kept_prefixes,json=expiryKeptPrefixes,proto3" json:"expiry_kept_prefixes,omitempty"` // --- end token expiry ---
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -343,6 +350,13 @@ func (x *Manifest) GetAllowAllSubscriptions() bool {
 		return x.AllowAllSubscriptions
 	}
 	return false
+}
+
+func (x *Manifest) GetExpiryKeptPrefixes() []string {
+	if x != nil {
+		return x.ExpiryKeptPrefixes
+	}
+	return nil
 }
 
 type Method struct {
@@ -1876,7 +1890,7 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x05Error\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"\xb4\x02\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\xe6\x02\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1a\n" +
@@ -1887,7 +1901,8 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"authorizes\x18\x06 \x01(\bR\n" +
 	"authorizes\x12!\n" +
 	"\fwants_events\x18\a \x01(\bR\vwantsEvents\x126\n" +
-	"\x17allow_all_subscriptions\x18\b \x01(\bR\x15allowAllSubscriptions\"?\n" +
+	"\x17allow_all_subscriptions\x18\b \x01(\bR\x15allowAllSubscriptions\x120\n" +
+	"\x14expiry_kept_prefixes\x18\t \x03(\tR\x12expiryKeptPrefixes\"?\n" +
 	"\x06Method\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fbackend_only\x18\x02 \x01(\bR\vbackendOnly\"j\n" +

@@ -152,13 +152,15 @@ type Manifest struct {
 	// AllowAllSubscriptions: without an authorizer, the plugin's channels
 	// are open to every caller (the host refuses them otherwise).
 	AllowAllSubscriptions bool
+	// ExpiryKeptPrefixes: sdk.ExpiryKeeper's prefixes.
+	ExpiryKeptPrefixes []string
 }
 
 // Manifest returns what the plugin declared.
 func (h *Harness) Manifest() Manifest {
 	m := Manifest{Name: h.manifest.GetName(), Version: h.manifest.GetVersion(), Prefixes: h.manifest.GetPrefixes(),
 		Methods: map[string]bool{}, Authorizes: h.manifest.GetAuthorizes(), WantsEvents: h.manifest.GetWantsEvents(),
-		AllowAllSubscriptions: h.manifest.GetAllowAllSubscriptions()}
+		AllowAllSubscriptions: h.manifest.GetAllowAllSubscriptions(), ExpiryKeptPrefixes: h.manifest.GetExpiryKeptPrefixes()}
 	for _, me := range h.manifest.GetMethods() {
 		m.Methods[me.GetName()] = me.GetBackendOnly()
 	}
