@@ -27,6 +27,9 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		Logger:     logger,
 		Core:       srv,
 		Registerer: srv.Registerer(),
+		// Streamed plugin routes write to HTTP clients as the WebSocket
+		// transport does, with the same bound per write.
+		WriteTimeout: cfg.Delivery.WriteTimeout,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

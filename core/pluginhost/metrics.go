@@ -14,6 +14,9 @@ type metrics struct {
 	callErrors    *prometheus.CounterVec
 	emitted       *prometheus.CounterVec
 	eventsDropped *prometheus.CounterVec
+	// Follow (issue 14)
+	followers      *prometheus.GaugeVec
+	followersEnded *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -44,6 +47,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		eventsDropped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_events_dropped_total",
 			Help: "Lifecycle events dropped because the plugin's queue was full (a resync follows).",
+		}, []string{"plugin"})),
+		followers: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_plugin_followers",
+			Help: "Channel follows (Host.Follow) a plugin has open.",
+		}, []string{"plugin"})),
+		followersEnded: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_followers_dropped_total",
+			Help: "Follows ended by the host because they fell behind their bounds.",
 		}, []string{"plugin"})),
 	}
 	return m
