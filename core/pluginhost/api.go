@@ -139,4 +139,7 @@ type Follower interface {
 	Next(ctx context.Context) ([]FollowedNotification, error)
 	// Close removes the follower; Next fails afterwards. Safe to call twice.
 	Close()
+	// Dropped reports whether the host ended the follower because it fell
+	// behind its bounds (whether or not Next has returned that yet).
+	Dropped() bool
 }

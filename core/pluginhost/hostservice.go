@@ -161,10 +161,17 @@ func (h *hostService) Follow(r *pluginpb.FollowRequest, stream pluginpb.Host_Fol
 	if err != nil {
 		return stream.Send(&pluginpb.FollowReply{Error: toPBError(err)})
 	}
-	defer f.Close()
 	followers := h.m.met.followers.WithLabelValues(h.plugin)
 	followers.Inc()
-	defer followers.Dec()
+	defer func() {
+		// Dropped even when the plugin was stuck (in its own stream) and
+		// never read the error: counted once, whatever the exit.
+		if f.Dropped() {
+			h.m.met.followersEnded.WithLabelValues(h.plugin).Inc()
+		}
+		f.Close()
+		followers.Dec()
+	}()
 
 	pos, recovered := f.Start()
 	if err := stream.Send(&pluginpb.FollowReply{Position: &pluginpb.FollowPosition{Seq: pos.Seq, Epoch: pos.Epoch, Recovered: recovered}}); err != nil {
@@ -176,7 +183,6 @@ func (h *hostService) Follow(r *pluginpb.FollowRequest, stream pluginpb.Host_Fol
 			if ctx.Err() != nil {
 				return nil // the plugin closed the follow, or is gone
 			}
-			h.m.met.followersEnded.WithLabelValues(h.plugin).Inc()
 			return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeLimitExceeded, "follow %q ended: %v", ch, err))})
 		}
 		reply := &pluginpb.FollowReply{Notifications: make([]*pluginpb.FollowNotification, len(ns))}

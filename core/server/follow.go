@@ -124,6 +124,12 @@ func (f *follower) Next(ctx context.Context) ([]pluginhost.FollowedNotification,
 	}
 }
 
+func (f *follower) Dropped() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Is(f.err, pluginhost.ErrFollowerSlow)
+}
+
 func (f *follower) Close() {
 	f.closeOnce.Do(func() {
 		f.hub.Unsubscribe(f, f.channel)

@@ -595,3 +595,59 @@ func TestIntegrationBadBodiesAre400(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, st, "%s", body)
 	require.Contains(t, string(body), "index_replicas")
 }
+
+// A client that stops reading cannot make herald hold its notifications
+// without bound: its follow is ended (at delivery.outbox_limit waiting in
+// herald, or when delivery.write_timeout cuts the client, whichever comes
+// first), and nothing is left.
+func TestIntegrationStalledStreamIsEnded(t *testing.T) {
+	s := startStack(t, t.TempDir(), "delivery {\n  outbox_limit = 4\n  write_timeout = \"1s\"\n}\n")
+	const followers = `herald_plugin_followers{plugin="kb"}`
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/v1/kb/kb1/notifications", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 1, s.metricInt(followers))
+
+	// Big notifications fill the socket buffers and the plugin's stream
+	// quickly; the body is not read meanwhile.
+	title := strings.Repeat("t", 60_000)
+	for i := 0; s.metricInt(followers) != 0; i++ {
+		require.Less(t, i, 1000, "the stalled follow was never ended")
+		s.mustBackend("resource_written", map[string]any{"kbid": "kb1", "resource_uuid": "r", "resource_title": title, "operation": "created"})
+	}
+	s.eventually("the stream ended in the plugin", func() bool { return s.stats().Streams == 0 })
+	t.Logf("ended by the outbox bound: %d", s.metricInt(`herald_plugin_followers_dropped_total{plugin="kb"}`))
+	// The client, reading at last, gets what was already on its way, then
+	// the end; every line it gets is whole.
+	rd := bufio.NewReader(resp.Body)
+	for {
+		l, err := rd.ReadString('\n')
+		if err != nil {
+			break
+		}
+		_, derr := base64.StdEncoding.Strict().DecodeString(strings.TrimSuffix(l, "\n"))
+		require.NoError(t, derr)
+	}
+	// A new stream works.
+	st := s.open("kb1", "", heraldtest.APIKey)
+	require.Equal(t, http.StatusOK, st.resp.StatusCode)
+	s.written("kb1", "after", "created")
+	require.Contains(t, st.next(t), `"resource_uuid":"after"`)
+}
+
+// The host bounds every plugin call by limits.call_timeout: a longer wait
+// is cut there, with an error that says so.
+func TestIntegrationWaitForCutByCallTimeout(t *testing.T) {
+	s := startStack(t, t.TempDir(), "limits {\n  call_timeout = \"1s\"\n}\n")
+	c := s.dial("alice", "kb1")
+	e := c.CallErr(t, "kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written", "timeout": 30})
+	require.Equal(t, -32005, e.Code)
+	require.Contains(t, e.Message, "limits.call_timeout")
+	require.Equal(t, 0, s.stats().Waiters)
+}
