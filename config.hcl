@@ -71,13 +71,16 @@ plugin "timelines" {
   }
 }
 
-# plugin "kb" {
-#   command = "bin/plugins/kb"
-#   config {
-#     data_dir = "data/kb"
-#   }
-# }
-#
+# NucliaDB's knowledge-box notifications, GET /v1/kb/{kbid}/notifications
+# and kb.waitFor: plugins/kb/README.md.
+plugin "kb" {
+  command = "bin/plugins/kb"
+  config {
+    data_dir       = "data/kb" # seqids and recent operations, in kb.db
+    index_replicas = 2         # resource_indexed per seqid that make it indexed
+  }
+}
+
 # plugin "documents" {
 #   command = "bin/plugins/documents"
 #   config {

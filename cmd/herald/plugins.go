@@ -31,6 +31,9 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		// client calls, and each delivery of lifecycle events (which are
 		// retried for as long again before a resync).
 		CallTimeout: cfg.Limits.CallTimeout,
+		// Streamed plugin routes write to HTTP clients as the WebSocket
+		// transport does, with the same bound per write.
+		WriteTimeout: cfg.Delivery.WriteTimeout,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

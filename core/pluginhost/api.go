@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 )
 
@@ -100,4 +101,49 @@ type Core interface {
 	// AuthenticateHTTP identifies the caller of a plugin HTTP route from its
 	// request (token in ?token= or Authorization, or an API key).
 	AuthenticateHTTP(r *http.Request) (Caller, error)
+	// Follow joins channel's history after since (nil: from now on) to its
+	// live stream, as a resuming subscribe does, for a plugin (the host
+	// checks that the plugin owns channel). The follower is bounded like a
+	// connection's outbox, in notifications (delivery.outbox_limit) and in
+	// bytes (maxBytes: what one reply to the plugin may carry, so that
+	// whatever is pending always fits in one). Close it when done.
+	Follow(ctx context.Context, channel string, since *Position, maxBytes int) (Follower, error)
+}
+
+// Position is a point in a channel's stream (its seq and epoch).
+type Position struct {
+	Seq   uint64
+	Epoch string
+}
+
+// FollowedNotification is one published notification as a follower gets it.
+type FollowedNotification struct {
+	ID         string
+	Seq        uint64
+	Timestamp  int64 // epoch milliseconds
+	Event      string
+	ObjectType string
+	ObjectName string
+	Object     json.RawMessage
+}
+
+// ErrFollowerSlow ends a follower whose pending notifications passed its
+// bounds: it would otherwise grow without limit.
+var ErrFollowerSlow = errors.New("follower fell too far behind (over delivery.outbox_limit notifications, or over its byte bound, waiting)")
+
+// Follower is a live view of one channel, from a position on.
+type Follower interface {
+	// Start is the last seq before the first notification Next returns, and
+	// whether the since it was asked for could be recovered (true without
+	// since). When it could not, Start is the channel's current position.
+	Start() (Position, bool)
+	// Next waits until notifications are pending and returns all of them,
+	// oldest first. It fails with ErrFollowerSlow when the follower fell too
+	// far behind, with ctx's error when ctx ends.
+	Next(ctx context.Context) ([]FollowedNotification, error)
+	// Close removes the follower; Next fails afterwards. Safe to call twice.
+	Close()
+	// Dropped reports whether the host ended the follower because it fell
+	// behind its bounds (whether or not Next has returned that yet).
+	Dropped() bool
 }

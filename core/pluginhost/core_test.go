@@ -264,3 +264,8 @@ func waitRunning(t testing.TB, m *pluginhost.Manager, name string, restarts int)
 	}, 20*time.Second, 10*time.Millisecond, "plugin %s never came back: %+v", name, st)
 	return st
 }
+
+// Follow implements pluginhost.Core: the recorder keeps no history.
+func (r *recorder) Follow(context.Context, string, *pluginhost.Position, int) (pluginhost.Follower, error) {
+	return nil, errors.New("recorder: follow is not supported")
+}

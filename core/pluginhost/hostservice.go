@@ -157,3 +157,59 @@ func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequ
 	}
 	return &pluginpb.CallClientReply{Result: res}, nil
 }
+
+// Follow streams one of the plugin's channels to it: the start position,
+// then batches of what is published, until the plugin cancels the call
+// (the follower is removed at once: this handler is its only goroutine),
+// the host stops the plugin, or the follower falls behind its bounds (a
+// last reply says so). All that is pending goes in one reply: the
+// follower's byte bound is what one reply may carry.
+func (h *hostService) Follow(r *pluginpb.FollowRequest, stream pluginpb.Host_FollowServer) error {
+	ctx := stream.Context()
+	ch := r.GetChannel()
+	if owner, ok := h.m.Owner(ch); !ok || owner != h.plugin {
+		return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeForbidden,
+			"plugin %q may follow only channels of its own prefixes, not %q", h.plugin, ch))})
+	}
+	var since *Position
+	if r.GetHasSince() {
+		since = &Position{Seq: r.GetSinceSeq(), Epoch: r.GetEpoch()}
+	}
+	f, err := h.m.opts.Core.Follow(ctx, ch, since, h.m.opts.MaxMessageBytes/2)
+	if err != nil {
+		return stream.Send(&pluginpb.FollowReply{Error: toPBError(err)})
+	}
+	followers := h.m.met.followers.WithLabelValues(h.plugin)
+	followers.Inc()
+	defer func() {
+		// Dropped even when the plugin was stuck (in its own stream) and
+		// never read the error: counted once, whatever the exit.
+		if f.Dropped() {
+			h.m.met.followersEnded.WithLabelValues(h.plugin).Inc()
+		}
+		f.Close()
+		followers.Dec()
+	}()
+
+	pos, recovered := f.Start()
+	if err := stream.Send(&pluginpb.FollowReply{Position: &pluginpb.FollowPosition{Seq: pos.Seq, Epoch: pos.Epoch, Recovered: recovered}}); err != nil {
+		return err
+	}
+	for {
+		ns, err := f.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // the plugin closed the follow, or is gone
+			}
+			return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeLimitExceeded, "follow %q ended: %v", ch, err))})
+		}
+		reply := &pluginpb.FollowReply{Notifications: make([]*pluginpb.FollowNotification, len(ns))}
+		for i, n := range ns {
+			reply.Notifications[i] = &pluginpb.FollowNotification{Id: n.ID, Seq: n.Seq, Timestamp: n.Timestamp,
+				Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: n.Object}
+		}
+		if err := stream.Send(reply); err != nil {
+			return err
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -13,8 +14,9 @@ import (
 // ServeHTTP serves the plugins' declared HTTP routes (core mounts it as the
 // fallback handler). It authenticates the request as the route declares,
 // forwards it, and streams the plugin's response, flushing each chunk as
-// the plugin flushes it, until the plugin ends or the client goes away. A
-// request no route matches gets a JSON 404.
+// the plugin flushes it, until the plugin ends or the client goes away (its
+// request context then cancels the plugin's stream) or takes no data for
+// Options.WriteTimeout. A request no route matches gets a JSON 404.
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := m.routes.Load()
 	if _, pattern := mux.Handler(r); pattern == "" {
@@ -113,12 +115,17 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(status)
 			first = false
 		}
+		// A client that stops reading must not hold this handler (and the
+		// plugin's stream behind it) forever: each chunk gets WriteTimeout.
+		_ = rc.SetWriteDeadline(time.Now().Add(h.m.opts.WriteTimeout))
 		if len(chunk.GetBody()) > 0 {
 			if _, err := w.Write(chunk.GetBody()); err != nil {
 				return // the client went away; r.Context() ends the stream
 			}
 		}
-		_ = rc.Flush()
+		if err := rc.Flush(); err != nil {
+			return // the client went away or stopped reading
+		}
 	}
 }
 

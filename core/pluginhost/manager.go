@@ -37,6 +37,10 @@ type Options struct {
 	MaxMessageBytes int
 	// StopTimeout bounds stopping one plugin (drain, then kill). Default 10s.
 	StopTimeout time.Duration
+	// WriteTimeout bounds writing one chunk of a streamed HTTP route's
+	// response (delivery.write_timeout); a client that takes no data for
+	// that long is cut off. Default 10s.
+	WriteTimeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -60,6 +64,9 @@ func (o *Options) defaults() {
 	}
 	if o.StopTimeout <= 0 {
 		o.StopTimeout = 10 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 10 * time.Second
 	}
 }
 

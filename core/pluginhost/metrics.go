@@ -16,6 +16,9 @@ type metrics struct {
 	eventsDropped *prometheus.CounterVec
 	emitsRefused  *prometheus.CounterVec
 	resyncs       *prometheus.CounterVec
+	// Follow (issue 14)
+	followers      *prometheus.GaugeVec
+	followersEnded *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -54,6 +57,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		resyncs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_event_resyncs_total",
 			Help: "Resyncs (Reset and a replay of the current connections) sent to a plugin because it missed lifecycle events; not counting the one at each start.",
+		}, []string{"plugin"})),
+		followers: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_plugin_followers",
+			Help: "Channel follows (Host.Follow) a plugin has open.",
+		}, []string{"plugin"})),
+		followersEnded: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_followers_dropped_total",
+			Help: "Follows ended by the host because they fell behind their bounds.",
 		}, []string{"plugin"})),
 	}
 	return m

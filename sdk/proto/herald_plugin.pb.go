@@ -1881,6 +1881,293 @@ func (x *CallClientReply) GetError() *Error {
 	return nil
 }
 
+type FollowRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Channel string                 `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// has_since: replay the history after since_seq first. Without it the
+	// stream starts at the channel's current position.
+	HasSince bool   `protobuf:"varint,2,opt,name=has_since,json=hasSince,proto3" json:"has_since,omitempty"`
+	SinceSeq uint64 `protobuf:"varint,3,opt,name=since_seq,json=sinceSeq,proto3" json:"since_seq,omitempty"`
+	// epoch of since_seq; "" means the channel's current epoch.
+	Epoch         string `protobuf:"bytes,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowRequest) Reset() {
+	*x = FollowRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowRequest) ProtoMessage() {}
+
+func (x *FollowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowRequest.ProtoReflect.Descriptor instead.
+func (*FollowRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *FollowRequest) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *FollowRequest) GetHasSince() bool {
+	if x != nil {
+		return x.HasSince
+	}
+	return false
+}
+
+func (x *FollowRequest) GetSinceSeq() uint64 {
+	if x != nil {
+		return x.SinceSeq
+	}
+	return 0
+}
+
+func (x *FollowRequest) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+// FollowPosition is where a follow starts: seq is the last seq before the
+// first notification it delivers. recovered is false when since could not
+// be bridged (epoch changed, or too old): seq and epoch are then the
+// channel's current position, and the stream continues live from there.
+type FollowPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Epoch         string                 `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Recovered     bool                   `protobuf:"varint,3,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowPosition) Reset() {
+	*x = FollowPosition{}
+	mi := &file_herald_plugin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowPosition) ProtoMessage() {}
+
+func (x *FollowPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowPosition.ProtoReflect.Descriptor instead.
+func (*FollowPosition) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *FollowPosition) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *FollowPosition) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *FollowPosition) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
+type FollowNotification struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Timestamp     int64                  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"` // epoch milliseconds
+	Event         string                 `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	ObjectType    string                 `protobuf:"bytes,5,opt,name=object_type,json=objectType,proto3" json:"object_type,omitempty"`
+	ObjectName    string                 `protobuf:"bytes,6,opt,name=object_name,json=objectName,proto3" json:"object_name,omitempty"`
+	Object        []byte                 `protobuf:"bytes,7,opt,name=object,proto3" json:"object,omitempty"` // JSON, verbatim
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowNotification) Reset() {
+	*x = FollowNotification{}
+	mi := &file_herald_plugin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowNotification) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowNotification) ProtoMessage() {}
+
+func (x *FollowNotification) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowNotification.ProtoReflect.Descriptor instead.
+func (*FollowNotification) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *FollowNotification) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FollowNotification) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *FollowNotification) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *FollowNotification) GetEvent() string {
+	if x != nil {
+		return x.Event
+	}
+	return ""
+}
+
+func (x *FollowNotification) GetObjectType() string {
+	if x != nil {
+		return x.ObjectType
+	}
+	return ""
+}
+
+func (x *FollowNotification) GetObjectName() string {
+	if x != nil {
+		return x.ObjectName
+	}
+	return ""
+}
+
+func (x *FollowNotification) GetObject() []byte {
+	if x != nil {
+		return x.Object
+	}
+	return nil
+}
+
+type FollowReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *FollowPosition        `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`           // first reply only
+	Notifications []*FollowNotification  `protobuf:"bytes,2,rep,name=notifications,proto3" json:"notifications,omitempty"` // later replies
+	Error         *Error                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`                 // the follow ended (or could not start)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FollowReply) Reset() {
+	*x = FollowReply{}
+	mi := &file_herald_plugin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FollowReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FollowReply) ProtoMessage() {}
+
+func (x *FollowReply) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FollowReply.ProtoReflect.Descriptor instead.
+func (*FollowReply) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *FollowReply) GetPosition() *FollowPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *FollowReply) GetNotifications() []*FollowNotification {
+	if x != nil {
+		return x.Notifications
+	}
+	return nil
+}
+
+func (x *FollowReply) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_herald_plugin_proto protoreflect.FileDescriptor
 
 const file_herald_plugin_proto_rawDesc = "" +
@@ -2016,7 +2303,30 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x06params\x18\x03 \x01(\fR\x06params\"X\n" +
 	"\x0fCallClientReply\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12-\n" +
-	"\x05error\x18\x02 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error*b\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"y\n" +
+	"\rFollowRequest\x12\x18\n" +
+	"\achannel\x18\x01 \x01(\tR\achannel\x12\x1b\n" +
+	"\thas_since\x18\x02 \x01(\bR\bhasSince\x12\x1b\n" +
+	"\tsince_seq\x18\x03 \x01(\x04R\bsinceSeq\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\tR\x05epoch\"V\n" +
+	"\x0eFollowPosition\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12\x1c\n" +
+	"\trecovered\x18\x03 \x01(\bR\trecovered\"\xc4\x01\n" +
+	"\x12FollowNotification\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\x12\x14\n" +
+	"\x05event\x18\x04 \x01(\tR\x05event\x12\x1f\n" +
+	"\vobject_type\x18\x05 \x01(\tR\n" +
+	"objectType\x12\x1f\n" +
+	"\vobject_name\x18\x06 \x01(\tR\n" +
+	"objectName\x12\x16\n" +
+	"\x06object\x18\a \x01(\fR\x06object\"\xc6\x01\n" +
+	"\vFollowReply\x12<\n" +
+	"\bposition\x18\x01 \x01(\v2 .herald.plugin.v1.FollowPositionR\bposition\x12J\n" +
+	"\rnotifications\x18\x02 \x03(\v2$.herald.plugin.v1.FollowNotificationR\rnotifications\x12-\n" +
+	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error*b\n" +
 	"\tRouteAuth\x12\x12\n" +
 	"\x0eROUTE_AUTH_ANY\x10\x00\x12\x13\n" +
 	"\x0fROUTE_AUTH_NONE\x10\x01\x12\x14\n" +
@@ -2036,14 +2346,15 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x04Call\x12\x1d.herald.plugin.v1.CallRequest\x1a\x1b.herald.plugin.v1.CallReply\x12?\n" +
 	"\x06Events\x12\x1c.herald.plugin.v1.EventBatch\x1a\x17.herald.plugin.v1.Empty\x12Q\n" +
 	"\tServeHTTP\x12\x1d.herald.plugin.v1.HTTPRequest\x1a#.herald.plugin.v1.HTTPResponseChunk0\x01\x129\n" +
-	"\x05Drain\x12\x17.herald.plugin.v1.Empty\x1a\x17.herald.plugin.v1.Empty2\x94\x03\n" +
+	"\x05Drain\x12\x17.herald.plugin.v1.Empty\x1a\x17.herald.plugin.v1.Empty2\xe0\x03\n" +
 	"\x04Host\x12B\n" +
 	"\x04Emit\x12\x1b.herald.plugin.v1.EmitBatch\x1a\x19.herald.plugin.v1.EmitAck(\x010\x01\x12O\n" +
 	"\tSubscribe\x12%.herald.plugin.v1.SubscriptionRequest\x1a\x1b.herald.plugin.v1.HostReply\x12Q\n" +
 	"\vUnsubscribe\x12%.herald.plugin.v1.SubscriptionRequest\x1a\x1b.herald.plugin.v1.HostReply\x12N\n" +
 	"\bPresence\x12!.herald.plugin.v1.PresenceRequest\x1a\x1f.herald.plugin.v1.PresenceReply\x12T\n" +
 	"\n" +
-	"CallClient\x12#.herald.plugin.v1.CallClientRequest\x1a!.herald.plugin.v1.CallClientReplyB/Z-github.com/heraldhq/herald/sdk/proto;pluginpbb\x06proto3"
+	"CallClient\x12#.herald.plugin.v1.CallClientRequest\x1a!.herald.plugin.v1.CallClientReply\x12J\n" +
+	"\x06Follow\x12\x1f.herald.plugin.v1.FollowRequest\x1a\x1d.herald.plugin.v1.FollowReply0\x01B/Z-github.com/heraldhq/herald/sdk/proto;pluginpbb\x06proto3"
 
 var (
 	file_herald_plugin_proto_rawDescOnce sync.Once
@@ -2058,7 +2369,7 @@ func file_herald_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_herald_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_herald_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_herald_plugin_proto_goTypes = []any{
 	(RouteAuth)(0),              // 0: herald.plugin.v1.RouteAuth
 	(EventKind)(0),              // 1: herald.plugin.v1.EventKind
@@ -2090,7 +2401,11 @@ var file_herald_plugin_proto_goTypes = []any{
 	(*PresenceReply)(nil),       // 27: herald.plugin.v1.PresenceReply
 	(*CallClientRequest)(nil),   // 28: herald.plugin.v1.CallClientRequest
 	(*CallClientReply)(nil),     // 29: herald.plugin.v1.CallClientReply
-	nil,                         // 30: herald.plugin.v1.HTTPRequest.PathValuesEntry
+	(*FollowRequest)(nil),       // 30: herald.plugin.v1.FollowRequest
+	(*FollowPosition)(nil),      // 31: herald.plugin.v1.FollowPosition
+	(*FollowNotification)(nil),  // 32: herald.plugin.v1.FollowNotification
+	(*FollowReply)(nil),         // 33: herald.plugin.v1.FollowReply
+	nil,                         // 34: herald.plugin.v1.HTTPRequest.PathValuesEntry
 }
 var file_herald_plugin_proto_depIdxs = []int32{
 	5,  // 0: herald.plugin.v1.Manifest.methods:type_name -> herald.plugin.v1.Method
@@ -2105,7 +2420,7 @@ var file_herald_plugin_proto_depIdxs = []int32{
 	1,  // 9: herald.plugin.v1.Event.kind:type_name -> herald.plugin.v1.EventKind
 	15, // 10: herald.plugin.v1.EventBatch.events:type_name -> herald.plugin.v1.Event
 	17, // 11: herald.plugin.v1.HTTPRequest.headers:type_name -> herald.plugin.v1.Header
-	30, // 12: herald.plugin.v1.HTTPRequest.path_values:type_name -> herald.plugin.v1.HTTPRequest.PathValuesEntry
+	34, // 12: herald.plugin.v1.HTTPRequest.path_values:type_name -> herald.plugin.v1.HTTPRequest.PathValuesEntry
 	9,  // 13: herald.plugin.v1.HTTPRequest.caller:type_name -> herald.plugin.v1.Caller
 	17, // 14: herald.plugin.v1.HTTPResponseChunk.headers:type_name -> herald.plugin.v1.Header
 	20, // 15: herald.plugin.v1.EmitBatch.notifications:type_name -> herald.plugin.v1.Notification
@@ -2114,35 +2429,40 @@ var file_herald_plugin_proto_depIdxs = []int32{
 	3,  // 18: herald.plugin.v1.HostReply.error:type_name -> herald.plugin.v1.Error
 	3,  // 19: herald.plugin.v1.PresenceReply.error:type_name -> herald.plugin.v1.Error
 	3,  // 20: herald.plugin.v1.CallClientReply.error:type_name -> herald.plugin.v1.Error
-	2,  // 21: herald.plugin.v1.Plugin.GetManifest:input_type -> herald.plugin.v1.Empty
-	7,  // 22: herald.plugin.v1.Plugin.Configure:input_type -> herald.plugin.v1.ConfigureRequest
-	10, // 23: herald.plugin.v1.Plugin.Authorize:input_type -> herald.plugin.v1.AuthorizeRequest
-	13, // 24: herald.plugin.v1.Plugin.Call:input_type -> herald.plugin.v1.CallRequest
-	16, // 25: herald.plugin.v1.Plugin.Events:input_type -> herald.plugin.v1.EventBatch
-	18, // 26: herald.plugin.v1.Plugin.ServeHTTP:input_type -> herald.plugin.v1.HTTPRequest
-	2,  // 27: herald.plugin.v1.Plugin.Drain:input_type -> herald.plugin.v1.Empty
-	21, // 28: herald.plugin.v1.Host.Emit:input_type -> herald.plugin.v1.EmitBatch
-	24, // 29: herald.plugin.v1.Host.Subscribe:input_type -> herald.plugin.v1.SubscriptionRequest
-	24, // 30: herald.plugin.v1.Host.Unsubscribe:input_type -> herald.plugin.v1.SubscriptionRequest
-	26, // 31: herald.plugin.v1.Host.Presence:input_type -> herald.plugin.v1.PresenceRequest
-	28, // 32: herald.plugin.v1.Host.CallClient:input_type -> herald.plugin.v1.CallClientRequest
-	4,  // 33: herald.plugin.v1.Plugin.GetManifest:output_type -> herald.plugin.v1.Manifest
-	8,  // 34: herald.plugin.v1.Plugin.Configure:output_type -> herald.plugin.v1.ConfigureReply
-	12, // 35: herald.plugin.v1.Plugin.Authorize:output_type -> herald.plugin.v1.AuthorizeReply
-	14, // 36: herald.plugin.v1.Plugin.Call:output_type -> herald.plugin.v1.CallReply
-	2,  // 37: herald.plugin.v1.Plugin.Events:output_type -> herald.plugin.v1.Empty
-	19, // 38: herald.plugin.v1.Plugin.ServeHTTP:output_type -> herald.plugin.v1.HTTPResponseChunk
-	2,  // 39: herald.plugin.v1.Plugin.Drain:output_type -> herald.plugin.v1.Empty
-	23, // 40: herald.plugin.v1.Host.Emit:output_type -> herald.plugin.v1.EmitAck
-	25, // 41: herald.plugin.v1.Host.Subscribe:output_type -> herald.plugin.v1.HostReply
-	25, // 42: herald.plugin.v1.Host.Unsubscribe:output_type -> herald.plugin.v1.HostReply
-	27, // 43: herald.plugin.v1.Host.Presence:output_type -> herald.plugin.v1.PresenceReply
-	29, // 44: herald.plugin.v1.Host.CallClient:output_type -> herald.plugin.v1.CallClientReply
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	31, // 21: herald.plugin.v1.FollowReply.position:type_name -> herald.plugin.v1.FollowPosition
+	32, // 22: herald.plugin.v1.FollowReply.notifications:type_name -> herald.plugin.v1.FollowNotification
+	3,  // 23: herald.plugin.v1.FollowReply.error:type_name -> herald.plugin.v1.Error
+	2,  // 24: herald.plugin.v1.Plugin.GetManifest:input_type -> herald.plugin.v1.Empty
+	7,  // 25: herald.plugin.v1.Plugin.Configure:input_type -> herald.plugin.v1.ConfigureRequest
+	10, // 26: herald.plugin.v1.Plugin.Authorize:input_type -> herald.plugin.v1.AuthorizeRequest
+	13, // 27: herald.plugin.v1.Plugin.Call:input_type -> herald.plugin.v1.CallRequest
+	16, // 28: herald.plugin.v1.Plugin.Events:input_type -> herald.plugin.v1.EventBatch
+	18, // 29: herald.plugin.v1.Plugin.ServeHTTP:input_type -> herald.plugin.v1.HTTPRequest
+	2,  // 30: herald.plugin.v1.Plugin.Drain:input_type -> herald.plugin.v1.Empty
+	21, // 31: herald.plugin.v1.Host.Emit:input_type -> herald.plugin.v1.EmitBatch
+	24, // 32: herald.plugin.v1.Host.Subscribe:input_type -> herald.plugin.v1.SubscriptionRequest
+	24, // 33: herald.plugin.v1.Host.Unsubscribe:input_type -> herald.plugin.v1.SubscriptionRequest
+	26, // 34: herald.plugin.v1.Host.Presence:input_type -> herald.plugin.v1.PresenceRequest
+	28, // 35: herald.plugin.v1.Host.CallClient:input_type -> herald.plugin.v1.CallClientRequest
+	30, // 36: herald.plugin.v1.Host.Follow:input_type -> herald.plugin.v1.FollowRequest
+	4,  // 37: herald.plugin.v1.Plugin.GetManifest:output_type -> herald.plugin.v1.Manifest
+	8,  // 38: herald.plugin.v1.Plugin.Configure:output_type -> herald.plugin.v1.ConfigureReply
+	12, // 39: herald.plugin.v1.Plugin.Authorize:output_type -> herald.plugin.v1.AuthorizeReply
+	14, // 40: herald.plugin.v1.Plugin.Call:output_type -> herald.plugin.v1.CallReply
+	2,  // 41: herald.plugin.v1.Plugin.Events:output_type -> herald.plugin.v1.Empty
+	19, // 42: herald.plugin.v1.Plugin.ServeHTTP:output_type -> herald.plugin.v1.HTTPResponseChunk
+	2,  // 43: herald.plugin.v1.Plugin.Drain:output_type -> herald.plugin.v1.Empty
+	23, // 44: herald.plugin.v1.Host.Emit:output_type -> herald.plugin.v1.EmitAck
+	25, // 45: herald.plugin.v1.Host.Subscribe:output_type -> herald.plugin.v1.HostReply
+	25, // 46: herald.plugin.v1.Host.Unsubscribe:output_type -> herald.plugin.v1.HostReply
+	27, // 47: herald.plugin.v1.Host.Presence:output_type -> herald.plugin.v1.PresenceReply
+	29, // 48: herald.plugin.v1.Host.CallClient:output_type -> herald.plugin.v1.CallClientReply
+	33, // 49: herald.plugin.v1.Host.Follow:output_type -> herald.plugin.v1.FollowReply
+	37, // [37:50] is the sub-list for method output_type
+	24, // [24:37] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_herald_plugin_proto_init() }
@@ -2156,7 +2476,7 @@ func file_herald_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_plugin_proto_rawDesc), len(file_herald_plugin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

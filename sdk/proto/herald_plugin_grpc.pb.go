@@ -389,6 +389,7 @@ const (
 	Host_Unsubscribe_FullMethodName = "/herald.plugin.v1.Host/Unsubscribe"
 	Host_Presence_FullMethodName    = "/herald.plugin.v1.Host/Presence"
 	Host_CallClient_FullMethodName  = "/herald.plugin.v1.Host/CallClient"
+	Host_Follow_FullMethodName      = "/herald.plugin.v1.Host/Follow"
 )
 
 // HostClient is the client API for Host service.
@@ -404,6 +405,14 @@ type HostClient interface {
 	Presence(ctx context.Context, in *PresenceRequest, opts ...grpc.CallOption) (*PresenceReply, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, in *CallClientRequest, opts ...grpc.CallOption) (*CallClientReply, error)
+	// --- Follow (issue 14): read a channel's history and follow it live. ---
+	// Follow streams one of the plugin's own channels from a position: the
+	// first reply carries only the position (where the stream starts, and
+	// whether `since` could be recovered), each further reply a batch of the
+	// notifications published after it, oldest first, with no gap and no
+	// duplicate. A follower that falls too far behind gets a last reply with
+	// an error and the stream ends; cancelling the call removes the follower.
+	Follow(ctx context.Context, in *FollowRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FollowReply], error)
 }
 
 type hostClient struct {
@@ -467,6 +476,25 @@ func (c *hostClient) CallClient(ctx context.Context, in *CallClientRequest, opts
 	return out, nil
 }
 
+func (c *hostClient) Follow(ctx context.Context, in *FollowRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FollowReply], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[1], Host_Follow_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[FollowRequest, FollowReply]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_FollowClient = grpc.ServerStreamingClient[FollowReply]
+
 // HostServer is the server API for Host service.
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
@@ -480,6 +508,14 @@ type HostServer interface {
 	Presence(context.Context, *PresenceRequest) (*PresenceReply, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(context.Context, *CallClientRequest) (*CallClientReply, error)
+	// --- Follow (issue 14): read a channel's history and follow it live. ---
+	// Follow streams one of the plugin's own channels from a position: the
+	// first reply carries only the position (where the stream starts, and
+	// whether `since` could be recovered), each further reply a batch of the
+	// notifications published after it, oldest first, with no gap and no
+	// duplicate. A follower that falls too far behind gets a last reply with
+	// an error and the stream ends; cancelling the call removes the follower.
+	Follow(*FollowRequest, grpc.ServerStreamingServer[FollowReply]) error
 	mustEmbedUnimplementedHostServer()
 }
 
@@ -504,6 +540,9 @@ func (UnimplementedHostServer) Presence(context.Context, *PresenceRequest) (*Pre
 }
 func (UnimplementedHostServer) CallClient(context.Context, *CallClientRequest) (*CallClientReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method CallClient not implemented")
+}
+func (UnimplementedHostServer) Follow(*FollowRequest, grpc.ServerStreamingServer[FollowReply]) error {
+	return status.Error(codes.Unimplemented, "method Follow not implemented")
 }
 func (UnimplementedHostServer) mustEmbedUnimplementedHostServer() {}
 func (UnimplementedHostServer) testEmbeddedByValue()              {}
@@ -605,6 +644,17 @@ func _Host_CallClient_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Host_Follow_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FollowRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).Follow(m, &grpc.GenericServerStream[FollowRequest, FollowReply]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_FollowServer = grpc.ServerStreamingServer[FollowReply]
+
 // Host_ServiceDesc is the grpc.ServiceDesc for Host service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -635,6 +685,11 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Host_Emit_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "Follow",
+			Handler:       _Host_Follow_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "herald_plugin.proto",

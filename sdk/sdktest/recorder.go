@@ -171,3 +171,55 @@ func (r *recorder) CallClient(_ context.Context, req *pluginpb.CallClientRequest
 	}
 	return &pluginpb.CallClientReply{Result: res}, nil
 }
+
+// Epoch is the epoch of every channel of the harness: its history is never
+// reset.
+const Epoch = "sdktest"
+
+// Follow serves Host.Follow from the recorded notifications: those after
+// since, then each new one, until the plugin closes the follow. The
+// harness keeps every notification, so any since of its epoch up to the
+// channel's seq is recovered.
+func (r *recorder) Follow(req *pluginpb.FollowRequest, stream pluginpb.Host_FollowServer) error {
+	ch := req.GetChannel()
+	if !r.owns(ch) {
+		return stream.Send(&pluginpb.FollowReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", ch)})
+	}
+	r.mu.Lock()
+	cur := r.seq[ch]
+	r.mu.Unlock()
+	next, recovered := cur, true
+	if req.GetHasSince() {
+		if (req.GetEpoch() == "" || req.GetEpoch() == Epoch) && req.GetSinceSeq() <= cur {
+			next = req.GetSinceSeq()
+		} else {
+			recovered = false
+		}
+	}
+	if err := stream.Send(&pluginpb.FollowReply{Position: &pluginpb.FollowPosition{Seq: next, Epoch: Epoch, Recovered: recovered}}); err != nil {
+		return err
+	}
+	for {
+		r.mu.Lock()
+		var out []*pluginpb.FollowNotification
+		for _, e := range r.emitted {
+			if e.Channel == ch && e.Seq > next {
+				out = append(out, &pluginpb.FollowNotification{Id: e.ID, Seq: e.Seq, Event: e.Event,
+					ObjectType: e.ObjectType, ObjectName: e.ObjectName, Object: e.Object})
+				next = e.Seq
+			}
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		if len(out) > 0 {
+			if err := stream.Send(&pluginpb.FollowReply{Notifications: out}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}

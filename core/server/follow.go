@@ -1,0 +1,171 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/hub"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+)
+
+// Follow implements pluginhost.Core: a follower is a hub subscriber without
+// a connection. It joins the channel as a resuming subscribe does (the
+// hub's Join: history after since, then what arrived meanwhile, then live),
+// and queues publications for the plugin's stream, bounded like an outbox.
+func (s *Server) Follow(ctx context.Context, channel string, since *pluginhost.Position, maxBytes int) (pluginhost.Follower, error) {
+	if err := validChannel(channel); err != nil {
+		return nil, rpc.Errorf(rpc.CodeInvalidParams, "follow: %v", err)
+	}
+	var from *broker.Position
+	if since != nil {
+		p := broker.Position{Seq: since.Seq, Epoch: since.Epoch}
+		if p.Epoch == "" { // "the current stream": take its epoch
+			cur, err := s.broker.Position(ctx, channel)
+			if err != nil {
+				return nil, rpc.Errorf(rpc.CodeInternal, "follow %q: %v", channel, err)
+			}
+			p.Epoch = cur.Epoch
+		}
+		from = &p
+	}
+	f := &follower{hub: s.hub, channel: channel, maxItems: s.cfg.Delivery.OutboxLimit, maxBytes: maxBytes,
+		wake: make(chan struct{}, 1)}
+	j, err := s.hub.Subscribe(ctx, f, channel, from)
+	if err != nil {
+		return nil, rpc.Errorf(rpc.CodeInternal, "follow %q: %v", channel, err)
+	}
+	f.start = pluginhost.Position{Seq: j.Position.Seq, Epoch: j.Position.Epoch}
+	f.recovered = from == nil || j.Recovered
+	if from != nil && j.Recovered {
+		f.start.Seq = from.Seq // the replay starts right after since
+	}
+	j.Activate()
+	return f, nil
+}
+
+// errFollowClosed is what Next returns once Close was called.
+var errFollowClosed = errors.New("follower closed")
+
+// follower is one plugin's follow of a channel.
+type follower struct {
+	hub       *hub.Hub
+	channel   string
+	start     pluginhost.Position
+	recovered bool
+	maxItems  int
+	maxBytes  int
+
+	mu    sync.Mutex
+	queue []*broker.Publication
+	bytes int
+	err   error         // set once: slow or closed; the queue is dropped
+	wake  chan struct{} // 1-buffered: something changed
+
+	closeOnce sync.Once
+}
+
+var _ hub.Subscriber = (*follower)(nil)
+
+// Deliver implements hub.Subscriber. It runs under the hub's channel lock:
+// it only queues, and a follower over its bounds drops its queue at once
+// and leaves the hub from another goroutine (Close takes the channel lock).
+func (f *follower) Deliver(p *broker.Publication) {
+	f.mu.Lock()
+	slow := false
+	if f.err == nil {
+		if len(f.queue) >= f.maxItems || (f.maxBytes > 0 && f.bytes+len(p.Data) > f.maxBytes) {
+			f.err, f.queue, f.bytes = pluginhost.ErrFollowerSlow, nil, 0
+			slow = true
+		} else {
+			f.queue = append(f.queue, p)
+			f.bytes += len(p.Data)
+		}
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+	if slow {
+		go f.Close() // ends once the hub lock this Deliver holds is released
+	}
+}
+
+// UserID implements hub.Subscriber: a follower is nobody in presence.
+func (f *follower) UserID() string { return "" }
+
+func (f *follower) Start() (pluginhost.Position, bool) { return f.start, f.recovered }
+
+func (f *follower) Next(ctx context.Context) ([]pluginhost.FollowedNotification, error) {
+	for {
+		f.mu.Lock()
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return nil, err
+		}
+		if len(f.queue) > 0 {
+			q := f.queue
+			f.queue, f.bytes = nil, 0
+			f.mu.Unlock()
+			return decodeFollowed(q)
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.wake:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (f *follower) Dropped() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return errors.Is(f.err, pluginhost.ErrFollowerSlow)
+}
+
+func (f *follower) Close() {
+	f.closeOnce.Do(func() {
+		f.hub.Unsubscribe(f, f.channel)
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = errFollowClosed
+		}
+		f.queue, f.bytes = nil, 0
+		f.mu.Unlock()
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// followedWire is a publication's encoding (broker.Encode).
+type followedWire struct {
+	ID         string          `json:"id"`
+	Seq        uint64          `json:"seq"`
+	Timestamp  int64           `json:"timestamp"`
+	Event      string          `json:"event"`
+	ObjectType string          `json:"object_type"`
+	ObjectName string          `json:"object_name"`
+	Object     json.RawMessage `json:"object"`
+}
+
+func decodeFollowed(q []*broker.Publication) ([]pluginhost.FollowedNotification, error) {
+	out := make([]pluginhost.FollowedNotification, len(q))
+	for i, p := range q {
+		var w followedWire
+		if err := json.Unmarshal(p.Data, &w); err != nil {
+			return nil, fmt.Errorf("follow %q: publication %d: %w", p.Channel, p.Seq, err)
+		}
+		out[i] = pluginhost.FollowedNotification{ID: w.ID, Seq: w.Seq, Timestamp: w.Timestamp, Event: w.Event,
+			ObjectType: w.ObjectType, ObjectName: w.ObjectName, Object: w.Object}
+	}
+	return out, nil
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/heraldhq/herald/sdk"
+)
+
+const (
+	version     = "1.0.0"
+	prefix      = "kb:"
+	emitTimeout = 10 * time.Second
+	stripes     = 64
+)
+
+// Notification types, as NucliaDB's NotificationType.
+const (
+	typeWritten   = "resource_written"
+	typeProcessed = "resource_processed"
+	typeIndexed   = "resource_indexed"
+)
+
+// config is the plugin's `config` block.
+type config struct {
+	// DataDir holds kb.db (seqids and recent operations); required.
+	DataDir string `mapstructure:"data_dir"`
+	// IndexReplicas is how many resource_indexed make a seqid indexed.
+	IndexReplicas int `mapstructure:"index_replicas"`
+	// KeepOperations is how many of a KB's latest seqids kb.waitFor and the
+	// checks of later reports remember.
+	KeepOperations int `mapstructure:"keep_operations"`
+	// MaxWaiters bounds the kb.waitFor calls one client connection may
+	// have waiting; MaxBackendWaiters those of all backends together.
+	MaxWaiters        int `mapstructure:"max_waiters"`
+	MaxBackendWaiters int `mapstructure:"max_backend_waiters"`
+	// MaxStreams bounds the notification streams open at once.
+	MaxStreams int `mapstructure:"max_streams"`
+}
+
+func defaultConfig() config {
+	return config{IndexReplicas: 2, KeepOperations: 100_000, MaxWaiters: 32, MaxBackendWaiters: 1024, MaxStreams: 10_000}
+}
+
+func (c *config) Validate() error {
+	if strings.TrimSpace(c.DataDir) == "" {
+		return errors.New("data_dir is required (the directory that keeps kb.db)")
+	}
+	for _, b := range []struct {
+		key       string
+		v, lo, hi int
+	}{
+		{"index_replicas", c.IndexReplicas, 1, 64},
+		{"keep_operations", c.KeepOperations, 1, 100_000_000},
+		{"max_waiters", c.MaxWaiters, 1, 1_000_000},
+		{"max_backend_waiters", c.MaxBackendWaiters, 1, 1_000_000},
+		{"max_streams", c.MaxStreams, 1, 1_000_000},
+	} {
+		if b.v < b.lo || b.v > b.hi {
+			return fmt.Errorf("%s must be from %d to %d, got %d", b.key, b.lo, b.hi, b.v)
+		}
+	}
+	return nil
+}
+
+// KB is the plugin.
+type KB struct {
+	cfg   config
+	store seqStore
+	host  sdk.Host
+	log   hclog.Logger
+
+	// Reports to a KB are serialized by its stripe, from taking the seqid
+	// to emitting the notification and waking the waiters: notifications
+	// of a KB go out in seqid order, and a waiter that checks under the
+	// stripe never misses a wake-up.
+	seed    maphash.Seed
+	stripes [stripes]sync.Mutex
+
+	waiters *waiters
+	streams streams
+}
+
+// New returns an unconfigured plugin.
+func New() *KB { return &KB{seed: maphash.MakeSeed()} }
+
+var (
+	_ sdk.Configurer = (*KB)(nil)
+	_ sdk.Authorizer = (*KB)(nil)
+	_ sdk.Drainer    = (*KB)(nil)
+)
+
+func (k *KB) Manifest() sdk.Manifest {
+	return sdk.Manifest{
+		Name:     "kb",
+		Version:  version,
+		Prefixes: []string{"kb"},
+		Methods: []sdk.Method{
+			{Name: typeWritten, BackendOnly: true, Handler: k.resourceWritten},
+			{Name: typeProcessed, BackendOnly: true, Handler: k.resourceProcessed},
+			{Name: typeIndexed, BackendOnly: true, Handler: k.resourceIndexed},
+			{Name: "waitFor", Handler: k.waitFor},
+			{Name: "stats", BackendOnly: true, Handler: k.stats},
+		},
+		Routes: []sdk.Route{
+			{Method: http.MethodGet, Pattern: "/v1/kb/{kbid}/notifications", Auth: sdk.AuthAny, Handler: http.HandlerFunc(k.serveNotifications)},
+		},
+	}
+}
+
+// Configure decodes the config block and opens the store.
+func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
+	cfg := defaultConfig()
+	if err := raw.Decode(&cfg); err != nil {
+		return sdk.InvalidParams(err.Error(), nil)
+	}
+	st, err := openBoltStore(cfg.DataDir, cfg.KeepOperations)
+	if err != nil {
+		return err
+	}
+	k.cfg, k.store, k.host, k.log = cfg, st, h, h.Logger()
+	k.waiters = newWaiters(cfg.MaxWaiters, cfg.MaxBackendWaiters)
+	k.streams.max = cfg.MaxStreams
+	k.log.Info("kb store open", "dir", cfg.DataDir, "index_replicas", cfg.IndexReplicas, "keep_operations", cfg.KeepOperations)
+	return nil
+}
+
+// Drain closes the store once the reports in flight are done.
+func (k *KB) Drain(context.Context) error {
+	if k.store == nil {
+		return nil
+	}
+	for i := range k.stripes {
+		k.stripes[i].Lock()
+	}
+	defer func() {
+		for i := range k.stripes {
+			k.stripes[i].Unlock()
+		}
+	}()
+	st := k.store
+	k.store = closedStore{}
+	return st.Close()
+}
+
+func (k *KB) stripe(kbid string) *sync.Mutex {
+	return &k.stripes[maphash.String(k.seed, kbid)%stripes]
+}
+
+// mayRead says whether caller may read kbid: a backend, or a token whose
+// `kbs` claim lists it (a list of KB ids, or one id as a string).
+func mayRead(c sdk.Caller, kbid string) bool {
+	if c.Backend {
+		return true
+	}
+	switch v := c.Claims["kbs"].(type) {
+	case string:
+		return v == kbid
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok && s == kbid {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func forbidden(c sdk.Caller, kbid string) error {
+	if c.UserID == "" {
+		return sdk.Forbidden(fmt.Sprintf("knowledge box %s needs a token whose kbs claim lists it, or an API key", kbid))
+	}
+	return sdk.Forbidden(fmt.Sprintf("user %s may not read knowledge box %s: its token's kbs claim does not list it", c.UserID, kbid))
+}
+
+// Authorize: kb:<kbid> for tokens whose kbs claim lists the KB.
+func (k *KB) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
+	var refused []sdk.Refusal
+	for _, ch := range channels {
+		kbid, ok := strings.CutPrefix(ch, prefix)
+		switch {
+		case !ok || !validKBID(kbid):
+			r := sdk.Refuse(ch, "kb channels are kb:<kbid>, the id made of letters, digits and -._~")
+			r.Code = sdk.CodeUnknownNamespace
+			refused = append(refused, r)
+		case !mayRead(c, kbid):
+			refused = append(refused, sdk.Refuse(ch, sdk.AsError(forbidden(c, kbid)).Message))
+		}
+	}
+	return refused, nil
+}
+
+// closedStore is the store after Drain: every use fails.
+type closedStore struct{}
+
+var errClosed = sdk.Errorf(sdk.CodePluginUnavailable, "kb plugin is stopping: retry later")
+
+func (closedStore) Update(context.Context, string, func(kbTx) error) error { return errClosed }
+func (closedStore) Get(context.Context, string, uint64) (record, bool, uint64, error) {
+	return record{}, false, 0, errClosed
+}
+func (closedStore) Close() error { return nil }
