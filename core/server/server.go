@@ -53,6 +53,7 @@ type Server struct {
 	conns      sync.WaitGroup
 
 	idem *idempotency
+	held heldSubs // plugin subscriptions waiting for their call's reply (held.go)
 
 	draining atomic.Bool
 	httpSrv  *http.Server
