@@ -211,7 +211,11 @@ func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOp
 	}
 	sub, err := c.Subscribe(ctx, name, so)
 	if err != nil {
-		return fail(err)
+		var coded *sdk.Error
+		if errors.As(err, &coded) {
+			return fail(coded)
+		}
+		return fail(sdk.Internal(fmt.Sprintf("subscribe to %s: %v", name, err)))
 	}
 	if joined {
 		d.mu.RLock()
