@@ -142,6 +142,15 @@ func (d *Documents) createOrReplace(ctx context.Context, c *sdk.Call) (any, erro
 	return d.createDoc(ctx, p, true)
 }
 
+// upsertResult is createOrReplace's answer: the document, and whether it
+// was created.
+type upsertResult struct {
+	ID      string          `json:"_id"`
+	Source  json.RawMessage `json:"_source"`
+	Meta    Meta            `json:"_meta"`
+	Created bool            `json:"created"`
+}
+
 // createDoc creates, or with orReplace replaces an existing document.
 func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (any, error) {
 	given := p.ID
@@ -163,7 +172,7 @@ func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (a
 		if err != nil {
 			return nil, err
 		}
-		return map[string]any{"_id": res.ID, "_source": res.Source, "_meta": res.Meta, "created": false}, nil
+		return upsertResult{ID: res.ID, Source: res.Source, Meta: res.Meta, Created: false}, nil
 	}
 	doc := &Doc{ID: id, Source: p.source, Meta: Meta{Author: p.req.author, CreatedAt: p.req.timestamp, Active: true}}
 	ids := d.matchIDs(p.Index, p.Collection, withID(id, p.source))
@@ -180,7 +189,7 @@ func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (a
 	}
 	d.emit(ctx, dns)
 	if orReplace {
-		return map[string]any{"_id": doc.ID, "_source": doc.Source, "_meta": doc.Meta, "created": true}, nil
+		return upsertResult{ID: doc.ID, Source: doc.Source, Meta: doc.Meta, Created: true}, nil
 	}
 	return docResult{ID: &doc.ID, Source: doc.Source, Meta: &doc.Meta}, nil
 }
