@@ -340,6 +340,17 @@ func (d *Documents) count(_ context.Context, c *sdk.Call) (any, error) {
 	if err := bind(c, &p); err != nil {
 		return nil, err
 	}
+	if p.RoomID == nil && p.Index == "" && p.Collection == "" && len(p.Body) > 0 {
+		// Kuzzle's realtime:count: {"body": {"roomId": "..."}}.
+		var b map[string]json.RawMessage
+		if json.Unmarshal(p.Body, &b) == nil && len(b) == 1 && b["roomId"] != nil {
+			var id string
+			if err := json.Unmarshal(b["roomId"], &id); err != nil {
+				return nil, badParam("body.roomId", "must be a string")
+			}
+			p.RoomID, p.Body = &id, nil
+		}
+	}
 	if p.RoomID != nil {
 		if p.Index != "" || p.Collection != "" || len(p.Body) > 0 {
 			return nil, badParam("roomId", "counts a room's subscribers: give either roomId, or index and collection (and a body filter) to count documents")

@@ -36,8 +36,27 @@ type subscribeParams struct {
 }
 
 type joinParams struct {
-	RoomID string `json:"roomId"`
+	RoomID string          `json:"roomId"`
+	Body   json.RawMessage `json:"body"`
 	options
+}
+
+// roomInBody reads Kuzzle's form of join, unsubscribe and count, whose
+// roomId travels in the body: {"body": {"roomId": "..."}}.
+func roomInBody(id string, body json.RawMessage) (string, error) {
+	if len(body) == 0 || string(body) == "null" {
+		return id, nil
+	}
+	var b struct {
+		RoomID string `json:"roomId"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.RoomID == "" {
+		return "", badParam("body", "must be {\"roomId\": \"...\"} (Kuzzle's form), or give roomId at the top")
+	}
+	if id != "" && id != b.RoomID {
+		return "", badParam("roomId", "differs from body.roomId")
+	}
+	return b.RoomID, nil
 }
 
 // choice checks an option against its accepted values.
@@ -158,6 +177,10 @@ func (d *Documents) join(ctx context.Context, c *sdk.Call) (any, error) {
 	if err := bind(c, &p); err != nil {
 		return nil, err
 	}
+	var err error
+	if p.RoomID, err = roomInBody(p.RoomID, p.Body); err != nil {
+		return nil, err
+	}
 	if p.RoomID == "" {
 		return nil, badParam("roomId", "is required")
 	}
@@ -232,6 +255,7 @@ func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOp
 
 type unsubscribeParams struct {
 	RoomID   string          `json:"roomId"`
+	Body     json.RawMessage `json:"body"`
 	Volatile json.RawMessage `json:"volatile"`
 }
 
@@ -242,6 +266,10 @@ func (d *Documents) unsubscribe(ctx context.Context, c *sdk.Call) (any, error) {
 	}
 	var p unsubscribeParams
 	if err := bind(c, &p); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.RoomID, err = roomInBody(p.RoomID, p.Body); err != nil {
 		return nil, err
 	}
 	if p.RoomID == "" {

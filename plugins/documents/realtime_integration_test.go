@@ -205,7 +205,8 @@ func TestIntegrationUserNotifications(t *testing.T) {
 
 	// bob joins by roomId, users none: alice is told, count 2.
 	b := s.dial("bob")
-	res := call(t, b, "join", map[string]any{"roomId": room, "volatile": map[string]any{"name": "bob"}})
+	// (Kuzzle's form: roomId in the body.)
+	res := call(t, b, "join", map[string]any{"body": map[string]any{"roomId": room}, "volatile": map[string]any{"name": "bob"}})
 	require.Equal(t, room, res["roomId"])
 	chB := res["channel"].(string)
 	require.NotEqual(t, chA, chB)
@@ -214,6 +215,7 @@ func TestIntegrationUserNotifications(t *testing.T) {
 	require.Equal(t, map[string]any{"count": 2.0}, o["result"])
 	require.Equal(t, map[string]any{"name": "bob"}, o["volatile"])
 	require.Equal(t, 2.0, call(t, a, "count", map[string]any{"roomId": room})["count"])
+	require.Equal(t, 2.0, call(t, a, "count", map[string]any{"body": map[string]any{"roomId": room}})["count"])
 
 	// carol subscribes the same filter written differently, users out.
 	cc := s.dial("carol")
@@ -223,7 +225,7 @@ func TestIntegrationUserNotifications(t *testing.T) {
 	require.Equal(t, map[string]any{"count": 3.0}, o["result"])
 
 	// bob unsubscribes: alice and carol are told, count 2, bob's volatile.
-	res = call(t, b, "unsubscribe", map[string]any{"roomId": room})
+	res = call(t, b, "unsubscribe", map[string]any{"body": map[string]any{"roomId": room}})
 	require.Equal(t, map[string]any{"roomId": room}, res)
 	_, o = next(t, a)
 	require.Equal(t, "out", o["user"])
