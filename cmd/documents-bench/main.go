@@ -320,7 +320,7 @@ func run(o options) error {
 		"writes": writes.Load(), "writes_per_s": float64(writes.Load()) / wdur.Seconds(),
 		"notifications": notified, "notifications_per_s": float64(notified) / wdur.Seconds(),
 		"notifications_per_write": float64(notified) / float64(max(1, writes.Load())),
-		"p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1),
+		"p50_ms":                  pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1),
 	}
 	fmt.Printf("writes %d (%.0f/s), notifications %d (%.0f/s, %.1f per write), write→notification p50 %.2f ms p99 %.2f ms max %.2f ms\n",
 		writes.Load(), sum["writes_per_s"], notified, sum["notifications_per_s"], sum["notifications_per_write"], pct(0.5), pct(0.99), pct(1))
