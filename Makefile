@@ -10,7 +10,7 @@ PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
 FUZZTIME ?= 5s
 
-.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-go bench-filter proto clean help
+.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-documents bench-go bench-filter proto clean help
 
 all: build
 
@@ -65,8 +65,12 @@ fuzz-seed:
 fuzz: ## fuzz every target for a minute each
 	$(MAKE) fuzz-seed FUZZTIME=1m
 
-bench: ## the standard load scenarios against a real herald (cmd/herald-bench)
+bench: ## the standard load scenarios against a real herald (cmd/herald-bench), then the documents one
 	bash cmd/herald-bench/bench.sh
+	bash cmd/documents-bench/bench.sh
+
+bench-documents: ## the documents plugin end to end: 10,000 rooms, 1,000 clients, a write stream (cmd/documents-bench)
+	bash cmd/documents-bench/bench.sh
 
 bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...

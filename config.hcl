@@ -81,9 +81,12 @@ plugin "kb" {
   }
 }
 
-# plugin "documents" {
-#   command = "bin/plugins/documents"
-#   config {
-#     data_dir = "data/documents"
-#   }
-# }
+# Kuzzle's realtime documents on the filter engine: plugins/documents/README.md.
+plugin "documents" {
+  command = "bin/plugins/documents"
+  config {
+    data_dir      = "data/documents" # documents and rooms, in documents.db
+    resume_window = "30s"            # an emptied room channel lives on this long, for resumes with since
+    max_rooms     = 100000           # rooms (index, collection, filter) alive at once
+  }
+}

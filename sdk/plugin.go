@@ -103,6 +103,8 @@ type Call struct {
 	Caller Caller
 	Params json.RawMessage
 	Host   Host
+
+	held *heldList // holds of Subscribe, returned with the reply (subscribe.go)
 }
 
 // Bind decodes the params into v; a mismatch is an InvalidParams error that

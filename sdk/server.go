@@ -170,7 +170,7 @@ func (s *server) Call(ctx context.Context, req *pluginpb.CallRequest) (*pluginpb
 	if h == nil {
 		return &pluginpb.CallReply{Error: toPBError(Errorf(CodePluginUnavailable, "plugin %s is not configured yet", s.manifest.Name))}, nil
 	}
-	call := &Call{Method: req.GetMethod(), Caller: callerFromPB(req.GetCaller()), Params: req.GetParams(), Host: h}
+	call := &Call{Method: req.GetMethod(), Caller: callerFromPB(req.GetCaller()), Params: req.GetParams(), Host: h, held: &heldList{}}
 	var result any
 	err := s.safe(func() error {
 		var err error
@@ -178,13 +178,13 @@ func (s *server) Call(ctx context.Context, req *pluginpb.CallRequest) (*pluginpb
 		return err
 	})
 	if err != nil {
-		return &pluginpb.CallReply{Error: toPBError(err)}, nil
+		return &pluginpb.CallReply{Error: toPBError(err), ReleaseHolds: call.held.list()}, nil
 	}
 	b, err := marshalObject(result)
 	if err != nil {
-		return &pluginpb.CallReply{Error: toPBError(Internal("marshal result: " + err.Error()))}, nil
+		return &pluginpb.CallReply{Error: toPBError(Internal("marshal result: " + err.Error())), ReleaseHolds: call.held.list()}, nil
 	}
-	return &pluginpb.CallReply{Result: b}, nil
+	return &pluginpb.CallReply{Result: b, ReleaseHolds: call.held.list()}, nil
 }
 
 func (s *server) Events(ctx context.Context, batch *pluginpb.EventBatch) (*pluginpb.Empty, error) {

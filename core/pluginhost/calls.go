@@ -105,7 +105,16 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 // Errors are *rpc.Error: -32004 unknown plugin, -32050 plugin down, -32601
 // unknown method, -32003 a client calling a backend-only method, or the
 // plugin's own coded error.
+// Holds the plugin made during the call are released at once (CallHeld
+// lets the caller release them after writing the reply).
 func (m *Manager) Call(ctx context.Context, plugin, method string, caller Caller, params json.RawMessage) (json.RawMessage, error) {
+	var holds []string
+	res, err := m.call(ctx, plugin, method, caller, params, &holds)
+	m.ReleaseHolds(caller.ConnID, holds)
+	return res, err
+}
+
+func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller, params json.RawMessage, holds *[]string) (json.RawMessage, error) {
 	inst, err := m.target(plugin)
 	if err != nil {
 		return nil, err
@@ -127,6 +136,7 @@ func (m *Manager) Call(ctx context.Context, plugin, method string, caller Caller
 		m.met.callError(plugin, method, e.(*rpc.Error).Code)
 		return nil, e
 	}
+	*holds = rep.GetReleaseHolds()
 	if e := rep.GetError(); e != nil {
 		m.met.callError(plugin, method, int(e.GetCode()))
 		return nil, fromPBError(e)

@@ -123,6 +123,9 @@ func (h *hostService) Subscribe(ctx context.Context, r *pluginpb.SubscriptionReq
 	if err := h.owns("subscribe connections to", r.GetChannel()); err != nil {
 		return &pluginpb.HostReply{Error: toPBError(err)}, nil
 	}
+	if r.GetHold() || r.GetHasSince() {
+		return h.subscribeWith(ctx, r), nil
+	}
 	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Subscribe(ctx, r.GetConnId(), r.GetChannel()))}, nil
 }
 

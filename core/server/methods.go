@@ -473,6 +473,11 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 
 // pluginCall routes "<plugin>.<method>" to the plugin.
 func (s *session) pluginCall(method string, params json.RawMessage) ([]byte, *rpc.Error) {
+	return s.pluginCallWith(method, params, s.srv.plugins.Call)
+}
+
+func (s *session) pluginCallWith(method string, params json.RawMessage,
+	call func(ctx context.Context, plugin, method string, caller pluginhost.Caller, params json.RawMessage) (json.RawMessage, error)) ([]byte, *rpc.Error) {
 	i := strings.IndexByte(method, '.')
 	if i <= 0 || i == len(method)-1 || isCoreMethod(method) {
 		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q (herald's methods are hello, authenticate, subscribe, unsubscribe, presence, ping; plugin methods are <plugin>.<method>)", method)
@@ -482,7 +487,7 @@ func (s *session) pluginCall(method string, params json.RawMessage) ([]byte, *rp
 	if len(params) == 0 {
 		params = json.RawMessage("{}")
 	}
-	res, err := s.srv.plugins.Call(ctx, method[:i], method[i+1:], s.caller(), params)
+	res, err := call(ctx, method[:i], method[i+1:], s.caller(), params)
 	if err != nil {
 		var re *rpc.Error
 		if errors.As(err, &re) {

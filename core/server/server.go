@@ -52,6 +52,7 @@ type Server struct {
 	conns      sync.WaitGroup
 
 	idem *idempotency
+	held heldSubs // plugin subscriptions waiting for their call's reply (held.go)
 
 	// What SIGHUP may change (reload.go): who may open a WebSocket, and
 	// the TLS certificate (nil without server.tls).

@@ -214,9 +214,11 @@ func (s *session) handleFrame(frame []byte) {
 		switch {
 		case wait != nil:
 			go func() {
-				if r := wait(); r != nil {
+				r, after := wait()
+				if r != nil {
 					s.conn.Send(r)
 				}
+				after()
 			}()
 		case reply != nil:
 			s.conn.Send(reply)
@@ -225,7 +227,7 @@ func (s *session) handleFrame(frame []byte) {
 		return
 	}
 	replies := make([][]byte, len(msgs))
-	waits := make([]func() []byte, len(msgs))
+	waits := make([]func() ([]byte, func()), len(msgs))
 	pending := false
 	for i := range msgs {
 		replies[i], waits[i] = s.handleMessage(&msgs[i])
@@ -237,7 +239,9 @@ func (s *session) handleFrame(frame []byte) {
 		var out []byte
 		for i := range replies {
 			if waits[i] != nil {
-				replies[i] = waits[i]()
+				var a func()
+				replies[i], a = waits[i]()
+				after = append(after, a)
 			}
 			if replies[i] == nil {
 				continue
@@ -271,8 +275,9 @@ func (s *session) runAfterReply() {
 }
 
 // handleMessage returns the reply to send (nil for notifications and
-// responses), or, for a plugin call, a function that waits for it.
-func (s *session) handleMessage(m *rpc.Message) ([]byte, func() []byte) {
+// responses), or, for a plugin call, a function that waits for it and
+// returns what to run once it was sent (held subscriptions: held.go).
+func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())) {
 	switch m.Kind {
 	case rpc.KindInvalid:
 		return rpc.AppendError(nil, m.ID, m.Err), nil
@@ -302,12 +307,18 @@ func (s *session) handleMessage(m *rpc.Message) ([]byte, func() []byte) {
 		return finish(nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d plugin calls are already running on this connection (limits.max_inflight_calls); wait for their replies", limit)), nil
 	}
 	done := make(chan []byte, 1)
+	var holds []string // written before done is sent
 	go func() {
 		defer s.inFlight.Add(-1)
-		result, err := s.pluginCall(m.Method, m.Params)
+		var result []byte
+		var err *rpc.Error
+		result, holds, err = s.pluginCallHeld(m.Method, m.Params)
 		done <- finish(result, err)
 	}()
-	return nil, func() []byte { return <-done }
+	return nil, func() ([]byte, func()) {
+		r := <-done
+		return r, func() { s.srv.ReleaseHolds(s.id, holds) }
+	}
 }
 
 func isCoreMethod(method string) bool { return coreMethods[method] }

@@ -876,9 +876,14 @@ func (x *CallRequest) GetParams() []byte {
 }
 
 type CallReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Result        []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"` // JSON
-	Error         *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result []byte                 `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"` // JSON
+	Error  *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// --- subscriptions held for the reply (documents, issue 15) ---
+	// The holds (HostReply.hold) of subscriptions the plugin made with
+	// SubscriptionRequest.hold during this call: the host makes them live once
+	// this reply is written to the client, with or without an error.
+	ReleaseHolds  []string `protobuf:"bytes,3,rep,name=release_holds,json=releaseHolds,proto3" json:"release_holds,omitempty"` // --- end documents block ---
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +928,13 @@ func (x *CallReply) GetResult() []byte {
 func (x *CallReply) GetError() *Error {
 	if x != nil {
 		return x.Error
+	}
+	return nil
+}
+
+func (x *CallReply) GetReleaseHolds() []string {
+	if x != nil {
+		return x.ReleaseHolds
 	}
 	return nil
 }
@@ -1570,9 +1582,23 @@ func (x *EmitAck) GetIds() []string {
 }
 
 type SubscriptionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ConnId        string                 `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
-	Channel       string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ConnId  string                 `protobuf:"bytes,1,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
+	Channel string                 `protobuf:"bytes,2,opt,name=channel,proto3" json:"channel,omitempty"`
+	// --- subscriptions held for the reply (documents, issue 15) ---
+	// hold: register the subscription now, at the channel's current position,
+	// but deliver to the connection only once the reply of the call that made
+	// it is written (the plugin lists HostReply.hold in CallReply.release_holds);
+	// what is published meanwhile is delivered then, gaplessly. Only for the
+	// connection of a call in flight; the host releases a hold nobody releases
+	// after limits.call_timeout.
+	Hold bool `protobuf:"varint,3,opt,name=hold,proto3" json:"hold,omitempty"`
+	// has_since with since_seq and since_epoch: resume as a client's subscribe
+	// with since does (history after since_seq, then live); HostReply.recovered
+	// says whether it could.
+	HasSince      bool   `protobuf:"varint,4,opt,name=has_since,json=hasSince,proto3" json:"has_since,omitempty"`
+	SinceSeq      uint64 `protobuf:"varint,5,opt,name=since_seq,json=sinceSeq,proto3" json:"since_seq,omitempty"`
+	SinceEpoch    string `protobuf:"bytes,6,opt,name=since_epoch,json=sinceEpoch,proto3" json:"since_epoch,omitempty"` // --- end documents block ---
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1621,9 +1647,46 @@ func (x *SubscriptionRequest) GetChannel() string {
 	return ""
 }
 
+func (x *SubscriptionRequest) GetHold() bool {
+	if x != nil {
+		return x.Hold
+	}
+	return false
+}
+
+func (x *SubscriptionRequest) GetHasSince() bool {
+	if x != nil {
+		return x.HasSince
+	}
+	return false
+}
+
+func (x *SubscriptionRequest) GetSinceSeq() uint64 {
+	if x != nil {
+		return x.SinceSeq
+	}
+	return 0
+}
+
+func (x *SubscriptionRequest) GetSinceEpoch() string {
+	if x != nil {
+		return x.SinceEpoch
+	}
+	return ""
+}
+
 type HostReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Error *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	// --- subscriptions held for the reply (documents, issue 15) ---
+	// For Subscribe: the channel's position the subscription starts from
+	// (the connection receives what comes after seq), the hold to release
+	// ("" when the connection was already subscribed or hold was not asked),
+	// and, with has_since, whether the history since then could be delivered.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Epoch         string `protobuf:"bytes,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Hold          string `protobuf:"bytes,4,opt,name=hold,proto3" json:"hold,omitempty"`
+	Recovered     bool   `protobuf:"varint,5,opt,name=recovered,proto3" json:"recovered,omitempty"` // --- end documents block ---
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1663,6 +1726,34 @@ func (x *HostReply) GetError() *Error {
 		return x.Error
 	}
 	return nil
+}
+
+func (x *HostReply) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *HostReply) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *HostReply) GetHold() string {
+	if x != nil {
+		return x.Hold
+	}
+	return ""
+}
+
+func (x *HostReply) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
 }
 
 type PresenceRequest struct {
@@ -2224,10 +2315,11 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\vCallRequest\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x120\n" +
 	"\x06caller\x18\x02 \x01(\v2\x18.herald.plugin.v1.CallerR\x06caller\x12\x16\n" +
-	"\x06params\x18\x03 \x01(\fR\x06params\"R\n" +
+	"\x06params\x18\x03 \x01(\fR\x06params\"w\n" +
 	"\tCallReply\x12\x16\n" +
 	"\x06result\x18\x01 \x01(\fR\x06result\x12-\n" +
-	"\x05error\x18\x02 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"\xd9\x01\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\x12#\n" +
+	"\rrelease_holds\x18\x03 \x03(\tR\freleaseHolds\"\xd9\x01\n" +
 	"\x05Event\x12/\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1b.herald.plugin.v1.EventKindR\x04kind\x12\x17\n" +
 	"\aconn_id\x18\x02 \x01(\tR\x06connId\x12\x17\n" +
@@ -2285,12 +2377,21 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\tpublished\x18\x02 \x03(\v2\x1b.herald.plugin.v1.PublishedR\tpublished\x12-\n" +
 	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\x12\x12\n" +
 	"\x04seqs\x18\x04 \x03(\x04R\x04seqs\x12\x10\n" +
-	"\x03ids\x18\x05 \x03(\tR\x03ids\"H\n" +
+	"\x03ids\x18\x05 \x03(\tR\x03ids\"\xb7\x01\n" +
 	"\x13SubscriptionRequest\x12\x17\n" +
 	"\aconn_id\x18\x01 \x01(\tR\x06connId\x12\x18\n" +
-	"\achannel\x18\x02 \x01(\tR\achannel\":\n" +
+	"\achannel\x18\x02 \x01(\tR\achannel\x12\x12\n" +
+	"\x04hold\x18\x03 \x01(\bR\x04hold\x12\x1b\n" +
+	"\thas_since\x18\x04 \x01(\bR\bhasSince\x12\x1b\n" +
+	"\tsince_seq\x18\x05 \x01(\x04R\bsinceSeq\x12\x1f\n" +
+	"\vsince_epoch\x18\x06 \x01(\tR\n" +
+	"sinceEpoch\"\x94\x01\n" +
 	"\tHostReply\x12-\n" +
-	"\x05error\x18\x01 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"+\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\tR\x05epoch\x12\x12\n" +
+	"\x04hold\x18\x04 \x01(\tR\x04hold\x12\x1c\n" +
+	"\trecovered\x18\x05 \x01(\bR\trecovered\"+\n" +
 	"\x0fPresenceRequest\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\"j\n" +
 	"\rPresenceReply\x12\x14\n" +

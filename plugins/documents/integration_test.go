@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/stretchr/testify/require"
+)
+
+// These tests run the real herald binary with the real documents binary
+// and talk to them with WebSocket clients and HTTP, as users do.
+
+func TestMain(m *testing.M) { heraldtest.Main(m) }
+
+type stack struct {
+	*heraldtest.Herald
+	t   *testing.T
+	bin string
+	dir string
+}
+
+// startStack serves the documents plugin on data dir dir.
+func startStack(t *testing.T, dir, window string) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts herald and the documents plugin")
+	}
+	bin := heraldtest.Binary(t, "plugins/documents")
+	hcl := fmt.Sprintf("plugin \"documents\" {\n  command = %q\n  config {\n    data_dir = %q\n    resume_window = %q\n  }\n}\n", bin, dir, window)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
+	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
+	s.waitReady()
+	return s
+}
+
+func (s *stack) waitReady() {
+	s.t.Helper()
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for time.Now().Before(deadline) {
+		if st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil); st == http.StatusOK {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("herald never became ready\n%s", s.Logs())
+}
+
+// backend POSTs a documents method with the API key.
+func (s *stack) backend(method string, body any) (int, json.RawMessage) {
+	s.t.Helper()
+	return s.Do(s.t, http.MethodPost, "/v1/plugins/documents/"+method, body, heraldtest.APIKey, nil)
+}
+
+func (s *stack) dial(user string) *heraldtest.Client {
+	s.t.Helper()
+	return s.Dial(s.t, heraldtest.MintToken(s.t, user, time.Hour, nil))
+}
+
+// pluginPid finds the documents plugin process among herald's children.
+func (s *stack) pluginPid() int {
+	s.t.Helper()
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err != nil || exe != s.bin {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(s.Pid()) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// kill9 kills the plugin with SIGKILL and waits for herald to restart it.
+func (s *stack) kill9() {
+	s.t.Helper()
+	old := s.pluginPid()
+	require.NotZero(s.t, old, "documents plugin process not found")
+	require.NoError(s.t, syscall.Kill(old, syscall.SIGKILL))
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for time.Now().Before(deadline) {
+		if p := s.pluginPid(); p != 0 && p != old {
+			s.waitReady()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("documents plugin was not restarted after kill -9\n%s", s.Logs())
+}
+
+// call calls documents.<method> and decodes the result into a map.
+func call(t *testing.T, c *heraldtest.Client, method string, params any) map[string]any {
+	t.Helper()
+	var out map[string]any
+	require.NoError(t, json.Unmarshal(c.MustCall(t, "documents."+method, params), &out))
+	return out
+}
+
+// sub subscribes with params and returns the room and its channel.
+func sub(t *testing.T, c *heraldtest.Client, params map[string]any) (roomID, channel string) {
+	t.Helper()
+	res := call(t, c, "subscribe", params)
+	roomID, _ = res["roomId"].(string)
+	channel, _ = res["channel"].(string)
+	require.NotEmpty(t, roomID, "%v", res)
+	require.True(t, strings.HasPrefix(channel, "documents:"+roomID+"-"), "%v", res)
+	return roomID, channel
+}
+
+// obj decodes a notification's object.
+func obj(t *testing.T, n heraldtest.Notification) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(n.Object, &m), "%s", n.Object)
+	return m
+}
+
+// next waits for one notification and decodes its object.
+func next(t *testing.T, c *heraldtest.Client) (heraldtest.Notification, map[string]any) {
+	t.Helper()
+	n := c.Notifications(t, 1)[0]
+	return n, obj(t, n)
+}
+
+func keys(m map[string]any) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+var docKeys = []string{"status", "index", "collection", "controller", "action", "protocol", "timestamp", "volatile", "scope", "state", "result", "room", "type"}
+var userKeys = []string{"status", "error", "index", "collection", "controller", "action", "protocol", "timestamp", "volatile", "user", "result", "room", "type"}
