@@ -9,7 +9,8 @@
 //   - Configurer: receive the `config` block (Config.Decode) and the Host;
 //   - Authorizer: accept or refuse subscriptions to its channels;
 //   - EventHandler: learn of connections and subscriptions;
-//   - Drainer: finish work before being stopped.
+//   - Drainer: finish work before being stopped;
+//   - ExpiryKeeper: keep subscriptions to some prefixes across token expiry.
 //
 // The Host handle emits notifications (acknowledged: Emit returns once they
 // are in channel history), subscribes connections to the plugin's channels,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 
 	"github.com/heraldhq/herald/sdk"
 )
@@ -9,7 +10,24 @@ import (
 // HandleEvent keeps track of which connection holds which timelines
 // channel, so that a revoke can drop the subscriptions it affects. After a
 // Reset the host replays the current state.
-func (p *Timelines) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
+func (p *Timelines) HandleEvent(ctx context.Context, h sdk.Host, ev sdk.Event) {
+	if ev.Kind == sdk.Subscribed && grantBased(ev.Channel) {
+		p.mu.Lock()
+		c := p.connLocked(ev)
+		c.subs[ev.Channel] = struct{}{}
+		user, claims := c.user, c.claims
+		p.mu.Unlock()
+		// A subscription authorized just before a revoke may reach the
+		// plugin after the revoke looked for holders: check it again.
+		if p.check(user, claims, ev.Channel) != nil {
+			if err := h.Unsubscribe(ctx, ev.ConnID, ev.Channel); err != nil {
+				p.log.Warn("unsubscribing a revoked subscription failed", "conn", ev.ConnID, "channel", ev.Channel, "error", err)
+				return
+			}
+			p.forget(ev.ConnID, ev.Channel)
+		}
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch ev.Kind {
@@ -65,4 +83,11 @@ func (p *Timelines) forget(connID, channel string) {
 	if c := p.conns[connID]; c != nil {
 		delete(c.subs, channel)
 	}
+}
+
+// grantBased says whether channel's authorization may rest on a backend
+// grant, which a revoke can take away.
+func grantBased(channel string) bool {
+	kind, _, _ := strings.Cut(channel, ":")
+	return kind == "message_readers" || kind == "group_admin_memberships"
 }

@@ -426,7 +426,19 @@ func TestIntegrationResumeAfterDisconnect(t *testing.T) {
 	last := one(t, c)
 	subs := c.SubscribeParams(t, map[string]any{"channel": "network_timeline:n1"})
 	epoch := subs[0].Epoch
+	watcher := s.subscribeSpeakap(token(t, "gu2", time.Hour, map[string]net{"n1": {User: "u2"}}), "network_timeline:n1")
 	c.Close()
+	// A disconnected client is unsubscribed from everything.
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for {
+		var p struct{ Count int }
+		require.NoError(t, json.Unmarshal(watcher.MustCall(t, "presence", map[string]any{"channel": "network_timeline:n1"}), &p))
+		if p.Count == 1 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the closed connection is still subscribed")
+		time.Sleep(50 * time.Millisecond) // under limits.calls_per_second
+	}
 
 	// While it is away, two changes.
 	s.emit("network_timeline:n1", validPayloads["network_timeline"][1])
