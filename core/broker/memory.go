@@ -190,9 +190,9 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 	out := make([]*Publication, 0, len(ns))
 	for i := range ns {
 		n := &ns[i]
-		ch, _ := m.lookup(n.Channel, true)
 		now := m.opts.Now()
 		id := ulid.Make().String()
+		ch, _ := m.lookup(n.Channel, true)
 		ch.seq++
 		seq := ch.seq
 		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
