@@ -41,8 +41,15 @@ test: vet unit fuzz-seed ## vet, every test with -race, and a short run of every
 vet:
 	$(GO) vet ./...
 
+# Every test with -race. go test's JSON goes through internal/testreport,
+# which prints what a plain go test prints (failures in full) and then lists
+# every skipped test with its reason: without node or Chromium, the
+# Koncorde, JavaScript client and browser tests skip, and the run says so.
+# pipefail keeps go test's exit status. PKGS narrows the run.
+PKGS ?= ./...
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	@set -o pipefail; $(GO) build -o $(BIN)/.testreport ./internal/testreport && \
+	$(GO) test -race -count=1 -timeout 15m -json $(PKGS) | $(BIN)/.testreport
 
 # Each fuzz target runs for FUZZTIME beyond its seed corpus. A crash writes
 # its input under testdata/fuzz and fails the run; go test's "context

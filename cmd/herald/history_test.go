@@ -34,7 +34,8 @@ func metric(t *testing.T, h *heraldtest.Herald, series string) float64 {
 // A channel whose every notification expired (history.ttl) resumes exactly
 // once it is published to again: no duplicate, no gap, recovered: true.
 func TestResumeAfterAQuietSpell(t *testing.T) {
-	const ttl = 500 * time.Millisecond
+	// The resumes below come well within ttl of the publishes they expect.
+	const ttl = 2 * time.Second
 	h := heraldtest.Start(t, heraldtest.Options{HCL: fmt.Sprintf("history {\n  size = 10\n  ttl = %q\n}", ttl)})
 	token := h.Token(t, "alice")
 	c := h.Dial(t, token)

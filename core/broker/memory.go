@@ -190,9 +190,9 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 	out := make([]*Publication, 0, len(ns))
 	for i := range ns {
 		n := &ns[i]
-		ch, _ := m.lookup(n.Channel, true)
 		now := m.opts.Now()
 		id := ulid.Make().String()
+		ch, _ := m.lookup(n.Channel, true)
 		ch.seq++
 		seq := ch.seq
 		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
@@ -360,12 +360,19 @@ func (m *Memory) evict() {
 		name   string
 		lastAt time.Time
 	}
+	// What expired goes first: dropping it costs no one a resume. A
+	// channel being published to right now is skipped rather than waited
+	// for (it is the most recently published anyway).
+	now := m.opts.Now()
 	var cands []candidate
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
 		for name, ch := range s.channels {
-			ch.mu.Lock()
+			if !ch.mu.TryLock() {
+				continue
+			}
+			m.bytes.Add(ch.expire(now, m.opts.HistoryTTL))
 			if ch.n > 0 {
 				cands = append(cands, candidate{name, ch.lastAt})
 			}
@@ -373,8 +380,11 @@ func (m *Memory) evict() {
 		}
 		s.mu.Unlock()
 	}
-	slices.SortFunc(cands, func(a, b candidate) int { return a.lastAt.Compare(b.lastAt) })
 	target := m.opts.MaxBytes / 100 * evictToPercent
+	if m.bytes.Load() <= target {
+		return
+	}
+	slices.SortFunc(cands, func(a, b candidate) int { return a.lastAt.Compare(b.lastAt) })
 	for _, c := range cands {
 		if m.bytes.Load() <= target {
 			return

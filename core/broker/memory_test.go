@@ -182,3 +182,30 @@ func TestMemoryMaxBytesDropsLeastRecentlyPublished(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Equal(t, uint64(21), got[0].Seq)
 }
+
+// Over the budget, history that expired anyway is dropped before any live
+// history: the expired channel keeps its epoch (nothing a client could
+// resume was lost).
+func TestMemoryMaxBytesDropsExpiredFirst(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 100, HistoryTTL: time.Minute, MaxBytes: 96 << 10,
+		Now: func() time.Time { return now }})
+	ctx := t.Context()
+	obj := []byte(`"` + strings.Repeat("x", 1000) + `"`)
+	for i := 0; i < 40; i++ {
+		_, err := m.Publish(ctx, []broker.Notification{{Channel: "old", Object: obj}})
+		require.NoError(t, err)
+	}
+	old, _ := m.Position(ctx, "old")
+	now = now.Add(2 * time.Minute)
+	for i := 0; i < 60; i++ {
+		_, err := m.Publish(ctx, []broker.Notification{{Channel: "new", Object: obj}})
+		require.NoError(t, err)
+	}
+	st := m.Stats()
+	require.Zero(t, st.EvictedStreams)
+	require.LessOrEqual(t, st.Bytes, st.MaxBytes)
+	_, cur, err := m.History(ctx, "old", old)
+	require.NoError(t, err, "a client that had all of old is still in step")
+	require.Equal(t, old, cur)
+}

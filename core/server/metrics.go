@@ -11,6 +11,7 @@ import (
 
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/codes"
 )
 
 type metrics struct {
@@ -73,14 +74,27 @@ func (m *metrics) observeCall(method string, err *rpc.Error) {
 	method = m.methodLabel(method)
 	m.calls.WithLabelValues(method).Inc()
 	if err != nil {
-		m.callErrors.WithLabelValues(method, strconv.Itoa(err.Code)).Inc()
+		m.callErrors.WithLabelValues(method, codeLabel(err.Code)).Inc()
 	}
+}
+
+// codeLabel keeps the contract's codes and folds any other (a plugin's own
+// codes are its business, and unbounded) into "other".
+func codeLabel(code int) string {
+	switch code {
+	case codes.ParseError, codes.InvalidRequest, codes.MethodNotFound, codes.InvalidParams, codes.Internal,
+		codes.Unauthenticated, codes.Forbidden, codes.UnknownNamespace, codes.LimitExceeded,
+		codes.RateLimited, codes.PluginUnavailable:
+		return strconv.Itoa(code)
+	}
+	return otherMethod
 }
 
 var coreMethods = map[string]bool{"hello": true, "authenticate": true, "subscribe": true, "unsubscribe": true, "presence": true, "ping": true}
 
 // otherMethod labels every call whose method is neither the core's nor
-// declared by a plugin: the names clients invent.
+// declared by a plugin (the names clients invent), and every error code
+// outside the contract's.
 const otherMethod = "other"
 
 // methodDeclarer is the plugin host's knowledge of the plugins' declared

@@ -92,7 +92,7 @@ func koncordeCache(t *testing.T) string {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(koncordeErr)
 		}
-		t.Skip(koncordeErr)
+		t.Skipf("skipping the Koncorde differential test: %v", koncordeErr)
 	}
 	return koncordeDir
 }
