@@ -336,6 +336,9 @@ func TestServerCallsAnsweredByTheLocalInterface(t *testing.T) {
 	opts := a.opts(h.Token(t, "alice"))
 	opts.Local = a
 	c := dial(t, h.WSURL, opts)
+	// A plugin may call only connections subscribed to one of its channels.
+	_, err := c.Subscribe(ctx(t), "echo:alice")
+	require.NoError(t, err)
 
 	var res struct {
 		Result json.RawMessage `json:"result"`
@@ -343,7 +346,7 @@ func TestServerCallsAnsweredByTheLocalInterface(t *testing.T) {
 	require.NoError(t, c.Call(ctx(t), "echo.ask", map[string]any{"method": "confirm", "params": map[string]any{"room": "x"}}, &res))
 	require.JSONEq(t, `{"ok":true,"room":"x"}`, string(res.Result))
 
-	err := c.Call(ctx(t), "echo.ask", map[string]any{"method": "fail"}, nil)
+	err = c.Call(ctx(t), "echo.ask", map[string]any{"method": "fail"}, nil)
 	var rerr *client.Error
 	require.ErrorAs(t, err, &rerr)
 	require.Contains(t, rerr.Message, "not today")

@@ -18,6 +18,8 @@ test('a plugin calls the local interface and gets its answer', { skip }, async (
     },
   });
   clients.push(herald);
+  // A plugin may call only connections subscribed to one of its channels.
+  await herald.subscribe(['echo:alice']);
   const res = await herald.call('echo.ask', { method: 'confirm', params: { room: 'x' } });
   assert.deepEqual(res.result, { ok: true, room: 'x' });
   await assert.rejects(herald.call('echo.ask', { method: 'fail' }), (err) => err instanceof HeraldError && /not today/.test(err.message));
