@@ -57,6 +57,10 @@ type Server struct {
 	draining atomic.Bool
 	httpSrv  *http.Server
 	overload overloadState
+
+	// Test hooks: after a connection is upgraded, before it is
+	// registered; after Shutdown closed the connections it found.
+	testUpgraded, testClosedAll func()
 }
 
 // New builds a server from its config.
@@ -101,6 +105,7 @@ func New(opts Options) (*Server, error) {
 		MaxBatch:     cfg.Delivery.MaxBatch,
 		MaxDelay:     cfg.Delivery.MaxDelay,
 		OutboxLimit:  cfg.Delivery.OutboxLimit,
+		OutboxBytes:  cfg.Delivery.OutboxBytes,
 		WriteTimeout: cfg.Delivery.WriteTimeout,
 		Writers:      cfg.Delivery.Writers,
 		Observer:     s.metrics,
@@ -186,6 +191,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.httpSrv != nil {
 		err = s.httpSrv.Shutdown(ctx)
 	}
+	// serveWS registers a connection only under this lock and only while
+	// not draining: one accepted meanwhile is either found here or closed
+	// by serveWS itself.
 	s.sessionsMu.RLock()
 	all := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
@@ -193,8 +201,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.sessionsMu.RUnlock()
 	for _, ss := range all {
-		ss.sendServer("shutdown", "server", []byte(`{"message":"Server shutting down"}`))
-		ss.conn.Close(transport.CloseGoingAway, "server shutdown")
+		ss.goAway()
+	}
+	if s.testClosedAll != nil {
+		s.testClosedAll()
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -215,13 +225,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if token == "" {
 		token = auth.BearerToken(r)
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	conn, err := transport.Upgrade(&s.upgrader, w, r, &s.topts)
 	if err != nil {
 		return // the upgrader answered already
 	}
-	ws.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
-	conn := transport.NewConn(ws, &s.topts)
+	conn.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
 	ss := newSession(s, conn, newID())
+	if !s.cfg.Auth.Anonymous {
+		// Until a token is accepted (setIdentity restores the full one).
+		conn.SetOutboxBytes(preAuthOutboxBytes(s.cfg))
+	}
 
 	if token != "" {
 		id, err := s.tokens.Verify(token)
@@ -236,10 +249,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.conns.Add(1)
+	if s.testUpgraded != nil {
+		s.testUpgraded()
+	}
 	s.sessionsMu.Lock()
-	s.sessions[ss.id] = ss
+	draining := s.draining.Load()
+	if !draining {
+		s.conns.Add(1)
+		s.sessions[ss.id] = ss
+	}
 	s.sessionsMu.Unlock()
+	if draining {
+		// Accepted while Shutdown was closing the others: it goes the
+		// same way (1001), since Shutdown will not find it.
+		ss.goAway()
+		_ = conn.ReadLoop(func([]byte) {})
+		return
+	}
 	s.metrics.connections.Inc()
 	if token != "" || s.cfg.Auth.Anonymous {
 		ss.announce()
@@ -259,6 +285,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.sessionsMu.Unlock()
 		s.metrics.connections.Dec()
 	}()
+}
+
+// goAway tells a client the server is shutting down and closes with 1001.
+func (ss *session) goAway() {
+	ss.sendServer("shutdown", "server", []byte(`{"message":"Server shutting down"}`))
+	ss.conn.Close(transport.CloseGoingAway, "server shutdown")
 }
 
 func (s *Server) session(id string) *session {

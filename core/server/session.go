@@ -32,7 +32,11 @@ type session struct {
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	limiter  *rate.Limiter
+	limiter *rate.Limiter
+	// preAuth is the smaller budget of a connection that has not
+	// authenticated yet (see unauthenticated.go); it applies on top of
+	// limiter until then.
+	preAuth  *rate.Limiter
 	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
@@ -61,6 +65,7 @@ func newSession(srv *Server, conn *transport.Conn, id string) *session {
 		id:      id,
 		subs:    make(map[string]struct{}),
 		limiter: rate.NewLimiter(rate.Limit(srv.cfg.Limits.CallsPerSecond), max(1, int(srv.cfg.Limits.CallsPerSecond))),
+		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.cfg)), max(1, int(preAuthCallsPerSecond(srv.cfg)))),
 	}
 	s.wantsNotifications.Store(true)
 	empty := ""
@@ -117,6 +122,7 @@ func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
 	if s.ident == nil {
 		uid := id.UserID
 		s.uid.Store(&uid)
+		s.conn.SetOutboxBytes(s.srv.cfg.Delivery.OutboxBytes)
 	}
 	s.ident = id
 	s.expired = false
@@ -183,7 +189,7 @@ func (s *session) handleFrame(frame []byte) {
 		s.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
 		return
 	}
-	msgs, batch := rpc.Decode(frame)
+	msgs, batch := rpc.DecodeMax(frame, s.maxBatchCalls())
 	if !batch {
 		reply, wait := s.handleMessage(&msgs[0])
 		switch {
@@ -250,6 +256,11 @@ func (s *session) runAfterReply() {
 func (s *session) handleMessage(m *rpc.Message) ([]byte, func() []byte) {
 	switch m.Kind {
 	case rpc.KindInvalid:
+		// Invalid entries cost a reply each: they count against the rate
+		// limit like calls, so a batch of them cannot outrun it.
+		if err := s.rateLimit(); err != nil {
+			return rpc.AppendError(nil, m.ID, err), nil
+		}
 		return rpc.AppendError(nil, m.ID, m.Err), nil
 	case rpc.KindResponse:
 		s.resolveCall(m)
@@ -289,8 +300,8 @@ func isCoreMethod(method string) bool { return coreMethods[method] }
 
 // admit applies the rate limit and the authentication requirement.
 func (s *session) admit(method string) *rpc.Error {
-	if !s.limiter.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+	if err := s.rateLimit(); err != nil {
+		return err
 	}
 	switch method {
 	case "hello", "authenticate", "ping":
