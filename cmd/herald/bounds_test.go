@@ -145,3 +145,37 @@ func keys(m map[int]int) []int {
 	}
 	return out
 }
+
+// A client resuming across more missed notifications than its outbox
+// holds (and than its socket takes at once) gets them all, in order, as it
+// reads: it is not closed (and would not resume into the same close again).
+func TestResumeAcrossMoreThanTheOutboxHolds(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: `delivery {
+  outbox_limit = 16
+}
+history {
+  size = 1000
+}`})
+	first := h.Dial(t, h.Token(t, "u"))
+	subs := first.Subscribe(t, "news")
+	first.Close()
+	payload := `{"pad":"` + strings.Repeat("z", 16_000) + `"}`
+	for range 30 {
+		var ns []map[string]any
+		for range 10 {
+			ns = append(ns, heraldtest.N("news", "e", "t", payload))
+		}
+		h.Publish(t, ns...) // 300 notifications, ~5 MB
+	}
+	start := time.Now()
+	c := h.Dial(t, h.Token(t, "u"))
+	res := c.SubscribeParams(t, map[string]any{"channel": "news", "since": map[string]any{"news": map[string]any{"seq": subs[0].Seq, "epoch": subs[0].Epoch}}})
+	require.True(t, *res[0].Recovered)
+	got := c.Notifications(t, 300)
+	t.Logf("resumed in %v", time.Since(start))
+	for i, n := range got {
+		require.Equal(t, uint64(i+1), n.Seq)
+	}
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, uint64(301), c.Notifications(t, 1)[0].Seq, "live after the resume")
+}

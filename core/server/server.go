@@ -92,6 +92,9 @@ func New(opts Options) (*Server, error) {
 		idem:        newIdempotency(cfg.History.TTL, 100_000),
 	}
 	s.hub = hub.New(b)
+	// A joining connection buffers live publications while it pages
+	// through missed ones: as many as the history or its outbox holds.
+	s.hub.SetRecoveryLimit(max(cfg.History.Size, cfg.Delivery.OutboxLimit))
 	b.SetHandler(s.hub)
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,

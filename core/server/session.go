@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -79,6 +80,28 @@ func (s *session) Deliver(p *broker.Publication) {
 		s.conn.Deliver(p)
 		s.srv.metrics.delivered.Inc()
 	}
+}
+
+// Room implements hub.Pager: a resume is delivered as the outbox drains.
+func (s *session) Room() int {
+	if !s.wantsNotifications.Load() {
+		return math.MaxInt32 // nothing is queued for it
+	}
+	return s.conn.Room()
+}
+
+// WhenDrained implements hub.Pager.
+func (s *session) WhenDrained(f func()) { s.conn.WhenDrained(f) }
+
+// Resync implements hub.Resyncer: the $server resync notification of
+// CONTRACT.md section 3, for a stream with a gap that cannot be filled.
+func (s *session) Resync(channel string, pos broker.Position) {
+	obj, err := json.Marshal(map[string]any{"channels": []map[string]any{{"channel": channel, "seq": pos.Seq, "epoch": pos.Epoch}}})
+	if err != nil {
+		return
+	}
+	s.srv.log.Debug("resync", "conn", s.id, "channel", channel, "seq", pos.Seq, "epoch", pos.Epoch)
+	s.sendServer("resync", "server", obj)
 }
 
 // UserID implements hub.Subscriber.
