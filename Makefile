@@ -10,7 +10,7 @@ PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
 FUZZTIME ?= 5s
 
-.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-documents bench-go bench-filter proto clean help
+.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-documents bench-go bench-filter soak proto clean help
 
 all: build
 
@@ -84,6 +84,16 @@ bench-go: ## Go benchmarks of the hot paths
 
 bench-filter: ## the filter engine against Koncorde, side by side
 	bash cmd/filterbench/bench.sh
+
+# Not part of `make test` nor of CI: it runs for ten minutes with 10,000
+# connections. SOAK_ARGS shortens it, e.g.
+# make soak SOAK_ARGS="-conns 300 -duration 60s -interval 10s -kill-every 20s"
+soak: ## soak herald under churn, publishes and plugin kills; says whether RSS, goroutines, files stay flat
+	@mkdir -p $(BIN)/soak
+	$(GO) build -o $(BIN)/herald ./cmd/herald
+	$(GO) build -o $(BIN)/soak/tester ./internal/testplugins/tester
+	$(GO) build -o $(BIN)/soak/herald-soak ./cmd/herald-soak
+	$(BIN)/soak/herald-soak -herald $(BIN)/herald -plugin $(BIN)/soak/tester $(SOAK_ARGS)
 
 proto: ## regenerate the plugin protocol's Go code (needs protoc)
 	$(MAKE) -f sdk/proto/proto.mk

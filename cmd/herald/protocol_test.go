@@ -249,17 +249,30 @@ func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
   outbox_limit = 8
   max_delay    = "100ms"
 }`})
-	slow := h.Dial(t, h.Token(t, "slow"))
-	slow.Subscribe(t, "burst")
+	// A raw connection that subscribes and then never reads again: once
+	// its socket takes no more, its outbox fills and it is slow.
+	slow, _, err := websocket.DefaultDialer.Dial(h.WSURL+"?token="+h.Token(t, "slow"), nil)
+	require.NoError(t, err)
+	defer slow.Close()
+	require.NoError(t, slow.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": map[string]any{"channel": "burst"}}))
 	fine := h.Dial(t, h.Token(t, "fine"))
 	fine.Subscribe(t, "other")
+	fine.Subscribe(t, "burst")
 
-	var ns []map[string]any
-	for i := 0; i < 50; i++ {
-		ns = append(ns, heraldtest.N("burst", "e", "t", `{}`))
+	payload := fmt.Sprintf(`{"pad":%q}`, strings.Repeat("y", 60_000))
+	for i := 0; i < 200; i++ { // 12 MB: more than the socket buffers hold
+		h.Publish(t, heraldtest.N("burst", "e", "t", payload))
 	}
-	h.Publish(t, ns...)
-	require.Equal(t, 4008, slow.WaitClosed(t))
+	require.Len(t, fine.Notifications(t, 200), 200)
+	_ = slow.SetReadDeadline(time.Now().Add(heraldtest.Timeout))
+	var ce *websocket.CloseError
+	for {
+		if _, _, err := slow.ReadMessage(); err != nil {
+			require.ErrorAs(t, err, &ce)
+			break
+		}
+	}
+	require.Equal(t, 4008, ce.Code)
 
 	h.Publish(t, heraldtest.N("other", "e", "t", `{}`))
 	require.Len(t, fine.Notifications(t, 1), 1)

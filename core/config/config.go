@@ -56,6 +56,9 @@ type Delivery struct {
 	MaxBatch    int           // default 128
 	MaxDelay    time.Duration // default 2ms
 	OutboxLimit int           // default 4096
+	// OutboxBytes bounds the bytes waiting per connection (notifications,
+	// replies and error replies alike). Default 1 MiB.
+	OutboxBytes int
 	// WriteTimeout bounds one write to a client's socket. Default 10s.
 	WriteTimeout time.Duration
 	// Writers is how many goroutines write to sockets that take bytes at
@@ -73,6 +76,8 @@ type Limits struct {
 	// MaxInflightCalls bounds the plugin calls one connection may have
 	// running at once. Default 32.
 	MaxInflightCalls int
+	// MaxBatchCalls bounds the entries of one JSON-RPC batch. Default 100.
+	MaxBatchCalls int
 	// MaxPublishBytes bounds one HTTP API request body. Default 4 MiB.
 	MaxPublishBytes int64
 	// IdempotencyBytes bounds the memory of remembered publish answers
@@ -140,9 +145,9 @@ func Defaults() Config {
 	return Config{
 		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}, PingInterval: 25 * time.Second},
 		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
-		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, WriteTimeout: 10 * time.Second},
+		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, OutboxBytes: 1 << 20, WriteTimeout: 10 * time.Second},
 		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,
-			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxPublishBytes: 4 << 20,
+			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxBatchCalls: 100, MaxPublishBytes: 4 << 20,
 			IdempotencyBytes: 16 << 20},
 		History:  History{Size: 1000, TTL: 10 * time.Minute, MaxBytes: 256 << 20},
 		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},

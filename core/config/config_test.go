@@ -63,6 +63,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 128, c.Delivery.MaxBatch)
 	require.Equal(t, 2*time.Millisecond, c.Delivery.MaxDelay)
 	require.Equal(t, 4096, c.Delivery.OutboxLimit)
+	require.Equal(t, 1<<20, c.Delivery.OutboxBytes)
+	require.Equal(t, 100, c.Limits.MaxBatchCalls)
 	require.Equal(t, int64(65536), c.Limits.MaxFrameBytes)
 	require.Equal(t, 50.0, c.Limits.CallsPerSecond)
 	require.Equal(t, 1000, c.Limits.MaxSubscriptions)
@@ -109,6 +111,7 @@ delivery {
   max_batch     = 16
   max_delay     = "5ms"
   outbox_limit  = 100
+  outbox_bytes  = 65536
   write_timeout = "4s"
   writers       = 3
 }
@@ -118,6 +121,7 @@ limits {
   max_subscriptions  = 3
   call_timeout       = "5s"
   max_inflight_calls = 6
+  max_batch_calls    = 7
   max_publish_bytes  = 2048
   idempotency_bytes  = 70000
 }
@@ -149,9 +153,9 @@ plugin "bare" {
 `)
 	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second}, c.Server)
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
-	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
+	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, OutboxBytes: 65536, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
 	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,
-		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxPublishBytes: 2048, IdempotencyBytes: 70000}, c.Limits)
+		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxBatchCalls: 7, MaxPublishBytes: 2048, IdempotencyBytes: 70000}, c.Limits)
 	require.Equal(t, config.History{Size: 0, TTL: 0, MaxBytes: 1 << 20}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
 	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)

@@ -139,6 +139,7 @@ var sections = []section{
 			"max_batch":     func(v value) { v.integer(&c.Delivery.MaxBatch) },
 			"max_delay":     func(v value) { v.duration(&c.Delivery.MaxDelay) },
 			"outbox_limit":  func(v value) { v.integer(&c.Delivery.OutboxLimit) },
+			"outbox_bytes":  func(v value) { v.integer(&c.Delivery.OutboxBytes) },
 			"write_timeout": func(v value) { v.duration(&c.Delivery.WriteTimeout) },
 			"writers":       func(v value) { v.integer(&c.Delivery.Writers) },
 		}
@@ -150,6 +151,7 @@ var sections = []section{
 			"max_subscriptions":  func(v value) { v.integer(&c.Limits.MaxSubscriptions) },
 			"call_timeout":       func(v value) { v.duration(&c.Limits.CallTimeout) },
 			"max_inflight_calls": func(v value) { v.integer(&c.Limits.MaxInflightCalls) },
+			"max_batch_calls":    func(v value) { v.integer(&c.Limits.MaxBatchCalls) },
 			"max_publish_bytes":  func(v value) { v.int64(&c.Limits.MaxPublishBytes) },
 			"idempotency_bytes":  func(v value) { v.int64(&c.Limits.IdempotencyBytes) },
 		}

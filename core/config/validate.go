@@ -56,6 +56,7 @@ func (d *decoder) validate(c *Config) {
 	atLeast("delivery.max_batch", int64(c.Delivery.MaxBatch), 1)
 	notNegative("delivery.max_delay", int64(c.Delivery.MaxDelay), c.Delivery.MaxDelay.String())
 	atLeast("delivery.outbox_limit", int64(c.Delivery.OutboxLimit), 1)
+	atLeast("delivery.outbox_bytes", int64(c.Delivery.OutboxBytes), 16<<10)
 	notNegative("delivery.writers", int64(c.Delivery.Writers), fmt.Sprint(c.Delivery.Writers))
 	check("delivery.write_timeout", c.Delivery.WriteTimeout > 0, "must be greater than 0 (got %s)", c.Delivery.WriteTimeout)
 
@@ -65,6 +66,7 @@ func (d *decoder) validate(c *Config) {
 	atLeast("limits.max_subscriptions", int64(c.Limits.MaxSubscriptions), 1)
 	check("limits.call_timeout", c.Limits.CallTimeout > 0, "must be greater than 0 (got %s)", c.Limits.CallTimeout)
 	atLeast("limits.max_inflight_calls", int64(c.Limits.MaxInflightCalls), 1)
+	atLeast("limits.max_batch_calls", int64(c.Limits.MaxBatchCalls), 1)
 	atLeast("limits.max_publish_bytes", c.Limits.MaxPublishBytes, 1024)
 	atLeast("limits.idempotency_bytes", c.Limits.IdempotencyBytes, 65536)
 

@@ -20,6 +20,27 @@ type Subscriber interface {
 	UserID() string
 }
 
+// Pager is implemented by a Subscriber whose queue is bounded (a
+// connection's outbox): the missed publications of a resuming subscriber
+// are handed to it a page at a time, as it drains, rather than all at once
+// (a resume across more than its queue holds would close it, and it would
+// resume again: a reconnect loop). A Subscriber without it takes them all.
+type Pager interface {
+	// Room is how many more publications it should be given now.
+	Room() int
+	// WhenDrained calls f, once, on a goroutine of its own, when the
+	// queue is empty; never if the subscriber ends first.
+	WhenDrained(f func())
+}
+
+// Resyncer is implemented by a Subscriber that can be told that its stream
+// has a gap that cannot be filled (the history no longer covers what it
+// still had to receive): it continues from pos, and its client must reload
+// its state.
+type Resyncer interface {
+	Resync(channel string, pos broker.Position)
+}
+
 // History is the part of the broker the hub needs to join history to the
 // live stream.
 type History interface {
@@ -40,7 +61,21 @@ type Hub struct {
 	// its publish has not been yet; groupEnd is told when it has.
 	groupOpen atomic.Bool
 	groupEnd  func()
+
+	// recoveryLimit bounds the live publications buffered for one joining
+	// subscriber (SetRecoveryLimit); past it they are dropped and read
+	// again from the history when the subscriber gets to them.
+	recoveryLimit int
 }
+
+// DefaultRecoveryLimit is the recovery buffer's bound until
+// SetRecoveryLimit says otherwise.
+const DefaultRecoveryLimit = 4096
+
+// SetRecoveryLimit bounds the live publications buffered for a subscriber
+// while it joins or pages through missed ones (n >= 1). Call it before
+// subscribing.
+func (h *Hub) SetRecoveryLimit(n int) { h.recoveryLimit = max(1, n) }
 
 type shard struct {
 	mu       sync.RWMutex
@@ -65,13 +100,26 @@ type member struct {
 	rec    *recovery
 }
 
+// recovery is a joining subscriber's state: what it still has to receive
+// before it is live, oldest first.
 type recovery struct {
+	// buf is the live publications that arrived since it joined (or since
+	// the last history read), at most the hub's recoveryLimit.
 	buf []*broker.Publication
+	// overflow says buf passed its bound and was dropped: what it held is
+	// read again from the history (after last) when the subscriber gets
+	// to it.
+	overflow bool
+	// pending is the history still to deliver; last the seq delivered
+	// last (everything up to it is delivered or was not wanted), in epoch.
+	pending []*broker.Publication
+	last    uint64
+	epoch   string
 }
 
 // New returns an empty hub reading history from h.
 func New(h History) *Hub {
-	hub := &Hub{history: h, seed: maphash.MakeSeed()}
+	hub := &Hub{history: h, seed: maphash.MakeSeed(), recoveryLimit: DefaultRecoveryLimit}
 	for i := range hub.shards {
 		hub.shards[i].channels = make(map[string]*channel)
 	}
@@ -135,8 +183,12 @@ func (h *Hub) HandlePublication(p *broker.Publication) {
 		return
 	}
 	for _, m := range ch.subs {
-		if m.rec != nil {
-			m.rec.buf = append(m.rec.buf, p)
+		switch rec := m.rec; {
+		case rec == nil || rec.overflow:
+		case len(rec.buf) >= h.recoveryLimit:
+			rec.buf, rec.overflow = nil, true
+		default:
+			rec.buf = append(rec.buf, p)
 		}
 	}
 }
@@ -240,31 +292,123 @@ func (h *Hub) Subscribe(ctx context.Context, s Subscriber, name string, since *b
 }
 
 // Activate delivers what the subscriber missed and what arrived while it
-// joined, each publication once and in seq order, and makes it live.
+// joined, each publication once and in seq order, and makes it live. A
+// Pager gets them a page at a time as it drains: the rest follows from
+// WhenDrained, and the subscription is live once they are all delivered.
 func (j *Join) Activate() {
 	ch := j.hub.lookup(j.channel)
 	if ch == nil {
 		return
 	}
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	m := ch.subs[j.sub]
 	if m == nil || m.rec != j.rec {
+		ch.mu.Unlock()
 		return // unsubscribed meanwhile
 	}
-	last := j.Position.Seq
-	for _, p := range j.missed {
-		j.sub.Deliver(p)
+	rec := j.rec
+	rec.pending, rec.last, rec.epoch = j.missed, j.Position.Seq, j.Position.Epoch
+	if len(j.missed) > 0 {
+		rec.last = j.missed[0].Seq - 1
 	}
-	for _, p := range j.rec.buf {
-		if p.Seq > last {
-			j.sub.Deliver(p)
-			last = p.Seq
+	j.missed = nil
+	refetch := j.hub.pageLocked(ch, j.channel, j.sub, m)
+	ch.mu.Unlock()
+	if refetch {
+		j.hub.resume(j.channel, j.sub, rec)
+	}
+}
+
+// pageLocked delivers what rec still holds for s, as much as s has room
+// for. It makes s live once nothing is left, asks s to call back when it
+// has drained if something is, and reports whether the history must be
+// read again first (the live buffer overflowed).
+func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (refetch bool) {
+	rec := m.rec
+	room := -1 // no bound
+	pager, paged := s.(Pager)
+	if paged {
+		room = pager.Room()
+	}
+	deliver := func(list []*broker.Publication) []*broker.Publication {
+		for len(list) > 0 && room != 0 {
+			p := list[0]
+			list[0] = nil
+			list = list[1:]
+			if p.Seq <= rec.last {
+				continue // delivered already, from the history or the buffer
+			}
+			s.Deliver(p)
+			rec.last = p.Seq
+			if room > 0 {
+				room--
+			}
+		}
+		return list
+	}
+	if rec.pending = deliver(rec.pending); len(rec.pending) == 0 {
+		rec.pending = nil
+		if rec.overflow {
+			return true
+		}
+		if rec.buf = deliver(rec.buf); len(rec.buf) == 0 {
+			m.rec = nil
+			ch.liveStale = true
+			return false
 		}
 	}
-	m.rec = nil
-	ch.liveStale = true
-	j.rec.buf = nil
+	if paged { // always: only a Pager's room runs out
+		pager.WhenDrained(func() { h.resume(name, s, rec) })
+	}
+	return false
+}
+
+// resume goes on paging rec to s once s drained, reading the history again
+// where the live buffer overflowed. If the history no longer covers what s
+// still needs, s is told (Resyncer) and continues from the channel's
+// current position.
+func (h *Hub) resume(name string, s Subscriber, rec *recovery) {
+	for {
+		ch := h.lookup(name)
+		if ch == nil {
+			return
+		}
+		ch.mu.Lock()
+		m := ch.subs[s]
+		if m == nil || m.rec != rec {
+			ch.mu.Unlock()
+			return // unsubscribed meanwhile
+		}
+		if !h.pageLocked(ch, name, s, m) {
+			ch.mu.Unlock()
+			return
+		}
+		// Buffer again from now: the history read below covers everything
+		// published before it, the buffer what comes after; the overlap is
+		// skipped by seq.
+		rec.buf, rec.overflow = nil, false
+		since := broker.Position{Seq: rec.last, Epoch: rec.epoch}
+		ch.mu.Unlock()
+
+		pubs, pos, err := h.history.History(context.Background(), name, since)
+
+		ch.mu.Lock()
+		if m := ch.subs[s]; m == nil || m.rec != rec {
+			ch.mu.Unlock()
+			return
+		}
+		if err != nil {
+			// A gap it cannot be given: it continues from the current
+			// position, and its client reloads.
+			rec.pending, rec.last, rec.epoch = nil, pos.Seq, pos.Epoch
+			if r, ok := s.(Resyncer); ok {
+				r.Resync(name, pos)
+			}
+		} else {
+			rec.pending = pubs
+		}
+		ch.mu.Unlock()
+	}
 }
 
 // Cancel removes a subscription that will not be activated.

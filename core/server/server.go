@@ -65,6 +65,10 @@ type Server struct {
 	draining atomic.Bool
 	httpSrv  *http.Server
 	overload overloadState
+
+	// Test hooks: after a connection is upgraded, before it is
+	// registered; after Shutdown closed the connections it found.
+	testUpgraded, testClosedAll func()
 }
 
 // New builds a server from its config.
@@ -101,6 +105,9 @@ func New(opts Options) (*Server, error) {
 	}
 	s.cert = cert
 	s.hub = hub.New(b)
+	// A joining connection buffers live publications while it pages
+	// through missed ones: as many as the history or its outbox holds.
+	s.hub.SetRecoveryLimit(max(cfg.History.Size, cfg.Delivery.OutboxLimit))
 	b.SetHandler(s.hub)
 	if m, ok := b.(*broker.Memory); ok {
 		s.metrics.registerHistory(m.Stats)
@@ -117,6 +124,7 @@ func New(opts Options) (*Server, error) {
 		MaxBatch:     cfg.Delivery.MaxBatch,
 		MaxDelay:     cfg.Delivery.MaxDelay,
 		OutboxLimit:  cfg.Delivery.OutboxLimit,
+		OutboxBytes:  cfg.Delivery.OutboxBytes,
 		WriteTimeout: cfg.Delivery.WriteTimeout,
 		Writers:      cfg.Delivery.Writers,
 		Observer:     s.metrics,
@@ -207,6 +215,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.httpSrv != nil {
 		err = s.httpSrv.Shutdown(ctx)
 	}
+	// serveWS registers a connection only under this lock and only while
+	// not draining: one accepted meanwhile is either found here or closed
+	// by serveWS itself.
 	s.sessionsMu.RLock()
 	all := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
@@ -214,8 +225,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.sessionsMu.RUnlock()
 	for _, ss := range all {
-		ss.sendServer("shutdown", "server", []byte(`{"message":"Server shutting down"}`))
-		ss.conn.Close(transport.CloseGoingAway, "server shutdown")
+		ss.goAway()
+	}
+	if s.testClosedAll != nil {
+		s.testClosedAll()
 	}
 	done := make(chan struct{})
 	go func() { s.conns.Wait(); close(done) }()
@@ -236,13 +249,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if token == "" {
 		token = auth.BearerToken(r)
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	conn, err := transport.Upgrade(&s.upgrader, w, r, &s.topts)
 	if err != nil {
 		return // the upgrader answered already
 	}
-	ws.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
-	conn := transport.NewConn(ws, &s.topts)
+	conn.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
 	ss := newSession(s, conn, newID())
+	if !s.cfg.Auth.Anonymous {
+		// Until a token is accepted (setIdentity restores the full one).
+		conn.SetOutboxBytes(preAuthOutboxBytes(s.cfg))
+	}
 
 	if token != "" {
 		id, err := s.tokens.Verify(token)
@@ -257,10 +273,23 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.conns.Add(1)
+	if s.testUpgraded != nil {
+		s.testUpgraded()
+	}
 	s.sessionsMu.Lock()
-	s.sessions[ss.id] = ss
+	draining := s.draining.Load()
+	if !draining {
+		s.conns.Add(1)
+		s.sessions[ss.id] = ss
+	}
 	s.sessionsMu.Unlock()
+	if draining {
+		// Accepted while Shutdown was closing the others: it goes the
+		// same way (1001), since Shutdown will not find it.
+		ss.goAway()
+		_ = conn.ReadLoop(func([]byte) {})
+		return
+	}
 	s.metrics.connections.Inc()
 	if token != "" || s.cfg.Auth.Anonymous {
 		ss.announce()
@@ -280,6 +309,12 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.sessionsMu.Unlock()
 		s.metrics.connections.Dec()
 	}()
+}
+
+// goAway tells a client the server is shutting down and closes with 1001.
+func (ss *session) goAway() {
+	ss.sendServer("shutdown", "server", []byte(`{"message":"Server shutting down"}`))
+	ss.conn.Close(transport.CloseGoingAway, "server shutdown")
 }
 
 func (s *Server) session(id string) *session {

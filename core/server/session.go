@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,11 @@ type session struct {
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	limiter  *rate.Limiter
+	limiter *rate.Limiter
+	// preAuth is the smaller budget of a connection that has not
+	// authenticated yet (see unauthenticated.go); it applies on top of
+	// limiter until then.
+	preAuth  *rate.Limiter
 	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
@@ -61,6 +66,7 @@ func newSession(srv *Server, conn *transport.Conn, id string) *session {
 		id:      id,
 		subs:    make(map[string]struct{}),
 		limiter: rate.NewLimiter(rate.Limit(srv.cfg.Limits.CallsPerSecond), max(1, int(srv.cfg.Limits.CallsPerSecond))),
+		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.cfg)), max(1, int(preAuthCallsPerSecond(srv.cfg)))),
 	}
 	s.wantsNotifications.Store(true)
 	empty := ""
@@ -74,6 +80,28 @@ func (s *session) Deliver(p *broker.Publication) {
 		s.conn.Deliver(p)
 		s.srv.metrics.delivered.Inc()
 	}
+}
+
+// Room implements hub.Pager: a resume is delivered as the outbox drains.
+func (s *session) Room() int {
+	if !s.wantsNotifications.Load() {
+		return math.MaxInt32 // nothing is queued for it
+	}
+	return s.conn.Room()
+}
+
+// WhenDrained implements hub.Pager.
+func (s *session) WhenDrained(f func()) { s.conn.WhenDrained(f) }
+
+// Resync implements hub.Resyncer: the $server resync notification of
+// CONTRACT.md section 3, for a stream with a gap that cannot be filled.
+func (s *session) Resync(channel string, pos broker.Position) {
+	obj, err := json.Marshal(map[string]any{"channels": []map[string]any{{"channel": channel, "seq": pos.Seq, "epoch": pos.Epoch}}})
+	if err != nil {
+		return
+	}
+	s.srv.log.Debug("resync", "conn", s.id, "channel", channel, "seq", pos.Seq, "epoch", pos.Epoch)
+	s.sendServer("resync", "server", obj)
 }
 
 // UserID implements hub.Subscriber.
@@ -140,6 +168,7 @@ func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
 	if s.ident == nil {
 		uid := id.UserID
 		s.uid.Store(&uid)
+		s.conn.SetOutboxBytes(s.srv.cfg.Delivery.OutboxBytes)
 	}
 	s.ident = id
 	s.expired = false
@@ -208,7 +237,7 @@ func (s *session) handleFrame(frame []byte) {
 		s.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
 		return
 	}
-	msgs, batch := rpc.Decode(frame)
+	msgs, batch := rpc.DecodeMax(frame, s.maxBatchCalls())
 	if !batch {
 		reply, wait := s.handleMessage(&msgs[0])
 		switch {
@@ -280,6 +309,11 @@ func (s *session) runAfterReply() {
 func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())) {
 	switch m.Kind {
 	case rpc.KindInvalid:
+		// Invalid entries cost a reply each: they count against the rate
+		// limit like calls, so a batch of them cannot outrun it.
+		if err := s.rateLimit(); err != nil {
+			return rpc.AppendError(nil, m.ID, err), nil
+		}
 		return rpc.AppendError(nil, m.ID, m.Err), nil
 	case rpc.KindResponse:
 		s.resolveCall(m)
@@ -325,8 +359,8 @@ func isCoreMethod(method string) bool { return coreMethods[method] }
 
 // admit applies the rate limit and the authentication requirement.
 func (s *session) admit(method string) *rpc.Error {
-	if !s.limiter.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+	if err := s.rateLimit(); err != nil {
+		return err
 	}
 	switch method {
 	case "hello", "authenticate", "ping":

@@ -94,14 +94,8 @@ func TestOutboxIsBoundedInBytes(t *testing.T) {
 	p := newRawPair(t, opts)
 	reply := []byte(`{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"` + strings.Repeat("x", 1000) + `"}}`)
 	sent := 0
-	for ; sent < 200_000; sent++ { // 200 MB if nothing bounds it
-		select {
-		case <-p.conn.Done():
-		default:
-			p.conn.Send(reply)
-			continue
-		}
-		break
+	for ; sent < 200_000 && p.conn.CloseCode() == 0; sent++ { // 200 MB if nothing bounds it
+		p.conn.Send(reply)
 	}
 	require.Less(t, sent, 200_000, "never closed")
 	require.Equal(t, transport.CloseSlowConsumer, p.conn.CloseCode())

@@ -131,6 +131,9 @@ type Conn struct {
 	// shard's now queue: a reply need not queue it again. held says it is
 	// in the later queue holding its frame for the rest of a publish.
 	urgent, held bool
+	// inPublish says the newest publication queued is followed by more of
+	// its publish (broker.Publication.More).
+	inPublish bool
 	// gen numbers the connection's writer entries: an entry whose gen is
 	// not the latest is stale and skipped (it was overtaken by a reply or
 	// a full batch queued in the now queue, or by a publisher that wrote
@@ -227,12 +230,18 @@ func (c *Conn) enqueue(it item) {
 		return
 	}
 	c.pushItemLocked(it, size)
-	if it.pub == nil || (c.held && c.items.len() >= c.opts.MaxBatch) {
-		// A reply never waits for a batch, and a publish held for the rest
-		// of it has nothing more to wait for once it fills a batch: a
-		// publish of more publications than an outbox holds leaves in
-		// frames of MaxBatch as it is delivered. (A stream not held for a
-		// publish leaves at its due time, MaxDelay at most, as it did.)
+	endsPublish := false
+	if it.pub != nil {
+		endsPublish = c.inPublish && !it.pub.More
+		c.inPublish = it.pub.More
+	}
+	if it.pub == nil || endsPublish || (c.held && c.items.len() >= c.opts.MaxBatch) {
+		// A reply never waits for a batch; a publish held for the rest of
+		// it has nothing more to wait for once it fills a batch (a publish
+		// of more publications than an outbox holds leaves in frames of
+		// MaxBatch as it is delivered) or once its last publication came
+		// (its earlier ones may have left already). A stream not held for
+		// a publish leaves at its due time, MaxDelay at most, as it did.
 		c.scheduleLocked()
 	} else {
 		c.schedulePublicationLocked(it.pub.More)
@@ -314,9 +323,12 @@ func (c *Conn) catchUpLocked(size int) bool {
 func (c *Conn) rescheduleLocked() {
 	if c.raws > 0 || c.items.len() >= c.opts.MaxBatch {
 		c.scheduleLocked()
-	} else {
-		c.schedulePublicationLocked(false)
+		return
 	}
+	// If the newest is followed by more of its publish, what is queued
+	// goes on waiting for the publish's end, as it did before this write.
+	last := c.items.at(c.items.len() - 1)
+	c.schedulePublicationLocked(last.pub != nil && last.pub.More)
 }
 
 // scheduleLocked hands the connection to its writer at once: a reply or a
@@ -484,9 +496,11 @@ func (c *Conn) closeReply(code int) {
 }
 
 // abort closes at once, dropping the queue: used for slow consumers. The
-// close frame gets 100ms to leave once its turn comes (a connection already
-// waiting for its batch's MaxDelay keeps its place); then the socket is
-// closed regardless.
+// close frame leaves at once, or, on a socket that is full (a frame is
+// being written in part), after what the socket has begun; it gets as long
+// as a write may take (WriteTimeout, 100ms at least), so that a client
+// that stalled learns why it was closed when it reads again. Then the
+// socket is closed regardless. Nothing more is queued meanwhile.
 func (c *Conn) abort(code int, text string) {
 	c.mu.Lock()
 	if c.closing {
@@ -499,7 +513,7 @@ func (c *Conn) abort(code int, text string) {
 	c.resetItemsLocked()
 	c.pushCloseLocked(websocket.FormatCloseMessage(code, text))
 	c.mu.Unlock()
-	time.AfterFunc(c.opts.MaxDelay+100*time.Millisecond, c.terminate)
+	time.AfterFunc(max(100*time.Millisecond, c.opts.WriteTimeout), c.terminate)
 }
 
 func (c *Conn) resetItemsLocked() {

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/rpc"
+)
+
+// A connection that has not authenticated yet (no token at connect, none
+// sent since, and auth.anonymous off) can do nothing but say hello or
+// authenticate, so it gets a much smaller budget until it does: anyone
+// who can reach the port can open one. The budget is derived from the
+// keys that bound an authenticated connection, documented in
+// docs/configuration.md ("Before authentication"):
+//
+//   - outbox: delivery.outbox_bytes / 16 (64 KiB by default);
+//   - calls per second: limits.calls_per_second / 5, at least 1 (10);
+//   - entries of one batch: limits.max_batch_calls / 10, at least 1 (10).
+//
+// A connection with auth.anonymous on is never unauthenticated.
+
+func preAuthOutboxBytes(cfg *config.Config) int { return cfg.Delivery.OutboxBytes / 16 }
+
+func preAuthCallsPerSecond(cfg *config.Config) float64 {
+	return max(1, cfg.Limits.CallsPerSecond/5)
+}
+
+func preAuthBatchCalls(cfg *config.Config) int { return max(1, cfg.Limits.MaxBatchCalls/10) }
+
+// maxBatchCalls is the bound on one batch's entries for this connection now.
+func (s *session) maxBatchCalls() int {
+	if s.authenticated() {
+		return s.srv.cfg.Limits.MaxBatchCalls
+	}
+	return preAuthBatchCalls(s.srv.cfg)
+}
+
+// rateLimit takes one call (or one invalid batch entry) from the
+// connection's budget, or says why it cannot.
+func (s *session) rateLimit() *rpc.Error {
+	if !s.authenticated() && !s.preAuth.Allow() {
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second before the connection authenticates (limits.calls_per_second / 5); authenticate, or slow down and retry", preAuthCallsPerSecond(s.srv.cfg))
+	}
+	if !s.limiter.Allow() {
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+	}
+	return nil
+}
