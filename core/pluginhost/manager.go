@@ -99,6 +99,10 @@ type Manager struct {
 	owners  map[string]string // channel prefix -> plugin
 
 	routes atomic.Pointer[http.ServeMux]
+
+	// ending is cancelled by EndStreams: streamed route responses end.
+	ending    context.Context
+	endStream context.CancelFunc
 }
 
 // New returns a Manager with no plugins; Apply starts them.
@@ -107,6 +111,7 @@ func New(opts Options) *Manager {
 	m := &Manager{opts: opts, log: opts.Logger.Named("pluginhost"), met: newMetrics(opts.Registerer),
 		plugins: map[string]*supervisor{}, owners: map[string]string{}}
 	m.routes.Store(http.NewServeMux())
+	m.ending, m.endStream = context.WithCancel(context.Background())
 	return m
 }
 

@@ -156,6 +156,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
+	// Streamed plugin routes (kb's notifications) never end on their own:
+	// draining ends them, or Shutdown would wait for them until its timeout.
+	if p, ok := s.plugins.(interface{ EndStreams() }); ok {
+		s.httpSrv.RegisterOnShutdown(p.EndStreams)
+	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var bgDone sync.WaitGroup
 	bgDone.Add(3)

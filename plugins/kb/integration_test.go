@@ -651,3 +651,22 @@ func TestIntegrationWaitForCutByCallTimeout(t *testing.T) {
 	require.Contains(t, e.Message, "limits.call_timeout")
 	require.Equal(t, 0, s.stats().Waiters)
 }
+
+// SIGTERM drains: open streams end (their clients resume later) instead of
+// holding the HTTP shutdown until it gives up.
+func TestIntegrationShutdownEndsStreams(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	st := s.open("kb1", "", heraldtest.APIKey)
+	require.Equal(t, http.StatusOK, st.resp.StatusCode)
+	s.written("kb1", "r", "created")
+	st.next(t)
+	s.Signal(t, syscall.SIGTERM)
+	require.NoError(t, s.Wait(t, time.Minute), "herald drained cleanly\n%s", s.Logs())
+	select {
+	case _, ok := <-st.lines:
+		require.False(t, ok, "the stream ended")
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("the stream is still open")
+	}
+	require.NotContains(t, s.Logs(), "connections still open")
+}
