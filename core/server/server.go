@@ -54,6 +54,8 @@ type Server struct {
 
 	idem *idempotency
 
+	followers followerCounts // plugin follows per channel (follow.go)
+
 	draining atomic.Bool
 	httpSrv  *http.Server
 	overload overloadState
