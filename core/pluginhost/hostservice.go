@@ -204,7 +204,11 @@ func (h *hostService) Follow(r *pluginpb.FollowRequest, stream pluginpb.Host_Fol
 			if ctx.Err() != nil {
 				return nil // the plugin closed the follow, or is gone
 			}
-			return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeLimitExceeded, "follow %q ended: %v", ch, err))})
+			code := rpc.CodeInternal
+			if errors.Is(err, ErrFollowerSlow) {
+				code = rpc.CodeLimitExceeded
+			}
+			return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(code, "follow %q ended: %v", ch, err))})
 		}
 		reply := &pluginpb.FollowReply{Notifications: make([]*pluginpb.FollowNotification, len(ns))}
 		for i, n := range ns {

@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -87,7 +88,9 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, name := range wildcards(h.route.GetPattern()) {
 		req.PathValues[name] = r.PathValue(name)
 	}
-	stream, err := inst.rpc.ServeHTTP(r.Context(), req)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stream, err := inst.rpc.ServeHTTP(ctx, req)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
 		return
@@ -114,6 +117,9 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			w.WriteHeader(status)
 			first = false
+			// From here the response may be a stream that never ends on
+			// its own: EndStreams ends it.
+			defer context.AfterFunc(h.m.ending, cancel)()
 		}
 		// A client that stops reading must not hold this handler (and the
 		// plugin's stream behind it) forever: each chunk gets WriteTimeout.
@@ -148,3 +154,10 @@ func wildcards(pattern string) []string {
 		pattern = pattern[i+j+1:]
 	}
 }
+
+// EndStreams ends every plugin route response under way that has sent its
+// headers (a stream, such as kb's notifications, never ends on its own),
+// so that a draining server's HTTP shutdown does not wait for them; their
+// clients see the end of the body and resume. Responses that have not
+// started yet finish normally. Herald calls it when it starts draining.
+func (m *Manager) EndStreams() { m.endStream() }

@@ -101,6 +101,9 @@ type Manager struct {
 	routes atomic.Pointer[http.ServeMux]
 
 	refusals refusalLog // emits refused, logged once per plugin and prefix
+	// ending is cancelled by EndStreams: streamed route responses end.
+	ending    context.Context
+	endStream context.CancelFunc
 }
 
 // New returns a Manager with no plugins; Apply starts them.
@@ -109,6 +112,7 @@ func New(opts Options) *Manager {
 	m := &Manager{opts: opts, log: opts.Logger.Named("pluginhost"), met: newMetrics(opts.Registerer),
 		plugins: map[string]*supervisor{}, owners: map[string]string{}}
 	m.routes.Store(http.NewServeMux())
+	m.ending, m.endStream = context.WithCancel(context.Background())
 	return m
 }
 

@@ -104,7 +104,7 @@ func (s *Server) Unsubscribe(ctx context.Context, connID, channel string) error 
 
 // Presence implements pluginhost.Core.
 func (s *Server) Presence(ctx context.Context, channel string) (pluginhost.PresenceInfo, error) {
-	count, users := s.hub.Presence(channel)
+	count, users := s.presence(channel)
 	return pluginhost.PresenceInfo{Count: count, Users: users}, nil
 }
 

@@ -33,12 +33,15 @@ func (s *Server) Follow(ctx context.Context, channel string, since *pluginhost.P
 		}
 		from = &p
 	}
-	f := &follower{hub: s.hub, channel: channel, maxItems: s.cfg.Delivery.OutboxLimit, maxBytes: maxBytes,
+	f := &follower{hub: s.hub, followers: &s.followers, channel: channel, maxItems: s.cfg.Delivery.OutboxLimit, maxBytes: maxBytes,
 		wake: make(chan struct{}, 1)}
 	j, err := s.hub.Subscribe(ctx, f, channel, from)
 	if err != nil {
 		return nil, rpc.Errorf(rpc.CodeInternal, "follow %q: %v", channel, err)
 	}
+	// Counted once in the hub (presence may count it for that moment, never
+	// fewer than the connections), and uncounted before it leaves (Close).
+	s.followers.add(channel, 1)
 	f.start = pluginhost.Position{Seq: j.Position.Seq, Epoch: j.Position.Epoch}
 	f.recovered = from == nil || j.Recovered
 	if from != nil && j.Recovered {
@@ -54,6 +57,7 @@ var errFollowClosed = errors.New("follower closed")
 // follower is one plugin's follow of a channel.
 type follower struct {
 	hub       *hub.Hub
+	followers *followerCounts
 	channel   string
 	start     pluginhost.Position
 	recovered bool
@@ -132,6 +136,7 @@ func (f *follower) Dropped() bool {
 
 func (f *follower) Close() {
 	f.closeOnce.Do(func() {
+		f.followers.add(f.channel, -1)
 		f.hub.Unsubscribe(f, f.channel)
 		f.mu.Lock()
 		if f.err == nil {
@@ -168,4 +173,31 @@ func decodeFollowed(q []*broker.Publication) ([]pluginhost.FollowedNotification,
 			ObjectType: w.ObjectType, ObjectName: w.ObjectName, Object: w.Object}
 	}
 	return out, nil
+}
+
+// followerCounts counts followers per channel, so that presence counts
+// connections only: a follower is a hub subscriber, not a connection.
+type followerCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *followerCounts) add(channel string, d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	if c.n[channel] += d; c.n[channel] <= 0 {
+		delete(c.n, channel)
+	}
+}
+
+// presence is the hub's presence of channel without its followers.
+func (s *Server) presence(channel string) (int, []string) {
+	count, users := s.hub.Presence(channel)
+	s.followers.mu.Lock()
+	count -= s.followers.n[channel]
+	s.followers.mu.Unlock()
+	return max(count, 0), users
 }

@@ -108,3 +108,15 @@ func TestFollowerBounded(t *testing.T) {
 		})
 	}
 }
+
+// presence counts connections: a plugin's follow of the channel is none.
+func TestFollowerNotInPresence(t *testing.T) {
+	s := testServer(t, 100)
+	f, err := s.Follow(context.Background(), "p:a", nil, 1<<20)
+	require.NoError(t, err)
+	defer f.Close()
+	info, err := s.Presence(context.Background(), "p:a")
+	require.NoError(t, err)
+	require.Equal(t, 0, info.Count)
+	require.Empty(t, info.Users)
+}

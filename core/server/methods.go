@@ -467,7 +467,7 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 	if !ok {
 		return nil, rpc.Errorf(rpc.CodeForbidden, "forbidden: presence is for channels this connection is subscribed to; subscribe to %q first", p.Channel)
 	}
-	count, users := s.srv.hub.Presence(p.Channel)
+	count, users := s.srv.presence(p.Channel) // connections only, not plugin follows
 	return marshalResult(map[string]any{"count": count, "users": users})
 }
 

@@ -62,6 +62,8 @@ type Server struct {
 	reloadMu sync.Mutex
 	reloaded *config.Config // the config of the last reload
 
+	followers followerCounts // plugin follows per channel (follow.go)
+
 	draining atomic.Bool
 	httpSrv  *http.Server
 	overload overloadState
@@ -183,6 +185,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	// Streamed plugin routes (kb's notifications) never end on their own:
+	// draining ends them, or Shutdown would wait for them until its timeout.
+	if p, ok := s.plugins.(interface{ EndStreams() }); ok {
+		s.httpSrv.RegisterOnShutdown(p.EndStreams)
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var bgDone sync.WaitGroup

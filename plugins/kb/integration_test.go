@@ -651,3 +651,66 @@ func TestIntegrationWaitForCutByCallTimeout(t *testing.T) {
 	require.Contains(t, e.Message, "limits.call_timeout")
 	require.Equal(t, 0, s.stats().Waiters)
 }
+
+// SIGTERM drains: open streams end (their clients resume later) instead of
+// holding the HTTP shutdown until it gives up.
+func TestIntegrationShutdownEndsStreams(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	st := s.open("kb1", "", heraldtest.APIKey)
+	require.Equal(t, http.StatusOK, st.resp.StatusCode)
+	s.written("kb1", "r", "created")
+	st.next(t)
+	s.Signal(t, syscall.SIGTERM)
+	require.NoError(t, s.Wait(t, time.Minute), "herald drained cleanly\n%s", s.Logs())
+	select {
+	case _, ok := <-st.lines:
+		require.False(t, ok, "the stream ended")
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("the stream is still open")
+	}
+	require.NotContains(t, s.Logs(), "connections still open")
+}
+
+// Concurrent reports to one KB: every seqid once, and the channel carries
+// them in seqid order (its seq follows the seqids).
+func TestIntegrationConcurrentWritesInSeqidOrder(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	st := s.open("kb1", "", heraldtest.APIKey)
+	require.Equal(t, http.StatusOK, st.resp.StatusCode)
+	const writers, each = 6, 10
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				// Plain net/http: the helpers fail the test, which only
+				// the test's own goroutine may do.
+				body := fmt.Sprintf(`{"kbid":"kb1","resource_uuid":"w%d-%d","operation":"created"}`, w, i)
+				req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/plugins/kb/resource_written", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("resource_written: %s", resp.Status)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		require.NoError(t, <-errs)
+	}
+	for want := 1; want <= writers*each; want++ {
+		var n struct {
+			Data struct {
+				Seqid int `json:"seqid"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(st.next(t)), &n))
+		require.Equal(t, want, n.Data.Seqid)
+	}
+}

@@ -5,7 +5,9 @@
 // harness's host side is a recorder that numbers emitted notifications per
 // channel as Herald does, tracks the subscriptions that the test's events
 // and the plugin's Host.Subscribe calls create, answers Presence from them,
-// and hands CallClient requests to a function the test sets.
+// hands CallClient requests to a function the test sets, and serves
+// sdk.FollowChannel from what was emitted (every channel has the epoch
+// Epoch and keeps all of its notifications).
 //
 //	h := sdktest.Start(t, &myPlugin{}, map[string]any{"greeting": "hi"})
 //	h.Connect("c1", "alice")
