@@ -421,10 +421,19 @@ func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 			return
 		}
 		d.mu.Lock()
-		if ch := d.channels[ev.Channel]; ch != nil {
+		ch := d.channels[ev.Channel]
+		if ch != nil {
 			d.addSub(ev.ConnID, ch, ev.Volatile)
 		}
 		d.mu.Unlock()
+		if ch == nil {
+			// A channel of a room this plugin no longer has (its record was
+			// lost): nothing will ever be sent there; let the client's
+			// subscription go rather than linger.
+			if err := d.host.Unsubscribe(ctx, ev.ConnID, ev.Channel); err != nil {
+				d.log.Warn("unsubscribe from an unknown room channel", "conn", ev.ConnID, "channel", ev.Channel, "error", err)
+			}
+		}
 	case sdk.Disconnected:
 		d.mu.Lock()
 		delete(d.expectUnsub, ev.ConnID)

@@ -76,3 +76,32 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, recs)
 }
+
+// TestReplayRebuildsSubscribers: after a restart the host replays the
+// subscriptions; known room channels get their subscribers back (counted),
+// unknown ones are unsubscribed.
+func TestReplayRebuildsSubscribers(t *testing.T) {
+	d := New()
+	h := sdktest.Start(t, d, map[string]any{"data_dir": t.TempDir()})
+	h.Connect("c1", "alice")
+	res, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c"})
+	require.NoError(t, err)
+	var r struct{ RoomID, Channel string }
+	require.NoError(t, json.Unmarshal(res, &r))
+
+	h.Events(sdk.Event{Kind: sdk.Reset})
+	res, err = h.Call("count", h.Client("c1"), map[string]any{"roomId": r.RoomID})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"count":0}`, string(res), "a reset forgets the subscribers")
+
+	h.Events(
+		sdk.Event{Kind: sdk.Connected, ConnID: "c1", UserID: "alice", Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "c1", Channel: r.Channel, Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "c1", Channel: "documents:0000000000000000-0000000000000000", Replay: true},
+	)
+	res, err = h.Call("count", h.Client("c1"), map[string]any{"roomId": r.RoomID})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"count":1}`, string(res))
+	require.NotContains(t, h.Subscriptions("c1"), "documents:0000000000000000-0000000000000000")
+	require.Contains(t, h.Subscriptions("c1"), r.Channel)
+}
