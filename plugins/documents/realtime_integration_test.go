@@ -249,6 +249,34 @@ func TestIntegrationUserNotifications(t *testing.T) {
 	_, o = next(t, a)
 	require.Equal(t, map[string]any{"count": 3.0}, o["result"])
 
+	// dave watches joins only (users in).
+	dv := s.dial("dave")
+	_, chD := sub(t, dv, map[string]any{"index": "i", "collection": "c", "body": filter, "users": "in"})
+	n, o = next(t, dv)
+	require.Equal(t, chD, n.Channel)
+	require.Equal(t, "in", o["user"])
+	require.Equal(t, map[string]any{"count": 4.0}, o["result"])
+	_, o = next(t, a)
+	require.Equal(t, map[string]any{"count": 4.0}, o["result"])
+
+	// bob (users none) got no user notification at all: his first is a document.
+	w := s.dial("writer")
+	call(t, w, "publish", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"team": "blue"}})
+	n, _ = next(t, b)
+	require.Equal(t, "publish", n.Event)
+	for _, c := range []*heraldtest.Client{a, cc, dv} {
+		n, _ = next(t, c)
+		require.Equal(t, "publish", n.Event)
+	}
+
+	// dave leaves: counts go back to 3 (dave's channel asks for no out).
+	call(t, dv, "unsubscribe", map[string]any{"roomId": room})
+	_, o = next(t, a)
+	require.Equal(t, "out", o["user"])
+	require.Equal(t, map[string]any{"count": 3.0}, o["result"])
+	_, o = next(t, cc)
+	require.Equal(t, "out", o["user"])
+
 	// bob unsubscribes: alice and carol are told, count 2, bob's volatile.
 	res = call(t, b, "unsubscribe", map[string]any{"body": map[string]any{"roomId": room}})
 	require.Equal(t, map[string]any{"roomId": room}, res)
