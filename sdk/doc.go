@@ -14,7 +14,9 @@
 //
 // The Host handle emits notifications (acknowledged: Emit returns once they
 // are in channel history), subscribes connections to the plugin's channels,
-// reads presence and calls methods of a client's local interface.
+// reads presence and calls methods of a client's local interface. Inside a
+// method, Call.Subscribe subscribes the caller in step with the reply: the
+// client reads the answer before the channel's first notification.
 // main is one line: sdk.Serve(p). Package sdktest runs a plugin in-process
 // over the real protocol for unit tests.
 //

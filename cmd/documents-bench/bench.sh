@@ -6,6 +6,7 @@
 #
 #   bash cmd/documents-bench/bench.sh
 #   DURATION=5s WRITERS=4 bash cmd/documents-bench/bench.sh
+#   ACTION=publish bash cmd/documents-bench/bench.sh   # realtime messages: no storage
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -66,5 +67,5 @@ curl -fsS "http://$ADDR/readyz" >/dev/null || { echo "herald did not come up; se
 
 echo "documents-bench: $(nproc) CPUs, $(go version | cut -d' ' -f3), load $(cut -d' ' -f1 /proc/loadavg), results in $OUT"
 bin/documents-bench -url "ws://$ADDR/ws" -secret "$SECRET" \
-  -clients "${CLIENTS:-1000}" -rooms "${ROOMS:-10000}" -writers "${WRITERS:-8}" -duration "${DURATION:-10s}" | tee "$OUT/run.log"
+  -clients "${CLIENTS:-1000}" -rooms "${ROOMS:-10000}" -writers "${WRITERS:-8}" -duration "${DURATION:-10s}" -action "${ACTION:-createOrReplace}" | tee "$OUT/run.log"
 echo "load after: $(cut -d' ' -f1 /proc/loadavg)"

@@ -38,6 +38,7 @@ type options struct {
 	duration    time.Duration
 	drain       time.Duration
 	concurrency int
+	action      string
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long to write")
 	flag.DurationVar(&o.drain, "drain", 5*time.Second, "longest wait for notifications after the last write")
 	flag.IntVar(&o.concurrency, "subscribe-concurrency", 32, "clients subscribing at once")
+	flag.StringVar(&o.action, "action", "createOrReplace", "the write: createOrReplace (stored, fsynced) or publish (a realtime message, not stored)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "documents-bench:", err)
@@ -275,7 +277,11 @@ func run(o options) error {
 			for time.Now().Before(stopAt) {
 				k := rng.IntN(2500)
 				body := map[string]any{"cat": fmt.Sprintf("c%d", k), "price": rng.IntN(10000), "tag": fmt.Sprintf("t%d", rng.IntN(2500)), "t": time.Now().UnixNano()}
-				_, err := w.call(ctx, "documents.createOrReplace", map[string]any{"index": "bench", "collection": "docs", "_id": fmt.Sprintf("d%d", rng.IntN(o.docs)), "body": body})
+				params := map[string]any{"index": "bench", "collection": "docs", "body": body}
+				if o.action != "publish" {
+					params["_id"] = fmt.Sprintf("d%d", rng.IntN(o.docs))
+				}
+				_, err := w.call(ctx, "documents."+o.action, params)
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -316,7 +322,7 @@ func run(o options) error {
 		return float64(ns[min(len(ns)-1, int(p*float64(len(ns))))]) / 1e6
 	}
 	sum := map[string]any{
-		"scenario": "documents", "rooms": o.rooms, "clients": o.clients, "writers": o.writers,
+		"scenario": "documents", "action": o.action, "rooms": o.rooms, "clients": o.clients, "writers": o.writers,
 		"writes": writes.Load(), "writes_per_s": float64(writes.Load()) / wdur.Seconds(),
 		"notifications": notified, "notifications_per_s": float64(notified) / wdur.Seconds(),
 		"notifications_per_write": float64(notified) / float64(max(1, writes.Load())),

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -84,7 +85,6 @@ type channel struct {
 	room                *room
 	scope, state, users string
 	subs                map[string]struct{} // connections subscribed
-	joining             int                 // subscribes in progress: not to be dropped
 	emptySince          time.Time
 }
 
@@ -102,6 +102,8 @@ type Documents struct {
 	now   func() time.Time
 
 	locks [lockShards]sync.Mutex
+	// roomLocks order the stored writes of one room (saveRoom).
+	roomLocks [64]sync.Mutex
 
 	mu       sync.RWMutex
 	colls    map[string]*collection         // by "<index>\x00<collection>"
@@ -336,29 +338,27 @@ func (d *Documents) janitor() {
 // sweep drops what stayed empty for the resume window.
 func (d *Documents) sweep() {
 	now := d.now()
-	var puts []*RoomRecord
-	var dels []string
+	var changed []string // rooms to store again, or to delete
 	d.mu.Lock()
 	for _, r := range d.rooms {
-		changed := false
+		dropped := false
 		for name, ch := range r.channels {
-			if len(ch.subs) == 0 && ch.joining == 0 && now.Sub(ch.emptySince) >= d.cfg.ResumeWindow {
+			if len(ch.subs) == 0 && now.Sub(ch.emptySince) >= d.cfg.ResumeWindow {
 				delete(r.channels, name)
 				delete(d.channels, name)
-				changed = true
+				dropped = true
 			}
 		}
-		switch {
-		case len(r.channels) == 0:
+		if len(r.channels) == 0 {
 			delete(d.rooms, r.id)
 			delete(r.coll.rooms, r.filterID)
 			r.coll.engine.Remove(r.filterID)
 			if len(r.coll.rooms) == 0 {
 				delete(d.colls, r.coll.index+"\x00"+r.coll.name)
 			}
-			dels = append(dels, r.id)
-		case changed:
-			puts = append(puts, r.record())
+		}
+		if dropped || len(r.channels) == 0 {
+			changed = append(changed, r.id)
 		}
 	}
 	closed := d.closed
@@ -366,16 +366,33 @@ func (d *Documents) sweep() {
 	if closed {
 		return
 	}
-	for _, id := range dels {
-		if err := d.store.DeleteRoom(id); err != nil {
-			d.log.Warn("drop room", "room", id, "error", err)
+	for _, id := range changed {
+		if err := d.saveRoom(id); err != nil {
+			d.log.Warn("store room", "room", id, "error", err)
 		}
 	}
-	for _, rec := range puts {
-		if err := d.store.PutRoom(rec); err != nil {
-			d.log.Warn("store room", "room", rec.ID, "error", err)
-		}
+}
+
+// saveRoom writes a room as it is now (or deletes it, gone): writes of one
+// room are serialized and each reads the state when it runs, so the last
+// one on disk is the latest state whatever order concurrent changes took.
+func (d *Documents) saveRoom(id string) error {
+	var h maphash.Hash
+	h.SetSeed(lockSeed)
+	h.WriteString(id)
+	l := &d.roomLocks[h.Sum64()%uint64(len(d.roomLocks))]
+	l.Lock()
+	defer l.Unlock()
+	d.mu.RLock()
+	var rec *RoomRecord
+	if r := d.rooms[id]; r != nil {
+		rec = r.record()
 	}
+	d.mu.RUnlock()
+	if rec == nil {
+		return d.store.DeleteRoom(id)
+	}
+	return d.store.PutRoom(rec)
 }
 
 // HandleEvent follows subscriptions to room channels: a connection that
@@ -404,10 +421,19 @@ func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 			return
 		}
 		d.mu.Lock()
-		if ch := d.channels[ev.Channel]; ch != nil {
+		ch := d.channels[ev.Channel]
+		if ch != nil {
 			d.addSub(ev.ConnID, ch, ev.Volatile)
 		}
 		d.mu.Unlock()
+		if ch == nil {
+			// A channel of a room this plugin no longer has (its record was
+			// lost): nothing will ever be sent there; let the client's
+			// subscription go rather than linger.
+			if err := d.host.Unsubscribe(ctx, ev.ConnID, ev.Channel); err != nil {
+				d.log.Warn("unsubscribe from an unknown room channel", "conn", ev.ConnID, "channel", ev.Channel, "error", err)
+			}
+		}
 	case sdk.Disconnected:
 		d.mu.Lock()
 		delete(d.expectUnsub, ev.ConnID)

@@ -204,12 +204,11 @@ func (d *Documents) join(ctx context.Context, c *sdk.Call) (any, error) {
 func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOptions) (any, error) {
 	name := channelName(r.id, r.generation, o.scope, o.state, o.users)
 	ch := r.channels[name]
-	var rec *RoomRecord
-	if ch == nil {
+	created := ch == nil
+	if created {
 		ch = &channel{name: name, room: r, scope: o.scope, state: o.state, users: o.users, subs: map[string]struct{}{}}
 		r.channels[name] = ch
 		d.channels[name] = ch
-		rec = r.record()
 	}
 	conn := c.Caller.ConnID
 	// Recorded before the host subscribes, so that an unsubscribe or a
@@ -223,8 +222,8 @@ func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOp
 		d.mu.Unlock()
 		return nil, err
 	}
-	if rec != nil {
-		if err := d.store.PutRoom(rec); err != nil {
+	if created {
+		if err := d.saveRoom(r.id); err != nil {
 			return fail(sdk.Internal(err.Error()))
 		}
 	}

@@ -110,6 +110,31 @@ func TestIntegrationDocumentNotifications(t *testing.T) {
 	}
 }
 
+func TestIntegrationEqualFiltersShareARoom(t *testing.T) {
+	s := startStack(t, t.TempDir(), "30s")
+	c := s.dial("alice")
+	a := map[string]any{"equals": map[string]any{"city": "Paris"}}
+	b := map[string]any{"range": map[string]any{"age": map[string]any{"gte": 18}}}
+	room, ch := sub(t, c, map[string]any{"index": "i", "collection": "c", "body": map[string]any{"and": []any{a, b}}})
+	for _, f := range []any{
+		map[string]any{"and": []any{b, a}},
+		map[string]any{"bool": map[string]any{"must": []any{a, b}}},
+		map[string]any{"and": []any{a, map[string]any{"and": []any{b}}}},
+		map[string]any{"not": map[string]any{"or": []any{map[string]any{"not": a}, map[string]any{"not": b}}}},
+	} {
+		r, ch2 := sub(t, c, map[string]any{"index": "i", "collection": "c", "body": f})
+		require.Equal(t, room, r, "%v", f)
+		require.Equal(t, ch, ch2, "same options, same channel: %v", f)
+	}
+	// Same filter elsewhere, or another filter: another room.
+	r, _ := sub(t, c, map[string]any{"index": "i", "collection": "other", "body": map[string]any{"and": []any{a, b}}})
+	require.NotEqual(t, room, r)
+	r, _ = sub(t, c, map[string]any{"index": "i", "collection": "c", "body": a})
+	require.NotEqual(t, room, r)
+	// One connection, one count, however many ways it subscribed.
+	require.Equal(t, 1.0, call(t, c, "count", map[string]any{"roomId": room})["count"])
+}
+
 func TestIntegrationScopeTransitions(t *testing.T) {
 	s := startStack(t, t.TempDir(), "30s")
 	c := s.dial("alice")
@@ -223,6 +248,34 @@ func TestIntegrationUserNotifications(t *testing.T) {
 	require.Equal(t, room, room3)
 	_, o = next(t, a)
 	require.Equal(t, map[string]any{"count": 3.0}, o["result"])
+
+	// dave watches joins only (users in).
+	dv := s.dial("dave")
+	_, chD := sub(t, dv, map[string]any{"index": "i", "collection": "c", "body": filter, "users": "in"})
+	n, o = next(t, dv)
+	require.Equal(t, chD, n.Channel)
+	require.Equal(t, "in", o["user"])
+	require.Equal(t, map[string]any{"count": 4.0}, o["result"])
+	_, o = next(t, a)
+	require.Equal(t, map[string]any{"count": 4.0}, o["result"])
+
+	// bob (users none) got no user notification at all: his first is a document.
+	w := s.dial("writer")
+	call(t, w, "publish", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"team": "blue"}})
+	n, _ = next(t, b)
+	require.Equal(t, "publish", n.Event)
+	for _, c := range []*heraldtest.Client{a, cc, dv} {
+		n, _ = next(t, c)
+		require.Equal(t, "publish", n.Event)
+	}
+
+	// dave leaves: counts go back to 3 (dave's channel asks for no out).
+	call(t, dv, "unsubscribe", map[string]any{"roomId": room})
+	_, o = next(t, a)
+	require.Equal(t, "out", o["user"])
+	require.Equal(t, map[string]any{"count": 3.0}, o["result"])
+	_, o = next(t, cc)
+	require.Equal(t, "out", o["user"])
 
 	// bob unsubscribes: alice and carol are told, count 2, bob's volatile.
 	res = call(t, b, "unsubscribe", map[string]any{"body": map[string]any{"roomId": room}})

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/sdktest"
+	"github.com/stretchr/testify/require"
+)
+
+// filters counts the filters registered in every engine.
+func (d *Documents) filters() (n int) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, c := range d.colls {
+		n += c.engine.Len()
+	}
+	return n
+}
+
+// TestRoomsLeaveNothingBehind subscribes connections to many rooms, then
+// takes them out every way a subscriber leaves (unsubscribe, a core
+// unsubscribe of the channel, a disconnect): once the last subscriber of a
+// room is gone, nothing of it is left in memory, in the engines or on disk.
+func TestRoomsLeaveNothingBehind(t *testing.T) {
+	d := New()
+	dir := t.TempDir()
+	h := sdktest.Start(t, d, map[string]any{"data_dir": dir, "resume_window": "0s"})
+	for _, c := range []string{"c1", "c2", "c3"} {
+		h.Connect(c, "u"+c)
+	}
+	rooms := map[string]string{} // room -> a channel of it
+	for i := range 30 {
+		for _, c := range []string{"c1", "c2", "c3"} {
+			res, err := h.Call("subscribe", h.Client(c), map[string]any{"index": "i", "collection": fmt.Sprintf("c%d", i%3),
+				"body": map[string]any{"range": map[string]any{"n": map[string]any{"gte": i}}}, "users": []string{"all", "in", "none"}[i%3]})
+			require.NoError(t, err)
+			var r struct{ RoomID, Channel string }
+			require.NoError(t, json.Unmarshal(res, &r))
+			rooms[r.RoomID] = r.Channel
+		}
+	}
+	require.Len(t, rooms, 30)
+	require.Equal(t, 30, d.filters())
+	recs, err := d.store.Rooms()
+	require.NoError(t, err)
+	require.Len(t, recs, 30)
+
+	// c1 unsubscribes from every room; c2's channels go by core unsubscribes.
+	for room, ch := range rooms {
+		_, err := h.Call("unsubscribe", h.Client("c1"), map[string]any{"roomId": room})
+		require.NoError(t, err)
+		h.Events(sdk.Event{Kind: sdk.Unsubscribed, ConnID: "c1", Channel: ch}) // the host's report of it
+		h.Events(sdk.Event{Kind: sdk.Unsubscribed, ConnID: "c2", Channel: ch})
+	}
+	require.Equal(t, 30, d.filters(), "c3 is still in every room")
+	// c3 disconnects: the host reports each channel, then the connection.
+	var evs []sdk.Event
+	for _, ch := range rooms {
+		evs = append(evs, sdk.Event{Kind: sdk.Unsubscribed, ConnID: "c3", Channel: ch})
+	}
+	evs = append(evs, sdk.Event{Kind: sdk.Disconnected, ConnID: "c3"})
+	h.Events(evs...)
+
+	require.Equal(t, 0, d.filters())
+	d.mu.RLock()
+	require.Empty(t, d.rooms)
+	require.Empty(t, d.channels)
+	require.Empty(t, d.colls)
+	require.Empty(t, d.conns)
+	require.Empty(t, d.expectUnsub)
+	d.mu.RUnlock()
+	recs, err = d.store.Rooms()
+	require.NoError(t, err)
+	require.Empty(t, recs)
+}
+
+// TestReplayRebuildsSubscribers: after a restart the host replays the
+// subscriptions; known room channels get their subscribers back (counted),
+// unknown ones are unsubscribed.
+func TestReplayRebuildsSubscribers(t *testing.T) {
+	d := New()
+	h := sdktest.Start(t, d, map[string]any{"data_dir": t.TempDir()})
+	h.Connect("c1", "alice")
+	res, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c"})
+	require.NoError(t, err)
+	var r struct{ RoomID, Channel string }
+	require.NoError(t, json.Unmarshal(res, &r))
+
+	h.Events(sdk.Event{Kind: sdk.Reset})
+	res, err = h.Call("count", h.Client("c1"), map[string]any{"roomId": r.RoomID})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"count":0}`, string(res), "a reset forgets the subscribers")
+
+	h.Events(
+		sdk.Event{Kind: sdk.Connected, ConnID: "c1", UserID: "alice", Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "c1", Channel: r.Channel, Replay: true},
+		sdk.Event{Kind: sdk.Subscribed, ConnID: "c1", Channel: "documents:0000000000000000-0000000000000000", Replay: true},
+	)
+	res, err = h.Call("count", h.Client("c1"), map[string]any{"roomId": r.RoomID})
+	require.NoError(t, err)
+	require.JSONEq(t, `{"count":1}`, string(res))
+	require.NotContains(t, h.Subscriptions("c1"), "documents:0000000000000000-0000000000000000")
+	require.Contains(t, h.Subscriptions("c1"), r.Channel)
+}
