@@ -6,8 +6,9 @@ import (
 )
 
 // A connection that has not authenticated yet (no token at connect, none
-// sent since, and auth.anonymous off) can do nothing but say hello or
-// authenticate, so it gets a much smaller budget until it does: anyone
+// sent since, and auth.anonymous off) can do nothing but say hello,
+// authenticate, or subscribe with a token in the call (Speakap's
+// accessToken), so it gets a much smaller budget until it does: anyone
 // who can reach the port can open one. The budget is derived from the
 // keys that bound an authenticated connection, documented in
 // docs/configuration.md ("Before authentication"):
