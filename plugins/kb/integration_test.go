@@ -37,11 +37,17 @@ type stack struct {
 // config (blocks such as history {}).
 func startStack(t *testing.T, dir, extra string) *stack {
 	t.Helper()
+	return startStackWith(t, dir, "", extra)
+}
+
+// startStackWith adds pluginCfg to the plugin's config block.
+func startStackWith(t *testing.T, dir, pluginCfg, extra string) *stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts herald and the kb plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/kb")
-	hcl := fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n  }\n}\n%s", bin, dir, extra)
+	hcl := fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n%s\n  }\n}\n%s", bin, dir, pluginCfg, extra)
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()
@@ -713,4 +719,30 @@ func TestIntegrationConcurrentWritesInSeqidOrder(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(st.next(t)), &n))
 		require.Equal(t, want, n.Data.Seqid)
 	}
+}
+
+// Waiting calls are bounded per connection (max_waiters); another
+// connection has its own budget.
+func TestIntegrationWaitersBoundedPerConnection(t *testing.T) {
+	s := startStackWith(t, t.TempDir(), "max_waiters = 1", "")
+	alice := s.dial("alice", "kb1")
+	done := make(chan *heraldtest.RPCError, 1)
+	go func() {
+		_, e, _ := alice.Call("kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+		done <- e
+	}()
+	s.eventually("the first waiter waits", func() bool { return s.stats().Waiters == 1 })
+	e := alice.CallErr(t, "kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+	require.Equal(t, -32005, e.Code)
+	require.Contains(t, e.Message, "max_waiters")
+	other := s.dial("alice", "kb1")
+	go func() {
+		_, e, _ := other.Call("kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+		done <- e
+	}()
+	s.eventually("the other connection's waiter waits", func() bool { return s.stats().Waiters == 2 })
+	s.written("kb1", "r", "created") // wakes both
+	require.Nil(t, <-done)
+	require.Nil(t, <-done)
+	require.Equal(t, 0, s.stats().Waiters)
 }
