@@ -746,3 +746,79 @@ func TestIntegrationWaitersBoundedPerConnection(t *testing.T) {
 	require.Nil(t, <-done)
 	require.Equal(t, 0, s.stats().Waiters)
 }
+
+// kill -9 in the middle of a burst of reports: no seqid is ever answered
+// twice, and every seqid after the restart is above all answered before.
+func TestIntegrationKill9MidBurstNeverReusesSeqids(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	type answer struct {
+		seqid uint64
+		err   error
+	}
+	answers := make(chan answer, 10_000)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // ends at stop
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if len(answers) == cap(answers) {
+				return // only this goroutine sends: the next send cannot block
+			}
+			body := fmt.Sprintf(`{"kbid":"kb1","resource_uuid":"r%d","operation":"created"}`, i)
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/plugins/kb/resource_written", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				continue
+			}
+			var r struct{ Seqid uint64 }
+			if resp.StatusCode == http.StatusOK {
+				err = json.NewDecoder(resp.Body).Decode(&r)
+			} else {
+				err = fmt.Errorf("%s", resp.Status) // 503 while the plugin is down
+			}
+			_ = resp.Body.Close()
+			answers <- answer{r.Seqid, err}
+		}
+	}()
+	// Some answers before the kill, then kill, then some after the restart.
+	for n := 0; n < 20; n++ {
+		<-answers
+	}
+	old := s.pluginPid()
+	require.NotZero(t, old)
+	require.NoError(t, syscall.Kill(old, syscall.SIGKILL))
+	s.eventually("the plugin restarted", func() bool {
+		p := s.pluginPid()
+		return p != 0 && p != old
+	})
+	s.waitReady()
+	close(stop)
+	<-done
+	close(answers)
+	seen := map[uint64]bool{}
+	var max uint64
+	for a := range answers {
+		if a.err != nil {
+			continue
+		}
+		require.False(t, seen[a.seqid], "seqid %d answered twice", a.seqid)
+		seen[a.seqid] = true
+		max = maxU(max, a.seqid)
+	}
+	require.NotEmpty(t, seen)
+	require.Greater(t, s.written("kb1", "after", "created"), max)
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
