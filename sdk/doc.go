@@ -14,9 +14,12 @@
 //
 // The Host handle emits notifications (acknowledged: Emit returns once they
 // are in channel history), subscribes connections to the plugin's channels,
-// reads presence and calls methods of a client's local interface. Inside a
-// method, Call.Subscribe subscribes the caller in step with the reply: the
-// client reads the answer before the channel's first notification.
+// reads presence and calls methods of a client's local interface;
+// FollowChannel reads one of the plugin's channels from a position and
+// follows it live (to stream it over HTTP, or to rebuild state from it).
+// Inside a method, Call.Subscribe subscribes the caller in step with the
+// reply: the client reads the answer before the channel's first
+// notification.
 // main is one line: sdk.Serve(p). Package sdktest runs a plugin in-process
 // over the real protocol for unit tests.
 //

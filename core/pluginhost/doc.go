@@ -12,7 +12,7 @@
 // The Manager routes `<plugin>.<method>` calls, channel authorization (by
 // the owner of the channel's prefix), lifecycle events and declared HTTP
 // routes to the right plugin, and carries the plugin's emits, subscriptions,
-// presence queries and client calls to the core through the Core interface
-// (api.go). It knows nothing of WebSockets, the hub or the broker; it
+// presence queries, client calls and follows of its own channels (history,
+// then live) to the core through the Core interface (api.go). It knows nothing of WebSockets, the hub or the broker; it
 // imports only the protocol package sdk/proto, never the SDK.
 package pluginhost

@@ -1,7 +1,9 @@
 // Package server assembles herald's parts into the running process: the
 // WebSocket endpoint and its JSON-RPC methods (one session per connection),
 // the HTTP publish and plugin APIs, health, metrics, the overload signal on
-// the `config` channel, and graceful shutdown.
+// the `config` channel, plugins' follows of their channels (follow.go: hub
+// subscribers without a connection, bounded like an outbox), and graceful
+// shutdown.
 //
 // Channel authorization and `<plugin>.<method>` calls go through the Plugins
 // interface, which core/pluginhost implements; the server works without it,

@@ -37,11 +37,17 @@ type stack struct {
 // config (blocks such as history {}).
 func startStack(t *testing.T, dir, extra string) *stack {
 	t.Helper()
+	return startStackWith(t, dir, "", extra)
+}
+
+// startStackWith adds pluginCfg to the plugin's config block.
+func startStackWith(t *testing.T, dir, pluginCfg, extra string) *stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts herald and the kb plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/kb")
-	hcl := fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n  }\n}\n%s", bin, dir, extra)
+	hcl := fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n%s\n  }\n}\n%s", bin, dir, pluginCfg, extra)
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()
@@ -713,4 +719,106 @@ func TestIntegrationConcurrentWritesInSeqidOrder(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(st.next(t)), &n))
 		require.Equal(t, want, n.Data.Seqid)
 	}
+}
+
+// Waiting calls are bounded per connection (max_waiters); another
+// connection has its own budget.
+func TestIntegrationWaitersBoundedPerConnection(t *testing.T) {
+	s := startStackWith(t, t.TempDir(), "max_waiters = 1", "")
+	alice := s.dial("alice", "kb1")
+	done := make(chan *heraldtest.RPCError, 1)
+	go func() {
+		_, e, _ := alice.Call("kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+		done <- e
+	}()
+	s.eventually("the first waiter waits", func() bool { return s.stats().Waiters == 1 })
+	e := alice.CallErr(t, "kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+	require.Equal(t, -32005, e.Code)
+	require.Contains(t, e.Message, "max_waiters")
+	other := s.dial("alice", "kb1")
+	go func() {
+		_, e, _ := other.Call("kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written"})
+		done <- e
+	}()
+	s.eventually("the other connection's waiter waits", func() bool { return s.stats().Waiters == 2 })
+	s.written("kb1", "r", "created") // wakes both
+	require.Nil(t, <-done)
+	require.Nil(t, <-done)
+	require.Equal(t, 0, s.stats().Waiters)
+}
+
+// kill -9 in the middle of a burst of reports: no seqid is ever answered
+// twice, and every seqid after the restart is above all answered before.
+func TestIntegrationKill9MidBurstNeverReusesSeqids(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	type answer struct {
+		seqid uint64
+		err   error
+	}
+	answers := make(chan answer, 10_000)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // ends at stop
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if len(answers) == cap(answers) {
+				return // only this goroutine sends: the next send cannot block
+			}
+			body := fmt.Sprintf(`{"kbid":"kb1","resource_uuid":"r%d","operation":"created"}`, i)
+			req, _ := http.NewRequest(http.MethodPost, s.URL+"/v1/plugins/kb/resource_written", strings.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				answers <- answer{err: err}
+				continue
+			}
+			var r struct{ Seqid uint64 }
+			if resp.StatusCode == http.StatusOK {
+				err = json.NewDecoder(resp.Body).Decode(&r)
+			} else {
+				err = fmt.Errorf("%s", resp.Status) // 503 while the plugin is down
+			}
+			_ = resp.Body.Close()
+			answers <- answer{r.Seqid, err}
+		}
+	}()
+	// Some answers before the kill, then kill, then some after the restart.
+	for n := 0; n < 20; n++ {
+		<-answers
+	}
+	old := s.pluginPid()
+	require.NotZero(t, old)
+	require.NoError(t, syscall.Kill(old, syscall.SIGKILL))
+	s.eventually("the plugin restarted", func() bool {
+		p := s.pluginPid()
+		return p != 0 && p != old
+	})
+	s.waitReady()
+	close(stop)
+	<-done
+	close(answers)
+	seen := map[uint64]bool{}
+	var max uint64
+	for a := range answers {
+		if a.err != nil {
+			continue
+		}
+		require.False(t, seen[a.seqid], "seqid %d answered twice", a.seqid)
+		seen[a.seqid] = true
+		max = maxU(max, a.seqid)
+	}
+	require.NotEmpty(t, seen)
+	require.Greater(t, s.written("kb1", "after", "created"), max)
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
 }
