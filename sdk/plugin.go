@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 )
 
 // Plugin is the one thing every plugin implements: it says who it is and
@@ -34,6 +35,11 @@ type Method struct {
 	// served only through POST /v1/plugins/{plugin}/{method} with an API key.
 	BackendOnly bool
 	Handler     func(ctx context.Context, c *Call) (any, error)
+	// Timeout is the longest one call may run, for a method that waits on
+	// purpose (kb.waitFor); 0 leaves the host's limits.call_timeout. The
+	// host takes the larger of the two, at most 10 minutes, and the call's
+	// ctx carries that deadline.
+	Timeout time.Duration
 }
 
 // RouteAuth says who may call an HTTP route.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -74,7 +75,7 @@ func (s *server) GetManifest(context.Context, *pluginpb.Empty) (*pluginpb.Manife
 	m := &pluginpb.Manifest{Name: s.manifest.Name, Version: s.manifest.Version, Prefixes: s.manifest.Prefixes,
 		AllowAllSubscriptions: s.manifest.AllowAllSubscriptions}
 	for _, me := range s.manifest.Methods {
-		m.Methods = append(m.Methods, &pluginpb.Method{Name: me.Name, BackendOnly: me.BackendOnly})
+		m.Methods = append(m.Methods, &pluginpb.Method{Name: me.Name, BackendOnly: me.BackendOnly, TimeoutMs: timeoutMs(me.Timeout)})
 	}
 	for _, r := range s.manifest.Routes {
 		m.Routes = append(m.Routes, &pluginpb.Route{Method: r.Method, Pattern: r.Pattern, Auth: pluginpb.RouteAuth(r.Auth)})
@@ -254,3 +255,15 @@ func eventFromPB(e *pluginpb.Event) Event {
 // drainTimeout bounds the SDK's own drain when the process is told to stop
 // by a signal or loses its parent.
 const drainTimeout = 5 * time.Second
+
+// timeoutMs is a Method's Timeout on the wire, saturated to what fits.
+func timeoutMs(d time.Duration) uint32 {
+	ms := d.Milliseconds()
+	switch {
+	case ms <= 0:
+		return 0
+	case ms > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(ms)
+}

@@ -128,7 +128,7 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 		m.met.callError(plugin, method, rpc.CodeForbidden)
 		return nil, rpc.Errorf(rpc.CodeForbidden, "method %s.%s is for backends (API key) only", plugin, method)
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.opts.CallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, m.MethodTimeout(plugin, method))
 	defer cancel()
 	rep, err := inst.rpc.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: params})
 	if err != nil {

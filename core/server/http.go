@@ -230,7 +230,7 @@ func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, rpc.CodeParseError, "body: not valid JSON")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.callTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), s.pluginCallTimeout(plugin, method))
 	defer cancel()
 	res, err := s.plugins.Call(ctx, plugin, method, pluginhost.Caller{Backend: true}, body)
 	s.metrics.observeCall(plugin+"."+method, asRPCError(err))

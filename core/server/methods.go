@@ -482,7 +482,7 @@ func (s *session) pluginCallWith(method string, params json.RawMessage,
 	if i <= 0 || i == len(method)-1 || isCoreMethod(method) {
 		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method not found: %q (herald's methods are hello, authenticate, subscribe, unsubscribe, presence, ping; plugin methods are <plugin>.<method>)", method)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.pluginCallTimeout(method[:i], method[i+1:]))
 	defer cancel()
 	if len(params) == 0 {
 		params = json.RawMessage("{}")

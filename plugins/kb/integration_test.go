@@ -649,12 +649,38 @@ func TestIntegrationStalledStreamIsEnded(t *testing.T) {
 
 // The host bounds every plugin call by limits.call_timeout: a longer wait
 // is cut there, with an error that says so.
-func TestIntegrationWaitForCutByCallTimeout(t *testing.T) {
+func TestIntegrationWaitForOutlivesCallTimeout(t *testing.T) {
 	s := startStack(t, t.TempDir(), "limits {\n  call_timeout = \"1s\"\n}\n")
 	c := s.dial("alice", "kb1")
-	e := c.CallErr(t, "kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written", "timeout": 30})
+	// kb.waitFor declares its own time bound (sdk.Method.Timeout), so a wait
+	// longer than limits.call_timeout is not cut by the host: the write
+	// arrives after the call timeout and still resolves it.
+	type answer struct {
+		res json.RawMessage
+		err *heraldtest.RPCError
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, rerr, err := c.Call("kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 1, "until": "written", "timeout": 60})
+		if err != nil {
+			rerr = &heraldtest.RPCError{Code: -1, Message: err.Error()}
+		}
+		done <- answer{res, rerr}
+	}()
+	require.Eventually(t, func() bool { return s.stats().Waiters == 1 }, heraldtest.Timeout, 10*time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // past limits.call_timeout
+	s.written("kb1", "r", "created")
+	select {
+	case a := <-done:
+		require.Nil(t, a.err)
+		require.Contains(t, string(a.res), `"seqid":1`)
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("kb.waitFor did not answer")
+	}
+	// Its own timeout still ends it, with its own message.
+	e := c.CallErr(t, "kb.waitFor", map[string]any{"kbid": "kb1", "seqid": 9, "until": "written", "timeout": 1.5})
 	require.Equal(t, -32005, e.Code)
-	require.Contains(t, e.Message, "limits.call_timeout")
+	require.Contains(t, e.Message, "within 1.5s")
 	require.Equal(t, 0, s.stats().Waiters)
 }
 

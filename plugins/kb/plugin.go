@@ -106,7 +106,8 @@ func (k *KB) Manifest() sdk.Manifest {
 			{Name: typeWritten, BackendOnly: true, Handler: k.resourceWritten},
 			{Name: typeProcessed, BackendOnly: true, Handler: k.resourceProcessed},
 			{Name: typeIndexed, BackendOnly: true, Handler: k.resourceIndexed},
-			{Name: "waitFor", Handler: k.waitFor},
+			// A wait may outlast limits.call_timeout, up to its own bound.
+			{Name: "waitFor", Handler: k.waitFor, Timeout: maxWaitSeconds*time.Second + 5*time.Second},
 			{Name: "stats", BackendOnly: true, Handler: k.stats},
 		},
 		Routes: []sdk.Route{

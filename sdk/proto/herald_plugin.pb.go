@@ -360,9 +360,15 @@ func (x *Manifest) GetExpiryKeptPrefixes() []string {
 }
 
 type Method struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	BackendOnly   bool                   `protobuf:"varint,2,opt,name=backend_only,json=backendOnly,proto3" json:"backend_only,omitempty"` // clients calling it get -32003
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	BackendOnly bool                   `protobuf:"varint,2,opt,name=backend_only,json=backendOnly,proto3" json:"backend_only,omitempty"` // clients calling it get -32003
+	// --- per-method time bound (kb.waitFor, issue 14) ---
+	// The longest one call of this method may run, in milliseconds, when it
+	// needs more than the host's limits.call_timeout (a call that waits for
+	// something on purpose). 0: limits.call_timeout. The host uses the larger
+	// of the two, and at most 10 minutes.
+	TimeoutMs     uint32 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"` // --- end per-method time bound ---
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +415,13 @@ func (x *Method) GetBackendOnly() bool {
 		return x.BackendOnly
 	}
 	return false
+}
+
+func (x *Method) GetTimeoutMs() uint32 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
 }
 
 type Route struct {
@@ -2280,10 +2293,12 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"authorizes\x12!\n" +
 	"\fwants_events\x18\a \x01(\bR\vwantsEvents\x126\n" +
 	"\x17allow_all_subscriptions\x18\b \x01(\bR\x15allowAllSubscriptions\x120\n" +
-	"\x14expiry_kept_prefixes\x18\t \x03(\tR\x12expiryKeptPrefixes\"?\n" +
+	"\x14expiry_kept_prefixes\x18\t \x03(\tR\x12expiryKeptPrefixes\"^\n" +
 	"\x06Method\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
-	"\fbackend_only\x18\x02 \x01(\bR\vbackendOnly\"j\n" +
+	"\fbackend_only\x18\x02 \x01(\bR\vbackendOnly\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\rR\ttimeoutMs\"j\n" +
 	"\x05Route\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
 	"\apattern\x18\x02 \x01(\tR\apattern\x12/\n" +
