@@ -61,7 +61,7 @@ type Server struct {
 	// brokerClosed refuses publishes once the broker is closed.
 	beforeBrokerClose []func(ctx context.Context) error
 	brokerClosed      atomic.Bool
-	overload overloadState
+	overload          overloadState
 }
 
 // New builds a server from its config.
