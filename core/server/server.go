@@ -56,12 +56,13 @@ type Server struct {
 
 	draining atomic.Bool
 	httpSrv  *http.Server
+	overload overloadState
+
 	// beforeBrokerClose runs at shutdown between the last connection and
 	// the broker's close (the plugin host stops its plugins there);
 	// brokerClosed refuses publishes once the broker is closed.
 	beforeBrokerClose []func(ctx context.Context) error
 	brokerClosed      atomic.Bool
-	overload          overloadState
 }
 
 // New builds a server from its config.
