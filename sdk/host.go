@@ -32,8 +32,8 @@ type Host interface {
 	// CallClient calls a method of a connection's local interface (one the
 	// client presented in `hello`) and returns its answer. params is
 	// marshalled to JSON unless it is json.RawMessage. Only a connection
-	// subscribed to one of the plugin's channels may be called
-	// (CodeForbidden otherwise).
+	// subscribed to one of the plugin's channels, or one whose call to the
+	// plugin is running, may be called (CodeForbidden otherwise).
 	CallClient(ctx context.Context, connID, method string, params any) (json.RawMessage, error)
 	// Logger logs through the host's log, with the plugin's name.
 	Logger() hclog.Logger

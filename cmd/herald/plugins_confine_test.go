@@ -141,12 +141,17 @@ func TestPluginHostCallsAndDefaultAuthorizationOnTheBinary(t *testing.T) {
 	// alice is on no tester channel yet: the tester may not call her.
 	e := bob.CallErr(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})
 	require.Equal(t, -32003, e.Code, "%+v", e)
-	alice.Subscribe(t, "tester:ok")
-	go func() {
+	answer := func() {
 		m := <-alice.Calls
 		reply, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": m.ID, "result": "yes"})
 		_ = alice.Send(reply)
-	}()
+	}
+	// While alice herself calls the tester, it may call her back.
+	go answer()
+	require.JSONEq(t, `"yes"`, string(alice.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
+	// Once she is on one of its channels, anyone's call may reach her.
+	alice.Subscribe(t, "tester:ok")
+	go answer()
 	require.JSONEq(t, `"yes"`, string(bob.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
 
 	require.Equal(t, -32003, bob.CallErr(t, "tester.presence", map[string]any{"channel": "news"}).Code)
