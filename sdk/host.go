@@ -17,17 +17,23 @@ type Host interface {
 	// with one Published per notification. Concurrent Emits share batches on
 	// one stream; call it from as many goroutines as you like. If ctx ends
 	// first, the notifications may or may not have been published.
+	// A plugin emits to channels of its own prefixes and to those its
+	// plugin block lists in emit_channels; a call holding any other channel
+	// is refused whole with CodeForbidden, naming the channel.
 	Emit(ctx context.Context, ns ...Notification) ([]Published, error)
 	// Subscribe adds a connection to a channel the plugin owns, without
 	// asking Authorize (dynamic channels, e.g. a filter room).
 	Subscribe(ctx context.Context, connID, channel string) error
 	// Unsubscribe removes a connection from a channel the plugin owns.
 	Unsubscribe(ctx context.Context, connID, channel string) error
-	// Presence counts a channel's subscribed connections and users.
+	// Presence counts the subscribed connections and users of a channel the
+	// plugin owns (CodeForbidden for any other).
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface (one the
 	// client presented in `hello`) and returns its answer. params is
-	// marshalled to JSON unless it is json.RawMessage.
+	// marshalled to JSON unless it is json.RawMessage. Only a connection
+	// subscribed to one of the plugin's channels, or one whose call to the
+	// plugin is running, may be called (CodeForbidden otherwise).
 	CallClient(ctx context.Context, connID, method string, params any) (json.RawMessage, error)
 	// Logger logs through the host's log, with the plugin's name.
 	Logger() hclog.Logger

@@ -118,3 +118,48 @@ func TestStuckEventHookConvergesOnTheBinary(t *testing.T) {
 		return len(on) == 1 && on[0] == "bob"
 	}, heraldtest.Timeout, 50*time.Millisecond, "alice must not stay online: %v", online())
 }
+
+// Presence and client calls are confined to the plugin's own channels and
+// the connections on them; a plugin without an authorizer keeps its channels
+// closed (and says so at start) unless it allows every subscription.
+func TestPluginHostCallsAndDefaultAuthorizationOnTheBinary(t *testing.T) {
+	closed := pluginBlock("closed", "internal/testplugins/tester",
+		`  env = { TESTER_NO_AUTHORIZER = "1", TESTER_PREFIX = "closed", TESTER_ROUTE = "/closed/{id}" }`)(t)
+	open := pluginBlock("open", "internal/testplugins/tester",
+		`  env = { TESTER_NO_AUTHORIZER = "1", TESTER_ALLOW_ALL = "1", TESTER_PREFIX = "open", TESTER_ROUTE = "/open/{id}" }`)(t)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("tester", "internal/testplugins/tester", "")(t) + closed + open})
+	h.WaitLog(t, "plugin implements no authorizer", heraldtest.Timeout)
+
+	alice := h.Dial(t, h.Token(t, "alice"))
+	var hello struct {
+		SessionID string `json:"session_id"`
+	}
+	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "ask"}}), &hello))
+	alice.Subscribe(t, "news")
+	bob := h.Dial(t, h.Token(t, "bob"))
+
+	// alice is on no tester channel yet: the tester may not call her.
+	e := bob.CallErr(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})
+	require.Equal(t, -32003, e.Code, "%+v", e)
+	answer := func() {
+		m := <-alice.Calls
+		reply, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": m.ID, "result": "yes"})
+		_ = alice.Send(reply)
+	}
+	// While alice herself calls the tester, it may call her back.
+	go answer()
+	require.JSONEq(t, `"yes"`, string(alice.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
+	// Once she is on one of its channels, anyone's call may reach her.
+	alice.Subscribe(t, "tester:ok")
+	go answer()
+	require.JSONEq(t, `"yes"`, string(bob.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
+
+	require.Equal(t, -32003, bob.CallErr(t, "tester.presence", map[string]any{"channel": "news"}).Code)
+	require.Equal(t, -32003, bob.CallErr(t, "tester.presence", map[string]any{"channel": "open:x"}).Code)
+	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(bob.MustCall(t, "tester.presence", map[string]any{"channel": "tester:ok"})))
+
+	e = bob.CallErr(t, "subscribe", map[string]any{"channels": []string{"closed:x"}})
+	require.Equal(t, -32003, e.Code)
+	require.Contains(t, string(e.Data), "no authorizer")
+	bob.Subscribe(t, "open:anything")
+}

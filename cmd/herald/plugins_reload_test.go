@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -62,4 +64,18 @@ func TestSIGHUPChangedPluginAnswersUnavailable(t *testing.T) {
 	reload(pluginBlock("tester", "internal/testplugins/tester", "")(t))
 	waitPlugin(t, h, "tester", func(p pluginStatus) bool { return p.State == "running" })
 	c.MustCall(t, "tester.events", map[string]any{})
+}
+
+// Shutdown stops the plugins before the broker closes: what a plugin emits
+// while it drains is still accepted into history.
+func TestPluginEmitDuringDrainIsKept(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "drain")
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("tester", "internal/testplugins/tester",
+		fmt.Sprintf("  env = { TESTER_DRAIN_FILE = %q }", out))(t)})
+	waitPlugin(t, h, "tester", func(p pluginStatus) bool { return p.State == "running" })
+	h.Signal(t, syscall.SIGTERM)
+	require.NoError(t, h.Wait(t, heraldtest.Timeout))
+	got, err := os.ReadFile(out)
+	require.NoError(t, err, "the plugin was drained")
+	require.Equal(t, "ok 1", string(got), "the drain's emit reached history")
 }

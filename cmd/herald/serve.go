@@ -51,7 +51,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer plugins.close()
+	defer plugins.close() // on an early return; a no-op after the shutdown below
+	// At shutdown the plugins stop (drain, then stop) after the clients and
+	// before the broker closes, so that what they emit while draining is kept.
+	srv.BeforeBrokerClose(func(context.Context) error { plugins.close(); return nil })
 	go plugins.reloadOnHUP(ctx, *path)
 	go reloadServerOnHUP(ctx, hup, *path, srv, logger)
 

@@ -128,6 +128,10 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 		m.met.callError(plugin, method, rpc.CodeForbidden)
 		return nil, rpc.Errorf(rpc.CodeForbidden, "method %s.%s is for backends (API key) only", plugin, method)
 	}
+	if caller.ConnID != "" { // it may call this connection back meanwhile
+		inst.enterCall(caller.ConnID)
+		defer inst.leaveCall(caller.ConnID)
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.MethodTimeout(plugin, method))
 	defer cancel()
 	rep, err := inst.rpc.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: params})

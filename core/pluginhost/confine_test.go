@@ -107,6 +107,12 @@ func TestHostCallsConfinedToOwnChannels(t *testing.T) {
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "a connection not on any of its channels")
 	_, err = call("callClient", map[string]any{"conn": "nobody", "method": "m"})
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err))
+	// A connection calling the plugin may be called back during that call.
+	res, err = m.Call(bg, "tester", "callClient", pluginhost.Caller{ConnID: "theirs", UserID: "bob"}, json.RawMessage(`{"conn":"theirs","method":"m"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `"answered by theirs"`, string(res))
+	_, err = m.Call(bg, "tester", "callClient", pluginhost.Caller{ConnID: "theirs", UserID: "bob"}, json.RawMessage(`{"conn":"nobody","method":"m"}`))
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "but not another connection")
 
 	_, err = call("leave", map[string]any{"conn": "theirs", "channel": "echo:bob"})
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "unsubscribe from another plugin's channel")

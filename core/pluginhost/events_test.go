@@ -70,7 +70,7 @@ func TestLifecycleEventsResyncAfterMissedEvents(t *testing.T) {
 	core := newRecorder()
 	core.connect("c1", "alice", "tester:room")
 	reg := prometheus.NewRegistry()
-	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 300 * time.Millisecond; o.Registerer = reg })
+	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = time.Second; o.Registerer = reg })
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
 	require.Eventually(t, func() bool { return len(onlineOf(t, m, "tester")) == 1 }, 10*time.Second, 5*time.Millisecond)
 

@@ -16,6 +16,7 @@ type hostService struct {
 	pluginpb.UnimplementedHostServer
 	m      *Manager
 	plugin string
+	inst   *instance
 	pol    *policy
 	log    hclog.Logger
 }
@@ -148,8 +149,8 @@ func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest)
 }
 
 func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
-	if !h.m.opts.Core.SubscribedTo(r.GetConnId(), h.pol.owns) {
-		err := rpc.Errorf(rpc.CodeForbidden, "plugin %q may call only connections subscribed to one of its channels; %q is not", h.plugin, r.GetConnId())
+	if !h.inst.inCall(r.GetConnId()) && !h.m.opts.Core.SubscribedTo(r.GetConnId(), h.pol.owns) {
+		err := rpc.Errorf(rpc.CodeForbidden, "plugin %q may call only connections subscribed to one of its channels, or calling it right now; %q is neither", h.plugin, r.GetConnId())
 		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.m.opts.CallTimeout)

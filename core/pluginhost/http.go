@@ -95,44 +95,102 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
 		return
 	}
+	relayResponse(w, stream.Recv, func(err error) *rpc.Error {
+		return h.m.transportError(inst, "HTTP route", err).(*rpc.Error)
+	}, h.m.opts.WriteTimeout, func() func() bool {
+		// From here the response may be a stream that never ends on its
+		// own: EndStreams ends it.
+		return context.AfterFunc(h.m.ending, cancel)
+	})
+}
+
+// relayResponse writes a plugin's streamed HTTP response: the first chunk's
+// status and headers, then every chunk's body, flushed as it comes, until
+// recv fails (io.EOF: the plugin ended). What the plugin sends is checked,
+// as anything a plugin sends is: a status outside 200-599 is a 502, and a
+// header whose name is not an HTTP token or whose value holds control
+// characters (a response-splitting attempt) is dropped. failed turns a
+// transport error before the first chunk into the error written. Each chunk
+// gets writeTimeout (0: none) to reach the client; started runs once the
+// status is written and returns what undoes it when the relay ends.
+func relayResponse(w http.ResponseWriter, recv func() (*pluginpb.HTTPResponseChunk, error), failed func(error) *rpc.Error,
+	writeTimeout time.Duration, started func() func() bool) {
 	rc := http.NewResponseController(w)
 	first := true
 	for {
-		chunk, err := stream.Recv()
+		chunk, err := recv()
 		if err != nil {
 			if first && err != io.EOF {
-				writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
+				writeError(w, http.StatusBadGateway, failed(err))
 			}
 			return
 		}
 		if first {
-			for _, hd := range chunk.GetHeaders() {
-				for _, v := range hd.GetValues() {
-					w.Header().Add(hd.GetName(), v)
-				}
-			}
 			status := int(chunk.GetStatus())
 			if status == 0 {
 				status = http.StatusOK
 			}
+			if status < 200 || status > 599 {
+				writeError(w, http.StatusBadGateway, rpc.Errorf(rpc.CodeInternal, "the plugin answered with HTTP status %d", status))
+				return
+			}
+			for _, hd := range chunk.GetHeaders() {
+				if !validHeaderName(hd.GetName()) {
+					continue
+				}
+				for _, v := range hd.GetValues() {
+					if validHeaderValue(v) {
+						w.Header().Add(hd.GetName(), v)
+					}
+				}
+			}
 			w.WriteHeader(status)
 			first = false
-			// From here the response may be a stream that never ends on
-			// its own: EndStreams ends it.
-			defer context.AfterFunc(h.m.ending, cancel)()
+			if started != nil {
+				defer started()()
+			}
 		}
 		// A client that stops reading must not hold this handler (and the
 		// plugin's stream behind it) forever: each chunk gets WriteTimeout.
-		_ = rc.SetWriteDeadline(time.Now().Add(h.m.opts.WriteTimeout))
+		if writeTimeout > 0 {
+			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		}
 		if len(chunk.GetBody()) > 0 {
 			if _, err := w.Write(chunk.GetBody()); err != nil {
-				return // the client went away; r.Context() ends the stream
+				return // the client went away; the request's context ends the stream
 			}
 		}
 		if err := rc.Flush(); err != nil {
 			return // the client went away or stopped reading
 		}
 	}
+}
+
+// validHeaderName: an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue: no control characters other than horizontal tab.
+func validHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // wildcards lists the {name} and {name...} wildcards of a route pattern.

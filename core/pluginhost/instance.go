@@ -49,6 +49,35 @@ type instance struct {
 	evDone   chan struct{}
 
 	stopOnce sync.Once
+
+	// calling counts, per connection, the calls it has running on this
+	// plugin: while a connection calls a plugin, the plugin may call it
+	// back (Host.CallClient) even if it is on none of its channels.
+	callMu  sync.Mutex
+	calling map[string]int
+}
+
+func (i *instance) enterCall(connID string) {
+	i.callMu.Lock()
+	if i.calling == nil {
+		i.calling = map[string]int{}
+	}
+	i.calling[connID]++
+	i.callMu.Unlock()
+}
+
+func (i *instance) leaveCall(connID string) {
+	i.callMu.Lock()
+	if i.calling[connID]--; i.calling[connID] <= 0 {
+		delete(i.calling, connID)
+	}
+	i.callMu.Unlock()
+}
+
+func (i *instance) inCall(connID string) bool {
+	i.callMu.Lock()
+	defer i.callMu.Unlock()
+	return i.calling[connID] > 0
 }
 
 // startInstance starts the plugin of cfg and brings it to the configured
@@ -145,7 +174,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 		conn.Broker.AcceptAndServe(hostID, func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, pluginpb.ServerOptions(m.opts.MaxMessageBytes)...)
 			s := grpc.NewServer(append(opts, grpc.ForceServerCodecV2(newEmitCodec()))...)
-			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, pol: newPolicy(cfg, inst.manifest), log: log})
+			pluginpb.RegisterHostServer(s, &hostService{m: m, plugin: cfg.Name, inst: inst, pol: newPolicy(cfg, inst.manifest), log: log})
 			inst.hostMu.Lock()
 			inst.hostSrv = s
 			inst.hostMu.Unlock()

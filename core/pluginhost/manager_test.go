@@ -24,7 +24,6 @@ var bg = context.Background()
 func TestEchoLoadCallAuthorize(t *testing.T) {
 	checkGoroutines(t)
 	core := newRecorder()
-	core.connect("c1", "alice", "echo:alice") // echo may call only connections on its channels
 	m := newManager(t, core, nil)
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "echo", "echo", nil)}))
 	require.True(t, m.Ready())

@@ -203,6 +203,9 @@ type publishResult struct {
 
 // publish accepts notifications: when it returns, they are in history.
 func (s *Server) publish(ctx context.Context, ns []broker.Notification) ([]publishResult, error) {
+	if s.brokerClosed.Load() {
+		return nil, errors.New("publish: the broker is closed (herald is shutting down)")
+	}
 	// A client going away must not cut a publish half way.
 	pubs, err := s.broker.Publish(context.WithoutCancel(ctx), ns)
 	s.metrics.published.Add(float64(len(pubs)))

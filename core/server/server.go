@@ -71,6 +71,11 @@ type Server struct {
 	// Test hooks: after a connection is upgraded, before it is
 	// registered; after Shutdown closed the connections it found.
 	testUpgraded, testClosedAll func()
+	// beforeBrokerClose runs at shutdown between the last connection and
+	// the broker's close (the plugin host stops its plugins there);
+	// brokerClosed refuses publishes once the broker is closed.
+	beforeBrokerClose []func(ctx context.Context) error
+	brokerClosed      atomic.Bool
 }
 
 // New builds a server from its config.
@@ -214,7 +219,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Shutdown stops accepting, lets in-flight publishes finish, then closes
-// every client with 1001 after a $server shutdown notification.
+// every client with 1001 after a $server shutdown notification, runs what
+// BeforeBrokerClose registered (the plugins stop), and closes the broker.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.log.Info("draining")
@@ -244,7 +250,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("shutdown: connections still open: %w", ctx.Err()))
 	}
+	for _, f := range s.beforeBrokerClose {
+		err = errors.Join(err, f(ctx))
+	}
+	s.brokerClosed.Store(true)
 	return errors.Join(err, s.broker.Close())
+}
+
+// BeforeBrokerClose registers f to run at shutdown once every client
+// connection is closed and before the broker closes: plugins stopped there
+// still publish what they emit while they drain. Call it before Serve.
+func (s *Server) BeforeBrokerClose(f func(ctx context.Context) error) {
+	s.beforeBrokerClose = append(s.beforeBrokerClose, f)
 }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
