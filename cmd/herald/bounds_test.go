@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -187,6 +188,7 @@ history {
 func TestSlowResumePastTheHistoryGetsResync(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{HCL: `delivery {
   outbox_limit = 4
+  outbox_bytes = 8388608 # room for 1 MB notifications and what follows them
 }
 history {
   size = 20
@@ -198,13 +200,28 @@ history {
 	for range 20 { // 20 MB of history: more than the sockets hold
 		h.Publish(t, heraldtest.N("news", "e", "t", big))
 	}
-	ws, _, err := websocket.DefaultDialer.Dial(h.WSURL+"?token="+h.Token(t, "u"), nil)
+	// A small receive buffer that the kernel does not grow: what the
+	// sockets hold stays well under the 20 MB.
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(h.WSURL+"?token="+h.Token(t, "u"), nil)
 	require.NoError(t, err)
 	defer ws.Close()
 	require.NoError(t, ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": map[string]any{
 		"channel": "news", "since": map[string]any{"news": map[string]any{"seq": subs[0].Seq, "epoch": subs[0].Epoch}}}}))
-	// It does not read: its resume stalls, and the channel moves on past
-	// what the history keeps.
+	// It reads the reply (the first frame), then nothing: its resume
+	// stalls, and the channel moves on past what the history keeps.
+	_ = ws.SetReadDeadline(time.Now().Add(heraldtest.Timeout))
+	var reply struct {
+		Result struct{ Subscriptions []struct{ Recovered bool } }
+	}
+	require.NoError(t, ws.ReadJSON(&reply))
+	require.True(t, reply.Result.Subscriptions[0].Recovered)
 	var ns []map[string]any
 	for range 30 {
 		ns = append(ns, heraldtest.N("news", "e", "t", `{}`))
@@ -217,7 +234,7 @@ history {
 	for len(seqs) == 0 || seqs[len(seqs)-1] != 51 {
 		_ = ws.SetReadDeadline(time.Now().Add(heraldtest.Timeout))
 		_, frame, err := ws.ReadMessage()
-		require.NoError(t, err)
+		require.NoError(t, err, "received %v, resync %v", seqs, resync)
 		var msg struct {
 			Method string
 			Params struct {

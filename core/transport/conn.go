@@ -279,7 +279,13 @@ func (c *Conn) catchUpLocked(size int) bool {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
-	if c.closing || c.state == slow || c.raw == nil {
+	if c.closing {
+		return false
+	}
+	if !c.overLocked(size) {
+		return true // the writer made room meanwhile
+	}
+	if c.state == slow || c.raw == nil {
 		return false
 	}
 	c.state = writing
