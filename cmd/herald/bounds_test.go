@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -178,4 +179,92 @@ history {
 	}
 	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
 	require.Equal(t, uint64(301), c.Notifications(t, 1)[0].Seq, "live after the resume")
+}
+
+// A client too slow to read its resume while the channel moves on: when
+// the history no longer covers what it still has to receive, it gets a
+// $server resync naming the channel and the position it continues from,
+// then the live stream after it; no gap goes unannounced.
+func TestSlowResumePastTheHistoryGetsResync(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: `delivery {
+  outbox_limit = 4
+  outbox_bytes = 8388608 # room for 1 MB notifications and what follows them
+}
+history {
+  size = 20
+}`})
+	first := h.Dial(t, h.Token(t, "u"))
+	subs := first.Subscribe(t, "news")
+	first.Close()
+	big := `{"pad":"` + strings.Repeat("b", 1<<20) + `"}`
+	for range 20 { // 20 MB of history: more than the sockets hold
+		h.Publish(t, heraldtest.N("news", "e", "t", big))
+	}
+	// A small receive buffer that the kernel does not grow: what the
+	// sockets hold stays well under the 20 MB.
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(h.WSURL+"?token="+h.Token(t, "u"), nil)
+	require.NoError(t, err)
+	defer ws.Close()
+	require.NoError(t, ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "subscribe", "params": map[string]any{
+		"channel": "news", "since": map[string]any{"news": map[string]any{"seq": subs[0].Seq, "epoch": subs[0].Epoch}}}}))
+	// It reads the reply (the first frame), then nothing: its resume
+	// stalls, and the channel moves on past what the history keeps.
+	_ = ws.SetReadDeadline(time.Now().Add(heraldtest.Timeout))
+	var reply struct {
+		Result struct{ Subscriptions []struct{ Recovered bool } }
+	}
+	require.NoError(t, ws.ReadJSON(&reply))
+	require.True(t, reply.Result.Subscriptions[0].Recovered)
+	var ns []map[string]any
+	for range 30 {
+		ns = append(ns, heraldtest.N("news", "e", "t", `{}`))
+	}
+	h.Publish(t, ns...) // seqs 21..50; the history now keeps 31..50
+
+	var seqs []uint64
+	var resync map[string]any
+	ws.SetReadLimit(-1)
+	for len(seqs) == 0 || seqs[len(seqs)-1] != 51 {
+		_ = ws.SetReadDeadline(time.Now().Add(heraldtest.Timeout))
+		_, frame, err := ws.ReadMessage()
+		require.NoError(t, err, "received %v, resync %v", seqs, resync)
+		var msg struct {
+			Method string
+			Params struct {
+				Notifications []struct {
+					Channel, Event string
+					Seq            uint64
+					Object         map[string]any
+				}
+			}
+		}
+		require.NoError(t, json.Unmarshal(frame, &msg))
+		for _, n := range msg.Params.Notifications {
+			switch {
+			case n.Channel == "$server" && n.Event == "resync":
+				resync = n.Object
+				h.Publish(t, heraldtest.N("news", "e", "t", `{}`)) // 51: live
+			case n.Channel == "news":
+				seqs = append(seqs, n.Seq)
+			}
+		}
+	}
+	want := seqRange(1, 20)
+	require.Equal(t, append(want, 51), seqs, "its history until the gap, then live after the resync position")
+	require.Equal(t, map[string]any{"channels": []any{map[string]any{"channel": "news", "seq": float64(50), "epoch": subs[0].Epoch}}}, resync)
+}
+
+func seqRange(from, to uint64) []uint64 {
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
 }

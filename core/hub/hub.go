@@ -325,13 +325,12 @@ func (j *Join) Activate() {
 // read again first (the live buffer overflowed).
 func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (refetch bool) {
 	rec := m.rec
-	room := -1 // no bound
 	pager, paged := s.(Pager)
-	if paged {
-		room = pager.Room()
-	}
+	// Room is asked before each publication: it counts bytes as well as
+	// publications, and one large publication may use it all.
+	hasRoom := func() bool { return !paged || pager.Room() > 0 }
 	deliver := func(list []*broker.Publication) []*broker.Publication {
-		for len(list) > 0 && room != 0 {
+		for len(list) > 0 && hasRoom() {
 			p := list[0]
 			list[0] = nil
 			list = list[1:]
@@ -340,9 +339,6 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 			}
 			s.Deliver(p)
 			rec.last = p.Seq
-			if room > 0 {
-				room--
-			}
 		}
 		return list
 	}

@@ -124,3 +124,42 @@ func TestCloseOnOversizeFrameDoesNotCorruptAFrameBeingWritten(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
 }
+
+// Room and WhenDrained let a producer of many (a resume) page them: Room is
+// what keeps the outbox under half its limit (one at least), WhenDrained
+// calls back once what was queued has been written.
+func TestRoomAndWhenDrained(t *testing.T) {
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Hour, OutboxLimit: 8, WriteTimeout: 5 * time.Second}
+	p := newRawPair(t, opts)
+	require.Equal(t, 4, p.conn.Room())
+	drained := make(chan struct{}, 1)
+	p.conn.WhenDrained(func() { drained <- struct{}{} })
+	select {
+	case <-drained: // empty: at once
+	case <-time.After(20 * time.Second):
+		t.Fatal("WhenDrained on an empty outbox did not call back")
+	}
+	for seq := uint64(1); seq <= 4; seq++ {
+		pub := pubOf(seq, `{}`)
+		pub.More = true // held: stays queued until the test ends the group
+		p.conn.Deliver(pub)
+	}
+	require.Equal(t, 0, p.conn.Room())
+	p.conn.WhenDrained(func() { drained <- struct{}{} })
+	select {
+	case <-drained:
+		t.Fatal("called back with four publications queued")
+	default:
+	}
+	opts.EndGroup()
+	require.Equal(t, []uint64{1, 2, 3, 4}, batchSeqs(t, p.client))
+	select {
+	case <-drained:
+	case <-time.After(20 * time.Second):
+		t.Fatal("WhenDrained did not call back once the outbox was written")
+	}
+	require.Equal(t, 4, p.conn.Room())
+
+	tiny := newRawPair(t, &transport.Options{MaxBatch: 1, OutboxLimit: 1, WriteTimeout: 5 * time.Second})
+	require.Equal(t, 1, tiny.conn.Room(), "an empty outbox always has room for one")
+}

@@ -279,7 +279,13 @@ func (c *Conn) catchUpLocked(size int) bool {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
-	if c.closing || c.state == slow || c.raw == nil {
+	if c.closing {
+		return false
+	}
+	if !c.overLocked(size) {
+		return true // the writer made room meanwhile
+	}
+	if c.state == slow || c.raw == nil {
 		return false
 	}
 	c.state = writing
@@ -313,6 +319,8 @@ func (c *Conn) catchUpLocked(size int) bool {
 	c.state = idle
 	if c.items.len() > 0 {
 		c.rescheduleLocked()
+	} else if f := c.takeDrainedLocked(); f != nil {
+		go f()
 	}
 	return !c.closing && !c.overLocked(size)
 }
@@ -396,7 +404,7 @@ func (c *Conn) Room() int {
 	if c.closing || (c.byteLimit > 0 && c.bytes >= c.byteLimit/2) {
 		return 0
 	}
-	return max(0, c.opts.OutboxLimit/2-c.items.len())
+	return max(0, max(1, c.opts.OutboxLimit/2)-c.items.len())
 }
 
 // WhenDrained starts f on a goroutine of its own once the outbox is empty
