@@ -196,7 +196,11 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		ch.seq++
 		seq := ch.seq
 		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
-		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1}
+		accepted := n.Accepted
+		if accepted.IsZero() {
+			accepted = now
+		}
+		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1, Accepted: accepted}
 		m.bytes.Add(ch.append(pub, now, m.opts.HistorySize))
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)

@@ -1,7 +1,9 @@
 // Package server assembles herald's parts into the running process: the
 // WebSocket endpoint and its JSON-RPC methods (one session per connection),
 // the HTTP publish and plugin APIs, health, metrics, the overload signal on
-// the `config` channel, and graceful shutdown.
+// the `config` channel, and graceful shutdown; and the operator's side
+// (admin*.go): the optional second listener (server.admin_listen) and the
+// admin page with its JSON API, whose static files are embedded.
 //
 // Channel authorization and `<plugin>.<method>` calls go through the Plugins
 // interface, which core/pluginhost implements; the server works without it,
