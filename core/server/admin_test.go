@@ -171,3 +171,30 @@ func TestRecentErrorsAreBounded(t *testing.T) {
 	require.Equal(t, "plugin", got[0].Logger)
 	require.Equal(t, "error", got[0].Level)
 }
+
+// SIGHUP applies a new admin token at once: the old one stops working,
+// and a config without one turns the page off.
+func TestReloadChangesTheAdminToken(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	next := *cfg
+	next.Server.AdminToken = "the-next-admin-token-42"
+	applied, restart := srv.Reload(&next)
+	require.Contains(t, applied, "server.admin_token")
+	require.Empty(t, restart)
+	status, _ := get(t, hs.URL+"/admin/api/plugins", testAdminToken)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = get(t, hs.URL+"/admin/api/plugins", "the-next-admin-token-42")
+	require.Equal(t, http.StatusOK, status)
+
+	off := *cfg
+	off.Server.AdminToken = ""
+	srv.Reload(&off)
+	status, _ = get(t, hs.URL+"/admin/api/plugins", "the-next-admin-token-42")
+	require.Equal(t, http.StatusNotFound, status)
+}
