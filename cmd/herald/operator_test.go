@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -140,6 +141,14 @@ func TestAdminListener(t *testing.T) {
 	status, body := httpGet(t, admin+"/admin/api/plugins", adminToken)
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, string(body), `"name":"echo"`)
+
+	// A warning herald logs (a refused origin) is among the recent errors.
+	_, _, err := heraldtest.DialURL(h.WSURL, http.Header{"Origin": {"http://elsewhere.example"}})
+	require.Error(t, err)
+	require.Eventually(t, func() bool {
+		_, body = httpGet(t, admin+"/admin/api/errors", adminToken)
+		return strings.Contains(string(body), "elsewhere.example")
+	}, heraldtest.Timeout, 20*time.Millisecond, "the refused origin's warning is not among the recent errors: %s", body)
 }
 
 // chromiumPath finds Debian's chromium (or another Chrome), or skips; under
@@ -207,4 +216,17 @@ func TestAdminPageInABrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("pub-channel"), "nobody:owns"),
 		chromedp.Click(chromedp.ID("publish-btn"))))
 	until("the refusal", `document.getElementById('publish-result').dataset.state === 'error' && document.getElementById('publish-result').textContent.includes('nobody')`)
+
+	// A warning herald logs (a refused origin) shows among the recent ones.
+	_, _, err = heraldtest.DialURL(h.WSURL, http.Header{"Origin": {"http://elsewhere.example"}})
+	require.Error(t, err)
+	until("the refused origin's warning", `[...document.querySelectorAll('#errors li')].some(li => li.textContent.includes('elsewhere.example'))`)
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	dir := os.Getenv("HERALD_SCREENSHOT_DIR") // to keep it after the test
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin-page.png"), png, 0o644))
 }
