@@ -33,8 +33,9 @@ const (
 	// a channel of that bucket lost its stream (see memoryShard.gens).
 	epochBuckets = 1 << 14
 	// entryOverhead is what a kept publication costs beyond its encoded
-	// bytes: the Publication, its id string and its ring slot.
-	entryOverhead = 144
+	// bytes: the Publication (96 bytes with its accept time), its id
+	// string and its ring slot.
+	entryOverhead = 160
 	// evictTo is the share of MaxBytes that an eviction brings the history
 	// down to, so that evictions (a scan of every channel) stay rare.
 	evictToPercent = 90
