@@ -64,8 +64,9 @@ func (o *Options) EndGroup() {
 	}
 }
 
-// Observer receives delivery events for metrics. Methods must be cheap:
-// they are called by the writers, without locks held.
+// Observer receives delivery events for metrics. Methods must be cheap and
+// must not call back into the Conn: they are called by the writers and by
+// publishers, sometimes with the connection's lock held.
 type Observer interface {
 	BatchSent(notifications int)
 	// SlowConsumer is called when a connection is closed for not reading:
