@@ -244,4 +244,13 @@ func TestDashboardQueriesOnlyExportedMetrics(t *testing.T) {
 	for _, n := range queried {
 		require.True(t, have[n], "the dashboard queries %s, which herald does not export", n)
 	}
+	// And the other way round: every metric of herald's own is in the
+	// operator's table.
+	doc, err := os.ReadFile("../../docs/operations.md")
+	require.NoError(t, err)
+	for n := range have {
+		if strings.HasPrefix(n, "herald_") && !strings.HasSuffix(n, "_bucket") && !strings.HasSuffix(n, "_sum") && !strings.HasSuffix(n, "_count") {
+			require.Contains(t, string(doc), "`"+n, "herald exports %s, which docs/operations.md does not document", n)
+		}
+	}
 }
