@@ -79,8 +79,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// newLogger builds herald's logger. It takes sinks (an InterceptLogger):
+// the admin page keeps the recent warnings and errors from one.
 func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{
+	return hclog.NewInterceptLogger(&hclog.LoggerOptions{
 		Name:       "herald",
 		Level:      hclog.LevelFromString(cfg.Log.Level),
 		JSONFormat: cfg.Log.Format == "json",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 )
 
 // Notification is what a publisher hands to herald: the domain's payload
@@ -14,6 +15,10 @@ type Notification struct {
 	ObjectType string          `json:"object_type"`
 	ObjectName string          `json:"object_name,omitempty"`
 	Object     json.RawMessage `json:"object"`
+	// Accepted is when herald accepted the notification (the HTTP publish
+	// or the plugin's emit arrived); zero: when the broker places it. It
+	// is carried into Publication.Accepted for the latency metrics.
+	Accepted time.Time `json:"-"`
 }
 
 // Publication is a notification that has its place in its channel.
@@ -29,6 +34,11 @@ type Publication struct {
 	// notifications of one publish then arrive in one batch. It is a hint;
 	// a broker that cannot carry it leaves it false.
 	More bool
+	// Accepted is when the notification was accepted (Notification.Accepted,
+	// else when it was placed): the writer measures delivery latency from
+	// it (herald_delivery_latency_seconds). Zero for herald's own $server
+	// notifications, which are not measured.
+	Accepted time.Time
 }
 
 // Position is a point in a channel's stream. Epoch changes whenever the

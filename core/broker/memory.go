@@ -33,8 +33,9 @@ const (
 	// a channel of that bucket lost its stream (see memoryShard.gens).
 	epochBuckets = 1 << 14
 	// entryOverhead is what a kept publication costs beyond its encoded
-	// bytes: the Publication, its id string and its ring slot.
-	entryOverhead = 144
+	// bytes: the Publication (96 bytes with its accept time), its id
+	// string and its ring slot.
+	entryOverhead = 160
 	// evictTo is the share of MaxBytes that an eviction brings the history
 	// down to, so that evictions (a scan of every channel) stay rare.
 	evictToPercent = 90
@@ -196,7 +197,11 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		ch.seq++
 		seq := ch.seq
 		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
-		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1}
+		accepted := n.Accepted
+		if accepted.IsZero() {
+			accepted = now
+		}
+		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1, Accepted: accepted}
 		m.bytes.Add(ch.append(pub, now, m.opts.HistorySize))
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)

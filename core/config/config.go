@@ -30,6 +30,14 @@ type Server struct {
 	// certificate; nil serves plain HTTP (behind a proxy that terminates
 	// TLS, or on loopback).
 	TLS *TLS
+	// AdminListen, when set, is a second listener for operators: /metrics
+	// and the admin page are served only there, /healthz and /readyz on
+	// both. Unset (the default): everything is served on Listen.
+	AdminListen string
+	// AdminToken protects the admin page and its API (/admin/...): a
+	// request must send it as a bearer token or the page's login. Unset:
+	// the page is not served at all. At least 16 characters.
+	AdminToken string
 }
 
 // TLS is the `server { tls { ... } }` block. Both files are PEM; SIGHUP

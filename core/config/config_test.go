@@ -98,6 +98,8 @@ server {
   listen          = "0.0.0.0:9000"
   allowed_origins = ["https://a.example", "https://b.example"]
   ping_interval   = "40s"
+  admin_listen    = "127.0.0.1:9001"
+  admin_token     = "0123456789abcdef"
 }
 auth {
   token_secret  = "s3cret"
@@ -151,7 +153,8 @@ plugin "bare" {
   command = "/usr/local/bin/bare"
 }
 `)
-	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second}, c.Server)
+	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second,
+		AdminListen: "127.0.0.1:9001", AdminToken: "0123456789abcdef"}, c.Server)
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
 	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, OutboxBytes: 65536, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
 	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,

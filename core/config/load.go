@@ -122,6 +122,8 @@ var sections = []section{
 			"listen":          func(v value) { v.str(&c.Server.Listen) },
 			"allowed_origins": func(v value) { v.strings(&c.Server.AllowedOrigins) },
 			"ping_interval":   func(v value) { v.duration(&c.Server.PingInterval) },
+			"admin_listen":    func(v value) { v.str(&c.Server.AdminListen) },
+			"admin_token":     func(v value) { v.str(&c.Server.AdminToken) },
 		}
 	}},
 	{"auth", func(c *Config) map[string]field {

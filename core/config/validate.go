@@ -33,6 +33,7 @@ func (d *decoder) validate(c *Config) {
 		`must be host:port, such as "127.0.0.1:7512" or ":7512" (got %q)`, c.Server.Listen)
 	notNegative("server.ping_interval", int64(c.Server.PingInterval), c.Server.PingInterval.String())
 	d.validateTLS(c)
+	d.validateAdmin(c)
 	for i, o := range c.Server.AllowedOrigins {
 		check(fmt.Sprintf("server.allowed_origins[%d]", i), o != "", "must not be empty")
 	}

@@ -295,6 +295,28 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:2:34: server.allowed_origins[1]: must not be empty`},
 		},
 
+		// The operator listener and the admin page (issue 17).
+		{
+			name: "admin listen not host:port",
+			src:  "server {\n  admin_listen = \"7513\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.admin_listen: must be host:port, such as "127.0.0.1:7513" (got "7513"); remove the key to serve /metrics and the admin page on server.listen`},
+		},
+		{
+			name: "admin listen same as listen",
+			src:  "server {\n  listen = \"127.0.0.1:7512\"\n  admin_listen = \"127.0.0.1:7512\"\n}\n" + auth,
+			want: []string{`config.hcl:3:3: server.admin_listen: must differ from server.listen ("127.0.0.1:7512"): it is a second listener; remove the key to serve everything on server.listen`},
+		},
+		{
+			name: "admin token written but empty",
+			src:  "server {\n  admin_token = \"\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.admin_token: is empty; set it (for example admin_token = env("HERALD_ADMIN_TOKEN")) or remove the key, which turns the admin page off`},
+		},
+		{
+			name: "admin token too short",
+			src:  "server {\n  admin_token = \"short\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.admin_token: must be at least 16 characters (got 5): it guards the admin page, publish form included`},
+		},
+
 		// broker.
 		{
 			name: "unknown broker kind",

@@ -33,6 +33,14 @@ type Pager interface {
 	WhenDrained(f func())
 }
 
+// MissedDeliverer is implemented by a Subscriber that tells the
+// publications it missed (a resume's history, the live ones buffered while
+// it joined) from live ones: they are handed to DeliverMissed instead of
+// Deliver, so that their age does not count as delivery latency.
+type MissedDeliverer interface {
+	DeliverMissed(p *broker.Publication)
+}
+
 // Resyncer is implemented by a Subscriber that can be told that its stream
 // has a gap that cannot be filled (the history no longer covers what it
 // still had to receive): it continues from pos, and its client must reload
@@ -329,6 +337,10 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 	// Room is asked before each publication: it counts bytes as well as
 	// publications, and one large publication may use it all.
 	hasRoom := func() bool { return !paged || pager.Room() > 0 }
+	handOver := s.Deliver
+	if md, ok := s.(MissedDeliverer); ok {
+		handOver = md.DeliverMissed
+	}
 	deliver := func(list []*broker.Publication) []*broker.Publication {
 		for len(list) > 0 && hasRoom() {
 			p := list[0]
@@ -337,7 +349,7 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 			if p.Seq <= rec.last {
 				continue // delivered already, from the history or the buffer
 			}
-			s.Deliver(p)
+			handOver(p)
 			rec.last = p.Seq
 		}
 		return list

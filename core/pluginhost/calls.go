@@ -84,7 +84,9 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.CallTimeout)
 	defer cancel()
+	started := time.Now()
 	rep, err := inst.rpc.Authorize(ctx, &pluginpb.AuthorizeRequest{Caller: callerPB(caller), Channels: channels})
+	m.met.observeCall(plugin, started)
 	if err != nil {
 		e := m.transportError(inst, "authorize", err)
 		m.met.callError(plugin, label, e.(*rpc.Error).Code)
@@ -134,7 +136,9 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.MethodTimeout(plugin, method))
 	defer cancel()
+	started := time.Now()
 	rep, err := inst.rpc.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: params})
+	m.met.observeCall(plugin, started)
 	if err != nil {
 		e := m.transportError(inst, method, err)
 		m.met.callError(plugin, method, e.(*rpc.Error).Code)

@@ -172,7 +172,7 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 			continue
 		}
 		delete(m.plugins, s.cfg.Name)
-		m.met.up.DeleteLabelValues(s.cfg.Name)
+		m.met.forget(s.cfg.Name)
 	}
 	var starting []config.Plugin
 	for name, p := range want {

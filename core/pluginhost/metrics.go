@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,7 +20,13 @@ type metrics struct {
 	// Follow (issue 14)
 	followers      *prometheus.GaugeVec
 	followersEnded *prometheus.CounterVec
+	// Operators' metrics (issue 17)
+	callLatency *prometheus.HistogramVec
 }
+
+// callLatencyBuckets span a local gRPC round trip (a few hundred
+// microseconds) to limits.call_timeout's default (10s).
+var callLatencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 func newMetrics(r prometheus.Registerer) *metrics {
 	if r == nil {
@@ -66,8 +73,33 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Name: "herald_plugin_followers_dropped_total",
 			Help: "Follows ended by the host because they fell behind their bounds.",
 		}, []string{"plugin"})),
+		callLatency: register(r, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_plugin_call_duration_seconds",
+			Help:    "Time a plugin took to answer a call or a subscription check (the gRPC round trip), failed calls included.",
+			Buckets: callLatencyBuckets,
+		}, []string{"plugin"})),
 	}
 	return m
+}
+
+// setUp records whether a plugin runs, and makes its other per-plugin
+// series exist from its first start (a restart count of 0 is an answer;
+// a missing series is not).
+func (m *metrics) setUp(plugin string, up float64) {
+	m.up.WithLabelValues(plugin).Set(up)
+	m.restarts.WithLabelValues(plugin)
+	m.callLatency.WithLabelValues(plugin)
+}
+
+// forget drops the series of a plugin that was removed from the config.
+func (m *metrics) forget(plugin string) {
+	m.up.DeleteLabelValues(plugin)
+	m.callLatency.DeleteLabelValues(plugin)
+}
+
+// observeCall records how long a plugin took to answer.
+func (m *metrics) observeCall(plugin string, started time.Time) {
+	m.callLatency.WithLabelValues(plugin).Observe(time.Since(started).Seconds())
 }
 
 // register registers c, or reuses the collector already registered under

@@ -58,7 +58,7 @@ func (s *supervisor) setState(st State, errText string) {
 	if st == StateRunning {
 		up = 1
 	}
-	s.m.met.up.WithLabelValues(s.cfg.Name).Set(up)
+	s.m.met.setUp(s.cfg.Name, up)
 }
 
 func (s *supervisor) lastManifest() *pluginpb.Manifest {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
@@ -18,6 +19,7 @@ var _ pluginhost.Core = (*Server)(nil)
 
 // Emit implements pluginhost.Core: it publishes like the HTTP API does.
 func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notification) ([]pluginhost.Published, error) {
+	accepted := time.Now()
 	in := make([]broker.Notification, len(ns))
 	for i, n := range ns {
 		if err := validChannel(n.Channel); err != nil || n.Channel == ServerChannel {
@@ -34,7 +36,7 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 		}
 		in[i] = broker.Notification{Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: obj}
 	}
-	res, err := s.publish(ctx, in)
+	res, err := s.publishFrom(ctx, sourcePlugin, accepted, in)
 	out := make([]pluginhost.Published, len(res))
 	for i, r := range res {
 		out[i] = pluginhost.Published{Channel: r.Channel, Seq: r.Seq, ID: r.ID}

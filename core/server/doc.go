@@ -3,7 +3,9 @@
 // the HTTP publish and plugin APIs, health, metrics, the overload signal on
 // the `config` channel, plugins' follows of their channels (follow.go: hub
 // subscribers without a connection, bounded like an outbox), and graceful
-// shutdown.
+// shutdown; and the operator's side (admin*.go): the optional second
+// listener (server.admin_listen) and the admin page with its JSON API,
+// whose static files are embedded.
 //
 // Channel authorization and `<plugin>.<method>` calls go through the Plugins
 // interface, which core/pluginhost implements; the server works without it,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
@@ -139,6 +140,7 @@ func parseNotification(raw json.RawMessage) (broker.Notification, error) {
 }
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	accepted := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
 	if err != nil {
 		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
@@ -159,7 +161,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	}
 	// The key is scoped by the API key that sent it (requireAPIKey checked it).
 	status, reply := s.idem.do(auth.BearerToken(r), key, func() (int, any) {
-		results, err := s.publish(r.Context(), ns)
+		results, err := s.publishFrom(r.Context(), sourceHTTP, accepted, ns)
 		if err != nil {
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
 		}
@@ -199,6 +201,20 @@ type publishResult struct {
 	Channel string `json:"channel"`
 	Seq     uint64 `json:"seq"`
 	ID      string `json:"id"`
+}
+
+// publishFrom is publish for a backend's or a plugin's publish accepted at
+// accepted: its latency is measured (herald_publish_latency_seconds), and
+// so is, from the same time, its delivery.
+func (s *Server) publishFrom(ctx context.Context, source string, accepted time.Time, ns []broker.Notification) ([]publishResult, error) {
+	for i := range ns {
+		ns[i].Accepted = accepted
+	}
+	res, err := s.publish(ctx, ns)
+	if err == nil {
+		s.metrics.observePublish(source, accepted)
+	}
+	return res, err
 }
 
 // publish accepts notifications: when it returns, they are in history.

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/core/transport"
 	"github.com/heraldhq/herald/sdk/codes"
 )
 
@@ -26,7 +28,24 @@ type metrics struct {
 	callErrors    *prometheus.CounterVec
 	busy          prometheus.Gauge
 	declarer      methodDeclarer
+	// Operators' metrics (issue 17; docs/operations.md).
+	deliveryLatency prometheus.Histogram
+	publishLatency  *prometheus.HistogramVec
+	slowCloses      *prometheus.CounterVec
+	publishHTTP     prometheus.Observer
+	publishPlugin   prometheus.Observer
+	slowByReason    map[transport.SlowReason]prometheus.Counter
 }
+
+// latencyBuckets span a publish on loopback (a fraction of a millisecond)
+// to a delivery held up by a slow reader (delivery.write_timeout's 10s).
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// Sources of a publish, the label of herald_publish_latency_seconds.
+const (
+	sourceHTTP   = "http"
+	sourcePlugin = "plugin"
+)
 
 func newMetrics() *metrics {
 	m := &metrics{
@@ -50,11 +69,42 @@ func newMetrics() *metrics {
 			Name: "herald_rpc_errors_total", Help: "Failed calls by method and error code."}, []string{"method", "code"}),
 		busy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_servers_busy", Help: "1 while the server signals servers_busy on the config channel."}),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_delivery_latency_seconds",
+			Help:    "From a notification's acceptance to the write of the frame holding it, once per write from its oldest live notification; resumes and joins are not measured.",
+			Buckets: latencyBuckets}),
+		publishLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_publish_latency_seconds",
+			Help:    "From a publish's acceptance (HTTP request, plugin emit) to its notifications being in history and queued to subscribers, by source.",
+			Buckets: latencyBuckets}, []string{"source"}),
+		slowCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_slow_consumer_closes_total", Help: "Connections closed for not reading, by reason: outbox_limit and outbox_bytes (4008), write_timeout."},
+			[]string{"reason"}),
 	}
+	m.publishHTTP = m.publishLatency.WithLabelValues(sourceHTTP)
+	m.publishPlugin = m.publishLatency.WithLabelValues(sourcePlugin)
+	m.slowByReason = make(map[transport.SlowReason]prometheus.Counter)
+	for _, r := range []transport.SlowReason{transport.SlowOutboxLimit, transport.SlowOutboxBytes, transport.SlowWriteTimeout} {
+		m.slowByReason[r] = m.slowCloses.WithLabelValues(string(r))
+	}
+	m.reg.MustRegister(m.deliveryLatency, m.publishLatency, m.slowCloses)
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.batchSize,
 		m.slowConsumers, m.calls, m.callErrors, m.busy,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// registerOutbox exports the bytes waiting in every connection's outbox,
+// summed when scraped: counting them as they are queued would put a
+// shared counter on every delivery.
+func (m *metrics) registerOutbox(s *Server) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "herald_outbox_bytes", Help: "Bytes waiting in the outboxes of all connections (notifications, replies, control frames), as counted against delivery.outbox_bytes."},
+		func() float64 {
+			var total int
+			s.eachSession(func(ss *session) { total += ss.conn.QueuedBytes() })
+			return float64(total)
+		}))
 }
 
 // Registerer is where other parts (the plugin host) add their metrics.
@@ -68,7 +118,26 @@ func (m *metrics) handler() http.Handler {
 func (m *metrics) BatchSent(n int) { m.batchSize.Observe(float64(n)) }
 
 // SlowConsumer implements transport.Observer.
-func (m *metrics) SlowConsumer() { m.slowConsumers.Inc() }
+func (m *metrics) SlowConsumer(reason transport.SlowReason) {
+	if reason != transport.SlowWriteTimeout {
+		m.slowConsumers.Inc() // closed with 4008
+	}
+	if c, ok := m.slowByReason[reason]; ok {
+		c.Inc()
+	}
+}
+
+// Delivered implements transport.Observer.
+func (m *metrics) Delivered(latency time.Duration) { m.deliveryLatency.Observe(latency.Seconds()) }
+
+// observePublish records a publish's latency from its acceptance.
+func (m *metrics) observePublish(source string, accepted time.Time) {
+	o := m.publishHTTP
+	if source == sourcePlugin {
+		o = m.publishPlugin
+	}
+	o.Observe(time.Since(accepted).Seconds())
+}
 
 func (m *metrics) observeCall(method string, err *rpc.Error) {
 	method = m.methodLabel(method)

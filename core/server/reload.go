@@ -28,6 +28,8 @@ func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
 	}
 	s.origins.Store(auth.NewOrigins(cfg.Server.AllowedOrigins))
 	s.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
+	tok := cfg.Server.AdminToken
+	s.admin.token.Store(&tok)
 	for _, key := range changedKeys(prev, cfg) {
 		if reloadable[key] {
 			applied = append(applied, key)
@@ -57,7 +59,7 @@ func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
 }
 
 // reloadable are the keys Reload applies at once.
-var reloadable = map[string]bool{"server.allowed_origins": true, "log.level": true}
+var reloadable = map[string]bool{"server.allowed_origins": true, "log.level": true, "server.admin_token": true}
 
 // changedKeys lists, as config key paths (server.allowed_origins), the
 // keys whose values differ between two configs; plugin blocks and the file

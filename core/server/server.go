@@ -63,6 +63,7 @@ type Server struct {
 	reloaded *config.Config // the config of the last reload
 
 	followers followerCounts // plugin follows per channel (follow.go)
+	admin     adminState     // operator listener and admin page (admin.go)
 
 	draining atomic.Bool
 	httpSrv  *http.Server
@@ -119,6 +120,8 @@ func New(opts Options) (*Server, error) {
 	if m, ok := b.(*broker.Memory); ok {
 		s.metrics.registerHistory(m.Stats)
 	}
+	s.metrics.registerOutbox(s)
+	s.initAdmin()
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
@@ -163,24 +166,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/plugins", s.requireAPIKey(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"plugins": s.plugins.Status()})
 	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /healthz", serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
-	mux.Handle("GET /metrics", s.metrics.handler())
+	if s.cfg.Server.AdminListen == "" {
+		s.handleOperator(mux) // else on the operator listener only (AdminHandler)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.plugins.ServeHTTP(w, r) })
 	return mux
-}
-
-func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case s.draining.Load():
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "draining"})
-	case !s.plugins.Ready():
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "plugins not ready"})
-	default:
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	}
 }
 
 // Serve accepts connections on ln until ctx ends, then drains: in-flight
@@ -196,6 +188,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if p, ok := s.plugins.(interface{ EndStreams() }); ok {
 		s.httpSrv.RegisterOnShutdown(p.EndStreams)
 	}
+	adminLn, err := s.listenAdmin()
+	if err != nil {
+		return err
+	}
+	if adminLn != nil {
+		s.serveAdmin(adminLn)
+	}
 	bg, stopBg := context.WithCancel(context.Background())
 	var bgDone sync.WaitGroup
 	bgDone.Add(3)
@@ -210,7 +209,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.log.Info("listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+		return errors.Join(fmt.Errorf("serve %s: %w", ln.Addr(), err), s.shutdownAdmin(context.Background()))
 	case <-ctx.Done():
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -254,7 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = errors.Join(err, f(ctx))
 	}
 	s.brokerClosed.Store(true)
-	return errors.Join(err, s.broker.Close())
+	return errors.Join(err, s.shutdownAdmin(ctx), s.broker.Close())
 }
 
 // BeforeBrokerClose registers f to run at shutdown once every client

@@ -82,6 +82,14 @@ func (s *session) Deliver(p *broker.Publication) {
 	}
 }
 
+// DeliverMissed implements hub.MissedDeliverer.
+func (s *session) DeliverMissed(p *broker.Publication) {
+	if s.wantsNotifications.Load() {
+		s.conn.DeliverMissed(p)
+		s.srv.metrics.delivered.Inc()
+	}
+}
+
 // Room implements hub.Pager: a resume is delivered as the outbox drains.
 func (s *session) Room() int {
 	if !s.wantsNotifications.Load() {

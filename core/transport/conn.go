@@ -64,11 +64,32 @@ func (o *Options) EndGroup() {
 	}
 }
 
-// Observer receives delivery events for metrics. Methods must be cheap.
+// Observer receives delivery events for metrics. Methods must be cheap and
+// must not call back into the Conn: they are called by the writers and by
+// publishers, sometimes with the connection's lock held.
 type Observer interface {
 	BatchSent(notifications int)
-	SlowConsumer()
+	// SlowConsumer is called when a connection is closed for not reading:
+	// its outbox passed a bound (4008), or a write outlasted WriteTimeout.
+	SlowConsumer(reason SlowReason)
+	// Delivered is called once per write that completed, with the time
+	// since the oldest live publication in it was accepted
+	// (broker.Publication.Accepted). Publications handed over while a
+	// subscription joins or resumes (DeliverMissed) and those without an
+	// accept time are not measured.
+	Delivered(latency time.Duration)
 }
+
+// SlowReason says why a connection was closed as a slow consumer. The set
+// is fixed: it is a metric label.
+type SlowReason string
+
+// Reasons for SlowConsumer.
+const (
+	SlowOutboxLimit  SlowReason = "outbox_limit"  // Options.OutboxLimit items queued
+	SlowOutboxBytes  SlowReason = "outbox_bytes"  // Options.OutboxBytes (or the connection's own bound) passed
+	SlowWriteTimeout SlowReason = "write_timeout" // a write took longer than WriteTimeout
+)
 
 var batchPrefix = []byte(`{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[`)
 var batchSuffix = []byte(`]}}`)
@@ -79,6 +100,9 @@ type item struct {
 	pub *broker.Publication
 	raw []byte
 	op  byte // websocket opcode of raw: text (0 for text), close or pong
+	// missed marks a publication handed over by a join or a resume
+	// (DeliverMissed): its age is not a delivery latency.
+	missed bool
 }
 
 // size is what the item counts against the outbox's byte bound: its
@@ -210,6 +234,11 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // outbox limit is closed as a slow consumer.
 func (c *Conn) Deliver(p *broker.Publication) { c.enqueue(item{pub: p}) }
 
+// DeliverMissed queues a publication the connection missed (a resume's
+// history, or what arrived while it joined): as Deliver, but its age is
+// not counted as delivery latency.
+func (c *Conn) DeliverMissed(p *broker.Publication) { c.enqueue(item{pub: p, missed: true}) }
+
 // Send queues a raw JSON-RPC message (a reply or a server call) after what
 // is already queued.
 func (c *Conn) Send(raw []byte) { c.enqueue(item{raw: raw}) }
@@ -221,10 +250,16 @@ func (c *Conn) enqueue(it item) {
 		c.mu.Unlock()
 		return
 	}
+	// The bound that was reached is the reason, whatever catching up
+	// managed to write before the socket filled.
+	reason := SlowOutboxBytes
+	if c.items.len() >= c.opts.OutboxLimit {
+		reason = SlowOutboxLimit
+	}
 	if c.overLocked(size) && !c.catchUpLocked(size) {
 		c.mu.Unlock()
 		if c.opts.Observer != nil {
-			c.opts.Observer.SlowConsumer()
+			c.opts.Observer.SlowConsumer(reason)
 		}
 		c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
 		return
@@ -294,7 +329,7 @@ func (c *Conn) catchUpLocked(size int) bool {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for c.items.len() > 0 && c.overLocked(size) {
-		closed := c.buildLocked(buf)
+		closed, oldest := c.buildLocked(buf)
 		c.mu.Unlock()
 		n, err := c.tryWrite(*buf)
 		c.mu.Lock()
@@ -307,9 +342,10 @@ func (c *Conn) catchUpLocked(size int) bool {
 		}
 		if n < len(*buf) {
 			c.state = slow
-			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), closed)
+			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), closed, oldest)
 			return false
 		}
+		c.observeWritten(oldest)
 		if closed {
 			c.mu.Unlock()
 			c.closeWritten()
@@ -445,6 +481,13 @@ func (c *Conn) control(op byte, payload []byte) {
 	it := item{raw: payload, op: op}
 	c.pushItemLocked(it, it.size())
 	c.scheduleLocked()
+}
+
+// QueuedBytes is what the outbox holds, as counted against its byte bound.
+func (c *Conn) QueuedBytes() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }
 
 // Queued is the number of items waiting in the outbox.

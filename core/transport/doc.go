@@ -26,6 +26,12 @@
 // Replies, control frames and close frames never wait for a batch: a
 // connection waiting for its batching delay is queued again for now.
 //
+// Delivery is measured without cost to fan-out: a publication carries its
+// accept time, and the Observer is told once per completed write the age
+// of the oldest live publication in it (DeliverMissed marks those a resume
+// hands over, whose age is not a latency); slow-consumer closes carry their
+// reason (SlowReason).
+//
 // Every write to the socket goes through this writer, gorilla's own close
 // frames included (Upgrade), so that nothing lands inside a frame.
 //

@@ -1,6 +1,8 @@
 package transport
 
 import (
+	"errors"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -173,7 +175,7 @@ func (c *Conn) writeOut(gen uint32) {
 	defer putBuffer(buf)
 	c.state = writing
 	c.urgent, c.held = false, false
-	closed := c.buildLocked(buf)
+	closed, oldest := c.buildLocked(buf)
 	c.mu.Unlock()
 
 	n, err := c.tryWrite(*buf)
@@ -186,9 +188,10 @@ func (c *Conn) writeOut(gen uint32) {
 		c.mu.Lock()
 		c.state = slow
 		c.mu.Unlock()
-		go c.writeSlow(rest, closed)
+		go c.writeSlow(rest, closed, oldest)
 		return
 	}
+	c.observeWritten(oldest)
 	if closed {
 		c.closeWritten()
 	}
@@ -206,8 +209,9 @@ func (c *Conn) writeOut(gen uint32) {
 }
 
 // writeSlow writes rest, then whatever is queued, blocking, until c's
-// outbox is empty; then c goes back to the shared writers.
-func (c *Conn) writeSlow(rest []byte, closed bool) {
+// outbox is empty; then c goes back to the shared writers. oldest is
+// rest's (see buildLocked).
+func (c *Conn) writeSlow(rest []byte, closed bool, oldest time.Time) {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for {
@@ -215,9 +219,13 @@ func (c *Conn) writeSlow(rest []byte, closed bool) {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 		}
 		if _, err := c.nc.Write(rest); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.opts.Observer != nil {
+				c.opts.Observer.SlowConsumer(SlowWriteTimeout)
+			}
 			c.fail()
 			return
 		}
+		c.observeWritten(oldest)
 		if closed {
 			c.closeWritten()
 		}
@@ -234,7 +242,7 @@ func (c *Conn) writeSlow(rest []byte, closed bool) {
 			}
 			return
 		}
-		closed = c.buildLocked(buf)
+		closed, oldest = c.buildLocked(buf)
 		c.mu.Unlock()
 		rest = *buf
 	}
@@ -298,8 +306,9 @@ func rawWrite1(fd uintptr, b []byte) (int, syscall.Errno) {
 // buildLocked appends to buf the frames of what is queued, up to
 // writeBudget bytes: publications in onNotificationReceived batches of at
 // most MaxBatch, raw messages and control frames one frame each. It
-// reports whether the last frame is a close frame.
-func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
+// reports whether the last frame is a close frame, and when the oldest
+// live publication in buf was accepted (zero: none), for observeWritten.
+func (c *Conn) buildLocked(buf *[]byte) (closed bool, oldest time.Time) {
 	b := (*buf)[:0]
 	maxBatch := max(1, c.opts.MaxBatch)
 	for c.items.len() > 0 && len(b) < writeBudget {
@@ -330,6 +339,11 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
 			}
 			size += len(it.pub.Data)
 			c.bytes -= it.size()
+			if oldest.IsZero() && !it.missed {
+				// Items are in queue order: the first live one is the
+				// oldest.
+				oldest = it.pub.Accepted
+			}
 			k++
 		}
 		b = appendFrameHeader(b, websocket.TextMessage, size)
@@ -348,7 +362,17 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool) {
 		}
 	}
 	*buf = b
-	return closed
+	return closed, oldest
+}
+
+// observeWritten reports the delivery latency of a write that completed:
+// one observation per write (one syscall, one or more frames), from its
+// oldest live publication, so that measuring costs a clock read and a
+// histogram update per connection's turn, never per notification.
+func (c *Conn) observeWritten(oldest time.Time) {
+	if !oldest.IsZero() && c.opts.Observer != nil {
+		c.opts.Observer.Delivered(time.Since(oldest))
+	}
 }
 
 // appendFrameHeader appends the header of an unmasked (server to client),

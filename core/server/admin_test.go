@@ -1,0 +1,200 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/pluginhost"
+)
+
+const testAdminToken = "admin-token-0123456789"
+
+func get(t *testing.T, url, bearer string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+var adminPaths = []string{"/admin/", "/admin/static/admin.js", "/admin/api/overview", "/admin/api/connections",
+	"/admin/api/channels", "/admin/api/plugins", "/admin/api/errors"}
+
+// Without the admin token, the page, its files and its API answer 401
+// (asking the browser for a login); with a wrong one too; with the right
+// one, as a bearer token or a basic-auth password, 200.
+func TestAdminPageNeedsItsToken(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	for _, p := range adminPaths {
+		status, _ := get(t, hs.URL+p, "")
+		require.Equal(t, http.StatusUnauthorized, status, p)
+		status, _ = get(t, hs.URL+p, "wrong-token-0123456789")
+		require.Equal(t, http.StatusUnauthorized, status, p)
+		status, body := get(t, hs.URL+p, testAdminToken)
+		require.Equal(t, http.StatusOK, status, "%s: %s", p, body)
+	}
+	resp, err := http.Post(hs.URL+"/admin/api/publish", "application/json", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":null}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("WWW-Authenticate"), "Basic")
+
+	req, err := http.NewRequest(http.MethodGet, hs.URL+"/admin/api/plugins", nil)
+	require.NoError(t, err)
+	req.SetBasicAuth("anyone", testAdminToken)
+	resp, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// Without server.admin_token the page is off: 404 saying how to turn it on,
+// never an open page.
+func TestAdminPageIsOffWithoutAToken(t *testing.T) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	for _, p := range adminPaths {
+		status, body := get(t, hs.URL+p, "")
+		require.Equal(t, http.StatusNotFound, status, p)
+		require.Contains(t, body, "server.admin_token", p)
+	}
+	status, _ := get(t, hs.URL+"/metrics", "")
+	require.Equal(t, http.StatusOK, status, "metrics stay on server.listen without admin_listen")
+}
+
+// With server.admin_listen, /metrics and the admin page leave the public
+// mux for the operator one; health and readiness are on both.
+func TestAdminListenMovesOperatorEndpoints(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminListen = "127.0.0.1:0"
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	public := httptest.NewServer(srv.Handler())
+	t.Cleanup(public.Close)
+	admin := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(admin.Close)
+
+	for _, p := range []string{"/healthz", "/readyz"} {
+		for _, base := range []string{public.URL, admin.URL} {
+			status, _ := get(t, base+p, "")
+			require.Equal(t, http.StatusOK, status, base+p)
+		}
+	}
+	status, _ := get(t, public.URL+"/metrics", "")
+	require.Equal(t, http.StatusNotFound, status)
+	status, _ = get(t, public.URL+"/admin/api/plugins", testAdminToken)
+	require.Equal(t, http.StatusNotFound, status)
+	status, body := get(t, admin.URL+"/metrics", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Contains(t, body, "herald_delivery_latency_seconds")
+	status, _ = get(t, admin.URL+"/admin/api/plugins", testAdminToken)
+	require.Equal(t, http.StatusOK, status)
+	status, _ = get(t, admin.URL+"/v1/plugins", "test-key")
+	require.Equal(t, http.StatusNotFound, status, "the public API is not on the operator listener")
+}
+
+// plugins reports one plugin restarting and one running.
+type notReadyPlugins struct{ noPlugins }
+
+func (notReadyPlugins) Ready() bool { return false }
+func (notReadyPlugins) Status() []pluginhost.Status {
+	return []pluginhost.Status{
+		{Name: "chat", State: pluginhost.StateRestarting, LastError: "exit status 2"},
+		{Name: "kb", State: pluginhost.StateRunning},
+	}
+}
+
+// /readyz names each thing that is not ready.
+func TestReadyzNamesWhatIsNotReady(t *testing.T) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(t, err)
+	srv.SetPlugins(notReadyPlugins{})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	var got struct {
+		Status   string
+		NotReady []string `json:"not_ready"`
+	}
+	status, body := get(t, hs.URL+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.Equal(t, "plugins not ready", got.Status)
+	require.Equal(t, []string{"plugin chat: restarting (exit status 2)"}, got.NotReady)
+
+	srv.draining.Store(true)
+	status, body = get(t, hs.URL+"/readyz", "")
+	require.Equal(t, http.StatusServiceUnavailable, status)
+	require.NoError(t, json.Unmarshal([]byte(body), &got))
+	require.Equal(t, "draining", got.Status)
+	require.Equal(t, []string{"draining", "plugin chat: restarting (exit status 2)"}, got.NotReady)
+}
+
+// The recent errors are a bounded ring of the logger's warnings and
+// errors, newest first.
+func TestRecentErrorsAreBounded(t *testing.T) {
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: io.Discard, Level: hclog.Info})
+	cfg := testConfig()
+	srv, err := New(Options{Config: cfg, Logger: log})
+	require.NoError(t, err)
+	log.Info("not kept")
+	for i := range recentErrors + 5 {
+		log.Named("plugin").Error("boom", "n", i)
+	}
+	got := srv.admin.errors.list()
+	require.Len(t, got, recentErrors)
+	require.Equal(t, "boom n=104", got[0].Message)
+	require.Equal(t, "boom n=5", got[len(got)-1].Message)
+	require.Equal(t, "plugin", got[0].Logger)
+	require.Equal(t, "error", got[0].Level)
+}
+
+// SIGHUP applies a new admin token at once: the old one stops working,
+// and a config without one turns the page off.
+func TestReloadChangesTheAdminToken(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+
+	next := *cfg
+	next.Server.AdminToken = "the-next-admin-token-42"
+	applied, restart := srv.Reload(&next)
+	require.Contains(t, applied, "server.admin_token")
+	require.Empty(t, restart)
+	status, _ := get(t, hs.URL+"/admin/api/plugins", testAdminToken)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, _ = get(t, hs.URL+"/admin/api/plugins", "the-next-admin-token-42")
+	require.Equal(t, http.StatusOK, status)
+
+	off := *cfg
+	off.Server.AdminToken = ""
+	srv.Reload(&off)
+	status, _ = get(t, hs.URL+"/admin/api/plugins", "the-next-admin-token-42")
+	require.Equal(t, http.StatusNotFound, status)
+}
