@@ -47,9 +47,15 @@ log {
   format = "text" # or "json"
 }
 
-# The four domain plugins. Each block is enabled once its plugin lands (a
-# declared plugin whose binary under bin/plugins/ does not exist cannot start,
-# and keeps /readyz from passing).
+# The SDK tutorial's plugin (examples/echo-plugin, docs/plugins.md): echo.say
+# and echo.ask, on channels echo:<user>. Remove it in production.
+plugin "echo" {
+  command = "bin/plugins/echo"
+}
+
+# The four domain plugins, built into bin/plugins/ by `make build` (a declared
+# plugin whose binary does not exist cannot start, and keeps /readyz from
+# passing).
 
 # Unichat's notifications: plugins/chat/README.md.
 plugin "chat" {
