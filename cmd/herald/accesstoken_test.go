@@ -40,7 +40,7 @@ func TestSubscribeWithAccessTokenOnAConnectionWithoutToken(t *testing.T) {
 // again needs a token, which subscribe itself may bring.
 func TestExpiredConnectionUnsubscribesAndResubscribesWithAccessToken(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n expiry_grace = \"1h\"", heraldtest.Secret, heraldtest.APIKey)})
-	c := h.Dial(t, heraldtest.MintToken(t, "alice", time.Second, nil))
+	c := h.Dial(t, heraldtest.MintToken(t, "alice", 2*time.Second, nil))
 	c.Subscribe(t, "news")
 	require.Equal(t, "token_expired", c.Notifications(t, 1)[0].Event)
 	require.Equal(t, -32001, c.CallErr(t, "subscribe", map[string]any{"channel": "more"}).Code)
@@ -55,7 +55,7 @@ func TestExpiredConnectionUnsubscribesAndResubscribesWithAccessToken(t *testing.
 func TestAuthTimeoutSparesAConnectionWhoseTokenExpired(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n auth_timeout = \"2s\"\n expiry_grace = \"1h\"", heraldtest.Secret, heraldtest.APIKey)})
 	c := h.Dial(t, "")
-	c.SubscribeParams(t, map[string]any{"channel": "news", "accessToken": heraldtest.MintToken(t, "alice", time.Second, nil)})
+	c.SubscribeParams(t, map[string]any{"channel": "news", "accessToken": heraldtest.MintToken(t, "alice", 2*time.Second, nil)})
 	silent := h.Dial(t, "") // dialled later: its timeout fires later
 	require.Equal(t, "token_expired", c.Notifications(t, 1)[0].Event)
 	require.Equal(t, 4001, silent.WaitClosed(t))

@@ -327,12 +327,14 @@ func TestShippedConfig(t *testing.T) {
 	require.Equal(t, "127.0.0.1:7512", c.Server.Listen)
 	require.Equal(t, "dev-secret-change-me", c.Auth.TokenSecret)
 	require.Equal(t, []string{"dev-api-key-change-me"}, c.Auth.APIKeys)
-	// A domain plugin's block is enabled once the plugin has landed; it runs
-	// the binary `make build` puts under bin/plugins/.
+	// The four domain plugins and the SDK tutorial's echo, each running the
+	// binary `make build` puts under bin/plugins/.
+	var names []string
 	for _, p := range c.Plugins {
-		require.Contains(t, []string{"chat", "timelines", "kb", "documents"}, p.Name)
+		names = append(names, p.Name)
 		require.Equal(t, "bin/plugins/"+p.Name, p.Command)
 	}
+	require.Equal(t, []string{"echo", "chat", "timelines", "kb", "documents"}, names)
 
 	// Everything but the dev credentials and the plugins is exactly the defaults.
 	want := config.Defaults()
@@ -350,8 +352,8 @@ func TestShippedConfig(t *testing.T) {
 	require.Equal(t, []string{"real-key"}, c.Auth.APIKeys)
 }
 
-// The four domain plugin blocks, enabled or still commented out, must be
-// valid once every one is enabled.
+// The four domain plugin blocks (and echo's), enabled or commented out,
+// must be valid once every one is enabled.
 func TestShippedConfigPlugins(t *testing.T) {
 	src, err := os.ReadFile("../../config.hcl")
 	require.NoError(t, err)
@@ -366,9 +368,10 @@ func TestShippedConfigPlugins(t *testing.T) {
 	}
 
 	c := parse(t, b.String())
-	require.Len(t, c.Plugins, 4)
+	require.Len(t, c.Plugins, 5)
+	require.Equal(t, "echo", c.Plugins[0].Name)
 	for i, name := range []string{"chat", "timelines", "kb", "documents"} {
-		p := c.Plugins[i]
+		p := c.Plugins[i+1]
 		require.Equal(t, name, p.Name)
 		require.Equal(t, "bin/plugins/"+name, p.Command)
 		require.Equal(t, "data/"+name, p.Config["data_dir"])
