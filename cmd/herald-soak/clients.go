@@ -124,11 +124,15 @@ func (p *pool) fill(ctx context.Context, n int) error {
 // churn closes k random clients and opens k new ones.
 func (p *pool) churn(ctx context.Context, k int) {
 	p.mu.Lock()
-	var victims []*websocket.Conn
-	for range min(k, len(p.clients)) {
-		victims = append(victims, p.clients[rand.IntN(len(p.clients))])
-	}
+	// k distinct ones: a partial shuffle of a copy.
+	all := append([]*websocket.Conn(nil), p.clients...)
 	p.mu.Unlock()
+	k = min(k, len(all))
+	for i := range k {
+		j := i + rand.IntN(len(all)-i)
+		all[i], all[j] = all[j], all[i]
+	}
+	victims := all[:k]
 	for _, ws := range victims {
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
 		_ = ws.Close() // its reader removes it

@@ -33,6 +33,7 @@ type options struct {
 	emitRate       float64
 	channels       int
 	killEvery      time.Duration
+	historyTTL     time.Duration
 }
 
 func main() {
@@ -57,6 +58,7 @@ func run(args []string, out io.Writer) error {
 	fs.Float64Var(&o.emitRate, "emit-rate", 5, "plugin emits per second (the plugin's method, through the HTTP API)")
 	fs.IntVar(&o.channels, "channels", 100, "channels the connections spread over")
 	fs.DurationVar(&o.killEvery, "kill-every", time.Minute, "how often the plugin process is killed with SIGKILL (0: never)")
+	fs.DurationVar(&o.historyTTL, "history-ttl", time.Minute, "herald's history.ttl: history grows for this long, then stays level, so that what grows after it is a leak")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -47,10 +47,13 @@ auth {
   anonymous = true
   api_keys  = [%q]
 }
+history {
+  ttl = %q
+}
 plugin "tester" {
   command = %q
 }
-`, apiKey, plugin)
+`, apiKey, o.historyTTL.String(), plugin)
 	path := filepath.Join(dir, "config.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("write config: %w", err)
@@ -321,12 +324,22 @@ loop:
 	if len(samples) < 2 {
 		return fmt.Errorf("only %d sample(s): make -duration longer than -interval", len(samples))
 	}
-	return verdict(out, samples[0], samples[len(samples)-1])
+	// The baseline is the first sample once the history is full (it grows
+	// for history.ttl, then expires as fast as it fills), if the soak ran
+	// that long; else the first.
+	base := samples[0]
+	for _, s := range samples[:len(samples)-1] {
+		if s.at >= o.historyTTL+o.interval {
+			base = s
+			break
+		}
+	}
+	return verdict(out, base, samples[len(samples)-1])
 }
 
-// verdict compares the last sample with the first (taken one interval into
-// the soak, every connection up): generous margins, since the point is to
-// catch growth that follows the churn, not noise.
+// verdict compares the last sample with the baseline (every connection
+// up, the history full if the soak ran long enough): generous margins,
+// since the point is to catch growth that follows the churn, not noise.
 func verdict(out io.Writer, first, last sample) error {
 	type check struct {
 		name     string
@@ -346,7 +359,7 @@ func verdict(out io.Writer, first, last sample) error {
 		if !ok {
 			word = "GROWING"
 		}
-		fmt.Fprintf(out, "%-11s %9d -> %9d (allowed +%d): %s\n", c.name, c.from, c.to, c.allowed, word)
+		fmt.Fprintf(out, "%-11s %9d at %s -> %9d at %s (allowed +%d): %s\n", c.name, c.from, first.at, c.to, last.at, c.allowed, word)
 	}
 	if !flat {
 		return fmt.Errorf("not flat: herald kept growing under churn")

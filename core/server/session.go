@@ -242,7 +242,11 @@ func (s *session) sendServer(event, objectType string, object []byte) {
 // its answer arrives through this very reader.
 func (s *session) handleFrame(frame []byte) {
 	if frame == nil {
-		s.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
+		err := s.rateLimit() // its error reply costs what an invalid entry's does
+		if err == nil {
+			err = rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")
+		}
+		s.conn.Send(rpc.AppendError(nil, nil, err))
 		return
 	}
 	msgs, batch := rpc.DecodeMax(frame, s.maxBatchCalls())
