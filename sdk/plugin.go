@@ -83,7 +83,10 @@ type Authorizer interface {
 // because the plugin was too slow, it first gets a Reset event and then the
 // current connections and subscriptions as Connected and Subscribed events
 // with Replay set: rebuild presence from them. Handle events idempotently
-// (a Connected for a known connection changes nothing).
+// (a Connected for a known connection changes nothing). ctx ends when the
+// host stops waiting (limits.call_timeout): a batch not handled by then is
+// sent again, in order, and if that keeps failing the host resyncs the
+// plugin with a Reset and a replay, so events are never silently lost.
 type EventHandler interface {
 	HandleEvent(ctx context.Context, h Host, ev Event)
 }

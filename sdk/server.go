@@ -15,6 +15,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 )
 
 // server adapts the author's Plugin to the gRPC Plugin service.
@@ -197,6 +198,12 @@ func (s *server) Events(ctx context.Context, batch *pluginpb.EventBatch) (*plugi
 	for _, e := range batch.GetEvents() {
 		ev := eventFromPB(e)
 		_ = s.safe(func() error { eh.HandleEvent(ctx, h, ev); return nil })
+	}
+	// The host gave up waiting (or went away) while the hook ran: hooks
+	// that honour ctx may have skipped events, so the batch is not
+	// acknowledged, and the host sends it again (or resyncs).
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
 	}
 	return &pluginpb.Empty{}, nil
 }

@@ -30,6 +30,14 @@ func onlineOf(t *testing.T, m *pluginhost.Manager, plugin string) []string {
 	return users
 }
 
+// replayed waits until the tester applied the whole replay of its start
+// (reset, connected c1, subscribed c1), so that a stall armed next hits a
+// live event, not the end of the replay.
+func replayed(t *testing.T, m *pluginhost.Manager) {
+	t.Helper()
+	require.Eventually(t, func() bool { return len(eventsOf(t, m, "tester")) == 3 }, 10*time.Second, 5*time.Millisecond)
+}
+
 func stall(t *testing.T, m *pluginhost.Manager, count int, d time.Duration) {
 	t.Helper()
 	params, _ := json.Marshal(map[string]any{"count": count, "ms": d.Milliseconds()})
@@ -47,15 +55,17 @@ func TestLifecycleEventsRetriedInOrder(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 2 * time.Second; o.Registerer = reg })
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
-	require.Eventually(t, func() bool { return len(onlineOf(t, m, "tester")) == 1 }, 10*time.Second, 5*time.Millisecond)
+	replayed(t, m)
 
 	stall(t, m, 1, time.Minute) // the next event hangs until the host gives it up
 	m.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: "c1", UserID: "alice"})
 	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	var on []string
 	require.Eventually(t, func() bool {
-		on := onlineOf(t, m, "tester")
+		on = onlineOf(t, m, "tester")
 		return len(on) == 1 && on[0] == "bob"
-	}, 20*time.Second, 10*time.Millisecond, "alice's disconnect must not be lost: %v", onlineOf(t, m, "tester"))
+	}, 20*time.Second, 10*time.Millisecond, "alice's disconnect must not be lost")
+	require.Equal(t, []string{"bob"}, on)
 	evs := eventsOf(t, m, "tester")
 	require.Equal(t, "disconnected", evs[len(evs)-2]["Kind"], "in order: %v", evs)
 	require.Equal(t, "connected", evs[len(evs)-1]["Kind"])
@@ -72,7 +82,7 @@ func TestLifecycleEventsResyncAfterMissedEvents(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = time.Second; o.Registerer = reg })
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
-	require.Eventually(t, func() bool { return len(onlineOf(t, m, "tester")) == 1 }, 10*time.Second, 5*time.Millisecond)
+	replayed(t, m)
 
 	stall(t, m, 4, time.Minute)
 	core.mu.Lock()
@@ -81,10 +91,12 @@ func TestLifecycleEventsResyncAfterMissedEvents(t *testing.T) {
 	m.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: "c1", UserID: "alice"})
 	core.connect("c2", "bob")
 	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	var on []string
 	require.Eventually(t, func() bool {
-		on := onlineOf(t, m, "tester")
+		on = onlineOf(t, m, "tester")
 		return len(on) == 1 && on[0] == "bob"
-	}, 30*time.Second, 10*time.Millisecond, "the plugin converges: %v", onlineOf(t, m, "tester"))
+	}, 30*time.Second, 10*time.Millisecond, "the plugin converges")
+	require.Equal(t, []string{"bob"}, on)
 	evs := eventsOf(t, m, "tester")
 	require.Equal(t, "reset", evs[0]["Kind"], "through a resync: %v", evs)
 	require.GreaterOrEqual(t, counterOr0(t, reg, "herald_plugin_event_resyncs_total", "tester"), 1.0)
