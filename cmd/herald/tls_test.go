@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
@@ -175,4 +176,50 @@ delivery {
 	status, err = dial()
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, status)
+}
+
+// SIGHUP applies auth secrets, API keys and limits without dropping the
+// connections already open: the old key and tokens signed with the old
+// secret are refused from then on, the new ones accepted, and a new
+// connection gets the new limits.
+func TestReloadAppliesAuthAndLimits(t *testing.T) {
+	addr := heraldtest.FreeAddr(t)
+	path := filepath.Join(t.TempDir(), "herald.hcl")
+	write := func(secret, key string, maxSubs int) {
+		require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`server {
+  listen = %q
+}
+auth {
+  token_secret = %q
+  api_keys     = [%q]
+}
+limits {
+  max_subscriptions = %d
+}
+`, addr, secret, key, maxSubs)), 0o600))
+	}
+	mint := func(secret string) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return tok
+	}
+	write("old-secret", "old-key", 3)
+	h := heraldtest.StartWithConfig(t, path, nil)
+	before := h.Dial(t, mint("old-secret"))
+	before.Subscribe(t, "a", "b", "c")
+
+	write("new-secret", "new-key", 1)
+	h.Signal(t, syscall.SIGHUP)
+	h.WaitLog(t, "auth.api_keys", heraldtest.Timeout)
+
+	status, _ := h.Do(t, http.MethodPost, "/v1/publish", heraldtest.N("a", "e", "t", `{}`), "old-key", nil)
+	require.Equal(t, http.StatusUnauthorized, status)
+	status, body := h.Do(t, http.MethodPost, "/v1/publish", heraldtest.N("a", "e", "t", `{}`), "new-key", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	require.Equal(t, "a", before.Notifications(t, 1)[0].Channel, "the connection opened before the reload stays")
+
+	require.Equal(t, 4001, h.Dial(t, mint("old-secret")).WaitClosed(t), "a token signed with the old secret")
+	after := h.Dial(t, mint("new-secret"))
+	after.Subscribe(t, "a")
+	require.Equal(t, -32005, after.CallErr(t, "subscribe", map[string]any{"channel": "b"}).Code, "the new max_subscriptions")
 }

@@ -322,9 +322,9 @@ func (s *Server) serveAdminPublish(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnsupportedMediaType, rpc.CodeInvalidRequest, "Content-Type: must be application/json")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
 		return
 	}
 	n, err := parseNotification(body)

@@ -69,7 +69,7 @@ func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
 	if had {
 		return nil
 	}
-	if n >= s.cfg.Limits.MaxSubscriptions {
+	if n >= s.live().Limits.MaxSubscriptions {
 		return rpc.Errorf(rpc.CodeLimitExceeded, "connection %s holds %d subscriptions, the limit (limits.max_subscriptions)", connID, n)
 	}
 	j, err := s.hub.Subscribe(ctx, ss, channel, nil)
@@ -167,7 +167,7 @@ func (s *Server) Connections() []pluginhost.Connection {
 // caller; a client token (query or header) makes a user caller.
 func (s *Server) AuthenticateHTTP(r *http.Request) (pluginhost.Caller, error) {
 	bearer := auth.BearerToken(r)
-	if bearer != "" && s.apiKeys.Valid(bearer) {
+	if bearer != "" && s.apiKeys.Load().Valid(bearer) {
 		return pluginhost.Caller{Backend: true}, nil
 	}
 	token := r.URL.Query().Get("token")
@@ -180,7 +180,7 @@ func (s *Server) AuthenticateHTTP(r *http.Request) (pluginhost.Caller, error) {
 		}
 		return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send a token (?token= or Authorization: Bearer) or an API key")
 	}
-	id, err := s.tokens.Verify(token)
+	id, err := s.tokens.Load().Verify(token)
 	if err != nil {
 		return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: %v", err)
 	}

@@ -84,7 +84,7 @@ func (s *Server) SubscribeWith(ctx context.Context, connID, channel string, opts
 	if had {
 		return current()
 	}
-	if n >= s.cfg.Limits.MaxSubscriptions {
+	if n >= s.live().Limits.MaxSubscriptions {
 		return res, rpc.Errorf(rpc.CodeLimitExceeded, "connection %s holds %d subscriptions, the limit (limits.max_subscriptions)", connID, n)
 	}
 	var since *broker.Position

@@ -43,7 +43,7 @@ func (s *Server) requireAPIKey(next http.HandlerFunc) http.HandlerFunc {
 			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, "missing API key: send Authorization: Bearer <api_key>")
 			return
 		}
-		if !s.apiKeys.Valid(key) {
+		if !s.apiKeys.Load().Valid(key) {
 			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, "invalid API key")
 			return
 		}
@@ -141,9 +141,9 @@ func parseNotification(raw json.RawMessage) (broker.Notification, error) {
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	accepted := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
 		return
 	}
 	ns, err := parsePublish(body)
@@ -185,7 +185,7 @@ func (s *Server) publishable(ns []broker.Notification) error {
 		case ch == ServerChannel || ch == ConfigChannel:
 			return fmt.Errorf("%s: %q is herald's own channel; backends cannot publish to it", field, ch)
 		case namespace(ch) == "":
-			if !s.cfg.Auth.OpenChannels {
+			if !s.live().Auth.OpenChannels {
 				return fmt.Errorf("%s: %q is an open channel and open channels are disabled (auth.open_channels = false)", field, ch)
 			}
 		default:
@@ -237,9 +237,9 @@ func (s *Server) publish(ctx context.Context, ns []broker.Notification) ([]publi
 
 func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 	plugin, method := r.PathValue("plugin"), r.PathValue("method")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.Limits.MaxPublishBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.cfg.Limits.MaxPublishBytes))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
 		return
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {

@@ -101,13 +101,13 @@ func (s *session) hello(params json.RawMessage) ([]byte, *rpc.Error) {
 		"server":     map[string]string{"name": "herald", "version": s.srv.version},
 		"limits": map[string]any{
 			"max_batch":       s.srv.cfg.Delivery.MaxBatch,
-			"max_frame_bytes": s.srv.cfg.Limits.MaxFrameBytes,
+			"max_frame_bytes": s.srv.live().Limits.MaxFrameBytes,
 		},
 	})
 }
 
 func (s *session) acceptToken(token string) *rpc.Error {
-	id, err := s.srv.tokens.Verify(token)
+	id, err := s.srv.tokens.Load().Verify(token)
 	if err != nil {
 		return rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: %v", err)
 	}
@@ -252,7 +252,7 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 			fresh = append(fresh, ch)
 		}
 	}
-	limit := s.srv.cfg.Limits.MaxSubscriptions
+	limit := s.srv.live().Limits.MaxSubscriptions
 	over := len(s.subs)+len(fresh) > limit
 	held := len(s.subs)
 	s.mu.Unlock()
@@ -375,7 +375,7 @@ func (s *session) authorize(channels []string) []refusal {
 				refused = append(refused, refusal{ch, rpc.CodeUnauthenticated, "the config channel is for authenticated connections"})
 			}
 		case namespace(ch) == "":
-			if !s.srv.cfg.Auth.OpenChannels {
+			if !s.srv.live().Auth.OpenChannels {
 				refused = append(refused, refusal{ch, rpc.CodeUnknownNamespace, "open channels are disabled (auth.open_channels = false); use a channel of a plugin's namespace"})
 			}
 		default:

@@ -35,7 +35,7 @@ func (s *Server) load() (connections int, outboxRatio float64) {
 // checkOverload publishes servers_busy or servers_normal on a change.
 func (s *Server) checkOverload(ctx context.Context) {
 	conns, ratio := s.load()
-	th := s.cfg.Overload
+	th := s.live().Overload
 	over := conns >= th.BusyConnections || ratio >= th.BusyOutboxRatio
 	under := float64(conns) < overloadRecovery*float64(th.BusyConnections) && ratio < overloadRecovery*th.BusyOutboxRatio
 	event := ""

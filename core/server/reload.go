@@ -11,12 +11,20 @@ import (
 	"github.com/heraldhq/herald/core/config"
 )
 
-// Reload applies what can change while connections stay open: the allowed
-// origins, the log level, and the TLS certificate (read again from its
-// files even when their names did not change, so a renewed certificate is
-// picked up). Every other key that differs from the running config is
-// named in a warning, since it takes effect only on restart; plugins are
-// reloaded by the plugin host. It returns the keys applied (those that
+// Reload applies what can change while connections stay open (reloadable):
+// the auth secret, API keys and timing, the allowed origins, the limits
+// (those a connection takes when it opens, such as calls_per_second and
+// max_frame_bytes, apply to the connections opened after), the overload
+// thresholds, the log level, the admin token, and the TLS certificate (read
+// again from its files even when their names did not change, so a renewed
+// certificate is picked up). Every other key that differs from the running
+// config is named in a warning, since it takes effect only on restart:
+// addresses, the broker, history (the broker sizes it), delivery (each
+// connection's outbox and the shared writers are built with it),
+// auth.anonymous (it decides what every open connection may do), and
+// limits.call_timeout and idempotency_bytes (the plugin host and the
+// idempotency table are built with them). Plugins are reloaded by the
+// plugin host. It returns the keys applied (those that
 // changed since the previous reload) and the keys that need a restart.
 // SIGHUP calls it from one goroutine at a time.
 func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
@@ -30,6 +38,9 @@ func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
 	s.log.SetLevel(hclog.LevelFromString(cfg.Log.Level))
 	tok := cfg.Server.AdminToken
 	s.admin.token.Store(&tok)
+	s.tokens.Store(auth.NewTokens(cfg.Auth.TokenSecret))
+	s.apiKeys.Store(auth.NewAPIKeys(cfg.Auth.APIKeys))
+	s.conf.Store(liveConfig(s.cfg, cfg))
 	for _, key := range changedKeys(prev, cfg) {
 		if reloadable[key] {
 			applied = append(applied, key)
@@ -59,7 +70,32 @@ func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
 }
 
 // reloadable are the keys Reload applies at once.
-var reloadable = map[string]bool{"server.allowed_origins": true, "log.level": true, "server.admin_token": true}
+var reloadable = map[string]bool{
+	"server.allowed_origins": true, "server.admin_token": true, "log.level": true,
+	"auth.token_secret": true, "auth.api_keys": true, "auth.open_channels": true,
+	"auth.expiry_grace": true, "auth.auth_timeout": true,
+	"limits.max_frame_bytes": true, "limits.calls_per_second": true, "limits.max_subscriptions": true,
+	"limits.max_inflight_calls": true, "limits.max_batch_calls": true, "limits.max_publish_bytes": true,
+	"overload.busy_connections": true, "overload.busy_outbox_ratio": true,
+}
+
+// live is the config that reads of reloadable keys see: the one the server
+// started with, with what the last reload applied.
+func (s *Server) live() *config.Config { return s.conf.Load() }
+
+// liveConfig is running with the reloadable keys of next.
+func liveConfig(running, next *config.Config) *config.Config {
+	c := *running
+	c.Auth.TokenSecret, c.Auth.APIKeys = next.Auth.TokenSecret, next.Auth.APIKeys
+	c.Auth.OpenChannels, c.Auth.ExpiryGrace, c.Auth.AuthTimeout = next.Auth.OpenChannels, next.Auth.ExpiryGrace, next.Auth.AuthTimeout
+	callTimeout, idem := c.Limits.CallTimeout, c.Limits.IdempotencyBytes
+	c.Limits = next.Limits
+	c.Limits.CallTimeout, c.Limits.IdempotencyBytes = callTimeout, idem
+	c.Overload = next.Overload
+	c.Server.AllowedOrigins, c.Server.AdminToken = next.Server.AllowedOrigins, next.Server.AdminToken
+	c.Log.Level = next.Log.Level
+	return &c
+}
 
 // changedKeys lists, as config key paths (server.allowed_origins), the
 // keys whose values differ between two configs; plugin blocks and the file

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -26,5 +27,45 @@ func TestSnake(t *testing.T) {
 	for in, want := range map[string]string{"AllowedOrigins": "allowed_origins", "APIKeys": "api_keys", "TLS": "tls",
 		"URL": "url", "MaxFrameBytes": "max_frame_bytes", "BusyOutboxRatio": "busy_outbox_ratio", "Listen": "listen"} {
 		require.Equal(t, want, snake(in), in)
+	}
+}
+
+// liveConfig takes exactly the reloadable keys from the new config: with
+// every key changed, the live config differs from the running one in those
+// keys and no other.
+func TestLiveConfigTakesExactlyTheReloadableKeys(t *testing.T) {
+	running := config.Defaults()
+	next := config.Defaults()
+	changeEveryKey(reflect.ValueOf(&next).Elem())
+	next.Plugins, next.File = nil, ""
+	var want []string
+	for _, k := range changedKeys(&running, &next) {
+		if reloadable[k] {
+			want = append(want, k)
+		}
+	}
+	require.Len(t, want, len(reloadable), "every reloadable key is a config key")
+	require.ElementsMatch(t, want, changedKeys(&running, liveConfig(&running, &next)))
+}
+
+// changeEveryKey gives every leaf of v another value.
+func changeEveryKey(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			changeEveryKey(v.Field(i))
+		}
+	case reflect.String:
+		v.SetString(v.String() + "x")
+	case reflect.Int, reflect.Int64:
+		v.SetInt(v.Int() + 1)
+	case reflect.Float64:
+		v.SetFloat(v.Float() + 0.25)
+	case reflect.Bool:
+		v.SetBool(!v.Bool())
+	case reflect.Slice:
+		v.Set(reflect.Append(v, reflect.Zero(v.Type().Elem())))
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
 	}
 }

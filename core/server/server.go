@@ -37,12 +37,11 @@ type Server struct {
 	version     string
 	broker      broker.Broker
 	hub         *hub.Hub
-	tokens      *auth.Tokens
-	apiKeys     *auth.APIKeys
+	tokens      atomic.Pointer[auth.Tokens]  // swapped by Reload
+	apiKeys     atomic.Pointer[auth.APIKeys] // swapped by Reload
 	plugins     Plugins
 	metrics     *metrics
 	callTimeout time.Duration
-	authTimeout time.Duration
 
 	upgrader websocket.Upgrader
 	topts    transport.Options
@@ -60,7 +59,8 @@ type Server struct {
 	refused  refusedOrigins // origins logged lately (origin.go)
 	cert     *certificate
 	reloadMu sync.Mutex
-	reloaded *config.Config // the config of the last reload
+	reloaded *config.Config                // the config of the last reload
+	conf     atomic.Pointer[config.Config] // what live() reads (reload.go)
 
 	followers followerCounts // plugin follows per channel (follow.go)
 	admin     adminState     // operator listener and admin page (admin.go)
@@ -97,16 +97,16 @@ func New(opts Options) (*Server, error) {
 		log:         opts.Logger,
 		version:     opts.Version,
 		broker:      b,
-		tokens:      auth.NewTokens(cfg.Auth.TokenSecret),
-		apiKeys:     auth.NewAPIKeys(cfg.Auth.APIKeys),
 		plugins:     noPlugins{},
 		metrics:     newMetrics(),
 		callTimeout: cfg.Limits.CallTimeout,
-		authTimeout: cfg.Auth.AuthTimeout,
 		sessions:    make(map[string]*session),
 		idem:        newIdempotency(cfg.History.TTL, cfg.Limits.IdempotencyBytes),
 	}
 	s.origins.Store(auth.NewOrigins(cfg.Server.AllowedOrigins))
+	s.tokens.Store(auth.NewTokens(cfg.Auth.TokenSecret))
+	s.apiKeys.Store(auth.NewAPIKeys(cfg.Auth.APIKeys))
+	s.conf.Store(cfg)
 	cert, err := newCertificate(cfg)
 	if err != nil {
 		return nil, err
@@ -276,7 +276,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered already
 	}
-	conn.SetReadLimit(s.cfg.Limits.MaxFrameBytes)
+	conn.SetReadLimit(s.live().Limits.MaxFrameBytes)
 	ss := newSession(s, conn, newID())
 	if !s.cfg.Auth.Anonymous {
 		// Until a token is accepted (setIdentity restores the full one).
@@ -284,7 +284,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if token != "" {
-		id, err := s.tokens.Verify(token)
+		id, err := s.tokens.Load().Verify(token)
 		if err == nil {
 			if rerr := ss.setIdentity(id); rerr != nil {
 				err = errors.New(rerr.Message)
@@ -317,7 +317,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if token != "" || s.cfg.Auth.Anonymous {
 		ss.announce()
 	} else {
-		time.AfterFunc(s.authTimeout, func() {
+		time.AfterFunc(s.live().Auth.AuthTimeout, func() {
 			if !ss.identified() {
 				conn.Close(transport.CloseAuthFailed, "authentication required: no token within the time allowed")
 			}
@@ -349,7 +349,7 @@ func (s *Server) session(id string) *session {
 // anonymousMay reports whether a connection without a valid token may hold
 // channel.
 func (s *Server) anonymousMay(channel string) bool {
-	return s.cfg.Auth.Anonymous && s.cfg.Auth.OpenChannels && namespace(channel) == "" && channel != ConfigChannel
+	return s.cfg.Auth.Anonymous && s.live().Auth.OpenChannels && namespace(channel) == "" && channel != ConfigChannel
 }
 
 // heartbeat pings silent connections every server.ping_interval and closes

@@ -65,8 +65,8 @@ func newSession(srv *Server, conn *transport.Conn, id string) *session {
 		conn:    conn,
 		id:      id,
 		subs:    make(map[string]struct{}),
-		limiter: rate.NewLimiter(rate.Limit(srv.cfg.Limits.CallsPerSecond), max(1, int(srv.cfg.Limits.CallsPerSecond))),
-		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.cfg)), max(1, int(preAuthCallsPerSecond(srv.cfg)))),
+		limiter: rate.NewLimiter(rate.Limit(srv.live().Limits.CallsPerSecond), max(1, int(srv.live().Limits.CallsPerSecond))),
+		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.live())), max(1, int(preAuthCallsPerSecond(srv.live())))),
 	}
 	s.wantsNotifications.Store(true)
 	empty := ""
@@ -198,7 +198,7 @@ func (s *session) tokenExpired() {
 		return
 	}
 	s.expired = true
-	s.timer = time.AfterFunc(s.srv.cfg.Auth.ExpiryGrace, s.graceOver)
+	s.timer = time.AfterFunc(s.srv.live().Auth.ExpiryGrace, s.graceOver)
 	s.mu.Unlock()
 	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
 }
@@ -348,7 +348,7 @@ func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())
 		result, err := s.coreCall(m.Method, m.Params)
 		return finish(result, err), nil
 	}
-	if limit := s.srv.cfg.Limits.MaxInflightCalls; s.inFlight.Add(1) > int32(limit) {
+	if limit := s.srv.live().Limits.MaxInflightCalls; s.inFlight.Add(1) > int32(limit) {
 		s.inFlight.Add(-1)
 		return finish(nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d plugin calls are already running on this connection (limits.max_inflight_calls); wait for their replies", limit)), nil
 	}

@@ -30,19 +30,19 @@ func preAuthBatchCalls(cfg *config.Config) int { return max(1, cfg.Limits.MaxBat
 // maxBatchCalls is the bound on one batch's entries for this connection now.
 func (s *session) maxBatchCalls() int {
 	if s.authenticated() {
-		return s.srv.cfg.Limits.MaxBatchCalls
+		return s.srv.live().Limits.MaxBatchCalls
 	}
-	return preAuthBatchCalls(s.srv.cfg)
+	return preAuthBatchCalls(s.srv.live())
 }
 
 // rateLimit takes one call (or one invalid batch entry) from the
 // connection's budget, or says why it cannot.
 func (s *session) rateLimit() *rpc.Error {
 	if !s.authenticated() && !s.preAuth.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second before the connection authenticates (limits.calls_per_second / 5); authenticate, or slow down and retry", preAuthCallsPerSecond(s.srv.cfg))
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second before the connection authenticates (limits.calls_per_second / 5); authenticate, or slow down and retry", preAuthCallsPerSecond(s.srv.live()))
 	}
 	if !s.limiter.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.cfg.Limits.CallsPerSecond)
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.live().Limits.CallsPerSecond)
 	}
 	return nil
 }
