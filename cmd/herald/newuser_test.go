@@ -71,6 +71,14 @@ func TestValidateStartsPluginsInADryRun(t *testing.T) {
 		require.Contains(t, stderr, "herald serve: "+want+"\n")
 	})
 
+	t.Run("two plugins claim one prefix", func(t *testing.T) {
+		tester := heraldtest.Binary(t, "internal/testplugins/tester")
+		path := writeConfig(t, preamble+fmt.Sprintf("plugin \"one\" {\n  command = %q\n}\nplugin \"two\" {\n  command = %q\n}\n", tester, tester))
+		stdout, stderr, code := herald(t, "validate", "-config", path)
+		require.Equal(t, 1, code, stdout)
+		require.Contains(t, stderr, "\nplugins \"one\" and \"two\" both claim channel prefix \"tester\"\n")
+	})
+
 	t.Run("the shipped config", func(t *testing.T) {
 		dir := t.TempDir()
 		src, err := os.ReadFile(filepath.Join(heraldtest.RepoRoot(), "config.hcl"))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -14,8 +13,9 @@ import (
 
 // runValidate loads the config and then starts each plugin in a dry run
 // (handshake, manifest, Configure with dry_run: the plugin checks its config
-// block and opens nothing), so that a missing binary or a typo in a
-// plugin's config fails here rather than at serve.
+// block and opens nothing) and checks their claims against each other, so
+// that a missing binary, a typo in a plugin's config or two plugins claiming
+// one channel prefix fail here rather than at serve.
 func runValidate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", "[-config FILE] [-plugins=false]", stderr)
 	path := fs.String("config", "config.hcl", "config file")
@@ -33,14 +33,8 @@ func runValidate(args []string, stdout, stderr io.Writer) error {
 		// errors matter here.
 		log := hclog.New(&hclog.LoggerOptions{Name: "herald", Level: hclog.Warn, Output: stderr})
 		m := pluginhost.New(pluginhost.Options{Logger: log})
-		var errs []error
-		for _, p := range cfg.Plugins {
-			if err := m.Check(context.Background(), p); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(errs) > 0 {
-			fmt.Fprintln(stderr, errors.Join(errs...))
+		if err := m.CheckAll(context.Background(), cfg.Plugins); err != nil {
+			fmt.Fprintln(stderr, err)
 			return exitCode(1)
 		}
 	}

@@ -102,6 +102,35 @@ func (m *Manager) Check(ctx context.Context, cfg config.Plugin) error {
 	return nil
 }
 
+// CheckAll checks every block as Check does, then their claims against
+// each other (channel prefixes, HTTP routes) as a boot would: what `herald
+// validate` runs. It is meant for a Manager that runs nothing else: each
+// plugin that passed stays listed, stopped, with the manifest it showed.
+func (m *Manager) CheckAll(ctx context.Context, plugins []config.Plugin) error {
+	var errs []error
+	for _, p := range plugins {
+		inst, err := m.launch(ctx, p, true)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		man := inst.manifest
+		inst.kill()
+		if err := m.conflicts(p.Name, man); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newSupervisor(m, p)
+		s.manifest, s.state = man, StateStopped
+		close(s.done)
+		m.mu.Lock()
+		m.plugins[p.Name] = s
+		m.mu.Unlock()
+		m.rebuild()
+	}
+	return errors.Join(errs...)
+}
+
 // commandPath is the executable of cfg: a relative command with a slash
 // ("bin/plugins/chat") is relative to the config file's directory, a bare
 // name is looked up in PATH.
