@@ -1,22 +1,38 @@
 package sdk
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 )
 
 // Config is the plugin's `config` block from the host's config file.
 type Config struct {
-	raw map[string]any
+	raw    map[string]any
+	dryRun bool
 }
 
 // NewConfig wraps a config block given as plain Go values (for tests).
 func NewConfig(m map[string]any) Config { return Config{raw: m} }
 
+// NewDryRunConfig is NewConfig for a dry run (for tests of a Configure hook).
+func NewDryRunConfig(m map[string]any) Config { return Config{raw: m, dryRun: true} }
+
 // Map returns the block as plain Go values (maps, slices, strings,
 // json.Number for numbers, bools).
 func (c Config) Map() map[string]any { return c.raw }
+
+// DryRun reports whether the host only checks the config (`herald
+// validate`): Configure must then decode and validate it and return, without
+// opening a store, creating files or starting work; the host stops the
+// plugin right after.
+func (c Config) DryRun() bool { return c.dryRun }
 
 // Validator is implemented by config structs that check themselves after
 // decoding; its error is reported like a decoding error.
@@ -24,12 +40,41 @@ type Validator interface {
 	Validate() error
 }
 
+// ConfigError is a config block that does not decode: Key is the key path
+// inside the block ("max_choice", "store.path"), Message what is wrong.
+//
+// Its Error form, "config.<key>: <message>", is what the host recognizes
+// in a Configure error to report it at the key's position in the config
+// file; keep it at the start of the message when wrapping it.
+type ConfigError struct {
+	Key     string
+	Message string
+}
+
+func (e *ConfigError) Error() string {
+	if e.Key == "" {
+		return "config: " + e.Message
+	}
+	return "config." + e.Key + ": " + e.Message
+}
+
 // Decode decodes the block into v, a pointer to the plugin's config struct,
 // with mapstructure: fields match keys by their `mapstructure` tag (or
 // case-insensitive name), "30s" decodes into a time.Duration, numbers into
-// any numeric field, and a key the struct does not have is an error. Every
-// error names the bad key. Then v.Validate() runs if v is a Validator.
+// any numeric field, and a key the struct does not have is an error that
+// suggests the closest valid key. Every error is a *ConfigError naming the
+// key path. Then v.Validate() runs if v is a Validator; its error is
+// returned as a ConfigError without a key unless it already is one.
 func (c Config) Decode(v any) error {
+	raw := c.raw
+	if raw == nil {
+		raw = map[string]any{}
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		if err := unknownKeys(raw, rv.Elem().Type(), ""); err != nil {
+			return err
+		}
+	}
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		Result:           v,
 		ErrorUnused:      true,
@@ -40,19 +85,244 @@ func (c Config) Decode(v any) error {
 		),
 	})
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	raw := c.raw
-	if raw == nil {
-		raw = map[string]any{}
+		return &ConfigError{Message: err.Error()}
 	}
 	if err := dec.Decode(raw); err != nil {
-		return fmt.Errorf("config: %w", err)
+		return decodeError(err)
 	}
 	if val, ok := v.(Validator); ok {
 		if err := val.Validate(); err != nil {
-			return fmt.Errorf("config: %w", err)
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				return err
+			}
+			return &ConfigError{Message: err.Error()}
 		}
 	}
 	return nil
+}
+
+// decodeError rewrites mapstructure's first error into a ConfigError with
+// the key path and no Go type names where a plain word says it.
+func decodeError(err error) error {
+	var de *mapstructure.DecodeError
+	if !errors.As(err, &de) {
+		return &ConfigError{Message: err.Error()}
+	}
+	msg := de.Unwrap().Error()
+	var ut *mapstructure.UnconvertibleTypeError
+	var pe *mapstructure.ParseError
+	switch {
+	case errors.As(de, &ut):
+		msg = fmt.Sprintf("expected %s, got %s", describe(ut.Expected.Type()), describeValue(ut.Value))
+	case errors.As(de, &pe):
+		msg = fmt.Sprintf("expected %s, got %s: %v", describe(pe.Expected.Type()), describeValue(pe.Value), pe.Err)
+	case strings.HasPrefix(msg, "time: "):
+		// From the string-to-duration hook.
+		msg = `expected a duration such as "30s" (` + msg + ")"
+	}
+	return &ConfigError{Key: de.Name(), Message: msg}
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+func describe(t reflect.Type) string {
+	if t == durationType {
+		return `a duration such as "30s"`
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a block"
+	case reflect.Pointer:
+		return describe(t.Elem())
+	}
+	return t.Kind().String()
+}
+
+func describeValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", v)
+	case map[string]any:
+		return "a block"
+	case []any:
+		return "a list"
+	case nil:
+		return "null"
+	}
+	return fmt.Sprintf("%v", v)
+}
+
+// unknownKeys finds the first key of raw (in key order, depth first) that
+// the struct type t has no field for, and names the closest valid key.
+func unknownKeys(raw map[string]any, t reflect.Type, prefix string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	fields := structKeys(t)
+	valid := make([]string, 0, len(fields))
+	for k := range fields {
+		valid = append(valid, k)
+	}
+	sort.Strings(valid)
+	keys := make([]string, 0, len(raw))
+	for k := range raw {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	_, remain := fields["\x00remain"]
+	for _, k := range keys {
+		ft, ok := fields[strings.ToLower(k)]
+		if !ok && remain {
+			continue
+		}
+		if !ok {
+			return &ConfigError{Key: prefix + k, Message: "unknown key" + suggestKey(k, valid)}
+		}
+		if err := nestedKeys(raw[k], ft, prefix+k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nestedKeys checks a value against its field type: a block against a
+// struct, each element of a list or map of blocks against the element type.
+func nestedKeys(v any, t reflect.Type, path string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if m, ok := v.(map[string]any); ok {
+			return unknownKeys(m, t, path+".")
+		}
+		if l, ok := v.([]any); ok {
+			for i, e := range l {
+				if err := nestedKeys(e, t, fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if l, ok := v.([]any); ok {
+			for i, e := range l {
+				if err := nestedKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+		} else if m, ok := v.(map[string]any); ok {
+			// One block where a list of blocks is expected.
+			return nestedKeys(m, t.Elem(), path)
+		}
+	case reflect.Map:
+		if m, ok := v.(map[string]any); ok && t.Key().Kind() == reflect.String {
+			labels := make([]string, 0, len(m))
+			for k := range m {
+				labels = append(labels, k)
+			}
+			sort.Strings(labels)
+			for _, k := range labels {
+				if err := nestedKeys(m[k], t.Elem(), path+"."+k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// structKeys maps the lower-cased key of each field of t (its mapstructure
+// tag, or its name) to the field's type; squashed embedded structs, and
+// those tagged ",squash", contribute their own fields; a ",remain" field
+// accepts any key (then nothing is unknown, and no entry is made).
+func structKeys(t reflect.Type) map[string]reflect.Type {
+	out := map[string]reflect.Type{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("mapstructure")
+		name, opts, _ := strings.Cut(tag, ",")
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
+		}
+		optList := strings.Split(opts, ",")
+		if slices.Contains(optList, "remain") {
+			out["\x00remain"] = f.Type
+			continue
+		}
+		if f.Anonymous && (slices.Contains(optList, "squash") || name == "") {
+			ft := f.Type
+			for ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct && (slices.Contains(optList, "squash")) {
+				for k, v := range structKeys(ft) {
+					out[k] = v
+				}
+				continue
+			}
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[strings.ToLower(name)] = f.Type
+	}
+	return out
+}
+
+// suggestKey says which valid key name is probably meant: the closest by
+// edit distance, when it is close enough; otherwise it lists them.
+func suggestKey(name string, valid []string) string {
+	best, bestDist := "", -1
+	for _, v := range valid {
+		if strings.HasPrefix(v, "\x00") {
+			continue
+		}
+		d := editDistance(strings.ToLower(name), v)
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = v, d
+		}
+	}
+	if bestDist >= 0 && (bestDist <= 2 || bestDist <= len(name)/3) && bestDist < len(name) {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	names := slices.DeleteFunc(slices.Clone(valid), func(s string) bool { return strings.HasPrefix(s, "\x00") })
+	if len(names) == 0 {
+		return "; this block takes no keys"
+	}
+	return "; valid keys are " + strings.Join(names, ", ")
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -6,7 +6,10 @@
 // prefixes, methods, HTTP routes) and only the optional hooks it needs, each
 // a small interface the SDK discovers by type assertion:
 //
-//   - Configurer: receive the `config` block (Config.Decode) and the Host;
+//   - Configurer: receive the `config` block (Config.Decode, whose errors
+//     name the key path so that Herald reports them at the key's line) and
+//     the Host; in a dry run (Config.DryRun, `herald validate`) only check
+//     the config and open nothing;
 //   - Authorizer: accept or refuse subscriptions to its channels;
 //   - EventHandler: learn of connections and subscriptions;
 //   - Drainer: finish work before being stopped;

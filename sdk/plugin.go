@@ -65,7 +65,11 @@ type Route struct {
 
 // Configurer receives the plugin's `config` block and the Host handle, once
 // per process, before any call, event or route. An error stops the plugin
-// from starting and is shown to the operator.
+// from starting and is shown to the operator. In a dry run (cfg.DryRun(),
+// `herald validate`) it only decodes and checks cfg and returns: no store,
+// no files, no goroutines. Return Decode's error as it is (or keep its
+// text at the start of the message) so that the operator sees it at the
+// key's position in the config file.
 type Configurer interface {
 	Configure(ctx context.Context, h Host, cfg Config) error
 }

@@ -113,7 +113,7 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		}
 	}
 	if c, ok := s.p.(Configurer); ok {
-		if err := s.safe(func() error { return c.Configure(ctx, h, Config{raw: cfg}) }); err != nil {
+		if err := s.safe(func() error { return c.Configure(ctx, h, Config{raw: cfg, dryRun: req.GetDryRun()}) }); err != nil {
 			return &pluginpb.ConfigureReply{Error: toPBError(err)}, nil
 		}
 	}

@@ -88,8 +88,9 @@ delivery {
 	require.Equal(t, 1, code)
 	require.Contains(t, stderr, "missing.hcl")
 
-	// The shipped config is valid.
-	_, _, code = herald(t, "validate", "-config", filepath.Join(heraldtest.RepoRoot(), "config.hcl"))
+	// The shipped config is valid (without starting its plugins, which
+	// need `make build`: TestValidateStartsPluginsInADryRun starts them).
+	_, _, code = herald(t, "validate", "-plugins=false", "-config", filepath.Join(heraldtest.RepoRoot(), "config.hcl"))
 	require.Equal(t, 0, code)
 }
 

@@ -41,9 +41,19 @@ func runPlugins(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected reply from %s/v1/plugins: %w", url, err)
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tVERSION\tPREFIXES\tRESTARTS\tPID\tLAST ERROR")
+	// LAST ERROR is why a plugin is down now; LAST EXIT how its previous
+	// process ended, kept after it recovered.
+	fmt.Fprintln(tw, "NAME\tSTATE\tVERSION\tPREFIXES\tRESTARTS\tPID\tLAST EXIT\tLAST ERROR")
 	for _, p := range list.Plugins {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.State, p.Version, strings.Join(p.Prefixes, ","), p.Restarts, p.PID, p.LastError)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, p.State, p.Version, strings.Join(p.Prefixes, ","), p.Restarts, p.PID,
+			dash(p.LastExit), dash(p.LastError))
 	}
 	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // Config is the whole of herald's configuration after defaults are applied.
 // Every field has the default that CONTRACT.md section 6 shows.
@@ -145,6 +149,62 @@ type Plugin struct {
 	// unchanged one by comparing it with the running plugin of that name.
 	// A hex SHA-256; formatting, comments and key order do not change it.
 	Hash string
+	// Dir is the directory of the config file the block is in ("" for a
+	// block built in code). A relative Command is found there, and the
+	// plugin runs there, so that a relative data_dir in its config means
+	// the same wherever herald is started from.
+	Dir string
+	// Pos is where each key of the block was written, by its path under
+	// the block: "command", "config", "config.max_choice",
+	// "config.store.path". Nil for a block built in code.
+	Pos map[string]Position
+}
+
+// Position is where something was written in a config file.
+type Position struct {
+	File         string
+	Line, Column int
+}
+
+func (p Position) String() string { return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Column) }
+
+// PosOf returns the position of key (a path under the block, as in Pos) or,
+// when that key was not written as such (a list element "store[1].path", a
+// key inside a labelled block "index.by_user.field", or a key that is
+// absent), of the nearest enclosing key that was; the block's own position
+// last. ok is false only for a block built in code.
+func (p Plugin) PosOf(key string) (pos Position, ok bool) {
+	if len(p.Pos) == 0 {
+		return Position{}, false
+	}
+	if pos, ok := p.Pos[key]; ok {
+		return pos, true
+	}
+	// Indexes and map keys are not positions of their own.
+	plain := key
+	for {
+		i := strings.IndexByte(plain, '[')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(plain[i:], ']')
+		if j < 0 {
+			break
+		}
+		plain = plain[:i] + plain[i+j+1:]
+	}
+	segs := strings.Split(plain, ".")
+	for n := len(segs); n > 0; n-- {
+		// Labels of a labelled block sit between its type and its keys.
+		for skip := 0; skip == 0 || skip < n-1; skip++ {
+			cand := append(append([]string{}, segs[:n-1-skip]...), segs[n-1])
+			if pos, ok := p.Pos[strings.Join(cand, ".")]; ok {
+				return pos, true
+			}
+		}
+	}
+	pos, ok = p.Pos[""]
+	return pos, ok
 }
 
 // Defaults returns the configuration used when a block or key is absent.

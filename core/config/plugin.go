@@ -8,6 +8,7 @@ import (
 	"hash"
 	"maps"
 	"math"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -95,7 +96,20 @@ func (d *decoder) plugin(b *hclsyntax.Block, c *Config, seen map[string]hcl.Pos)
 	}
 
 	p.Hash = pluginHash(p)
+	if d.filename != "" {
+		p.Dir, _ = filepath.Abs(filepath.Dir(d.filename)) // Abs fails only without a working directory
+	}
+	p.Pos = map[string]Position{"": d.position(pos)}
+	for k, at := range d.pos {
+		if rest, ok := strings.CutPrefix(k, path+"."); ok {
+			p.Pos[rest] = d.position(at)
+		}
+	}
 	c.Plugins = append(c.Plugins, p)
+}
+
+func (d *decoder) position(p hcl.Pos) Position {
+	return Position{File: d.filename, Line: p.Line, Column: p.Column}
 }
 
 func (v value) env(dst *map[string]string) {
@@ -181,6 +195,7 @@ func (d *decoder) freeform(body *hclsyntax.Body, path string) map[string]any {
 		if !ok {
 			g = &group{at: pos, labels: len(b.Labels)}
 			groups[b.Type] = g
+			d.pos[keyPath] = pos
 		} else if g.labels != len(b.Labels) {
 			d.errorf(pos, keyPath, "has %d labels but the block at %s has %d; write every %s block with the same number of labels",
 				len(b.Labels), d.where(g.at), g.labels, b.Type)

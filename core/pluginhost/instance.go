@@ -3,9 +3,12 @@ package pluginhost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,11 +86,118 @@ func (i *instance) inCall(connID string) bool {
 // startInstance starts the plugin of cfg and brings it to the configured
 // state. On any error the process is killed before returning.
 func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instance, error) {
-	path, err := exec.LookPath(cfg.Command)
+	return m.launch(ctx, cfg, false)
+}
+
+// Check starts the plugin of cfg in a dry run, as `herald validate` does:
+// handshake, manifest and Configure with dry_run set (the plugin checks its
+// config and opens nothing), then kills it. The error is the one a real
+// start would report.
+func (m *Manager) Check(ctx context.Context, cfg config.Plugin) error {
+	inst, err := m.launch(ctx, cfg, true)
 	if err != nil {
-		return nil, fmt.Errorf("plugin %q: command %q: %w", cfg.Name, cfg.Command, err)
+		return err
+	}
+	inst.kill()
+	return nil
+}
+
+// CheckAll checks every block as Check does, then their claims against
+// each other (channel prefixes, HTTP routes) as a boot would: what `herald
+// validate` runs. It is meant for a Manager that runs nothing else: each
+// plugin that passed stays listed, stopped, with the manifest it showed.
+func (m *Manager) CheckAll(ctx context.Context, plugins []config.Plugin) error {
+	var errs []error
+	for _, p := range plugins {
+		inst, err := m.launch(ctx, p, true)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		man := inst.manifest
+		inst.kill()
+		if err := m.conflicts(p.Name, man); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s := newSupervisor(m, p)
+		s.manifest, s.state = man, StateStopped
+		close(s.done)
+		m.mu.Lock()
+		m.plugins[p.Name] = s
+		m.mu.Unlock()
+		m.rebuild()
+	}
+	return errors.Join(errs...)
+}
+
+// commandPath is the executable of cfg: a relative command with a slash
+// ("bin/plugins/chat") is relative to the config file's directory, a bare
+// name is looked up in PATH.
+func commandPath(cfg config.Plugin) (string, error) {
+	command := cfg.Command
+	if cfg.Dir != "" && strings.ContainsRune(command, '/') && !filepath.IsAbs(command) {
+		command = filepath.Join(cfg.Dir, command)
+	}
+	path, err := exec.LookPath(command)
+	if err == nil {
+		return path, nil
+	}
+	why := err
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		why = ee.Err
+		var pe *fs.PathError
+		if errors.As(why, &pe) {
+			why = pe.Err
+		}
+	}
+	where := ""
+	if command != cfg.Command {
+		where = fmt.Sprintf(" (looked for %s)", command)
+	}
+	return "", keyError(cfg, "command", fmt.Sprintf("cannot run %q%s: %v", cfg.Command, where, why))
+}
+
+// keyError reports a problem with one key of the plugin's block the way
+// the config loader does: "config.hcl:12:3: plugin.chat.config.max_choice:
+// what is wrong"; for a block built in code, which has no position,
+// `plugin "chat": config.max_choice: what is wrong`.
+func keyError(cfg config.Plugin, key, msg string) error {
+	path := "plugin." + cfg.Name + "." + key
+	if pos, ok := cfg.PosOf(key); ok {
+		return fmt.Errorf("%s: %s: %s", pos, path, msg)
+	}
+	return fmt.Errorf("plugin %q: %s: %s", cfg.Name, key, msg)
+}
+
+// configureError turns the plugin's Configure error into a keyError when it
+// names a key of the config block the way sdk.ConfigError does
+// ("config.max_choice: unknown key; ..."), and nil otherwise.
+func configureError(cfg config.Plugin, msg string) error {
+	if rest, ok := strings.CutPrefix(msg, "config: "); ok {
+		return keyError(cfg, "config", rest)
+	}
+	rest, ok := strings.CutPrefix(msg, "config.")
+	if !ok {
+		return nil
+	}
+	key, what, ok := strings.Cut(rest, ": ")
+	if !ok || key == "" || strings.ContainsAny(key, " \t\n") {
+		return nil
+	}
+	return keyError(cfg, "config."+key, what)
+}
+
+func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*instance, error) {
+	path, err := commandPath(cfg)
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(path, cfg.Args...)
+	// The plugin runs in the config file's directory: a relative data_dir
+	// in its config block is relative to the file, as command is.
+	cmd.Dir = cfg.Dir
 	cmd.Env = append(pluginEnv(os.Environ(), cfg.InheritEnv),
 		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
 		pluginpb.EnvLogLevel+"="+logLevel(m.log))
@@ -96,7 +206,7 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 	}
 	ownProcessGroup(cmd)
 
-	log := m.log.Named("plugin").With("plugin", cfg.Name)
+	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path)
 	var procRunner *groupRunner
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginpb.Handshake,
@@ -186,11 +296,16 @@ func (m *Manager) startInstance(ctx context.Context, cfg config.Plugin) (*instan
 	if err != nil {
 		return fail("config block: %v", err)
 	}
-	rep, err := inst.rpc.Configure(sctx, &pluginpb.ConfigureRequest{Name: cfg.Name, ConfigJson: cfgJSON, HostServiceId: hostID})
+	rep, err := inst.rpc.Configure(sctx, &pluginpb.ConfigureRequest{Name: cfg.Name, ConfigJson: cfgJSON, HostServiceId: hostID, DryRun: dryRun})
 	if err != nil {
 		return fail("configure: %v", err)
 	}
 	if e := rep.GetError(); e != nil {
+		if kerr := configureError(cfg, e.GetMessage()); kerr != nil {
+			inst.proc = procRunner
+			inst.kill()
+			return nil, kerr
+		}
 		return fail("configure: %s", e.GetMessage())
 	}
 	return inst, nil
@@ -245,6 +360,17 @@ func (i *instance) exitsWithin(d time.Duration) bool {
 	case <-t.C:
 		return false
 	}
+}
+
+// exitReason says how the process ended ("killed by signal SIGKILL
+// ", "exited with status 2"); "exited" when that is unknown.
+func (i *instance) exitReason() string {
+	if i.proc != nil {
+		if why := i.proc.exitReason(); why != "" {
+			return why
+		}
+	}
+	return "exited"
 }
 
 func (i *instance) crashed() bool {

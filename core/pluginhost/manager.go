@@ -72,16 +72,21 @@ func (o *Options) defaults() {
 
 // Status is one plugin as `herald plugins` and GET /v1/plugins show it.
 type Status struct {
-	Name      string    `json:"name"`
-	State     State     `json:"state"`
-	Version   string    `json:"version,omitempty"`
-	Prefixes  []string  `json:"prefixes"`
-	Methods   []string  `json:"methods"`
-	Routes    []string  `json:"routes"`
-	Restarts  int       `json:"restarts"`
-	LastError string    `json:"last_error,omitempty"`
-	Since     time.Time `json:"since"`
-	PID       int       `json:"pid,omitempty"`
+	Name     string   `json:"name"`
+	State    State    `json:"state"`
+	Version  string   `json:"version,omitempty"`
+	Prefixes []string `json:"prefixes"`
+	Methods  []string `json:"methods"`
+	Routes   []string `json:"routes"`
+	Restarts int      `json:"restarts"`
+	// LastError is why the plugin is down (restarting or failed); empty
+	// once it runs again.
+	LastError string `json:"last_error,omitempty"`
+	// LastExit is how its previous process ended, kept after it recovered:
+	// "killed by signal SIGKILL", "exited with status 2".
+	LastExit string    `json:"last_exit,omitempty"`
+	Since    time.Time `json:"since"`
+	PID      int       `json:"pid,omitempty"`
 }
 
 // Manager starts, supervises and routes to the plugins.

@@ -2,7 +2,11 @@
 
 package pluginhost
 
-import "os/exec"
+import (
+	"fmt"
+	"os"
+	"os/exec"
+)
 
 func ownProcessGroup(*exec.Cmd) {}
 
@@ -11,3 +15,10 @@ var signalGroup = func(int) {}
 // waitExited cannot wait without reaping here: the runner reaps at once and
 // kills only the process itself.
 func waitExited(int) bool { return false }
+
+func describeExit(ps *os.ProcessState) string {
+	if ps == nil {
+		return ""
+	}
+	return fmt.Sprintf("exited with status %d", ps.ExitCode())
+}

@@ -34,6 +34,7 @@ type groupRunner struct {
 
 	mu       sync.Mutex
 	reaped   bool
+	exit     string        // how the leader ended, once reaped: "killed by signal SIGKILL"
 	grouped  bool          // the leader's exit is watched: group kills are safe until reaped
 	exited   chan struct{} // closed once the leader exited (and its group was killed)
 	waitDone chan struct{}
@@ -87,8 +88,17 @@ func (r *groupRunner) Wait(context.Context) error {
 	err := r.cmd.Wait()
 	r.mu.Lock()
 	r.reaped = true
+	r.exit = describeExit(r.cmd.ProcessState)
 	r.mu.Unlock()
 	return err
+}
+
+// exitReason says how the process ended ("killed by signal SIGKILL",
+// "exited with status 2"), or "" while it was not reaped.
+func (r *groupRunner) exitReason() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.exit
 }
 
 // Kill ends the plugin and its group; after the leader was reaped there is

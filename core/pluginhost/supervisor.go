@@ -34,7 +34,8 @@ type supervisor struct {
 	inst     *instance          // nil unless running
 	manifest *pluginpb.Manifest // last known, kept while down so prefixes stay owned
 	restarts int
-	lastErr  string
+	lastErr  string // why it is down now; cleared when it runs again
+	lastExit string // how its previous process ended ("killed by signal SIGKILL")
 	since    time.Time
 
 	stopCh chan struct{}
@@ -99,6 +100,7 @@ func (s *supervisor) adopt(inst *instance) {
 	s.mu.Lock()
 	s.inst = inst
 	s.manifest = inst.manifest
+	s.lastErr = "" // recovered: what was wrong is history (lastExit keeps how it ended)
 	s.mu.Unlock()
 	s.setState(StateRunning, "")
 	s.m.rebuild()
@@ -126,13 +128,15 @@ func (s *supervisor) watch() {
 		case <-inst.done:
 		}
 		// The process exited or was killed: calls fail fast from here on.
+		why := inst.exitReason()
 		s.mu.Lock()
 		s.inst = nil
 		s.restarts++
+		s.lastExit = why
 		s.mu.Unlock()
 		s.m.met.restarts.WithLabelValues(s.cfg.Name).Inc()
-		s.setState(StateRestarting, "plugin process exited")
-		s.log.Error("plugin process exited; restarting", "backoff", delay)
+		s.setState(StateRestarting, "plugin process exited: "+why)
+		s.log.Error("plugin process exited; restarting", "exit", why, "backoff", delay)
 		inst.kill() // clean up what go-plugin and the broker left
 		if time.Since(inst.started) > s.m.opts.BackoffMax {
 			delay = s.m.opts.BackoffMin // it had been healthy for a while
@@ -207,7 +211,7 @@ func (s *supervisor) stop(ctx context.Context) error {
 func (s *supervisor) status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Status{Name: s.cfg.Name, State: s.state, Restarts: s.restarts, LastError: s.lastErr, Since: s.since,
+	st := Status{Name: s.cfg.Name, State: s.state, Restarts: s.restarts, LastError: s.lastErr, LastExit: s.lastExit, Since: s.since,
 		Prefixes: []string{}, Methods: []string{}, Routes: []string{}}
 	if s.inst != nil {
 		st.PID = s.inst.pid

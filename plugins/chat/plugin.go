@@ -119,6 +119,9 @@ func (c *Chat) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
+	if raw.DryRun() {
+		return nil // herald validate: the config is checked; open nothing
+	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
 		return err

@@ -149,6 +149,9 @@ func (d *Documents) Configure(_ context.Context, h sdk.Host, raw sdk.Config) err
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
+	if raw.DryRun() {
+		return nil // herald validate: the config is checked; open nothing
+	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
 		return err

@@ -122,6 +122,9 @@ func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
+	if raw.DryRun() {
+		return nil // herald validate: the config is checked; open nothing
+	}
 	st, err := openBoltStore(cfg.DataDir, cfg.KeepOperations)
 	if err != nil {
 		return err

@@ -90,6 +90,9 @@ func (p *Timelines) Configure(_ context.Context, h sdk.Host, raw sdk.Config) err
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
+	if raw.DryRun() {
+		return nil // herald validate: the config is checked; open nothing
+	}
 	g, err := openBoltGrants(cfg.DataDir)
 	if err != nil {
 		return err

@@ -489,6 +489,10 @@ type ConfigureRequest struct {
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                                           // the plugin block's name in the host config
 	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`             // the block's `config`, as a JSON object
 	HostServiceId uint32                 `protobuf:"varint,3,opt,name=host_service_id,json=hostServiceId,proto3" json:"host_service_id,omitempty"` // broker id to dial for the Host service
+	// --- issue 17 (validate starts each plugin in a dry run) ---
+	// dry_run: the plugin decodes and checks its config and answers, but
+	// opens no store and starts nothing; the host stops it right after.
+	DryRun        bool `protobuf:"varint,4,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"` // --- end issue 17 ---
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -542,6 +546,13 @@ func (x *ConfigureRequest) GetHostServiceId() uint32 {
 		return x.HostServiceId
 	}
 	return 0
+}
+
+func (x *ConfigureRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
 }
 
 type ConfigureReply struct {
@@ -2302,12 +2313,13 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x05Route\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x18\n" +
 	"\apattern\x18\x02 \x01(\tR\apattern\x12/\n" +
-	"\x04auth\x18\x03 \x01(\x0e2\x1b.herald.plugin.v1.RouteAuthR\x04auth\"o\n" +
+	"\x04auth\x18\x03 \x01(\x0e2\x1b.herald.plugin.v1.RouteAuthR\x04auth\"\x88\x01\n" +
 	"\x10ConfigureRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12&\n" +
-	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\"?\n" +
+	"\x0fhost_service_id\x18\x03 \x01(\rR\rhostServiceId\x12\x17\n" +
+	"\adry_run\x18\x04 \x01(\bR\x06dryRun\"?\n" +
 	"\x0eConfigureReply\x12-\n" +
 	"\x05error\x18\x01 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"\x8b\x01\n" +
 	"\x06Caller\x12\x17\n" +
