@@ -87,11 +87,12 @@ func TestValidateStartsPluginsInADryRun(t *testing.T) {
 		for _, p := range []string{"chat", "timelines", "kb", "documents"} {
 			copyBinary(t, "plugins/"+p, filepath.Join(dir, "bin", "plugins", p))
 		}
+		copyBinary(t, "examples/echo-plugin", filepath.Join(dir, "bin", "plugins", "echo"))
 		// From another working directory: command and data_dir are relative
 		// to the config file.
 		stdout, stderr, code := herald(t, "validate", "-config", filepath.Join(dir, "config.hcl"))
 		require.Equal(t, 0, code, stderr)
-		require.Contains(t, stdout, "valid (4 plugin(s)")
+		require.Contains(t, stdout, "valid (5 plugin(s)")
 		require.NoDirExists(t, filepath.Join(dir, "data"), "a dry run opens no store")
 		require.NoDirExists(t, filepath.Join(heraldtest.RepoRoot(), "cmd", "herald", "data"))
 	})
