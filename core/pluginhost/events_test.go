@@ -53,11 +53,11 @@ func TestLifecycleEventsRetriedInOrder(t *testing.T) {
 	core := newRecorder()
 	core.connect("c1", "alice", "tester:room")
 	reg := prometheus.NewRegistry()
-	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 2 * time.Second; o.Registerer = reg })
+	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = 5 * time.Second; o.Registerer = reg })
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
 	replayed(t, m)
 
-	stall(t, m, 1, time.Minute) // the next event hangs until the host gives it up
+	stall(t, m, 1, time.Minute) // the next event hangs until the host gives it up (a generous call timeout: a loaded machine must not turn the retry into a resync)
 	m.Notify(pluginhost.Event{Kind: pluginhost.Disconnected, ConnID: "c1", UserID: "alice"})
 	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
 	var on []string
