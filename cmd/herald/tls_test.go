@@ -140,7 +140,7 @@ auth {
 func TestReloadAppliesOriginsAndNamesWhatNeedsARestart(t *testing.T) {
 	addr := heraldtest.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "herald.hcl")
-	config := func(origin string, maxBatch int) {
+	config := func(origin string, historySize int) {
 		require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`server {
   listen          = %q
   allowed_origins = [%q]
@@ -149,12 +149,12 @@ auth {
   token_secret = %q
   api_keys     = [%q]
 }
-delivery {
-  max_batch = %d
+history {
+  size = %d
 }
-`, addr, origin, heraldtest.Secret, heraldtest.APIKey, maxBatch)), 0o600))
+`, addr, origin, heraldtest.Secret, heraldtest.APIKey, historySize)), 0o600))
 	}
-	config("http://a.example", 128)
+	config("http://a.example", 1000)
 	h := heraldtest.StartWithConfig(t, path, nil)
 	dial := func() (int, error) {
 		_, resp, err := heraldtest.DialURL(h.WSURL+"?token="+h.Token(t, "alice"), http.Header{"Origin": {"http://b.example"}})
@@ -168,10 +168,10 @@ delivery {
 	require.Equal(t, http.StatusForbidden, status)
 	h.WaitLog(t, "refused a WebSocket from an origin that is not allowed", heraldtest.Timeout)
 
-	config("http://b.example", 64)
+	config("http://b.example", 500)
 	h.Signal(t, syscall.SIGHUP)
 	h.WaitLog(t, "take effect only after a restart", heraldtest.Timeout)
-	require.Contains(t, h.Logs(), "delivery.max_batch")
+	require.Contains(t, h.Logs(), "history.size")
 	h.WaitLog(t, "server.allowed_origins", heraldtest.Timeout)
 	status, err = dial()
 	require.NoError(t, err)
@@ -185,7 +185,7 @@ delivery {
 func TestReloadAppliesAuthAndLimits(t *testing.T) {
 	addr := heraldtest.FreeAddr(t)
 	path := filepath.Join(t.TempDir(), "herald.hcl")
-	write := func(secret, key string, maxSubs int) {
+	write := func(secret, key string, maxSubs, maxBatch int) {
 		require.NoError(t, os.WriteFile(path, []byte(fmt.Sprintf(`server {
   listen = %q
 }
@@ -196,19 +196,23 @@ auth {
 limits {
   max_subscriptions = %d
 }
-`, addr, secret, key, maxSubs)), 0o600))
+delivery {
+  max_batch = %d
+  max_delay = "1s"
+}
+`, addr, secret, key, maxSubs, maxBatch)), 0o600))
 	}
 	mint := func(secret string) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()}).SignedString([]byte(secret))
 		require.NoError(t, err)
 		return tok
 	}
-	write("old-secret", "old-key", 3)
+	write("old-secret", "old-key", 3, 128)
 	h := heraldtest.StartWithConfig(t, path, nil)
 	before := h.Dial(t, mint("old-secret"))
 	before.Subscribe(t, "a", "b", "c")
 
-	write("new-secret", "new-key", 1)
+	write("new-secret", "new-key", 1, 2)
 	h.Signal(t, syscall.SIGHUP)
 	h.WaitLog(t, "auth.api_keys", heraldtest.Timeout)
 
@@ -222,4 +226,28 @@ limits {
 	after := h.Dial(t, mint("new-secret"))
 	after.Subscribe(t, "a")
 	require.Equal(t, -32005, after.CallErr(t, "subscribe", map[string]any{"channel": "b"}).Code, "the new max_subscriptions")
+
+	// delivery.max_batch: a connection opened after the reload gets batches
+	// of the new size; the one opened before keeps its own.
+	five := make([]map[string]any, 5)
+	for i := range five {
+		five[i] = heraldtest.N("a", "e", "t", `{}`)
+	}
+	status, body = h.Do(t, http.MethodPost, "/v1/publish", map[string]any{"notifications": five}, "new-key", nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	for got := 0; got < 5; {
+		select {
+		case b := <-after.Batches:
+			require.LessOrEqual(t, len(b), 2, "batches of the new delivery.max_batch")
+			got += len(b)
+		case <-time.After(heraldtest.Timeout):
+			t.Fatal("the new connection did not get the publish")
+		}
+	}
+	select {
+	case b := <-before.Batches:
+		require.Len(t, b, 5, "the connection opened before keeps max_batch 128: one batch")
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("the old connection did not get the publish")
+	}
 }

@@ -35,10 +35,10 @@ func (s *Server) Follow(ctx context.Context, channel string, since *pluginhost.P
 	}
 	// Bounded like a connection's outbox, and never past what one reply to
 	// the plugin may carry.
-	if ob := s.cfg.Delivery.OutboxBytes; ob > 0 && (maxBytes <= 0 || ob < maxBytes) {
+	if ob := s.live().Delivery.OutboxBytes; ob > 0 && (maxBytes <= 0 || ob < maxBytes) {
 		maxBytes = ob
 	}
-	f := &follower{hub: s.hub, followers: &s.followers, channel: channel, maxItems: s.cfg.Delivery.OutboxLimit, maxBytes: maxBytes,
+	f := &follower{hub: s.hub, followers: &s.followers, channel: channel, maxItems: s.live().Delivery.OutboxLimit, maxBytes: maxBytes,
 		wake: make(chan struct{}, 1)}
 	j, err := s.hub.Subscribe(ctx, f, channel, from)
 	if err != nil {

@@ -100,7 +100,7 @@ func (s *session) hello(params json.RawMessage) ([]byte, *rpc.Error) {
 		"user_id":    userID,
 		"server":     map[string]string{"name": "herald", "version": s.srv.version},
 		"limits": map[string]any{
-			"max_batch":       s.srv.cfg.Delivery.MaxBatch,
+			"max_batch":       s.srv.live().Delivery.MaxBatch,
 			"max_frame_bytes": s.srv.live().Limits.MaxFrameBytes,
 		},
 	})

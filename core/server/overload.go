@@ -26,8 +26,8 @@ func (s *Server) load() (connections int, outboxRatio float64) {
 		queued += ss.conn.Queued()
 	}
 	connections = len(s.sessions)
-	if connections > 0 && s.cfg.Delivery.OutboxLimit > 0 {
-		outboxRatio = float64(queued) / float64(connections*s.cfg.Delivery.OutboxLimit)
+	if limit := s.live().Delivery.OutboxLimit; connections > 0 && limit > 0 {
+		outboxRatio = float64(queued) / float64(connections*limit)
 	}
 	return connections, outboxRatio
 }

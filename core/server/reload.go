@@ -9,19 +9,20 @@ import (
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/transport"
 )
 
 // Reload applies what can change while connections stay open (reloadable):
 // the auth secret, API keys and timing, the allowed origins, the limits
-// (those a connection takes when it opens, such as calls_per_second and
-// max_frame_bytes, apply to the connections opened after), the overload
+// and the delivery bounds (those a connection takes when it opens, such as
+// calls_per_second, max_frame_bytes and the outbox and batching bounds,
+// apply to the connections opened after), the overload
 // thresholds, the log level, the admin token, and the TLS certificate (read
 // again from its files even when their names did not change, so a renewed
 // certificate is picked up). Every other key that differs from the running
 // config is named in a warning, since it takes effect only on restart:
-// addresses, the broker, history (the broker sizes it), delivery (each
-// connection's outbox and the shared writers are built with it),
-// auth.anonymous (it decides what every open connection may do), and
+// addresses, the broker, history (the broker sizes it), delivery.writers
+// (the writers are shared by every connection), auth.anonymous (it decides what every open connection may do), and
 // limits.call_timeout and idempotency_bytes (the plugin host and the
 // idempotency table are built with them). Plugins are reloaded by the
 // plugin host. It returns the keys applied (those that
@@ -40,7 +41,11 @@ func (s *Server) Reload(cfg *config.Config) (applied, restart []string) {
 	s.admin.token.Store(&tok)
 	s.tokens.Store(auth.NewTokens(cfg.Auth.TokenSecret))
 	s.apiKeys.Store(auth.NewAPIKeys(cfg.Auth.APIKeys))
-	s.conf.Store(liveConfig(s.cfg, cfg))
+	live := liveConfig(s.cfg, cfg)
+	s.conf.Store(live)
+	d := live.Delivery
+	s.connOpts.Store(s.topts.Derive(&transport.Options{MaxBatch: d.MaxBatch, MaxDelay: d.MaxDelay,
+		OutboxLimit: d.OutboxLimit, OutboxBytes: d.OutboxBytes, WriteTimeout: d.WriteTimeout}))
 	for _, key := range changedKeys(prev, cfg) {
 		if reloadable[key] {
 			applied = append(applied, key)
@@ -77,6 +82,8 @@ var reloadable = map[string]bool{
 	"limits.max_frame_bytes": true, "limits.calls_per_second": true, "limits.max_subscriptions": true,
 	"limits.max_inflight_calls": true, "limits.max_batch_calls": true, "limits.max_publish_bytes": true,
 	"overload.busy_connections": true, "overload.busy_outbox_ratio": true,
+	"delivery.max_batch": true, "delivery.max_delay": true, "delivery.outbox_limit": true,
+	"delivery.outbox_bytes": true, "delivery.write_timeout": true,
 }
 
 // live is the config that reads of reloadable keys see: the one the server
@@ -92,6 +99,9 @@ func liveConfig(running, next *config.Config) *config.Config {
 	c.Limits = next.Limits
 	c.Limits.CallTimeout, c.Limits.IdempotencyBytes = callTimeout, idem
 	c.Overload = next.Overload
+	writers := c.Delivery.Writers // the writers are shared by every connection
+	c.Delivery = next.Delivery
+	c.Delivery.Writers = writers
 	c.Server.AllowedOrigins, c.Server.AdminToken = next.Server.AllowedOrigins, next.Server.AdminToken
 	c.Log.Level = next.Log.Level
 	return &c

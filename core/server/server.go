@@ -59,8 +59,9 @@ type Server struct {
 	refused  refusedOrigins // origins logged lately (origin.go)
 	cert     *certificate
 	reloadMu sync.Mutex
-	reloaded *config.Config                // the config of the last reload
-	conf     atomic.Pointer[config.Config] // what live() reads (reload.go)
+	reloaded *config.Config                    // the config of the last reload
+	conf     atomic.Pointer[config.Config]     // what live() reads (reload.go)
+	connOpts atomic.Pointer[transport.Options] // for connections opened from now on
 
 	followers followerCounts // plugin follows per channel (follow.go)
 	admin     adminState     // operator listener and admin page (admin.go)
@@ -140,6 +141,7 @@ func New(opts Options) (*Server, error) {
 		Observer:     s.metrics,
 	}
 	s.hub.OnGroupEnd(s.topts.EndGroup)
+	s.connOpts.Store(&s.topts)
 	return s, nil
 }
 
@@ -272,7 +274,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if token == "" {
 		token = auth.BearerToken(r)
 	}
-	conn, err := transport.Upgrade(&s.upgrader, w, r, &s.topts)
+	conn, err := transport.Upgrade(&s.upgrader, w, r, s.connOpts.Load())
 	if err != nil {
 		return // the upgrader answered already
 	}
@@ -280,7 +282,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ss := newSession(s, conn, newID())
 	if !s.cfg.Auth.Anonymous {
 		// Until a token is accepted (setIdentity restores the full one).
-		conn.SetOutboxBytes(preAuthOutboxBytes(s.cfg))
+		conn.SetOutboxBytes(preAuthOutboxBytes(s.live()))
 	}
 
 	if token != "" {

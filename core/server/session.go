@@ -176,7 +176,7 @@ func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
 	if s.ident == nil {
 		uid := id.UserID
 		s.uid.Store(&uid)
-		s.conn.SetOutboxBytes(s.srv.cfg.Delivery.OutboxBytes)
+		s.conn.SetOutboxBytes(s.srv.live().Delivery.OutboxBytes)
 	}
 	s.ident = id
 	s.expired = false

@@ -44,6 +44,10 @@ type Options struct {
 	// Observer, if set, learns of batches and slow consumers (metrics).
 	Observer Observer
 
+	// parent, when set, is the Options these were derived from (Derive):
+	// its writers and its publish groups are shared.
+	parent *Options
+
 	poolOnce sync.Once
 	pool     *pool
 	// groupsEnded counts EndGroup calls: a connection holding its frame
@@ -54,6 +58,7 @@ type Options struct {
 // EndGroup says that the publications of a publish with several have all
 // been delivered: connections holding their frame for them send it now.
 func (o *Options) EndGroup() {
+	o = o.root()
 	o.groupsEnded.Add(1)
 	p := o.writers()
 	for i := range p.shards {
@@ -61,6 +66,28 @@ func (o *Options) EndGroup() {
 		case p.shards[i].wake <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// root is the Options that own the writers and the publish groups.
+func (o *Options) root() *Options {
+	if o.parent != nil {
+		return o.parent
+	}
+	return o
+}
+
+// Derive returns Options for connections opened from now on, with the
+// bounds of b (MaxBatch, MaxDelay, OutboxLimit, OutboxBytes, WriteTimeout)
+// and o's writers, publish groups and Observer: connections already open
+// keep the bounds they were opened with. b's Writers and Observer are
+// ignored (the writers are shared).
+func (o *Options) Derive(b *Options) *Options {
+	r := o.root()
+	return &Options{
+		MaxBatch: b.MaxBatch, MaxDelay: b.MaxDelay, OutboxLimit: b.OutboxLimit,
+		OutboxBytes: b.OutboxBytes, WriteTimeout: b.WriteTimeout,
+		Writers: r.Writers, Observer: r.Observer, parent: r,
 	}
 }
 
@@ -414,7 +441,7 @@ func (c *Conn) schedulePublicationLocked(more bool) {
 	e := entry{c: c}
 	if more {
 		e.due = nanotime() + int64(c.opts.MaxDelay)
-		e.group = c.opts.groupsEnded.Load() + 1
+		e.group = c.opts.root().groupsEnded.Load() + 1
 	} else if c.lastBatch != 0 { // else: never sent a batch, due now
 		e.due = c.lastBatch + int64(c.opts.MaxDelay)
 	}

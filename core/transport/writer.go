@@ -39,6 +39,7 @@ type shard struct {
 }
 
 func (o *Options) writers() *pool {
+	o = o.root()
 	o.poolOnce.Do(func() {
 		n := o.Writers
 		if n <= 0 {
@@ -72,7 +73,7 @@ func (e *entry) stale() bool { return e.c.gen.Load() != e.gen }
 // groupEnded says whether e waits for the rest of a publish that has
 // been delivered since.
 func (e *entry) groupEnded(o *Options) bool {
-	return e.group != 0 && o.groupsEnded.Load() >= e.group
+	return e.group != 0 && o.root().groupsEnded.Load() >= e.group
 }
 
 // defaultWriters leaves half the processors to everything else. A writer
