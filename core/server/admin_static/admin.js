@@ -70,7 +70,7 @@ async function refresh() {
       tr.dataset.plugin = p.name;
       tr.dataset.state = p.state;
       cell(tr, p.name); cell(tr, p.state, 'state-' + p.state); cell(tr, p.version);
-      cell(tr, p.restarts, 'num'); cell(tr, when(p.since)); cell(tr, p.last_error, 'error');
+      cell(tr, p.restarts, 'num'); cell(tr, when(p.since)); cell(tr, p.last_error, 'error'); cell(tr, p.last_exit);
     });
 
     $('error-count').textContent = errors.errors.length;
