@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -500,29 +498,7 @@ func TestIntegrationWaitFor(t *testing.T) {
 }
 
 // pluginPid finds the kb plugin process among herald's children.
-func (s *stack) pluginPid() int {
-	s.t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != s.bin {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(s.Pid()) {
-			return pid
-		}
-	}
-	return 0
-}
+func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
 
 // seqids are monotonic per KB and never reused: not after kill -9 of the
 // plugin, not after a restart of herald.

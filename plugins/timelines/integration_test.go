@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -506,29 +503,7 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 }
 
 // pluginPid finds the timelines plugin process among herald's children.
-func (s *stack) pluginPid() int {
-	s.t.Helper()
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err != nil || exe != s.bin {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(f) > 1 && f[1] == strconv.Itoa(s.Pid()) {
-			return pid
-		}
-	}
-	return 0
-}
+func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
 func (s *stack) kill9() {
