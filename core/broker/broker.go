@@ -19,6 +19,14 @@ type Notification struct {
 	// or the plugin's emit arrived); zero: when the broker places it. It
 	// is carried into Publication.Accepted for the latency metrics.
 	Accepted time.Time `json:"-"`
+	// MsgID, when set, makes the publish idempotent across nodes: a broker
+	// that is shared by several nodes (NATS) places a notification whose
+	// MsgID it has seen within the de-duplication window only once, and
+	// answers the retry with the original publication. It is unique per
+	// notification (the server derives it from the API key's scope, the
+	// Idempotency-Key and the notification's index). A one-node broker may
+	// ignore it: the server remembers answers itself.
+	MsgID string `json:"-"`
 }
 
 // Publication is a notification that has its place in its channel.
@@ -52,6 +60,29 @@ type Position struct {
 // ErrUnrecoverable means the history cannot bridge a client's gap: the epoch
 // changed, or the publications after its seq are no longer kept.
 var ErrUnrecoverable = errors.New("history cannot recover from that position")
+
+// ErrUnavailable means the broker cannot reach what it stands on (NATS is
+// down or has no quorum): nothing was published. HTTP publishes answer
+// 503, plugin emits -32050; the caller may retry.
+var ErrUnavailable = errors.New("broker unavailable")
+
+// Interest is implemented by a broker that feeds a node only the channels
+// it has subscribers on (NATS). The hub calls Watch when a channel gets
+// its first subscriber here, before reading its history, and Unwatch when
+// it loses its last. Both must return quickly (no network round trip):
+// they are called under the hub's locks. After Watch, the broker hands
+// the Handler every publication of the channel placed after the history
+// read that follows, with no gap (it fills gaps from its store itself).
+type Interest interface {
+	Watch(channel string)
+	Unwatch(channel string)
+}
+
+// Checker is implemented by a broker that can be unreachable: Ready
+// returns nil when it can publish, else why not (for /readyz).
+type Checker interface {
+	Ready() error
+}
 
 // Handler receives every publication of every channel, in seq order per
 // channel and in acceptance order across channels.

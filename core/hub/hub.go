@@ -61,6 +61,7 @@ const shardCount = 64
 // Hub holds the subscriptions of this node.
 type Hub struct {
 	history       History
+	interest      broker.Interest // nil: the broker feeds every channel
 	seed          maphash.Seed
 	shards        [shardCount]shard
 	subscriptions atomic.Int64
@@ -128,6 +129,7 @@ type recovery struct {
 // New returns an empty hub reading history from h.
 func New(h History) *Hub {
 	hub := &Hub{history: h, seed: maphash.MakeSeed(), recoveryLimit: DefaultRecoveryLimit}
+	hub.interest, _ = h.(broker.Interest)
 	for i := range hub.shards {
 		hub.shards[i].channels = make(map[string]*channel)
 	}
@@ -265,6 +267,11 @@ func (h *Hub) Subscribe(ctx context.Context, s Subscriber, name string, since *b
 	if ch == nil {
 		ch = &channel{subs: make(map[Subscriber]*member, 1), users: make(map[string]int, 1)}
 		sh.channels[name] = ch
+		if h.interest != nil {
+			// Before the history read below, so that what is placed after
+			// that read reaches this node.
+			h.interest.Watch(name)
+		}
 	}
 	// The channel lock is taken before the shard lock is released so that an
 	// Unsubscribe emptying the channel cannot remove it in between.
@@ -447,6 +454,9 @@ func (h *Hub) Unsubscribe(s Subscriber, name string) bool {
 	ch.liveStale = true
 	if len(ch.subs) == 0 {
 		delete(sh.channels, name)
+		if h.interest != nil {
+			h.interest.Unwatch(name)
+		}
 	}
 	h.subscriptions.Add(-1)
 	return true
