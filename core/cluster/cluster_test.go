@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -389,4 +391,65 @@ func TestOptions(t *testing.T) {
 	o2, err := Options{Local: local}.withDefaults()
 	require.NoError(t, err)
 	require.Less(t, o.NodeID, o2.NodeID, "default ids sort by start time")
+}
+
+func TestNATSRestartFreezesTheBusySignal(t *testing.T) {
+	t.Parallel()
+	log := &flipLog{}
+	s := runNATS(t, nil)
+	port := s.Addr().(*net.TCPAddr).Port
+	var nodes []*testNode
+	for _, id := range []string{"a", "b"} {
+		nodes = append(nodes, startNode(t, s.ClientURL(), id, func(o *Options) { o.OnFlip = log.on(id) }))
+	}
+	a, b := nodes[0], nodes[1]
+	waitMembers(t, nodes, "a", "b")
+	waitLeading(t, a)
+	b.local.busy.Store(true)
+	require.Eventually(t, func() bool { return len(log.get()) >= 1 }, eventually, poll)
+
+	// NATS goes away: each node ends up alone, but does not take the
+	// silence of the others for the cluster becoming normal.
+	s.Shutdown()
+	s.WaitForShutdown()
+	waitMembers(t, nodes[:1], "a")
+	waitMembers(t, nodes[1:], "b")
+	_, _, err := a.Presence(context.Background(), "room")
+	require.ErrorIs(t, err, ErrDisconnected)
+
+	// NATS comes back on the same port: the nodes find each other again,
+	// and the busy state announced before stays announced once.
+	runNATS(t, func(o *server.Options) { o.Port = port })
+	waitMembers(t, nodes, "a", "b")
+	waitLeading(t, a)
+	waitHeard(t, nodes, 3)
+	require.Equal(t, []string{"a:true"}, log.get())
+
+	b.local.busy.Store(false)
+	require.Eventually(t, func() bool { return len(log.get()) >= 2 }, eventually, poll)
+	require.Equal(t, []string{"a:true", "a:false"}, log.get())
+
+	// Before the restarted server's cleanup, which runs first.
+	for _, n := range nodes {
+		require.NoError(t, n.Close())
+	}
+}
+
+// Not parallel: it counts the process's goroutines, so it runs before the
+// parallel tests start.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Run("cluster", func(t *testing.T) {
+		nodes := threeNodes(t, false, nil)
+		nodes[1].local.set("room", 1, "u1")
+		_, _, err := nodes[0].Presence(context.Background(), "room")
+		require.NoError(t, err)
+	})
+	// Polled here rather than with Eventually, whose own goroutine counts.
+	for deadline := time.Now().Add(eventually); runtime.NumGoroutine() > before; time.Sleep(poll) {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+	}
 }

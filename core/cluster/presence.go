@@ -154,6 +154,10 @@ func (n *Node) dropLocked(id string) {
 	}
 }
 
+// maxUsersHint caps the size a gather reserves for users up front, whatever
+// count a reply claims.
+const maxUsersHint = 1 << 16
+
 // gather collects the replies to one presence request.
 type gather struct {
 	channel string
@@ -200,9 +204,6 @@ func (g *gather) add(data []byte) error {
 	}
 	var a *answer
 	h, err := decodeReply(data, func(u string) {
-		if g.users == nil {
-			g.users = make(map[string]struct{}, len(g.local)*2)
-		}
 		g.users[u] = struct{}{}
 	}, func(h replyHeader) bool {
 		w := g.waiting[h.node]
@@ -210,6 +211,10 @@ func (g *gather) add(data []byte) error {
 			return false // not asked, already complete, or a duplicate part
 		}
 		a = w
+		if g.users == nil {
+			// Sized once from the first answer: the others are likely alike.
+			g.users = make(map[string]struct{}, min(len(g.local)+h.count*len(g.waiting), maxUsersHint))
+		}
 		return true
 	})
 	if err != nil || a == nil {

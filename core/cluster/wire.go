@@ -214,10 +214,14 @@ func decodeReply(b []byte, each func(user string), accept func(replyHeader) bool
 		return h, nil
 	}
 	if each != nil {
-		for len(rest) > 0 {
-			u, next, _ := readBytes(rest)
-			each(string(u))
-			rest = next
+		// One string for the whole body, users are slices of it: one
+		// allocation per part instead of one per user.
+		body := string(rest)
+		for off := 0; off < len(rest); {
+			l, n := binary.Uvarint(rest[off:])
+			start := off + n
+			off = start + int(l)
+			each(body[start:off])
 		}
 	}
 	return h, nil
