@@ -453,3 +453,75 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentPresenceOfAChannelSharesOneRequest(t *testing.T) {
+	t.Parallel()
+	nodes := threeNodes(t, false, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	b.local.set("room", 1, "u2")
+	c.local.set("room", 1, "u3")
+	release := c.local.stall("room")
+	defer release()
+
+	type result struct {
+		count int
+		users []string
+		err   error
+	}
+	results := make(chan result, 2)
+	ask := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		count, users, err := a.Presence(ctx, "room")
+		results <- result{count, users, err}
+	}
+	inFlight := func(shared int) func() bool {
+		return func() bool {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			g := a.flights["room"]
+			return g != nil && g.shared == shared
+		}
+	}
+	go ask()
+	require.Eventually(t, inFlight(0), eventually, poll)
+	go ask()
+	require.Eventually(t, inFlight(1), eventually, poll, "the second call joins the first")
+	release()
+	for range 2 {
+		r := <-results
+		require.NoError(t, r.err)
+		require.Equal(t, 2, r.count)
+		require.Equal(t, []string{"u2", "u3"}, sorted(r.users))
+	}
+	require.Equal(t, uint64(1), b.Stats().PresenceAnswered, "one request for two calls")
+	require.Equal(t, uint64(1), a.Stats().PresenceShared)
+
+	// A joiner whose own deadline comes first leaves with what is there.
+	release = c.local.stall("room")
+	defer release()
+	go ask()
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		g := a.flights["room"]
+		a.mu.Unlock()
+		if g == nil {
+			return false
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		_, waitingForB := g.waiting["b"]
+		return !waitingForB
+	}, eventually, poll, "b answered, c is stalled")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	count, users, err := a.Presence(ctx, "room")
+	var inc *IncompleteError
+	require.ErrorAs(t, err, &inc)
+	require.Equal(t, []string{"c"}, inc.Missing)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 1, count)
+	require.Equal(t, []string{"u2"}, users)
+	release()
+	require.NoError(t, (<-results).err, "the first call is not ended by the joiner leaving")
+}

@@ -60,7 +60,10 @@
 // directly, adds each other node's count once (whatever the number of its
 // parts or duplicates), de-duplicates users across nodes, and returns as
 // soon as every node it expected has answered in full; a node that leaves
-// meanwhile is no longer waited for.
+// meanwhile is no longer waited for. Presence calls for a channel that this
+// node is already gathering join that request instead of sending another
+// (each still bounded by its own context), so a burst of presence calls on
+// a busy channel costs one round of replies, not one per call.
 //
 // The wait is bounded by ctx, or by PresenceTimeout (default 500ms) when
 // ctx has no deadline. When it ends first, Presence returns what arrived

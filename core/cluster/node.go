@@ -169,7 +169,8 @@ type Node struct {
 	mu          sync.Mutex
 	closed      bool
 	peers       map[string]*peer
-	gathers     map[uint64]*gather
+	gathers     map[uint64]*gather // by request id
+	flights     map[string]*gather // by channel: the gather later calls join
 	nextReq     uint64
 	selfBusy    bool      // Local.Busy() at the last tick
 	announced   bool      // the cluster busy state last announced by a leader
@@ -181,7 +182,7 @@ type Node struct {
 	replyBuf []byte // owned by the presence request handler (one at a time)
 
 	stats struct {
-		heartbeats, gathered, incomplete, answered, parts, leftOut atomic.Uint64
+		heartbeats, gathered, shared, incomplete, answered, parts, leftOut atomic.Uint64
 	}
 }
 
@@ -189,6 +190,7 @@ type Node struct {
 type Stats struct {
 	HeartbeatsHeard    uint64 // heartbeats received from other nodes
 	PresenceGathered   uint64 // Presence calls that asked other nodes
+	PresenceShared     uint64 // Presence calls that joined a request in flight for the channel
 	PresenceIncomplete uint64 // ... of which some node did not answer in full in time
 	PresenceAnswered   uint64 // requests of other nodes answered
 	PresenceParts      uint64 // reply messages sent (more than answered when split over max payload)
@@ -200,6 +202,7 @@ func (n *Node) Stats() Stats {
 	return Stats{
 		HeartbeatsHeard:    n.stats.heartbeats.Load(),
 		PresenceGathered:   n.stats.gathered.Load(),
+		PresenceShared:     n.stats.shared.Load(),
 		PresenceIncomplete: n.stats.incomplete.Load(),
 		PresenceAnswered:   n.stats.answered.Load(),
 		PresenceParts:      n.stats.parts.Load(),
@@ -234,6 +237,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 		flipped:      make(chan struct{}, 1),
 		peers:        map[string]*peer{},
 		gathers:      map[uint64]*gather{},
+		flights:      map[string]*gather{},
 		readyAt:      time.Now().Add(missedBeats * opts.Heartbeat),
 		selfBusy:     opts.Local.Busy(),
 	}

@@ -31,7 +31,9 @@ func (e *IncompleteError) Unwrap() error { return e.Err }
 // Presence returns how many connections across the live nodes are
 // subscribed to channel and the distinct user ids among them. It asks
 // every other live node once and waits for all of them, or until ctx ends
-// (PresenceTimeout when ctx has no deadline). On an error, count and users
+// (PresenceTimeout when ctx has no deadline). A call for a channel whose
+// presence this node is already gathering shares that request instead of
+// sending another (bounded by its own ctx). On an error, count and users
 // still hold what was gathered: at least this node's own.
 func (n *Node) Presence(ctx context.Context, channel string) (count int, users []string, err error) {
 	if _, ok := ctx.Deadline(); !ok {
@@ -39,8 +41,21 @@ func (n *Node) Presence(ctx context.Context, channel string) (count int, users [
 		ctx, cancel = context.WithTimeout(ctx, n.opts.PresenceTimeout)
 		defer cancel()
 	}
-	count, users = n.opts.Local.Presence(channel)
+	n.mu.Lock()
+	if g := n.flights[channel]; g != nil && !n.closed {
+		g.shared++
+		n.mu.Unlock()
+		n.stats.shared.Add(1)
+		select {
+		case <-g.done:
+			return g.result(nil)
+		case <-ctx.Done():
+			return g.result(ctx.Err())
+		}
+	}
+	n.mu.Unlock()
 
+	count, users = n.opts.Local.Presence(channel)
 	n.mu.Lock()
 	switch {
 	case n.closed:
@@ -61,10 +76,16 @@ func (n *Node) Presence(ctx context.Context, channel string) (count int, users [
 	n.nextReq++
 	req := n.nextReq
 	n.gathers[req] = g
+	if n.flights[channel] == nil {
+		n.flights[channel] = g
+	}
 	n.mu.Unlock()
 	defer func() {
 		n.mu.Lock()
 		delete(n.gathers, req)
+		if n.flights[channel] == g {
+			delete(n.flights, channel)
+		}
 		n.mu.Unlock()
 	}()
 
@@ -82,7 +103,7 @@ func (n *Node) Presence(ctx context.Context, channel string) (count int, users [
 		g.abort(ctx.Err())
 	}
 	n.stats.gathered.Add(1)
-	count, users, err = g.result()
+	count, users, err = g.result(nil)
 	if err != nil {
 		n.stats.incomplete.Add(1)
 	}
@@ -166,6 +187,7 @@ type gather struct {
 	mu      sync.Mutex
 	ended   bool
 	cause   error
+	shared  int                // Presence calls that joined this one (guarded by Node.mu)
 	waiting map[string]*answer // expected nodes, until complete
 	count   int
 	local   []string            // this node's users
@@ -269,13 +291,13 @@ func (g *gather) finishLocked(cause error) {
 	}
 }
 
-// result is the merged presence; an IncompleteError names the nodes whose
-// answer is missing or partial.
-func (g *gather) result() (int, []string, error) {
+// result is the merged presence so far, in a slice of the caller's own;
+// an IncompleteError names the nodes whose answer is missing or partial,
+// with the gather's cause, or else the given one.
+func (g *gather) result(cause error) (int, []string, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.ended = true
-	users := g.local
+	users := slices.Clone(g.local)
 	if g.users != nil {
 		for _, u := range g.local {
 			g.users[u] = struct{}{}
@@ -288,7 +310,9 @@ func (g *gather) result() (int, []string, error) {
 	if len(g.waiting) == 0 {
 		return g.count, users, nil
 	}
-	cause := g.cause
+	if g.cause != nil {
+		cause = g.cause
+	}
 	if cause == nil {
 		cause = errors.New("wait ended")
 	}

@@ -117,13 +117,13 @@ func TestGatherCountsEachNodeOnce(t *testing.T) {
 	require.NoError(t, g.add(reply("c", 3, 0, false, "u3")))
 	<-g.done
 
-	count, users, err := g.result()
+	count, users, err := g.result(nil)
 	require.NoError(t, err)
 	require.Equal(t, 6, count)
 	require.Equal(t, []string{"u1", "u2", "u3", "u4"}, sorted(users))
 
 	require.NoError(t, g.add(reply("c", 3, 2, true, "late")), "after the result, nothing is added")
-	count, _, _ = g.result()
+	count, _, _ = g.result(nil)
 	require.Equal(t, 6, count)
 }
 
@@ -140,7 +140,7 @@ func TestGatherEndsWhenMissingNodesLeave(t *testing.T) {
 	cause := errors.New("deadline")
 	g.abort(cause)
 	<-g.done
-	count, users, err := g.result()
+	count, users, err := g.result(nil)
 	var inc *IncompleteError
 	require.ErrorAs(t, err, &inc)
 	require.Equal(t, []string{"c"}, inc.Missing)
