@@ -525,3 +525,23 @@ func TestConcurrentPresenceOfAChannelSharesOneRequest(t *testing.T) {
 	release()
 	require.NoError(t, (<-results).err, "the first call is not ended by the joiner leaving")
 }
+
+func TestUnreadableMessagesAreIgnoredAndLoggedOnce(t *testing.T) {
+	t.Parallel()
+	url := runNATS(t, nil).ClientURL()
+	var buf syncBuffer
+	a := startNode(t, url, "a", func(o *Options) { o.Logger = newBufferLogger(&buf) })
+	other := connect(t, url)
+	for _, msg := range []string{`{"v":2,"id":"future","every_ms":1000}`, `not json`} {
+		require.NoError(t, other.Publish("herald.nodes", []byte(msg)))
+	}
+	require.NoError(t, other.Publish("herald.presence", []byte{9, 9, 9}))
+	require.NoError(t, other.Flush())
+	require.Eventually(t, func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.ignored == 2 // the first one was logged
+	}, eventually, poll)
+	require.Equal(t, 1, strings.Count(buf.String(), "ignoring"), buf.String())
+	require.Equal(t, []string{"a"}, a.Nodes())
+}

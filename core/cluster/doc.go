@@ -70,7 +70,15 @@
 // with an *IncompleteError naming the nodes whose answer is missing or
 // partial; the caller decides whether a partial answer is good enough. A
 // node whose NATS connection is down answers for itself with
-// ErrDisconnected.
+// ErrDisconnected. A node answers requests one at a time, in arrival order;
+// requests beyond nats.go's pending limits of a subscription (65,536
+// messages or 64 MiB by default) are dropped by nats.go, and the askers get
+// an IncompleteError rather than a wait without end. A node that crashed
+// without a goodbye is waited for (up to the deadline) until it expires,
+// three heartbeats later.
+//
+// Messages a node cannot read (another wire version, garbage) are ignored
+// and logged at most once a minute, with how many were ignored.
 //
 // Cost of one presence on N nodes: one request delivered to the N nodes
 // (the asker's own copy is dropped unanswered), N-1 replies. Measured by

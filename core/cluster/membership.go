@@ -108,7 +108,7 @@ func (n *Node) onHeartbeat(m *nats.Msg) {
 	defer n.leave()
 	hb, err := decodeHeartbeat(m.Data)
 	if err != nil {
-		n.log.Warn("ignoring a message on the membership subject", "subject", m.Subject, "error", err)
+		n.warnIgnored("a message on the membership subject", m.Subject, err)
 		return
 	}
 	now := time.Now()

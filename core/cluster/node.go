@@ -178,6 +178,8 @@ type Node struct {
 	blind       bool      // the NATS connection was down at the last tick
 	pendingFlip *bool     // a flip not yet handed to OnFlip
 	dupInst     string    // the last process seen using our id, logged once
+	ignored     uint64    // messages ignored since the last warning about them
+	warnedAt    time.Time // the last warning about ignored messages
 
 	replyBuf []byte // owned by the presence request handler (one at a time)
 
@@ -350,6 +352,26 @@ func (n *Node) unsubscribe() {
 			n.log.Warn("unsubscribe", "subject", s.Subject, "error", err)
 		}
 	}
+}
+
+// ignoredWarnEvery spaces the warnings about messages the node cannot read:
+// a node of another version heartbeats every second.
+const ignoredWarnEvery = time.Minute
+
+// warnIgnored logs a message the node cannot read, at most once per
+// ignoredWarnEvery, with how many were ignored since the last warning.
+func (n *Node) warnIgnored(what, subject string, err error) {
+	n.mu.Lock()
+	n.ignored++
+	now := time.Now()
+	if now.Sub(n.warnedAt) < ignoredWarnEvery {
+		n.mu.Unlock()
+		return
+	}
+	count := n.ignored
+	n.ignored, n.warnedAt = 0, now
+	n.mu.Unlock()
+	n.log.Warn("ignoring "+what, "subject", subject, "error", err, "ignored", count)
 }
 
 // enter registers a NATS handler call; it fails once the node is closed.

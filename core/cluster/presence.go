@@ -119,7 +119,7 @@ func (n *Node) onPresenceRequest(m *nats.Msg) {
 	defer n.leave()
 	from, channel, err := decodeRequest(m.Data)
 	if err != nil {
-		n.log.Warn("ignoring a message on the presence subject", "subject", m.Subject, "error", err)
+		n.warnIgnored("a message on the presence subject", m.Subject, err)
 		return
 	}
 	if from == n.id || m.Reply == "" {
@@ -164,7 +164,7 @@ func (n *Node) onPresenceReply(m *nats.Msg) {
 		return // late: the request ended
 	}
 	if err := g.add(m.Data); err != nil {
-		n.log.Warn("ignoring a presence reply", "channel", g.channel, "error", err)
+		n.warnIgnored("a presence reply", m.Subject, err)
 	}
 }
 
