@@ -230,25 +230,29 @@ func waitLeading(t *testing.T, leader *testNode) {
 	}, eventually, poll)
 }
 
-func threeNodesWithFlips(t *testing.T) ([]*testNode, *flipLog) {
+func threeNodesWithFlips(t *testing.T, routed bool) ([]*testNode, *flipLog) {
 	t.Helper()
 	log := &flipLog{}
-	url := runNATS(t, nil).ClientURL()
-	var nodes []*testNode
-	for _, id := range []string{"a", "b", "c"} {
-		nodes = append(nodes, startNode(t, url, id, func(o *Options) { o.OnFlip = log.on(id) }))
-	}
-	waitMembers(t, nodes, "a", "b", "c")
+	nodes := threeNodes(t, routed, func(o *Options) { o.OnFlip = log.on(o.NodeID) })
 	waitLeading(t, nodes[0])
 	return nodes, log
 }
 
 func TestBusyFlipsOnceAcrossTheCluster(t *testing.T) {
 	t.Parallel()
-	for _, busyNode := range []int{0, 2} { // the leader itself, another node
-		t.Run(fmt.Sprintf("node %d busy", busyNode), func(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		routed   bool
+		busyNode int
+	}{
+		{"leader busy", false, 0},
+		{"other node busy", false, 2},
+		{"other node busy, three routed NATS servers", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			nodes, log := threeNodesWithFlips(t)
+			nodes, log := threeNodesWithFlips(t, tc.routed)
+			busyNode := tc.busyNode
 			busy := nodes[busyNode]
 
 			busy.local.busy.Store(true)
@@ -272,7 +276,7 @@ func TestBusyFlipsOnceAcrossTheCluster(t *testing.T) {
 
 func TestBusySignalSurvivesTheLeaderLeaving(t *testing.T) {
 	t.Parallel()
-	nodes, log := threeNodesWithFlips(t)
+	nodes, log := threeNodesWithFlips(t, false)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 
 	c.local.busy.Store(true)

@@ -20,7 +20,7 @@ func (n *Node) run() {
 		case <-t.C:
 			n.tick(false)
 		case <-n.beatNow:
-			n.beat(false)
+			n.beat()
 		}
 	}
 }
@@ -64,14 +64,13 @@ func (n *Node) tick(hello bool) {
 
 // beat sends the heartbeat outside the schedule (a flip to announce, a
 // hello to answer).
-func (n *Node) beat(hello bool) {
+func (n *Node) beat() {
 	if !n.nc.IsConnected() {
 		return
 	}
 	n.mu.Lock()
 	hb := n.heartbeatLocked(time.Now())
 	n.mu.Unlock()
-	hb.Hello = hello
 	n.publishHeartbeat(hb)
 }
 
