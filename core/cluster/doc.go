@@ -32,8 +32,9 @@
 // three of its intervals (capped at one minute) is gone. A node that starts,
 // or whose NATS connection comes back, sets "hello":true and every node
 // answers with its heartbeat at once, so the membership is known in one
-// round trip rather than one interval. A node that closes sends "bye":true
-// and the others drop it at once. Cost: N heartbeats a second, each
+// round trip rather than one interval (until those answers arrive, a node
+// that just started knows only itself). A node that closes sends
+// "bye":true and the others drop it at once. Cost: N heartbeats a second, each
 // delivered to N nodes, of about 150 bytes.
 //
 // # Presence

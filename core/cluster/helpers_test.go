@@ -200,3 +200,21 @@ func (b *syncBuffer) String() string {
 func newBufferLogger(b *syncBuffer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: "cluster", Level: hclog.Info, Output: b})
 }
+
+// waitAnswered waits until n is gathering the presence of channel and peer
+// has answered in full.
+func waitAnswered(t testing.TB, n *testNode, channel, peer string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		n.mu.Lock()
+		g := n.flights[channel]
+		n.mu.Unlock()
+		if g == nil {
+			return false
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		_, waiting := g.waiting[peer]
+		return !waiting
+	}, eventually, poll, "%s answered %s about %s", peer, n.ID(), channel)
+}
