@@ -103,6 +103,8 @@
 // announced: a flip is announced once, not once per node nor again at a
 // change of leader. While the NATS connection is down a node neither leads
 // nor expires its view into a flip. Two flips that cancel before OnFlip ran
-// are not reported. A flip can be announced twice only if the leader dies
+// are not reported. A flip whose OnFlip fails (the publish did not go
+// through) is taken back and offered again a heartbeat later, as long as
+// the cluster stays in that state. A flip can be announced twice only if the leader dies
 // between calling OnFlip and its next heartbeat, which it sends at once.
 package cluster
