@@ -77,7 +77,8 @@ type Options struct {
 	// sequential, off the heartbeat path, and ctx ends at Close. When it
 	// returns an error (the publish failed), the flip is not taken as
 	// announced: it is offered again a heartbeat interval later if the
-	// cluster is still in that state.
+	// cluster is still in that state. It must not call Close (Close waits
+	// for it).
 	OnFlip func(ctx context.Context, busy bool) error
 	// Logger receives membership changes and protocol errors (default: none).
 	Logger hclog.Logger
