@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/core/server"
 	"github.com/heraldhq/herald/core/state"
 	"github.com/heraldhq/herald/core/state/boltstate"
+	"github.com/heraldhq/herald/core/state/jsstate"
 )
 
 // backend is what a node stands on besides itself: the broker (nil: the
@@ -201,5 +202,9 @@ type jsOpener struct {
 }
 
 func (o jsOpener) OpenState(ctx context.Context, plugin string) (state.Store, error) {
-	return nil, pluginhost.ErrNoStateStore
+	s, err := jsstate.Open(ctx, o.js, jsstate.Options{Bucket: "herald_state_" + plugin, Replicas: o.replicas, MaxBytes: o.maxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+	}
+	return s, nil
 }
