@@ -139,13 +139,6 @@ func (s *Store) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func checkTTL(ttl time.Duration) error {
-	if ttl < 0 || (ttl > 0 && ttl < state.MinTTL) {
-		return fmt.Errorf("state ttl %v: must be 0 or at least %v", ttl, state.MinTTL)
-	}
-	return nil
-}
-
 func checkValue(value []byte) error {
 	if len(value) > state.MaxValueBytes {
 		return fmt.Errorf("state value of %d bytes, over %d: %w", len(value), state.MaxValueBytes, state.ErrTooLarge)
@@ -205,7 +198,7 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	if err := checkValue(value); err != nil {
 		return 0, fmt.Errorf("state %s %q: %w", op, key, err)
 	}
-	if err := checkTTL(ttl); err != nil {
+	if err := state.ValidTTL(ttl); err != nil {
 		return 0, fmt.Errorf("state %s %q: %w", op, key, err)
 	}
 	var rev uint64
