@@ -131,6 +131,14 @@ func (s *Store) isClosed() bool {
 	}
 }
 
+// closedErr says ErrClosed for an operation that raced with Close.
+func closedErr(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", state.ErrClosed, err)
+	}
+	return err
+}
+
 // check refuses an operation on a closed store or with an ended context.
 func (s *Store) check(ctx context.Context) error {
 	if s.isClosed() {
@@ -161,7 +169,7 @@ func (s *Store) Get(ctx context.Context, key string) (state.Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return state.Entry{}, fmt.Errorf("state get %q: %w", key, err)
+		return state.Entry{}, fmt.Errorf("state get %q: %w", key, closedErr(err))
 	}
 	return e, nil
 }
@@ -260,7 +268,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]state.Entry, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("state list %q: %w", prefix, err)
+		return nil, fmt.Errorf("state list %q: %w", prefix, closedErr(err))
 	}
 	return out, nil
 }

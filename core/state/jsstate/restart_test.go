@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -98,4 +100,26 @@ func TestBucketLayout(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.History())
 	require.NotZero(t, st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL())
+}
+
+// A NATS server without JetStream answers, but cannot keep state: Open
+// says unavailable, at once.
+func TestOpenWithoutJetStream(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	require.True(t, srv.ReadyForConnections(30*time.Second))
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = jsstate.Open(ctx, js, jsstate.Options{Bucket: "herald_state_nojs"})
+	require.ErrorIs(t, err, state.ErrUnavailable)
 }
