@@ -123,3 +123,25 @@ func TestOpenWithoutJetStream(t *testing.T) {
 	_, err = jsstate.Open(ctx, js, jsstate.Options{Bucket: "herald_state_nojs"})
 	require.ErrorIs(t, err, state.ErrUnavailable)
 }
+
+// Nodes starting together all open the one bucket, whoever creates it.
+func TestConcurrentOpenOfANewBucket(t *testing.T) {
+	n := runNATS(t)
+	opts := jsstate.Options{Bucket: "herald_state_together", MaxBytes: 1 << 20}
+	jss := []jetstream.JetStream{n.connect(t), n.connect(t), n.connect(t), n.connect(t)}
+	errs := make(chan error, len(jss))
+	for _, js := range jss {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := jsstate.Open(ctx, js, opts)
+			if err == nil {
+				_ = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range jss {
+		require.NoError(t, <-errs)
+	}
+}
