@@ -71,6 +71,31 @@ func (n *node) eventually(what string, cond func() bool) {
 	require.Eventually(n.t, cond, sdktest.Timeout, 5e6, what)
 }
 
+// startSDKNode runs a kb process on st, the SDK's test store, reached
+// through the plugin protocol as from Herald.
+func startSDKNode(t *testing.T, st *sdktest.State, cfg map[string]any) *node {
+	t.Helper()
+	k := New()
+	c := map[string]any{"data_dir": t.TempDir()}
+	for key, v := range cfg {
+		c[key] = v
+	}
+	return &node{t: t, h: st.Start(t, k, c), k: k}
+}
+
+// onBothStores runs test with nodes on one fakeState, then on one
+// sdktest.State (the SDK's State client over the plugin protocol).
+func onBothStores(t *testing.T, test func(t *testing.T, start func(cfg map[string]any) *node)) {
+	t.Run("fake", func(t *testing.T) {
+		fs := newFakeState()
+		test(t, func(cfg map[string]any) *node { return startNode(t, fs, cfg) })
+	})
+	t.Run("sdktest", func(t *testing.T) {
+		st := sdktest.NewState()
+		test(t, func(cfg map[string]any) *node { return startSDKNode(t, st, cfg) })
+	})
+}
+
 // result is a call's answer made on another goroutine (a write hook).
 type result struct {
 	mu  sync.Mutex
@@ -95,8 +120,11 @@ func (r *result) get(t *testing.T) string {
 // Seqids are one counter per KB across nodes: interleaved and concurrent
 // reports through two nodes get every seqid once, without a gap.
 func TestSeqidsUniqueAndGaplessAcrossNodes(t *testing.T) {
-	fs := newFakeState()
-	a, b := startNode(t, fs, nil), startNode(t, fs, nil)
+	onBothStores(t, testSeqidsUniqueAndGapless)
+}
+
+func testSeqidsUniqueAndGapless(t *testing.T, start func(map[string]any) *node) {
+	a, b := start(nil), start(nil)
 	require.Equal(t, uint64(1), a.written("kb1", "r1"))
 	require.Equal(t, uint64(2), b.written("kb1", "r2"))
 	require.Equal(t, uint64(1), b.written("kb2", "r1"), "one counter per KB")
@@ -239,8 +267,11 @@ func TestIndexedCountedAcrossNodes(t *testing.T) {
 // kb.waitFor on one node answers when the report arrives through another:
 // written for a seqid not taken yet, processed, indexed.
 func TestWaitForWakesOnAnotherNode(t *testing.T) {
-	fs := newFakeState()
-	a, b := startNode(t, fs, nil), startNode(t, fs, nil)
+	onBothStores(t, testWaitForWakesOnAnotherNode)
+}
+
+func testWaitForWakesOnAnotherNode(t *testing.T, start func(map[string]any) *node) {
+	a, b := start(nil), start(nil)
 	type answer struct {
 		res json.RawMessage
 		err error
@@ -314,8 +345,9 @@ func TestWatchResetMakesWaitersReadAgain(t *testing.T) {
 // take the seqids, and a node with a lower keep_operations catches up.
 func TestPruneAcrossNodes(t *testing.T) {
 	fs := newFakeState()
-	a := startNode(t, fs, map[string]any{"keep_operations": 3})
-	b := startNode(t, fs, map[string]any{"keep_operations": 3})
+	start := func(cfg map[string]any) *node { return startNode(t, fs, cfg) }
+	a := start(map[string]any{"keep_operations": 3})
+	b := start(map[string]any{"keep_operations": 3})
 	for i := 1; i <= 10; i++ {
 		n := a
 		if i%2 == 0 {
@@ -334,7 +366,7 @@ func TestPruneAcrossNodes(t *testing.T) {
 	_, err := b.call("waitFor", map[string]any{"kbid": "kb1", "seqid": 7, "until": "written"})
 	require.ErrorContains(t, err, "older than the operations kept")
 
-	c := startNode(t, fs, map[string]any{"keep_operations": 1})
+	c := start(map[string]any{"keep_operations": 1})
 	require.Equal(t, uint64(11), c.written("kb1", "r"))
 	require.Equal(t, []string{"11"}, ops())
 }
