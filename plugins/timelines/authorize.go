@@ -79,18 +79,19 @@ func stringList(v any) ([]string, error) {
 }
 
 // Authorize implements sdk.Authorizer.
-func (p *Timelines) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
+func (p *Timelines) Authorize(ctx context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
 	var refused []sdk.Refusal
 	for _, name := range channels {
-		if r := p.check(c.UserID, c.Claims, name); r != nil {
+		if r := p.check(ctx, c.UserID, c.Claims, name); r != nil {
 			refused = append(refused, *r)
 		}
 	}
 	return refused, nil
 }
 
-// check applies the rules to one channel; nil means allowed.
-func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.Refusal {
+// check applies the rules to one channel; nil means allowed. A grant that
+// cannot be read is a refusal with CodeInternal.
+func (p *Timelines) check(ctx context.Context, user string, claims map[string]any, name string) *sdk.Refusal {
 	ch, err := parseChannel(name)
 	if err != nil {
 		return &sdk.Refusal{Channel: name, Code: sdk.CodeInvalidParams, Reason: err.Error()}
@@ -125,7 +126,7 @@ func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.
 		if slices.Contains(mb.permissions, rightViewReaders) {
 			return nil
 		}
-		ok, err := p.grants.Has(grant{Network: ch.network, User: mb.user, Right: rightViewReaders, Object: ch.ids[0]})
+		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightViewReaders, Object: ch.ids[0]})
 		if err != nil {
 			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
 		}
@@ -136,7 +137,7 @@ func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.
 		if slices.Contains(mb.adminOf, ch.ids[0]) {
 			return nil
 		}
-		ok, err := p.grants.Has(grant{Network: ch.network, User: mb.user, Right: rightAdmin, Object: ch.ids[0]})
+		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightAdmin, Object: ch.ids[0]})
 		if err != nil {
 			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
 		}
