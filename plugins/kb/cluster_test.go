@@ -399,16 +399,16 @@ func TestDryRunTouchesNoState(t *testing.T) {
 		return nil, nil
 	}
 	require.NoError(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"data_dir": t.TempDir()})))
-	require.ErrorContains(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{})), "data_dir is required")
+	require.ErrorContains(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"keep_operations": 0})), "keep_operations must be from 1")
 }
 
-// Without a State (no data_dir for the host, no cluster) the plugin does
-// not start, and says why; next to an earlier version's kb.db neither.
+// Without a State the plugin does not start, and says why; next to an
+// earlier version's kb.db neither. data_dir is needed for nothing else.
 func TestConfigureNeedsStateAndRefusesAnOldKBDB(t *testing.T) {
 	k := New()
 	k.stateOf = func(sdk.Host) (sdk.State, error) { return nil, sdk.ErrNoState }
 	_, err := sdktest.StartErr(t, k, map[string]any{"data_dir": t.TempDir()})
-	require.ErrorContains(t, err, "give its plugin block a data_dir")
+	require.ErrorContains(t, err, sdk.ErrNoState.Error())
 
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kb.db"), []byte("old"), 0o600))
@@ -416,6 +416,9 @@ func TestConfigureNeedsStateAndRefusesAnOldKBDB(t *testing.T) {
 	k.stateOf = newFakeState().handle
 	_, err = sdktest.StartErr(t, k, map[string]any{"data_dir": dir})
 	require.ErrorContains(t, err, "earlier kb plugin")
+	h := sdktest.Start(t, New(), map[string]any{})
+	_, err = h.Call(typeWritten, sdktest.Backend(), map[string]any{"kbid": "kb1", "resource_uuid": "r", "operation": "created"})
+	require.NoError(t, err)
 }
 
 func TestStateSegment(t *testing.T) {

@@ -6,9 +6,8 @@
 // claim lists the KB and to backends. Backends report resource operations
 // (resource_written, resource_processed, resource_indexed); the plugin
 // numbers them with the KB's seqid, kept in the plugin's sdk.State (on one
-// node Herald's state.db under the `data_dir` of its config block, in a
-// cluster a JetStream bucket shared by the plugin's processes on every
-// node) and taken with a compare-and-set before it is announced, so a seqid
+// node a file under Herald's `state` block, in a cluster a JetStream bucket
+// shared by the plugin's processes on every node) and taken with a compare-and-set before it is announced, so a seqid
 // is never handed out twice, even across kill -9 or across nodes (store.go).
 // kb.waitFor is woken by a watch of that state, so a report through any
 // node wakes the waiters of every node (waiters.go). Clients and backends

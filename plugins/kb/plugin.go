@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -32,8 +31,10 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir is where Herald keeps the plugin's state on one node
-	// (state.db: seqids and recent operations); required.
+	// DataDir is where versions before sdk.State kept kb.db; optional.
+	// When it is given and kb.db is still there, the plugin refuses to
+	// start: that file's seqids would be handed out again. The state itself
+	// is Herald's (its `state` block on one node, NATS in a cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// IndexReplicas is how many resource_indexed make a seqid indexed.
 	IndexReplicas int `mapstructure:"index_replicas"`
@@ -53,9 +54,6 @@ func defaultConfig() config {
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory where Herald keeps the plugin's state.db)")
-	}
 	for _, b := range []struct {
 		key       string
 		v, lo, hi int
@@ -138,9 +136,11 @@ func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	}
 	// kb.db is where versions before the State kept the counters: starting
 	// next to it would hand out its seqids again.
-	old := filepath.Join(cfg.DataDir, "kb.db")
-	if _, err := os.Stat(old); err == nil {
-		return fmt.Errorf("%s is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's state.db): starting would hand out its seqids again; remove the file to start every KB from seqid 1", old)
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "kb.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's plugin state): starting would hand out its seqids again; remove the file to start every KB from seqid 1", old)
+		}
 	}
 	st, err := k.stateOf(h)
 	if err != nil {

@@ -50,8 +50,8 @@ type seqStore interface {
 	RecordKey(kbid string, seqid uint64) string
 }
 
-// stateStore keeps the records in sdk.State: on one node Herald's
-// <data_dir>/state.db, in a cluster a JetStream key-value bucket that the kb
+// stateStore keeps the records in sdk.State: on one node a file under
+// Herald's `state` block (state.dir), in a cluster a JetStream key-value bucket that the kb
 // processes of every node share. The keys:
 //
 //	kb/<kb>/last         {"last": n, "pruned": p}: the KB's last seqid taken (the

@@ -46,8 +46,8 @@ type grants interface {
 	Has(ctx context.Context, g grant) (bool, error)
 }
 
-// stateGrants keeps the grants in the plugin's sdk.State: on one node
-// Herald's <data_dir>/state.db, in a cluster a JetStream key-value bucket
+// stateGrants keeps the grants in the plugin's sdk.State: on one node a
+// file under Herald's `state` block (state.dir), in a cluster a JetStream key-value bucket
 // shared by the timelines processes of every node. One key per grant,
 //
 //	grants/<right>/<network>/<user>/<object>

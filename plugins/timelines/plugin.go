@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -21,17 +19,17 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir is where Herald keeps the plugin's state on one node
-	// (state.db: the backend's grants and roles); required.
+	// DataDir is where versions before sdk.State kept timelines.db;
+	// optional. When it is given and timelines.db is still there, the
+	// plugin refuses to start: it would forget that file's grants. The
+	// state itself is Herald's (its `state` block on one node, NATS in a
+	// cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// MaxEmitChannels bounds the channels of one emit call.
 	MaxEmitChannels int `mapstructure:"max_emit_channels"`
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory where Herald keeps the plugin's state.db)")
-	}
 	if c.MaxEmitChannels < 1 || c.MaxEmitChannels > maxMaxEmitChannels {
 		return fmt.Errorf("max_emit_channels must be from 1 to %d, got %d", maxMaxEmitChannels, c.MaxEmitChannels)
 	}
@@ -114,9 +112,11 @@ func (p *Timelines) Configure(_ context.Context, h sdk.Host, raw sdk.Config) err
 	}
 	// timelines.db is where versions before the State kept the grants:
 	// starting next to it would silently forget them.
-	old := filepath.Join(cfg.DataDir, "timelines.db")
-	if _, err := os.Stat(old); err == nil {
-		return fmt.Errorf("%s holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's state.db): starting would forget them; record them again with grant and remove the file", old)
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "timelines.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's plugin state): starting would forget them; record them again with grant and remove the file", old)
+		}
 	}
 	st, err := p.stateOf(h)
 	if err != nil {
