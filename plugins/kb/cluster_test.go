@@ -36,7 +36,10 @@ func startNode(t *testing.T, fs *fakeState, cfg map[string]any) *node {
 	for key, v := range cfg {
 		c[key] = v
 	}
-	return &node{t: t, h: sdktest.Start(t, k, c), k: k}
+	before := fs.watching()
+	n := &node{t: t, h: sdktest.Start(t, k, c), k: k}
+	n.eventually("the watch is in place", func() bool { return fs.watching() > before })
+	return n
 }
 
 func (n *node) call(method string, params map[string]any) (json.RawMessage, error) {
@@ -445,4 +448,21 @@ func TestStateSegment(t *testing.T) {
 			require.True(t, s[i] > ' ' && s[i] < 0x7f && s[i] != '/', id)
 		}
 	}
+}
+
+// While the state cannot be reached (NATS down, in a cluster) a report
+// fails with -32050, retry later, and takes nothing: once it is back the
+// counter goes on where it was.
+func TestStateUnavailableIsRetryLater(t *testing.T) {
+	fs := newFakeState()
+	a := startNode(t, fs, nil)
+	require.Equal(t, uint64(1), a.written("kb1", "r"))
+	fs.setDown(true)
+	_, err := a.call(typeWritten, map[string]any{"kbid": "kb1", "resource_uuid": "r", "operation": "created"})
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodePluginUnavailable, e.Code)
+	require.Contains(t, e.Message, "retry later")
+	fs.setDown(false)
+	require.Equal(t, uint64(2), a.written("kb1", "r"))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +25,10 @@ type fakeState struct {
 	// with the key: a test makes another "node" write there first.
 	beforeWrite func(key string)
 	writes      int
+	// down makes every call fail as a store that cannot be reached.
+	down bool
+	// ready counts the watches whose first Reset was handled.
+	ready int
 }
 
 type fakeWatcher struct {
@@ -42,7 +47,26 @@ var _ sdk.State = (*fakeState)(nil)
 // handle is what a plugin instance gets as its Host's State.
 func (f *fakeState) handle(sdk.Host) (sdk.State, error) { return f, nil }
 
+// setDown makes the store unreachable (true) or back.
+func (f *fakeState) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+}
+
+func (f *fakeState) reachable() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return fmt.Errorf("fakeState: %w", sdk.ErrStateUnavailable)
+	}
+	return nil
+}
+
 func (f *fakeState) hook(key string, opts []sdk.WriteOption) error {
+	if err := f.reachable(); err != nil {
+		return err
+	}
 	var o sdk.WriteOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -96,6 +120,9 @@ func (w *fakeWatcher) push(c sdk.Change) {
 }
 
 func (f *fakeState) Get(_ context.Context, key string) (sdk.Entry, error) {
+	if err := f.reachable(); err != nil {
+		return sdk.Entry{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e, ok := f.entries[key]
@@ -161,6 +188,9 @@ func (f *fakeState) Delete(_ context.Context, key string, rev uint64) error {
 }
 
 func (f *fakeState) List(_ context.Context, prefix string) ([]sdk.Entry, error) {
+	if err := f.reachable(); err != nil {
+		return nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []sdk.Entry
@@ -185,6 +215,9 @@ func (f *fakeState) Watch(ctx context.Context, prefix string, fn func(sdk.Change
 		f.mu.Unlock()
 	}()
 	fn(sdk.Change{Reset: true})
+	f.mu.Lock()
+	f.ready++
+	f.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -199,6 +232,14 @@ func (f *fakeState) Watch(ctx context.Context, prefix string, fn func(sdk.Change
 			fn(c)
 		}
 	}
+}
+
+// watching says how many watches are in place and handled their first
+// Reset.
+func (f *fakeState) watching() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ready
 }
 
 // reset sends every watcher a Reset, as a store that lost changes does.

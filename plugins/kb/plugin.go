@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -111,16 +112,31 @@ func (k *KB) Manifest() sdk.Manifest {
 		Version:  version,
 		Prefixes: []string{"kb"},
 		Methods: []sdk.Method{
-			{Name: typeWritten, BackendOnly: true, Handler: k.resourceWritten},
-			{Name: typeProcessed, BackendOnly: true, Handler: k.resourceProcessed},
-			{Name: typeIndexed, BackendOnly: true, Handler: k.resourceIndexed},
+			{Name: typeWritten, BackendOnly: true, Handler: retryable(k.resourceWritten)},
+			{Name: typeProcessed, BackendOnly: true, Handler: retryable(k.resourceProcessed)},
+			{Name: typeIndexed, BackendOnly: true, Handler: retryable(k.resourceIndexed)},
 			// A wait may outlast limits.call_timeout, up to its own bound.
-			{Name: "waitFor", Handler: k.waitFor, Timeout: maxWaitSeconds*time.Second + 5*time.Second},
+			{Name: "waitFor", Handler: retryable(k.waitFor), Timeout: maxWaitSeconds*time.Second + 5*time.Second},
 			{Name: "stats", BackendOnly: true, Handler: k.stats},
 		},
 		Routes: []sdk.Route{
 			{Method: http.MethodGet, Pattern: "/v1/kb/{kbid}/notifications", Auth: sdk.AuthAny, Handler: http.HandlerFunc(k.serveNotifications)},
 		},
+	}
+}
+
+// retryable answers a call that failed because the state could not be
+// reached (in a cluster, NATS) with -32050, "retry later" (HTTP 503 for
+// backends), rather than as an internal error: nothing of it was applied
+// that a retry would repeat wrongly (a seqid taken is simply never used).
+func retryable(h func(context.Context, *sdk.Call) (any, error)) func(context.Context, *sdk.Call) (any, error) {
+	return func(ctx context.Context, c *sdk.Call) (any, error) {
+		res, err := h(ctx, c)
+		var coded *sdk.Error
+		if err != nil && !errors.As(err, &coded) && errors.Is(err, sdk.ErrStateUnavailable) {
+			return nil, sdk.Errorf(sdk.CodePluginUnavailable, "%v: retry later", err)
+		}
+		return res, err
 	}
 }
 

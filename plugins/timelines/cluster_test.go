@@ -20,10 +20,15 @@ func startOn(t *testing.T, st *sdktest.State) *sdktest.Harness {
 	return st.Start(t, New(), map[string]any{"data_dir": t.TempDir()})
 }
 
+// startOnFake starts a process on fs and waits for its watch of the grants
+// to be in place.
 func startOnFake(t *testing.T, fs *fakeState) *sdktest.Harness {
 	p := New()
 	p.stateOf = fs.handle
-	return sdktest.Start(t, p, map[string]any{"data_dir": t.TempDir()})
+	before := fs.watching()
+	h := sdktest.Start(t, p, map[string]any{"data_dir": t.TempDir()})
+	require.Eventually(t, func() bool { return fs.watching() > before }, sdktest.Timeout, 5e6, "the watch is in place")
+	return h
 }
 
 func backendCall(t *testing.T, h *sdktest.Harness, method string, params map[string]any) string {
@@ -176,4 +181,27 @@ func TestConfigureNeedsStateAndRefusesAnOldDB(t *testing.T) {
 	require.ErrorContains(t, err, "earlier timelines plugin")
 	h := sdktest.Start(t, New(), map[string]any{}) // data_dir is needed for nothing else
 	backendCall(t, h, "grant", viewM5)
+}
+
+// While the state cannot be reached, grant and revoke fail with -32050
+// (retry later), and a check that cannot read the grants drops nothing.
+func TestStateUnavailable(t *testing.T) {
+	fs := newFakeState()
+	a := startOnFake(t, fs)
+	backendCall(t, a, "grant", viewM5)
+	bob := map[string]net{"n1": {User: "u2"}}
+	connect(a, "b1", "gu2", bob)
+	subscribe(a, "b1", "gu2", bob, "message_readers:m5:n1")
+	fs.setDown(true)
+	for _, m := range []string{"grant", "revoke"} {
+		_, err := a.Call(m, sdktest.Backend(), adminG5)
+		var e *sdk.Error
+		require.ErrorAs(t, err, &e, m)
+		require.Equal(t, sdk.CodePluginUnavailable, e.Code, m)
+	}
+	// Its Subscribed event is checked again, which cannot read the grant:
+	// the subscription stays.
+	subscribe(a, "b1", "gu2", bob, "group_admin_memberships:g5:n1")
+	fs.setDown(false)
+	require.ElementsMatch(t, []string{"message_readers:m5:n1", "group_admin_memberships:g5:n1"}, a.Subscriptions("b1"))
 }

@@ -254,12 +254,16 @@ func (p *Timelines) revoke(ctx context.Context, call *sdk.Call) (any, error) {
 }
 
 // stateError answers a grant or revoke whose state write failed: a coded
-// error as is (the plugin stopping), else an internal error that says what
-// failed.
+// error as is (the plugin stopping); -32050, "retry later" (HTTP 503), when
+// the state cannot be reached (in a cluster, NATS); else an internal error
+// that says what failed.
 func stateError(err error) error {
 	var e *sdk.Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return sdk.Errorf(sdk.CodePluginUnavailable, "%v: retry later", err)
 	}
 	return sdk.Internal(err.Error())
 }
