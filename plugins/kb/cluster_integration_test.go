@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/heraldhq/herald/internal/heraldtest"
@@ -155,4 +156,77 @@ func TestIntegrationClusterWaitForWakesAcrossNodes(t *testing.T) {
 	}
 	a.written("kb1", "live", "created")
 	require.Contains(t, st.next(t), `"resource_uuid":"live"`)
+}
+
+// A herald node killed (kill -9) in the middle of reports through both
+// nodes: no seqid is ever answered twice, and the surviving node goes on
+// above every seqid answered before.
+func TestIntegrationClusterNodeKilledNeverReusesSeqids(t *testing.T) {
+	ns := natstest.Start(t)
+	nodes := startClusterNodes(t, ns.URL(), 2)
+	type answer struct {
+		seqid uint64
+		err   error
+	}
+	answers := make(chan answer, 10_000)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() { // ends at stop
+			defer wg.Done()
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				body := fmt.Sprintf(`{"kbid":"kb1","resource_uuid":"n%d-%d","operation":"created"}`, i, j)
+				req, _ := http.NewRequest(http.MethodPost, n.URL+"/v1/plugins/kb/resource_written", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+heraldtest.APIKey)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					select {
+					case answers <- answer{err: err}:
+					case <-stop:
+						return
+					}
+					continue
+				}
+				var r struct{ Seqid uint64 }
+				if resp.StatusCode == http.StatusOK {
+					err = json.NewDecoder(resp.Body).Decode(&r)
+				} else {
+					err = fmt.Errorf("%s", resp.Status)
+				}
+				_ = resp.Body.Close()
+				select {
+				case answers <- answer{r.Seqid, err}:
+				case <-stop:
+					return
+				}
+			}
+		}()
+	}
+	for n := 0; n < 40; n++ {
+		<-answers
+	}
+	nodes[0].Signal(t, syscall.SIGKILL)
+	close(stop)
+	wg.Wait()
+	close(answers)
+	seen := map[uint64]bool{}
+	var max uint64
+	for a := range answers {
+		if a.err != nil {
+			continue
+		}
+		require.False(t, seen[a.seqid], "seqid %d answered twice", a.seqid)
+		seen[a.seqid] = true
+		if a.seqid > max {
+			max = a.seqid
+		}
+	}
+	require.NotEmpty(t, seen)
+	require.Greater(t, nodes[1].written("kb1", "after", "created"), max)
 }
