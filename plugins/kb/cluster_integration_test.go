@@ -208,16 +208,20 @@ func TestIntegrationClusterNodeKilledNeverReusesSeqids(t *testing.T) {
 			}
 		}()
 	}
-	for n := 0; n < 40; n++ {
-		<-answers
+	var got []answer
+	for len(got) < 40 {
+		got = append(got, <-answers)
 	}
 	nodes[0].Signal(t, syscall.SIGKILL)
 	close(stop)
 	wg.Wait()
 	close(answers)
+	for a := range answers {
+		got = append(got, a)
+	}
 	seen := map[uint64]bool{}
 	var max uint64
-	for a := range answers {
+	for _, a := range got {
 		if a.err != nil {
 			continue
 		}
