@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -90,7 +91,7 @@ func (p *Timelines) Authorize(ctx context.Context, c sdk.Caller, channels []stri
 }
 
 // check applies the rules to one channel; nil means allowed. A grant that
-// cannot be read is a refusal with CodeInternal.
+// cannot be read is a refusal with unreadable's code.
 func (p *Timelines) check(ctx context.Context, user string, claims map[string]any, name string) *sdk.Refusal {
 	ch, err := parseChannel(name)
 	if err != nil {
@@ -128,7 +129,7 @@ func (p *Timelines) check(ctx context.Context, user string, claims map[string]an
 		}
 		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightViewReaders, Object: ch.ids[0]})
 		if err != nil {
-			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
+			return unreadable(name, err)
 		}
 		if !ok {
 			return deny("reading who read message %s needs the view_readers permission (network-wide in the token, or granted for the message)", ch.ids[0])
@@ -139,11 +140,21 @@ func (p *Timelines) check(ctx context.Context, user string, claims map[string]an
 		}
 		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightAdmin, Object: ch.ids[0]})
 		if err != nil {
-			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
+			return unreadable(name, err)
 		}
 		if !ok {
 			return deny("group_admin_memberships is for admins of group %s (admin_of in the token, or the admin role granted)", ch.ids[0])
 		}
 	}
 	return nil
+}
+
+// unreadable refuses channel because its grant could not be read: -32050,
+// retry later, when the state cannot be reached (in a cluster, NATS), else
+// an internal error.
+func unreadable(channel string, err error) *sdk.Refusal {
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return &sdk.Refusal{Channel: channel, Code: sdk.CodePluginUnavailable, Reason: err.Error() + ": retry later"}
+	}
+	return &sdk.Refusal{Channel: channel, Code: sdk.CodeInternal, Reason: err.Error()}
 }

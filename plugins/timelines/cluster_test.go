@@ -205,3 +205,23 @@ func TestStateUnavailable(t *testing.T) {
 	fs.setDown(false)
 	require.ElementsMatch(t, []string{"message_readers:m5:n1", "group_admin_memberships:g5:n1"}, a.Subscriptions("b1"))
 }
+
+// While the state cannot be reached, a subscribe that needs a recorded
+// grant is refused with -32050 (retry later); the token's own rights work.
+func TestSubscribeWhileStateUnavailable(t *testing.T) {
+	fs := newFakeState()
+	a := startOnFake(t, fs)
+	backendCall(t, a, "grant", viewM5)
+	fs.setDown(true)
+	bob := sdk.Caller{ConnID: "c", UserID: "gu2", Claims: claims(map[string]net{"n1": {User: "u2"}})}
+	refused, err := a.Authorize(bob, "message_readers:m5:n1", "network_timeline:n1")
+	require.NoError(t, err)
+	require.Len(t, refused, 1)
+	require.Equal(t, "message_readers:m5:n1", refused[0].Channel)
+	require.Equal(t, sdk.CodePluginUnavailable, refused[0].Code)
+	require.Contains(t, refused[0].Reason, "retry later")
+	fs.setDown(false)
+	refused, err = a.Authorize(bob, "message_readers:m5:n1")
+	require.NoError(t, err)
+	require.Empty(t, refused)
+}

@@ -122,7 +122,7 @@ func (p *Timelines) dropIfRefused(ctx context.Context, h sdk.Host, connID, chann
 	if r == nil {
 		return false
 	}
-	if r.Code == sdk.CodeInternal {
+	if r.Code == sdk.CodeInternal || r.Code == sdk.CodePluginUnavailable {
 		p.log.Warn("could not check a subscription against the grants; it stays", "conn", connID, "channel", channel, "error", r.Reason)
 		return false
 	}
