@@ -159,6 +159,8 @@ type Broker struct {
 	tailMu      sync.Mutex
 	tailPending map[string]struct{}
 	tailKick    chan struct{}
+	// reconnectRounds counts the tail checks still due after a reconnect.
+	reconnectRounds atomic.Int32
 
 	readyMu  sync.Mutex
 	readyAt  time.Time

@@ -50,3 +50,17 @@ func TestNATSBroker(t *testing.T) {
 		return newBroker(t, srv.URL(), uniqueOptions(size, ttl))
 	})
 }
+
+// nodes makes brokers on one stream of srv, each on its own connection,
+// as herald nodes are.
+func nodes(url string) brokertest.Nodes {
+	return func(t *testing.T, size int, ttl time.Duration) func() broker.Broker {
+		opts := uniqueOptions(size, ttl)
+		return func() broker.Broker { return newBroker(t, url, opts) }
+	}
+}
+
+func TestNATSNodes(t *testing.T) {
+	srv := natstest.Start(t)
+	brokertest.RunNodes(t, nodes(srv.URL()))
+}

@@ -96,7 +96,7 @@ func (b *Broker) readCtx(ctx context.Context) (context.Context, context.CancelFu
 func (b *Broker) lastOf(ctx context.Context, channel string) (*stored, error) {
 	ctx, cancel := b.readCtx(ctx)
 	defer cancel()
-	m, err := b.nc.RequestWithContext(ctx, b.directGet+"."+b.chPrefix+encodeToken(channel), nil)
+	m, err := b.request(ctx, b.directGet+"."+b.chPrefix+encodeToken(channel))
 	if err != nil {
 		return nil, fmt.Errorf("read the last message of %q: %w", channel, unavailable(err))
 	}
@@ -114,6 +114,21 @@ func (b *Broker) lastOf(ctx context.Context, channel string) (*stored, error) {
 	return s, nil
 }
 
+// request sends a direct get. While no replica serves direct gets (a
+// stream just created, or electing a leader) there are no responders: it
+// asks again until ctx ends.
+func (b *Broker) request(ctx context.Context, subject string) (*nats.Msg, error) {
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		m, err := b.nc.RequestWithContext(ctx, subject, nil)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return m, err
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			return nil, err
+		}
+	}
+}
+
 // batchGet sends a batched direct get and returns the messages it answers
 // (none for "no results"), in stream order.
 func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, expect int) ([]*nats.Msg, error) {
@@ -123,6 +138,18 @@ func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, ex
 	if err != nil {
 		return nil, err
 	}
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		out, err := b.batchGetOnce(ctx, api, body, expect)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return out, err
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			return nil, unavailable(err)
+		}
+	}
+}
+
+func (b *Broker) batchGetOnce(ctx context.Context, api string, body []byte, expect int) ([]*nats.Msg, error) {
 	reply, ch := b.resp.register(expect + 2)
 	defer b.resp.unregister(reply)
 	if err := b.nc.PublishRequest(api, reply, body); err != nil {
@@ -141,6 +168,8 @@ func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, ex
 				return out, nil
 			case "404":
 				return out, nil
+			case "503":
+				return nil, nats.ErrNoResponders
 			default:
 				return nil, fmt.Errorf("direct get: status %s %s", status, m.Header.Get(hdrDescription))
 			}
@@ -199,7 +228,7 @@ func (b *Broker) lastOfMany(ctx context.Context, channels []string) (map[string]
 func (b *Broker) recordOf(ctx context.Context, channel string) (runRecord, error) {
 	ctx, cancel := b.readCtx(ctx)
 	defer cancel()
-	m, err := b.nc.RequestWithContext(ctx, b.runsGet+"."+b.runPrefix+encodeToken(channel), nil)
+	m, err := b.request(ctx, b.runsGet+"."+b.runPrefix+encodeToken(channel))
 	if err != nil {
 		return runRecord{}, fmt.Errorf("read the run record of %q: %w", channel, unavailable(err))
 	}

@@ -233,16 +233,17 @@ func (b *Broker) accept(w *watch, s *stored) {
 		return
 	}
 	if !b.next(w, s) {
-		if err := b.catchUp(w); err != nil {
-			// It is handed over by the next tail check, with what it
-			// misses.
+		err := b.catchUp(w)
+		if err != nil {
 			b.log.Warn("fill a gap in a watched channel", "channel", w.channel, "error", err)
+		}
+		if err != nil || s.sseq > w.sseq {
+			// The read failed, or was answered by a replica that does
+			// not have s yet (it would have everything before s if it
+			// had): s and what it misses are handed over by a tail check.
 			b.markTail(w.channel)
-			return
 		}
-		if s.sseq <= w.sseq {
-			return
-		}
+		return
 	}
 	b.take(w, s)
 }
@@ -343,7 +344,20 @@ func (b *Broker) tailChecker() {
 		pending := b.tailPending
 		b.tailPending = make(map[string]struct{})
 		b.tailMu.Unlock()
-		if err := b.tailCheck(pending); err != nil {
+		err := b.tailCheck(pending)
+		if r := b.reconnectRounds.Load(); err == nil && r > 0 && b.reconnectRounds.CompareAndSwap(r, r-1) {
+			// A replica that answers while it catches up after an outage
+			// may not have the tail yet: look again a bit later.
+			timer.Reset(5 * b.opts.TailCheckDelay)
+			select {
+			case <-b.done:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			b.markAllTails()
+		}
+		if err != nil {
 			b.log.Warn("tail check of watched channels", "channels", len(pending), "error", err)
 			// Again at the next round (a reconnect starts one).
 			b.tailMu.Lock()
@@ -398,6 +412,15 @@ func (b *Broker) onReconnect(nc *nats.Conn) {
 	if b.prevReconnect != nil {
 		b.prevReconnect(nc)
 	}
+	b.reconnectRounds.Store(reconnectRounds)
+	b.markAllTails()
+}
+
+// reconnectRounds is how many more tail checks of every watched channel
+// follow the first after a reconnect.
+const reconnectRounds = 3
+
+func (b *Broker) markAllTails() {
 	b.watchMu.Lock()
 	channels := make([]string, 0, len(b.watched))
 	for ch := range b.watched {
