@@ -166,6 +166,10 @@ type Broker struct {
 	readyAt  time.Time
 	readyErr error
 
+	stats struct {
+		published, conflicts, duplicates, gapFills, tailChecks atomic.Int64
+	}
+
 	prevReconnect nats.ConnHandler
 	prevAsyncErr  nats.ErrHandler
 
@@ -317,6 +321,23 @@ func (b *Broker) setBase(info *jetstream.StreamInfo) bool {
 }
 
 func (b *Broker) baseEpoch() string { return *b.base.Load() }
+
+// Stats counts what the broker did, for metrics and benchmarks.
+type Stats struct {
+	Published  int64 // notifications placed by this node
+	Conflicts  int64 // publish attempts that lost a race for a channel's seq and went again
+	Duplicates int64 // publishes answered with an earlier one's publications (MsgID)
+	GapFills   int64 // reads of the stream to fill what a watched channel missed live
+	TailChecks int64 // tail check requests (one per 256 channels)
+	Watched    int   // channels watched now
+}
+
+// Stats reports the broker's counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Published: b.stats.published.Load(), Conflicts: b.stats.conflicts.Load(),
+		Duplicates: b.stats.duplicates.Load(), GapFills: b.stats.gapFills.Load(),
+		TailChecks: b.stats.tailChecks.Load(), Watched: b.Watched()}
+}
 
 // SetHandler implements broker.Broker.
 func (b *Broker) SetHandler(h broker.Handler) { b.handler.Store(&handlerBox{h}) }

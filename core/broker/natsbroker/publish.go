@@ -183,14 +183,17 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 		}
 		if ack.Error == nil {
 			if ack.Duplicate {
+				b.stats.duplicates.Add(1)
 				return b.original(ctx, ps, ack.Seq)
 			}
+			b.stats.published.Add(int64(len(ps)))
 			return b.placed(ps, ack.Seq, now), nil
 		}
 		switch e := ack.Error; e.ErrCode {
 		case codeWrongLastSequence:
 			// Another node published to one of the channels: read where
 			// they stand now and go again.
+			b.stats.conflicts.Add(1)
 			for _, cs := range channels {
 				cs.known = false
 			}
@@ -198,6 +201,7 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 			// A replicated stream still applies another publish to the
 			// same channel, or too many batches are in flight: wait a
 			// moment.
+			b.stats.conflicts.Add(1)
 			for _, cs := range channels {
 				cs.known = false
 			}
@@ -205,6 +209,7 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 				return nil, fmt.Errorf("publish %d notifications: %w", len(ns), unavailable(err))
 			}
 		case codeBatchDuplicate:
+			b.stats.duplicates.Add(1)
 			return b.originalBatch(ctx, ps)
 		case codeStoreFailed, codeAccountResourcesExceed:
 			if strings.Contains(e.Description, "maximum bytes") || strings.Contains(e.Description, "maximum messages") ||

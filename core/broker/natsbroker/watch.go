@@ -284,6 +284,7 @@ func (b *Broker) take(w *watch, s *stored) {
 // catchUp reads the channel from the stream after what its Handler has, to
 // its end, and hands each message over in order.
 func (b *Broker) catchUp(w *watch) error {
+	b.stats.gapFills.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
 	defer cancel()
 	for {
@@ -395,6 +396,7 @@ func (b *Broker) tailCheck(pending map[string]struct{}) error {
 	if len(channels) == 0 {
 		return nil
 	}
+	b.stats.tailChecks.Add(int64((len(channels) + maxMultiLast - 1) / maxMultiLast))
 	lasts, err := b.lastOfMany(ctx, channels)
 	if err != nil {
 		return err
