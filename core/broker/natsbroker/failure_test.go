@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -184,3 +185,98 @@ func TestNATSBatchRefusedInTheMiddlePlacesNothing(t *testing.T) {
 }
 
 var _ = nats.ErrTimeout
+
+// A stream at its max bytes refuses new publications with ErrFull (an
+// ErrUnavailable): the history already kept stays.
+func TestNATSFullStreamRefuses(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(1000, time.Hour)
+	opts.MaxBytes = 16 << 10
+	b := newBroker(t, srv.URL(), opts)
+	ctx := context.Background()
+	before, err := b.Position(ctx, "full")
+	require.NoError(t, err)
+	var placed []*broker.Publication
+	for i := 0; ; i++ {
+		require.Less(t, i, 1000, "the stream never filled")
+		pubs, err := b.Publish(ctx, note("full"))
+		if err != nil {
+			require.ErrorIs(t, err, natsbroker.ErrFull)
+			require.ErrorIs(t, err, broker.ErrUnavailable)
+			break
+		}
+		placed = append(placed, pubs...)
+	}
+	got, _, err := b.History(ctx, "full", before)
+	require.NoError(t, err)
+	require.Len(t, got, len(placed), "what was kept stays")
+}
+
+type blockingHandler struct {
+	collector
+	release chan struct{}
+	once    sync.Once
+}
+
+func (h *blockingHandler) HandlePublication(p *broker.Publication) {
+	h.once.Do(func() { <-h.release })
+	h.collector.HandlePublication(p)
+}
+
+// When live messages are dropped (the node is slower than the channel),
+// what it misses is read from the stream: the Handler still gets every
+// publication, once, in seq order.
+func TestNATSDroppedLiveMessagesAreFilled(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(1000, time.Hour)
+	a := newBroker(t, srv.URL(), opts)
+	opts.LiveBuffer = 1
+	b := newBroker(t, srv.URL(), opts)
+	h := &blockingHandler{release: make(chan struct{})}
+	b.SetHandler(h)
+	watch(t, b, "g")
+	const total = 200
+	for i := 0; i < total; i++ {
+		_, err := a.Publish(context.Background(), note("g"))
+		require.NoError(t, err)
+	}
+	close(h.release)
+	got := h.waitFor(t, total)
+	require.Len(t, got, total)
+	for i, p := range got {
+		require.Equal(t, uint64(i+1), p.Seq)
+	}
+	require.Positive(t, b.Stats().GapFills, "some were read from the stream")
+}
+
+// Channels watched in a burst on a node of another NATS server get what is
+// published right after, although their interest reaches the stream's
+// server a moment later.
+func TestNATSClusterWatchBurst(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	opts := uniqueOptions(100, time.Hour)
+	opts.Replicas = 3
+	a := newBroker(t, c.Server(0).URL(), opts)
+	b := newBroker(t, c.Server(2).URL(), opts)
+	rec := &collector{}
+	b.SetHandler(rec)
+	publishEventually(t, a, note("warm"))
+	const channels = 300
+	var ns []broker.Notification
+	for i := 0; i < channels; i++ {
+		ch := "burst" + strconv.Itoa(i)
+		watch(t, b, ch)
+		ns = append(ns, note(ch)...)
+	}
+	for _, n := range ns {
+		publishEventually(t, a, []broker.Notification{n})
+	}
+	got := rec.waitFor(t, channels)
+	seen := map[string]bool{}
+	for _, p := range got {
+		require.False(t, seen[p.Channel], "handed over twice: %s", p.Channel)
+		seen[p.Channel] = true
+		require.Equal(t, uint64(1), p.Seq)
+	}
+	require.Positive(t, b.Stats().TailChecks)
+}

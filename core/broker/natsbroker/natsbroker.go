@@ -230,7 +230,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 	}
 	b.shards = make([]chan event, opts.Dispatchers)
 	for i := range b.shards {
-		b.shards[i] = make(chan event, 1024)
+		b.shards[i] = make(chan event, min(opts.LiveBuffer, 1024))
 		b.wg.Add(1)
 		go b.dispatch(b.shards[i])
 	}
