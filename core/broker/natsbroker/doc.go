@@ -160,8 +160,11 @@
 // # History and Position
 //
 // Position is one direct get of the channel's last message, answered by
-// any replica (and, for a channel without messages, one of its run
-// record). History reads the last message and, when the client missed
+// any replica, and one of its run record sent at the same time (needed
+// when the channel has no message: a channel never published to, the
+// most common subscription, then costs one round trip, not two).
+// Positions answers for many channels with one multi-last request per 256
+// of them, for a subscribe to many channels. History reads the last message and, when the client missed
 // something that history.size can hold, every message the channel keeps
 // in one batched direct get (at most history.size messages); with a
 // history of at most 64 it reads everything in one round trip. A direct

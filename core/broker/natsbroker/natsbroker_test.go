@@ -64,3 +64,28 @@ func TestNATSNodes(t *testing.T) {
 	srv := natstest.Start(t)
 	brokertest.RunNodes(t, nodes(srv.URL()))
 }
+
+// Positions answers what Position answers, for many channels at once.
+func TestNATSPositions(t *testing.T) {
+	srv := natstest.Start(t)
+	b := newBroker(t, srv.URL(), uniqueOptions(10, time.Hour))
+	ctx := context.Background()
+	var names []string
+	for i := 0; i < 600; i++ {
+		names = append(names, fmt.Sprintf("p.%d", i))
+	}
+	for _, ch := range names[:300:300] {
+		if len(ch)%2 == 0 {
+			_, err := b.Publish(ctx, []broker.Notification{{Channel: ch, Event: "e"}})
+			require.NoError(t, err)
+		}
+	}
+	got, err := b.Positions(ctx, names)
+	require.NoError(t, err)
+	require.Len(t, got, len(names))
+	for _, ch := range names {
+		want, err := b.Position(ctx, ch)
+		require.NoError(t, err)
+		require.Equal(t, want, got[ch], ch)
+	}
+}

@@ -253,18 +253,32 @@ func parseRecord(m *nats.Msg) (runRecord, error) {
 
 // channelState reads where the channel stands: its last message, and its
 // run record when it has none.
+//
+// Both are asked at once (the record is needed only when the channel has
+// no message, but asking after would make a channel never published to,
+// the most common subscription, cost two round trips).
 func (b *Broker) channelState(ctx context.Context, channel string) (state, error) {
+	type recAnswer struct {
+		rec runRecord
+		err error
+	}
+	recCh := make(chan recAnswer, 1)
+	go func() {
+		rec, err := b.recordOf(ctx, channel)
+		recCh <- recAnswer{rec, err}
+	}()
 	last, err := b.lastOf(ctx, channel)
+	ra := <-recCh // ends with ctx at the latest
 	if err != nil {
 		return state{}, err
 	}
-	var rec runRecord
-	if last == nil {
-		if rec, err = b.recordOf(ctx, channel); err != nil {
-			return state{}, err
-		}
+	if last != nil {
+		return b.stateOf(last, runRecord{}), nil
 	}
-	return b.stateOf(last, rec), nil
+	if ra.err != nil {
+		return state{}, ra.err
+	}
+	return b.stateOf(nil, ra.rec), nil
 }
 
 // channelStates is channelState of several channels, in one multi-last
@@ -306,6 +320,23 @@ func (b *Broker) channelStates(ctx context.Context, channels []string) (map[stri
 	out := make(map[string]state, len(channels))
 	for _, ch := range channels {
 		out[ch] = b.stateOf(lasts[ch], recs[ch])
+	}
+	return out, nil
+}
+
+// Positions is Position of many channels at once: one multi-last request
+// per 256 channels (and one per 256 of them without messages, for their
+// run records), rather than a round trip each. A subscribe to many
+// channels may use it.
+func (b *Broker) Positions(ctx context.Context, channels []string) (map[string]broker.Position, error) {
+	sts, err := b.channelStates(ctx, channels)
+	if err != nil {
+		return nil, fmt.Errorf("positions of %d channels: %w", len(channels), err)
+	}
+	out := make(map[string]broker.Position, len(sts))
+	for ch, st := range sts {
+		b.noteBaseline(ch, st)
+		out[ch] = st.position()
 	}
 	return out, nil
 }
