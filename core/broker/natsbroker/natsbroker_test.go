@@ -89,3 +89,30 @@ func TestNATSPositions(t *testing.T) {
 		require.Equal(t, want, got[ch], ch)
 	}
 }
+
+// A publish of several reaches a watching node with More on all but its
+// last publication (the hub holds a connection's frame for the rest), and
+// with the time it was accepted.
+func TestNATSBatchKeepsMore(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(10, time.Hour)
+	a, b := newBroker(t, srv.URL(), opts), newBroker(t, srv.URL(), opts)
+	rec := &collector{}
+	b.SetHandler(rec)
+	watch(t, b, "m1")
+	watch(t, b, "m2")
+	accepted := time.Now().Add(-time.Second)
+	ns := []broker.Notification{note("m1")[0], note("m2")[0], note("m1")[0]}
+	for i := range ns {
+		ns[i].Accepted = accepted
+	}
+	pubs, err := a.Publish(context.Background(), ns)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, false}, []bool{pubs[0].More, pubs[1].More, pubs[2].More})
+	got := rec.waitFor(t, 3)
+	require.Equal(t, []bool{true, true, false}, []bool{got[0].More, got[1].More, got[2].More})
+	for i, p := range got {
+		require.Equal(t, pubs[i].ID, p.ID)
+		require.True(t, accepted.Equal(p.Accepted), "accepted time carried to the other node")
+	}
+}
