@@ -207,7 +207,11 @@
 // right after the hub's read may not be republished to this node. A tail
 // check runs Options.TailCheckDelay after a Watch: it reads the last
 // message of every channel watched meanwhile (one multi-last direct get
-// per 256 channels) and hands over what the Handler misses. After a
+// per 256 channels) and hands over what the Handler misses. Its answer
+// goes through the shared Go channel, behind the live messages received
+// before it: on one server those are the messages it found, and filling
+// them from the stream ahead of the queue would hand one channel's
+// publications before another's that were placed first. After a
 // reconnect (the connection's reconnect handler, chained to the caller's)
 // every watched channel's tail is checked the same way, three more times
 // at intervals, because a replica that is catching up may answer before it

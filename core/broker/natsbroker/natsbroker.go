@@ -173,6 +173,10 @@ type Broker struct {
 	prevReconnect nats.ConnHandler
 	prevAsyncErr  nats.ErrHandler
 
+	// life ends at Close: the broker's own reads (tail checks, gap
+	// fills) end with it.
+	life      context.Context
+	endLife   context.CancelFunc
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -213,18 +217,23 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 		tailKick:    make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
+	b.life, b.endLife = context.WithCancel(context.Background())
 	info, err := b.ensureStream(ctx, opts.Stream, b.streamConfig)
 	if err != nil {
+		b.endLife()
 		return nil, err
 	}
 	if _, err := b.ensureStream(ctx, opts.Stream+runsSuffix, b.runsConfig); err != nil {
+		b.endLife()
 		return nil, err
 	}
 	b.setBase(info)
 	if err := b.resp.start(nc); err != nil {
+		b.endLife()
 		return nil, fmt.Errorf("nats broker: subscribe for replies: %w", err)
 	}
 	if err := nc.FlushTimeout(b.opts.PublishTimeout); err != nil {
+		b.endLife()
 		b.resp.stop()
 		return nil, fmt.Errorf("nats broker: flush: %w", err)
 	}
@@ -359,7 +368,7 @@ func (b *Broker) checkReady() error {
 	if err := b.connected(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	s, err := b.js.Stream(ctx, b.opts.Stream)
 	if err != nil {
@@ -406,6 +415,7 @@ func unavailable(err error) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.done)
+		b.endLife()
 		b.nc.SetReconnectHandler(b.prevReconnect)
 		b.nc.SetErrorHandler(b.prevAsyncErr)
 		b.watchMu.Lock()
@@ -416,8 +426,8 @@ func (b *Broker) Close() error {
 			delete(b.watched, ch)
 		}
 		b.watchMu.Unlock()
-		b.resp.stop()
 		b.wg.Wait()
+		b.resp.stop()
 	})
 	return nil
 }

@@ -411,7 +411,7 @@ func (b *Broker) placed(ps []pending, last uint64, now time.Time) []*broker.Publ
 // stored: the message after the expected one on the first channel is
 // ours, or nothing of it is there.
 func (b *Broker) landed(ps []pending, now time.Time) ([]*broker.Publication, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	first := &ps[0]
 	msgs, err := b.channelFrom(ctx, first.n.Channel, first.channel.st.sseq+1, 1)

@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // watch is a channel this node has subscribers on. sub and baseSent are
 // guarded by the broker's watchMu; the rest belongs to the channel's
 // dispatcher goroutine.
 type watch struct {
+	id       string // tells this watch of the channel from a later one
 	channel  string
 	sub      *nats.Subscription
 	shard    chan event
@@ -74,7 +77,7 @@ func (b *Broker) Watch(channel string) {
 	if b.watched[channel] != nil {
 		return
 	}
-	w := &watch{channel: channel, shard: b.shardOf(channel)}
+	w := &watch{id: nuid.Next(), channel: channel, shard: b.shardOf(channel)}
 	sub, err := b.nc.ChanSubscribe(b.livePrefix+encodeToken(channel), b.live)
 	if err != nil {
 		b.log.Error("watch a channel", "channel", channel, "error", err)
@@ -153,7 +156,22 @@ func (b *Broker) route() {
 			b.watchMu.Lock()
 			w := b.watched[ch]
 			b.watchMu.Unlock()
-			if w == nil || w.sub != m.Sub {
+			if w == nil {
+				continue // unwatched meanwhile
+			}
+			if m.Sub == nil {
+				// A tail check's answer, queued behind the live messages
+				// received before it.
+				if tw, ok := m.Header[hdrTailWatch]; ok && len(tw) == 1 && tw[0] == w.id {
+					var last *stored
+					if sseq, err := strconv.ParseUint(m.Header.Get(hdrStreamSeq), 10, 64); err == nil && sseq > 0 {
+						last = &stored{channel: ch, sseq: sseq}
+					}
+					b.post(w.shard, event{w: w, tail: true, last: last})
+				}
+				continue
+			}
+			if w.sub != m.Sub {
 				continue // unwatched meanwhile
 			}
 			s, ok := b.parseStored(m)
@@ -285,7 +303,7 @@ func (b *Broker) take(w *watch, s *stored) {
 // its end, and hands each message over in order.
 func (b *Broker) catchUp(w *watch) error {
 	b.stats.gapFills.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	for {
 		msgs, err := b.channelFrom(ctx, w.channel, w.sseq+1, catchUpChunk)
@@ -377,7 +395,7 @@ func (b *Broker) tailChecker() {
 }
 
 func (b *Broker) tailCheck(pending map[string]struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	// The server has the SUBs sent before the flush.
 	if err := b.nc.FlushWithContext(ctx); err != nil {
@@ -402,11 +420,26 @@ func (b *Broker) tailCheck(pending map[string]struct{}) error {
 		return err
 	}
 	for _, ch := range channels {
-		w := watches[ch]
-		b.post(w.shard, event{w: w, tail: true, last: lasts[ch]})
+		// Through the shared channel, behind the live messages that came
+		// before the answer: on one server, those are what the tail check
+		// found, and handing them over from the stream first would put
+		// this channel ahead of others.
+		m := &nats.Msg{Subject: b.livePrefix + encodeToken(ch), Header: nats.Header{hdrTailWatch: []string{watches[ch].id}}}
+		if last := lasts[ch]; last != nil {
+			m.Header[hdrStreamSeq] = []string{strconv.FormatUint(last.sseq, 10)}
+		}
+		select {
+		case b.live <- m:
+		case <-b.done:
+			return nil
+		}
 	}
 	return nil
 }
+
+// hdrTailWatch marks a tail check's answer in the shared channel, with the
+// watch it is for.
+const hdrTailWatch = "Herald-Tail-Watch"
 
 // onReconnect checks the tail of every watched channel: what was placed
 // while this node was away is handed over.
