@@ -196,7 +196,15 @@
 // Per watched channel the dispatcher keeps the last message handed over
 // (stream sequence, seq, epoch). The baseline is the first History or
 // Position answer after Watch (the hub's read of the channel's history):
-// live messages that arrive before it wait for it. A message dealt with
+// live messages that arrive before it wait for it. Later History and
+// Position answers for a watched channel are ones its Handler has reached:
+// they read the stream, then wait (at most PublishTimeout) until the live
+// delivery has handed over what they read, else answer where the Handler
+// stands. The stream is ahead of the live delivery by a republish, and
+// the hub skips by seq only what it buffered while a subscriber joined:
+// a second subscriber told a position the Handler had not reached would
+// get the publications in between twice (TestNATSHubJoinWhileAnotherNode
+// Publishes found it). A message dealt with
 // already is dropped; a message that does not follow (core NATS dropped
 // some, or they were placed before the interest reached the stream's
 // server) makes the dispatcher read the channel from the stream after what

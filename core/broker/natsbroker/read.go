@@ -248,7 +248,8 @@ func parseRecord(m *nats.Msg) (runRecord, error) {
 	if err1 != nil || err2 != nil {
 		return runRecord{}, fmt.Errorf("run record %q: not a run number", m.Data)
 	}
-	return runRecord{n: n, sseq: sseq}, nil
+	at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(hdrTimeStamp))
+	return runRecord{n: n, sseq: sseq, at: at}, nil
 }
 
 // channelState reads where the channel stands: its last message, and its
@@ -344,7 +345,23 @@ func (b *Broker) Positions(ctx context.Context, channels []string) (map[string]b
 // Position implements broker.Broker: one direct get of the channel's last
 // message (and one of its run record if it has none). A channel that never
 // had one costs nothing anywhere.
+//
+// For a channel this node watches, the answer is also one the Handler has
+// reached: it waits (at most PublishTimeout) for the live delivery to
+// catch up with what it read, else answers where the Handler stands. A
+// subscriber joining at that position then gets every later publication
+// once.
 func (b *Broker) Position(ctx context.Context, channel string) (broker.Position, error) {
+	if _, ok := b.handedOf(channel); ok {
+		st, err := b.channelState(ctx, channel)
+		if err != nil {
+			return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
+		}
+		if h, reached := b.waitHanded(ctx, channel, st.sseq); !reached {
+			return h.position(), nil
+		}
+		return st.position(), nil
+	}
 	st, err := b.channelState(ctx, channel)
 	if err != nil {
 		return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
@@ -360,14 +377,32 @@ const smallHistory = 64
 // History implements broker.Broker. It reads the channel's last message
 // (one round trip), and when something was missed every message the
 // channel keeps (a second one, at most HistorySize messages). With a
-// history of at most 64, it reads everything at once.
+// history of at most 64, it reads everything at once. For a channel this
+// node watches, the answer is one its Handler has reached, as Position's.
 func (b *Broker) History(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, broker.Position, error) {
+	pubs, at, err := b.history(ctx, channel, since)
+	if err != nil && !errors.Is(err, broker.ErrUnrecoverable) {
+		return nil, at.position(), err
+	}
+	if _, watched := b.handedOf(channel); watched {
+		if h, reached := b.waitHanded(ctx, channel, at.sseq); !reached {
+			return b.historyUpTo(ctx, channel, since, h)
+		}
+	} else {
+		b.noteBaseline(channel, at)
+	}
+	return pubs, at.position(), err
+}
+
+// history reads the publications after since and the state they bring
+// the caller to (on ErrUnrecoverable, the channel's state).
+func (b *Broker) history(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, state, error) {
 	var kept []*stored
 	var st state
 	var err error
 	if b.opts.HistorySize > 0 && b.opts.HistorySize <= smallHistory {
 		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
-			return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+			return nil, state{}, fmt.Errorf("history of %q: %w", channel, err)
 		}
 		if len(kept) == 0 {
 			st, err = b.channelState(ctx, channel)
@@ -378,9 +413,50 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		st, err = b.channelState(ctx, channel)
 	}
 	if err != nil {
-		return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+		return nil, state{}, fmt.Errorf("history of %q: %w", channel, err)
 	}
-	b.noteBaseline(channel, st)
+	cur := st.position()
+	if since == cur {
+		return nil, st, nil
+	}
+	if since.Epoch != cur.Epoch || since.Seq > cur.Seq || b.opts.HistorySize == 0 ||
+		cur.Seq-since.Seq > uint64(b.opts.HistorySize) {
+		return nil, st, broker.ErrUnrecoverable
+	}
+	if kept == nil {
+		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
+			return nil, st, fmt.Errorf("history of %q: %w", channel, err)
+		}
+	}
+	// The answer's position is that of the last publication it returns:
+	// the two reads may come from replicas a little apart, and the
+	// Handler must go on from exactly what the caller got.
+	var pubs []*broker.Publication
+	got := state{epoch: since.Epoch, seq: since.Seq}
+	for _, s := range kept {
+		if s.marker || s.epoch != since.Epoch || s.seq < got.seq {
+			continue
+		}
+		if s.seq == since.Seq {
+			got.sseq = s.sseq
+			continue
+		}
+		if s.seq != got.seq+1 || b.expired(s) {
+			return nil, st, broker.ErrUnrecoverable
+		}
+		pubs = append(pubs, s.publication())
+		got = state{sseq: s.sseq, seq: s.seq, epoch: s.epoch}
+	}
+	if len(pubs) == 0 && since.Seq > 0 && got.sseq == 0 && cur.Seq > since.Seq {
+		// Neither since nor anything after it is kept.
+		return nil, st, broker.ErrUnrecoverable
+	}
+	return pubs, got, nil
+}
+
+// historyUpTo is History of a watched channel: the publications after
+// since up to where its Handler stands, read from the stream.
+func (b *Broker) historyUpTo(ctx context.Context, channel string, since broker.Position, st state) ([]*broker.Publication, broker.Position, error) {
 	cur := st.position()
 	if since == cur {
 		return nil, cur, nil
@@ -389,15 +465,14 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		cur.Seq-since.Seq > uint64(b.opts.HistorySize) {
 		return nil, cur, broker.ErrUnrecoverable
 	}
-	if kept == nil {
-		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
-			return nil, cur, fmt.Errorf("history of %q: %w", channel, err)
-		}
+	kept, err := b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1)
+	if err != nil {
+		return nil, cur, fmt.Errorf("history of %q: %w", channel, err)
 	}
-	var pubs []*broker.Publication
+	pubs := make([]*broker.Publication, 0, cur.Seq-since.Seq)
 	next := since.Seq + 1
 	for _, s := range kept {
-		if s.marker || s.epoch != since.Epoch || s.seq < next {
+		if s.marker || s.epoch != cur.Epoch || s.seq < next || s.seq > cur.Seq {
 			continue
 		}
 		if s.seq != next || b.expired(s) {
@@ -407,10 +482,8 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		next++
 	}
 	if next <= cur.Seq {
-		// What was missed is no longer kept.
 		return nil, cur, broker.ErrUnrecoverable
 	}
-	cur.Seq = next - 1
 	return pubs, cur, nil
 }
 

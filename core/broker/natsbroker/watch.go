@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -25,14 +26,83 @@ type watch struct {
 	// Where the Handler stands: the stream sequence of the last message of
 	// the channel dealt with (handed over, or a marker), and the seq and
 	// epoch of the last one handed over.
-	based bool
-	sseq  uint64
-	last  uint64
-	epoch string
+	hasBase bool
+	sseq    uint64
+	last    uint64
+	epoch   string
 	// early holds live messages that came before the baseline (the first
 	// History or Position answer after Watch), at most maxEarly.
 	early     []*stored
 	tailTries int
+
+	// handed is where the Handler stands, for History and Position to
+	// answer from (set with the baseline, then after each hand-over).
+	handedMu sync.Mutex
+	handed   state
+	based    bool
+	progress chan struct{} // closed when handed moves
+}
+
+func (w *watch) setHanded(st state) {
+	w.handedMu.Lock()
+	w.handed, w.based = st, true
+	if w.progress != nil {
+		close(w.progress)
+		w.progress = nil
+	}
+	w.handedMu.Unlock()
+}
+
+// waitHanded waits until the Handler of a watched channel has dealt with
+// the message at stream sequence sseq, and reports whether it did before
+// ctx and the broker's bound ended; it returns where the Handler stands.
+func (b *Broker) waitHanded(ctx context.Context, channel string, sseq uint64) (state, bool) {
+	b.watchMu.Lock()
+	w := b.watched[channel]
+	b.watchMu.Unlock()
+	if w == nil {
+		return state{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	for {
+		w.handedMu.Lock()
+		h := w.handed
+		if h.sseq >= sseq {
+			w.handedMu.Unlock()
+			return h, true
+		}
+		if w.progress == nil {
+			w.progress = make(chan struct{})
+		}
+		progress := w.progress
+		w.handedMu.Unlock()
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return h, false
+		case <-b.done:
+			return h, false
+		}
+	}
+}
+
+// handedOf is where the Handler of a watched channel stands, once it has a
+// baseline. History and Position of such a channel answer no further than
+// that: what is placed after reaches the Handler later, and a subscriber
+// that joins now gets it from there, once (the hub skips by seq only what
+// it buffered while joining; what the Handler gets after the subscriber
+// is live is delivered as it is).
+func (b *Broker) handedOf(channel string) (state, bool) {
+	b.watchMu.Lock()
+	w := b.watched[channel]
+	b.watchMu.Unlock()
+	if w == nil {
+		return state{}, false
+	}
+	w.handedMu.Lock()
+	defer w.handedMu.Unlock()
+	return w.handed, w.based
 }
 
 const (
@@ -126,6 +196,7 @@ func (b *Broker) noteBaseline(channel string, st state) {
 	}
 	w.baseSent = true
 	b.watchMu.Unlock()
+	w.setHanded(st)
 	b.post(w.shard, event{w: w, baseline: &st})
 }
 
@@ -204,10 +275,10 @@ func (b *Broker) handle(ev event) {
 	w := ev.w
 	switch {
 	case ev.baseline != nil:
-		if w.based {
+		if w.hasBase {
 			return
 		}
-		w.based = true
+		w.hasBase = true
 		w.sseq, w.last, w.epoch = ev.baseline.sseq, ev.baseline.seq, ev.baseline.epoch
 		early := w.early
 		w.early = nil
@@ -218,7 +289,7 @@ func (b *Broker) handle(ev event) {
 			b.markTail(w.channel) // some may have been dropped
 		}
 	case ev.live != nil:
-		if !w.based {
+		if !w.hasBase {
 			if len(w.early) < maxEarly {
 				w.early = append(w.early, ev.live)
 			}
@@ -226,7 +297,7 @@ func (b *Broker) handle(ev event) {
 		}
 		b.accept(w, ev.live)
 	case ev.tail:
-		if !w.based {
+		if !w.hasBase {
 			if w.tailTries < maxTailTries {
 				w.tailTries++
 				b.markTail(w.channel)
@@ -284,6 +355,7 @@ func (b *Broker) take(w *watch, s *stored) {
 	w.sseq = s.sseq
 	if s.marker {
 		w.last, w.epoch = 0, b.epochAfter(s.sseq)
+		w.setHanded(state{sseq: w.sseq, epoch: w.epoch})
 		return
 	}
 	if s.epoch == w.epoch && s.seq <= w.last {
@@ -297,6 +369,10 @@ func (b *Broker) take(w *watch, s *stored) {
 	if h := b.handler.Load(); h != nil && h.h != nil {
 		h.h.HandlePublication(s.publication())
 	}
+	// After the Handler has it: a History or Position answered meanwhile
+	// says the seq before, and the joining subscriber gets s from the hub's
+	// buffer.
+	w.setHanded(state{sseq: s.sseq, seq: s.seq, epoch: s.epoch})
 }
 
 // catchUp reads the channel from the stream after what its Handler has, to
