@@ -136,7 +136,14 @@
 // expected last subject sequence, so that two nodes cannot both start run
 // n) before the run's first publication: the position of a channel with no
 // message is {0, epoch of its next run}, and stays valid when that run
-// starts. Run records have no age limit: one small message per channel
+// starts. Between a run's record and its first publication (one round
+// trip, or for ever if the publish failed) the channel has no message and
+// a record n: if the record is younger than half the history TTL (or
+// nothing ages out), run n cannot have had a publication that aged out,
+// so it is the run to join (position {0, epoch n}) and a publisher starts
+// it without a new record; an older record means run n is over and n+1 is
+// next. Half, so that the clocks of a node and of the NATS server may
+// differ by up to half the TTL. Run records have no age limit: one small message per channel
 // that ever had a publication (channels never published to keep nothing).
 //
 // JetStream's subject delete markers (SubjectDeleteMarkerTTL) were the
