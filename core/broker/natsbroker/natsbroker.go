@@ -420,6 +420,7 @@ func (b *Broker) Close() error {
 		b.nc.SetErrorHandler(b.prevAsyncErr)
 		b.watchMu.Lock()
 		for ch, w := range b.watched {
+			w.end()
 			if w.sub != nil {
 				_ = w.sub.Unsubscribe()
 			}

@@ -40,7 +40,19 @@ type watch struct {
 	handedMu sync.Mutex
 	handed   state
 	based    bool
-	progress chan struct{} // closed when handed moves
+	progress chan struct{} // closed when handed moves, or the watch ends
+	ended    bool
+}
+
+// end wakes whoever waits for the watch's Handler: it is unwatched.
+func (w *watch) end() {
+	w.handedMu.Lock()
+	w.ended = true
+	if w.progress != nil {
+		close(w.progress)
+		w.progress = nil
+	}
+	w.handedMu.Unlock()
 }
 
 func (w *watch) setHanded(st state) {
@@ -68,9 +80,9 @@ func (b *Broker) waitHanded(ctx context.Context, channel string, sseq uint64) (s
 	for {
 		w.handedMu.Lock()
 		h := w.handed
-		if h.sseq >= sseq {
+		if h.sseq >= sseq || w.ended {
 			w.handedMu.Unlock()
-			return h, true
+			return h, h.sseq >= sseq
 		}
 		if w.progress == nil {
 			w.progress = make(chan struct{})
@@ -167,8 +179,11 @@ func (b *Broker) Unwatch(channel string) {
 	w := b.watched[channel]
 	delete(b.watched, channel)
 	b.watchMu.Unlock()
-	if w != nil && w.sub != nil {
-		_ = w.sub.Unsubscribe()
+	if w != nil {
+		w.end()
+		if w.sub != nil {
+			_ = w.sub.Unsubscribe()
+		}
 	}
 }
 
