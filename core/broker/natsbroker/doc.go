@@ -182,8 +182,10 @@
 // Direct gets are served by followers too, which may lag the leader a
 // little (a follower serves them once nearly synchronized): a read right
 // after another node's publish may not show it yet. Nothing relies on
-// such a read being current: a stale read in Publish costs a retry, and
-// the live delivery below fills gaps from what it receives.
+// such a read being current: a stale read in Publish costs a retry (after
+// two lost races in a row, the channels are read from the stream's leader
+// through the JetStream API, which is current), and the live delivery
+// below fills gaps from what it receives.
 //
 // # Delivery to the node
 //

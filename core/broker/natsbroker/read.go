@@ -77,6 +77,7 @@ func (r *respMux) unregister(reply string) {
 // directRequest is JetStream's direct get request (JSApiMsgGetRequest).
 type directRequest struct {
 	Seq       uint64   `json:"seq,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
 	NextFor   string   `json:"next_by_subj,omitempty"`
 	Batch     int      `json:"batch,omitempty"`
 	MultiLast []string `json:"multi_last,omitempty"`
@@ -222,6 +223,66 @@ func (b *Broker) lastOfMany(ctx context.Context, channels []string) (map[string]
 		}
 	}
 	return out, nil
+}
+
+// lastOfLeader reads the channel's last message from the stream's leader
+// (the JetStream API rather than a direct get): current, where a replica
+// answering direct gets may lag. It costs the leader a JSON answer, so it
+// is asked only when direct gets seem stale.
+func (b *Broker) lastOfLeader(ctx context.Context, channel string) (*stored, error) {
+	ctx, cancel := b.readCtx(ctx)
+	defer cancel()
+	body, err := json.Marshal(directRequest{LastFor: b.chPrefix + encodeToken(channel)})
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.opts.Stream, body)
+	if err != nil {
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, unavailable(err))
+	}
+	var resp struct {
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == codeMessageNotFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, resp.Error)
+	case resp.Message == nil:
+		return nil, fmt.Errorf("read the last message of %q from the leader: empty answer", channel)
+	}
+	msg := nats.NewMsg(resp.Message.Subject)
+	parseHeader(resp.Message.Header, msg.Header)
+	msg.Header[hdrStreamSubject] = []string{resp.Message.Subject}
+	msg.Header[hdrStreamSeq] = []string{strconv.FormatUint(resp.Message.Seq, 10)}
+	msg.Header[hdrTimeStamp] = []string{resp.Message.Time.Format(time.RFC3339Nano)}
+	msg.Data = resp.Message.Data
+	s, ok := b.parseStored(msg)
+	if !ok {
+		return nil, fmt.Errorf("read the last message of %q from the leader: not a herald message", channel)
+	}
+	return s, nil
+}
+
+// parseHeader reads a NATS header block ("NATS/1.0\r\nKey: Value\r\n...").
+func parseHeader(raw []byte, into nats.Header) {
+	lines := strings.Split(string(raw), "\r\n")
+	for _, line := range lines[min(1, len(lines)):] {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && k != "" {
+			into[k] = append(into[k], strings.TrimSpace(v))
+		}
+	}
 }
 
 // recordOf reads the channel's run record (zero: it never started a run).
