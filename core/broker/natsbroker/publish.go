@@ -62,15 +62,12 @@ func (b *Broker) forgetStates() {
 const (
 	codeClusterNotAvailable    = 10008
 	codeInsufficientResources  = 10023
-	codeWrongLastMsgID         = 10070
 	codeWrongLastSequence      = 10071
 	codeMessageNotFound        = 10037
 	codeStoreFailed            = 10077
 	codeWrongLastSeqConstant   = 10164
-	codeBatchIncomplete        = 10176
 	codeBatchDuplicate         = 10201
 	codeBatchTooManyInflight   = 10210
-	codeStreamMessageTooLarge  = 10054
 	codeJetStreamNotAvailable  = 10076
 	codeAccountResourcesExceed = 10002
 )
