@@ -238,6 +238,12 @@
 //
 // # Failures
 //
+// A node may start while NATS is unreachable (its connection made with
+// nats.RetryOnFailedConnect): New returns a broker that answers
+// ErrUnavailable, and Ready says why, until it has set its streams up,
+// which it tries every ReadyCache; then it checks the tail of every
+// channel watched meanwhile.
+//
 // Publish checks the connection first and fails at once, wrapping
 // broker.ErrUnavailable, while NATS is unreachable (the caller's
 // connection must not buffer: nats.ReconnectBufSize(-1)); while JetStream

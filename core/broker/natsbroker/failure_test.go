@@ -280,3 +280,41 @@ func TestNATSClusterWatchBurst(t *testing.T) {
 	}
 	require.Positive(t, b.Stats().TailChecks)
 }
+
+// A node started while NATS is down comes up: the broker answers
+// ErrUnavailable (and Ready says so) until NATS is there, then sets its
+// streams up and works, also for a channel watched meanwhile.
+func TestNATSStartWhileDown(t *testing.T) {
+	srv := natstest.Start(t)
+	url := srv.URL()
+	srv.Shutdown()
+	nc, err := nats.Connect(url, nats.RetryOnFailedConnect(true), nats.ReconnectBufSize(-1),
+		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	opts := uniqueOptions(100, time.Hour)
+	opts.ReadyCache = 10 * time.Millisecond
+	b, err := natsbroker.New(context.Background(), nc, opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, b.Close()) })
+	ctx := context.Background()
+	_, err = b.Publish(ctx, note("late"))
+	require.ErrorIs(t, err, broker.ErrUnavailable)
+	_, err = b.Position(ctx, "late")
+	require.ErrorIs(t, err, broker.ErrUnavailable)
+	require.ErrorIs(t, b.Ready(), broker.ErrUnavailable)
+	rec := &collector{}
+	b.SetHandler(rec)
+	b.Watch("late")
+
+	srv.Restart()
+	require.Eventually(t, func() bool { return b.Ready() == nil }, 30*time.Second, 10*time.Millisecond)
+	pos, err := b.Position(ctx, "late")
+	require.NoError(t, err)
+	require.Zero(t, pos.Seq)
+	other := newBroker(t, url, opts)
+	placed, err := other.Publish(ctx, note("late"))
+	require.NoError(t, err)
+	got := rec.waitFor(t, 1)
+	require.Equal(t, placed[0].ID, got[0].ID)
+}

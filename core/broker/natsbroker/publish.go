@@ -122,6 +122,9 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 	if len(ns) > maxBatch {
 		return nil, fmt.Errorf("publish %d notifications: at most %d go in one atomic publish", len(ns), maxBatch)
 	}
+	if err := b.usable(); err != nil {
+		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
+	}
 	if err := b.connected(); err != nil {
 		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
 	}

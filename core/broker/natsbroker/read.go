@@ -391,6 +391,9 @@ func (b *Broker) channelStates(ctx context.Context, channels []string) (map[stri
 // run records), rather than a round trip each. A subscribe to many
 // channels may use it.
 func (b *Broker) Positions(ctx context.Context, channels []string) (map[string]broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return nil, fmt.Errorf("positions of %d channels: %w", len(channels), err)
+	}
 	sts, err := b.channelStates(ctx, channels)
 	if err != nil {
 		return nil, fmt.Errorf("positions of %d channels: %w", len(channels), err)
@@ -413,6 +416,9 @@ func (b *Broker) Positions(ctx context.Context, channels []string) (map[string]b
 // subscriber joining at that position then gets every later publication
 // once.
 func (b *Broker) Position(ctx context.Context, channel string) (broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
+	}
 	if _, ok := b.handedOf(channel); ok {
 		st, err := b.channelState(ctx, channel)
 		if err != nil {
@@ -441,6 +447,9 @@ const smallHistory = 64
 // history of at most 64, it reads everything at once. For a channel this
 // node watches, the answer is one its Handler has reached, as Position's.
 func (b *Broker) History(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+	}
 	pubs, at, err := b.history(ctx, channel, since)
 	if err != nil && !errors.Is(err, broker.ErrUnrecoverable) {
 		return nil, at.position(), err

@@ -475,7 +475,7 @@ func (b *Broker) tailChecker() {
 				b.tailPending[ch] = struct{}{}
 			}
 			b.tailMu.Unlock()
-			if b.nc.Status() == nats.CONNECTED {
+			if b.nc.Status() == nats.CONNECTED && b.usable() == nil {
 				select {
 				case b.tailKick <- struct{}{}:
 				default:
@@ -486,6 +486,9 @@ func (b *Broker) tailChecker() {
 }
 
 func (b *Broker) tailCheck(pending map[string]struct{}) error {
+	if err := b.usable(); err != nil {
+		return err // checked again once set up
+	}
 	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	// The server has the SUBs sent before the flush.
