@@ -99,6 +99,22 @@ func newFleet(o options, clientNodes []int) *fleet {
 	return f
 }
 
+// reset forgets every delivery counted so far (after a warm-up, once its
+// deliveries are all in).
+func (f *fleet) reset() {
+	for i := range f.delivered {
+		f.delivered[i].n.Store(0)
+		f.frames[i].n.Store(0)
+		for b := range f.latency[i].counts {
+			f.latency[i].counts[b].Store(0)
+		}
+		f.latency[i].max.Store(0)
+	}
+	for i := range f.nodeDelivered {
+		f.nodeDelivered[i].n.Store(0)
+	}
+}
+
 // nodeCounts is how many clients connected to each node and how many
 // notifications each node delivered to them.
 func (f *fleet) nodeCounts() (clients, delivered []int64) {

@@ -60,6 +60,7 @@ type options struct {
 	PIDs        []int         // the nodes' PIDs, in the order of URLs
 	NATSPID     int           // the NATS server's PID (0: not reported)
 	Split       bool          // the first node publishes, the others serve the clients
+	Warmup      bool          // publish once to every channel before measuring
 	Settle      time.Duration // wait after connecting, before measuring memory
 	Drain       time.Duration // how long to wait for deliveries after the last publish
 	Connect     time.Duration // bound of the connect phase
@@ -91,6 +92,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Connect, "connect-timeout", 2*time.Minute, "bound of the connect phase")
 	fs.StringVar(&o.Reader, "reader", defaultReader, "how clients read: epoll (raw sockets polled by a goroutine per 2 CPUs; Linux) or gorilla (a goroutine and gorilla's reader per client)")
 	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
+	fs.BoolVar(&o.Warmup, "warmup", false, "before measuring, publish one notification to every target channel at -rate and wait for its deliveries (not counted), so that the measured phase publishes to channels the broker already knows")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err

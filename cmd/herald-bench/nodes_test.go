@@ -222,13 +222,19 @@ func TestTableColumns(t *testing.T) {
 type fakeCluster struct {
 	mu   sync.Mutex
 	subs map[string][]*fakeConn // by channel
-	// publishes counts the publish requests each node took.
-	publishes map[string]int
+	// publishes counts the publish requests each node took; perChannel
+	// the notifications published to each channel.
+	publishes  map[string]int
+	perChannel map[string]int
 }
 
 type fakeConn struct {
 	mu sync.Mutex
 	ws *websocket.Conn
+}
+
+func newFakeCluster() *fakeCluster {
+	return &fakeCluster{subs: map[string][]*fakeConn{}, publishes: map[string]int{}, perChannel: map[string]int{}}
 }
 
 func (fc *fakeCluster) node(t *testing.T) *httptest.Server {
@@ -276,6 +282,7 @@ func (fc *fakeCluster) node(t *testing.T) *httptest.Server {
 			_ = json.Unmarshal(n, &target)
 			frame := []byte(`{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[` + string(n) + `]}}`)
 			fc.mu.Lock()
+			fc.perChannel[target.Channel]++
 			conns := fc.subs[target.Channel]
 			fc.mu.Unlock()
 			for _, c := range conns {
@@ -296,7 +303,7 @@ func (fc *fakeCluster) node(t *testing.T) *httptest.Server {
 func TestScenarioOverNodes(t *testing.T) {
 	for _, split := range []bool{false, true} {
 		t.Run(map[bool]string{false: "spread", true: "split"}[split], func(t *testing.T) {
-			fc := &fakeCluster{subs: map[string][]*fakeConn{}, publishes: map[string]int{}}
+			fc := newFakeCluster()
 			a, b, c := fc.node(t), fc.node(t), fc.node(t)
 			o := validOptions()
 			self := os.Getpid() // a live process to read; its figures are not checked
@@ -342,4 +349,30 @@ func TestScenarioOverNodes(t *testing.T) {
 			require.Equal(t, "nats", sum.Procs[3].Role)
 		})
 	}
+}
+
+// A warm-up publishes once to every channel before the measured phase and
+// leaves nothing of it in the figures.
+func TestWarmup(t *testing.T) {
+	fc := newFakeCluster()
+	a, b := fc.node(t), fc.node(t)
+	o := validOptions()
+	o.URL, o.Mode, o.Warmup = a.URL+","+b.URL, "personal", true
+	o.Clients, o.Rate, o.Duration, o.Batch, o.Publishers = 7, 60, 250*time.Millisecond, 2, 2
+	o.ConnectRate, o.Dialers, o.Settle, o.Drain, o.Connect = 1000, 3, 0, 10*time.Second, 10*time.Second
+	require.NoError(t, o.check())
+	sum, err := runScenario(context.Background(), o, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.True(t, sum.Warmup)
+	require.Equal(t, int64(14), sum.Published, "60/s for 0.25 s, 2 a request: 7 requests")
+	require.Equal(t, int64(14), sum.Delivered, "one subscriber a channel; the warm-up's are forgotten")
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	require.Len(t, fc.perChannel, 7)
+	total := 0
+	for ch, n := range fc.perChannel {
+		require.GreaterOrEqual(t, n, 1, ch)
+		total += n
+	}
+	require.Equal(t, 8+14, total, "the warm-up: 4 requests of 2 for 7 channels, wrapping to the first")
 }

@@ -31,6 +31,9 @@ type publisher struct {
 	// expected counts deliveries due: published × subscribers of the channel.
 	expected atomic.Int64
 	perChan  int64 // subscribers per published notification
+	// requests, if positive, is how many requests run sends, instead of
+	// as many as fit in o.Duration.
+	requests int
 	httpLat  histogram
 	// lateMax is how far behind schedule a request left, at worst: a
 	// publisher that cannot keep up shows here, not as server latency.
@@ -102,6 +105,9 @@ func (p *publisher) run(ctx context.Context) {
 	}
 	interval := time.Duration(float64(time.Second) * float64(p.o.Batch) / p.o.Rate)
 	requests := int(p.o.Duration / interval)
+	if p.requests > 0 {
+		requests = p.requests
+	}
 	start := time.Now()
 	k := 0
 schedule:

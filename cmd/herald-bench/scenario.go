@@ -49,6 +49,9 @@ type summary struct {
 	// others every client.
 	Nodes int  `json:"nodes"`
 	Split bool `json:"split,omitempty"`
+	// Warmup says every channel had one publish before the measured
+	// phase (-warmup).
+	Warmup bool `json:"warmup,omitempty"`
 	// The server figures are summed over the herald nodes (-pid); NATS's
 	// CPU (-nats-pid) is apart.
 	ServerRSSBaseMiB float64 `json:"server_rss_base_mib,omitempty"`
@@ -72,7 +75,7 @@ type summary struct {
 
 func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error) {
 	sum := &summary{Name: o.Name, Mode: o.Mode, Reader: o.Reader, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate,
-		Nodes: len(o.URLs), Split: o.Split}
+		Nodes: len(o.URLs), Split: o.Split, Warmup: o.Warmup && o.Rate > 0}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 	}
@@ -103,6 +106,9 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 		return nil, fmt.Errorf("start reading: %w", err)
 	}
 
+	if o.Warmup && o.Rate > 0 {
+		warmup(ctx, o, f, publishNodes, logf)
+	}
 	sleep(ctx, o.Settle)
 	// CPU is counted from here, for herald and for this process alike: the
 	// publishing phase, not the handshakes.
@@ -204,6 +210,27 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 			ps.Role, ps.PID, ps.URL, ps.Clients, ps.Published, ps.Delivered, ps.CPUSeconds, usOrDash(ps.CPUPerDeliveredUs), usOrDash(ps.CPUPerPublishedUs), ps.RSSMiB)
 	}
 	return sum, nil
+}
+
+// warmup publishes one notification to every target channel, at o.Rate,
+// waits for their deliveries (o.Drain at most) and forgets them: a broker
+// that does per-channel work on a channel's first publish (NATS: read its
+// position, record its run) then shows its steady cost in the measured
+// phase.
+func warmup(ctx context.Context, o options, f *fleet, publishNodes []int, logf func(string, ...any)) {
+	p := newPublisher(o, f, publishNodes)
+	p.requests = (len(p.channels) + o.Batch - 1) / o.Batch
+	p.o.Duration = time.Duration(float64(time.Second) * float64(p.requests*o.Batch) / o.Rate)
+	logf("warm-up: publishing to each of %d channels at %g/s", len(p.channels), o.Rate)
+	start := time.Now()
+	p.run(ctx)
+	deadline := time.Now().Add(o.Drain)
+	for f.deliveredTotal() < p.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	logf("warm-up: published %d in %.1fs (%d failed, %d unsent); delivered %d of %d; now forgotten", p.published.Load(),
+		time.Since(start).Seconds(), p.failed.Load(), p.unsent.Load(), f.deliveredTotal(), p.expected.Load())
+	f.reset()
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
