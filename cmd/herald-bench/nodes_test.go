@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -226,6 +227,8 @@ type fakeCluster struct {
 	// the notifications published to each channel.
 	publishes  map[string]int
 	perChannel map[string]int
+	// onPublish, if set, runs at each publish request.
+	onPublish func()
 }
 
 type fakeConn struct {
@@ -276,7 +279,11 @@ func (fc *fakeCluster) node(t *testing.T) *httptest.Server {
 		}
 		fc.mu.Lock()
 		fc.publishes[srv.URL]++
+		onPublish := fc.onPublish
 		fc.mu.Unlock()
+		if onPublish != nil {
+			onPublish()
+		}
 		for _, n := range body.Notifications {
 			var target struct{ Channel string }
 			_ = json.Unmarshal(n, &target)
@@ -375,4 +382,30 @@ func TestWarmup(t *testing.T) {
 		total += n
 	}
 	require.Equal(t, 8+14, total, "the warm-up: 4 requests of 2 for 7 channels, wrapping to the first")
+}
+
+// A server process that ends during the run loses its CPU figures, not
+// its memory ones, and the run says why.
+func TestProcessEndsMidRun(t *testing.T) {
+	server := exec.Command("sleep", "60")
+	require.NoError(t, server.Start())
+	var once sync.Once
+	stop := func() { once.Do(func() { _ = server.Process.Kill(); _ = server.Wait() }) }
+	t.Cleanup(stop)
+	fc := newFakeCluster()
+	fc.onPublish = stop
+	node := fc.node(t)
+	o := validOptions()
+	o.URL, o.PID = node.URL, strconv.Itoa(server.Process.Pid)
+	o.Clients, o.Rate, o.Duration, o.Batch, o.Publishers = 2, 20, 200*time.Millisecond, 1, 1
+	o.ConnectRate, o.Dialers, o.Settle, o.Drain, o.Connect = 1000, 1, 0, 10*time.Second, 10*time.Second
+	require.NoError(t, o.check())
+	sum, err := runScenario(context.Background(), o, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Equal(t, int64(4), sum.Published)
+	require.Positive(t, sum.ServerRSSMiB, "read before the process ended")
+	require.Zero(t, sum.ServerCPUSeconds)
+	require.Zero(t, sum.CPUPerDeliveredUs)
+	require.NotEmpty(t, sum.Errors)
+	require.Contains(t, sum.Errors[len(sum.Errors)-1], "herald pid "+o.PID)
 }

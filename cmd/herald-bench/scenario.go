@@ -155,9 +155,12 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 			p.failed.Load(), p.unsent.Load(), last, p.expected.Load())
 	}
 	if err := procs.read(func(p *proc) *procStat { return &p.end }); err != nil {
-		// A process that ended cannot be measured: its figures stay out.
+		// A process that ended cannot be measured: no CPU figure is
+		// given (zero, left out of the summary); memory, read before, is.
 		sum.Errors = append(sum.Errors, err.Error())
-		procs = nil
+		for _, p := range procs {
+			p.end = p.start
+		}
 	}
 	if self1, err := readProc(os.Getpid()); err == nil {
 		sum.BenchCPUSeconds = (self1.CPU - self0.CPU).Seconds()
