@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/heraldhq/herald/sdk"
-	"github.com/heraldhq/herald/sdk/sdktest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,11 +22,10 @@ func (d *Documents) filters() (n int) {
 // TestRoomsLeaveNothingBehind subscribes connections to many rooms, then
 // takes them out every way a subscriber leaves (unsubscribe, a core
 // unsubscribe of the channel, a disconnect): once the last subscriber of a
-// room is gone, nothing of it is left in memory, in the engines or on disk.
+// room is gone, nothing of it is left in memory, in the engines or in State.
 func TestRoomsLeaveNothingBehind(t *testing.T) {
-	d := New()
-	dir := t.TempDir()
-	h := sdktest.Start(t, d, map[string]any{"data_dir": dir, "resume_window": "0s"})
+	st := newMemState()
+	d, h := startNode(t, st, map[string]any{"resume_window": "0s"})
 	for _, c := range []string{"c1", "c2", "c3"} {
 		h.Connect(c, "u"+c)
 	}
@@ -44,9 +42,8 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	}
 	require.Len(t, rooms, 30)
 	require.Equal(t, 30, d.filters())
-	recs, err := d.store.Rooms()
-	require.NoError(t, err)
-	require.Len(t, recs, 30)
+	require.Len(t, st.keys(roomPrefix), 30)
+	require.Len(t, st.keys(memberPrefix), 90)
 
 	// c1 unsubscribes from every room; c2's channels go by core unsubscribes.
 	for room, ch := range rooms {
@@ -71,18 +68,17 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	require.Empty(t, d.colls)
 	require.Empty(t, d.conns)
 	require.Empty(t, d.expectUnsub)
+	require.Empty(t, d.records)
 	d.mu.RUnlock()
-	recs, err = d.store.Rooms()
-	require.NoError(t, err)
-	require.Empty(t, recs)
+	require.Empty(t, st.keys(roomPrefix))
+	require.Empty(t, st.keys(memberPrefix))
 }
 
 // TestReplayRebuildsSubscribers: after a restart the host replays the
 // subscriptions; known room channels get their subscribers back (counted),
 // unknown ones are unsubscribed.
 func TestReplayRebuildsSubscribers(t *testing.T) {
-	d := New()
-	h := sdktest.Start(t, d, map[string]any{"data_dir": t.TempDir()})
+	_, h := startNode(t, newMemState(), map[string]any{})
 	h.Connect("c1", "alice")
 	res, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c"})
 	require.NoError(t, err)
