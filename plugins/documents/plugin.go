@@ -194,7 +194,7 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	if err != nil {
 		return fmt.Errorf("documents: %w", err)
 	}
-	d.cfg, d.state, d.store, d.host, d.log = cfg, st, stateStore{st}, h, h.Logger()
+	d.cfg, d.state, d.store, d.host, d.log = cfg, st, stateStore{st, h.Logger()}, h, h.Logger()
 	d.node, d.started = newNodeID(), d.now()
 	d.colls, d.rooms, d.channels = map[string]*collection{}, map[string]*room{}, map[string]*channel{}
 	d.conns, d.expectUnsub = map[string]map[string]struct{}{}, map[string]map[string]int{}
@@ -325,7 +325,7 @@ func (d *Documents) addSub(conn string, ch *channel, volatile json.RawMessage) (
 	m := r.members[conn]
 	if m == nil {
 		m = &member{channels: map[string]struct{}{}, volatile: volatile}
-		r.members[conn] = m
+		d.takeMember(r, conn, m)
 		joined = true
 	}
 	m.channels[ch.name] = struct{}{}
@@ -363,7 +363,7 @@ func (d *Documents) removeSub(conn string, ch *channel, now time.Time) (left *me
 	if len(m.channels) > 0 {
 		return nil
 	}
-	delete(r.members, conn)
+	d.dropMember(r, conn)
 	return m
 }
 

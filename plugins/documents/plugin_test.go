@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/sdktest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,8 +27,8 @@ func (d *Documents) filters() (n int) {
 // unsubscribe of the channel, a disconnect): once the last subscriber of a
 // room is gone, nothing of it is left in memory, in the engines or in State.
 func TestRoomsLeaveNothingBehind(t *testing.T) {
-	st := newMemState()
-	d, h := startNode(t, st, map[string]any{"resume_window": "0s"})
+	d := New()
+	h := sdktest.Start(t, d, map[string]any{"resume_window": "0s"})
 	for _, c := range []string{"c1", "c2", "c3"} {
 		h.Connect(c, "u"+c)
 	}
@@ -42,8 +45,8 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	}
 	require.Len(t, rooms, 30)
 	require.Equal(t, 30, d.filters())
-	require.Len(t, st.keys(roomPrefix), 30)
-	require.Len(t, st.keys(memberPrefix), 90)
+	require.Len(t, stateKeys(h.State(), roomPrefix), 30)
+	require.Len(t, stateKeys(h.State(), memberPrefix), 90)
 
 	// c1 unsubscribes from every room; c2's channels go by core unsubscribes.
 	for room, ch := range rooms {
@@ -70,15 +73,15 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	require.Empty(t, d.expectUnsub)
 	require.Empty(t, d.records)
 	d.mu.RUnlock()
-	require.Empty(t, st.keys(roomPrefix))
-	require.Empty(t, st.keys(memberPrefix))
+	require.Empty(t, stateKeys(h.State(), roomPrefix))
+	require.Empty(t, stateKeys(h.State(), memberPrefix))
 }
 
 // TestReplayRebuildsSubscribers: after a restart the host replays the
 // subscriptions; known room channels get their subscribers back (counted),
 // unknown ones are unsubscribed.
 func TestReplayRebuildsSubscribers(t *testing.T) {
-	_, h := startNode(t, newMemState(), map[string]any{})
+	h := sdktest.Start(t, New(), map[string]any{})
 	h.Connect("c1", "alice")
 	res, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c"})
 	require.NoError(t, err)
@@ -100,4 +103,16 @@ func TestReplayRebuildsSubscribers(t *testing.T) {
 	require.JSONEq(t, `{"count":1}`, string(res))
 	require.NotContains(t, h.Subscriptions("c1"), "documents:0000000000000000-0000000000000000")
 	require.Contains(t, h.Subscriptions("c1"), r.Channel)
+}
+
+// stateKeys lists the keys of a harness's State under prefix.
+func stateKeys(st *sdktest.State, prefix string) []string {
+	var out []string
+	for k := range st.Entries() {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -71,6 +71,9 @@ type memberRecord struct {
 	Conn     string          `json:"conn"`
 	Channels []string        `json:"channels"`
 	Volatile json.RawMessage `json:"volatile,omitempty"`
+	// Buried: a process claimed the record of a dead one (buryDead) and
+	// sends its leave; it is deleted next.
+	Buried bool `json:"buried,omitempty"`
 }
 
 type cachedMember struct {
@@ -194,8 +197,24 @@ func (d *Documents) forgetSub(conn string, ch *channel) {
 	if m := ch.room.members[conn]; m != nil {
 		delete(m.channels, ch.name)
 		if len(m.channels) == 0 {
-			delete(ch.room.members, conn)
+			d.dropMember(ch.room, conn)
 		}
+	}
+}
+
+// takeMember makes conn a member of r held by this process; d.mu held.
+func (d *Documents) takeMember(r *room, conn string, m *member) {
+	r.members[conn] = m
+	if cm := d.records[r.id][seg(conn)]; cm != nil && cm.rec.Node != d.node {
+		d.contrib(r, cm, -1, d.now()) // counted as this process's from now on
+	}
+}
+
+// dropMember ends conn's membership of r held by this process; d.mu held.
+func (d *Documents) dropMember(r *room, conn string) {
+	delete(r.members, conn)
+	if cm := d.records[r.id][seg(conn)]; cm != nil && d.counted(r, cm) {
+		d.contrib(r, cm, 1, d.now()) // its record, another process's, counts again
 	}
 }
 
@@ -209,19 +228,34 @@ func (d *Documents) recount(r *room, now time.Time) {
 	}
 	r.remote = 0
 	for _, cm := range d.records[r.id] {
-		if cm.rec.Node == d.node {
-			continue
-		}
-		r.remote++
-		for _, name := range cm.rec.Channels {
-			if ch := r.channels[name]; ch != nil {
-				ch.remote++
-			}
+		if d.counted(r, cm) {
+			d.contrib(r, cm, 1, now)
 		}
 	}
 	for ch, empty := range was {
 		if !empty && ch.empty() {
 			ch.emptySince = now
+		}
+	}
+}
+
+// counted says whether a member record counts in r: another process's, of
+// a connection this process does not hold (a restarted process holds the
+// connections its predecessor's records name until it writes them again).
+func (d *Documents) counted(r *room, cm *cachedMember) bool {
+	return cm.rec.Node != d.node && r.members[cm.rec.Conn] == nil
+}
+
+// contrib adds (sign 1) or takes away (-1) a record's connection from r's
+// counts.
+func (d *Documents) contrib(r *room, cm *cachedMember, sign int, now time.Time) {
+	r.remote += sign
+	for _, name := range cm.rec.Channels {
+		if ch := r.channels[name]; ch != nil {
+			ch.remote += sign
+			if sign < 0 && ch.empty() {
+				ch.emptySince = now
+			}
 		}
 	}
 }
@@ -232,16 +266,8 @@ func (d *Documents) applyMember(roomID, sc string, rec *memberRecord, rev uint64
 	rs := d.records[roomID]
 	old := rs[sc]
 	r := d.rooms[roomID]
-	if old != nil && old.rec.Node != d.node && r != nil {
-		r.remote--
-		for _, name := range old.rec.Channels {
-			if ch := r.channels[name]; ch != nil {
-				ch.remote--
-				if ch.empty() {
-					ch.emptySince = now
-				}
-			}
-		}
+	if old != nil && r != nil && d.counted(r, old) {
+		d.contrib(r, old, -1, now)
 	}
 	if rec == nil {
 		delete(rs, sc)
@@ -254,20 +280,16 @@ func (d *Documents) applyMember(roomID, sc string, rec *memberRecord, rev uint64
 		rs = map[string]*cachedMember{}
 		d.records[roomID] = rs
 	}
-	rs[sc] = &cachedMember{rec: *rec, rev: rev}
+	cm := &cachedMember{rec: *rec, rev: rev}
+	rs[sc] = cm
 	if rec.Node == d.node {
 		return
 	}
 	if !d.nodes[rec.Node] {
 		d.suspects[rec.Node] = true // the janitor asks whether it lives
 	}
-	if r != nil {
-		r.remote++
-		for _, name := range rec.Channels {
-			if ch := r.channels[name]; ch != nil {
-				ch.remote++
-			}
-		}
+	if r != nil && d.counted(r, cm) {
+		d.contrib(r, cm, 1, now)
 	}
 }
 
@@ -797,33 +819,60 @@ func (d *Documents) buryDead(ctx context.Context) {
 		}
 		d.mu.Unlock()
 		for _, x := range ds {
-			key := memberKey(x.room, x.cm.rec.Conn)
-			err := d.state.Delete(ctx, key, x.cm.rev)
-			if errors.Is(err, sdk.ErrConflict) {
-				continue // written again (the connection came back), or buried by another node
-			}
-			if err != nil {
-				d.log.Warn("state: record of a dead node not deleted; will retry", "key", key, "error", err)
-				d.mu.Lock()
-				d.suspects[n] = true
-				d.mu.Unlock()
-				continue
-			}
-			now := d.now()
-			d.mu.Lock()
-			sc := seg(x.cm.rec.Conn)
-			if cm := d.records[x.room][sc]; cm != nil && cm.rev == x.cm.rev {
-				d.applyMember(x.room, sc, nil, 0, now)
-				d.memberTomb[key] = struct{}{}
-			}
-			var ns []sdk.Notification
-			if r := d.rooms[x.room]; r != nil {
-				ns = d.userNotifications(r, "out", request{protocol: protoWS, timestamp: now.UnixMilli(), volatile: x.cm.rec.Volatile})
-			}
-			d.mu.Unlock()
-			d.emit(ctx, ns)
+			d.bury(ctx, n, x.room, x.cm)
 		}
 	}
+}
+
+// bury deletes a dead process's member record and, when this process's
+// claim of it wins (Update at the revision read: State's Delete of a key
+// already gone succeeds, so it cannot decide), sends its leave.
+func (d *Documents) bury(ctx context.Context, node, room string, cm cachedMember) {
+	key := memberKey(room, cm.rec.Conn)
+	rev, announce := cm.rev, !cm.rec.Buried
+	if announce {
+		claim := cm.rec
+		claim.Buried = true
+		v, err := json.Marshal(claim)
+		if err != nil {
+			return
+		}
+		rev, err = d.state.Update(ctx, key, v, cm.rev)
+		if errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) {
+			return // written again (the connection came back), or claimed by another node
+		}
+		if err != nil {
+			d.log.Warn("state: record of a dead node not claimed; will retry", "key", key, "error", err)
+			d.mu.Lock()
+			d.suspects[node] = true
+			d.mu.Unlock()
+			return
+		}
+	}
+	deleted := true
+	if err := d.state.Delete(ctx, key, rev); err != nil && !errors.Is(err, sdk.ErrConflict) {
+		// The record stays, claimed: whoever meets it next deletes it
+		// without a second leave.
+		d.log.Warn("state: record of a dead node not deleted; will retry", "key", key, "error", err)
+		deleted = false
+	}
+	now := d.now()
+	sc := seg(cm.rec.Conn)
+	d.mu.Lock()
+	if cur := d.records[room][sc]; cur != nil && cur.rec.Node == node {
+		d.applyMember(room, sc, nil, 0, now)
+		if deleted {
+			d.memberTomb[key] = struct{}{}
+		} else {
+			d.suspects[node] = true
+		}
+	}
+	var ns []sdk.Notification
+	if r := d.rooms[room]; r != nil && announce {
+		ns = d.userNotifications(r, "out", request{protocol: protoWS, timestamp: now.UnixMilli(), volatile: cm.rec.Volatile})
+	}
+	d.mu.Unlock()
+	d.emit(ctx, ns)
 }
 
 // sweep drops the channels that stayed empty, cluster-wide, for the resume

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/sdk"
 )
 
@@ -51,27 +52,50 @@ type Doc struct {
 	ID     string          `json:"_id"`
 	Source json.RawMessage `json:"_source"`
 	Meta   Meta            `json:"_meta"`
+	// Deleting marks a document a delete has claimed (stateStore.Delete):
+	// it reads as absent.
+	Deleting bool `json:"_deleting,omitempty"`
 }
 
 // stateStore keeps each document at doc/<index>/<collection>/<_id> (keys.go)
 // as its Doc JSON.
+//
+// A delete must have one winner between nodes (it is notified once), and
+// State's Delete of a key already gone succeeds: so a delete first claims
+// the document with Update at the revision read (one process wins that),
+// marking it Deleting, then deletes it. A process that dies between the two
+// leaves a marked document, which reads as absent and which a create
+// overwrites.
 type stateStore struct {
-	st sdk.State
+	st  sdk.State
+	log hclog.Logger
 }
 
-func (s stateStore) Get(ctx context.Context, index, collection, id string) (*Doc, uint64, error) {
-	e, err := s.st.Get(ctx, docKey(index, collection, id))
+// get reads a document as stored, markers included.
+func (s stateStore) get(ctx context.Context, key string) (*Doc, uint64, error) {
+	e, err := s.st.Get(ctx, key)
 	if errors.Is(err, sdk.ErrNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("get %s/%s/%s: %w", index, collection, id, err)
+		return nil, 0, err
 	}
 	d := new(Doc)
 	if err := json.Unmarshal(e.Value, d); err != nil {
-		return nil, 0, fmt.Errorf("get %s/%s/%s: stored value: %w", index, collection, id, err)
+		return nil, 0, fmt.Errorf("stored value: %w", err)
 	}
 	return d, e.Revision, nil
+}
+
+func (s stateStore) Get(ctx context.Context, index, collection, id string) (*Doc, uint64, error) {
+	d, rev, err := s.get(ctx, docKey(index, collection, id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("get %s/%s/%s: %w", index, collection, id, err)
+	}
+	if d == nil || d.Deleting {
+		return nil, 0, nil
+	}
+	return d, rev, nil
 }
 
 func (s stateStore) Create(ctx context.Context, index, collection string, d *Doc) error {
@@ -79,7 +103,16 @@ func (s stateStore) Create(ctx context.Context, index, collection string, d *Doc
 	if err != nil {
 		return fmt.Errorf("create %s/%s/%s: %w", index, collection, d.ID, err)
 	}
-	if _, err := s.st.Create(ctx, docKey(index, collection, d.ID), v); err != nil {
+	key := docKey(index, collection, d.ID)
+	_, err = s.st.Create(ctx, key, v)
+	if errors.Is(err, sdk.ErrConflict) {
+		// A delete's marker left behind is overwritten; a document is not.
+		old, rev, gerr := s.get(ctx, key)
+		if gerr == nil && old != nil && old.Deleting {
+			_, err = s.st.Update(ctx, key, v, rev)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("create %s/%s/%s: %w", index, collection, d.ID, changed(err))
 	}
 	return nil
@@ -97,8 +130,19 @@ func (s stateStore) Replace(ctx context.Context, index, collection string, d *Do
 }
 
 func (s stateStore) Delete(ctx context.Context, index, collection, id string, rev uint64) error {
-	if err := s.st.Delete(ctx, docKey(index, collection, id), rev); err != nil {
+	key := docKey(index, collection, id)
+	marker, err := json.Marshal(Doc{ID: id, Deleting: true})
+	if err != nil {
+		return fmt.Errorf("delete %s/%s/%s: %w", index, collection, id, err)
+	}
+	claimed, err := s.st.Update(ctx, key, marker, rev)
+	if err != nil {
 		return fmt.Errorf("delete %s/%s/%s: %w", index, collection, id, changed(err))
+	}
+	if err := s.st.Delete(ctx, key, claimed); err != nil && !errors.Is(err, sdk.ErrConflict) {
+		// Claimed, so deleted for every reader: the marker stays until a
+		// create overwrites it.
+		s.log.Warn("deleted document's marker left in state", "key", key, "error", err)
 	}
 	return nil
 }
@@ -117,7 +161,9 @@ func (s stateStore) Each(ctx context.Context, index, collection string, f func(*
 		if err := json.Unmarshal(e.Value, d); err != nil {
 			return fmt.Errorf("scan %s/%s: %s: %w", index, collection, e.Key, err)
 		}
-		docs = append(docs, d)
+		if !d.Deleting {
+			docs = append(docs, d)
+		}
 	}
 	slices.SortFunc(docs, func(a, b *Doc) int { return bytes.Compare([]byte(a.ID), []byte(b.ID)) })
 	for _, d := range docs {
