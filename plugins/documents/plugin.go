@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -38,8 +39,9 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir is where Herald keeps the plugin's State on one node
-	// (<data_dir>/state.db); the plugin itself opens nothing there.
+	// DataDir was the directory of the plugin's own documents.db, before
+	// Herald kept its State: refused, so that an operator upgrading learns
+	// that documents now live in the host's State.
 	DataDir string `mapstructure:"data_dir"`
 	// ResumeWindow keeps a channel whose last subscriber (on any node)
 	// left, and its room and filter, for this long, still receiving its
@@ -56,6 +58,11 @@ type config struct {
 }
 
 func (c *config) Validate() error {
+	if c.DataDir != "" {
+		return errors.New(`data_dir is no longer used: Herald keeps this plugin's documents and rooms in its State ` +
+			`(the state block's dir on one node, JetStream with broker "nats"); remove data_dir ` +
+			`(an old documents.db there is not read)`)
+	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 24*time.Hour {
 		return fmt.Errorf("resume_window must be between 0s and 24h, got %v", c.ResumeWindow)
 	}
@@ -145,12 +152,16 @@ type Documents struct {
 	roomTomb   map[string]struct{}                 // rooms this process deleted, until the Watch says so
 	memberTomb map[string]struct{}                 // member keys this process deleted, until the Watch says so
 	orphans    []orphan                            // subscriptions to unsubscribe (channel dropped under them)
+	verify     map[string]struct{}                 // rooms to read fresh (loadRooms)
 	audit      bool                                // a Reset came: check this process's records once its replay is over
 	lastReplay time.Time
 
 	// afterMark, in tests, runs between a sweep's mark and its listing.
 	afterMark func()
 
+	// maint runs one pass of upkeep (member records, burials, sweeps) at a
+	// time: the janitor's, or a leave's with resume_window 0s.
+	maint  sync.Mutex
 	kick   chan struct{}
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -200,6 +211,7 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	d.conns, d.expectUnsub = map[string]map[string]struct{}{}, map[string]map[string]int{}
 	d.records, d.nodes, d.suspects = map[string]map[string]*cachedMember{}, map[string]bool{}, map[string]bool{}
 	d.dirty, d.roomTomb, d.memberTomb = map[memberRef]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	d.verify = map[string]struct{}{}
 	d.kick = make(chan struct{}, 1)
 	if err := d.beat(ctx); err != nil {
 		return fmt.Errorf("documents: announce this process in state: %w", err)
@@ -459,6 +471,10 @@ func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 // else soon, by the janitor.
 func (d *Documents) afterLeave(ctx context.Context) {
 	if d.cfg.ResumeWindow == 0 {
+		// After the janitor's pass, if one is running: it may hold this
+		// leave's record, or be sweeping the room.
+		d.maint.Lock()
+		defer d.maint.Unlock()
 		d.flushDirty(ctx)
 		d.sweep(ctx)
 		return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -115,4 +116,22 @@ func stateKeys(st *sdktest.State, prefix string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestConfigure: data_dir (the old documents.db's) is refused with what to
+// do; a dry run touches no State; a process announces itself in State.
+func TestConfigure(t *testing.T) {
+	_, err := sdktest.StartErr(t, New(), map[string]any{"data_dir": "data/documents"})
+	require.ErrorContains(t, err, "data_dir is no longer used")
+	_, err = sdktest.StartErr(t, New(), map[string]any{"liveness_ttl": "1s"})
+	require.ErrorContains(t, err, "liveness_ttl must be between 3s and 1h")
+
+	d := New()
+	d.stateOf = func(sdk.Host) (sdk.State, error) { t.Fatal("a dry run asked for State"); return nil, nil }
+	require.NoError(t, d.Configure(context.Background(), &fakeHost{}, sdk.NewDryRunConfig(map[string]any{"resume_window": "1s"})))
+	require.NoError(t, d.Drain(context.Background()))
+
+	d = New()
+	h := sdktest.Start(t, d, map[string]any{})
+	require.Equal(t, []string{nodeKey(d.node)}, stateKeys(h.State(), nodePrefix))
 }

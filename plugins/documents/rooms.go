@@ -351,9 +351,16 @@ func (d *Documents) loadRooms(es []sdk.Entry) {
 		d.applyRoom(&rec, e.Revision, now)
 	}
 	for id, r := range d.rooms {
-		if !listed[id] {
-			d.removeRoom(r, now)
+		if listed[id] {
+			continue
 		}
+		if len(r.members) > 0 {
+			// This process's subscribers are on it: the listing may predate
+			// this process's own write of it; the janitor reads it fresh.
+			d.verify[id] = struct{}{}
+			continue
+		}
+		d.removeRoom(r, now)
 	}
 }
 
@@ -688,7 +695,9 @@ func (d *Documents) kickJanitor() {
 // channels that stayed empty for the resume window.
 func (d *Documents) janitor(ctx context.Context) {
 	defer d.wg.Done()
-	tick := max(min(d.cfg.ResumeWindow/4, d.cfg.LivenessTTL/4), 50*time.Millisecond)
+	// A tick of at most a sixth of the TTL renews the liveness key at most
+	// half a TTL after the previous renewal.
+	tick := max(min(d.cfg.ResumeWindow/4, d.cfg.LivenessTTL/6), 50*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	lastBeat := d.now()
@@ -710,11 +719,14 @@ func (d *Documents) janitor(ctx context.Context) {
 				lastBeat = now
 			}
 		}
-		d.flushDirty(ctx)
-		d.auditOwn(now, tick)
 		d.unsubscribeOrphans(ctx)
+		d.maint.Lock()
+		d.flushDirty(ctx)
+		d.verifyRooms(ctx)
+		d.auditOwn(now, tick)
 		d.buryDead(ctx)
 		d.sweep(ctx)
+		d.maint.Unlock()
 	}
 }
 
@@ -752,6 +764,35 @@ func (d *Documents) auditOwn(now time.Time, quiet time.Duration) {
 	}
 	if len(d.dirty) > 0 {
 		d.kickJanitor()
+	}
+}
+
+// verifyRooms reads fresh the rooms a reload did not list but this process
+// has subscribers on: gone, they are dropped; else kept.
+func (d *Documents) verifyRooms(ctx context.Context) {
+	d.mu.Lock()
+	ids := make([]string, 0, len(d.verify))
+	for id := range d.verify {
+		ids = append(ids, id)
+	}
+	clear(d.verify)
+	d.mu.Unlock()
+	for _, id := range ids {
+		rec, rev, err := d.getRoom(ctx, id)
+		d.mu.Lock()
+		switch {
+		case errors.Is(err, sdk.ErrNotFound):
+			d.unapplyRoom(id, d.now())
+		case err != nil:
+			d.log.Warn("state: room not read; will retry", "room", id, "error", err)
+			d.verify[id] = struct{}{}
+		default:
+			if r := d.rooms[id]; r != nil && r.generation != rec.Generation {
+				r.rev = 0
+			}
+			d.applyRoom(rec, rev, d.now())
+		}
+		d.mu.Unlock()
 	}
 }
 
