@@ -223,9 +223,34 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	go d.watch(wctx, nodePrefix, d.loadNodes, d.applyNodeChange, readyNodes)
 	go d.watch(wctx, roomPrefix, d.loadRooms, d.applyRoomChange, readyRooms)
 	go d.watch(wctx, memberPrefix, d.loadMembers, d.applyMemberChange, readyMembers)
-	for _, ready := range []chan struct{}{readyNodes, readyRooms, readyMembers} {
+	// Probe keys show each watch that it is in place (watch); written again
+	// until it has loaded, since a write made before the watch was in
+	// place is not seen by it.
+	probes := map[string]chan struct{}{nodePrefix: readyNodes, roomPrefix: readyRooms, memberPrefix: readyMembers}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for len(probes) > 0 {
+		for prefix, ready := range probes {
+			select {
+			case <-ready:
+				delete(probes, prefix)
+				if err := d.state.Delete(ctx, d.probeKey(prefix), 0); err != nil {
+					d.log.Warn("state: probe key not deleted (it expires)", "key", d.probeKey(prefix), "error", err)
+				}
+				continue
+			default:
+			}
+			if _, err := d.state.Put(ctx, d.probeKey(prefix), []byte("{}"), sdk.WithTTL(time.Minute)); err != nil {
+				cancel()
+				d.wg.Wait()
+				return fmt.Errorf("documents: load rooms from state: %w", err)
+			}
+		}
+		if len(probes) == 0 {
+			break
+		}
 		select {
-		case <-ready:
+		case <-tick.C:
 		case <-ctx.Done():
 			cancel()
 			d.wg.Wait()

@@ -297,27 +297,38 @@ func (d *Documents) applyMember(roomID, sc string, rec *memberRecord, rev uint64
 
 // watch follows prefix with apply until ctx ends, watching again after a
 // failure; ready is closed after the first complete load.
+//
+// The load is a List made once the watch is in place, so that no change
+// falls between the two: when the Watch's first call says Reset (as
+// sdk.State promises), or when this process's probe key under prefix comes
+// through the watch (Herald's one-node host sends no first Reset yet; a
+// probe's change proves the watch is in place). Probes are never applied.
 func (d *Documents) watch(ctx context.Context, prefix string, load func([]sdk.Entry), apply func(sdk.Change), ready chan struct{}) {
 	defer d.wg.Done()
 	loaded := false
 	for {
 		wctx, cancel := context.WithCancel(ctx)
+		inPlace := false
 		err := d.state.Watch(wctx, prefix, func(c sdk.Change) {
-			if c.Reset {
+			probe := !c.Reset && isProbe(prefix, c.Key)
+			if c.Reset || probe && !inPlace {
+				inPlace = true
 				es, err := d.state.List(wctx, prefix)
 				if err != nil {
 					d.log.Warn("state watch: reload failed; watching again", "prefix", prefix, "error", err)
 					cancel()
 					return
 				}
-				load(es)
+				load(slices.DeleteFunc(es, func(e sdk.Entry) bool { return isProbe(prefix, e.Key) }))
 				if !loaded {
 					loaded = true
 					close(ready)
 				}
 				return
 			}
-			apply(c)
+			if !probe {
+				apply(c)
+			}
 		})
 		cancel()
 		if ctx.Err() != nil {
@@ -331,6 +342,12 @@ func (d *Documents) watch(ctx context.Context, prefix string, load func([]sdk.En
 		}
 	}
 }
+
+// probeKey is this process's probe under prefix: "~" is in no key the
+// plugin makes otherwise (seg never makes it).
+func (d *Documents) probeKey(prefix string) string { return prefix + "~probe-" + d.node }
+
+func isProbe(prefix, key string) bool { return strings.HasPrefix(key, prefix+"~probe-") }
 
 func (d *Documents) loadRooms(es []sdk.Entry) {
 	now := d.now()
