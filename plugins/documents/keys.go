@@ -14,6 +14,8 @@ import (
 //	room/<roomId>                    a room and its channels (roomRecord JSON)
 //	member/<roomId>/<connId>         a connection in a room (memberRecord JSON)
 //	node/<nodeId>                    a live plugin process (written with a TTL)
+//	<prefix>~probe-<nodeId>          a process's start-up probe under room/, member/
+//	                                 and node/ (rooms.go's watch; deleted, or expires)
 //
 // roomId and nodeId are hex made by the plugin; index, collection, _id and
 // connection ids are escaped by seg. The longest key, a document's, is
