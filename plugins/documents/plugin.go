@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -40,8 +39,9 @@ const (
 // config is the plugin's `config` block.
 type config struct {
 	// DataDir was the directory of the plugin's own documents.db, before
-	// Herald kept its State: refused, so that an operator upgrading learns
-	// that documents now live in the host's State.
+	// Herald kept its State. It is still accepted, so that configs written
+	// before (the shipped config.hcl among them) load, and Configure warns
+	// that it is ignored; it is to be refused once they no longer have it.
 	DataDir string `mapstructure:"data_dir"`
 	// ResumeWindow keeps a channel whose last subscriber (on any node)
 	// left, and its room and filter, for this long, still receiving its
@@ -58,11 +58,6 @@ type config struct {
 }
 
 func (c *config) Validate() error {
-	if c.DataDir != "" {
-		return errors.New(`data_dir is no longer used: Herald keeps this plugin's documents and rooms in its State ` +
-			`(the state block's dir on one node, JetStream with broker "nats"); remove data_dir ` +
-			`(an old documents.db there is not read)`)
-	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 24*time.Hour {
 		return fmt.Errorf("resume_window must be between 0s and 24h, got %v", c.ResumeWindow)
 	}
@@ -262,6 +257,11 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	d.mu.RLock()
 	rooms := len(d.rooms)
 	d.mu.RUnlock()
+	if cfg.DataDir != "" {
+		d.log.Warn(`data_dir is no longer used and is ignored: Herald keeps this plugin's documents and rooms in its State `+
+			`(the state block's dir on one node, JetStream with broker "nats"); remove data_dir `+
+			`(an old documents.db there is not read)`, "data_dir", cfg.DataDir)
+	}
 	d.log.Info("documents rooms loaded", "node", d.node, "rooms", rooms,
 		"resume_window", cfg.ResumeWindow.String(), "max_rooms", cfg.MaxRooms, "liveness_ttl", cfg.LivenessTTL.String())
 	return nil

@@ -118,11 +118,12 @@ func stateKeys(st *sdktest.State, prefix string) []string {
 	return out
 }
 
-// TestConfigure: data_dir (the old documents.db's) is refused with what to
-// do; a dry run touches no State; a process announces itself in State.
+// TestConfigure: data_dir (the old documents.db's) still loads, for the
+// configs written before; a dry run touches no State; a process announces
+// itself in State.
 func TestConfigure(t *testing.T) {
 	_, err := sdktest.StartErr(t, New(), map[string]any{"data_dir": "data/documents"})
-	require.ErrorContains(t, err, "data_dir is no longer used")
+	require.NoError(t, err)
 	_, err = sdktest.StartErr(t, New(), map[string]any{"liveness_ttl": "1s"})
 	require.ErrorContains(t, err, "liveness_ttl must be between 3s and 1h")
 
