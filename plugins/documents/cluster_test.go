@@ -416,3 +416,26 @@ func TestClusterDeleteHasOneWinner(t *testing.T) {
 	}
 	require.Equal(t, 10, dones, "one done notification per deleted document")
 }
+
+// TestWriteCostIsIndependentOfRooms: a write is matched against the rooms
+// in memory; its State calls are its document's (read, write), however
+// many rooms it notifies, and its notifications leave in one emit per
+// phase.
+func TestWriteCostIsIndependentOfRooms(t *testing.T) {
+	st := newMemState()
+	_, h := startNode(t, st, map[string]any{})
+	h.Connect("c1", "alice")
+	const rooms = 40
+	for i := range rooms {
+		subscribeOn(t, h, "subscribe", "c1", map[string]any{"index": "i", "collection": "c", "state": "all",
+			"body": map[string]any{"range": map[string]any{"n": map[string]any{"gte": i}}}})
+	}
+	ops := func() int { return st.opsOn("doc") + st.opsOn("room") + st.opsOn("member") }
+	before, batches := ops(), h.Batches()
+	emitted := len(h.Emitted())
+	_, err := h.Call("create", sdktest.Backend(), map[string]any{"index": "i", "collection": "c", "_id": "d", "body": map[string]any{"n": rooms}})
+	require.NoError(t, err)
+	require.Equal(t, 2, ops()-before, "one read and one write of the document")
+	require.Len(t, h.Emitted(), emitted+2*rooms, "pending and done to every room")
+	require.LessOrEqual(t, h.Batches()-batches, 2, "one emit per phase")
+}

@@ -81,8 +81,6 @@ type cachedMember struct {
 	rev uint64
 }
 
-func (m *memberRecord) names(ch string) bool { return slices.Contains(m.Channels, ch) }
-
 // errRoomGone: join's room does not exist (any more).
 var errRoomGone = errors.New("room gone")
 

@@ -26,6 +26,7 @@ type memState struct {
 	data     map[string]memEntry
 	watchers map[*memWatcher]struct{}
 	writes   int
+	ops      map[string]int // calls by key prefix's first segment
 }
 
 type memEntry struct {
@@ -42,7 +43,7 @@ type memWatcher struct {
 }
 
 func newMemState() *memState {
-	return &memState{data: map[string]memEntry{}, watchers: map[*memWatcher]struct{}{}}
+	return &memState{data: map[string]memEntry{}, watchers: map[*memWatcher]struct{}{}, ops: map[string]int{}}
 }
 
 var _ sdk.State = (*memState)(nil)
@@ -95,6 +96,7 @@ func (s *memState) Get(_ context.Context, key string) (sdk.Entry, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count(key)
 	e, ok := s.data[key]
 	if !ok {
 		return sdk.Entry{}, sdk.ErrNotFound
@@ -115,6 +117,7 @@ func (s *memState) write(key string, value []byte, opts []sdk.WriteOption, cond 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count(key)
 	cur, ok := s.data[key]
 	if err := cond(cur, ok); err != nil {
 		return 0, err
@@ -157,6 +160,7 @@ func (s *memState) Delete(_ context.Context, key string, rev uint64) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count(key)
 	cur, ok := s.data[key]
 	if !ok {
 		return nil
@@ -166,6 +170,19 @@ func (s *memState) Delete(_ context.Context, key string, rev uint64) error {
 	}
 	s.del(key)
 	return nil
+}
+
+// count counts a call on key (or prefix) by its first segment; s.mu held.
+func (s *memState) count(key string) {
+	first, _, _ := strings.Cut(key, "/")
+	s.ops[first]++
+}
+
+// opsOn returns the calls made so far on keys under first/.
+func (s *memState) opsOn(first string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ops[first]
 }
 
 // del deletes a key and tells the watchers; s.mu held.
@@ -192,6 +209,7 @@ func (s *memState) List(_ context.Context, prefix string) ([]sdk.Entry, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.count(prefix)
 	var out []sdk.Entry
 	for k, e := range s.data {
 		if strings.HasPrefix(k, prefix) {
