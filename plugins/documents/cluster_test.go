@@ -439,3 +439,36 @@ func TestWriteCostIsIndependentOfRooms(t *testing.T) {
 	require.Len(t, h.Emitted(), emitted+2*rooms, "pending and done to every room")
 	require.LessOrEqual(t, h.Batches()-batches, 2, "one emit per phase")
 }
+
+// TestWatchResetReloads: after a Reset (the watch fell behind), a process
+// reloads rooms and members from State: a room made meanwhile appears, a
+// room dropped meanwhile goes (and its subscribers on this node are
+// unsubscribed from it), counts follow the records.
+func TestWatchResetReloads(t *testing.T) {
+	st := newMemState()
+	a, ha := startNode(t, st, map[string]any{})
+	ha.Connect("a1", "alice")
+	kept := subscribeOn(t, ha, "subscribe", "a1", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"equals": map[string]any{"k": 1}}})
+	gone := subscribeOn(t, ha, "subscribe", "a1", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"equals": map[string]any{"k": 2}}})
+	require.Contains(t, ha.Subscriptions("a1"), gone.Channel)
+
+	// Missed: another node made a room with a member of its own, and the
+	// room "gone" was dropped (as if after a partition).
+	rec := roomRecord{ID: "00000000000000aa", Index: "i", Collection: "c", Filter: json.RawMessage(`{"equals":{"k":3}}`), Generation: 7,
+		Channels: []channelRecord{{Name: channelName("00000000000000aa", 7, "all", "done", "none"), Scope: "all", State: "done", Users: "none"}}}
+	v, _ := json.Marshal(rec)
+	st.lose(roomKey(rec.ID), v)
+	m, _ := json.Marshal(memberRecord{Node: "other", Conn: "b1", Channels: []string{rec.Channels[0].Name}})
+	st.lose(memberKey(rec.ID, "b1"), m)
+	n, _ := json.Marshal(map[string]any{})
+	st.lose(nodeKey("other"), n)
+	st.lose(roomKey(gone.RoomID), nil)
+	st.reset()
+
+	waitFor(t, "the missed room appears", func() bool { return a.roomCount(rec.ID) == 1 })
+	waitFor(t, "the dropped room goes", func() bool { return !a.hasChannel(gone.Channel) })
+	require.True(t, a.hasChannel(kept.Channel))
+	waitFor(t, "alice is unsubscribed from the dropped room's channel", func() bool {
+		return !slices.Contains(ha.Subscriptions("a1"), gone.Channel)
+	})
+}

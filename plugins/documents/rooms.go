@@ -180,6 +180,7 @@ func (d *Documents) dropChannel(ch *channel) {
 		d.forgetSub(conn, ch)
 		d.orphans = append(d.orphans, orphan{conn: conn, channel: ch.name})
 		d.markDirty(r.id, conn)
+		d.kickJanitor()
 	}
 }
 
@@ -373,6 +374,7 @@ func (d *Documents) loadRooms(es []sdk.Entry) {
 			// This process's subscribers are on it: the listing may predate
 			// this process's own write of it; the janitor reads it fresh.
 			d.verify[id] = struct{}{}
+			d.kickJanitor()
 			continue
 		}
 		d.removeRoom(r, now)

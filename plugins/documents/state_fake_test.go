@@ -275,3 +275,31 @@ func startNode(t *testing.T, st *memState, cfg map[string]any) (*Documents, *sdk
 	d.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
 	return d, sdktest.Start(t, d, cfg)
 }
+
+// lose writes or deletes a key without telling the watchers, as changes a
+// watch that fell behind missed (value nil: delete).
+func (s *memState) lose(key string, value []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev++
+	if value == nil {
+		delete(s.data, key)
+		return
+	}
+	s.data[key] = memEntry{value: slices.Clone(value), rev: s.rev}
+}
+
+// reset tells every watcher that it may have missed changes.
+func (s *memState) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		w.mu.Lock()
+		w.q = append(w.q, sdk.Change{Reset: true})
+		w.mu.Unlock()
+		select {
+		case w.signal <- struct{}{}:
+		default:
+		}
+	}
+}
