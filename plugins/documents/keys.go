@@ -14,8 +14,11 @@ import (
 //	room/<roomId>                    a room and its channels (roomRecord JSON)
 //	member/<roomId>/<connId>         a connection in a room (memberRecord JSON)
 //	node/<nodeId>                    a live plugin process (written with a TTL)
-//	<prefix>~probe-<nodeId>          a process's start-up probe under room/, member/
+//	<prefix>=probe-<nodeId>          a process's start-up probe under room/, member/
 //	                                 and node/ (rooms.go's watch; deleted, or expires)
+//
+// Every byte of every key is in [A-Za-z0-9_=/-], which any key-value store
+// takes (NATS's included).
 //
 // roomId and nodeId are hex made by the plugin; index, collection, _id and
 // connection ids are escaped by seg. The longest key, a document's, is

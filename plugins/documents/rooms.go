@@ -342,11 +342,13 @@ func (d *Documents) watch(ctx context.Context, prefix string, load func([]sdk.En
 	}
 }
 
-// probeKey is this process's probe under prefix: "~" is in no key the
-// plugin makes otherwise (seg never makes it).
-func (d *Documents) probeKey(prefix string) string { return prefix + "~probe-" + d.node }
+// probeKey is this process's probe under prefix: no other key's segment
+// starts with "=" and a letter (seg puts two hex digits or "=" after an
+// "="; room and process ids are hex), and its bytes are those NATS allows
+// in a key-value key.
+func (d *Documents) probeKey(prefix string) string { return prefix + "=probe-" + d.node }
 
-func isProbe(prefix, key string) bool { return strings.HasPrefix(key, prefix+"~probe-") }
+func isProbe(prefix, key string) bool { return strings.HasPrefix(key, prefix+"=probe-") }
 
 func (d *Documents) loadRooms(es []sdk.Entry) {
 	now := d.now()

@@ -49,6 +49,13 @@ func newMemState() *memState {
 var _ sdk.State = (*memState)(nil)
 
 func checkKey(key string) error {
+	// Stricter than sdk.State, on purpose: the plugin's keys keep to the
+	// bytes every key-value store takes (keys.go).
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; !plainByte(c) && c != '=' && c != '/' {
+			return fmt.Errorf("key %q: byte %q outside [A-Za-z0-9_=/-]", key, c)
+		}
+	}
 	if key == "" || len(key) > 1024 {
 		return fmt.Errorf("bad key length %d", len(key))
 	}
