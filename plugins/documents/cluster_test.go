@@ -472,3 +472,22 @@ func TestWatchResetReloads(t *testing.T) {
 		return !slices.Contains(ha.Subscriptions("a1"), gone.Channel)
 	})
 }
+
+// TestDeadNodeFoundWithoutExpiryEvent: a store that expires a liveness key
+// without telling the watchers still has its dead process buried: every
+// liveness_ttl, the processes named in member records are checked.
+func TestDeadNodeFoundWithoutExpiryEvent(t *testing.T) {
+	st := newMemState()
+	cfg := map[string]any{"liveness_ttl": "3s"}
+	a, ha := startNode(t, st, cfg)
+	b, hb := startNode(t, st, cfg)
+	ha.Connect("a1", "alice")
+	hb.Connect("b1", "bob")
+	s := subscribeOn(t, hb, "subscribe", "b1", map[string]any{"index": "i", "collection": "c"})
+	subscribeOn(t, ha, "join", "a1", map[string]any{"roomId": s.RoomID})
+	waitFor(t, "B counts two", func() bool { return b.roomCount(s.RoomID) == 2 })
+	ha.Close()
+	st.lose(nodeKey(a.node), nil)
+	waitFor(t, "B buries A", func() bool { return b.roomCount(s.RoomID) == 1 })
+	require.NotContains(t, st.keys(memberPrefix), memberKey(s.RoomID, "a1"))
+}

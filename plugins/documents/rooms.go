@@ -719,7 +719,7 @@ func (d *Documents) janitor(ctx context.Context) {
 	tick := max(min(d.cfg.ResumeWindow/4, d.cfg.LivenessTTL/6), 50*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	lastBeat := d.now()
+	lastBeat, lastCheck := d.now(), d.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -738,6 +738,12 @@ func (d *Documents) janitor(ctx context.Context) {
 				lastBeat = now
 			}
 		}
+		if now.Sub(lastCheck) >= d.cfg.LivenessTTL {
+			// A store may not report a key's expiry as a deletion: every
+			// TTL, every process that holds records is asked about.
+			lastCheck = now
+			d.suspectAll()
+		}
 		d.unsubscribeOrphans(ctx)
 		d.maint.Lock()
 		d.flushDirty(ctx)
@@ -746,6 +752,20 @@ func (d *Documents) janitor(ctx context.Context) {
 		d.buryDead(ctx)
 		d.sweep(ctx)
 		d.maint.Unlock()
+	}
+}
+
+// suspectAll queues every other process seen in member records, for
+// buryDead to check whether it lives.
+func (d *Documents) suspectAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, rs := range d.records {
+		for _, cm := range rs {
+			if cm.rec.Node != d.node {
+				d.suspects[cm.rec.Node] = true
+			}
+		}
 	}
 }
 
