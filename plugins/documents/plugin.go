@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +40,9 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir was the directory of the plugin's own documents.db, before
-	// Herald kept its State. It is still accepted, so that configs written
-	// before (the shipped config.hcl among them) load, and Configure warns
-	// that it is ignored; it is to be refused once they no longer have it.
+	// DataDir is where versions before sdk.State kept documents.db;
+	// optional. When set and the file is there, the plugin refuses to
+	// start rather than serve an empty store next to the old data.
 	DataDir string `mapstructure:"data_dir"`
 	// ResumeWindow keeps a channel whose last subscriber (on any node)
 	// left, and its room and filter, for this long, still receiving its
@@ -196,6 +197,12 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; touch nothing
 	}
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "documents.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("documents: %s holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store", old)
+		}
+	}
 	st, err := d.stateOf(h)
 	if err != nil {
 		return fmt.Errorf("documents: %w", err)
@@ -257,11 +264,6 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	d.mu.RLock()
 	rooms := len(d.rooms)
 	d.mu.RUnlock()
-	if cfg.DataDir != "" {
-		d.log.Warn(`data_dir is no longer used and is ignored: Herald keeps this plugin's documents and rooms in its State `+
-			`(the state block's dir on one node, JetStream with broker "nats"); remove data_dir `+
-			`(an old documents.db there is not read)`, "data_dir", cfg.DataDir)
-	}
 	d.log.Info("documents rooms loaded", "node", d.node, "rooms", rooms,
 		"resume_window", cfg.ResumeWindow.String(), "max_rooms", cfg.MaxRooms, "liveness_ttl", cfg.LivenessTTL.String())
 	return nil

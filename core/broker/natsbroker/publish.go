@@ -301,32 +301,70 @@ func (b *Broker) refresh(ctx context.Context, names []string, channels map[strin
 // (expected last subject sequence): ok is false when another node wrote
 // one meanwhile, and the publish must read the channels again.
 func (b *Broker) startRuns(ctx context.Context, names []string, channels map[string]*chanState) (ok bool, err error) {
+	var fresh []*chanState
+	var freshNames []string
 	for _, name := range names {
-		cs := channels[name]
-		if !cs.st.fresh || cs.st.recorded {
-			continue
+		if cs := channels[name]; cs.st.fresh && !cs.st.recorded {
+			fresh, freshNames = append(fresh, cs), append(freshNames, name)
 		}
-		m := nats.NewMsg(b.runPrefix + encodeToken(name))
-		m.Header[hdrExpLastSubjSeq] = []string{strconv.FormatUint(cs.st.recSeq, 10)}
-		m.Data = strconv.AppendUint(nil, cs.st.run, 10)
-		resp, err := b.nc.RequestMsgWithContext(ctx, m)
-		if err != nil {
-			return false, fmt.Errorf("start run %d of %q: %w", cs.st.run, name, unavailable(err))
-		}
-		var ack pubAck
-		if err := json.Unmarshal(resp.Data, &ack); err != nil {
-			return false, fmt.Errorf("start run %d of %q: read the acknowledgement %q: %w", cs.st.run, name, resp.Data, err)
-		}
-		if ack.Error != nil {
-			if ack.Error.ErrCode == codeWrongLastSequence || ack.Error.ErrCode == codeWrongLastSeqConstant {
-				cs.known = false
-				return false, nil
-			}
-			return false, fmt.Errorf("start run %d of %q: %w", cs.st.run, name, ack.Error)
-		}
-		cs.st.recSeq, cs.st.recorded = ack.Seq, true
 	}
-	return true, nil
+	// The records of a publish's new channels are written side by side,
+	// not one round trip after another.
+	type result struct {
+		lost bool
+		err  error
+	}
+	results := make([]result, len(fresh))
+	sem := make(chan struct{}, maxParallelRuns)
+	var wg sync.WaitGroup
+	for i, cs := range fresh {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i].lost, results[i].err = b.startRun(ctx, freshNames[i], cs)
+		}()
+	}
+	wg.Wait()
+	ok = true
+	for _, r := range results {
+		if r.err != nil {
+			return false, r.err
+		}
+		if r.lost {
+			ok = false
+		}
+	}
+	return ok, nil
+}
+
+// maxParallelRuns bounds the run records one publish writes at once.
+const maxParallelRuns = 32
+
+// startRun writes one channel's run record; lost says another node started
+// the run first (the channel must be read again).
+func (b *Broker) startRun(ctx context.Context, name string, cs *chanState) (lost bool, err error) {
+	m := nats.NewMsg(b.runPrefix + encodeToken(name))
+	m.Header[hdrExpLastSubjSeq] = []string{strconv.FormatUint(cs.st.recSeq, 10)}
+	m.Data = strconv.AppendUint(nil, cs.st.run, 10)
+	resp, err := b.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return false, fmt.Errorf("start run %d of %q: %w", cs.st.run, name, unavailable(err))
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return false, fmt.Errorf("start run %d of %q: read the acknowledgement %q: %w", cs.st.run, name, resp.Data, err)
+	}
+	if ack.Error != nil {
+		if ack.Error.ErrCode == codeWrongLastSequence || ack.Error.ErrCode == codeWrongLastSeqConstant {
+			cs.known = false
+			return true, nil
+		}
+		return false, fmt.Errorf("start run %d of %q: %w", cs.st.run, name, ack.Error)
+	}
+	cs.st.recSeq, cs.st.recorded = ack.Seq, true
+	return false, nil
 }
 
 // build gives each notification its seq and the message that carries it.
