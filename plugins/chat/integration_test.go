@@ -37,7 +37,9 @@ func startStackWith(t *testing.T, dir, window, extra string) *stack {
 		t.Skip("integration test: starts herald and the chat plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/chat")
-	hcl := fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    data_dir = %q\n    entering_window = %q\n  }\n}\n", bin, dir, window) + extra
+	// The shortest liveness_ttl: a killed plugin's users who left are
+	// announced offline soon after its restart.
+	hcl := fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    data_dir = %q\n    entering_window = %q\n    liveness_ttl = \"3s\"\n  }\n}\n", bin, dir, window) + extra
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()
@@ -306,7 +308,8 @@ func TestIntegrationPresenceTwoTabsAcrossKill9(t *testing.T) {
 	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
 
 	// Alice leaves right after a crash (while the plugin is down, or just
-	// back: either way the replay or the live event tells): one is_offline.
+	// back: either way the dead process's expired liveness record or the
+	// live event tells): one is_offline.
 	tab3 := s.dial("alice", nil)
 	require.Equal(t, "is_online", one(t, bob).Event)
 	old := s.killPlugin()
