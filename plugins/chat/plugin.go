@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +31,12 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir is where Herald keeps the plugin's State on one node
-	// (<data_dir>/state.db); the plugin itself opens nothing there.
+	// DataDir is where versions before sdk.State kept chat.db; optional.
+	// When it is given and chat.db is still there, the plugin refuses to
+	// start: this version does not read that file, and starting without
+	// its memberships would lock their participants out silently. The
+	// state itself is Herald's (its `state` block on one node, NATS in a
+	// cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// EnteringWindow: after an `entering` for a user in a group, further
 	// drafts there within the window emit nothing. "0s" emits on every draft.
@@ -100,6 +106,8 @@ type Chat struct {
 	presence *presenceCache
 	procs    set // live process ids (procs/ keys)
 
+	renewMu sync.Mutex // one renewal of the liveness record at a time
+
 	mu        sync.Mutex
 	pid       string               // this process's current id (see liveness)
 	procRev   uint64               // revision of procs/<pid> last written
@@ -156,6 +164,12 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
 	}
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "chat.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s holds the memberships of an earlier chat plugin, which this version does not read (it keeps them in Herald's plugin state): record them again with addMember (and user objects with objectChanged), then remove the file", old)
+		}
+	}
 	st, err := c.stateOf(h)
 	if err != nil {
 		return fmt.Errorf("chat keeps membership and presence in Herald's State: %w", err)
@@ -166,7 +180,6 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	c.dead, c.removing, c.entering = map[string]bool{}, map[string]int{}, map[string]time.Time{}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.work = newWorkQueue()
-	c.kick = make(chan struct{}, 1)
 
 	if err := c.register(ctx); err != nil {
 		c.cancel()

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -45,7 +47,7 @@ func start(t *testing.T, st *memState, extra map[string]any) *env {
 	if st == nil {
 		st = newMemState(t)
 	}
-	cfg := map[string]any{"data_dir": t.TempDir()}
+	cfg := map[string]any{}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -154,6 +156,23 @@ func TestConfig(t *testing.T) {
 			require.Empty(t, st.keys(""), "a refused config writes nothing")
 		})
 	}
+}
+
+// A chat.db of an earlier version in data_dir stops the plugin: its
+// memberships would be lost silently.
+func TestOldChatDBStopsTheStart(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chat.db"), []byte("old"), 0o600))
+	p := New()
+	st := newMemState(t)
+	p.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
+	_, err := sdktest.StartErr(t, p, map[string]any{"data_dir": dir})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "chat.db")
+	require.Contains(t, err.Error(), "addMember")
+	// Without data_dir, or beside no chat.db, it starts.
+	start(t, nil, map[string]any{"data_dir": t.TempDir()})
+	start(t, nil, map[string]any{})
 }
 
 // Without Herald's State (no data_dir on one node) the plugin refuses to

@@ -48,8 +48,8 @@ import (
 func (c *Chat) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return
+	if c.closed || c.work == nil {
+		return // draining, or never configured
 	}
 	if ev.Kind == sdk.Reset {
 		c.conns, c.byUser, c.listen = map[string]*conn{}, map[string]set{}, map[string]int{}
@@ -230,6 +230,8 @@ func (c *Chat) worker() {
 			c.checkSub(j)
 		case jobReap:
 			c.reap()
+		case jobRenew:
+			c.renew()
 		}
 	}
 }
@@ -527,13 +529,16 @@ func (c *Chat) liveness() {
 		case <-c.ctx.Done():
 			return
 		case <-t.C:
-		case <-c.kick:
 		}
 		c.renew()
 	}
 }
 
 func (c *Chat) renew() {
+	// The ticker and the worker (on seeing the record expire) both renew:
+	// one at a time, so that neither takes the other's write for a loss.
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
 	c.mu.Lock()
 	pid, rev := c.pid, c.procRev
 	failed := c.failed

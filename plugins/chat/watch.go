@@ -210,7 +210,7 @@ func (c *Chat) procChanged(ch sdk.Change) {
 
 // procGone: a liveness record expired. If it is this process's own (it
 // could not renew in time, and the others may be reaping its entries), the
-// liveness goroutine takes a new id and writes its users again; another
+// worker renews at once, which takes a new id and writes its users again; another
 // process's entries are reaped.
 func (c *Chat) procGone(pid string) {
 	c.mu.Lock()
@@ -220,10 +220,7 @@ func (c *Chat) procGone(pid string) {
 	}
 	c.mu.Unlock()
 	if self {
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
+		c.work.renewNow()
 		return
 	}
 	c.work.reapDead()

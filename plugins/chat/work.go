@@ -14,7 +14,8 @@ import (
 // online/ record agree with what this process holds now", so many events
 // of one user while a job waits collapse into one job. The queue holds at
 // most one job per user of this node, one per subscription to check, and
-// one reap: it is bounded by what this node holds.
+// one reap (and a renewal per expiry of this process's liveness record seen):
+// it is bounded by what this node holds.
 type workQueue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -33,6 +34,7 @@ const (
 	jobSync jobKind = iota
 	jobCheckSub
 	jobReap
+	jobRenew
 )
 
 type job struct {
@@ -77,6 +79,15 @@ func (q *workQueue) reapDead() {
 		q.reap = true
 		q.jobs = append(q.jobs, job{kind: jobReap})
 	}
+	q.cond.Broadcast()
+}
+
+// renewNow asks for the liveness record to be renewed at once (this
+// process saw it expire).
+func (q *workQueue) renewNow() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.jobs = append(q.jobs, job{kind: jobRenew})
 	q.cond.Broadcast()
 }
 
