@@ -111,7 +111,6 @@ type Chat struct {
 	mu        sync.Mutex
 	pid       string               // this process's current id (see liveness)
 	procRev   uint64               // revision of procs/<pid> last written
-	kick      chan struct{}        // asks the liveness goroutine to renew now
 	dead      map[string]bool      // process ids known dead, to be reaped
 	conns     map[string]*conn     // this node's connections, by id
 	byUser    map[string]set       // user -> this node's connection ids
