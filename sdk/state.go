@@ -41,10 +41,13 @@ type State interface {
 	// prefix is "" (every key) or ends with "/".
 	List(ctx context.Context, prefix string) ([]Entry, error)
 	// Watch calls f with every change to keys under prefix ("" or ending
-	// with "/") from now on, in the order they were made, until ctx ends or
-	// it returns an error. Changes made by this process are included. If
-	// the watch falls behind or its connection to the store is lost, f gets
-	// a Change with Reset set: reload what you keep from List.
+	// with "/"), in the order they were made, until ctx ends or it returns
+	// an error. Changes made by this process are included. The first call
+	// of f is a Change with Reset set, made once the watch is in place:
+	// load what you keep with List then, and every change after that List
+	// reaches f. f gets Reset again whenever changes may have been missed
+	// (the watch fell behind, or its connection to the store was lost):
+	// reload then too. f runs on one goroutine, one call at a time.
 	Watch(ctx context.Context, prefix string, f func(Change)) error
 }
 

@@ -22,7 +22,7 @@ type pluginRuntime struct {
 
 // startPlugins starts every configured plugin and connects the host to the
 // server. A plugin that cannot start stops the boot with an error naming it.
-func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, srv *server.Server) (*pluginRuntime, error) {
+func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, srv *server.Server, states pluginhost.StateOpener) (*pluginRuntime, error) {
 	m := pluginhost.New(pluginhost.Options{
 		Logger:     logger,
 		Core:       srv,
@@ -34,6 +34,7 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		// Streamed plugin routes write to HTTP clients as the WebSocket
 		// transport does, with the same bound per write.
 		WriteTimeout: cfg.Delivery.WriteTimeout,
+		State:        states,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

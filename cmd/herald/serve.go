@@ -40,14 +40,22 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		logger.Debug("open-file limit", "files", limit)
 	}
 
-	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: version})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	back, err := openBackend(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	defer back.close() // after the server closed its broker
+	srv, err := server.New(server.Options{Config: cfg, Logger: logger, Version: version, Broker: back.broker})
+	if err != nil {
+		return err
+	}
+	if err := back.attach(ctx, srv); err != nil {
+		return err
+	}
 	hup := watchHUP()
-	plugins, err := startPlugins(ctx, cfg, logger, srv)
+	plugins, err := startPlugins(ctx, cfg, logger, srv, back.state)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ type Config struct {
 	History  History
 	Overload Overload
 	Broker   Broker
+	State    State
 	Log      Log
 	Plugins  []Plugin
 	// File is the path the config was loaded from ("" when built in code).
@@ -115,7 +116,27 @@ type Overload struct {
 // Broker is the `broker "<kind>" {}` block.
 type Broker struct {
 	Kind string // "memory" (default) or "nats"
-	URL  string // nats only
+	// URL is the NATS server(s) to connect to, comma-separated (nats only,
+	// required).
+	URL string
+	// Replicas is how many NATS servers keep each stream and State bucket
+	// (nats only; 1, 3 or 5; default 1). A publish is answered once that
+	// many have it.
+	Replicas int
+}
+
+// State is the `state` block: where the host keeps the plugins' State
+// (sdk.State) on one node. With broker "nats" the plugins' State lives in
+// JetStream instead, shared by every node.
+type State struct {
+	// Dir holds one file per plugin, <dir>/<plugin>.db, created when the
+	// plugin first uses State. Relative to the config file. Default
+	// "data/state". One node only: refused with broker "nats".
+	Dir string
+	// DirSet says the config wrote dir (rather than taking the default).
+	DirSet bool
+	// MaxBytes bounds each plugin's State (keys and values). Default 1 GiB.
+	MaxBytes int64
 }
 
 // Log is the `log` block.
@@ -219,7 +240,8 @@ func Defaults() Config {
 			IdempotencyBytes: 16 << 20},
 		History:  History{Size: 1000, TTL: 10 * time.Minute, MaxBytes: 256 << 20},
 		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},
-		Broker:   Broker{Kind: "memory"},
+		Broker:   Broker{Kind: "memory", Replicas: 1},
+		State:    State{Dir: "data/state", MaxBytes: 1 << 30},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

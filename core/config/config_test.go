@@ -81,7 +81,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, int64(16<<20), c.Limits.IdempotencyBytes)
 	require.Equal(t, 50000, c.Overload.BusyConnections)
 	require.Equal(t, 0.5, c.Overload.BusyOutboxRatio)
-	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
+	require.Equal(t, config.Broker{Kind: "memory", Replicas: 1}, c.Broker)
+	require.Equal(t, config.State{Dir: "data/state", MaxBytes: 1 << 30}, c.State)
 	require.Equal(t, config.Log{Level: "info", Format: "text"}, c.Log)
 	require.Empty(t, c.Plugins)
 }
@@ -161,7 +162,7 @@ plugin "bare" {
 		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxBatchCalls: 7, MaxPublishBytes: 2048, IdempotencyBytes: 70000}, c.Limits)
 	require.Equal(t, config.History{Size: 0, TTL: 0, MaxBytes: 1 << 20}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
-	require.Equal(t, config.Broker{Kind: "memory"}, c.Broker)
+	require.Equal(t, config.Broker{Kind: "memory", Replicas: 1}, c.Broker)
 	require.Equal(t, config.Log{Level: "debug", Format: "json"}, c.Log)
 
 	require.Len(t, c.Plugins, 2)

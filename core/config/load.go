@@ -171,6 +171,12 @@ var sections = []section{
 			"busy_outbox_ratio": func(v value) { v.float(&c.Overload.BusyOutboxRatio) },
 		}
 	}},
+	{"state", func(c *Config) map[string]field {
+		return map[string]field{
+			"dir":       func(v value) { v.str(&c.State.Dir); c.State.DirSet = true },
+			"max_bytes": func(v value) { v.int64(&c.State.MaxBytes) },
+		}
+	}},
 	{"log", func(c *Config) map[string]field {
 		return map[string]field{
 			"level":  func(v value) { v.str(&c.Log.Level) },
@@ -183,13 +189,16 @@ var sections = []section{
 var brokerKinds = map[string]func(c *Config) map[string]field{
 	"memory": func(*Config) map[string]field { return nil },
 	"nats": func(c *Config) map[string]field {
-		return map[string]field{"url": func(v value) { v.str(&c.Broker.URL) }}
+		return map[string]field{
+			"url":      func(v value) { v.str(&c.Broker.URL) },
+			"replicas": func(v value) { v.integer(&c.Broker.Replicas) },
+		}
 	},
 }
 
 // topLevel lists the blocks a config file may hold, in the order the docs
 // present them; it is also the candidate list for suggestions.
-var topLevel = []string{"server", "auth", "delivery", "limits", "history", "overload", "broker", "log", "plugin"}
+var topLevel = []string{"server", "auth", "delivery", "limits", "history", "overload", "broker", "state", "log", "plugin"}
 
 func (d *decoder) root(body *hclsyntax.Body, c *Config) {
 	for _, a := range sortedAttrs(body) {

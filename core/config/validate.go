@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,10 +80,15 @@ func (d *decoder) validate(c *Config) {
 	check("overload.busy_outbox_ratio", c.Overload.BusyOutboxRatio > 0 && c.Overload.BusyOutboxRatio <= 1,
 		"must be greater than 0 and at most 1 (got %s)", formatFloat(c.Overload.BusyOutboxRatio))
 
-	// The NATS broker is not built yet: a config that asks for a cluster
-	// must not get a single node that silently ignores it.
-	check("broker", c.Broker.Kind != "nats",
-		`broker "nats" is not available yet: clustering on NATS JetStream is not built, and this herald runs on broker "memory" only (one node); remove the block or write broker "memory" {}`)
+	if c.Broker.Kind == "nats" {
+		check("broker.url", natsURLs(c.Broker.URL) != nil,
+			`is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got %q)`, c.Broker.URL)
+		check("broker.replicas", c.Broker.Replicas >= 1 && c.Broker.Replicas <= 5,
+			"must be 1 to 5 NATS servers (JetStream's range; 3 survives one server's loss) (got %d)", c.Broker.Replicas)
+		check("state.dir", !c.State.DirSet,
+			`is for one node: with broker "nats" every plugin's State lives in JetStream, shared by all nodes; remove state.dir`)
+	}
+	atLeast("state.max_bytes", c.State.MaxBytes, 65536)
 
 	check("log.level", slices.Contains(logLevels, c.Log.Level),
 		"must be one of %s (got %q)%s", quoteList(logLevels), c.Log.Level, suggest(c.Log.Level, logLevels, ""))
@@ -117,4 +123,20 @@ func quoteList(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// natsURLs splits broker.url into its servers, or returns nil if one is
+// not a nats://, tls:// (or ws[s]://) URL with a host.
+func natsURLs(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		u = strings.TrimSpace(u)
+		parsed, err := url.Parse(u)
+		if u == "" || err != nil || parsed.Host == "" ||
+			!slices.Contains([]string{"nats", "tls", "ws", "wss"}, parsed.Scheme) {
+			return nil
+		}
+		out = append(out, u)
+	}
+	return out
 }

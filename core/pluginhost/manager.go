@@ -41,6 +41,9 @@ type Options struct {
 	// response (delivery.write_timeout); a client that takes no data for
 	// that long is cut off. Default 10s.
 	WriteTimeout time.Duration
+	// State opens the plugins' State stores (sdk.State); nil: plugins
+	// have none.
+	State StateOpener
 }
 
 func (o *Options) defaults() {
@@ -104,6 +107,8 @@ type Manager struct {
 	owners  map[string]string // channel prefix -> plugin
 
 	routes atomic.Pointer[http.ServeMux]
+
+	states stateStores
 
 	refusals refusalLog // emits refused, logged once per plugin and prefix
 	// ending is cancelled by EndStreams: streamed route responses end.
@@ -178,6 +183,9 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 		}
 		delete(m.plugins, s.cfg.Name)
 		m.met.forget(s.cfg.Name)
+		if err := m.closeState(s.cfg.Name); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	var starting []config.Plugin
 	for name, p := range want {
@@ -281,7 +289,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Unlock()
 	err := m.stopAll(ctx, ss)
 	m.rebuild()
-	return err
+	return errors.Join(err, m.closeState(""))
 }
 
 // conflicts reports a prefix or route that name's manifest shares with

@@ -22,6 +22,9 @@ type metrics struct {
 	followersEnded *prometheus.CounterVec
 	// Operators' metrics (issue 17)
 	callLatency *prometheus.HistogramVec
+	// State (issue 16)
+	stateOps       *prometheus.CounterVec
+	stateConflicts *prometheus.CounterVec
 }
 
 // callLatencyBuckets span a local gRPC round trip (a few hundred
@@ -64,6 +67,14 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		resyncs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_event_resyncs_total",
 			Help: "Resyncs (Reset and a replay of the current connections) sent to a plugin because it missed lifecycle events; not counting the one at each start.",
+		}, []string{"plugin"})),
+		stateOps: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_state_operations_total",
+			Help: "State calls (sdk.State) a plugin made, by operation: get, put, create, update, delete, list, watch.",
+		}, []string{"plugin", "op"})),
+		stateConflicts: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_state_conflicts_total",
+			Help: "State writes refused because the key's revision moved on (compare-and-set lost to another writer).",
 		}, []string{"plugin"})),
 		followers: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_plugin_followers",

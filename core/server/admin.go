@@ -104,6 +104,14 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 		notReady = append(notReady, "draining")
 		status = "draining"
 	}
+	if c, ok := s.broker.(broker.Checker); ok {
+		if err := c.Ready(); err != nil {
+			if status == "ready" {
+				status = "broker not ready"
+			}
+			notReady = append(notReady, "broker nats: "+truncate(err.Error(), 200))
+		}
+	}
 	if !s.plugins.Ready() {
 		if status == "ready" {
 			status = "plugins not ready"

@@ -41,6 +41,9 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 	for i, r := range res {
 		out[i] = pluginhost.Published{Channel: r.Channel, Seq: r.Seq, ID: r.ID}
 	}
+	if errors.Is(err, broker.ErrUnavailable) {
+		return out, brokerError(err)
+	}
 	return out, err
 }
 
@@ -106,7 +109,10 @@ func (s *Server) Unsubscribe(ctx context.Context, connID, channel string) error 
 
 // Presence implements pluginhost.Core.
 func (s *Server) Presence(ctx context.Context, channel string) (pluginhost.PresenceInfo, error) {
-	count, users := s.presence(channel)
+	count, users, err := s.presence(ctx, channel)
+	if err != nil {
+		return pluginhost.PresenceInfo{}, brokerError(err)
+	}
 	return pluginhost.PresenceInfo{Count: count, Users: users}, nil
 }
 

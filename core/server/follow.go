@@ -199,7 +199,18 @@ func (c *followerCounts) add(channel string, d int) {
 }
 
 // presence is the hub's presence of channel without its followers.
-func (s *Server) presence(channel string) (int, []string) {
+func (s *Server) presence(ctx context.Context, channel string) (int, []string, error) {
+	if s.clusterPresence != nil {
+		return s.clusterPresence.Presence(ctx, channel)
+	}
+	count, users := s.LocalPresence(channel)
+	return count, users, nil
+}
+
+// LocalPresence is the presence of channel on this node: its subscribed
+// connections (not plugin follows) and their distinct users. In a cluster
+// each node answers its part of a presence with it.
+func (s *Server) LocalPresence(channel string) (int, []string) {
 	count, users := s.hub.Presence(channel)
 	s.followers.mu.Lock()
 	count -= s.followers.n[channel]

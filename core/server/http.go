@@ -3,11 +3,14 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,8 +163,18 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The key is scoped by the API key that sent it (requireAPIKey checked it).
-	status, reply := s.idem.do(auth.BearerToken(r), key, func() (int, any) {
+	scope := auth.BearerToken(r)
+	status, reply := s.idem.do(scope, key, func() (int, any) {
+		if key != "" {
+			// Across nodes, the broker de-duplicates by these (NATS): a
+			// retry through another node is answered with the original.
+			setMsgIDs(ns, scope, key)
+		}
 		results, err := s.publishFrom(r.Context(), sourceHTTP, accepted, ns)
+		if errors.Is(err, broker.ErrUnavailable) {
+			return http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": rpc.CodePluginUnavailable,
+				"message": "unavailable: nothing was published; the cluster's message store cannot be reached now (" + err.Error() + "); retry later"}}
+		}
 		if err != nil {
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
 		}
@@ -310,5 +323,16 @@ func methodNotAllowed(allow string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allow)
 		writeJSONError(w, http.StatusMethodNotAllowed, rpc.CodeInvalidRequest, fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, allow))
+	}
+}
+
+// setMsgIDs gives each notification of an idempotent publish its
+// de-duplication id: the API key's scope and the Idempotency-Key, hashed
+// (neither is stored as such), and the notification's index.
+func setMsgIDs(ns []broker.Notification, scope, key string) {
+	sum := sha256.Sum256([]byte(scope + "\x00" + key))
+	base := hex.EncodeToString(sum[:16])
+	for i := range ns {
+		ns[i].MsgID = base + "." + strconv.Itoa(i)
 	}
 }

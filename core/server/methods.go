@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/hub"
@@ -266,44 +267,9 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
 	defer cancel()
-	result := make([]subscription, 0, len(names))
-	joins := make([]*hub.Join, 0, len(fresh))
-	for _, ch := range names {
-		var since *broker.Position
-		if pos, ok := p.Since[ch]; ok {
-			since = &pos
-		}
-		if !contains(fresh, ch) {
-			pos, err := s.srv.broker.Position(ctx, ch)
-			if err != nil {
-				cancelJoins(joins)
-				return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
-			}
-			result = append(result, subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch})
-			continue
-		}
-		j, err := s.srv.hub.Subscribe(ctx, s, ch, since)
-		if errors.Is(err, hub.ErrAlreadySubscribed) {
-			// A plugin subscribed the connection meanwhile.
-			pos, perr := s.srv.broker.Position(ctx, ch)
-			if perr != nil {
-				cancelJoins(joins)
-				return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", perr)
-			}
-			result = append(result, subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch})
-			continue
-		}
-		if err != nil {
-			cancelJoins(joins)
-			return nil, rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
-		}
-		joins = append(joins, j)
-		sub := subscription{Channel: ch, Seq: j.Position.Seq, Epoch: j.Position.Epoch}
-		if since != nil {
-			rec := j.Recovered
-			sub.Recovered = &rec
-		}
-		result = append(result, sub)
+	result, joins, rerr := s.joinAll(ctx, names, fresh, p.Since)
+	if rerr != nil {
+		return nil, rerr
 	}
 
 	s.mu.Lock()
@@ -467,7 +433,12 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 	if !ok {
 		return nil, rpc.Errorf(rpc.CodeForbidden, "forbidden: presence is for channels this connection is subscribed to; subscribe to %q first", p.Channel)
 	}
-	count, users := s.srv.presence(p.Channel) // connections only, not plugin follows
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
+	defer cancel()
+	count, users, err := s.srv.presence(ctx, p.Channel) // connections only, not plugin follows
+	if err != nil {
+		return nil, brokerError(err)
+	}
 	return marshalResult(map[string]any{"count": count, "users": users})
 }
 
@@ -515,4 +486,88 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// joinAll joins the fresh channels and reads the position of the others,
+// in the order of names. With a broker on the network (NATS), each join
+// is a round trip: they run side by side rather than one after another,
+// so a subscribe with many channels costs about one round trip. On error
+// every join made is cancelled.
+func (s *session) joinAll(ctx context.Context, names, fresh []string, since map[string]broker.Position) ([]subscription, []*hub.Join, *rpc.Error) {
+	result := make([]subscription, len(names))
+	joinOf := make([]*hub.Join, len(names))
+	errs := make([]error, len(names))
+	one := func(i int) {
+		ch := names[i]
+		var from *broker.Position
+		if pos, ok := since[ch]; ok {
+			from = &pos
+		}
+		if contains(fresh, ch) {
+			j, err := s.srv.hub.Subscribe(ctx, s, ch, from)
+			if err == nil {
+				joinOf[i] = j
+				sub := subscription{Channel: ch, Seq: j.Position.Seq, Epoch: j.Position.Epoch}
+				if from != nil {
+					rec := j.Recovered
+					sub.Recovered = &rec
+				}
+				result[i] = sub
+				return
+			}
+			if !errors.Is(err, hub.ErrAlreadySubscribed) {
+				errs[i] = err
+				return
+			}
+			// A plugin subscribed the connection meanwhile: answered
+			// like a channel already held.
+		}
+		pos, err := s.srv.broker.Position(ctx, ch)
+		result[i], errs[i] = subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch}, err
+	}
+	if _, remote := s.srv.broker.(broker.Interest); remote && len(names) > 1 {
+		sem := make(chan struct{}, maxParallelJoins)
+		var wg sync.WaitGroup
+		for i := range names {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				one(i)
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range names {
+			if one(i); errs[i] != nil {
+				break
+			}
+		}
+	}
+	joins := make([]*hub.Join, 0, len(fresh))
+	for _, j := range joinOf {
+		if j != nil {
+			joins = append(joins, j)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			cancelJoins(joins)
+			return nil, nil, brokerError(err)
+		}
+	}
+	return result, joins, nil
+}
+
+// maxParallelJoins bounds the joins of one subscribe in flight at once.
+const maxParallelJoins = 32
+
+// brokerError is the client's error for a broker failure: a broker that
+// cannot be reached now (NATS down) is -32050, retry later.
+func brokerError(err error) *rpc.Error {
+	if errors.Is(err, broker.ErrUnavailable) {
+		return rpc.Errorf(rpc.CodePluginUnavailable, "unavailable: the cluster's message store cannot be reached now (%v); retry later", err)
+	}
+	return rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
 }

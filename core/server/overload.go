@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/heraldhq/herald/core/broker"
@@ -9,7 +10,10 @@ import (
 
 // overloadState tracks the servers_busy signal of the config channel.
 type overloadState struct {
-	busy bool
+	busy atomic.Bool
+	// clustered: the cluster decides when the config channel hears of a
+	// change (SetClusterOverload); this node only measures its own load.
+	clustered atomic.Bool
 }
 
 // Hysteresis: once busy, the server reports normal only when every measure
@@ -39,18 +43,45 @@ func (s *Server) checkOverload(ctx context.Context) {
 	over := conns >= th.BusyConnections || ratio >= th.BusyOutboxRatio
 	under := float64(conns) < overloadRecovery*float64(th.BusyConnections) && ratio < overloadRecovery*th.BusyOutboxRatio
 	event := ""
+	busy := s.overload.busy.Load()
 	switch {
-	case !s.overload.busy && over:
-		s.overload.busy, event = true, "servers_busy"
+	case !busy && over:
+		s.overload.busy.Store(true)
+		event = "servers_busy"
 		s.metrics.busy.Set(1)
-	case s.overload.busy && under:
-		s.overload.busy, event = false, "servers_normal"
+	case busy && under:
+		s.overload.busy.Store(false)
+		event = "servers_normal"
 		s.metrics.busy.Set(0)
 	}
 	if event == "" {
 		return
 	}
 	s.log.Warn("load signal", "event", event, "connections", conns, "outbox_ratio", ratio)
+	if !s.overload.clustered.Load() {
+		s.publishLoadSignal(ctx, event == "servers_busy")
+	}
+}
+
+// LocalBusy says whether this node's load passed an overload threshold
+// (and has not come back under them with the hysteresis).
+func (s *Server) LocalBusy() bool { return s.overload.busy.Load() }
+
+// SetClusterOverload hands the config channel's busy/normal signal to the
+// cluster: this node goes on measuring its load (LocalBusy) but publishes
+// nothing itself; the cluster calls PublishLoadSignal, on one node, when
+// the cluster as a whole flips. Call it before Serve.
+func (s *Server) SetClusterOverload() { s.overload.clustered.Store(true) }
+
+// PublishLoadSignal publishes servers_busy (busy) or servers_normal on the
+// config channel.
+func (s *Server) PublishLoadSignal(ctx context.Context, busy bool) { s.publishLoadSignal(ctx, busy) }
+
+func (s *Server) publishLoadSignal(ctx context.Context, busy bool) {
+	event := "servers_normal"
+	if busy {
+		event = "servers_busy"
+	}
 	_, err := s.publish(ctx, []broker.Notification{{
 		Channel: ConfigChannel, Event: event, ObjectType: "config",
 		Object: []byte(`{"type":"` + event + `"}`),

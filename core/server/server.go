@@ -30,18 +30,25 @@ type Options struct {
 	Broker broker.Broker
 }
 
+// ClusterPresence is presence across the nodes of a cluster.
+type ClusterPresence interface {
+	Presence(ctx context.Context, channel string) (count int, users []string, err error)
+}
+
 // Server is herald's running core.
 type Server struct {
-	cfg         *config.Config
-	log         hclog.Logger
-	version     string
-	broker      broker.Broker
-	hub         *hub.Hub
-	tokens      atomic.Pointer[auth.Tokens]  // swapped by Reload
-	apiKeys     atomic.Pointer[auth.APIKeys] // swapped by Reload
-	plugins     Plugins
-	metrics     *metrics
-	callTimeout time.Duration
+	cfg     *config.Config
+	log     hclog.Logger
+	version string
+	broker  broker.Broker
+	hub     *hub.Hub
+	// clusterPresence answers presence across nodes; nil on one node.
+	clusterPresence ClusterPresence
+	tokens          atomic.Pointer[auth.Tokens]  // swapped by Reload
+	apiKeys         atomic.Pointer[auth.APIKeys] // swapped by Reload
+	plugins         Plugins
+	metrics         *metrics
+	callTimeout     time.Duration
 
 	upgrader websocket.Upgrader
 	topts    transport.Options
@@ -152,6 +159,11 @@ func (s *Server) SetPlugins(p Plugins) {
 		s.metrics.setDeclarer(p)
 	}
 }
+
+// SetClusterPresence makes presence (the client method and plugins')
+// answer for the whole cluster, each node contributing its LocalPresence.
+// Call it before Serve; without it presence is this node's alone.
+func (s *Server) SetClusterPresence(p ClusterPresence) { s.clusterPresence = p }
 
 // Hub exposes the subscriptions of this node (for the plugin host).
 func (s *Server) Hub() *hub.Hub { return s.hub }

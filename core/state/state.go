@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
 // Store is one plugin's key-value namespace, as the host keeps it for the
@@ -65,7 +67,7 @@ var (
 
 // Key bounds.
 const (
-	MaxKeyBytes     = 1024
-	MaxSegmentBytes = 255
+	MaxKeyBytes     = pluginpb.MaxStateKeyBytes
+	MaxSegmentBytes = pluginpb.MaxStateSegmentBytes
 	MaxValueBytes   = 1 << 20
 )

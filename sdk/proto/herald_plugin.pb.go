@@ -144,6 +144,117 @@ func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_herald_plugin_proto_rawDescGZIP(), []int{1}
 }
 
+// StateStatus says how a State call ended.
+type StateStatus int32
+
+const (
+	StateStatus_STATE_OK          StateStatus = 0
+	StateStatus_STATE_NOT_FOUND   StateStatus = 1
+	StateStatus_STATE_CONFLICT    StateStatus = 2
+	StateStatus_STATE_TOO_LARGE   StateStatus = 3 // value over its bound, or the plugin's store full
+	StateStatus_STATE_UNAVAILABLE StateStatus = 4 // the store cannot be reached now: retry
+	StateStatus_STATE_INVALID     StateStatus = 5 // a bad key or prefix; message says why
+	StateStatus_STATE_NO_STATE    StateStatus = 6 // the plugin has no store (no data_dir, no cluster)
+)
+
+// Enum value maps for StateStatus.
+var (
+	StateStatus_name = map[int32]string{
+		0: "STATE_OK",
+		1: "STATE_NOT_FOUND",
+		2: "STATE_CONFLICT",
+		3: "STATE_TOO_LARGE",
+		4: "STATE_UNAVAILABLE",
+		5: "STATE_INVALID",
+		6: "STATE_NO_STATE",
+	}
+	StateStatus_value = map[string]int32{
+		"STATE_OK":          0,
+		"STATE_NOT_FOUND":   1,
+		"STATE_CONFLICT":    2,
+		"STATE_TOO_LARGE":   3,
+		"STATE_UNAVAILABLE": 4,
+		"STATE_INVALID":     5,
+		"STATE_NO_STATE":    6,
+	}
+)
+
+func (x StateStatus) Enum() *StateStatus {
+	p := new(StateStatus)
+	*p = x
+	return p
+}
+
+func (x StateStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StateStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_plugin_proto_enumTypes[2].Descriptor()
+}
+
+func (StateStatus) Type() protoreflect.EnumType {
+	return &file_herald_plugin_proto_enumTypes[2]
+}
+
+func (x StateStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StateStatus.Descriptor instead.
+func (StateStatus) EnumDescriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{2}
+}
+
+type StateWriteRequest_Mode int32
+
+const (
+	StateWriteRequest_PUT    StateWriteRequest_Mode = 0
+	StateWriteRequest_CREATE StateWriteRequest_Mode = 1 // only if the key does not exist
+	StateWriteRequest_UPDATE StateWriteRequest_Mode = 2 // only if the key is at revision
+)
+
+// Enum value maps for StateWriteRequest_Mode.
+var (
+	StateWriteRequest_Mode_name = map[int32]string{
+		0: "PUT",
+		1: "CREATE",
+		2: "UPDATE",
+	}
+	StateWriteRequest_Mode_value = map[string]int32{
+		"PUT":    0,
+		"CREATE": 1,
+		"UPDATE": 2,
+	}
+)
+
+func (x StateWriteRequest_Mode) Enum() *StateWriteRequest_Mode {
+	p := new(StateWriteRequest_Mode)
+	*p = x
+	return p
+}
+
+func (x StateWriteRequest_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StateWriteRequest_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_herald_plugin_proto_enumTypes[3].Descriptor()
+}
+
+func (StateWriteRequest_Mode) Type() protoreflect.EnumType {
+	return &file_herald_plugin_proto_enumTypes[3]
+}
+
+func (x StateWriteRequest_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StateWriteRequest_Mode.Descriptor instead.
+func (StateWriteRequest_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{34, 0}
+}
+
 type Empty struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2283,6 +2394,522 @@ func (x *FollowReply) GetError() *Error {
 	return nil
 }
 
+type StateEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateEntry) Reset() {
+	*x = StateEntry{}
+	mi := &file_herald_plugin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateEntry) ProtoMessage() {}
+
+func (x *StateEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateEntry.ProtoReflect.Descriptor instead.
+func (*StateEntry) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *StateEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StateEntry) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type StateGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateGetRequest) Reset() {
+	*x = StateGetRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateGetRequest) ProtoMessage() {}
+
+func (x *StateGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateGetRequest.ProtoReflect.Descriptor instead.
+func (*StateGetRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StateGetRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+type StateWriteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Mode          StateWriteRequest_Mode `protobuf:"varint,3,opt,name=mode,proto3,enum=herald.plugin.v1.StateWriteRequest_Mode" json:"mode,omitempty"`
+	Revision      uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	TtlMs         int64                  `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"` // > 0: the key expires that long after this write
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateWriteRequest) Reset() {
+	*x = StateWriteRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateWriteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateWriteRequest) ProtoMessage() {}
+
+func (x *StateWriteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateWriteRequest.ProtoReflect.Descriptor instead.
+func (*StateWriteRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *StateWriteRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateWriteRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StateWriteRequest) GetMode() StateWriteRequest_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return StateWriteRequest_PUT
+}
+
+func (x *StateWriteRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *StateWriteRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type StateDeleteRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Revision      uint64                 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"` // > 0: only at this revision
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateDeleteRequest) Reset() {
+	*x = StateDeleteRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateDeleteRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateDeleteRequest) ProtoMessage() {}
+
+func (x *StateDeleteRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateDeleteRequest.ProtoReflect.Descriptor instead.
+func (*StateDeleteRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StateDeleteRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StateDeleteRequest) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type StateReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        StateStatus            `protobuf:"varint,1,opt,name=status,proto3,enum=herald.plugin.v1.StateStatus" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Entry         *StateEntry            `protobuf:"bytes,3,opt,name=entry,proto3" json:"entry,omitempty"` // Get: the entry; writes: the key and its new revision
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateReply) Reset() {
+	*x = StateReply{}
+	mi := &file_herald_plugin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateReply) ProtoMessage() {}
+
+func (x *StateReply) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateReply.ProtoReflect.Descriptor instead.
+func (*StateReply) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *StateReply) GetStatus() StateStatus {
+	if x != nil {
+		return x.Status
+	}
+	return StateStatus_STATE_OK
+}
+
+func (x *StateReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *StateReply) GetEntry() *StateEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+type StateListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateListRequest) Reset() {
+	*x = StateListRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateListRequest) ProtoMessage() {}
+
+func (x *StateListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateListRequest.ProtoReflect.Descriptor instead.
+func (*StateListRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *StateListRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type StateListChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*StateEntry          `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Status        StateStatus            `protobuf:"varint,2,opt,name=status,proto3,enum=herald.plugin.v1.StateStatus" json:"status,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateListChunk) Reset() {
+	*x = StateListChunk{}
+	mi := &file_herald_plugin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateListChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateListChunk) ProtoMessage() {}
+
+func (x *StateListChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateListChunk.ProtoReflect.Descriptor instead.
+func (*StateListChunk) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *StateListChunk) GetEntries() []*StateEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *StateListChunk) GetStatus() StateStatus {
+	if x != nil {
+		return x.Status
+	}
+	return StateStatus_STATE_OK
+}
+
+func (x *StateListChunk) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type StateWatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Prefix        string                 `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateWatchRequest) Reset() {
+	*x = StateWatchRequest{}
+	mi := &file_herald_plugin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateWatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateWatchRequest) ProtoMessage() {}
+
+func (x *StateWatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateWatchRequest.ProtoReflect.Descriptor instead.
+func (*StateWatchRequest) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *StateWatchRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type StateChange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *StateEntry            `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Deleted       bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Reload        bool                   `protobuf:"varint,3,opt,name=reload,proto3" json:"reload,omitempty"`                                   // changes may have been missed: reload with List (sdk Change.Reset)
+	Status        StateStatus            `protobuf:"varint,4,opt,name=status,proto3,enum=herald.plugin.v1.StateStatus" json:"status,omitempty"` // not OK: the watch ended (message says why)
+	Message       string                 `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateChange) Reset() {
+	*x = StateChange{}
+	mi := &file_herald_plugin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateChange) ProtoMessage() {}
+
+func (x *StateChange) ProtoReflect() protoreflect.Message {
+	mi := &file_herald_plugin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateChange.ProtoReflect.Descriptor instead.
+func (*StateChange) Descriptor() ([]byte, []int) {
+	return file_herald_plugin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *StateChange) GetEntry() *StateEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *StateChange) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+func (x *StateChange) GetReload() bool {
+	if x != nil {
+		return x.Reload
+	}
+	return false
+}
+
+func (x *StateChange) GetStatus() StateStatus {
+	if x != nil {
+		return x.Status
+	}
+	return StateStatus_STATE_OK
+}
+
+func (x *StateChange) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_herald_plugin_proto protoreflect.FileDescriptor
 
 const file_herald_plugin_proto_rawDesc = "" +
@@ -2454,7 +3081,48 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\vFollowReply\x12<\n" +
 	"\bposition\x18\x01 \x01(\v2 .herald.plugin.v1.FollowPositionR\bposition\x12J\n" +
 	"\rnotifications\x18\x02 \x03(\v2$.herald.plugin.v1.FollowNotificationR\rnotifications\x12-\n" +
-	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error*b\n" +
+	"\x05error\x18\x03 \x01(\v2\x17.herald.plugin.v1.ErrorR\x05error\"P\n" +
+	"\n" +
+	"StateEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\"#\n" +
+	"\x0fStateGetRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\"\xd5\x01\n" +
+	"\x11StateWriteRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12<\n" +
+	"\x04mode\x18\x03 \x01(\x0e2(.herald.plugin.v1.StateWriteRequest.ModeR\x04mode\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"'\n" +
+	"\x04Mode\x12\a\n" +
+	"\x03PUT\x10\x00\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x01\x12\n" +
+	"\n" +
+	"\x06UPDATE\x10\x02\"B\n" +
+	"\x12StateDeleteRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x04R\brevision\"\x91\x01\n" +
+	"\n" +
+	"StateReply\x125\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1d.herald.plugin.v1.StateStatusR\x06status\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x122\n" +
+	"\x05entry\x18\x03 \x01(\v2\x1c.herald.plugin.v1.StateEntryR\x05entry\"*\n" +
+	"\x10StateListRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"\x99\x01\n" +
+	"\x0eStateListChunk\x126\n" +
+	"\aentries\x18\x01 \x03(\v2\x1c.herald.plugin.v1.StateEntryR\aentries\x125\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1d.herald.plugin.v1.StateStatusR\x06status\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"+\n" +
+	"\x11StateWatchRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"\xc4\x01\n" +
+	"\vStateChange\x122\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1c.herald.plugin.v1.StateEntryR\x05entry\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x16\n" +
+	"\x06reload\x18\x03 \x01(\bR\x06reload\x125\n" +
+	"\x06status\x18\x04 \x01(\x0e2\x1d.herald.plugin.v1.StateStatusR\x06status\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage*b\n" +
 	"\tRouteAuth\x12\x12\n" +
 	"\x0eROUTE_AUTH_ANY\x10\x00\x12\x13\n" +
 	"\x0fROUTE_AUTH_NONE\x10\x01\x12\x14\n" +
@@ -2466,7 +3134,15 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x17EVENT_KIND_DISCONNECTED\x10\x02\x12\x19\n" +
 	"\x15EVENT_KIND_SUBSCRIBED\x10\x03\x12\x1b\n" +
 	"\x17EVENT_KIND_UNSUBSCRIBED\x10\x04\x12\x14\n" +
-	"\x10EVENT_KIND_RESET\x10\x052\x85\x04\n" +
+	"\x10EVENT_KIND_RESET\x10\x05*\x97\x01\n" +
+	"\vStateStatus\x12\f\n" +
+	"\bSTATE_OK\x10\x00\x12\x13\n" +
+	"\x0fSTATE_NOT_FOUND\x10\x01\x12\x12\n" +
+	"\x0eSTATE_CONFLICT\x10\x02\x12\x13\n" +
+	"\x0fSTATE_TOO_LARGE\x10\x03\x12\x15\n" +
+	"\x11STATE_UNAVAILABLE\x10\x04\x12\x11\n" +
+	"\rSTATE_INVALID\x10\x05\x12\x12\n" +
+	"\x0eSTATE_NO_STATE\x10\x062\x85\x04\n" +
 	"\x06Plugin\x12B\n" +
 	"\vGetManifest\x12\x17.herald.plugin.v1.Empty\x1a\x1a.herald.plugin.v1.Manifest\x12Q\n" +
 	"\tConfigure\x12\".herald.plugin.v1.ConfigureRequest\x1a .herald.plugin.v1.ConfigureReply\x12Q\n" +
@@ -2474,7 +3150,7 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\x04Call\x12\x1d.herald.plugin.v1.CallRequest\x1a\x1b.herald.plugin.v1.CallReply\x12?\n" +
 	"\x06Events\x12\x1c.herald.plugin.v1.EventBatch\x1a\x17.herald.plugin.v1.Empty\x12Q\n" +
 	"\tServeHTTP\x12\x1d.herald.plugin.v1.HTTPRequest\x1a#.herald.plugin.v1.HTTPResponseChunk0\x01\x129\n" +
-	"\x05Drain\x12\x17.herald.plugin.v1.Empty\x1a\x17.herald.plugin.v1.Empty2\xe0\x03\n" +
+	"\x05Drain\x12\x17.herald.plugin.v1.Empty\x1a\x17.herald.plugin.v1.Empty2\xfa\x06\n" +
 	"\x04Host\x12B\n" +
 	"\x04Emit\x12\x1b.herald.plugin.v1.EmitBatch\x1a\x19.herald.plugin.v1.EmitAck(\x010\x01\x12O\n" +
 	"\tSubscribe\x12%.herald.plugin.v1.SubscriptionRequest\x1a\x1b.herald.plugin.v1.HostReply\x12Q\n" +
@@ -2482,7 +3158,14 @@ const file_herald_plugin_proto_rawDesc = "" +
 	"\bPresence\x12!.herald.plugin.v1.PresenceRequest\x1a\x1f.herald.plugin.v1.PresenceReply\x12T\n" +
 	"\n" +
 	"CallClient\x12#.herald.plugin.v1.CallClientRequest\x1a!.herald.plugin.v1.CallClientReply\x12J\n" +
-	"\x06Follow\x12\x1f.herald.plugin.v1.FollowRequest\x1a\x1d.herald.plugin.v1.FollowReply0\x01B/Z-github.com/heraldhq/herald/sdk/proto;pluginpbb\x06proto3"
+	"\x06Follow\x12\x1f.herald.plugin.v1.FollowRequest\x1a\x1d.herald.plugin.v1.FollowReply0\x01\x12K\n" +
+	"\bStateGet\x12!.herald.plugin.v1.StateGetRequest\x1a\x1c.herald.plugin.v1.StateReply\x12O\n" +
+	"\n" +
+	"StateWrite\x12#.herald.plugin.v1.StateWriteRequest\x1a\x1c.herald.plugin.v1.StateReply\x12Q\n" +
+	"\vStateDelete\x12$.herald.plugin.v1.StateDeleteRequest\x1a\x1c.herald.plugin.v1.StateReply\x12S\n" +
+	"\tStateList\x12\".herald.plugin.v1.StateListRequest\x1a .herald.plugin.v1.StateListChunk0\x01\x12R\n" +
+	"\n" +
+	"StateWatch\x12#.herald.plugin.v1.StateWatchRequest\x1a\x1d.herald.plugin.v1.StateChange0\x01B/Z-github.com/heraldhq/herald/sdk/proto;pluginpbb\x06proto3"
 
 var (
 	file_herald_plugin_proto_rawDescOnce sync.Once
@@ -2496,101 +3179,129 @@ func file_herald_plugin_proto_rawDescGZIP() []byte {
 	return file_herald_plugin_proto_rawDescData
 }
 
-var file_herald_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_herald_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_herald_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_herald_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_herald_plugin_proto_goTypes = []any{
 	(RouteAuth)(0),              // 0: herald.plugin.v1.RouteAuth
 	(EventKind)(0),              // 1: herald.plugin.v1.EventKind
-	(*Empty)(nil),               // 2: herald.plugin.v1.Empty
-	(*Error)(nil),               // 3: herald.plugin.v1.Error
-	(*Manifest)(nil),            // 4: herald.plugin.v1.Manifest
-	(*Method)(nil),              // 5: herald.plugin.v1.Method
-	(*Route)(nil),               // 6: herald.plugin.v1.Route
-	(*ConfigureRequest)(nil),    // 7: herald.plugin.v1.ConfigureRequest
-	(*ConfigureReply)(nil),      // 8: herald.plugin.v1.ConfigureReply
-	(*Caller)(nil),              // 9: herald.plugin.v1.Caller
-	(*AuthorizeRequest)(nil),    // 10: herald.plugin.v1.AuthorizeRequest
-	(*Refusal)(nil),             // 11: herald.plugin.v1.Refusal
-	(*AuthorizeReply)(nil),      // 12: herald.plugin.v1.AuthorizeReply
-	(*CallRequest)(nil),         // 13: herald.plugin.v1.CallRequest
-	(*CallReply)(nil),           // 14: herald.plugin.v1.CallReply
-	(*Event)(nil),               // 15: herald.plugin.v1.Event
-	(*EventBatch)(nil),          // 16: herald.plugin.v1.EventBatch
-	(*Header)(nil),              // 17: herald.plugin.v1.Header
-	(*HTTPRequest)(nil),         // 18: herald.plugin.v1.HTTPRequest
-	(*HTTPResponseChunk)(nil),   // 19: herald.plugin.v1.HTTPResponseChunk
-	(*Notification)(nil),        // 20: herald.plugin.v1.Notification
-	(*EmitBatch)(nil),           // 21: herald.plugin.v1.EmitBatch
-	(*Published)(nil),           // 22: herald.plugin.v1.Published
-	(*EmitAck)(nil),             // 23: herald.plugin.v1.EmitAck
-	(*SubscriptionRequest)(nil), // 24: herald.plugin.v1.SubscriptionRequest
-	(*HostReply)(nil),           // 25: herald.plugin.v1.HostReply
-	(*PresenceRequest)(nil),     // 26: herald.plugin.v1.PresenceRequest
-	(*PresenceReply)(nil),       // 27: herald.plugin.v1.PresenceReply
-	(*CallClientRequest)(nil),   // 28: herald.plugin.v1.CallClientRequest
-	(*CallClientReply)(nil),     // 29: herald.plugin.v1.CallClientReply
-	(*FollowRequest)(nil),       // 30: herald.plugin.v1.FollowRequest
-	(*FollowPosition)(nil),      // 31: herald.plugin.v1.FollowPosition
-	(*FollowNotification)(nil),  // 32: herald.plugin.v1.FollowNotification
-	(*FollowReply)(nil),         // 33: herald.plugin.v1.FollowReply
-	nil,                         // 34: herald.plugin.v1.HTTPRequest.PathValuesEntry
+	(StateStatus)(0),            // 2: herald.plugin.v1.StateStatus
+	(StateWriteRequest_Mode)(0), // 3: herald.plugin.v1.StateWriteRequest.Mode
+	(*Empty)(nil),               // 4: herald.plugin.v1.Empty
+	(*Error)(nil),               // 5: herald.plugin.v1.Error
+	(*Manifest)(nil),            // 6: herald.plugin.v1.Manifest
+	(*Method)(nil),              // 7: herald.plugin.v1.Method
+	(*Route)(nil),               // 8: herald.plugin.v1.Route
+	(*ConfigureRequest)(nil),    // 9: herald.plugin.v1.ConfigureRequest
+	(*ConfigureReply)(nil),      // 10: herald.plugin.v1.ConfigureReply
+	(*Caller)(nil),              // 11: herald.plugin.v1.Caller
+	(*AuthorizeRequest)(nil),    // 12: herald.plugin.v1.AuthorizeRequest
+	(*Refusal)(nil),             // 13: herald.plugin.v1.Refusal
+	(*AuthorizeReply)(nil),      // 14: herald.plugin.v1.AuthorizeReply
+	(*CallRequest)(nil),         // 15: herald.plugin.v1.CallRequest
+	(*CallReply)(nil),           // 16: herald.plugin.v1.CallReply
+	(*Event)(nil),               // 17: herald.plugin.v1.Event
+	(*EventBatch)(nil),          // 18: herald.plugin.v1.EventBatch
+	(*Header)(nil),              // 19: herald.plugin.v1.Header
+	(*HTTPRequest)(nil),         // 20: herald.plugin.v1.HTTPRequest
+	(*HTTPResponseChunk)(nil),   // 21: herald.plugin.v1.HTTPResponseChunk
+	(*Notification)(nil),        // 22: herald.plugin.v1.Notification
+	(*EmitBatch)(nil),           // 23: herald.plugin.v1.EmitBatch
+	(*Published)(nil),           // 24: herald.plugin.v1.Published
+	(*EmitAck)(nil),             // 25: herald.plugin.v1.EmitAck
+	(*SubscriptionRequest)(nil), // 26: herald.plugin.v1.SubscriptionRequest
+	(*HostReply)(nil),           // 27: herald.plugin.v1.HostReply
+	(*PresenceRequest)(nil),     // 28: herald.plugin.v1.PresenceRequest
+	(*PresenceReply)(nil),       // 29: herald.plugin.v1.PresenceReply
+	(*CallClientRequest)(nil),   // 30: herald.plugin.v1.CallClientRequest
+	(*CallClientReply)(nil),     // 31: herald.plugin.v1.CallClientReply
+	(*FollowRequest)(nil),       // 32: herald.plugin.v1.FollowRequest
+	(*FollowPosition)(nil),      // 33: herald.plugin.v1.FollowPosition
+	(*FollowNotification)(nil),  // 34: herald.plugin.v1.FollowNotification
+	(*FollowReply)(nil),         // 35: herald.plugin.v1.FollowReply
+	(*StateEntry)(nil),          // 36: herald.plugin.v1.StateEntry
+	(*StateGetRequest)(nil),     // 37: herald.plugin.v1.StateGetRequest
+	(*StateWriteRequest)(nil),   // 38: herald.plugin.v1.StateWriteRequest
+	(*StateDeleteRequest)(nil),  // 39: herald.plugin.v1.StateDeleteRequest
+	(*StateReply)(nil),          // 40: herald.plugin.v1.StateReply
+	(*StateListRequest)(nil),    // 41: herald.plugin.v1.StateListRequest
+	(*StateListChunk)(nil),      // 42: herald.plugin.v1.StateListChunk
+	(*StateWatchRequest)(nil),   // 43: herald.plugin.v1.StateWatchRequest
+	(*StateChange)(nil),         // 44: herald.plugin.v1.StateChange
+	nil,                         // 45: herald.plugin.v1.HTTPRequest.PathValuesEntry
 }
 var file_herald_plugin_proto_depIdxs = []int32{
-	5,  // 0: herald.plugin.v1.Manifest.methods:type_name -> herald.plugin.v1.Method
-	6,  // 1: herald.plugin.v1.Manifest.routes:type_name -> herald.plugin.v1.Route
+	7,  // 0: herald.plugin.v1.Manifest.methods:type_name -> herald.plugin.v1.Method
+	8,  // 1: herald.plugin.v1.Manifest.routes:type_name -> herald.plugin.v1.Route
 	0,  // 2: herald.plugin.v1.Route.auth:type_name -> herald.plugin.v1.RouteAuth
-	3,  // 3: herald.plugin.v1.ConfigureReply.error:type_name -> herald.plugin.v1.Error
-	9,  // 4: herald.plugin.v1.AuthorizeRequest.caller:type_name -> herald.plugin.v1.Caller
-	11, // 5: herald.plugin.v1.AuthorizeReply.refusals:type_name -> herald.plugin.v1.Refusal
-	3,  // 6: herald.plugin.v1.AuthorizeReply.error:type_name -> herald.plugin.v1.Error
-	9,  // 7: herald.plugin.v1.CallRequest.caller:type_name -> herald.plugin.v1.Caller
-	3,  // 8: herald.plugin.v1.CallReply.error:type_name -> herald.plugin.v1.Error
+	5,  // 3: herald.plugin.v1.ConfigureReply.error:type_name -> herald.plugin.v1.Error
+	11, // 4: herald.plugin.v1.AuthorizeRequest.caller:type_name -> herald.plugin.v1.Caller
+	13, // 5: herald.plugin.v1.AuthorizeReply.refusals:type_name -> herald.plugin.v1.Refusal
+	5,  // 6: herald.plugin.v1.AuthorizeReply.error:type_name -> herald.plugin.v1.Error
+	11, // 7: herald.plugin.v1.CallRequest.caller:type_name -> herald.plugin.v1.Caller
+	5,  // 8: herald.plugin.v1.CallReply.error:type_name -> herald.plugin.v1.Error
 	1,  // 9: herald.plugin.v1.Event.kind:type_name -> herald.plugin.v1.EventKind
-	15, // 10: herald.plugin.v1.EventBatch.events:type_name -> herald.plugin.v1.Event
-	17, // 11: herald.plugin.v1.HTTPRequest.headers:type_name -> herald.plugin.v1.Header
-	34, // 12: herald.plugin.v1.HTTPRequest.path_values:type_name -> herald.plugin.v1.HTTPRequest.PathValuesEntry
-	9,  // 13: herald.plugin.v1.HTTPRequest.caller:type_name -> herald.plugin.v1.Caller
-	17, // 14: herald.plugin.v1.HTTPResponseChunk.headers:type_name -> herald.plugin.v1.Header
-	20, // 15: herald.plugin.v1.EmitBatch.notifications:type_name -> herald.plugin.v1.Notification
-	22, // 16: herald.plugin.v1.EmitAck.published:type_name -> herald.plugin.v1.Published
-	3,  // 17: herald.plugin.v1.EmitAck.error:type_name -> herald.plugin.v1.Error
-	3,  // 18: herald.plugin.v1.HostReply.error:type_name -> herald.plugin.v1.Error
-	3,  // 19: herald.plugin.v1.PresenceReply.error:type_name -> herald.plugin.v1.Error
-	3,  // 20: herald.plugin.v1.CallClientReply.error:type_name -> herald.plugin.v1.Error
-	31, // 21: herald.plugin.v1.FollowReply.position:type_name -> herald.plugin.v1.FollowPosition
-	32, // 22: herald.plugin.v1.FollowReply.notifications:type_name -> herald.plugin.v1.FollowNotification
-	3,  // 23: herald.plugin.v1.FollowReply.error:type_name -> herald.plugin.v1.Error
-	2,  // 24: herald.plugin.v1.Plugin.GetManifest:input_type -> herald.plugin.v1.Empty
-	7,  // 25: herald.plugin.v1.Plugin.Configure:input_type -> herald.plugin.v1.ConfigureRequest
-	10, // 26: herald.plugin.v1.Plugin.Authorize:input_type -> herald.plugin.v1.AuthorizeRequest
-	13, // 27: herald.plugin.v1.Plugin.Call:input_type -> herald.plugin.v1.CallRequest
-	16, // 28: herald.plugin.v1.Plugin.Events:input_type -> herald.plugin.v1.EventBatch
-	18, // 29: herald.plugin.v1.Plugin.ServeHTTP:input_type -> herald.plugin.v1.HTTPRequest
-	2,  // 30: herald.plugin.v1.Plugin.Drain:input_type -> herald.plugin.v1.Empty
-	21, // 31: herald.plugin.v1.Host.Emit:input_type -> herald.plugin.v1.EmitBatch
-	24, // 32: herald.plugin.v1.Host.Subscribe:input_type -> herald.plugin.v1.SubscriptionRequest
-	24, // 33: herald.plugin.v1.Host.Unsubscribe:input_type -> herald.plugin.v1.SubscriptionRequest
-	26, // 34: herald.plugin.v1.Host.Presence:input_type -> herald.plugin.v1.PresenceRequest
-	28, // 35: herald.plugin.v1.Host.CallClient:input_type -> herald.plugin.v1.CallClientRequest
-	30, // 36: herald.plugin.v1.Host.Follow:input_type -> herald.plugin.v1.FollowRequest
-	4,  // 37: herald.plugin.v1.Plugin.GetManifest:output_type -> herald.plugin.v1.Manifest
-	8,  // 38: herald.plugin.v1.Plugin.Configure:output_type -> herald.plugin.v1.ConfigureReply
-	12, // 39: herald.plugin.v1.Plugin.Authorize:output_type -> herald.plugin.v1.AuthorizeReply
-	14, // 40: herald.plugin.v1.Plugin.Call:output_type -> herald.plugin.v1.CallReply
-	2,  // 41: herald.plugin.v1.Plugin.Events:output_type -> herald.plugin.v1.Empty
-	19, // 42: herald.plugin.v1.Plugin.ServeHTTP:output_type -> herald.plugin.v1.HTTPResponseChunk
-	2,  // 43: herald.plugin.v1.Plugin.Drain:output_type -> herald.plugin.v1.Empty
-	23, // 44: herald.plugin.v1.Host.Emit:output_type -> herald.plugin.v1.EmitAck
-	25, // 45: herald.plugin.v1.Host.Subscribe:output_type -> herald.plugin.v1.HostReply
-	25, // 46: herald.plugin.v1.Host.Unsubscribe:output_type -> herald.plugin.v1.HostReply
-	27, // 47: herald.plugin.v1.Host.Presence:output_type -> herald.plugin.v1.PresenceReply
-	29, // 48: herald.plugin.v1.Host.CallClient:output_type -> herald.plugin.v1.CallClientReply
-	33, // 49: herald.plugin.v1.Host.Follow:output_type -> herald.plugin.v1.FollowReply
-	37, // [37:50] is the sub-list for method output_type
-	24, // [24:37] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	17, // 10: herald.plugin.v1.EventBatch.events:type_name -> herald.plugin.v1.Event
+	19, // 11: herald.plugin.v1.HTTPRequest.headers:type_name -> herald.plugin.v1.Header
+	45, // 12: herald.plugin.v1.HTTPRequest.path_values:type_name -> herald.plugin.v1.HTTPRequest.PathValuesEntry
+	11, // 13: herald.plugin.v1.HTTPRequest.caller:type_name -> herald.plugin.v1.Caller
+	19, // 14: herald.plugin.v1.HTTPResponseChunk.headers:type_name -> herald.plugin.v1.Header
+	22, // 15: herald.plugin.v1.EmitBatch.notifications:type_name -> herald.plugin.v1.Notification
+	24, // 16: herald.plugin.v1.EmitAck.published:type_name -> herald.plugin.v1.Published
+	5,  // 17: herald.plugin.v1.EmitAck.error:type_name -> herald.plugin.v1.Error
+	5,  // 18: herald.plugin.v1.HostReply.error:type_name -> herald.plugin.v1.Error
+	5,  // 19: herald.plugin.v1.PresenceReply.error:type_name -> herald.plugin.v1.Error
+	5,  // 20: herald.plugin.v1.CallClientReply.error:type_name -> herald.plugin.v1.Error
+	33, // 21: herald.plugin.v1.FollowReply.position:type_name -> herald.plugin.v1.FollowPosition
+	34, // 22: herald.plugin.v1.FollowReply.notifications:type_name -> herald.plugin.v1.FollowNotification
+	5,  // 23: herald.plugin.v1.FollowReply.error:type_name -> herald.plugin.v1.Error
+	3,  // 24: herald.plugin.v1.StateWriteRequest.mode:type_name -> herald.plugin.v1.StateWriteRequest.Mode
+	2,  // 25: herald.plugin.v1.StateReply.status:type_name -> herald.plugin.v1.StateStatus
+	36, // 26: herald.plugin.v1.StateReply.entry:type_name -> herald.plugin.v1.StateEntry
+	36, // 27: herald.plugin.v1.StateListChunk.entries:type_name -> herald.plugin.v1.StateEntry
+	2,  // 28: herald.plugin.v1.StateListChunk.status:type_name -> herald.plugin.v1.StateStatus
+	36, // 29: herald.plugin.v1.StateChange.entry:type_name -> herald.plugin.v1.StateEntry
+	2,  // 30: herald.plugin.v1.StateChange.status:type_name -> herald.plugin.v1.StateStatus
+	4,  // 31: herald.plugin.v1.Plugin.GetManifest:input_type -> herald.plugin.v1.Empty
+	9,  // 32: herald.plugin.v1.Plugin.Configure:input_type -> herald.plugin.v1.ConfigureRequest
+	12, // 33: herald.plugin.v1.Plugin.Authorize:input_type -> herald.plugin.v1.AuthorizeRequest
+	15, // 34: herald.plugin.v1.Plugin.Call:input_type -> herald.plugin.v1.CallRequest
+	18, // 35: herald.plugin.v1.Plugin.Events:input_type -> herald.plugin.v1.EventBatch
+	20, // 36: herald.plugin.v1.Plugin.ServeHTTP:input_type -> herald.plugin.v1.HTTPRequest
+	4,  // 37: herald.plugin.v1.Plugin.Drain:input_type -> herald.plugin.v1.Empty
+	23, // 38: herald.plugin.v1.Host.Emit:input_type -> herald.plugin.v1.EmitBatch
+	26, // 39: herald.plugin.v1.Host.Subscribe:input_type -> herald.plugin.v1.SubscriptionRequest
+	26, // 40: herald.plugin.v1.Host.Unsubscribe:input_type -> herald.plugin.v1.SubscriptionRequest
+	28, // 41: herald.plugin.v1.Host.Presence:input_type -> herald.plugin.v1.PresenceRequest
+	30, // 42: herald.plugin.v1.Host.CallClient:input_type -> herald.plugin.v1.CallClientRequest
+	32, // 43: herald.plugin.v1.Host.Follow:input_type -> herald.plugin.v1.FollowRequest
+	37, // 44: herald.plugin.v1.Host.StateGet:input_type -> herald.plugin.v1.StateGetRequest
+	38, // 45: herald.plugin.v1.Host.StateWrite:input_type -> herald.plugin.v1.StateWriteRequest
+	39, // 46: herald.plugin.v1.Host.StateDelete:input_type -> herald.plugin.v1.StateDeleteRequest
+	41, // 47: herald.plugin.v1.Host.StateList:input_type -> herald.plugin.v1.StateListRequest
+	43, // 48: herald.plugin.v1.Host.StateWatch:input_type -> herald.plugin.v1.StateWatchRequest
+	6,  // 49: herald.plugin.v1.Plugin.GetManifest:output_type -> herald.plugin.v1.Manifest
+	10, // 50: herald.plugin.v1.Plugin.Configure:output_type -> herald.plugin.v1.ConfigureReply
+	14, // 51: herald.plugin.v1.Plugin.Authorize:output_type -> herald.plugin.v1.AuthorizeReply
+	16, // 52: herald.plugin.v1.Plugin.Call:output_type -> herald.plugin.v1.CallReply
+	4,  // 53: herald.plugin.v1.Plugin.Events:output_type -> herald.plugin.v1.Empty
+	21, // 54: herald.plugin.v1.Plugin.ServeHTTP:output_type -> herald.plugin.v1.HTTPResponseChunk
+	4,  // 55: herald.plugin.v1.Plugin.Drain:output_type -> herald.plugin.v1.Empty
+	25, // 56: herald.plugin.v1.Host.Emit:output_type -> herald.plugin.v1.EmitAck
+	27, // 57: herald.plugin.v1.Host.Subscribe:output_type -> herald.plugin.v1.HostReply
+	27, // 58: herald.plugin.v1.Host.Unsubscribe:output_type -> herald.plugin.v1.HostReply
+	29, // 59: herald.plugin.v1.Host.Presence:output_type -> herald.plugin.v1.PresenceReply
+	31, // 60: herald.plugin.v1.Host.CallClient:output_type -> herald.plugin.v1.CallClientReply
+	35, // 61: herald.plugin.v1.Host.Follow:output_type -> herald.plugin.v1.FollowReply
+	40, // 62: herald.plugin.v1.Host.StateGet:output_type -> herald.plugin.v1.StateReply
+	40, // 63: herald.plugin.v1.Host.StateWrite:output_type -> herald.plugin.v1.StateReply
+	40, // 64: herald.plugin.v1.Host.StateDelete:output_type -> herald.plugin.v1.StateReply
+	42, // 65: herald.plugin.v1.Host.StateList:output_type -> herald.plugin.v1.StateListChunk
+	44, // 66: herald.plugin.v1.Host.StateWatch:output_type -> herald.plugin.v1.StateChange
+	49, // [49:67] is the sub-list for method output_type
+	31, // [31:49] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_herald_plugin_proto_init() }
@@ -2603,8 +3314,8 @@ func file_herald_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_herald_plugin_proto_rawDesc), len(file_herald_plugin_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   33,
+			NumEnums:      4,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -390,6 +390,11 @@ const (
 	Host_Presence_FullMethodName    = "/herald.plugin.v1.Host/Presence"
 	Host_CallClient_FullMethodName  = "/herald.plugin.v1.Host/CallClient"
 	Host_Follow_FullMethodName      = "/herald.plugin.v1.Host/Follow"
+	Host_StateGet_FullMethodName    = "/herald.plugin.v1.Host/StateGet"
+	Host_StateWrite_FullMethodName  = "/herald.plugin.v1.Host/StateWrite"
+	Host_StateDelete_FullMethodName = "/herald.plugin.v1.Host/StateDelete"
+	Host_StateList_FullMethodName   = "/herald.plugin.v1.Host/StateList"
+	Host_StateWatch_FullMethodName  = "/herald.plugin.v1.Host/StateWatch"
 )
 
 // HostClient is the client API for Host service.
@@ -413,6 +418,19 @@ type HostClient interface {
 	// duplicate. A follower that falls too far behind gets a last reply with
 	// an error and the stream ends; cancelling the call removes the follower.
 	Follow(ctx context.Context, in *FollowRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FollowReply], error)
+	// --- State (issue 16): the plugin's own key-value store (sdk.State). ---
+	// The host keeps one namespace per plugin: a bbolt file in its data_dir
+	// on one node, a JetStream KV bucket in a cluster. Every write answers
+	// once it is durable.
+	StateGet(ctx context.Context, in *StateGetRequest, opts ...grpc.CallOption) (*StateReply, error)
+	StateWrite(ctx context.Context, in *StateWriteRequest, opts ...grpc.CallOption) (*StateReply, error)
+	StateDelete(ctx context.Context, in *StateDeleteRequest, opts ...grpc.CallOption) (*StateReply, error)
+	// StateList streams the entries under a prefix, in key order, in chunks.
+	StateList(ctx context.Context, in *StateListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateListChunk], error)
+	// StateWatch streams the changes under a prefix: first one with reload
+	// set once the watch is in place, then each change in order, and reload
+	// again whenever changes may have been missed.
+	StateWatch(ctx context.Context, in *StateWatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateChange], error)
 }
 
 type hostClient struct {
@@ -495,6 +513,74 @@ func (c *hostClient) Follow(ctx context.Context, in *FollowRequest, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Host_FollowClient = grpc.ServerStreamingClient[FollowReply]
 
+func (c *hostClient) StateGet(ctx context.Context, in *StateGetRequest, opts ...grpc.CallOption) (*StateReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateReply)
+	err := c.cc.Invoke(ctx, Host_StateGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) StateWrite(ctx context.Context, in *StateWriteRequest, opts ...grpc.CallOption) (*StateReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateReply)
+	err := c.cc.Invoke(ctx, Host_StateWrite_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) StateDelete(ctx context.Context, in *StateDeleteRequest, opts ...grpc.CallOption) (*StateReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateReply)
+	err := c.cc.Invoke(ctx, Host_StateDelete_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostClient) StateList(ctx context.Context, in *StateListRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateListChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[2], Host_StateList_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StateListRequest, StateListChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_StateListClient = grpc.ServerStreamingClient[StateListChunk]
+
+func (c *hostClient) StateWatch(ctx context.Context, in *StateWatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StateChange], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Host_ServiceDesc.Streams[3], Host_StateWatch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StateWatchRequest, StateChange]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_StateWatchClient = grpc.ServerStreamingClient[StateChange]
+
 // HostServer is the server API for Host service.
 // All implementations must embed UnimplementedHostServer
 // for forward compatibility.
@@ -516,6 +602,19 @@ type HostServer interface {
 	// duplicate. A follower that falls too far behind gets a last reply with
 	// an error and the stream ends; cancelling the call removes the follower.
 	Follow(*FollowRequest, grpc.ServerStreamingServer[FollowReply]) error
+	// --- State (issue 16): the plugin's own key-value store (sdk.State). ---
+	// The host keeps one namespace per plugin: a bbolt file in its data_dir
+	// on one node, a JetStream KV bucket in a cluster. Every write answers
+	// once it is durable.
+	StateGet(context.Context, *StateGetRequest) (*StateReply, error)
+	StateWrite(context.Context, *StateWriteRequest) (*StateReply, error)
+	StateDelete(context.Context, *StateDeleteRequest) (*StateReply, error)
+	// StateList streams the entries under a prefix, in key order, in chunks.
+	StateList(*StateListRequest, grpc.ServerStreamingServer[StateListChunk]) error
+	// StateWatch streams the changes under a prefix: first one with reload
+	// set once the watch is in place, then each change in order, and reload
+	// again whenever changes may have been missed.
+	StateWatch(*StateWatchRequest, grpc.ServerStreamingServer[StateChange]) error
 	mustEmbedUnimplementedHostServer()
 }
 
@@ -543,6 +642,21 @@ func (UnimplementedHostServer) CallClient(context.Context, *CallClientRequest) (
 }
 func (UnimplementedHostServer) Follow(*FollowRequest, grpc.ServerStreamingServer[FollowReply]) error {
 	return status.Error(codes.Unimplemented, "method Follow not implemented")
+}
+func (UnimplementedHostServer) StateGet(context.Context, *StateGetRequest) (*StateReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StateGet not implemented")
+}
+func (UnimplementedHostServer) StateWrite(context.Context, *StateWriteRequest) (*StateReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StateWrite not implemented")
+}
+func (UnimplementedHostServer) StateDelete(context.Context, *StateDeleteRequest) (*StateReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method StateDelete not implemented")
+}
+func (UnimplementedHostServer) StateList(*StateListRequest, grpc.ServerStreamingServer[StateListChunk]) error {
+	return status.Error(codes.Unimplemented, "method StateList not implemented")
+}
+func (UnimplementedHostServer) StateWatch(*StateWatchRequest, grpc.ServerStreamingServer[StateChange]) error {
+	return status.Error(codes.Unimplemented, "method StateWatch not implemented")
 }
 func (UnimplementedHostServer) mustEmbedUnimplementedHostServer() {}
 func (UnimplementedHostServer) testEmbeddedByValue()              {}
@@ -655,6 +769,82 @@ func _Host_Follow_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Host_FollowServer = grpc.ServerStreamingServer[FollowReply]
 
+func _Host_StateGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).StateGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_StateGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).StateGet(ctx, req.(*StateGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_StateWrite_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateWriteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).StateWrite(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_StateWrite_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).StateWrite(ctx, req.(*StateWriteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_StateDelete_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateDeleteRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServer).StateDelete(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Host_StateDelete_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServer).StateDelete(ctx, req.(*StateDeleteRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Host_StateList_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StateListRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).StateList(m, &grpc.GenericServerStream[StateListRequest, StateListChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_StateListServer = grpc.ServerStreamingServer[StateListChunk]
+
+func _Host_StateWatch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StateWatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(HostServer).StateWatch(m, &grpc.GenericServerStream[StateWatchRequest, StateChange]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Host_StateWatchServer = grpc.ServerStreamingServer[StateChange]
+
 // Host_ServiceDesc is the grpc.ServiceDesc for Host service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -678,6 +868,18 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "CallClient",
 			Handler:    _Host_CallClient_Handler,
 		},
+		{
+			MethodName: "StateGet",
+			Handler:    _Host_StateGet_Handler,
+		},
+		{
+			MethodName: "StateWrite",
+			Handler:    _Host_StateWrite_Handler,
+		},
+		{
+			MethodName: "StateDelete",
+			Handler:    _Host_StateDelete_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -689,6 +891,16 @@ var Host_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Follow",
 			Handler:       _Host_Follow_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StateList",
+			Handler:       _Host_StateList_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StateWatch",
+			Handler:       _Host_StateWatch_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -54,6 +54,11 @@ func Start(t testing.TB, p sdk.Plugin, cfg map[string]any) *Harness {
 // StartErr is Start that returns the Configure error instead of failing.
 func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any) (*Harness, error) {
 	t.Helper()
+	return startWith(t, p, cfg, NewState())
+}
+
+func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State) (*Harness, error) {
+	t.Helper()
 	log := hclog.New(&hclog.LoggerOptions{Name: "sdktest", Level: hclog.Warn, Output: testWriter{t}})
 	ctx, cancel := context.WithCancel(context.Background())
 	reattach := make(chan *plugin.ReattachConfig, 1)
@@ -63,6 +68,7 @@ func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any) (*Harness, error) 
 		return nil, err
 	}
 	h := &Harness{t: t, rec: newRecorder(), cancel: cancel, closed: closed}
+	h.rec.state = st
 	t.Cleanup(h.Close)
 
 	var rc *plugin.ReattachConfig

@@ -48,6 +48,8 @@ type recorder struct {
 	conns    map[string]*conn
 	onClient ClientFunc
 	batches  int
+
+	state *State // answers State calls; shared by harnesses of one "cluster"
 }
 
 func newRecorder() *recorder {

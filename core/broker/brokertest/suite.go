@@ -52,6 +52,24 @@ func (r *recorder) waitFor(t *testing.T, n int) []*broker.Publication {
 	return append([]*broker.Publication(nil), r.pubs...)
 }
 
+// follow makes b hand the channels' publications to its Handler, as the
+// hub does when a channel gets its first subscriber here: a broker that
+// feeds a node only the channels it watches (broker.Interest) is told to
+// watch them, and their position is read after, which is where its
+// Handler starts.
+func follow(t *testing.T, b broker.Broker, channels ...string) {
+	t.Helper()
+	in, ok := b.(broker.Interest)
+	if !ok {
+		return
+	}
+	for _, ch := range channels {
+		in.Watch(ch)
+		_, err := b.Position(context.Background(), ch)
+		require.NoError(t, err)
+	}
+}
+
 func n(channel string, i int) broker.Notification {
 	return broker.Notification{Channel: channel, Event: "e", ObjectType: "t", Object: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}
 }
@@ -64,6 +82,7 @@ func Run(t *testing.T, f Factory) {
 		b := f(t, 100, time.Hour)
 		rec := &recorder{}
 		b.SetHandler(rec)
+		follow(t, b, "a", "b")
 		pubs, err := b.Publish(ctx, []broker.Notification{n("a", 0), n("b", 1), n("a", 2)})
 		require.NoError(t, err)
 		require.Equal(t, []uint64{1, 1, 2}, []uint64{pubs[0].Seq, pubs[1].Seq, pubs[2].Seq})
@@ -132,6 +151,7 @@ func Run(t *testing.T, f Factory) {
 		b := f(t, 1000, time.Hour)
 		rec := &recorder{}
 		b.SetHandler(rec)
+		follow(t, b, "c0", "c1", "c2")
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
 			wg.Add(1)

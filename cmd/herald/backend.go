@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/core/broker"
+	"github.com/heraldhq/herald/core/broker/natsbroker"
+	"github.com/heraldhq/herald/core/cluster"
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/server"
+	"github.com/heraldhq/herald/core/state"
+	"github.com/heraldhq/herald/core/state/boltstate"
+)
+
+// backend is what a node stands on besides itself: the broker (nil: the
+// server's memory broker) and where the plugins' State lives; in a cluster
+// also the NATS connection and the cluster node.
+type backend struct {
+	broker broker.Broker
+	state  pluginhost.StateOpener
+	nc     *nats.Conn
+	node   *cluster.Node
+	log    hclog.Logger
+}
+
+// openBackend connects to what cfg.Broker names. With broker "nats" it
+// waits, until ctx ends, for NATS to answer and the stream to be in place:
+// a node that cannot reach NATS at boot has nothing to serve, so it does
+// not listen yet (it logs what it waits for).
+func openBackend(ctx context.Context, cfg *config.Config, logger hclog.Logger) (*backend, error) {
+	if cfg.Broker.Kind != "nats" {
+		return &backend{state: boltOpener{dir: cfg.Resolve(cfg.State.Dir), maxBytes: cfg.State.MaxBytes}, log: logger}, nil
+	}
+	log := logger.Named("nats")
+	urls := strings.Join(splitURLs(cfg.Broker.URL), ",")
+	host, _ := os.Hostname()
+	nc, err := nats.Connect(urls,
+		nats.Name("herald "+host+" "+fmt.Sprint(os.Getpid())),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(500*time.Millisecond),
+		// Nothing is buffered while NATS is away: a publish then fails
+		// at once (503) instead of waiting in a buffer nobody bounds.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS; publishes fail until it is back", "error", err)
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("broker nats: connect to %s: %w", urls, err)
+	}
+	opts := natsbroker.Options{
+		Replicas:    cfg.Broker.Replicas,
+		HistorySize: cfg.History.Size,
+		HistoryTTL:  cfg.History.TTL,
+		MaxBytes:    cfg.History.MaxBytes,
+		Logger:      log,
+	}
+	b, err := waitFor(ctx, log, "the NATS stream", func(ctx context.Context) (*natsbroker.Broker, error) {
+		return natsbroker.New(ctx, nc, opts)
+	})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		_ = b.Close()
+		nc.Close()
+		return nil, fmt.Errorf("broker nats: jetstream: %w", err)
+	}
+	return &backend{broker: b, nc: nc, log: logger,
+		state: jsOpener{js: js, replicas: cfg.Broker.Replicas, maxBytes: cfg.State.MaxBytes}}, nil
+}
+
+// waitFor calls f until it succeeds or ctx ends, logging each failure
+// (the first at once, then at most every 10 seconds).
+func waitFor[T any](ctx context.Context, log hclog.Logger, what string, f func(context.Context) (T, error)) (T, error) {
+	delay := 250 * time.Millisecond
+	var lastLog time.Time
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := f(actx)
+		cancel()
+		if err == nil {
+			return v, nil
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			log.Warn("waiting for "+what, "error", err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			var zero T
+			return zero, fmt.Errorf("broker nats: gave up waiting for %s: %w", what, errors.Join(ctx.Err(), err))
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// attach joins the cluster once the server exists: presence and the load
+// signal answer for every node.
+func (b *backend) attach(ctx context.Context, srv *server.Server) error {
+	if b.nc == nil {
+		return nil
+	}
+	node, err := cluster.New(ctx, b.nc, cluster.Options{
+		Local:  localNode{srv},
+		OnFlip: srv.PublishLoadSignal,
+		Logger: b.log.Named("cluster"),
+	})
+	if err != nil {
+		return fmt.Errorf("join the cluster: %w", err)
+	}
+	b.node = node
+	srv.SetClusterPresence(node)
+	srv.SetClusterOverload()
+	b.log.Info("joined the cluster", "node", node.ID())
+	return nil
+}
+
+// close leaves the cluster and closes the NATS connection; the server
+// closed the broker before.
+func (b *backend) close() {
+	if b.node != nil {
+		if err := b.node.Close(); err != nil {
+			b.log.Warn("leave the cluster", "error", err)
+		}
+	}
+	if b.nc != nil {
+		b.nc.Close()
+	}
+}
+
+// localNode is this node as the cluster asks it.
+type localNode struct{ srv *server.Server }
+
+func (l localNode) Presence(channel string) (int, []string) { return l.srv.LocalPresence(channel) }
+func (l localNode) Busy() bool                              { return l.srv.LocalBusy() }
+
+func splitURLs(list string) []string {
+	var out []string
+	for _, u := range strings.Split(list, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// boltOpener keeps each plugin's State in <dir>/<plugin>.db (one node).
+type boltOpener struct {
+	dir      string
+	maxBytes int64
+}
+
+func (o boltOpener) OpenState(_ context.Context, plugin string) (state.Store, error) {
+	if err := os.MkdirAll(o.dir, 0o750); err != nil {
+		return nil, fmt.Errorf("state.dir: %w", err)
+	}
+	return boltstate.Open(filepath.Join(o.dir, plugin+".db"), boltstate.Options{MaxBytes: o.maxBytes})
+}
+
+// jsOpener keeps each plugin's State in the JetStream KV bucket
+// herald_state_<plugin>, shared by the plugin's processes on every node.
+type jsOpener struct {
+	js       jetstream.JetStream
+	replicas int
+	maxBytes int64
+}
+
+func (o jsOpener) OpenState(ctx context.Context, plugin string) (state.Store, error) {
+	return nil, pluginhost.ErrNoStateStore
+}

@@ -1,0 +1,400 @@
+package natsbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/core/broker"
+)
+
+// Options configure the broker. Zero values take the documented defaults.
+type Options struct {
+	// Replicas is the stream's replica count (default 1; 3 on a 3-server
+	// NATS cluster). A publish is answered once that many servers hold it.
+	Replicas int
+	// HistorySize is how many publications each channel keeps (history.size).
+	// The stream keeps at least one per channel whatever it is, so that the
+	// channel's seq survives; with 0, History recovers nothing.
+	HistorySize int
+	// HistoryTTL is how long a publication is kept (history.ttl; 0: no limit).
+	HistoryTTL time.Duration
+	// MaxBytes bounds the stream (0: no bound). A full stream refuses new
+	// publications (ErrFull) rather than dropping channels' history.
+	MaxBytes int64
+	// Stream is the JetStream stream's name (default "HERALD").
+	Stream string
+	// SubjectPrefix starts every subject the broker uses (default "herald").
+	SubjectPrefix string
+	// DuplicateWindow is how long a Notification.MsgID is remembered
+	// (default: HistoryTTL, else JetStream's default of two minutes).
+	DuplicateWindow time.Duration
+	// Logger receives what the broker has to say (default: none).
+	Logger hclog.Logger
+
+	// PublishTimeout bounds one publish attempt, and so how long Publish
+	// can take while NATS does not answer (default 5s).
+	PublishTimeout time.Duration
+	// TailCheckDelay is how long after a Watch the broker reads the last
+	// message of the channels watched meanwhile, to hand over what was
+	// placed before the interest reached the stream (default 50ms).
+	TailCheckDelay time.Duration
+	// Dispatchers is the number of goroutines that hand live publications
+	// to the Handler, sharded by channel (default 1, which keeps
+	// acceptance order across channels; more trade it for parallel fan-out).
+	Dispatchers int
+	// LiveBuffer bounds the live publications received and not yet
+	// dispatched (default 65536). Past it NATS drops them and the broker
+	// reads them again from the stream.
+	LiveBuffer int
+	// CacheChannels bounds the channels whose last position the broker
+	// remembers for publishing (default 100000).
+	CacheChannels int
+	// ReadyCache is how long a Ready answer is reused (default 1s).
+	ReadyCache time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Replicas < 0 || o.Replicas > 5 {
+		return fmt.Errorf("replicas %d: must be 1 to 5", o.Replicas)
+	}
+	if o.HistorySize < 0 {
+		return fmt.Errorf("history size %d: must not be negative", o.HistorySize)
+	}
+	if o.HistoryTTL < 0 || o.MaxBytes < 0 || o.DuplicateWindow < 0 {
+		return errors.New("history ttl, max bytes and duplicate window must not be negative")
+	}
+	if o.Stream == "" {
+		o.Stream = "HERALD"
+	}
+	if strings.ContainsAny(o.Stream, ". *>\t\r\n/\\") {
+		return fmt.Errorf("stream name %q: no spaces, '.', '*', '>', '/' or '\\'", o.Stream)
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = "herald"
+	}
+	for _, tok := range strings.Split(o.SubjectPrefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, " *>\t\r\n") {
+			return fmt.Errorf("subject prefix %q: tokens must be non-empty, without spaces or wildcards", o.SubjectPrefix)
+		}
+	}
+	if o.DuplicateWindow == 0 {
+		o.DuplicateWindow = o.HistoryTTL
+	}
+	if o.HistoryTTL > 0 && o.DuplicateWindow > o.HistoryTTL {
+		return fmt.Errorf("duplicate window %s: must not exceed the history ttl %s", o.DuplicateWindow, o.HistoryTTL)
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 5 * time.Second
+	}
+	if o.TailCheckDelay <= 0 {
+		o.TailCheckDelay = 50 * time.Millisecond
+	}
+	if o.Dispatchers <= 0 {
+		o.Dispatchers = 1
+	}
+	if o.LiveBuffer <= 0 {
+		o.LiveBuffer = 65536
+	}
+	if o.CacheChannels <= 0 {
+		o.CacheChannels = 100000
+	}
+	if o.ReadyCache <= 0 {
+		o.ReadyCache = time.Second
+	}
+	return nil
+}
+
+// maxBatch is JetStream's default bound on an atomic batch
+// (jetstream.limits.max_batch_size on the server).
+const maxBatch = 1000
+
+// ErrFull means the stream reached its MaxBytes: nothing was published.
+// It wraps broker.ErrUnavailable (HTTP 503, -32050): the caller may retry
+// once old history ages out, or the operator raises the bound.
+var ErrFull = fmt.Errorf("%w: the NATS stream is full (history.max_bytes)", broker.ErrUnavailable)
+
+// Broker is a broker.Broker on a NATS JetStream stream, shared by every
+// herald node. See the package documentation for the design.
+type Broker struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts Options
+	log  hclog.Logger
+
+	chPrefix   string // "<prefix>.ch."
+	livePrefix string // "<prefix>.live."
+	directGet  string // "$JS.API.DIRECT.GET.<stream>"
+	runPrefix  string // "<prefix>.run."
+	runsGet    string // "$JS.API.DIRECT.GET.<stream>_RUNS"
+
+	base    atomic.Pointer[string] // the stream's epoch base
+	handler atomic.Pointer[handlerBox]
+
+	statesMu sync.Mutex
+	states   map[string]*chanState
+
+	resp respMux
+
+	watchMu sync.Mutex
+	watched map[string]*watch
+	live    chan *nats.Msg
+	shards  []chan event
+
+	tailMu      sync.Mutex
+	tailPending map[string]struct{}
+	tailKick    chan struct{}
+
+	readyMu  sync.Mutex
+	readyAt  time.Time
+	readyErr error
+
+	prevReconnect nats.ConnHandler
+	prevAsyncErr  nats.ErrHandler
+
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type handlerBox struct{ h broker.Handler }
+
+var (
+	_ broker.Broker   = (*Broker)(nil)
+	_ broker.Interest = (*Broker)(nil)
+	_ broker.Checker  = (*Broker)(nil)
+)
+
+// New makes sure the stream exists with the options' configuration
+// (creating it, or updating the fields the options govern while keeping
+// the rest) and returns a broker on it. Every node calls it with the same
+// options. The caller owns nc (give it nats.ReconnectBufSize(-1), so that
+// nothing is buffered while NATS is unreachable) and closes it after Close.
+func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, fmt.Errorf("nats broker: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("nats broker: jetstream: %w", err)
+	}
+	b := &Broker{
+		nc: nc, js: js, opts: opts, log: opts.Logger,
+		chPrefix:    opts.SubjectPrefix + ".ch.",
+		livePrefix:  opts.SubjectPrefix + ".live.",
+		directGet:   "$JS.API.DIRECT.GET." + opts.Stream,
+		runPrefix:   opts.SubjectPrefix + ".run.",
+		runsGet:     "$JS.API.DIRECT.GET." + opts.Stream + runsSuffix,
+		states:      make(map[string]*chanState),
+		watched:     make(map[string]*watch),
+		live:        make(chan *nats.Msg, opts.LiveBuffer),
+		tailPending: make(map[string]struct{}),
+		tailKick:    make(chan struct{}, 1),
+		done:        make(chan struct{}),
+	}
+	info, err := b.ensureStream(ctx, opts.Stream, b.streamConfig)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.ensureStream(ctx, opts.Stream+runsSuffix, b.runsConfig); err != nil {
+		return nil, err
+	}
+	b.setBase(info)
+	if err := b.resp.start(nc); err != nil {
+		return nil, fmt.Errorf("nats broker: subscribe for replies: %w", err)
+	}
+	if err := nc.FlushTimeout(b.opts.PublishTimeout); err != nil {
+		b.resp.stop()
+		return nil, fmt.Errorf("nats broker: flush: %w", err)
+	}
+	b.shards = make([]chan event, opts.Dispatchers)
+	for i := range b.shards {
+		b.shards[i] = make(chan event, 1024)
+		b.wg.Add(1)
+		go b.dispatch(b.shards[i])
+	}
+	b.wg.Add(2)
+	go b.route()
+	go b.tailChecker()
+	b.prevReconnect = nc.ReconnectHandler()
+	b.prevAsyncErr = nc.ErrorHandler()
+	nc.SetReconnectHandler(b.onReconnect)
+	nc.SetErrorHandler(b.onAsyncError)
+	return b, nil
+}
+
+// runsSuffix names the runs stream after the notifications stream.
+const runsSuffix = "_RUNS"
+
+// streamConfig sets, on cfg, what the options govern of the
+// notifications stream; the operator's other settings stay.
+func (b *Broker) streamConfig(cfg jetstream.StreamConfig) jetstream.StreamConfig {
+	o := b.opts
+	cfg.Name = o.Stream
+	cfg.Subjects = []string{b.chPrefix + ">"}
+	cfg.Retention = jetstream.LimitsPolicy
+	cfg.Replicas = o.Replicas
+	cfg.MaxMsgsPerSubject = int64(max(o.HistorySize, 1))
+	cfg.MaxAge = o.HistoryTTL
+	cfg.MaxBytes = -1
+	if o.MaxBytes > 0 {
+		cfg.MaxBytes = o.MaxBytes
+	}
+	cfg.Discard = jetstream.DiscardNew
+	cfg.DiscardNewPerSubject = false
+	cfg.Duplicates = o.DuplicateWindow
+	cfg.AllowDirect = true
+	cfg.AllowAtomicPublish = true
+	cfg.RePublish = &jetstream.RePublish{Source: b.chPrefix + ">", Destination: b.livePrefix + ">"}
+	return cfg
+}
+
+// runsConfig is the runs stream's: one record per channel that ever
+// started a run, kept whatever the history's age (see the package doc).
+func (b *Broker) runsConfig(cfg jetstream.StreamConfig) jetstream.StreamConfig {
+	cfg.Name = b.opts.Stream + runsSuffix
+	cfg.Subjects = []string{b.runPrefix + ">"}
+	cfg.Retention = jetstream.LimitsPolicy
+	cfg.Replicas = b.opts.Replicas
+	cfg.MaxMsgsPerSubject = 1
+	cfg.MaxAge = 0
+	cfg.Discard = jetstream.DiscardOld
+	cfg.AllowDirect = true
+	return cfg
+}
+
+// ensureStream creates the stream, or updates what the options govern of
+// it, and returns its info.
+func (b *Broker) ensureStream(ctx context.Context, name string, configure func(jetstream.StreamConfig) jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		s, err := b.js.Stream(ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			s, err = b.js.CreateStream(ctx, configure(jetstream.StreamConfig{Storage: jetstream.FileStorage}))
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt == 0 {
+				continue // another node created it meanwhile: update it below
+			}
+			if err != nil {
+				return nil, fmt.Errorf("nats broker: create stream %s: %w", name, unavailable(err))
+			}
+			return s.CachedInfo(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nats broker: look up stream %s: %w", name, unavailable(err))
+		}
+		if s, err = b.js.UpdateStream(ctx, configure(s.CachedInfo().Config)); err != nil {
+			return nil, fmt.Errorf("nats broker: update stream %s: %w", name, unavailable(err))
+		}
+		return s.CachedInfo(), nil
+	}
+}
+
+// setBase derives the epoch base from the stream's creation time: every
+// node reads the same, and a stream deleted and created again gives every
+// channel a new epoch.
+func (b *Broker) setBase(info *jetstream.StreamInfo) bool {
+	base := strconv.FormatInt(info.Created.UnixNano(), 36)
+	old := b.base.Swap(&base)
+	return old != nil && *old != base
+}
+
+func (b *Broker) baseEpoch() string { return *b.base.Load() }
+
+// SetHandler implements broker.Broker.
+func (b *Broker) SetHandler(h broker.Handler) { b.handler.Store(&handlerBox{h}) }
+
+// Ready implements broker.Checker: the connection is up and the stream
+// answers. The answer is reused for ReadyCache.
+func (b *Broker) Ready() error {
+	b.readyMu.Lock()
+	defer b.readyMu.Unlock()
+	if !b.readyAt.IsZero() && time.Since(b.readyAt) < b.opts.ReadyCache {
+		return b.readyErr
+	}
+	b.readyErr = b.checkReady()
+	b.readyAt = time.Now()
+	return b.readyErr
+}
+
+func (b *Broker) checkReady() error {
+	if err := b.connected(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	defer cancel()
+	s, err := b.js.Stream(ctx, b.opts.Stream)
+	if err != nil {
+		return fmt.Errorf("nats stream %s: %w", b.opts.Stream, unavailable(err))
+	}
+	if b.setBase(s.CachedInfo()) {
+		// The stream was created again: what the broker remembers of
+		// channels belongs to the old one.
+		b.forgetStates()
+		b.log.Warn("the NATS stream was created again: every channel starts a new epoch", "stream", b.opts.Stream)
+	}
+	return nil
+}
+
+func (b *Broker) connected() error {
+	if st := b.nc.Status(); st != nats.CONNECTED {
+		return fmt.Errorf("%w: NATS connection is %s", broker.ErrUnavailable, st)
+	}
+	return nil
+}
+
+// unavailable wraps err with broker.ErrUnavailable when it says NATS or
+// JetStream cannot be reached or has no quorum.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, broker.ErrUnavailable) {
+		return err
+	}
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	case errors.As(err, &apiErr) && (apiErr.Code == 503 || apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10023):
+		return fmt.Errorf("%w: %w", broker.ErrUnavailable, err)
+	}
+	return err
+}
+
+// Close implements broker.Broker: it stops watching every channel and the
+// broker's goroutines. It does not close the connection.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		close(b.done)
+		b.nc.SetReconnectHandler(b.prevReconnect)
+		b.nc.SetErrorHandler(b.prevAsyncErr)
+		b.watchMu.Lock()
+		for ch, w := range b.watched {
+			if w.sub != nil {
+				_ = w.sub.Unsubscribe()
+			}
+			delete(b.watched, ch)
+		}
+		b.watchMu.Unlock()
+		b.resp.stop()
+		b.wg.Wait()
+	})
+	return nil
+}

@@ -1,0 +1,377 @@
+package statetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/state"
+)
+
+func runBasics(t *testing.T, f Factory) {
+	s := f.New(t, 0)(t)
+	ctx := ctxT(t)
+	v := []byte("v")
+
+	_, err := s.Get(ctx, "missing")
+	require.ErrorIs(t, err, state.ErrNotFound)
+
+	r1 := put(t, s, "a", "1")
+	e := get(t, s, "a")
+	require.Equal(t, state.Entry{Key: "a", Value: []byte("1"), Revision: r1}, e)
+	r2 := put(t, s, "a", "2")
+	require.Greater(t, r2, r1, "a key's revision grows with every write")
+	rb := put(t, s, "b", "x")
+	require.Greater(t, rb, r2, "revisions grow across keys")
+
+	_, err = s.Create(ctx, "a", []byte("c"), 0)
+	require.ErrorIs(t, err, state.ErrConflict, "create of an existing key")
+	require.Equal(t, "2", string(get(t, s, "a").Value))
+	rc, err := s.Create(ctx, "c", []byte("c"), 0)
+	require.NoError(t, err)
+	require.Greater(t, rc, rb)
+
+	_, err = s.Update(ctx, "a", v, r1, 0)
+	require.ErrorIs(t, err, state.ErrConflict, "update at a stale revision")
+	_, err = s.Update(ctx, "a", v, 0, 0)
+	require.ErrorIs(t, err, state.ErrConflict, "update at revision 0 of an existing key")
+	_, err = s.Update(ctx, "missing", v, r1, 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "update of a missing key")
+	ru, err := s.Update(ctx, "a", []byte("3"), r2, 0)
+	require.NoError(t, err)
+	require.Greater(t, ru, rc)
+	require.Equal(t, state.Entry{Key: "a", Value: []byte("3"), Revision: ru}, get(t, s, "a"))
+
+	require.NoError(t, s.Delete(ctx, "missing", 0), "deleting a missing key is not an error")
+	require.NoError(t, s.Delete(ctx, "missing", 5), "deleting a missing key at a revision is not an error")
+	require.ErrorIs(t, s.Delete(ctx, "a", r2), state.ErrConflict, "delete at a stale revision")
+	require.Equal(t, ru, get(t, s, "a").Revision, "a refused delete leaves the key")
+	require.NoError(t, s.Delete(ctx, "a", ru))
+	_, err = s.Get(ctx, "a")
+	require.ErrorIs(t, err, state.ErrNotFound, "get after delete")
+	_, err = s.Update(ctx, "a", v, ru, 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "update of a deleted key at its last revision")
+	require.NoError(t, s.Delete(ctx, "b", 0))
+	_, err = s.Get(ctx, "b")
+	require.ErrorIs(t, err, state.ErrNotFound)
+
+	rn, err := s.Create(ctx, "a", []byte("again"), 0)
+	require.NoError(t, err, "create after delete")
+	require.Greater(t, rn, ru)
+
+	_, err = s.Put(ctx, "short", v, state.MinTTL/2)
+	require.Error(t, err, "a TTL under state.MinTTL")
+	_, err = s.Get(ctx, "short")
+	require.ErrorIs(t, err, state.ErrNotFound, "a refused write writes nothing")
+
+	re := put(t, s, "empty", "")
+	e = get(t, s, "empty")
+	require.Empty(t, e.Value)
+	require.Equal(t, re, e.Revision)
+}
+
+// escapeKeys holds characters a JetStream key cannot carry as they are.
+var escapeKeys = []string{
+	"a", "a/b", "a/b/c", "a/c", "a:b", "a.b", "a%b", "a~b", "a@b", "ab", "b",
+	"a/~", "a/=", "a/-", "a/_", "a/.", "a/..", "a/%2F", "a/*", "a/>", "a/!#$&'()+,;<?[\\]^`{|}\"",
+	"a/b.c/d:e", "A", "Z/z", "0/9",
+}
+
+func runList(t *testing.T, f Factory) {
+	s := f.New(t, 0)(t)
+	ctx := ctxT(t)
+
+	all := append([]string(nil), escapeKeys...)
+	rand.Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	revs := map[string]uint64{}
+	for _, k := range all {
+		revs[k] = put(t, s, k, "v:"+k)
+	}
+	put(t, s, "a/gone", "x")
+	require.NoError(t, s.Delete(ctx, "a/gone", 0))
+
+	for _, k := range all {
+		e := get(t, s, k)
+		require.Equal(t, "v:"+k, string(e.Value), "key %q", k)
+		require.Equal(t, revs[k], e.Revision, "key %q", k)
+	}
+
+	for _, prefix := range []string{"", "a/", "a/b/", "a/b.c/", "Z/", "zz/", "a:b/", "a/b/c/"} {
+		var want []string
+		for _, k := range escapeKeys {
+			if strings.HasPrefix(k, prefix) {
+				want = append(want, k)
+			}
+		}
+		sort.Strings(want)
+		got, err := s.List(ctx, prefix)
+		require.NoError(t, err, "list %q", prefix)
+		require.Equal(t, want, nilIfEmpty(keys(got)), "list %q: keys in key order", prefix)
+		for _, e := range got {
+			require.Equal(t, "v:"+e.Key, string(e.Value))
+			require.Equal(t, revs[e.Key], e.Revision)
+		}
+	}
+
+	// The longest key, every byte escaped where escaping is needed.
+	seg := strings.Repeat(":", state.MaxSegmentBytes)
+	long := strings.Join([]string{seg, seg, seg, seg[1:], "."}, "/")
+	require.Len(t, long, state.MaxKeyBytes)
+	require.NoError(t, state.ValidKey(long))
+	put(t, s, long, "long")
+	require.Equal(t, "long", string(get(t, s, long).Value))
+	got, err := s.List(ctx, long[:state.MaxSegmentBytes+1])
+	require.NoError(t, err)
+	require.Equal(t, []string{long}, keys(got))
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// runCAS increments one counter from many goroutines (on two stores when the
+// storage is shared) with Get+Update retry loops: no increment is lost.
+func runCAS(t *testing.T, f Factory) {
+	open := f.New(t, 0)
+	stores := []state.Store{open(t)}
+	if f.Shared {
+		stores = append(stores, open(t))
+	}
+	const workers, each = 8, 5
+	put(t, stores[0], "counter", "0")
+
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		s := stores[w%len(stores)]
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := 0; i < each; i++ {
+				for {
+					e, err := s.Get(ctx, "counter")
+					if err != nil {
+						errs <- fmt.Errorf("get: %w", err)
+						return
+					}
+					n, err := strconv.Atoi(string(e.Value))
+					if err != nil {
+						errs <- err
+						return
+					}
+					_, err = s.Update(ctx, "counter", []byte(strconv.Itoa(n+1)), e.Revision, 0)
+					if errors.Is(err, state.ErrConflict) {
+						continue
+					}
+					if err != nil {
+						errs <- fmt.Errorf("update: %w", err)
+						return
+					}
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, strconv.Itoa(workers*each), string(get(t, stores[len(stores)-1], "counter").Value))
+}
+
+func runTTL(t *testing.T, f Factory) {
+	s := f.New(t, 0)(t)
+	ctx := ctxT(t)
+	w := watch(t, s, "ttl/")
+	const short = time.Second
+
+	// Written in this order, so that once the last one expired every
+	// earlier expiry has passed too.
+	_, err := s.Put(ctx, "ttl/kept", []byte("k1"), short)
+	require.NoError(t, err)
+	kept, err := s.Put(ctx, "ttl/kept", []byte("k2"), 0)
+	require.NoError(t, err, "a write without a TTL makes the key lasting")
+	lease, err := s.Create(ctx, "ttl/lease", []byte("l"), short)
+	require.NoError(t, err)
+	upd := put(t, s, "ttl/upd", "u")
+	upd, err = s.Update(ctx, "ttl/upd", []byte("u2"), upd, short)
+	require.NoError(t, err)
+	long, err := s.Put(ctx, "ttl/long", []byte("l"), time.Hour)
+	require.NoError(t, err)
+	last, err := s.Put(ctx, "ttl/short", []byte("s"), short)
+	require.NoError(t, err)
+
+	expired := map[string]uint64{"ttl/lease": lease, "ttl/upd": upd, "ttl/short": last}
+	for len(expired) > 0 {
+		c := w.next(t)
+		require.False(t, c.Reset)
+		if !c.Deleted {
+			continue // the writes above
+		}
+		rev, ok := expired[c.Key]
+		require.True(t, ok, "unexpected deletion %+v", c)
+		require.Greater(t, c.Revision, rev, "an expiry is a change after the write")
+		require.Empty(t, c.Value)
+		delete(expired, c.Key)
+	}
+
+	for _, k := range []string{"ttl/lease", "ttl/upd", "ttl/short"} {
+		_, err := s.Get(ctx, k)
+		require.ErrorIs(t, err, state.ErrNotFound, "get of expired %q", k)
+	}
+	_, err = s.Update(ctx, "ttl/short", []byte("x"), last, 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "update of an expired key")
+	require.Equal(t, kept, get(t, s, "ttl/kept").Revision)
+	require.Equal(t, long, get(t, s, "ttl/long").Revision)
+	got, err := s.List(ctx, "ttl/")
+	require.NoError(t, err)
+	require.Equal(t, []string{"ttl/kept", "ttl/long", w.skip}, keys(got))
+
+	again, err := s.Create(ctx, "ttl/lease", []byte("l2"), short)
+	require.NoError(t, err, "create over an expired key")
+	require.Greater(t, again, last)
+}
+
+func runWatch(t *testing.T, f Factory) {
+	s := f.New(t, 0)(t)
+	ctx := ctxT(t)
+	all := watch(t, s, "")
+	w := watch(t, s, "w/")
+	nested := watch(t, s, "w/n/")
+
+	ra := put(t, s, "w/a", "1")
+	rb := put(t, s, "w/b.c:d", "2")
+	require.NoError(t, s.Delete(ctx, "w/a", 0))
+	put(t, s, "x/a", "no")
+	put(t, s, "wx", "no")
+	rn := put(t, s, "w/n/x", "n")
+	rc := put(t, s, "w/c", "3")
+
+	got := w.until(t, func(c state.Change) bool { return c.Key == "w/c" })
+	require.Len(t, got, 5, "%+v", got)
+	require.Equal(t, state.Change{Entry: state.Entry{Key: "w/a", Value: []byte("1"), Revision: ra}}, got[0])
+	require.Equal(t, state.Change{Entry: state.Entry{Key: "w/b.c:d", Value: []byte("2"), Revision: rb}}, got[1])
+	require.Equal(t, "w/a", got[2].Key)
+	require.True(t, got[2].Deleted)
+	require.Empty(t, got[2].Value)
+	require.Greater(t, got[2].Revision, rb)
+	require.Equal(t, state.Change{Entry: state.Entry{Key: "w/n/x", Value: []byte("n"), Revision: rn}}, got[3])
+	require.Equal(t, state.Change{Entry: state.Entry{Key: "w/c", Value: []byte("3"), Revision: rc}}, got[4])
+
+	var order []string
+	for _, c := range all.until(t, func(c state.Change) bool { return c.Key == "w/c" }) {
+		if strings.HasSuffix(c.Key, "~ready") {
+			continue // the other watches' sentinels
+		}
+		order = append(order, fmt.Sprintf("%s %v", c.Key, c.Deleted))
+	}
+	require.Equal(t, []string{"w/a false", "w/b.c:d false", "w/a true", "x/a false", "wx false", "w/n/x false", "w/c false"}, order)
+
+	c := nested.next(t)
+	require.Equal(t, "w/n/x", c.Key)
+	nested.quiet(t, s, "w/n/marker")
+
+	wctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(wctx, "w/", func(state.Change) {}) }()
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled, "a watch ends with its context")
+	case <-time.After(patience):
+		require.FailNow(t, "watch did not end with its context")
+	}
+}
+
+func runBounds(t *testing.T, f Factory) {
+	s := f.New(t, 0)(t)
+	ctx := ctxT(t)
+	over := make([]byte, state.MaxValueBytes+1)
+	_, err := s.Put(ctx, "big", over, 0)
+	require.ErrorIs(t, err, state.ErrTooLarge)
+	_, err = s.Create(ctx, "big", over, 0)
+	require.ErrorIs(t, err, state.ErrTooLarge)
+	rev := put(t, s, "big", "small")
+	_, err = s.Update(ctx, "big", over, rev, 0)
+	require.ErrorIs(t, err, state.ErrTooLarge)
+	_, err = s.Put(ctx, "big", over[:state.MaxValueBytes], 0)
+	require.NoError(t, err, "a value of exactly MaxValueBytes")
+	require.Len(t, get(t, s, "big").Value, state.MaxValueBytes)
+
+	const limit, size = 64 << 10, 8 << 10
+	b := f.New(t, limit)(t)
+	value := make([]byte, size)
+	stored := 0
+	for ; stored < limit/size+4; stored++ {
+		_, err := b.Put(ctx, "k/"+strconv.Itoa(stored), value, 0)
+		if errors.Is(err, state.ErrTooLarge) {
+			break
+		}
+		require.NoError(t, err)
+	}
+	require.Less(t, stored, limit/size+4, "a store over max bytes refuses writes")
+	require.GreaterOrEqual(t, stored, limit/size-2, "the bound counts keys and values")
+	require.NoError(t, b.Delete(ctx, "k/0", 0))
+	_, err = b.Put(ctx, "k/again", value, 0)
+	require.NoError(t, err, "a delete makes room")
+}
+
+func runReopen(t *testing.T, f Factory) {
+	open := f.New(t, 0)
+	s := open(t)
+	r := put(t, s, "k", "v")
+	rt, err := s.Put(ctxT(t), "t", []byte("ttl"), time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s = open(t)
+	require.Equal(t, state.Entry{Key: "k", Value: []byte("v"), Revision: r}, get(t, s, "k"))
+	require.Equal(t, rt, get(t, s, "t").Revision)
+	require.Greater(t, put(t, s, "k2", "v"), rt, "revisions go on growing after a reopen")
+}
+
+// runShared: two Stores on one storage (two nodes on one bucket) see each
+// other's writes, and a Create race between them has one winner.
+func runShared(t *testing.T, f Factory) {
+	open := f.New(t, 0)
+	a, b := open(t), open(t)
+	wb := watch(t, b, "s/")
+
+	ra := put(t, a, "s/x", "1")
+	require.Equal(t, state.Entry{Key: "s/x", Value: []byte("1"), Revision: ra}, get(t, b, "s/x"))
+	c := wb.next(t)
+	require.Equal(t, state.Change{Entry: state.Entry{Key: "s/x", Value: []byte("1"), Revision: ra}}, c)
+
+	for i := 0; i < 20; i++ {
+		key := "s/lease/" + strconv.Itoa(i)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for j, s := range []state.Store{a, b} {
+			wg.Go(func() {
+				_, errs[j] = s.Create(context.Background(), key, []byte(strconv.Itoa(j)), 0)
+			})
+		}
+		wg.Wait()
+		wins := 0
+		for _, err := range errs {
+			if err == nil {
+				wins++
+				continue
+			}
+			require.ErrorIs(t, err, state.ErrConflict)
+		}
+		require.Equal(t, 1, wins, "create race on %q", key)
+	}
+}

@@ -1,0 +1,224 @@
+// Package natstest runs real NATS servers with JetStream inside a test
+// process: one server (Start) or a three-server cluster (StartCluster), on
+// loopback and random ports, each with its store in t.TempDir(), stopped at
+// the test's cleanup. A server can be shut down and restarted on the same
+// port with the same store, as an operator's restart would, so tests see
+// what clients see in production: disconnection, reconnection, and the
+// stream's content intact.
+//
+// It knows nothing of herald: the broker, the state store and the herald
+// binary's tests all use it.
+package natstest
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// readyTimeout bounds how long a server may take to accept connections, and
+// a cluster to elect its JetStream meta leader.
+const readyTimeout = 30 * time.Second
+
+// Server is one NATS server with JetStream.
+type Server struct {
+	t    testing.TB
+	mu   sync.Mutex
+	srv  *server.Server
+	opts server.Options
+}
+
+// Start runs one NATS server with JetStream on 127.0.0.1 and a random port,
+// with its store in t.TempDir(). It is shut down at t's cleanup.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	opts := baseOptions(t, "herald-test")
+	s := &Server{t: t, opts: opts}
+	s.start()
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func baseOptions(t testing.TB, name string) server.Options {
+	return server.Options{
+		ServerName: name,
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   t.TempDir(),
+		NoLog:      true,
+		NoSigs:     true,
+		// Tests publish large notifications on purpose; the default
+		// payload bound (1 MiB) is what production runs with too.
+	}
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	opts := s.opts
+	srv, err := server.NewServer(&opts)
+	if err != nil {
+		s.t.Fatalf("natstest: new server %s: %v", s.opts.ServerName, err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(readyTimeout) {
+		srv.Shutdown()
+		s.t.Fatalf("natstest: server %s not ready within %s", s.opts.ServerName, readyTimeout)
+	}
+	// A restart binds the same ports.
+	s.opts.Port = srv.Addr().(*net.TCPAddr).Port
+	if ca := srv.ClusterAddr(); ca != nil {
+		s.opts.Cluster.Port = ca.Port
+	}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+}
+
+// URL is the server's client URL (nats://127.0.0.1:port); it stays the same
+// across restarts.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
+
+// Shutdown stops the server and waits until it is down. Stopping a stopped
+// server does nothing.
+func (s *Server) Shutdown() {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	s.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}
+
+// Restart stops the server if it runs and starts it again on the same
+// port with the same store: clients reconnect and find their streams.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Shutdown()
+	s.start()
+}
+
+// Running reports whether the server is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv != nil
+}
+
+// NATS is the running server, for tests that need its internals (nil while
+// it is down).
+func (s *Server) NATS() *server.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.srv
+}
+
+// Cluster is three (or more) NATS servers routed to each other on loopback,
+// JetStream on each, under one cluster name.
+type Cluster struct {
+	t       testing.TB
+	servers []*Server
+}
+
+// StartCluster runs n NATS servers in one JetStream cluster and waits until
+// the cluster has a meta leader, so that streams can be created at once.
+// They are shut down at t's cleanup.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("natstest: a cluster of %d servers", n)
+	}
+	// Cluster ports are picked first so that every server can name all its
+	// peers in its routes (a restarted one finds them again).
+	ports := freePorts(t, n)
+	routes := make([]string, n)
+	for i, p := range ports {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	}
+	c := &Cluster{t: t}
+	for i := 0; i < n; i++ {
+		opts := baseOptions(t, fmt.Sprintf("herald-test-%d", i+1))
+		opts.Cluster = server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: ports[i]}
+		for j, r := range routes {
+			if j != i {
+				opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+			}
+		}
+		s := &Server{t: t, opts: opts}
+		c.servers = append(c.servers, s)
+	}
+	// Servers start concurrently: each waits for a quorum of peers only to
+	// elect a leader, not to accept connections.
+	var wg sync.WaitGroup
+	for _, s := range c.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.start()
+		}()
+	}
+	wg.Wait()
+	t.Cleanup(c.Shutdown)
+	c.WaitLeader()
+	return c
+}
+
+// freePorts reserves n loopback ports and releases them for the servers.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("natstest: reserve a port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// WaitLeader waits until a running server is the JetStream meta leader.
+func (c *Cluster) WaitLeader() {
+	c.t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for time.Now().Before(deadline) {
+		for _, s := range c.servers {
+			if srv := s.NATS(); srv != nil && srv.JetStreamIsLeader() {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatalf("natstest: no JetStream meta leader within %s", readyTimeout)
+}
+
+// URLs is every server's client URL, comma-separated (nats.Connect's form).
+func (c *Cluster) URLs() string {
+	urls := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		urls[i] = s.URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Server returns the i-th server (from 0), to shut down or restart it.
+func (c *Cluster) Server(i int) *Server { return c.servers[i] }
+
+// Shutdown stops every server.
+func (c *Cluster) Shutdown() {
+	for _, s := range c.servers {
+		s.Shutdown()
+	}
+}
