@@ -24,7 +24,7 @@ type stack struct {
 	dir string
 }
 
-// startStack serves the chat plugin on data dir dir.
+// startStack serves the chat plugin with its State under dir.
 func startStack(t *testing.T, dir, window string) *stack {
 	t.Helper()
 	return startStackWith(t, dir, window, "")
@@ -37,9 +37,10 @@ func startStackWith(t *testing.T, dir, window, extra string) *stack {
 		t.Skip("integration test: starts herald and the chat plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/chat")
-	// The shortest liveness_ttl: a killed plugin's users who left are
-	// announced offline soon after its restart.
-	hcl := fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    data_dir = %q\n    entering_window = %q\n    liveness_ttl = \"3s\"\n  }\n}\n", bin, dir, window) + extra
+	// Herald keeps the plugin's State under dir, which a restart test
+	// reuses. The shortest liveness_ttl: a killed plugin's users who left
+	// are announced offline soon after its restart.
+	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = %q\n    liveness_ttl = \"3s\"\n  }\n}\n", dir, bin, window) + extra
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()

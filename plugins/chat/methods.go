@@ -46,7 +46,7 @@ func (c *Chat) addMember(ctx context.Context, call *sdk.Call) (any, error) {
 	rev, err := c.st.Create(ctx, key, mustJSON(membership{Group: g, User: u}))
 	added := err == nil
 	if err != nil && !isConflict(err) {
-		return nil, sdk.Internal("saving the membership failed: " + err.Error())
+		return nil, stateError("saving the membership failed: ", err)
 	}
 	if added {
 		c.cmu.Lock()
@@ -86,14 +86,14 @@ func (c *Chat) removeMember(ctx context.Context, call *sdk.Call) (any, error) {
 			break
 		}
 		if err != nil {
-			return nil, sdk.Internal("reading the membership failed: " + err.Error())
+			return nil, stateError("reading the membership failed: ", err)
 		}
 		err = c.st.Delete(ctx, key, e.Revision)
 		if isConflict(err) {
 			continue // re-created or removed meanwhile: look again
 		}
 		if err != nil {
-			return nil, sdk.Internal("saving the membership failed: " + err.Error())
+			return nil, stateError("saving the membership failed: ", err)
 		}
 		had = true
 		c.cmu.Lock()
@@ -147,7 +147,7 @@ func (c *Chat) members(ctx context.Context, call *sdk.Call) (any, error) {
 	}
 	es, err := c.st.List(ctx, groupPrefix(g))
 	if err != nil {
-		return nil, sdk.Internal("reading the members failed: " + err.Error())
+		return nil, stateError("reading the members failed: ", err)
 	}
 	ids := set{}
 	for _, e := range es {
@@ -239,7 +239,7 @@ func (c *Chat) objectChanged(ctx context.Context, call *sdk.Call) (any, error) {
 			_, err = c.st.Put(ctx, userKey(ch.key), ch.object)
 		}
 		if err != nil {
-			return nil, sdk.Internal("saving the user object failed: " + err.Error())
+			return nil, stateError("saving the user object failed: ", err)
 		}
 	}
 	pubs, err := call.Host.Emit(ctx, ns...)
@@ -357,7 +357,7 @@ func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 
 	member, err := c.isMember(ctx, g, user)
 	if err != nil {
-		return nil, sdk.Internal("checking the membership failed: " + err.Error())
+		return nil, stateError("checking the membership failed: ", err)
 	}
 	if !member {
 		return nil, sdk.Forbidden(fmt.Sprintf("user %s is not a participant of group %s", user, g))
@@ -368,7 +368,7 @@ func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 	}
 	won, err := c.enteringDue(ctx, g, user)
 	if err != nil {
-		return nil, sdk.Internal("recording the entering mark failed: " + err.Error())
+		return nil, stateError("recording the entering mark failed: ", err)
 	}
 	if !won {
 		return map[string]any{"entering": false, "notified": 0}, nil

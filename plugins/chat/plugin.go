@@ -85,20 +85,19 @@ type conn struct {
 // node's connections and caches of the shared state that Watches keep
 // fresh.
 type Chat struct {
-	cfg      config
-	st       sdk.State
-	host     sdk.Host
-	log      hclog.Logger
-	now      func() time.Time
-	settle   time.Duration
-	stateOf  func(sdk.Host) (sdk.State, error) // sdk.StateOf; tests give a fake
-	newPID   func() string
-	ctx      context.Context // ends at Drain: the goroutines below
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	work     *workQueue
-	loaded   chan struct{} // closed once every watched prefix is loaded
-	loadLeft int
+	cfg     config
+	st      sdk.State
+	host    sdk.Host
+	log     hclog.Logger
+	now     func() time.Time
+	settle  time.Duration
+	stateOf func(sdk.Host) (sdk.State, error) // sdk.StateOf; tests give a fake
+	newPID  func() string
+	ctx     context.Context // ends at Drain: the goroutines below
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	work    *workQueue
+	loaded  chan struct{} // closed once the mirrors are first loaded
 
 	// cmu guards the caches of shared state.
 	cmu      sync.Mutex
@@ -191,11 +190,8 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	c.startResync()
 
 	c.loaded = make(chan struct{})
-	c.loadLeft = 3
-	c.wg.Add(5)
-	go c.watch(keyMembers, c.loadMembers, c.memberChanged)
-	go c.watch(keyOnline, c.loadPresence, c.presenceChanged)
-	go c.watch(keyProcs, c.loadProcs, c.procChanged)
+	c.wg.Add(3)
+	go c.watch()
 	go c.liveness()
 	go c.worker()
 	select {
@@ -271,7 +267,7 @@ func (c *Chat) refusal(ctx context.Context, user, ch string) (string, error) {
 		}
 		ok, err := c.isMember(ctx, g, user)
 		if err != nil {
-			return "", sdk.Internal(fmt.Sprintf("checking the membership of %s in group %s failed: %v", user, g, err))
+			return "", stateError(fmt.Sprintf("checking the membership of %s in group %s failed: ", user, g), err)
 		}
 		if !ok {
 			return fmt.Sprintf("user %s is not a participant of group %s", user, g), nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -173,6 +174,21 @@ func TestOldChatDBStopsTheStart(t *testing.T) {
 	// Without data_dir, or beside no chat.db, it starts.
 	start(t, nil, map[string]any{"data_dir": t.TempDir()})
 	start(t, nil, map[string]any{})
+}
+
+// A store whose Watch does not start with a Reset still gets the plugin's
+// mirrors loaded (the plugin writes until the Watch reports something).
+func TestLoadsWithoutAnInitialReset(t *testing.T) {
+	st := newMemState(t)
+	st.noInitialReset = true
+	_, err := st.Put(t.Context(), memberKey("78", "383"), mustJSON(membership{Group: "78", User: "383"}))
+	require.NoError(t, err)
+	// A renewal far off: only the plugin's own nudges make a change.
+	e := start(t, st, map[string]any{"liveness_ttl": "10m"})
+	e.p.cmu.Lock()
+	defer e.p.cmu.Unlock()
+	require.True(t, e.p.memb.has("78", "383"))
+	require.Contains(t, e.p.procs, e.p.pid)
 }
 
 // Without Herald's State (no data_dir on one node) the plugin refuses to
@@ -562,4 +578,31 @@ func TestJSONID(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, string(b), in)
 	}
+}
+
+// While the State cannot be reached (NATS down in a cluster), backend calls
+// answer -32050 (retry later), and presence work that failed is done once
+// it is back.
+func TestStateUnavailable(t *testing.T) {
+	e := start(t, nil, nil)
+	e.member(1, "w")
+	e.member(1, "u")
+	e.online("w", "w", nil)
+	n0 := e.count()
+
+	down := fmt.Errorf("nats: no servers: %w", sdk.ErrStateUnavailable)
+	e.st.setFailing(down)
+	_, err := e.Call("addMember", sdktest.Backend(), map[string]any{"group_id": 1, "user_id": "v"})
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, sdk.CodePluginUnavailable, se.Code, se.Message)
+	require.Contains(t, se.Message, "retry later")
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "u1", UserID: "u"})
+	require.Empty(t, e.since(n0), "nothing can be decided while the State is down")
+
+	e.st.setFailing(nil)
+	e.p.renew() // the next renewal retries the failed work
+	ns := e.since(n0)
+	require.Len(t, ns, 1)
+	require.Equal(t, "is_online", ns[0].Event)
 }

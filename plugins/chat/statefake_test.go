@@ -31,6 +31,9 @@ type memState struct {
 	// processes' read-modify-write cycles overlap as on a busy cluster
 	// (without it the in-memory store answers too fast for races to happen).
 	raceReads bool
+	// noInitialReset makes Watch start without the documented Reset, as
+	// some stores do: the plugin must load its mirrors all the same.
+	noInitialReset bool
 }
 
 type memEntry struct {
@@ -241,7 +244,9 @@ func (s *memState) Watch(ctx context.Context, prefix string, f func(sdk.Change))
 		return s.failing
 	}
 	s.watchers[w] = struct{}{}
-	w.queue = append(w.queue, sdk.Change{Reset: true}) // once in place, as documented
+	if !s.noInitialReset {
+		w.queue = append(w.queue, sdk.Change{Reset: true}) // once in place, as documented
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()

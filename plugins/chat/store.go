@@ -226,3 +226,13 @@ func (c *presenceCache) get(user string) *presenceRecord {
 	}
 	return nil
 }
+
+// stateError is the error a call answers when the State failed: -32050
+// (retry later) while the store cannot be reached (in a cluster, NATS is
+// down), internal otherwise. what ends with ": ".
+func stateError(what string, err error) error {
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return sdk.Errorf(sdk.CodePluginUnavailable, "%s%v (retry later)", what, err)
+	}
+	return sdk.Internal(what + err.Error())
+}

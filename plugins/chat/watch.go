@@ -3,49 +3,68 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/sdk"
 )
 
-// watch keeps one prefix of the State mirrored in memory: load gets the
-// whole prefix at each Reset (the first call of a Watch, and whenever it
-// may have missed changes), change gets every change after that. A Watch
-// that fails is started again after watchRetry, until Drain. It runs on
-// its own goroutine, owned by the plugin (c.wg).
-func (c *Chat) watch(prefix string, load func([]sdk.Entry), change func(sdk.Change)) {
+// watch keeps the State's members/, online/ and procs/ mirrored in memory,
+// through one Watch of the whole store: every change is applied to its
+// mirror, and each mirror is reloaded whole (List) when the Watch is in
+// place and whenever it may have missed changes (Reset). A Watch that fails
+// is started again after watchRetry, until Drain. It runs on its own
+// goroutine, owned by the plugin (c.wg).
+//
+// "In place" is the first call of f. sdk.State promises a Reset then, but
+// a store that sends none until a change comes must not leave the mirrors
+// unloaded: until f is first called, this process keeps renewing its
+// liveness record (procs/<pid>, inside the watched store), a change the
+// Watch then reports. Reloading inside f, on the Watch's goroutine, means
+// every change after the List reaches f; a change both listed and then
+// reported is applied twice harmlessly, as the mirrors keep each key's
+// revision and ignore older ones.
+func (c *Chat) watch() {
 	defer c.wg.Done()
 	first := true
 	for c.ctx.Err() == nil {
 		ctx, cancel := context.WithCancel(c.ctx)
-		err := c.st.Watch(ctx, prefix, func(ch sdk.Change) {
+		inPlace := make(chan struct{})
+		c.wg.Add(1)
+		go c.nudge(ctx, inPlace)
+		loaded := false
+		err := c.st.Watch(ctx, "", func(ch sdk.Change) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !ch.Reset {
-				change(ch)
-				return
+			if !loaded || ch.Reset {
+				if !loaded {
+					close(inPlace)
+				}
+				if err := c.reload(ctx); err != nil {
+					// Without the reload the mirrors would be wrong: end
+					// this Watch; the next one starts with a reload.
+					c.log.Warn("reloading the chat state failed", "error", err)
+					cancel()
+					return
+				}
+				if !loaded && first {
+					first = false
+					close(c.loaded)
+				}
+				loaded = true
+				if ch.Reset {
+					return
+				}
 			}
-			es, err := c.st.List(ctx, prefix)
-			if err != nil {
-				// Without the reload the mirror would be wrong: end this
-				// Watch; the next one starts with a Reset.
-				c.log.Warn("reloading the chat state failed", "prefix", prefix, "error", err)
-				cancel()
-				return
-			}
-			load(es)
-			if first {
-				first = false
-				c.loadedOne()
-			}
+			c.changed(ch)
 		})
 		cancel()
 		if c.ctx.Err() != nil {
 			return
 		}
-		c.log.Warn("watching the chat state stopped; starting again", "prefix", prefix, "error", err)
+		c.log.Warn("watching the chat state stopped; starting again", "error", err)
 		select {
 		case <-c.ctx.Done():
 			return
@@ -54,12 +73,52 @@ func (c *Chat) watch(prefix string, load func([]sdk.Entry), change func(sdk.Chan
 	}
 }
 
-// loadedOne counts a prefix loaded; Configure waits for all of them.
-func (c *Chat) loadedOne() {
-	c.cmu.Lock()
-	defer c.cmu.Unlock()
-	if c.loadLeft--; c.loadLeft == 0 {
-		close(c.loaded)
+// nudgeEvery is how often nudge writes while it waits for a Watch's first
+// call.
+const nudgeEvery = 200 * time.Millisecond
+
+// nudge renews this process's liveness record until the Watch reports
+// something (inPlace) or ctx ends: see watch.
+func (c *Chat) nudge(ctx context.Context, inPlace <-chan struct{}) {
+	defer c.wg.Done()
+	t := time.NewTicker(nudgeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-inPlace:
+			return
+		case <-t.C:
+			c.renew()
+		}
+	}
+}
+
+// reload lists every mirrored prefix and replaces the mirrors.
+func (c *Chat) reload(ctx context.Context) error {
+	for _, p := range []struct {
+		prefix string
+		load   func([]sdk.Entry)
+	}{{keyProcs, c.loadProcs}, {keyMembers, c.loadMembers}, {keyOnline, c.loadPresence}} {
+		es, err := c.st.List(ctx, p.prefix)
+		if err != nil {
+			return fmt.Errorf("list %s: %w", p.prefix, err)
+		}
+		p.load(es)
+	}
+	return nil
+}
+
+// changed applies one change to its mirror.
+func (c *Chat) changed(ch sdk.Change) {
+	switch {
+	case strings.HasPrefix(ch.Key, keyMembers):
+		c.memberChanged(ch)
+	case strings.HasPrefix(ch.Key, keyOnline):
+		c.presenceChanged(ch)
+	case strings.HasPrefix(ch.Key, keyProcs):
+		c.procChanged(ch)
 	}
 }
 
