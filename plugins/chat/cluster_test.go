@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/heraldhq/herald/sdk"
 	"github.com/heraldhq/herald/sdk/sdktest"
@@ -240,8 +241,8 @@ func TestClusterEnteringOnceAcrossNodes(t *testing.T) {
 	idleAll(ns)
 	require.Equal(t, 1, emitted(ns, "chat:user:384", "entering", ""))
 	// Past the window (each node's clock), one more.
-	a.clock.add(3 * 1e9)
-	b.clock.add(3 * 1e9)
+	a.clock.add(3 * time.Second)
+	b.clock.add(3 * time.Second)
 	_, err := b.Call("saveDraft", sdktest.Backend(), map[string]any{"group_id": 78, "user_id": 383, "text": "hello"})
 	require.NoError(t, err)
 	require.Equal(t, 2, emitted(ns, "chat:user:384", "entering", ""))
@@ -312,5 +313,60 @@ func TestClusterHandOverRaces(t *testing.T) {
 		require.NotContains(t, string(rec.Value), a.p.pid, u)
 		obj := fmt.Sprintf(`{"id":"%s"}`, u)
 		require.Equal(t, emitted(ns, "chat:user:w", "is_offline", obj)+1, emitted(ns, "chat:user:w", "is_online", obj), u)
+	}
+}
+
+// The same through the SDK's real State client, on sdktest's store with
+// real TTLs: a node dies holding a user's only connection, its liveness
+// record expires on its own, and the surviving node announces the user
+// offline, once.
+func TestClusterNodeDeathThroughTheSDK(t *testing.T) {
+	st := sdktest.NewState()
+	run := func() (*sdktest.Harness, *Chat) {
+		p := New()
+		p.settle = 50 * time.Millisecond
+		return st.Start(t, p, map[string]any{"liveness_ttl": "3s"}), p
+	}
+	a, _ := run()
+	dying, pd := run()
+	for _, u := range []string{"w", "u"} {
+		_, err := a.Call("addMember", sdktest.Backend(), map[string]any{"group_id": 1, "user_id": u})
+		require.NoError(t, err)
+	}
+	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "w", UserID: "w"})
+	a.Subscribe("w", "chat:user:w")
+	// Until w's listening is in the State, dying would not know to tell w:
+	// wait for the record to say so.
+	waitFor(t, func() bool { return strings.Contains(string(st.Entries()[onlineKey("w")]), `"listening":true`) })
+	waitFor(t, func() bool {
+		pd.cmu.Lock()
+		defer pd.cmu.Unlock()
+		r := pd.presence.get("w")
+		return r != nil && r.listening("")
+	})
+	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d", UserID: "u"})
+	ns := dying.WaitEmitted(1)
+	require.Equal(t, "is_online", ns[0].Event)
+	n0 := len(a.Emitted())
+
+	dying.Close() // no disconnect reaches anyone
+	ns = a.WaitEmitted(n0 + 1)[n0:]
+	require.Len(t, ns, 1)
+	require.Equal(t, "chat:user:w", ns[0].Channel)
+	require.Equal(t, "is_offline", ns[0].Event)
+	require.Equal(t, `{"id":"u"}`, string(ns[0].Object))
+	_, stillOnline := st.Entries()[onlineKey("u")]
+	require.False(t, stillOnline)
+}
+
+// waitFor polls cond until it holds, failing after a generous bound.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(sdktest.Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition never held")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
