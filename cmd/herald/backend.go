@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/core/server"
 	"github.com/heraldhq/herald/core/state"
 	"github.com/heraldhq/herald/core/state/boltstate"
+	"github.com/heraldhq/herald/core/state/jsstate"
 )
 
 // backend is what a node stands on besides itself: the broker (nil: the
@@ -126,7 +127,7 @@ func (b *backend) attach(ctx context.Context, srv *server.Server) error {
 		return fmt.Errorf("join the cluster: %w", err)
 	}
 	b.node = node
-	srv.SetClusterPresence(node)
+	srv.SetClusterPresence(partialPresence{node: node, log: b.log.Named("cluster")})
 	srv.SetClusterOverload()
 	b.log.Info("joined the cluster", "node", node.ID())
 	return nil
@@ -143,6 +144,24 @@ func (b *backend) close() {
 	if b.nc != nil {
 		b.nc.Close()
 	}
+}
+
+// partialPresence answers with what the nodes that answered said when
+// some did not (a node that just died, NATS unreachable): a presence a
+// little short is more useful to a client than an error. It is logged.
+type partialPresence struct {
+	node *cluster.Node
+	log  hclog.Logger
+}
+
+func (p partialPresence) Presence(ctx context.Context, channel string) (int, []string, error) {
+	count, users, err := p.node.Presence(ctx, channel)
+	var inc *cluster.IncompleteError
+	if errors.As(err, &inc) || errors.Is(err, cluster.ErrDisconnected) {
+		p.log.Warn("presence from part of the cluster", "channel", channel, "error", err)
+		return count, users, nil
+	}
+	return count, users, err
 }
 
 // localNode is this node as the cluster asks it.
@@ -183,5 +202,9 @@ type jsOpener struct {
 }
 
 func (o jsOpener) OpenState(ctx context.Context, plugin string) (state.Store, error) {
-	return nil, pluginhost.ErrNoStateStore
+	s, err := jsstate.Open(ctx, o.js, jsstate.Options{Bucket: "herald_state_" + plugin, Replicas: o.replicas, MaxBytes: o.maxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", state.ErrUnavailable, err)
+	}
+	return s, nil
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -206,13 +207,20 @@ func TestLargeAnswerIsSplitOverTheMaxPayload(t *testing.T) {
 type flipLog struct {
 	mu    sync.Mutex
 	flips []string
+	fail  int // how many calls to fail next
 }
 
-func (l *flipLog) on(id string) func(context.Context, bool) {
-	return func(_ context.Context, busy bool) {
+func (l *flipLog) on(id string) func(context.Context, bool) error {
+	return func(_ context.Context, busy bool) error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		if l.fail > 0 {
+			l.fail--
+			l.flips = append(l.flips, fmt.Sprintf("%s:%v:failed", id, busy))
+			return errors.New("broker unavailable")
+		}
 		l.flips = append(l.flips, fmt.Sprintf("%s:%v", id, busy))
+		return nil
 	}
 }
 
@@ -540,4 +548,45 @@ func TestUnreadableMessagesAreIgnoredAndLoggedOnce(t *testing.T) {
 	}, eventually, poll)
 	require.Equal(t, 1, strings.Count(buf.String(), "ignoring"), buf.String())
 	require.Equal(t, []string{"a"}, a.Nodes())
+}
+
+func TestFailedFlipIsOfferedAgain(t *testing.T) {
+	t.Parallel()
+	nodes, log := threeNodesWithFlips(t, false)
+	log.mu.Lock()
+	log.fail = 2
+	log.mu.Unlock()
+
+	nodes[1].local.busy.Store(true)
+	require.Eventually(t, func() bool { return len(log.get()) >= 3 }, eventually, poll)
+	waitHeard(t, nodes, 3)
+	require.Equal(t, []string{"a:true:failed", "a:true:failed", "a:true"}, log.get())
+
+}
+
+func TestFailedFlipTakenBack(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		announced     bool
+		pending       *bool
+		failed        bool
+		wantAnnounced bool
+		wantPending   bool
+	}{
+		// busy failed, nothing since: offer busy again later.
+		{"alone", true, nil, true, false, false},
+		// busy failed while the cluster went back to normal (queued): the
+		// cluster was never told busy, so normal is not news either.
+		{"the opposite queued", false, new(false), true, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := &Node{opts: Options{Heartbeat: time.Second}, announced: tc.announced, pendingFlip: tc.pending}
+			n.unannounce(tc.failed)
+			require.Equal(t, tc.wantAnnounced, n.announced)
+			require.Equal(t, tc.wantPending, n.pendingFlip != nil)
+			require.False(t, n.holdUntil.IsZero())
+		})
+	}
+
 }

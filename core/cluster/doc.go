@@ -18,6 +18,12 @@
 //	herald.presence        presence requests, every node subscribes
 //	_INBOX.<id>.<request>  replies to one node's presence requests
 //
+// With NATS authorization, a node's user needs publish and subscribe
+// permission on <prefix>.nodes and <prefix>.presence, and on the
+// connection's inbox prefix (_INBOX.> unless set otherwise); these subjects
+// do not overlap the broker's (<prefix>.ch.>, <prefix>.live.>,
+// <prefix>.run.>), so one prefix serves both.
+//
 // # Membership
 //
 // Every node publishes a heartbeat on <prefix>.nodes each Heartbeat
@@ -34,8 +40,8 @@
 // answers with its heartbeat at once, so the membership is known in one
 // round trip rather than one interval (until those answers arrive, a node
 // that just started knows only itself). A node that closes sends
-// "bye":true and the others drop it at once. Cost: N heartbeats a second, each
-// delivered to N nodes, of about 150 bytes.
+// "bye":true and the others drop it at once. Cost: N heartbeats a second,
+// each delivered to N nodes, of about 150 bytes.
 //
 // # Presence
 //
@@ -103,6 +109,18 @@
 // announced: a flip is announced once, not once per node nor again at a
 // change of leader. While the NATS connection is down a node neither leads
 // nor expires its view into a flip. Two flips that cancel before OnFlip ran
-// are not reported. A flip can be announced twice only if the leader dies
-// between calling OnFlip and its next heartbeat, which it sends at once.
+// are not reported. A flip whose OnFlip fails (the publish did not go
+// through) is taken back and offered again a heartbeat later, as long as
+// the cluster stays in that state. A flip can be announced twice only if
+// the leader dies between calling OnFlip and its next heartbeat, which it
+// sends at once, and a flip is late by up to three heartbeats when the
+// leader crashes (until the next one takes over).
+//
+// # Bounds
+//
+// Configurable (Options): Heartbeat (1s), PresenceTimeout (500ms). Fixed
+// by the protocol: a node is gone after 3 silent intervals; a peer's
+// advertised interval counts for at most one minute; node ids are at most
+// 128 bytes; a reply has at most 65,536 parts; reply messages never exceed
+// the server's max_payload.
 package cluster

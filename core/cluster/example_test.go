@@ -31,9 +31,12 @@ func ExampleNew() {
 
 	node, err := cluster.New(ctx, nc, cluster.Options{
 		Local: &local{presence: func(string) (int, []string) { return 0, nil }},
-		OnFlip: func(ctx context.Context, busy bool) {
+		OnFlip: func(ctx context.Context, busy bool) error {
 			// Called on one node of the cluster per flip: publish
-			// servers_busy or servers_normal on the config channel here.
+			// servers_busy or servers_normal on the config channel here,
+			// and return the publish's error so that a failed one is
+			// offered again.
+			return nil
 		},
 	})
 	if err != nil {

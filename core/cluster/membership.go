@@ -179,7 +179,7 @@ func (n *Node) readyLocked(now time.Time) bool {
 // evaluateLocked announces a flip of the cluster's busy state if this node
 // leads.
 func (n *Node) evaluateLocked(now time.Time) {
-	if !n.leadingLocked(now) {
+	if !n.leadingLocked(now) || now.Before(n.holdUntil) {
 		return
 	}
 	busy := n.selfBusy
@@ -221,8 +221,29 @@ func (n *Node) notify() {
 		flip := n.pendingFlip
 		n.pendingFlip = nil
 		n.mu.Unlock()
-		if flip != nil && n.opts.OnFlip != nil {
-			n.opts.OnFlip(n.ctx, *flip)
+		if flip == nil || n.opts.OnFlip == nil {
+			continue
+		}
+		if err := n.opts.OnFlip(n.ctx, *flip); err != nil {
+			n.log.Warn("announcing the cluster busy state failed: retrying in a heartbeat", "busy", *flip, "error", err)
+			n.unannounce(*flip)
 		}
 	}
+}
+
+// unannounce takes back a flip whose announcement failed, so that the
+// next evaluation a heartbeat later offers it again if the cluster is
+// still in that state.
+func (n *Node) unannounce(flip bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	switch {
+	case n.pendingFlip != nil:
+		// The flip queued after it goes back to what the cluster was last
+		// told: nothing to announce.
+		n.pendingFlip = nil
+	case n.announced == flip:
+		n.announced = !flip
+	}
+	n.holdUntil = time.Now().Add(n.opts.Heartbeat)
 }

@@ -74,8 +74,12 @@ type Options struct {
 	// OnFlip is called when the cluster's busy state flips, on one node of
 	// the cluster only (the live node with the smallest id), so that the
 	// caller publishes one servers_busy / servers_normal per flip. Calls are
-	// sequential, off the heartbeat path, and ctx ends at Close.
-	OnFlip func(ctx context.Context, busy bool)
+	// sequential, off the heartbeat path, and ctx ends at Close. When it
+	// returns an error (the publish failed), the flip is not taken as
+	// announced: it is offered again a heartbeat interval later if the
+	// cluster is still in that state. It must not call Close (Close waits
+	// for it).
+	OnFlip func(ctx context.Context, busy bool) error
 	// Logger receives membership changes and protocol errors (default: none).
 	Logger hclog.Logger
 }
@@ -177,6 +181,7 @@ type Node struct {
 	readyAt     time.Time // before it, the node's view may be partial: it does not lead
 	blind       bool      // the NATS connection was down at the last tick
 	pendingFlip *bool     // a flip not yet handed to OnFlip
+	holdUntil   time.Time // after a failed OnFlip, no flip before it
 	dupInst     string    // the last process seen using our id, logged once
 	ignored     uint64    // messages ignored since the last warning about them
 	warnedAt    time.Time // the last warning about ignored messages

@@ -59,7 +59,7 @@ func (s *Server) checkOverload(ctx context.Context) {
 	}
 	s.log.Warn("load signal", "event", event, "connections", conns, "outbox_ratio", ratio)
 	if !s.overload.clustered.Load() {
-		s.publishLoadSignal(ctx, event == "servers_busy")
+		_ = s.publishLoadSignal(ctx, event == "servers_busy") // logged; the next change is published anyway
 	}
 }
 
@@ -75,9 +75,11 @@ func (s *Server) SetClusterOverload() { s.overload.clustered.Store(true) }
 
 // PublishLoadSignal publishes servers_busy (busy) or servers_normal on the
 // config channel.
-func (s *Server) PublishLoadSignal(ctx context.Context, busy bool) { s.publishLoadSignal(ctx, busy) }
+func (s *Server) PublishLoadSignal(ctx context.Context, busy bool) error {
+	return s.publishLoadSignal(ctx, busy)
+}
 
-func (s *Server) publishLoadSignal(ctx context.Context, busy bool) {
+func (s *Server) publishLoadSignal(ctx context.Context, busy bool) error {
 	event := "servers_normal"
 	if busy {
 		event = "servers_busy"
@@ -89,6 +91,7 @@ func (s *Server) publishLoadSignal(ctx context.Context, busy bool) {
 	if err != nil {
 		s.log.Error("publish load signal", "error", err)
 	}
+	return err
 }
 
 // watchOverload checks the load every interval until ctx ends.

@@ -194,7 +194,7 @@ func runCAS(t *testing.T, f Factory) {
 func runTTL(t *testing.T, f Factory) {
 	s := f.New(t, 0)(t)
 	ctx := ctxT(t)
-	w := watch(t, s, "ttl/")
+	w := Watch(t, s, "ttl/")
 	const short = time.Second
 
 	// Written in this order, so that once the last one expired every
@@ -215,7 +215,7 @@ func runTTL(t *testing.T, f Factory) {
 
 	expired := map[string]uint64{"ttl/lease": lease, "ttl/upd": upd, "ttl/short": last}
 	for len(expired) > 0 {
-		c := w.next(t)
+		c := w.Next(t)
 		require.False(t, c.Reset)
 		if !c.Deleted {
 			continue // the writes above
@@ -247,9 +247,9 @@ func runTTL(t *testing.T, f Factory) {
 func runWatch(t *testing.T, f Factory) {
 	s := f.New(t, 0)(t)
 	ctx := ctxT(t)
-	all := watch(t, s, "")
-	w := watch(t, s, "w/")
-	nested := watch(t, s, "w/n/")
+	all := Watch(t, s, "")
+	w := Watch(t, s, "w/")
+	nested := Watch(t, s, "w/n/")
 
 	ra := put(t, s, "w/a", "1")
 	rb := put(t, s, "w/b.c:d", "2")
@@ -279,7 +279,7 @@ func runWatch(t *testing.T, f Factory) {
 	}
 	require.Equal(t, []string{"w/a false", "w/b.c:d false", "w/a true", "x/a false", "wx false", "w/n/x false", "w/c false"}, order)
 
-	c := nested.next(t)
+	c := nested.Next(t)
 	require.Equal(t, "w/n/x", c.Key)
 	nested.quiet(t, s, "w/n/marker")
 
@@ -347,11 +347,11 @@ func runReopen(t *testing.T, f Factory) {
 func runShared(t *testing.T, f Factory) {
 	open := f.New(t, 0)
 	a, b := open(t), open(t)
-	wb := watch(t, b, "s/")
+	wb := Watch(t, b, "s/")
 
 	ra := put(t, a, "s/x", "1")
 	require.Equal(t, state.Entry{Key: "s/x", Value: []byte("1"), Revision: ra}, get(t, b, "s/x"))
-	c := wb.next(t)
+	c := wb.Next(t)
 	require.Equal(t, state.Change{Entry: state.Entry{Key: "s/x", Value: []byte("1"), Revision: ra}}, c)
 
 	for i := 0; i < 20; i++ {

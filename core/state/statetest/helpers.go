@@ -15,21 +15,21 @@ import (
 // waits this long when it fails.
 const patience = 30 * time.Second
 
-// recorder keeps what one Watch reports.
-type recorder struct {
+// Recorder keeps what one Watch reports.
+type Recorder struct {
 	changes chan state.Change
 	done    chan error
 	cancel  context.CancelFunc
 	skip    string // the sentinel key, never reported by next
 }
 
-// watch starts s.Watch(prefix) and waits until it is live: it writes the
+// Watch starts s.Watch(prefix) and waits until it is live: it writes the
 // key prefix+"~ready" until the watch reports that very write. The watch
 // ends with the test.
-func watch(t *testing.T, s state.Store, prefix string) *recorder {
+func Watch(t *testing.T, s state.Store, prefix string) *Recorder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &recorder{
+	r := &Recorder{
 		changes: make(chan state.Change, 1<<14),
 		done:    make(chan error, 1),
 		cancel:  cancel,
@@ -53,7 +53,7 @@ func watch(t *testing.T, s state.Store, prefix string) *recorder {
 
 // seen waits a moment for the sentinel's write rev; earlier sentinel writes
 // are passed over.
-func (r *recorder) seen(t *testing.T, rev uint64) bool {
+func (r *Recorder) seen(t *testing.T, rev uint64) bool {
 	timer := time.NewTimer(200 * time.Millisecond)
 	defer timer.Stop()
 	for {
@@ -73,8 +73,8 @@ func (r *recorder) seen(t *testing.T, rev uint64) bool {
 // sentinel ends the keys watch writes to learn that a watch is live.
 const sentinel = "~ready"
 
-// next returns the next change other than a sentinel's.
-func (r *recorder) next(t *testing.T) state.Change {
+// Next returns the next change other than a sentinel's.
+func (r *Recorder) Next(t *testing.T) state.Change {
 	t.Helper()
 	timer := time.NewTimer(patience)
 	defer timer.Stop()
@@ -95,11 +95,11 @@ func (r *recorder) next(t *testing.T) state.Change {
 
 // until returns the changes up to and including the first one for which
 // stop is true.
-func (r *recorder) until(t *testing.T, stop func(state.Change) bool) []state.Change {
+func (r *Recorder) until(t *testing.T, stop func(state.Change) bool) []state.Change {
 	t.Helper()
 	var out []state.Change
 	for {
-		c := r.next(t)
+		c := r.Next(t)
 		out = append(out, c)
 		if stop(c) {
 			return out
@@ -109,11 +109,11 @@ func (r *recorder) until(t *testing.T, stop func(state.Change) bool) []state.Cha
 
 // quiet fails if the watch reports a change (other than the sentinel's)
 // written before a marker write under the same prefix is reported.
-func (r *recorder) quiet(t *testing.T, s state.Store, marker string) {
+func (r *Recorder) quiet(t *testing.T, s state.Store, marker string) {
 	t.Helper()
 	rev, err := s.Put(context.Background(), marker, []byte("m"), 0)
 	require.NoError(t, err)
-	c := r.next(t)
+	c := r.Next(t)
 	require.Equal(t, marker, c.Key, "unexpected change before the marker: %+v", c)
 	require.Equal(t, rev, c.Revision)
 }

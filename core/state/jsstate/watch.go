@@ -1,0 +1,143 @@
+package jsstate
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/heraldhq/herald/core/state"
+)
+
+// restartPause is the pause between attempts to watch again after a
+// reconnect, while JetStream is not back yet.
+const restartPause = 250 * time.Millisecond
+
+// Watch calls f for every change under prefix from now on, in stream
+// order: writes, deletes and purges, and the markers of expired keys (as
+// Deleted). When the connection comes back after a loss, changes may have
+// been missed: Watch starts a new consumer at the stream's end and then
+// calls f with Reset, so a reload by List sees everything the new consumer
+// does not.
+func (s *Store) Watch(ctx context.Context, prefix string, f func(state.Change)) error {
+	if err := state.ValidPrefix(prefix); err != nil {
+		return err
+	}
+	if s.isClosed() {
+		return fmt.Errorf("state watch %q: %w", prefix, state.ErrClosed)
+	}
+	filter := encodePrefix(prefix)
+	// Listen before the consumer starts, so that no reconnect slips by.
+	status := s.nc.StatusChanged(nats.CONNECTED, nats.CLOSED)
+	defer s.nc.RemoveStatusListener(status)
+	w, err := s.startWatch(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("state watch %q: %w", prefix, err)
+	}
+	defer func() {
+		if w != nil {
+			w.stop()
+		}
+	}()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return fmt.Errorf("state watch %q: %w", prefix, state.ErrClosed)
+		case st := <-status:
+			if st == nats.CLOSED {
+				return fmt.Errorf("state watch %q: nats connection closed: %w", prefix, state.ErrUnavailable)
+			}
+			if w, err = s.restart(ctx, w, filter); err != nil {
+				return fmt.Errorf("state watch %q: %w", prefix, err)
+			}
+			f(state.Change{Reset: true})
+		case e, ok := <-w.w.Updates():
+			if !ok { // the subscription ended under us
+				if w, err = s.restart(ctx, w, filter); err != nil {
+					return fmt.Errorf("state watch %q: %w", prefix, err)
+				}
+				f(state.Change{Reset: true})
+				continue
+			}
+			if e == nil {
+				continue
+			}
+			key, err := decodeKey(e.Key())
+			if err != nil {
+				continue // not written through a Store
+			}
+			c := state.Change{Entry: state.Entry{Key: key, Revision: e.Revision()}}
+			if e.Operation() == jetstream.KeyValuePut {
+				c.Value = e.Value()
+			} else {
+				c.Deleted = true
+			}
+			f(c)
+		}
+	}
+}
+
+// watching is one KV watcher and the cancel of the context its
+// subscription lives by.
+type watching struct {
+	w      jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+func (w *watching) stop() {
+	w.cancel()
+	stopWatcher(w.w)
+}
+
+// startWatch starts an ordered consumer of the changes under filter made
+// from now on. The subscription lives as long as the context handed to the
+// KV watch, so its start is bounded by a timer instead of a deadline.
+func (s *Store) startWatch(ctx context.Context, filter string) (*watching, error) {
+	if err := s.connected(); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(s.opts.Timeout, cancel)
+	w, err := s.kv.Watch(wctx, filter, jetstream.UpdatesOnly())
+	if !timer.Stop() {
+		if err == nil {
+			stopWatcher(w)
+		}
+		cancel()
+		return nil, fmt.Errorf("start watching: no answer in %v: %w", s.opts.Timeout, state.ErrUnavailable)
+	}
+	if err != nil {
+		cancel()
+		return nil, s.classify(wctx, err)
+	}
+	return &watching{w: w, cancel: cancel}, nil
+}
+
+// restart replaces a watcher after a reconnect, trying until JetStream
+// answers, ctx ends, the store closes or the connection is closed for good.
+func (s *Store) restart(ctx context.Context, old *watching, filter string) (*watching, error) {
+	if old != nil {
+		old.stop()
+	}
+	for {
+		if s.nc.IsClosed() {
+			return nil, fmt.Errorf("nats connection closed: %w", state.ErrUnavailable)
+		}
+		w, err := s.startWatch(ctx, filter)
+		if err == nil {
+			return w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.closed:
+			return nil, state.ErrClosed
+		case <-time.After(restartPause):
+		}
+	}
+}
