@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/natstest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -373,4 +375,85 @@ func TestIntegrationBadBodiesAre400(t *testing.T) {
 	}
 	st, _ := s.Do(t, http.MethodPost, "/v1/plugins/chat/addMember", map[string]any{"group_id": 1, "user_id": 1}, "", nil)
 	require.Equal(t, http.StatusUnauthorized, st)
+}
+
+// startCluster starts n herald nodes on one NATS server (JetStream in
+// process), each running its own chat plugin; the plugins' State is then the
+// JetStream KV bucket they share.
+func startCluster(t *testing.T, n int) []*stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts NATS, herald nodes and their chat plugins")
+	}
+	ns := natstest.Start(t)
+	bin := heraldtest.Binary(t, "plugins/chat")
+	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = \"3s\"\n    liveness_ttl = \"3s\"\n  }\n}\n", ns.URL(), bin)
+	nodes := make([]*stack, n)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i] = &stack{Herald: heraldtest.Start(t, heraldtest.Options{HCL: hcl}), t: t, bin: bin}
+		}()
+	}
+	wg.Wait()
+	for _, s := range nodes {
+		s.waitReady()
+	}
+	return nodes
+}
+
+// Online status is per user across the nodes: one is_online when the
+// user's first connection anywhere opens, one is_offline when the last one
+// anywhere closes, also when the node holding it dies; membership recorded
+// through one node holds on the other.
+func TestIntegrationClusterOnlineStatusAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	a.member(5, "alice")
+	a.member(5, "bob")
+
+	bob := b.dial("bob", nil)
+	bob.Subscribe(t, "chat:user:bob", "chat:group:5") // the group: recorded through a
+
+	onA := a.dial("alice", map[string]any{"nick": "Alice"})
+	n := one(t, bob)
+	require.Equal(t, "is_online", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+	onB := b.dial("alice", nil)
+	bob.NoNotification(t, 500*time.Millisecond)
+	onA.Close()
+	bob.NoNotification(t, 500*time.Millisecond)
+	onB.Close()
+	n = one(t, bob)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+
+	// entering through either node: once per window.
+	st, res := a.backend("saveDraft", map[string]any{"group_id": 5, "user_id": "alice", "text": "h"})
+	require.Equal(t, http.StatusOK, st, "%s", res)
+	st, res = b.backend("saveDraft", map[string]any{"group_id": 5, "user_id": "alice", "text": "he"})
+	require.Equal(t, http.StatusOK, st, "%s", res)
+	require.JSONEq(t, `{"entering":false,"notified":0}`, string(res))
+	require.Equal(t, "entering", one(t, bob).Event)
+
+	// The node holding alice's only connection dies with its plugin: when
+	// its liveness record expires, the other node announces her offline.
+	a.dial("alice", nil)
+	require.Equal(t, "is_online", one(t, bob).Event)
+	plugin := a.pluginPid()
+	a.Signal(t, syscall.SIGKILL)
+	if plugin != 0 {
+		_ = syscall.Kill(plugin, syscall.SIGKILL) // a dead node takes its plugin along
+	}
+	n = one(t, bob)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice"}`, string(n.Object))
+	bob.NoNotification(t, 500*time.Millisecond)
+
+	// A removal through the surviving node ends bob's subscription there.
+	require.JSONEq(t, `{"group_id":5,"user_id":"bob","removed":true,"unsubscribed":1}`,
+		string(b.mustBackend("removeMember", map[string]any{"group_id": 5, "user_id": "bob"})))
+	require.Equal(t, -32003, b.dial("bob", nil).CallErr(t, "subscribe", map[string]any{"channel": "chat:group:5"}).Code)
 }
