@@ -370,3 +370,27 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A liveness record that expires without the Watch reporting it (a store
+// that loses the expiry) is found by the next renewal's check.
+func TestClusterUnreportedExpiryIsFound(t *testing.T) {
+	ns := nodes(t, 2, nil)
+	a, dying := ns[0], ns[1]
+	a.member(1, "w")
+	a.member(1, "u")
+	a.online("w", "w", nil)
+	idleAll(ns)
+	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d", UserID: "u"})
+	idleAll(ns)
+	pid := dying.p.pid
+	dying.Close()
+	// Gone from the store, unseen by every watch.
+	a.st.mu.Lock()
+	delete(a.st.kv, procKey(pid))
+	a.st.mu.Unlock()
+	a.idle()
+	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""))
+	a.p.renew() // the next renewal
+	a.idle()
+	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_offline", `{"id":"u"}`))
+}

@@ -560,6 +560,33 @@ func (c *Chat) renew() {
 	case c.ctx.Err() == nil:
 		c.log.Warn("renewing the chat process's liveness failed", "pid", pid, "error", err)
 	}
+	c.checkProcs()
+}
+
+// checkProcs compares the mirror of procs/ with the State: a liveness
+// record that expired without the Watch reporting it is handled as if it
+// had. (One small List per renewal: there is one key per process.)
+func (c *Chat) checkProcs() {
+	es, err := c.st.List(c.ctx, keyProcs)
+	if err != nil {
+		return // the store is unreachable: the renewal said so
+	}
+	live := set{}
+	for _, e := range es {
+		live.add(strings.TrimPrefix(e.Key, keyProcs))
+	}
+	var gone []string
+	c.cmu.Lock()
+	for pid := range c.procs {
+		if _, ok := live[pid]; !ok {
+			gone = append(gone, pid)
+			delete(c.procs, pid)
+		}
+	}
+	c.cmu.Unlock()
+	for _, pid := range gone {
+		c.procGone(pid)
+	}
 }
 
 // reincarnate: this process's liveness record expired, so the others may
