@@ -394,3 +394,22 @@ func TestClusterUnreportedExpiryIsFound(t *testing.T) {
 	a.idle()
 	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_offline", `{"id":"u"}`))
 }
+
+// A participant who listens on another node, recorded in the State before a
+// user comes online, hears of it even when the announcing node's watch lags:
+// the announcer first catches up to its own write.
+func TestClusterAnnouncesToListenersTheWatchHasNotShownYet(t *testing.T) {
+	ns := nodes(t, 2, nil)
+	a, b := ns[0], ns[1]
+	a.member(1, "u")
+	a.member(1, "w")
+	idleAll(ns)
+	a.st.mu.Lock()
+	a.st.watchLag = 50 * time.Millisecond
+	a.st.mu.Unlock()
+	b.online("w", "w", nil)
+	b.p.work.waitIdle(t.Context()) // w's listening is in the State; A's watch lags
+	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})
+	idleAll(ns)
+	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_online", `{"id":"u"}`))
+}

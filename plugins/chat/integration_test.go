@@ -136,6 +136,38 @@ func noEvent(t *testing.T, c *heraldtest.Client, event string, d time.Duration) 
 	}
 }
 
+// waitHeard waits until listener's listening is known on node s: a probe
+// user comes online there until listener hears of it, then goes.
+func waitHeard(t *testing.T, s *stack, listener *heraldtest.Client, probe string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 20, "node never learnt that the listener listens")
+		c := s.dial(probe, nil)
+		heard := false
+		timer := time.NewTimer(2 * time.Second)
+		for !heard {
+			select {
+			case b := <-listener.Batches:
+				for _, n := range b {
+					heard = heard || n.Event == "is_online"
+				}
+			case <-timer.C:
+			}
+			if !heard {
+				break
+			}
+		}
+		timer.Stop()
+		c.Close()
+		if heard {
+			require.Equal(t, "is_offline", one(t, listener).Event)
+			return
+		}
+		// Not heard: whatever its close causes is drained before the next try.
+		noEvent(t, listener, "none", 500*time.Millisecond)
+	}
+}
+
 // one waits for exactly one notification and returns it.
 func one(t *testing.T, c *heraldtest.Client) heraldtest.Notification {
 	t.Helper()
@@ -433,9 +465,12 @@ func TestIntegrationClusterOnlineStatusAcrossNodes(t *testing.T) {
 	a, b := nodes[0], nodes[1]
 	a.member(5, "alice")
 	a.member(5, "bob")
+	a.member(5, "probe")
 
 	bob := b.dial("bob", nil)
 	bob.Subscribe(t, "chat:user:bob", "chat:group:5") // the group: recorded through a
+	// bob listens on B; node A learns it through the State, a moment later.
+	waitHeard(t, a, bob, "probe")
 
 	onA := a.dial("alice", map[string]any{"nick": "Alice"})
 	n := one(t, bob)

@@ -418,10 +418,11 @@ func (c *Chat) enteringDue(ctx context.Context, group, user string) (bool, error
 	// The mark's TTL only sweeps it away after the window (a TTL is at
 	// least a second); the time inside decides.
 	val, ttl := mustJSON(enteringMark{At: now.UnixNano()}), sdk.WithTTL(window+time.Second)
+	var wrote uint64
 	if found {
-		_, err = c.st.Update(ctx, key, val, rev, ttl)
+		wrote, err = c.st.Update(ctx, key, val, rev, ttl)
 	} else {
-		_, err = c.st.Create(ctx, key, val, ttl)
+		wrote, err = c.st.Create(ctx, key, val, ttl)
 	}
 	if isConflict(err) || isNotFound(err) {
 		return false, nil // another process emitted just now
@@ -430,6 +431,7 @@ func (c *Chat) enteringDue(ctx context.Context, group, user string) (bool, error
 		return false, err
 	}
 	c.remember(local, now, now)
+	c.caughtUp(ctx, wrote) // who listens, as of the mark
 	return true, nil
 }
 

@@ -107,6 +107,11 @@ type Chat struct {
 
 	renewMu sync.Mutex // one renewal of the liveness record at a time
 
+	// seenRev is the highest revision the mirrors hold (see caughtUp).
+	seenMu  sync.Mutex
+	seenRev uint64
+	seenCh  chan struct{} // closed and replaced when seenRev grows
+
 	mu        sync.Mutex
 	pid       string               // this process's current id (see liveness)
 	procRev   uint64               // revision of procs/<pid> last written
@@ -190,6 +195,7 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	c.startResync()
 
 	c.loaded = make(chan struct{})
+	c.seenCh = make(chan struct{})
 	c.wg.Add(3)
 	go c.watch()
 	go c.liveness()

@@ -277,6 +277,9 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 				return nil, fmt.Errorf("create %s: %w", key, err)
 			}
 			c.written(user, key, rev, rec, true)
+			// Whoever listened when the record was made hears of it, on
+			// whichever node they listen.
+			c.caughtUp(ctx, rev)
 			return c.presenceNotes(user, "is_online", obj), nil
 		}
 		if err != nil {
@@ -323,6 +326,7 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 			if err != nil {
 				return nil, err
 			}
+			c.caughtUp(ctx, e.Revision)
 			return c.presenceNotes(user, "is_offline", obj), nil
 		}
 		rev, err := c.st.Update(ctx, key, mustJSON(rec), e.Revision)

@@ -34,6 +34,9 @@ type memState struct {
 	// noInitialReset makes Watch start without the documented Reset, as
 	// some stores do: the plugin must load its mirrors all the same.
 	noInitialReset bool
+	// watchLag delays every change a Watch hands over, as a loaded
+	// cluster's watches lag behind its writes.
+	watchLag time.Duration
 }
 
 type memEntry struct {
@@ -276,6 +279,12 @@ func (s *memState) Watch(ctx context.Context, prefix string, f func(sdk.Change))
 		w.queue = w.queue[1:]
 		w.busy = true
 		w.mu.Unlock()
+		s.mu.Lock()
+		lag := s.watchLag
+		s.mu.Unlock()
+		if lag > 0 && !ch.Reset {
+			time.Sleep(lag)
+		}
 		f(ch)
 	}
 }

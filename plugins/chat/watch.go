@@ -59,6 +59,7 @@ func (c *Chat) watch() {
 				}
 			}
 			c.changed(ch)
+			c.seen(ch.Revision)
 		})
 		cancel()
 		if c.ctx.Err() != nil {
@@ -72,6 +73,10 @@ func (c *Chat) watch() {
 		}
 	}
 }
+
+// catchUpWait bounds caughtUp: a Watch lags by a round trip, unless it is
+// being reloaded.
+const catchUpWait = 5 * time.Second
 
 // nudgeEvery is how often nudge writes while it waits for a Watch's first
 // call.
@@ -106,8 +111,49 @@ func (c *Chat) reload(ctx context.Context) error {
 			return fmt.Errorf("list %s: %w", p.prefix, err)
 		}
 		p.load(es)
+		for _, e := range es {
+			c.seen(e.Revision)
+		}
 	}
 	return nil
+}
+
+// seen records that the mirrors hold every change up to rev: the Watch
+// reports the store's changes in the order of their revisions, which grow
+// across the whole store.
+func (c *Chat) seen(rev uint64) {
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	if rev > c.seenRev {
+		c.seenRev = rev
+		close(c.seenCh)
+		c.seenCh = make(chan struct{})
+	}
+}
+
+// caughtUp waits until the mirrors hold every change up to rev (a write
+// this process just made), so that what it decides next from them (who
+// listens) is what the store held when that write landed; at most
+// catchUpWait, after which the mirrors are used as they are.
+func (c *Chat) caughtUp(ctx context.Context, rev uint64) {
+	timeout := time.NewTimer(catchUpWait)
+	defer timeout.Stop()
+	for {
+		c.seenMu.Lock()
+		done, ch := c.seenRev >= rev, c.seenCh
+		c.seenMu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			c.log.Debug("the state watch is late; announcing from the mirrors as they are", "revision", rev)
+			return
+		}
+	}
 }
 
 // changed applies one change to its mirror.
