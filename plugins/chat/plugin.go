@@ -96,7 +96,7 @@ type Chat struct {
 	ctx     context.Context // ends at Drain: the goroutines below
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	work    *workQueue
+	work    *workers
 	loaded  chan struct{} // closed once the mirrors are first loaded
 
 	// cmu guards the caches of shared state.
@@ -182,7 +182,7 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	c.conns, c.byUser, c.listen, c.mine, c.failed = map[string]*conn{}, map[string]set{}, map[string]int{}, set{}, set{}
 	c.dead, c.removing, c.entering = map[string]bool{}, map[string]int{}, map[string]time.Time{}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.work = newWorkQueue()
+	c.work = newWorkers(presenceWorkers)
 
 	if err := c.register(ctx); err != nil {
 		c.cancel()
@@ -196,10 +196,12 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 
 	c.loaded = make(chan struct{})
 	c.seenCh = make(chan struct{})
-	c.wg.Add(3)
+	c.wg.Add(2 + len(c.work.qs))
 	go c.watch()
 	go c.liveness()
-	go c.worker()
+	for _, q := range c.work.qs {
+		go c.worker(q)
+	}
 	select {
 	case <-c.loaded:
 	case <-ctx.Done():

@@ -104,8 +104,8 @@ func (c *Chat) finishResync() {
 	if c.settleT != nil {
 		c.settleT.Stop()
 	}
-	// Those who left while the events were missed first, then the others,
-	// so that is_offline goes out before is_online as on one timeline.
+	// Those who left while the events were missed first, then the others
+	// (each worker keeps that order for its share of the users).
 	left := set{}
 	for u := range c.mine {
 		if _, still := c.byUser[u]; !still {
@@ -202,11 +202,11 @@ func (c *Chat) unlisten(ch string) {
 	}
 }
 
-// worker does the queued presence work until Drain.
-func (c *Chat) worker() {
+// worker does one queue's presence work until Drain.
+func (c *Chat) worker(q *workQueue) {
 	defer c.wg.Done()
 	for {
-		j, ok := c.work.next()
+		j, ok := q.next()
 		if !ok {
 			return
 		}

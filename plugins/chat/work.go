@@ -2,11 +2,80 @@ package main
 
 import (
 	"context"
+	"hash/fnv"
 	"sync"
 )
 
-// workQueue is the presence work of this process, done by one goroutine
-// (worker) in the order it was asked for, off the paths that must not wait
+// presenceWorkers is how many goroutines do the presence work, each for
+// its share of the users (by a hash of the id), so that a burst of
+// connections (clients of a dead node reconnecting here) is not one State
+// round trip after another; one user's work stays in order on one of them.
+const presenceWorkers = 4
+
+// workers are the queues of the presence work, one per worker goroutine.
+type workers struct {
+	qs []*workQueue
+}
+
+func newWorkers(n int) *workers {
+	w := &workers{qs: make([]*workQueue, n)}
+	for i := range w.qs {
+		w.qs[i] = newWorkQueue()
+	}
+	return w
+}
+
+func (w *workers) shard(key string) *workQueue {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	return w.qs[h.Sum32()%uint32(len(w.qs))]
+}
+
+// sync asks for each user's presence to be reconciled, in the order given
+// per worker.
+func (w *workers) sync(users ...string) {
+	for _, u := range users {
+		w.shard(u).sync(u)
+	}
+}
+
+func (w *workers) checkSub(conn, group, user string) { w.shard(user).checkSub(conn, group, user) }
+func (w *workers) reapDead()                         { w.qs[0].reapDead() }
+func (w *workers) renewNow()                         { w.qs[0].renewNow() }
+
+func (w *workers) setPaused(p bool) {
+	for _, q := range w.qs {
+		q.setPaused(p)
+	}
+}
+
+// waitIdle waits until every queue is idle at once (a job of one may queue
+// work on another), or ctx ends; it reports whether it found work.
+func (w *workers) waitIdle(ctx context.Context) bool {
+	found := false
+	for ctx.Err() == nil {
+		busy := false
+		for _, q := range w.qs {
+			if q.waitIdle(ctx) {
+				busy = true
+			}
+		}
+		if !busy {
+			return found
+		}
+		found = true
+	}
+	return found
+}
+
+func (w *workers) close() {
+	for _, q := range w.qs {
+		q.close()
+	}
+}
+
+// workQueue is one worker's share of the presence work, done by one
+// goroutine (worker) in the order it was asked for, off the paths that must not wait
 // for the State: the host's event delivery (which times out and resyncs a
 // slow plugin) and the Watch callbacks (which must return quickly).
 //
