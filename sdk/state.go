@@ -7,7 +7,7 @@ import (
 )
 
 // State is the plugin's own key-value store, kept by Herald. On one node it
-// is an embedded file in the plugin's data_dir; in a cluster (broker
+// is a file under the config's state.dir; in a cluster (broker
 // "nats") it is a JetStream key-value bucket shared by the plugin's
 // processes on every node, so a plugin that keeps what must be shared here,
 // and writes with compare-and-set, is correct on one node and on many
@@ -15,8 +15,8 @@ import (
 //
 // Keys are paths of segments joined by "/": each segment is 1 to 255 bytes
 // of printable ASCII; a key is at most 1024 bytes. A value is at most
-// MaxStateValue bytes. The store of one plugin is bounded by its plugin
-// block's state_max_bytes.
+// MaxStateValue bytes. The store of one plugin is bounded by the config's
+// state.max_bytes.
 //
 // Every write is durable when it returns (fsynced on one node, stored on the
 // bucket's replicas in a cluster). Each key has a revision that grows with
@@ -90,9 +90,9 @@ var (
 	// ErrConflict: the key's revision is not the one the write expected,
 	// or Create found the key.
 	ErrConflict = errors.New("state: revision conflict")
-	// ErrNoState: the plugin has no state (its plugin block has no
-	// data_dir and the node is not in a cluster).
-	ErrNoState = errors.New("state: not available to this plugin (give its plugin block a data_dir)")
+	// ErrNoState: the host keeps no State for the plugin (herald
+	// validate's dry run, or a test host that offers none).
+	ErrNoState = errors.New("state: not available to this plugin (this host keeps no State: herald validate's dry run, or a test host without one)")
 )
 
 // StateHolder is implemented by the Host handle the SDK gives a plugin (a

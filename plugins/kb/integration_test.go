@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,9 @@ type stack struct {
 	dir string
 }
 
-// startStack serves the kb plugin on data dir dir; extra is added to the
-// config (blocks such as history {}).
+// startStack serves the kb plugin with its state (Herald's state block) in
+// dir, so that a herald started again on dir finds it; extra is added to
+// the config (blocks such as history {}).
 func startStack(t *testing.T, dir, extra string) *stack {
 	t.Helper()
 	return startStackWith(t, dir, "", extra)
@@ -45,7 +47,7 @@ func startStackWith(t *testing.T, dir, pluginCfg, extra string) *stack {
 		t.Skip("integration test: starts herald and the kb plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/kb")
-	hcl := fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n%s\n  }\n}\n%s", bin, dir, pluginCfg, extra)
+	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n%s\n  }\n}\n%s", filepath.Join(dir, "state"), bin, dir, pluginCfg, extra)
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()

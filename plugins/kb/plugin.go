@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -30,7 +32,10 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir holds kb.db (seqids and recent operations); required.
+	// DataDir is where versions before sdk.State kept kb.db; optional.
+	// When it is given and kb.db is still there, the plugin refuses to
+	// start: that file's seqids would be handed out again. The state itself
+	// is Herald's (its `state` block on one node, NATS in a cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// IndexReplicas is how many resource_indexed make a seqid indexed.
 	IndexReplicas int `mapstructure:"index_replicas"`
@@ -50,9 +55,6 @@ func defaultConfig() config {
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory that keeps kb.db)")
-	}
 	for _, b := range []struct {
 		key       string
 		v, lo, hi int
@@ -73,23 +75,30 @@ func (c *config) Validate() error {
 // KB is the plugin.
 type KB struct {
 	cfg   config
-	store seqStore
+	store *stateStore
 	host  sdk.Host
 	log   hclog.Logger
 
-	// Reports to a KB are serialized by its stripe, from taking the seqid
-	// to emitting the notification and waking the waiters: notifications
-	// of a KB go out in seqid order, and a waiter that checks under the
-	// stripe never misses a wake-up.
+	// stateOf gives the plugin its State (sdk.StateOf; tests put a fake).
+	stateOf func(sdk.Host) (sdk.State, error)
+
+	// Reports to a KB made through this process are serialized by its
+	// stripe, from taking the seqid to emitting the notification: they go
+	// out in seqid order. Reports through other nodes are ordered only by
+	// the seqid compare-and-set (README, "Cluster").
 	seed    maphash.Seed
 	stripes [stripes]sync.Mutex
 
 	waiters *waiters
 	streams streams
+
+	// The watch of the state (watchState) and its end.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // New returns an unconfigured plugin.
-func New() *KB { return &KB{seed: maphash.MakeSeed()} }
+func New() *KB { return &KB{seed: maphash.MakeSeed(), stateOf: sdk.StateOf} }
 
 var (
 	_ sdk.Configurer = (*KB)(nil)
@@ -103,11 +112,11 @@ func (k *KB) Manifest() sdk.Manifest {
 		Version:  version,
 		Prefixes: []string{"kb"},
 		Methods: []sdk.Method{
-			{Name: typeWritten, BackendOnly: true, Handler: k.resourceWritten},
-			{Name: typeProcessed, BackendOnly: true, Handler: k.resourceProcessed},
-			{Name: typeIndexed, BackendOnly: true, Handler: k.resourceIndexed},
+			{Name: typeWritten, BackendOnly: true, Handler: retryable(k.resourceWritten)},
+			{Name: typeProcessed, BackendOnly: true, Handler: retryable(k.resourceProcessed)},
+			{Name: typeIndexed, BackendOnly: true, Handler: retryable(k.resourceIndexed)},
 			// A wait may outlast limits.call_timeout, up to its own bound.
-			{Name: "waitFor", Handler: k.waitFor, Timeout: maxWaitSeconds*time.Second + 5*time.Second},
+			{Name: "waitFor", Handler: retryable(k.waitFor), Timeout: maxWaitSeconds*time.Second + 5*time.Second},
 			{Name: "stats", BackendOnly: true, Handler: k.stats},
 		},
 		Routes: []sdk.Route{
@@ -116,7 +125,23 @@ func (k *KB) Manifest() sdk.Manifest {
 	}
 }
 
-// Configure decodes the config block and opens the store.
+// retryable answers a call that failed because the state could not be
+// reached (in a cluster, NATS) with -32050, "retry later" (HTTP 503 for
+// backends), rather than as an internal error: nothing of it was applied
+// that a retry would repeat wrongly (a seqid taken is simply never used).
+func retryable(h func(context.Context, *sdk.Call) (any, error)) func(context.Context, *sdk.Call) (any, error) {
+	return func(ctx context.Context, c *sdk.Call) (any, error) {
+		res, err := h(ctx, c)
+		var coded *sdk.Error
+		if err != nil && !errors.As(err, &coded) && errors.Is(err, sdk.ErrStateUnavailable) {
+			return nil, sdk.Errorf(sdk.CodePluginUnavailable, "%v: retry later", err)
+		}
+		return res, err
+	}
+}
+
+// Configure decodes the config block, takes the plugin's State and starts
+// watching it.
 func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	cfg := defaultConfig()
 	if err := raw.Decode(&cfg); err != nil {
@@ -125,18 +150,61 @@ func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
 	}
-	st, err := openBoltStore(cfg.DataDir, cfg.KeepOperations)
-	if err != nil {
-		return err
+	// kb.db is where versions before the State kept the counters: starting
+	// next to it would hand out its seqids again.
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "kb.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's plugin state): starting would hand out its seqids again; remove the file to start every KB from seqid 1", old)
+		}
 	}
-	k.cfg, k.store, k.host, k.log = cfg, st, h, h.Logger()
+	st, err := k.stateOf(h)
+	if err != nil {
+		return fmt.Errorf("kb keeps its seqids in the plugin's state: %w", err)
+	}
+	k.cfg, k.store, k.host, k.log = cfg, newStateStore(st, cfg.KeepOperations), h, h.Logger()
 	k.waiters = newWaiters(cfg.MaxWaiters, cfg.MaxBackendWaiters)
 	k.streams.max = cfg.MaxStreams
-	k.log.Info("kb store open", "dir", cfg.DataDir, "index_replicas", cfg.IndexReplicas, "keep_operations", cfg.KeepOperations)
+	ctx, cancel := context.WithCancel(context.Background())
+	k.stopWatch, k.watchDone = cancel, make(chan struct{})
+	go k.watchState(ctx, st) // ends at Drain
+	k.log.Info("kb state open", "index_replicas", cfg.IndexReplicas, "keep_operations", cfg.KeepOperations)
 	return nil
 }
 
-// Drain closes the store once the reports in flight are done.
+// watchRetry is how long the watch of the state waits before it starts
+// again after it failed.
+const watchRetry = time.Second
+
+// watchState wakes the waiters of every record that changes, whichever
+// node's process changed it, until ctx ends. When changes may have been
+// missed (a Reset, or the watch failed) every waiter reads its record
+// again.
+func (k *KB) watchState(ctx context.Context, st sdk.State) {
+	defer close(k.watchDone)
+	for {
+		err := st.Watch(ctx, stateRoot, func(c sdk.Change) {
+			if c.Reset {
+				k.waiters.wakeAll()
+				return
+			}
+			k.waiters.wake(c.Key)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		k.log.Warn("the watch of the kb state ended; waiters read again, and it starts again", "error", err, "retry_in", watchRetry)
+		k.waiters.wakeAll()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(watchRetry):
+		}
+	}
+}
+
+// Drain refuses new reports once those in flight are done, and ends the
+// watch.
 func (k *KB) Drain(context.Context) error {
 	if k.store == nil {
 		return nil
@@ -144,14 +212,13 @@ func (k *KB) Drain(context.Context) error {
 	for i := range k.stripes {
 		k.stripes[i].Lock()
 	}
-	defer func() {
-		for i := range k.stripes {
-			k.stripes[i].Unlock()
-		}
-	}()
-	st := k.store
-	k.store = closedStore{}
-	return st.Close()
+	k.store.close()
+	for i := range k.stripes {
+		k.stripes[i].Unlock()
+	}
+	k.stopWatch()
+	<-k.watchDone
+	return nil
 }
 
 func (k *KB) stripe(kbid string) *sync.Mutex {
@@ -200,14 +267,3 @@ func (k *KB) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sd
 	}
 	return refused, nil
 }
-
-// closedStore is the store after Drain: every use fails.
-type closedStore struct{}
-
-var errClosed = sdk.Errorf(sdk.CodePluginUnavailable, "kb plugin is stopping: retry later")
-
-func (closedStore) Update(context.Context, string, func(kbTx) error) error { return errClosed }
-func (closedStore) Get(context.Context, string, uint64) (record, bool, uint64, error) {
-	return record{}, false, 0, errClosed
-}
-func (closedStore) Close() error { return nil }

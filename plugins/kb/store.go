@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
+	"strings"
+	"sync/atomic"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/heraldhq/herald/sdk"
 )
 
 // record is what the plugin keeps of one seqid of a KB: enough to answer
@@ -24,138 +25,273 @@ type record struct {
 }
 
 // seqStore is the plugin's state: per KB, its seqid counter and the records
-// of its recent seqids. It is an interface so that a later store shared by
-// several Herald nodes can replace the bbolt file.
+// of its recent seqids. There are no transactions: each method is one
+// durable write (or read), so the callers order their writes so that a
+// crash between two leaves a state the next reader handles, and rewrite a
+// record only at the revision they read (modify).
 type seqStore interface {
-	// Update runs f in one durable transaction on kbid's state: once it
-	// returned nil, what f wrote survives a crash, and a seqid f took with
-	// Next is never handed out again, whatever follows.
-	Update(ctx context.Context, kbid string, f func(tx kbTx) error) error
-	// Get returns the record of seqid (found false when there is none) and
-	// the KB's last seqid.
-	Get(ctx context.Context, kbid string, seqid uint64) (rec record, found bool, last uint64, err error)
-	Close() error
+	// Next takes the KB's next seqid: once it returned, no process on any
+	// node is ever handed that seqid again, whatever follows.
+	Next(ctx context.Context, kbid string) (uint64, error)
+	// Counter returns the KB's last seqid taken and the seqid up to which
+	// every record was pruned (zeros for a KB never written).
+	Counter(ctx context.Context, kbid string) (last, pruned uint64, err error)
+	// Get returns the record of seqid and its revision; found is false
+	// when there is none.
+	Get(ctx context.Context, kbid string, seqid uint64) (rec record, rev uint64, found bool, err error)
+	// Create records seqid, which Next handed to the caller.
+	Create(ctx context.Context, kbid string, seqid uint64, rec record) error
+	// Update rewrites the record of seqid if its revision is still rev:
+	// sdk.ErrConflict when it moved on, sdk.ErrNotFound when it is gone.
+	Update(ctx context.Context, kbid string, seqid uint64, rec record, rev uint64) error
+	// Delete removes the record of seqid (none is not an error).
+	Delete(ctx context.Context, kbid string, seqid uint64) error
+	// RecordKey is the key whose changes the watch reports for seqid.
+	RecordKey(kbid string, seqid uint64) string
 }
 
-// kbTx is one KB inside an Update.
-type kbTx interface {
-	// Next takes the KB's next seqid.
-	Next() (uint64, error)
-	Get(seqid uint64) (record, bool, error)
-	Put(seqid uint64, r record) error
-	Delete(seqid uint64) error
+// stateStore keeps the records in sdk.State: on one node a file under
+// Herald's `state` block (state.dir), in a cluster a JetStream key-value bucket that the kb
+// processes of every node share. The keys:
+//
+//	kb/<kb>/last         {"last": n, "pruned": p}: the KB's last seqid taken (the
+//	                     counter, never pruned), and the seqid up to which every
+//	                     record is deleted
+//	kb/<kb>/ops/<seqid>  the record of one seqid as JSON; the seqid as 20
+//	                     decimal digits, so that a KB's records sort by seqid
+//
+// <kb> is the kbid through stateSegment. Records older than the last keep
+// seqids are pruned by the process that takes a seqid (Next).
+type stateStore struct {
+	st     sdk.State
+	keep   uint64
+	closed atomic.Bool
 }
 
-// boltStore keeps <data_dir>/kb.db: one bucket per KB holding "last" (its
-// last seqid, big-endian) and the bucket "ops" (seqid, big-endian -> the
-// record as JSON). Records older than the last `keep` seqids are pruned as
-// new ones come.
-type boltStore struct {
-	db   *bolt.DB
-	keep uint64
-}
+var _ seqStore = (*stateStore)(nil)
 
-var (
-	keyLast   = []byte("last")
-	bucketOps = []byte("ops")
+const (
+	stateRoot = "kb/"
+	// pruneBatch bounds the records one Next deletes: with a constant
+	// keep_operations it deletes one; after keep_operations was lowered it
+	// catches up by this many per seqid instead of all at once.
+	pruneBatch = 64
 )
 
-func openBoltStore(dir string, keep int) (*boltStore, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+var errClosed = sdk.Errorf(sdk.CodePluginUnavailable, "kb plugin is stopping: retry later")
+
+func newStateStore(st sdk.State, keep int) *stateStore {
+	return &stateStore{st: st, keep: uint64(keep)}
+}
+
+// close makes every later use fail with errClosed (Drain).
+func (s *stateStore) close() { s.closed.Store(true) }
+
+func (s *stateStore) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return errClosed
 	}
-	path := filepath.Join(dir, "kb.db")
-	// The timeout covers a previous plugin process still closing the file
-	// during a restart; bbolt's lock dies with a killed process.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	return ctx.Err()
+}
+
+// stateSegment turns an id into one key segment. State segments are 1 to
+// 255 bytes of printable ASCII; JetStream keys are narrower still, and "."
+// is their separator. Letters, digits, '-' and '_' stay; every other byte
+// becomes %XX (so '%' itself is escaped and the mapping is one to one).
+// An escaped id longer than 255 bytes becomes "~" and the hex SHA-256 of
+// the id: '~' is always escaped otherwise, so the two forms never meet.
+// A kbid (at most 128 bytes of letters, digits and -._~) has at most 384
+// escaped bytes, so a long run of dots or tildes takes the hashed form.
+func stateSegment(id string) string {
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
+		}
+		fmt.Fprintf(&b, "%%%02X", c)
+	}
+	if b.Len() > 255 {
+		sum := sha256.Sum256([]byte(id))
+		return "~" + hex.EncodeToString(sum[:])
+	}
+	return b.String()
+}
+
+func (s *stateStore) kbPrefix(kbid string) string { return stateRoot + stateSegment(kbid) + "/" }
+
+func (s *stateStore) lastKey(kbid string) string { return s.kbPrefix(kbid) + "last" }
+
+func (s *stateStore) RecordKey(kbid string, seqid uint64) string {
+	return fmt.Sprintf("%sops/%020d", s.kbPrefix(kbid), seqid)
+}
+
+// counter is the value of kb/<kb>/last.
+type counter struct {
+	Last   uint64 `json:"last"`
+	Pruned uint64 `json:"pruned"`
+}
+
+// readCounter returns the KB's counter and its revision (0: none yet).
+func (s *stateStore) readCounter(ctx context.Context, kbid string) (counter, uint64, error) {
+	e, err := s.st.Get(ctx, s.lastKey(kbid))
+	if errors.Is(err, sdk.ErrNotFound) {
+		return counter{}, 0, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return counter{}, 0, fmt.Errorf("read the seqid counter of kb %s: %w", kbid, err)
 	}
-	return &boltStore{db: db, keep: uint64(keep)}, nil
+	var c counter
+	if err := json.Unmarshal(e.Value, &c); err != nil {
+		return counter{}, 0, fmt.Errorf("the seqid counter of kb %s is damaged: %w", kbid, err)
+	}
+	return c, e.Revision, nil
 }
 
-func (s *boltStore) Close() error { return s.db.Close() }
+func (s *stateStore) Counter(ctx context.Context, kbid string) (uint64, uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, 0, err
+	}
+	c, _, err := s.readCounter(ctx, kbid)
+	return c.Last, c.Pruned, err
+}
 
-func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
-
-func (s *boltStore) Update(_ context.Context, kbid string, f func(tx kbTx) error) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(kbid))
+// Next is a compare-and-set loop on kb/<kb>/last: of the processes that
+// read the same counter, one writes last+1 and the others read again, so
+// seqids are handed out once each and without gaps across every node.
+//
+// Before it takes seqid n, it deletes the records that fall out of the kept
+// window (seqids up to n-keep) above the counter's pruned mark, and the
+// counter it writes carries the new mark. The deletions come first so that
+// a crash between them and the counter's write leaves at worst records
+// that the next Next deletes again (deleting a missing key is no error);
+// two processes pruning at once delete the same keys, harmlessly, and only
+// one of them moves the mark. The window only moves forward, so what one
+// process deletes is outside every later window too.
+func (s *stateStore) Next(ctx context.Context, kbid string) (uint64, error) {
+	for {
+		if err := s.check(ctx); err != nil {
+			return 0, err
+		}
+		c, rev, err := s.readCounter(ctx, kbid)
 		if err != nil {
-			return fmt.Errorf("kb %q: %w", kbid, err)
+			return 0, err
 		}
-		ops, err := b.CreateBucketIfNotExists(bucketOps)
-		if err != nil {
-			return fmt.Errorf("kb %q: %w", kbid, err)
-		}
-		return f(&boltTx{b: b, ops: ops, keep: s.keep})
-	})
-}
-
-func (s *boltStore) Get(_ context.Context, kbid string, seqid uint64) (rec record, found bool, last uint64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(kbid))
-		if b == nil {
-			return nil
-		}
-		t := &boltTx{b: b, ops: b.Bucket(bucketOps)}
-		last = t.last()
-		if t.ops == nil {
-			return nil
-		}
-		rec, found, err = t.Get(seqid)
-		return err
-	})
-	return rec, found, last, err
-}
-
-type boltTx struct {
-	b, ops *bolt.Bucket
-	keep   uint64
-}
-
-func (t *boltTx) last() uint64 {
-	if v := t.b.Get(keyLast); len(v) == 8 {
-		return binary.BigEndian.Uint64(v)
-	}
-	return 0
-}
-
-func (t *boltTx) Next() (uint64, error) {
-	n := t.last() + 1
-	if err := t.b.Put(keyLast, u64(n)); err != nil {
-		return 0, err
-	}
-	// Prune what falls out of the kept window (at most one or two per write).
-	if t.keep > 0 && n > t.keep {
-		c := t.ops.Cursor()
-		for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) <= n-t.keep; k, _ = c.First() {
-			if err := c.Delete(); err != nil {
-				return 0, err
+		next := counter{Last: c.Last + 1, Pruned: c.Pruned}
+		if next.Last > s.keep {
+			upto := min(next.Last-s.keep, c.Pruned+pruneBatch)
+			for q := c.Pruned + 1; q <= upto; q++ {
+				if err := s.st.Delete(ctx, s.RecordKey(kbid, q), 0); err != nil {
+					return 0, fmt.Errorf("prune seqid %d of kb %s: %w", q, kbid, err)
+				}
 			}
+			next.Pruned = max(c.Pruned, upto)
+		}
+		v, err := json.Marshal(next)
+		if err != nil {
+			return 0, err
+		}
+		if rev == 0 {
+			_, err = s.st.Create(ctx, s.lastKey(kbid), v)
+		} else {
+			_, err = s.st.Update(ctx, s.lastKey(kbid), v, rev)
+		}
+		switch {
+		case err == nil:
+			return next.Last, nil
+		case errors.Is(err, sdk.ErrConflict), errors.Is(err, sdk.ErrNotFound):
+			continue // another process took a seqid meanwhile: read again
+		default:
+			return 0, fmt.Errorf("take seqid %d of kb %s: %w", next.Last, kbid, err)
 		}
 	}
-	return n, nil
 }
 
-func (t *boltTx) Get(seqid uint64) (record, bool, error) {
-	v := t.ops.Get(u64(seqid))
-	if v == nil {
-		return record{}, false, nil
+func (s *stateStore) Get(ctx context.Context, kbid string, seqid uint64) (record, uint64, bool, error) {
+	if err := s.check(ctx); err != nil {
+		return record{}, 0, false, err
+	}
+	e, err := s.st.Get(ctx, s.RecordKey(kbid, seqid))
+	if errors.Is(err, sdk.ErrNotFound) {
+		return record{}, 0, false, nil
+	}
+	if err != nil {
+		return record{}, 0, false, fmt.Errorf("read seqid %d of kb %s: %w", seqid, kbid, err)
 	}
 	var r record
-	if err := json.Unmarshal(v, &r); err != nil {
-		return record{}, false, fmt.Errorf("record %d: %w", seqid, err)
+	if err := json.Unmarshal(e.Value, &r); err != nil {
+		return record{}, 0, false, fmt.Errorf("the record of seqid %d of kb %s is damaged: %w", seqid, kbid, err)
 	}
-	return r, true, nil
+	return r, e.Revision, true, nil
 }
 
-func (t *boltTx) Put(seqid uint64, r record) error {
-	v, err := json.Marshal(r)
+func (s *stateStore) Create(ctx context.Context, kbid string, seqid uint64, rec record) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	v, err := json.Marshal(rec)
 	if err != nil {
 		return err
 	}
-	return t.ops.Put(u64(seqid), v)
+	if _, err := s.st.Create(ctx, s.RecordKey(kbid, seqid), v); err != nil {
+		return fmt.Errorf("record seqid %d of kb %s: %w", seqid, kbid, err)
+	}
+	return nil
 }
 
-func (t *boltTx) Delete(seqid uint64) error { return t.ops.Delete(u64(seqid)) }
+func (s *stateStore) Update(ctx context.Context, kbid string, seqid uint64, rec record, rev uint64) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := s.st.Update(ctx, s.RecordKey(kbid, seqid), v, rev); err != nil {
+		return fmt.Errorf("update seqid %d of kb %s: %w", seqid, kbid, err)
+	}
+	return nil
+}
+
+func (s *stateStore) Delete(ctx context.Context, kbid string, seqid uint64) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	if err := s.st.Delete(ctx, s.RecordKey(kbid, seqid), 0); err != nil {
+		return fmt.Errorf("delete seqid %d of kb %s: %w", seqid, kbid, err)
+	}
+	return nil
+}
+
+// modify rewrites the record of seqid with f, at the revision it read,
+// until that write wins: two processes that change one record at once (two
+// index replicas reporting through two nodes) both get their change in. f
+// gets found false when there is no record, and fails to refuse the change
+// (its error is returned as is).
+func modify(ctx context.Context, st seqStore, kbid string, seqid uint64, f func(rec *record, found bool) error) (record, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return record{}, err
+		}
+		rec, rev, found, err := st.Get(ctx, kbid, seqid)
+		if err != nil {
+			return record{}, err
+		}
+		if err := f(&rec, found); err != nil {
+			return record{}, err
+		}
+		if !found {
+			return record{}, fmt.Errorf("kb %s has no record of seqid %d", kbid, seqid) // f should have refused
+		}
+		err = st.Update(ctx, kbid, seqid, rec, rev)
+		switch {
+		case err == nil:
+			return rec, nil
+		case errors.Is(err, sdk.ErrConflict), errors.Is(err, sdk.ErrNotFound):
+			continue // changed or pruned meanwhile: f decides again on what is there now
+		default:
+			return record{}, err
+		}
+	}
+}

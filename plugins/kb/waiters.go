@@ -10,19 +10,17 @@ import (
 )
 
 // waiters holds the kb.waitFor calls that wait: no polling, each waits on
-// a channel that the report changing its seqid closes.
+// a channel closed by the next change of its seqid's record, whichever
+// node's process made it. The changes come from the watch of the plugin's
+// state (watchState) and, for this process's own reports, at once from
+// the report.
 type waiters struct {
 	maxPerConn, maxBackend int
 
 	mu      sync.Mutex
-	watches map[watchKey]*watch
-	perConn map[string]int // connection id ("" for backends) -> waiting calls
+	watches map[string]*watch // by the record's state key
+	perConn map[string]int    // connection id ("" for backends) -> waiting calls
 	total   int
-}
-
-type watchKey struct {
-	kbid  string
-	seqid uint64
 }
 
 type watch struct {
@@ -31,7 +29,7 @@ type watch struct {
 }
 
 func newWaiters(maxPerConn, maxBackend int) *waiters {
-	return &waiters{maxPerConn: maxPerConn, maxBackend: maxBackend, watches: map[watchKey]*watch{}, perConn: map[string]int{}}
+	return &waiters{maxPerConn: maxPerConn, maxBackend: maxBackend, watches: map[string]*watch{}, perConn: map[string]int{}}
 }
 
 // admit counts one more waiting call of conn, within its bound.
@@ -74,42 +72,51 @@ func (w *waiters) count() int {
 	return w.total
 }
 
-// watch returns the channel closed at the next change of (kbid, seqid).
-// The KB's stripe is held, so no wake can come in between a check and this.
-func (w *waiters) watch(kbid string, seqid uint64) *watch {
+// watch returns the channel closed at the next change of the record under
+// key. A waiter watches before it reads the record, so that no change can
+// come in between unseen.
+func (w *waiters) watch(key string) *watch {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	k := watchKey{kbid, seqid}
-	wt := w.watches[k]
+	wt := w.watches[key]
 	if wt == nil {
 		wt = &watch{ch: make(chan struct{})}
-		w.watches[k] = wt
+		w.watches[key] = wt
 	}
 	wt.n++
 	return wt
 }
 
 // unwatch drops a waiter that stopped waiting on wt before it was woken.
-func (w *waiters) unwatch(kbid string, seqid uint64, wt *watch) {
+func (w *waiters) unwatch(key string, wt *watch) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	k := watchKey{kbid, seqid}
-	if w.watches[k] != wt {
+	if w.watches[key] != wt {
 		return // woken meanwhile: already gone
 	}
 	if wt.n--; wt.n == 0 {
-		delete(w.watches, k)
+		delete(w.watches, key)
 	}
 }
 
-// wake wakes every waiter of (kbid, seqid).
-func (w *waiters) wake(kbid string, seqid uint64) {
+// wake wakes every waiter of the record under key.
+func (w *waiters) wake(key string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	k := watchKey{kbid, seqid}
-	if wt := w.watches[k]; wt != nil {
+	if wt := w.watches[key]; wt != nil {
 		close(wt.ch)
-		delete(w.watches, k)
+		delete(w.watches, key)
+	}
+}
+
+// wakeAll wakes every waiter, to read its record again: changes may have
+// been missed (the watch was reset or restarted).
+func (w *waiters) wakeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, wt := range w.watches {
+		close(wt.ch)
+		delete(w.watches, key)
 	}
 }
 
@@ -155,23 +162,21 @@ func (k *KB) waitFor(ctx context.Context, call *sdk.Call) (any, error) {
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 
-	mu := k.stripe(r.KBID)
+	key := k.store.RecordKey(r.KBID, r.SeqID)
 	for {
-		mu.Lock()
+		wt := k.waiters.watch(key)
 		res, done, err := k.stage(ctx, r)
 		if done || err != nil {
-			mu.Unlock()
+			k.waiters.unwatch(key, wt)
 			return res, err
 		}
-		wt := k.waiters.watch(r.KBID, r.SeqID)
-		mu.Unlock()
 		select {
 		case <-wt.ch:
 			continue
 		case <-timer.C:
 		case <-ctx.Done():
 		}
-		k.waiters.unwatch(r.KBID, r.SeqID, wt)
+		k.waiters.unwatch(key, wt)
 		msg := fmt.Sprintf("timeout: seqid %d of kb %s did not reach %q within %gs", r.SeqID, r.KBID, r.Until, r.Timeout)
 		if hostBound {
 			msg = fmt.Sprintf("timeout: seqid %d of kb %s did not reach %q within the host's limits.call_timeout (shorter than the %gs asked); raise limits.call_timeout to wait longer", r.SeqID, r.KBID, r.Until, r.Timeout)
@@ -181,17 +186,25 @@ func (k *KB) waitFor(ctx context.Context, call *sdk.Call) (any, error) {
 }
 
 // stage reports whether r's stage is reached (with the answer), or why it
-// never will be. The stripe is held.
+// never will be.
 func (k *KB) stage(ctx context.Context, r waitReq) (waitResult, bool, error) {
-	rec, ok, last, err := k.store.Get(ctx, r.KBID, r.SeqID)
+	rec, _, ok, err := k.store.Get(ctx, r.KBID, r.SeqID)
 	if err != nil {
 		return waitResult{}, false, err
 	}
 	if !ok {
-		if r.SeqID > last {
-			return waitResult{}, false, nil // not written yet
+		_, pruned, err := k.store.Counter(ctx, r.KBID)
+		if err != nil {
+			return waitResult{}, false, err
 		}
-		return waitResult{}, false, fieldError("seqid", "kb %s has no record of seqid %d: it is older than the operations kept (keep_operations), or its report failed", r.KBID, r.SeqID)
+		if r.SeqID <= pruned {
+			return waitResult{}, false, fieldError("seqid", "kb %s has no record of seqid %d: it is older than the operations kept (keep_operations)", r.KBID, r.SeqID)
+		}
+		// Not taken yet, or taken and not yet recorded (a report in
+		// flight, maybe on another node): its record wakes the wait. The
+		// seqid of a report that failed stays without a record: the wait
+		// ends at its timeout.
+		return waitResult{}, false, nil
 	}
 	res := waitResult{KBID: r.KBID, SeqID: r.SeqID, Until: r.Until, Type: rec.Type, UUID: rec.UUID, Operation: rec.Op,
 		WrittenSeqID: rec.Written, ProcessedSeqID: rec.Processed, IndexedBy: rec.Indexed}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -79,18 +80,19 @@ func stringList(v any) ([]string, error) {
 }
 
 // Authorize implements sdk.Authorizer.
-func (p *Timelines) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
+func (p *Timelines) Authorize(ctx context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
 	var refused []sdk.Refusal
 	for _, name := range channels {
-		if r := p.check(c.UserID, c.Claims, name); r != nil {
+		if r := p.check(ctx, c.UserID, c.Claims, name); r != nil {
 			refused = append(refused, *r)
 		}
 	}
 	return refused, nil
 }
 
-// check applies the rules to one channel; nil means allowed.
-func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.Refusal {
+// check applies the rules to one channel; nil means allowed. A grant that
+// cannot be read is a refusal with unreadable's code.
+func (p *Timelines) check(ctx context.Context, user string, claims map[string]any, name string) *sdk.Refusal {
 	ch, err := parseChannel(name)
 	if err != nil {
 		return &sdk.Refusal{Channel: name, Code: sdk.CodeInvalidParams, Reason: err.Error()}
@@ -125,9 +127,9 @@ func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.
 		if slices.Contains(mb.permissions, rightViewReaders) {
 			return nil
 		}
-		ok, err := p.grants.Has(grant{Network: ch.network, User: mb.user, Right: rightViewReaders, Object: ch.ids[0]})
+		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightViewReaders, Object: ch.ids[0]})
 		if err != nil {
-			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
+			return unreadable(name, err)
 		}
 		if !ok {
 			return deny("reading who read message %s needs the view_readers permission (network-wide in the token, or granted for the message)", ch.ids[0])
@@ -136,13 +138,23 @@ func (p *Timelines) check(user string, claims map[string]any, name string) *sdk.
 		if slices.Contains(mb.adminOf, ch.ids[0]) {
 			return nil
 		}
-		ok, err := p.grants.Has(grant{Network: ch.network, User: mb.user, Right: rightAdmin, Object: ch.ids[0]})
+		ok, err := p.grants.Has(ctx, grant{Network: ch.network, User: mb.user, Right: rightAdmin, Object: ch.ids[0]})
 		if err != nil {
-			return &sdk.Refusal{Channel: name, Code: sdk.CodeInternal, Reason: err.Error()}
+			return unreadable(name, err)
 		}
 		if !ok {
 			return deny("group_admin_memberships is for admins of group %s (admin_of in the token, or the admin role granted)", ch.ids[0])
 		}
 	}
 	return nil
+}
+
+// unreadable refuses channel because its grant could not be read: -32050,
+// retry later, when the state cannot be reached (in a cluster, NATS), else
+// an internal error.
+func unreadable(channel string, err error) *sdk.Refusal {
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return &sdk.Refusal{Channel: channel, Code: sdk.CodePluginUnavailable, Reason: err.Error() + ": retry later"}
+	}
+	return &sdk.Refusal{Channel: channel, Code: sdk.CodeInternal, Reason: err.Error()}
 }

@@ -10,10 +10,12 @@
 // across token expiry as the source says (sdk.ExpiryKeeper). Backends emit
 // payloads, which are checked against one table per kind (payloads.go,
 // applied by validate.go) and delivered verbatim, and record grants and
-// roles (grant, revoke), kept behind the grants interface in a bbolt file
-// under the config's data_dir (grants.go).
+// roles (grant, revoke), kept behind the grants interface in the plugin's
+// sdk.State, which the timelines processes of every node of a cluster share
+// (grants.go); a watch of the grants makes a revoke on one node drop the
+// subscriptions that stood on it on every node (events.go).
 //
-// The plugin imports only sdk/ (and bbolt): it must not know about core/.
+// The plugin imports only sdk/: it must not know about core/.
 // README.md beside this file is the user documentation, with every decision
 // the Speakap source left open.
 package main

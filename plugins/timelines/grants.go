@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
-	"time"
+	"sync/atomic"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/heraldhq/herald/sdk"
 )
 
 // grant is one right the backend recorded for a user of a network:
@@ -24,85 +27,175 @@ const (
 	rightAdmin       = "admin"        // granted per group: `role`
 )
 
-// grants is where the plugin keeps the backend's grants. It is the plugin's
-// only state that outlives a process; keep it behind this interface so that
-// a shared store can replace the bbolt file (clustering).
+// channel is the channel the grant opens.
+func (g grant) channel() string {
+	kind := "message_readers"
+	if g.Right == rightAdmin {
+		kind = "group_admin_memberships"
+	}
+	return kind + ":" + g.Object + ":" + g.Network
+}
+
+// grants is where the plugin keeps the backend's grants: its only state
+// that outlives a process, and the only one its processes on several
+// nodes share.
 type grants interface {
 	// Set records g (on) or removes it (off) and says whether that changed
 	// anything.
-	Set(g grant, on bool) (changed bool, err error)
-	Has(g grant) (bool, error)
-	Close() error
+	Set(ctx context.Context, g grant, on bool) (changed bool, err error)
+	Has(ctx context.Context, g grant) (bool, error)
 }
 
-// boltGrants keeps grants in <data_dir>/timelines.db, bucket "grants", one
-// key per grant: right, network, user and object joined by \x00 (EIDs hold
-// no control characters). Every write is a committed transaction, so a
-// grant answered to the backend survives a kill -9.
-type boltGrants struct {
-	db *bolt.DB
+// stateGrants keeps the grants in the plugin's sdk.State: on one node a
+// file under Herald's `state` block (state.dir), in a cluster a JetStream key-value bucket
+// shared by the timelines processes of every node. One key per grant,
+//
+//	grants/<right>/<network>/<user>/<object>
+//
+// each EID through stateSegment, the value "1". A grant is a key's
+// existence: granting is Create (of two grants through two nodes one says
+// granted), revoking is Delete, and every write is durable when it
+// returns, so a grant answered to the backend survives a kill -9 and is
+// seen at once by the next subscribe on any node.
+type stateGrants struct {
+	st     sdk.State
+	closed atomic.Bool
 }
 
-var _ grants = (*boltGrants)(nil)
+var _ grants = (*stateGrants)(nil)
 
-var bucketGrants = []byte("grants")
+const grantsRoot = "grants/"
 
-func openBoltGrants(dir string) (*boltGrants, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
-	}
-	path := filepath.Join(dir, "timelines.db")
-	// The timeout covers a previous plugin process still closing the file
-	// during a restart; bbolt's lock dies with a killed process.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketGrants)
-		return err
-	}); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
-	}
-	return &boltGrants{db: db}, nil
-}
+var errClosed = sdk.Errorf(sdk.CodePluginUnavailable, "timelines plugin is stopping: retry later")
 
-func (g grant) key() []byte {
-	return []byte(strings.Join([]string{g.Right, g.Network, g.User, g.Object}, "\x00"))
-}
-
-func (s *boltGrants) Set(g grant, on bool) (bool, error) {
-	changed := false
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketGrants)
-		k := g.key()
-		had := b.Get(k) != nil
-		changed = had != on
-		if !changed {
-			return nil
+// stateSegment turns an EID into one key segment. State segments are 1 to
+// 255 bytes of printable ASCII without "/" or space, and an EID is any
+// non-empty string without ':', spaces or control characters (Unicode
+// included). Letters, digits, '-' and '_' stay; every other byte becomes
+// %XX (so '%' itself is escaped and the mapping is one to one, and
+// reversible: grantOfKey). An escaped EID longer than 255 bytes becomes
+// "~" and the hex SHA-256 of the EID ('~' is escaped otherwise, so the two
+// forms never meet); such a key cannot be read back, and a revoke of it
+// makes the other nodes check every grant-based subscription they hold.
+// Four segments of at most 255 bytes and the right keep a key far below
+// 1024 bytes.
+func stateSegment(id string) string {
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+			continue
 		}
-		if on {
-			return b.Put(k, []byte{1})
-		}
-		return b.Delete(k)
-	})
-	if err != nil {
-		return false, fmt.Errorf("save %s grant: %w", g.Right, err)
+		fmt.Fprintf(&b, "%%%02X", c)
 	}
-	return changed, nil
+	if b.Len() > 255 {
+		sum := sha256.Sum256([]byte(id))
+		return "~" + hex.EncodeToString(sum[:])
+	}
+	return b.String()
 }
 
-func (s *boltGrants) Has(g grant) (bool, error) {
-	has := false
-	err := s.db.View(func(tx *bolt.Tx) error {
-		has = tx.Bucket(bucketGrants).Get(g.key()) != nil
-		return nil
-	})
+// unescapeSegment reverses stateSegment; false for a hashed or malformed
+// segment.
+func unescapeSegment(seg string) (string, bool) {
+	if strings.HasPrefix(seg, "~") {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 0; i < len(seg); i++ {
+		if seg[i] != '%' {
+			b.WriteByte(seg[i])
+			continue
+		}
+		if i+2 >= len(seg) {
+			return "", false
+		}
+		v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8)
+		if err != nil {
+			return "", false
+		}
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), true
+}
+
+func (g grant) key() string {
+	return grantsRoot + g.Right + "/" + stateSegment(g.Network) + "/" + stateSegment(g.User) + "/" + stateSegment(g.Object)
+}
+
+// grantOfKey reads a grant back from its key; false when it cannot (a
+// hashed EID, or a key that is not a grant's).
+func grantOfKey(key string) (grant, bool) {
+	rest, ok := strings.CutPrefix(key, grantsRoot)
+	if !ok {
+		return grant{}, false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 4 || (parts[0] != rightViewReaders && parts[0] != rightAdmin) {
+		return grant{}, false
+	}
+	g := grant{Right: parts[0]}
+	for _, f := range []struct {
+		dst *string
+		seg string
+	}{{&g.Network, parts[1]}, {&g.User, parts[2]}, {&g.Object, parts[3]}} {
+		if *f.dst, ok = unescapeSegment(f.seg); !ok {
+			return grant{}, false
+		}
+	}
+	return g, true
+}
+
+func (s *stateGrants) check() error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	return nil
+}
+
+func (s *stateGrants) Set(ctx context.Context, g grant, on bool) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if on {
+		_, err := s.st.Create(ctx, g.key(), []byte("1"))
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, sdk.ErrConflict):
+			return false, nil // granted already
+		default:
+			return false, fmt.Errorf("save %s grant: %w", g.Right, err)
+		}
+	}
+	e, err := s.st.Get(ctx, g.key())
+	if errors.Is(err, sdk.ErrNotFound) {
+		return false, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("read %s grant: %w", g.Right, err)
 	}
-	return has, nil
+	// At the revision read: two revokes through two nodes at once may both
+	// delete it; the grant is gone either way.
+	if err := s.st.Delete(ctx, g.key(), e.Revision); err != nil && !errors.Is(err, sdk.ErrConflict) {
+		return false, fmt.Errorf("delete %s grant: %w", g.Right, err)
+	}
+	return true, nil
 }
 
-func (s *boltGrants) Close() error { return s.db.Close() }
+func (s *stateGrants) Has(ctx context.Context, g grant) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	_, err := s.st.Get(ctx, g.key())
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, sdk.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("read %s grant: %w", g.Right, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,15 +25,16 @@ type stack struct {
 	bin string
 }
 
-// startStack serves the timelines plugin on data dir dir; auth, if not
-// empty, is added to the auth block.
+// startStack serves the timelines plugin with its state (Herald's state
+// block) in dir, so that a herald started again on dir finds it; auth, if
+// not empty, is added to the auth block.
 func startStack(t *testing.T, dir, auth string) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts herald and the timelines plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/timelines")
-	hcl := fmt.Sprintf("plugin \"timelines\" {\n  command = %q\n  config {\n    data_dir = %q\n  }\n}\n", bin, dir)
+	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"timelines\" {\n  command = %q\n  config {\n    data_dir = %q\n  }\n}\n", filepath.Join(dir, "state"), bin, dir)
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl,
 		Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  %s", heraldtest.Secret, heraldtest.APIKey, auth)})
 	s := &stack{Herald: h, t: t, bin: bin}

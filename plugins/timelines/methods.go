@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -212,14 +213,14 @@ func resultOf(g grant) grantResult {
 
 // grant records a view_readers permission on a message or the admin role
 // of a group; granted says whether it is new.
-func (p *Timelines) grant(_ context.Context, call *sdk.Call) (any, error) {
+func (p *Timelines) grant(ctx context.Context, call *sdk.Call) (any, error) {
 	g, err := grantParams(call.Params)
 	if err != nil {
 		return nil, err
 	}
-	changed, err := p.grants.Set(g, true)
+	changed, err := p.grants.Set(ctx, g, true)
 	if err != nil {
-		return nil, sdk.Internal(err.Error())
+		return nil, stateError(err)
 	}
 	r := resultOf(g)
 	r.Granted = &changed
@@ -227,37 +228,42 @@ func (p *Timelines) grant(_ context.Context, call *sdk.Call) (any, error) {
 }
 
 // revoke removes a grant and drops the live subscriptions that stood on it:
-// each connection of that user holding the channel the grant opened
+// each connection of this node holding the channel the grant opened
 // (message_readers or group_admin_memberships) is checked again with the
 // claims it subscribed with, and unsubscribed unless its token alone still
-// allows it.
+// allows it; unsubscribed counts them. The other nodes do the same with
+// their connections when their watch of the grants sees the deletion.
 func (p *Timelines) revoke(ctx context.Context, call *sdk.Call) (any, error) {
 	g, err := grantParams(call.Params)
 	if err != nil {
 		return nil, err
 	}
-	revoked, err := p.grants.Set(g, false)
+	// The watch leaves this deletion to this call, which counts what it
+	// drops; a subscription recorded after the drop is checked by its
+	// Subscribed event.
+	p.startRevoke(g.key())
+	defer p.endRevoke(g.key())
+	revoked, err := p.grants.Set(ctx, g, false)
 	if err != nil {
-		return nil, sdk.Internal(err.Error())
+		return nil, stateError(err)
 	}
-	kind := "message_readers"
-	if g.Right == rightAdmin {
-		kind = "group_admin_memberships"
-	}
-	channel := kind + ":" + g.Object + ":" + g.Network
-	n := 0
-	for id, c := range p.holders(channel) {
-		if p.check(c.user, c.claims, channel) == nil {
-			continue
-		}
-		if err := call.Host.Unsubscribe(ctx, id, channel); err != nil {
-			p.log.Warn("unsubscribing after a revoke failed", "conn", id, "channel", channel, "error", err)
-			continue
-		}
-		p.forget(id, channel)
-		n++
-	}
+	n := p.dropRevoked(ctx, call.Host, g.channel())
 	r := resultOf(g)
 	r.Revoked, r.Unsubscribed = &revoked, &n
 	return r, nil
+}
+
+// stateError answers a grant or revoke whose state write failed: a coded
+// error as is (the plugin stopping); -32050, "retry later" (HTTP 503), when
+// the state cannot be reached (in a cluster, NATS); else an internal error
+// that says what failed.
+func stateError(err error) error {
+	var e *sdk.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return sdk.Errorf(sdk.CodePluginUnavailable, "%v: retry later", err)
+	}
+	return sdk.Internal(err.Error())
 }

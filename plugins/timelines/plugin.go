@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,32 +19,46 @@ const (
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir holds timelines.db (the backend's grants and roles); required.
+	// DataDir is where versions before sdk.State kept timelines.db;
+	// optional. When it is given and timelines.db is still there, the
+	// plugin refuses to start: it would forget that file's grants. The
+	// state itself is Herald's (its `state` block on one node, NATS in a
+	// cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// MaxEmitChannels bounds the channels of one emit call.
 	MaxEmitChannels int `mapstructure:"max_emit_channels"`
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory that keeps timelines.db)")
-	}
 	if c.MaxEmitChannels < 1 || c.MaxEmitChannels > maxMaxEmitChannels {
 		return fmt.Errorf("max_emit_channels must be from 1 to %d, got %d", maxMaxEmitChannels, c.MaxEmitChannels)
 	}
 	return nil
 }
 
-// Timelines is the plugin. Grants live in the store; which connection holds
-// which channel lives in memory, learnt from the host's lifecycle events
-// (replayed after a restart).
+// Timelines is the plugin. Grants live in the plugin's State, shared by its
+// processes on every node; which connection holds which channel lives in
+// memory, per node, learnt from the host's lifecycle events (replayed after
+// a restart).
 type Timelines struct {
 	cfg    config
-	grants grants
+	grants *stateGrants
+	host   sdk.Host
 	log    hclog.Logger
+
+	// stateOf gives the plugin its State (sdk.StateOf; tests may put a fake).
+	stateOf func(sdk.Host) (sdk.State, error)
 
 	mu    sync.Mutex
 	conns map[string]*conn // by connection id
+	// revoking counts the revokes in flight in this process by the key of
+	// their grant: the watch leaves their deletions to them, as they count
+	// what they drop.
+	revoking map[string]int
+
+	// The watch of the grants (watchGrants) and its end.
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // conn is one live connection: its identity at subscribe time and the
@@ -65,7 +79,9 @@ var (
 )
 
 // New returns an unconfigured plugin.
-func New() *Timelines { return &Timelines{conns: map[string]*conn{}} }
+func New() *Timelines {
+	return &Timelines{conns: map[string]*conn{}, revoking: map[string]int{}, stateOf: sdk.StateOf}
+}
 
 func (p *Timelines) Manifest() sdk.Manifest {
 	return sdk.Manifest{
@@ -84,7 +100,8 @@ func (p *Timelines) Manifest() sdk.Manifest {
 // expiry: the source checks the token at subscribe time only.
 func (p *Timelines) ExpiryKeptPrefixes() []string { return prefixes() }
 
-// Configure decodes the config block and opens the grants.
+// Configure decodes the config block, takes the plugin's State and starts
+// watching the grants.
 func (p *Timelines) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	cfg := config{MaxEmitChannels: defaultMaxEmitChannels}
 	if err := raw.Decode(&cfg); err != nil {
@@ -93,20 +110,34 @@ func (p *Timelines) Configure(_ context.Context, h sdk.Host, raw sdk.Config) err
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
 	}
-	g, err := openBoltGrants(cfg.DataDir)
-	if err != nil {
-		return err
+	// timelines.db is where versions before the State kept the grants:
+	// starting next to it would silently forget them.
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "timelines.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's plugin state): starting would forget them; record them again with grant and remove the file", old)
+		}
 	}
-	p.cfg, p.grants, p.log = cfg, g, h.Logger()
-	p.log.Info("timelines grants opened", "dir", cfg.DataDir, "max_emit_channels", cfg.MaxEmitChannels)
+	st, err := p.stateOf(h)
+	if err != nil {
+		return fmt.Errorf("timelines keeps its grants in the plugin's state: %w", err)
+	}
+	p.cfg, p.grants, p.host, p.log = cfg, &stateGrants{st: st}, h, h.Logger()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopWatch, p.watchDone = cancel, make(chan struct{})
+	go p.watchGrants(ctx, st) // ends at Drain
+	p.log.Info("timelines grants open", "max_emit_channels", cfg.MaxEmitChannels)
 	return nil
 }
 
-// Drain closes the grants; calls that still come are answered with an
-// error, never with a stale answer.
+// Drain ends the watch of the grants; calls that still come are answered
+// with an error, never with a stale answer.
 func (p *Timelines) Drain(context.Context) error {
 	if p.grants == nil {
 		return nil
 	}
-	return p.grants.Close()
+	p.grants.closed.Store(true)
+	p.stopWatch()
+	<-p.watchDone
+	return nil
 }

@@ -46,7 +46,6 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		cfg  map[string]any
 		want string
 	}{
-		{map[string]any{}, "data_dir is required"},
 		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 0}, "max_emit_channels must be from 1"},
 		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 10001}, "max_emit_channels must be from 1"},
 		{map[string]any{"data_dir": t.TempDir(), "datadir": "x"}, "datadir"},

@@ -3,7 +3,9 @@ package boltstate_test
 import (
 	"context"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -226,4 +228,35 @@ func TestCloseEndsWatchAndRefusesWork(t *testing.T) {
 	_, err = s.Get(context.Background(), "k")
 	require.ErrorIs(t, err, state.ErrClosed)
 	require.NoError(t, s.Close(), "a second Close")
+}
+
+// storeGoroutines counts the goroutines running this package's code.
+func storeGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "herald/core/state/boltstate.(*Store)") {
+			n++
+		}
+	}
+	return n
+}
+
+// Close ends the sweeper, and ended watches leave nothing behind.
+func TestNoGoroutineOutlivesTheStore(t *testing.T) {
+	s, err := boltstate.Open(filepath.Join(t.TempDir(), "state.db"), boltstate.Options{})
+	require.NoError(t, err)
+	require.Equal(t, 1, storeGoroutines(), "the sweeper")
+	for i := 0; i < 10; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Watch(ctx, "", func(state.Change) {}) }()
+		_, err := s.Put(context.Background(), "k", nil, time.Hour)
+		require.NoError(t, err)
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+	}
+	require.NoError(t, s.Close())
+	require.Zero(t, storeGoroutines(), "Close waits for the sweeper")
 }

@@ -131,19 +131,20 @@ func (s *Store) isClosed() bool {
 	}
 }
 
+// closedErr says ErrClosed for an operation that raced with Close.
+func closedErr(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", state.ErrClosed, err)
+	}
+	return err
+}
+
 // check refuses an operation on a closed store or with an ended context.
 func (s *Store) check(ctx context.Context) error {
 	if s.isClosed() {
 		return state.ErrClosed
 	}
 	return ctx.Err()
-}
-
-func checkTTL(ttl time.Duration) error {
-	if ttl < 0 || (ttl > 0 && ttl < state.MinTTL) {
-		return fmt.Errorf("state ttl %v: must be 0 or at least %v", ttl, state.MinTTL)
-	}
-	return nil
 }
 
 func checkValue(value []byte) error {
@@ -168,7 +169,7 @@ func (s *Store) Get(ctx context.Context, key string) (state.Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return state.Entry{}, fmt.Errorf("state get %q: %w", key, err)
+		return state.Entry{}, fmt.Errorf("state get %q: %w", key, closedErr(err))
 	}
 	return e, nil
 }
@@ -205,7 +206,7 @@ func (s *Store) write(ctx context.Context, op, key string, value []byte, ttl tim
 	if err := checkValue(value); err != nil {
 		return 0, fmt.Errorf("state %s %q: %w", op, key, err)
 	}
-	if err := checkTTL(ttl); err != nil {
+	if err := state.ValidTTL(ttl); err != nil {
 		return 0, fmt.Errorf("state %s %q: %w", op, key, err)
 	}
 	var rev uint64
@@ -267,7 +268,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]state.Entry, error) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("state list %q: %w", prefix, err)
+		return nil, fmt.Errorf("state list %q: %w", prefix, closedErr(err))
 	}
 	return out, nil
 }

@@ -24,3 +24,10 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	s, err := boltstate.Open(filepath.Join(b.TempDir(), "state.db"), boltstate.Options{})
+	require.NoError(b, err)
+	defer s.Close()
+	statetest.Bench(b, s)
+}

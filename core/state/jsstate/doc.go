@@ -15,7 +15,9 @@
 // message's Nats-TTL (whole seconds, rounded up), sent on the same message
 // the KV API sends, since nats.go offers a per-key TTL only on Create.
 // Delete is a purge whose marker lives Options.MarkerTTL, so deleted keys do
-// not hold room for ever. Update and Delete read the key first: a revision
+// not hold room for ever. The server removes an expired key on its expiry
+// timer: until then a read may still see it, briefly; the removal is
+// the Deleted change. Update and Delete read the key first: a revision
 // taken from a Deleted change is that of a marker, and must not revive the
 // key.
 //

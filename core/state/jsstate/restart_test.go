@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -98,4 +100,48 @@ func TestBucketLayout(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.History())
 	require.NotZero(t, st.(*jetstream.KeyValueBucketStatus).LimitMarkerTTL())
+}
+
+// A NATS server without JetStream answers, but cannot keep state: Open
+// says unavailable, at once.
+func TestOpenWithoutJetStream(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	require.NoError(t, err)
+	go srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	require.True(t, srv.ReadyForConnections(30*time.Second))
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err = jsstate.Open(ctx, js, jsstate.Options{Bucket: "herald_state_nojs"})
+	require.ErrorIs(t, err, state.ErrUnavailable)
+}
+
+// Nodes starting together all open the one bucket, whoever creates it.
+func TestConcurrentOpenOfANewBucket(t *testing.T) {
+	n := runNATS(t)
+	opts := jsstate.Options{Bucket: "herald_state_together", MaxBytes: 1 << 20}
+	jss := []jetstream.JetStream{n.connect(t), n.connect(t), n.connect(t), n.connect(t)}
+	errs := make(chan error, len(jss))
+	for _, js := range jss {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := jsstate.Open(ctx, js, opts)
+			if err == nil {
+				_ = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range jss {
+		require.NoError(t, <-errs)
+	}
 }

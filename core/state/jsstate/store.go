@@ -268,8 +268,8 @@ func (s *Store) beginWrite(ctx context.Context, value []byte, ttl time.Duration)
 	if len(value) > state.MaxValueBytes {
 		return nil, nil, fmt.Errorf("value of %d bytes, over %d: %w", len(value), state.MaxValueBytes, state.ErrTooLarge)
 	}
-	if ttl < 0 || (ttl > 0 && ttl < state.MinTTL) {
-		return nil, nil, fmt.Errorf("ttl %v: must be 0 or at least %v", ttl, state.MinTTL)
+	if err := state.ValidTTL(ttl); err != nil {
+		return nil, nil, err
 	}
 	return s.begin(ctx)
 }

@@ -20,7 +20,7 @@ import (
 
 // natsServer is an in-process nats-server with JetStream in dir.
 type natsServer struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	port int
 	srv  *server.Server
@@ -28,7 +28,7 @@ type natsServer struct {
 
 // runNATS starts a server on a random loopback port (internal/natstest
 // will replace this helper).
-func runNATS(t *testing.T) *natsServer {
+func runNATS(t testing.TB) *natsServer {
 	n := &natsServer{t: t, dir: t.TempDir(), port: -1}
 	n.start()
 	t.Cleanup(n.stop)
@@ -61,7 +61,7 @@ func (n *natsServer) stop() {
 }
 
 // connect opens a client that reconnects quickly and forever.
-func (n *natsServer) connect(t *testing.T) jetstream.JetStream {
+func (n *natsServer) connect(t testing.TB) jetstream.JetStream {
 	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", n.port),
 		nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	require.NoError(t, err)
@@ -73,7 +73,7 @@ func (n *natsServer) connect(t *testing.T) jetstream.JetStream {
 
 var buckets atomic.Int64
 
-func open(t *testing.T, js jetstream.JetStream, opts jsstate.Options) *jsstate.Store {
+func open(t testing.TB, js jetstream.JetStream, opts jsstate.Options) *jsstate.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -95,4 +95,9 @@ func TestConformance(t *testing.T) {
 			}
 		},
 	})
+}
+
+func BenchmarkStore(b *testing.B) {
+	n := runNATS(b)
+	statetest.Bench(b, open(b, n.connect(b), jsstate.Options{Bucket: "herald_state_bench"}))
 }

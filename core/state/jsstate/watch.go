@@ -113,7 +113,7 @@ func (s *Store) startWatch(ctx context.Context, filter string) (*watching, error
 	}
 	if err != nil {
 		cancel()
-		return nil, s.classify(wctx, err)
+		return nil, s.classify(ctx, err)
 	}
 	return &watching{w: w, cancel: cancel}, nil
 }

@@ -281,7 +281,15 @@ func runWatch(t *testing.T, f Factory) {
 
 	c := nested.Next(t)
 	require.Equal(t, "w/n/x", c.Key)
-	nested.quiet(t, s, "w/n/marker")
+	require.NoError(t, s.Delete(ctx, "w/n/none", 0))
+	nested.quiet(t, s, "w/n/marker") // deleting a missing key changes nothing
+
+	// A Deleted change's revision is no revision of a live key.
+	_, err := s.Update(ctx, "w/a", []byte("revived"), got[2].Revision, 0)
+	require.ErrorIs(t, err, state.ErrNotFound, "update at a deletion's revision")
+	require.NoError(t, s.Delete(ctx, "w/a", got[2].Revision))
+	_, err = s.Get(ctx, "w/a")
+	require.ErrorIs(t, err, state.ErrNotFound)
 
 	wctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -99,6 +99,7 @@ func (r *Recorder) until(t *testing.T, stop func(state.Change) bool) []state.Cha
 	t.Helper()
 	var out []state.Change
 	for {
+		require.Less(t, len(out), 10000, "the awaited change never came")
 		c := r.Next(t)
 		out = append(out, c)
 		if stop(c) {
