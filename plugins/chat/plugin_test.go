@@ -191,14 +191,14 @@ func TestLoadsWithoutAnInitialReset(t *testing.T) {
 	require.Contains(t, e.p.procs, e.p.pid)
 }
 
-// Without Herald's State (no data_dir on one node) the plugin refuses to
-// start, saying what to give it.
+// Without Herald's State the plugin refuses to start, saying why.
 func TestNoStateIsAnError(t *testing.T) {
 	p := New()
 	p.stateOf = func(sdk.Host) (sdk.State, error) { return nil, sdk.ErrNoState }
 	_, err := sdktest.StartErr(t, p, map[string]any{})
 	require.Error(t, err)
-	require.Contains(t, err.Error(), "data_dir")
+	require.Contains(t, err.Error(), "chat keeps membership and presence in Herald's State")
+	require.Contains(t, err.Error(), sdk.ErrNoState.Error())
 }
 
 // A dry run (herald validate) checks the config and touches nothing.
