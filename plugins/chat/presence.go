@@ -39,10 +39,12 @@ import (
 // so that entries the others reaped come back under a live id.
 //
 // The host's events only change this process's view of its connections;
-// the records are brought in line afterwards by the work queue (work.go),
-// one user at a time, in order. After a Reset the work waits until the
-// replay of the host's connections settles, so that a replay in progress is
-// never taken for users who left.
+// the records are brought in line afterwards by the workers (work.go), each
+// user's in order on one worker. The recipients of an announcement are
+// those listening when the winning write landed: the announcer first lets
+// its mirrors catch up to that write (caughtUp). After a Reset the work
+// waits until the replay of the host's connections settles, so that a
+// replay in progress is never taken for users who left.
 
 // HandleEvent implements sdk.EventHandler.
 func (c *Chat) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
