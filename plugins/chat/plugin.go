@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -358,13 +359,39 @@ func (c *Chat) listening(user string) bool {
 	return r != nil && r.listening(pid)
 }
 
-// emit publishes ns, logging a failure (presence and entering have no
-// caller to tell).
+// emit publishes an announcement, logging a failure (it has no caller to
+// tell). While the host answers that publishing is unavailable (-32050:
+// the broker is down, nothing was published) it tries again until ctx ends:
+// the announcement was won once and is not won again.
 func (c *Chat) emit(ctx context.Context, ns []sdk.Notification) {
 	if len(ns) == 0 {
 		return
 	}
-	if _, err := c.host.Emit(ctx, ns...); err != nil {
+	err := emitRetrying(ctx, func(ctx context.Context) error {
+		_, err := c.host.Emit(ctx, ns...)
+		return err
+	})
+	if err != nil {
 		c.log.Warn("emit failed", "notifications", len(ns), "event", ns[0].Event, "error", err)
+	}
+}
+
+// emitRetrying calls emit until it succeeds, fails otherwise than with
+// CodePluginUnavailable, or ctx ends, pausing 50ms, then twice as long each
+// time up to a second.
+func emitRetrying(ctx context.Context, emit func(context.Context) error) error {
+	pause := 50 * time.Millisecond
+	for {
+		err := emit(ctx)
+		var se *sdk.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sdk.CodePluginUnavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
 	}
 }

@@ -611,3 +611,36 @@ func TestStateUnavailable(t *testing.T) {
 	require.Len(t, ns, 1)
 	require.Equal(t, "is_online", ns[0].Event)
 }
+
+// An announcement's emit is tried again while the host says publishing is
+// unavailable, and only then.
+func TestEmitRetriesWhileUnavailable(t *testing.T) {
+	calls := 0
+	err := emitRetrying(t.Context(), func(context.Context) error {
+		if calls++; calls < 3 {
+			return sdk.Errorf(sdk.CodePluginUnavailable, "broker nats unavailable")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, calls)
+
+	calls = 0
+	err = emitRetrying(t.Context(), func(context.Context) error {
+		calls++
+		return sdk.Forbidden("not your channel")
+	})
+	require.Error(t, err)
+	require.Equal(t, 1, calls)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	calls = 0
+	err = emitRetrying(ctx, func(context.Context) error {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return sdk.Errorf(sdk.CodePluginUnavailable, "down")
+	})
+	require.Error(t, err)
+	require.Equal(t, 2, calls, "it stops when ctx ends")
+}
