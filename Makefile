@@ -72,9 +72,14 @@ fuzz-seed:
 fuzz: ## fuzz every target for a minute each
 	$(MAKE) fuzz-seed FUZZTIME=1m
 
-bench: ## the standard load scenarios against a real herald (cmd/herald-bench), then the documents one
+bench: ## the standard load scenarios against a real herald (cmd/herald-bench), the cluster comparison, then the documents one
 	bash cmd/herald-bench/bench.sh
+	CLUSTER=1 bash cmd/herald-bench/bench.sh
 	bash cmd/documents-bench/bench.sh
+
+.PHONY: bench-cluster
+bench-cluster: ## three herald nodes on one NATS JetStream against one memory-broker node, same scenarios (CLUSTER_SCENARIOS, CLUSTER_DURATION, SPLIT)
+	CLUSTER=1 bash cmd/herald-bench/bench.sh
 
 bench-documents: ## the documents plugin end to end: 10,000 rooms, 1,000 clients, a write stream (cmd/documents-bench)
 	bash cmd/documents-bench/bench.sh

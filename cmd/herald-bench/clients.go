@@ -39,6 +39,12 @@ type fleet struct {
 	stopping   atomic.Bool
 	raw        *rawReaders // the epoll reader's state, if it is the reader
 	readPause  time.Duration
+
+	// nodeOf is the node (index into options.URLs) of each client index;
+	// nodeDelivered counts deliveries per node. Empty in tests that build
+	// a fleet by hand.
+	nodeOf        []int
+	nodeDelivered []paddedCounter
 }
 
 type paddedCounter struct {
@@ -48,6 +54,7 @@ type paddedCounter struct {
 
 type client struct {
 	index   int
+	node    int
 	channel string
 	ws      *websocket.Conn
 }
@@ -69,20 +76,73 @@ func channelName(mode string, i int) string {
 	return "bench"
 }
 
-// connect opens and subscribes up to n clients at most rate per second,
-// within timeout. It returns the fleet of those that made it and the
-// errors of the others (the first few, with a count).
-func connect(ctx context.Context, o options, token string) (*fleet, int, []string) {
-	u, _ := url.Parse(o.URL)
+// wsURL is the WebSocket endpoint of a node's base URL, with the token.
+func wsURL(base, token string) string {
+	u, _ := url.Parse(base)
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
 	u.Path = "/ws"
 	u.RawQuery = "token=" + url.QueryEscape(token)
-	wsURL := u.String()
+	return u.String()
+}
+
+// newFleet assigns the clients to the client nodes round-robin: client i
+// connects to clientNodes[i % len(clientNodes)].
+func newFleet(o options, clientNodes []int) *fleet {
+	f := &fleet{
+		closeCodes:    map[int]int{},
+		nodeOf:        make([]int, o.Clients),
+		nodeDelivered: make([]paddedCounter, len(o.URLs)),
+	}
+	for i := range f.nodeOf {
+		f.nodeOf[i] = clientNodes[i%len(clientNodes)]
+	}
+	return f
+}
+
+// reset forgets every delivery counted so far (after a warm-up, once its
+// deliveries are all in).
+func (f *fleet) reset() {
+	for i := range f.delivered {
+		f.delivered[i].n.Store(0)
+		f.frames[i].n.Store(0)
+		for b := range f.latency[i].counts {
+			f.latency[i].counts[b].Store(0)
+		}
+		f.latency[i].max.Store(0)
+	}
+	for i := range f.nodeDelivered {
+		f.nodeDelivered[i].n.Store(0)
+	}
+}
+
+// nodeCounts is how many clients connected to each node and how many
+// notifications each node delivered to them.
+func (f *fleet) nodeCounts() (clients, delivered []int64) {
+	clients = make([]int64, len(f.nodeDelivered))
+	delivered = make([]int64, len(f.nodeDelivered))
+	for _, c := range f.clients {
+		clients[c.node]++
+	}
+	for i := range f.nodeDelivered {
+		delivered[i] = f.nodeDelivered[i].n.Load()
+	}
+	return clients, delivered
+}
+
+// connect opens and subscribes up to n clients at most rate per second,
+// within timeout, spread over the client nodes. It returns the fleet of
+// those that made it and the errors of the others (the first few, with a
+// count).
+func connect(ctx context.Context, o options, token string, clientNodes []int) (*fleet, int, []string) {
+	wsURLs := make([]string, len(o.URLs))
+	for i, base := range o.URLs {
+		wsURLs[i] = wsURL(base, token)
+	}
 	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 4096, WriteBufferSize: 512}
 
 	ctx, cancel := context.WithTimeout(ctx, o.Connect)
 	defer cancel()
-	f := &fleet{closeCodes: map[int]int{}}
+	f := newFleet(o, clientNodes)
 	slots := make([]*client, o.Clients)
 	var (
 		errMu    sync.Mutex
@@ -96,7 +156,7 @@ func connect(ctx context.Context, o options, token string) (*fleet, int, []strin
 		go func() {
 			defer dialers.Done()
 			for i := range work {
-				c, err := dialAndSubscribe(ctx, &dialer, wsURL, i, channelName(o.Mode, i))
+				c, err := dialAndSubscribe(ctx, &dialer, wsURLs[f.nodeOf[i]], i, channelName(o.Mode, i))
 				if err != nil {
 					errMu.Lock()
 					failures++
@@ -106,6 +166,7 @@ func connect(ctx context.Context, o options, token string) (*fleet, int, []strin
 					errMu.Unlock()
 					continue
 				}
+				c.node = f.nodeOf[i]
 				slots[i] = c
 			}
 		}()
@@ -237,6 +298,9 @@ func (f *fleet) count(index int, frame []byte, now int64) {
 	if n > 0 {
 		f.delivered[index%shards].n.Add(n)
 		f.frames[index%shards].n.Add(1)
+		if index < len(f.nodeOf) {
+			f.nodeDelivered[f.nodeOf[index]].n.Add(n)
+		}
 	}
 }
 

@@ -4,6 +4,12 @@
 // fixed rate with the send time in every object, and reports delivery,
 // end-to-end latency, and the server's memory and CPU (given its PID).
 //
+// Against a cluster, -url lists the nodes: clients and publish requests are
+// spread over them round-robin (or, with -split, the first node takes every
+// publish and the others every client), -pid lists the nodes' PIDs in the
+// same order and -nats-pid the NATS server's, and the summary breaks CPU
+// and memory down per process.
+//
 // Every phase is bounded in time. The last line of output is a one-line JSON
 // summary; `herald-bench -table FILE` prints a table from such lines.
 //
@@ -37,7 +43,8 @@ func main() {
 
 // options is one scenario.
 type options struct {
-	URL         string
+	URL         string   // -url as given
+	URLs        []string // the nodes: -url split at commas
 	APIKey      string
 	Secret      string
 	Name        string
@@ -45,11 +52,15 @@ type options struct {
 	Clients     int
 	Rate        float64 // notifications per second
 	Duration    time.Duration
-	Batch       int // notifications per HTTP request
-	Publishers  int // concurrent HTTP requests
-	ConnectRate int // new connections per second
-	Dialers     int // concurrent handshakes
-	PID         int
+	Batch       int           // notifications per HTTP request
+	Publishers  int           // concurrent HTTP requests
+	ConnectRate int           // new connections per second
+	Dialers     int           // concurrent handshakes
+	PID         string        // -pid as given
+	PIDs        []int         // the nodes' PIDs, in the order of URLs
+	NATSPID     int           // the NATS server's PID (0: not reported)
+	Split       bool          // the first node publishes, the others serve the clients
+	Warmup      bool          // publish once to every channel before measuring
 	Settle      time.Duration // wait after connecting, before measuring memory
 	Drain       time.Duration // how long to wait for deliveries after the last publish
 	Connect     time.Duration // bound of the connect phase
@@ -61,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("herald-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.URL, "url", "http://127.0.0.1:7512", "herald's base URL (WebSocket at /ws, publish at /v1/publish)")
+	fs.StringVar(&o.URL, "url", "http://127.0.0.1:7512", "herald's base URL (WebSocket at /ws, publish at /v1/publish); a cluster's nodes comma-separated, clients and publishes spread over them round-robin")
 	fs.StringVar(&o.APIKey, "key", os.Getenv("HERALD_API_KEY"), "API key for /v1/publish (default $HERALD_API_KEY)")
 	fs.StringVar(&o.Secret, "secret", os.Getenv("HERALD_TOKEN_SECRET"), "auth.token_secret, to mint the clients' token (default $HERALD_TOKEN_SECRET)")
 	fs.StringVar(&o.Name, "name", "", "scenario label in the summary")
@@ -73,12 +84,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Publishers, "publishers", 8, "concurrent HTTP publish requests")
 	fs.IntVar(&o.ConnectRate, "connect-rate", 2000, "new connections per second (keeps the listen backlog from overflowing)")
 	fs.IntVar(&o.Dialers, "dialers", 64, "concurrent WebSocket handshakes")
-	fs.IntVar(&o.PID, "pid", 0, "herald's PID, to report its RSS and CPU (0: not reported)")
+	fs.StringVar(&o.PID, "pid", "", "herald's PID, to report its RSS and CPU (empty or 0: not reported); a cluster's nodes' PIDs comma-separated, in the order of -url")
+	fs.IntVar(&o.NATSPID, "nats-pid", 0, "the NATS server's PID, to report its CPU and RSS apart from herald's (0: not reported)")
+	fs.BoolVar(&o.Split, "split", false, "with two or more nodes: the first takes every publish and no client, the others every client, so that publishing and delivering costs show apart")
 	fs.DurationVar(&o.Settle, "settle", 2*time.Second, "pause after every client subscribed, before measuring memory and publishing")
 	fs.DurationVar(&o.Drain, "drain", 10*time.Second, "longest wait for outstanding deliveries after the last publish")
 	fs.DurationVar(&o.Connect, "connect-timeout", 2*time.Minute, "bound of the connect phase")
 	fs.StringVar(&o.Reader, "reader", defaultReader, "how clients read: epoll (raw sockets polled by a goroutine per 2 CPUs; Linux) or gorilla (a goroutine and gorilla's reader per client)")
 	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
+	fs.BoolVar(&o.Warmup, "warmup", false, "before measuring, publish one notification to every target channel at -rate and wait for its deliveries (not counted), so that the measured phase publishes to channels the broker already knows")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -107,7 +121,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 }
 
 func (o *options) check() error {
+	var err error
+	if o.URLs, err = parseURLs(o.URL); err != nil {
+		return fmt.Errorf("-url: %w", err)
+	}
+	if o.PIDs, err = parsePIDs(o.PID); err != nil {
+		return fmt.Errorf("-pid: %w", err)
+	}
 	switch {
+	case len(o.PIDs) > 0 && len(o.PIDs) != len(o.URLs):
+		return fmt.Errorf("-pid lists %d PIDs for %d nodes in -url: give one per node, in the same order", len(o.PIDs), len(o.URLs))
+	case o.NATSPID < 0:
+		return errors.New("-nats-pid must not be negative")
+	case o.Split && len(o.URLs) < 2:
+		return errors.New("-split needs two or more nodes in -url: one to publish on, the others for the clients")
 	case o.Mode != "broadcast" && o.Mode != "personal":
 		return fmt.Errorf("-mode must be broadcast or personal, not %q", o.Mode)
 	case o.Clients <= 0:

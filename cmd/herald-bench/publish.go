@@ -14,12 +14,16 @@ import (
 
 // publisher sends notifications through POST /v1/publish on a fixed
 // schedule: one request every Batch/Rate seconds, each carrying Batch
-// notifications, each object stamped with its send time.
+// notifications, each object stamped with its send time. Request k goes to
+// publish node k mod the number of publish nodes.
 type publisher struct {
 	o        options
 	client   *http.Client
-	url      string
+	nodes    []int    // publish nodes, indexes into o.URLs, in turn
+	urls     []string // each node's publish URL, by node index
 	channels []string // targets, in turn
+	// via counts the notifications accepted through each node.
+	via []atomic.Int64
 
 	published atomic.Int64 // notifications accepted (200)
 	failed    atomic.Int64 // notifications in requests that failed
@@ -27,6 +31,9 @@ type publisher struct {
 	// expected counts deliveries due: published × subscribers of the channel.
 	expected atomic.Int64
 	perChan  int64 // subscribers per published notification
+	// requests, if positive, is how many requests run sends, instead of
+	// as many as fit in o.Duration.
+	requests int
 	httpLat  histogram
 	// lateMax is how far behind schedule a request left, at worst: a
 	// publisher that cannot keep up shows here, not as server latency.
@@ -35,10 +42,11 @@ type publisher struct {
 	firstErr string
 }
 
-func newPublisher(o options, f *fleet) *publisher {
+func newPublisher(o options, f *fleet, publishNodes []int) *publisher {
 	p := &publisher{
-		o:   o,
-		url: o.URL + "/v1/publish",
+		o:     o,
+		nodes: publishNodes,
+		via:   make([]atomic.Int64, len(o.URLs)),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 			MaxIdleConnsPerHost: o.Publishers,
 			MaxConnsPerHost:     o.Publishers,
@@ -53,12 +61,25 @@ func newPublisher(o options, f *fleet) *publisher {
 		p.channels = []string{channelName(o.Mode, 0)}
 		p.perChan = int64(len(f.clients))
 	}
+	for _, base := range o.URLs {
+		p.urls = append(p.urls, base+"/v1/publish")
+	}
 	return p
+}
+
+// publishedVia is how many notifications each node accepted.
+func (p *publisher) publishedVia() []int64 {
+	n := make([]int64, len(p.via))
+	for i := range p.via {
+		n[i] = p.via[i].Load()
+	}
+	return n
 }
 
 type job struct {
 	due   time.Time
 	first int // index of the first notification (round robin over channels)
+	node  int // where to publish (index into o.URLs)
 }
 
 // run publishes for o.Duration; it returns once every request has ended.
@@ -84,6 +105,9 @@ func (p *publisher) run(ctx context.Context) {
 	}
 	interval := time.Duration(float64(time.Second) * float64(p.o.Batch) / p.o.Rate)
 	requests := int(p.o.Duration / interval)
+	if p.requests > 0 {
+		requests = p.requests
+	}
 	start := time.Now()
 	k := 0
 schedule:
@@ -97,7 +121,7 @@ schedule:
 			}
 		}
 		select {
-		case jobs <- job{due: due, first: k * p.o.Batch}:
+		case jobs <- job{due: due, first: k * p.o.Batch, node: p.nodes[k%len(p.nodes)]}:
 		case <-ctx.Done():
 			break schedule
 		}
@@ -135,7 +159,7 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 		body.WriteString(`}}`)
 	}
 	body.WriteString(`]}`)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body.Bytes()))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.urls[j.node], bytes.NewReader(body.Bytes()))
 	req.Header.Set("Authorization", "Bearer "+p.o.APIKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := p.client.Do(req)
@@ -157,5 +181,6 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 		return
 	}
 	p.published.Add(int64(p.o.Batch))
+	p.via[j.node].Add(int64(p.o.Batch))
 	p.expected.Add(int64(p.o.Batch) * p.perChan)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,11 +44,29 @@ type summary struct {
 	MaxMs            float64        `json:"max_ms"`
 	PublishHTTPP99Ms float64        `json:"publish_http_p99_ms"`
 	PublishLateMaxMs float64        `json:"publish_late_max_ms"`
-	ServerRSSBaseMiB float64        `json:"server_rss_base_mib,omitempty"`
-	ServerRSSMiB     float64        `json:"server_rss_mib,omitempty"`
-	RSSPerConnKiB    float64        `json:"rss_per_conn_kib,omitempty"`
-	ServerCPUSeconds float64        `json:"server_cpu_s,omitempty"`
-	BenchCPUSeconds  float64        `json:"bench_cpu_s"`
+	// Nodes is how many herald nodes the run spread its clients and
+	// publishes over; Split says the first took every publish and the
+	// others every client.
+	Nodes int  `json:"nodes"`
+	Split bool `json:"split,omitempty"`
+	// Warmup says every channel had one publish before the measured
+	// phase (-warmup).
+	Warmup bool `json:"warmup,omitempty"`
+	// The server figures are summed over the herald nodes (-pid); NATS's
+	// CPU (-nats-pid) is apart.
+	ServerRSSBaseMiB float64 `json:"server_rss_base_mib,omitempty"`
+	ServerRSSMiB     float64 `json:"server_rss_mib,omitempty"`
+	RSSPerConnKiB    float64 `json:"rss_per_conn_kib,omitempty"`
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
+	NATSCPUSeconds   float64 `json:"nats_cpu_s,omitempty"`
+	// CPUPerDeliveredUs is the CPU of every measured server process
+	// (herald nodes and NATS) during the publishing phase, in µs, over the
+	// notifications delivered.
+	CPUPerDeliveredUs float64 `json:"cpu_us_per_delivered,omitempty"`
+	// Procs breaks the server figures down per process when there is more
+	// than one.
+	Procs           []procSummary `json:"procs,omitempty"`
+	BenchCPUSeconds float64       `json:"bench_cpu_s"`
 	// LoadAvg is the machine's 1-minute load average at the end: on a
 	// shared machine, what else competed for the CPU.
 	LoadAvg float64  `json:"loadavg_1m"`
@@ -55,7 +74,8 @@ type summary struct {
 }
 
 func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error) {
-	sum := &summary{Name: o.Name, Mode: o.Mode, Reader: o.Reader, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate}
+	sum := &summary{Name: o.Name, Mode: o.Mode, Reader: o.Reader, CPUs: runtime.NumCPU(), Clients: o.Clients, Rate: o.Rate,
+		Nodes: len(o.URLs), Split: o.Split, Warmup: o.Warmup && o.Rate > 0}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(out, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
 	}
@@ -63,17 +83,20 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	if err != nil {
 		return nil, err
 	}
-	var base procStat
-	if o.PID > 0 {
-		if base, err = readProc(o.PID); err != nil {
-			return nil, fmt.Errorf("server pid %d: %w", o.PID, err)
-		}
-		sum.ServerRSSBaseMiB = mib(base.RSSBytes)
+	procs := newProcSet(o)
+	if err := procs.read(func(p *proc) *procStat { return &p.base }); err != nil {
+		return nil, err
 	}
+	clientNodes, publishNodes := o.roles()
 
-	logf("%s: connecting %d clients at %d/s", o.Name, o.Clients, o.ConnectRate)
+	if len(o.URLs) > 1 {
+		logf("%s: connecting %d clients at %d/s over nodes %v, publishing on nodes %v of %v", o.Name, o.Clients, o.ConnectRate,
+			clientNodes, publishNodes, o.URLs)
+	} else {
+		logf("%s: connecting %d clients at %d/s", o.Name, o.Clients, o.ConnectRate)
+	}
 	t0 := time.Now()
-	f, failures, errs := connect(ctx, o, token)
+	f, failures, errs := connect(ctx, o, token, clientNodes)
 	sum.ConnectSeconds = time.Since(t0).Seconds()
 	sum.Connected, sum.ConnectErrors, sum.Errors = len(f.clients), failures, errs
 	logf("connected and subscribed %d in %.1fs (%d failed)", len(f.clients), sum.ConnectSeconds, failures)
@@ -83,25 +106,31 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 		return nil, fmt.Errorf("start reading: %w", err)
 	}
 
+	if o.Warmup && o.Rate > 0 {
+		warmup(ctx, o, f, publishNodes, logf)
+	}
 	sleep(ctx, o.Settle)
 	// CPU is counted from here, for herald and for this process alike: the
 	// publishing phase, not the handshakes.
 	self0, _ := readProc(os.Getpid())
-	var cpu0 time.Duration
-	if o.PID > 0 {
-		ps, err := readProc(o.PID)
-		if err != nil {
-			return nil, err
+	if err := procs.read(func(p *proc) *procStat { return &p.start }); err != nil {
+		return nil, err
+	}
+	if len(o.PIDs) > 0 {
+		var base, settled int64
+		for _, p := range procs {
+			if p.role == "herald" {
+				base, settled = base+p.base.RSSBytes, settled+p.start.RSSBytes
+			}
 		}
-		sum.ServerRSSMiB = mib(ps.RSSBytes)
+		perConn := 0.0
 		if n := len(f.clients); n > 0 {
-			sum.RSSPerConnKiB = float64(ps.RSSBytes-base.RSSBytes) / float64(n) / 1024
+			perConn = float64(settled-base) / float64(n) / 1024
 		}
-		cpu0 = ps.CPU
-		logf("server RSS %.1f MiB (%.1f before connecting): %.2f KiB per connection", sum.ServerRSSMiB, sum.ServerRSSBaseMiB, sum.RSSPerConnKiB)
+		logf("server RSS %.1f MiB (%.1f before connecting): %.2f KiB per connection", mib(settled), mib(base), perConn)
 	}
 
-	p := newPublisher(o, f)
+	p := newPublisher(o, f, publishNodes)
 	if o.Rate > 0 {
 		logf("publishing %g/s for %v, %d per request", o.Rate, o.Duration, o.Batch)
 		start := time.Now()
@@ -125,9 +154,12 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 		logf("published %d in %.1fs (%d failed, %d unsent); delivered %d of %d", p.published.Load(), sum.DurationSeconds,
 			p.failed.Load(), p.unsent.Load(), last, p.expected.Load())
 	}
-	if o.PID > 0 {
-		if ps, err := readProc(o.PID); err == nil {
-			sum.ServerCPUSeconds = (ps.CPU - cpu0).Seconds()
+	if err := procs.read(func(p *proc) *procStat { return &p.end }); err != nil {
+		// A process that ended cannot be measured: no CPU figure is
+		// given (zero, left out of the summary); memory, read before, is.
+		sum.Errors = append(sum.Errors, err.Error())
+		for _, p := range procs {
+			p.end = p.start
 		}
 	}
 	if self1, err := readProc(os.Getpid()); err == nil {
@@ -148,6 +180,8 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 		sum.DeliveryRatio = float64(sum.Delivered) / float64(sum.Expected)
 	}
 	sum.Dropped = f.dropped.Load()
+	clients, delivered := f.nodeCounts()
+	procs.summarize(sum, o, nodeCounts{clients: clients, published: p.publishedVia(), delivered: delivered})
 	if len(f.closeCodes) > 0 {
 		sum.CloseCodes = map[string]int{}
 		for code, n := range f.closeCodes {
@@ -168,7 +202,38 @@ func runScenario(ctx context.Context, o options, out io.Writer) (*summary, error
 	}
 	logf("delivery %.4f, %.0f notifications/s (%.1f a frame), latency p50 %.2f ms p95 %.2f ms p99 %.2f ms max %.2f ms; server CPU %.1fs, bench CPU %.1fs",
 		sum.DeliveryRatio, sum.DeliveredPerSec, sum.PerFrame, sum.P50Ms, sum.P95Ms, sum.P99Ms, sum.MaxMs, sum.ServerCPUSeconds, sum.BenchCPUSeconds)
+	if o.NATSPID > 0 {
+		logf("NATS CPU %.1fs", sum.NATSCPUSeconds)
+	}
+	if sum.CPUPerDeliveredUs > 0 {
+		logf("server CPU per delivered notification %.2f µs", sum.CPUPerDeliveredUs)
+	}
+	for _, ps := range sum.Procs {
+		logf("  %s pid %d %s: %d clients, %d published, %d delivered, CPU %.2fs (%s µs/delivered, %s µs/published), RSS %.1f MiB",
+			ps.Role, ps.PID, ps.URL, ps.Clients, ps.Published, ps.Delivered, ps.CPUSeconds, usOrDash(ps.CPUPerDeliveredUs), usOrDash(ps.CPUPerPublishedUs), ps.RSSMiB)
+	}
 	return sum, nil
+}
+
+// warmup publishes one notification to every target channel, at o.Rate,
+// waits for their deliveries (o.Drain at most) and forgets them: a broker
+// that does per-channel work on a channel's first publish (NATS: read its
+// position, record its run) then shows its steady cost in the measured
+// phase.
+func warmup(ctx context.Context, o options, f *fleet, publishNodes []int, logf func(string, ...any)) {
+	p := newPublisher(o, f, publishNodes)
+	p.requests = (len(p.channels) + o.Batch - 1) / o.Batch
+	p.o.Duration = time.Duration(float64(time.Second) * float64(p.requests*o.Batch) / o.Rate)
+	logf("warm-up: publishing to each of %d channels at %g/s", len(p.channels), o.Rate)
+	start := time.Now()
+	p.run(ctx)
+	deadline := time.Now().Add(o.Drain)
+	for f.deliveredTotal() < p.expected.Load() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	logf("warm-up: published %d in %.1fs (%d failed, %d unsent); delivered %d of %d; now forgotten", p.published.Load(),
+		time.Since(start).Seconds(), p.failed.Load(), p.unsent.Load(), f.deliveredTotal(), p.expected.Load())
+	f.reset()
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -181,7 +246,9 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // printTable prints the JSON summaries of path (other lines are skipped) as
-// a Markdown table.
+// a Markdown table. When a run spread over several nodes or measured NATS,
+// the table gains the cluster columns and a second table breaks each such
+// run down per process.
 func printTable(path string, out io.Writer) error {
 	fh, err := os.Open(path)
 	if err != nil {
@@ -205,8 +272,15 @@ func printTable(path string, out io.Writer) error {
 		return err
 	}
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].Name < rows[j].Name })
-	fmt.Fprintln(out, "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | bench CPU s | load |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	cluster := slices.ContainsFunc(rows, func(s summary) bool { return s.Nodes > 1 || s.NATSCPUSeconds > 0 || len(s.Procs) > 0 })
+	head := "| scenario | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | bench CPU s | load |"
+	rule := "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	if cluster {
+		head = "| scenario | nodes | clients | published | delivered | ratio | notif/s | per frame | p50 ms | p95 ms | p99 ms | max ms | RSS/conn KiB | herald CPU s | NATS CPU s | CPU µs/notif | bench CPU s | load |"
+		rule = "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+	}
+	fmt.Fprintln(out, head)
+	fmt.Fprintln(out, rule)
 	for _, s := range rows {
 		ratio, rate, per, lat := "–", "–", "–", [4]string{"–", "–", "–", "–"}
 		if s.Rate > 0 {
@@ -215,11 +289,50 @@ func printTable(path string, out io.Writer) error {
 			per = fmt.Sprintf("%.1f", s.PerFrame)
 			lat = [4]string{ms(s.P50Ms), ms(s.P95Ms), ms(s.P99Ms), ms(s.MaxMs)}
 		}
-		fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f |\n",
-			s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
-			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.BenchCPUSeconds, s.LoadAvg)
+		if !cluster {
+			fmt.Fprintf(out, "| %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %.1f | %.1f |\n",
+				s.Name, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
+				lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, s.BenchCPUSeconds, s.LoadAvg)
+			continue
+		}
+		nodes, nats, perNotif := fmt.Sprint(max(s.Nodes, 1)), "–", "–"
+		if s.Split {
+			nodes += " split"
+		}
+		if s.NATSCPUSeconds > 0 {
+			nats = fmt.Sprintf("%.1f", s.NATSCPUSeconds)
+		}
+		if s.CPUPerDeliveredUs > 0 {
+			perNotif = fmt.Sprintf("%.2f", s.CPUPerDeliveredUs)
+		}
+		fmt.Fprintf(out, "| %s | %s | %d/%d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.1f | %.1f | %s | %s | %.1f | %.1f |\n",
+			s.Name, nodes, s.Connected, s.Clients, s.Published, s.Delivered, ratio, rate, per,
+			lat[0], lat[1], lat[2], lat[3], s.RSSPerConnKiB, s.ServerCPUSeconds, nats, perNotif, s.BenchCPUSeconds, s.LoadAvg)
+	}
+	if !cluster {
+		return nil
+	}
+	fmt.Fprintln(out)
+	fmt.Fprintln(out, "| scenario | process | clients | published through | delivered to its clients | CPU s | µs/delivered | µs/published | RSS MiB |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	for _, s := range rows {
+		for _, p := range s.Procs {
+			what, clients := fmt.Sprintf("%s %s", p.Role, p.URL), fmt.Sprint(p.Clients)
+			if p.Role == "nats" {
+				what, clients = "nats", "–"
+			}
+			fmt.Fprintf(out, "| %s | %s | %s | %d | %d | %.2f | %s | %s | %.1f |\n", s.Name, what, clients, p.Published, p.Delivered,
+				p.CPUSeconds, usOrDash(p.CPUPerDeliveredUs), usOrDash(p.CPUPerPublishedUs), p.RSSMiB)
+		}
 	}
 	return nil
+}
+
+func usOrDash(v float64) string {
+	if v <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func ms(v float64) string {

@@ -29,16 +29,17 @@ import (
 // also the NATS connection and the cluster node.
 type backend struct {
 	broker broker.Broker
+	nats   *natsbroker.Broker // the broker, in a cluster
 	state  pluginhost.StateOpener
 	nc     *nats.Conn
 	node   *cluster.Node
 	log    hclog.Logger
 }
 
-// openBackend connects to what cfg.Broker names. With broker "nats" it
-// waits, until ctx ends, for NATS to answer and the stream to be in place:
-// a node that cannot reach NATS at boot has nothing to serve, so it does
-// not listen yet (it logs what it waits for).
+// openBackend opens what cfg.Broker names. With broker "nats" it does
+// not wait for NATS: the node listens at once, /readyz answers 503 naming
+// the broker and publishes fail with a 503 until NATS answers (the broker
+// sets its stream up as soon as it can).
 func openBackend(ctx context.Context, cfg *config.Config, logger hclog.Logger) (*backend, error) {
 	if cfg.Broker.Kind != "nats" {
 		return &backend{state: boltOpener{dir: cfg.Resolve(cfg.State.Dir), maxBytes: cfg.State.MaxBytes}, log: logger}, nil
@@ -57,20 +58,21 @@ func openBackend(ctx context.Context, cfg *config.Config, logger hclog.Logger) (
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("disconnected from NATS; publishes fail until it is back", "error", err)
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "server", c.ConnectedUrlRedacted()) }),
+		// The broker chains its own (a tail check of every watched channel).
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("connected to NATS", "server", c.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("broker nats: connect to %s: %w", urls, err)
 	}
-	opts := natsbroker.Options{
+	if !nc.IsConnected() {
+		log.Warn("NATS is not reachable yet; serving with /readyz at 503 until it is", "url", urls)
+	}
+	b, err := natsbroker.New(ctx, nc, natsbroker.Options{
 		Replicas:    cfg.Broker.Replicas,
 		HistorySize: cfg.History.Size,
 		HistoryTTL:  cfg.History.TTL,
 		MaxBytes:    cfg.History.MaxBytes,
 		Logger:      log,
-	}
-	b, err := waitFor(ctx, log, "the NATS stream", func(ctx context.Context) (*natsbroker.Broker, error) {
-		return natsbroker.New(ctx, nc, opts)
 	})
 	if err != nil {
 		nc.Close()
@@ -82,34 +84,8 @@ func openBackend(ctx context.Context, cfg *config.Config, logger hclog.Logger) (
 		nc.Close()
 		return nil, fmt.Errorf("broker nats: jetstream: %w", err)
 	}
-	return &backend{broker: b, nc: nc, log: logger,
+	return &backend{broker: b, nats: b, nc: nc, log: logger,
 		state: jsOpener{js: js, replicas: cfg.Broker.Replicas, maxBytes: cfg.State.MaxBytes}}, nil
-}
-
-// waitFor calls f until it succeeds or ctx ends, logging each failure
-// (the first at once, then at most every 10 seconds).
-func waitFor[T any](ctx context.Context, log hclog.Logger, what string, f func(context.Context) (T, error)) (T, error) {
-	delay := 250 * time.Millisecond
-	var lastLog time.Time
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		v, err := f(actx)
-		cancel()
-		if err == nil {
-			return v, nil
-		}
-		if time.Since(lastLog) >= 10*time.Second {
-			log.Warn("waiting for "+what, "error", err)
-			lastLog = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			var zero T
-			return zero, fmt.Errorf("broker nats: gave up waiting for %s: %w", what, errors.Join(ctx.Err(), err))
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 5*time.Second)
-	}
 }
 
 // attach joins the cluster once the server exists: presence and the load
@@ -129,6 +105,7 @@ func (b *backend) attach(ctx context.Context, srv *server.Server) error {
 	b.node = node
 	srv.SetClusterPresence(partialPresence{node: node, log: b.log.Named("cluster")})
 	srv.SetClusterOverload()
+	registerClusterMetrics(srv.Registerer(), b.nats, node)
 	b.log.Info("joined the cluster", "node", node.ID())
 	return nil
 }

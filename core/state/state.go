@@ -32,9 +32,11 @@ type Store interface {
 	// List returns the live entries under prefix ("" or ending in "/"), in
 	// key order.
 	List(ctx context.Context, prefix string) ([]Entry, error)
-	// Watch calls f for every change under prefix from now on, in order,
-	// until ctx ends (it then returns ctx.Err()) or the store fails. When
-	// changes may have been missed it calls f with Reset set and goes on.
+	// Watch calls f for every change under prefix, in order, until ctx
+	// ends (it then returns ctx.Err()) or the store fails. Its first call
+	// of f is a Reset, made once the watch is in place (every change after
+	// it reaches f). When changes may have been missed it calls f with
+	// Reset set again and goes on.
 	// f must not block for long.
 	Watch(ctx context.Context, prefix string, f func(Change)) error
 	// Close releases the store; the data stays.

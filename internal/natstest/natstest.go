@@ -166,7 +166,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	wg.Wait()
 	t.Cleanup(c.Shutdown)
-	c.WaitLeader()
+	c.WaitReady()
 	return c
 }
 
@@ -189,19 +189,30 @@ func freePorts(t testing.TB, n int) []int {
 	return ports
 }
 
-// WaitLeader waits until a running server is the JetStream meta leader.
-func (c *Cluster) WaitLeader() {
+// WaitReady waits until a running server is the JetStream meta leader and
+// sees every running server as a JetStream peer, so that a stream with as
+// many replicas can be placed. StartCluster calls it; call it again after
+// restarting a server when the next step needs every replica.
+func (c *Cluster) WaitReady() {
 	c.t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
+		running := 0
+		var leader *server.Server
 		for _, s := range c.servers {
-			if srv := s.NATS(); srv != nil && srv.JetStreamIsLeader() {
-				return
+			if srv := s.NATS(); srv != nil {
+				running++
+				if srv.JetStreamIsLeader() {
+					leader = srv
+				}
 			}
+		}
+		if leader != nil && len(leader.JetStreamClusterPeers()) >= running {
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.t.Fatalf("natstest: no JetStream meta leader within %s", readyTimeout)
+	c.t.Fatalf("natstest: no JetStream meta leader with every server as a peer within %s", readyTimeout)
 }
 
 // URLs is every server's client URL, comma-separated (nats.Connect's form).

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 
@@ -152,6 +153,8 @@ type upsertResult struct {
 }
 
 // createDoc creates, or with orReplace replaces an existing document.
+// Between nodes, the State's Create decides which of two creates of one
+// _id wins; the loser answers 409 (or, with orReplace, replaces).
 func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (any, error) {
 	given := p.ID
 	id := newDocID()
@@ -159,39 +162,59 @@ func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (a
 		id = *given
 	}
 	defer d.lock(p.Index, p.Collection, id)()
-	old, err := d.store.Get(p.Index, p.Collection, id)
-	if err != nil {
-		return nil, sdk.Internal(err.Error())
-	}
-	if old != nil {
-		if !orReplace {
-			return nil, sdk.InvalidParams(fmt.Sprintf("document %q already exists in %s/%s", id, p.Index, p.Collection),
-				map[string]any{"status": 409, "_id": id})
-		}
-		res, err := d.replaceLocked(ctx, p, old, "replace")
+	pendingSent := false
+	for range maxAttempts {
+		old, rev, err := d.store.Get(ctx, p.Index, p.Collection, id)
 		if err != nil {
-			return nil, err
+			return nil, sdk.Internal(err.Error())
 		}
-		return upsertResult{ID: res.ID, Source: res.Source, Meta: res.Meta, Created: false}, nil
+		if old != nil {
+			if !orReplace {
+				return nil, sdk.InvalidParams(fmt.Sprintf("document %q already exists in %s/%s", id, p.Index, p.Collection),
+					map[string]any{"status": 409, "_id": id})
+			}
+			res, err := d.replaceLocked(ctx, p, old, rev, "replace", nil)
+			if errors.Is(err, errChanged) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return upsertResult{ID: res.ID, Source: res.Source, Meta: res.Meta, Created: false}, nil
+		}
+		doc := &Doc{ID: id, Source: p.source, Meta: Meta{Author: p.req.author, CreatedAt: p.req.timestamp, Active: true}}
+		ids := d.matchIDs(p.Index, p.Collection, withID(id, p.source))
+		pending := &event{controller: "document", action: "create", state: "pending", req: p.req, result: resultJSON(given, p.source, nil)}
+		done := &event{controller: "document", action: "create", state: "done", req: p.req, result: resultJSON(&doc.ID, doc.Source, &doc.Meta)}
+		d.mu.RLock()
+		rooms := d.roomsOf(p.Index, p.Collection, ids)
+		var pns []sdk.Notification
+		if !pendingSent {
+			pns = appendDocNotifications(nil, rooms, pending, "in")
+		}
+		dns := appendDocNotifications(nil, rooms, done, "in")
+		d.mu.RUnlock()
+		d.emit(ctx, pns)
+		pendingSent = true
+		err = d.store.Create(ctx, p.Index, p.Collection, doc)
+		if errors.Is(err, errChanged) {
+			continue // another node created it first: read it again
+		}
+		if err != nil {
+			return nil, sdk.Internal(err.Error())
+		}
+		d.emit(ctx, dns)
+		if orReplace {
+			return upsertResult{ID: doc.ID, Source: doc.Source, Meta: doc.Meta, Created: true}, nil
+		}
+		return docResult{ID: &doc.ID, Source: doc.Source, Meta: &doc.Meta}, nil
 	}
-	doc := &Doc{ID: id, Source: p.source, Meta: Meta{Author: p.req.author, CreatedAt: p.req.timestamp, Active: true}}
-	ids := d.matchIDs(p.Index, p.Collection, withID(id, p.source))
-	pending := &event{controller: "document", action: "create", state: "pending", req: p.req, result: resultJSON(given, p.source, nil)}
-	done := &event{controller: "document", action: "create", state: "done", req: p.req, result: resultJSON(&doc.ID, doc.Source, &doc.Meta)}
-	d.mu.RLock()
-	rooms := d.roomsOf(p.Index, p.Collection, ids)
-	pns := appendDocNotifications(nil, rooms, pending, "in")
-	dns := appendDocNotifications(nil, rooms, done, "in")
-	d.mu.RUnlock()
-	d.emit(ctx, pns)
-	if err := d.store.Put(p.Index, p.Collection, doc); err != nil {
-		return nil, sdk.Internal(err.Error())
-	}
-	d.emit(ctx, dns)
-	if orReplace {
-		return upsertResult{ID: doc.ID, Source: doc.Source, Meta: doc.Meta, Created: true}, nil
-	}
-	return docResult{ID: &doc.ID, Source: doc.Source, Meta: &doc.Meta}, nil
+	return nil, busy(p, id)
+}
+
+// busy: other nodes kept writing the document while this write retried.
+func busy(p *parsed, id string) error {
+	return sdk.Internal(fmt.Sprintf("document %q in %s/%s kept changing under this write (other nodes writing it); try again", id, p.Index, p.Collection))
 }
 
 func (d *Documents) replace(ctx context.Context, c *sdk.Call) (any, error) {
@@ -200,18 +223,24 @@ func (d *Documents) replace(ctx context.Context, c *sdk.Call) (any, error) {
 		return nil, err
 	}
 	defer d.lock(p.Index, p.Collection, *p.ID)()
-	old, err := d.store.Get(p.Index, p.Collection, *p.ID)
-	if err != nil {
-		return nil, sdk.Internal(err.Error())
+	for range maxAttempts {
+		old, rev, err := d.store.Get(ctx, p.Index, p.Collection, *p.ID)
+		if err != nil {
+			return nil, sdk.Internal(err.Error())
+		}
+		if old == nil {
+			return nil, notFound(p, *p.ID)
+		}
+		res, err := d.replaceLocked(ctx, p, old, rev, "replace", nil)
+		if errors.Is(err, errChanged) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return docResult{ID: &res.ID, Source: res.Source, Meta: &res.Meta}, nil
 	}
-	if old == nil {
-		return nil, notFound(p, *p.ID)
-	}
-	res, err := d.replaceLocked(ctx, p, old, "replace")
-	if err != nil {
-		return nil, err
-	}
-	return docResult{ID: &res.ID, Source: res.Source, Meta: &res.Meta}, nil
+	return nil, busy(p, *p.ID)
 }
 
 func (d *Documents) update(ctx context.Context, c *sdk.Call) (any, error) {
@@ -220,39 +249,49 @@ func (d *Documents) update(ctx context.Context, c *sdk.Call) (any, error) {
 		return nil, err
 	}
 	defer d.lock(p.Index, p.Collection, *p.ID)()
-	old, err := d.store.Get(p.Index, p.Collection, *p.ID)
-	if err != nil {
-		return nil, sdk.Internal(err.Error())
+	for range maxAttempts {
+		old, rev, err := d.store.Get(ctx, p.Index, p.Collection, *p.ID)
+		if err != nil {
+			return nil, sdk.Internal(err.Error())
+		}
+		if old == nil {
+			return nil, notFound(p, *p.ID)
+		}
+		dec := json.NewDecoder(bytes.NewReader(old.Source))
+		dec.UseNumber()
+		var cur map[string]any
+		if err := dec.Decode(&cur); err != nil || cur == nil {
+			cur = map[string]any{}
+		}
+		merged, err := json.Marshal(merge(cur, p.fields))
+		if err != nil {
+			return nil, sdk.Internal("merge: " + err.Error())
+		}
+		res, err := d.replaceLocked(ctx, p, old, rev, "update", merged)
+		if errors.Is(err, errChanged) {
+			continue // written by another node meanwhile: merge into that
+		}
+		if err != nil {
+			return nil, err
+		}
+		return docResult{ID: &res.ID, Source: res.Source, Meta: &res.Meta}, nil
 	}
-	if old == nil {
-		return nil, notFound(p, *p.ID)
-	}
-	dec := json.NewDecoder(bytes.NewReader(old.Source))
-	dec.UseNumber()
-	var cur map[string]any
-	if err := dec.Decode(&cur); err != nil || cur == nil {
-		cur = map[string]any{}
-	}
-	merged, err := json.Marshal(merge(cur, p.fields))
-	if err != nil {
-		return nil, sdk.Internal("merge: " + err.Error())
-	}
-	p.source = merged
-	res, err := d.replaceLocked(ctx, p, old, "update")
-	if err != nil {
-		return nil, err
-	}
-	return docResult{ID: &res.ID, Source: res.Source, Meta: &res.Meta}, nil
+	return nil, busy(p, *p.ID)
 }
 
-// replaceLocked writes p.source over old (its lock held) and notifies the
-// rooms the document enters (scope in: it matches after, whether or not
-// it did before) and leaves (scope out: it matched before, not after).
-func (d *Documents) replaceLocked(ctx context.Context, p *parsed, old *Doc, action string) (*Doc, error) {
+// replaceLocked writes source (p.source when nil) over old, read at
+// revision rev (its lock held), and notifies the rooms the document enters
+// (scope in: it matches after, whether or not it did before) and leaves
+// (scope out: it matched before, not after). errChanged: old is no longer
+// the stored document; nothing was written or sent.
+func (d *Documents) replaceLocked(ctx context.Context, p *parsed, old *Doc, rev uint64, action string, source json.RawMessage) (*Doc, error) {
+	if source == nil {
+		source = p.source
+	}
 	meta := old.Meta
 	ts := p.req.timestamp
 	meta.UpdatedAt, meta.Updater = &ts, p.req.author
-	doc := &Doc{ID: old.ID, Source: p.source, Meta: meta}
+	doc := &Doc{ID: old.ID, Source: source, Meta: meta}
 	before := d.matchIDs(p.Index, p.Collection, withID(old.ID, old.Source))
 	after := d.matchIDs(p.Index, p.Collection, withID(doc.ID, doc.Source))
 	var left []string
@@ -267,7 +306,10 @@ func (d *Documents) replaceLocked(ctx context.Context, p *parsed, old *Doc, acti
 			}
 		}
 	}
-	if err := d.store.Put(p.Index, p.Collection, doc); err != nil {
+	if err := d.store.Replace(ctx, p.Index, p.Collection, doc, rev); err != nil {
+		if errors.Is(err, errChanged) {
+			return nil, err
+		}
 		return nil, sdk.Internal(err.Error())
 	}
 	done := &event{controller: "document", action: action, state: "done", req: p.req, result: resultJSON(&doc.ID, doc.Source, &doc.Meta)}
@@ -279,6 +321,10 @@ func (d *Documents) replaceLocked(ctx context.Context, p *parsed, old *Doc, acti
 	return doc, nil
 }
 
+// delete sends pending, deletes at the revision read, sends done. When
+// another node wrote the document in between, it reads it again and
+// deletes that (its pending already sent); when another node deleted it,
+// the answer is 404.
 func (d *Documents) delete(ctx context.Context, c *sdk.Call) (any, error) {
 	p, err := d.parseDoc(c, true, false)
 	if err != nil {
@@ -286,38 +332,50 @@ func (d *Documents) delete(ctx context.Context, c *sdk.Call) (any, error) {
 	}
 	id := *p.ID
 	defer d.lock(p.Index, p.Collection, id)()
-	old, err := d.store.Get(p.Index, p.Collection, id)
-	if err != nil {
-		return nil, sdk.Internal(err.Error())
+	pendingSent := false
+	for range maxAttempts {
+		old, rev, err := d.store.Get(ctx, p.Index, p.Collection, id)
+		if err != nil {
+			return nil, sdk.Internal(err.Error())
+		}
+		if old == nil {
+			return nil, notFound(p, id)
+		}
+		ids := d.matchIDs(p.Index, p.Collection, withID(id, old.Source))
+		gone := old.Meta
+		ts := p.req.timestamp
+		gone.Active, gone.DeletedAt, gone.UpdatedAt, gone.Updater = false, &ts, &ts, p.req.author
+		pending := &event{controller: "document", action: "delete", state: "pending", req: p.req, result: resultJSON(&id, nil, &old.Meta)}
+		done := &event{controller: "document", action: "delete", state: "done", req: p.req, result: resultJSON(&id, nil, &gone)}
+		d.mu.RLock()
+		rooms := d.roomsOf(p.Index, p.Collection, ids)
+		var pns []sdk.Notification
+		if !pendingSent {
+			pns = appendDocNotifications(nil, rooms, pending, "out")
+		}
+		dns := appendDocNotifications(nil, rooms, done, "out")
+		d.mu.RUnlock()
+		d.emit(ctx, pns)
+		pendingSent = true
+		err = d.store.Delete(ctx, p.Index, p.Collection, id, rev)
+		if errors.Is(err, errChanged) {
+			continue
+		}
+		if err != nil {
+			return nil, sdk.Internal(err.Error())
+		}
+		d.emit(ctx, dns)
+		return map[string]any{"_id": id}, nil
 	}
-	if old == nil {
-		return nil, notFound(p, id)
-	}
-	ids := d.matchIDs(p.Index, p.Collection, withID(id, old.Source))
-	gone := old.Meta
-	ts := p.req.timestamp
-	gone.Active, gone.DeletedAt, gone.UpdatedAt, gone.Updater = false, &ts, &ts, p.req.author
-	pending := &event{controller: "document", action: "delete", state: "pending", req: p.req, result: resultJSON(&id, nil, &old.Meta)}
-	done := &event{controller: "document", action: "delete", state: "done", req: p.req, result: resultJSON(&id, nil, &gone)}
-	d.mu.RLock()
-	rooms := d.roomsOf(p.Index, p.Collection, ids)
-	pns := appendDocNotifications(nil, rooms, pending, "out")
-	dns := appendDocNotifications(nil, rooms, done, "out")
-	d.mu.RUnlock()
-	d.emit(ctx, pns)
-	if err := d.store.Delete(p.Index, p.Collection, id); err != nil {
-		return nil, sdk.Internal(err.Error())
-	}
-	d.emit(ctx, dns)
-	return map[string]any{"_id": id}, nil
+	return nil, busy(p, id)
 }
 
-func (d *Documents) get(_ context.Context, c *sdk.Call) (any, error) {
+func (d *Documents) get(ctx context.Context, c *sdk.Call) (any, error) {
 	p, err := d.parseDoc(c, true, false)
 	if err != nil {
 		return nil, err
 	}
-	doc, err := d.store.Get(p.Index, p.Collection, *p.ID)
+	doc, _, err := d.store.Get(ctx, p.Index, p.Collection, *p.ID)
 	if err != nil {
 		return nil, sdk.Internal(err.Error())
 	}
@@ -335,7 +393,7 @@ type countParams struct {
 
 // count counts a room's subscribers (roomId) or a collection's documents,
 // optionally those matching a filter (body).
-func (d *Documents) count(_ context.Context, c *sdk.Call) (any, error) {
+func (d *Documents) count(ctx context.Context, c *sdk.Call) (any, error) {
 	var p countParams
 	if err := bind(c, &p); err != nil {
 		return nil, err
@@ -361,7 +419,7 @@ func (d *Documents) count(_ context.Context, c *sdk.Call) (any, error) {
 		if r == nil {
 			return nil, roomNotFound(*p.RoomID)
 		}
-		return userCount{Count: len(r.members)}, nil
+		return userCount{Count: r.count()}, nil
 	}
 	if err := p.check(); err != nil {
 		return nil, err
@@ -374,7 +432,7 @@ func (d *Documents) count(_ context.Context, c *sdk.Call) (any, error) {
 		}
 	}
 	n := 0
-	err := d.store.Each(p.Index, p.Collection, func(doc *Doc) bool {
+	err := d.store.Each(ctx, p.Index, p.Collection, func(doc *Doc) bool {
 		if e == nil {
 			n++
 			return true

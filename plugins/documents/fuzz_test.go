@@ -64,7 +64,9 @@ func FuzzRequestBodies(f *testing.F) {
 	}
 	h := &fakeHost{}
 	d := New()
-	if err := d.Configure(context.Background(), h, sdk.NewConfig(map[string]any{"data_dir": f.TempDir(), "resume_window": "0s"})); err != nil {
+	st := newMemState()
+	d.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
+	if err := d.Configure(context.Background(), h, sdk.NewConfig(map[string]any{"resume_window": "0s"})); err != nil {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = d.Drain(context.Background()) })

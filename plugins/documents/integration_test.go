@@ -25,14 +25,14 @@ type stack struct {
 	dir string
 }
 
-// startStack serves the documents plugin on data dir dir.
+// startStack serves the documents plugin with Herald's State in dir.
 func startStack(t *testing.T, dir, window string) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: starts herald and the documents plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/documents")
-	hcl := fmt.Sprintf("plugin \"documents\" {\n  command = %q\n  config {\n    data_dir = %q\n    resume_window = %q\n  }\n}\n", bin, dir, window)
+	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"documents\" {\n  command = %q\n  config {\n    resume_window = %q\n  }\n}\n", dir, bin, window)
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()

@@ -126,7 +126,7 @@ func (d *Documents) userNotifications(r *room, user string, req request) []sdk.N
 		obj, _ := json.Marshal(userNotification{
 			Status: 200, Index: r.coll.index, Collection: r.coll.name, Controller: "realtime", Action: action,
 			Protocol: req.protocol, Timestamp: req.timestamp, Volatile: req.volatile, User: user,
-			Result: userCount{Count: len(r.members)}, Room: ch.name, Type: "user",
+			Result: userCount{Count: r.count()}, Room: ch.name, Type: "user",
 		})
 		ns = append(ns, sdk.Notification{Channel: ch.name, Event: action, ObjectType: "user", Object: json.RawMessage(obj)})
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -20,43 +19,53 @@ import (
 )
 
 const (
-	version     = "1.0.0"
+	version     = "1.1.0"
 	prefix      = "documents"
 	chanPrefix  = prefix + ":"
 	emitTimeout = 10 * time.Second
 
 	defaultResumeWindow = 30 * time.Second
 	defaultMaxRooms     = 100_000
-	// lockShards serialize writes of one document (a hash of its
-	// index/collection/_id picks the lock), so that a write sees the
-	// document as the previous write left it, while writes of different
-	// documents run and commit together.
+	defaultLivenessTTL  = 15 * time.Second
+	// lockShards serialize this process's writes of one document (a hash
+	// of its index/collection/_id picks the lock), so that on one node a
+	// write sees the document as the previous write left it; between nodes
+	// the writes' revisions do it (store.go).
 	lockShards = 256
+	// flushParallel bounds the member records written at once.
+	flushParallel = 16
 )
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir holds documents.db (documents and rooms); required.
+	// DataDir was the directory of the plugin's own documents.db, before
+	// Herald kept its State. It is still accepted, so that configs written
+	// before (the shipped config.hcl among them) load, and Configure warns
+	// that it is ignored; it is to be refused once they no longer have it.
 	DataDir string `mapstructure:"data_dir"`
-	// ResumeWindow keeps a channel whose last subscriber left (and its room
-	// and filter) for this long, still receiving its notifications, so that
-	// a client that reconnects within it resumes with since and misses
-	// nothing. "0s" drops it at once.
+	// ResumeWindow keeps a channel whose last subscriber (on any node)
+	// left, and its room and filter, for this long, still receiving its
+	// notifications, so that a client that reconnects within it resumes
+	// with since and misses nothing. "0s" drops it at once.
 	ResumeWindow time.Duration `mapstructure:"resume_window"`
 	// MaxRooms bounds the rooms (distinct index, collection and filter)
 	// alive at once; a subscribe that would create one more is -32005.
 	MaxRooms int `mapstructure:"max_rooms"`
+	// LivenessTTL is how long this process's liveness key lives without
+	// being refreshed (every third of it): when a process dies, the others
+	// take its connections out of the rooms this long after.
+	LivenessTTL time.Duration `mapstructure:"liveness_ttl"`
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory that keeps documents.db)")
-	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 24*time.Hour {
 		return fmt.Errorf("resume_window must be between 0s and 24h, got %v", c.ResumeWindow)
 	}
 	if c.MaxRooms < 1 {
 		return fmt.Errorf("max_rooms must be at least 1, got %d", c.MaxRooms)
+	}
+	if c.LivenessTTL < 3*time.Second || c.LivenessTTL > time.Hour {
+		return fmt.Errorf("liveness_ttl must be between 3s and 1h, got %v", c.LivenessTTL)
 	}
 	return nil
 }
@@ -68,25 +77,34 @@ type collection struct {
 	rooms       map[string]*room // by filter ID
 }
 
-// room is one filter on one collection; its channels are its (scope,
-// state, users) configurations.
+// room is one filter on one collection, as State has it (rooms.go); its
+// channels are its (scope, state, users) configurations.
 type room struct {
 	id         string
 	coll       *collection
 	filterID   string
 	filter     json.RawMessage // as first given, to register it again after a restart
 	generation uint64
+	rev        uint64 // of the record this is
 	channels   map[string]*channel
-	members    map[string]*member // by connection: Kuzzle counts connections per room
+	members    map[string]*member // this process's connections: Kuzzle counts connections per room
+	remote     int                // the other nodes' connections in the room (member records)
 }
+
+// count is the room's connections on every node.
+func (r *room) count() int { return len(r.members) + r.remote }
 
 type channel struct {
 	name                string
 	room                *room
 	scope, state, users string
-	subs                map[string]struct{} // connections subscribed
-	emptySince          time.Time
+	subs                map[string]struct{} // this process's connections subscribed
+	remote              int                 // the other nodes' connections on it
+	dropping            bool
+	emptySince          time.Time // when it last became empty on every node, as this process saw it
 }
+
+func (ch *channel) empty() bool { return len(ch.subs) == 0 && ch.remote == 0 }
 
 type member struct {
 	channels map[string]struct{}
@@ -96,14 +114,20 @@ type member struct {
 // Documents is the plugin.
 type Documents struct {
 	cfg   config
+	state sdk.State
 	store Store
 	host  sdk.Host
 	log   hclog.Logger
 	now   func() time.Time
+	// stateOf is sdk.StateOf; tests give a fake State through it.
+	stateOf func(sdk.Host) (sdk.State, error)
+	// node names this process in State (node/<node>, member records).
+	node    string
+	started time.Time
 
 	locks [lockShards]sync.Mutex
-	// roomLocks order the stored writes of one room (saveRoom).
-	roomLocks [64]sync.Mutex
+	// memberLocks order this process's writes of one member record.
+	memberLocks [lockShards]sync.Mutex
 
 	mu       sync.RWMutex
 	colls    map[string]*collection         // by "<index>\x00<collection>"
@@ -115,8 +139,27 @@ type Documents struct {
 	// counts, per connection and channel, the events to skip.
 	expectUnsub map[string]map[string]int
 
-	stop   chan struct{}
-	done   chan struct{}
+	// What State says beyond the rooms (rooms.go).
+	records    map[string]map[string]*cachedMember // room -> connection's key segment -> record
+	nodes      map[string]bool                     // live processes
+	suspects   map[string]bool                     // processes seen in records whose liveness is to be checked
+	dirty      map[memberRef]struct{}              // member records to write as memory has them
+	roomTomb   map[string]struct{}                 // rooms this process deleted, until the Watch says so
+	memberTomb map[string]struct{}                 // member keys this process deleted, until the Watch says so
+	orphans    []orphan                            // subscriptions to unsubscribe (channel dropped under them)
+	verify     map[string]struct{}                 // rooms to read fresh (loadRooms)
+	audit      bool                                // a Reset came: check this process's records once its replay is over
+	lastReplay time.Time
+
+	// afterMark, in tests, runs between a sweep's mark and its listing.
+	afterMark func()
+
+	// maint runs one pass of upkeep (member records, burials, sweeps) at a
+	// time: the janitor's, or a leave's with resume_window 0s.
+	maint  sync.Mutex
+	kick   chan struct{}
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 	closed bool
 }
 
@@ -128,7 +171,7 @@ var (
 )
 
 // New returns an unconfigured plugin.
-func New() *Documents { return &Documents{now: time.Now} }
+func New() *Documents { return &Documents{now: time.Now, stateOf: sdk.StateOf} }
 
 func (d *Documents) Manifest() sdk.Manifest {
 	m := sdk.Manifest{Name: prefix, Version: version, Prefixes: []string{prefix}}
@@ -143,62 +186,94 @@ func (d *Documents) Manifest() sdk.Manifest {
 	return m
 }
 
-// Configure opens the store and registers the stored rooms again.
-func (d *Documents) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
-	cfg := config{ResumeWindow: defaultResumeWindow, MaxRooms: defaultMaxRooms}
+// Configure takes the plugin's State, announces this process in it, loads
+// the rooms and the member records and keeps them fresh (Watch).
+func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error {
+	cfg := config{ResumeWindow: defaultResumeWindow, MaxRooms: defaultMaxRooms, LivenessTTL: defaultLivenessTTL}
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
 	if raw.DryRun() {
-		return nil // herald validate: the config is checked; open nothing
+		return nil // herald validate: the config is checked; touch nothing
 	}
-	st, err := openStore(cfg.DataDir)
+	st, err := d.stateOf(h)
 	if err != nil {
-		return err
+		return fmt.Errorf("documents: %w", err)
 	}
-	d.cfg, d.store, d.host, d.log = cfg, st, h, h.Logger()
+	d.cfg, d.state, d.store, d.host, d.log = cfg, st, stateStore{st, h.Logger()}, h, h.Logger()
+	d.node, d.started = newNodeID(), d.now()
 	d.colls, d.rooms, d.channels = map[string]*collection{}, map[string]*room{}, map[string]*channel{}
 	d.conns, d.expectUnsub = map[string]map[string]struct{}{}, map[string]map[string]int{}
-	recs, err := st.Rooms()
-	if err != nil {
-		_ = st.Close()
-		return err
+	d.records, d.nodes, d.suspects = map[string]map[string]*cachedMember{}, map[string]bool{}, map[string]bool{}
+	d.dirty, d.roomTomb, d.memberTomb = map[memberRef]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	d.verify = map[string]struct{}{}
+	d.kick = make(chan struct{}, 1)
+	if err := d.beat(ctx); err != nil {
+		return fmt.Errorf("documents: announce this process in state: %w", err)
 	}
-	now := d.now()
-	for _, rec := range recs {
-		if err := d.restoreRoom(rec, now); err != nil {
-			d.log.Warn("stored room dropped", "room", rec.ID, "error", err)
-			_ = st.DeleteRoom(rec.ID)
+	wctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	readyNodes, readyRooms, readyMembers := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	d.wg.Add(3)
+	go d.watch(wctx, nodePrefix, d.loadNodes, d.applyNodeChange, readyNodes)
+	go d.watch(wctx, roomPrefix, d.loadRooms, d.applyRoomChange, readyRooms)
+	go d.watch(wctx, memberPrefix, d.loadMembers, d.applyMemberChange, readyMembers)
+	// Probe keys show each watch that it is in place (watch); written again
+	// until it has loaded, since a write made before the watch was in
+	// place is not seen by it.
+	probes := map[string]chan struct{}{nodePrefix: readyNodes, roomPrefix: readyRooms, memberPrefix: readyMembers}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for len(probes) > 0 {
+		for prefix, ready := range probes {
+			select {
+			case <-ready:
+				delete(probes, prefix)
+				if err := d.state.Delete(ctx, d.probeKey(prefix), 0); err != nil {
+					d.log.Warn("state: probe key not deleted (it expires)", "key", d.probeKey(prefix), "error", err)
+				}
+				continue
+			default:
+			}
+			if _, err := d.state.Put(ctx, d.probeKey(prefix), []byte("{}"), sdk.WithTTL(time.Minute)); err != nil {
+				cancel()
+				d.wg.Wait()
+				return fmt.Errorf("documents: load rooms from state: %w", err)
+			}
+		}
+		if len(probes) == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			cancel()
+			d.wg.Wait()
+			return fmt.Errorf("documents: load rooms from state: %w", ctx.Err())
 		}
 	}
-	d.stop, d.done = make(chan struct{}), make(chan struct{})
-	go d.janitor()
-	d.log.Info("documents store loaded", "dir", cfg.DataDir, "rooms", len(d.rooms),
-		"resume_window", cfg.ResumeWindow.String(), "max_rooms", cfg.MaxRooms)
+	d.wg.Add(1)
+	go d.janitor(wctx)
+	d.mu.RLock()
+	rooms := len(d.rooms)
+	d.mu.RUnlock()
+	if cfg.DataDir != "" {
+		d.log.Warn(`data_dir is no longer used and is ignored: Herald keeps this plugin's documents and rooms in its State `+
+			`(the state block's dir on one node, JetStream with broker "nats"); remove data_dir `+
+			`(an old documents.db there is not read)`, "data_dir", cfg.DataDir)
+	}
+	d.log.Info("documents rooms loaded", "node", d.node, "rooms", rooms,
+		"resume_window", cfg.ResumeWindow.String(), "max_rooms", cfg.MaxRooms, "liveness_ttl", cfg.LivenessTTL.String())
 	return nil
 }
 
-func (d *Documents) restoreRoom(rec *RoomRecord, now time.Time) error {
-	c := d.collection(rec.Index, rec.Collection)
-	fid, err := c.engine.Register(rec.Filter)
-	if err != nil {
-		return err
-	}
-	r := &room{id: rec.ID, coll: c, filterID: fid, filter: rec.Filter, generation: rec.Generation,
-		channels: map[string]*channel{}, members: map[string]*member{}}
-	c.rooms[fid] = r
-	d.rooms[r.id] = r
-	for _, cr := range rec.Channels {
-		ch := &channel{name: cr.Name, room: r, scope: cr.Scope, state: cr.State, users: cr.Users,
-			subs: map[string]struct{}{}, emptySince: now}
-		r.channels[ch.name] = ch
-		d.channels[ch.name] = ch
-	}
-	return nil
+func newNodeID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
-// collection returns (creating it) the collection; d.mu held for writing
-// or Configure.
+// collection returns (creating it) the collection; d.mu held for writing.
 func (d *Documents) collection(index, name string) *collection {
 	k := index + "\x00" + name
 	c := d.colls[k]
@@ -209,23 +284,39 @@ func (d *Documents) collection(index, name string) *collection {
 	return c
 }
 
-// Drain stops the janitor and closes the store.
-func (d *Documents) Drain(context.Context) error {
+// Drain writes the member records still queued, stops the watches and the
+// janitor, and waits for the writes in flight. What this process wrote
+// stays: its successor (a reload, or a restart after a crash) is replayed
+// the same connections and takes their records over; otherwise they go
+// when this process's liveness key expires.
+func (d *Documents) Drain(ctx context.Context) error {
 	d.mu.Lock()
-	if d.closed || d.store == nil {
+	if d.closed || d.state == nil {
 		d.mu.Unlock()
 		return nil
 	}
 	d.closed = true
 	d.mu.Unlock()
-	close(d.stop)
-	<-d.done
-	// Writes in flight hold a document lock: take them all so that the
-	// store closes after the last one.
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+	d.flushDirty(ctx)
 	for i := range d.locks {
 		d.locks[i].Lock()
 	}
-	return d.store.Close()
+	return nil
+}
+
+func (d *Documents) memberLock(roomID, conn string) func() {
+	var h maphash.Hash
+	h.SetSeed(lockSeed)
+	h.WriteString(roomID)
+	h.WriteByte(0)
+	h.WriteString(conn)
+	l := &d.memberLocks[h.Sum64()%lockShards]
+	l.Lock()
+	return l.Unlock
 }
 
 // Authorize refuses direct subscribes: room channels are joined through
@@ -259,14 +350,6 @@ func newGeneration() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-func (r *room) record() *RoomRecord {
-	rec := &RoomRecord{ID: r.id, Index: r.coll.index, Collection: r.coll.name, Filter: r.filter, Generation: r.generation}
-	for _, ch := range r.channels {
-		rec.Channels = append(rec.Channels, ChannelRecord{Name: ch.name, Scope: ch.scope, State: ch.state, Users: ch.users})
-	}
-	return rec
-}
-
 func subKey(conn, ch string) string { return conn + "\x00" + ch }
 
 // addSub records conn on ch; d.mu held. joined says conn is new to the room.
@@ -279,7 +362,7 @@ func (d *Documents) addSub(conn string, ch *channel, volatile json.RawMessage) (
 	m := r.members[conn]
 	if m == nil {
 		m = &member{channels: map[string]struct{}{}, volatile: volatile}
-		r.members[conn] = m
+		d.takeMember(r, conn, m)
 		joined = true
 	}
 	m.channels[ch.name] = struct{}{}
@@ -299,7 +382,7 @@ func (d *Documents) removeSub(conn string, ch *channel, now time.Time) (left *me
 		return nil
 	}
 	delete(ch.subs, conn)
-	if len(ch.subs) == 0 {
+	if ch.empty() {
 		ch.emptySince = now
 	}
 	if cs := d.conns[conn]; cs != nil {
@@ -317,96 +400,23 @@ func (d *Documents) removeSub(conn string, ch *channel, now time.Time) (left *me
 	if len(m.channels) > 0 {
 		return nil
 	}
-	delete(r.members, conn)
+	d.dropMember(r, conn)
 	return m
-}
-
-// janitor drops channels that stayed empty for the resume window, and
-// rooms without channels, until Drain.
-func (d *Documents) janitor() {
-	defer close(d.done)
-	tick := max(d.cfg.ResumeWindow/4, 50*time.Millisecond)
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-t.C:
-			d.sweep()
-		}
-	}
-}
-
-// sweep drops what stayed empty for the resume window.
-func (d *Documents) sweep() {
-	now := d.now()
-	var changed []string // rooms to store again, or to delete
-	d.mu.Lock()
-	for _, r := range d.rooms {
-		dropped := false
-		for name, ch := range r.channels {
-			if len(ch.subs) == 0 && now.Sub(ch.emptySince) >= d.cfg.ResumeWindow {
-				delete(r.channels, name)
-				delete(d.channels, name)
-				dropped = true
-			}
-		}
-		if len(r.channels) == 0 {
-			delete(d.rooms, r.id)
-			delete(r.coll.rooms, r.filterID)
-			r.coll.engine.Remove(r.filterID)
-			if len(r.coll.rooms) == 0 {
-				delete(d.colls, r.coll.index+"\x00"+r.coll.name)
-			}
-		}
-		if dropped || len(r.channels) == 0 {
-			changed = append(changed, r.id)
-		}
-	}
-	closed := d.closed
-	d.mu.Unlock()
-	if closed {
-		return
-	}
-	for _, id := range changed {
-		if err := d.saveRoom(id); err != nil {
-			d.log.Warn("store room", "room", id, "error", err)
-		}
-	}
-}
-
-// saveRoom writes a room as it is now (or deletes it, gone): writes of one
-// room are serialized and each reads the state when it runs, so the last
-// one on disk is the latest state whatever order concurrent changes took.
-func (d *Documents) saveRoom(id string) error {
-	var h maphash.Hash
-	h.SetSeed(lockSeed)
-	h.WriteString(id)
-	l := &d.roomLocks[h.Sum64()%uint64(len(d.roomLocks))]
-	l.Lock()
-	defer l.Unlock()
-	d.mu.RLock()
-	var rec *RoomRecord
-	if r := d.rooms[id]; r != nil {
-		rec = r.record()
-	}
-	d.mu.RUnlock()
-	if rec == nil {
-		return d.store.DeleteRoom(id)
-	}
-	return d.store.PutRoom(rec)
 }
 
 // HandleEvent follows subscriptions to room channels: a connection that
 // leaves a room (unsubscribe, disconnect) is announced to the room's
 // channels that ask for users; a replay after a restart rebuilds the
-// subscribers silently. Live Subscribed events are the plugin's own
-// subscribes, which it recorded already: they are skipped (one arriving
-// after a quick unsubscribe must not bring the subscriber back).
+// subscribers silently (and their member records). Live Subscribed events
+// are the plugin's own subscribes, which it recorded already: they are
+// skipped (one arriving after a quick unsubscribe must not bring the
+// subscriber back).
 func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 	switch ev.Kind {
 	case sdk.Reset:
+		// The member records stay: the replay that follows writes them
+		// again, and auditOwn deletes those of connections it did not
+		// bring back.
 		d.mu.Lock()
 		now := d.now()
 		for conn, cs := range d.conns {
@@ -418,20 +428,28 @@ func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 		}
 		clear(d.conns)
 		clear(d.expectUnsub)
+		d.audit, d.lastReplay = true, now
 		d.mu.Unlock()
 	case sdk.Subscribed:
 		if !ev.Replay || !strings.HasPrefix(ev.Channel, chanPrefix) {
 			return
 		}
 		d.mu.Lock()
+		d.lastReplay = d.now()
 		ch := d.channels[ev.Channel]
 		if ch != nil {
-			d.addSub(ev.ConnID, ch, ev.Volatile)
+			vol := ev.Volatile
+			if cm := d.records[ch.room.id][seg(ev.ConnID)]; cm != nil && cm.rec.Volatile != nil {
+				vol = cm.rec.Volatile // the subscriber's own, kept in its record
+			}
+			d.addSub(ev.ConnID, ch, vol)
+			d.markDirty(ch.room.id, ev.ConnID)
+			d.kickJanitor()
 		}
 		d.mu.Unlock()
 		if ch == nil {
-			// A channel of a room this plugin no longer has (its record was
-			// lost): nothing will ever be sent there; let the client's
+			// A channel of a room this plugin no longer has (it was dropped):
+			// nothing will ever be sent there; let the client's
 			// subscription go rather than linger.
 			if err := d.host.Unsubscribe(ctx, ev.ConnID, ev.Channel); err != nil {
 				d.log.Warn("unsubscribe from an unknown room channel", "conn", ev.ConnID, "channel", ev.Channel, "error", err)
@@ -459,19 +477,34 @@ func (d *Documents) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
 		now := d.now()
 		ch := d.channels[ev.Channel]
 		var left *member
+		var ns []sdk.Notification
 		if ch != nil {
 			left = d.removeSub(ev.ConnID, ch, now)
+			d.markDirty(ch.room.id, ev.ConnID)
 		}
-		var ns []sdk.Notification
 		if left != nil {
 			ns = d.userNotifications(ch.room, "out", request{protocol: protoWS, timestamp: now.UnixMilli(), volatile: left.volatile})
 		}
 		d.mu.Unlock()
 		d.emit(ctx, ns)
-		if d.cfg.ResumeWindow == 0 {
-			d.sweep()
-		}
+		d.afterLeave(ctx)
 	}
+}
+
+// afterLeave writes the member records of a leave: at once, and the sweep
+// with it, when channels go as soon as they are empty (resume_window 0s);
+// else soon, by the janitor.
+func (d *Documents) afterLeave(ctx context.Context) {
+	if d.cfg.ResumeWindow == 0 {
+		// After the janitor's pass, if one is running: it may hold this
+		// leave's record, or be sweeping the room.
+		d.maint.Lock()
+		defer d.maint.Unlock()
+		d.flushDirty(ctx)
+		d.sweep(ctx)
+		return
+	}
+	d.kickJanitor()
 }
 
 // emit publishes ns, logging a failure (there is no caller to tell).

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/sdk"
@@ -23,11 +26,10 @@ func (d *Documents) filters() (n int) {
 // TestRoomsLeaveNothingBehind subscribes connections to many rooms, then
 // takes them out every way a subscriber leaves (unsubscribe, a core
 // unsubscribe of the channel, a disconnect): once the last subscriber of a
-// room is gone, nothing of it is left in memory, in the engines or on disk.
+// room is gone, nothing of it is left in memory, in the engines or in State.
 func TestRoomsLeaveNothingBehind(t *testing.T) {
 	d := New()
-	dir := t.TempDir()
-	h := sdktest.Start(t, d, map[string]any{"data_dir": dir, "resume_window": "0s"})
+	h := sdktest.Start(t, d, map[string]any{"resume_window": "0s"})
 	for _, c := range []string{"c1", "c2", "c3"} {
 		h.Connect(c, "u"+c)
 	}
@@ -44,9 +46,8 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	}
 	require.Len(t, rooms, 30)
 	require.Equal(t, 30, d.filters())
-	recs, err := d.store.Rooms()
-	require.NoError(t, err)
-	require.Len(t, recs, 30)
+	require.Len(t, stateKeys(h.State(), roomPrefix), 30)
+	require.Len(t, stateKeys(h.State(), memberPrefix), 90)
 
 	// c1 unsubscribes from every room; c2's channels go by core unsubscribes.
 	for room, ch := range rooms {
@@ -71,18 +72,17 @@ func TestRoomsLeaveNothingBehind(t *testing.T) {
 	require.Empty(t, d.colls)
 	require.Empty(t, d.conns)
 	require.Empty(t, d.expectUnsub)
+	require.Empty(t, d.records)
 	d.mu.RUnlock()
-	recs, err = d.store.Rooms()
-	require.NoError(t, err)
-	require.Empty(t, recs)
+	require.Empty(t, stateKeys(h.State(), roomPrefix))
+	require.Empty(t, stateKeys(h.State(), memberPrefix))
 }
 
 // TestReplayRebuildsSubscribers: after a restart the host replays the
 // subscriptions; known room channels get their subscribers back (counted),
 // unknown ones are unsubscribed.
 func TestReplayRebuildsSubscribers(t *testing.T) {
-	d := New()
-	h := sdktest.Start(t, d, map[string]any{"data_dir": t.TempDir()})
+	h := sdktest.Start(t, New(), map[string]any{})
 	h.Connect("c1", "alice")
 	res, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c"})
 	require.NoError(t, err)
@@ -104,4 +104,35 @@ func TestReplayRebuildsSubscribers(t *testing.T) {
 	require.JSONEq(t, `{"count":1}`, string(res))
 	require.NotContains(t, h.Subscriptions("c1"), "documents:0000000000000000-0000000000000000")
 	require.Contains(t, h.Subscriptions("c1"), r.Channel)
+}
+
+// stateKeys lists the keys of a harness's State under prefix.
+func stateKeys(st *sdktest.State, prefix string) []string {
+	var out []string
+	for k := range st.Entries() {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestConfigure: data_dir (the old documents.db's) still loads, for the
+// configs written before; a dry run touches no State; a process announces
+// itself in State.
+func TestConfigure(t *testing.T) {
+	_, err := sdktest.StartErr(t, New(), map[string]any{"data_dir": "data/documents"})
+	require.NoError(t, err)
+	_, err = sdktest.StartErr(t, New(), map[string]any{"liveness_ttl": "1s"})
+	require.ErrorContains(t, err, "liveness_ttl must be between 3s and 1h")
+
+	d := New()
+	d.stateOf = func(sdk.Host) (sdk.State, error) { t.Fatal("a dry run asked for State"); return nil, nil }
+	require.NoError(t, d.Configure(context.Background(), &fakeHost{}, sdk.NewDryRunConfig(map[string]any{"resume_window": "1s"})))
+	require.NoError(t, d.Drain(context.Background()))
+
+	d = New()
+	h := sdktest.Start(t, d, map[string]any{})
+	require.Equal(t, []string{nodeKey(d.node)}, stateKeys(h.State(), nodePrefix))
 }

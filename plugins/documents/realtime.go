@@ -145,28 +145,9 @@ func (d *Documents) subscribe(ctx context.Context, c *sdk.Call) (any, error) {
 	if err != nil {
 		return nil, filterError(err)
 	}
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
-		return nil, sdk.Errorf(sdk.CodePluginUnavailable, "the documents plugin is stopping")
-	}
-	col := d.collection(p.Index, p.Collection)
-	r := col.rooms[n.ID]
-	if r == nil {
-		if len(d.rooms) >= d.cfg.MaxRooms {
-			if len(col.rooms) == 0 {
-				delete(d.colls, p.Index+"\x00"+p.Collection)
-			}
-			d.mu.Unlock()
-			return nil, sdk.LimitExceeded(fmt.Sprintf("limit exceeded: %d rooms exist, the documents plugin's max_rooms", d.cfg.MaxRooms))
-		}
-		fid := col.engine.Add(n)
-		r = &room{id: roomID(p.Index, p.Collection, fid), coll: col, filterID: fid, filter: append(json.RawMessage(nil), body...),
-			generation: newGeneration(), channels: map[string]*channel{}, members: map[string]*member{}}
-		col.rooms[fid] = r
-		d.rooms[r.id] = r
-	}
-	return d.enter(ctx, c, r, opts)
+	id := roomID(p.Index, p.Collection, n.ID)
+	spec := &roomRecord{ID: id, Index: p.Index, Collection: p.Collection, Filter: append(json.RawMessage(nil), body...)}
+	return d.enter(ctx, c, id, spec, opts)
 }
 
 func (d *Documents) join(ctx context.Context, c *sdk.Call) (any, error) {
@@ -188,44 +169,104 @@ func (d *Documents) join(ctx context.Context, c *sdk.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	r := d.rooms[p.RoomID]
-	if r == nil || d.closed {
-		d.mu.Unlock()
-		return nil, roomNotFound(p.RoomID)
-	}
-	return d.enter(ctx, c, r, opts)
+	return d.enter(ctx, c, p.RoomID, nil, opts)
 }
 
-// enter subscribes the caller to r's channel for opts; called with d.mu
-// held, which it releases. The subscription is held until the reply is
-// written, so the answer naming the channel reaches the client before the
-// channel's first notification (its own "in" user notification included).
-func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOptions) (any, error) {
-	name := channelName(r.id, r.generation, o.scope, o.state, o.users)
-	ch := r.channels[name]
-	created := ch == nil
-	if created {
-		ch = &channel{name: name, room: r, scope: o.scope, state: o.state, users: o.users, subs: map[string]struct{}{}}
-		r.channels[name] = ch
-		d.channels[name] = ch
-	}
+// enter subscribes the caller to the channel of room id for o; spec, from
+// subscribe, lets it create the room (join's room must exist). The member
+// record naming the channel is written before the room is read fresh and
+// the channel made live in it (rooms.go says why). The subscription is held
+// until the reply is written, so the answer naming the channel reaches the
+// client before the channel's first notification (its own "in" user
+// notification included).
+func (d *Documents) enter(ctx context.Context, c *sdk.Call, id string, spec *roomRecord, o checkedOptions) (any, error) {
 	conn := c.Caller.ConnID
-	// Recorded before the host subscribes, so that an unsubscribe or a
-	// disconnect reported right after finds it.
-	joined := d.addSub(conn, ch, o.volatile)
-	d.mu.Unlock()
-
+	d.mu.RLock()
+	closed := d.closed
+	r := d.rooms[id]
+	var gen uint64
+	if r != nil {
+		gen = r.generation
+	}
+	d.mu.RUnlock()
+	if closed {
+		return nil, sdk.Errorf(sdk.CodePluginUnavailable, "the documents plugin is stopping")
+	}
+	if r == nil {
+		// Not in this process's cache: created on another node a moment
+		// ago, or not at all.
+		rec, _, err := d.getRoom(ctx, id)
+		switch {
+		case err == nil:
+			gen = rec.Generation
+		case !errors.Is(err, sdk.ErrNotFound):
+			return nil, sdk.Internal(err.Error())
+		case spec == nil:
+			return nil, roomNotFound(id)
+		default:
+			gen = newGeneration()
+		}
+	}
+	var name string
+	var joined bool
+	err := func() error {
+		defer d.memberLock(id, conn)()
+		for range maxAttempts {
+			name = channelName(id, gen, o.scope, o.state, o.users)
+			if err := d.writeMember(ctx, id, conn, name, o.volatile); err != nil {
+				return sdk.Internal(err.Error())
+			}
+			rec, rev, err := d.ensureChannel(ctx, id, gen, spec, o)
+			if errors.Is(err, errRoomGone) {
+				return roomNotFound(id)
+			}
+			if err != nil {
+				return sdk.AsError(err) // max_rooms keeps its code
+			}
+			if rec.Generation != gen {
+				gen = rec.Generation // made again meanwhile: name its channel again
+				continue
+			}
+			now := d.now()
+			d.mu.Lock()
+			delete(d.roomTomb, id)
+			d.applyRoom(rec, rev, now)
+			ch := d.channels[name]
+			if ch != nil {
+				joined = d.addSub(conn, ch, o.volatile)
+			}
+			d.mu.Unlock()
+			if ch != nil {
+				return nil
+			}
+		}
+		return sdk.Internal(fmt.Sprintf("room %s: other nodes kept changing it; try again", id))
+	}()
+	if err == nil {
+		// The record written above named the channel before this
+		// process's memory did; write it as memory has it now.
+		err = d.flushMember(ctx, id, conn)
+		if err != nil {
+			err = sdk.Internal(err.Error())
+		}
+	}
 	fail := func(err error) (any, error) {
 		d.mu.Lock()
-		d.removeSub(conn, ch, d.now())
+		if ch := d.channels[name]; ch != nil {
+			d.removeSub(conn, ch, d.now())
+		}
 		d.mu.Unlock()
+		if ferr := d.flushMember(ctx, id, conn); ferr != nil {
+			d.log.Warn("state: member record of a failed subscribe not written", "room", id, "conn", conn, "error", ferr)
+			d.mu.Lock()
+			d.markDirty(id, conn)
+			d.mu.Unlock()
+			d.kickJanitor()
+		}
 		return nil, err
 	}
-	if created {
-		if err := d.saveRoom(r.id); err != nil {
-			return fail(sdk.Internal(err.Error()))
-		}
+	if err != nil {
+		return fail(err)
 	}
 	var so sdk.SubscribeOptions
 	if o.since != nil && o.since.Channel == name {
@@ -241,11 +282,14 @@ func (d *Documents) enter(ctx context.Context, c *sdk.Call, r *room, o checkedOp
 	}
 	if joined {
 		d.mu.RLock()
-		ns := d.userNotifications(r, "in", requestOf(c, d.now().UnixMilli(), o.volatile))
+		var ns []sdk.Notification
+		if r := d.rooms[id]; r != nil {
+			ns = d.userNotifications(r, "in", requestOf(c, d.now().UnixMilli(), o.volatile))
+		}
 		d.mu.RUnlock()
 		d.emit(ctx, ns)
 	}
-	res := map[string]any{"roomId": r.id, "channel": name, "seq": sub.Position.Seq, "epoch": sub.Position.Epoch}
+	res := map[string]any{"roomId": id, "channel": name, "seq": sub.Position.Seq, "epoch": sub.Position.Epoch}
 	if o.since != nil {
 		res["recovered"] = so.Since != nil && sub.Recovered
 	}
@@ -296,6 +340,7 @@ func (d *Documents) unsubscribe(ctx context.Context, c *sdk.Call) (any, error) {
 	}
 	for _, name := range names {
 		d.removeSub(conn, d.channels[name], now)
+		d.markDirty(r.id, conn)
 		ex := d.expectUnsub[conn]
 		if ex == nil {
 			ex = map[string]int{}
@@ -314,9 +359,7 @@ func (d *Documents) unsubscribe(ctx context.Context, c *sdk.Call) (any, error) {
 		}
 	}
 	d.emit(ctx, ns)
-	if d.cfg.ResumeWindow == 0 {
-		d.sweep()
-	}
+	d.afterLeave(ctx)
 	return map[string]any{"roomId": p.RoomID}, nil
 }
 
@@ -379,7 +422,7 @@ func (d *Documents) list(_ context.Context, c *sdk.Call) (any, error) {
 			col = map[string]int{}
 			idx[r.coll.name] = col
 		}
-		col[r.id] = len(r.members)
+		col[r.id] = r.count()
 	}
 	return out, nil
 }

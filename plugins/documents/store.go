@@ -1,36 +1,41 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
+	"slices"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/hashicorp/go-hclog"
+	"github.com/heraldhq/herald/sdk"
 )
 
-// Store is what the plugin keeps on disk: documents, and the rooms live
-// clients subscribe to (so that a restarted plugin serves the channels the
-// host kept subscribed). It is small on purpose: a later issue moves the
-// plugin onto a shared store. Every write method returns once the write is
-// durable.
+// Store is where documents are kept. It is small on purpose; stateStore
+// keeps it in the plugin's sdk.State, which is one file on one node and a
+// JetStream bucket shared by every node in a cluster. Two processes may
+// write one document at once: writes name the revision they read, and fail
+// with errChanged when it moved on, so that the caller reads again and
+// redoes its write. Every write returns once it is durable.
 type Store interface {
-	// Get returns the document, or nil when there is none.
-	Get(index, collection, id string) (*Doc, error)
-	Put(index, collection string, d *Doc) error
-	Delete(index, collection, id string) error
-	// Each calls f for every document of a collection, in _id order, until
-	// f returns false.
-	Each(index, collection string, f func(*Doc) bool) error
-
-	PutRoom(r *RoomRecord) error
-	DeleteRoom(roomID string) error
-	Rooms() ([]*RoomRecord, error)
-
-	Close() error
+	// Get returns the document and its revision, or nil when there is none.
+	Get(ctx context.Context, index, collection, id string) (*Doc, uint64, error)
+	// Create writes a new document: errChanged when one has its _id.
+	Create(ctx context.Context, index, collection string, d *Doc) error
+	// Replace writes d over the revision rev of the document: errChanged
+	// when it is no longer rev (written or deleted since).
+	Replace(ctx context.Context, index, collection string, d *Doc, rev uint64) error
+	// Delete removes the document at revision rev: errChanged when it is no
+	// longer rev.
+	Delete(ctx context.Context, index, collection, id string, rev uint64) error
+	// Each calls f for every document of a collection, in _id order (byte
+	// order), until f returns false.
+	Each(ctx context.Context, index, collection string, f func(*Doc) bool) error
 }
+
+// errChanged says a document changed between a read and a write.
+var errChanged = errors.New("the document changed meanwhile")
 
 // Meta is a document's _meta, as Kuzzle shows it.
 type Meta struct {
@@ -47,188 +52,133 @@ type Doc struct {
 	ID     string          `json:"_id"`
 	Source json.RawMessage `json:"_source"`
 	Meta   Meta            `json:"_meta"`
+	// Deleting marks a document a delete has claimed (stateStore.Delete):
+	// it reads as absent.
+	Deleting bool `json:"_deleting,omitempty"`
 }
 
-// RoomRecord is a room as stored: enough to register its filter again and
-// to know its channels.
-type RoomRecord struct {
-	ID         string          `json:"roomId"`
-	Index      string          `json:"index"`
-	Collection string          `json:"collection"`
-	Filter     json.RawMessage `json:"filter"`
-	// Generation tells apart two lives of a room (dropped, then created
-	// again): it is part of the channel names, so that a client resuming a
-	// channel of the old life is told recovered: false.
-	Generation uint64          `json:"generation"`
-	Channels   []ChannelRecord `json:"channels"`
-}
-
-// ChannelRecord is one (scope, state, users) configuration of a room.
-type ChannelRecord struct {
-	Name  string `json:"name"`
-	Scope string `json:"scope"`
-	State string `json:"state"`
-	Users string `json:"users"`
-}
-
-// boltStore keeps everything in <data_dir>/documents.db:
+// stateStore keeps each document at doc/<index>/<collection>/<_id> (keys.go)
+// as its Doc JSON.
 //
-//   - docs:  one nested bucket per "<index>\x00<collection>", _id -> Doc JSON;
-//   - rooms: roomId -> RoomRecord JSON.
-//
-// Document writes go through bolt's Batch, which groups concurrent writers
-// into one transaction and one fsync.
-type boltStore struct {
-	db *bolt.DB
+// A delete must have one winner between nodes (it is notified once), and
+// State's Delete of a key already gone succeeds: so a delete first claims
+// the document with Update at the revision read (one process wins that),
+// marking it Deleting, then deletes it. A process that dies between the two
+// leaves a marked document, which reads as absent and which a create
+// overwrites.
+type stateStore struct {
+	st  sdk.State
+	log hclog.Logger
 }
 
-var (
-	bucketDocs  = []byte("docs")
-	bucketRooms = []byte("rooms")
-)
-
-func openStore(dir string) (*boltStore, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+// get reads a document as stored, markers included.
+func (s stateStore) get(ctx context.Context, key string) (*Doc, uint64, error) {
+	e, err := s.st.Get(ctx, key)
+	if errors.Is(err, sdk.ErrNotFound) {
+		return nil, 0, nil
 	}
-	path := filepath.Join(dir, "documents.db")
-	// The timeout covers a previous plugin process still closing the file
-	// during a restart; bbolt's lock dies with a killed process.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, 0, err
 	}
-	// Concurrent writes of different documents share a commit; the delay
-	// bounds what one write waits for others to join it.
-	db.MaxBatchDelay = 2 * time.Millisecond
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketDocs, bucketRooms} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
+	d := new(Doc)
+	if err := json.Unmarshal(e.Value, d); err != nil {
+		return nil, 0, fmt.Errorf("stored value: %w", err)
 	}
-	return &boltStore{db: db}, nil
+	return d, e.Revision, nil
 }
 
-func collKey(index, collection string) []byte { return []byte(index + "\x00" + collection) }
-
-func (s *boltStore) Close() error { return s.db.Close() }
-
-func (s *boltStore) Get(index, collection, id string) (*Doc, error) {
-	var d *Doc
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDocs).Bucket(collKey(index, collection))
-		if b == nil {
-			return nil
-		}
-		v := b.Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		d = new(Doc)
-		return json.Unmarshal(v, d)
-	})
+func (s stateStore) Get(ctx context.Context, index, collection, id string) (*Doc, uint64, error) {
+	d, rev, err := s.get(ctx, docKey(index, collection, id))
 	if err != nil {
-		return nil, fmt.Errorf("get %s/%s/%s: %w", index, collection, id, err)
+		return nil, 0, fmt.Errorf("get %s/%s/%s: %w", index, collection, id, err)
 	}
-	return d, nil
+	if d == nil || d.Deleting {
+		return nil, 0, nil
+	}
+	return d, rev, nil
 }
 
-func (s *boltStore) Put(index, collection string, d *Doc) error {
+func (s stateStore) Create(ctx context.Context, index, collection string, d *Doc) error {
 	v, err := json.Marshal(d)
 	if err != nil {
-		return fmt.Errorf("put %s/%s/%s: %w", index, collection, d.ID, err)
+		return fmt.Errorf("create %s/%s/%s: %w", index, collection, d.ID, err)
 	}
-	err = s.db.Batch(func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bucketDocs).CreateBucketIfNotExists(collKey(index, collection))
-		if err != nil {
-			return err
+	key := docKey(index, collection, d.ID)
+	_, err = s.st.Create(ctx, key, v)
+	if errors.Is(err, sdk.ErrConflict) {
+		// A delete's marker left behind is overwritten; a document is not.
+		old, rev, gerr := s.get(ctx, key)
+		if gerr == nil && old != nil && old.Deleting {
+			_, err = s.st.Update(ctx, key, v, rev)
 		}
-		return b.Put([]byte(d.ID), v)
-	})
+	}
 	if err != nil {
-		return fmt.Errorf("put %s/%s/%s: %w", index, collection, d.ID, err)
+		return fmt.Errorf("create %s/%s/%s: %w", index, collection, d.ID, changed(err))
 	}
 	return nil
 }
 
-func (s *boltStore) Delete(index, collection, id string) error {
-	err := s.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDocs).Bucket(collKey(index, collection))
-		if b == nil {
-			return nil
-		}
-		return b.Delete([]byte(id))
-	})
+func (s stateStore) Replace(ctx context.Context, index, collection string, d *Doc, rev uint64) error {
+	v, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("write %s/%s/%s: %w", index, collection, d.ID, err)
+	}
+	if _, err := s.st.Update(ctx, docKey(index, collection, d.ID), v, rev); err != nil {
+		return fmt.Errorf("write %s/%s/%s: %w", index, collection, d.ID, changed(err))
+	}
+	return nil
+}
+
+func (s stateStore) Delete(ctx context.Context, index, collection, id string, rev uint64) error {
+	key := docKey(index, collection, id)
+	marker, err := json.Marshal(Doc{ID: id, Deleting: true})
 	if err != nil {
 		return fmt.Errorf("delete %s/%s/%s: %w", index, collection, id, err)
 	}
+	claimed, err := s.st.Update(ctx, key, marker, rev)
+	if err != nil {
+		return fmt.Errorf("delete %s/%s/%s: %w", index, collection, id, changed(err))
+	}
+	if err := s.st.Delete(ctx, key, claimed); err != nil && !errors.Is(err, sdk.ErrConflict) {
+		// Claimed, so deleted for every reader: the marker stays until a
+		// create overwrites it.
+		s.log.Warn("deleted document's marker left in state", "key", key, "error", err)
+	}
 	return nil
 }
 
-var errStop = errors.New("stop")
-
-func (s *boltStore) Each(index, collection string, f func(*Doc) bool) error {
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketDocs).Bucket(collKey(index, collection))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var d Doc
-			if err := json.Unmarshal(v, &d); err != nil {
-				return err
-			}
-			if !f(&d) {
-				return errStop
-			}
-			return nil
-		})
-	})
-	if err != nil && !errors.Is(err, errStop) {
+// Each lists the collection's prefix. Keys are escaped (and long ones
+// hashed), so their order is not the _ids': the documents are sorted by
+// _id after the listing.
+func (s stateStore) Each(ctx context.Context, index, collection string, f func(*Doc) bool) error {
+	es, err := s.st.List(ctx, collPrefix(index, collection))
+	if err != nil {
 		return fmt.Errorf("scan %s/%s: %w", index, collection, err)
 	}
-	return nil
-}
-
-func (s *boltStore) PutRoom(r *RoomRecord) error {
-	v, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("put room %s: %w", r.ID, err)
+	docs := make([]*Doc, 0, len(es))
+	for _, e := range es {
+		d := new(Doc)
+		if err := json.Unmarshal(e.Value, d); err != nil {
+			return fmt.Errorf("scan %s/%s: %s: %w", index, collection, e.Key, err)
+		}
+		if !d.Deleting {
+			docs = append(docs, d)
+		}
 	}
-	if err := s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketRooms).Put([]byte(r.ID), v) }); err != nil {
-		return fmt.Errorf("put room %s: %w", r.ID, err)
-	}
-	return nil
-}
-
-func (s *boltStore) DeleteRoom(id string) error {
-	if err := s.db.Batch(func(tx *bolt.Tx) error { return tx.Bucket(bucketRooms).Delete([]byte(id)) }); err != nil {
-		return fmt.Errorf("delete room %s: %w", id, err)
-	}
-	return nil
-}
-
-func (s *boltStore) Rooms() ([]*RoomRecord, error) {
-	var out []*RoomRecord
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketRooms).ForEach(func(k, v []byte) error {
-			r := new(RoomRecord)
-			if err := json.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("room %s: %w", k, err)
-			}
-			out = append(out, r)
+	slices.SortFunc(docs, func(a, b *Doc) int { return bytes.Compare([]byte(a.ID), []byte(b.ID)) })
+	for _, d := range docs {
+		if !f(d) {
 			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load rooms: %w", err)
+		}
 	}
-	return out, nil
+	return nil
+}
+
+// changed maps the State's revision conflicts (and a document gone under an
+// Update) onto errChanged, keeping the State's error in the chain.
+func changed(err error) error {
+	if errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) {
+		return fmt.Errorf("%w: %w", errChanged, err)
+	}
+	return err
 }

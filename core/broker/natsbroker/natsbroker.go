@@ -159,14 +159,26 @@ type Broker struct {
 	tailMu      sync.Mutex
 	tailPending map[string]struct{}
 	tailKick    chan struct{}
+	// reconnectRounds counts the tail checks still due after a reconnect.
+	reconnectRounds atomic.Int32
 
 	readyMu  sync.Mutex
 	readyAt  time.Time
 	readyErr error
 
+	stats struct {
+		published, conflicts, duplicates, gapFills, tailChecks atomic.Int64
+	}
+
 	prevReconnect nats.ConnHandler
 	prevAsyncErr  nats.ErrHandler
 
+	// life ends at Close: the broker's own reads (tail checks, gap
+	// fills) end with it.
+	life      context.Context
+	endLife   context.CancelFunc
+	isSetUp   atomic.Bool
+	setupErr  atomic.Pointer[error]
 	done      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -184,7 +196,14 @@ var (
 // (creating it, or updating the fields the options govern while keeping
 // the rest) and returns a broker on it. Every node calls it with the same
 // options. The caller owns nc (give it nats.ReconnectBufSize(-1), so that
-// nothing is buffered while NATS is unreachable) and closes it after Close.
+// nothing is buffered while NATS is unreachable, and
+// nats.RetryOnFailedConnect(true) to start while it is) and closes it
+// after Close.
+//
+// While NATS cannot be reached New still returns a broker: it answers
+// ErrUnavailable (and Ready says why) until it could set the streams up,
+// which it tries every ReadyCache. A stream that exists with settings it
+// cannot change is an error.
 func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, fmt.Errorf("nats broker: %w", err)
@@ -207,24 +226,20 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 		tailKick:    make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
-	info, err := b.ensureStream(ctx, opts.Stream, b.streamConfig)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := b.ensureStream(ctx, opts.Stream+runsSuffix, b.runsConfig); err != nil {
-		return nil, err
-	}
-	b.setBase(info)
+	b.life, b.endLife = context.WithCancel(context.Background())
 	if err := b.resp.start(nc); err != nil {
+		b.endLife()
 		return nil, fmt.Errorf("nats broker: subscribe for replies: %w", err)
 	}
-	if err := nc.FlushTimeout(b.opts.PublishTimeout); err != nil {
+	setupErr := b.setup(ctx)
+	if setupErr != nil && !errors.Is(setupErr, broker.ErrUnavailable) {
+		b.endLife()
 		b.resp.stop()
-		return nil, fmt.Errorf("nats broker: flush: %w", err)
+		return nil, setupErr
 	}
 	b.shards = make([]chan event, opts.Dispatchers)
 	for i := range b.shards {
-		b.shards[i] = make(chan event, 1024)
+		b.shards[i] = make(chan event, min(opts.LiveBuffer, 1024))
 		b.wg.Add(1)
 		go b.dispatch(b.shards[i])
 	}
@@ -235,7 +250,79 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 	b.prevAsyncErr = nc.ErrorHandler()
 	nc.SetReconnectHandler(b.onReconnect)
 	nc.SetErrorHandler(b.onAsyncError)
+	if setupErr != nil {
+		b.log.Warn("NATS JetStream is not reachable yet: publishes fail until it is", "error", setupErr)
+		b.wg.Add(1)
+		go b.setupLoop()
+	}
 	return b, nil
+}
+
+// setup makes sure both streams exist as the options say, and reads the
+// epoch base. Until it has succeeded the broker answers ErrUnavailable.
+func (b *Broker) setup(ctx context.Context) error {
+	err := b.trySetup(ctx)
+	if err != nil {
+		b.setupErr.Store(&err)
+		return err
+	}
+	b.isSetUp.Store(true)
+	return nil
+}
+
+func (b *Broker) trySetup(ctx context.Context) error {
+	if err := b.connected(); err != nil {
+		return fmt.Errorf("nats broker: %w", err)
+	}
+	info, err := b.ensureStream(ctx, b.opts.Stream, b.streamConfig)
+	if err != nil {
+		return err
+	}
+	if _, err := b.ensureStream(ctx, b.opts.Stream+runsSuffix, b.runsConfig); err != nil {
+		return err
+	}
+	b.setBase(info)
+	// The reply subscription reaches the server before the first read.
+	if err := b.nc.FlushTimeout(b.opts.PublishTimeout); err != nil {
+		return fmt.Errorf("nats broker: flush: %w", unavailable(err))
+	}
+	return nil
+}
+
+// setupLoop tries the setup again every ReadyCache until it succeeds (NATS
+// was not reachable when New ran), then checks every watched channel's
+// tail.
+func (b *Broker) setupLoop() {
+	defer b.wg.Done()
+	t := time.NewTicker(b.opts.ReadyCache)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.done:
+			return
+		case <-t.C:
+		}
+		err := b.setup(b.life)
+		if err == nil {
+			b.log.Info("NATS JetStream is reachable: the broker is set up", "stream", b.opts.Stream)
+			b.markAllTails()
+			return
+		}
+		if !errors.Is(err, broker.ErrUnavailable) {
+			b.log.Error("set up the NATS streams", "error", err)
+		}
+	}
+}
+
+// usable says why the broker cannot serve yet (nil: it can).
+func (b *Broker) usable() error {
+	if b.isSetUp.Load() {
+		return nil
+	}
+	if errp := b.setupErr.Load(); errp != nil {
+		return fmt.Errorf("%w: the NATS streams are not set up: %w", broker.ErrUnavailable, *errp)
+	}
+	return fmt.Errorf("%w: the NATS streams are not set up", broker.ErrUnavailable)
 }
 
 // runsSuffix names the runs stream after the notifications stream.
@@ -314,7 +401,29 @@ func (b *Broker) setBase(info *jetstream.StreamInfo) bool {
 	return old != nil && *old != base
 }
 
-func (b *Broker) baseEpoch() string { return *b.base.Load() }
+func (b *Broker) baseEpoch() string {
+	if base := b.base.Load(); base != nil {
+		return *base
+	}
+	return ""
+}
+
+// Stats counts what the broker did, for metrics and benchmarks.
+type Stats struct {
+	Published  int64 // notifications placed by this node
+	Conflicts  int64 // publish attempts that lost a race for a channel's seq and went again
+	Duplicates int64 // publishes answered with an earlier one's publications (MsgID)
+	GapFills   int64 // reads of the stream to fill what a watched channel missed live
+	TailChecks int64 // tail check requests (one per 256 channels)
+	Watched    int   // channels watched now
+}
+
+// Stats reports the broker's counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Published: b.stats.published.Load(), Conflicts: b.stats.conflicts.Load(),
+		Duplicates: b.stats.duplicates.Load(), GapFills: b.stats.gapFills.Load(),
+		TailChecks: b.stats.tailChecks.Load(), Watched: b.Watched()}
+}
 
 // SetHandler implements broker.Broker.
 func (b *Broker) SetHandler(h broker.Handler) { b.handler.Store(&handlerBox{h}) }
@@ -333,10 +442,13 @@ func (b *Broker) Ready() error {
 }
 
 func (b *Broker) checkReady() error {
+	if err := b.usable(); err != nil {
+		return err
+	}
 	if err := b.connected(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	s, err := b.js.Stream(ctx, b.opts.Stream)
 	if err != nil {
@@ -383,18 +495,20 @@ func unavailable(err error) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		close(b.done)
+		b.endLife()
 		b.nc.SetReconnectHandler(b.prevReconnect)
 		b.nc.SetErrorHandler(b.prevAsyncErr)
 		b.watchMu.Lock()
 		for ch, w := range b.watched {
+			w.end()
 			if w.sub != nil {
 				_ = w.sub.Unsubscribe()
 			}
 			delete(b.watched, ch)
 		}
 		b.watchMu.Unlock()
-		b.resp.stop()
 		b.wg.Wait()
+		b.resp.stop()
 	})
 	return nil
 }

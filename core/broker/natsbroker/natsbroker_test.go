@@ -50,3 +50,69 @@ func TestNATSBroker(t *testing.T) {
 		return newBroker(t, srv.URL(), uniqueOptions(size, ttl))
 	})
 }
+
+// nodes makes brokers on one stream of srv, each on its own connection,
+// as herald nodes are.
+func nodes(url string) brokertest.Nodes {
+	return func(t *testing.T, size int, ttl time.Duration) func() broker.Broker {
+		opts := uniqueOptions(size, ttl)
+		return func() broker.Broker { return newBroker(t, url, opts) }
+	}
+}
+
+func TestNATSNodes(t *testing.T) {
+	srv := natstest.Start(t)
+	brokertest.RunNodes(t, nodes(srv.URL()))
+}
+
+// Positions answers what Position answers, for many channels at once.
+func TestNATSPositions(t *testing.T) {
+	srv := natstest.Start(t)
+	b := newBroker(t, srv.URL(), uniqueOptions(10, time.Hour))
+	ctx := context.Background()
+	var names []string
+	for i := 0; i < 600; i++ {
+		names = append(names, fmt.Sprintf("p.%d", i))
+	}
+	for _, ch := range names[:300:300] {
+		if len(ch)%2 == 0 {
+			_, err := b.Publish(ctx, []broker.Notification{{Channel: ch, Event: "e"}})
+			require.NoError(t, err)
+		}
+	}
+	got, err := b.Positions(ctx, names)
+	require.NoError(t, err)
+	require.Len(t, got, len(names))
+	for _, ch := range names {
+		want, err := b.Position(ctx, ch)
+		require.NoError(t, err)
+		require.Equal(t, want, got[ch], ch)
+	}
+}
+
+// A publish of several reaches a watching node with More on all but its
+// last publication (the hub holds a connection's frame for the rest), and
+// with the time it was accepted.
+func TestNATSBatchKeepsMore(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(10, time.Hour)
+	a, b := newBroker(t, srv.URL(), opts), newBroker(t, srv.URL(), opts)
+	rec := &collector{}
+	b.SetHandler(rec)
+	watch(t, b, "m1")
+	watch(t, b, "m2")
+	accepted := time.Now().Add(-time.Second)
+	ns := []broker.Notification{note("m1")[0], note("m2")[0], note("m1")[0]}
+	for i := range ns {
+		ns[i].Accepted = accepted
+	}
+	pubs, err := a.Publish(context.Background(), ns)
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, true, false}, []bool{pubs[0].More, pubs[1].More, pubs[2].More})
+	got := rec.waitFor(t, 3)
+	require.Equal(t, []bool{true, true, false}, []bool{got[0].More, got[1].More, got[2].More})
+	for i, p := range got {
+		require.Equal(t, pubs[i].ID, p.ID)
+		require.True(t, accepted.Equal(p.Accepted), "accepted time carried to the other node")
+	}
+}

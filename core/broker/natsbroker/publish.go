@@ -62,14 +62,12 @@ func (b *Broker) forgetStates() {
 const (
 	codeClusterNotAvailable    = 10008
 	codeInsufficientResources  = 10023
-	codeWrongLastMsgID         = 10070
 	codeWrongLastSequence      = 10071
+	codeMessageNotFound        = 10037
 	codeStoreFailed            = 10077
 	codeWrongLastSeqConstant   = 10164
-	codeBatchIncomplete        = 10176
 	codeBatchDuplicate         = 10201
 	codeBatchTooManyInflight   = 10210
-	codeStreamMessageTooLarge  = 10054
 	codeJetStreamNotAvailable  = 10076
 	codeAccountResourcesExceed = 10002
 )
@@ -124,6 +122,9 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 	if len(ns) > maxBatch {
 		return nil, fmt.Errorf("publish %d notifications: at most %d go in one atomic publish", len(ns), maxBatch)
 	}
+	if err := b.usable(); err != nil {
+		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
+	}
 	if err := b.connected(); err != nil {
 		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
 	}
@@ -152,13 +153,14 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 
 	actx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
 	defer cancel()
+	conflicts := 0 // in a row: after two, the channels are read from the leader
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := actx.Err(); err != nil {
 				return nil, fmt.Errorf("publish %d notifications: gave up after %d attempts: %w", len(ns), attempt, unavailable(err))
 			}
 		}
-		if err := b.refresh(actx, names, channels); err != nil {
+		if err := b.refresh(actx, names, channels, conflicts > 1); err != nil {
 			return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
 		}
 		if ok, err := b.startRuns(actx, names, channels); err != nil {
@@ -183,21 +185,30 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 		}
 		if ack.Error == nil {
 			if ack.Duplicate {
+				b.stats.duplicates.Add(1)
 				return b.original(ctx, ps, ack.Seq)
 			}
+			b.stats.published.Add(int64(len(ps)))
 			return b.placed(ps, ack.Seq, now), nil
+		}
+		if ack.Error.ErrCode != codeWrongLastSequence {
+			conflicts = 0
 		}
 		switch e := ack.Error; e.ErrCode {
 		case codeWrongLastSequence:
 			// Another node published to one of the channels: read where
 			// they stand now and go again.
+			b.stats.conflicts.Add(1)
+			conflicts++
 			for _, cs := range channels {
 				cs.known = false
 			}
+			continue
 		case codeWrongLastSeqConstant, codeBatchTooManyInflight:
 			// A replicated stream still applies another publish to the
 			// same channel, or too many batches are in flight: wait a
 			// moment.
+			b.stats.conflicts.Add(1)
 			for _, cs := range channels {
 				cs.known = false
 			}
@@ -205,6 +216,7 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 				return nil, fmt.Errorf("publish %d notifications: %w", len(ns), unavailable(err))
 			}
 		case codeBatchDuplicate:
+			b.stats.duplicates.Add(1)
 			return b.originalBatch(ctx, ps)
 		case codeStoreFailed, codeAccountResourcesExceed:
 			if strings.Contains(e.Description, "maximum bytes") || strings.Contains(e.Description, "maximum messages") ||
@@ -236,12 +248,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // refresh reads where the channels this node does not know stand: one
 // direct get for one channel, one multi-last request for several.
-func (b *Broker) refresh(ctx context.Context, names []string, channels map[string]*chanState) error {
+//
+// With fromLeader (the publish lost the race twice in a row: the replica
+// answering direct gets may lag), the last messages are read from the
+// stream's leader, one request per channel.
+func (b *Broker) refresh(ctx context.Context, names []string, channels map[string]*chanState, fromLeader bool) error {
 	var unknown []string
 	for _, name := range names {
 		if !channels[name].known {
 			unknown = append(unknown, name)
 		}
+	}
+	if fromLeader {
+		for _, name := range unknown {
+			last, err := b.lastOfLeader(ctx, name)
+			if err != nil {
+				return err
+			}
+			var rec runRecord
+			if last == nil {
+				if rec, err = b.recordOf(ctx, name); err != nil {
+					return err
+				}
+			}
+			channels[name].st, channels[name].known = b.stateOf(last, rec), true
+		}
+		return nil
 	}
 	if len(unknown) == 1 {
 		st, err := b.channelState(ctx, unknown[0])
@@ -406,7 +438,7 @@ func (b *Broker) placed(ps []pending, last uint64, now time.Time) []*broker.Publ
 // stored: the message after the expected one on the first channel is
 // ours, or nothing of it is there.
 func (b *Broker) landed(ps []pending, now time.Time) ([]*broker.Publication, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	first := &ps[0]
 	msgs, err := b.channelFrom(ctx, first.n.Channel, first.channel.st.sseq+1, 1)

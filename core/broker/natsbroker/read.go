@@ -77,6 +77,7 @@ func (r *respMux) unregister(reply string) {
 // directRequest is JetStream's direct get request (JSApiMsgGetRequest).
 type directRequest struct {
 	Seq       uint64   `json:"seq,omitempty"`
+	LastFor   string   `json:"last_by_subj,omitempty"`
 	NextFor   string   `json:"next_by_subj,omitempty"`
 	Batch     int      `json:"batch,omitempty"`
 	MultiLast []string `json:"multi_last,omitempty"`
@@ -96,7 +97,7 @@ func (b *Broker) readCtx(ctx context.Context) (context.Context, context.CancelFu
 func (b *Broker) lastOf(ctx context.Context, channel string) (*stored, error) {
 	ctx, cancel := b.readCtx(ctx)
 	defer cancel()
-	m, err := b.nc.RequestWithContext(ctx, b.directGet+"."+b.chPrefix+encodeToken(channel), nil)
+	m, err := b.request(ctx, b.directGet+"."+b.chPrefix+encodeToken(channel))
 	if err != nil {
 		return nil, fmt.Errorf("read the last message of %q: %w", channel, unavailable(err))
 	}
@@ -114,6 +115,21 @@ func (b *Broker) lastOf(ctx context.Context, channel string) (*stored, error) {
 	return s, nil
 }
 
+// request sends a direct get. While no replica serves direct gets (a
+// stream just created, or electing a leader) there are no responders: it
+// asks again until ctx ends.
+func (b *Broker) request(ctx context.Context, subject string) (*nats.Msg, error) {
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		m, err := b.nc.RequestWithContext(ctx, subject, nil)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return m, err
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			return nil, err
+		}
+	}
+}
+
 // batchGet sends a batched direct get and returns the messages it answers
 // (none for "no results"), in stream order.
 func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, expect int) ([]*nats.Msg, error) {
@@ -123,6 +139,18 @@ func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, ex
 	if err != nil {
 		return nil, err
 	}
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		out, err := b.batchGetOnce(ctx, api, body, expect)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return out, err
+		}
+		if serr := sleep(ctx, wait); serr != nil {
+			return nil, unavailable(err)
+		}
+	}
+}
+
+func (b *Broker) batchGetOnce(ctx context.Context, api string, body []byte, expect int) ([]*nats.Msg, error) {
 	reply, ch := b.resp.register(expect + 2)
 	defer b.resp.unregister(reply)
 	if err := b.nc.PublishRequest(api, reply, body); err != nil {
@@ -141,6 +169,8 @@ func (b *Broker) batchGet(ctx context.Context, api string, req directRequest, ex
 				return out, nil
 			case "404":
 				return out, nil
+			case "503":
+				return nil, nats.ErrNoResponders
 			default:
 				return nil, fmt.Errorf("direct get: status %s %s", status, m.Header.Get(hdrDescription))
 			}
@@ -195,11 +225,71 @@ func (b *Broker) lastOfMany(ctx context.Context, channels []string) (map[string]
 	return out, nil
 }
 
+// lastOfLeader reads the channel's last message from the stream's leader
+// (the JetStream API rather than a direct get): current, where a replica
+// answering direct gets may lag. It costs the leader a JSON answer, so it
+// is asked only when direct gets seem stale.
+func (b *Broker) lastOfLeader(ctx context.Context, channel string) (*stored, error) {
+	ctx, cancel := b.readCtx(ctx)
+	defer cancel()
+	body, err := json.Marshal(directRequest{LastFor: b.chPrefix + encodeToken(channel)})
+	if err != nil {
+		return nil, err
+	}
+	m, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.opts.Stream, body)
+	if err != nil {
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, unavailable(err))
+	}
+	var resp struct {
+		Message *struct {
+			Subject string    `json:"subject"`
+			Seq     uint64    `json:"seq"`
+			Header  []byte    `json:"hdrs"`
+			Data    []byte    `json:"data"`
+			Time    time.Time `json:"time"`
+		} `json:"message"`
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == codeMessageNotFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("read the last message of %q from the leader: %w", channel, resp.Error)
+	case resp.Message == nil:
+		return nil, fmt.Errorf("read the last message of %q from the leader: empty answer", channel)
+	}
+	msg := nats.NewMsg(resp.Message.Subject)
+	parseHeader(resp.Message.Header, msg.Header)
+	msg.Header[hdrStreamSubject] = []string{resp.Message.Subject}
+	msg.Header[hdrStreamSeq] = []string{strconv.FormatUint(resp.Message.Seq, 10)}
+	msg.Header[hdrTimeStamp] = []string{resp.Message.Time.Format(time.RFC3339Nano)}
+	msg.Data = resp.Message.Data
+	s, ok := b.parseStored(msg)
+	if !ok {
+		return nil, fmt.Errorf("read the last message of %q from the leader: not a herald message", channel)
+	}
+	return s, nil
+}
+
+// parseHeader reads a NATS header block ("NATS/1.0\r\nKey: Value\r\n...").
+func parseHeader(raw []byte, into nats.Header) {
+	lines := strings.Split(string(raw), "\r\n")
+	for _, line := range lines[min(1, len(lines)):] {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && k != "" {
+			into[k] = append(into[k], strings.TrimSpace(v))
+		}
+	}
+}
+
 // recordOf reads the channel's run record (zero: it never started a run).
 func (b *Broker) recordOf(ctx context.Context, channel string) (runRecord, error) {
 	ctx, cancel := b.readCtx(ctx)
 	defer cancel()
-	m, err := b.nc.RequestWithContext(ctx, b.runsGet+"."+b.runPrefix+encodeToken(channel), nil)
+	m, err := b.request(ctx, b.runsGet+"."+b.runPrefix+encodeToken(channel))
 	if err != nil {
 		return runRecord{}, fmt.Errorf("read the run record of %q: %w", channel, unavailable(err))
 	}
@@ -219,23 +309,38 @@ func parseRecord(m *nats.Msg) (runRecord, error) {
 	if err1 != nil || err2 != nil {
 		return runRecord{}, fmt.Errorf("run record %q: not a run number", m.Data)
 	}
-	return runRecord{n: n, sseq: sseq}, nil
+	at, _ := time.Parse(time.RFC3339Nano, m.Header.Get(hdrTimeStamp))
+	return runRecord{n: n, sseq: sseq, at: at}, nil
 }
 
 // channelState reads where the channel stands: its last message, and its
 // run record when it has none.
+//
+// Both are asked at once (the record is needed only when the channel has
+// no message, but asking after would make a channel never published to,
+// the most common subscription, cost two round trips).
 func (b *Broker) channelState(ctx context.Context, channel string) (state, error) {
+	type recAnswer struct {
+		rec runRecord
+		err error
+	}
+	recCh := make(chan recAnswer, 1)
+	go func() {
+		rec, err := b.recordOf(ctx, channel)
+		recCh <- recAnswer{rec, err}
+	}()
 	last, err := b.lastOf(ctx, channel)
+	ra := <-recCh // ends with ctx at the latest
 	if err != nil {
 		return state{}, err
 	}
-	var rec runRecord
-	if last == nil {
-		if rec, err = b.recordOf(ctx, channel); err != nil {
-			return state{}, err
-		}
+	if last != nil {
+		return b.stateOf(last, runRecord{}), nil
 	}
-	return b.stateOf(last, rec), nil
+	if ra.err != nil {
+		return state{}, ra.err
+	}
+	return b.stateOf(nil, ra.rec), nil
 }
 
 // channelStates is channelState of several channels, in one multi-last
@@ -281,10 +386,49 @@ func (b *Broker) channelStates(ctx context.Context, channels []string) (map[stri
 	return out, nil
 }
 
+// Positions is Position of many channels at once: one multi-last request
+// per 256 channels (and one per 256 of them without messages, for their
+// run records), rather than a round trip each. A subscribe to many
+// channels may use it.
+func (b *Broker) Positions(ctx context.Context, channels []string) (map[string]broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return nil, fmt.Errorf("positions of %d channels: %w", len(channels), err)
+	}
+	sts, err := b.channelStates(ctx, channels)
+	if err != nil {
+		return nil, fmt.Errorf("positions of %d channels: %w", len(channels), err)
+	}
+	out := make(map[string]broker.Position, len(sts))
+	for ch, st := range sts {
+		b.noteBaseline(ch, st)
+		out[ch] = st.position()
+	}
+	return out, nil
+}
+
 // Position implements broker.Broker: one direct get of the channel's last
 // message (and one of its run record if it has none). A channel that never
 // had one costs nothing anywhere.
+//
+// For a channel this node watches, the answer is also one the Handler has
+// reached: it waits (at most PublishTimeout) for the live delivery to
+// catch up with what it read, else answers where the Handler stands. A
+// subscriber joining at that position then gets every later publication
+// once.
 func (b *Broker) Position(ctx context.Context, channel string) (broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
+	}
+	if _, ok := b.handedOf(channel); ok {
+		st, err := b.channelState(ctx, channel)
+		if err != nil {
+			return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
+		}
+		if h, reached := b.waitHanded(ctx, channel, st.sseq); !reached {
+			return h.position(), nil
+		}
+		return st.position(), nil
+	}
 	st, err := b.channelState(ctx, channel)
 	if err != nil {
 		return broker.Position{}, fmt.Errorf("position of %q: %w", channel, err)
@@ -300,14 +444,35 @@ const smallHistory = 64
 // History implements broker.Broker. It reads the channel's last message
 // (one round trip), and when something was missed every message the
 // channel keeps (a second one, at most HistorySize messages). With a
-// history of at most 64, it reads everything at once.
+// history of at most 64, it reads everything at once. For a channel this
+// node watches, the answer is one its Handler has reached, as Position's.
 func (b *Broker) History(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, broker.Position, error) {
+	if err := b.usable(); err != nil {
+		return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+	}
+	pubs, at, err := b.history(ctx, channel, since)
+	if err != nil && !errors.Is(err, broker.ErrUnrecoverable) {
+		return nil, at.position(), err
+	}
+	if _, watched := b.handedOf(channel); watched {
+		if h, reached := b.waitHanded(ctx, channel, at.sseq); !reached {
+			return b.historyUpTo(ctx, channel, since, h)
+		}
+	} else {
+		b.noteBaseline(channel, at)
+	}
+	return pubs, at.position(), err
+}
+
+// history reads the publications after since and the state they bring
+// the caller to (on ErrUnrecoverable, the channel's state).
+func (b *Broker) history(ctx context.Context, channel string, since broker.Position) ([]*broker.Publication, state, error) {
 	var kept []*stored
 	var st state
 	var err error
 	if b.opts.HistorySize > 0 && b.opts.HistorySize <= smallHistory {
 		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
-			return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+			return nil, state{}, fmt.Errorf("history of %q: %w", channel, err)
 		}
 		if len(kept) == 0 {
 			st, err = b.channelState(ctx, channel)
@@ -318,9 +483,50 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		st, err = b.channelState(ctx, channel)
 	}
 	if err != nil {
-		return nil, broker.Position{}, fmt.Errorf("history of %q: %w", channel, err)
+		return nil, state{}, fmt.Errorf("history of %q: %w", channel, err)
 	}
-	b.noteBaseline(channel, st)
+	cur := st.position()
+	if since == cur {
+		return nil, st, nil
+	}
+	if since.Epoch != cur.Epoch || since.Seq > cur.Seq || b.opts.HistorySize == 0 ||
+		cur.Seq-since.Seq > uint64(b.opts.HistorySize) {
+		return nil, st, broker.ErrUnrecoverable
+	}
+	if kept == nil {
+		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
+			return nil, st, fmt.Errorf("history of %q: %w", channel, err)
+		}
+	}
+	// The answer's position is that of the last publication it returns:
+	// the two reads may come from replicas a little apart, and the
+	// Handler must go on from exactly what the caller got.
+	var pubs []*broker.Publication
+	got := state{epoch: since.Epoch, seq: since.Seq}
+	for _, s := range kept {
+		if s.marker || s.epoch != since.Epoch || s.seq < got.seq {
+			continue
+		}
+		if s.seq == since.Seq {
+			got.sseq = s.sseq
+			continue
+		}
+		if s.seq != got.seq+1 || b.expired(s) {
+			return nil, st, broker.ErrUnrecoverable
+		}
+		pubs = append(pubs, s.publication())
+		got = state{sseq: s.sseq, seq: s.seq, epoch: s.epoch}
+	}
+	if len(pubs) == 0 && since.Seq > 0 && got.sseq == 0 && cur.Seq > since.Seq {
+		// Neither since nor anything after it is kept.
+		return nil, st, broker.ErrUnrecoverable
+	}
+	return pubs, got, nil
+}
+
+// historyUpTo is History of a watched channel: the publications after
+// since up to where its Handler stands, read from the stream.
+func (b *Broker) historyUpTo(ctx context.Context, channel string, since broker.Position, st state) ([]*broker.Publication, broker.Position, error) {
 	cur := st.position()
 	if since == cur {
 		return nil, cur, nil
@@ -329,15 +535,14 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		cur.Seq-since.Seq > uint64(b.opts.HistorySize) {
 		return nil, cur, broker.ErrUnrecoverable
 	}
-	if kept == nil {
-		if kept, err = b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1); err != nil {
-			return nil, cur, fmt.Errorf("history of %q: %w", channel, err)
-		}
+	kept, err := b.channelFrom(ctx, channel, 1, b.opts.HistorySize+1)
+	if err != nil {
+		return nil, cur, fmt.Errorf("history of %q: %w", channel, err)
 	}
-	var pubs []*broker.Publication
+	pubs := make([]*broker.Publication, 0, cur.Seq-since.Seq)
 	next := since.Seq + 1
 	for _, s := range kept {
-		if s.marker || s.epoch != since.Epoch || s.seq < next {
+		if s.marker || s.epoch != cur.Epoch || s.seq < next || s.seq > cur.Seq {
 			continue
 		}
 		if s.seq != next || b.expired(s) {
@@ -347,10 +552,8 @@ func (b *Broker) History(ctx context.Context, channel string, since broker.Posit
 		next++
 	}
 	if next <= cur.Seq {
-		// What was missed is no longer kept.
 		return nil, cur, broker.ErrUnrecoverable
 	}
-	cur.Seq = next - 1
 	return pubs, cur, nil
 }
 

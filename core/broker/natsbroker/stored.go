@@ -120,12 +120,18 @@ type state struct {
 type runRecord struct {
 	n    uint64
 	sseq uint64
+	at   time.Time // when the stream stored it
 }
 
 // stateOf is the channel's state given its last stored message (nil: none)
 // and, when it has none, its run record.
 func (b *Broker) stateOf(last *stored, rec runRecord) state {
 	switch {
+	case last == nil && rec.n > 0 && b.starting(rec):
+		// Run n is starting (its record is written before its first
+		// publication) or failed to: either way it has no publication a
+		// client could hold, and is the run to join.
+		return state{epoch: b.runEpoch(rec.n), fresh: true, run: rec.n, recSeq: rec.sseq, recorded: true}
 	case last == nil:
 		run := rec.n + 1
 		return state{epoch: b.runEpoch(run), fresh: true, run: run, recSeq: rec.sseq}
@@ -134,6 +140,14 @@ func (b *Broker) stateOf(last *stored, rec runRecord) state {
 	default:
 		return state{sseq: last.sseq, seq: last.seq, epoch: last.epoch}
 	}
+}
+
+// starting says whether the channel's last run, which has no message now,
+// cannot have had one that aged out: its record is younger than the
+// history TTL (half of it, for the clocks of this node and the NATS server
+// to differ), or nothing ages out.
+func (b *Broker) starting(rec runRecord) bool {
+	return b.opts.HistoryTTL == 0 || (!rec.at.IsZero() && time.Since(rec.at) < b.opts.HistoryTTL/2)
 }
 
 func (s state) position() broker.Position { return broker.Position{Seq: s.seq, Epoch: s.epoch} }

@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 )
 
 // watch is a channel this node has subscribers on. sub and baseSent are
 // guarded by the broker's watchMu; the rest belongs to the channel's
 // dispatcher goroutine.
 type watch struct {
+	id       string // tells this watch of the channel from a later one
 	channel  string
 	sub      *nats.Subscription
 	shard    chan event
@@ -22,14 +26,95 @@ type watch struct {
 	// Where the Handler stands: the stream sequence of the last message of
 	// the channel dealt with (handed over, or a marker), and the seq and
 	// epoch of the last one handed over.
-	based bool
-	sseq  uint64
-	last  uint64
-	epoch string
+	hasBase bool
+	sseq    uint64
+	last    uint64
+	epoch   string
 	// early holds live messages that came before the baseline (the first
 	// History or Position answer after Watch), at most maxEarly.
 	early     []*stored
 	tailTries int
+
+	// handed is where the Handler stands, for History and Position to
+	// answer from (set with the baseline, then after each hand-over).
+	handedMu sync.Mutex
+	handed   state
+	based    bool
+	progress chan struct{} // closed when handed moves, or the watch ends
+	ended    bool
+}
+
+// end wakes whoever waits for the watch's Handler: it is unwatched.
+func (w *watch) end() {
+	w.handedMu.Lock()
+	w.ended = true
+	if w.progress != nil {
+		close(w.progress)
+		w.progress = nil
+	}
+	w.handedMu.Unlock()
+}
+
+func (w *watch) setHanded(st state) {
+	w.handedMu.Lock()
+	w.handed, w.based = st, true
+	if w.progress != nil {
+		close(w.progress)
+		w.progress = nil
+	}
+	w.handedMu.Unlock()
+}
+
+// waitHanded waits until the Handler of a watched channel has dealt with
+// the message at stream sequence sseq, and reports whether it did before
+// ctx and the broker's bound ended; it returns where the Handler stands.
+func (b *Broker) waitHanded(ctx context.Context, channel string, sseq uint64) (state, bool) {
+	b.watchMu.Lock()
+	w := b.watched[channel]
+	b.watchMu.Unlock()
+	if w == nil {
+		return state{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.opts.PublishTimeout)
+	defer cancel()
+	for {
+		w.handedMu.Lock()
+		h := w.handed
+		if h.sseq >= sseq || w.ended {
+			w.handedMu.Unlock()
+			return h, h.sseq >= sseq
+		}
+		if w.progress == nil {
+			w.progress = make(chan struct{})
+		}
+		progress := w.progress
+		w.handedMu.Unlock()
+		select {
+		case <-progress:
+		case <-ctx.Done():
+			return h, false
+		case <-b.done:
+			return h, false
+		}
+	}
+}
+
+// handedOf is where the Handler of a watched channel stands, once it has a
+// baseline. History and Position of such a channel answer no further than
+// that: what is placed after reaches the Handler later, and a subscriber
+// that joins now gets it from there, once (the hub skips by seq only what
+// it buffered while joining; what the Handler gets after the subscriber
+// is live is delivered as it is).
+func (b *Broker) handedOf(channel string) (state, bool) {
+	b.watchMu.Lock()
+	w := b.watched[channel]
+	b.watchMu.Unlock()
+	if w == nil {
+		return state{}, false
+	}
+	w.handedMu.Lock()
+	defer w.handedMu.Unlock()
+	return w.handed, w.based
 }
 
 const (
@@ -74,7 +159,7 @@ func (b *Broker) Watch(channel string) {
 	if b.watched[channel] != nil {
 		return
 	}
-	w := &watch{channel: channel, shard: b.shardOf(channel)}
+	w := &watch{id: nuid.Next(), channel: channel, shard: b.shardOf(channel)}
 	sub, err := b.nc.ChanSubscribe(b.livePrefix+encodeToken(channel), b.live)
 	if err != nil {
 		b.log.Error("watch a channel", "channel", channel, "error", err)
@@ -94,8 +179,11 @@ func (b *Broker) Unwatch(channel string) {
 	w := b.watched[channel]
 	delete(b.watched, channel)
 	b.watchMu.Unlock()
-	if w != nil && w.sub != nil {
-		_ = w.sub.Unsubscribe()
+	if w != nil {
+		w.end()
+		if w.sub != nil {
+			_ = w.sub.Unsubscribe()
+		}
 	}
 }
 
@@ -123,6 +211,7 @@ func (b *Broker) noteBaseline(channel string, st state) {
 	}
 	w.baseSent = true
 	b.watchMu.Unlock()
+	w.setHanded(st)
 	b.post(w.shard, event{w: w, baseline: &st})
 }
 
@@ -153,7 +242,22 @@ func (b *Broker) route() {
 			b.watchMu.Lock()
 			w := b.watched[ch]
 			b.watchMu.Unlock()
-			if w == nil || w.sub != m.Sub {
+			if w == nil {
+				continue // unwatched meanwhile
+			}
+			if m.Sub == nil {
+				// A tail check's answer, queued behind the live messages
+				// received before it.
+				if tw, ok := m.Header[hdrTailWatch]; ok && len(tw) == 1 && tw[0] == w.id {
+					var last *stored
+					if sseq, err := strconv.ParseUint(m.Header.Get(hdrStreamSeq), 10, 64); err == nil && sseq > 0 {
+						last = &stored{channel: ch, sseq: sseq}
+					}
+					b.post(w.shard, event{w: w, tail: true, last: last})
+				}
+				continue
+			}
+			if w.sub != m.Sub {
 				continue // unwatched meanwhile
 			}
 			s, ok := b.parseStored(m)
@@ -186,10 +290,10 @@ func (b *Broker) handle(ev event) {
 	w := ev.w
 	switch {
 	case ev.baseline != nil:
-		if w.based {
+		if w.hasBase {
 			return
 		}
-		w.based = true
+		w.hasBase = true
 		w.sseq, w.last, w.epoch = ev.baseline.sseq, ev.baseline.seq, ev.baseline.epoch
 		early := w.early
 		w.early = nil
@@ -200,7 +304,7 @@ func (b *Broker) handle(ev event) {
 			b.markTail(w.channel) // some may have been dropped
 		}
 	case ev.live != nil:
-		if !w.based {
+		if !w.hasBase {
 			if len(w.early) < maxEarly {
 				w.early = append(w.early, ev.live)
 			}
@@ -208,7 +312,7 @@ func (b *Broker) handle(ev event) {
 		}
 		b.accept(w, ev.live)
 	case ev.tail:
-		if !w.based {
+		if !w.hasBase {
 			if w.tailTries < maxTailTries {
 				w.tailTries++
 				b.markTail(w.channel)
@@ -233,16 +337,17 @@ func (b *Broker) accept(w *watch, s *stored) {
 		return
 	}
 	if !b.next(w, s) {
-		if err := b.catchUp(w); err != nil {
-			// It is handed over by the next tail check, with what it
-			// misses.
+		err := b.catchUp(w)
+		if err != nil {
 			b.log.Warn("fill a gap in a watched channel", "channel", w.channel, "error", err)
+		}
+		if err != nil || s.sseq > w.sseq {
+			// The read failed, or was answered by a replica that does
+			// not have s yet (it would have everything before s if it
+			// had): s and what it misses are handed over by a tail check.
 			b.markTail(w.channel)
-			return
 		}
-		if s.sseq <= w.sseq {
-			return
-		}
+		return
 	}
 	b.take(w, s)
 }
@@ -265,6 +370,7 @@ func (b *Broker) take(w *watch, s *stored) {
 	w.sseq = s.sseq
 	if s.marker {
 		w.last, w.epoch = 0, b.epochAfter(s.sseq)
+		w.setHanded(state{sseq: w.sseq, epoch: w.epoch})
 		return
 	}
 	if s.epoch == w.epoch && s.seq <= w.last {
@@ -278,12 +384,17 @@ func (b *Broker) take(w *watch, s *stored) {
 	if h := b.handler.Load(); h != nil && h.h != nil {
 		h.h.HandlePublication(s.publication())
 	}
+	// After the Handler has it: a History or Position answered meanwhile
+	// says the seq before, and the joining subscriber gets s from the hub's
+	// buffer.
+	w.setHanded(state{sseq: s.sseq, seq: s.seq, epoch: s.epoch})
 }
 
 // catchUp reads the channel from the stream after what its Handler has, to
 // its end, and hands each message over in order.
 func (b *Broker) catchUp(w *watch) error {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	b.stats.gapFills.Add(1)
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	for {
 		msgs, err := b.channelFrom(ctx, w.channel, w.sseq+1, catchUpChunk)
@@ -343,7 +454,20 @@ func (b *Broker) tailChecker() {
 		pending := b.tailPending
 		b.tailPending = make(map[string]struct{})
 		b.tailMu.Unlock()
-		if err := b.tailCheck(pending); err != nil {
+		err := b.tailCheck(pending)
+		if r := b.reconnectRounds.Load(); err == nil && r > 0 && b.reconnectRounds.CompareAndSwap(r, r-1) {
+			// A replica that answers while it catches up after an outage
+			// may not have the tail yet: look again a bit later.
+			timer.Reset(5 * b.opts.TailCheckDelay)
+			select {
+			case <-b.done:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			b.markAllTails()
+		}
+		if err != nil {
 			b.log.Warn("tail check of watched channels", "channels", len(pending), "error", err)
 			// Again at the next round (a reconnect starts one).
 			b.tailMu.Lock()
@@ -351,7 +475,7 @@ func (b *Broker) tailChecker() {
 				b.tailPending[ch] = struct{}{}
 			}
 			b.tailMu.Unlock()
-			if b.nc.Status() == nats.CONNECTED {
+			if b.nc.Status() == nats.CONNECTED && b.usable() == nil {
 				select {
 				case b.tailKick <- struct{}{}:
 				default:
@@ -362,7 +486,10 @@ func (b *Broker) tailChecker() {
 }
 
 func (b *Broker) tailCheck(pending map[string]struct{}) error {
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.PublishTimeout)
+	if err := b.usable(); err != nil {
+		return err // checked again once set up
+	}
+	ctx, cancel := context.WithTimeout(b.life, b.opts.PublishTimeout)
 	defer cancel()
 	// The server has the SUBs sent before the flush.
 	if err := b.nc.FlushWithContext(ctx); err != nil {
@@ -381,16 +508,32 @@ func (b *Broker) tailCheck(pending map[string]struct{}) error {
 	if len(channels) == 0 {
 		return nil
 	}
+	b.stats.tailChecks.Add(int64((len(channels) + maxMultiLast - 1) / maxMultiLast))
 	lasts, err := b.lastOfMany(ctx, channels)
 	if err != nil {
 		return err
 	}
 	for _, ch := range channels {
-		w := watches[ch]
-		b.post(w.shard, event{w: w, tail: true, last: lasts[ch]})
+		// Through the shared channel, behind the live messages that came
+		// before the answer: on one server, those are what the tail check
+		// found, and handing them over from the stream first would put
+		// this channel ahead of others.
+		m := &nats.Msg{Subject: b.livePrefix + encodeToken(ch), Header: nats.Header{hdrTailWatch: []string{watches[ch].id}}}
+		if last := lasts[ch]; last != nil {
+			m.Header[hdrStreamSeq] = []string{strconv.FormatUint(last.sseq, 10)}
+		}
+		select {
+		case b.live <- m:
+		case <-b.done:
+			return nil
+		}
 	}
 	return nil
 }
+
+// hdrTailWatch marks a tail check's answer in the shared channel, with the
+// watch it is for.
+const hdrTailWatch = "Herald-Tail-Watch"
 
 // onReconnect checks the tail of every watched channel: what was placed
 // while this node was away is handed over.
@@ -398,6 +541,15 @@ func (b *Broker) onReconnect(nc *nats.Conn) {
 	if b.prevReconnect != nil {
 		b.prevReconnect(nc)
 	}
+	b.reconnectRounds.Store(reconnectRounds)
+	b.markAllTails()
+}
+
+// reconnectRounds is how many more tail checks of every watched channel
+// follow the first after a reconnect.
+const reconnectRounds = 3
+
+func (b *Broker) markAllTails() {
 	b.watchMu.Lock()
 	channels := make([]string, 0, len(b.watched))
 	for ch := range b.watched {

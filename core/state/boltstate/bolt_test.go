@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,14 +50,19 @@ func watchAll(t *testing.T, s *boltstate.Store, f func(state.Change)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	live := make(chan struct{}, 1)
+	var isLive atomic.Bool
 	go func() {
 		done <- s.Watch(ctx, "", func(c state.Change) {
 			if c.Key == "~sync" {
+				isLive.Store(true)
 				select {
 				case live <- struct{}{}:
 				default:
 				}
 				return
+			}
+			if !isLive.Load() {
+				return // the Reset that starts every watch, and nothing else before the sync
 			}
 			f(c)
 		})

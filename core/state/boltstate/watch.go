@@ -145,6 +145,8 @@ func (s *Store) Watch(ctx context.Context, prefix string, f func(state.Change)) 
 		delete(s.watchers, w)
 		s.mu.Unlock()
 	}()
+	// In place: every commit from now on reaches w.
+	f(state.Change{Reset: true})
 
 	for {
 		select {

@@ -41,6 +41,8 @@ func (s *Store) Watch(ctx context.Context, prefix string, f func(state.Change)) 
 			w.stop()
 		}
 	}()
+	// In place: the consumer delivers every write after its creation.
+	f(state.Change{Reset: true})
 
 	for {
 		select {

@@ -247,6 +247,31 @@ func runTTL(t *testing.T, f Factory) {
 func runWatch(t *testing.T, f Factory) {
 	s := f.New(t, 0)(t)
 	ctx := ctxT(t)
+
+	// The first change is a Reset, made once the watch is in place: a
+	// write after it is seen, so a List then misses nothing.
+	wctx, cancel := context.WithCancel(ctx)
+	first := make(chan state.Change, 16)
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(wctx, "first/", func(c state.Change) { first <- c }) }()
+	select {
+	case c := <-first:
+		require.True(t, c.Reset, "the first change of a watch is a Reset, got %+v", c)
+	case err := <-done:
+		require.FailNow(t, "watch ended", "%v", err)
+	case <-time.After(patience):
+		require.FailNow(t, "no Reset at the start of a watch")
+	}
+	rf := put(t, s, "first/k", "v")
+	select {
+	case c := <-first:
+		require.Equal(t, "first/k", c.Key)
+		require.Equal(t, rf, c.Revision)
+	case <-time.After(patience):
+		require.FailNow(t, "a write right after the Reset was not seen")
+	}
+	cancel()
+	<-done
 	all := Watch(t, s, "")
 	w := Watch(t, s, "w/")
 	nested := Watch(t, s, "w/n/")
@@ -291,8 +316,8 @@ func runWatch(t *testing.T, f Factory) {
 	_, err = s.Get(ctx, "w/a")
 	require.ErrorIs(t, err, state.ErrNotFound)
 
-	wctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	wctx, cancel = context.WithCancel(context.Background())
+	done = make(chan error, 1)
 	go func() { done <- s.Watch(wctx, "w/", func(state.Change) {}) }()
 	cancel()
 	select {
