@@ -4,12 +4,17 @@
 //
 // It owns the channel prefix "chat": chat:group:<group_id> (participants
 // only) and chat:user:<user_id> (that user only). Backends record group
-// membership (addMember, removeMember), which is kept in a bbolt file under
-// the `data_dir` of the plugin's config block, and report object changes
+// membership (addMember, removeMember) and report object changes
 // (objectChanged), which the plugin routes to the right channels. Clients
 // call chat.saveDraft; presence comes from the host's connection events.
 //
-// The plugin imports only sdk/ (and bbolt): it must not know about core/.
+// Membership, reported user objects and online status are kept in Herald's
+// State (sdk.State: a file on one node, a JetStream KV bucket shared by the
+// chat processes of every node in a cluster); store.go lists the keys.
+// Each process knows only its own node's connections; presence.go says how
+// the processes agree on who is online and who announces it.
+//
+// The plugin imports only sdk/: it must not know about core/.
 // README.md beside this file is the user documentation, with every
 // decision the Unichat source left open.
 package main

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/heraldhq/herald/internal/natstest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -24,7 +26,7 @@ type stack struct {
 	dir string
 }
 
-// startStack serves the chat plugin on data dir dir.
+// startStack serves the chat plugin with its State under dir.
 func startStack(t *testing.T, dir, window string) *stack {
 	t.Helper()
 	return startStackWith(t, dir, window, "")
@@ -37,7 +39,10 @@ func startStackWith(t *testing.T, dir, window, extra string) *stack {
 		t.Skip("integration test: starts herald and the chat plugin")
 	}
 	bin := heraldtest.Binary(t, "plugins/chat")
-	hcl := fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    data_dir = %q\n    entering_window = %q\n  }\n}\n", bin, dir, window) + extra
+	// Herald keeps the plugin's State under dir, which a restart test
+	// reuses. The shortest liveness_ttl: a killed plugin's users who left
+	// are announced offline soon after its restart.
+	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = %q\n    liveness_ttl = \"3s\"\n  }\n}\n", dir, bin, window) + extra
 	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
 	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
 	s.waitReady()
@@ -114,6 +119,55 @@ func (s *stack) waitRestart(old int) {
 	s.t.Fatalf("chat plugin was not restarted after kill -9\n%s", s.Logs())
 }
 
+// noEvent fails the test if a notification with event reaches c within d.
+func noEvent(t *testing.T, c *heraldtest.Client, event string, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case b := <-c.Batches:
+			for _, n := range b {
+				require.NotEqual(t, event, n.Event, "%+v", n)
+			}
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// waitHeard waits until listener's listening is known on node s: a probe
+// user comes online there until listener hears of it, then goes.
+func waitHeard(t *testing.T, s *stack, listener *heraldtest.Client, probe string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		require.Less(t, attempt, 20, "node never learnt that the listener listens")
+		c := s.dial(probe, nil)
+		heard := false
+		timer := time.NewTimer(2 * time.Second)
+		for !heard {
+			select {
+			case b := <-listener.Batches:
+				for _, n := range b {
+					heard = heard || n.Event == "is_online"
+				}
+			case <-timer.C:
+			}
+			if !heard {
+				break
+			}
+		}
+		timer.Stop()
+		c.Close()
+		if heard {
+			require.Equal(t, "is_offline", one(t, listener).Event)
+			return
+		}
+		// Not heard: whatever its close causes is drained before the next try.
+		noEvent(t, listener, "none", 500*time.Millisecond)
+	}
+}
+
 // one waits for exactly one notification and returns it.
 func one(t *testing.T, c *heraldtest.Client) heraldtest.Notification {
 	t.Helper()
@@ -185,7 +239,10 @@ func TestIntegrationEveryEventAsTheSourceShowsIt(t *testing.T) {
 	require.Equal(t, "no matter", n.ObjectName)
 	require.Equal(t, "draft", n.ObjectType)
 	require.Equal(t, `{"user_id":383,"group_id":78}`, string(n.Object))
-	typist.NoNotification(t, 300*time.Millisecond)
+	// (The typist may get 384's is_online: presence is announced to those
+	// listening when the State records it, which can be after the typist
+	// subscribed.)
+	noEvent(t, typist, "entering", 300*time.Millisecond)
 
 	// is_online / is_offline: the user, with the nick of the token.
 	ivan := s.dial("87", map[string]any{"nick": "ivan"})
@@ -273,7 +330,7 @@ func TestIntegrationEnteringDebounce(t *testing.T) {
 	time.Sleep(time.Until(first.Add(2100 * time.Millisecond)))
 	typist.MustCall(t, "chat.saveDraft", map[string]any{"group_id": 78, "text": "hello!"})
 	require.Equal(t, "entering", one(t, rx).Event, "a new window, a new entering")
-	typist.NoNotification(t, 100*time.Millisecond)
+	noEvent(t, typist, "entering", 100*time.Millisecond) // (384's is_online may reach it: see above)
 }
 
 // Two tabs are one user, and a plugin killed with -9 in between neither
@@ -306,7 +363,8 @@ func TestIntegrationPresenceTwoTabsAcrossKill9(t *testing.T) {
 	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
 
 	// Alice leaves right after a crash (while the plugin is down, or just
-	// back: either way the replay or the live event tells): one is_offline.
+	// back: either way the dead process's expired liveness record or the
+	// live event tells): one is_offline.
 	tab3 := s.dial("alice", nil)
 	require.Equal(t, "is_online", one(t, bob).Event)
 	old := s.killPlugin()
@@ -369,4 +427,88 @@ func TestIntegrationBadBodiesAre400(t *testing.T) {
 	}
 	st, _ := s.Do(t, http.MethodPost, "/v1/plugins/chat/addMember", map[string]any{"group_id": 1, "user_id": 1}, "", nil)
 	require.Equal(t, http.StatusUnauthorized, st)
+}
+
+// startCluster starts n herald nodes on one NATS server (JetStream in
+// process), each running its own chat plugin; the plugins' State is then the
+// JetStream KV bucket they share.
+func startCluster(t *testing.T, n int) []*stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts NATS, herald nodes and their chat plugins")
+	}
+	ns := natstest.Start(t)
+	bin := heraldtest.Binary(t, "plugins/chat")
+	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = \"3s\"\n    liveness_ttl = \"3s\"\n  }\n}\n", ns.URL(), bin)
+	nodes := make([]*stack, n)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i] = &stack{Herald: heraldtest.Start(t, heraldtest.Options{HCL: hcl}), t: t, bin: bin}
+		}()
+	}
+	wg.Wait()
+	for _, s := range nodes {
+		s.waitReady()
+	}
+	return nodes
+}
+
+// Online status is per user across the nodes: one is_online when the
+// user's first connection anywhere opens, one is_offline when the last one
+// anywhere closes, also when the node holding it dies; membership recorded
+// through one node holds on the other.
+func TestIntegrationClusterOnlineStatusAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 2)
+	a, b := nodes[0], nodes[1]
+	a.member(5, "alice")
+	a.member(5, "bob")
+	a.member(5, "probe")
+
+	bob := b.dial("bob", nil)
+	bob.Subscribe(t, "chat:user:bob", "chat:group:5") // the group: recorded through a
+	// bob listens on B; node A learns it through the State, a moment later.
+	waitHeard(t, a, bob, "probe")
+
+	onA := a.dial("alice", map[string]any{"nick": "Alice"})
+	n := one(t, bob)
+	require.Equal(t, "is_online", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+	onB := b.dial("alice", nil)
+	bob.NoNotification(t, 500*time.Millisecond)
+	onA.Close()
+	bob.NoNotification(t, 500*time.Millisecond)
+	onB.Close()
+	n = one(t, bob)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice","nick":"Alice"}`, string(n.Object))
+
+	// entering through either node: once per window.
+	st, res := a.backend("saveDraft", map[string]any{"group_id": 5, "user_id": "alice", "text": "h"})
+	require.Equal(t, http.StatusOK, st, "%s", res)
+	st, res = b.backend("saveDraft", map[string]any{"group_id": 5, "user_id": "alice", "text": "he"})
+	require.Equal(t, http.StatusOK, st, "%s", res)
+	require.JSONEq(t, `{"entering":false,"notified":0}`, string(res))
+	require.Equal(t, "entering", one(t, bob).Event)
+
+	// The node holding alice's only connection dies with its plugin: when
+	// its liveness record expires, the other node announces her offline.
+	a.dial("alice", nil)
+	require.Equal(t, "is_online", one(t, bob).Event)
+	plugin := a.pluginPid()
+	a.Signal(t, syscall.SIGKILL)
+	if plugin != 0 {
+		_ = syscall.Kill(plugin, syscall.SIGKILL) // a dead node takes its plugin along
+	}
+	n = one(t, bob)
+	require.Equal(t, "is_offline", n.Event)
+	require.Equal(t, `{"id":"alice"}`, string(n.Object))
+	bob.NoNotification(t, 500*time.Millisecond)
+
+	// A removal through the surviving node ends bob's subscription there.
+	require.JSONEq(t, `{"group_id":5,"user_id":"bob","removed":true,"unsubscribed":1}`,
+		string(b.mustBackend("removeMember", map[string]any{"group_id": 5, "user_id": "bob"})))
+	require.Equal(t, -32003, b.dial("bob", nil).CallErr(t, "subscribe", map[string]any{"channel": "chat:group:5"}).Code)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/heraldhq/herald/sdk"
 )
@@ -34,42 +35,81 @@ func memberParams(call *sdk.Call) (group, user string, err error) {
 }
 
 // addMember {group_id, user_id} makes the user a participant of the group.
-func (c *Chat) addMember(_ context.Context, call *sdk.Call) (any, error) {
+// The Create decides between concurrent calls on any nodes: one answers
+// added: true.
+func (c *Chat) addMember(ctx context.Context, call *sdk.Call) (any, error) {
 	g, u, err := memberParams(call)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, had := c.groups[g][u]
-	if !had {
-		if err := c.store.setMember(g, u, true); err != nil {
-			return nil, sdk.Internal("saving the membership failed: " + err.Error())
-		}
-		c.addMemberLocked(g, u)
+	key := memberKey(g, u)
+	rev, err := c.st.Create(ctx, key, mustJSON(membership{Group: g, User: u}))
+	added := err == nil
+	if err != nil && !isConflict(err) {
+		return nil, stateError("saving the membership failed: ", err)
 	}
-	added := !had
+	if added {
+		c.cmu.Lock()
+		c.memb.put(key, rev, membership{Group: g, User: u})
+		c.cmu.Unlock()
+	}
 	return memberResult{GroupID: jsonID(g), UserID: jsonID(u), Added: &added}, nil
 }
 
 // removeMember {group_id, user_id} ends a participation, and the user's
 // subscriptions to the group's channel with it: a former participant must
-// not go on reading the group.
+// not go on reading the group. This node's connections are unsubscribed
+// before the answer (and counted in it); the other nodes' chat processes
+// see the deletion through their Watch and unsubscribe theirs.
 func (c *Chat) removeMember(ctx context.Context, call *sdk.Call) (any, error) {
 	g, u, err := memberParams(call)
 	if err != nil {
 		return nil, err
 	}
-	ch := prefixGroup + g
+	ch, key := prefixGroup+g, memberKey(g, u)
+	// While this call unsubscribes this node's connections, the worker
+	// leaves them alone (its check would race the count).
 	c.mu.Lock()
-	_, had := c.groups[g][u]
-	if had {
-		if err := c.store.setMember(g, u, false); err != nil {
-			c.mu.Unlock()
-			return nil, sdk.Internal("saving the membership failed: " + err.Error())
+	c.removing[key]++
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if c.removing[key]--; c.removing[key] <= 0 {
+			delete(c.removing, key)
 		}
-		c.removeMemberLocked(g, u)
+		c.mu.Unlock()
+	}()
+	had := false
+	for {
+		e, err := c.st.Get(ctx, key)
+		if isNotFound(err) {
+			break
+		}
+		if err != nil {
+			return nil, stateError("reading the membership failed: ", err)
+		}
+		err = c.st.Delete(ctx, key, e.Revision)
+		if isConflict(err) {
+			continue // re-created or removed meanwhile: look again
+		}
+		if err != nil {
+			return nil, stateError("saving the membership failed: ", err)
+		}
+		had = true
+		c.cmu.Lock()
+		c.memb.deleted(key, e.Revision, true)
+		c.cmu.Unlock()
+		break
 	}
+	if !had {
+		// Gone already; a cache that still holds it learns it now.
+		c.cmu.Lock()
+		if r, ok := c.memb.revs[key]; ok && !r.gone {
+			c.memb.deleted(key, r.rev, true)
+		}
+		c.cmu.Unlock()
+	}
+	c.mu.Lock()
 	var subscribed []string
 	for id := range c.byUser[u] {
 		if _, ok := c.conns[id].subs[ch]; ok {
@@ -94,8 +134,9 @@ func (c *Chat) removeMember(ctx context.Context, call *sdk.Call) (any, error) {
 	return memberResult{GroupID: jsonID(g), UserID: jsonID(u), Removed: &had, Unsubscribed: &n}, nil
 }
 
-// members {group_id} lists a group's participants.
-func (c *Chat) members(_ context.Context, call *sdk.Call) (any, error) {
+// members {group_id} lists a group's participants, from the State itself:
+// a backend that just called addMember through another node finds them.
+func (c *Chat) members(ctx context.Context, call *sdk.Call) (any, error) {
 	o, err := decodeObject(call.Params, "", "group_id")
 	if err != nil {
 		return nil, err
@@ -104,12 +145,21 @@ func (c *Chat) members(_ context.Context, call *sdk.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	ids := sorted(c.groups[g])
-	c.mu.Unlock()
-	users := make([]any, len(ids))
-	for i, id := range ids {
-		users[i] = jsonID(id)
+	es, err := c.st.List(ctx, groupPrefix(g))
+	if err != nil {
+		return nil, stateError("reading the members failed: ", err)
+	}
+	ids := set{}
+	for _, e := range es {
+		var m membership
+		if err := json.Unmarshal(e.Value, &m); err != nil || m.Group != g {
+			continue // a bad record, or another group's that hashed alike
+		}
+		ids.add(m.User)
+	}
+	users := make([]any, 0, len(ids))
+	for _, id := range sorted(ids) {
+		users = append(users, jsonID(id))
 	}
 	return map[string]any{"group_id": jsonID(g), "user_ids": users}, nil
 }
@@ -172,29 +222,26 @@ func (c *Chat) objectChanged(ctx context.Context, call *sdk.Call) (any, error) {
 		changes = []change{ch}
 	}
 
-	c.mu.Lock()
+	// User objects are saved before the notifications go out, so that an
+	// is_online after this call carries the new object.
 	var ns []sdk.Notification
 	for _, ch := range changes {
 		for _, channel := range c.route(ch) {
 			ns = append(ns, sdk.Notification{Channel: channel, Event: ch.event, ObjectType: ch.objectType, Object: ch.object})
 		}
-		if ch.objectType == "user" {
-			var v []byte
-			if ch.event != "deleted" {
-				v = ch.object
-			}
-			if err := c.store.put(bucketUsers, ch.key, v); err != nil {
-				c.mu.Unlock()
-				return nil, sdk.Internal("saving the user object failed: " + err.Error())
-			}
-			if v == nil {
-				delete(c.users, ch.key)
-			} else {
-				c.users[ch.key] = v
-			}
+		if ch.objectType != "user" {
+			continue
+		}
+		var err error
+		if ch.event == "deleted" {
+			err = c.st.Delete(ctx, userKey(ch.key), 0)
+		} else {
+			_, err = c.st.Put(ctx, userKey(ch.key), ch.object)
+		}
+		if err != nil {
+			return nil, stateError("saving the user object failed: ", err)
 		}
 	}
-	c.mu.Unlock()
 	pubs, err := call.Host.Emit(ctx, ns...)
 	if err != nil {
 		return nil, err
@@ -242,10 +289,14 @@ func parseChange(o object, path string) (change, error) {
 	var buf bytes.Buffer
 	_ = json.Compact(&buf, raw) // valid: decodeObject parsed it
 	ch.object = buf.Bytes()
+	if ch.objectType == "user" && len(ch.object) > sdk.MaxStateValue {
+		// It is kept (for is_online) in the State, whose values are bounded.
+		return ch, fieldError(join(path, "object"), "a user object may be at most %d bytes, got %d", sdk.MaxStateValue, len(ch.object))
+	}
 	return ch, nil
 }
 
-// route names the channels of a change; c.mu is held.
+// route names the channels of a change.
 //
 //   - message: the group's channel (object.group_id);
 //   - group: the group's channel (object.id);
@@ -273,8 +324,8 @@ type enteringRef struct {
 	GroupID any `json:"group_id"`
 }
 
-// maxEnteringKeys bounds the debounce map before it is swept of entries
-// older than the window (it can only hold current memberships anyway).
+// maxEnteringKeys bounds this process's map of recent entering marks (a
+// cache of the entering/ keys: a miss only costs a read).
 const maxEnteringKeys = 4096
 
 // saveDraft {group_id, text} tells the group's other participants that the
@@ -304,21 +355,91 @@ func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 		return nil, sdk.Unauthenticated("chat.saveDraft needs a signed-in user")
 	}
 
-	c.mu.Lock()
-	if _, ok := c.groups[g][user]; !ok {
-		c.mu.Unlock()
+	member, err := c.isMember(ctx, g, user)
+	if err != nil {
+		return nil, stateError("checking the membership failed: ", err)
+	}
+	if !member {
 		return nil, sdk.Forbidden(fmt.Sprintf("user %s is not a participant of group %s", user, g))
 	}
 	// An emptied draft is not typing.
 	if strings.TrimSpace(text) == "" {
-		c.mu.Unlock()
 		return map[string]any{"entering": false, "notified": 0}, nil
 	}
-	key, now := g+"\x00"+user, c.now()
-	if last, ok := c.entering[key]; ok && c.cfg.EnteringWindow > 0 && now.Sub(last) < c.cfg.EnteringWindow {
-		c.mu.Unlock()
+	won, err := c.enteringDue(ctx, g, user)
+	if err != nil {
+		return nil, stateError("recording the entering mark failed: ", err)
+	}
+	if !won {
 		return map[string]any{"entering": false, "notified": 0}, nil
 	}
+	obj, _ := json.Marshal(enteringRef{UserID: jsonID(user), GroupID: jsonID(g)})
+	var ns []sdk.Notification
+	for _, m := range c.groupMembers(g) {
+		if m == user || !c.listening(m) {
+			continue
+		}
+		ns = append(ns, sdk.Notification{Channel: prefixUser + m, Event: "entering",
+			ObjectType: "draft", ObjectName: "no matter", Object: json.RawMessage(obj)})
+	}
+	if _, err := call.Host.Emit(ctx, ns...); err != nil {
+		return nil, err
+	}
+	return map[string]any{"entering": true, "notified": len(ns)}, nil
+}
+
+// enteringDue says whether an `entering` for user in group is due now, and
+// if so records it, once across every node: the mark entering/<g>/<u>
+// holds the time of the last one, and of two processes that find it due at
+// once only the one whose Create or Update lands emits. This process's own
+// last marks spare a read inside the window.
+func (c *Chat) enteringDue(ctx context.Context, group, user string) (bool, error) {
+	window := c.cfg.EnteringWindow
+	if window == 0 {
+		return true, nil
+	}
+	local, now := group+"\x00"+user, c.now()
+	c.mu.Lock()
+	last, ok := c.entering[local]
+	c.mu.Unlock()
+	if ok && now.Sub(last) < window {
+		return false, nil
+	}
+	key := enteringKey(group, user)
+	var mark enteringMark
+	rev, found, err := getJSON(ctx, c.st, key, &mark)
+	if err != nil && !found {
+		return false, err
+	}
+	if found && err == nil && now.Sub(time.Unix(0, mark.At)) < window {
+		c.remember(local, time.Unix(0, mark.At), now)
+		return false, nil
+	}
+	// The mark's TTL only sweeps it away after the window (a TTL is at
+	// least a second); the time inside decides.
+	val, ttl := mustJSON(enteringMark{At: now.UnixNano()}), sdk.WithTTL(window+time.Second)
+	var wrote uint64
+	if found {
+		wrote, err = c.st.Update(ctx, key, val, rev, ttl)
+	} else {
+		wrote, err = c.st.Create(ctx, key, val, ttl)
+	}
+	if isConflict(err) || isNotFound(err) {
+		return false, nil // another process emitted just now
+	}
+	if err != nil {
+		return false, err
+	}
+	c.remember(local, now, now)
+	c.caughtUp(ctx, wrote) // who listens, as of the mark
+	return true, nil
+}
+
+// remember notes the last entering of a (group, user) in this process's
+// map, which is swept of entries older than the window when it is full.
+func (c *Chat) remember(local string, at, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if len(c.entering) >= maxEnteringKeys {
 		for k, t := range c.entering {
 			if now.Sub(t) >= c.cfg.EnteringWindow {
@@ -326,19 +447,7 @@ func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 			}
 		}
 	}
-	c.entering[key] = now
-	obj, _ := json.Marshal(enteringRef{UserID: jsonID(user), GroupID: jsonID(g)})
-	var ns []sdk.Notification
-	for _, m := range sorted(c.groups[g]) {
-		if m == user || c.listeners[m] == 0 {
-			continue
-		}
-		ns = append(ns, sdk.Notification{Channel: prefixUser + m, Event: "entering",
-			ObjectType: "draft", ObjectName: "no matter", Object: json.RawMessage(obj)})
+	if len(c.entering) < maxEnteringKeys {
+		c.entering[local] = at
 	}
-	c.mu.Unlock()
-	if _, err := call.Host.Emit(ctx, ns...); err != nil {
-		return nil, err
-	}
-	return map[string]any{"entering": true, "notified": len(ns)}, nil
 }

@@ -33,7 +33,7 @@ func FuzzChange(f *testing.F) {
 				require.True(t, validID(ch.key), "%q", ch.key)
 				require.True(t, json.Valid(ch.object))
 				require.NotContains(t, string(ch.object), "\n")
-				c := &Chat{groups: map[string]set{}, userGroups: map[string]set{}}
+				c := &Chat{memb: newMemberCache()}
 				for _, channel := range c.route(ch) {
 					require.LessOrEqual(t, len(channel), 255)
 					require.False(t, strings.ContainsAny(channel, " \t\r\n"), channel)

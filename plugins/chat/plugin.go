@@ -2,9 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -22,27 +23,43 @@ const (
 	// replaySettle ends a replay of the host's connections when no replayed
 	// event came for this long and no live one came at all (the protocol has
 	// no end-of-replay marker; a live event ends it at once).
-	replaySettle = time.Second
+	replaySettle       = time.Second
+	defaultLivenessTTL = 10 * time.Second
+	// watchRetry is the pause before a failed Watch of the state is
+	// started again (it begins with a reload, so nothing is missed).
+	watchRetry = time.Second
 )
 
 // config is the plugin's `config` block.
 type config struct {
-	// DataDir holds chat.db (membership, user objects, presence); required.
+	// DataDir is where versions before sdk.State kept chat.db; optional.
+	// When it is given and chat.db is still there, the plugin refuses to
+	// start: this version does not read that file, and starting without
+	// its memberships would lock their participants out silently. The
+	// state itself is Herald's (its `state` block on one node, NATS in a
+	// cluster).
 	DataDir string `mapstructure:"data_dir"`
 	// EnteringWindow: after an `entering` for a user in a group, further
 	// drafts there within the window emit nothing. "0s" emits on every draft.
 	EnteringWindow time.Duration `mapstructure:"entering_window"`
+	// LivenessTTL: how long a chat process that stopped renewing its
+	// liveness record (killed, or its node died) still counts as holding
+	// its users' connections; then the others announce is_offline for those
+	// who had no connection elsewhere. Renewed every third of it.
+	LivenessTTL time.Duration `mapstructure:"liveness_ttl"`
 }
 
 func (c *config) Validate() error {
-	if strings.TrimSpace(c.DataDir) == "" {
-		return errors.New("data_dir is required (the directory that keeps chat.db)")
-	}
 	if c.EnteringWindow < 0 {
 		return fmt.Errorf("entering_window must not be negative, got %v", c.EnteringWindow)
 	}
 	if c.EnteringWindow > time.Hour {
 		return fmt.Errorf("entering_window must be at most 1h, got %v", c.EnteringWindow)
+	}
+	// A State TTL is at least a second; renewing every third of it must
+	// leave a second's slack.
+	if c.LivenessTTL < 3*time.Second || c.LivenessTTL > 10*time.Minute {
+		return fmt.Errorf("liveness_ttl must be from 3s to 10m, got %v", c.LivenessTTL)
 	}
 	return nil
 }
@@ -57,37 +74,57 @@ func (s set) add(k string) bool {
 	return true
 }
 
-// conn is one live connection the plugin learnt of from the host.
+// conn is one live connection of this node, as the host told this process.
 type conn struct {
 	user string
 	nick string // the token's "nick" claim, if any
 	subs set    // the chat channels it is subscribed to
 }
 
-// Chat is the plugin. Membership and reported user objects live in memory
-// and in the store; connections only in memory (the host replays them).
+// Chat is the plugin. Membership, user objects and presence are shared
+// through the State (store.go); this process keeps in memory only its own
+// node's connections and caches of the shared state that Watches keep
+// fresh.
 type Chat struct {
-	cfg    config
-	store  *store
-	host   sdk.Host
-	log    hclog.Logger
-	now    func() time.Time
-	settle time.Duration
+	cfg     config
+	st      sdk.State
+	host    sdk.Host
+	log     hclog.Logger
+	now     func() time.Time
+	settle  time.Duration
+	stateOf func(sdk.Host) (sdk.State, error) // sdk.StateOf; tests give a fake
+	newPID  func() string
+	ctx     context.Context // ends at Drain: the goroutines below
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	work    *workers
+	loaded  chan struct{} // closed once the mirrors are first loaded
 
-	mu         sync.Mutex
-	groups     map[string]set             // group -> its participants
-	userGroups map[string]set             // user -> their groups
-	users      map[string]json.RawMessage // user objects reported by objectChanged
-	conns      map[string]*conn           // by connection id
-	byUser     map[string]set             // user -> connection ids
-	listeners  map[string]int             // user -> connections subscribed to chat:user:<user>
-	online     map[string]json.RawMessage // users announced online -> the object announced
-	entering   map[string]time.Time       // "<group>\x00<user>" -> last entering emitted
+	// cmu guards the caches of shared state.
+	cmu      sync.Mutex
+	memb     *memberCache
+	presence *presenceCache
+	procs    set // live process ids (procs/ keys)
 
-	// presMu orders presence changes with their emits, so that participants
-	// see a user's is_online and is_offline in the order they happened.
-	presMu    sync.Mutex
-	resyncing bool // between a Reset and the end of the host's replay
+	renewMu sync.Mutex // one renewal of the liveness record at a time
+
+	// seenRev is the highest revision the mirrors hold (see caughtUp).
+	seenMu  sync.Mutex
+	seenRev uint64
+	seenCh  chan struct{} // closed and replaced when seenRev grows
+
+	mu        sync.Mutex
+	pid       string               // this process's current id (see liveness)
+	procRev   uint64               // revision of procs/<pid> last written
+	dead      map[string]bool      // process ids known dead, to be reaped
+	conns     map[string]*conn     // this node's connections, by id
+	byUser    map[string]set       // user -> this node's connection ids
+	listen    map[string]int       // user -> this node's connections subscribed to chat:user:<user>
+	mine      set                  // users whose online/ record holds this pid
+	failed    set                  // users whose sync failed: retried at the next renewal
+	removing  map[string]int       // members/ keys a removeMember of this process is applying
+	entering  map[string]time.Time // "<group>\x00<user>" -> last entering this process saw
+	resyncing bool                 // between a Reset and the end of the host's replay
 	resyncGen int
 	settleT   *time.Timer
 	closed    bool
@@ -95,7 +132,7 @@ type Chat struct {
 
 // New returns an unconfigured plugin.
 func New() *Chat {
-	return &Chat{now: time.Now, settle: replaySettle}
+	return &Chat{now: time.Now, settle: replaySettle, stateOf: sdk.StateOf, newPID: randomPID}
 }
 
 func (c *Chat) Manifest() sdk.Manifest {
@@ -113,68 +150,113 @@ func (c *Chat) Manifest() sdk.Manifest {
 	}
 }
 
-// Configure decodes the config block and loads the store into memory.
-func (c *Chat) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
-	cfg := config{EnteringWindow: defaultWindow}
+var (
+	_ sdk.Configurer   = (*Chat)(nil)
+	_ sdk.Authorizer   = (*Chat)(nil)
+	_ sdk.EventHandler = (*Chat)(nil)
+	_ sdk.Drainer      = (*Chat)(nil)
+)
+
+// Configure decodes the config block, registers this process as live, and
+// loads the caches of membership and presence; in a dry run it touches
+// nothing.
+func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error {
+	cfg := config{EnteringWindow: defaultWindow, LivenessTTL: defaultLivenessTTL}
 	if err := raw.Decode(&cfg); err != nil {
 		return sdk.InvalidParams(err.Error(), nil)
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
 	}
-	st, err := openStore(cfg.DataDir)
+	if cfg.DataDir != "" {
+		old := filepath.Join(cfg.DataDir, "chat.db")
+		if _, err := os.Stat(old); err == nil {
+			return fmt.Errorf("%s holds the memberships of an earlier chat plugin, which this version does not read (it keeps them in Herald's plugin state): record them again with addMember (and user objects with objectChanged), then remove the file", old)
+		}
+	}
+	st, err := c.stateOf(h)
 	if err != nil {
+		return fmt.Errorf("chat keeps membership and presence in Herald's State: %w", err)
+	}
+	c.cfg, c.st, c.host, c.log = cfg, st, h, h.Logger()
+	c.memb, c.presence, c.procs = newMemberCache(), &presenceCache{recs: map[string]presenceRev{}}, set{}
+	c.conns, c.byUser, c.listen, c.mine, c.failed = map[string]*conn{}, map[string]set{}, map[string]int{}, set{}, set{}
+	c.dead, c.removing, c.entering = map[string]bool{}, map[string]int{}, map[string]time.Time{}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.work = newWorkers(presenceWorkers)
+
+	if err := c.register(ctx); err != nil {
+		c.cancel()
 		return err
 	}
-	c.cfg, c.store, c.host, c.log = cfg, st, h, h.Logger()
-	c.groups, c.userGroups = map[string]set{}, map[string]set{}
-	c.conns, c.byUser, c.listeners = map[string]*conn{}, map[string]set{}, map[string]int{}
-	c.users, c.online, c.entering = map[string]json.RawMessage{}, map[string]json.RawMessage{}, map[string]time.Time{}
-	if err := st.eachMember(c.addMemberLocked); err != nil {
-		_ = st.close()
-		return fmt.Errorf("load members: %w", err)
+	// Until the host's replay of its connections settles, this process
+	// does not know whom this node holds: presence work waits (the host
+	// starts a plugin with a Reset and a replay; a live event or a quiet
+	// spell ends it).
+	c.startResync()
+
+	c.loaded = make(chan struct{})
+	c.seenCh = make(chan struct{})
+	c.wg.Add(2 + len(c.work.qs))
+	go c.watch()
+	go c.liveness()
+	for _, q := range c.work.qs {
+		go c.worker(q)
 	}
-	for bucket, dst := range map[string]map[string]json.RawMessage{string(bucketUsers): c.users, string(bucketOnline): c.online} {
-		m, err := st.all([]byte(bucket))
-		if err != nil {
-			_ = st.close()
-			return fmt.Errorf("load %s: %w", bucket, err)
-		}
-		for k, v := range m {
-			dst[k] = v
-		}
+	select {
+	case <-c.loaded:
+	case <-ctx.Done():
+		c.stop()
+		return fmt.Errorf("loading the chat state: %w", ctx.Err())
 	}
-	c.log.Info("chat store loaded", "dir", cfg.DataDir, "groups", len(c.groups), "users_online", len(c.online),
-		"entering_window", cfg.EnteringWindow.String())
+	c.cmu.Lock()
+	groups := len(c.memb.groups)
+	c.cmu.Unlock()
+	c.log.Info("chat state loaded", "groups", groups, "pid", c.pid,
+		"entering_window", cfg.EnteringWindow.String(), "liveness_ttl", cfg.LivenessTTL.String())
 	return nil
 }
 
-// Drain stops the replay timer and closes the store.
-func (c *Chat) Drain(context.Context) error {
-	c.presMu.Lock()
-	defer c.presMu.Unlock()
+// Drain finishes the queued presence work (bounded by ctx), then stops the
+// goroutines. It leaves this process's online/ entries and liveness record
+// to expire: after a plugin restart the next process takes the node's
+// connections over from the host's replay, and the users stay online
+// without an is_offline/is_online flap.
+func (c *Chat) Drain(ctx context.Context) error {
+	c.mu.Lock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
 	if c.settleT != nil {
 		c.settleT.Stop()
 	}
-	if c.store == nil {
-		return nil
+	c.mu.Unlock()
+	if c.work == nil {
+		return nil // never configured (or a dry run)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.store.close()
+	c.work.waitIdle(ctx)
+	c.stop()
+	return nil
+}
+
+// stop ends every goroutine of the plugin and waits for them.
+func (c *Chat) stop() {
+	c.cancel()
+	c.work.close()
+	c.wg.Wait()
 }
 
 // Authorize: chat:group:<g> for g's participants, chat:user:<u> for u.
-func (c *Chat) Authorize(_ context.Context, caller sdk.Caller, channels []string) ([]sdk.Refusal, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Chat) Authorize(ctx context.Context, caller sdk.Caller, channels []string) ([]sdk.Refusal, error) {
 	var refused []sdk.Refusal
 	for _, ch := range channels {
-		if reason := c.refusal(caller.UserID, ch); reason != "" {
+		reason, err := c.refusal(ctx, caller.UserID, ch)
+		if err != nil {
+			return nil, err
+		}
+		if reason != "" {
 			r := sdk.Refuse(ch, reason)
 			if !strings.HasPrefix(ch, prefixGroup) && !strings.HasPrefix(ch, prefixUser) {
 				r.Code = sdk.CodeUnknownNamespace
@@ -185,59 +267,67 @@ func (c *Chat) Authorize(_ context.Context, caller sdk.Caller, channels []string
 	return refused, nil
 }
 
-func (c *Chat) refusal(user, ch string) string {
+func (c *Chat) refusal(ctx context.Context, user, ch string) (string, error) {
 	switch {
 	case strings.HasPrefix(ch, prefixGroup):
 		g := ch[len(prefixGroup):]
 		if user == "" {
-			return "chat channels need a signed-in user"
+			return "chat channels need a signed-in user", nil
 		}
-		if _, ok := c.groups[g][user]; !ok {
-			return fmt.Sprintf("user %s is not a participant of group %s", user, g)
+		ok, err := c.isMember(ctx, g, user)
+		if err != nil {
+			return "", stateError(fmt.Sprintf("checking the membership of %s in group %s failed: ", user, g), err)
+		}
+		if !ok {
+			return fmt.Sprintf("user %s is not a participant of group %s", user, g), nil
 		}
 	case strings.HasPrefix(ch, prefixUser):
 		if user == "" {
-			return "chat channels need a signed-in user"
+			return "chat channels need a signed-in user", nil
 		}
 		if ch[len(prefixUser):] != user {
-			return fmt.Sprintf("chat:user channels are private: subscribe to chat:user:%s", user)
+			return fmt.Sprintf("chat:user channels are private: subscribe to chat:user:%s", user), nil
 		}
 	default:
-		return "chat channels are chat:group:<group_id> and chat:user:<user_id>"
+		return "chat channels are chat:group:<group_id> and chat:user:<user_id>", nil
 	}
-	return ""
+	return "", nil
 }
 
-// addMemberLocked records a membership in memory; c.mu is held (or the
-// plugin is not serving yet).
-func (c *Chat) addMemberLocked(group, user string) {
-	if c.groups[group] == nil {
-		c.groups[group] = set{}
+// isMember answers from the cache when it knows the membership, else from
+// the State: a participant added through another node a moment ago may
+// not have reached this node's watch yet. (A removal that has not reached
+// the cache is caught when the subscription's event comes: see
+// checkGroupSub.)
+func (c *Chat) isMember(ctx context.Context, group, user string) (bool, error) {
+	if !validID(group) || !validID(user) {
+		return false, nil
 	}
-	c.groups[group].add(user)
-	if c.userGroups[user] == nil {
-		c.userGroups[user] = set{}
+	c.cmu.Lock()
+	ok := c.memb.has(group, user)
+	c.cmu.Unlock()
+	if ok {
+		return true, nil
 	}
-	c.userGroups[user].add(group)
-}
-
-func (c *Chat) removeMemberLocked(group, user string) {
-	delete(c.groups[group], user)
-	if len(c.groups[group]) == 0 {
-		delete(c.groups, group)
+	var m membership
+	rev, found, err := getJSON(ctx, c.st, memberKey(group, user), &m)
+	if err != nil || !found {
+		return false, err
 	}
-	delete(c.userGroups[user], group)
-	if len(c.userGroups[user]) == 0 {
-		delete(c.userGroups, user)
-	}
+	c.cmu.Lock()
+	c.memb.put(memberKey(group, user), rev, membership{Group: group, User: user})
+	c.cmu.Unlock()
+	return true, nil
 }
 
 // coParticipants lists, sorted, the users other than user who share a
-// group with them; c.mu is held.
+// group with them (from the cache).
 func (c *Chat) coParticipants(user string) []string {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
 	seen := set{}
-	for g := range c.userGroups[user] {
-		for m := range c.groups[g] {
+	for g := range c.memb.userGroups[user] {
+		for m := range c.memb.groups[g] {
 			if m != user {
 				seen.add(m)
 			}
@@ -246,13 +336,62 @@ func (c *Chat) coParticipants(user string) []string {
 	return sorted(seen)
 }
 
-// emit publishes ns, logging a failure (presence and entering have no
-// caller to tell).
+// groupMembers lists a group's participants from the cache, sorted.
+func (c *Chat) groupMembers(group string) []string {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	return sorted(c.memb.groups[group])
+}
+
+// listening says whether user has a connection subscribed to their
+// chat:user channel on any node: this node's from its own view, the others'
+// from the presence cache.
+func (c *Chat) listening(user string) bool {
+	c.mu.Lock()
+	local, pid := c.listen[user] > 0, c.pid
+	c.mu.Unlock()
+	if local {
+		return true
+	}
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	r := c.presence.get(user)
+	return r != nil && r.listening(pid)
+}
+
+// emit publishes an announcement, logging a failure (it has no caller to
+// tell). While the host answers that publishing is unavailable (-32050:
+// the broker is down, nothing was published) it tries again until ctx ends:
+// the announcement was won once and is not won again.
 func (c *Chat) emit(ctx context.Context, ns []sdk.Notification) {
 	if len(ns) == 0 {
 		return
 	}
-	if _, err := c.host.Emit(ctx, ns...); err != nil {
+	err := emitRetrying(ctx, func(ctx context.Context) error {
+		_, err := c.host.Emit(ctx, ns...)
+		return err
+	})
+	if err != nil {
 		c.log.Warn("emit failed", "notifications", len(ns), "event", ns[0].Event, "error", err)
+	}
+}
+
+// emitRetrying calls emit until it succeeds, fails otherwise than with
+// CodePluginUnavailable, or ctx ends, pausing 50ms, then twice as long each
+// time up to a second.
+func emitRetrying(ctx context.Context, emit func(context.Context) error) error {
+	pause := 50 * time.Millisecond
+	for {
+		err := emit(ctx)
+		var se *sdk.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sdk.CodePluginUnavailable {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
 	}
 }

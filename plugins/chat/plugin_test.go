@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -31,17 +35,20 @@ func (c *fakeClock) add(d time.Duration) {
 type env struct {
 	*sdktest.Harness
 	t     *testing.T
-	dir   string
+	st    *memState
+	p     *Chat
 	clock *fakeClock
 }
 
-// start runs the plugin on dir ("" for a fresh one) with extra config.
-func start(t *testing.T, dir string, extra map[string]any) *env {
+// start runs the plugin on State st (nil for a fresh one) with extra
+// config. Several plugins started on one State behave as the chat
+// processes of several nodes.
+func start(t *testing.T, st *memState, extra map[string]any) *env {
 	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
+	if st == nil {
+		st = newMemState(t)
 	}
-	cfg := map[string]any{"data_dir": dir}
+	cfg := map[string]any{}
 	for k, v := range extra {
 		cfg[k] = v
 	}
@@ -49,7 +56,29 @@ func start(t *testing.T, dir string, extra map[string]any) *env {
 	p := New()
 	p.now = clock.now
 	p.settle = 50 * time.Millisecond
-	return &env{Harness: sdktest.Start(t, p, cfg), t: t, dir: dir, clock: clock}
+	p.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
+	return &env{Harness: sdktest.Start(t, p, cfg), t: t, st: st, p: p, clock: clock}
+}
+
+// idle waits until the plugins on e's State have done everything their
+// events and the State's changes asked of them.
+func (e *env) idle(others ...*env) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for round := 0; ; round++ {
+		require.Less(e.t, round, 1000, "the plugins never went idle")
+		busy := e.st.quiesce()
+		for _, x := range append([]*env{e}, others...) {
+			if x.p.work.waitIdle(ctx) {
+				busy = true
+			}
+		}
+		require.NoError(e.t, ctx.Err(), "the plugins never went idle")
+		if !busy {
+			return
+		}
+	}
 }
 
 // backend calls a method with backend rights and fails on error.
@@ -72,8 +101,20 @@ func (e *env) online(connID, user string, claims map[string]any) {
 	e.Subscribe(connID, "chat:user:"+user)
 }
 
-// since returns what was emitted after the first n notifications.
-func (e *env) since(n int) []sdktest.Emitted { return e.Emitted()[n:] }
+// count is how many notifications were emitted, once the plugin is idle.
+func (e *env) count() int {
+	e.t.Helper()
+	e.idle()
+	return len(e.Emitted())
+}
+
+// since returns what was emitted after the first n notifications, once
+// the plugin is idle.
+func (e *env) since(n int) []sdktest.Emitted {
+	e.t.Helper()
+	e.idle()
+	return e.Emitted()[n:]
+}
 
 func invalid(t *testing.T, err error) *sdk.Error {
 	t.Helper()
@@ -84,7 +125,7 @@ func invalid(t *testing.T, err error) *sdk.Error {
 }
 
 func TestManifest(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	m := e.Manifest()
 	require.Equal(t, "chat", m.Name)
 	require.Equal(t, []string{"chat"}, m.Prefixes)
@@ -100,21 +141,81 @@ func TestConfig(t *testing.T) {
 		cfg  map[string]any
 		want string
 	}{
-		{"no data_dir", map[string]any{}, "data_dir is required"},
-		{"bad window", map[string]any{"data_dir": t.TempDir(), "entering_window": "soon"}, "entering_window"},
-		{"negative window", map[string]any{"data_dir": t.TempDir(), "entering_window": "-1s"}, "entering_window"},
-		{"unknown key", map[string]any{"data_dir": t.TempDir(), "colour": "red"}, "colour"},
+		{"bad window", map[string]any{"entering_window": "soon"}, "entering_window"},
+		{"negative window", map[string]any{"entering_window": "-1s"}, "entering_window"},
+		{"short liveness", map[string]any{"liveness_ttl": "2s"}, "liveness_ttl"},
+		{"long liveness", map[string]any{"liveness_ttl": "11m"}, "liveness_ttl"},
+		{"unknown key", map[string]any{"colour": "red"}, "colour"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := sdktest.StartErr(t, New(), tc.cfg)
+			p := New()
+			st := newMemState(t)
+			p.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
+			_, err := sdktest.StartErr(t, p, tc.cfg)
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
+			require.Empty(t, st.keys(""), "a refused config writes nothing")
 		})
 	}
 }
 
+// A chat.db of an earlier version in data_dir stops the plugin: its
+// memberships would be lost silently.
+func TestOldChatDBStopsTheStart(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chat.db"), []byte("old"), 0o600))
+	p := New()
+	st := newMemState(t)
+	p.stateOf = func(sdk.Host) (sdk.State, error) { return st, nil }
+	_, err := sdktest.StartErr(t, p, map[string]any{"data_dir": dir})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "chat.db")
+	require.Contains(t, err.Error(), "addMember")
+	// Without data_dir, or beside no chat.db, it starts.
+	start(t, nil, map[string]any{"data_dir": t.TempDir()})
+	start(t, nil, map[string]any{})
+}
+
+// A store whose Watch does not start with a Reset still gets the plugin's
+// mirrors loaded (the plugin writes until the Watch reports something).
+func TestLoadsWithoutAnInitialReset(t *testing.T) {
+	st := newMemState(t)
+	st.noInitialReset = true
+	_, err := st.Put(t.Context(), memberKey("78", "383"), mustJSON(membership{Group: "78", User: "383"}))
+	require.NoError(t, err)
+	// A renewal far off: only the plugin's own nudges make a change.
+	e := start(t, st, map[string]any{"liveness_ttl": "10m"})
+	e.p.cmu.Lock()
+	defer e.p.cmu.Unlock()
+	require.True(t, e.p.memb.has("78", "383"))
+	require.Contains(t, e.p.procs, e.p.pid)
+}
+
+// Without Herald's State the plugin refuses to start, saying why.
+func TestNoStateIsAnError(t *testing.T) {
+	p := New()
+	p.stateOf = func(sdk.Host) (sdk.State, error) { return nil, sdk.ErrNoState }
+	_, err := sdktest.StartErr(t, p, map[string]any{})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "chat keeps membership and presence in Herald's State")
+	require.Contains(t, err.Error(), sdk.ErrNoState.Error())
+}
+
+// A dry run (herald validate) checks the config and touches nothing.
+func TestDryRunTouchesNothing(t *testing.T) {
+	p := New()
+	p.stateOf = func(sdk.Host) (sdk.State, error) {
+		t.Error("a dry run asked for the State")
+		return nil, sdk.ErrNoState
+	}
+	require.NoError(t, p.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"data_dir": "x"})))
+	var se *sdk.Error
+	require.ErrorAs(t, p.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"liveness_ttl": "1s"})), &se)
+	require.NoError(t, p.Drain(context.Background()))
+}
+
 func TestAuthorize(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	e.member(78, 383)
 	e.member("team-a", "alice")
 	alice := sdk.Caller{ConnID: "c1", UserID: "alice"}
@@ -148,7 +249,7 @@ func TestAuthorize(t *testing.T) {
 }
 
 func TestMessageGoesToItsGroupVerbatim(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	res := e.backend("objectChanged", json.RawMessage(`{"event":"new","object_type":"message","object":`+seedMessage+`}`))
 	require.JSONEq(t, `{"results":[{"channel":"chat:group:2","seq":1,"id":"chat:group:2#1"}]}`, string(res))
 	ns := e.Emitted()
@@ -162,7 +263,7 @@ func TestMessageGoesToItsGroupVerbatim(t *testing.T) {
 }
 
 func TestObjectChangedRoutesEachType(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	e.member(2, 72)
 	e.member(2, 87)
 	e.member(3, 87)
@@ -199,7 +300,7 @@ func TestObjectChangedRoutesEachType(t *testing.T) {
 }
 
 func TestBackendBodiesNameTheBadField(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	for _, tc := range []struct {
 		method, body, field string
 	}{
@@ -243,7 +344,7 @@ func TestBackendBodiesNameTheBadField(t *testing.T) {
 }
 
 func TestMembership(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	require.JSONEq(t, `{"group_id":78,"user_id":383,"added":true}`, string(e.backend("addMember", map[string]any{"group_id": 78, "user_id": 383})))
 	// "383" and 383 are one id.
 	require.JSONEq(t, `{"group_id":78,"user_id":383,"added":false}`, string(e.backend("addMember", map[string]any{"group_id": "78", "user_id": "383"})))
@@ -263,7 +364,7 @@ func TestMembership(t *testing.T) {
 }
 
 func TestEnteringGoesToTheOtherParticipantsOnly(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	e.member(78, 383)
 	e.member(78, 384)
 	e.member(78, 385) // not connected: nobody to tell
@@ -271,7 +372,7 @@ func TestEnteringGoesToTheOtherParticipantsOnly(t *testing.T) {
 	e.online("typist", "383", nil)
 	e.online("c384", "384", nil)
 	e.online("c386", "386", nil)
-	n0 := len(e.Emitted())
+	n0 := e.count()
 
 	res, err := e.Call("saveDraft", e.Client("typist"), map[string]any{"group_id": 78, "text": "hel"})
 	require.NoError(t, err)
@@ -286,7 +387,7 @@ func TestEnteringGoesToTheOtherParticipantsOnly(t *testing.T) {
 }
 
 func TestEnteringDebounce(t *testing.T) {
-	e := start(t, "", map[string]any{"entering_window": "3s"})
+	e := start(t, nil, map[string]any{"entering_window": "3s"})
 	e.member(78, 383)
 	e.member(78, 384)
 	e.online("typist", "383", nil)
@@ -296,7 +397,7 @@ func TestEnteringDebounce(t *testing.T) {
 		require.NoError(t, err)
 		return string(res)
 	}
-	n0 := len(e.Emitted())
+	n0 := e.count()
 	require.JSONEq(t, `{"entering":true,"notified":1}`, draft("h"))
 	for _, s := range []string{"he", "hel", "hell"} {
 		e.clock.add(700 * time.Millisecond)
@@ -313,7 +414,7 @@ func TestEnteringDebounce(t *testing.T) {
 }
 
 func TestSaveDraftRules(t *testing.T) {
-	e := start(t, "", map[string]any{"entering_window": "0s"})
+	e := start(t, nil, map[string]any{"entering_window": "0s"})
 	e.member(78, 383)
 	e.member(78, 384)
 	e.online("typist", "383", nil)
@@ -333,7 +434,7 @@ func TestSaveDraftRules(t *testing.T) {
 	require.Equal(t, `{"field":"user_id"}`, string(invalid(t, err).Data), "a client cannot type as someone else")
 
 	// A backend names the typist; window 0 emits on every draft.
-	n0 := len(e.Emitted())
+	n0 := e.count()
 	e.backend("saveDraft", map[string]any{"group_id": 78, "text": "x", "user_id": 384})
 	e.backend("saveDraft", map[string]any{"group_id": 78, "text": "xy", "user_id": 384})
 	ns := e.since(n0)
@@ -343,14 +444,14 @@ func TestSaveDraftRules(t *testing.T) {
 }
 
 func TestPresenceTwoTabs(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	e.member(2, 87)
 	e.member(2, 72)
 	e.member(3, 87)
 	e.member(3, 73)
 	e.online("w72", "72", nil)
 	e.online("w73", "73", nil)
-	n0 := len(e.Emitted())
+	n0 := e.count()
 
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "tab1", UserID: "87", Claims: map[string]any{"nick": "ivan"}})
 	ns := e.since(n0)
@@ -376,12 +477,12 @@ func TestPresenceTwoTabs(t *testing.T) {
 }
 
 func TestPresenceUsesTheReportedUserObject(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	e.member(2, 87)
 	e.member(2, 72)
 	e.online("w72", "72", nil)
 	e.backend("objectChanged", json.RawMessage(`{"event":"changed","object_type":"user","object":{"id":87,"nick":"ivan","avatar":"a.png"}}`))
-	n0 := len(e.Emitted())
+	n0 := e.count()
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "t", UserID: "87", Claims: map[string]any{"nick": "token-nick"}})
 	ns := e.since(n0)
 	require.Len(t, ns, 1)
@@ -395,14 +496,14 @@ func TestPresenceUsesTheReportedUserObject(t *testing.T) {
 // A Reset followed by the replay of the host's connections announces only
 // what changed while the plugin was not listening.
 func TestPresenceRebuiltFromReplay(t *testing.T) {
-	e := start(t, "", nil)
+	e := start(t, nil, nil)
 	for _, u := range []string{"stays", "leaves", "comes", "watcher"} {
 		e.member(1, u)
 	}
 	e.online("w", "watcher", nil)
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "s1", UserID: "stays"},
 		sdk.Event{Kind: sdk.Connected, ConnID: "l1", UserID: "leaves"})
-	n0 := len(e.Emitted())
+	n0 := e.count()
 
 	e.Events(
 		sdk.Event{Kind: sdk.Reset, Replay: true},
@@ -412,12 +513,10 @@ func TestPresenceRebuiltFromReplay(t *testing.T) {
 		sdk.Event{Kind: sdk.Connected, ConnID: "c1", UserID: "comes", Replay: true},
 	)
 	// The replay settles after a quiet spell, then the difference goes out.
+	// (Different users' announcements are made by different workers: their
+	// order between users is not kept.)
 	ns := e.WaitEmitted(n0 + 2)[n0:]
-	require.Len(t, ns, 2)
-	require.Equal(t, "is_offline", ns[0].Event)
-	require.Equal(t, `{"id":"leaves"}`, string(ns[0].Object))
-	require.Equal(t, "is_online", ns[1].Event)
-	require.Equal(t, `{"id":"comes"}`, string(ns[1].Object))
+	require.ElementsMatch(t, []string{`is_offline {"id":"leaves"}`, `is_online {"id":"comes"}`}, events(ns))
 	time.Sleep(150 * time.Millisecond)
 	require.Len(t, e.since(n0), 2)
 
@@ -428,37 +527,51 @@ func TestPresenceRebuiltFromReplay(t *testing.T) {
 		sdk.Event{Kind: sdk.Connected, ConnID: "s2", UserID: "stays", Replay: true},
 		sdk.Event{Kind: sdk.Disconnected, ConnID: "s2", UserID: "stays"})
 	ns = e.since(n0 + 2)
-	require.Len(t, ns, 2, "comes left during the replay, stays just now")
-	require.Equal(t, "is_offline", ns[0].Event)
-	require.Equal(t, `{"id":"comes"}`, string(ns[0].Object))
-	require.Equal(t, `{"id":"stays"}`, string(ns[1].Object))
+	require.ElementsMatch(t, []string{`is_offline {"id":"comes"}`, `is_offline {"id":"stays"}`}, events(ns),
+		"comes left during the replay, stays just now")
+}
+
+// events lists "<event> <object>" of ns.
+func events(ns []sdktest.Emitted) []string {
+	out := make([]string, len(ns))
+	for i, n := range ns {
+		out[i] = n.Event + " " + string(n.Object)
+	}
+	return out
 }
 
 // Membership, user objects and the announced presence survive a restart.
 func TestRestartKeepsState(t *testing.T) {
-	dir := t.TempDir()
-	e := start(t, dir, nil)
+	e := start(t, nil, nil)
 	e.member(78, 383)
 	e.member(78, 384)
 	e.backend("objectChanged", json.RawMessage(`{"event":"new","object_type":"user","object":{"id":384,"nick":"ivan"}}`))
 	e.online("a", "383", nil)
 	e.online("b", "384", nil)
+	e.idle()
+	oldPID := e.p.pid
 	e.Close()
 
-	e2 := start(t, dir, nil)
+	e2 := start(t, e.st, nil)
 	require.JSONEq(t, `{"group_id":78,"user_ids":[383,384]}`, string(e2.backend("members", map[string]any{"group_id": 78})))
 	refused, err := e2.Authorize(sdk.Caller{ConnID: "x", UserID: "383"}, "chat:group:78")
 	require.NoError(t, err)
 	require.Empty(t, refused)
-	// The host replays: 383 is still there, 384 left while the plugin was down.
+	// The host replays: 383 is still there, 384 left while the plugin was
+	// down. Nothing goes out while the old process's liveness lasts...
 	e2.Events(sdk.Event{Kind: sdk.Reset, Replay: true},
 		sdk.Event{Kind: sdk.Connected, ConnID: "a", UserID: "383", Replay: true},
 		sdk.Event{Kind: sdk.Subscribed, ConnID: "a", UserID: "383", Channel: "chat:user:383", Replay: true})
-	ns := e2.WaitEmitted(1)
+	e2.Events(sdk.Event{Kind: sdk.Connected, ConnID: "live", UserID: "999"}) // ends the replay
+	require.Empty(t, e2.since(0))
+	// ...and when it expires, 384 is announced offline, once.
+	e.st.expire(procKey(oldPID))
+	ns := e2.since(0)
 	require.Len(t, ns, 1)
 	require.Equal(t, "chat:user:383", ns[0].Channel)
 	require.Equal(t, "is_offline", ns[0].Event)
 	require.Equal(t, `{"id":384,"nick":"ivan"}`, string(ns[0].Object))
+	require.Equal(t, []string{onlineKey("383"), onlineKey("999")}, e.st.keys(keyOnline))
 }
 
 func TestJSONID(t *testing.T) {
@@ -470,4 +583,64 @@ func TestJSONID(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, string(b), in)
 	}
+}
+
+// While the State cannot be reached (NATS down in a cluster), backend calls
+// answer -32050 (retry later), and presence work that failed is done once
+// it is back.
+func TestStateUnavailable(t *testing.T) {
+	e := start(t, nil, nil)
+	e.member(1, "w")
+	e.member(1, "u")
+	e.online("w", "w", nil)
+	n0 := e.count()
+
+	down := fmt.Errorf("nats: no servers: %w", sdk.ErrStateUnavailable)
+	e.st.setFailing(down)
+	_, err := e.Call("addMember", sdktest.Backend(), map[string]any{"group_id": 1, "user_id": "v"})
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, sdk.CodePluginUnavailable, se.Code, se.Message)
+	require.Contains(t, se.Message, "retry later")
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "u1", UserID: "u"})
+	require.Empty(t, e.since(n0), "nothing can be decided while the State is down")
+
+	e.st.setFailing(nil)
+	e.p.renew() // the next renewal retries the failed work
+	ns := e.since(n0)
+	require.Len(t, ns, 1)
+	require.Equal(t, "is_online", ns[0].Event)
+}
+
+// An announcement's emit is tried again while the host says publishing is
+// unavailable, and only then.
+func TestEmitRetriesWhileUnavailable(t *testing.T) {
+	calls := 0
+	err := emitRetrying(t.Context(), func(context.Context) error {
+		if calls++; calls < 3 {
+			return sdk.Errorf(sdk.CodePluginUnavailable, "broker nats unavailable")
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, calls)
+
+	calls = 0
+	err = emitRetrying(t.Context(), func(context.Context) error {
+		calls++
+		return sdk.Forbidden("not your channel")
+	})
+	require.Error(t, err)
+	require.Equal(t, 1, calls)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	calls = 0
+	err = emitRetrying(ctx, func(context.Context) error {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return sdk.Errorf(sdk.CodePluginUnavailable, "down")
+	})
+	require.Error(t, err)
+	require.Equal(t, 2, calls, "it stops when ctx ends")
 }

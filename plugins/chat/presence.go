@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -10,44 +14,72 @@ import (
 	"github.com/heraldhq/herald/sdk"
 )
 
-// Presence. A user is online while they have at least one connection (tabs
-// count once). On the first connection the participants of the user's
-// groups get is_online, on the last close is_offline; each on their own
-// chat:user:<id> channel, and only those who listen there (see README).
+// Presence. A user is online while they have at least one connection on
+// any node (tabs count once). When their first connection anywhere opens,
+// the participants of their groups get is_online; when their last one
+// anywhere closes, is_offline; each on their own chat:user:<id> channel,
+// and only those who listen there on some node (see README).
 //
-// After a Reset the host replays the connections it holds. The plugin
-// rebuilds its view from the replay without announcing anything, then
-// compares it with the users it had last announced online (kept in the
-// store, so a killed plugin remembers them): whoever left meanwhile gets
-// is_offline, whoever came gets is_online, and the others nothing.
+// Each chat process knows only its own node's connections (the host tells
+// it, and replays them after a Reset). What is shared is one record per
+// online user, online/<user> (store.go): the ids of the processes that hold
+// a connection of the user, each with whether one of those connections
+// listens on chat:user:<user>. Every change of a record is a compare-and-set
+// on its revision, so exactly one process makes each transition: the one
+// whose Create makes the record announces is_online, the one whose Delete
+// (at the revision it read) removes it announces is_offline.
+//
+// A process that dies cannot remove its entries. Each process keeps a
+// liveness record, procs/<pid>, with a TTL (liveness_ttl) that it renews
+// every third of it. When one expires, every other process sees it through
+// its Watch and removes the dead process's entries from the records that
+// hold them, with the same compare-and-set: users left with no process are
+// announced offline, once. A process that finds its own record expired
+// (it could not renew in time) takes a new id and writes its users again,
+// so that entries the others reaped come back under a live id.
+//
+// The host's events only change this process's view of its connections;
+// the records are brought in line afterwards by the workers (work.go), each
+// user's in order on one worker. The recipients of an announcement are
+// those listening when the winning write landed: the announcer first lets
+// its mirrors catch up to that write (caughtUp). After a Reset the work
+// waits until the replay of the host's connections settles, so that a
+// replay in progress is never taken for users who left.
 
 // HandleEvent implements sdk.EventHandler.
-func (c *Chat) HandleEvent(ctx context.Context, _ sdk.Host, ev sdk.Event) {
-	c.presMu.Lock()
-	defer c.presMu.Unlock()
-	if c.closed {
-		return
+func (c *Chat) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.work == nil {
+		return // draining, or never configured
 	}
 	if ev.Kind == sdk.Reset {
-		c.mu.Lock()
-		c.conns, c.byUser, c.listeners = map[string]*conn{}, map[string]set{}, map[string]int{}
-		c.mu.Unlock()
+		c.conns, c.byUser, c.listen = map[string]*conn{}, map[string]set{}, map[string]int{}
 		c.resyncing = true
+		c.work.setPaused(true)
 		c.armSettle()
 		return
 	}
-	var out []sdk.Notification
 	if c.resyncing && !ev.Replay {
-		out = c.finishResync()
+		c.finishResync()
 	}
-	out = append(out, c.apply(ev, !c.resyncing)...)
+	c.apply(ev)
 	if c.resyncing {
 		c.armSettle()
 	}
-	c.emit(ctx, out)
 }
 
-// armSettle (re)starts the timer that ends a replay; presMu is held.
+// startResync makes the worker wait for the replay of the host's
+// connections that follows a plugin's start.
+func (c *Chat) startResync() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resyncing = true
+	c.work.setPaused(true)
+	c.armSettle()
+}
+
+// armSettle (re)starts the timer that ends a replay; c.mu is held.
 func (c *Chat) armSettle() {
 	if c.settleT != nil {
 		c.settleT.Stop()
@@ -58,113 +90,92 @@ func (c *Chat) armSettle() {
 }
 
 func (c *Chat) settled(gen int) {
-	c.presMu.Lock()
-	defer c.presMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed || !c.resyncing || gen != c.resyncGen {
 		return
 	}
-	out := c.finishResync()
-	ctx, cancel := context.WithTimeout(context.Background(), emitTimeout)
-	defer cancel()
-	c.emit(ctx, out)
+	c.finishResync()
 }
 
-// finishResync ends a replay: it announces the difference between the users
-// last announced online and those the replay showed; presMu is held.
-func (c *Chat) finishResync() []sdk.Notification {
+// finishResync ends a replay: every user this process held an entry for,
+// and every user of the replay, is reconciled, and dead processes are
+// reaped; c.mu is held.
+func (c *Chat) finishResync() {
 	c.resyncing = false
 	if c.settleT != nil {
 		c.settleT.Stop()
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []sdk.Notification
-	now := map[string]json.RawMessage{}
-	for _, u := range sortedKeys(c.online) {
-		if _, still := c.byUser[u]; still {
-			now[u] = c.online[u]
-			continue
+	// Those who left while the events were missed first, then the others
+	// (each worker keeps that order for its share of the users).
+	left := set{}
+	for u := range c.mine {
+		if _, still := c.byUser[u]; !still {
+			left.add(u)
 		}
-		out = append(out, c.presenceLocked(u, "is_offline", c.offlineObject(u))...)
 	}
-	for _, u := range sorted(keysOf(c.byUser)) {
-		if _, was := c.online[u]; was {
-			continue
-		}
-		obj := c.userObject(u, c.someNick(u))
-		now[u] = obj
-		out = append(out, c.presenceLocked(u, "is_online", obj)...)
-	}
-	c.online = now
-	m := make(map[string][]byte, len(now))
-	for k, v := range now {
-		m[k] = v
-	}
-	if err := c.store.replace(bucketOnline, m); err != nil {
-		c.log.Error("saving presence failed", "error", err)
-	}
-	return out
+	c.work.sync(sorted(left)...)
+	c.work.sync(sorted(keysOf(c.byUser))...)
+	c.work.reapDead()
+	c.work.setPaused(false)
 }
 
-// apply updates the view of connections with ev and, when announce is set,
-// returns the presence notifications it causes; presMu is held.
-func (c *Chat) apply(ev sdk.Event, announce bool) []sdk.Notification {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// apply updates this node's view of its connections with ev and queues the
+// work it causes; c.mu is held.
+func (c *Chat) apply(ev sdk.Event) {
 	switch ev.Kind {
 	case sdk.Connected:
 		if ev.UserID == "" || !validID(ev.UserID) {
-			return nil // anonymous users have no presence
+			return // anonymous users have no presence
 		}
 		if _, known := c.conns[ev.ConnID]; known {
-			return nil
+			return
 		}
 		nick, _ := ev.Claims["nick"].(string)
 		c.conns[ev.ConnID] = &conn{user: ev.UserID, nick: nick, subs: set{}}
 		if c.byUser[ev.UserID] == nil {
 			c.byUser[ev.UserID] = set{}
+			c.dirty(ev.UserID)
 		}
 		c.byUser[ev.UserID].add(ev.ConnID)
-		if _, was := c.online[ev.UserID]; !announce || was {
-			return nil
-		}
-		obj := c.userObject(ev.UserID, nick)
-		c.online[ev.UserID] = obj
-		if err := c.store.put(bucketOnline, ev.UserID, obj); err != nil {
-			c.log.Error("saving presence failed", "error", err)
-		}
-		return c.presenceLocked(ev.UserID, "is_online", obj)
 
 	case sdk.Disconnected:
 		cn := c.conns[ev.ConnID]
 		if cn == nil {
-			return nil
+			return
 		}
 		for ch := range cn.subs {
 			c.unlisten(ch)
 		}
 		delete(c.conns, ev.ConnID)
 		delete(c.byUser[cn.user], ev.ConnID)
-		if len(c.byUser[cn.user]) > 0 {
-			return nil
+		if len(c.byUser[cn.user]) == 0 {
+			delete(c.byUser, cn.user)
+			c.dirty(cn.user)
 		}
-		delete(c.byUser, cn.user)
-		if _, was := c.online[cn.user]; !announce || !was {
-			return nil
-		}
-		obj := c.offlineObject(cn.user)
-		delete(c.online, cn.user)
-		if err := c.store.put(bucketOnline, cn.user, nil); err != nil {
-			c.log.Error("saving presence failed", "error", err)
-		}
-		return c.presenceLocked(cn.user, "is_offline", obj)
 
 	case sdk.Subscribed:
-		if cn := c.conns[ev.ConnID]; cn != nil && cn.subs.add(ev.Channel) {
-			if u, ok := strings.CutPrefix(ev.Channel, prefixUser); ok {
-				c.listeners[u]++
+		cn := c.conns[ev.ConnID]
+		if cn == nil || !cn.subs.add(ev.Channel) {
+			return
+		}
+		if u, ok := strings.CutPrefix(ev.Channel, prefixUser); ok {
+			if c.listen[u]++; c.listen[u] == 1 {
+				c.dirty(u)
 			}
 		}
+		if g, ok := strings.CutPrefix(ev.Channel, prefixGroup); ok {
+			c.cmu.Lock()
+			member := c.memb.has(g, cn.user)
+			c.cmu.Unlock()
+			if !member {
+				// Authorized on a membership this process's cache has
+				// not seen (added through another node), or one removed
+				// since: the State says which.
+				c.work.checkSub(ev.ConnID, g, cn.user)
+			}
+		}
+
 	case sdk.Unsubscribed:
 		if cn := c.conns[ev.ConnID]; cn != nil {
 			if _, ok := cn.subs[ev.Channel]; ok {
@@ -173,23 +184,446 @@ func (c *Chat) apply(ev sdk.Event, announce bool) []sdk.Notification {
 			}
 		}
 	}
-	return nil
 }
 
+// dirty queues a sync of user, unless a replay is being rebuilt (its end
+// syncs every user, those who left first); c.mu is held.
+func (c *Chat) dirty(user string) {
+	if !c.resyncing {
+		c.work.sync(user)
+	}
+}
+
+// unlisten counts one connection fewer on a chat:user channel; c.mu is held.
 func (c *Chat) unlisten(ch string) {
 	if u, ok := strings.CutPrefix(ch, prefixUser); ok {
-		if c.listeners[u]--; c.listeners[u] <= 0 {
-			delete(c.listeners, u)
+		if c.listen[u]--; c.listen[u] <= 0 {
+			delete(c.listen, u)
+			c.dirty(u)
 		}
 	}
 }
 
-// presenceLocked builds event (is_online or is_offline) about user for each
-// co-participant who listens on their chat:user channel; c.mu is held.
-func (c *Chat) presenceLocked(user, event string, obj json.RawMessage) []sdk.Notification {
+// worker does one queue's presence work until Drain.
+func (c *Chat) worker(q *workQueue) {
+	defer c.wg.Done()
+	for {
+		j, ok := q.next()
+		if !ok {
+			return
+		}
+		switch j.kind {
+		case jobSync:
+			out, err := c.sync(c.ctx, j.user)
+			if err != nil {
+				if c.ctx.Err() != nil {
+					return
+				}
+				c.log.Warn("updating presence failed; retrying at the next liveness renewal", "user", j.user, "error", err)
+				c.mu.Lock()
+				c.failed.add(j.user)
+				c.mu.Unlock()
+				continue
+			}
+			ctx, cancel := context.WithTimeout(c.ctx, emitTimeout)
+			c.emit(ctx, out)
+			cancel()
+		case jobCheckSub:
+			c.checkSub(j)
+		case jobReap:
+			c.reap()
+		case jobRenew:
+			c.renew()
+		}
+	}
+}
+
+// sync makes user's online/ record agree with this process: an entry for
+// this process while it holds a connection of the user (listening or not
+// as its connections are), none otherwise, and none for processes known
+// dead. It returns the announcement it won, if any.
+func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error) {
+	key := onlineKey(user)
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		if c.resyncing {
+			// The view is being rebuilt from a replay; its end syncs
+			// every user again.
+			c.mu.Unlock()
+			return nil, nil
+		}
+		pid := c.pid
+		want, listen, nick := len(c.byUser[user]) > 0, c.listen[user] > 0, c.someNick(user)
+		dead := make(map[string]bool, len(c.dead))
+		for p := range c.dead {
+			dead[p] = true
+		}
+		c.mu.Unlock()
+
+		e, err := c.st.Get(ctx, key)
+		if isNotFound(err) {
+			if !want {
+				c.setMine(user, false)
+				return nil, nil
+			}
+			obj, err := c.userObject(ctx, user, nick)
+			if err != nil {
+				return nil, err
+			}
+			rec := &presenceRecord{User: user, Procs: map[string]procPresence{pid: {Listening: listen}}, Object: obj}
+			rev, err := c.st.Create(ctx, key, mustJSON(rec))
+			if isConflict(err) {
+				continue // another process made the user online first
+			}
+			if err != nil {
+				return nil, fmt.Errorf("create %s: %w", key, err)
+			}
+			c.written(user, key, rev, rec, true)
+			// Whoever listened when the record was made hears of it, on
+			// whichever node they listen.
+			c.caughtUp(ctx, rev)
+			return c.presenceNotes(user, "is_online", obj), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		rec := c.decodePresence(key, e.Value)
+		if rec == nil {
+			rec = &presenceRecord{User: user} // unreadable: rewritten below
+		}
+		if rec.Procs == nil {
+			rec.Procs = map[string]procPresence{}
+		}
+		changed := rec.User != user
+		rec.User = user
+		for p := range rec.Procs {
+			if dead[p] {
+				delete(rec.Procs, p)
+				changed = true
+			}
+		}
+		cur, has := rec.Procs[pid]
+		switch {
+		case want && (!has || cur.Listening != listen):
+			rec.Procs[pid] = procPresence{Listening: listen}
+			changed = true
+		case !want && has:
+			delete(rec.Procs, pid)
+			changed = true
+		}
+		if !changed {
+			c.setMine(user, want)
+			return nil, nil
+		}
+		if len(rec.Procs) == 0 {
+			err := c.st.Delete(ctx, key, e.Revision)
+			if isConflict(err) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("delete %s: %w", key, err)
+			}
+			c.written(user, key, e.Revision, nil, false)
+			obj, err := c.offlineObject(ctx, user, rec.Object)
+			if err != nil {
+				return nil, err
+			}
+			c.caughtUp(ctx, e.Revision)
+			return c.presenceNotes(user, "is_offline", obj), nil
+		}
+		rev, err := c.st.Update(ctx, key, mustJSON(rec), e.Revision)
+		if isConflict(err) || isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update %s: %w", key, err)
+		}
+		c.written(user, key, rev, rec, want)
+		return nil, nil
+	}
+	return nil, ctx.Err()
+}
+
+// written records a write of user's online/ record in the cache and in
+// mine; rec nil is a delete at rev.
+func (c *Chat) written(user, key string, rev uint64, rec *presenceRecord, mine bool) {
+	c.cmu.Lock()
+	if rec == nil {
+		c.presence.deleted(key, rev, true)
+	} else {
+		c.presence.put(key, rev, rec)
+	}
+	c.cmu.Unlock()
+	c.setMine(user, mine)
+}
+
+func (c *Chat) setMine(user string, mine bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mine {
+		c.mine.add(user)
+	} else {
+		delete(c.mine, user)
+	}
+}
+
+// checkSub ends a connection's subscription to a group channel if its user
+// is no participant (any more) by the State. A removeMember of this process
+// in progress for the same membership does it itself.
+func (c *Chat) checkSub(j job) {
+	c.mu.Lock()
+	cn := c.conns[j.conn]
+	_, subscribed := cn.subsOf()[j.channel]
+	subscribed = subscribed && cn.user == j.user
+	removing := c.removing[memberKey(j.group, j.user)] > 0
+	c.mu.Unlock()
+	if !subscribed || removing {
+		return
+	}
+	ok, err := c.isMember(c.ctx, j.group, j.user)
+	if err != nil {
+		c.log.Warn("checking a subscription's membership failed", "conn", j.conn, "channel", j.channel, "error", err)
+		return
+	}
+	if ok {
+		return
+	}
+	if err := c.host.Unsubscribe(c.ctx, j.conn, j.channel); err != nil {
+		c.log.Warn("unsubscribing a removed participant failed", "conn", j.conn, "channel", j.channel, "error", err)
+		return
+	}
+	c.mu.Lock()
+	if cn := c.conns[j.conn]; cn != nil {
+		delete(cn.subs, j.channel)
+	}
+	c.mu.Unlock()
+}
+
+func (cn *conn) subsOf() set {
+	if cn == nil {
+		return nil
+	}
+	return cn.subs
+}
+
+// reap finds the processes that the online/ records name but whose
+// liveness records are gone, and queues the users they held: their sync
+// removes the dead entries (announcing is_offline where none is left).
+func (c *Chat) reap() {
+	c.cmu.Lock()
+	named := set{}
+	for _, r := range c.presence.recs {
+		if r.gone {
+			continue
+		}
+		for pid := range r.rec.Procs {
+			if _, live := c.procs[pid]; !live {
+				named.add(pid)
+			}
+		}
+	}
+	c.cmu.Unlock()
+
+	c.mu.Lock()
+	var check []string
+	for pid := range named {
+		if pid != c.pid && !c.dead[pid] {
+			check = append(check, pid)
+		}
+	}
+	c.mu.Unlock()
+	// The mirrors of procs/ and online/ are fed by two watches: a new
+	// process's entries may show before its liveness record. Only the
+	// State itself says a process is gone.
+	for _, pid := range check {
+		_, err := c.st.Get(c.ctx, procKey(pid))
+		switch {
+		case isNotFound(err):
+			c.mu.Lock()
+			c.dead[pid] = true
+			c.mu.Unlock()
+		case err != nil:
+			c.log.Warn("checking a chat process's liveness failed", "pid", pid, "error", err)
+		}
+	}
+
+	c.mu.Lock()
+	dead := make(map[string]bool, len(c.dead))
+	for p := range c.dead {
+		dead[p] = true
+	}
+	c.mu.Unlock()
+	if len(dead) == 0 {
+		return
+	}
+	users, held := set{}, set{}
+	c.cmu.Lock()
+	for _, r := range c.presence.recs {
+		if r.gone {
+			continue
+		}
+		for pid := range r.rec.Procs {
+			if dead[pid] {
+				users.add(r.rec.User)
+				held.add(pid)
+			}
+		}
+	}
+	c.cmu.Unlock()
+	// A dead process no record names any more is forgotten; should a late
+	// record name it again, the next reap finds it gone again.
+	c.mu.Lock()
+	for p := range c.dead {
+		if _, ok := held[p]; !ok {
+			delete(c.dead, p)
+		}
+	}
+	c.mu.Unlock()
+	if len(users) > 0 {
+		c.log.Info("reaping the presence of dead chat processes", "processes", len(held), "users", len(users))
+		c.work.sync(sorted(users)...)
+	}
+}
+
+// Liveness.
+
+// randomPID names a process: 16 hex digits, a valid key segment.
+func randomPID() string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("chat: no randomness for a process id: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+type procRecord struct {
+	Started string `json:"started"`
+}
+
+// register writes a new liveness record under a new id and makes it this
+// process's.
+func (c *Chat) register(ctx context.Context) error {
+	for i := 0; i < 3; i++ {
+		pid := c.newPID()
+		val := mustJSON(procRecord{Started: time.Now().UTC().Format(time.RFC3339)})
+		rev, err := c.st.Create(ctx, procKey(pid), val, sdk.WithTTL(c.cfg.LivenessTTL))
+		if isConflict(err) {
+			continue // a process id drawn twice
+		}
+		if err != nil {
+			return fmt.Errorf("registering the chat process in the state: %w", err)
+		}
+		c.mu.Lock()
+		c.pid, c.procRev = pid, rev
+		c.mu.Unlock()
+		c.cmu.Lock()
+		c.procs.add(pid)
+		c.cmu.Unlock()
+		return nil
+	}
+	return errors.New("registering the chat process in the state: no free process id")
+}
+
+// liveness renews this process's liveness record every third of
+// liveness_ttl until Drain, and retries the presence work that failed.
+func (c *Chat) liveness() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.LivenessTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.renew()
+	}
+}
+
+func (c *Chat) renew() {
+	// The ticker and the worker (on seeing the record expire) both renew:
+	// one at a time, so that neither takes the other's write for a loss.
+	c.renewMu.Lock()
+	defer c.renewMu.Unlock()
+	c.mu.Lock()
+	pid, rev := c.pid, c.procRev
+	failed := c.failed
+	c.failed = set{}
+	c.mu.Unlock()
+	c.work.sync(sorted(failed)...)
+
+	val := mustJSON(procRecord{Started: time.Now().UTC().Format(time.RFC3339)})
+	nrev, err := c.st.Update(c.ctx, procKey(pid), val, rev, sdk.WithTTL(c.cfg.LivenessTTL))
+	switch {
+	case err == nil:
+		c.mu.Lock()
+		if c.pid == pid {
+			c.procRev = nrev
+		}
+		c.mu.Unlock()
+	case isNotFound(err) || isConflict(err):
+		c.reincarnate(pid)
+	case c.ctx.Err() == nil:
+		c.log.Warn("renewing the chat process's liveness failed", "pid", pid, "error", err)
+	}
+	c.checkProcs()
+}
+
+// checkProcs compares the mirror of procs/ with the State: a liveness
+// record that expired without the Watch reporting it is handled as if it
+// had. (One small List per renewal: there is one key per process.)
+func (c *Chat) checkProcs() {
+	es, err := c.st.List(c.ctx, keyProcs)
+	if err != nil {
+		return // the store is unreachable: the renewal said so
+	}
+	live := set{}
+	for _, e := range es {
+		live.add(strings.TrimPrefix(e.Key, keyProcs))
+	}
+	var gone []string
+	c.cmu.Lock()
+	for pid := range c.procs {
+		if _, ok := live[pid]; !ok {
+			gone = append(gone, pid)
+			delete(c.procs, pid)
+		}
+	}
+	c.cmu.Unlock()
+	for _, pid := range gone {
+		c.procGone(pid)
+	}
+}
+
+// reincarnate: this process's liveness record expired, so the others may
+// be removing its entries. It continues under a new id and writes every
+// user it holds again; its entries under the old id are reaped like a
+// dead process's.
+func (c *Chat) reincarnate(old string) {
+	if err := c.register(c.ctx); err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Error("re-registering the chat process failed; retrying", "error", err)
+		}
+		return
+	}
+	c.mu.Lock()
+	c.dead[old] = true
+	users := keysOf(c.byUser)
+	for u := range c.mine {
+		users.add(u)
+	}
+	pid := c.pid
+	c.mu.Unlock()
+	c.log.Warn("this chat process's liveness record expired; continuing under a new id", "old", old, "pid", pid)
+	c.work.sync(sorted(users)...)
+}
+
+// presenceNotes builds event (is_online or is_offline) about user for each
+// co-participant who listens on their chat:user channel on some node.
+func (c *Chat) presenceNotes(user, event string, obj json.RawMessage) []sdk.Notification {
 	var out []sdk.Notification
 	for _, m := range c.coParticipants(user) {
-		if c.listeners[m] == 0 {
+		if !c.listening(m) {
 			continue
 		}
 		out = append(out, sdk.Notification{Channel: prefixUser + m, Event: event,
@@ -206,28 +640,38 @@ type userRef struct {
 
 // userObject is the object of is_online: the user object a backend last
 // reported through objectChanged, verbatim, or else {id, nick} with the
-// nick from the token's "nick" claim (omitted without one); c.mu is held.
-func (c *Chat) userObject(user, nick string) json.RawMessage {
-	if obj, ok := c.users[user]; ok {
-		return obj
+// nick from the token's "nick" claim (omitted without one).
+func (c *Chat) userObject(ctx context.Context, user, nick string) (json.RawMessage, error) {
+	e, err := c.st.Get(ctx, userKey(user))
+	if err == nil {
+		return e.Value, nil
+	}
+	if !isNotFound(err) {
+		return nil, fmt.Errorf("read %s: %w", userKey(user), err)
 	}
 	b, _ := json.Marshal(userRef{ID: jsonID(user), Nick: nick})
-	return b
+	return b, nil
 }
 
 // offlineObject is the object of is_offline: the reported user object if
-// any, else the one is_online announced; c.mu is held.
-func (c *Chat) offlineObject(user string) json.RawMessage {
-	if obj, ok := c.users[user]; ok {
-		return obj
+// any, else the one is_online announced.
+func (c *Chat) offlineObject(ctx context.Context, user string, announced json.RawMessage) (json.RawMessage, error) {
+	e, err := c.st.Get(ctx, userKey(user))
+	if err == nil {
+		return e.Value, nil
 	}
-	if obj, ok := c.online[user]; ok {
-		return obj
+	if !isNotFound(err) {
+		return nil, fmt.Errorf("read %s: %w", userKey(user), err)
 	}
-	return c.userObject(user, "")
+	if len(announced) > 0 {
+		return announced, nil
+	}
+	b, _ := json.Marshal(userRef{ID: jsonID(user)})
+	return b, nil
 }
 
-// someNick is the nick claim of the user's first connection (by id).
+// someNick is the nick claim of the user's first connection (by id) on
+// this node; c.mu is held.
 func (c *Chat) someNick(user string) string {
 	for _, id := range sorted(c.byUser[user]) {
 		if n := c.conns[id].nick; n != "" {
@@ -235,6 +679,14 @@ func (c *Chat) someNick(user string) string {
 		}
 	}
 	return ""
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("chat: marshal %T: %v", v, err)) // only the plugin's own types
+	}
+	return b
 }
 
 func sorted(s set) []string {
@@ -253,5 +705,3 @@ func keysOf[V any](m map[string]V) set {
 	}
 	return s
 }
-
-func sortedKeys[V any](m map[string]V) []string { return sorted(keysOf(m)) }

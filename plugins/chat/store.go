@@ -1,126 +1,238 @@
 package main
 
 import (
-	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"time"
+	"strings"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/heraldhq/herald/sdk"
 )
 
-// store is the plugin's bbolt file, <data_dir>/chat.db. It holds what must
-// survive a restart:
+// The plugin keeps what must outlive a process, and what its processes on
+// other nodes must see, in Herald's State (sdk.State): a file on one node,
+// a JetStream KV bucket shared by every node's chat process in a cluster.
+// The keys:
 //
-//   - members: "<group_id>\x00<user_id>" -> "" (ids never contain \x00);
-//   - users:   user_id -> the user object last reported by objectChanged;
-//   - online:  user_id -> the object announced by is_online, so that a
-//     restarted plugin knows whom it last told the participants was online.
+//	members/<group>/<user>  {"group","user"}: a participation (addMember)
+//	users/<user>            the user object last reported by objectChanged
+//	online/<user>           presenceRecord: which processes hold connections
+//	                        of the user; the key exists while the user is
+//	                        announced online
+//	procs/<pid>             a process's liveness record, with a TTL renewed
+//	                        by the process (see liveness in presence.go)
+//	entering/<group>/<user> {"at"}: the last `entering` of the user in the
+//	                        group, with a TTL of entering_window + 1s
 //
-// The plugin keeps the same data in memory and writes through: reads never
-// touch the file.
-type store struct {
-	db *bolt.DB
-}
+// Ids are printable ASCII without spaces, up to 128 bytes (validID), but may
+// hold "/", which separates key segments. seg escapes "%" as "%25" and "/"
+// as "%2F"; an id whose escaped form would pass a segment's 255 bytes
+// (only one with many "/" or "%") is written "%h" and the hex SHA-256 of the
+// id instead, which no escaped id can be (an escaped "%" is always followed
+// by "2"). Every value that a List reads back names its ids itself, so a
+// hashed segment never has to be decoded.
 
-var (
-	bucketMembers = []byte("members")
-	bucketUsers   = []byte("users")
-	bucketOnline  = []byte("online")
+const (
+	keyMembers  = "members/"
+	keyUsers    = "users/"
+	keyOnline   = "online/"
+	keyProcs    = "procs/"
+	keyEntering = "entering/"
+
+	maxSegment = 255
 )
 
-func openStore(dir string) (*store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
+// seg is id as one key segment (see above).
+func seg(id string) string {
+	s := strings.NewReplacer("%", "%25", "/", "%2F").Replace(id)
+	if len(s) > maxSegment {
+		sum := sha256.Sum256([]byte(id))
+		return "%h" + hex.EncodeToString(sum[:])
 	}
-	path := filepath.Join(dir, "chat.db")
-	// The timeout covers a previous plugin process still closing the file
-	// during a restart; bbolt's lock dies with a killed process.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 10 * time.Second})
+	return s
+}
+
+func memberKey(group, user string) string   { return keyMembers + seg(group) + "/" + seg(user) }
+func groupPrefix(group string) string       { return keyMembers + seg(group) + "/" }
+func userKey(user string) string            { return keyUsers + seg(user) }
+func onlineKey(user string) string          { return keyOnline + seg(user) }
+func procKey(pid string) string             { return keyProcs + pid }
+func enteringKey(group, user string) string { return keyEntering + seg(group) + "/" + seg(user) }
+
+// membership is the value of a members/ key.
+type membership struct {
+	Group string `json:"group"`
+	User  string `json:"user"`
+}
+
+// presenceRecord is the value of an online/ key: the chat processes (by
+// pid) that hold at least one connection of the user, whether any of that
+// process's connections listens on chat:user:<user>, and the object that
+// is_online announced.
+type presenceRecord struct {
+	User   string                  `json:"user"`
+	Procs  map[string]procPresence `json:"procs"`
+	Object json.RawMessage         `json:"object"`
+}
+
+type procPresence struct {
+	Listening bool `json:"listening,omitempty"`
+}
+
+func (r *presenceRecord) listening(except string) bool {
+	for pid, p := range r.Procs {
+		if pid != except && p.Listening {
+			return true
+		}
+	}
+	return false
+}
+
+// enteringMark is the value of an entering/ key.
+type enteringMark struct {
+	At int64 `json:"at"` // unix nanoseconds of the last `entering`
+}
+
+func isNotFound(err error) bool { return errors.Is(err, sdk.ErrNotFound) }
+func isConflict(err error) bool { return errors.Is(err, sdk.ErrConflict) }
+
+// getJSON reads key into v; found is false for a missing key.
+func getJSON(ctx context.Context, st sdk.State, key string, v any) (rev uint64, found bool, err error) {
+	e, err := st.Get(ctx, key)
+	if isNotFound(err) {
+		return 0, false, nil
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return 0, false, fmt.Errorf("read %s: %w", key, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMembers, bucketUsers, bucketOnline} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init %s: %w", path, err)
+	if err := json.Unmarshal(e.Value, v); err != nil {
+		return e.Revision, true, fmt.Errorf("decode %s: %w", key, err)
 	}
-	return &store{db: db}, nil
+	return e.Revision, true, nil
 }
 
-func (s *store) close() error { return s.db.Close() }
-
-func memberKey(group, user string) []byte { return []byte(group + "\x00" + user) }
-
-func (s *store) setMember(group, user string, member bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketMembers)
-		if member {
-			return b.Put(memberKey(group, user), nil)
-		}
-		return b.Delete(memberKey(group, user))
-	})
+// memberCache is this process's copy of every membership, kept fresh by a
+// Watch of members/ (and written through by this process's own writes, so
+// that it reads its own writes at once). Each key remembers the revision
+// it was last seen at, so that a change the watch delivers late never
+// undoes a newer write.
+type memberCache struct {
+	revs       map[string]memberRev
+	groups     map[string]set // group -> its participants
+	userGroups map[string]set // user -> their groups
 }
 
-// eachMember calls f for every recorded membership.
-func (s *store) eachMember(f func(group, user string)) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMembers).ForEach(func(k, _ []byte) error {
-			g, u, ok := bytes.Cut(k, []byte{0})
-			if ok {
-				f(string(g), string(u))
-			}
-			return nil
-		})
-	})
+type memberRev struct {
+	rev  uint64
+	m    membership
+	gone bool // deleted by this process at rev; the watch has not said so yet
 }
 
-// put writes value under key in bucket, or deletes key when value is nil.
-func (s *store) put(bucket []byte, key string, value []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucket)
-		if value == nil {
-			return b.Delete([]byte(key))
-		}
-		return b.Put([]byte(key), value)
-	})
+func newMemberCache() *memberCache {
+	return &memberCache{revs: map[string]memberRev{}, groups: map[string]set{}, userGroups: map[string]set{}}
 }
 
-// replace makes bucket hold exactly m.
-func (s *store) replace(bucket []byte, m map[string][]byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucket); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket(bucket)
-		if err != nil {
-			return err
-		}
-		for k, v := range m {
-			if err := b.Put([]byte(k), v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// put records that key holds m at rev, unless a newer revision is known.
+func (c *memberCache) put(key string, rev uint64, m membership) {
+	if old, ok := c.revs[key]; ok && rev != 0 && old.rev >= rev {
+		return
+	}
+	c.revs[key] = memberRev{rev: rev, m: m}
+	c.link(m)
 }
 
-// all returns a bucket's contents.
-func (s *store) all(bucket []byte) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
-			out[string(k)] = bytes.Clone(v)
-			return nil
-		})
-	})
-	return out, err
+// deleted records that key was deleted; rev is the revision it was deleted
+// at (this process's own delete) or that of the deletion (the watch's).
+// tomb keeps a marker that stops an older put the watch still delivers.
+func (c *memberCache) deleted(key string, rev uint64, tomb bool) {
+	old, ok := c.revs[key]
+	if ok && rev != 0 && old.rev > rev {
+		return
+	}
+	if ok && !old.gone {
+		c.unlink(old.m)
+	}
+	if tomb {
+		c.revs[key] = memberRev{rev: rev, m: old.m, gone: true}
+	} else {
+		delete(c.revs, key)
+	}
+}
+
+func (c *memberCache) link(m membership) {
+	if c.groups[m.Group] == nil {
+		c.groups[m.Group] = set{}
+	}
+	c.groups[m.Group].add(m.User)
+	if c.userGroups[m.User] == nil {
+		c.userGroups[m.User] = set{}
+	}
+	c.userGroups[m.User].add(m.Group)
+}
+
+func (c *memberCache) unlink(m membership) {
+	delete(c.groups[m.Group], m.User)
+	if len(c.groups[m.Group]) == 0 {
+		delete(c.groups, m.Group)
+	}
+	delete(c.userGroups[m.User], m.Group)
+	if len(c.userGroups[m.User]) == 0 {
+		delete(c.userGroups, m.User)
+	}
+}
+
+func (c *memberCache) has(group, user string) bool {
+	_, ok := c.groups[group][user]
+	return ok
+}
+
+// presenceCache is this process's copy of the online/ records, kept fresh
+// by a Watch: it answers "does m listen on chat:user:m on some node" for
+// every recipient of an ephemeral event without a round trip.
+type presenceCache struct {
+	recs map[string]presenceRev // by key
+}
+
+type presenceRev struct {
+	rev  uint64
+	rec  *presenceRecord // nil: deleted by this process at rev (a tombstone)
+	gone bool
+}
+
+func (c *presenceCache) put(key string, rev uint64, r *presenceRecord) {
+	if old, ok := c.recs[key]; ok && rev != 0 && old.rev >= rev {
+		return
+	}
+	c.recs[key] = presenceRev{rev: rev, rec: r}
+}
+
+func (c *presenceCache) deleted(key string, rev uint64, tomb bool) {
+	if old, ok := c.recs[key]; ok && rev != 0 && old.rev > rev {
+		return
+	}
+	if tomb {
+		c.recs[key] = presenceRev{rev: rev, gone: true}
+	} else {
+		delete(c.recs, key)
+	}
+}
+
+func (c *presenceCache) get(user string) *presenceRecord {
+	if r, ok := c.recs[onlineKey(user)]; ok && !r.gone {
+		return r.rec
+	}
+	return nil
+}
+
+// stateError is the error a call answers when the State failed: -32050
+// (retry later) while the store cannot be reached (in a cluster, NATS is
+// down), internal otherwise. what ends with ": ".
+func stateError(what string, err error) error {
+	if errors.Is(err, sdk.ErrStateUnavailable) {
+		return sdk.Errorf(sdk.CodePluginUnavailable, "%s%v (retry later)", what, err)
+	}
+	return sdk.Internal(what + err.Error())
 }
