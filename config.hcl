@@ -55,7 +55,10 @@ plugin "echo" {
 
 # The four domain plugins, built into bin/plugins/ by `make build` (a declared
 # plugin whose binary does not exist cannot start, and keeps /readyz from
-# passing).
+# passing). They keep what must outlive them (memberships, grants, seqids,
+# documents) in Herald's plugin State: on one node one file per plugin under
+# state.dir (default "data/state", next to this file: <dir>/<plugin>.db); in a
+# cluster (broker "nats") in JetStream, shared by every node.
 
 # Unichat's notifications: plugins/chat/README.md.
 plugin "chat" {
@@ -63,8 +66,7 @@ plugin "chat" {
   args    = []  # optional
   env     = {}  # optional, added to the plugin's environment
   config {      # decoded by the plugin (mapstructure)
-    data_dir        = "data/chat"  # membership and presence, in chat.db
-    entering_window = "3s"         # at most one `entering` per user and group per window
+    entering_window = "3s" # at most one `entering` per user and group per window
   }
 }
 
@@ -72,8 +74,7 @@ plugin "chat" {
 plugin "timelines" {
   command = "bin/plugins/timelines"
   config {
-    data_dir          = "data/timelines" # backend grants and roles, in timelines.db
-    max_emit_channels = 64               # channels of one emit call
+    max_emit_channels = 64 # channels of one emit call
   }
 }
 
@@ -82,8 +83,7 @@ plugin "timelines" {
 plugin "kb" {
   command = "bin/plugins/kb"
   config {
-    data_dir       = "data/kb" # seqids and recent operations, in kb.db
-    index_replicas = 2         # resource_indexed per seqid that make it indexed
+    index_replicas = 2 # resource_indexed per seqid that make it indexed
   }
 }
 
@@ -91,8 +91,7 @@ plugin "kb" {
 plugin "documents" {
   command = "bin/plugins/documents"
   config {
-    data_dir      = "data/documents" # documents and rooms, in documents.db
-    resume_window = "30s"            # an emptied room channel lives on this long, for resumes with since
-    max_rooms     = 100000           # rooms (index, collection, filter) alive at once
+    resume_window = "30s"  # an emptied room channel lives on this long, for resumes with since
+    max_rooms     = 100000 # rooms (index, collection, filter) alive at once
   }
 }

@@ -98,20 +98,20 @@ func TestValidateStartsPluginsInADryRun(t *testing.T) {
 	})
 }
 
-// A config in its own directory names its plugin and the plugin's data_dir
+// A config in its own directory names its plugin and the state directory
 // relative to itself; herald is started from elsewhere (the repository
 // root). Herald's log names each plugin once per line and has one time.
 func TestPluginPathsRelativeToConfigAndLogKeysOnce(t *testing.T) {
 	dir := t.TempDir()
 	copyBinary(t, "plugins/chat", filepath.Join(dir, "plugins", "x"))
-	body := preamble + "plugin \"chat\" {\n  command = \"plugins/x\"\n  config {\n    data_dir = \"state/chat\"\n  }\n}\n"
+	body := preamble + "state {\n  dir = \"kept\"\n}\nplugin \"chat\" {\n  command = \"plugins/x\"\n}\n"
 	path := filepath.Join(dir, "herald.hcl")
 	require.NoError(t, os.WriteFile(path, []byte(body), 0o600))
 
 	h := heraldtest.StartWithConfig(t, path, nil)
 	waitPlugin(t, h, "chat", func(p pluginStatus) bool { return p.State == "running" })
-	require.FileExists(t, filepath.Join(dir, "state", "chat", "chat.db"))
-	h.WaitLog(t, "chat store loaded", heraldtest.Timeout)
+	h.WaitLog(t, "chat state loaded", heraldtest.Timeout)
+	require.FileExists(t, filepath.Join(dir, "kept", "chat.db"), "the plugin's State, under state.dir, relative to the config")
 	h.Stop(t) // the plugin's exit is logged too
 
 	logs := h.Logs()
@@ -121,7 +121,7 @@ func TestPluginPathsRelativeToConfigAndLogKeysOnce(t *testing.T) {
 		require.NotContains(t, line, "timestamp=", "a second time: %s", line)
 		require.NotContains(t, line, "@module=", "the plugin's name again: %s", line)
 	}
-	require.Regexp(t, `chat store loaded: plugin=chat `, logs)
+	require.Regexp(t, `chat state loaded: plugin=chat `, logs)
 }
 
 // After a kill -9 and the restart, the plugin's status has no stale error,
