@@ -113,27 +113,46 @@ type summary struct {
 	Load1         string  `json:"load1"`
 }
 
+// run measures one scenario and prints its line and its JSON summary.
 func run(o options) error {
+	s, err := measure(o)
+	if err != nil && s.Name == "" {
+		return err
+	}
+	fmt.Printf("%s: emitted %d (%.0f/s), delivered %d of %d (%.0f/s, %.1f per frame), emit→delivery p50 %.2f ms p99 %.2f ms max %.2f ms, CPU per notification: herald %.2f µs, plugin %.2f µs, bench %.2f µs, load %s\n",
+		s.Name, s.Emitted, s.EmitPerS, s.Delivered, s.Expected, s.DeliveredPerS, float64(s.Delivered)/float64(max(1, s.Frames)),
+		s.P50ms, s.P99ms, s.MaxMs, s.HeraldCPUus, s.PluginCPUus, s.BenchCPUus, s.Load1)
+	b, merr := json.Marshal(s)
+	if merr != nil {
+		return merr
+	}
+	fmt.Println(string(b))
+	return err
+}
+
+// measure runs one scenario. A run that did not deliver everything
+// returns its summary and an error.
+func measure(o options) (summary, error) {
 	switch {
 	case o.secret == "":
-		return errors.New("-secret (or HERALD_TOKEN_SECRET) is required")
+		return summary{}, errors.New("-secret (or HERALD_TOKEN_SECRET) is required")
 	case o.key == "":
-		return errors.New("-key (or HERALD_API_KEY) is required")
+		return summary{}, errors.New("-key (or HERALD_API_KEY) is required")
 	case o.channels < 1 || o.clients < o.channels:
-		return fmt.Errorf("-channels %d: want 1..-clients (%d), so that every channel has a subscriber", o.channels, o.clients)
+		return summary{}, fmt.Errorf("-channels %d: want 1..-clients (%d), so that every channel has a subscriber", o.channels, o.clients)
 	case o.count < 1:
-		return fmt.Errorf("-count %d: want at least 1", o.count)
+		return summary{}, fmt.Errorf("-count %d: want at least 1", o.count)
 	case o.reader != "epoll" && o.reader != "gorilla":
-		return fmt.Errorf("-reader %q: want epoll or gorilla", o.reader)
+		return summary{}, fmt.Errorf("-reader %q: want epoll or gorilla", o.reader)
 	}
 	if _, err := rlimit.RaiseOpenFiles(); err != nil {
-		return err
+		return summary{}, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.connect)
 	fl, err := connect(ctx, o)
 	cancel()
 	if err != nil {
-		return err
+		return summary{}, err
 	}
 	defer fl.close()
 	// Every notification to channel c reaches each client subscribed to it.
@@ -150,11 +169,11 @@ func run(o options) error {
 	if o.cpuprofile != "" {
 		pf, err := os.Create(o.cpuprofile)
 		if err != nil {
-			return err
+			return summary{}, err
 		}
 		defer pf.Close()
 		if err := pprof.StartCPUProfile(pf); err != nil {
-			return err
+			return summary{}, err
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -162,7 +181,7 @@ func run(o options) error {
 	b0 := selfCPU()
 	res, err := startRun(o)
 	if err != nil {
-		return err
+		return summary{}, err
 	}
 	// The plugin's last emit is acknowledged; wait for what is still on its
 	// way to the clients, bounded by -drain.
@@ -199,18 +218,10 @@ func run(o options) error {
 	if o.pid > 0 && herr == nil {
 		s.HeraldCPUus = float64(h1-h0) / 1e3 / float64(max(1, delivered))
 	}
-	fmt.Printf("%s: emitted %d (%.0f/s), delivered %d of %d (%.0f/s, %.1f per frame), emit→delivery p50 %.2f ms p99 %.2f ms max %.2f ms, CPU per notification: herald %.2f µs, plugin %.2f µs, bench %.2f µs, load %s\n",
-		s.Name, s.Emitted, s.EmitPerS, s.Delivered, s.Expected, s.DeliveredPerS, float64(delivered)/float64(max(1, frames)),
-		s.P50ms, s.P99ms, s.MaxMs, s.HeraldCPUus, s.PluginCPUus, s.BenchCPUus, s.Load1)
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	fmt.Println(string(b))
 	if delivered != expected {
-		return fmt.Errorf("delivered %d of %d notifications within -drain %v", delivered, expected, o.drain)
+		return s, fmt.Errorf("delivered %d of %d notifications within -drain %v", delivered, expected, o.drain)
 	}
-	return nil
+	return s, nil
 }
 
 // runResult is the emitter plugin's answer to "run".
