@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -60,7 +61,7 @@ func TestParseTakesFramesSplitAnywhere(t *testing.T) {
 	require.Greater(t, len(serverFrame(notifications(huge...))), 1<<16)
 
 	for _, cut := range []int{1, 2, 3, 5, 64, 127, 4096, len(stream) - 1} {
-		c := &client{}
+		c := &client{fd: -1}
 		for off := 0; off < len(stream); off += cut {
 			c.in = append(c.in, stream[off:min(off+cut, len(stream))]...)
 			require.True(t, c.parse(2000), "cut %d", cut)
@@ -92,7 +93,22 @@ func FuzzFrameHeader(f *testing.F) {
 		if complete && (!ok || h+n > len(b) || n < 0) {
 			t.Fatalf("complete frame of %d+%d bytes in %d", h, n, len(b))
 		}
-		c := &client{in: append([]byte(nil), b...)}
-		_ = c.parse(0) // never panics
+		c := &client{fd: -1, in: append([]byte(nil), b...)} // a pong goes nowhere
+		_ = c.parse(0)                                      // never panics
 	})
+}
+
+// herald pings a connection that sent nothing for server.ping_interval and
+// closes it if no pong comes: the reader answers as a client must, masked.
+func TestParseAnswersPing(t *testing.T) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	c := &client{fd: fds[0], in: []byte{0x89, 2, 'h', 'i'}}
+	require.True(t, c.parse(0))
+	buf := make([]byte, 64)
+	n, err := syscall.Read(fds[1], buf)
+	require.NoError(t, err)
+	require.Equal(t, []byte{0x8a, 0x80 | 2, 0, 0, 0, 0, 'h', 'i'}, buf[:n])
 }
