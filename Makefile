@@ -10,7 +10,7 @@ PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard plugins/*/main.go))
 EXAMPLE_PLUGIN_DIRS := $(patsubst %/main.go,%,$(wildcard examples/*-plugin/main.go))
 FUZZTIME ?= 5s
 
-.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-documents bench-go bench-filter soak proto clean help
+.PHONY: all build run demo test vet unit fuzz-seed fuzz bench bench-documents bench-plugin bench-go bench-filter soak proto clean help
 
 all: build
 
@@ -72,10 +72,11 @@ fuzz-seed:
 fuzz: ## fuzz every target for a minute each
 	$(MAKE) fuzz-seed FUZZTIME=1m
 
-bench: ## the standard load scenarios against a real herald (cmd/herald-bench), the cluster comparison, then the documents one
+bench: ## the standard load scenarios against a real herald (cmd/herald-bench), the cluster comparison, then the documents and plugin-path ones
 	bash cmd/herald-bench/bench.sh
 	CLUSTER=1 bash cmd/herald-bench/bench.sh
 	bash cmd/documents-bench/bench.sh
+	bash cmd/plugin-bench/bench.sh
 
 .PHONY: bench-cluster
 bench-cluster: ## three herald nodes on one NATS JetStream against one memory-broker node, same scenarios (CLUSTER_SCENARIOS, CLUSTER_DURATION, SPLIT)
@@ -83,6 +84,9 @@ bench-cluster: ## three herald nodes on one NATS JetStream against one memory-br
 
 bench-documents: ## the documents plugin end to end: 10,000 rooms, 1,000 clients, a write stream (cmd/documents-bench)
 	bash cmd/documents-bench/bench.sh
+
+bench-plugin: ## a plugin's emits delivered to WebSocket clients through herald, beside the recorder figure (cmd/plugin-bench)
+	bash cmd/plugin-bench/bench.sh
 
 bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./core/...

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+	"github.com/stretchr/testify/require"
+)
+
+func TestMain(m *testing.M) { heraldtest.Main(m) }
+
+// The whole bench on a real herald with the real emitter plugin, small:
+// every emitted notification reaches every client of its channel, with a
+// latency, in both emit shapes, paced or not, with both readers.
+func TestEveryEmitIsDelivered(t *testing.T) {
+	emitter := heraldtest.Binary(t, "internal/testplugins/emitter")
+	h := heraldtest.Start(t, heraldtest.Options{HCL: fmt.Sprintf("plugin \"emitter\" {\n  command = %q\n}\n", emitter)})
+	// Ready once the plugin is up (its prefix is known only then).
+	for i := 0; ; i++ {
+		if status, _ := h.Do(t, http.MethodGet, "/readyz", nil, "", nil); status == http.StatusOK {
+			break
+		}
+		require.Less(t, i, 600, "herald not ready:\n%s", h.Logs())
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		name            string
+		workers, per    int
+		rate            float64
+		clients, chans  int
+		reader          string
+		wantPerEmission int64
+	}{
+		{"single", 16, 1, 0, 4, 4, "epoll", 1},
+		{"batched", 2, 50, 0, 4, 4, "gorilla", 1},
+		{"paced-fanout", 4, 1, 5000, 6, 3, "epoll", 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.reader == "epoll" && defaultReader != "epoll" {
+				t.Skip("the epoll reader is Linux only")
+			}
+			const count = 1000
+			s, err := measure(options{
+				url: h.URL, key: heraldtest.APIKey, secret: heraldtest.Secret, pid: h.Pid(), name: c.name,
+				clients: c.clients, channels: c.chans, count: count, workers: c.workers, per: c.per, rate: c.rate,
+				connect: time.Minute, drain: time.Minute, reader: c.reader,
+			})
+			require.NoError(t, err)
+			require.EqualValues(t, count, s.Emitted)
+			require.Equal(t, count*c.wantPerEmission, s.Expected)
+			require.Equal(t, s.Expected, s.Delivered)
+			require.Positive(t, s.P50ms)
+			require.LessOrEqual(t, s.P50ms, s.MaxMs)
+			require.Positive(t, s.Frames)
+		})
+	}
+}
