@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -55,6 +56,7 @@ type options struct {
 	Connect     time.Duration // bound of the connect phase
 	Reader      string        // epoll or gorilla
 	ReadPause   time.Duration // the epoll reader's pause when few sockets were ready
+	Publish     string        // http, h2c or ws (publish_ws.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -79,6 +81,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.Connect, "connect-timeout", 2*time.Minute, "bound of the connect phase")
 	fs.StringVar(&o.Reader, "reader", defaultReader, "how clients read: epoll (raw sockets polled by a goroutine per 2 CPUs; Linux) or gorilla (a goroutine and gorilla's reader per client)")
 	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
+	fs.StringVar(&o.Publish, "publish", "http", "how to publish: http (a request per publish over HTTP/1.1 keep-alive connections), h2c (the same requests multiplexed on HTTP/2 without TLS), ws (pipelined over one publishing WebSocket, /v1/publish/ws)")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -120,6 +123,8 @@ func (o *options) check() error {
 		return errors.New("-secret (or $HERALD_TOKEN_SECRET) is needed to mint the clients' token")
 	case o.Reader != "epoll" && o.Reader != "gorilla":
 		return fmt.Errorf("-reader must be epoll or gorilla, not %q", o.Reader)
+	case !slices.Contains(publishForms, o.Publish):
+		return fmt.Errorf("-publish must be http, h2c or ws, not %q", o.Publish)
 	case o.ConnectRate <= 0 || o.Dialers <= 0 || o.Publishers <= 0:
 		return errors.New("-connect-rate, -dialers and -publishers must be positive")
 	}

@@ -33,6 +33,9 @@ type publisher struct {
 	lateMax  atomic.Int64
 	errMu    sync.Mutex
 	firstErr string
+	// via, if set, sends a request body another way than p.client
+	// (-publish h2c or ws: publish_ws.go).
+	via func(ctx context.Context, body []byte) error
 }
 
 func newPublisher(o options, f *fleet) *publisher {
@@ -70,6 +73,12 @@ func (p *publisher) run(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.Duration+p.o.Drain)
 	defer cancel()
+	closeVia, err := p.connectVia(ctx)
+	if err != nil {
+		p.noteErr(fmt.Errorf("-publish %s: %w", p.o.Publish, err))
+		return
+	}
+	defer closeVia()
 	jobs := make(chan job, 1024)
 	var workers sync.WaitGroup
 	for range p.o.Publishers {
@@ -135,6 +144,10 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 		body.WriteString(`}}`)
 	}
 	body.WriteString(`]}`)
+	if p.via != nil {
+		p.finishVia(p.via(ctx, body.Bytes()), now)
+		return
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body.Bytes()))
 	req.Header.Set("Authorization", "Bearer "+p.o.APIKey)
 	req.Header.Set("Content-Type", "application/json")
