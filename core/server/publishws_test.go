@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -384,4 +385,50 @@ func TestPublishOverH2C(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, 1, resp.ProtoMajor)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// A backend that sends and never reads its answers is closed as a slow
+// consumer once they pass the outbox's bound and its socket takes no more,
+// like any client: it cannot make herald hold its answers without bound.
+func TestPublishWSBackendThatDoesNotReadIsClosed4008(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Delivery.OutboxLimit = 64
+	cfg.Delivery.OutboxBytes = 64 << 10
+	cfg.Delivery.WriteTimeout = time.Second
+	p := startPubTest(t, cfg, nil)
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(4096) // so that herald's writes back up soon
+		}
+		return c, err
+	}}
+	ws, _, err := d.Dial(p.wsURL("/v1/publish/ws"), http.Header{"Authorization": {"Bearer test-key"}})
+	require.NoError(t, err)
+	defer ws.Close()
+	var pc *publisherConn
+	require.Eventually(t, func() bool {
+		l := p.srv.pubConns.list()
+		if len(l) == 1 {
+			pc = l[0]
+		}
+		return pc != nil
+	}, 10*time.Second, 5*time.Millisecond)
+
+	// Each frame a publish and a ping whose 16 KiB id its answer echoes:
+	// cheap to send, costly to hold.
+	frame := []byte(`[{"jsonrpc":"2.0","id":1,"method":"publish","params":{"channel":"c","event":"e","object_type":"t","object":null}},` +
+		`{"jsonrpc":"2.0","id":"` + strings.Repeat("x", 16<<10) + `","method":"ping"}]`)
+	go func() {
+		for ws.WriteMessage(websocket.TextMessage, frame) == nil {
+		}
+	}()
+	select {
+	case <-pc.conn.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("a backend that reads nothing was not closed")
+	}
+	require.Equal(t, 4008, pc.conn.CloseCode())
+	require.Eventually(t, func() bool { return len(p.srv.pubConns.list()) == 0 }, 10*time.Second, 5*time.Millisecond)
 }
