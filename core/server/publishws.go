@@ -355,9 +355,16 @@ func publishParams(params json.RawMessage) (body []byte, key string, err *rpc.Er
 		}
 	}
 	delete(top, "idempotency_key")
-	body, mErr := json.Marshal(top)
-	if mErr != nil {
-		return nil, "", rpc.Errorf(rpc.CodeInvalidParams, "params: %v", mErr)
+	// Rebuilt by hand: json.Marshal would HTML-escape the objects, and
+	// subscribers would get other bytes than the HTTP form gives them.
+	body = append(make([]byte, 0, len(params)), '{')
+	for k, v := range top {
+		if len(body) > 1 {
+			body = append(body, ',')
+		}
+		body = rpc.AppendString(body, k)
+		body = append(body, ':')
+		body = append(body, v...)
 	}
-	return body, key, nil
+	return append(body, '}'), key, nil
 }

@@ -199,8 +199,15 @@ func TestPublishWSIdempotencySharedWithHTTP(t *testing.T) {
 	send(t, ws, `{"jsonrpc":"2.0","id":2,"method":"publish","params":{"channel":"news","event":"e","object_type":"t","object":1}}`)
 	require.Equal(t, uint64(2), readReply(t, ws).Result.Results[0].Seq, "the retries published nothing")
 
+	// Taking the key out leaves the notification's bytes as they were.
+	body, _, rerr := publishParams(json.RawMessage(`{"channel":"news","event":"e","object_type":"t","object":{"html":"<b>&</b>","n":[1, 2]},"idempotency_key":"k2"}`))
+	require.Nil(t, rerr)
+	ns, err := parsePublish(body)
+	require.NoError(t, err)
+	require.Equal(t, `{"html":"<b>&</b>","n":[1,2]}`, string(ns[0].Object))
+
 	// The same MsgIDs as the HTTP form gives the broker.
-	ns, err := parsePublish([]byte(`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":1},{"channel":"b","event":"e","object_type":"t","object":1}]}`))
+	ns, err = parsePublish([]byte(`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":1},{"channel":"b","event":"e","object_type":"t","object":1}]}`))
 	require.NoError(t, err)
 	body, key, rerr := publishParams(json.RawMessage(`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":1},{"channel":"b","event":"e","object_type":"t","object":1}],"idempotency_key":"k1"}`))
 	require.Nil(t, rerr)
