@@ -250,6 +250,11 @@ func TestPublishWSPipelinedAnsweredByID(t *testing.T) {
 			require.True(t, s[seq], "%s seq %d", ch, seq)
 		}
 	}
+	// Once the backend goes, its workers end: the connection is forgotten
+	// only after they did.
+	require.Len(t, p.srv.pubConns.list(), 1)
+	require.NoError(t, ws.Close())
+	require.Eventually(t, func() bool { return len(p.srv.pubConns.list()) == 0 }, 10*time.Second, 5*time.Millisecond)
 }
 
 // blockingBroker holds every publish until released, counting those
@@ -438,4 +443,34 @@ func TestPublishWSBackendThatDoesNotReadIsClosed4008(t *testing.T) {
 	}
 	require.Equal(t, 4008, pc.conn.CloseCode())
 	require.Eventually(t, func() bool { return len(p.srv.pubConns.list()) == 0 }, 10*time.Second, 5*time.Millisecond)
+}
+
+// publishParams never fails on what publishBody would name, never keeps
+// the key in the body, and leaves params without the key as they are.
+func FuzzPublishParams(f *testing.F) {
+	f.Add(`{"channel":"a","event":"e","object_type":"t","object":1}`)
+	f.Add(`{"notifications":[{"channel":"a"}],"idempotency_key":"k"}`)
+	f.Add(`{"\u0069dempotency_key":"k","channel":"a"}`)
+	f.Add(`{"idempotency_key":null}`)
+	f.Add(`[1,"idempotency_key"]`)
+	f.Add(`{"idempotency_key":7}`)
+	f.Fuzz(func(t *testing.T, params string) {
+		body, key, err := publishParams(json.RawMessage(params))
+		if err != nil {
+			return
+		}
+		var in, out map[string]json.RawMessage
+		if json.Unmarshal([]byte(params), &in) != nil || in == nil {
+			require.Equal(t, params, string(body))
+			return
+		}
+		if _, ok := in["idempotency_key"]; !ok {
+			require.Equal(t, params, string(body))
+			require.Empty(t, key)
+			return
+		}
+		require.NoError(t, json.Unmarshal(body, &out), "rebuilt params %s", body)
+		require.NotContains(t, out, "idempotency_key")
+		require.Len(t, out, len(in)-1)
+	})
 }
