@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -439,7 +440,10 @@ func TestPublishWSBackendThatDoesNotReadIsClosed4008(t *testing.T) {
 	select {
 	case <-pc.conn.Done():
 	case <-time.After(time.Minute):
-		t.Fatal("a backend that reads nothing was not closed")
+		// Seen once, not reproduced since: the stacks say where it waits.
+		var stacks strings.Builder
+		_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+		t.Fatalf("a backend that reads nothing was not closed; goroutines:\n%s", stacks.String())
 	}
 	require.Equal(t, 4008, pc.conn.CloseCode())
 	require.Eventually(t, func() bool { return len(p.srv.pubConns.list()) == 0 }, 10*time.Second, 5*time.Millisecond)
