@@ -4,7 +4,7 @@
 # fresh herald (so that memory and CPU figures are its own), run
 # herald-bench with herald's PID, stop herald. Prints a table at the end.
 #
-#   bash cmd/herald-bench/bench.sh                 # all four scenarios
+#   bash cmd/herald-bench/bench.sh                 # all the scenarios
 #   SCENARIOS="a c" RUNS=2 bash cmd/herald-bench/bench.sh
 #   PPROF=127.0.0.1:6060 SCENARIOS=b bash cmd/herald-bench/bench.sh   # profile while it runs
 #
@@ -27,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 ADDR=${BENCH_ADDR:-127.0.0.1:17512}
-SCENARIOS=${SCENARIOS:-"a b c d"}
+SCENARIOS=${SCENARIOS:-"a b c c-ws d"}
 RUNS=${RUNS:-1}
 OUT=${BENCH_OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
@@ -192,6 +192,8 @@ scenario() {
     a) echo "-name a -mode broadcast -clients 1000 -rate 200 -duration 10s" ;;
     b) echo "-name b -mode broadcast -clients 10000 -rate 20 -duration 10s" ;;
     c) echo "-name c -mode personal -clients 10000 -rate 2000 -duration 10s" ;;
+    # c over one pipelined publishing WebSocket (-publish ws) instead of HTTP/1.1 requests
+    c-ws) echo "-name c-ws -mode personal -clients 10000 -rate 2000 -duration 10s -publish ws" ;;
     d) echo "-name d -mode broadcast -clients 15000 -rate 0 -settle 5s" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac

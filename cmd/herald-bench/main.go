@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -66,6 +67,7 @@ type options struct {
 	Connect     time.Duration // bound of the connect phase
 	Reader      string        // epoll or gorilla
 	ReadPause   time.Duration // the epoll reader's pause when few sockets were ready
+	Publish     string        // http, h2c or ws (publish_ws.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -93,6 +95,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Reader, "reader", defaultReader, "how clients read: epoll (raw sockets polled by a goroutine per 2 CPUs; Linux) or gorilla (a goroutine and gorilla's reader per client)")
 	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
 	fs.BoolVar(&o.Warmup, "warmup", false, "before measuring, publish one notification to every target channel at -rate and wait for its deliveries (not counted), so that the measured phase publishes to channels the broker already knows")
+	fs.StringVar(&o.Publish, "publish", "http", "how to publish: http (a request per publish over HTTP/1.1 keep-alive connections), h2c (the same requests multiplexed on HTTP/2 without TLS), ws (pipelined over one publishing WebSocket, /v1/publish/ws)")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -122,6 +125,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 func (o *options) check() error {
 	var err error
+	if o.Publish == "" {
+		o.Publish = "http" // options built in code (tests) mean the default
+	}
 	if o.URLs, err = parseURLs(o.URL); err != nil {
 		return fmt.Errorf("-url: %w", err)
 	}
@@ -133,6 +139,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-pid lists %d PIDs for %d nodes in -url: give one per node, in the same order", len(o.PIDs), len(o.URLs))
 	case o.NATSPID < 0:
 		return errors.New("-nats-pid must not be negative")
+	case o.Publish != "http" && len(o.URLs) > 1:
+		return fmt.Errorf("-publish %s publishes through one node: give -url one node, or -publish http", o.Publish)
 	case o.Split && len(o.URLs) < 2:
 		return errors.New("-split needs two or more nodes in -url: one to publish on, the others for the clients")
 	case o.Mode != "broadcast" && o.Mode != "personal":
@@ -147,6 +155,8 @@ func (o *options) check() error {
 		return errors.New("-secret (or $HERALD_TOKEN_SECRET) is needed to mint the clients' token")
 	case o.Reader != "epoll" && o.Reader != "gorilla":
 		return fmt.Errorf("-reader must be epoll or gorilla, not %q", o.Reader)
+	case !slices.Contains(publishForms, o.Publish):
+		return fmt.Errorf("-publish must be http, h2c or ws, not %q", o.Publish)
 	case o.ConnectRate <= 0 || o.Dialers <= 0 || o.Publishers <= 0:
 		return errors.New("-connect-rate, -dialers and -publishers must be positive")
 	}

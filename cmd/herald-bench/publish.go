@@ -40,6 +40,9 @@ type publisher struct {
 	lateMax  atomic.Int64
 	errMu    sync.Mutex
 	firstErr string
+	// sendForm, if set, sends a request body another way than p.client
+	// (-publish h2c or ws: publish_ws.go).
+	sendForm func(ctx context.Context, body []byte) error
 }
 
 func newPublisher(o options, f *fleet, publishNodes []int) *publisher {
@@ -91,6 +94,12 @@ func (p *publisher) run(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.o.Duration+p.o.Drain)
 	defer cancel()
+	closeVia, err := p.connectVia(ctx)
+	if err != nil {
+		p.noteErr(fmt.Errorf("-publish %s: %w", p.o.Publish, err))
+		return
+	}
+	defer closeVia()
 	jobs := make(chan job, 1024)
 	var workers sync.WaitGroup
 	for range p.o.Publishers {
@@ -159,6 +168,14 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 		body.WriteString(`}}`)
 	}
 	body.WriteString(`]}`)
+	if p.sendForm != nil {
+		err := p.sendForm(ctx, body.Bytes())
+		p.finishVia(err, now)
+		if err == nil {
+			p.via[j.node].Add(int64(p.o.Batch))
+		}
+		return
+	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.urls[j.node], bytes.NewReader(body.Bytes()))
 	req.Header.Set("Authorization", "Bearer "+p.o.APIKey)
 	req.Header.Set("Content-Type", "application/json")

@@ -1,9 +1,11 @@
 // Package server assembles herald's parts into the running process: the
 // WebSocket endpoint and its JSON-RPC methods (one session per connection),
-// the HTTP publish and plugin APIs, health, metrics, the overload signal on
-// the `config` channel, plugins' follows of their channels (follow.go: hub
-// subscribers without a connection, bounded like an outbox), and graceful
-// shutdown; and the operator's side (admin*.go): the optional second
+// the HTTP publish and plugin APIs (HTTP/1.1 and h2c), the backends'
+// publishing WebSocket (publishws.go: POST /v1/publish over one pipelined
+// connection, sharing its path and idempotency table), health, metrics,
+// the overload signal on the `config` channel, plugins' follows of their
+// channels (follow.go: hub subscribers without a connection, bounded like
+// an outbox), and graceful shutdown; and the operator's side (admin*.go): the optional second
 // listener (server.admin_listen) and the admin page with its JSON API,
 // whose static files are embedded.
 //

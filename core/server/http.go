@@ -149,28 +149,37 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
 		return
 	}
+	status, reply := s.publishBody(r.Context(), accepted, auth.BearerToken(r), r.Header.Get("Idempotency-Key"), body)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(reply)
+}
+
+// publishBody answers one backend publish as POST /v1/publish does, for
+// the HTTP form and the publishing WebSocket alike (publishws.go): body is
+// the request's, scope the API key that sent it (requireAPIKey checked
+// it), key its Idempotency-Key ("" for none). It returns the HTTP status
+// and the JSON reply, newline-terminated.
+func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key string, body []byte) (int, []byte) {
 	ns, err := parsePublish(body)
 	if err == nil {
 		err = s.publishable(ns)
 	}
 	if err != nil {
-		writeJSONError(w, http.StatusBadRequest, rpc.CodeInvalidParams, err.Error())
-		return
+		return encodeReply(http.StatusBadRequest, map[string]any{"error": map[string]any{"code": rpc.CodeInvalidParams, "message": err.Error()}})
 	}
-	key := r.Header.Get("Idempotency-Key")
 	if len(key) > maxIdempotencyKey {
-		writeJSONError(w, http.StatusBadRequest, rpc.CodeInvalidParams, fmt.Sprintf("Idempotency-Key: longer than %d bytes (%d)", maxIdempotencyKey, len(key)))
-		return
+		return encodeReply(http.StatusBadRequest, map[string]any{"error": map[string]any{"code": rpc.CodeInvalidParams,
+			"message": fmt.Sprintf("Idempotency-Key: longer than %d bytes (%d)", maxIdempotencyKey, len(key))}})
 	}
-	// The key is scoped by the API key that sent it (requireAPIKey checked it).
-	scope := auth.BearerToken(r)
-	status, reply := s.idem.do(scope, key, func() (int, any) {
+	// The key is scoped by the API key that sent it.
+	return s.idem.do(scope, key, func() (int, any) {
 		if key != "" {
 			// Across nodes, the broker de-duplicates by these (NATS): a
 			// retry through another node is answered with the original.
 			setMsgIDs(ns, scope, key)
 		}
-		results, err := s.publishFrom(r.Context(), sourceHTTP, accepted, ns)
+		results, err := s.publishFrom(ctx, sourceHTTP, accepted, ns)
 		if errors.Is(err, broker.ErrUnavailable) {
 			return http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": rpc.CodePluginUnavailable,
 				"message": "unavailable: nothing was published; the cluster's message store cannot be reached now (" + err.Error() + "); retry later"}}
@@ -180,9 +189,6 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		}
 		return http.StatusOK, map[string]any{"results": results}
 	})
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(reply)
 }
 
 // publishable refuses notifications that no client could ever receive: a

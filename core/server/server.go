@@ -55,6 +55,7 @@ type Server struct {
 
 	sessionsMu sync.RWMutex
 	sessions   map[string]*session
+	pubConns   publishers // backends' publishing WebSockets (publishws.go)
 	conns      sync.WaitGroup
 
 	idem *idempotency
@@ -173,6 +174,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ws", s.serveWS)
 	mux.HandleFunc("POST /v1/publish", s.requireAPIKey(s.servePublish))
+	mux.HandleFunc("GET /v1/publish/ws", s.requireAPIKey(s.servePublishWS))
+	mux.HandleFunc("/v1/publish/ws", methodNotAllowed("GET"))
 	// Without this, another method falls through to the plugin routes
 	// below and reads as a 404.
 	mux.HandleFunc("/v1/publish", methodNotAllowed("POST"))
@@ -194,6 +197,8 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.httpSrv = &http.Server{
 		Handler:           s.Handler(),
+		Protocols:         serveProtocols(),
+		HTTP2:             s.serveHTTP2(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -253,6 +258,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ss := range all {
 		ss.goAway()
 	}
+	s.pubConns.goAway()
 	if s.testClosedAll != nil {
 		s.testClosedAll()
 	}
@@ -390,6 +396,7 @@ func (s *Server) heartbeat(ctx context.Context) {
 			all = append(all, ss)
 		}
 		s.sessionsMu.RUnlock()
+		s.pubConns.heartbeat(interval)
 		closed := 0
 		for _, ss := range all {
 			if !ss.conn.Heartbeat(interval) {

@@ -14,7 +14,18 @@
 // channel and resumes each from its last seq/epoch, so the local interface
 // sees every notification once and in order; when herald cannot bridge the
 // gap it says so through Options.OnUnrecovered. It refreshes tokens through
-// Options.GetToken. Publisher is the backend side: the HTTP publish API.
+// Options.GetToken.
+//
+// Publisher and StreamPublisher are the backend side, with an API key.
+// Publisher makes a request to the HTTP publish API per publish (over
+// HTTP/1.1, or multiplexed on one HTTP/2 connection with H2C);
+// StreamPublisher keeps one WebSocket to herald's publishing endpoint and
+// pipelines the publishes of any number of goroutines over it, which costs
+// herald less per publish (docs/http-api.md, docs/performance.md). It does
+// not reconnect: when Done is closed, dial again.
+//
+//	p, err := client.DialPublisher(ctx, "ws://127.0.0.1:7512/v1/publish/ws", apiKey)
+//	res, err := p.Publish(ctx, client.Publication{Channel: "news", Event: "new", ObjectType: "message", Object: msg})
 //
 // This package speaks the wire protocol of docs/protocol.md and knows
 // nothing of herald's internals: it imports no core package.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -44,7 +45,21 @@ type Publisher struct {
 	URL    string       // herald's base URL, e.g. http://127.0.0.1:7512
 	APIKey string       // one of auth.api_keys
 	HTTP   *http.Client // default: a client with a 30s timeout
+	// H2C, when HTTP is nil, sends the requests over HTTP/2 without TLS
+	// (prior knowledge), multiplexed on one connection per host shared by
+	// every such Publisher, instead of a connection per concurrent
+	// request. It needs an http:// URL (herald over TLS speaks HTTP/1.1).
+	// StreamPublisher is the other persistent form.
+	H2C bool
 }
+
+// h2cClient is the client of every Publisher with H2C: one transport, so
+// that they share its connections.
+var h2cClient = sync.OnceValue(func() *http.Client {
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Timeout: 30 * time.Second, Transport: tr}
+})
 
 // Publish publishes notifications in one request. It returns once they are
 // in their channels' history: every subscriber gets them, and a resuming
@@ -104,7 +119,14 @@ func (p *Publisher) Do(ctx context.Context, method, path string, body []byte, he
 		req.Header.Set("Content-Type", "application/json")
 	}
 	hc := p.HTTP
-	if hc == nil {
+	switch {
+	case hc != nil:
+	case p.H2C:
+		if req.URL.Scheme != "http" {
+			return nil, fmt.Errorf("%s %s: H2C needs an http:// URL", method, u)
+		}
+		hc = h2cClient()
+	default:
 		hc = &http.Client{Timeout: 30 * time.Second}
 	}
 	resp, err := hc.Do(req)

@@ -1,0 +1,136 @@
+package server
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+)
+
+// benchServer is a server on a loopback listener that speaks HTTP/1.1 and
+// h2c, as Serve's does.
+func benchServer(tb testing.TB) (*Server, *httptest.Server) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(tb, err)
+	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config.Protocols = serveProtocols()
+	ts.Config.HTTP2 = srv.serveHTTP2()
+	ts.Start()
+	tb.Cleanup(ts.Close)
+	return srv, ts
+}
+
+// benchBody is one notification to its own open channel, as scenario c
+// publishes (one subscriber per channel; here none, so that the figure is
+// the request's cost and not the fan-out's).
+func benchBody(i int64) []byte {
+	return []byte(`{"channel":"u` + strconv.FormatInt(i%10000, 10) + `","event":"tick","object_type":"bench","object":{"t":1700000000000000000,"n":` + strconv.FormatInt(i, 10) + `}}`)
+}
+
+// BenchmarkPublishHTTP is a publish through POST /v1/publish over
+// HTTP/1.1 keep-alive connections, or over one h2c connection: the
+// per-request cost a persistent publishing connection can remove.
+func BenchmarkPublishHTTP(b *testing.B) {
+	for _, proto := range []string{"http1", "h2c"} {
+		b.Run(proto, func(b *testing.B) {
+			_, ts := benchServer(b)
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			if proto == "h2c" {
+				tr.Protocols = new(http.Protocols)
+				tr.Protocols.SetUnencryptedHTTP2(true)
+			}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			defer reportCPU(b)()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/publish", bytes.NewReader(benchBody(n.Add(1))))
+					req.Header.Set("Authorization", "Bearer test-key")
+					req.Header.Set("Content-Type", "application/json")
+					resp, err := hc.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkPublishWS is the same publish over one publishing WebSocket,
+// pipelined: up to limits.max_inflight_calls requests in flight.
+func BenchmarkPublishWS(b *testing.B) {
+	srv, ts := benchServer(b)
+	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(ts.URL, "http")+"/v1/publish/ws", http.Header{"Authorization": {"Bearer test-key"}})
+	require.NoError(b, err)
+	defer ws.Close()
+	window := make(chan struct{}, srv.cfg.Limits.MaxInflightCalls)
+	done := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	defer reportCPU(b)()
+	go func() {
+		for range b.N {
+			_, frame, err := ws.ReadMessage()
+			if err != nil {
+				done <- err
+				return
+			}
+			if !bytes.Contains(frame, []byte(`"result"`)) {
+				done <- fmt.Errorf("reply %s", frame)
+				return
+			}
+			<-window
+		}
+		done <- nil
+	}()
+	var frame []byte
+	for i := range b.N {
+		window <- struct{}{}
+		frame = append(frame[:0], `{"jsonrpc":"2.0","id":`...)
+		frame = strconv.AppendInt(frame, int64(i), 10)
+		frame = append(frame, `,"method":"publish","params":`...)
+		frame = append(frame, benchBody(int64(i))...)
+		frame = append(frame, '}')
+		if err := ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+	require.NoError(b, <-done)
+}
+
+// reportCPU reports the process's CPU time per op (client and server
+// together: both run here) from now to the call of the function returned.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
