@@ -29,7 +29,20 @@ func startNodes(t *testing.T, urls string, n int, extra string) []*heraldtest.He
 		}()
 	}
 	wg.Wait()
+	for _, h := range nodes {
+		waitReady(t, h)
+	}
 	return nodes
+}
+
+// waitReady waits for /readyz: a node listens before its NATS stream is
+// set up (at once on an idle machine, later on a loaded one).
+func waitReady(t *testing.T, h *heraldtest.Herald) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st, _ := h.Do(t, "GET", "/readyz", nil, "", nil)
+		return st == http.StatusOK
+	}, 60*time.Second, 50*time.Millisecond, "the node never got ready")
 }
 
 func clusterHCL(urls string, replicas int) string {
@@ -211,6 +224,8 @@ func TestClusterNATSServerLossIsCaughtUp(t *testing.T) {
 	// Node a talks to server 0 only, node b to server 1 only at first.
 	a := heraldtest.Start(t, heraldtest.Options{HCL: clusterHCL(nc.Server(0).URL()+","+nc.Server(2).URL(), 3)})
 	b := heraldtest.Start(t, heraldtest.Options{HCL: clusterHCL(nc.Server(1).URL(), 3)})
+	waitReady(t, a)
+	waitReady(t, b)
 	c := a.Dial(t, a.Token(t, "u"))
 	c.Subscribe(t, "feed")
 	publishOne(t, b, "feed", 0)

@@ -46,12 +46,19 @@ func note(ch string) []broker.Notification {
 	return []broker.Notification{{Channel: ch, Event: "e", ObjectType: "t", Object: json.RawMessage(`{}`)}}
 }
 
-// watch does what the hub does for a channel's first subscriber.
+// watch does what the hub does for a channel's first subscriber, asking
+// again while the broker is unavailable (a replicated stream still being
+// set up on a loaded machine), as a client's subscribe would be retried.
 func watch(t *testing.T, b *natsbroker.Broker, ch string) {
 	t.Helper()
 	b.Watch(ch)
-	_, err := b.Position(context.Background(), ch)
-	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := b.Position(context.Background(), ch)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			require.NoError(t, err)
+		}
+		return err == nil
+	}, 60*time.Second, 10*time.Millisecond)
 }
 
 // publishEventually publishes, retrying while the broker is unavailable
@@ -141,13 +148,18 @@ func TestNATSClusterReplicas(t *testing.T) {
 	a := newBroker(t, c.URLs(), opts)
 	b := newBroker(t, c.URLs(), opts)
 	ctx := context.Background()
-	before, err := a.Position(ctx, "r3")
-	require.NoError(t, err)
+	var before broker.Position
+	require.Eventually(t, func() bool { // the R3 stream may still be being set up
+		var err error
+		before, err = a.Position(ctx, "r3")
+		return err == nil
+	}, 60*time.Second, 10*time.Millisecond)
 	placed := publishEventually(t, a, note("r3"))
 
 	c.Server(0).Shutdown()
 	var got []*broker.Publication
 	require.Eventually(t, func() bool {
+		var err error
 		got, _, err = b.History(ctx, "r3", before)
 		return err == nil && len(got) == 1
 	}, 60*time.Second, 10*time.Millisecond)
