@@ -248,13 +248,23 @@ func TestSweepYieldsToAJoiner(t *testing.T) {
 
 	var once sync.Once
 	var joined subscribed
+	joinedCh := make(chan struct{})
 	a.afterMark = func() {
-		once.Do(func() { joined = subscribeOn(t, hb, "join", "b1", map[string]any{"roomId": s.RoomID}) })
+		once.Do(func() {
+			joined = subscribeOn(t, hb, "join", "b1", map[string]any{"roomId": s.RoomID})
+			close(joinedCh)
+		})
 	}
 	// alice leaves: A sweeps at once (resume_window 0s), and bob joins on B
-	// between its mark and its listing.
+	// between its mark and its listing. The sweep may run after the
+	// unsubscribe answered: wait for it.
 	_, err := ha.Call("unsubscribe", ha.Client("a1"), map[string]any{"roomId": s.RoomID})
 	require.NoError(t, err)
+	select {
+	case <-joinedCh:
+	case <-time.After(30 * time.Second):
+		require.FailNow(t, "A never swept the room alice left")
+	}
 	require.Equal(t, s.Channel, joined.Channel)
 
 	e := st.Entries()[roomKey(s.RoomID)]
