@@ -39,6 +39,9 @@ type fleet struct {
 	stopping   atomic.Bool
 	raw        *rawReaders // the epoll reader's state, if it is the reader
 	readPause  time.Duration
+	// answer, if set, is what a client sends back for a text frame (nil:
+	// nothing): Centrifugo's pings are text messages (centrifugo.go).
+	answer func(frame []byte) []byte
 
 	// nodeOf is the node (index into options.URLs) of each client index;
 	// nodeDelivered counts deliveries per node. Empty in tests that build
@@ -143,6 +146,15 @@ func connect(ctx context.Context, o options, token string, clientNodes []int) (*
 	ctx, cancel := context.WithTimeout(ctx, o.Connect)
 	defer cancel()
 	f := newFleet(o, clientNodes)
+	dial := func(i int) (*client, error) {
+		return dialAndSubscribe(ctx, &dialer, wsURLs[f.nodeOf[i]], i, channelName(o.Mode, i))
+	}
+	if o.Server == serverCentrifugo {
+		f.answer = centrifugoPong
+		dial = func(i int) (*client, error) {
+			return centrifugoDialAndSubscribe(ctx, &dialer, centrifugoWSURL(o.URLs[f.nodeOf[i]]), token, i, channelName(o.Mode, i))
+		}
+	}
 	slots := make([]*client, o.Clients)
 	var (
 		errMu    sync.Mutex
@@ -156,7 +168,7 @@ func connect(ctx context.Context, o options, token string, clientNodes []int) (*
 		go func() {
 			defer dialers.Done()
 			for i := range work {
-				c, err := dialAndSubscribe(ctx, &dialer, wsURLs[f.nodeOf[i]], i, channelName(o.Mode, i))
+				c, err := dial(i)
 				if err != nil {
 					errMu.Lock()
 					failures++
@@ -270,6 +282,11 @@ func (f *fleet) read(c *client) {
 			continue // the next NextReader reports the broken connection
 		}
 		f.count(c.index, buf, time.Now().UnixNano())
+		if f.answer != nil {
+			if reply := f.answer(buf); reply != nil {
+				_ = c.ws.WriteMessage(websocket.TextMessage, reply) // a failed write shows as the next read's error
+			}
+		}
 	}
 }
 

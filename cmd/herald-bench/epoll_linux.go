@@ -164,7 +164,7 @@ func (f *fleet) drain(c *rawClient, buf []byte) {
 			c.partial = append(c.partial, data...)
 			data = c.partial
 		}
-		rest, code := f.parseFrames(c.index, data, now, func(ping []byte) { pong(c.fd, ping) })
+		rest, code := f.parseFrames(c.index, data, now, func(op byte, payload []byte) { writeFrame(c.fd, op, payload) })
 		if code != 0 {
 			c.closed = true
 			f.dropOut(code)
@@ -181,9 +181,10 @@ func (f *fleet) drain(c *rawClient, buf []byte) {
 }
 
 // parseFrames counts the whole server frames at the start of data and returns
-// what is left of an unfinished one; a close frame returns its code. Pings
-// go to onPing with their payload.
-func (f *fleet) parseFrames(index int, data []byte, now int64, onPing func(payload []byte)) (rest []byte, closeCode int) {
+// what is left of an unfinished one; a close frame returns its code. What
+// a client must send back goes to reply with its opcode: a pong (0xA) with
+// a ping's payload, and f.answer's text (0x1), if any, for a text frame.
+func (f *fleet) parseFrames(index int, data []byte, now int64, reply func(op byte, payload []byte)) (rest []byte, closeCode int) {
 	for len(data) >= 2 {
 		op := data[0] & 0x0f
 		size, hdr := uint64(data[1]&0x7f), 2
@@ -209,8 +210,13 @@ func (f *fleet) parseFrames(index int, data []byte, now int64, onPing func(paylo
 		switch op {
 		case 0x1, 0x0: // text, continuation: herald does not fragment
 			f.count(index, payload, now)
+			if f.answer != nil {
+				if text := f.answer(payload); text != nil {
+					reply(0x1, text)
+				}
+			}
 		case 0x9:
-			onPing(payload)
+			reply(0xa, payload)
 		case 0x8:
 			code := 1005
 			if len(payload) >= 2 {
@@ -223,14 +229,15 @@ func (f *fleet) parseFrames(index int, data []byte, now int64, onPing func(paylo
 	return data, 0
 }
 
-// pong answers a ping as herald's server.ping_interval expects: a client
-// frame, masked (with a zero key, which leaves the payload as is). The
-// socket has room for a few bytes; if not, the next ping will be answered.
-func pong(fd int, payload []byte) {
+// writeFrame sends a short client frame: a pong as herald's
+// server.ping_interval expects, or Centrifugo's {} answer to its ping;
+// masked (with a zero key, which leaves the payload as is). The socket has
+// room for a few bytes; if not, the next ping will be answered.
+func writeFrame(fd int, op byte, payload []byte) {
 	if len(payload) > 125 {
 		payload = payload[:125]
 	}
-	frame := append([]byte{0x8a, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
+	frame := append([]byte{0x80 | op, 0x80 | byte(len(payload)), 0, 0, 0, 0}, payload...)
 	_, _, _ = syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&frame[0])), uintptr(len(frame)))
 }
 

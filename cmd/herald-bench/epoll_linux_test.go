@@ -48,7 +48,7 @@ func TestParseFramesAcrossEveryCut(t *testing.T) {
 		var partial []byte
 		for off := 0; off < len(stream); off += cut {
 			partial = append(partial, stream[off:min(off+cut, len(stream))]...)
-			rest, code := f.parseFrames(0, partial, 1000, func([]byte) {})
+			rest, code := f.parseFrames(0, partial, 1000, func(byte, []byte) {})
 			require.Zero(t, code)
 			partial = rest
 		}
@@ -69,11 +69,11 @@ func TestParseFramesHandsOnPingsAndReportsTheCloseCode(t *testing.T) {
 	f := &fleet{closeCodes: map[int]int{}}
 	var pinged []string
 	stream := append(serverFrame(9, "hb"), serverFrame(1, batchOf(1))...)
-	rest, code := f.parseFrames(0, append(stream, serverFrame(8, "\x0f\xa8slow consumer")...), 10, func(p []byte) { pinged = append(pinged, string(p)) })
+	rest, code := f.parseFrames(0, append(stream, serverFrame(8, "\x0f\xa8slow consumer")...), 10, func(op byte, p []byte) { pinged = append(pinged, fmt.Sprintf("%x %s", op, p)) })
 	require.Nil(t, rest)
 	require.Equal(t, 4008, code)
 	require.Equal(t, int64(1), f.deliveredTotal())
-	require.Equal(t, []string{"hb"}, pinged)
+	require.Equal(t, []string{"a hb"}, pinged)
 }
 
 func FuzzParseFrames(f *testing.F) {
@@ -83,7 +83,7 @@ func FuzzParseFrames(f *testing.F) {
 	f.Add([]byte{0x81, 0xfe, 0, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fl := &fleet{closeCodes: map[int]int{}}
-		rest, _ := fl.parseFrames(0, data, 1, func([]byte) {})
+		rest, _ := fl.parseFrames(0, data, 1, func(byte, []byte) {})
 		require.LessOrEqual(t, len(rest), len(data))
 	})
 }

@@ -68,6 +68,7 @@ type options struct {
 	Reader      string        // epoll or gorilla
 	ReadPause   time.Duration // the epoll reader's pause when few sockets were ready
 	Publish     string        // http, h2c or ws (publish_ws.go)
+	Server      string        // herald or centrifugo (centrifugo.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
@@ -96,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&o.ReadPause, "read-pause", 500*time.Microsecond, "epoll reader: pause after a poll that found few sockets ready, so that one wake-up reads many (adds at most this to measured latency)")
 	fs.BoolVar(&o.Warmup, "warmup", false, "before measuring, publish one notification to every target channel at -rate and wait for its deliveries (not counted), so that the measured phase publishes to channels the broker already knows")
 	fs.StringVar(&o.Publish, "publish", "http", "how to publish: http (a request per publish over HTTP/1.1 keep-alive connections), h2c (the same requests multiplexed on HTTP/2 without TLS), ws (pipelined over one publishing WebSocket, /v1/publish/ws)")
+	fs.StringVar(&o.Server, "server", serverHerald, "what -url is: herald, or centrifugo (Centrifugo v6: its JSON client protocol, -secret as client.token.hmac_secret_key, -key as http_api.key; make bench-pair)")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -128,6 +130,9 @@ func (o *options) check() error {
 	if o.Publish == "" {
 		o.Publish = "http" // options built in code (tests) mean the default
 	}
+	if o.Server == "" {
+		o.Server = serverHerald
+	}
 	if o.URLs, err = parseURLs(o.URL); err != nil {
 		return fmt.Errorf("-url: %w", err)
 	}
@@ -155,6 +160,10 @@ func (o *options) check() error {
 		return errors.New("-secret (or $HERALD_TOKEN_SECRET) is needed to mint the clients' token")
 	case o.Reader != "epoll" && o.Reader != "gorilla":
 		return fmt.Errorf("-reader must be epoll or gorilla, not %q", o.Reader)
+	case !slices.Contains(servers, o.Server):
+		return fmt.Errorf("-server must be herald or centrifugo, not %q", o.Server)
+	case o.Server == serverCentrifugo && (o.Publish != "http" || len(o.URLs) > 1 || o.Split):
+		return errNotCentrifugo
 	case !slices.Contains(publishForms, o.Publish):
 		return fmt.Errorf("-publish must be http, h2c or ws, not %q", o.Publish)
 	case o.ConnectRate <= 0 || o.Dialers <= 0 || o.Publishers <= 0:

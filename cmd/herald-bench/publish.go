@@ -65,6 +65,10 @@ func newPublisher(o options, f *fleet, publishNodes []int) *publisher {
 		p.perChan = int64(len(f.clients))
 	}
 	for _, base := range o.URLs {
+		if o.Server == serverCentrifugo {
+			p.urls = append(p.urls, centrifugoAPIURL(base, o.Batch))
+			continue
+		}
 		p.urls = append(p.urls, base+"/v1/publish")
 	}
 	return p
@@ -143,7 +147,6 @@ schedule:
 
 func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 	body.Reset()
-	body.WriteString(`{"notifications":[`)
 	now := time.Now()
 	if late := now.Sub(j.due); late > 0 {
 		for {
@@ -154,6 +157,11 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 		}
 	}
 	stamp := strconv.FormatInt(now.UnixNano(), 10)
+	if p.o.Server == serverCentrifugo {
+		p.sendCentrifugo(ctx, j, body, stamp, now)
+		return
+	}
+	body.WriteString(`{"notifications":[`)
 	for i := range p.o.Batch {
 		if i > 0 {
 			body.WriteByte(',')
@@ -187,6 +195,11 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 			err = fmt.Errorf("publish: %s", resp.Status)
 		}
 	}
+	p.finishHTTP(err, j, now)
+}
+
+// finishHTTP counts a publish request that ended with err.
+func (p *publisher) finishHTTP(err error, j job, now time.Time) {
 	p.httpLat.record(int64(time.Since(now)))
 	if err != nil {
 		p.failed.Add(int64(p.o.Batch))
@@ -200,4 +213,28 @@ func (p *publisher) send(ctx context.Context, j job, body *bytes.Buffer) {
 	p.published.Add(int64(p.o.Batch))
 	p.via[j.node].Add(int64(p.o.Batch))
 	p.expected.Add(int64(p.o.Batch) * p.perChan)
+}
+
+// sendCentrifugo publishes j's notifications through Centrifugo's HTTP API
+// (centrifugo.go), which answers errors in a 200's body.
+func (p *publisher) sendCentrifugo(ctx context.Context, j job, body *bytes.Buffer, stamp string, now time.Time) {
+	writeCentrifugoPublish(body, p.channels, j.first, p.o.Batch, stamp)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.urls[j.node], bytes.NewReader(body.Bytes()))
+	req.Header.Set("X-API-Key", p.o.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := p.client.Do(req)
+	if err == nil {
+		var answer []byte
+		answer, err = io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			err = fmt.Errorf("publish: read answer: %w", err)
+		case resp.StatusCode != http.StatusOK:
+			err = fmt.Errorf("publish: %s: %.200s", resp.Status, answer)
+		default:
+			err = centrifugoAPIError(answer)
+		}
+	}
+	p.finishHTTP(err, j, now)
 }

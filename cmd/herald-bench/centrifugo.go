@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The Centrifugo driver (-server centrifugo) runs the same scenarios against
+// Centrifugo v6, so that make bench-pair can give every figure as a ratio
+// between the two servers measured in one run. What differs from herald is
+// only the wire:
+//
+//   - clients connect to /connection/websocket and speak Centrifugo's JSON
+//     client protocol: a connect command carrying the token (HS256 with sub
+//     and exp, which is what herald-bench already mints for herald, signed
+//     with the same secret: client.token.hmac_secret_key), then a subscribe
+//     command; publications arrive as push messages. A frame may hold
+//     several messages separated by newlines. The server pings with an
+//     empty message {} and disconnects a client that does not answer {}.
+//   - publishing goes through the HTTP API with the X-API-Key header:
+//     POST /api/publish for one publication, POST /api/batch with a publish
+//     command per publication for more (scenario c's batches of 10). The
+//     API answers errors with a 200 and an "error" object, so the body is
+//     read.
+//
+// The data of every publication is the object herald-bench publishes to
+// herald, send time included; Centrifugo puts it in the push as it is, so
+// counting and latency are the reader's own (fleet.count), epoll or gorilla.
+
+const (
+	serverHerald     = "herald"
+	serverCentrifugo = "centrifugo"
+)
+
+// servers are the values of -server.
+var servers = []string{serverHerald, serverCentrifugo}
+
+// centrifugoWSURL is the WebSocket endpoint of a Centrifugo base URL.
+func centrifugoWSURL(base string) string {
+	u, _ := url.Parse(base)
+	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
+	u.Path = "/connection/websocket"
+	u.RawQuery = ""
+	return u.String()
+}
+
+// centrifugoAPIURL is where a request of batch publications goes.
+func centrifugoAPIURL(base string, batch int) string {
+	if batch > 1 {
+		return base + "/api/batch"
+	}
+	return base + "/api/publish"
+}
+
+// writeCentrifugoPublish writes the HTTP API body for batch publications,
+// the first being number first, round robin over channels: a publish
+// request for one, a batch of publish commands for more.
+func writeCentrifugoPublish(body *bytes.Buffer, channels []string, first, batch int, stamp string) {
+	one := func(n int) {
+		body.WriteString(`{"channel":"`)
+		body.WriteString(channels[n%len(channels)])
+		body.WriteString(`","data":{` + stampKey)
+		body.WriteString(stamp)
+		body.WriteString(`,"n":`)
+		body.WriteString(strconv.Itoa(n))
+		body.WriteString(`}}`)
+	}
+	if batch <= 1 {
+		one(first)
+		return
+	}
+	body.WriteString(`{"commands":[`)
+	for i := range batch {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		body.WriteString(`{"publish":`)
+		one(first + i)
+		body.WriteByte('}')
+	}
+	body.WriteString(`]}`)
+}
+
+// centrifugoError is an error object of the client protocol or the API.
+type centrifugoError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *centrifugoError) Error() string {
+	return fmt.Sprintf("centrifugo error %d: %s", e.Code, e.Message)
+}
+
+// centrifugoAPIError is the first error in an HTTP API answer: a publish
+// request's {"error":...}, or a batch's {"replies":[{"error":...}]}.
+func centrifugoAPIError(body []byte) error {
+	var a struct {
+		Error   *centrifugoError `json:"error"`
+		Replies []struct {
+			Error *centrifugoError `json:"error"`
+		} `json:"replies"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil {
+		return fmt.Errorf("centrifugo API answer %.200q: %w", body, err)
+	}
+	if a.Error != nil {
+		return a.Error
+	}
+	for _, r := range a.Replies {
+		if r.Error != nil {
+			return r.Error
+		}
+	}
+	return nil
+}
+
+// centrifugoMessages calls each for every newline-separated message of a
+// frame of the client protocol, skipping empty lines.
+func centrifugoMessages(frame []byte, each func(msg []byte) bool) {
+	for len(frame) > 0 {
+		line := frame
+		if k := bytes.IndexByte(frame, '\n'); k >= 0 {
+			line, frame = frame[:k], frame[k+1:]
+		} else {
+			frame = nil
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 && !each(line) {
+			return
+		}
+	}
+}
+
+// centrifugoReply looks in a frame for the reply to command id: found, and
+// the error it carries if any. A message that does not parse is an error.
+func centrifugoReply(frame []byte, id uint32) (found bool, err error) {
+	centrifugoMessages(frame, func(msg []byte) bool {
+		var r struct {
+			ID    uint32           `json:"id"`
+			Error *centrifugoError `json:"error"`
+		}
+		if uerr := json.Unmarshal(msg, &r); uerr != nil {
+			found, err = true, fmt.Errorf("message %.200q: %w", msg, uerr)
+			return false
+		}
+		if r.ID != id {
+			return true
+		}
+		found = true
+		if r.Error != nil {
+			err = r.Error
+		}
+		return false
+	})
+	return found, err
+}
+
+// centrifugoPong is the answer to a frame of the client protocol: {} if it
+// holds a ping (an empty message), else nil. One answer covers any number
+// of pings in the frame. Publications are never empty, so the check is a
+// byte comparison per message.
+func centrifugoPong(frame []byte) []byte {
+	if !bytes.Contains(frame, []byte("{}")) {
+		return nil
+	}
+	ping := false
+	centrifugoMessages(frame, func(msg []byte) bool {
+		ping = string(msg) == "{}"
+		return !ping
+	})
+	if ping {
+		return []byte("{}")
+	}
+	return nil
+}
+
+// centrifugoDialAndSubscribe connects client i with token and subscribes it
+// to channel, each command waiting for its reply.
+func centrifugoDialAndSubscribe(ctx context.Context, d *websocket.Dialer, wsURL, token string, i int, channel string) (*client, error) {
+	ws, _, err := d.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client %d: dial: %w", i, err)
+	}
+	commands := []struct {
+		what, cmd string
+	}{
+		{"connect", `{"id":1,"connect":{"token":"` + token + `","name":"herald-bench"}}`},
+		{"subscribe", `{"id":2,"subscribe":{"channel":"` + channel + `"}}`},
+	}
+	for k, c := range commands {
+		if err := centrifugoCommand(ws, uint32(k+1), c.cmd); err != nil {
+			ws.Close()
+			return nil, fmt.Errorf("client %d: %s: %w", i, c.what, err)
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	_ = ws.SetWriteDeadline(time.Time{})
+	return &client{index: i, channel: channel, ws: ws}, nil
+}
+
+// centrifugoCommand sends cmd and reads frames until the reply to id.
+func centrifugoCommand(ws *websocket.Conn, id uint32, cmd string) error {
+	_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := ws.WriteMessage(websocket.TextMessage, []byte(cmd)); err != nil {
+		return err
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, frame, err := ws.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("reply: %w", err)
+		}
+		found, err := centrifugoReply(frame, id)
+		if err != nil {
+			return err
+		}
+		if found {
+			return nil
+		}
+		if pong := centrifugoPong(frame); pong != nil {
+			if err := ws.WriteMessage(websocket.TextMessage, pong); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// errNotCentrifugo is returned for flags that have no Centrifugo form.
+var errNotCentrifugo = errors.New("-server centrifugo publishes through its HTTP API only: -publish http, one -url")
