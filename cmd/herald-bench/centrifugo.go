@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -235,3 +238,122 @@ func centrifugoCommand(ws *websocket.Conn, id uint32, cmd string) error {
 
 // errNotCentrifugo is returned for flags that have no Centrifugo form.
 var errNotCentrifugo = errors.New("-server centrifugo publishes through its HTTP API only: -publish http, one -url")
+
+// pairRow is one scenario measured on both servers.
+type pairRow struct {
+	scenario           string
+	herald, centrifugo *summary
+}
+
+// pairRows pairs the summaries named "SCENARIO herald" and "SCENARIO
+// centrifugo", in the order their scenarios first appear; the last run of
+// a name wins. A scenario measured on one server only is kept, with the
+// other left nil.
+func pairRows(rows []summary) []pairRow {
+	var pairs []pairRow
+	at := map[string]int{}
+	for i := range rows {
+		s := &rows[i]
+		k := strings.LastIndexByte(s.Name, ' ')
+		if k < 0 {
+			continue
+		}
+		scenario, server := s.Name[:k], s.Name[k+1:]
+		if server != serverHerald && server != serverCentrifugo {
+			continue
+		}
+		j, ok := at[scenario]
+		if !ok {
+			j = len(pairs)
+			at[scenario] = j
+			pairs = append(pairs, pairRow{scenario: scenario})
+		}
+		if server == serverHerald {
+			pairs[j].herald = s
+		} else {
+			pairs[j].centrifugo = s
+		}
+	}
+	return pairs
+}
+
+// printPairTable prints each scenario's herald and Centrifugo figures and,
+// when both ran, herald's as a ratio of Centrifugo's (below 1: herald
+// uses less, or is faster).
+func printPairTable(path string, out io.Writer) error {
+	rows, err := readSummaries(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "| scenario | server | connected | published | delivered | ratio | p50 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | CPU µs/notif | bench CPU s | load |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, p := range pairRows(rows) {
+		for _, s := range []*summary{p.herald, p.centrifugo} {
+			if s == nil {
+				continue
+			}
+			server := s.Name[strings.LastIndexByte(s.Name, ' ')+1:]
+			ratio, lat := "–", [3]string{"–", "–", "–"}
+			if s.Rate > 0 {
+				ratio = fmt.Sprintf("%.4f", s.DeliveryRatio)
+				lat = [3]string{ms(s.P50Ms), ms(s.P99Ms), ms(s.MaxMs)}
+			}
+			fmt.Fprintf(out, "| %s | %s | %d/%d | %d | %d | %s | %s | %s | %s | %.1f | %.2f | %s | %.1f | %.1f |\n",
+				p.scenario, server, s.Connected, s.Clients, s.Published, s.Delivered, ratio, lat[0], lat[1], lat[2],
+				s.RSSPerConnKiB, s.ServerCPUSeconds, usOrDash(cpuPerNotifUs(s)), s.BenchCPUSeconds, s.LoadAvg)
+		}
+		if h, c := p.herald, p.centrifugo; h != nil && c != nil {
+			lat := [2]string{"–", "–"}
+			if h.Rate > 0 {
+				lat = [2]string{times(h.P50Ms, c.P50Ms), times(h.P99Ms, c.P99Ms)}
+			}
+			fmt.Fprintf(out, "| %s | herald ÷ centrifugo | | | | | %s | %s | | %s | %s | %s | | |\n", p.scenario, lat[0], lat[1],
+				times(h.RSSPerConnKiB, c.RSSPerConnKiB), times(h.ServerCPUSeconds, c.ServerCPUSeconds), times(cpuPerNotifUs(h), cpuPerNotifUs(c)))
+		}
+	}
+	return nil
+}
+
+// cpuPerNotifUs is the server's CPU over the notifications delivered, in µs
+// (0: nothing delivered or no CPU measured).
+func cpuPerNotifUs(s *summary) float64 {
+	if s.Delivered == 0 {
+		return 0
+	}
+	return s.ServerCPUSeconds * 1e6 / float64(s.Delivered)
+}
+
+// times is a over b as a ratio, "–" when either is not a measure.
+func times(a, b float64) string {
+	if a <= 0 || b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
+}
+
+// readSummaries reads the JSON summaries of path, one a line; other lines
+// are skipped.
+func readSummaries(path string) ([]summary, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	var rows []summary
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if !bytes.HasPrefix(line, []byte("{")) {
+			continue
+		}
+		var s summary
+		if json.Unmarshal(line, &s) == nil && s.Mode != "" {
+			rows = append(rows, s)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return rows, nil
+}

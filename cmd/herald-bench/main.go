@@ -99,11 +99,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.Publish, "publish", "http", "how to publish: http (a request per publish over HTTP/1.1 keep-alive connections), h2c (the same requests multiplexed on HTTP/2 without TLS), ws (pipelined over one publishing WebSocket, /v1/publish/ws)")
 	fs.StringVar(&o.Server, "server", serverHerald, "what -url is: herald, or centrifugo (Centrifugo v6: its JSON client protocol, -secret as client.token.hmac_secret_key, -key as http_api.key; make bench-pair)")
 	table := fs.String("table", "", "print a table of the JSON summaries in this file (one per line) and exit")
+	pair := fs.String("pair-table", "", "print the herald-against-Centrifugo table of the JSON summaries in this file, runs named \"SCENARIO herald\" and \"SCENARIO centrifugo\" (make bench-pair), and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *table != "" {
 		return printTable(*table, stdout)
+	}
+	if *pair != "" {
+		return printPairTable(*pair, stdout)
 	}
 	if err := o.check(); err != nil {
 		fs.Usage()
