@@ -82,6 +82,10 @@ bench: ## the standard load scenarios against a real herald (cmd/herald-bench), 
 bench-cluster: ## three herald nodes on one NATS JetStream against one memory-broker node, same scenarios (CLUSTER_SCENARIOS, CLUSTER_DURATION, SPLIT)
 	CLUSTER=1 bash cmd/herald-bench/bench.sh
 
+.PHONY: bench-pair
+bench-pair: ## herald and Centrifugo v6.9.1 in one run, same scenarios and generator, herald's figures as ratios (PAIR_SCENARIOS, PAIR_DURATION; builds bin/centrifugo if missing)
+	bash cmd/herald-bench/pair.sh
+
 bench-documents: ## the documents plugin end to end: 10,000 rooms, 1,000 clients, a write stream (cmd/documents-bench)
 	bash cmd/documents-bench/bench.sh
 
