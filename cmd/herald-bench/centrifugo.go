@@ -296,7 +296,9 @@ func printPairTable(path string, out io.Writer) error {
 			ratio, lat := "–", [3]string{"–", "–", "–"}
 			if s.Rate > 0 {
 				ratio = fmt.Sprintf("%.4f", s.DeliveryRatio)
-				lat = [3]string{ms(s.P50Ms), ms(s.P99Ms), ms(s.MaxMs)}
+				// Quantiles are their bucket's upper bound; the maximum
+				// is exact, and no quantile is above it.
+				lat = [3]string{ms(min(s.P50Ms, s.MaxMs)), ms(min(s.P99Ms, s.MaxMs)), ms(s.MaxMs)}
 			}
 			fmt.Fprintf(out, "| %s | %s | %d/%d | %d | %d | %s | %s | %s | %s | %.1f | %.2f | %s | %.1f | %.1f |\n",
 				p.scenario, server, s.Connected, s.Clients, s.Published, s.Delivered, ratio, lat[0], lat[1], lat[2],
@@ -305,7 +307,7 @@ func printPairTable(path string, out io.Writer) error {
 		if h, c := p.herald, p.centrifugo; h != nil && c != nil {
 			lat := [2]string{"–", "–"}
 			if h.Rate > 0 {
-				lat = [2]string{times(h.P50Ms, c.P50Ms), times(h.P99Ms, c.P99Ms)}
+				lat = [2]string{times(min(h.P50Ms, h.MaxMs), min(c.P50Ms, c.MaxMs)), times(min(h.P99Ms, h.MaxMs), min(c.P99Ms, c.MaxMs))}
 			}
 			fmt.Fprintf(out, "| %s | herald ÷ centrifugo | | | | | %s | %s | | %s | %s | %s | | |\n", p.scenario, lat[0], lat[1],
 				times(h.RSSPerConnKiB, c.RSSPerConnKiB), times(h.ServerCPUSeconds, c.ServerCPUSeconds), times(cpuPerNotifUs(h), cpuPerNotifUs(c)))
