@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -133,4 +134,60 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// scenarioCBody is a request of scenario c: batch notifications, each to
+// its own open channel, in the form herald-bench sends.
+func scenarioCBody(batch int, first int64) []byte {
+	b := []byte(`{"notifications":[`)
+	for i := range int64(batch) {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"channel":"bench-`...)
+		b = strconv.AppendInt(b, (first+i)%10000, 10)
+		b = append(b, `","event":"tick","object_type":"bench","object":{"sent_ns":1763920000000000000,"n":`...)
+		b = strconv.AppendInt(b, first+i, 10)
+		b = append(b, `}}`...)
+	}
+	return append(b, `]}`...)
+}
+
+// BenchmarkParsePublish is the parsing of a scenario c request (10
+// notifications): per request, and per notification (ns/notif).
+func BenchmarkParsePublish(b *testing.B) {
+	body := scenarioCBody(10, 1)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := parsePublish(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10), "ns/notif")
+}
+
+// BenchmarkPublishBody is a scenario c request from its body to its
+// reply, without HTTP: parse, checks, broker (ids, encoding, history),
+// hub (no subscriber here: the fan-out is BenchmarkOutbox's) and the
+// reply. Channels cycle over 10,000, so their history rings are full, as
+// in a long run.
+func BenchmarkPublishBody(b *testing.B) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(b, err)
+	bodies := make([][]byte, 1000)
+	for i := range bodies {
+		bodies[i] = scenarioCBody(10, int64(i*10))
+	}
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		status, reply := srv.publishBody(ctx, time.Now(), "test-key", "", bodies[i%len(bodies)])
+		if status != http.StatusOK {
+			b.Fatalf("status %d: %s", status, reply)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10), "ns/notif")
 }
