@@ -8,7 +8,15 @@ import (
 
 // Encode appends n as a client receives it, with its id, seq and timestamp
 // (epoch milliseconds). Field order is fixed so that encoded bytes are stable.
+//
+// dst grows at most once, by EncodedLen: appending field by field to a
+// buffer sized by guess copied every publication once or twice.
 func Encode(dst []byte, n *Notification, id string, seq uint64, timestampMs int64) []byte {
+	if need := EncodedLen(n, id, seq, timestampMs); cap(dst)-len(dst) < need {
+		grown := make([]byte, len(dst), len(dst)+need)
+		copy(grown, dst)
+		dst = grown
+	}
 	dst = append(dst, `{"id":`...)
 	dst = rpc.AppendString(dst, id)
 	dst = append(dst, `,"channel":`...)
@@ -32,4 +40,39 @@ func Encode(dst []byte, n *Notification, id string, seq uint64, timestampMs int6
 		dst = append(dst, n.Object...)
 	}
 	return append(dst, '}')
+}
+
+// encodedFixed is what Encode writes whatever the notification: the keys,
+// the punctuation and the quotes of the five strings always written.
+const encodedFixed = len(`{"id":""`) + len(`,"channel":""`) + len(`,"seq":`) + len(`,"timestamp":`) +
+	len(`,"event":""`) + len(`,"object_type":""`) + len(`,"object":`) + len(`}`)
+
+// EncodedLen is the length of Encode's output for these arguments when no
+// string needs escaping (names and ids never do; a string that does makes
+// the output longer, and Encode grows again for it).
+func EncodedLen(n *Notification, id string, seq uint64, timestampMs int64) int {
+	l := encodedFixed + len(id) + len(n.Channel) + len(n.Event) + len(n.ObjectType) +
+		uintLen(seq)
+	if timestampMs < 0 {
+		l += 1 + uintLen(uint64(-timestampMs))
+	} else {
+		l += uintLen(uint64(timestampMs))
+	}
+	if n.ObjectName != "" {
+		l += len(`,"object_name":""`) + len(n.ObjectName)
+	}
+	if len(n.Object) == 0 {
+		return l + len("null")
+	}
+	return l + len(n.Object)
+}
+
+// uintLen is the number of decimal digits of v.
+func uintLen(v uint64) int {
+	l := 1
+	for v >= 10 {
+		v /= 10
+		l++
+	}
+	return l
 }

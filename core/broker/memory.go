@@ -192,11 +192,17 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 	for i := range ns {
 		n := &ns[i]
 		now := m.opts.Now()
-		id := ulid.Make().String()
+		ms := now.UnixMilli()
+		// The id's time is the notification's timestamp: one clock read
+		// for both (ulid.Make reads it again). The entropy is ulid's
+		// process-wide monotonic source, as Make's is. A clock before 1970
+		// (a test's) would make MustNew panic: its ids take time 0.
+		id := ulid.MustNew(uint64(max(ms, 0)), ulid.DefaultEntropy()).String()
 		ch, _ := m.lookup(n.Channel, true)
 		ch.seq++
 		seq := ch.seq
-		data := Encode(make([]byte, 0, 128+len(n.Object)), n, id, seq, now.UnixMilli())
+		// Sized exactly: the history's byte bound counts cap(Data).
+		data := Encode(make([]byte, 0, EncodedLen(n, id, seq, ms)), n, id, seq, ms)
 		accepted := n.Accepted
 		if accepted.IsZero() {
 			accepted = now
