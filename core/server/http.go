@@ -55,8 +55,19 @@ func (s *Server) requireAPIKey(next http.HandlerFunc) http.HandlerFunc {
 }
 
 // parsePublish validates a publish body and returns its notifications, or
-// an error naming the wrong field.
+// an error naming the wrong field. The bodies backends send are read in
+// one pass (scanPublish); the rest, and every wrong one, are decoded by
+// encoding/json (parsePublishJSON), which words the errors.
 func parsePublish(body []byte) ([]broker.Notification, error) {
+	if ns, ok := scanPublish(body); ok {
+		return ns, nil
+	}
+	return parsePublishJSON(body)
+}
+
+// parsePublishJSON is parsePublish with encoding/json: the reference that
+// scanPublish must agree with.
+func parsePublishJSON(body []byte) ([]broker.Notification, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, fmt.Errorf("body: must be a JSON object: %v", err)
@@ -144,15 +155,39 @@ func parseNotification(raw json.RawMessage) (broker.Notification, error) {
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	accepted := time.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
+	limit := s.live().Limits.MaxPublishBytes
+	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
+		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", limit))
 		return
 	}
 	status, reply := s.publishBody(r.Context(), accepted, auth.BearerToken(r), r.Header.Get("Idempotency-Key"), body)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(reply)
+}
+
+// readBody is io.ReadAll into a buffer of the request's Content-Length
+// (when it has one within limit), which ReadAll reaches by growing from
+// 512 bytes, copying. r bounds what is read (http.MaxBytesReader).
+func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
+	if contentLength < 0 || contentLength > limit {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, contentLength+1) // +1: room to read EOF without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // a body longer than it said
+		}
+	}
 }
 
 // publishBody answers one backend publish as POST /v1/publish does, for
@@ -187,29 +222,62 @@ func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key
 		if err != nil {
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
 		}
-		return http.StatusOK, map[string]any{"results": results}
+		return http.StatusOK, publishReply(results)
 	})
+}
+
+// publishReply is a publish's answer, {"results":[{channel, seq, id}]},
+// written by hand: encoding/json's reflection over a map of structs cost
+// more than the rest of the reply. encoding/json still compacts it and
+// escapes what it escapes (<, >, & in channel names) when it marshals the
+// reply, so the bytes are those it wrote itself.
+type publishReply []publishResult
+
+func (r publishReply) MarshalJSON() ([]byte, error) {
+	if r == nil {
+		return []byte(`{"results":null}`), nil
+	}
+	b := make([]byte, 0, 16+len(r)*80)
+	b = append(b, `{"results":[`...)
+	for i, p := range r {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"channel":`...)
+		b = rpc.AppendString(b, p.Channel)
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, p.Seq, 10)
+		b = append(b, `,"id":`...)
+		b = rpc.AppendString(b, p.ID)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...), nil
 }
 
 // publishable refuses notifications that no client could ever receive: a
 // namespace no plugin owns, open channels when they are disabled, and
 // herald's own channels, which only herald writes.
 func (s *Server) publishable(ns []broker.Notification) error {
-	for i, n := range ns {
-		field := "channel"
+	// The field is named only when one is wrong: formatting it for
+	// every notification cost more than the checks.
+	field := func(i int) string {
 		if len(ns) > 1 {
-			field = fmt.Sprintf("notifications[%d].channel", i)
+			return fmt.Sprintf("notifications[%d].channel", i)
 		}
+		return "channel"
+	}
+	openChannels := s.live().Auth.OpenChannels
+	for i, n := range ns {
 		switch ch := n.Channel; {
 		case ch == ServerChannel || ch == ConfigChannel:
-			return fmt.Errorf("%s: %q is herald's own channel; backends cannot publish to it", field, ch)
+			return fmt.Errorf("%s: %q is herald's own channel; backends cannot publish to it", field(i), ch)
 		case namespace(ch) == "":
-			if !s.live().Auth.OpenChannels {
-				return fmt.Errorf("%s: %q is an open channel and open channels are disabled (auth.open_channels = false)", field, ch)
+			if !openChannels {
+				return fmt.Errorf("%s: %q is an open channel and open channels are disabled (auth.open_channels = false)", field(i), ch)
 			}
 		default:
 			if _, ok := s.plugins.Owner(ch); !ok {
-				return fmt.Errorf("%s: no plugin owns the namespace %q, so %q can have no subscriber", field, namespace(ch), ch)
+				return fmt.Errorf("%s: no plugin owns the namespace %q, so %q can have no subscriber", field(i), namespace(ch), ch)
 			}
 		}
 	}

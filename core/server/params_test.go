@@ -2,6 +2,10 @@ package server
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -86,4 +90,91 @@ func FuzzParsePublish(f *testing.F) {
 			}
 		}
 	})
+}
+
+// scanPublish accepts the bodies backends send, pretty-printed or not,
+// and gives what encoding/json does; the rest it leaves to encoding/json.
+func TestScanPublish(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		fast bool
+	}{
+		{`{"notifications":[{"channel":"bench-1","event":"tick","object_type":"bench","object":{"sent_ns":1763920000000000000,"n":1}},{"channel":"bench-2","event":"tick","object_type":"bench","object":{"sent_ns":1763920000000000000,"n":2}}]}`, true},
+		{" {\n \"notifications\" : [ {\"channel\" : \"chat:group:2\", \"event\":\"new\",\t\"object_type\":\"message\",\r\n\"object_name\":null, \"object\": { \"text\" : \"a \\\" \\u00e9 \\n b\", \"x\": [ 1, -2.5e+3, true, false, null, {} , [ ] ] } } ] }\n", true},
+		{`{"channel":"a","event":"entering","object_type":"t","object_name":"no matter","object":null}`, true},
+		{`{"object":"x","object_type":"typé","event":"ünïcode","channel":"a"}`, true},
+		{`{"channel":"a","event":"e","object_type":"t","object_name":"","object":"<b>&</b>"}`, true},
+		{`{"channel":"a","event":"e","object_type":"t","object":1,"object":2}`, false},                // duplicate: the last wins
+		{`{"channel":"a","event":"e\u0041","object_type":"t","object":1}`, false},                     // an escape in a name
+		{`{"channel":"a","event":"e","object_type":"t","object":1,"extra":1}`, false},                 // not a field
+		{`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":1}],"x":1}`, false}, // a key beside notifications
+		{`{"channel":"a","event":"e","object_type":"t","object":01}`, false},
+		{`{"channel":"a","event":"e","object_type":"t","object":"\x"}`, false},
+		{`{"channel":"$server","event":"e","object_type":"t","object":1}`, false},
+		{`{"channel":"a","event":"","object_type":"t","object":1}`, false},
+		{`{"notifications":[]}`, false},
+		{`{"channel":"a","event":"e","object_type":"t","object":1} x`, false},
+		{"{\"channel\":\"a\",\"event\":\"\xff\",\"object_type\":\"t\",\"object\":1}", false}, // json replaces bad UTF-8
+	} {
+		fast, ok := scanPublish([]byte(tc.body))
+		require.Equal(t, tc.fast, ok, tc.body)
+		ref, err := parsePublishJSON([]byte(tc.body))
+		if ok {
+			require.NoError(t, err, tc.body)
+			require.Equal(t, ref, fast, tc.body)
+		}
+		got, gerr := parsePublish([]byte(tc.body))
+		require.Equal(t, ref, got, tc.body)
+		require.Equal(t, err, gerr, tc.body)
+	}
+}
+
+// Whatever scanPublish accepts, encoding/json accepts the same way.
+func FuzzScanPublish(f *testing.F) {
+	for _, s := range []string{
+		`{"notifications":[{"channel":"bench-1","event":"tick","object_type":"bench","object":{"sent_ns":1,"n":1}},{"channel":"b","event":"tick","object_type":"bench","object":[1,"x"]}]}`,
+		`{"channel":"a","event":"e","object_type":"t","object_name":null,"object":{"a":{"b":[1.5e3,-0,true,null,"\u00e9\n"]}}}`,
+		` { "channel" : "a" , "event" : "é" , "object_type" : "t" , "object" : [ ] } `,
+		`{"channel":"a","event":"e","object_type":"t","object":1,"object":2}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		fast, ok := scanPublish(body)
+		if !ok {
+			return
+		}
+		ref, err := parsePublishJSON(body)
+		if err != nil {
+			t.Fatalf("scanPublish accepted %q, which encoding/json refuses: %v", body, err)
+		}
+		require.Equal(t, ref, fast, "%q", body)
+	})
+}
+
+// A publish's reply is byte for byte what encoding/json made of it.
+func TestPublishReplyBytes(t *testing.T) {
+	for _, results := range [][]publishResult{
+		nil,
+		{},
+		{{Channel: "bench-1", Seq: 1, ID: "01JABCDEFGHJKMNPQRSTVWXYZ0"}},
+		{{Channel: `a"b\c`, Seq: 18446744073709551615, ID: "x"}, {Channel: "<b>&amp;</b>:~", Seq: 0, ID: ""}},
+	} {
+		_, want := encodeReply(200, map[string]any{"results": results})
+		_, got := encodeReply(200, publishReply(results))
+		require.Equal(t, string(want), string(got))
+	}
+}
+
+// readBody reads what io.ReadAll does, whatever Content-Length says, and
+// stops at the limit.
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("x", 1500)
+	for _, cl := range []int64{-1, 0, 10, 1499, 1500, 1501, 5000} {
+		got, err := readBody(strings.NewReader(body), cl, 4096)
+		require.NoError(t, err, cl)
+		require.Equal(t, body, string(got), cl)
+		_, err = readBody(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(body)), 1000), cl, 1000)
+		require.Error(t, err, cl)
+	}
 }

@@ -1,0 +1,398 @@
+package server
+
+import (
+	"bytes"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/core/broker"
+)
+
+// scanPublish is parsePublish for the bodies backends send: a publish
+// body read in one pass, without the maps and raw copies of decoding it
+// generically. It answers ok only for a body that parsePublish accepts,
+// with the same notifications; anything else (a field that is wrong or
+// missing, a duplicate key, an escape in a key or a name, a string that
+// is not valid UTF-8, nesting deeper than scanMaxDepth) is left to
+// parsePublish, which decides and words the error. FuzzScanPublish holds
+// it to that.
+//
+// The objects of a body are compacted, as compactJSON does, into one
+// buffer of the body's size, each notification's Object a full slice of
+// it: one allocation a request rather than one or two an object.
+func scanPublish(body []byte) ([]broker.Notification, bool) {
+	s := publishScanner{b: body}
+	s.ws()
+	if !s.eat('{') {
+		return nil, false
+	}
+	// One buffer for every object: compaction only shrinks.
+	s.out = make([]byte, 0, len(body))
+	var ns []broker.Notification
+	start := s.i
+	s.ws()
+	if key, ok := s.name(); ok && string(key) == "notifications" {
+		s.ws()
+		if !s.eat(':') {
+			return nil, false
+		}
+		s.ws()
+		if !s.eat('[') {
+			return nil, false
+		}
+		ns = make([]broker.Notification, 0, max(1, bytes.Count(body, []byte(`"channel"`))))
+		for {
+			s.ws()
+			if !s.eat('{') {
+				return nil, false
+			}
+			var prev *broker.Notification
+			if len(ns) > 0 {
+				prev = &ns[len(ns)-1]
+			}
+			n, ok := s.notification(prev)
+			if !ok {
+				return nil, false
+			}
+			ns = append(ns, n)
+			s.ws()
+			if s.eat(']') {
+				break
+			}
+			if !s.eat(',') {
+				return nil, false
+			}
+		}
+		s.ws()
+		if !s.eat('}') {
+			return nil, false // other keys beside notifications: parsePublish's
+		}
+	} else {
+		s.i = start
+		n, ok := s.notification(nil)
+		if !ok {
+			return nil, false
+		}
+		ns = []broker.Notification{n}
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return nil, false
+	}
+	return ns, true
+}
+
+// scanMaxDepth bounds the nesting of an object that scanPublish reads
+// itself; deeper ones go to encoding/json, which has its own bound.
+const scanMaxDepth = 64
+
+type publishScanner struct {
+	b   []byte
+	i   int
+	out []byte // the compacted objects
+}
+
+func (s *publishScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *publishScanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// name reads a string without escapes or control bytes, valid UTF-8, and
+// returns its bytes (without the quotes): a key or a string field.
+func (s *publishScanner) name() ([]byte, bool) {
+	if !s.eat('"') {
+		return nil, false
+	}
+	start := s.i
+	ascii := true
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			v := s.b[start:s.i]
+			s.i++
+			if !ascii && !utf8.Valid(v) {
+				return nil, false
+			}
+			return v, true
+		case c < 0x20 || c == '\\':
+			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// Field bits of a notification, to refuse duplicates (encoding/json keeps
+// the last; parsePublish decides those).
+const (
+	fieldChannel = 1 << iota
+	fieldEvent
+	fieldObjectType
+	fieldObjectName
+	fieldObject
+)
+
+// notification reads a notification's fields after its '{'. prev, the
+// notification before it in the body, lends its strings when they are
+// the same (event and object_type mostly are), to spare allocations.
+func (s *publishScanner) notification(prev *broker.Notification) (broker.Notification, bool) {
+	var n broker.Notification
+	var seen int
+	s.ws()
+	if s.eat('}') {
+		return n, false // parsePublish: channel is required
+	}
+	for {
+		s.ws()
+		key, ok := s.name()
+		if !ok {
+			return n, false
+		}
+		s.ws()
+		if !s.eat(':') {
+			return n, false
+		}
+		s.ws()
+		var bit int
+		var dst *string
+		var same string
+		switch string(key) {
+		case "channel":
+			bit, dst = fieldChannel, &n.Channel
+		case "event":
+			bit, dst = fieldEvent, &n.Event
+			if prev != nil {
+				same = prev.Event
+			}
+		case "object_type":
+			bit, dst = fieldObjectType, &n.ObjectType
+			if prev != nil {
+				same = prev.ObjectType
+			}
+		case "object_name":
+			bit, dst = fieldObjectName, &n.ObjectName
+			if prev != nil {
+				same = prev.ObjectName
+			}
+		case "object":
+			bit = fieldObject
+		default:
+			return n, false // parsePublish: not a notification field
+		}
+		if seen&bit != 0 {
+			return n, false
+		}
+		seen |= bit
+		if dst == nil {
+			start := len(s.out)
+			if !s.value(0) {
+				return n, false
+			}
+			n.Object = s.out[start:len(s.out):len(s.out)]
+		} else {
+			if s.literal("null") {
+				if bit != fieldObjectName {
+					return n, false // parsePublish: is required
+				}
+				seen &^= bit // null is as absent
+			} else {
+				v, ok := s.name()
+				if !ok {
+					return n, false
+				}
+				if string(v) == same {
+					*dst = same
+				} else {
+					*dst = string(v)
+				}
+			}
+		}
+		s.ws()
+		if s.eat('}') {
+			break
+		}
+		if !s.eat(',') {
+			return n, false
+		}
+	}
+	const required = fieldChannel | fieldEvent | fieldObjectType | fieldObject
+	if seen&required != required || n.Event == "" || n.ObjectType == "" ||
+		validChannel(n.Channel) != nil || n.Channel == ServerChannel {
+		return n, false
+	}
+	return n, true
+}
+
+// literal consumes word if it is next.
+func (s *publishScanner) literal(word string) bool {
+	if len(s.b)-s.i >= len(word) && string(s.b[s.i:s.i+len(word)]) == word {
+		s.i += len(word)
+		return true
+	}
+	return false
+}
+
+// value reads one JSON value and appends it to out without the
+// whitespace between its tokens, as json.Compact writes it.
+func (s *publishScanner) value(depth int) bool {
+	if depth > scanMaxDepth || s.i >= len(s.b) {
+		return false
+	}
+	switch c := s.b[s.i]; c {
+	case '{', '[':
+		end := byte('}')
+		if c == '[' {
+			end = ']'
+		}
+		s.i++
+		s.out = append(s.out, c)
+		s.ws()
+		if s.eat(end) {
+			s.out = append(s.out, end)
+			return true
+		}
+		for {
+			s.ws()
+			if c == '{' {
+				if s.i >= len(s.b) || s.b[s.i] != '"' || !s.str() {
+					return false
+				}
+				s.ws()
+				if !s.eat(':') {
+					return false
+				}
+				s.out = append(s.out, ':')
+				s.ws()
+			}
+			if !s.value(depth + 1) {
+				return false
+			}
+			s.ws()
+			switch {
+			case s.eat(','):
+				s.out = append(s.out, ',')
+			case s.eat(end):
+				s.out = append(s.out, end)
+				return true
+			default:
+				return false
+			}
+		}
+	case '"':
+		return s.str()
+	case 't':
+		return s.copyLiteral("true")
+	case 'f':
+		return s.copyLiteral("false")
+	case 'n':
+		return s.copyLiteral("null")
+	default:
+		return s.number()
+	}
+}
+
+func (s *publishScanner) copyLiteral(word string) bool {
+	if !s.literal(word) {
+		return false
+	}
+	s.out = append(s.out, word...)
+	return true
+}
+
+// str copies a JSON string as it is, escapes and all, after checking
+// them; like encoding/json's scanner, it does not check UTF-8 (decoding
+// the object is the client's business; herald passes its bytes on).
+func (s *publishScanner) str() bool {
+	start := s.i
+	s.i++ // the opening quote
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			s.out = append(s.out, s.b[start:s.i]...)
+			return true
+		case c < 0x20:
+			return false
+		case c == '\\':
+			if s.i+1 >= len(s.b) {
+				return false
+			}
+			switch s.b[s.i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i += 2
+			case 'u':
+				if s.i+6 > len(s.b) {
+					return false
+				}
+				for _, h := range s.b[s.i+2 : s.i+6] {
+					if !isHex(h) {
+						return false
+					}
+				}
+				s.i += 6
+			default:
+				return false
+			}
+		default:
+			s.i++
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// number copies a JSON number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *publishScanner) number() bool {
+	start := s.i
+	s.eat('-')
+	switch {
+	case s.eat('0'):
+	case s.i < len(s.b) && '1' <= s.b[s.i] && s.b[s.i] <= '9':
+		s.digits()
+	default:
+		return false
+	}
+	if s.eat('.') {
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	if s.eat('e') || s.eat('E') {
+		if !s.eat('+') {
+			s.eat('-')
+		}
+		if s.digits() == 0 {
+			return false
+		}
+	}
+	s.out = append(s.out, s.b[start:s.i]...)
+	return true
+}
+
+func (s *publishScanner) digits() int {
+	start := s.i
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i - start
+}
