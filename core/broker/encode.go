@@ -17,6 +17,11 @@ func Encode(dst []byte, n *Notification, id string, seq uint64, timestampMs int6
 		copy(grown, dst)
 		dst = grown
 	}
+	return appendEncoded(dst, n, id, seq, timestampMs)
+}
+
+// appendEncoded is Encode into dst as it is.
+func appendEncoded(dst []byte, n *Notification, id string, seq uint64, timestampMs int64) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = rpc.AppendString(dst, id)
 	dst = append(dst, `,"channel":`...)

@@ -202,7 +202,7 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		ch.seq++
 		seq := ch.seq
 		// Sized exactly: the history's byte bound counts cap(Data).
-		data := Encode(make([]byte, 0, EncodedLen(n, id, seq, ms)), n, id, seq, ms)
+		data := appendEncoded(make([]byte, 0, EncodedLen(n, id, seq, ms)), n, id, seq, ms)
 		accepted := n.Accepted
 		if accepted.IsZero() {
 			accepted = now

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
@@ -207,8 +208,7 @@ func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key
 		return encodeReply(http.StatusBadRequest, map[string]any{"error": map[string]any{"code": rpc.CodeInvalidParams,
 			"message": fmt.Sprintf("Idempotency-Key: longer than %d bytes (%d)", maxIdempotencyKey, len(key))}})
 	}
-	// The key is scoped by the API key that sent it.
-	return s.idem.do(scope, key, func() (int, any) {
+	run := func() (int, any) {
 		if key != "" {
 			// Across nodes, the broker de-duplicates by these (NATS): a
 			// retry through another node is answered with the original.
@@ -223,7 +223,45 @@ func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}
 		}
 		return http.StatusOK, publishReply(results)
-	})
+	}
+	if key == "" {
+		// What idem.do does without a key, without encoding/json.
+		return encodePublishReply(run())
+	}
+	// The key is scoped by the API key that sent it.
+	return s.idem.do(scope, key, run)
+}
+
+// encodePublishReply is encodeReply, which a successful reply whose
+// strings need no escaping skips.
+func encodePublishReply(status int, reply any) (int, []byte) {
+	if r, ok := reply.(publishReply); ok && r != nil && r.plain() {
+		b, _ := r.MarshalJSON()
+		return status, append(b, '\n')
+	}
+	return encodeReply(status, reply)
+}
+
+// plain says that no channel or id of r has a byte that encoding/json
+// escapes (validChannel allows ", \, <, > and &), so MarshalJSON's bytes
+// are what encoding/json would make of them.
+func (r publishReply) plain() bool {
+	for _, p := range r {
+		if !plainJSON(p.Channel) || !plainJSON(p.ID) {
+			return false
+		}
+	}
+	return true
+}
+
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c >= utf8.RuneSelf, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 // publishReply is a publish's answer, {"results":[{channel, seq, id}]},

@@ -159,9 +159,13 @@ func TestPublishReplyBytes(t *testing.T) {
 		{},
 		{{Channel: "bench-1", Seq: 1, ID: "01JABCDEFGHJKMNPQRSTVWXYZ0"}},
 		{{Channel: `a"b\c`, Seq: 18446744073709551615, ID: "x"}, {Channel: "<b>&amp;</b>:~", Seq: 0, ID: ""}},
+		{{Channel: "a", Seq: 2, ID: "x"}, {Channel: "b>", Seq: 3, ID: "y"}},
+		{{Channel: "a", Seq: 2, ID: "\u2028\xff\x01"}},
 	} {
 		_, want := encodeReply(200, map[string]any{"results": results})
 		_, got := encodeReply(200, publishReply(results))
+		require.Equal(t, string(want), string(got))
+		_, got = encodePublishReply(200, publishReply(results))
 		require.Equal(t, string(want), string(got))
 	}
 }
