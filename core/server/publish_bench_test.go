@@ -159,6 +159,7 @@ func BenchmarkParsePublish(b *testing.B) {
 	body := scenarioCBody(10, 1)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(body)))
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, err := parsePublish(body); err != nil {
 			b.Fatal(err)
@@ -182,6 +183,7 @@ func BenchmarkPublishBody(b *testing.B) {
 	ctx := context.Background()
 	i := 0
 	b.ReportAllocs()
+	defer reportCPU(b)()
 	for b.Loop() {
 		status, reply := srv.publishBody(ctx, time.Now(), "test-key", "", bodies[i%len(bodies)])
 		if status != http.StatusOK {
