@@ -392,7 +392,8 @@ func (b *Broker) build(ps []pending, now time.Time) error {
 			accepted = now
 		}
 		m := nats.NewMsg(p.subject)
-		m.Data = broker.Encode(make([]byte, 0, 160+len(p.n.Object)), p.n, p.id, p.seq, now.UnixMilli())
+		ts := now.UnixMilli()
+		m.Data = broker.Encode(make([]byte, 0, broker.EncodedLen(p.n, p.id, p.seq, ts)), p.n, p.id, p.seq, ts)
 		h := m.Header
 		h[hdrSeq] = []string{strconv.FormatUint(p.seq, 10)}
 		h[hdrEpoch] = []string{p.epoch}
