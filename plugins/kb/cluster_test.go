@@ -28,17 +28,17 @@ type node struct {
 	k *KB
 }
 
-func startNode(t *testing.T, fs *fakeState, cfg map[string]any) *node {
+func startNode(t *testing.T, fs *sdktest.MemState, cfg map[string]any) *node {
 	t.Helper()
 	k := New()
-	k.stateOf = fs.handle
+	k.stateOf = fs.Handle
 	c := map[string]any{"data_dir": t.TempDir()}
 	for key, v := range cfg {
 		c[key] = v
 	}
-	before := fs.watching()
+	before := fs.Watching()
 	n := &node{t: t, h: sdktest.Start(t, k, c), k: k}
-	n.eventually("the watch is in place", func() bool { return fs.watching() > before })
+	n.eventually("the watch is in place", func() bool { return fs.Watching() > before })
 	return n
 }
 
@@ -86,11 +86,11 @@ func startSDKNode(t *testing.T, st *sdktest.State, cfg map[string]any) *node {
 	return &node{t: t, h: st.Start(t, k, c), k: k}
 }
 
-// onBothStores runs test with nodes on one fakeState, then on one
+// onBothStores runs test with nodes on one sdktest.MemState, then on one
 // sdktest.State (the SDK's State client over the plugin protocol).
 func onBothStores(t *testing.T, test func(t *testing.T, start func(cfg map[string]any) *node)) {
 	t.Run("fake", func(t *testing.T) {
-		fs := newFakeState()
+		fs := sdktest.NewMemState()
 		test(t, func(cfg map[string]any) *node { return startNode(t, fs, cfg) })
 	})
 	t.Run("sdktest", func(t *testing.T) {
@@ -187,7 +187,7 @@ func testSeqidsUniqueAndGapless(t *testing.T, start func(map[string]any) *node) 
 // The counter is a compare-and-set: a node that read it before another
 // node took a seqid reads again, and takes the next one.
 func TestSeqidConflictIsRetried(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a, b := startNode(t, fs, nil), startNode(t, fs, nil)
 	for i, kbid := range []string{"kb1", "kb2"} {
 		// kb1: the counter is created by both; kb2: it exists and is
@@ -197,13 +197,13 @@ func TestSeqidConflictIsRetried(t *testing.T) {
 		}
 		var fired atomic.Bool
 		var fromB result
-		fs.setHook(func(key string) {
+		fs.SetBeforeWrite(func(key string) {
 			if key == "kb/"+kbid+"/last" && fired.CompareAndSwap(false, true) {
 				fromB.set(b.call(typeWritten, map[string]any{"kbid": kbid, "resource_uuid": "from-b", "operation": "created"}))
 			}
 		})
 		require.Equal(t, uint64(i+2), a.written(kbid, "from-a"), kbid)
-		fs.setHook(nil)
+		fs.SetBeforeWrite(nil)
 		require.JSONEq(t, fmt.Sprintf(`{"seqid":%d}`, i+1), fromB.get(t), kbid)
 		require.Equal(t, uint64(i+3), b.written(kbid, "next"), kbid)
 	}
@@ -212,19 +212,19 @@ func TestSeqidConflictIsRetried(t *testing.T) {
 // Two reports of one write's processing through two nodes at once: one
 // wins, the other is refused naming the winner's seqid.
 func TestProcessedOnceAcrossNodes(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a, b := startNode(t, fs, nil), startNode(t, fs, nil)
 	w := a.written("kb1", "r")
 	wKey := a.k.store.RecordKey("kb1", w)
 	var fired atomic.Bool
 	var fromB result
-	fs.setHook(func(key string) {
+	fs.SetBeforeWrite(func(key string) {
 		if key == wKey && fired.CompareAndSwap(false, true) { // a is about to mark the write: b gets there first
 			fromB.set(b.call(typeProcessed, map[string]any{"kbid": "kb1", "resource_uuid": "r", "written_seqid": w}))
 		}
 	})
 	_, err := a.call(typeProcessed, map[string]any{"kbid": "kb1", "resource_uuid": "r", "written_seqid": w})
-	fs.setHook(nil)
+	fs.SetBeforeWrite(nil)
 	require.JSONEq(t, `{"seqid":3}`, fromB.get(t), "a took 2 before b got there")
 	var e *sdk.Error
 	require.ErrorAs(t, err, &e)
@@ -246,20 +246,20 @@ func TestProcessedOnceAcrossNodes(t *testing.T) {
 // Index replicas reporting through different nodes are all counted, and
 // one beyond index_replicas is refused, whichever node it comes through.
 func TestIndexedCountedAcrossNodes(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a, b := startNode(t, fs, nil), startNode(t, fs, nil)
 	w := a.written("kb1", "r")
 	idx := map[string]any{"kbid": "kb1", "resource_uuid": "r", "seqid": w}
 	// b's report lands between a's read and a's write.
 	var fired atomic.Bool
 	var fromB result
-	fs.setHook(func(string) {
+	fs.SetBeforeWrite(func(string) {
 		if fired.CompareAndSwap(false, true) {
 			fromB.set(b.call(typeIndexed, idx))
 		}
 	})
 	res, err := a.call(typeIndexed, idx)
-	fs.setHook(nil)
+	fs.SetBeforeWrite(nil)
 	require.JSONEq(t, `{"seqid":1,"replicas":1,"indexed":false}`, fromB.get(t))
 	require.NoError(t, err)
 	require.JSONEq(t, `{"seqid":1,"replicas":2,"indexed":true}`, string(res))
@@ -320,7 +320,7 @@ func testWaitForWakesOnAnotherNode(t *testing.T, start func(map[string]any) *nod
 // When the watch says changes may have been missed (Reset), waiters read
 // their record again: a change the watch never reported still wakes them.
 func TestWatchResetMakesWaitersReadAgain(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startNode(t, fs, nil)
 	w := a.written("kb1", "r")
 	ch := make(chan error, 1)
@@ -331,23 +331,22 @@ func TestWatchResetMakesWaitersReadAgain(t *testing.T) {
 	a.eventually("the waiter waits", func() bool { return a.waiting() == 1 })
 	// The record changes behind the watch's back.
 	key := a.k.store.RecordKey("kb1", w)
-	fs.mu.Lock()
-	e := fs.entries[key]
+	e, ok := fs.Entry(key)
+	require.True(t, ok)
 	var rec record
 	require.NoError(t, json.Unmarshal(e.Value, &rec))
 	rec.Processed = 7
-	e.Value, _ = json.Marshal(rec)
-	fs.entries[key] = e
-	fs.mu.Unlock()
+	v, _ := json.Marshal(rec)
+	fs.WriteUnseen(key, v, false)
 	require.Equal(t, 1, a.waiting(), "no change reported: still waiting")
-	fs.reset()
+	fs.ResetWatchers()
 	require.NoError(t, <-ch)
 }
 
 // Pruning keeps the last keep_operations records of a KB whichever nodes
 // take the seqids, and a node with a lower keep_operations catches up.
 func TestPruneAcrossNodes(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	start := func(cfg map[string]any) *node { return startNode(t, fs, cfg) }
 	a := start(map[string]any{"keep_operations": 3})
 	b := start(map[string]any{"keep_operations": 3})
@@ -360,7 +359,7 @@ func TestPruneAcrossNodes(t *testing.T) {
 	}
 	ops := func() []string {
 		var out []string
-		for _, k := range fs.keys("kb/kb1/ops/") {
+		for _, k := range fs.Keys("kb/kb1/ops/") {
 			out = append(out, strings.TrimLeft(strings.TrimPrefix(k, "kb/kb1/ops/"), "0"))
 		}
 		return out
@@ -377,7 +376,7 @@ func TestPruneAcrossNodes(t *testing.T) {
 // A crash between the pruning and the counter's write leaves records that
 // the next seqid deletes again.
 func TestPruneRedoneAfterACrash(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startNode(t, fs, map[string]any{"keep_operations": 2})
 	for i := 1; i <= 3; i++ {
 		a.written("kb1", "r")
@@ -391,7 +390,7 @@ func TestPruneRedoneAfterACrash(t *testing.T) {
 	_, err = fs.Update(ctx, "kb/kb1/last", []byte(`{"last":3,"pruned":0}`), e.Revision)
 	require.NoError(t, err)
 	a.written("kb1", "r")
-	require.Equal(t, []string{"kb/kb1/last", "kb/kb1/ops/00000000000000000003", "kb/kb1/ops/00000000000000000004"}, fs.keys("kb/"))
+	require.Equal(t, []string{"kb/kb1/last", "kb/kb1/ops/00000000000000000003", "kb/kb1/ops/00000000000000000004"}, fs.Keys("kb/"))
 }
 
 // A dry run checks the config and touches no state.
@@ -416,7 +415,7 @@ func TestConfigureNeedsStateAndRefusesAnOldKBDB(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "kb.db"), []byte("old"), 0o600))
 	k = New()
-	k.stateOf = newFakeState().handle
+	k.stateOf = sdktest.NewMemState().Handle
 	_, err = sdktest.StartErr(t, k, map[string]any{"data_dir": dir})
 	require.ErrorContains(t, err, "earlier kb plugin")
 	h := sdktest.Start(t, New(), map[string]any{})
@@ -454,15 +453,15 @@ func TestStateSegment(t *testing.T) {
 // fails with -32050, retry later, and takes nothing: once it is back the
 // counter goes on where it was.
 func TestStateUnavailableIsRetryLater(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startNode(t, fs, nil)
 	require.Equal(t, uint64(1), a.written("kb1", "r"))
-	fs.setDown(true)
+	fs.SetDown(true)
 	_, err := a.call(typeWritten, map[string]any{"kbid": "kb1", "resource_uuid": "r", "operation": "created"})
 	var e *sdk.Error
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, sdk.CodePluginUnavailable, e.Code)
 	require.Contains(t, e.Message, "retry later")
-	fs.setDown(false)
+	fs.SetDown(false)
 	require.Equal(t, uint64(2), a.written("kb1", "r"))
 }

@@ -22,12 +22,12 @@ func startOn(t *testing.T, st *sdktest.State) *sdktest.Harness {
 
 // startOnFake starts a process on fs and waits for its watch of the grants
 // to be in place.
-func startOnFake(t *testing.T, fs *fakeState) *sdktest.Harness {
+func startOnFake(t *testing.T, fs *sdktest.MemState) *sdktest.Harness {
 	p := New()
-	p.stateOf = fs.handle
-	before := fs.watching()
+	p.stateOf = fs.Handle
+	before := fs.Watching()
 	h := sdktest.Start(t, p, map[string]any{"data_dir": t.TempDir()})
-	require.Eventually(t, func() bool { return fs.watching() > before }, sdktest.Timeout, 5e6, "the watch is in place")
+	require.Eventually(t, func() bool { return fs.Watching() > before }, sdktest.Timeout, 5e6, "the watch is in place")
 	return h
 }
 
@@ -115,17 +115,15 @@ func TestRevokeOfAHashedGrantDropsOnEvery(t *testing.T) {
 // grant-based subscription of the node is checked again: a revoke the
 // watch never reported still drops.
 func TestWatchResetChecksEverySubscription(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startOnFake(t, fs)
 	backendCall(t, a, "grant", viewM5)
 	bob := map[string]net{"n1": {User: "u2"}}
 	connect(a, "b1", "gu2", bob)
 	subscribe(a, "b1", "gu2", bob, "message_readers:m5:n1")
-	fs.mu.Lock()
-	delete(fs.entries, grant{Network: "n1", User: "u2", Right: rightViewReaders, Object: "m5"}.key())
-	fs.mu.Unlock()
+	fs.WriteUnseen(grant{Network: "n1", User: "u2", Right: rightViewReaders, Object: "m5"}.key(), nil, true)
 	require.Len(t, a.Subscriptions("b1"), 1, "nothing reported: still subscribed")
-	fs.reset()
+	fs.ResetWatchers()
 	require.Eventually(t, func() bool { return len(a.Subscriptions("b1")) == 0 }, sdktest.Timeout, 5e6)
 }
 
@@ -186,13 +184,13 @@ func TestConfigureNeedsStateAndRefusesAnOldDB(t *testing.T) {
 // While the state cannot be reached, grant and revoke fail with -32050
 // (retry later), and a check that cannot read the grants drops nothing.
 func TestStateUnavailable(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startOnFake(t, fs)
 	backendCall(t, a, "grant", viewM5)
 	bob := map[string]net{"n1": {User: "u2"}}
 	connect(a, "b1", "gu2", bob)
 	subscribe(a, "b1", "gu2", bob, "message_readers:m5:n1")
-	fs.setDown(true)
+	fs.SetDown(true)
 	for _, m := range []string{"grant", "revoke"} {
 		_, err := a.Call(m, sdktest.Backend(), adminG5)
 		var e *sdk.Error
@@ -202,17 +200,17 @@ func TestStateUnavailable(t *testing.T) {
 	// Its Subscribed event is checked again, which cannot read the grant:
 	// the subscription stays.
 	subscribe(a, "b1", "gu2", bob, "group_admin_memberships:g5:n1")
-	fs.setDown(false)
+	fs.SetDown(false)
 	require.ElementsMatch(t, []string{"message_readers:m5:n1", "group_admin_memberships:g5:n1"}, a.Subscriptions("b1"))
 }
 
 // While the state cannot be reached, a subscribe that needs a recorded
 // grant is refused with -32050 (retry later); the token's own rights work.
 func TestSubscribeWhileStateUnavailable(t *testing.T) {
-	fs := newFakeState()
+	fs := sdktest.NewMemState()
 	a := startOnFake(t, fs)
 	backendCall(t, a, "grant", viewM5)
-	fs.setDown(true)
+	fs.SetDown(true)
 	bob := sdk.Caller{ConnID: "c", UserID: "gu2", Claims: claims(map[string]net{"n1": {User: "u2"}})}
 	refused, err := a.Authorize(bob, "message_readers:m5:n1", "network_timeline:n1")
 	require.NoError(t, err)
@@ -220,7 +218,7 @@ func TestSubscribeWhileStateUnavailable(t *testing.T) {
 	require.Equal(t, "message_readers:m5:n1", refused[0].Channel)
 	require.Equal(t, sdk.CodePluginUnavailable, refused[0].Code)
 	require.Contains(t, refused[0].Reason, "retry later")
-	fs.setDown(false)
+	fs.SetDown(false)
 	refused, err = a.Authorize(bob, "message_readers:m5:n1")
 	require.NoError(t, err)
 	require.Empty(t, refused)

@@ -1,4 +1,4 @@
-package main
+package sdktest
 
 import (
 	"context"
@@ -11,16 +11,21 @@ import (
 	"github.com/heraldhq/herald/sdk"
 )
 
-// fakeState is an in-memory sdk.State with the contract's semantics
+// MemState is an in-process sdk.State with the contract's semantics
 // (revisions, compare-and-set, List in key order, Watch starting with a
-// Reset), shared by several plugin instances in a test as the processes of
-// several nodes share one JetStream bucket. It has no TTL: a write with one
-// fails, so a plugin that starts to rely on expiry is noticed here.
-type fakeState struct {
+// Reset), for unit tests that call a plugin's logic directly rather than
+// through a Harness (State is the one a Harness's plugin gets over the
+// protocol). Several plugin instances sharing one behave as the processes
+// of several nodes sharing one JetStream bucket. It injects what a real
+// store does to a plugin: unreachable (SetDown), another node writing
+// first (SetBeforeWrite), changes the watches miss (WriteUnseen, then
+// ResetWatchers). It has no TTL: a write with one fails, so a plugin that
+// starts to rely on expiry is noticed (use State for that).
+type MemState struct {
 	mu       sync.Mutex
 	rev      uint64
 	entries  map[string]sdk.Entry
-	watchers map[*fakeWatcher]struct{}
+	watchers map[*memWatcher]struct{}
 	// beforeWrite, when set, runs (without the lock) before every write
 	// with the key: a test makes another "node" write there first.
 	beforeWrite func(key string)
@@ -31,39 +36,41 @@ type fakeState struct {
 	ready int
 }
 
-type fakeWatcher struct {
+type memWatcher struct {
 	prefix string
 	mu     sync.Mutex
 	queue  []sdk.Change
 	signal chan struct{}
 }
 
-func newFakeState() *fakeState {
-	return &fakeState{entries: map[string]sdk.Entry{}, watchers: map[*fakeWatcher]struct{}{}}
+// NewMemState returns an empty store.
+func NewMemState() *MemState {
+	return &MemState{entries: map[string]sdk.Entry{}, watchers: map[*memWatcher]struct{}{}}
 }
 
-var _ sdk.State = (*fakeState)(nil)
+var _ sdk.State = (*MemState)(nil)
 
-// handle is what a plugin instance gets as its Host's State.
-func (f *fakeState) handle(sdk.Host) (sdk.State, error) { return f, nil }
+// Handle is what a plugin instance gets as its Host's State: f, for a
+// plugin that takes its State through a replaceable func(sdk.Host).
+func (f *MemState) Handle(sdk.Host) (sdk.State, error) { return f, nil }
 
-// setDown makes the store unreachable (true) or back.
-func (f *fakeState) setDown(down bool) {
+// SetDown makes the store unreachable (true) or back.
+func (f *MemState) SetDown(down bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.down = down
 }
 
-func (f *fakeState) reachable() error {
+func (f *MemState) reachable() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return fmt.Errorf("fakeState: %w", sdk.ErrStateUnavailable)
+		return fmt.Errorf("sdktest.MemState: %w", sdk.ErrStateUnavailable)
 	}
 	return nil
 }
 
-func (f *fakeState) hook(key string, opts []sdk.WriteOption) error {
+func (f *MemState) hook(key string, opts []sdk.WriteOption) error {
 	if err := f.reachable(); err != nil {
 		return err
 	}
@@ -72,7 +79,7 @@ func (f *fakeState) hook(key string, opts []sdk.WriteOption) error {
 		opt(&o)
 	}
 	if o.TTL > 0 {
-		return errors.New("fakeState: TTL is not faked")
+		return errors.New("sdktest.MemState: TTL is not faked")
 	}
 	f.mu.Lock()
 	h := f.beforeWrite
@@ -83,15 +90,16 @@ func (f *fakeState) hook(key string, opts []sdk.WriteOption) error {
 	return nil
 }
 
-// setHook sets beforeWrite.
-func (f *fakeState) setHook(h func(key string)) {
+// SetBeforeWrite sets a func that runs, without the lock, before every
+// write with its key: a test makes another "node" write there first.
+func (f *MemState) SetBeforeWrite(h func(key string)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.beforeWrite = h
 }
 
 // setLocked writes (or deletes) key and tells the watchers; f.mu is held.
-func (f *fakeState) setLocked(key string, value []byte, deleted bool) uint64 {
+func (f *MemState) setLocked(key string, value []byte, deleted bool) uint64 {
 	f.rev++
 	f.writes++
 	c := sdk.Change{Entry: sdk.Entry{Key: key, Revision: f.rev}, Deleted: deleted}
@@ -109,7 +117,7 @@ func (f *fakeState) setLocked(key string, value []byte, deleted bool) uint64 {
 	return f.rev
 }
 
-func (w *fakeWatcher) push(c sdk.Change) {
+func (w *memWatcher) push(c sdk.Change) {
 	w.mu.Lock()
 	w.queue = append(w.queue, c)
 	w.mu.Unlock()
@@ -119,7 +127,7 @@ func (w *fakeWatcher) push(c sdk.Change) {
 	}
 }
 
-func (f *fakeState) Get(_ context.Context, key string) (sdk.Entry, error) {
+func (f *MemState) Get(_ context.Context, key string) (sdk.Entry, error) {
 	if err := f.reachable(); err != nil {
 		return sdk.Entry{}, err
 	}
@@ -133,7 +141,7 @@ func (f *fakeState) Get(_ context.Context, key string) (sdk.Entry, error) {
 	return e, nil
 }
 
-func (f *fakeState) Put(_ context.Context, key string, value []byte, opts ...sdk.WriteOption) (uint64, error) {
+func (f *MemState) Put(_ context.Context, key string, value []byte, opts ...sdk.WriteOption) (uint64, error) {
 	if err := f.hook(key, opts); err != nil {
 		return 0, err
 	}
@@ -142,7 +150,7 @@ func (f *fakeState) Put(_ context.Context, key string, value []byte, opts ...sdk
 	return f.setLocked(key, value, false), nil
 }
 
-func (f *fakeState) Create(_ context.Context, key string, value []byte, opts ...sdk.WriteOption) (uint64, error) {
+func (f *MemState) Create(_ context.Context, key string, value []byte, opts ...sdk.WriteOption) (uint64, error) {
 	if err := f.hook(key, opts); err != nil {
 		return 0, err
 	}
@@ -154,7 +162,7 @@ func (f *fakeState) Create(_ context.Context, key string, value []byte, opts ...
 	return f.setLocked(key, value, false), nil
 }
 
-func (f *fakeState) Update(_ context.Context, key string, value []byte, rev uint64, opts ...sdk.WriteOption) (uint64, error) {
+func (f *MemState) Update(_ context.Context, key string, value []byte, rev uint64, opts ...sdk.WriteOption) (uint64, error) {
 	if err := f.hook(key, opts); err != nil {
 		return 0, err
 	}
@@ -170,7 +178,7 @@ func (f *fakeState) Update(_ context.Context, key string, value []byte, rev uint
 	return f.setLocked(key, value, false), nil
 }
 
-func (f *fakeState) Delete(_ context.Context, key string, rev uint64) error {
+func (f *MemState) Delete(_ context.Context, key string, rev uint64) error {
 	if err := f.hook(key, nil); err != nil {
 		return err
 	}
@@ -187,7 +195,7 @@ func (f *fakeState) Delete(_ context.Context, key string, rev uint64) error {
 	return nil
 }
 
-func (f *fakeState) List(_ context.Context, prefix string) ([]sdk.Entry, error) {
+func (f *MemState) List(_ context.Context, prefix string) ([]sdk.Entry, error) {
 	if err := f.reachable(); err != nil {
 		return nil, err
 	}
@@ -204,8 +212,8 @@ func (f *fakeState) List(_ context.Context, prefix string) ([]sdk.Entry, error) 
 	return out, nil
 }
 
-func (f *fakeState) Watch(ctx context.Context, prefix string, fn func(sdk.Change)) error {
-	w := &fakeWatcher{prefix: prefix, signal: make(chan struct{}, 1)}
+func (f *MemState) Watch(ctx context.Context, prefix string, fn func(sdk.Change)) error {
+	w := &memWatcher{prefix: prefix, signal: make(chan struct{}, 1)}
 	f.mu.Lock()
 	f.watchers[w] = struct{}{}
 	f.mu.Unlock()
@@ -234,16 +242,16 @@ func (f *fakeState) Watch(ctx context.Context, prefix string, fn func(sdk.Change
 	}
 }
 
-// watching says how many watches are in place and handled their first
+// Watching says how many watches are in place and handled their first
 // Reset.
-func (f *fakeState) watching() int {
+func (f *MemState) Watching() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.ready
 }
 
-// reset sends every watcher a Reset, as a store that lost changes does.
-func (f *fakeState) reset() {
+// ResetWatchers sends every watcher a Reset, as a store that lost changes does.
+func (f *MemState) ResetWatchers() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for w := range f.watchers {
@@ -251,12 +259,36 @@ func (f *fakeState) reset() {
 	}
 }
 
-// keys lists the keys under prefix.
-func (f *fakeState) keys(prefix string) []string {
+// Keys lists the keys under prefix.
+func (f *MemState) Keys(prefix string) []string {
 	es, _ := f.List(context.Background(), prefix)
 	out := make([]string, len(es))
 	for i, e := range es {
 		out[i] = e.Key
 	}
 	return out
+}
+
+// WriteUnseen writes key (remove: deletes it) without telling the
+// watches, as changes a real store's watch missed; ResetWatchers then tells
+// them to reload.
+func (f *MemState) WriteUnseen(key string, value []byte, remove bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rev++
+	if remove {
+		delete(f.entries, key)
+		return
+	}
+	f.entries[key] = sdk.Entry{Key: key, Value: append([]byte(nil), value...), Revision: f.rev}
+}
+
+// Entry returns key's entry as stored (found false when there is none),
+// without a store call: for a test to build a WriteUnseen from it.
+func (f *MemState) Entry(key string) (sdk.Entry, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.entries[key]
+	e.Value = append([]byte(nil), e.Value...)
+	return e, ok
 }
