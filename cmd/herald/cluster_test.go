@@ -244,3 +244,25 @@ func TestClusterNATSServerLossIsCaughtUp(t *testing.T) {
 		require.Equal(t, uint64(k+2), n.Seq)
 	}
 }
+
+// A node started while NATS is down listens at once, answers /readyz 503
+// naming the broker and refuses publishes with a 503; once NATS is up it
+// becomes ready and publishes go through.
+func TestClusterNodeStartsWhileNATSIsDown(t *testing.T) {
+	ns := natstest.Start(t)
+	url := ns.URL()
+	ns.Shutdown()
+	h := heraldtest.Start(t, heraldtest.Options{HCL: clusterHCL(url, 1)})
+	st, body := h.Do(t, "GET", "/readyz", nil, "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, st)
+	require.Contains(t, string(body), "broker nats")
+	st, body = h.PublishRaw(t, heraldtest.N("news", "new", "message", `{}`), nil)
+	require.Equal(t, http.StatusServiceUnavailable, st, "%s", body)
+
+	ns.Restart()
+	waitReady(t, h)
+	c := h.Dial(t, h.Token(t, "u"))
+	c.Subscribe(t, "news")
+	publishOne(t, h, "news", 1)
+	require.Equal(t, uint64(1), c.Notifications(t, 1)[0].Seq, "nothing refused while NATS was down was placed")
+}

@@ -269,7 +269,9 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 	if _, ok := ctx.Deadline(); ok {
 		flush = func() error { return nc.FlushWithContext(ctx) }
 	}
-	if err := flush(); err != nil {
+	// While NATS cannot be reached (a node starting before it), nats.go
+	// registers them when it connects, and the node says hello then.
+	if err := flush(); err != nil && nc.IsConnected() {
 		n.unsubscribe()
 		return nil, fmt.Errorf("cluster: register subscriptions: %w", err)
 	}
