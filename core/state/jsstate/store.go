@@ -89,8 +89,29 @@ func Open(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, er
 		return nil, fmt.Errorf("open state bucket %s: %w", opts.Bucket, s.classify(octx, err))
 	}
 	s.kv = kv
-	return s, nil
+	// A bucket just created on several servers answers reads only once its
+	// leader is elected: wait for that (within the same bound), so that a
+	// plugin's first calls do not meet "no responders".
+	for {
+		_, err := kv.Get(octx, probeKey)
+		if err == nil || errors.Is(err, jetstream.ErrKeyNotFound) {
+			return s, nil
+		}
+		if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return nil, fmt.Errorf("open state bucket %s: first read: %w", opts.Bucket, s.classify(octx, err))
+		}
+		select {
+		case <-octx.Done():
+			return nil, fmt.Errorf("open state bucket %s: no server answers for it yet: %w", opts.Bucket, state.ErrUnavailable)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
+
+// probeKey is read by Open to learn that the bucket answers. Reading it
+// changes nothing; a plugin key that happens to encode the same is
+// harmless (it is only read).
+const probeKey = "_herald_open_probe"
 
 // Close ends the store's watches (with state.ErrClosed). The bucket and its
 // data stay; the connection is the caller's. Closing twice is harmless.
