@@ -245,9 +245,14 @@ func TestLimits(t *testing.T) {
 }
 
 func TestSlowConsumerIsClosedOthersUnaffected(t *testing.T) {
+	// write_timeout is long: the 4008 close frame waits in the slow
+	// socket until the test reads it, however long the burst takes on a
+	// loaded machine (past write_timeout it would be dropped, and the
+	// close read as 1006).
 	h := heraldtest.Start(t, heraldtest.Options{HCL: `delivery {
-  outbox_limit = 8
-  max_delay    = "100ms"
+  outbox_limit  = 8
+  max_delay     = "100ms"
+  write_timeout = "10m"
 }`})
 	// A raw connection that subscribes and then never reads again: once
 	// its socket takes no more, its outbox fills and it is slow.
