@@ -304,10 +304,10 @@ func TestDeadNodeIsBuriedOnce(t *testing.T) {
 	})
 
 	ha.Close() // A's process dies: its records stay...
-	st.expire(t, nodeKey(a.node))
+	require.NoError(t, st.Expire(nodeKey(a.node)))
 	// ...until its liveness key expires.
 	waitFor(t, "A's record is deleted", func() bool {
-		return !slices.ContainsFunc(st.keys(memberPrefix), func(k string) bool { return strings.HasSuffix(k, "/a1") })
+		return !slices.ContainsFunc(st.Keys(memberPrefix), func(k string) bool { return strings.HasSuffix(k, "/a1") })
 	})
 	waitFor(t, "B and C count one", func() bool { return b.roomCount(s.RoomID) == 1 && c.roomCount(s.RoomID) == 1 })
 	outs := func() (n int) {
@@ -367,7 +367,7 @@ func TestRestartTakesOverItsRecords(t *testing.T) {
 		var m memberRecord
 		return err == nil && json.Unmarshal(e.Value, &m) == nil && m.Node == a2.node
 	})
-	st.expire(t, nodeKey(a.node))
+	require.NoError(t, st.Expire(nodeKey(a.node)))
 	// The dead process is buried without touching a1's record (now the
 	// new process's): a later leave finds it, and the volatile of the
 	// subscribe was kept across the restart.
@@ -377,7 +377,7 @@ func TestRestartTakesOverItsRecords(t *testing.T) {
 		return len(a2.suspects) == 0
 	})
 	require.Equal(t, 1, a2.roomCount(s.RoomID))
-	require.Contains(t, st.keys(memberPrefix), memberKey(s.RoomID, "a1"))
+	require.Contains(t, st.Keys(memberPrefix), memberKey(s.RoomID, "a1"))
 	a2.mu.RLock()
 	require.JSONEq(t, `{"v":1}`, string(a2.rooms[s.RoomID].members["a1"].volatile))
 	a2.mu.RUnlock()
@@ -440,7 +440,7 @@ func TestWriteCostIsIndependentOfRooms(t *testing.T) {
 		subscribeOn(t, h, "subscribe", "c1", map[string]any{"index": "i", "collection": "c", "state": "all",
 			"body": map[string]any{"range": map[string]any{"n": map[string]any{"gte": i}}}})
 	}
-	ops := func() int { return st.opsOn("doc") + st.opsOn("room") + st.opsOn("member") }
+	ops := func() int { return st.Calls("doc") + st.Calls("room") + st.Calls("member") }
 	before, batches := ops(), h.Batches()
 	emitted := len(h.Emitted())
 	_, err := h.Call("create", sdktest.Backend(), map[string]any{"index": "i", "collection": "c", "_id": "d", "body": map[string]any{"n": rooms}})
@@ -467,13 +467,13 @@ func TestWatchResetReloads(t *testing.T) {
 	rec := roomRecord{ID: "00000000000000aa", Index: "i", Collection: "c", Filter: json.RawMessage(`{"equals":{"k":3}}`), Generation: 7,
 		Channels: []channelRecord{{Name: channelName("00000000000000aa", 7, "all", "done", "none"), Scope: "all", State: "done", Users: "none"}}}
 	v, _ := json.Marshal(rec)
-	st.lose(roomKey(rec.ID), v)
+	st.WriteUnseen(roomKey(rec.ID), v, false)
 	m, _ := json.Marshal(memberRecord{Node: "other", Conn: "b1", Channels: []string{rec.Channels[0].Name}})
-	st.lose(memberKey(rec.ID, "b1"), m)
+	st.WriteUnseen(memberKey(rec.ID, "b1"), m, false)
 	n, _ := json.Marshal(map[string]any{})
-	st.lose(nodeKey("other"), n)
-	st.lose(roomKey(gone.RoomID), nil)
-	st.reset()
+	st.WriteUnseen(nodeKey("other"), n, false)
+	st.WriteUnseen(roomKey(gone.RoomID), nil, true)
+	st.ResetWatchers()
 
 	waitFor(t, "the missed room appears", func() bool { return a.roomCount(rec.ID) == 1 })
 	waitFor(t, "the dropped room goes", func() bool { return !a.hasChannel(gone.Channel) })
@@ -497,7 +497,16 @@ func TestDeadNodeFoundWithoutExpiryEvent(t *testing.T) {
 	subscribeOn(t, ha, "join", "a1", map[string]any{"roomId": s.RoomID})
 	waitFor(t, "B counts two", func() bool { return b.roomCount(s.RoomID) == 2 })
 	ha.Close()
-	st.lose(nodeKey(a.node), nil)
+	st.WriteUnseen(nodeKey(a.node), nil, true)
 	waitFor(t, "B buries A", func() bool { return b.roomCount(s.RoomID) == 1 })
-	require.NotContains(t, st.keys(memberPrefix), memberKey(s.RoomID, "a1"))
+	require.NotContains(t, st.Keys(memberPrefix), memberKey(s.RoomID, "a1"))
+}
+
+// startNode runs one plugin process on st, as a node of a cluster whose
+// plugins share st.
+func startNode(t *testing.T, st *sdktest.MemState, cfg map[string]any) (*Documents, *sdktest.Harness) {
+	t.Helper()
+	d := New()
+	d.stateOf = st.Handle
+	return d, sdktest.Start(t, d, cfg)
 }

@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
+
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"github.com/heraldhq/herald/sdk/sdktest"
 )
 
 // TestSegKeys: every name becomes a valid key segment, one to one; long
@@ -72,4 +77,26 @@ func TestStoreEachInIDOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `{"again":1}`, string(d.Source))
 	require.ErrorIs(t, s.Create(ctx, "i", "c", &Doc{ID: "a", Source: json.RawMessage(`{}`)}), errChanged)
+}
+
+// newMemState is the State the tests' processes share: sdktest.MemState on
+// a clock that stands still, so that a TTL ends only when a test says so
+// (Expire), and with the plugin's own key rule (checkKey) beside the host's.
+func newMemState() *sdktest.MemState {
+	st := sdktest.NewMemState()
+	still := time.Unix(1_700_000_000, 0)
+	st.SetClock(func() time.Time { return still })
+	st.SetKeyCheck(checkKey)
+	return st
+}
+
+// checkKey is stricter than sdk.State, on purpose: the plugin's keys keep
+// to the bytes every key-value store takes (keys.go).
+func checkKey(key string) error {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; !plainByte(c) && c != '=' && c != '/' {
+			return fmt.Errorf("key %q: byte %q outside [A-Za-z0-9_=/-]", key, c)
+		}
+	}
+	return pluginpb.ValidStateKey(key)
 }
