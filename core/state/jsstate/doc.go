@@ -34,10 +34,14 @@
 //
 // Failures: while the connection is not up every operation fails at once
 // with an error wrapping state.ErrUnavailable; otherwise one operation
-// waits at most Options.Timeout. Watch runs an ordered consumer of new
-// changes; when the connection comes back it starts a new one and gives f
-// a Reset; when the connection is closed for good it ends with
-// ErrUnavailable.
+// waits at most Options.Timeout. Watch runs an ordered consumer of every
+// message of the bucket from the sequence after the stream's last (read
+// before the consumer is made), filtering keys by prefix itself: the bucket
+// keeps one message per key, so a consumer that is behind never gets the
+// messages of keys written again or deleted meanwhile, and only a hole in
+// the sequence shows it; Watch then gives f a Reset. When the connection
+// comes back it starts a new consumer and gives f a Reset; when the
+// connection is closed for good it ends with ErrUnavailable.
 //
 // The package knows nothing of plugins or the host's RPCs; the caller owns
 // the NATS connection and validates keys (state.ValidKey).

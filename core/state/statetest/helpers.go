@@ -108,17 +108,6 @@ func (r *Recorder) until(t *testing.T, stop func(state.Change) bool) []state.Cha
 	}
 }
 
-// quiet fails if the watch reports a change (other than the sentinel's)
-// written before a marker write under the same prefix is reported.
-func (r *Recorder) quiet(t *testing.T, s state.Store, marker string) {
-	t.Helper()
-	rev, err := s.Put(context.Background(), marker, []byte("m"), 0)
-	require.NoError(t, err)
-	c := r.Next(t)
-	require.Equal(t, marker, c.Key, "unexpected change before the marker: %+v", c)
-	require.Equal(t, rev, c.Revision)
-}
-
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), patience)
 	t.Cleanup(cancel)
