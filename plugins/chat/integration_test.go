@@ -20,9 +20,8 @@ import (
 func TestMain(m *testing.M) { heraldtest.Main(m) }
 
 type stack struct {
-	*heraldtest.Herald
+	*heraldtest.Stack
 	t   *testing.T
-	bin string
 	dir string
 }
 
@@ -35,45 +34,26 @@ func startStack(t *testing.T, dir, window string) *stack {
 // startStackWith appends extra to the config (blocks such as delivery {}).
 func startStackWith(t *testing.T, dir, window, extra string) *stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts herald and the chat plugin")
-	}
-	bin := heraldtest.Binary(t, "plugins/chat")
 	// Herald keeps the plugin's State under dir, which a restart test
 	// reuses. The shortest liveness_ttl: a killed plugin's users who left
 	// are announced offline soon after its restart.
-	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = %q\n    liveness_ttl = \"3s\"\n  }\n}\n", dir, bin, window) + extra
-	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
-	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
-	s.waitReady()
-	return s
+	h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "chat", StateDir: dir, HCL: extra,
+		Config: fmt.Sprintf("    entering_window = %q\n    liveness_ttl = \"3s\"", window)})
+	return &stack{Stack: h, t: t, dir: dir}
 }
 
 // waitReady waits until /readyz says every plugin is up.
-func (s *stack) waitReady() {
-	s.t.Helper()
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil); st == http.StatusOK {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("herald never became ready\n%s", s.Logs())
-}
+func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
 
 // backend POSTs a chat method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
-	st, b := s.Do(s.t, http.MethodPost, "/v1/plugins/chat/"+method, body, heraldtest.APIKey, nil)
-	return st, b
+	return s.Backend(s.t, method, body)
 }
 
 func (s *stack) mustBackend(method string, body any) json.RawMessage {
 	s.t.Helper()
-	st, b := s.backend(method, body)
-	require.Equal(s.t, http.StatusOK, st, "%s: %s", method, b)
-	return b
+	return s.MustBackend(s.t, method, body)
 }
 
 func (s *stack) member(group, user any) {
@@ -88,36 +68,16 @@ func (s *stack) dial(user string, claims map[string]any) *heraldtest.Client {
 }
 
 // pluginPid finds the chat plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
+func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // kill9 kills the plugin and waits for herald to have restarted it.
-func (s *stack) kill9() {
-	s.t.Helper()
-	s.waitRestart(s.killPlugin())
-}
+func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }
 
 // killPlugin kills the plugin with SIGKILL and returns its pid.
-func (s *stack) killPlugin() int {
-	s.t.Helper()
-	old := s.pluginPid()
-	require.NotZero(s.t, old, "chat plugin process not found")
-	require.NoError(s.t, syscall.Kill(old, syscall.SIGKILL))
-	return old
-}
+func (s *stack) killPlugin() int { s.t.Helper(); return s.KillPlugin(s.t) }
 
 // waitRestart waits for a chat plugin process other than old, and ready.
-func (s *stack) waitRestart(old int) {
-	s.t.Helper()
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if p := s.pluginPid(); p != 0 && p != old {
-			s.waitReady()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("chat plugin was not restarted after kill -9\n%s", s.Logs())
-}
+func (s *stack) waitRestart(old int) { s.t.Helper(); s.WaitRestart(s.t, old) }
 
 // noEvent fails the test if a notification with event reaches c within d.
 func noEvent(t *testing.T, c *heraldtest.Client, event string, d time.Duration) {
@@ -438,15 +398,15 @@ func startCluster(t *testing.T, n int) []*stack {
 		t.Skip("integration test: starts NATS, herald nodes and their chat plugins")
 	}
 	ns := natstest.Start(t)
-	bin := heraldtest.Binary(t, "plugins/chat")
-	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"chat\" {\n  command = %q\n  config {\n    entering_window = \"3s\"\n    liveness_ttl = \"3s\"\n  }\n}\n", ns.URL(), bin)
 	nodes := make([]*stack, n)
 	var wg sync.WaitGroup
 	for i := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i] = &stack{Herald: heraldtest.Start(t, heraldtest.Options{HCL: hcl}), t: t, bin: bin}
+			h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "chat", NATS: ns.URL(), NoWait: true,
+				Config: "    entering_window = \"3s\"\n    liveness_ttl = \"3s\""})
+			nodes[i] = &stack{Stack: h, t: t}
 		}()
 	}
 	wg.Wait()

@@ -22,16 +22,15 @@ func startCluster(t *testing.T, n int, ttl string) []*stack {
 		t.Skip("integration test: starts NATS, herald nodes and their documents plugins")
 	}
 	ns := natstest.Start(t)
-	bin := heraldtest.Binary(t, "plugins/documents")
-	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"documents\" {\n  command = %q\n  config {\n    resume_window = \"30s\"\n    liveness_ttl = %q\n  }\n}\n",
-		ns.URL(), bin, ttl)
 	nodes := make([]*stack, n)
 	var wg sync.WaitGroup
 	for i := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			nodes[i] = &stack{Herald: heraldtest.Start(t, heraldtest.Options{HCL: hcl}), t: t, bin: bin}
+			h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "documents", NATS: ns.URL(), NoWait: true,
+				Config: fmt.Sprintf("    resume_window = \"30s\"\n    liveness_ttl = %q", ttl)})
+			nodes[i] = &stack{Stack: h, t: t}
 		}()
 	}
 	wg.Wait()

@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,42 +17,25 @@ import (
 func TestMain(m *testing.M) { heraldtest.Main(m) }
 
 type stack struct {
-	*heraldtest.Herald
+	*heraldtest.Stack
 	t   *testing.T
-	bin string
 	dir string
 }
 
 // startStack serves the documents plugin with Herald's State in dir.
 func startStack(t *testing.T, dir, window string) *stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts herald and the documents plugin")
-	}
-	bin := heraldtest.Binary(t, "plugins/documents")
-	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"documents\" {\n  command = %q\n  config {\n    resume_window = %q\n  }\n}\n", dir, bin, window)
-	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
-	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
-	s.waitReady()
-	return s
+	h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "documents", StateDir: dir,
+		Config: fmt.Sprintf("    resume_window = %q", window)})
+	return &stack{Stack: h, t: t, dir: dir}
 }
 
-func (s *stack) waitReady() {
-	s.t.Helper()
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil); st == http.StatusOK {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("herald never became ready\n%s", s.Logs())
-}
+func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
 
 // backend POSTs a documents method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
-	return s.Do(s.t, http.MethodPost, "/v1/plugins/documents/"+method, body, heraldtest.APIKey, nil)
+	return s.Backend(s.t, method, body)
 }
 
 func (s *stack) dial(user string) *heraldtest.Client {
@@ -63,24 +44,10 @@ func (s *stack) dial(user string) *heraldtest.Client {
 }
 
 // pluginPid finds the documents plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
+func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
-func (s *stack) kill9() {
-	s.t.Helper()
-	old := s.pluginPid()
-	require.NotZero(s.t, old, "documents plugin process not found")
-	require.NoError(s.t, syscall.Kill(old, syscall.SIGKILL))
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if p := s.pluginPid(); p != 0 && p != old {
-			s.waitReady()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("documents plugin was not restarted after kill -9\n%s", s.Logs())
-}
+func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }
 
 // call calls documents.<method> and decodes the result into a map.
 func call(t *testing.T, c *heraldtest.Client, method string, params any) map[string]any {

@@ -25,13 +25,9 @@ func startClusterNodes(t *testing.T, url string, n int) []*stack {
 	if testing.Short() {
 		t.Skip("integration test: starts NATS, herald nodes and the kb plugin")
 	}
-	bin := heraldtest.Binary(t, "plugins/kb")
-	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"kb\" {\n  command = %q\n}\n", url, bin)
 	nodes := make([]*stack, n)
 	for i := range nodes {
-		h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
-		nodes[i] = &stack{Herald: h, t: t, bin: bin}
-		nodes[i].waitReady()
+		nodes[i] = &stack{Stack: heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "kb", NATS: url}), t: t}
 	}
 	return nodes
 }

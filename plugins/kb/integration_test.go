@@ -26,9 +26,8 @@ import (
 func TestMain(m *testing.M) { heraldtest.Main(m) }
 
 type stack struct {
-	*heraldtest.Herald
+	*heraldtest.Stack
 	t   *testing.T
-	bin string
 	dir string
 }
 
@@ -43,24 +42,12 @@ func startStack(t *testing.T, dir, extra string) *stack {
 // startStackWith adds pluginCfg to the plugin's config block.
 func startStackWith(t *testing.T, dir, pluginCfg, extra string) *stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts herald and the kb plugin")
-	}
-	bin := heraldtest.Binary(t, "plugins/kb")
-	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"kb\" {\n  command = %q\n  config {\n    data_dir = %q\n%s\n  }\n}\n%s", filepath.Join(dir, "state"), bin, dir, pluginCfg, extra)
-	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl})
-	s := &stack{Herald: h, t: t, bin: bin, dir: dir}
-	s.waitReady()
-	return s
+	h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "kb", StateDir: filepath.Join(dir, "state"), HCL: extra,
+		Config: fmt.Sprintf("    data_dir = %q\n%s", dir, pluginCfg)})
+	return &stack{Stack: h, t: t, dir: dir}
 }
 
-func (s *stack) waitReady() {
-	s.t.Helper()
-	s.eventually("herald ready", func() bool {
-		st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil)
-		return st == http.StatusOK
-	})
-}
+func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
 
 // eventually waits, up to heraldtest.Timeout, for cond.
 func (s *stack) eventually(what string, cond func() bool) {
@@ -77,14 +64,12 @@ func (s *stack) eventually(what string, cond func() bool) {
 
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
-	return s.Do(s.t, http.MethodPost, "/v1/plugins/kb/"+method, body, heraldtest.APIKey, nil)
+	return s.Backend(s.t, method, body)
 }
 
 func (s *stack) mustBackend(method string, body any) json.RawMessage {
 	s.t.Helper()
-	st, b := s.backend(method, body)
-	require.Equal(s.t, http.StatusOK, st, "%s: %s", method, b)
-	return b
+	return s.MustBackend(s.t, method, body)
 }
 
 // written reports a write and returns its seqid.
@@ -500,7 +485,7 @@ func TestIntegrationWaitFor(t *testing.T) {
 }
 
 // pluginPid finds the kb plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
+func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // seqids are monotonic per KB and never reused: not after kill -9 of the
 // plugin, not after a restart of herald.

@@ -20,14 +20,11 @@ func startClusterNodes(t *testing.T, url string, n int) []*stack {
 	if testing.Short() {
 		t.Skip("integration test: starts NATS, herald nodes and the timelines plugin")
 	}
-	bin := heraldtest.Binary(t, "plugins/timelines")
-	hcl := fmt.Sprintf("broker \"nats\" {\n  url = %q\n}\nplugin \"timelines\" {\n  command = %q\n}\n", url, bin)
 	nodes := make([]*stack, n)
 	for i := range nodes {
-		h := heraldtest.Start(t, heraldtest.Options{HCL: hcl,
+		h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "timelines", NATS: url,
 			Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n", heraldtest.Secret, heraldtest.APIKey)})
-		nodes[i] = &stack{Herald: h, t: t, bin: bin}
-		nodes[i].waitReady()
+		nodes[i] = &stack{Stack: h, t: t}
 	}
 	return nodes
 }

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +19,8 @@ import (
 func TestMain(m *testing.M) { heraldtest.Main(m) }
 
 type stack struct {
-	*heraldtest.Herald
-	t   *testing.T
-	bin string
+	*heraldtest.Stack
+	t *testing.T
 }
 
 // startStack serves the timelines plugin with its state (Herald's state
@@ -30,41 +28,23 @@ type stack struct {
 // not empty, is added to the auth block.
 func startStack(t *testing.T, dir, auth string) *stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts herald and the timelines plugin")
-	}
-	bin := heraldtest.Binary(t, "plugins/timelines")
-	hcl := fmt.Sprintf("state {\n  dir = %q\n}\nplugin \"timelines\" {\n  command = %q\n  config {\n    data_dir = %q\n  }\n}\n", filepath.Join(dir, "state"), bin, dir)
-	h := heraldtest.Start(t, heraldtest.Options{HCL: hcl,
-		Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  %s", heraldtest.Secret, heraldtest.APIKey, auth)})
-	s := &stack{Herald: h, t: t, bin: bin}
-	s.waitReady()
-	return s
+	h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "timelines", StateDir: filepath.Join(dir, "state"),
+		Config: fmt.Sprintf("    data_dir = %q", dir),
+		Auth:   fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  %s", heraldtest.Secret, heraldtest.APIKey, auth)})
+	return &stack{Stack: h, t: t}
 }
 
-func (s *stack) waitReady() {
-	s.t.Helper()
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if st, _ := s.Do(s.t, http.MethodGet, "/readyz", nil, "", nil); st == http.StatusOK {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("herald never became ready\n%s", s.Logs())
-}
+func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
 
 // backend POSTs a timelines method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
-	return s.Do(s.t, http.MethodPost, "/v1/plugins/timelines/"+method, body, heraldtest.APIKey, nil)
+	return s.Backend(s.t, method, body)
 }
 
 func (s *stack) mustBackend(method string, body any) json.RawMessage {
 	s.t.Helper()
-	st, b := s.backend(method, body)
-	require.Equal(s.t, http.StatusOK, st, "%s: %s", method, b)
-	return b
+	return s.MustBackend(s.t, method, body)
 }
 
 func (s *stack) emit(channel, payload string) {
@@ -505,21 +485,7 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 }
 
 // pluginPid finds the timelines plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginPID(s.bin) }
+func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
-func (s *stack) kill9() {
-	s.t.Helper()
-	old := s.pluginPid()
-	require.NotZero(s.t, old, "timelines plugin process not found")
-	require.NoError(s.t, syscall.Kill(old, syscall.SIGKILL))
-	deadline := time.Now().Add(heraldtest.Timeout)
-	for time.Now().Before(deadline) {
-		if p := s.pluginPid(); p != 0 && p != old {
-			s.waitReady()
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.t.Fatalf("timelines plugin was not restarted after kill -9\n%s", s.Logs())
-}
+func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }
