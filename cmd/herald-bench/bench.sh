@@ -25,6 +25,8 @@
 # scenario ends or the script is interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=cmd/herald-bench/lib.sh
+source cmd/herald-bench/lib.sh
 
 ADDR=${BENCH_ADDR:-127.0.0.1:17512}
 SCENARIOS=${SCENARIOS:-"a b c c-ws d"}
@@ -82,17 +84,6 @@ EOF
 }
 write_config "$OUT/herald.hcl" "$ADDR"
 
-# stop_pid PID: TERM, up to 10 s to drain, then KILL.
-stop_pid() {
-  local pid=$1
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 HERALD_PID=
 NODE_PIDS=()
 NATS_PID=
@@ -114,25 +105,12 @@ stop_cluster() {
 trap 'stop_herald; stop_cluster' EXIT
 trap 'exit 130' INT TERM
 
-# wait_ready ADDR LOG PID: until herald at ADDR answers /readyz 200 (its
-# broker reachable, plugins running), at most 30 s.
-wait_ready() {
-  for _ in $(seq 300); do
-    curl -fsS "http://$1/readyz" >/dev/null 2>&1 && return 0
-    kill -0 "$3" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "herald on $1 did not become ready; see $2" >&2
-  curl -sS "http://$1/readyz" >&2 || true
-  exit 1
-}
-
 start_herald() {
   local args=(serve -config "$OUT/herald.hcl")
   [[ -n "${PPROF:-}" ]] && args+=(-pprof "$PPROF")
   bin/herald "${args[@]}" 2>>"$OUT/herald.log" &
   HERALD_PID=$!
-  wait_ready "$ADDR" "$OUT/herald.log" "$HERALD_PID"
+  wait_ready "http://$ADDR/readyz" "$OUT/herald.log" "$HERALD_PID"
 }
 
 # start_nats: a fresh NATS server with JetStream in a temporary directory,
@@ -182,7 +160,7 @@ start_cluster() {
     urls+=("http://$host:$((CLUSTER_PORT + i))")
   done
   for i in $(seq 0 $((CLUSTER_NODES - 1))); do
-    wait_ready "$host:$((CLUSTER_PORT + i))" "$OUT/node$i.log" "${NODE_PIDS[$i]}"
+    wait_ready "http://$host:$((CLUSTER_PORT + i))/readyz" "$OUT/node$i.log" "${NODE_PIDS[$i]}"
   done
   NODE_URLS=$(IFS=,; echo "${urls[*]}")
 }

@@ -20,6 +20,8 @@
 # interrupted.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=cmd/herald-bench/lib.sh
+source cmd/herald-bench/lib.sh
 
 HERALD_ADDR=${PAIR_HERALD_ADDR:-127.0.0.1:17512}
 CENTRIFUGO_HOST=127.0.0.1
@@ -92,17 +94,6 @@ cat > "$OUT/centrifugo.json" <<EOF
 }
 EOF
 
-# stop_pid PID: TERM, up to 10 s to drain, then KILL.
-stop_pid() {
-  local pid=$1
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
 SERVER_PID=
 stop_server() {
   [[ -n "$SERVER_PID" ]] && stop_pid "$SERVER_PID"
@@ -110,17 +101,6 @@ stop_server() {
 }
 trap 'stop_server' EXIT
 trap 'exit 130' INT TERM
-
-# wait_ready URL LOG: until URL answers 200, at most 30 s.
-wait_ready() {
-  for _ in $(seq 300); do
-    curl -fsS "$1" >/dev/null 2>&1 && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "no answer from $1; see $2" >&2
-  exit 1
-}
 
 # start SERVER: a fresh server process; sets SERVER_PID and SERVER_URL.
 SERVER_URL=
@@ -130,13 +110,13 @@ start() {
       bin/herald serve -config "$OUT/herald.hcl" 2>>"$OUT/herald.log" &
       SERVER_PID=$!
       SERVER_URL="http://$HERALD_ADDR"
-      wait_ready "$SERVER_URL/readyz" "$OUT/herald.log"
+      wait_ready "$SERVER_URL/readyz" "$OUT/herald.log" "$SERVER_PID"
       ;;
     centrifugo)
       bin/centrifugo -c "$OUT/centrifugo.json" >>"$OUT/centrifugo.log" 2>&1 &
       SERVER_PID=$!
       SERVER_URL="http://$CENTRIFUGO_HOST:$CENTRIFUGO_PORT"
-      wait_ready "$SERVER_URL/health" "$OUT/centrifugo.log"
+      wait_ready "$SERVER_URL/health" "$OUT/centrifugo.log" "$SERVER_PID"
       # Centrifugo ignores a key it does not know, with a warning: a
       # misspelt key would silently measure its default instead.
       if grep -q '"unknown key' "$OUT/centrifugo.log"; then

@@ -1,0 +1,28 @@
+# Shared by bench.sh and pair.sh (sourced, not run): starting and stopping
+# the server processes they measure.
+
+# stop_pid PID: TERM, up to 10 s to drain, then KILL.
+stop_pid() {
+  local pid=$1
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+# wait_ready URL LOG PID: until URL answers 200 (herald's /readyz: its
+# broker reachable, plugins running), at most 30 s. Ends the script,
+# pointing at LOG, when the process PID exits first or time runs out.
+wait_ready() {
+  local url=$1 log=$2 pid=$3
+  for _ in $(seq 300); do
+    curl -fsS "$url" >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "no answer from $url; see $log" >&2
+  curl -sS "$url" >&2 || true
+  exit 1
+}
