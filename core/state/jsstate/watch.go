@@ -49,7 +49,8 @@ func (s *Store) Watch(ctx context.Context, prefix string, f func(state.Change)) 
 			w.stop()
 		}
 	}()
-	// In place: the consumer delivers every write after its creation.
+	// In place: the consumer delivers every message after the stream's last
+	// as read before it was made, or f hears of a hole.
 	f(state.Change{Reset: true})
 
 	for {
