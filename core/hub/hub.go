@@ -375,7 +375,14 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 		}
 		if rec.buf = deliver(rec.buf); len(rec.buf) == 0 {
 			m.rec = nil
-			ch.liveStale = true
+			if !ch.liveStale {
+				// Added to the snapshot, which stays exact, rather than
+				// rebuilt from the map on the next publication: with
+				// one subscriber a channel (per-user channels), that
+				// was a map iteration and an allocation for the first
+				// publication of every subscription.
+				ch.live = append(ch.live, s)
+			}
 			return false
 		}
 	}

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -202,4 +203,33 @@ func BenchmarkPersonal10k(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10), "ns/pub")
+}
+
+// A subscriber that goes live joins the channel's delivery list there and
+// then: the first publication of each of many channels of one subscriber
+// allocates nothing in the hub (it rebuilt the list from the channel's map,
+// allocating, before).
+func TestFirstPublicationAfterJoinDoesNotRebuild(t *testing.T) {
+	h, _ := setup(1)
+	const channels = 1000
+	pubs := make([]*broker.Publication, channels)
+	subs := make([]*counter, channels)
+	for i := range pubs {
+		name := "u" + strconv.Itoa(i)
+		subs[i] = &counter{}
+		j, err := h.Subscribe(context.Background(), subs[i], name, nil)
+		require.NoError(t, err)
+		j.Activate()
+		pubs[i] = &broker.Publication{Channel: name, Seq: 1, Data: []byte(`{}`)}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, p := range pubs {
+		h.HandlePublication(p)
+	}
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.Mallocs-before.Mallocs, uint64(channels/10))
+	for _, s := range subs {
+		require.Equal(t, int64(1), s.n.Load())
+	}
 }
