@@ -172,11 +172,15 @@ func (h *Hub) lookup(name string) *channel {
 // HandlePublication implements broker.Handler: it queues p for every live
 // subscriber of its channel and buffers it for the joining ones.
 func (h *Hub) HandlePublication(p *broker.Publication) {
-	defer h.noteGroup(p)
-	ch := h.lookup(p.Channel)
-	if ch == nil {
-		return
+	if ch := h.lookup(p.Channel); ch != nil {
+		h.deliverTo(ch, p)
 	}
+	h.noteGroup(p)
+}
+
+// deliverTo is HandlePublication's delivery to the subscribers of
+// ch, which it locks.
+func (h *Hub) deliverTo(ch *channel, p *broker.Publication) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.liveStale {
@@ -214,7 +218,10 @@ var ParallelFanOut = 2048
 // seq order and across channels in acceptance order.
 func deliverAll(subs []Subscriber, p *broker.Publication) {
 	parts := 1
-	if ParallelFanOut > 0 {
+	// runtime.GOMAXPROCS takes the scheduler's lock: asked only for a
+	// channel large enough to split, not for every publication of a
+	// per-user channel.
+	if ParallelFanOut > 0 && len(subs)/ParallelFanOut > 1 {
 		parts = min(runtime.GOMAXPROCS(0), len(subs)/ParallelFanOut)
 	}
 	if parts <= 1 {
@@ -368,7 +375,14 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 		}
 		if rec.buf = deliver(rec.buf); len(rec.buf) == 0 {
 			m.rec = nil
-			ch.liveStale = true
+			if !ch.liveStale {
+				// Added to the snapshot, which stays exact, rather than
+				// rebuilt from the map on the next publication: with
+				// one subscriber a channel (per-user channels), that
+				// was a map iteration and an allocation for the first
+				// publication of every subscription.
+				ch.live = append(ch.live, s)
+			}
 			return false
 		}
 	}

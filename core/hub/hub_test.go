@@ -3,6 +3,8 @@ package hub_test
 import (
 	"context"
 	"encoding/json"
+	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -171,4 +173,63 @@ func TestGroupEndAfterTheLastPublicationOfAPublish(t *testing.T) {
 	require.Equal(t, int64(1), ends.Load(), "a publish of one is no group")
 	pub(t, b, "followed", 2)
 	require.Equal(t, int64(2), ends.Load())
+}
+
+// BenchmarkPersonal10k hands the hub publications for 10,000 channels of
+// one subscriber each, in publishes of 10 (More on all but the last), from
+// parallel publishers: the hub's share of per-user channels (scenario c),
+// without the broker's.
+func BenchmarkPersonal10k(b *testing.B) {
+	h, _ := setup(1)
+	h.OnGroupEnd(func() {})
+	const channels = 10_000
+	pubs := make([]*broker.Publication, channels)
+	for i := range pubs {
+		name := "u" + strconv.Itoa(i)
+		j, err := h.Subscribe(context.Background(), &counter{}, name, nil)
+		require.NoError(b, err)
+		j.Activate()
+		pubs[i] = &broker.Publication{Channel: name, Seq: 1, Data: []byte(`{}`), More: i%10 != 9}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			first := int(next.Add(10)-10) % channels
+			for _, p := range pubs[first : first+10] {
+				h.HandlePublication(p)
+			}
+		}
+	})
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10), "ns/pub")
+}
+
+// A subscriber that goes live joins the channel's delivery list there and
+// then: the first publication of each of many channels of one subscriber
+// allocates nothing in the hub (it rebuilt the list from the channel's map,
+// allocating, before).
+func TestFirstPublicationAfterJoinDoesNotRebuild(t *testing.T) {
+	h, _ := setup(1)
+	const channels = 1000
+	pubs := make([]*broker.Publication, channels)
+	subs := make([]*counter, channels)
+	for i := range pubs {
+		name := "u" + strconv.Itoa(i)
+		subs[i] = &counter{}
+		j, err := h.Subscribe(context.Background(), subs[i], name, nil)
+		require.NoError(t, err)
+		j.Activate()
+		pubs[i] = &broker.Publication{Channel: name, Seq: 1, Data: []byte(`{}`)}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, p := range pubs {
+		h.HandlePublication(p)
+	}
+	runtime.ReadMemStats(&after)
+	require.Less(t, after.Mallocs-before.Mallocs, uint64(channels/10))
+	for _, s := range subs {
+		require.Equal(t, int64(1), s.n.Load())
+	}
 }

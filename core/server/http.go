@@ -21,6 +21,10 @@ import (
 	"github.com/heraldhq/herald/core/rpc"
 )
 
+// jsonContentType is the Content-Type header of the publish reply, shared
+// by every response: never modify it.
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -163,7 +167,9 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status, reply := s.publishBody(r.Context(), accepted, auth.BearerToken(r), r.Header.Get("Idempotency-Key"), body)
-	w.Header().Set("Content-Type", "application/json")
+	// What Header().Set writes, without a new slice per request: net/http
+	// only reads it.
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	_, _ = w.Write(reply)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -136,6 +137,7 @@ func FuzzScanPublish(f *testing.F) {
 		`{"channel":"a","event":"e","object_type":"t","object_name":null,"object":{"a":{"b":[1.5e3,-0,true,null,"\u00e9\n"]}}}`,
 		` { "channel" : "a" , "event" : "é" , "object_type" : "t" , "object" : [ ] } `,
 		`{"channel":"a","event":"e","object_type":"t","object":1,"object":2}`,
+		`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":{"x":1}},{"channel":"b","event":"e","object_type":"t","object":{ "y" : [1, 2] }},{"channel":"c","event":"e","object_type":"t","object":"z"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -150,6 +152,25 @@ func FuzzScanPublish(f *testing.F) {
 		}
 		require.Equal(t, ref, fast, "%q", body)
 	})
+}
+
+// An object already compact is not copied: a request whose objects are
+// allocates one buffer less than one whose objects need compacting, and a
+// body mixing both reads as encoding/json reads it.
+func TestScanPublishCopiesOnlyObjectsToCompact(t *testing.T) {
+	compact := scenarioCBody(10, 1)
+	spaced := bytes.ReplaceAll(compact, []byte(`"n":`), []byte(`"n": `))
+	mixed := bytes.Replace(compact, []byte(`"n":`), []byte(`"n" :`), 3)
+	for _, body := range [][]byte{compact, spaced, mixed} {
+		ref, err := parsePublishJSON(body)
+		require.NoError(t, err)
+		got, ok := scanPublish(body)
+		require.True(t, ok, "%s", body)
+		require.Equal(t, ref, got, "%s", body)
+	}
+	copies := testing.AllocsPerRun(100, func() { scanPublish(spaced) })
+	none := testing.AllocsPerRun(100, func() { scanPublish(compact) })
+	require.Equal(t, copies-1, none)
 }
 
 // A publish's reply is byte for byte what encoding/json made of it.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/broker"
@@ -16,17 +17,17 @@ import (
 // parsePublish, which decides and words the error. FuzzScanPublish holds
 // it to that.
 //
-// The objects of a body are compacted, as compactJSON does, into one
-// buffer of the body's size, each notification's Object a full slice of
-// it: one allocation a request rather than one or two an object.
+// An object that is already compact (what backends' encoders write) is
+// its bytes in the body, a full slice of it; the others are compacted, as
+// compactJSON does, into one buffer for the rest of the body, allocated
+// at the first of them: no allocation for the objects of most requests,
+// one at most.
 func scanPublish(body []byte) ([]broker.Notification, bool) {
 	s := publishScanner{b: body}
 	s.ws()
 	if !s.eat('{') {
 		return nil, false
 	}
-	// One buffer for every object: compaction only shrinks.
-	s.out = make([]byte, 0, len(body))
 	var ns []broker.Notification
 	start := s.i
 	s.ws()
@@ -88,7 +89,10 @@ const scanMaxDepth = 64
 type publishScanner struct {
 	b   []byte
 	i   int
-	out []byte // the compacted objects
+	out []byte // the compacted objects that were not compact
+	// copy says that value appends what it reads to out; spaced that
+	// whitespace was skipped since it was last cleared.
+	copy, spaced bool
 }
 
 func (s *publishScanner) ws() {
@@ -96,10 +100,47 @@ func (s *publishScanner) ws() {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
 			s.i++
+			s.spaced = true
 		default:
 			return
 		}
 	}
+}
+
+// put and putByte append to out when value copies.
+func (s *publishScanner) put(b []byte) {
+	if s.copy {
+		s.out = append(s.out, b...)
+	}
+}
+
+func (s *publishScanner) putByte(c byte) {
+	if s.copy {
+		s.out = append(s.out, c)
+	}
+}
+
+// object reads the value of an object field: the value's bytes in the
+// body if it has no whitespace to remove, else its compacted copy in out
+// (a second read of the same bytes, which cannot fail).
+func (s *publishScanner) object() (json.RawMessage, bool) {
+	start := s.i
+	s.spaced = false
+	if !s.value(0) {
+		return nil, false
+	}
+	if !s.spaced {
+		return s.b[start:s.i:s.i], true
+	}
+	if s.out == nil {
+		// Compaction only shrinks: what is left of the body fits.
+		s.out = make([]byte, 0, len(s.b)-start)
+	}
+	from := len(s.out)
+	s.i, s.copy = start, true
+	ok := s.value(0)
+	s.copy = false
+	return s.out[from:len(s.out):len(s.out)], ok
 }
 
 func (s *publishScanner) eat(c byte) bool {
@@ -200,11 +241,9 @@ func (s *publishScanner) notification(prev *broker.Notification) (broker.Notific
 		}
 		seen |= bit
 		if dst == nil {
-			start := len(s.out)
-			if !s.value(0) {
+			if n.Object, ok = s.object(); !ok {
 				return n, false
 			}
-			n.Object = s.out[start:len(s.out):len(s.out)]
 		} else {
 			if s.literal("null") {
 				if bit != fieldObjectName {
@@ -261,10 +300,10 @@ func (s *publishScanner) value(depth int) bool {
 			end = ']'
 		}
 		s.i++
-		s.out = append(s.out, c)
+		s.putByte(c)
 		s.ws()
 		if s.eat(end) {
-			s.out = append(s.out, end)
+			s.putByte(end)
 			return true
 		}
 		for {
@@ -277,7 +316,7 @@ func (s *publishScanner) value(depth int) bool {
 				if !s.eat(':') {
 					return false
 				}
-				s.out = append(s.out, ':')
+				s.putByte(':')
 				s.ws()
 			}
 			if !s.value(depth + 1) {
@@ -286,9 +325,9 @@ func (s *publishScanner) value(depth int) bool {
 			s.ws()
 			switch {
 			case s.eat(','):
-				s.out = append(s.out, ',')
+				s.putByte(',')
 			case s.eat(end):
-				s.out = append(s.out, end)
+				s.putByte(end)
 				return true
 			default:
 				return false
@@ -311,7 +350,7 @@ func (s *publishScanner) copyLiteral(word string) bool {
 	if !s.literal(word) {
 		return false
 	}
-	s.out = append(s.out, word...)
+	s.put([]byte(word))
 	return true
 }
 
@@ -326,7 +365,7 @@ func (s *publishScanner) str() bool {
 		switch {
 		case c == '"':
 			s.i++
-			s.out = append(s.out, s.b[start:s.i]...)
+			s.put(s.b[start:s.i])
 			return true
 		case c < 0x20:
 			return false
@@ -385,7 +424,7 @@ func (s *publishScanner) number() bool {
 			return false
 		}
 	}
-	s.out = append(s.out, s.b[start:s.i]...)
+	s.put(s.b[start:s.i])
 	return true
 }
 
