@@ -43,6 +43,7 @@ func toPBError(err error) *pluginpb.Error {
 func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	ctx := stream.Context()
 	emitted := h.m.met.emitted.WithLabelValues(h.plugin)
+	batches := h.m.met.emitBatches.WithLabelValues(h.plugin)
 	var (
 		f    emitFrame
 		out  []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
@@ -85,6 +86,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			}
 			ack.Seqs, ack.Ids = seqs, ids
 			emitted.Add(float64(len(pub)))
+			batches.Inc()
 		default:
 			out = out[:0]
 			for _, p := range pub {
@@ -101,6 +103,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			}
 			ack.Published = out
 			emitted.Add(float64(len(pub)))
+			batches.Inc()
 		}
 		err = stream.Send(&ack)
 		for _, m := range out {
