@@ -35,7 +35,8 @@ func toPBError(err error) *pluginpb.Error {
 // Emit handles the plugin's event path: batches in, in order; each batch goes
 // to the core in one call, and the ack goes back once the core returned, i.e.
 // once the notifications are in history. Batches arrive decoded straight
-// into Notifications (emitcodec.go). A plugin that asks for it gets the ack
+// into Notifications whose objects point into the received message, held
+// until the core's Emit returned (emitcodec.go). A plugin that asks for it gets the ack
 // in columns (seqs, ids), not one Published message per notification. The
 // ack's messages are reused from batch to batch (Send has encoded the ack
 // when it returns), so a batch costs the host no allocation per
@@ -51,6 +52,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		ids  []string
 		ack  pluginpb.EmitAck
 	)
+	defer f.release()
 	for {
 		err := stream.RecvMsg(&f)
 		if err == io.EOF {
@@ -72,7 +74,8 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		} else {
 			pub, err = h.m.opts.Core.Emit(ctx, h.plugin, ns)
 		}
-		clear(ns) // do not keep the batch's objects alive until the next one
+		clear(ns)
+		f.release() // the objects' message goes back to gRPC's pool
 		switch {
 		case err != nil:
 			ack.Error = toPBError(err)
