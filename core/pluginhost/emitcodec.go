@@ -65,7 +65,12 @@ type emitFrame struct {
 	columnar bool
 	ns       []Notification
 	strs     map[string]string
-	buf      mem.Buffer // what the objects point into; nil when released
+	// last is the string each field (1..4: channel, event, object type,
+	// object name) had in the previous notification: a batch's event and
+	// object types mostly repeat from one to the next, and comparing is
+	// cheaper than hashing.
+	last [5]string
+	buf  mem.Buffer // what the objects point into; nil when released
 }
 
 // release gives back the received message the objects point into; the
@@ -78,6 +83,19 @@ func (f *emitFrame) release() {
 }
 
 var errUTF8 = errors.New("emit batch: string field contains invalid UTF-8")
+
+// field is str for field num, trying the previous notification's value
+// first.
+func (f *emitFrame) field(num protowire.Number, b []byte) (string, error) {
+	if string(b) == f.last[num] {
+		return f.last[num], nil
+	}
+	s, err := f.str(b)
+	if err == nil {
+		f.last[num] = s
+	}
+	return s, err
+}
 
 func (f *emitFrame) str(b []byte) (string, error) {
 	if len(b) == 0 {
@@ -155,13 +173,13 @@ func (f *emitFrame) notification(b []byte, nt *Notification) error {
 			var err error
 			switch num {
 			case 1:
-				nt.Channel, err = f.str(v)
+				nt.Channel, err = f.field(num, v)
 			case 2:
-				nt.Event, err = f.str(v)
+				nt.Event, err = f.field(num, v)
 			case 3:
-				nt.ObjectType, err = f.str(v)
+				nt.ObjectType, err = f.field(num, v)
 			case 4:
-				nt.ObjectName, err = f.str(v)
+				nt.ObjectName, err = f.field(num, v)
 			case 5:
 				// Capped: a Core that appends to it cannot write
 				// over the rest of the message.
