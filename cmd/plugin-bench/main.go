@@ -110,7 +110,11 @@ type summary struct {
 	HeraldCPUus   float64 `json:"herald_cpu_us_per_n"` // per delivered notification
 	PluginCPUus   float64 `json:"plugin_cpu_us_per_n"` // per emitted notification
 	BenchCPUus    float64 `json:"bench_cpu_us_per_n"`  // this program's, per delivered notification
-	Load1         string  `json:"load1"`
+	// PerBatch is the emit batch size the SDK reached: emitted notifications
+	// per batch the host accepted (herald_plugin_emit_batches_total), to set
+	// beside BenchmarkEmit's n/batch (0 when /metrics could not be read).
+	PerBatch float64 `json:"n_per_batch"`
+	Load1    string  `json:"load1"`
 }
 
 // run measures one scenario and prints its line and its JSON summary.
@@ -179,6 +183,7 @@ func measure(o options) (summary, error) {
 	}
 	h0, _ := procCPU(o.pid)
 	b0 := selfCPU()
+	batches0, berr0 := emitBatches(o.url)
 	res, err := startRun(o)
 	if err != nil {
 		return summary{}, err
@@ -191,6 +196,7 @@ func measure(o options) (summary, error) {
 	}
 	h1, herr := procCPU(o.pid)
 	b1 := selfCPU()
+	batches1, berr1 := emitBatches(o.url)
 	delivered := fl.delivered()
 	fl.close()
 
@@ -215,6 +221,9 @@ func measure(o options) (summary, error) {
 	if span > 0 {
 		s.DeliveredPerS = float64(delivered) / span.Seconds()
 	}
+	if berr0 == nil && berr1 == nil && batches1 > batches0 {
+		s.PerBatch = float64(res.Emitted) / (batches1 - batches0)
+	}
 	if o.pid > 0 && herr == nil {
 		s.HeraldCPUus = float64(h1-h0) / 1e3 / float64(max(1, delivered))
 	}
@@ -222,6 +231,42 @@ func measure(o options) (summary, error) {
 		return s, fmt.Errorf("delivered %d of %d notifications within -drain %v", delivered, expected, o.drain)
 	}
 	return s, nil
+}
+
+// emitBatches reads herald_plugin_emit_batches_total of the emitter plugin
+// from herald's /metrics (0 before the plugin's first emit, when the
+// counter does not exist yet).
+func emitBatches(base string) (float64, error) {
+	resp, err := http.Get(strings.TrimSuffix(base, "/") + "/metrics")
+	if err != nil {
+		return 0, fmt.Errorf("read /metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, fmt.Errorf("read /metrics: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read /metrics: %s", resp.Status)
+	}
+	v, err := metricValue(string(body), `herald_plugin_emit_batches_total{plugin="emitter"}`)
+	if errors.Is(err, errNoSample) {
+		return 0, nil // the plugin has not opened its emit stream yet
+	}
+	return v, err
+}
+
+var errNoSample = errors.New("no such sample")
+
+// metricValue finds one sample, by its name and labels as written, in the
+// Prometheus text format.
+func metricValue(text, sample string) (float64, error) {
+	for line := range strings.Lines(text) {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("/metrics: %s: %w", sample, errNoSample)
 }
 
 // runResult is the emitter plugin's answer to "run".

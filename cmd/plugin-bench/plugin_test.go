@@ -55,6 +55,10 @@ func TestEveryEmitIsDelivered(t *testing.T) {
 			require.Positive(t, s.P50ms)
 			require.LessOrEqual(t, s.P50ms, s.MaxMs)
 			require.Positive(t, s.Frames)
+			// A batch holds whole Emit calls, and the batches are herald's
+			// count of them (herald_plugin_emit_batches_total).
+			require.GreaterOrEqual(t, s.PerBatch, float64(c.per))
+			require.LessOrEqual(t, s.PerBatch, float64(count))
 		})
 	}
 }

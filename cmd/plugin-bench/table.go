@@ -15,7 +15,7 @@ import (
 // recorderFigure is one line of BenchmarkEmit's output: the same emit shape
 // with a recording Core in place of herald's.
 type recorderFigure struct {
-	perS, hostCPU, pluginCPU float64
+	perS, hostCPU, pluginCPU, perBatch float64
 }
 
 var benchName = regexp.MustCompile(`^BenchmarkEmit/workers=(\d+)/per=(\d+)`)
@@ -53,6 +53,8 @@ func readRecorder(path string) (map[string]recorderFigure, error) {
 				r.hostCPU = v
 			case "plugin-cpu-µs/n":
 				r.pluginCPU = v
+			case "n/batch":
+				r.perBatch = v
 			}
 		}
 		out[m[1]+"/"+m[2]] = r
@@ -71,7 +73,7 @@ func printTable(w io.Writer, path, recorderPath string) error {
 	}
 	defer f.Close()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tclients/channels\tworkers×per\trate\tdelivered\tnotif/s\trecorder/s\tratio\tp50 ms\tp99 ms\therald µs/n\tplugin µs/n\trecorder host+plugin µs/n\tCPU ratio\tbench µs/n\tload\t")
+	fmt.Fprintln(tw, "scenario\tclients/channels\tworkers×per\trate\tdelivered\tnotif/s\trecorder/s\tratio\tp50 ms\tp99 ms\therald µs/n\tplugin µs/n\trecorder host+plugin µs/n\tCPU ratio\tn/batch (recorder)\tbench µs/n\tload\t")
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var s summary
@@ -83,9 +85,16 @@ func printTable(w io.Writer, path, recorderPath string) error {
 			rate = fmt.Sprintf("%.0f/s", s.Rate)
 		}
 		recS, ratio, recCPU, cpuRatio := "-", "-", "-", "-"
+		perBatch := "-"
+		if s.PerBatch > 0 {
+			perBatch = fmt.Sprintf("%.1f", s.PerBatch)
+		}
 		if r, ok := rec[fmt.Sprintf("%d/%d", s.Workers, s.Per)]; ok && r.perS > 0 {
 			recS = fmt.Sprintf("%.0f", r.perS)
 			recCPU = fmt.Sprintf("%.2f+%.2f", r.hostCPU, r.pluginCPU)
+			// The batch size decides the per-notification share of each
+			// batch's cost on both sides: like with like when they are near.
+			perBatch += fmt.Sprintf(" (%.1f)", r.perBatch)
 			// Like with like only: as fast as possible (a paced run's rate is
 			// its own choice), one client per channel (with more, each
 			// notification is several deliveries).
@@ -99,9 +108,9 @@ func printTable(w io.Writer, path, recorderPath string) error {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d×%d\t%s\t%d/%d\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%.2f\t%s\t\n",
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d×%d\t%s\t%d/%d\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t\n",
 			s.Name, s.Clients, s.Channels, s.Workers, s.Per, rate, s.Delivered, s.Expected, s.DeliveredPerS,
-			recS, ratio, s.P50ms, s.P99ms, s.HeraldCPUus, s.PluginCPUus, recCPU, cpuRatio, s.BenchCPUus, s.Load1)
+			recS, ratio, s.P50ms, s.P99ms, s.HeraldCPUus, s.PluginCPUus, recCPU, cpuRatio, perBatch, s.BenchCPUus, s.Load1)
 	}
 	if err := sc.Err(); err != nil {
 		return err

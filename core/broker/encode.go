@@ -3,6 +3,8 @@ package broker
 import (
 	"strconv"
 
+	"github.com/oklog/ulid/v2"
+
 	"github.com/heraldhq/herald/core/rpc"
 )
 
@@ -24,6 +26,26 @@ func Encode(dst []byte, n *Notification, id string, seq uint64, timestampMs int6
 func appendEncoded(dst []byte, n *Notification, id string, seq uint64, timestampMs int64) []byte {
 	dst = append(dst, `{"id":`...)
 	dst = rpc.AppendString(dst, id)
+	return appendAfterID(dst, n, seq, timestampMs)
+}
+
+// ulidLen is the length of a ULID's text form.
+const ulidLen = 26
+
+// appendEncodedULID is appendEncoded with the id in its binary form: its
+// text is written straight into dst (a ULID's alphabet needs no escaping).
+// It returns the id's text inside the result as well.
+func appendEncodedULID(dst []byte, n *Notification, id ulid.ULID, seq uint64, timestampMs int64) (out []byte, idText []byte) {
+	dst = append(dst, `{"id":"`...)
+	at := len(dst)
+	dst = append(dst, make([]byte, ulidLen)...) // no allocation: appended in place
+	_ = id.MarshalTextTo(dst[at : at+ulidLen])  // cannot fail: the buffer is ulidLen long
+	dst = append(dst, '"')
+	return appendAfterID(dst, n, seq, timestampMs), dst[at : at+ulidLen]
+}
+
+// appendAfterID appends the fields that follow the id.
+func appendAfterID(dst []byte, n *Notification, seq uint64, timestampMs int64) []byte {
 	dst = append(dst, `,"channel":`...)
 	dst = rpc.AppendString(dst, n.Channel)
 	dst = append(dst, `,"seq":`...)

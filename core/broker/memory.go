@@ -11,9 +11,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/oklog/ulid/v2"
 )
+
+// ulidText stands for any id in EncodedLen, which counts only its length.
+const ulidText = "00000000000000000000000000"
 
 // MemoryOptions bound the memory broker.
 type MemoryOptions struct {
@@ -56,6 +57,7 @@ type Memory struct {
 	opts    MemoryOptions
 	seed    maphash.Seed
 	base    string
+	ids     *ids
 	shards  [memoryShards]memoryShard
 	handler Handler
 
@@ -118,7 +120,7 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("broker: no randomness for an epoch: %v", err))
 	}
-	m := &Memory{opts: opts, seed: maphash.MakeSeed(), base: fmt.Sprintf("%08x", binary.BigEndian.Uint32(b[:]))}
+	m := &Memory{opts: opts, seed: maphash.MakeSeed(), base: fmt.Sprintf("%08x", binary.BigEndian.Uint32(b[:])), ids: newIDs()}
 	for i := range m.shards {
 		m.shards[i].channels = make(map[string]*memoryChannel)
 	}
@@ -189,32 +191,38 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		return nil, fmt.Errorf("publish %d notifications: %w", len(ns), err)
 	}
 	out := make([]*Publication, 0, len(ns))
+	if len(ns) == 0 {
+		return out, nil
+	}
+	// One clock read and one run of ids for the whole publish: the
+	// notifications of one Publish share their timestamp (and an emit
+	// batch, its accept time already), and the id's time is that
+	// timestamp. A clock before 1970 (a test's) gives ids time 0.
+	now := m.opts.Now()
+	ms := now.UnixMilli()
+	ids := m.ids.reserve(uint64(max(ms, 0)), len(ns))
+	var grown int64
 	for i := range ns {
 		n := &ns[i]
-		now := m.opts.Now()
-		ms := now.UnixMilli()
-		// The id's time is the notification's timestamp: one clock read
-		// for both (ulid.Make reads it again). The entropy is ulid's
-		// process-wide monotonic source, as Make's is. A clock before 1970
-		// (a test's) would make MustNew panic: its ids take time 0.
-		id := ulid.MustNew(uint64(max(ms, 0)), ulid.DefaultEntropy()).String()
+		id := ids.next()
 		ch, _ := m.lookup(n.Channel, true)
 		ch.seq++
 		seq := ch.seq
 		// Sized exactly: the history's byte bound counts cap(Data).
-		data := appendEncoded(make([]byte, 0, EncodedLen(n, id, seq, ms)), n, id, seq, ms)
+		data, idText := appendEncodedULID(make([]byte, 0, EncodedLen(n, ulidText, seq, ms)), n, id, seq, ms)
 		accepted := n.Accepted
 		if accepted.IsZero() {
 			accepted = now
 		}
-		pub := &Publication{Channel: n.Channel, Seq: seq, ID: id, Data: data, More: i < len(ns)-1, Accepted: accepted}
-		m.bytes.Add(ch.append(pub, now, m.opts.HistorySize))
+		pub := &Publication{Channel: n.Channel, Seq: seq, ID: string(idText), Data: data, More: i < len(ns)-1, Accepted: accepted}
+		grown += ch.append(pub, now, m.opts.HistorySize)
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)
 		}
 		ch.mu.Unlock()
 		out = append(out, pub)
 	}
+	m.bytes.Add(grown)
 	if m.opts.MaxBytes > 0 && m.bytes.Load() > m.opts.MaxBytes {
 		m.evict()
 	}

@@ -2,12 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/core/broker"
@@ -74,6 +76,38 @@ func BenchmarkMemoryPublish(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkMemoryPublishBatch is the plugin path's publish: one emit
+// batch (per notifications) per Publish, to 100 channels in turn with full
+// history rings. Reported per notification.
+func BenchmarkMemoryPublishBatch(b *testing.B) {
+	for _, per := range []int{1, 40, 100} {
+		b.Run("per="+strconv.Itoa(per), func(b *testing.B) {
+			m := broker.NewMemory(broker.MemoryOptions{HistorySize: 100, HistoryTTL: time.Hour})
+			m.SetHandler(nopHandler{})
+			names := make([]string, 100)
+			for i := range names {
+				names[i] = "emitter:" + strconv.Itoa(i)
+			}
+			obj := []byte(`{"emit_ns":1795843200000000000}`)
+			ctx := context.Background()
+			ns := make([]broker.Notification, per)
+			i := 0
+			b.ReportAllocs()
+			start := cpuTime()
+			for b.Loop() {
+				for k := range ns {
+					ns[k] = broker.Notification{Channel: names[i%len(names)], Event: "tick", ObjectType: "emit", Object: obj}
+					i++
+				}
+				if _, err := m.Publish(ctx, ns); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64((cpuTime()-start).Nanoseconds())/float64(b.N*per), "cpu-ns/n")
+		})
+	}
 }
 
 // cpuTime is the process's CPU time: on a shared machine, a figure less
@@ -219,4 +253,36 @@ func TestMemoryMaxBytesDropsExpiredFirst(t *testing.T) {
 	_, cur, err := m.History(ctx, "old", old)
 	require.NoError(t, err, "a client that had all of old is still in step")
 	require.Equal(t, old, cur)
+}
+
+// Each publication's ID is the id in its Data, a ULID whose time is the
+// notification's timestamp, and ids grow from one notification to the
+// next, within a publish and across publishes.
+func TestMemoryPublishIDs(t *testing.T) {
+	now := time.UnixMilli(1795843200123)
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 10, Now: func() time.Time { return now }})
+	var last ulid.ULID
+	for round := range 3 {
+		pubs, err := m.Publish(t.Context(), []broker.Notification{
+			{Channel: "a", Event: "e", ObjectType: "t"}, {Channel: "b", Event: "e", ObjectType: "t"}, {Channel: "a", Event: "e", ObjectType: "t"},
+		})
+		require.NoError(t, err)
+		for _, p := range pubs {
+			var d struct {
+				ID        string `json:"id"`
+				Timestamp int64  `json:"timestamp"`
+			}
+			require.NoError(t, json.Unmarshal(p.Data, &d))
+			require.Equal(t, d.ID, p.ID)
+			require.Equal(t, now.UnixMilli(), d.Timestamp)
+			id, err := ulid.ParseStrict(p.ID)
+			require.NoError(t, err)
+			require.Equal(t, uint64(now.UnixMilli()), id.Time())
+			require.Negative(t, last.Compare(id), "round %d: %s after %s", round, id, last)
+			last = id
+		}
+		if round == 1 {
+			now = now.Add(time.Millisecond)
+		}
+	}
 }

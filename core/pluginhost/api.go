@@ -83,8 +83,9 @@ type PresenceInfo struct {
 // Core is what plugins may ask of the host. core/server implements it.
 type Core interface {
 	// Emit publishes notifications and returns once they are in history.
-	// ns is reused once Emit returns, and the Objects of one call may share
-	// an array: copy what must outlive the call.
+	// ns is reused once Emit returns, and the Objects point into the
+	// received message, which is reused too: copy what must outlive the
+	// call (never retain an Object, nor append to one).
 	Emit(ctx context.Context, plugin string, ns []Notification) ([]Published, error)
 	// Subscribe adds a connection to a channel without asking its owner.
 	Subscribe(ctx context.Context, connID, channel string) error

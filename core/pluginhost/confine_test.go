@@ -54,6 +54,9 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 	}
 	require.Equal(t, 4, core.count, "a refused batch publishes nothing, not even its allowed part")
 	require.Equal(t, 18.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
+	require.Equal(t, 4.0, counter(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
+	require.Equal(t, float64(core.batches), counter(t, reg, "herald_plugin_emit_batches_total", "tester"),
+		"every batch the core accepted, and no refused one")
 }
 
 // counter reads one counter, by its plugin label, from a registry.

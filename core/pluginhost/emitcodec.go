@@ -17,8 +17,11 @@ import (
 // receives each EmitBatch as an *emitFrame instead, which decodes the wire
 // format (herald_plugin.proto: EmitBatch, Notification) straight into the
 // Core's Notifications: repeated strings are interned per stream, and the
-// objects of a batch are copied into one array. Everything else on the Host
-// server goes through the standard proto codec.
+// objects are windows on the received message, which the frame holds until
+// the Core's Emit has returned (release), rather than copies: the Core
+// copies what it keeps anyway (the broker encodes each object into its
+// publication). Everything else on the Host server goes through the standard
+// proto codec.
 
 // emitCodec is the Host server's codec: the standard proto codec, except for
 // *emitFrame.
@@ -35,9 +38,15 @@ func (c emitCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if !ok {
 		return c.std.Unmarshal(data, v)
 	}
+	f.release()
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
-	defer buf.Free()
-	return f.decode(buf.ReadOnlyData())
+	if err := f.decode(buf.ReadOnlyData()); err != nil {
+		buf.Free()
+		return err
+	}
+	// The objects are windows on buf: it is held until the batch is done.
+	f.buf = buf
+	return nil
 }
 
 // Interning bounds: a string longer than internMaxLen is not interned, and
@@ -49,16 +58,44 @@ const (
 )
 
 // emitFrame is one decoded EmitBatch; one per stream, reused. ns is valid
-// until the next decode; its strings and objects are the Core's to keep
-// (objects share one array per batch).
+// until the next decode; its strings are the Core's to keep, its objects
+// only until release.
 type emitFrame struct {
 	id       uint64
 	columnar bool
 	ns       []Notification
 	strs     map[string]string
+	// last is the string each field (1..4: channel, event, object type,
+	// object name) had in the previous notification: a batch's event and
+	// object types mostly repeat from one to the next, and comparing is
+	// cheaper than hashing.
+	last [5]string
+	buf  mem.Buffer // what the objects point into; nil when released
+}
+
+// release gives back the received message the objects point into; the
+// objects must not be used afterwards.
+func (f *emitFrame) release() {
+	if f.buf != nil {
+		f.buf.Free()
+		f.buf = nil
+	}
 }
 
 var errUTF8 = errors.New("emit batch: string field contains invalid UTF-8")
+
+// field is str for field num, trying the previous notification's value
+// first.
+func (f *emitFrame) field(num protowire.Number, b []byte) (string, error) {
+	if string(b) == f.last[num] {
+		return f.last[num], nil
+	}
+	s, err := f.str(b)
+	if err == nil {
+		f.last[num] = s
+	}
+	return s, err
+}
 
 func (f *emitFrame) str(b []byte) (string, error) {
 	if len(b) == 0 {
@@ -83,7 +120,6 @@ func (f *emitFrame) str(b []byte) (string, error) {
 func (f *emitFrame) decode(b []byte) error {
 	clear(f.ns)
 	f.ns, f.id, f.columnar = f.ns[:0], 0, false
-	objects := 0
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -100,7 +136,6 @@ func (f *emitFrame) decode(b []byte) error {
 				if err := f.notification(v, &nt); err != nil {
 					return err
 				}
-				objects += len(nt.Object)
 				f.ns = append(f.ns, nt)
 			}
 		case num == 3 && typ == protowire.VarintType:
@@ -115,18 +150,10 @@ func (f *emitFrame) decode(b []byte) error {
 		}
 		b = b[n:]
 	}
-	// The objects still point into gRPC's buffer, which is reused once we
-	// return: copy them, all into one array.
-	arena := make([]byte, 0, objects)
 	for i := range f.ns {
-		o := f.ns[i].Object
-		if len(o) == 0 {
-			f.ns[i].Object = nil // not a window on gRPC's buffer
-			continue
+		if len(f.ns[i].Object) == 0 {
+			f.ns[i].Object = nil
 		}
-		start := len(arena)
-		arena = append(arena, o...)
-		f.ns[i].Object = arena[start:len(arena):len(arena)]
 	}
 	return nil
 }
@@ -146,15 +173,17 @@ func (f *emitFrame) notification(b []byte, nt *Notification) error {
 			var err error
 			switch num {
 			case 1:
-				nt.Channel, err = f.str(v)
+				nt.Channel, err = f.field(num, v)
 			case 2:
-				nt.Event, err = f.str(v)
+				nt.Event, err = f.field(num, v)
 			case 3:
-				nt.ObjectType, err = f.str(v)
+				nt.ObjectType, err = f.field(num, v)
 			case 4:
-				nt.ObjectName, err = f.str(v)
+				nt.ObjectName, err = f.field(num, v)
 			case 5:
-				nt.Object = v // copied by decode
+				// Capped: a Core that appends to it cannot write
+				// over the rest of the message.
+				nt.Object = v[:len(v):len(v)]
 			}
 			if err != nil {
 				return err

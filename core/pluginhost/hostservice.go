@@ -35,7 +35,8 @@ func toPBError(err error) *pluginpb.Error {
 // Emit handles the plugin's event path: batches in, in order; each batch goes
 // to the core in one call, and the ack goes back once the core returned, i.e.
 // once the notifications are in history. Batches arrive decoded straight
-// into Notifications (emitcodec.go). A plugin that asks for it gets the ack
+// into Notifications whose objects point into the received message, held
+// until the core's Emit returned (emitcodec.go). A plugin that asks for it gets the ack
 // in columns (seqs, ids), not one Published message per notification. The
 // ack's messages are reused from batch to batch (Send has encoded the ack
 // when it returns), so a batch costs the host no allocation per
@@ -43,6 +44,7 @@ func toPBError(err error) *pluginpb.Error {
 func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 	ctx := stream.Context()
 	emitted := h.m.met.emitted.WithLabelValues(h.plugin)
+	batches := h.m.met.emitBatches.WithLabelValues(h.plugin)
 	var (
 		f    emitFrame
 		out  []*pluginpb.Published // out[len:cap] keeps spare messages for reuse
@@ -50,6 +52,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		ids  []string
 		ack  pluginpb.EmitAck
 	)
+	defer f.release()
 	for {
 		err := stream.RecvMsg(&f)
 		if err == io.EOF {
@@ -71,7 +74,8 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		} else {
 			pub, err = h.m.opts.Core.Emit(ctx, h.plugin, ns)
 		}
-		clear(ns) // do not keep the batch's objects alive until the next one
+		clear(ns)
+		f.release() // the objects' message goes back to gRPC's pool
 		switch {
 		case err != nil:
 			ack.Error = toPBError(err)
@@ -85,6 +89,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			}
 			ack.Seqs, ack.Ids = seqs, ids
 			emitted.Add(float64(len(pub)))
+			batches.Inc()
 		default:
 			out = out[:0]
 			for _, p := range pub {
@@ -101,6 +106,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 			}
 			ack.Published = out
 			emitted.Add(float64(len(pub)))
+			batches.Inc()
 		}
 		err = stream.Send(&ack)
 		for _, m := range out {

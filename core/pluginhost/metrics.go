@@ -14,6 +14,7 @@ type metrics struct {
 	calls         *prometheus.CounterVec
 	callErrors    *prometheus.CounterVec
 	emitted       *prometheus.CounterVec
+	emitBatches   *prometheus.CounterVec
 	eventsDropped *prometheus.CounterVec
 	emitsRefused  *prometheus.CounterVec
 	resyncs       *prometheus.CounterVec
@@ -55,6 +56,10 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		emitted: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_emitted_notifications_total",
 			Help: "Notifications a plugin emitted that the core accepted.",
+		}, []string{"plugin"})),
+		emitBatches: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_plugin_emit_batches_total",
+			Help: "Emit batches of a plugin that the core accepted (each one publish); emitted notifications over this is the batch size the SDK reached.",
 		}, []string{"plugin"})),
 		eventsDropped: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_events_dropped_total",
