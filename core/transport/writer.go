@@ -110,232 +110,52 @@ func (s *shard) push(e entry, now bool) {
 	}
 }
 
-// run writes ready connections until none is queued. It takes them from
-// the queue a turn at a time, up to maxTurn: a large turn's frames leave in
-// one io_uring submission (see turn.write).
+// run writes ready connections until none is queued.
 func (s *shard) run() {
 	var timer *time.Timer
-	var t turn
-	defer t.close()
 	for {
 		s.mu.Lock()
-		var wait int64
-		t.entries = t.entries[:0]
-		for len(t.entries) < maxTurn {
-			if s.now.len() > 0 {
-				t.entries = append(t.entries, s.now.pop())
-				continue
-			}
-			if s.later.len() == 0 {
-				break
-			}
+		var e entry
+		switch {
+		case s.now.len() > 0:
+			e = s.now.pop()
+		case s.later.len() > 0:
 			head := s.later.peek()
 			if head.stale() {
 				s.later.pop()
+				s.mu.Unlock()
 				continue
 			}
 			// Only the head's due time is waited for: one behind it that
 			// is due sooner waits at most until the head's, which is due
 			// within MaxDelay of being queued, before the later one was.
-			if w := head.due - nanotime(); w > 0 && !head.groupEnded(head.c.opts) {
-				wait = w
-				break
+			if wait := head.due - nanotime(); wait > 0 && !head.groupEnded(head.c.opts) {
+				s.mu.Unlock()
+				if timer == nil {
+					timer = time.NewTimer(time.Duration(wait))
+				} else {
+					timer.Reset(time.Duration(wait))
+				}
+				select {
+				case <-timer.C:
+				case <-s.wake:
+					timer.Stop()
+				}
+				continue
 			}
-			t.entries = append(t.entries, s.later.pop())
-		}
-		if len(t.entries) > 0 {
+			e = s.later.pop()
+		default:
+			s.running = false
 			s.mu.Unlock()
-			t.write()
-			continue
-		}
-		if wait > 0 {
-			s.mu.Unlock()
-			if timer == nil {
-				timer = time.NewTimer(time.Duration(wait))
-			} else {
-				timer.Reset(time.Duration(wait))
-			}
-			select {
-			case <-timer.C:
-			case <-s.wake:
+			if timer != nil {
 				timer.Stop()
 			}
-			continue
+			return
 		}
-		s.running = false
 		s.mu.Unlock()
-		if timer != nil {
-			timer.Stop()
+		if !e.stale() {
+			e.c.writeOut(e.gen)
 		}
-		return
-	}
-}
-
-// maxTurn bounds the connections a writer takes from its queue at once: a
-// reply queued meanwhile waits for at most that many writes.
-const maxTurn = 256
-
-// uringMin is the smallest turn whose frames go through io_uring: below
-// it, write(2) per connection costs less than the submission. So a
-// broadcast's fan-out is submitted in turns of maxTurn, and a trickle of
-// single deliveries (scenario c) is written as before.
-const uringMin = 32
-
-// uringOff is set once io_uring could not be set up (an old kernel, a
-// seccomp filter, kernel.io_uring_disabled) or failed: every write is then
-// a write(2) of its own.
-var uringOff atomic.Bool
-
-// uringTurns counts the turns submitted through io_uring (tests).
-var uringTurns atomic.Int64
-
-// turn is a writer's connections taken from its queue at once, and what
-// writing them through one io_uring submission needs. It belongs to the
-// shard's goroutine and ends with it (close).
-type turn struct {
-	entries []entry
-	ring    *uring
-	slots   []slot // the connections being written, built once per turn struct
-	n       int    // slots in use
-	reqs    []sendReq
-}
-
-// slot is one connection of a submitted turn.
-type slot struct {
-	t       *turn
-	i       int
-	c       *Conn
-	buf     *[]byte
-	closed  bool
-	oldest  time.Time
-	fd      int
-	called  bool
-	written int
-	err     error
-	// lock is lockNext as a func value, made once so that a turn does not
-	// allocate a closure per connection.
-	lock func(fd uintptr) bool
-}
-
-func (t *turn) close() {
-	if t.ring != nil {
-		t.ring.close()
-		t.ring = nil
-	}
-}
-
-// write writes the turn's connections: one by one with write(2) (writeOut)
-// for a small turn, else through one io_uring submission.
-func (t *turn) write() {
-	if len(t.entries) >= uringMin && t.ring == nil && !uringOff.Load() {
-		r, err := newURing(maxTurn)
-		if err != nil {
-			uringOff.Store(true)
-		} else {
-			t.ring = r
-		}
-	}
-	if len(t.entries) < uringMin || t.ring == nil {
-		for _, e := range t.entries {
-			if !e.stale() {
-				e.c.writeOut(e.gen)
-			}
-		}
-		return
-	}
-	if t.slots == nil {
-		t.slots = make([]slot, maxTurn)
-		for i := range t.slots {
-			sl := &t.slots[i]
-			sl.t, sl.i = t, i
-			sl.lock = sl.lockNext
-		}
-		t.reqs = make([]sendReq, 0, maxTurn)
-	}
-	t.n = 0
-	for _, e := range t.entries {
-		if e.stale() {
-			continue
-		}
-		buf, closed, oldest, ok := e.c.beginWrite(e.gen)
-		if !ok {
-			continue
-		}
-		sl := &t.slots[t.n]
-		sl.c, sl.buf, sl.closed, sl.oldest = e.c, buf, closed, oldest
-		sl.fd, sl.called, sl.written, sl.err = -1, false, 0, nil
-		t.n++
-	}
-	t.lockFrom(0)
-	for i := range t.n {
-		sl := &t.slots[i]
-		sl.c.finishWrite(*sl.buf, sl.written, sl.err, sl.closed, sl.oldest)
-		putBuffer(sl.buf)
-		sl.c, sl.buf, sl.oldest, sl.err = nil, nil, time.Time{}, nil
-	}
-}
-
-// lockFrom takes the write lock of the sockets of slots i and after, each
-// inside the RawConn.Write of the one before, so that none of them is
-// closed (and its descriptor reused) or written by anyone else while the
-// submission is in flight; with all of them held, it submits. Nobody else
-// holds two of these locks at once (every other writer of a socket holds
-// its own only), so taking many cannot deadlock.
-func (t *turn) lockFrom(i int) {
-	for ; i < t.n; i++ {
-		sl := &t.slots[i]
-		if sl.c.raw == nil {
-			continue // no descriptor: written 0, its own goroutine writes it
-		}
-		err := sl.c.raw.Write(sl.lock)
-		if sl.called {
-			return // the rest were locked and submitted inside
-		}
-		sl.err = err // closed meanwhile
-	}
-	t.submit()
-}
-
-func (sl *slot) lockNext(fd uintptr) bool {
-	sl.called, sl.fd = true, int(fd)
-	sl.t.lockFrom(sl.i + 1)
-	return true
-}
-
-// submit sends every locked slot's frames with one io_uring_enter and
-// records what each socket took.
-func (t *turn) submit() {
-	t.reqs = t.reqs[:0]
-	for i := range t.n {
-		if sl := &t.slots[i]; sl.fd >= 0 && sl.err == nil && len(*sl.buf) > 0 {
-			t.reqs = append(t.reqs, sendReq{fd: sl.fd, b: *sl.buf})
-		}
-	}
-	err := t.ring.send(t.reqs)
-	uringTurns.Add(1)
-	k := 0
-	for i := range t.n {
-		sl := &t.slots[i]
-		if sl.fd < 0 || sl.err != nil || len(*sl.buf) == 0 {
-			continue
-		}
-		switch n := t.reqs[k].n; {
-		case n >= 0:
-			sl.written = n
-		case n == -int(syscall.EAGAIN):
-			sl.written = 0 // a full socket: its own goroutine writes it
-		default:
-			sl.err = syscall.Errno(-n)
-		}
-		t.reqs[k] = sendReq{}
-		k++
-	}
-	if err != nil {
-		// What the ring had not taken was written with write(2) instead;
-		// from now on everything is.
-		uringOff.Store(true)
-		t.ring.close()
-		t.ring = nil
 	}
 }
 
@@ -347,42 +167,25 @@ const writeBudget = 256 << 10
 // not take goes on with a goroutine of c's own. gen is the entry's: an
 // entry overtaken since (see entry.stale) does nothing.
 func (c *Conn) writeOut(gen uint32) {
-	buf, closed, oldest, ok := c.beginWrite(gen)
-	if !ok {
+	c.mu.Lock()
+	if c.state != queued || c.gen.Load() != gen {
+		c.mu.Unlock()
 		return
 	}
-	n, err := c.tryWrite(*buf)
-	c.finishWrite(*buf, n, err, closed, oldest)
-	putBuffer(buf)
-}
-
-// beginWrite takes c for writing, if entry gen is still its latest, and
-// builds its frames in a pooled buffer (see buildLocked). The caller
-// writes them, hands the outcome to finishWrite and puts the buffer back.
-func (c *Conn) beginWrite(gen uint32) (buf *[]byte, closed bool, oldest time.Time, ok bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state != queued || c.gen.Load() != gen {
-		return nil, false, time.Time{}, false
-	}
-	buf = getBuffer()
+	buf := getBuffer()
+	defer putBuffer(buf)
 	c.state = writing
 	c.urgent, c.held = false, false
-	closed, oldest = c.buildLocked(buf)
-	return buf, closed, oldest, true
-}
+	closed, oldest := c.buildLocked(buf)
+	c.mu.Unlock()
 
-// finishWrite goes on after the socket took n bytes of b (begun with
-// beginWrite): a failed write fails c, a short one hands the rest to a
-// goroutine of c's own, a whole one makes c idle again or queues it behind
-// the others if more came meanwhile. b is not kept.
-func (c *Conn) finishWrite(b []byte, n int, err error, closed bool, oldest time.Time) {
+	n, err := c.tryWrite(*buf)
 	if err != nil {
 		c.fail()
 		return
 	}
-	if n < len(b) {
-		rest := append([]byte(nil), b[n:]...)
+	if n < len(*buf) {
+		rest := append([]byte(nil), (*buf)[n:]...)
 		c.mu.Lock()
 		c.state = slow
 		c.mu.Unlock()
