@@ -162,14 +162,27 @@ func writeEachSyscall(fds []int, frame []byte) (short int) {
 }
 
 func writeEachRawConn(raws []syscall.RawConn, frame []byte) (short int) {
+	// The callback and its results live in w, made once per fan-out: a
+	// closure per write would allocate, which herald's writer does not.
+	w := &rawConnWrite{frame: frame}
+	f := w.write
 	for _, rc := range raws {
-		var m int
-		var e syscall.Errno
-		if err := rc.Write(func(fd uintptr) bool { m, e = rawWrite1(fd, frame); return true }); err != nil || e != 0 || m < len(frame) {
+		if err := rc.Write(f); err != nil || w.e != 0 || w.m < len(frame) {
 			short++
 		}
 	}
 	return short
+}
+
+type rawConnWrite struct {
+	frame []byte
+	m     int
+	e     syscall.Errno
+}
+
+func (w *rawConnWrite) write(fd uintptr) bool {
+	w.m, w.e = rawWrite1(fd, w.frame)
+	return true
 }
 
 // floorFixture is n accepted loopback connections whose peers are in a
