@@ -7,6 +7,8 @@
 #   bash cmd/herald-bench/bench.sh                 # all the scenarios
 #   SCENARIOS="a c" RUNS=2 bash cmd/herald-bench/bench.sh
 #   PPROF=127.0.0.1:6060 SCENARIOS=b bash cmd/herald-bench/bench.sh   # profile while it runs
+#   SCENARIOS=b5 BENCH_WRITERS=2 BENCH_FLAGS="-duration 5s" bash cmd/herald-bench/bench.sh
+#     (b5: b at 5 publishes/s; BENCH_FLAGS are added to each scenario's flags, later ones win)
 #
 # CLUSTER=1 (make bench-cluster) runs the cluster comparison instead: for
 # each of CLUSTER_SCENARIOS (default "a c"), a fresh NATS server with
@@ -169,6 +171,8 @@ scenario() {
   case $1 in
     a) echo "-name a -mode broadcast -clients 1000 -rate 200 -duration 10s" ;;
     b) echo "-name b -mode broadcast -clients 10000 -rate 20 -duration 10s" ;;
+    # b at 5 publishes/s: one publication's fan-out to 10,000 rather than a queue
+    b5) echo "-name b5 -mode broadcast -clients 10000 -rate 5 -duration 10s" ;;
     c) echo "-name c -mode personal -clients 10000 -rate 2000 -duration 10s" ;;
     # c over one pipelined publishing WebSocket (-publish ws) instead of HTTP/1.1 requests
     c-ws) echo "-name c-ws -mode personal -clients 10000 -rate 2000 -duration 10s -publish ws" ;;
@@ -240,7 +244,7 @@ for s in $SCENARIOS; do
     echo "== scenario $s, run $r"
     start_herald
     # shellcheck disable=SC2046
-    bench -url "http://$ADDR" -pid "$HERALD_PID" $(scenario "$s")
+    bench -url "http://$ADDR" -pid "$HERALD_PID" $(scenario "$s") ${BENCH_FLAGS:-}
     stop_herald
     sleep 2 # let the closed sockets of this run leave the ephemeral port range
   done
