@@ -19,12 +19,17 @@ func CheckGoroutines(t testing.TB) {
 	t.Helper()
 	before := countGoroutines()
 	t.Cleanup(func() {
+		// One snapshot decides and is what is printed: a goroutine that
+		// lives for an instant (a timer's, another test's ending) must
+		// last the whole wait to count as a leak.
 		deadline := time.Now().Add(5 * time.Second)
-		for countGoroutines() > before && time.Now().Before(deadline) {
+		now := goroutines()
+		for len(now) > before && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
+			now = goroutines()
 		}
-		if n := countGoroutines(); n > before {
-			t.Errorf("%d goroutines leaked:\n%s", n-before, strings.Join(goroutines(), "\n\n"))
+		if len(now) > before {
+			t.Errorf("%d goroutines leaked:\n%s", len(now)-before, strings.Join(now, "\n\n"))
 		}
 	})
 }
