@@ -102,13 +102,12 @@ func (s *Server) servePublishWS(w http.ResponseWriter, r *http.Request) {
 		_ = conn.ReadLoop(func([]byte) {})
 		return
 	}
-	go func() {
+	conn.Serve(pc.handleFrame, func(error) {
 		defer s.conns.Done()
-		_ = conn.ReadLoop(pc.handleFrame)
 		close(pc.jobs)
 		pc.running.Wait()
 		s.pubConns.remove(pc)
-	}()
+	})
 }
 
 // add registers pc unless the server is draining; then Shutdown will wait
