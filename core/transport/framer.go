@@ -37,11 +37,29 @@ type framer struct {
 
 	buf  *[]byte // nil while nothing is buffered
 	r, w int     // buf[r:w] is read and not yet consumed
-	// rem is what is left to hand gorilla of the frame it is reading,
-	// header included; 0 at a frame boundary.
-	rem int64
-	err error // the socket's error, returned once the buffer is drained
+	// rem is what is left to hand gorilla of the piece of a frame it is
+	// reading; next is the piece after it (pieceNone: the frame's end).
+	// A frame goes to gorilla in the pieces gorilla reads it in (its first
+	// two bytes, its extended length, its mask, its payload), so that
+	// gorilla fails on a bad header where it would reading the socket
+	// itself, without the framer waiting for bytes gorilla does not need.
+	rem  int64
+	next int
+	// extLen and masked describe the header being handed out; plen is
+	// the frame's payload length once known.
+	extLen int
+	masked bool
+	plen   int64
+	err    error // the socket's error, returned once the buffer is drained
 }
+
+// The pieces of a frame after its first two bytes.
+const (
+	pieceNone = iota
+	pieceExt
+	pieceMask
+	piecePayload
+)
 
 // framerBufferSize is the framer's buffer: large enough for any control
 // frame (14 bytes of header, 125 of payload), and for the small frames
@@ -61,8 +79,14 @@ func (f *framer) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if f.rem == 0 {
-		if _, err := f.boundary(true); err != nil {
+	for f.rem == 0 {
+		var err error
+		if f.next == pieceNone {
+			_, err = f.boundary(true)
+		} else {
+			err = f.nextPiece()
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -78,6 +102,9 @@ func (f *framer) Read(p []byte) (int, error) {
 	n = copy(p[:min(len(p), n)], (*f.buf)[f.r:])
 	f.r += n
 	f.rem -= int64(n)
+	if f.rem == 0 && f.next == piecePayload && f.plen == 0 {
+		f.next = pieceNone // an empty frame ends with its header
+	}
 	f.releaseIfEmpty()
 	return n, nil
 }
@@ -87,7 +114,7 @@ func (f *framer) Read(p []byte) (int, error) {
 // blocks only for the rest of a frame the peer has begun; with nothing
 // buffered it looks at the socket without waiting.
 func (f *framer) more() bool {
-	if f.rem > 0 {
+	if f.rem > 0 || f.next != pieceNone {
 		return true // gorilla stopped inside a frame: it failed, and is to say so
 	}
 	ready, err := f.boundary(false)
@@ -95,8 +122,9 @@ func (f *framer) more() bool {
 }
 
 // boundary consumes the complete ping and pong frames at the head of the
-// input, until a frame for gorilla begins (ready: rem is its size) or,
-// unless block, until nothing is buffered and the socket holds nothing.
+// input, until a frame for gorilla begins (ready: its first two bytes are
+// the piece to hand out) or, unless block, until nothing is buffered and
+// the socket holds nothing. It blocks for the rest of a ping or pong.
 func (f *framer) boundary(block bool) (ready bool, err error) {
 	for {
 		if f.r == f.w {
@@ -115,32 +143,40 @@ func (f *framer) boundary(block bool) (ready bool, err error) {
 				return false, err
 			}
 		}
-		b := (*f.buf)[f.r:f.w]
-		size, hdr, complete := frameSize(b)
-		if !complete {
+		if f.w-f.r < 2 {
 			if err := f.fill(); err != nil {
 				return false, err
 			}
 			continue
 		}
-		op, b1 := b[0]&0x0f, b[1]
-		control := (op == 9 || op == 10) && b[0]&0xf0 == 0x80 && b1&0x80 != 0 && b1&0x7f <= 125
-		if !control {
-			f.rem = size
+		b0, b1 := (*f.buf)[f.r], (*f.buf)[f.r+1]
+		op, n := b0&0x0f, b1&0x7f
+		// A valid ping or pong: final, no reserved bits, masked (a
+		// client's), at most 125 bytes. Anything else is gorilla's to judge.
+		if (op != 9 && op != 10) || b0&0xf0 != 0x80 || b1&0x80 == 0 || n > 125 {
+			f.rem, f.masked, f.plen = 2, b1&0x80 != 0, int64(n)
+			switch n {
+			case 126:
+				f.extLen, f.next = 2, pieceExt
+			case 127:
+				f.extLen, f.next = 8, pieceExt
+			default:
+				f.extLen, f.next = 0, pieceMask
+			}
 			return true, nil
 		}
-		for f.w-f.r < int(size) {
+		size := 6 + int(n)
+		for f.w-f.r < size {
 			if err := f.fill(); err != nil {
 				return false, err
 			}
 		}
-		b = (*f.buf)[f.r : f.r+int(size)]
-		payload := append([]byte(nil), b[hdr:]...)
-		key := b[hdr-4 : hdr]
+		b := (*f.buf)[f.r : f.r+size]
+		payload := append([]byte(nil), b[6:]...)
 		for i := range payload {
-			payload[i] ^= key[i&3]
+			payload[i] ^= b[2+i&3]
 		}
-		f.r += int(size)
+		f.r += size
 		f.releaseIfEmpty()
 		if op == 9 {
 			f.ping(payload)
@@ -150,43 +186,35 @@ func (f *framer) boundary(block bool) (ready bool, err error) {
 	}
 }
 
-// frameSize parses the header at the head of b: the frame's size (header
-// included), its header's, and whether the header is complete. A payload
-// length with its top bit set (invalid: gorilla refuses it) counts as 0.
-func frameSize(b []byte) (size int64, hdr int, complete bool) {
-	if len(b) < 2 {
-		return 0, 0, false
-	}
-	hdr = 2
-	n := int64(b[1] & 0x7f)
-	switch n {
-	case 126:
-		hdr += 2
-	case 127:
-		hdr += 8
-	}
-	if b[1]&0x80 != 0 {
-		hdr += 4
-	}
-	if len(b) < hdr {
-		return 0, 0, false
-	}
-	switch n {
-	case 126:
-		n = int64(b[2])<<8 | int64(b[3])
-	case 127:
-		n = 0
-		for _, c := range b[2:10] {
-			n = n<<8 | int64(c)
+// nextPiece sets up the next piece of the frame gorilla reads, once it has
+// been handed the one before.
+func (f *framer) nextPiece() error {
+	switch f.next {
+	case pieceExt:
+		for f.w-f.r < f.extLen {
+			if err := f.fill(); err != nil {
+				return err
+			}
 		}
-		if n < 0 {
-			n = 0
+		f.plen = 0
+		for _, c := range (*f.buf)[f.r : f.r+f.extLen] {
+			f.plen = f.plen<<8 | int64(c)
 		}
+		if f.plen < 0 {
+			f.plen = 0 // invalid: gorilla fails on the length it was handed
+		}
+		f.rem, f.next = int64(f.extLen), pieceMask
+	case pieceMask:
+		f.next = piecePayload
+		if f.masked {
+			f.rem = 4
+		} else if f.plen == 0 {
+			f.next = pieceNone
+		}
+	case piecePayload:
+		f.rem, f.next = f.plen, pieceNone
 	}
-	if n > 1<<62 {
-		n = 1 << 62 // gorilla refuses it long before
-	}
-	return int64(hdr) + n, hdr, true
+	return nil
 }
 
 // fill reads the socket, waiting for input, after what is buffered; it
