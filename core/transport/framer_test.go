@@ -381,4 +381,3 @@ func equalResults(a, b readResult) bool {
 	return fmt.Sprint(a.msgs) == fmt.Sprint(b.msgs) && fmt.Sprint(a.pings) == fmt.Sprint(b.pings) &&
 		a.pongs == b.pongs && a.err == b.err
 }
-

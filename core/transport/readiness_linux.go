@@ -139,13 +139,6 @@ func (p *poller) remove(c *Conn) {
 	}
 }
 
-// registered is how many connections the poller holds (tests).
-func (p *poller) registered() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
-}
-
 // run waits for readiness and hands each ready connection to its reader,
 // until no connection is registered.
 func (p *poller) run() {

@@ -23,5 +23,3 @@ func (p *poller) rearm(*Conn) error { return errNoPoller }
 func (p *poller) remove(*Conn)      {}
 
 func rawTryRead(syscall.RawConn) func(p []byte) (int, error, bool) { return nil }
-
-func (p *poller) registered() int { return 0 }
