@@ -61,6 +61,7 @@ func (c *Conn) Serve(handle func(frame []byte), ended func(err error)) {
 	}
 	if c.rd.fr != nil && c.rd.fr.tryRead != nil && pollerReady() {
 		c.rd.handle, c.rd.ended = handle, ended
+		c.rd.pollID = thePoller.newID() // before polled: terminate reads it then
 		c.rd.state.Store(rdParked)
 		c.rd.polled.Store(true)
 		if err := thePoller.add(c); err != nil {

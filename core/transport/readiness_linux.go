@@ -75,17 +75,22 @@ func eventID(ev *syscall.EpollEvent) uint64 {
 
 const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// add registers c, armed: its first readiness event starts its reader.
-// It fails if c's socket is closed already.
+// newID is a connection's id, never used before.
+func (p *poller) newID() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.nextID++
+	return p.nextID
+}
+
+// add registers c (its id from newID), armed: its first readiness event
+// starts its reader. It fails if c's socket is closed already.
 func (p *poller) add(c *Conn) error {
 	p.mu.Lock()
-	p.nextID++
-	id := p.nextID
-	p.conns[id] = c
+	p.conns[c.rd.pollID] = c
 	start := !p.running
 	p.running = true
 	p.mu.Unlock()
-	c.rd.pollID = id
 	if start {
 		go p.run()
 	}

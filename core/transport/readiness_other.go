@@ -18,6 +18,7 @@ func pollerReady() bool { return false }
 
 var errNoPoller = errors.New("transport: no readiness-based reading on this platform")
 
+func (p *poller) newID() uint64     { return 0 }
 func (p *poller) add(*Conn) error   { return errNoPoller }
 func (p *poller) rearm(*Conn) error { return errNoPoller }
 func (p *poller) remove(*Conn)      {}
