@@ -189,7 +189,7 @@ func (pc *publisherConn) isDraining() bool {
 //
 // Workers live as long as the connection, at most one per slot, so that
 // their stacks, grown by JSON decoding, are grown once and not per frame;
-// the reader's goroutine (transport.Conn.ReadLoop) does no more than copy
+// the reader (transport.Conn.Serve) does no more than copy
 // the frame and stays small.
 func (pc *publisherConn) handleFrame(frame []byte) {
 	j := publishJob{accepted: time.Now(), frame: bytes.Clone(frame)} // nil stays nil
