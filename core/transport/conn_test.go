@@ -202,6 +202,7 @@ func newRawPair(t *testing.T, opts *transport.Options) *rawPair {
 // newRawPairLimit is newRawPair with a read limit on the server's side.
 func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *rawPair {
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512}
+	readLoop := rawPairReadLoop
 	accepted := make(chan *transport.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := transport.Upgrade(&up, w, r, opts)
@@ -212,7 +213,7 @@ func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *ra
 			c.SetReadLimit(readLimit)
 		}
 		accepted <- c
-		if rawPairReadLoop {
+		if readLoop {
 			_ = c.ReadLoop(func([]byte) {})
 		} else {
 			c.Serve(func([]byte) {}, nil)

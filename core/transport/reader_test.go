@@ -44,6 +44,7 @@ func newEchoServer(t *testing.T) *echoServer {
 	opts := &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 10_000, WriteTimeout: 10 * time.Second}
 	up := websocket.Upgrader{ReadBufferSize: 128, WriteBufferSize: 512}
 	e := &echoServer{}
+	readLoop := rawPairReadLoop
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := transport.Upgrade(&up, w, r, opts)
 		if err != nil {
@@ -66,7 +67,7 @@ func newEchoServer(t *testing.T) *echoServer {
 			}
 			e.ended.Add(1)
 		}
-		if rawPairReadLoop {
+		if readLoop {
 			go func() { ended(c.ReadLoop(handle)) }()
 		} else {
 			c.Serve(handle, ended)
@@ -247,4 +248,38 @@ func TestServeDescriptorReuse(t *testing.T) {
 		_ = b.UnderlyingConn().Close()
 		require.Eventually(t, func() bool { return e.ended.Load() == before+2 }, 30*time.Second, time.Millisecond, "round %d", round)
 	}
+}
+
+// A close the peer never answers ends the connection once the close
+// handshake's deadline passed, whether a reader waits on the socket or
+// (read on readiness) none does.
+func TestUnansweredCloseEnds(t *testing.T) {
+	for _, loop := range []bool{false, true} {
+		rawPairReadLoop = loop
+		p := newRawPair(t, &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second})
+		rawPairReadLoop = false
+		p.conn.Close(websocket.CloseNormalClosure, "bye") // the client reads nothing, answers nothing
+		select {
+		case <-p.conn.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatalf("ReadLoop %v: a close the peer did not answer left the connection open", loop)
+		}
+	}
+}
+
+// A peer that stops in the middle of a frame holds a goroutine blocked
+// for the rest of it, and the heartbeat still ends it with 4009.
+func TestStallMidFrameEndsWithNoPong(t *testing.T) {
+	p := newRawPair(t, &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second})
+	// A masked text frame of 10 bytes, of which the header and 3 arrive.
+	_, err := p.client.UnderlyingConn().Write([]byte{0x81, 0x80 | 10, 1, 2, 3, 4, 'a', 'b', 'c'})
+	require.NoError(t, err)
+	require.True(t, p.conn.Heartbeat(time.Nanosecond), "first: a ping")
+	require.False(t, p.conn.Heartbeat(time.Nanosecond), "second: nothing heard since, closed")
+	select {
+	case <-p.conn.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("a peer stalled mid-frame was not ended")
+	}
+	require.Equal(t, transport.CloseNoPong, p.conn.CloseCode())
 }
