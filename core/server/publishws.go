@@ -102,12 +102,17 @@ func (s *Server) servePublishWS(w http.ResponseWriter, r *http.Request) {
 		_ = conn.ReadLoop(func([]byte) {})
 		return
 	}
-	conn.Serve(pc.handleFrame, func(error) {
+	// A reader goroutine of its own (ReadLoop), not Serve: a backend's
+	// publishing connection is busy, not idle, and reading it on readiness
+	// would cost a wake-up and a re-arm per burst of frames for memory it
+	// does not need (c-ws: ~10 % more server CPU; docs/performance.md).
+	go func() {
 		defer s.conns.Done()
+		_ = conn.ReadLoop(pc.handleFrame)
 		close(pc.jobs)
 		pc.running.Wait()
 		s.pubConns.remove(pc)
-	})
+	}()
 }
 
 // add registers pc unless the server is draining; then Shutdown will wait
@@ -189,7 +194,7 @@ func (pc *publisherConn) isDraining() bool {
 //
 // Workers live as long as the connection, at most one per slot, so that
 // their stacks, grown by JSON decoding, are grown once and not per frame;
-// the reader (transport.Conn.Serve) does no more than copy
+// the reader's goroutine (transport.Conn.ReadLoop) does no more than copy
 // the frame and stays small.
 func (pc *publisherConn) handleFrame(frame []byte) {
 	j := publishJob{accepted: time.Now(), frame: bytes.Clone(frame)} // nil stays nil

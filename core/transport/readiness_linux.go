@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 )
@@ -21,6 +22,13 @@ import (
 // one to leave wakes it (an eventfd in the set) and it ends.
 type poller struct {
 	epfd, evfd int
+	// epf holds the epoll descriptor in Go's own netpoller (an epoll set
+	// is readable while it has events), so that the poller's goroutine
+	// waits parked like any reader, not in a blocking epoll_wait that
+	// takes an OS thread off the scheduler and back at every event. nil:
+	// Go could not poll it; the goroutine then blocks in epoll_wait.
+	epf *os.File
+	erc syscall.RawConn
 
 	mu      sync.Mutex
 	conns   map[uint64]*Conn
@@ -62,7 +70,33 @@ func newPoller() (*poller, error) {
 		_ = syscall.Close(evfd)
 		return nil, fmt.Errorf("transport: epoll_ctl add eventfd: %w", err)
 	}
-	return &poller{epfd: epfd, evfd: evfd, conns: make(map[uint64]*Conn)}, nil
+	p := &poller{epfd: epfd, evfd: evfd, conns: make(map[uint64]*Conn)}
+	if syscall.SetNonblock(epfd, true) == nil {
+		// Kept for the process's life: its finalizer would close epfd.
+		p.epf = os.NewFile(uintptr(epfd), "transport-epoll")
+		if rc, err := p.epf.SyscallConn(); err == nil {
+			p.erc = rc
+		}
+	}
+	return p, nil
+}
+
+// wait returns the events of the set, waiting for some.
+func (p *poller) wait(events []syscall.EpollEvent) (int, error) {
+	if p.erc != nil {
+		var n int
+		var werr error
+		err := p.erc.Read(func(fd uintptr) bool {
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != syscall.EINTR)
+		})
+		if err == nil {
+			return n, werr
+		}
+		// Not pollable after all: wait in epoll_wait from now on.
+		p.erc = nil
+	}
+	return syscall.EpollWait(p.epfd, events, -1)
 }
 
 func setEventID(ev *syscall.EpollEvent, id uint64) {
@@ -150,7 +184,7 @@ func (p *poller) run() {
 	events := make([]syscall.EpollEvent, 256)
 	ready := make([]*Conn, 0, len(events))
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		n, err := p.wait(events)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
