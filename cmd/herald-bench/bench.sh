@@ -9,6 +9,7 @@
 #   PPROF=127.0.0.1:6060 SCENARIOS=b bash cmd/herald-bench/bench.sh   # profile while it runs
 #   SCENARIOS=b5 BENCH_WRITERS=2 BENCH_FLAGS="-duration 5s" bash cmd/herald-bench/bench.sh
 #     (b5: b at 5 publishes/s; BENCH_FLAGS are added to each scenario's flags, later ones win)
+#   SCENARIOS=d19 bash cmd/herald-bench/bench.sh   # 19,500 idle connections (issue #18)
 #
 # CLUSTER=1 (make bench-cluster) runs the cluster comparison instead: for
 # each of CLUSTER_SCENARIOS (default "a c"), a fresh NATS server with
@@ -177,6 +178,9 @@ scenario() {
     # c over one pipelined publishing WebSocket (-publish ws) instead of HTTP/1.1 requests
     c-ws) echo "-name c-ws -mode personal -clients 10000 -rate 2000 -duration 10s -publish ws" ;;
     d) echo "-name d -mode broadcast -clients 15000 -rate 0 -settle 5s" ;;
+    # d at the machine's open-file limit (20,000 a process): issue #18's idle
+    # measurement; not in the default set (it takes a minute to connect)
+    d19) echo "-name d19 -mode broadcast -clients 19500 -rate 0 -settle 5s" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }

@@ -132,7 +132,11 @@ func New(opts Options) (*Server, error) {
 	s.metrics.registerOutbox(s)
 	s.initAdmin()
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  1024,
+		// gorilla reads through transport's framer, which buffers the
+		// socket itself (and only while there is input): gorilla's own
+		// buffer, held for the connection's life, needs only gorilla's
+		// minimum (a control frame's payload).
+		ReadBufferSize:  128,
 		WriteBufferSize: 4096,
 		// Write buffers are taken only while a frame is written, so idle
 		// connections hold none.
@@ -343,15 +347,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			}
 		})
 	}
-	go func() {
+	// Read in the background: on Linux an idle connection holds no
+	// goroutine (transport.Conn.Serve).
+	conn.Serve(ss.handleFrame, func(error) {
 		defer s.conns.Done()
-		_ = conn.ReadLoop(ss.handleFrame)
 		ss.end()
 		s.sessionsMu.Lock()
 		delete(s.sessions, ss.id)
 		s.sessionsMu.Unlock()
 		s.metrics.connections.Dec()
-	}()
+	})
 }
 
 // goAway tells a client the server is shutting down and closes with 1001.

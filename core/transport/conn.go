@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -210,6 +209,8 @@ type Conn struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closeCode atomic.Int32
+
+	rd readSide // the reader's, see reader.go
 }
 
 // NewConn wraps an upgraded WebSocket. opts is shared, not copied: one
@@ -221,11 +222,25 @@ func NewConn(ws *websocket.Conn, opts *Options) *Conn {
 		// frame over the read limit or a protocol error) come to c.
 		c.nc = g.Conn
 		g.arm(c)
+		// gorilla reads through a framer (framer.go), which answers pings
+		// and notes pongs itself.
+		c.rd.fr = &framer{
+			src: g.Conn,
+			ping: func(payload []byte) {
+				c.heardAt.Store(nanotime())
+				c.control(websocket.PongMessage, payload)
+			},
+			pong: func() { c.heardAt.Store(nanotime()) },
+		}
+		g.fr = c.rd.fr
 	}
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
 			c.writeFd = c.writeFdImpl
+			if c.rd.fr != nil {
+				c.rd.fr.tryRead = rawTryRead(rc)
+			}
 		}
 	}
 	c.w = opts.writers().assign()
@@ -613,7 +628,7 @@ func (c *Conn) closeWritten() {
 		c.terminate()
 		return
 	}
-	_ = c.ws.SetReadDeadline(time.Now().Add(time.Second))
+	c.closeHandshakeDeadline(time.Second)
 }
 
 // fail ends a connection whose write failed.
@@ -631,11 +646,14 @@ func (c *Conn) fail() {
 	c.terminate()
 }
 
-// terminate closes the socket; the reader loop then ends.
+// terminate closes the socket; the reader then ends (a parked one is
+// woken to end).
 func (c *Conn) terminate() {
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.stopPolling() // before the descriptor can be reused
 		_ = c.ws.Close()
+		c.wakeReader()
 	})
 }
 
@@ -667,55 +685,14 @@ func (c *Conn) CloseCode() int { return int(c.closeCode.Load()) }
 
 // ReadLoop hands each text frame to handle until the connection ends, then
 // closes it. It returns the reason the connection ended. handle must not
-// keep frame.
+// keep frame. It holds a goroutine (the caller's) for the connection's
+// life: Serve is the same without one while idle, where it can.
 //
-// Each frame is handled on a short-lived goroutine while the reader waits:
-// handling (JSON decoding, subscribing, plugin calls) grows a stack to 8 KiB
-// and more, and a reader that handled frames itself would park between
-// frames on that grown stack. An idle connection keeps only the reader's
-// small one; see docs/performance.md.
+// Each frame is handled on a short-lived goroutine while the reader waits
+// (readMessages), so that an idle connection keeps only the reader's small
+// stack; see docs/performance.md.
 func (c *Conn) ReadLoop(handle func(frame []byte)) error {
-	defer c.terminate()
-	handled := make(chan struct{})
-	for {
-		typ, frame, err := c.ws.ReadMessage()
-		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.closeCode.Store(CloseTooBig)
-			}
-			// A close frame we queued (our answer to the peer's, or ours)
-			// gets a moment to leave before the socket closes.
-			// It waits as long as a write may take (WriteTimeout): a close
-			// queued behind a large frame leaves once the peer has read it.
-			c.mu.Lock()
-			out := c.closeOut
-			c.mu.Unlock()
-			if out != nil {
-				wait := c.opts.WriteTimeout
-				if wait <= 0 {
-					wait = time.Second
-				}
-				t := time.NewTimer(wait)
-				select {
-				case <-out:
-					c.linger()
-				case <-t.C:
-				}
-				t.Stop()
-			}
-			return err
-		}
-		c.heardAt.Store(nanotime())
-		if typ != websocket.TextMessage {
-			// Binary frames are not part of the protocol; answer as a parse error would.
-			frame = nil
-		}
-		go func() {
-			defer func() { handled <- struct{}{} }()
-			handle(frame)
-		}()
-		<-handled
-	}
+	return c.endRead(c.readMessages(handle))
 }
 
 // linger ends a connection whose reader failed (a frame over the read

@@ -189,6 +189,10 @@ type rawPair struct {
 	client *websocket.Conn
 }
 
+// rawPairReadLoop makes newRawPair's connections read with ReadLoop (a
+// goroutine per connection) rather than Serve (on readiness, on Linux).
+var rawPairReadLoop bool
+
 // newRawPair is one server-side Conn (its reader running) and the client
 // end, which reads only when the test does.
 func newRawPair(t *testing.T, opts *transport.Options) *rawPair {
@@ -198,6 +202,7 @@ func newRawPair(t *testing.T, opts *transport.Options) *rawPair {
 // newRawPairLimit is newRawPair with a read limit on the server's side.
 func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *rawPair {
 	up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512}
+	readLoop := rawPairReadLoop
 	accepted := make(chan *transport.Conn, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := transport.Upgrade(&up, w, r, opts)
@@ -208,7 +213,11 @@ func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *ra
 			c.SetReadLimit(readLimit)
 		}
 		accepted <- c
-		_ = c.ReadLoop(func([]byte) {})
+		if readLoop {
+			_ = c.ReadLoop(func([]byte) {})
+		} else {
+			c.Serve(func([]byte) {}, nil)
+		}
 	}))
 	ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 	require.NoError(t, err)

@@ -14,9 +14,17 @@
 // falls behind gets larger frames rather than more of them. See
 // docs/performance.md for the measurements behind this.
 //
-// Idle connections are cheap: a parked reader with a small stack (frames
-// are handled on a short-lived goroutine), no writer, no timer, no write
-// buffer. A connection whose outbox passes its bounds (OutboxLimit items,
+// Idle connections are cheap: no writer, no timer, no write buffer, no
+// read buffer, and on Linux no reader goroutine either. Serve registers a
+// connection with one epoll set for the process (readiness_linux.go); its
+// input starts a short-lived goroutine that handles frames while input
+// waits, then re-arms the registration and ends. gorilla reads through a
+// framer (framer.go) that hands it one frame at most per read, so that its
+// buffer is empty whenever it returned a message, and that takes pings and
+// pongs itself: "does more input wait?" is then answered without blocking.
+// Elsewhere (other platforms, TLS, sockets without a descriptor) a reader
+// goroutine per connection (ReadLoop) parks with a small stack, frames
+// being handled on short-lived goroutines. A connection whose outbox passes its bounds (OutboxLimit items,
 // OutboxBytes bytes, replies included) and whose socket takes no more of it
 // is a slow consumer and is closed with 4008 so that it cannot hold memory
 // or slow others down. A publisher that finds an outbox full first writes

@@ -46,6 +46,17 @@ func (h hijackGuard) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 type guardedConn struct {
 	net.Conn
 	conn atomic.Pointer[Conn]
+	// fr, set by NewConn before anything is read, is what gorilla reads
+	// through (framer.go).
+	fr *framer
+}
+
+// Read is gorilla's: through the framer once NewConn set one.
+func (g *guardedConn) Read(p []byte) (int, error) {
+	if g.fr != nil {
+		return g.fr.Read(p)
+	}
+	return g.Conn.Read(p)
 }
 
 func (g *guardedConn) arm(c *Conn) { g.conn.Store(c) }

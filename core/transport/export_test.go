@@ -1,0 +1,4 @@
+package transport
+
+// ReadinessAvailable reports whether connections are read on readiness.
+func ReadinessAvailable() bool { return pollerReady() }
