@@ -135,7 +135,11 @@ func seqsUpTo(n int) []uint64 {
 // publication, in order.
 func TestBroadcastKeepsEachConnectionsOrder(t *testing.T) {
 	const conns, rounds = 80, 12
-	opts := &transport.Options{MaxBatch: 4, MaxDelay: time.Hour, OutboxLimit: 1000, WriteTimeout: 30 * time.Second, Writers: 1}
+	// MaxDelay is short: a connection the writer reached after part of a
+	// round may hold a batch short of MaxBatch, which leaves MaxDelay
+	// after the previous frame (an hour here once stranded the last
+	// notifications under load).
+	opts := &transport.Options{MaxBatch: 4, MaxDelay: time.Millisecond, OutboxLimit: 1000, WriteTimeout: 30 * time.Second, Writers: 1}
 	f := newFleet(t, conns, opts, 0)
 	for r := range rounds {
 		f.broadcast(opts, uint64(r+1), `{"n":1}`)
