@@ -11,7 +11,8 @@
 #   PAIR_SCENARIOS="a c" PAIR_DURATION=3s bash cmd/herald-bench/pair.sh
 #   PAIR_READER=gorilla bash cmd/herald-bench/pair.sh   # a goroutine per client instead of epoll
 #
-# Scenarios are bench.sh's (a, b, c, d) and b5, b at 5 publishes/s.
+# Scenarios are bench.sh's (a, b, b5, c, d, d19): b5 is b at 5 publishes/s, d19
+# is d at 19,500 idle connections (the open-file limit), not in the default set.
 # Centrifugo is built into bin/centrifugo from the module proxy if it is
 # missing (go install github.com/centrifugal/centrifugo/v6@v6.9.1, a few
 # minutes). Every phase of herald-bench has a timeout, a server that does
@@ -43,7 +44,7 @@ if [[ ! -x bin/centrifugo ]] || ! go version -m bin/centrifugo 2>/dev/null | gre
   echo "building Centrifugo $CENTRIFUGO_VERSION into bin/ (a few minutes)"
   GOBIN="$PWD/bin" go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
 fi
-# Up to 15,000 clients in scenario d: the servers need the open files.
+# Up to 19,500 clients in scenario d19: the servers need the open files.
 ulimit -n "$(ulimit -Hn)"
 
 # herald's config is bench.sh's, so that these herald rows compare with
@@ -135,6 +136,7 @@ scenario() {
     b5) echo "-mode broadcast -clients 10000 -rate 5 -duration $DURATION" ;;
     c) echo "-mode personal -clients 10000 -rate 2000 -duration $DURATION" ;;
     d) echo "-mode broadcast -clients 15000 -rate 0 -settle 5s" ;;
+    d19) echo "-mode broadcast -clients 19500 -rate 0 -settle 5s" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
 }
