@@ -53,38 +53,6 @@ if [[ "$CLUSTER" == 1 ]]; then
   go build -o bin/nats-server github.com/nats-io/nats-server/v2
 fi
 
-# The bench config: defaults everywhere except the log level (a warning per
-# connection would be noise). delivery {} is spelled out because these are
-# the knobs that shape the figures: max_delay is the batching window,
-# outbox_limit the slow-consumer bound that a 100 % delivery must not hit.
-# write_config FILE LISTEN [BROKER-BLOCK]
-write_config() {
-  cat > "$1" <<EOF
-server {
-  listen = "$2"
-}
-${3:-}
-auth {
-  token_secret = "$SECRET"
-  api_keys     = ["$KEY"]
-}
-delivery {
-  max_batch    = 128
-  max_delay    = "${BENCH_MAX_DELAY:-2ms}"
-  outbox_limit = 4096
-  writers      = ${BENCH_WRITERS:-0}
-}
-limits {
-  max_subscriptions = 1000
-}
-overload {
-  busy_connections = 50000
-}
-log {
-  level = "warn"
-}
-EOF
-}
 write_config "$OUT/herald.hcl" "$ADDR"
 
 HERALD_PID=

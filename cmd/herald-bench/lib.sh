@@ -26,3 +26,37 @@ wait_ready() {
   curl -sS "$url" >&2 || true
   exit 1
 }
+
+# The bench config: defaults everywhere except the log level (a warning per
+# connection would be noise). delivery {} is spelled out because these are
+# the knobs that shape the figures: max_delay is the batching window,
+# outbox_limit the slow-consumer bound that a 100 % delivery must not hit.
+# write_config FILE LISTEN [BROKER-BLOCK] (reads SECRET, KEY and the
+# BENCH_MAX_DELAY and BENCH_WRITERS knobs)
+write_config() {
+  cat > "$1" <<EOF
+server {
+  listen = "$2"
+}
+${3:-}
+auth {
+  token_secret = "$SECRET"
+  api_keys     = ["$KEY"]
+}
+delivery {
+  max_batch    = 128
+  max_delay    = "${BENCH_MAX_DELAY:-2ms}"
+  outbox_limit = 4096
+  writers      = ${BENCH_WRITERS:-0}
+}
+limits {
+  max_subscriptions = 1000
+}
+overload {
+  busy_connections = 50000
+}
+log {
+  level = "warn"
+}
+EOF
+}

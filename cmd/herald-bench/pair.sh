@@ -47,32 +47,9 @@ fi
 # Up to 19,500 clients in scenario d19: the servers need the open files.
 ulimit -n "$(ulimit -Hn)"
 
-# herald's config is bench.sh's, so that these herald rows compare with
-# make bench's.
-cat > "$OUT/herald.hcl" <<EOF
-server {
-  listen = "$HERALD_ADDR"
-}
-auth {
-  token_secret = "$SECRET"
-  api_keys     = ["$KEY"]
-}
-delivery {
-  max_batch    = 128
-  max_delay    = "${BENCH_MAX_DELAY:-2ms}"
-  outbox_limit = 4096
-  writers      = ${BENCH_WRITERS:-0}
-}
-limits {
-  max_subscriptions = 1000
-}
-overload {
-  busy_connections = 50000
-}
-log {
-  level = "warn"
-}
-EOF
+# herald's config is bench.sh's (lib.sh), so that these herald rows compare
+# with make bench's.
+write_config "$OUT/herald.hcl" "$HERALD_ADDR"
 
 # Centrifugo's: its defaults but for what a run needs. The token secret and
 # API key are herald's; clients may subscribe to channels without a
