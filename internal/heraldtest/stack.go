@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,32 @@ func StartPlugin(t testing.TB, o PluginOptions) *Stack {
 		s.WaitReady(t)
 	}
 	return s
+}
+
+// StartPluginNodes starts n herald nodes serving the plugin at once (o
+// names the shared broker, o.NATS) and returns once every one is ready:
+// nodes of a cluster started one after the other would each wait for
+// the others' first heartbeats.
+func StartPluginNodes(t testing.TB, n int, o PluginOptions) []*Stack {
+	t.Helper()
+	o.NoWait = true
+	nodes := make([]*Stack, n)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i] = StartPlugin(t, o)
+		}()
+	}
+	wg.Wait()
+	for _, s := range nodes {
+		if s == nil {
+			t.FailNow() // StartPlugin reported why
+		}
+		s.WaitReady(t)
+	}
+	return nodes
 }
 
 // WaitReady waits until /readyz answers 200: every plugin is up.

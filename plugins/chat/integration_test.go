@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -398,20 +397,10 @@ func startCluster(t *testing.T, n int) []*stack {
 		t.Skip("integration test: starts NATS, herald nodes and their chat plugins")
 	}
 	ns := natstest.Start(t)
-	nodes := make([]*stack, n)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "chat", NATS: ns.URL(), NoWait: true,
-				Config: "    entering_window = \"3s\"\n    liveness_ttl = \"3s\""})
-			nodes[i] = &stack{Stack: h, t: t}
-		}()
-	}
-	wg.Wait()
-	for _, s := range nodes {
-		s.waitReady()
+	var nodes []*stack
+	for _, h := range heraldtest.StartPluginNodes(t, n, heraldtest.PluginOptions{Name: "chat", NATS: ns.URL(),
+		Config: "    entering_window = \"3s\"\n    liveness_ttl = \"3s\""}) {
+		nodes = append(nodes, &stack{Stack: h, t: t})
 	}
 	return nodes
 }

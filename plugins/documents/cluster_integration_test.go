@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,20 +21,10 @@ func startCluster(t *testing.T, n int, ttl string) []*stack {
 		t.Skip("integration test: starts NATS, herald nodes and their documents plugins")
 	}
 	ns := natstest.Start(t)
-	nodes := make([]*stack, n)
-	var wg sync.WaitGroup
-	for i := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "documents", NATS: ns.URL(), NoWait: true,
-				Config: fmt.Sprintf("    resume_window = \"30s\"\n    liveness_ttl = %q", ttl)})
-			nodes[i] = &stack{Stack: h, t: t}
-		}()
-	}
-	wg.Wait()
-	for _, s := range nodes {
-		s.waitReady()
+	var nodes []*stack
+	for _, h := range heraldtest.StartPluginNodes(t, n, heraldtest.PluginOptions{Name: "documents", NATS: ns.URL(),
+		Config: fmt.Sprintf("    resume_window = \"30s\"\n    liveness_ttl = %q", ttl)}) {
+		nodes = append(nodes, &stack{Stack: h, t: t})
 	}
 	return nodes
 }
