@@ -423,32 +423,6 @@ func TestConfigureNeedsStateAndRefusesAnOldKBDB(t *testing.T) {
 	require.NoError(t, err)
 }
 
-func TestStateSegment(t *testing.T) {
-	long := strings.Repeat(".", 128)
-	for _, tc := range []struct{ id, want string }{
-		{"kb1", "kb1"},
-		{"6a1b-_Z", "6a1b-_Z"},
-		{"a.b~c", "a%2Eb%7Ec"},
-		{"%", "%25"},
-		{"..", "%2E%2E"},
-	} {
-		require.Equal(t, tc.want, stateSegment(tc.id), tc.id)
-	}
-	h := stateSegment(long)
-	require.True(t, strings.HasPrefix(h, "~"))
-	require.Len(t, h, 65)
-	require.NotEqual(t, h, stateSegment(strings.Repeat(".", 127)+"~"))
-	// Every kbid gives a segment of 1 to 255 printable ASCII bytes other
-	// than "/" and space.
-	for _, id := range []string{"a", long, strings.Repeat("~", 85), strings.Repeat("~", 86), strings.Repeat("a", 128)} {
-		s := stateSegment(id)
-		require.True(t, len(s) >= 1 && len(s) <= 255, id)
-		for i := 0; i < len(s); i++ {
-			require.True(t, s[i] > ' ' && s[i] < 0x7f && s[i] != '/', id)
-		}
-	}
-}
-
 // While the state cannot be reached (NATS down, in a cluster) a report
 // fails with -32050, retry later, and takes nothing: once it is back the
 // counter goes on where it was.

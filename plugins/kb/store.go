@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 
 	"github.com/heraldhq/herald/sdk"
@@ -60,7 +57,8 @@ type seqStore interface {
 //	kb/<kb>/ops/<seqid>  the record of one seqid as JSON; the seqid as 20
 //	                     decimal digits, so that a KB's records sort by seqid
 //
-// <kb> is the kbid through stateSegment. Records older than the last keep
+// <kb> is the kbid through sdk.KeySegment (escaped; hashed if too long:
+// a kbid of many dots or tildes). Records older than the last keep
 // seqids are pruned by the process that takes a seqid (Next).
 type stateStore struct {
 	st     sdk.State
@@ -94,32 +92,7 @@ func (s *stateStore) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// stateSegment turns an id into one key segment. State segments are 1 to
-// 255 bytes of printable ASCII; JetStream keys are narrower still, and "."
-// is their separator. Letters, digits, '-' and '_' stay; every other byte
-// becomes %XX (so '%' itself is escaped and the mapping is one to one).
-// An escaped id longer than 255 bytes becomes "~" and the hex SHA-256 of
-// the id: '~' is always escaped otherwise, so the two forms never meet.
-// A kbid (at most 128 bytes of letters, digits and -._~) has at most 384
-// escaped bytes, so a long run of dots or tildes takes the hashed form.
-func stateSegment(id string) string {
-	var b strings.Builder
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	if b.Len() > 255 {
-		sum := sha256.Sum256([]byte(id))
-		return "~" + hex.EncodeToString(sum[:])
-	}
-	return b.String()
-}
-
-func (s *stateStore) kbPrefix(kbid string) string { return stateRoot + stateSegment(kbid) + "/" }
+func (s *stateStore) kbPrefix(kbid string) string { return stateRoot + sdk.KeySegment(kbid) + "/" }
 
 func (s *stateStore) lastKey(kbid string) string { return s.kbPrefix(kbid) + "last" }
 

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -52,7 +49,10 @@ type grants interface {
 //
 //	grants/<right>/<network>/<user>/<object>
 //
-// each EID through stateSegment, the value "1". A grant is a key's
+// each EID through sdk.KeySegment (escaped, so reversible: grantOfKey;
+// an EID too long for a segment is hashed, its key cannot be read back,
+// and a revoke of it makes the other nodes check every grant-based
+// subscription they hold), the value "1". A grant is a key's
 // existence: granting is Create (of two grants through two nodes one says
 // granted), revoking is Delete, and every write is durable when it
 // returns, so a grant answered to the backend survives a kill -9 and is
@@ -68,61 +68,8 @@ const grantsRoot = "grants/"
 
 var errClosed = sdk.Errorf(sdk.CodePluginUnavailable, "timelines plugin is stopping: retry later")
 
-// stateSegment turns an EID into one key segment. State segments are 1 to
-// 255 bytes of printable ASCII without "/" or space, and an EID is any
-// non-empty string without ':', spaces or control characters (Unicode
-// included). Letters, digits, '-' and '_' stay; every other byte becomes
-// %XX (so '%' itself is escaped and the mapping is one to one, and
-// reversible: grantOfKey). An escaped EID longer than 255 bytes becomes
-// "~" and the hex SHA-256 of the EID ('~' is escaped otherwise, so the two
-// forms never meet); such a key cannot be read back, and a revoke of it
-// makes the other nodes check every grant-based subscription they hold.
-// Four segments of at most 255 bytes and the right keep a key far below
-// 1024 bytes.
-func stateSegment(id string) string {
-	var b strings.Builder
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-			continue
-		}
-		fmt.Fprintf(&b, "%%%02X", c)
-	}
-	if b.Len() > 255 {
-		sum := sha256.Sum256([]byte(id))
-		return "~" + hex.EncodeToString(sum[:])
-	}
-	return b.String()
-}
-
-// unescapeSegment reverses stateSegment; false for a hashed or malformed
-// segment.
-func unescapeSegment(seg string) (string, bool) {
-	if strings.HasPrefix(seg, "~") {
-		return "", false
-	}
-	var b strings.Builder
-	for i := 0; i < len(seg); i++ {
-		if seg[i] != '%' {
-			b.WriteByte(seg[i])
-			continue
-		}
-		if i+2 >= len(seg) {
-			return "", false
-		}
-		v, err := strconv.ParseUint(seg[i+1:i+3], 16, 8)
-		if err != nil {
-			return "", false
-		}
-		b.WriteByte(byte(v))
-		i += 2
-	}
-	return b.String(), true
-}
-
 func (g grant) key() string {
-	return grantsRoot + g.Right + "/" + stateSegment(g.Network) + "/" + stateSegment(g.User) + "/" + stateSegment(g.Object)
+	return grantsRoot + g.Right + "/" + sdk.KeySegment(g.Network) + "/" + sdk.KeySegment(g.User) + "/" + sdk.KeySegment(g.Object)
 }
 
 // grantOfKey reads a grant back from its key; false when it cannot (a
@@ -141,7 +88,7 @@ func grantOfKey(key string) (grant, bool) {
 		dst *string
 		seg string
 	}{{&g.Network, parts[1]}, {&g.User, parts[2]}, {&g.Object, parts[3]}} {
-		if *f.dst, ok = unescapeSegment(f.seg); !ok {
+		if *f.dst, ok = sdk.ParseKeySegment(f.seg); !ok {
 			return grant{}, false
 		}
 	}
