@@ -233,9 +233,8 @@ func (c *Conn) writeSlow(rest []byte, closed bool, oldest time.Time) {
 		}
 		c.mu.Lock()
 		if c.items.len() == 0 {
-			// Clear the deadline before the shared writers take over: a
-			// RawConn write fails at once once it has passed.
-			_ = c.nc.SetWriteDeadline(time.Time{})
+			// The write deadline stays: the shared writers' writes
+			// (tryWrite) do not heed it, and this one sets its own.
 			c.state = idle
 			drained := c.takeDrainedLocked()
 			c.mu.Unlock()
