@@ -194,8 +194,8 @@ type Conn struct {
 	// a full batch queued in the now queue, or by a publisher that wrote
 	// itself). Written under mu, read by the shard without it.
 	gen atomic.Uint32
-	// lastBatch is when the last onNotificationReceived frame was built
-	// (monotonic ns): the next may leave MaxDelay after it.
+	// lastBatch is when the last write holding an onNotificationReceived
+	// frame completed (monotonic ns): the next may leave MaxDelay after it.
 	lastBatch int64
 	// drained, if set, is started on a goroutine of its own once the
 	// outbox is empty (WhenDrained).
@@ -379,7 +379,7 @@ func (c *Conn) catchUpLocked(size int) bool {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for c.items.len() > 0 && c.overLocked(size) {
-		closed, oldest := c.buildLocked(buf)
+		b := c.buildLocked(buf)
 		c.mu.Unlock()
 		n, err := c.tryWrite(*buf)
 		c.mu.Lock()
@@ -392,11 +392,11 @@ func (c *Conn) catchUpLocked(size int) bool {
 		}
 		if n < len(*buf) {
 			c.state = slow
-			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), closed, oldest)
+			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), b)
 			return false
 		}
-		c.observeWritten(oldest)
-		if closed {
+		c.noteBatchLocked(b, c.observeWritten(b))
+		if b.closed {
 			c.mu.Unlock()
 			c.closeWritten()
 			c.mu.Lock()
