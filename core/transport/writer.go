@@ -255,7 +255,7 @@ func (c *Conn) writeSlow(rest []byte, b built) {
 //
 // It writes to the descriptor itself rather than through the socket's
 // RawConn.Write: that one's bookkeeping (the socket's reference count and
-// write lock, resetting its poll state, a call through a closure) was ~6 %
+// write lock, resetting its poll state, a call through a closure) was 6-8 %
 // of herald's CPU in a broadcast (docs/performance.md). What it guaranteed
 // is kept by two other means: one writer at a time per connection (its
 // state says which; a write gorilla makes itself is queued, see Upgrade),
