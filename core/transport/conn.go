@@ -162,12 +162,17 @@ const (
 type Conn struct {
 	ws  *websocket.Conn
 	nc  net.Conn
-	raw syscall.RawConn // nil when the socket has no descriptor: every write then blocks
-	// wr and writeFd are tryWrite's, see there.
-	wr      rawWrite
-	writeFd func(fd uintptr) bool
-	opts    *Options
-	w       *shard
+	raw syscall.RawConn // nil when the socket has no descriptor
+	// fd is the socket's descriptor, written to directly by tryWrite; -1
+	// when it has none: every write then blocks (writeSlow).
+	fd int
+	// fdMu is held around each write to fd and by terminate while it marks
+	// fd closed (fdClosed), before the socket is closed: so no write
+	// reaches the descriptor once it may be reused by another socket.
+	fdMu     sync.Mutex
+	fdClosed bool
+	opts     *Options
+	w        *shard
 
 	mu    sync.Mutex
 	items outbox
@@ -189,8 +194,8 @@ type Conn struct {
 	// a full batch queued in the now queue, or by a publisher that wrote
 	// itself). Written under mu, read by the shard without it.
 	gen atomic.Uint32
-	// lastBatch is when the last onNotificationReceived frame was built
-	// (monotonic ns): the next may leave MaxDelay after it.
+	// lastBatch is when the last write holding an onNotificationReceived
+	// frame completed (monotonic ns): the next may leave MaxDelay after it.
 	lastBatch int64
 	// drained, if set, is started on a goroutine of its own once the
 	// outbox is empty (WhenDrained).
@@ -216,7 +221,7 @@ type Conn struct {
 // NewConn wraps an upgraded WebSocket. opts is shared, not copied: one
 // Options serves every connection of a server.
 func NewConn(ws *websocket.Conn, opts *Options) *Conn {
-	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), opts: opts, done: make(chan struct{}), byteLimit: opts.OutboxBytes}
+	c := &Conn{ws: ws, nc: ws.UnderlyingConn(), fd: -1, opts: opts, done: make(chan struct{}), byteLimit: opts.OutboxBytes}
 	if g, ok := c.nc.(*guardedConn); ok {
 		// Upgraded by Upgrade: gorilla's own writes (a close frame on a
 		// frame over the read limit or a protocol error) come to c.
@@ -237,7 +242,10 @@ func NewConn(ws *websocket.Conn, opts *Options) *Conn {
 	if sc, ok := c.nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.raw = rc
-			c.writeFd = c.writeFdImpl
+			// The descriptor stays c's until terminate closes the socket:
+			// only the socket's Close closes it, and only terminate
+			// closes the socket.
+			_ = rc.Control(func(fd uintptr) { c.fd = int(fd) })
 			if c.rd.fr != nil {
 				c.rd.fr.tryRead = rawTryRead(rc)
 			}
@@ -362,7 +370,7 @@ func (c *Conn) catchUpLocked(size int) bool {
 	if !c.overLocked(size) {
 		return true // the writer made room meanwhile
 	}
-	if c.state == slow || c.raw == nil {
+	if c.state == slow || c.fd < 0 {
 		return false
 	}
 	c.state = writing
@@ -371,7 +379,7 @@ func (c *Conn) catchUpLocked(size int) bool {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for c.items.len() > 0 && c.overLocked(size) {
-		closed, oldest := c.buildLocked(buf)
+		b := c.buildLocked(buf)
 		c.mu.Unlock()
 		n, err := c.tryWrite(*buf)
 		c.mu.Lock()
@@ -384,11 +392,11 @@ func (c *Conn) catchUpLocked(size int) bool {
 		}
 		if n < len(*buf) {
 			c.state = slow
-			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), closed, oldest)
+			go c.writeSlow(append([]byte(nil), (*buf)[n:]...), b)
 			return false
 		}
-		c.observeWritten(oldest)
-		if closed {
+		c.noteBatchLocked(b, c.observeWritten(b))
+		if b.closed {
 			c.mu.Unlock()
 			c.closeWritten()
 			c.mu.Lock()
@@ -652,6 +660,11 @@ func (c *Conn) terminate() {
 	c.closeOnce.Do(func() {
 		close(c.done)
 		c.stopPolling() // before the descriptor can be reused
+		// A write in progress ends first (it never blocks); none starts
+		// once the descriptor may be reused.
+		c.fdMu.Lock()
+		c.fdClosed = true
+		c.fdMu.Unlock()
 		_ = c.ws.Close()
 		c.wakeReader()
 	})

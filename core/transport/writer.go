@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -176,7 +177,7 @@ func (c *Conn) writeOut(gen uint32) {
 	defer putBuffer(buf)
 	c.state = writing
 	c.urgent, c.held = false, false
-	closed, oldest := c.buildLocked(buf)
+	b := c.buildLocked(buf)
 	c.mu.Unlock()
 
 	n, err := c.tryWrite(*buf)
@@ -189,14 +190,15 @@ func (c *Conn) writeOut(gen uint32) {
 		c.mu.Lock()
 		c.state = slow
 		c.mu.Unlock()
-		go c.writeSlow(rest, closed, oldest)
+		go c.writeSlow(rest, b)
 		return
 	}
-	c.observeWritten(oldest)
-	if closed {
+	now := c.observeWritten(b)
+	if b.closed {
 		c.closeWritten()
 	}
 	c.mu.Lock()
+	c.noteBatchLocked(b, now)
 	c.state = idle
 	if c.items.len() > 0 {
 		// More came while writing: back in the queue, behind the others.
@@ -210,9 +212,9 @@ func (c *Conn) writeOut(gen uint32) {
 }
 
 // writeSlow writes rest, then whatever is queued, blocking, until c's
-// outbox is empty; then c goes back to the shared writers. oldest is
-// rest's (see buildLocked).
-func (c *Conn) writeSlow(rest []byte, closed bool, oldest time.Time) {
+// outbox is empty; then c goes back to the shared writers. b is what
+// rest holds (see buildLocked).
+func (c *Conn) writeSlow(rest []byte, b built) {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	for {
@@ -226,15 +228,15 @@ func (c *Conn) writeSlow(rest []byte, closed bool, oldest time.Time) {
 			c.fail()
 			return
 		}
-		c.observeWritten(oldest)
-		if closed {
+		now := c.observeWritten(b)
+		if b.closed {
 			c.closeWritten()
 		}
 		c.mu.Lock()
+		c.noteBatchLocked(b, now)
 		if c.items.len() == 0 {
-			// Clear the deadline before the shared writers take over: a
-			// RawConn write fails at once once it has passed.
-			_ = c.nc.SetWriteDeadline(time.Time{})
+			// The write deadline stays: the shared writers' writes
+			// (tryWrite) do not heed it, and this one sets its own.
 			c.state = idle
 			drained := c.takeDrainedLocked()
 			c.mu.Unlock()
@@ -243,56 +245,44 @@ func (c *Conn) writeSlow(rest []byte, closed bool, oldest time.Time) {
 			}
 			return
 		}
-		closed, oldest = c.buildLocked(buf)
+		b = c.buildLocked(buf)
 		c.mu.Unlock()
 		rest = *buf
 	}
 }
 
 // tryWrite writes as much of b as the socket takes now.
-func (c *Conn) tryWrite(b []byte) (int, error) {
-	if c.raw == nil || len(b) == 0 {
+//
+// It writes to the descriptor itself rather than through the socket's
+// RawConn.Write: that one's bookkeeping (the socket's reference count and
+// write lock, resetting its poll state, a call through a closure) was 6-8 %
+// of herald's CPU in a broadcast (docs/performance.md). What it guaranteed
+// is kept by two other means: one writer at a time per connection (its
+// state says which; a write gorilla makes itself is queued, see Upgrade),
+// and fdMu, which terminate takes before the socket closes, so that a
+// write never reaches the descriptor once it is closed and reused.
+func (c *Conn) tryWrite(b []byte) (n int, err error) {
+	if c.fd < 0 || len(b) == 0 {
 		return 0, nil
 	}
-	// One writer at a time per connection (its state says which), so the
-	// arguments can live in c: a closure capturing them would be allocated
-	// on every write.
-	// RawConn.Write holds the socket's write lock, so that a write gorilla
-	// makes itself (a close frame on a protocol error) cannot interleave
-	// with this one; writeFd reports done even when the socket is full, so
-	// it never waits.
-	c.wr = rawWrite{b: b}
-	if err := c.raw.Write(c.writeFd); err != nil {
-		return c.wr.n, err
+	c.fdMu.Lock()
+	defer c.fdMu.Unlock()
+	if c.fdClosed {
+		return 0, net.ErrClosed
 	}
-	n, err := c.wr.n, c.wr.err
-	c.wr = rawWrite{}
-	return n, err
-}
-
-// rawWrite is one non-blocking write's arguments and results.
-type rawWrite struct {
-	b   []byte
-	n   int
-	err error
-}
-
-func (c *Conn) writeFdImpl(fd uintptr) (done bool) {
-	w := &c.wr
-	for w.n < len(w.b) {
-		m, e := rawWrite1(fd, w.b[w.n:])
+	for n < len(b) {
+		m, e := rawWrite1(uintptr(c.fd), b[n:])
 		switch e {
 		case 0:
-			w.n += m
+			n += m
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return true
+			return n, nil
 		default:
-			w.err = e
-			return true
+			return n, e
 		}
 	}
-	return true
+	return n, nil
 }
 
 // rawWrite1 is write(2) on a non-blocking socket. It never blocks, so it is
@@ -304,12 +294,17 @@ func rawWrite1(fd uintptr, b []byte) (int, syscall.Errno) {
 	return int(n), e
 }
 
+// built is what buildLocked put in a buffer, for what follows its write.
+type built struct {
+	closed bool      // the last frame is a close frame
+	oldest time.Time // when the oldest live publication in it was accepted (zero: none)
+	batch  bool      // it holds an onNotificationReceived frame
+}
+
 // buildLocked appends to buf the frames of what is queued, up to
 // writeBudget bytes: publications in onNotificationReceived batches of at
-// most MaxBatch, raw messages and control frames one frame each. It
-// reports whether the last frame is a close frame, and when the oldest
-// live publication in buf was accepted (zero: none), for observeWritten.
-func (c *Conn) buildLocked(buf *[]byte) (closed bool, oldest time.Time) {
+// most MaxBatch, raw messages and control frames one frame each.
+func (c *Conn) buildLocked(buf *[]byte) (out built) {
 	b := (*buf)[:0]
 	maxBatch := max(1, c.opts.MaxBatch)
 	for c.items.len() > 0 && len(b) < writeBudget {
@@ -324,7 +319,7 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool, oldest time.Time) {
 			c.raws--
 			c.items.drop(1)
 			if op == websocket.CloseMessage {
-				closed = true
+				out.closed = true
 				break
 			}
 			continue
@@ -340,10 +335,10 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool, oldest time.Time) {
 			}
 			size += len(it.pub.Data)
 			c.bytes -= it.size()
-			if oldest.IsZero() && !it.missed {
+			if out.oldest.IsZero() && !it.missed {
 				// Items are in queue order: the first live one is the
 				// oldest.
-				oldest = it.pub.Accepted
+				out.oldest = it.pub.Accepted
 			}
 			k++
 		}
@@ -357,23 +352,50 @@ func (c *Conn) buildLocked(buf *[]byte) (closed bool, oldest time.Time) {
 		}
 		b = append(b, batchSuffix...)
 		c.items.drop(k)
-		c.lastBatch = nanotime()
+		out.batch = true
 		if c.opts.Observer != nil {
 			c.opts.Observer.BatchSent(k)
 		}
 	}
 	*buf = b
-	return closed, oldest
+	return out
 }
 
-// observeWritten reports the delivery latency of a write that completed:
-// one observation per write (one syscall, one or more frames), from its
-// oldest live publication, so that measuring costs a clock read and a
-// histogram update per connection's turn, never per notification.
-func (c *Conn) observeWritten(oldest time.Time) {
-	if !oldest.IsZero() && c.opts.Observer != nil {
-		c.opts.Observer.Delivered(time.Since(oldest))
+// observeWritten follows a write of b that completed, with one clock
+// read (none if nothing needs one): it reports the delivery latency, one
+// observation per write (one syscall, one or more frames) from its oldest
+// live publication, so that measuring costs a histogram update per
+// connection's turn, never per notification; and it returns the time
+// (monotonic ns), which noteBatchLocked takes as the batch's.
+func (c *Conn) observeWritten(b built) (now int64) {
+	measure := !b.oldest.IsZero() && c.opts.Observer != nil
+	if !measure && !b.batch {
+		return 0
 	}
+	now = nanotime()
+	if measure {
+		c.opts.Observer.Delivered(sinceAt(b.oldest, now))
+	}
+	return now
+}
+
+// noteBatchLocked records when a write holding a batch completed: the next
+// batch leaves MaxDelay after it at the earliest (schedulePublicationLocked,
+// which reads it only once the connection is idle again, after this).
+func (c *Conn) noteBatchLocked(b built, now int64) {
+	if b.batch {
+		c.lastBatch = now
+	}
+}
+
+// sinceAt is time.Since(t) at now (nanotime), without reading the clock
+// again when t has a monotonic reading (an accept time taken in this
+// process always has).
+func sinceAt(t time.Time, now int64) time.Duration {
+	if t == t.Round(0) { // no monotonic reading: the wall clock it is
+		return time.Since(t)
+	}
+	return time.Duration(now) - t.Sub(epoch)
 }
 
 // appendFrameHeader appends the header of an unmasked (server to client),
