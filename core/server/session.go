@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/pluginhost"
@@ -33,23 +31,24 @@ type session struct {
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	limiter *rate.Limiter
-	// preAuth is the smaller budget of a connection that has not
-	// authenticated yet (see unauthenticated.go); it applies on top of
-	// limiter until then.
-	preAuth  *rate.Limiter
 	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
 	afterReply []func()
 
-	mu       sync.Mutex
-	ident    *auth.Identity // nil until a token is accepted
-	expired  bool           // the token expired and no new one came yet
-	methods  map[string]bool
-	volatile json.RawMessage
-	subs     map[string]struct{}
-	timer    *time.Timer // token expiry, then grace
+	mu sync.Mutex
+	// callsPerSecond is limits.calls_per_second when the connection opened;
+	// budget is its budget, preAuth the smaller one of a connection that
+	// has not authenticated yet (see unauthenticated.go), which applies on
+	// top of budget until then.
+	callsPerSecond  float64
+	budget, preAuth callBudget
+	ident           *auth.Identity // nil until a token is accepted
+	expired         bool           // the token expired and no new one came yet
+	methods         map[string]bool
+	volatile        json.RawMessage
+	subs            map[string]struct{}
+	timer           *time.Timer // token expiry, then grace
 	// serverSeq numbers the $server notifications of this connection.
 	serverSeq uint64
 	calls     map[string]chan *rpc.Message
@@ -61,12 +60,11 @@ type session struct {
 
 func newSession(srv *Server, conn *transport.Conn, id string) *session {
 	s := &session{
-		srv:     srv,
-		conn:    conn,
-		id:      id,
-		subs:    make(map[string]struct{}),
-		limiter: rate.NewLimiter(rate.Limit(srv.live().Limits.CallsPerSecond), max(1, int(srv.live().Limits.CallsPerSecond))),
-		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.live())), max(1, int(preAuthCallsPerSecond(srv.live())))),
+		srv:            srv,
+		conn:           conn,
+		id:             id,
+		subs:           make(map[string]struct{}),
+		callsPerSecond: srv.live().Limits.CallsPerSecond,
 	}
 	s.wantsNotifications.Store(true)
 	empty := ""
@@ -151,7 +149,7 @@ func (s *session) caller() pluginhost.Caller {
 // connection's user and the claims of its last token, even after that token
 // expired (the user id of a connection never changes, and a plugin must
 // learn that this user's connection or subscription ended).
-func (s *session) eventUser() (string, map[string]any) {
+func (s *session) eventUser() (string, json.RawMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ident == nil {
