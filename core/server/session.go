@@ -47,7 +47,7 @@ type session struct {
 	expired         bool           // the token expired and no new one came yet
 	methods         map[string]bool
 	volatile        json.RawMessage
-	subs            map[string]struct{}
+	subs            chanSet
 	timer           *time.Timer // token expiry, then grace
 	// serverSeq numbers the $server notifications of this connection.
 	serverSeq uint64
@@ -63,7 +63,6 @@ func newSession(srv *Server, conn *transport.Conn, id string) *session {
 		srv:            srv,
 		conn:           conn,
 		id:             id,
-		subs:           make(map[string]struct{}),
 		callsPerSecond: srv.live().Limits.CallsPerSecond,
 	}
 	s.wantsNotifications.Store(true)
@@ -166,7 +165,7 @@ func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
 	if s.ident != nil && s.ident.UserID != id.UserID {
 		return rpc.Errorf(rpc.CodeForbidden, "this token is for user %q but the connection belongs to %q: open a new connection to switch users", id.UserID, s.ident.UserID)
 	}
-	if s.ident == nil && len(s.subs) > 0 {
+	if s.ident == nil && s.subs.len() > 0 {
 		// An anonymous connection that signs in keeps its presence entries
 		// under "": switching would corrupt the counts.
 		return rpc.Errorf(rpc.CodeForbidden, "authenticate before subscribing: this connection already has anonymous subscriptions")
@@ -211,7 +210,7 @@ func (s *session) graceOver() {
 		return
 	}
 	var drop []string
-	for ch := range s.subs {
+	for ch := range s.subs.all() {
 		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
@@ -484,8 +483,8 @@ func (s *session) end() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	channels := make([]string, 0, len(s.subs))
-	for ch := range s.subs {
+	channels := make([]string, 0, s.subs.len())
+	for ch := range s.subs.all() {
 		channels = append(channels, ch)
 	}
 	s.mu.Unlock()

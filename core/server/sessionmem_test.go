@@ -49,7 +49,7 @@ func BenchmarkIdleSessionBytes(b *testing.B) {
 			}
 			s := newSession(srv, nil, newID())
 			s.ident = id
-			s.subs[("user:" + strconv.Itoa(i))] = struct{}{}
+			s.subs.add("user:" + strconv.Itoa(i))
 			if err := s.rateLimit(); err != nil {
 				b.Fatal(err)
 			}
