@@ -305,11 +305,14 @@ func (s *session) handleFrame(frame []byte) {
 	send()
 }
 
+// runAfterReply runs and forgets what the frame left to run: the funcs
+// (subscribe's holds its hub.Joins) must not stay reachable from the
+// session's slice for the life of an idle connection.
 func (s *session) runAfterReply() {
 	for _, f := range s.afterReply {
 		f()
 	}
-	s.afterReply = s.afterReply[:0]
+	s.afterReply = nil
 }
 
 // handleMessage returns the reply to send (nil for notifications and

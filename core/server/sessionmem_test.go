@@ -8,6 +8,7 @@ import (
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/config"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkIdleSessionBytes reports the heap one idle connection's session
@@ -67,4 +68,22 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// What a frame left to run after its reply (subscribe's activation of its
+// hub.Joins) is not kept by the session once it ran: the connection may
+// then stay idle for hours.
+func TestAfterReplyIsForgottenOnceRun(t *testing.T) {
+	cfg := config.Defaults()
+	srv := &Server{}
+	srv.conf.Store(&cfg)
+	s := newSession(srv, nil, newID())
+	ran := 0
+	big := make([]byte, 1<<20)
+	s.afterReply = append(s.afterReply, func() { ran += len(big) })
+	s.runAfterReply()
+	require.Equal(t, 1<<20, ran)
+	for i, f := range s.afterReply[:cap(s.afterReply)] {
+		require.Nil(t, f, "entry %d of the session's afterReply is still held", i)
+	}
 }
