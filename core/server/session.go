@@ -27,11 +27,11 @@ type session struct {
 	// wantsNotifications is false when hello's methods omit
 	// onNotificationReceived: such a client receives no batches.
 	wantsNotifications atomic.Bool
+	inFlight           atomic.Int32 // plugin calls running (beside the Bool: no padding)
 	// uid is read by the hub on every subscribe; it is set once, when the
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
 	afterReply []func()
@@ -44,7 +44,6 @@ type session struct {
 	callsPerSecond  float64
 	budget, preAuth callBudget
 	ident           *auth.Identity // nil until a token is accepted
-	expired         bool           // the token expired and no new one came yet
 	methods         map[string]bool
 	volatile        json.RawMessage
 	subs            chanSet
@@ -56,7 +55,12 @@ type session struct {
 	closed    bool
 	// announced is set once plugins were told of the connection.
 	announced bool
+	expired   bool // the token expired and no new one came yet
 }
+
+// noUserID is the user id of a session not identified yet: one string for
+// all of them.
+var noUserID = ""
 
 func newSession(srv *Server, conn *transport.Conn, id string) *session {
 	s := &session{
@@ -66,8 +70,7 @@ func newSession(srv *Server, conn *transport.Conn, id string) *session {
 		callsPerSecond: srv.live().Limits.CallsPerSecond,
 	}
 	s.wantsNotifications.Store(true)
-	empty := ""
-	s.uid.Store(&empty)
+	s.uid.Store(&noUserID)
 	return s
 }
 
