@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,11 +15,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Identity is what a valid token says.
+// Identity is what a valid token says. A connection keeps it for its life,
+// so it holds what plugins are given and no more: the claims as the token's
+// own payload JSON (an object, compacted) rather than a decoded map, which
+// plugins receive as JSON anyway, and a copy of the token that does not
+// keep the buffer it was read from (a handshake's request line) alive.
 type Identity struct {
 	UserID    string
-	Claims    map[string]any
-	ExpiresAt time.Time // zero when the token does not expire
+	Claims    json.RawMessage // the token's payload: a JSON object, compact
+	ExpiresAt time.Time       // zero when the token does not expire
 	Token     string
 }
 
@@ -59,11 +66,39 @@ func (t *Tokens) Verify(token string) (*Identity, error) {
 	if sub == "" {
 		return nil, errors.New(`token has no "sub" claim`)
 	}
-	id := &Identity{UserID: sub, Claims: claims, Token: token}
+	payload, err := payloadJSON(token)
+	if err != nil {
+		return nil, err
+	}
+	id := &Identity{UserID: sub, Claims: payload, Token: strings.Clone(token)}
 	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
 		id.ExpiresAt = exp.Time
 	}
 	return id, nil
+}
+
+// payloadJSON returns the payload segment of a token that parsed, decoded
+// and compacted into a slice of its own. The parse decoded the same segment
+// into a JSON object, so neither step fails on a verified token; they are
+// checked all the same.
+func payloadJSON(token string) (json.RawMessage, error) {
+	_, rest, _ := strings.Cut(token, ".")
+	seg, _, _ := strings.Cut(rest, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, fmt.Errorf("token malformed: payload: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(raw))
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fmt.Errorf("token malformed: payload: %w", err)
+	}
+	if buf.Len() == len(raw) {
+		return raw, nil // already compact: raw is exactly its length
+	}
+	out := make(json.RawMessage, buf.Len())
+	copy(out, buf.Bytes())
+	return out, nil
 }
 
 // Mint signs a token for sub valid for ttl (0: no expiry) with extra claims.

@@ -14,11 +14,11 @@ import (
 // Caller is who makes a call or a subscription: a client connection with its
 // identity, or a backend holding an API key.
 type Caller struct {
-	ConnID  string         // "" for backends and HTTP routes
-	UserID  string         // "" when anonymous or backend
-	Claims  map[string]any // the token's claims (nil for backends)
-	Token   string         // the raw token, for plugins that check their own claims
-	Backend bool           // true for API-key callers (backend rights)
+	ConnID  string          // "" for backends and HTTP routes
+	UserID  string          // "" when anonymous or backend
+	Claims  json.RawMessage // the token's claims, a JSON object as the token has it (nil for backends)
+	Token   string          // the raw token, for plugins that check their own claims
+	Backend bool            // true for API-key callers (backend rights)
 }
 
 // Notification is what a plugin emits: the host adds id, seq and timestamp.
@@ -59,7 +59,7 @@ type Event struct {
 	Kind     EventKind
 	ConnID   string
 	UserID   string
-	Claims   map[string]any
+	Claims   json.RawMessage // as Caller.Claims
 	Channel  string          // for subscribed/unsubscribed
 	Volatile json.RawMessage // client-provided volatile data, if any
 }
@@ -69,7 +69,7 @@ type Event struct {
 type Connection struct {
 	ConnID   string
 	UserID   string
-	Claims   map[string]any
+	Claims   json.RawMessage // as Caller.Claims
 	Volatile json.RawMessage
 	Channels []string
 }

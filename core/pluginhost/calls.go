@@ -14,7 +14,7 @@ import (
 )
 
 func callerPB(c Caller) *pluginpb.Caller {
-	return &pluginpb.Caller{ConnId: c.ConnID, UserId: c.UserID, ClaimsJson: claimsJSON(c.Claims), Token: c.Token, Backend: c.Backend}
+	return &pluginpb.Caller{ConnId: c.ConnID, UserId: c.UserID, ClaimsJson: c.Claims, Token: c.Token, Backend: c.Backend}
 }
 
 // target finds the running instance of plugin, or the error a caller gets.
@@ -174,7 +174,7 @@ func (m *Manager) Notify(ev Event) {
 		}
 		if pe == nil { // encoded once, shared by every plugin (read-only)
 			pe = &pluginpb.Event{Kind: kindPB[ev.Kind], ConnId: ev.ConnID, UserId: ev.UserID,
-				ClaimsJson: claimsJSON(ev.Claims), Channel: ev.Channel, Volatile: ev.Volatile}
+				ClaimsJson: ev.Claims, Channel: ev.Channel, Volatile: ev.Volatile}
 		}
 		inst.enqueue(pe)
 	}

@@ -2,7 +2,6 @@ package pluginhost
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -29,14 +28,6 @@ var kindPB = map[EventKind]pluginpb.EventKind{
 	Disconnected: pluginpb.EventKind_EVENT_KIND_DISCONNECTED,
 	Subscribed:   pluginpb.EventKind_EVENT_KIND_SUBSCRIBED,
 	Unsubscribed: pluginpb.EventKind_EVENT_KIND_UNSUBSCRIBED,
-}
-
-func claimsJSON(c map[string]any) []byte {
-	if c == nil {
-		return nil
-	}
-	b, _ := json.Marshal(c)
-	return b
 }
 
 // wants says whether this instance should learn of ev: connection events go
@@ -231,7 +222,7 @@ func (i *instance) resync(ctx context.Context) bool {
 		return true
 	}
 	for _, c := range i.m.opts.Core.Connections() {
-		claims := claimsJSON(c.Claims)
+		claims := []byte(c.Claims) // sent as the token has them, not re-encoded
 		batch.Events = append(batch.Events, &pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_CONNECTED,
 			ConnId: c.ConnID, UserId: c.UserID, ClaimsJson: claims, Volatile: c.Volatile, Replay: true})
 		for _, ch := range c.Channels {

@@ -242,7 +242,7 @@ func (s *Server) adminConnections() (int, []adminConnection) {
 	var list []adminConnection
 	s.eachSession(func(ss *session) {
 		ss.mu.Lock()
-		n := len(ss.subs)
+		n := ss.subs.len()
 		ss.mu.Unlock()
 		c := adminConnection{ID: ss.id, User: ss.UserID(), Remote: ss.conn.RemoteAddr().String(), Subscriptions: n, QueuedBytes: ss.conn.QueuedBytes()}
 		if id, err := ulid.ParseStrict(ss.id); err == nil {
@@ -268,7 +268,7 @@ func (s *Server) adminChannels() (int, []adminChannel) {
 	counts := make(map[string]int)
 	s.eachSession(func(ss *session) {
 		ss.mu.Lock()
-		for ch := range ss.subs {
+		for ch := range ss.subs.all() {
 			counts[ch]++
 		}
 		ss.mu.Unlock()

@@ -66,8 +66,8 @@ func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
 		return rpc.Errorf(rpc.CodeInvalidParams, "%v", err)
 	}
 	ss.mu.Lock()
-	_, had := ss.subs[channel]
-	n := len(ss.subs)
+	had := ss.subs.has(channel)
+	n := ss.subs.len()
 	ss.mu.Unlock()
 	if had {
 		return nil
@@ -88,7 +88,7 @@ func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
 		j.Cancel()
 		return rpc.Errorf(rpc.CodeInvalidParams, "connection %s closed", connID)
 	}
-	ss.subs[channel] = struct{}{}
+	ss.subs.add(channel)
 	ss.mu.Unlock()
 	j.Activate()
 	s.metrics.subscriptions.Inc()
@@ -133,7 +133,7 @@ func (s *Server) SubscribedTo(connID string, match func(channel string) bool) bo
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	for ch := range ss.subs {
+	for ch := range ss.subs.all() {
 		if match(ch) {
 			return true
 		}
@@ -156,11 +156,11 @@ func (s *Server) Connections() []pluginhost.Connection {
 			ss.mu.Unlock()
 			continue
 		}
-		c := pluginhost.Connection{ConnID: ss.id, Volatile: ss.volatile, Channels: make([]string, 0, len(ss.subs))}
+		c := pluginhost.Connection{ConnID: ss.id, Volatile: ss.volatile, Channels: make([]string, 0, ss.subs.len())}
 		if ss.ident != nil && !ss.expired {
 			c.UserID, c.Claims = ss.ident.UserID, ss.ident.Claims
 		}
-		for ch := range ss.subs {
+		for ch := range ss.subs.all() {
 			c.Channels = append(c.Channels, ch)
 		}
 		ss.mu.Unlock()

@@ -78,8 +78,8 @@ func (s *Server) SubscribeWith(ctx context.Context, connID, channel string, opts
 		return pluginhost.SubscribeResult{Position: pluginhost.Position{Seq: pos.Seq, Epoch: pos.Epoch}}, nil
 	}
 	ss.mu.Lock()
-	_, had := ss.subs[channel]
-	n := len(ss.subs)
+	had := ss.subs.has(channel)
+	n := ss.subs.len()
 	ss.mu.Unlock()
 	if had {
 		return current()
@@ -104,7 +104,7 @@ func (s *Server) SubscribeWith(ctx context.Context, connID, channel string, opts
 		j.Cancel()
 		return res, rpc.Errorf(rpc.CodeInvalidParams, "connection %s closed", connID)
 	}
-	ss.subs[channel] = struct{}{}
+	ss.subs.add(channel)
 	ss.mu.Unlock()
 	res = pluginhost.SubscribeResult{Position: pluginhost.Position{Seq: j.Position.Seq, Epoch: j.Position.Epoch}, Recovered: since != nil && j.Recovered}
 	if opts.Hold {

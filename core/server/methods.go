@@ -249,13 +249,13 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 	s.mu.Lock()
 	var fresh []string
 	for _, ch := range names {
-		if _, ok := s.subs[ch]; !ok {
+		if !s.subs.has(ch) {
 			fresh = append(fresh, ch)
 		}
 	}
 	limit := s.srv.live().Limits.MaxSubscriptions
-	over := len(s.subs)+len(fresh) > limit
-	held := len(s.subs)
+	over := s.subs.len()+len(fresh) > limit
+	held := s.subs.len()
 	s.mu.Unlock()
 	if over {
 		return nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: this connection holds %d subscriptions and asks for %d more; the limit is %d (limits.max_subscriptions)", held, len(fresh), limit)
@@ -279,7 +279,7 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 		return nil, rpc.Errorf(rpc.CodeInternal, "connection closed")
 	}
 	for _, ch := range fresh {
-		s.subs[ch] = struct{}{}
+		s.subs.add(ch)
 	}
 	if p.Volatile != nil {
 		s.volatile = p.Volatile
@@ -398,8 +398,7 @@ func (s *session) unsubscribe(channels []string) []string {
 	done := make([]string, 0, len(channels))
 	s.mu.Lock()
 	for _, ch := range channels {
-		if _, ok := s.subs[ch]; ok {
-			delete(s.subs, ch)
+		if s.subs.remove(ch) {
 			done = append(done, ch)
 		}
 	}
@@ -428,7 +427,7 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 		return nil, invalidParams("channel is required")
 	}
 	s.mu.Lock()
-	_, ok := s.subs[p.Channel]
+	ok := s.subs.has(p.Channel)
 	s.mu.Unlock()
 	if !ok {
 		return nil, rpc.Errorf(rpc.CodeForbidden, "forbidden: presence is for channels this connection is subscribed to; subscribe to %q first", p.Channel)

@@ -9,8 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/pluginhost"
@@ -29,27 +27,27 @@ type session struct {
 	// wantsNotifications is false when hello's methods omit
 	// onNotificationReceived: such a client receives no batches.
 	wantsNotifications atomic.Bool
+	inFlight           atomic.Int32 // plugin calls running (beside the Bool: no padding)
 	// uid is read by the hub on every subscribe; it is set once, when the
 	// connection is first identified.
 	uid atomic.Pointer[string]
 
-	limiter *rate.Limiter
-	// preAuth is the smaller budget of a connection that has not
-	// authenticated yet (see unauthenticated.go); it applies on top of
-	// limiter until then.
-	preAuth  *rate.Limiter
-	inFlight atomic.Int32 // plugin calls running
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
 	afterReply []func()
 
-	mu       sync.Mutex
-	ident    *auth.Identity // nil until a token is accepted
-	expired  bool           // the token expired and no new one came yet
-	methods  map[string]bool
-	volatile json.RawMessage
-	subs     map[string]struct{}
-	timer    *time.Timer // token expiry, then grace
+	mu sync.Mutex
+	// callsPerSecond is limits.calls_per_second when the connection opened;
+	// budget is its budget, preAuth the smaller one of a connection that
+	// has not authenticated yet (see unauthenticated.go), which applies on
+	// top of budget until then.
+	callsPerSecond  float64
+	budget, preAuth callBudget
+	ident           *auth.Identity // nil until a token is accepted
+	methods         map[string]bool
+	volatile        json.RawMessage
+	subs            chanSet
+	timer           *time.Timer // token expiry, then grace
 	// serverSeq numbers the $server notifications of this connection.
 	serverSeq uint64
 	calls     map[string]chan *rpc.Message
@@ -57,20 +55,22 @@ type session struct {
 	closed    bool
 	// announced is set once plugins were told of the connection.
 	announced bool
+	expired   bool // the token expired and no new one came yet
 }
+
+// noUserID is the user id of a session not identified yet: one string for
+// all of them.
+var noUserID = ""
 
 func newSession(srv *Server, conn *transport.Conn, id string) *session {
 	s := &session{
-		srv:     srv,
-		conn:    conn,
-		id:      id,
-		subs:    make(map[string]struct{}),
-		limiter: rate.NewLimiter(rate.Limit(srv.live().Limits.CallsPerSecond), max(1, int(srv.live().Limits.CallsPerSecond))),
-		preAuth: rate.NewLimiter(rate.Limit(preAuthCallsPerSecond(srv.live())), max(1, int(preAuthCallsPerSecond(srv.live())))),
+		srv:            srv,
+		conn:           conn,
+		id:             id,
+		callsPerSecond: srv.live().Limits.CallsPerSecond,
 	}
 	s.wantsNotifications.Store(true)
-	empty := ""
-	s.uid.Store(&empty)
+	s.uid.Store(&noUserID)
 	return s
 }
 
@@ -151,7 +151,7 @@ func (s *session) caller() pluginhost.Caller {
 // connection's user and the claims of its last token, even after that token
 // expired (the user id of a connection never changes, and a plugin must
 // learn that this user's connection or subscription ended).
-func (s *session) eventUser() (string, map[string]any) {
+func (s *session) eventUser() (string, json.RawMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ident == nil {
@@ -168,7 +168,7 @@ func (s *session) setIdentity(id *auth.Identity) *rpc.Error {
 	if s.ident != nil && s.ident.UserID != id.UserID {
 		return rpc.Errorf(rpc.CodeForbidden, "this token is for user %q but the connection belongs to %q: open a new connection to switch users", id.UserID, s.ident.UserID)
 	}
-	if s.ident == nil && len(s.subs) > 0 {
+	if s.ident == nil && s.subs.len() > 0 {
 		// An anonymous connection that signs in keeps its presence entries
 		// under "": switching would corrupt the counts.
 		return rpc.Errorf(rpc.CodeForbidden, "authenticate before subscribing: this connection already has anonymous subscriptions")
@@ -213,7 +213,7 @@ func (s *session) graceOver() {
 		return
 	}
 	var drop []string
-	for ch := range s.subs {
+	for ch := range s.subs.all() {
 		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
@@ -308,11 +308,14 @@ func (s *session) handleFrame(frame []byte) {
 	send()
 }
 
+// runAfterReply runs and forgets what the frame left to run: the funcs
+// (subscribe's holds its hub.Joins) must not stay reachable from the
+// session's slice for the life of an idle connection.
 func (s *session) runAfterReply() {
 	for _, f := range s.afterReply {
 		f()
 	}
-	s.afterReply = s.afterReply[:0]
+	s.afterReply = nil
 }
 
 // handleMessage returns the reply to send (nil for notifications and
@@ -486,8 +489,8 @@ func (s *session) end() {
 	if s.timer != nil {
 		s.timer.Stop()
 	}
-	channels := make([]string, 0, len(s.subs))
-	for ch := range s.subs {
+	channels := make([]string, 0, s.subs.len())
+	for ch := range s.subs.all() {
 		channels = append(channels, ch)
 	}
 	s.mu.Unlock()

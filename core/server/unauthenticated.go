@@ -21,9 +21,9 @@ import (
 
 func preAuthOutboxBytes(cfg *config.Config) int { return cfg.Delivery.OutboxBytes / 16 }
 
-func preAuthCallsPerSecond(cfg *config.Config) float64 {
-	return max(1, cfg.Limits.CallsPerSecond/5)
-}
+// preAuthCallsPerSecond is the budget before authentication of a
+// connection opened with limits.calls_per_second = callsPerSecond.
+func preAuthCallsPerSecond(callsPerSecond float64) float64 { return max(1, callsPerSecond/5) }
 
 func preAuthBatchCalls(cfg *config.Config) int { return max(1, cfg.Limits.MaxBatchCalls/10) }
 
@@ -38,11 +38,18 @@ func (s *session) maxBatchCalls() int {
 // rateLimit takes one call (or one invalid batch entry) from the
 // connection's budget, or says why it cannot.
 func (s *session) rateLimit() *rpc.Error {
-	if !s.authenticated() && !s.preAuth.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second before the connection authenticates (limits.calls_per_second / 5); authenticate, or slow down and retry", preAuthCallsPerSecond(s.srv.live()))
-	}
-	if !s.limiter.Allow() {
-		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", s.srv.live().Limits.CallsPerSecond)
+	now := monoNow()
+	s.mu.Lock()
+	cps := s.callsPerSecond
+	pre := preAuthCallsPerSecond(cps)
+	preOK := s.authenticatedLocked() || s.preAuth.allow(now, pre)
+	ok := preOK && s.budget.allow(now, cps)
+	s.mu.Unlock()
+	switch {
+	case !preOK:
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second before the connection authenticates (limits.calls_per_second / 5); authenticate, or slow down and retry", pre)
+	case !ok:
+		return rpc.Errorf(rpc.CodeRateLimited, "rate limited: at most %g calls per second per connection (limits.calls_per_second); slow down and retry", cps)
 	}
 	return nil
 }
