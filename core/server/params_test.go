@@ -138,6 +138,8 @@ func FuzzScanPublish(f *testing.F) {
 		` { "channel" : "a" , "event" : "é" , "object_type" : "t" , "object" : [ ] } `,
 		`{"channel":"a","event":"e","object_type":"t","object":1,"object":2}`,
 		`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":{"x":1}},{"channel":"b","event":"e","object_type":"t","object":{ "y" : [1, 2] }},{"channel":"c","event":"e","object_type":"t","object":"z"}]}`,
+		// Names longer than the room kept for them, and events that change.
+		`{"notifications":[{"channel":"a-channel-name-of-forty-bytes-0123456789","event":"an-event-name-as-long","object_type":"t","object":1},{"channel":"b","event":"other","object_type":"t2","object":2},{"channel":"c-again-a-long-channel-name","event":"other","object_type":"t2","object_name":"a-name","object":3}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -171,6 +173,19 @@ func TestScanPublishCopiesOnlyObjectsToCompact(t *testing.T) {
 	copies := testing.AllocsPerRun(100, func() { scanPublish(spaced) })
 	none := testing.AllocsPerRun(100, func() { scanPublish(compact) })
 	require.Equal(t, copies-1, none)
+}
+
+// The string fields of a request are one allocation: scenario c's body of
+// ten notifications costs its slice of notifications and one array of
+// names.
+func TestScanPublishNamesAreOneAllocation(t *testing.T) {
+	body := scenarioCBody(10, 1)
+	ns, ok := scanPublish(body)
+	require.True(t, ok)
+	ref, err := parsePublishJSON(body)
+	require.NoError(t, err)
+	require.Equal(t, ref, ns)
+	require.Equal(t, 2.0, testing.AllocsPerRun(100, func() { scanPublish(body) }))
 }
 
 // A publish's reply is byte for byte what encoding/json made of it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/heraldhq/herald/core/broker"
 )
@@ -21,7 +22,8 @@ import (
 // its bytes in the body, a full slice of it; the others are compacted, as
 // compactJSON does, into one buffer for the rest of the body, allocated
 // at the first of them: no allocation for the objects of most requests,
-// one at most.
+// one at most. The string fields (channel, event, ...) are parts of one
+// array of names (keep), not a string each.
 func scanPublish(body []byte) ([]broker.Notification, bool) {
 	s := publishScanner{b: body}
 	s.ws()
@@ -40,7 +42,9 @@ func scanPublish(body []byte) ([]broker.Notification, bool) {
 		if !s.eat('[') {
 			return nil, false
 		}
-		ns = make([]broker.Notification, 0, max(1, bytes.Count(body, []byte(`"channel"`))))
+		count := max(1, bytes.Count(body, []byte(`"channel"`)))
+		ns = make([]broker.Notification, 0, count)
+		s.namesCap = min(len(body), count*namesPerNotification)
 		for {
 			s.ws()
 			if !s.eat('{') {
@@ -69,6 +73,7 @@ func scanPublish(body []byte) ([]broker.Notification, bool) {
 		}
 	} else {
 		s.i = start
+		s.namesCap = min(len(body), 2*namesPerNotification)
 		n, ok := s.notification(nil)
 		if !ok {
 			return nil, false
@@ -93,6 +98,32 @@ type publishScanner struct {
 	// copy says that value appends what it reads to out; spaced that
 	// whitespace was skipped since it was last cleared.
 	copy, spaced bool
+	// names holds the string fields of the request (channels mostly:
+	// event and object_type are lent by the notification before), one
+	// allocation for all of them; see name.
+	names    []byte
+	namesCap int // the size of names' arrays
+}
+
+// namesPerNotification is the room names has per notification of the
+// body: scenario c's channel names ("bench-1234") fit in one array, longer
+// names take another array of the same size when it is full.
+const namesPerNotification = 16
+
+// keep returns v as a string that is a part of names. Bytes written to
+// names are never written again (append only adds after them; a grown
+// names is a new array, the old one stays as it was), so the strings
+// stay what they were: unsafe.String's condition.
+func (s *publishScanner) keep(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	if cap(s.names)-len(s.names) < len(v) {
+		s.names = make([]byte, 0, max(len(v), s.namesCap))
+	}
+	at := len(s.names)
+	s.names = append(s.names, v...)
+	return unsafe.String(&s.names[at], len(v))
 }
 
 func (s *publishScanner) ws() {
@@ -258,7 +289,7 @@ func (s *publishScanner) notification(prev *broker.Notification) (broker.Notific
 				if string(v) == same {
 					*dst = same
 				} else {
-					*dst = string(v)
+					*dst = s.keep(v)
 				}
 			}
 		}
