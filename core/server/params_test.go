@@ -218,3 +218,40 @@ func TestReadBody(t *testing.T) {
 		require.Error(t, err, cl)
 	}
 }
+
+// validJSON is encoding/json.Valid.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"sent_ns":1763920000000000000,"n":1}`, ` [1, -2.5e+3, true, false, null, {} , [ ] ] `, `"\u00e9\n"`, "\"\xff\"",
+		`0`, `-0.5E-7`, `01`, `1.`, `{"a":1,}`, `[1 2]`, `"\x"`, "\"\x01\"", `nul`, ``, ` `, `{} {}`, `{"a" 1}`,
+		strings.Repeat("[", scanMaxDepth+2) + strings.Repeat("]", scanMaxDepth+2),
+		strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid: %v", b, got, want)
+		}
+	})
+}
+
+// BenchmarkValidJSON is the check of an emitted object: validJSON against
+// encoding/json.Valid.
+func BenchmarkValidJSON(b *testing.B) {
+	obj := []byte(`{"id":8,"user_id":72,"group_id":2,"serial":8,"text":"hello world ;)","deleted_at":null,"edited_at":null,"created_at":"2018-10-15T17:54:41Z"}`)
+	for _, tc := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{{"validJSON", validJSON}, {"json.Valid", json.Valid}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(obj)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if !tc.valid(obj) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
