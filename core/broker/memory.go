@@ -216,7 +216,8 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		ch.seq++
 		seq := ch.seq
 		// Sized exactly: the history's byte bound counts cap(Data).
-		data := appendEncodedULID(make([]byte, 0, EncodedLen(n, ulidText, seq, ms)), n, id, seq, ms)
+		pub, buf := newPublication(EncodedLen(n, ulidText, seq, ms))
+		data := appendEncodedULID(buf, n, id, seq, ms)
 		accepted := n.Accepted
 		if accepted.IsZero() {
 			accepted = now
@@ -224,7 +225,7 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		// The id and (when it needs no escaping) the channel name are
 		// read from Data, which no one modifies: two strings a
 		// publication that cost no allocation and no copy.
-		pub := &Publication{Channel: inData(data, n.Channel), Seq: seq, ID: unsafe.String(&data[idAt], ulidLen),
+		*pub = Publication{Channel: inData(data, n.Channel), Seq: seq, ID: unsafe.String(&data[idAt], ulidLen),
 			Data: data, More: i < len(ns)-1, Accepted: accepted}
 		grown += ch.append(pub, now, m.opts.HistorySize)
 		if m.handler != nil {
