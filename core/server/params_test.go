@@ -6,9 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -254,4 +258,45 @@ func BenchmarkValidJSON(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A released slice of notifications comes back empty and cleared: the pool
+// holds no request's strings or objects.
+func TestReleasedNotificationsAreCleared(t *testing.T) {
+	ns, ok := scanPublish(scenarioCBody(10, 1))
+	require.True(t, ok)
+	releaseNotifications(ns)
+	again := takeNotifications(10)
+	require.Empty(t, again)
+	for _, n := range again[:cap(again)] {
+		require.Zero(t, n.Channel+n.Event+n.ObjectType+n.ObjectName)
+		require.Nil(t, n.Object)
+	}
+}
+
+// Publishes that reuse each other's slices of notifications, in parallel,
+// each get the replies and publications of their own bodies.
+func TestPublishesReusingNotificationsKeepTheirOwn(t *testing.T) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				first := int64(g*2500 + i*10) // each goroutine its own channels
+				status, reply := srv.publishBody(t.Context(), time.Now(), "test-key", "", scenarioCBody(10, first))
+				if !assert.Equal(t, http.StatusOK, status, "%s", reply) {
+					return
+				}
+				var got struct{ Results []publishResult }
+				if !assert.NoError(t, json.Unmarshal(reply, &got)) || !assert.Len(t, got.Results, 10) {
+					return
+				}
+				for k, r := range got.Results {
+					assert.Equal(t, "bench-"+strconv.FormatInt((first+int64(k))%10000, 10), r.Channel)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
