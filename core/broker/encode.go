@@ -34,14 +34,15 @@ const ulidLen = 26
 
 // appendEncodedULID is appendEncoded with the id in its binary form: its
 // text is written straight into dst (a ULID's alphabet needs no escaping).
-// It returns the id's text inside the result as well.
-func appendEncodedULID(dst []byte, n *Notification, id ulid.ULID, seq uint64, timestampMs int64) (out []byte, idText []byte) {
+// Into an empty dst it writes the id at idAt, and the channel name, when it
+// needs no escaping, at chanAt (memory.go reads both from there).
+func appendEncodedULID(dst []byte, n *Notification, id ulid.ULID, seq uint64, timestampMs int64) []byte {
 	dst = append(dst, `{"id":"`...)
 	at := len(dst)
 	dst = append(dst, make([]byte, ulidLen)...) // no allocation: appended in place
 	_ = id.MarshalTextTo(dst[at : at+ulidLen])  // cannot fail: the buffer is ulidLen long
 	dst = append(dst, '"')
-	return appendAfterID(dst, n, seq, timestampMs), dst[at : at+ulidLen]
+	return appendAfterID(dst, n, seq, timestampMs)
 }
 
 // appendAfterID appends the fields that follow the id.

@@ -47,3 +47,18 @@ func TestIDsCarry(t *testing.T) {
 	require.Negative(t, b.Compare(c))
 	require.Equal(t, uint64(8), c.Time())
 }
+
+// IDSource is ids for other brokers: its runs follow each other, and two
+// sources (two nodes) asked at the same millisecond give different ids.
+func TestIDSource(t *testing.T) {
+	a, b := NewIDSource(), NewIDSource()
+	ra, rb := a.Reserve(5000, 2), b.Reserve(5000, 1)
+	x, y, z := ra.Next(), ra.Next(), rb.Next()
+	require.Negative(t, x.Compare(y))
+	require.NotEqual(t, x, z)
+	require.NotEqual(t, y, z)
+	next := a.Reserve(5000, 1)
+	require.Negative(t, y.Compare(next.Next()))
+	before := a.Reserve(-1, 1) // a clock before 1970 goes on from the last id
+	require.Equal(t, uint64(5000), before.Next().Time())
+}

@@ -8,9 +8,11 @@ import (
 	"hash/maphash"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // ulidText stands for any id in EncodedLen, which counts only its length.
@@ -34,8 +36,10 @@ const (
 	// a channel of that bucket lost its stream (see memoryShard.gens).
 	epochBuckets = 1 << 14
 	// entryOverhead is what a kept publication costs beyond its encoded
-	// bytes: the Publication (96 bytes with its accept time), its id
-	// string and its ring slot.
+	// bytes: the Publication (96 bytes with its accept time) and its ring
+	// slot (32), with room to spare (its id and channel strings, which
+	// were allocations of their own, are now read from its bytes; the
+	// figure is kept so that history.max_bytes bounds what it did).
 	entryOverhead = 160
 	// evictTo is the share of MaxBytes that an eviction brings the history
 	// down to, so that evictions (a scan of every channel) stay rare.
@@ -165,7 +169,10 @@ func (m *Memory) lookup(name string, create bool) (*memoryChannel, string) {
 				return nil, e
 			}
 			ch = &memoryChannel{epoch: m.epoch(s.gens[b]), lastAt: m.opts.Now()}
-			s.channels[name] = ch
+			// The key outlives the publish: a copy of its own, not a
+			// part of whatever the caller's name is a part of (a
+			// request's names, a publication's bytes).
+			s.channels[strings.Clone(name)] = ch
 			m.channels.Add(1)
 		}
 		s.mu.Unlock()
@@ -209,12 +216,17 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		ch.seq++
 		seq := ch.seq
 		// Sized exactly: the history's byte bound counts cap(Data).
-		data, idText := appendEncodedULID(make([]byte, 0, EncodedLen(n, ulidText, seq, ms)), n, id, seq, ms)
+		pub, buf := newPublication(EncodedLen(n, ulidText, seq, ms))
+		data := appendEncodedULID(buf, n, id, seq, ms)
 		accepted := n.Accepted
 		if accepted.IsZero() {
 			accepted = now
 		}
-		pub := &Publication{Channel: n.Channel, Seq: seq, ID: string(idText), Data: data, More: i < len(ns)-1, Accepted: accepted}
+		// The id and (when it needs no escaping) the channel name are
+		// read from Data, which no one modifies: two strings a
+		// publication that cost no allocation and no copy.
+		*pub = Publication{Channel: inData(data, n.Channel), Seq: seq, ID: unsafe.String(&data[idAt], ulidLen),
+			Data: data, More: i < len(ns)-1, Accepted: accepted}
 		grown += ch.append(pub, now, m.opts.HistorySize)
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)
@@ -227,6 +239,25 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		m.evict()
 	}
 	return out, nil
+}
+
+// idAt is where a publication's id starts in its Data, and chanAt where
+// its channel name does when it needed no escaping (appendEncodedULID's
+// layout: {"id":"<26>","channel":"<name>",...).
+const (
+	idAt   = len(`{"id":"`)
+	chanAt = idAt + ulidLen + len(`","channel":"`)
+)
+
+// inData returns the channel name as it is written in data, a
+// notification appendEncodedULID wrote: a name that needed escaping is not
+// there verbatim, and then name itself is returned.
+func inData(data []byte, name string) string {
+	end := chanAt + len(name)
+	if name == "" || end >= len(data) || data[end] != '"' || string(data[chanAt:end]) != name {
+		return name
+	}
+	return unsafe.String(&data[chanAt], len(name))
 }
 
 func entryCost(p *Publication) int64 { return int64(cap(p.Data)) + entryOverhead }

@@ -286,3 +286,75 @@ func TestMemoryPublishIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryPublishAllocations: a publish to channels that have state
+// allocates the result slice and, per notification, its Publication and
+// its bytes, together; the id and the channel name are read from the
+// bytes.
+func TestMemoryPublishAllocations(t *testing.T) {
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 4, HistoryTTL: time.Hour})
+	m.SetHandler(nopHandler{})
+	ns := make([]broker.Notification, 10)
+	for i := range ns {
+		ns[i] = broker.Notification{Channel: "user-" + strconv.Itoa(i), Event: "tick", ObjectType: "bench", Object: json.RawMessage(`{"n":1}`)}
+	}
+	for range 5 { // rings full: no growth below
+		_, err := m.Publish(t.Context(), ns)
+		require.NoError(t, err)
+	}
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := m.Publish(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.LessOrEqual(t, allocs, float64(1+len(ns)))
+}
+
+// TestMemoryPublicationNamesItsChannel: the Publication's Channel and ID
+// are what they were before they were read from its bytes, for a name
+// that is escaped in them too.
+func TestMemoryPublicationNamesItsChannel(t *testing.T) {
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 4})
+	ns := []broker.Notification{
+		{Channel: "plain", Event: "e", ObjectType: "t"},
+		{Channel: `a<b>&"c\d`, Event: "e", ObjectType: "t"},
+	}
+	pubs, err := m.Publish(t.Context(), ns)
+	require.NoError(t, err)
+	for i, p := range pubs {
+		require.Equal(t, ns[i].Channel, p.Channel)
+		var got struct{ ID, Channel string }
+		require.NoError(t, json.Unmarshal(p.Data, &got))
+		require.Equal(t, got.ID, p.ID)
+		require.Equal(t, ns[i].Channel, got.Channel)
+		_, err := ulid.ParseStrict(p.ID)
+		require.NoError(t, err)
+	}
+	// A later publish to the channel finds it by name (the map's key is
+	// its own copy).
+	pubs, err = m.Publish(t.Context(), ns[:1])
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), pubs[0].Seq)
+}
+
+// Publications of every size, across the sizes that share an allocation
+// with their Publication and beyond: Data is the notification, exactly
+// as long as its capacity (what history.max_bytes counts).
+func TestMemoryPublicationSizes(t *testing.T) {
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 2})
+	for size := 0; size <= 1100; size++ {
+		obj := json.RawMessage(`"` + strings.Repeat("x", size) + `"`)
+		pubs, err := m.Publish(t.Context(), []broker.Notification{{Channel: "c", Event: "e", ObjectType: "t", Object: obj}})
+		require.NoError(t, err)
+		p := pubs[0]
+		require.Equal(t, len(p.Data), cap(p.Data))
+		want := broker.Encode(nil, &broker.Notification{Channel: "c", Event: "e", ObjectType: "t", Object: obj}, p.ID, p.Seq, 0)
+		var got, ref map[string]any
+		require.NoError(t, json.Unmarshal(p.Data, &got))
+		require.NoError(t, json.Unmarshal(want, &ref))
+		delete(got, "timestamp")
+		delete(ref, "timestamp")
+		require.Equal(t, ref, got)
+		require.Equal(t, "c", p.Channel)
+	}
+}

@@ -31,7 +31,7 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 		obj := n.Object
 		if len(obj) == 0 {
 			obj = json.RawMessage("null")
-		} else if !json.Valid(obj) {
+		} else if !validJSON(obj) {
 			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid JSON", plugin, i)
 		}
 		in[i] = broker.Notification{Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: obj}

@@ -204,6 +204,8 @@ func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
 // and the JSON reply, newline-terminated.
 func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key string, body []byte) (int, []byte) {
 	ns, err := parsePublish(body)
+	// Once answered, nothing holds ns: the broker copied what it keeps.
+	defer releaseNotifications(ns)
 	if err == nil {
 		err = s.publishable(ns)
 	}

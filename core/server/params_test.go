@@ -6,9 +6,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -138,6 +142,8 @@ func FuzzScanPublish(f *testing.F) {
 		` { "channel" : "a" , "event" : "é" , "object_type" : "t" , "object" : [ ] } `,
 		`{"channel":"a","event":"e","object_type":"t","object":1,"object":2}`,
 		`{"notifications":[{"channel":"a","event":"e","object_type":"t","object":{"x":1}},{"channel":"b","event":"e","object_type":"t","object":{ "y" : [1, 2] }},{"channel":"c","event":"e","object_type":"t","object":"z"}]}`,
+		// Names longer than the room kept for them, and events that change.
+		`{"notifications":[{"channel":"a-channel-name-of-forty-bytes-0123456789","event":"an-event-name-as-long","object_type":"t","object":1},{"channel":"b","event":"other","object_type":"t2","object":2},{"channel":"c-again-a-long-channel-name","event":"other","object_type":"t2","object_name":"a-name","object":3}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -173,6 +179,19 @@ func TestScanPublishCopiesOnlyObjectsToCompact(t *testing.T) {
 	require.Equal(t, copies-1, none)
 }
 
+// The string fields of a request are one allocation: scenario c's body of
+// ten notifications costs its slice of notifications and one array of
+// names.
+func TestScanPublishNamesAreOneAllocation(t *testing.T) {
+	body := scenarioCBody(10, 1)
+	ns, ok := scanPublish(body)
+	require.True(t, ok)
+	ref, err := parsePublishJSON(body)
+	require.NoError(t, err)
+	require.Equal(t, ref, ns)
+	require.Equal(t, 2.0, testing.AllocsPerRun(100, func() { scanPublish(body) }))
+}
+
 // A publish's reply is byte for byte what encoding/json made of it.
 func TestPublishReplyBytes(t *testing.T) {
 	for _, results := range [][]publishResult{
@@ -202,4 +221,82 @@ func TestReadBody(t *testing.T) {
 		_, err = readBody(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(strings.NewReader(body)), 1000), cl, 1000)
 		require.Error(t, err, cl)
 	}
+}
+
+// validJSON is encoding/json.Valid.
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"sent_ns":1763920000000000000,"n":1}`, ` [1, -2.5e+3, true, false, null, {} , [ ] ] `, `"\u00e9\n"`, "\"\xff\"",
+		`0`, `-0.5E-7`, `01`, `1.`, `{"a":1,}`, `[1 2]`, `"\x"`, "\"\x01\"", `nul`, ``, ` `, `{} {}`, `{"a" 1}`,
+		strings.Repeat("[", scanMaxDepth+2) + strings.Repeat("]", scanMaxDepth+2),
+		strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid: %v", b, got, want)
+		}
+	})
+}
+
+// BenchmarkValidJSON is the check of an emitted object: validJSON against
+// encoding/json.Valid.
+func BenchmarkValidJSON(b *testing.B) {
+	obj := []byte(`{"id":8,"user_id":72,"group_id":2,"serial":8,"text":"hello world ;)","deleted_at":null,"edited_at":null,"created_at":"2018-10-15T17:54:41Z"}`)
+	for _, tc := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{{"validJSON", validJSON}, {"json.Valid", json.Valid}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(obj)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if !tc.valid(obj) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
+
+// A released slice of notifications comes back empty and cleared: the pool
+// holds no request's strings or objects.
+func TestReleasedNotificationsAreCleared(t *testing.T) {
+	ns, ok := scanPublish(scenarioCBody(10, 1))
+	require.True(t, ok)
+	releaseNotifications(ns)
+	again := takeNotifications(10)
+	require.Empty(t, again)
+	for _, n := range again[:cap(again)] {
+		require.Zero(t, n.Channel+n.Event+n.ObjectType+n.ObjectName)
+		require.Nil(t, n.Object)
+	}
+}
+
+// Publishes that reuse each other's slices of notifications, in parallel,
+// each get the replies and publications of their own bodies.
+func TestPublishesReusingNotificationsKeepTheirOwn(t *testing.T) {
+	srv, err := New(Options{Config: testConfig()})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				first := int64(g*2500 + i*10) // each goroutine its own channels
+				status, reply := srv.publishBody(t.Context(), time.Now(), "test-key", "", scenarioCBody(10, first))
+				if !assert.Equal(t, http.StatusOK, status, "%s", reply) {
+					return
+				}
+				var got struct{ Results []publishResult }
+				if !assert.NoError(t, json.Unmarshal(reply, &got)) || !assert.Len(t, got.Results, 10) {
+					return
+				}
+				for k, r := range got.Results {
+					assert.Equal(t, "bench-"+strconv.FormatInt((first+int64(k))%10000, 10), r.Channel)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -193,3 +193,65 @@ func BenchmarkPublishBody(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*10), "ns/notif")
 }
+
+// BenchmarkPublishDeliver is BenchmarkPublishBody with a subscriber on
+// each channel: a scenario c request from its body to the writes of its
+// ten notifications to ten WebSocket connections (100 channels of one
+// subscriber each). The subscribers read raw bytes from their sockets and
+// count the notifications in them, allocating nothing, so that allocs/op
+// are the server's: parse, broker, hub, transport Deliver and write.
+func BenchmarkPublishDeliver(b *testing.B) {
+	const channels = 100
+	p := &pubTest{}
+	p.srv, p.ts = benchServer(b)
+	var delivered atomic.Int64
+	pattern := []byte(`"seq":`)
+	for i := range channels {
+		ws, _, err := websocket.DefaultDialer.Dial(p.wsURL("/ws"), nil)
+		require.NoError(b, err)
+		b.Cleanup(func() { ws.Close() })
+		require.NoError(b, ws.WriteMessage(websocket.TextMessage, []byte(`{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":["bench-`+strconv.Itoa(i)+`"]}}`)))
+		_, reply, err := ws.ReadMessage()
+		require.NoError(b, err)
+		require.Contains(b, string(reply), `"subscriptions"`)
+		go func() { // ends when the connection closes (Cleanup)
+			buf := make([]byte, 64<<10)
+			carry := 0 // bytes kept from the last read: a pattern cut in two
+			for {
+				n, err := ws.UnderlyingConn().Read(buf[carry:])
+				if err != nil {
+					return
+				}
+				data := buf[:carry+n]
+				delivered.Add(int64(bytes.Count(data, pattern)))
+				// Fewer bytes than the pattern: none counted twice.
+				carry = min(len(pattern)-1, len(data))
+				copy(buf, data[len(data)-carry:])
+			}
+		}()
+	}
+	bodies := make([][]byte, channels/10)
+	for i := range bodies {
+		bodies[i] = scenarioCBody(10, int64(i*10))
+	}
+	ctx := context.Background()
+	i := 0
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		status, reply := p.srv.publishBody(ctx, time.Now(), "test-key", "", bodies[i%len(bodies)])
+		if status != http.StatusOK {
+			b.Fatalf("status %d: %s", status, reply)
+		}
+		i++
+	}
+	// Every notification reaches its subscriber (a generous bound on
+	// waiting: the benchmark measures, this only checks).
+	for deadline := time.Now().Add(time.Minute); delivered.Load() < int64(10*i); {
+		if time.Now().After(deadline) {
+			b.Fatalf("delivered %d of %d", delivered.Load(), 10*i)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i*10), "ns/notif")
+}

@@ -136,6 +136,7 @@ type Broker struct {
 	js   jetstream.JetStream
 	opts Options
 	log  hclog.Logger
+	ids  *broker.IDSource // the publications' ids
 
 	chPrefix   string // "<prefix>.ch."
 	livePrefix string // "<prefix>.live."
@@ -213,7 +214,7 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 		return nil, fmt.Errorf("nats broker: jetstream: %w", err)
 	}
 	b := &Broker{
-		nc: nc, js: js, opts: opts, log: opts.Logger,
+		nc: nc, js: js, opts: opts, log: opts.Logger, ids: broker.NewIDSource(),
 		chPrefix:    opts.SubjectPrefix + ".ch.",
 		livePrefix:  opts.SubjectPrefix + ".live.",
 		directGet:   "$JS.API.DIRECT.GET." + opts.Stream,

@@ -13,7 +13,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
-	"github.com/oklog/ulid/v2"
 
 	"github.com/heraldhq/herald/core/broker"
 )
@@ -130,6 +129,8 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 	}
 	ps := make([]pending, len(ns))
 	channels := make(map[string]*chanState, 1)
+	// One lock for the publish's ids, not ulid.Make's per id.
+	ids := b.ids.Reserve(time.Now().UnixMilli(), len(ns))
 	for i := range ns {
 		n := &ns[i]
 		cs := channels[n.Channel]
@@ -137,7 +138,7 @@ func (b *Broker) Publish(ctx context.Context, ns []broker.Notification) ([]*brok
 			cs = b.stateFor(n.Channel)
 			channels[n.Channel] = cs
 		}
-		ps[i] = pending{n: n, channel: cs, subject: b.chPrefix + encodeToken(n.Channel), id: ulid.Make().String()}
+		ps[i] = pending{n: n, channel: cs, subject: b.chPrefix + encodeToken(n.Channel), id: ids.Next().String()}
 	}
 	// Lock in one order, so that two publishes sharing channels cannot
 	// each hold one the other waits for.
