@@ -47,7 +47,9 @@ func (b *Broker) stateFor(channel string) *chanState {
 		}
 	}
 	cs = &chanState{}
-	b.states[channel] = cs
+	// The key outlives the publish: its own copy, not a view into the
+	// request it came from (the publish parser's names share one array).
+	b.states[strings.Clone(channel)] = cs
 	return cs
 }
 
