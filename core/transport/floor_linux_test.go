@@ -20,7 +20,7 @@ import (
 // this machine: one ~300-byte frame written to each of 10,000 loopback TCP
 // sockets (HERALD_FLOOR_CONNS), with nothing else in the way — no outbox,
 // no shard queue, no locks. The sockets' other ends are drained by a
-// separate reader process (this test binary again, TestFloorReaderProcess)
+// separate reader process (this test binary again: TestMain runs floorReader)
 // with epoll, one thread per processor (HERALD_FLOOR_POLLERS: herald-bench's
 // epoll reader has one per two processors), so that the writer never waits
 // for a reader; a process of its own because 10,000 pairs in one process
@@ -215,7 +215,7 @@ func newFloorFixture(n int) (*floorFixture, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFloorReaderProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$") // TestMain runs floorReader
 	cmd.Env = append(os.Environ(), "HERALD_FLOOR_READER="+ln.Addr().String()+","+strconv.Itoa(n))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -276,15 +276,13 @@ func (f *floorFixture) close() {
 	}
 }
 
-// TestFloorReaderProcess is BenchmarkFanOutFloor's reader process: it
-// does nothing unless started by it (HERALD_FLOOR_READER=addr,n). It
+func init() { floorReaderMain = floorReader }
+
+// floorReader is BenchmarkFanOutFloor's reader process (TestMain runs it
+// when the test binary is started with HERALD_FLOOR_READER=addr,n): it
 // connects n sockets to addr and reads everything that arrives on them
 // with epoll, one locked thread per processor, until its stdin closes.
-func TestFloorReaderProcess(t *testing.T) {
-	spec := os.Getenv("HERALD_FLOOR_READER")
-	if spec == "" {
-		t.Skip("only the reader process of BenchmarkFanOutFloor")
-	}
+func floorReader(spec string) {
 	var addr string
 	var n int
 	for i := len(spec) - 1; i >= 0; i-- {
