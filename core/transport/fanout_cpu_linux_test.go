@@ -5,8 +5,6 @@ package transport
 import (
 	"net"
 	"net/http"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -34,18 +32,9 @@ import (
 //
 //	go test -run '^$' -bench FanOutConn -benchtime 50x ./core/transport/
 func BenchmarkFanOutConn(b *testing.B) {
-	n := 10000
-	if v := os.Getenv("HERALD_FLOOR_CONNS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("HERALD_FLOOR_CONNS=%q: not a positive number", v)
-		}
-	}
-	f, err := newFloorFixture(n)
-	if err != nil {
-		b.Skipf("floor fixture: %v", err)
-	}
+	f := floorFixtureFor(b)
 	defer f.close()
+	n := len(f.conns)
 
 	obs := &countingObserver{reached: make(chan struct{}, 1)}
 	opts := &Options{MaxBatch: 128, OutboxLimit: 1024, WriteTimeout: 10 * time.Second, Observer: obs}

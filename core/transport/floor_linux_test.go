@@ -16,6 +16,25 @@ import (
 	"time"
 )
 
+// floorFixtureFor is the floor's sockets for a benchmark:
+// HERALD_FLOOR_CONNS of them (default 10,000), skipped where they cannot
+// be set up.
+func floorFixtureFor(b *testing.B) *floorFixture {
+	b.Helper()
+	n := 10000
+	if v := os.Getenv("HERALD_FLOOR_CONNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+			b.Fatalf("HERALD_FLOOR_CONNS=%q: not a positive number", v)
+		}
+	}
+	f, err := newFloorFixture(n)
+	if err != nil {
+		b.Skipf("floor fixture: %v", err)
+	}
+	return f
+}
+
 // BenchmarkFanOutFloor measures the floor of one broadcast's fan-out on
 // this machine: one ~300-byte frame written to each of 10,000 loopback TCP
 // sockets (HERALD_FLOOR_CONNS), with nothing else in the way — no outbox,
@@ -36,7 +55,7 @@ import (
 //   - syscall/g=N: the same through syscall.Write, which tells the Go
 //     scheduler of each syscall;
 //   - rawconn/g=N: the same through syscall.RawConn.Write, herald's path
-//     (it holds the socket's write lock around the syscall);
+//     before it wrote the descriptor directly (performance.md section 10);
 //   - uring/g=N: the writes submitted as io_uring IORING_OP_SEND entries,
 //     a ring per goroutine, up to 4,096 sockets per io_uring_enter
 //     (skipped where the kernel or a seccomp filter refuses io_uring).
@@ -49,18 +68,9 @@ import (
 //
 //	go test -run '^$' -bench FanOutFloor -benchtime 50x ./core/transport/
 func BenchmarkFanOutFloor(b *testing.B) {
-	n := 10000
-	if v := os.Getenv("HERALD_FLOOR_CONNS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("HERALD_FLOOR_CONNS=%q: not a positive number", v)
-		}
-	}
-	f, err := newFloorFixture(n)
-	if err != nil {
-		b.Skipf("floor fixture: %v", err)
-	}
+	f := floorFixtureFor(b)
 	defer f.close()
+	n := len(f.conns)
 	frame := make([]byte, 300)
 	frame[0], frame[1] = 0x81, 126
 	frame[2], frame[3] = byte((len(frame)-4)>>8), byte(len(frame)-4)
