@@ -26,8 +26,18 @@ import (
 // a connection of the user, each with whether one of those connections
 // listens on chat:user:<user>. Every change of a record is a compare-and-set
 // on its revision, so exactly one process makes each transition: the one
-// whose Create makes the record announces is_online, the one whose Delete
-// (at the revision it read) removes it announces is_offline.
+// whose Create makes the record announces is_online; the one that removes
+// the last process announces is_offline, and that removal is an Update at
+// the revision it read, to a tombstone (a record naming no process), then
+// a Delete of the tombstone. Not a Delete at once: deleting a key that is
+// already gone succeeds (sdk.State), so two processes that read the same
+// revision would both take their Delete for the win.
+//
+// A tombstone means offline, already announced, to every reader: a process
+// whose user connects writes over it at its revision and announces
+// is_online as for a new record; one that finds it otherwise deletes it at
+// its revision, silently. That is how a tombstone whose writer died before
+// its Delete goes: a survivor's reap queues the users of tombstones too.
 //
 // A process that dies cannot remove its entries. Each process keeps a
 // liveness record, procs/<pid>, with a TTL (liveness_ttl) that it renews
@@ -241,7 +251,8 @@ func (c *Chat) worker(q *workQueue) {
 // sync makes user's online/ record agree with this process: an entry for
 // this process while it holds a connection of the user (listening or not
 // as its connections are), none otherwise, and none for processes known
-// dead. It returns the announcement it won, if any.
+// dead; a tombstone it finds is written over (the user came back) or
+// deleted. It returns the announcement it won, if any.
 func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error) {
 	key := onlineKey(user)
 	for ctx.Err() == nil {
@@ -266,28 +277,43 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 				c.setMine(user, false)
 				return nil, nil
 			}
-			obj, err := c.userObject(ctx, user, nick)
-			if err != nil {
-				return nil, err
-			}
-			rec := &presenceRecord{User: user, Procs: map[string]procPresence{pid: {Listening: listen}}, Object: obj}
-			rev, err := c.st.Create(ctx, key, mustJSON(rec))
-			if isConflict(err) {
+			out, landed, err := c.comeOnline(ctx, user, key, pid, listen, nick, func(v []byte) (uint64, error) {
+				return c.st.Create(ctx, key, v)
+			})
+			if !landed && err == nil {
 				continue // another process made the user online first
 			}
-			if err != nil {
-				return nil, fmt.Errorf("create %s: %w", key, err)
-			}
-			c.written(user, key, rev, rec, true)
-			// Whoever listened when the record was made hears of it, on
-			// whichever node they listen.
-			c.caughtUp(ctx, rev)
-			return c.presenceNotes(user, "is_online", obj), nil
+			return out, err
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", key, err)
 		}
 		rec := c.decodePresence(key, e.Value)
+		if rec != nil && len(rec.Procs) == 0 {
+			// A tombstone: the user is offline, and the process that
+			// wrote it won that announcement.
+			if want {
+				// Back online: made as a new record is.
+				out, landed, err := c.comeOnline(ctx, user, key, pid, listen, nick, func(v []byte) (uint64, error) {
+					return c.st.Update(ctx, key, v, e.Revision)
+				})
+				if !landed && err == nil {
+					continue
+				}
+				return out, err
+			}
+			// Its writer deletes it after writing it; one that died in
+			// between left it, and whoever comes by deletes it, silently.
+			err := c.st.Delete(ctx, key, e.Revision)
+			if isConflict(err) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("delete the tombstone %s: %w", key, err)
+			}
+			c.written(user, key, e.Revision, nil, false)
+			return nil, nil
+		}
 		if rec == nil {
 			rec = &presenceRecord{User: user} // unreadable: rewritten below
 		}
@@ -316,19 +342,26 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 			return nil, nil
 		}
 		if len(rec.Procs) == 0 {
-			err := c.st.Delete(ctx, key, e.Revision)
-			if isConflict(err) {
+			// The user's last process is gone. The announcement goes to
+			// the process whose Update turns the record into a tombstone:
+			// at the revision read, it lands for one process only. (A
+			// Delete at that revision would not tell: deleting a key that
+			// another process has just deleted succeeds.)
+			tomb := &presenceRecord{User: user, Procs: map[string]procPresence{}}
+			trev, err := c.st.Update(ctx, key, mustJSON(tomb), e.Revision)
+			if isConflict(err) || isNotFound(err) {
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("delete %s: %w", key, err)
+				return nil, fmt.Errorf("write the tombstone %s: %w", key, err)
 			}
-			c.written(user, key, e.Revision, nil, false)
+			c.written(user, key, trev, tomb, false)
+			c.dropTombstone(ctx, user, key, trev)
 			obj, err := c.offlineObject(ctx, user, rec.Object)
 			if err != nil {
 				return nil, err
 			}
-			c.caughtUp(ctx, e.Revision)
+			c.caughtUp(ctx, trev)
 			return c.presenceNotes(user, "is_offline", obj), nil
 		}
 		rev, err := c.st.Update(ctx, key, mustJSON(rec), e.Revision)
@@ -342,6 +375,51 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 		return nil, nil
 	}
 	return nil, ctx.Err()
+}
+
+// comeOnline makes user's record name only this process, with write (a
+// Create of the missing key, or an Update of a tombstone at its revision),
+// and returns is_online if the write landed. landed is false, without an
+// error, when another process wrote first.
+func (c *Chat) comeOnline(ctx context.Context, user, key, pid string, listen bool, nick string,
+	write func([]byte) (uint64, error)) (out []sdk.Notification, landed bool, err error) {
+	obj, err := c.userObject(ctx, user, nick)
+	if err != nil {
+		return nil, false, err
+	}
+	rec := &presenceRecord{User: user, Procs: map[string]procPresence{pid: {Listening: listen}}, Object: obj}
+	rev, err := write(mustJSON(rec))
+	if isConflict(err) || isNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("write %s: %w", key, err)
+	}
+	c.written(user, key, rev, rec, true)
+	// Whoever listened when the record was made hears of it, on
+	// whichever node they listen.
+	c.caughtUp(ctx, rev)
+	return c.presenceNotes(user, "is_online", obj), true, nil
+}
+
+// dropTombstone deletes the tombstone this process wrote at rev (and so
+// announces is_offline for). A conflict means the user came back online
+// meanwhile, their record written over it; any other failure leaves it to
+// the next renewal's retry of user, which deletes it without announcing.
+func (c *Chat) dropTombstone(ctx context.Context, user, key string, rev uint64) {
+	err := c.st.Delete(ctx, key, rev)
+	switch {
+	case err == nil:
+		c.written(user, key, rev, nil, false)
+	case isConflict(err):
+	default:
+		if ctx.Err() == nil {
+			c.log.Warn("deleting a presence tombstone failed; retrying at the next liveness renewal", "user", user, "error", err)
+		}
+		c.mu.Lock()
+		c.failed.add(user)
+		c.mu.Unlock()
+	}
 }
 
 // written records a write of user's online/ record in the cache and in
@@ -408,21 +486,30 @@ func (cn *conn) subsOf() set {
 
 // reap finds the processes that the online/ records name but whose
 // liveness records are gone, and queues the users they held: their sync
-// removes the dead entries (announcing is_offline where none is left).
+// removes the dead entries (announcing is_offline where none is left). It
+// queues the users whose record is a tombstone too, as a tombstone's
+// writer may have died before deleting it: their sync deletes it, without
+// an announcement.
 func (c *Chat) reap() {
 	c.cmu.Lock()
-	named := set{}
-	for _, r := range c.presence.recs {
-		if r.gone {
-			continue
-		}
-		for pid := range r.rec.Procs {
-			if _, live := c.procs[pid]; !live {
-				named.add(pid)
+	named, tombs := set{}, set{}
+	for key, r := range c.presence.recs {
+		switch {
+		case r.gone:
+		case len(r.rec.Procs) == 0:
+			if onlineKey(r.rec.User) == key {
+				tombs.add(r.rec.User)
+			}
+		default:
+			for pid := range r.rec.Procs {
+				if _, live := c.procs[pid]; !live {
+					named.add(pid)
+				}
 			}
 		}
 	}
 	c.cmu.Unlock()
+	c.work.sync(sorted(tombs)...)
 
 	c.mu.Lock()
 	var check []string

@@ -20,8 +20,11 @@ import (
 //	members/<group>/<user>  {"group","user"}: a participation (addMember)
 //	users/<user>            the user object last reported by objectChanged
 //	online/<user>           presenceRecord: which processes hold connections
-//	                        of the user; the key exists while the user is
-//	                        announced online
+//	                        of the user; the user is announced online while
+//	                        the key exists and names a process. A record
+//	                        naming none is a tombstone (offline, announced
+//	                        by its writer), deleted next (see sync in
+//	                        presence.go)
 //	procs/<pid>             a process's liveness record, with a TTL renewed
 //	                        by the process (see liveness in presence.go)
 //	entering/<group>/<user> {"at"}: the last `entering` of the user in the
@@ -71,7 +74,8 @@ type membership struct {
 // presenceRecord is the value of an online/ key: the chat processes (by
 // pid) that hold at least one connection of the user, whether any of that
 // process's connections listens on chat:user:<user>, and the object that
-// is_online announced.
+// is_online announced. With no process it is a tombstone: the user is
+// offline.
 type presenceRecord struct {
 	User   string                  `json:"user"`
 	Procs  map[string]procPresence `json:"procs"`
@@ -220,8 +224,10 @@ func (c *presenceCache) deleted(key string, rev uint64, tomb bool) {
 	}
 }
 
+// get is user's record, or nil while they are offline (no record, or a
+// tombstone).
 func (c *presenceCache) get(user string) *presenceRecord {
-	if r, ok := c.recs[onlineKey(user)]; ok && !r.gone {
+	if r, ok := c.recs[onlineKey(user)]; ok && !r.gone && len(r.rec.Procs) > 0 {
 		return r.rec
 	}
 	return nil
