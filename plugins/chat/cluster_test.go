@@ -57,7 +57,7 @@ func TestClusterAnnouncesOnceAcrossNodes(t *testing.T) {
 	a.member(1, "w")
 	a.online("w", "w", nil)
 	idleAll(ns)
-	a.st.raceReads = true
+	a.st.SetAfterRead(overlapReads)
 
 	each := func(f func(e *env, i int)) {
 		var wg sync.WaitGroup
@@ -82,7 +82,7 @@ func TestClusterAnnouncesOnceAcrossNodes(t *testing.T) {
 	for i := 0; i < users; i++ {
 		require.Equal(t, 1, emitted(ns, "chat:user:w", "is_offline", fmt.Sprintf(`{"id":"u%d"}`, i)), "u%d", i)
 	}
-	require.Equal(t, []string{onlineKey("w")}, a.st.keys(keyOnline))
+	require.Equal(t, []string{onlineKey("w")}, a.st.Keys(keyOnline))
 }
 
 // The user's last connection closing on another node than the first one
@@ -135,12 +135,12 @@ func TestClusterNodeDeathAnnouncesOfflineOnce(t *testing.T) {
 	idleAll(survivors)
 	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""))
 	// ...until its liveness record expires.
-	a.st.expire(procKey(pid))
+	expire(t, a.st, procKey(pid))
 	idleAll(survivors)
 	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_offline", `{"id":"only"}`))
 	require.Zero(t, emitted(survivors, "chat:user:w", "is_offline", `{"id":"both"}`))
-	require.Equal(t, []string{onlineKey("both"), onlineKey("w")}, a.st.keys(keyOnline))
-	for _, e := range a.st.keys(keyOnline) {
+	require.Equal(t, []string{onlineKey("both"), onlineKey("w")}, a.st.Keys(keyOnline))
+	for _, e := range a.st.Keys(keyOnline) {
 		got, err := a.st.Get(t.Context(), e)
 		require.NoError(t, err)
 		require.NotContains(t, string(got.Value), pid, "the dead node's entries are gone")
@@ -160,10 +160,10 @@ func TestClusterExpiredProcessComesBack(t *testing.T) {
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})
 	idleAll(ns)
 	old := a.p.pid
-	a.st.expire(procKey(old))
+	expire(t, a.st, procKey(old))
 	idleAll(ns)
 	require.NotEqual(t, old, a.p.pid)
-	require.Contains(t, a.st.keys(keyProcs), procKey(a.p.pid))
+	require.Contains(t, a.st.Keys(keyProcs), procKey(a.p.pid))
 	rec, err := a.st.Get(t.Context(), onlineKey("u"))
 	require.NoError(t, err, "u is online again")
 	require.Contains(t, string(rec.Value), a.p.pid)
@@ -249,7 +249,7 @@ func TestClusterEnteringOnceAcrossNodes(t *testing.T) {
 }
 
 // Ids that hold "/" or "%", or would make a segment too long, give valid,
-// distinct keys (the fake State fails the test on an invalid one).
+// distinct keys (MemState refuses an invalid one, as the host does).
 func TestKeysForAwkwardIDs(t *testing.T) {
 	e := start(t, nil, nil)
 	long := strings.Repeat("/", 128)
@@ -267,8 +267,8 @@ func TestKeysForAwkwardIDs(t *testing.T) {
 		require.NoError(t, json.Unmarshal(res, &got))
 		require.ElementsMatch(t, ids, got.UserIDs, g)
 	}
-	require.Len(t, e.st.keys(keyMembers), len(ids)*len(ids))
-	for _, k := range e.st.keys(keyMembers) {
+	require.Len(t, e.st.Keys(keyMembers), len(ids)*len(ids))
+	for _, k := range e.st.Keys(keyMembers) {
 		for _, sg := range strings.Split(k, "/") {
 			require.LessOrEqual(t, len(sg), 255)
 		}
@@ -290,7 +290,7 @@ func TestClusterHandOverRaces(t *testing.T) {
 		a.Events(sdk.Event{Kind: sdk.Connected, ConnID: fmt.Sprintf("a%d", i), UserID: fmt.Sprintf("u%d", i)})
 	}
 	idleAll(ns)
-	a.st.raceReads = true
+	a.st.SetAfterRead(overlapReads)
 	var wg sync.WaitGroup
 	for i := 0; i < users; i++ {
 		wg.Add(2)
@@ -385,9 +385,7 @@ func TestClusterUnreportedExpiryIsFound(t *testing.T) {
 	pid := dying.p.pid
 	dying.Close()
 	// Gone from the store, unseen by every watch.
-	a.st.mu.Lock()
-	delete(a.st.kv, procKey(pid))
-	a.st.mu.Unlock()
+	a.st.WriteUnseen(procKey(pid), nil, true)
 	a.idle()
 	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""))
 	a.p.renew() // the next renewal
@@ -404,9 +402,7 @@ func TestClusterAnnouncesToListenersTheWatchHasNotShownYet(t *testing.T) {
 	a.member(1, "u")
 	a.member(1, "w")
 	idleAll(ns)
-	a.st.mu.Lock()
-	a.st.watchLag = 50 * time.Millisecond
-	a.st.mu.Unlock()
+	a.st.SetWatchLag(50 * time.Millisecond)
 	b.online("w", "w", nil)
 	b.p.work.waitIdle(t.Context()) // w's listening is in the State; A's watch lags
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,10 +33,34 @@ func (c *fakeClock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// newMemState is the State the tests' processes share: sdktest.MemState on
+// a clock that stands still, so that a TTL ends only when a test says so
+// (expire), as a node's death would end its liveness record.
+func newMemState(t testing.TB) *sdktest.MemState {
+	t.Helper()
+	st := sdktest.NewMemState()
+	still := time.Unix(1539625681, 0)
+	st.SetClock(func() time.Time { return still })
+	return st
+}
+
+// expire ends key as its TTL would.
+func expire(t testing.TB, st *sdktest.MemState, key string) {
+	t.Helper()
+	require.NoError(t, st.Expire(key))
+}
+
+// overlapReads makes every State read wait a little after reading, so that
+// two processes' read-modify-write cycles overlap as on a busy cluster
+// (without it the in-memory store answers too fast for races to happen).
+func overlapReads(string) {
+	time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
+}
+
 type env struct {
 	*sdktest.Harness
 	t     *testing.T
-	st    *memState
+	st    *sdktest.MemState
 	p     *Chat
 	clock *fakeClock
 }
@@ -43,7 +68,7 @@ type env struct {
 // start runs the plugin on State st (nil for a fresh one) with extra
 // config. Several plugins started on one State behave as the chat
 // processes of several nodes.
-func start(t *testing.T, st *memState, extra map[string]any) *env {
+func start(t *testing.T, st *sdktest.MemState, extra map[string]any) *env {
 	t.Helper()
 	if st == nil {
 		st = newMemState(t)
@@ -68,7 +93,8 @@ func (e *env) idle(others ...*env) {
 	defer cancel()
 	for round := 0; ; round++ {
 		require.Less(e.t, round, 1000, "the plugins never went idle")
-		busy := e.st.quiesce()
+		busy, err := e.st.Settle(10 * time.Second)
+		require.NoError(e.t, err)
 		for _, x := range append([]*env{e}, others...) {
 			if x.p.work.waitIdle(ctx) {
 				busy = true
@@ -154,7 +180,7 @@ func TestConfig(t *testing.T) {
 			_, err := sdktest.StartErr(t, p, tc.cfg)
 			require.Error(t, err)
 			require.Contains(t, err.Error(), tc.want)
-			require.Empty(t, st.keys(""), "a refused config writes nothing")
+			require.Empty(t, st.Keys(""), "a refused config writes nothing")
 		})
 	}
 }
@@ -180,7 +206,7 @@ func TestOldChatDBStopsTheStart(t *testing.T) {
 // mirrors loaded (the plugin writes until the Watch reports something).
 func TestLoadsWithoutAnInitialReset(t *testing.T) {
 	st := newMemState(t)
-	st.noInitialReset = true
+	st.SetSkipFirstReset(true)
 	_, err := st.Put(t.Context(), memberKey("78", "383"), mustJSON(membership{Group: "78", User: "383"}))
 	require.NoError(t, err)
 	// A renewal far off: only the plugin's own nudges make a change.
@@ -565,13 +591,13 @@ func TestRestartKeepsState(t *testing.T) {
 	e2.Events(sdk.Event{Kind: sdk.Connected, ConnID: "live", UserID: "999"}) // ends the replay
 	require.Empty(t, e2.since(0))
 	// ...and when it expires, 384 is announced offline, once.
-	e.st.expire(procKey(oldPID))
+	expire(t, e.st, procKey(oldPID))
 	ns := e2.since(0)
 	require.Len(t, ns, 1)
 	require.Equal(t, "chat:user:383", ns[0].Channel)
 	require.Equal(t, "is_offline", ns[0].Event)
 	require.Equal(t, `{"id":384,"nick":"ivan"}`, string(ns[0].Object))
-	require.Equal(t, []string{onlineKey("383"), onlineKey("999")}, e.st.keys(keyOnline))
+	require.Equal(t, []string{onlineKey("383"), onlineKey("999")}, e.st.Keys(keyOnline))
 }
 
 func TestJSONID(t *testing.T) {
@@ -596,7 +622,7 @@ func TestStateUnavailable(t *testing.T) {
 	n0 := e.count()
 
 	down := fmt.Errorf("nats: no servers: %w", sdk.ErrStateUnavailable)
-	e.st.setFailing(down)
+	e.st.SetFailing(down)
 	_, err := e.Call("addMember", sdktest.Backend(), map[string]any{"group_id": 1, "user_id": "v"})
 	var se *sdk.Error
 	require.ErrorAs(t, err, &se)
@@ -605,7 +631,7 @@ func TestStateUnavailable(t *testing.T) {
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "u1", UserID: "u"})
 	require.Empty(t, e.since(n0), "nothing can be decided while the State is down")
 
-	e.st.setFailing(nil)
+	e.st.SetFailing(nil)
 	e.p.renew() // the next renewal retries the failed work
 	ns := e.since(n0)
 	require.Len(t, ns, 1)
