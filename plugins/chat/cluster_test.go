@@ -147,6 +147,62 @@ func TestClusterNodeDeathAnnouncesOfflineOnce(t *testing.T) {
 	}
 }
 
+// A process that won a user's is_offline wrote the tombstone and died
+// before deleting it. The tombstone reads as offline: a user who connects
+// writes over it and is announced is_online, once; the survivors delete the
+// others when the dead process's liveness record expires, and announce no
+// is_offline of their own.
+func TestClusterTombstoneOfADeadClaimant(t *testing.T) {
+	ns := nodes(t, 3, nil)
+	a, b, dying := ns[0], ns[1], ns[2]
+	for _, u := range []string{"w", "gone", "back"} {
+		a.member(1, u)
+	}
+	a.online("w", "w", nil)
+	idleAll(ns)
+	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d1", UserID: "gone"},
+		sdk.Event{Kind: sdk.Connected, ConnID: "d2", UserID: "back"})
+	idleAll(ns)
+	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"gone"}`))
+	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"back"}`))
+
+	// Both users leave dying's node; it writes their tombstones at the
+	// revision it read, as its sync does, and dies before the deletes.
+	pid := dying.p.pid
+	dying.Close()
+	for _, u := range []string{"gone", "back"} {
+		e, ok := a.st.Entry(onlineKey(u))
+		require.True(t, ok)
+		_, err := a.st.Update(t.Context(), onlineKey(u), mustJSON(presenceRecord{User: u, Procs: map[string]procPresence{}}), e.Revision)
+		require.NoError(t, err)
+	}
+	survivors := ns[:2]
+	idleAll(survivors)
+	require.Contains(t, a.st.Keys(keyOnline), onlineKey("back"), "the tombstone is there when back connects")
+	for _, e := range survivors {
+		e.p.cmu.Lock()
+		require.Nil(t, e.p.presence.get("gone"), "a tombstone reads as offline")
+		e.p.cmu.Unlock()
+	}
+
+	b.Events(sdk.Event{Kind: sdk.Connected, ConnID: "b1", UserID: "back"})
+	idleAll(survivors)
+	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_online", `{"id":"back"}`))
+	rec, err := a.st.Get(t.Context(), onlineKey("back"))
+	require.NoError(t, err)
+	require.Contains(t, string(rec.Value), b.p.pid)
+
+	expire(t, a.st, procKey(pid))
+	idleAll(survivors)
+	require.Zero(t, emitted(survivors, "chat:user:w", "is_offline", ""))
+	require.Equal(t, []string{onlineKey("back"), onlineKey("w")}, a.st.Keys(keyOnline), "gone's tombstone is deleted")
+
+	// gone comes back as from any offline.
+	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "gone"})
+	idleAll(survivors)
+	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_online", `{"id":"gone"}`))
+}
+
 // A process whose own liveness record expired (it could not renew in time)
 // is reaped by the others like a dead one; it notices, takes a new id and
 // writes its users again, so they end online under a live id.
