@@ -9,6 +9,7 @@
 #   PPROF=127.0.0.1:6060 SCENARIOS=b bash cmd/herald-bench/bench.sh   # profile while it runs
 #   SCENARIOS=b5 BENCH_WRITERS=2 BENCH_FLAGS="-duration 5s" bash cmd/herald-bench/bench.sh
 #     (b5: b at 5 publishes/s; BENCH_FLAGS are added to each scenario's flags, later ones win)
+#   SCENARIOS=a BENCH_IO_URING=false bash cmd/herald-bench/bench.sh   # write(2) per socket, no io_uring
 #   SCENARIOS=d19 bash cmd/herald-bench/bench.sh   # 19,500 idle connections (issue #18)
 #
 # CLUSTER=1 (make bench-cluster) runs the cluster comparison instead: for

@@ -32,7 +32,7 @@ wait_ready() {
 # the knobs that shape the figures: max_delay is the batching window,
 # outbox_limit the slow-consumer bound that a 100 % delivery must not hit.
 # write_config FILE LISTEN [BROKER-BLOCK] (reads SECRET, KEY and the
-# BENCH_MAX_DELAY and BENCH_WRITERS knobs)
+# BENCH_MAX_DELAY, BENCH_WRITERS and BENCH_IO_URING knobs)
 write_config() {
   cat > "$1" <<EOF
 server {
@@ -48,6 +48,7 @@ delivery {
   max_delay    = "${BENCH_MAX_DELAY:-2ms}"
   outbox_limit = 4096
   writers      = ${BENCH_WRITERS:-0}
+  io_uring     = ${BENCH_IO_URING:-true}
 }
 limits {
   max_subscriptions = 1000

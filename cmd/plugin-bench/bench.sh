@@ -44,6 +44,7 @@ delivery {
   max_batch    = 128
   max_delay    = "2ms"
   outbox_limit = 4096
+  io_uring     = ${BENCH_IO_URING:-true}
 }
 log {
   level = "warn"

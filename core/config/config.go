@@ -75,8 +75,12 @@ type Delivery struct {
 	// WriteTimeout bounds one write to a client's socket. Default 10s.
 	WriteTimeout time.Duration
 	// Writers is how many goroutines write to sockets that take bytes at
-	// once; 0 means one per processor. Default 0.
+	// once; 0 means half the processors, at least one. Default 0.
 	Writers int
+	// IOUring lets a writer hand the frames of several sockets to the
+	// kernel with one io_uring submission (Linux, where the kernel allows
+	// it; write(2) per socket otherwise). Default true.
+	IOUring bool
 }
 
 // Limits is the `limits` block.
@@ -234,7 +238,7 @@ func Defaults() Config {
 	return Config{
 		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}, PingInterval: 25 * time.Second},
 		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
-		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, OutboxBytes: 1 << 20, WriteTimeout: 10 * time.Second},
+		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, OutboxBytes: 1 << 20, WriteTimeout: 10 * time.Second, IOUring: true},
 		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,
 			CallTimeout: 10 * time.Second, MaxInflightCalls: 32, MaxBatchCalls: 100, MaxPublishBytes: 4 << 20,
 			IdempotencyBytes: 16 << 20},

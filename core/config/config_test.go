@@ -73,6 +73,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, int64(4<<20), c.Limits.MaxPublishBytes)
 	require.Equal(t, 10*time.Second, c.Delivery.WriteTimeout)
 	require.Equal(t, 0, c.Delivery.Writers, "0: half the processors")
+	require.True(t, c.Delivery.IOUring, "io_uring where the kernel offers it")
 	require.Equal(t, 25*time.Second, c.Server.PingInterval)
 	require.Equal(t, 10*time.Second, c.Auth.AuthTimeout)
 	require.Equal(t, 1000, c.History.Size)
@@ -117,6 +118,7 @@ delivery {
   outbox_bytes  = 65536
   write_timeout = "4s"
   writers       = 3
+  io_uring      = false
 }
 limits {
   max_frame_bytes    = 1024
@@ -157,7 +159,7 @@ plugin "bare" {
 	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second,
 		AdminListen: "127.0.0.1:9001", AdminToken: "0123456789abcdef"}, c.Server)
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
-	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, OutboxBytes: 65536, WriteTimeout: 4 * time.Second, Writers: 3}, c.Delivery)
+	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, OutboxBytes: 65536, WriteTimeout: 4 * time.Second, Writers: 3, IOUring: false}, c.Delivery)
 	require.Equal(t, config.Limits{MaxFrameBytes: 1024, CallsPerSecond: 2.5, MaxSubscriptions: 3,
 		CallTimeout: 5 * time.Second, MaxInflightCalls: 6, MaxBatchCalls: 7, MaxPublishBytes: 2048, IdempotencyBytes: 70000}, c.Limits)
 	require.Equal(t, config.History{Size: 0, TTL: 0, MaxBytes: 1 << 20}, c.History)

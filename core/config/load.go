@@ -144,6 +144,7 @@ var sections = []section{
 			"outbox_bytes":  func(v value) { v.integer(&c.Delivery.OutboxBytes) },
 			"write_timeout": func(v value) { v.duration(&c.Delivery.WriteTimeout) },
 			"writers":       func(v value) { v.integer(&c.Delivery.Writers) },
+			"io_uring":      func(v value) { v.boolean(&c.Delivery.IOUring) },
 		}
 	}},
 	{"limits", func(c *Config) map[string]field {

@@ -22,7 +22,7 @@ import (
 // certificate is picked up). Every other key that differs from the running
 // config is named in a warning, since it takes effect only on restart:
 // addresses, the broker, history (the broker sizes it), delivery.writers
-// (the writers are shared by every connection), auth.anonymous (it decides what every open connection may do), and
+// and delivery.io_uring (the writers are shared by every connection), auth.anonymous (it decides what every open connection may do), and
 // limits.call_timeout and idempotency_bytes (the plugin host and the
 // idempotency table are built with them). Plugins are reloaded by the
 // plugin host. It returns the keys applied (those that
@@ -99,9 +99,9 @@ func liveConfig(running, next *config.Config) *config.Config {
 	c.Limits = next.Limits
 	c.Limits.CallTimeout, c.Limits.IdempotencyBytes = callTimeout, idem
 	c.Overload = next.Overload
-	writers := c.Delivery.Writers // the writers are shared by every connection
+	writers, uring := c.Delivery.Writers, c.Delivery.IOUring // the writers are shared by every connection
 	c.Delivery = next.Delivery
-	c.Delivery.Writers = writers
+	c.Delivery.Writers, c.Delivery.IOUring = writers, uring
 	c.Server.AllowedOrigins, c.Server.AdminToken = next.Server.AllowedOrigins, next.Server.AdminToken
 	c.Log.Level = next.Log.Level
 	return &c

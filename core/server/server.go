@@ -150,6 +150,7 @@ func New(opts Options) (*Server, error) {
 		OutboxBytes:  cfg.Delivery.OutboxBytes,
 		WriteTimeout: cfg.Delivery.WriteTimeout,
 		Writers:      cfg.Delivery.Writers,
+		NoURing:      !cfg.Delivery.IOUring,
 		Observer:     s.metrics,
 	}
 	s.hub.OnGroupEnd(s.topts.EndGroup)

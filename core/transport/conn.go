@@ -40,6 +40,11 @@ type Options struct {
 	// socket takes the bytes at once (0: half the processors, at least one). A connection
 	// whose socket is full gets a goroutine of its own until it catches up.
 	Writers int
+	// NoURing makes the writers write each socket with write(2): by
+	// default a writer with several sockets to write at once (a
+	// broadcast's fan-out) hands them to the kernel with one io_uring
+	// submission, where the kernel offers it.
+	NoURing bool
 	// Observer, if set, learns of batches and slow consumers (metrics).
 	Observer Observer
 
@@ -79,14 +84,14 @@ func (o *Options) root() *Options {
 // Derive returns Options for connections opened from now on, with the
 // bounds of b (MaxBatch, MaxDelay, OutboxLimit, OutboxBytes, WriteTimeout)
 // and o's writers, publish groups and Observer: connections already open
-// keep the bounds they were opened with. b's Writers and Observer are
-// ignored (the writers are shared).
+// keep the bounds they were opened with. b's Writers, NoURing and
+// Observer are ignored (the writers are shared).
 func (o *Options) Derive(b *Options) *Options {
 	r := o.root()
 	return &Options{
 		MaxBatch: b.MaxBatch, MaxDelay: b.MaxDelay, OutboxLimit: b.OutboxLimit,
 		OutboxBytes: b.OutboxBytes, WriteTimeout: b.WriteTimeout,
-		Writers: r.Writers, Observer: r.Observer, parent: r,
+		Writers: r.Writers, NoURing: r.NoURing, Observer: r.Observer, parent: r,
 	}
 }
 

@@ -122,6 +122,23 @@ func readSeqs(c *websocket.Conn, want int) ([]uint64, error) {
 	return seqs, nil
 }
 
+// eachWriteMode runs f with the writers' two ways of writing: io_uring
+// submissions for turns of several sockets (the default, where the kernel
+// offers io_uring), and write(2) per socket (Options.NoURing). With
+// io_uring it checks that turns did go through it.
+func eachWriteMode(t *testing.T, f func(t *testing.T, noURing bool)) {
+	t.Run("io_uring", func(t *testing.T) {
+		before, off := transport.URingTurns()
+		if off {
+			t.Skip("io_uring is off in this process (kernel, seccomp or an earlier failure)")
+		}
+		f(t, false)
+		after, _ := transport.URingTurns()
+		require.Greater(t, after, before, "no writer turn went through io_uring")
+	})
+	t.Run("write", func(t *testing.T) { f(t, true) })
+}
+
 func seqsUpTo(n int) []uint64 {
 	s := make([]uint64, n)
 	for i := range s {
@@ -134,12 +151,16 @@ func seqsUpTo(n int) []uint64 {
 // the writer is still on earlier ones: every connection gets every
 // publication, in order.
 func TestBroadcastKeepsEachConnectionsOrder(t *testing.T) {
+	eachWriteMode(t, testBroadcastKeepsEachConnectionsOrder)
+}
+
+func testBroadcastKeepsEachConnectionsOrder(t *testing.T, noURing bool) {
 	const conns, rounds = 80, 12
 	// MaxDelay is short: a connection the writer reached after part of a
 	// round may hold a batch short of MaxBatch, which leaves MaxDelay
 	// after the previous frame (an hour here once stranded the last
 	// notifications under load).
-	opts := &transport.Options{MaxBatch: 4, MaxDelay: time.Millisecond, OutboxLimit: 1000, WriteTimeout: 30 * time.Second, Writers: 1}
+	opts := &transport.Options{MaxBatch: 4, MaxDelay: time.Millisecond, OutboxLimit: 1000, WriteTimeout: 30 * time.Second, Writers: 1, NoURing: noURing}
 	f := newFleet(t, conns, opts, 0)
 	for r := range rounds {
 		f.broadcast(opts, uint64(r+1), `{"n":1}`)
@@ -165,8 +186,12 @@ func TestBroadcastKeepsEachConnectionsOrder(t *testing.T) {
 // write or none) is handed to a goroutine of its own: the others get
 // everything, and the stalled one, once it reads, gets all of it in order.
 func TestStalledSocketInABroadcastDelaysNobody(t *testing.T) {
+	eachWriteMode(t, testStalledSocketInABroadcastDelaysNobody)
+}
+
+func testStalledSocketInABroadcastDelaysNobody(t *testing.T, noURing bool) {
 	const conns, rounds = 20, 30
-	opts := &transport.Options{MaxBatch: 1, MaxDelay: time.Hour, OutboxLimit: 1 << 16, WriteTimeout: time.Minute, Writers: 1}
+	opts := &transport.Options{MaxBatch: 1, MaxDelay: time.Hour, OutboxLimit: 1 << 16, WriteTimeout: time.Minute, Writers: 1, NoURing: noURing}
 	f := newFleet(t, conns, opts, 8192)
 	big := `"` + strings.Repeat("z", 40_000) + `"` // 30 rounds, ~1.2 MB: more than the stalled socket holds
 	var wg sync.WaitGroup

@@ -20,12 +20,16 @@ import (
 // connection, which stays in the broadcaster's list) while a broadcaster
 // keeps sending each connection a frame naming it, and new connections
 // keep arriving, which the kernel gives the descriptors just closed. The
-// writers write to descriptors directly (tryWrite): a write after the
+// writers write to descriptors directly (tryWrite, and io_uring's sends): a write after the
 // socket closed would land on the new connection that reused its
 // descriptor. Each peer checks that every frame it reads names it.
 func TestWriteNeverReachesAReusedDescriptor(t *testing.T) {
+	eachWriteMode(t, testWriteNeverReachesAReusedDescriptor)
+}
+
+func testWriteNeverReachesAReusedDescriptor(t *testing.T, noURing bool) {
 	const peers, lives, frames = 16, 25, 3
-	opts := &transport.Options{MaxBatch: 16, OutboxLimit: 1 << 16, WriteTimeout: 10 * time.Second}
+	opts := &transport.Options{MaxBatch: 16, OutboxLimit: 1 << 16, WriteTimeout: 10 * time.Second, NoURing: noURing}
 	type named struct {
 		c  *transport.Conn
 		id string

@@ -111,53 +111,183 @@ func (s *shard) push(e entry, now bool) {
 	}
 }
 
-// run writes ready connections until none is queued.
+// run writes ready connections until none is queued. It takes them from
+// the queue a turn at a time, up to turnMax: a large turn's frames leave
+// in one io_uring submission (see turn.write).
 func (s *shard) run() {
 	var timer *time.Timer
+	var t turn
 	for {
 		s.mu.Lock()
-		var e entry
-		switch {
-		case s.now.len() > 0:
-			e = s.now.pop()
-		case s.later.len() > 0:
+		var wait int64
+		t.entries = t.entries[:0]
+		for len(t.entries) < turnMax {
+			if s.now.len() > 0 {
+				t.entries = append(t.entries, s.now.pop())
+				continue
+			}
+			if s.later.len() == 0 {
+				break
+			}
 			head := s.later.peek()
 			if head.stale() {
 				s.later.pop()
-				s.mu.Unlock()
 				continue
 			}
 			// Only the head's due time is waited for: one behind it that
 			// is due sooner waits at most until the head's, which is due
 			// within MaxDelay of being queued, before the later one was.
-			if wait := head.due - nanotime(); wait > 0 && !head.groupEnded(head.c.opts) {
-				s.mu.Unlock()
-				if timer == nil {
-					timer = time.NewTimer(time.Duration(wait))
-				} else {
-					timer.Reset(time.Duration(wait))
-				}
-				select {
-				case <-timer.C:
-				case <-s.wake:
-					timer.Stop()
-				}
-				continue
+			if w := head.due - nanotime(); w > 0 && !head.groupEnded(head.c.opts) {
+				wait = w
+				break
 			}
-			e = s.later.pop()
-		default:
-			s.running = false
+			t.entries = append(t.entries, s.later.pop())
+		}
+		if len(t.entries) > 0 {
 			s.mu.Unlock()
-			if timer != nil {
+			t.write()
+			continue
+		}
+		if wait > 0 {
+			s.mu.Unlock()
+			if timer == nil {
+				timer = time.NewTimer(time.Duration(wait))
+			} else {
+				timer.Reset(time.Duration(wait))
+			}
+			select {
+			case <-timer.C:
+			case <-s.wake:
 				timer.Stop()
 			}
-			return
+			continue
 		}
+		s.running = false
 		s.mu.Unlock()
-		if !e.stale() {
-			e.c.writeOut(e.gen)
+		if timer != nil {
+			timer.Stop()
+		}
+		t.reset()
+		return
+	}
+}
+
+// turnMax bounds the connections a writer takes from its queue at once: a
+// reply queued meanwhile waits for at most that many writes (~1 ms).
+const turnMax = 256
+
+// turnURingMin is the smallest turn whose frames go through io_uring:
+// below it, write(2) per connection costs about what the submission does.
+// So a broadcast's fan-out leaves in submissions of turnMax sockets, and a
+// trickle of single deliveries (scenario c) is written as before.
+const turnURingMin = 4
+
+// uringTurns counts the turns submitted through io_uring (tests).
+var uringTurns atomic.Int64
+
+// turn is the connections a writer took from its queue at once, and what
+// writing them with one io_uring submission needs. It belongs to the
+// shard's goroutine.
+type turn struct {
+	entries []entry
+	slots   []slot
+	reqs    []sendReq
+}
+
+// slot is one connection of a submitted turn.
+type slot struct {
+	c       *Conn
+	buf     *[]byte
+	b       built
+	req     int // index in reqs, or -1: not submitted
+	written int
+	err     error
+}
+
+// reset drops what the turn refers to, so that a writer that ended keeps
+// no connection alive.
+func (t *turn) reset() {
+	clear(t.entries)
+	t.entries = t.entries[:0]
+	clear(t.slots)
+	t.slots = t.slots[:0]
+	clear(t.reqs)
+	t.reqs = t.reqs[:0]
+}
+
+// write writes the turn's connections: through one io_uring submission
+// for a large turn, else one write(2) each (writeOut).
+func (t *turn) write() {
+	var r *uring
+	if len(t.entries) >= turnURingMin && !t.entries[0].c.opts.root().NoURing {
+		r = takeRing()
+	}
+	if r == nil {
+		for _, e := range t.entries {
+			if !e.stale() {
+				e.c.writeOut(e.gen)
+			}
+		}
+		return
+	}
+	t.slots = t.slots[:0]
+	for _, e := range t.entries {
+		if e.stale() {
+			continue
+		}
+		buf, b, ok := e.c.beginWrite(e.gen)
+		if !ok {
+			continue
+		}
+		t.slots = append(t.slots, slot{c: e.c, buf: buf, b: b, req: -1})
+	}
+	// Each socket's fdMu is held from before its send is submitted until
+	// it completed, as tryWrite holds it around a write(2): its
+	// descriptor cannot be closed and reused meanwhile. Nobody else holds
+	// two of them, so holding many cannot deadlock.
+	t.reqs = t.reqs[:0]
+	for i := range t.slots {
+		sl := &t.slots[i]
+		c := sl.c
+		if c.fd < 0 || len(*sl.buf) == 0 {
+			continue // written 0: c's own goroutine writes it (see tryWrite)
+		}
+		c.fdMu.Lock()
+		if c.fdClosed {
+			c.fdMu.Unlock()
+			sl.err = net.ErrClosed
+			continue
+		}
+		sl.req = len(t.reqs)
+		t.reqs = append(t.reqs, sendReq{fd: c.fd, b: *sl.buf})
+	}
+	err := r.send(t.reqs)
+	uringTurns.Add(1)
+	for i := range t.slots {
+		sl := &t.slots[i]
+		if sl.req < 0 {
+			continue
+		}
+		sl.c.fdMu.Unlock()
+		switch n := t.reqs[sl.req].n; {
+		case n >= 0:
+			sl.written = n
+		case n == -int(syscall.EAGAIN):
+			sl.written = 0 // a full socket: its own goroutine writes it
+		default:
+			sl.err = syscall.Errno(-n)
 		}
 	}
+	giveRing(r, err != nil, t.reqs)
+	for i := range t.slots {
+		sl := &t.slots[i]
+		sl.c.finishWrite(*sl.buf, sl.written, sl.err, sl.b)
+		if sl.req < 0 || t.reqs[sl.req].n != -int(syscall.EIO) || err == nil {
+			putBuffer(sl.buf)
+		}
+		t.slots[i] = slot{}
+	}
+	clear(t.reqs)
 }
 
 // writeBudget bounds the bytes a shared writer builds for one connection per
@@ -168,25 +298,41 @@ const writeBudget = 256 << 10
 // not take goes on with a goroutine of c's own. gen is the entry's: an
 // entry overtaken since (see entry.stale) does nothing.
 func (c *Conn) writeOut(gen uint32) {
-	c.mu.Lock()
-	if c.state != queued || c.gen.Load() != gen {
-		c.mu.Unlock()
+	buf, b, ok := c.beginWrite(gen)
+	if !ok {
 		return
 	}
-	buf := getBuffer()
-	defer putBuffer(buf)
+	n, err := c.tryWrite(*buf)
+	c.finishWrite(*buf, n, err, b)
+	putBuffer(buf)
+}
+
+// beginWrite takes c for writing, if entry gen is still its latest, and
+// builds its frames in a pooled buffer (see buildLocked). The caller
+// writes them, hands the outcome to finishWrite and puts the buffer back.
+func (c *Conn) beginWrite(gen uint32) (buf *[]byte, b built, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != queued || c.gen.Load() != gen {
+		return nil, built{}, false
+	}
+	buf = getBuffer()
 	c.state = writing
 	c.urgent, c.held = false, false
-	b := c.buildLocked(buf)
-	c.mu.Unlock()
+	return buf, c.buildLocked(buf), true
+}
 
-	n, err := c.tryWrite(*buf)
+// finishWrite goes on after the socket took n bytes of out (begun with
+// beginWrite, which built b): a failed write fails c, a short one hands
+// the rest to a goroutine of c's own, a whole one makes c idle again or
+// queues it behind the others if more came meanwhile. out is not kept.
+func (c *Conn) finishWrite(out []byte, n int, err error, b built) {
 	if err != nil {
 		c.fail()
 		return
 	}
-	if n < len(*buf) {
-		rest := append([]byte(nil), (*buf)[n:]...)
+	if n < len(out) {
+		rest := append([]byte(nil), out[n:]...)
 		c.mu.Lock()
 		c.state = slow
 		c.mu.Unlock()

@@ -4,17 +4,18 @@ package transport
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
 
-// uring is a minimal io_uring, through raw syscalls (no dependency), for
-// BenchmarkFanOutFloor: it is handed many sockets' frames at once and
-// sends them all with one io_uring_enter, where write(2) per socket is one
-// syscall each. A writer built on it (commit 8145e0d) was measured and
-// taken out again: docs/performance.md, "Broadcast fan-out on every core".
-// A uring is used by one goroutine at a time.
+// uring is a minimal io_uring, through raw syscalls (no dependency): a
+// writer hands it many sockets' frames at once and it sends them all with
+// one io_uring_enter, where write(2) per socket is one syscall each. On
+// this machine a syscall's entry and exit are half of a small loopback
+// write (BenchmarkFanOutFloor, docs/performance.md "Broadcast fan-out on
+// every core"). A uring is used by one goroutine at a time.
 type uring struct {
 	fd       int
 	sqRing   []byte
@@ -158,11 +159,23 @@ func (r *uring) send(reqs []sendReq) error {
 	atomic.StoreUint32(r.sqTail, tail+k)
 	done := uint32(0)
 	var failed error
+	// The first enter only submits: every send is non-blocking
+	// (MSG_DONTWAIT), so the kernel completes each one inline, and the
+	// call is made without telling the scheduler, as write(2) is
+	// (rawWrite1). Should a send not be complete when it returns, the
+	// wait for it is a syscall the scheduler knows of.
+	wait := false
 loop:
 	for done < k {
 		toSubmit := tail + k - atomic.LoadUint32(r.sqHead)
-		_, _, e := syscall.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(k-done), ioringEnterGetEvents, 0, 0)
+		var e syscall.Errno
+		if wait {
+			_, _, e = syscall.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(k-done), ioringEnterGetEvents, 0, 0)
+		} else {
+			_, _, e = syscall.RawSyscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
+		}
 		done += r.reap(reqs)
+		wait = true
 		switch e {
 		case 0, syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
 			continue
@@ -200,4 +213,63 @@ func (r *uring) reap(reqs []sendReq) uint32 {
 	}
 	atomic.StoreUint32(r.cqHead, head)
 	return n
+}
+
+// rings keeps the rings of the writers between their turns: a writer
+// takes one for a large turn and gives it back after, so that a process
+// has as many rings as it ever had large turns at once (its writers, at
+// most), each set up once and kept for the process's life.
+var rings struct {
+	mu   sync.Mutex
+	free []*uring
+	// off is set once io_uring could not be set up (an old kernel, a
+	// seccomp filter, kernel.io_uring_disabled) or a ring failed: every
+	// write is then a write(2) of its own.
+	off atomic.Bool
+	// kept holds, for the life of the process, the buffers of sends a
+	// failed ring had taken and not completed: the kernel may still read
+	// them. It is filled at most once (off is set at the same time).
+	kept [][]byte
+}
+
+// takeRing returns a ring of turnMax entries, or nil where io_uring is off.
+func takeRing() *uring {
+	if rings.off.Load() {
+		return nil
+	}
+	rings.mu.Lock()
+	if n := len(rings.free); n > 0 {
+		r := rings.free[n-1]
+		rings.free = rings.free[:n-1]
+		rings.mu.Unlock()
+		return r
+	}
+	rings.mu.Unlock()
+	r, err := newURing(turnMax)
+	if err != nil {
+		rings.off.Store(true)
+		return nil
+	}
+	return r
+}
+
+// giveRing gives back a ring taken with takeRing; failed says its last
+// send failed, with reqs what it was given: the ring is then not used
+// again, nor is any ring after it.
+func giveRing(r *uring, failed bool, reqs []sendReq) {
+	if failed {
+		rings.off.Store(true)
+		rings.mu.Lock()
+		for _, q := range reqs {
+			if q.n == -int(syscall.EIO) {
+				rings.kept = append(rings.kept, q.b)
+			}
+		}
+		rings.mu.Unlock()
+		// Not closed: a send it holds may still complete.
+		return
+	}
+	rings.mu.Lock()
+	rings.free = append(rings.free, r)
+	rings.mu.Unlock()
 }
