@@ -132,6 +132,10 @@ type sendReq struct {
 	n  int
 }
 
+// rawSendBytes is the most a submission may copy in a syscall the
+// scheduler is not told of (see send): ~100 µs of copying.
+const rawSendBytes = 256 << 10
+
 // send submits every request (at most r.entries) as a non-blocking send
 // and returns once all have completed. It returns an error only if the
 // ring failed; the requests it did not complete then have n set by
@@ -160,18 +164,27 @@ func (r *uring) send(reqs []sendReq) error {
 	done := uint32(0)
 	var failed error
 	// The first enter only submits: every send is non-blocking
-	// (MSG_DONTWAIT), so the kernel completes each one inline, and the
-	// call is made without telling the scheduler, as write(2) is
-	// (rawWrite1). Should a send not be complete when it returns, the
-	// wait for it is a syscall the scheduler knows of.
-	wait := false
+	// (MSG_DONTWAIT), so the kernel completes each one inline, and for a
+	// submission of a few hundred small frames the call is made without
+	// telling the scheduler, as write(2) is (rawWrite1). One that copies
+	// more than rawSendBytes could hold its processor for milliseconds:
+	// the scheduler is told of it, as it is of the wait for a send still
+	// incomplete after the first enter.
+	bytes := 0
+	for i := range reqs {
+		bytes += len(reqs[i].b)
+	}
+	wait, told := false, bytes > rawSendBytes
 loop:
 	for done < k {
 		toSubmit := tail + k - atomic.LoadUint32(r.sqHead)
 		var e syscall.Errno
-		if wait {
+		switch {
+		case wait:
 			_, _, e = syscall.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), uintptr(k-done), ioringEnterGetEvents, 0, 0)
-		} else {
+		case told:
+			_, _, e = syscall.Syscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
+		default:
 			_, _, e = syscall.RawSyscall6(sysIOURingEnter, uintptr(r.fd), uintptr(toSubmit), 0, 0, 0, 0)
 		}
 		done += r.reap(reqs)

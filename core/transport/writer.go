@@ -268,15 +268,21 @@ func (t *turn) write() {
 		if sl.req < 0 {
 			continue
 		}
-		sl.c.fdMu.Unlock()
 		switch n := t.reqs[sl.req].n; {
 		case n >= 0:
 			sl.written = n
 		case n == -int(syscall.EAGAIN):
 			sl.written = 0 // a full socket: its own goroutine writes it
+		case n == -int(syscall.EINVAL) || n == -int(syscall.EOPNOTSUPP):
+			// The kernel does not take this send through io_uring (a
+			// socket or kernel without IORING_OP_SEND): write(2) it
+			// is, from now on for every socket.
+			sl.written, sl.err = writeFd(sl.c.fd, *sl.buf)
+			rings.off.Store(true)
 		default:
 			sl.err = syscall.Errno(-n)
 		}
+		sl.c.fdMu.Unlock()
 	}
 	giveRing(r, err != nil, t.reqs)
 	for i := range t.slots {
@@ -416,8 +422,14 @@ func (c *Conn) tryWrite(b []byte) (n int, err error) {
 	if c.fdClosed {
 		return 0, net.ErrClosed
 	}
+	return writeFd(c.fd, b)
+}
+
+// writeFd writes as much of b as the non-blocking socket fd takes now.
+// Its caller holds the connection's fdMu.
+func writeFd(fd int, b []byte) (n int, err error) {
 	for n < len(b) {
-		m, e := rawWrite1(uintptr(c.fd), b[n:])
+		m, e := rawWrite1(uintptr(fd), b[n:])
 		switch e {
 		case 0:
 			n += m
