@@ -167,7 +167,6 @@ func (s *shard) run() {
 		if timer != nil {
 			timer.Stop()
 		}
-		t.reset()
 		return
 	}
 }
@@ -202,17 +201,6 @@ type slot struct {
 	req     int // index in reqs, or -1: not submitted
 	written int
 	err     error
-}
-
-// reset drops what the turn refers to, so that a writer that ended keeps
-// no connection alive.
-func (t *turn) reset() {
-	clear(t.entries)
-	t.entries = t.entries[:0]
-	clear(t.slots)
-	t.slots = t.slots[:0]
-	clear(t.reqs)
-	t.reqs = t.reqs[:0]
 }
 
 // write writes the turn's connections: through one io_uring submission
