@@ -231,6 +231,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.httpSrv.Serve(ln) }()
 	s.log.Info("listening", "addr", ln.Addr().String())
+	s.logWrites()
 	select {
 	case err := <-errc:
 		return errors.Join(fmt.Errorf("serve %s: %w", ln.Addr(), err), s.shutdownAdmin(context.Background()))
@@ -442,4 +443,17 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
+}
+
+// logWrites says once how the writers write to sockets (delivery.io_uring).
+func (s *Server) logWrites() {
+	if !s.cfg.Delivery.IOUring {
+		s.log.Info("writing to sockets with write(2): delivery.io_uring is false")
+		return
+	}
+	if err := transport.URingStatus(); err != nil {
+		s.log.Info("writing to sockets with write(2)", "reason", err.Error())
+		return
+	}
+	s.log.Info("writing fan-outs to sockets through io_uring")
 }

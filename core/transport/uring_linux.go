@@ -3,6 +3,7 @@
 package transport
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -243,6 +244,32 @@ var rings struct {
 	// failed ring had taken and not completed: the kernel may still read
 	// them. It is filled at most once (off is set at the same time).
 	kept [][]byte
+	// why says why off was set (for URingStatus).
+	why error
+}
+
+// URingStatus reports whether the writers can send through io_uring in
+// this process, setting up the first ring if none was yet; if not, the
+// error says why (they write with write(2) then).
+func URingStatus() error {
+	r := takeRing()
+	if r == nil {
+		rings.mu.Lock()
+		defer rings.mu.Unlock()
+		return fmt.Errorf("io_uring is off: %w", rings.why)
+	}
+	giveRing(r, false, nil)
+	return nil
+}
+
+// turnOff sets io_uring off for the process, for why.
+func turnOff(why error) {
+	rings.mu.Lock()
+	if rings.why == nil {
+		rings.why = why
+	}
+	rings.mu.Unlock()
+	rings.off.Store(true)
 }
 
 // takeRing returns a ring of turnMax entries, or nil where io_uring is off.
@@ -260,7 +287,7 @@ func takeRing() *uring {
 	rings.mu.Unlock()
 	r, err := newURing(turnMax)
 	if err != nil {
-		rings.off.Store(true)
+		turnOff(err)
 		return nil
 	}
 	return r
@@ -271,7 +298,7 @@ func takeRing() *uring {
 // again, nor is any ring after it.
 func giveRing(r *uring, failed bool, reqs []sendReq) {
 	if failed {
-		rings.off.Store(true)
+		turnOff(errors.New("a submission failed"))
 		rings.mu.Lock()
 		for _, q := range reqs {
 			if q.n == -int(syscall.EIO) {

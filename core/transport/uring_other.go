@@ -2,7 +2,10 @@
 
 package transport
 
-import "sync/atomic"
+import (
+	"errors"
+	"sync/atomic"
+)
 
 // uring is io_uring's ring, which only Linux has: every write elsewhere is
 // a write(2) of its own.
@@ -21,6 +24,12 @@ func (r *uring) send([]sendReq) error { panic("transport: io_uring is Linux's") 
 var rings struct{ off atomic.Bool }
 
 func init() { rings.off.Store(true) }
+
+// URingStatus says that the writers write with write(2): io_uring is
+// Linux's.
+func URingStatus() error { return errors.New("io_uring is off: only Linux has it") }
+
+func turnOff(error) {}
 
 func takeRing() *uring { return nil }
 

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -266,7 +267,7 @@ func (t *turn) write() {
 			// socket or kernel without IORING_OP_SEND): write(2) it
 			// is, from now on for every socket.
 			sl.written, sl.err = writeFd(sl.c.fd, *sl.buf)
-			rings.off.Store(true)
+			turnOff(fmt.Errorf("the kernel refused a send through it: %w", syscall.Errno(-n)))
 		default:
 			sl.err = syscall.Errno(-n)
 		}
