@@ -61,6 +61,22 @@ func watch(t *testing.T, b *natsbroker.Broker, ch string) {
 	}, 60*time.Second, 10*time.Millisecond)
 }
 
+// positionEventually reads ch's position, retrying while the broker is
+// unavailable (an R3 stream still being set up on a fresh cluster).
+func positionEventually(t *testing.T, b *natsbroker.Broker, ch string) broker.Position {
+	t.Helper()
+	var pos broker.Position
+	require.Eventually(t, func() bool {
+		var err error
+		pos, err = b.Position(context.Background(), ch)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			require.NoError(t, err)
+		}
+		return err == nil
+	}, 60*time.Second, 10*time.Millisecond)
+	return pos
+}
+
 // publishEventually publishes, retrying while the broker is unavailable
 // (a stream leader being elected after a server died).
 func publishEventually(t *testing.T, b *natsbroker.Broker, ns []broker.Notification) []*broker.Publication {
@@ -148,12 +164,7 @@ func TestNATSClusterReplicas(t *testing.T) {
 	a := newBroker(t, c.URLs(), opts)
 	b := newBroker(t, c.URLs(), opts)
 	ctx := context.Background()
-	var before broker.Position
-	require.Eventually(t, func() bool { // the R3 stream may still be being set up
-		var err error
-		before, err = a.Position(ctx, "r3")
-		return err == nil
-	}, 60*time.Second, 10*time.Millisecond)
+	before := positionEventually(t, a, "r3")
 	placed := publishEventually(t, a, note("r3"))
 
 	c.Server(0).Shutdown()
