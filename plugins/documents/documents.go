@@ -101,6 +101,20 @@ func (d *Documents) matchIDs(index, collection string, doc []byte) []string {
 	return ids
 }
 
+// pendingAndDone builds the notifications of a create or a delete for the
+// rooms of the filter IDs ids: its pending event's (none if they were sent
+// already, by an earlier attempt) and its done event's, with scope "in"
+// (a document created) or "out" (deleted).
+func (d *Documents) pendingAndDone(p *parsed, ids []string, pending, done *event, scope string, pendingSent bool) (pns, dns []sdk.Notification) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	rooms := d.roomsOf(p.Index, p.Collection, ids)
+	if !pendingSent {
+		pns = appendDocNotifications(nil, rooms, pending, scope)
+	}
+	return pns, appendDocNotifications(nil, rooms, done, scope)
+}
+
 // roomsOf resolves filter IDs to rooms; d.mu held for reading.
 func (d *Documents) roomsOf(index, collection string, ids []string) []*room {
 	c := d.colls[index+"\x00"+collection]
@@ -186,14 +200,7 @@ func (d *Documents) createDoc(ctx context.Context, p *parsed, orReplace bool) (a
 		ids := d.matchIDs(p.Index, p.Collection, withID(id, p.source))
 		pending := &event{controller: "document", action: "create", state: "pending", req: p.req, result: resultJSON(given, p.source, nil)}
 		done := &event{controller: "document", action: "create", state: "done", req: p.req, result: resultJSON(&doc.ID, doc.Source, &doc.Meta)}
-		d.mu.RLock()
-		rooms := d.roomsOf(p.Index, p.Collection, ids)
-		var pns []sdk.Notification
-		if !pendingSent {
-			pns = appendDocNotifications(nil, rooms, pending, "in")
-		}
-		dns := appendDocNotifications(nil, rooms, done, "in")
-		d.mu.RUnlock()
+		pns, dns := d.pendingAndDone(p, ids, pending, done, "in", pendingSent)
 		d.emit(ctx, pns)
 		pendingSent = true
 		err = d.store.Create(ctx, p.Index, p.Collection, doc)
@@ -347,14 +354,7 @@ func (d *Documents) delete(ctx context.Context, c *sdk.Call) (any, error) {
 		gone.Active, gone.DeletedAt, gone.UpdatedAt, gone.Updater = false, &ts, &ts, p.req.author
 		pending := &event{controller: "document", action: "delete", state: "pending", req: p.req, result: resultJSON(&id, nil, &old.Meta)}
 		done := &event{controller: "document", action: "delete", state: "done", req: p.req, result: resultJSON(&id, nil, &gone)}
-		d.mu.RLock()
-		rooms := d.roomsOf(p.Index, p.Collection, ids)
-		var pns []sdk.Notification
-		if !pendingSent {
-			pns = appendDocNotifications(nil, rooms, pending, "out")
-		}
-		dns := appendDocNotifications(nil, rooms, done, "out")
-		d.mu.RUnlock()
+		pns, dns := d.pendingAndDone(p, ids, pending, done, "out", pendingSent)
 		d.emit(ctx, pns)
 		pendingSent = true
 		err = d.store.Delete(ctx, p.Index, p.Collection, id, rev)
