@@ -25,7 +25,7 @@ func TestChangedKeysNamesConfigKeys(t *testing.T) {
 
 func TestSnake(t *testing.T) {
 	for in, want := range map[string]string{"AllowedOrigins": "allowed_origins", "APIKeys": "api_keys", "TLS": "tls",
-		"URL": "url", "MaxFrameBytes": "max_frame_bytes", "BusyOutboxRatio": "busy_outbox_ratio", "Listen": "listen"} {
+		"URL": "url", "MaxFrameBytes": "max_frame_bytes", "BusyOutboxRatio": "busy_outbox_ratio", "Listen": "listen", "IOUring": "io_uring"} {
 		require.Equal(t, want, snake(in), in)
 	}
 }
