@@ -29,14 +29,6 @@ func serverFrame(op byte, payload string) []byte {
 	return append(b, payload...)
 }
 
-func batchOf(stamps ...int64) string {
-	var parts []string
-	for _, s := range stamps {
-		parts = append(parts, fmt.Sprintf(`{"channel":"bench","object":{%s%d,"n":1}}`, stampKey, s))
-	}
-	return `{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[` + strings.Join(parts, ",") + `]}}`
-}
-
 // However the stream is cut into reads, whole frames are counted once and
 // the unfinished one waits for the rest: the epoll reader's client, fed as
 // its poller feeds it (internal/wsepoll's stream, one Feed a read).
