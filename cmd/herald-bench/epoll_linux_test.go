@@ -5,9 +5,11 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/heraldhq/herald/internal/wsepoll"
 	"github.com/stretchr/testify/require"
 )
 
@@ -27,17 +29,10 @@ func serverFrame(op byte, payload string) []byte {
 	return append(b, payload...)
 }
 
-func batchOf(stamps ...int64) string {
-	var parts []string
-	for _, s := range stamps {
-		parts = append(parts, fmt.Sprintf(`{"channel":"bench","object":{%s%d,"n":1}}`, stampKey, s))
-	}
-	return `{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[` + strings.Join(parts, ",") + `]}}`
-}
-
 // However the stream is cut into reads, whole frames are counted once and
-// the unfinished one waits for the rest.
-func TestParseFramesAcrossEveryCut(t *testing.T) {
+// the unfinished one waits for the rest: the epoll reader's client, fed as
+// its poller feeds it (internal/wsepoll's stream, one Feed a read).
+func TestEpollClientCountsAcrossEveryCut(t *testing.T) {
 	pad := strings.Repeat("x", 70_000) // a 64-bit length
 	stream := append(serverFrame(1, batchOf(100, 200)), serverFrame(1, batchOf(300))...)
 	stream = append(stream, serverFrame(1, `{"pad":"`+strings.Repeat("y", 300)+`","o":{`+stampKey+`400}}`)...) // 16-bit length
@@ -45,14 +40,15 @@ func TestParseFramesAcrossEveryCut(t *testing.T) {
 	stream = append(stream, serverFrame(1, `{"jsonrpc":"2.0","id":1,"result":"pong"}`)...)
 	for _, cut := range []int{1, 2, 3, 7, 100, 333, 4096, len(stream)} {
 		f := &fleet{closeCodes: map[int]int{}}
-		var partial []byte
+		c := &rawClient{f: f}
+		var s wsepoll.Stream
 		for off := 0; off < len(stream); off += cut {
-			partial = append(partial, stream[off:min(off+cut, len(stream))]...)
-			rest, code := f.parseFrames(0, partial, 1000, func(byte, []byte) {})
-			require.Zero(t, code)
-			partial = rest
+			require.NoError(t, s.Feed(stream[off:min(off+cut, len(stream))], func(fr wsepoll.Frame) error {
+				require.Nil(t, c.Frame(fr, 1000), "herald is not answered")
+				return nil
+			}))
 		}
-		require.Empty(t, partial, "cut %d", cut)
+		require.Zero(t, s.Pending(), "cut %d", cut)
 		require.Equal(t, int64(5), f.deliveredTotal(), "cut %d", cut)
 		require.Equal(t, int64(4), total(&f.frames), "cut %d", cut)
 		counts, maxNs := merged(f.latency[:])
@@ -65,25 +61,45 @@ func TestParseFramesAcrossEveryCut(t *testing.T) {
 	}
 }
 
-func TestParseFramesHandsOnPingsAndReportsTheCloseCode(t *testing.T) {
-	f := &fleet{closeCodes: map[int]int{}}
-	var pinged []string
-	stream := append(serverFrame(9, "hb"), serverFrame(1, batchOf(1))...)
-	rest, code := f.parseFrames(0, append(stream, serverFrame(8, "\x0f\xa8slow consumer")...), 10, func(op byte, p []byte) { pinged = append(pinged, fmt.Sprintf("%x %s", op, p)) })
-	require.Nil(t, rest)
-	require.Equal(t, 4008, code)
+// Centrifugo's pings are text frames the client answers with {}.
+func TestEpollClientAnswersCentrifugoPings(t *testing.T) {
+	f := &fleet{closeCodes: map[int]int{}, answer: centrifugoPong}
+	c := &rawClient{f: f}
+	require.Equal(t, "{}", string(c.Frame(wsepoll.Frame{Op: wsepoll.OpText, Fin: true, Payload: []byte("{}")}, 10)))
+	push := `{"push":{"pub":{"data":{` + stampKey + `5}}}}`
+	require.Nil(t, c.Frame(wsepoll.Frame{Op: wsepoll.OpText, Fin: true, Payload: []byte(push)}, 10))
 	require.Equal(t, int64(1), f.deliveredTotal())
-	require.Equal(t, []string{"a hb"}, pinged)
 }
 
-func FuzzParseFrames(f *testing.F) {
+// A connection that ends before the run is counted by its close code, -1
+// when there was no close frame; once the fleet stops, not at all.
+func TestEpollClientCountsDropsByCloseCode(t *testing.T) {
+	f := &fleet{closeCodes: map[int]int{}}
+	c := &rawClient{f: f}
+	c.Ended(fmt.Errorf("client 0: %w", &wsepoll.CloseError{Code: 4008, Reason: "slow consumer"}))
+	c.Ended(io.EOF)
+	c.Ended(fmt.Errorf("frame: %w", wsepoll.ErrTooBig))
+	require.Equal(t, int64(3), f.dropped.Load())
+	require.Equal(t, map[int]int{4008: 1, -1: 2}, f.closeCodes)
+	f.stopping.Store(true)
+	c.Ended(io.EOF)
+	require.Equal(t, int64(3), f.dropped.Load())
+}
+
+func FuzzEpollClient(f *testing.F) {
 	f.Add(serverFrame(1, batchOf(5, 6)))
 	f.Add(serverFrame(8, "\x03\xe8"))
 	f.Add([]byte{0x81, 0xff, 0, 0, 0, 0, 0, 0, 0, 1})
 	f.Add([]byte{0x81, 0xfe, 0, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fl := &fleet{closeCodes: map[int]int{}}
-		rest, _ := fl.parseFrames(0, data, 1, func(byte, []byte) {})
-		require.LessOrEqual(t, len(rest), len(data))
+		fl := &fleet{closeCodes: map[int]int{}, answer: centrifugoPong}
+		c := &rawClient{f: fl}
+		n, _ := wsepoll.Parse(data, 0, func(fr wsepoll.Frame) error {
+			if reply := c.Frame(fr, 1); reply != nil {
+				require.Equal(t, "{}", string(reply))
+			}
+			return nil
+		})
+		require.LessOrEqual(t, n, len(data))
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -65,6 +66,16 @@ func TestParsePIDs(t *testing.T) {
 		require.NoError(t, err, tc.in)
 		require.Equal(t, tc.want, got, tc.in)
 	}
+}
+
+// batchOf is herald's frame of notifications stamped with these send
+// times.
+func batchOf(stamps ...int64) string {
+	var parts []string
+	for _, s := range stamps {
+		parts = append(parts, fmt.Sprintf(`{"channel":"bench","object":{%s%d,"n":1}}`, stampKey, s))
+	}
+	return `{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[` + strings.Join(parts, ",") + `]}}`
 }
 
 func validOptions() options {

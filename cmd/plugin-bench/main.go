@@ -322,8 +322,6 @@ type fleet struct {
 
 type client struct {
 	ws        *websocket.Conn
-	fd        int          // the socket, for the epoll reader
-	in        []byte       // the epoll reader's bytes not yet parsed into frames
 	count     atomic.Int64 // notifications received
 	lastNs    atomic.Int64 // arrival of the latest frame with notifications
 	frames    int64
