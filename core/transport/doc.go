@@ -7,7 +7,11 @@
 // Writing is shared: every connection belongs to one of a few writer shards
 // (Options.Writers), each a queue of ready connections and at most one
 // goroutine, which exists only while the queue has work. A connection's
-// turn writes all its pending frames with one non-blocking syscall; a
+// turn writes all its pending frames with one non-blocking send; a writer
+// takes up to 256 ready connections at a time, and on Linux hands four or
+// more of them to the kernel with one io_uring submission
+// (uring_linux.go; Options.NoURing, or a kernel that refuses io_uring,
+// keeps one write(2) each). A
 // socket that cannot take them (a slow reader) gets a goroutine of its own,
 // bounded by WriteTimeout, until it has caught up. So a broadcast to 10k
 // connections is a handful of goroutines, not 10k, and a connection that
