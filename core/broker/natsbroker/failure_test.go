@@ -65,32 +65,30 @@ func watch(t *testing.T, b *natsbroker.Broker, ch string) {
 // unavailable (an R3 stream still being set up on a fresh cluster).
 func positionEventually(t *testing.T, b *natsbroker.Broker, ch string) broker.Position {
 	t.Helper()
-	var pos broker.Position
-	require.Eventually(t, func() bool {
-		var err error
-		pos, err = b.Position(context.Background(), ch)
-		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
-			require.NoError(t, err)
-		}
-		return err == nil
-	}, 60*time.Second, 10*time.Millisecond)
-	return pos
+	return whenAvailable(t, func() (broker.Position, error) { return b.Position(context.Background(), ch) })
 }
 
 // publishEventually publishes, retrying while the broker is unavailable
 // (a stream leader being elected after a server died).
 func publishEventually(t *testing.T, b *natsbroker.Broker, ns []broker.Notification) []*broker.Publication {
 	t.Helper()
-	var pubs []*broker.Publication
+	return whenAvailable(t, func() ([]*broker.Publication, error) { return b.Publish(context.Background(), ns) })
+}
+
+// whenAvailable calls f until it succeeds, for up to a minute, while it
+// fails with broker.ErrUnavailable; any other error fails the test.
+func whenAvailable[T any](t *testing.T, f func() (T, error)) T {
+	t.Helper()
+	var v T
 	require.Eventually(t, func() bool {
 		var err error
-		pubs, err = b.Publish(context.Background(), ns)
+		v, err = f()
 		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
 			require.NoError(t, err)
 		}
 		return err == nil
 	}, 60*time.Second, 10*time.Millisecond)
-	return pubs
+	return v
 }
 
 // While NATS is down, a publish fails at once (or within its own bound)
