@@ -58,7 +58,10 @@ func floorFixtureFor(b *testing.B) *floorFixture {
 //     before it wrote the descriptor directly (performance.md section 10);
 //   - uring/g=N: the writes submitted as io_uring IORING_OP_SEND entries,
 //     a ring per goroutine, up to 4,096 sockets per io_uring_enter
-//     (skipped where the kernel or a seccomp filter refuses io_uring).
+//     (skipped where the kernel or a seccomp filter refuses io_uring);
+//   - uring/per=K: one goroutine, K sockets per io_uring_enter (K = 1, 2,
+//     4, 8, 32, 256: the writers' turns are of 1 to 256), which says from
+//     what turn a submission costs less than K write(2)s.
 //
 // cpu-ns/write is the writing process's CPU time per write (getrusage),
 // which the machine's other load does not stretch; the reader's is not in
@@ -81,14 +84,30 @@ func BenchmarkFanOutFloor(b *testing.B) {
 	if p := runtime.GOMAXPROCS(0); p > 2 {
 		gs = append(gs, p)
 	}
+	type floorCase struct {
+		name string
+		kind string
+		g    int
+		per  int // sockets per io_uring_enter
+	}
+	var cases []floorCase
 	for _, kind := range []string{"write", "syscall", "rawconn", "uring"} {
 		for _, g := range gs {
-			b.Run(fmt.Sprintf("%s/g=%d", kind, g), func(b *testing.B) {
+			cases = append(cases, floorCase{fmt.Sprintf("%s/g=%d", kind, g), kind, g, 4096})
+		}
+	}
+	for _, per := range []int{1, 2, 4, 8, 32, 256} {
+		cases = append(cases, floorCase{fmt.Sprintf("uring/per=%d", per), "uring", 1, per})
+	}
+	for _, fc := range cases {
+		kind, g, per := fc.kind, fc.g, fc.per
+		{
+			b.Run(fc.name, func(b *testing.B) {
 				parts := f.split(g)
 				var rings []*uring
 				if kind == "uring" {
 					for range g {
-						r, err := newURing(4096)
+						r, err := newURing(uint32(per))
 						if err != nil {
 							b.Skipf("io_uring: %v", err)
 						}
