@@ -30,6 +30,21 @@ func nodes(t *testing.T, n int, extra map[string]any) []*env {
 // idleAll waits until every node is done.
 func idleAll(ns []*env) { ns[0].idle(ns[1:]...) }
 
+// settledAll waits until every node ended the replay that follows its
+// start: a node that got no event yet ends it on its settle timer, with a
+// reap, which a test must not have land in the middle of its steps.
+func settledAll(t *testing.T, ns []*env) {
+	t.Helper()
+	for _, e := range ns {
+		require.Eventually(t, func() bool {
+			e.p.mu.Lock()
+			defer e.p.mu.Unlock()
+			return !e.p.resyncing
+		}, 10*time.Second, time.Millisecond, "a node never ended its start's replay")
+	}
+	idleAll(ns)
+}
+
 // emitted counts, over every node, the notifications with event about the
 // given object id that went to channel.
 func emitted(ns []*env, channel, event, object string) int {
@@ -165,6 +180,9 @@ func TestClusterTombstoneOfADeadClaimant(t *testing.T) {
 	idleAll(ns)
 	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"gone"}`))
 	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"back"}`))
+	// b got no event yet: its start's replay ends on a timer, with a
+	// reap that would delete the tombstones below before back connects.
+	settledAll(t, ns)
 
 	// Both users leave dying's node; it writes their tombstones at the
 	// revision it read, as its sync does, and dies before the deletes.
