@@ -285,8 +285,8 @@ func printPairTable(path string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "| scenario | server | connected | published | delivered | ratio | p50 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | CPU µs/notif | bench CPU s | load |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(out, "| scenario | server | connected | published | delivered | ratio | p50 ms | p99 ms | max ms | RSS/conn KiB | server CPU s | CPU µs/notif | notif/frame | CPU µs/frame | bench CPU s | load |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, p := range pairRows(rows) {
 		for _, s := range []*summary{p.herald, p.centrifugo} {
 			if s == nil {
@@ -300,17 +300,22 @@ func printPairTable(path string, out io.Writer) error {
 				// is exact, and no quantile is above it.
 				lat = [3]string{ms(min(s.P50Ms, s.MaxMs)), ms(min(s.P99Ms, s.MaxMs)), ms(s.MaxMs)}
 			}
-			fmt.Fprintf(out, "| %s | %s | %d/%d | %d | %d | %s | %s | %s | %s | %.1f | %.2f | %s | %.1f | %.1f |\n",
+			perFrame := "–"
+			if s.PerFrame > 0 {
+				perFrame = fmt.Sprintf("%.1f", s.PerFrame)
+			}
+			fmt.Fprintf(out, "| %s | %s | %d/%d | %d | %d | %s | %s | %s | %s | %.1f | %.2f | %s | %s | %s | %.1f | %.1f |\n",
 				p.scenario, server, s.Connected, s.Clients, s.Published, s.Delivered, ratio, lat[0], lat[1], lat[2],
-				s.RSSPerConnKiB, s.ServerCPUSeconds, usOrDash(cpuPerNotifUs(s)), s.BenchCPUSeconds, s.LoadAvg)
+				s.RSSPerConnKiB, s.ServerCPUSeconds, usOrDash(cpuPerNotifUs(s)), perFrame, usOrDash(cpuPerFrameUs(s)), s.BenchCPUSeconds, s.LoadAvg)
 		}
 		if h, c := p.herald, p.centrifugo; h != nil && c != nil {
 			lat := [2]string{"–", "–"}
 			if h.Rate > 0 {
 				lat = [2]string{times(min(h.P50Ms, h.MaxMs), min(c.P50Ms, c.MaxMs)), times(min(h.P99Ms, h.MaxMs), min(c.P99Ms, c.MaxMs))}
 			}
-			fmt.Fprintf(out, "| %s | herald ÷ centrifugo | | | | | %s | %s | | %s | %s | %s | | |\n", p.scenario, lat[0], lat[1],
-				times(h.RSSPerConnKiB, c.RSSPerConnKiB), times(h.ServerCPUSeconds, c.ServerCPUSeconds), times(cpuPerNotifUs(h), cpuPerNotifUs(c)))
+			fmt.Fprintf(out, "| %s | herald ÷ centrifugo | | | | | %s | %s | | %s | %s | %s | | %s | | |\n", p.scenario, lat[0], lat[1],
+				times(h.RSSPerConnKiB, c.RSSPerConnKiB), times(h.ServerCPUSeconds, c.ServerCPUSeconds), times(cpuPerNotifUs(h), cpuPerNotifUs(c)),
+				times(cpuPerFrameUs(h), cpuPerFrameUs(c)))
 		}
 	}
 	return nil
@@ -323,6 +328,17 @@ func cpuPerNotifUs(s *summary) float64 {
 		return 0
 	}
 	return s.ServerCPUSeconds * 1e6 / float64(s.Delivered)
+}
+
+// cpuPerFrameUs is the server's CPU over the frames it sent, in µs (0:
+// nothing delivered, or the frames not counted): the cost of a send, which
+// tells a server that sends more, smaller frames (lower latency) from one
+// whose sends cost more.
+func cpuPerFrameUs(s *summary) float64 {
+	if s.PerFrame <= 0 {
+		return 0
+	}
+	return cpuPerNotifUs(s) * s.PerFrame
 }
 
 // times is a over b as a ratio, "–" when either is not a measure.

@@ -259,8 +259,8 @@ func FuzzCentrifugoFrame(f *testing.F) {
 func TestPairTableGivesHeraldAsARatioOfCentrifugo(t *testing.T) {
 	lines := []string{
 		"12:00:00.000  a herald: connecting 1000 clients", // a log line, skipped
-		`{"name":"a herald","mode":"broadcast","clients":1000,"connected":1000,"rate":200,"published":600,"delivered":600000,"delivery_ratio":1,"p50_ms":2,"p99_ms":10,"max_ms":20,"rss_per_conn_kib":10,"server_cpu_s":1.5}`,
-		`{"name":"a centrifugo","mode":"broadcast","clients":1000,"connected":1000,"rate":200,"published":600,"delivered":600000,"delivery_ratio":1,"p50_ms":4,"p99_ms":41,"max_ms":40,"rss_per_conn_kib":40,"server_cpu_s":3}`,
+		`{"name":"a herald","mode":"broadcast","clients":1000,"connected":1000,"rate":200,"published":600,"delivered":600000,"delivery_ratio":1,"notifications_per_frame":1.5,"p50_ms":2,"p99_ms":10,"max_ms":20,"rss_per_conn_kib":10,"server_cpu_s":1.5}`,
+		`{"name":"a centrifugo","mode":"broadcast","clients":1000,"connected":1000,"rate":200,"published":600,"delivered":600000,"delivery_ratio":1,"notifications_per_frame":5,"p50_ms":4,"p99_ms":41,"max_ms":40,"rss_per_conn_kib":40,"server_cpu_s":3}`,
 		`{"name":"d herald","mode":"broadcast","clients":15000,"connected":15000,"rate":0,"rss_per_conn_kib":8}`,
 		`{"name":"d centrifugo","mode":"broadcast","clients":15000,"connected":15000,"rate":0,"rss_per_conn_kib":32}`,
 		`{"name":"x","mode":"broadcast"}`, // not a pair run: left out
@@ -271,8 +271,10 @@ func TestPairTableGivesHeraldAsARatioOfCentrifugo(t *testing.T) {
 	require.NoError(t, printPairTable(path, &out))
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
 	require.Len(t, got, 2+3+3, out.String())
-	require.True(t, strings.HasPrefix(got[2], "| a | herald | 1000/1000 | 600 | 600000 | 1.0000 | 2.00 | 10 | 20 | 10.0 | 1.50 | 2.50 |"), got[2])
+	require.True(t, strings.HasPrefix(got[2], "| a | herald | 1000/1000 | 600 | 600000 | 1.0000 | 2.00 | 10 | 20 | 10.0 | 1.50 | 2.50 | 1.5 | 3.75 |"), got[2])
 	require.True(t, strings.HasPrefix(got[3], "| a | centrifugo | 1000/1000 | 600 | 600000 | 1.0000 | 4.00 | 40 | 40 |"), got[3], "a quantile (a bucket's upper bound) above the exact maximum is the maximum")
-	require.Equal(t, "| a | herald ÷ centrifugo | | | | | 0.50× | 0.25× | | 0.25× | 0.50× | 0.50× | | |", got[4])
-	require.Equal(t, "| d | herald ÷ centrifugo | | | | | – | – | | 0.25× | – | – | | |", got[7])
+	require.Equal(t, "| a | herald ÷ centrifugo | | | | | 0.50× | 0.25× | | 0.25× | 0.50× | 0.50× | | 0.15× | | |", got[4],
+		"herald's 3.75 µs a frame against Centrifugo's 25")
+	require.Equal(t, "| d | herald ÷ centrifugo | | | | | – | – | | 0.25× | – | – | | – | | |", got[7])
+	require.True(t, strings.HasPrefix(got[5], "| d | herald | 15000/15000 | 0 | 0 | – | – | – | – | 8.0 | 0.00 | – | – | – |"), got[5])
 }
