@@ -58,9 +58,13 @@ const (
 // publications, and a channel that never had one keeps its epoch without
 // any state.
 type Memory struct {
-	opts    MemoryOptions
-	seed    maphash.Seed
-	base    string
+	opts MemoryOptions
+	seed maphash.Seed
+	base string
+	// start is when the broker was made: history entries keep their time
+	// as the duration since (monotonic where the clock is), which is
+	// smaller than a time.Time and holds no pointer.
+	start   time.Time
 	ids     *ids
 	shards  [memoryShards]memoryShard
 	handler Handler
@@ -101,9 +105,13 @@ type memoryChannel struct {
 	lastAt time.Time
 }
 
+// historyEntry is a kept publication with what expiring and replacing it
+// need, so that neither reads the publication itself: the oldest entry's
+// publication is rarely still in the processor's cache.
 type historyEntry struct {
-	pub *Publication
-	at  time.Time
+	pub  *Publication
+	at   time.Duration // since Memory.start
+	cost int64         // entryCost(pub)
 }
 
 // MemoryStats is what the memory broker holds, for metrics.
@@ -124,12 +132,15 @@ func NewMemory(opts MemoryOptions) *Memory {
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(fmt.Sprintf("broker: no randomness for an epoch: %v", err))
 	}
-	m := &Memory{opts: opts, seed: maphash.MakeSeed(), base: fmt.Sprintf("%08x", binary.BigEndian.Uint32(b[:])), ids: newIDs()}
+	m := &Memory{opts: opts, seed: maphash.MakeSeed(), base: fmt.Sprintf("%08x", binary.BigEndian.Uint32(b[:])), start: opts.Now(), ids: newIDs()}
 	for i := range m.shards {
 		m.shards[i].channels = make(map[string]*memoryChannel)
 	}
 	return m
 }
+
+// since is now as a history entry's time.
+func (m *Memory) since(now time.Time) time.Duration { return now.Sub(m.start) }
 
 // SetHandler implements Broker.
 func (m *Memory) SetHandler(h Handler) { m.handler = h }
@@ -206,6 +217,7 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 	// batch, its accept time already), and the id's time is that
 	// timestamp. A clock before 1970 (a test's) gives ids time 0.
 	now := m.opts.Now()
+	at := m.since(now)
 	ms := now.UnixMilli()
 	ids := m.ids.reserve(uint64(max(ms, 0)), len(ns))
 	var grown int64
@@ -227,7 +239,7 @@ func (m *Memory) Publish(ctx context.Context, ns []Notification) ([]*Publication
 		// publication that cost no allocation and no copy.
 		*pub = Publication{Channel: inData(data, n.Channel), Seq: seq, ID: unsafe.String(&data[idAt], ulidLen),
 			Data: data, More: i < len(ns)-1, Accepted: accepted}
-		grown += ch.append(pub, now, m.opts.HistorySize)
+		grown += ch.append(pub, now, at, m.opts.HistorySize)
 		if m.handler != nil {
 			m.handler.HandlePublication(pub)
 		}
@@ -262,8 +274,9 @@ func inData(data []byte, name string) string {
 
 func entryCost(p *Publication) int64 { return int64(cap(p.Data)) + entryOverhead }
 
-// append keeps p and returns the change in the channel's history bytes.
-func (c *memoryChannel) append(p *Publication, now time.Time, size int) int64 {
+// append keeps p, published at now (at since Memory.start), and returns
+// the change in the channel's history bytes.
+func (c *memoryChannel) append(p *Publication, now time.Time, at time.Duration, size int) int64 {
 	c.lastAt = now
 	if size <= 0 {
 		return 0
@@ -271,17 +284,16 @@ func (c *memoryChannel) append(p *Publication, now time.Time, size int) int64 {
 	cost := entryCost(p)
 	if c.n == size {
 		// Full: the oldest makes room.
-		old := c.ring[c.head].pub
-		c.ring[c.head] = historyEntry{p, now}
+		delta := cost - c.ring[c.head].cost
+		c.ring[c.head] = historyEntry{p, at, cost}
 		c.head = (c.head + 1) % len(c.ring)
-		delta := cost - entryCost(old)
 		c.bytes += delta
 		return delta
 	}
 	if c.n == len(c.ring) {
 		c.grow(size)
 	}
-	c.ring[(c.head+c.n)%len(c.ring)] = historyEntry{p, now}
+	c.ring[(c.head+c.n)%len(c.ring)] = historyEntry{p, at, cost}
 	c.n++
 	c.bytes += cost
 	return cost
@@ -298,13 +310,13 @@ func (c *memoryChannel) grow(size int) {
 
 // expire drops entries older than ttl from the front and returns the
 // change in history bytes.
-func (c *memoryChannel) expire(now time.Time, ttl time.Duration) int64 {
+func (c *memoryChannel) expire(at, ttl time.Duration) int64 {
 	if ttl <= 0 {
 		return 0
 	}
 	var freed int64
-	for c.n > 0 && now.Sub(c.ring[c.head].at) > ttl {
-		freed += entryCost(c.ring[c.head].pub)
+	for c.n > 0 && at-c.ring[c.head].at > ttl {
+		freed += c.ring[c.head].cost
 		c.ring[c.head] = historyEntry{}
 		c.head = (c.head + 1) % len(c.ring)
 		c.n--
@@ -334,7 +346,7 @@ func (m *Memory) History(ctx context.Context, channel string, since Position) ([
 		return nil, cur, nil
 	}
 	defer ch.mu.Unlock()
-	m.bytes.Add(ch.expire(m.opts.Now(), m.opts.HistoryTTL))
+	m.bytes.Add(ch.expire(m.since(m.opts.Now()), m.opts.HistoryTTL))
 	cur := Position{Seq: ch.seq, Epoch: ch.epoch}
 	if since.Epoch != ch.epoch || since.Seq > ch.seq {
 		return nil, cur, ErrUnrecoverable
@@ -380,7 +392,7 @@ func (m *Memory) Sweep(now time.Time, keep func(channel string) bool) (removed i
 		s.mu.Lock()
 		for name, ch := range s.channels {
 			ch.mu.Lock()
-			m.bytes.Add(ch.expire(now, m.opts.HistoryTTL))
+			m.bytes.Add(ch.expire(m.since(now), m.opts.HistoryTTL))
 			if ch.n == 0 && now.Sub(ch.lastAt) > ttl && (keep == nil || !keep(name)) {
 				ch.gone = true
 				delete(s.channels, name)
@@ -422,7 +434,7 @@ func (m *Memory) evict() {
 			if !ch.mu.TryLock() {
 				continue
 			}
-			m.bytes.Add(ch.expire(now, m.opts.HistoryTTL))
+			m.bytes.Add(ch.expire(m.since(now), m.opts.HistoryTTL))
 			if ch.n > 0 {
 				cands = append(cands, candidate{name, ch.lastAt})
 			}
