@@ -1,10 +1,17 @@
-// Package natstest runs real NATS servers with JetStream inside a test
-// process: one server (Start) or a three-server cluster (StartCluster), on
-// loopback and random ports, each with its store in t.TempDir(), stopped at
-// the test's cleanup. A server can be shut down and restarted on the same
+// Package natstest runs real NATS servers with JetStream for tests: one
+// server inside the test process (Start) or a cluster of nats-server
+// processes (StartCluster), on loopback and free ports, each with its store
+// in t.TempDir(), stopped at the test's cleanup. A server can be shut down and restarted on the same
 // port with the same store, as an operator's restart would, so tests see
 // what clients see in production: disconnection, reconnection, and the
 // stream's content intact.
+//
+// A cluster's servers are processes, built from the module's own
+// nats-server (go.mod's tool line) without -race: under the race detector,
+// nats-server v2.15.2's clustered stream code reports a race of its own
+// (batchStagedDiff.commit against applyStreamMsgOp), which failed a test
+// of ours that did nothing wrong. Herald's code stays in the test process,
+// under -race.
 //
 // It knows nothing of herald: the broker, the state store and the herald
 // binary's tests all use it.
@@ -25,12 +32,17 @@ import (
 // a cluster to elect its JetStream meta leader.
 const readyTimeout = 30 * time.Second
 
-// Server is one NATS server with JetStream.
+// Server is one NATS server with JetStream: in the test process (Start),
+// or a process of its own (a Cluster's).
 type Server struct {
 	t    testing.TB
 	mu   sync.Mutex
 	srv  *server.Server
 	opts server.Options
+	// proc is the running process of a cluster's server (nil while it is
+	// down, and for Start's), and process what it runs.
+	proc    *process
+	process *processConfig
 }
 
 // Start runs one NATS server with JetStream on 127.0.0.1 and a random port,
@@ -60,6 +72,16 @@ func baseOptions(t testing.TB, name string) server.Options {
 
 func (s *Server) start() {
 	s.t.Helper()
+	if s.process != nil {
+		p, err := s.process.start(s.t)
+		if err != nil {
+			s.t.Fatalf("natstest: %v", err)
+		}
+		s.mu.Lock()
+		s.proc = p
+		s.mu.Unlock()
+		return
+	}
 	opts := s.opts
 	srv, err := server.NewServer(&opts)
 	if err != nil {
@@ -82,18 +104,28 @@ func (s *Server) start() {
 
 // URL is the server's client URL (nats://127.0.0.1:port); it stays the same
 // across restarts.
-func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port) }
+func (s *Server) URL() string {
+	if s.process != nil {
+		return fmt.Sprintf("nats://127.0.0.1:%d", s.process.port)
+	}
+	return fmt.Sprintf("nats://127.0.0.1:%d", s.opts.Port)
+}
 
 // Shutdown stops the server and waits until it is down. Stopping a stopped
 // server does nothing.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, proc := s.srv, s.proc
+	s.srv, s.proc = nil, nil
 	s.mu.Unlock()
 	if srv != nil {
 		srv.Shutdown()
 		srv.WaitForShutdown()
+	}
+	if proc != nil {
+		if err := proc.stop(); err != nil {
+			s.t.Errorf("natstest: %v", err)
+		}
 	}
 }
 
@@ -109,22 +141,30 @@ func (s *Server) Restart() {
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.srv != nil
+	return s.srv != nil || s.proc != nil
 }
 
 // NATS is the running server, for tests that need its internals (nil while
-// it is down).
+// it is down, and for a cluster's servers, which are processes).
 func (s *Server) NATS() *server.Server {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.srv
 }
 
-// Cluster is three (or more) NATS servers routed to each other on loopback,
-// JetStream on each, under one cluster name.
+// Cluster is three (or more) nats-server processes routed to each other on
+// loopback, JetStream on each, under one cluster name.
 type Cluster struct {
 	t       testing.TB
 	servers []*Server
+}
+
+// ClusterConfig is what a cluster's servers may differ in from NATS's
+// defaults.
+type ClusterConfig struct {
+	// MaxPayload is the largest message a server takes, in bytes (0:
+	// NATS's default, 1 MiB, which production runs with too).
+	MaxPayload int
 }
 
 // StartCluster runs n NATS servers in one JetStream cluster and waits until
@@ -132,27 +172,39 @@ type Cluster struct {
 // They are shut down at t's cleanup.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartClusterConfig(t, n, ClusterConfig{})
+}
+
+// StartClusterConfig is StartCluster with cfg.
+func StartClusterConfig(t testing.TB, n int, cfg ClusterConfig) *Cluster {
+	t.Helper()
 	if n < 1 {
 		t.Fatalf("natstest: a cluster of %d servers", n)
 	}
-	// Cluster ports are picked first so that every server can name all its
-	// peers in its routes (a restarted one finds them again).
-	ports := freePorts(t, n)
+	bin, err := natsServerBinary()
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	// Every port is picked first, so that every server can name all its
+	// peers in its routes, and a restarted one comes back on its own.
+	ports := freePorts(t, 3*n)
 	routes := make([]string, n)
-	for i, p := range ports {
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", p)
+	for i := range n {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[3*i+1])
 	}
 	c := &Cluster{t: t}
-	for i := 0; i < n; i++ {
-		opts := baseOptions(t, fmt.Sprintf("herald-test-%d", i+1))
-		opts.Cluster = server.ClusterOpts{Name: "herald-test", Host: "127.0.0.1", Port: ports[i]}
+	for i := range n {
+		pc := &processConfig{
+			bin: bin, name: fmt.Sprintf("herald-test-%d", i+1), dir: t.TempDir(),
+			port: ports[3*i], clusterPort: ports[3*i+1], monitorPort: ports[3*i+2],
+			maxPayload: cfg.MaxPayload,
+		}
 		for j, r := range routes {
 			if j != i {
-				opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+				pc.routes = append(pc.routes, r)
 			}
 		}
-		s := &Server{t: t, opts: opts}
-		c.servers = append(c.servers, s)
+		c.servers = append(c.servers, &Server{t: t, process: pc})
 	}
 	// Servers start concurrently: each waits for a quorum of peers only to
 	// elect a leader, not to accept connections.
@@ -197,20 +249,18 @@ func (c *Cluster) WaitReady() {
 	c.t.Helper()
 	deadline := time.Now().Add(readyTimeout)
 	for time.Now().Before(deadline) {
-		running := 0
-		var leader *server.Server
+		var running []*processConfig
 		for _, s := range c.servers {
-			if srv := s.NATS(); srv != nil {
-				running++
-				if srv.JetStreamIsLeader() {
-					leader = srv
-				}
+			if s.Running() {
+				running = append(running, s.process)
 			}
 		}
-		if leader != nil && len(leader.JetStreamClusterPeers()) >= running {
-			return
+		for _, p := range running {
+			if p.leadsWithPeers(len(running)) {
+				return
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	c.t.Fatalf("natstest: no JetStream meta leader with every server as a peer within %s", readyTimeout)
 }

@@ -2,12 +2,9 @@ package jsstate_test
 
 import (
 	"fmt"
-	"net"
-	"net/url"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -15,48 +12,16 @@ import (
 	"github.com/heraldhq/herald/core/state"
 	"github.com/heraldhq/herald/core/state/jsstate"
 	"github.com/heraldhq/herald/core/state/statetest"
+	"github.com/heraldhq/herald/internal/natstest"
 )
 
 // runCluster starts a JetStream cluster of n servers on loopback and
 // returns their client URLs.
 func runCluster(t *testing.T, n int) []string {
-	// Route ports are picked first so that every server can name all the
-	// others.
-	var routes []*url.URL
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		require.NoError(t, l.Close())
-		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
-	}
-	var servers []*server.Server
-	for i := 0; i < n; i++ {
-		srv, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("s%d", i),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			MaxPayload: 2 << 20,
-			NoLog:      true,
-			NoSigs:     true,
-			Cluster:    server.ClusterOpts{Name: "herald", Host: "127.0.0.1", Port: ports[i]},
-			Routes:     routes,
-		})
-		require.NoError(t, err)
-		go srv.Start()
-		t.Cleanup(func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		})
-		servers = append(servers, srv)
-	}
-	var urls []string
-	for _, srv := range servers {
-		require.True(t, srv.ReadyForConnections(60*time.Second), "cluster server not ready")
-		urls = append(urls, fmt.Sprintf("nats://%s", srv.Addr().(*net.TCPAddr).String()))
+	c := natstest.StartClusterConfig(t, n, natstest.ClusterConfig{MaxPayload: 2 << 20}) // a value of state.MaxValueBytes and its headers
+	urls := make([]string, n)
+	for i := range urls {
+		urls[i] = c.Server(i).URL()
 	}
 	return urls
 }
