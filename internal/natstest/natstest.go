@@ -1,10 +1,10 @@
 // Package natstest runs real NATS servers with JetStream for tests: one
 // server inside the test process (Start) or a cluster of nats-server
 // processes (StartCluster), on loopback and free ports, each with its store
-// in t.TempDir(), stopped at the test's cleanup. A server can be shut down and restarted on the same
-// port with the same store, as an operator's restart would, so tests see
-// what clients see in production: disconnection, reconnection, and the
-// stream's content intact.
+// in t.TempDir(), stopped at the test's cleanup. A server can be shut down
+// and restarted on the same port with the same store, as an operator's
+// restart would, so tests see what clients see in production:
+// disconnection, reconnection, and the stream's content intact.
 //
 // A cluster's servers are processes, built from the module's own
 // nats-server (go.mod's tool line) without -race: under the race detector,
