@@ -45,10 +45,13 @@ vet:
 # which prints what a plain go test prints (failures in full) and then lists
 # every skipped test with its reason: without node or Chromium, the
 # Koncorde, JavaScript client and browser tests skip, and the run says so.
-# pipefail keeps go test's exit status. PKGS narrows the run.
+# pipefail keeps go test's exit status. PKGS narrows the run. The
+# nats-server that internal/natstest runs for clusters is built first, once,
+# rather than by each test package that needs it, in the middle of the run.
 PKGS ?= ./...
 unit:
 	@set -o pipefail; $(GO) build -o $(BIN)/.testreport ./internal/testreport && \
+	$(GO) tool -n nats-server >/dev/null && \
 	$(GO) test -race -count=1 -timeout 15m -json $(PKGS) | $(BIN)/.testreport
 
 # Each fuzz target runs for FUZZTIME beyond its seed corpus. A crash writes
