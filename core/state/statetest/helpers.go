@@ -2,6 +2,8 @@ package statetest
 
 import (
 	"context"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,11 +22,14 @@ type Recorder struct {
 	changes chan state.Change
 	done    chan error
 	cancel  context.CancelFunc
-	skip    string // the sentinel key, never reported by next
+	prefix  string
 }
 
-// Watch starts s.Watch(prefix) and waits until it is live: it writes the
-// key prefix+"~ready" until the watch reports that very write. The watch
+// Watch starts s.Watch(prefix) and waits until it is live: it writes a
+// sentinel key (prefix+"~ready", then prefix+"1~ready" and so on) until the
+// watch reports that very write. Each attempt writes a key of its own: a
+// rewrite of one the watch had not reported yet would make a store that
+// keeps one value a key report a Reset (see state.Store.Watch). The watch
 // ends with the test.
 func Watch(t *testing.T, s state.Store, prefix string) *Recorder {
 	t.Helper()
@@ -33,7 +38,7 @@ func Watch(t *testing.T, s state.Store, prefix string) *Recorder {
 		changes: make(chan state.Change, 1<<14),
 		done:    make(chan error, 1),
 		cancel:  cancel,
-		skip:    prefix + sentinel,
+		prefix:  prefix,
 	}
 	go func() { r.done <- s.Watch(ctx, prefix, func(c state.Change) { r.changes <- c }) }()
 	t.Cleanup(func() {
@@ -41,25 +46,29 @@ func Watch(t *testing.T, s state.Store, prefix string) *Recorder {
 		<-r.done
 	})
 	deadline := time.Now().Add(patience)
-	for {
-		rev, err := s.Put(context.Background(), r.skip, []byte("x"), 0)
+	for attempt := 0; ; attempt++ {
+		key := prefix + sentinel
+		if attempt > 0 {
+			key = prefix + strconv.Itoa(attempt) + sentinel
+		}
+		rev, err := s.Put(context.Background(), key, []byte("x"), 0)
 		require.NoError(t, err)
-		if r.seen(t, rev) {
+		if r.seen(t, key, rev) {
 			return r
 		}
 		require.True(t, time.Now().Before(deadline), "watch of %q never reported a write", prefix)
 	}
 }
 
-// seen waits a moment for the sentinel's write rev; earlier sentinel writes
-// are passed over.
-func (r *Recorder) seen(t *testing.T, rev uint64) bool {
+// seen waits a moment for the sentinel's write rev of key; earlier
+// sentinel writes are passed over.
+func (r *Recorder) seen(t *testing.T, key string, rev uint64) bool {
 	timer := time.NewTimer(200 * time.Millisecond)
 	defer timer.Stop()
 	for {
 		select {
 		case c := <-r.changes:
-			if c.Key == r.skip && c.Revision == rev {
+			if c.Key == key && c.Revision == rev {
 				return true
 			}
 		case err := <-r.done:
@@ -72,6 +81,11 @@ func (r *Recorder) seen(t *testing.T, rev uint64) bool {
 
 // sentinel ends the keys watch writes to learn that a watch is live.
 const sentinel = "~ready"
+
+// withoutSentinels is keys without the sentinel keys Watch wrote.
+func withoutSentinels(keys []string) []string {
+	return slices.DeleteFunc(keys, func(k string) bool { return strings.HasSuffix(k, sentinel) })
+}
 
 // Next returns the next change other than a sentinel's.
 func (r *Recorder) Next(t *testing.T) state.Change {
@@ -89,6 +103,19 @@ func (r *Recorder) Next(t *testing.T) state.Change {
 			require.FailNow(t, "watch ended early", "%v", err)
 		case <-timer.C:
 			require.FailNow(t, "no change reported", "waited %v", patience)
+		}
+	}
+}
+
+// await reads changes up to the one that reports key's write rev; none
+// on the way may be a Reset.
+func (r *Recorder) await(t *testing.T, key string, rev uint64) {
+	t.Helper()
+	for {
+		c := r.Next(t)
+		require.False(t, c.Reset, "a Reset before the write of %q at %d was reported", key, rev)
+		if c.Key == key && c.Revision == rev {
+			return
 		}
 	}
 }
