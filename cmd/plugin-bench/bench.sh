@@ -84,21 +84,28 @@ start_herald() {
 # with one notification per Emit; 8 with 100 each), so that the ratio
 # compares like with like. One client per channel: delivered = emitted.
 # paced and fanout emit at a set rate, for latency below saturation; fanout
-# has ten clients per channel (each emit is ten deliveries).
+# has ten clients per channel (each emit is ten deliveries). Every scenario
+# first emits as many again, unmeasured (-warmup; WARMUP=N sets another
+# count, WARMUP=0 none), as BenchmarkEmit warms the recorder: the figures are
+# a running herald's, and the warm-up's own (a fresh herald's) are printed
+# beside them.
 scenario() {
+  local args
   case $1 in
-    single)  echo "-workers 512 -per 1 -clients 100 -channels 100 -count 300000" ;;
-    batched) echo "-workers 8 -per 100 -clients 100 -channels 100 -count 600000" ;;
-    paced)   echo "-workers 64 -per 1 -clients 100 -channels 100 -count 100000 -rate 20000" ;;
-    fanout)  echo "-workers 64 -per 1 -clients 1000 -channels 100 -count 50000 -rate 10000" ;;
+    single)  args="-workers 512 -per 1 -clients 100 -channels 100 -count 300000 -warmup 300000" ;;
+    batched) args="-workers 8 -per 100 -clients 100 -channels 100 -count 600000 -warmup 600000" ;;
+    paced)   args="-workers 64 -per 1 -clients 100 -channels 100 -count 100000 -rate 20000 -warmup 100000" ;;
+    fanout)  args="-workers 64 -per 1 -clients 1000 -channels 100 -count 50000 -rate 10000 -warmup 50000" ;;
     *) echo "unknown scenario $1" >&2; exit 2 ;;
   esac
+  [[ -n "${WARMUP:-}" ]] && args+=" -warmup $WARMUP"
+  echo "$args"
 }
 
 echo "plugin-bench: $(nproc) CPUs, $(go version | cut -d' ' -f3), load $(cut -d' ' -f1-3 /proc/loadavg), results in $OUT"
 # The recorder first, so that it runs next to single and batched, the two
 # scenarios compared with it.
-echo "== recorder: core/pluginhost BenchmarkEmit, ${RECORDER_N} notifications per shape"
+echo "== recorder: core/pluginhost BenchmarkEmit, ${RECORDER_N} notifications per shape, after as many unmeasured"
 go test -run '^$' -bench 'Emit$' -benchtime "${RECORDER_N}x" ./core/pluginhost/ | tee "$OUT/recorder.txt"
 : >"$OUT/results.jsonl"
 for s in $SCENARIOS; do

@@ -48,6 +48,7 @@ type options struct {
 	clients          int
 	channels         int
 	count            int
+	warmup           int
 	workers          int
 	per              int
 	rate             float64
@@ -68,6 +69,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 100, "WebSocket clients; client i subscribes to channel emitter:<i mod channels>")
 	flag.IntVar(&o.channels, "channels", 100, "channels the plugin emits to in turn (at most -clients)")
 	flag.IntVar(&o.count, "count", 200000, "notifications the plugin emits")
+	flag.IntVar(&o.warmup, "warmup", 0, "notifications the plugin emits first, in the same shape as fast as herald acknowledges them, unmeasured: they fill the channels' histories and grow both processes' heaps, as on a server that has been running (0: none)")
 	flag.IntVar(&o.workers, "workers", 512, "the plugin's emitting goroutines")
 	flag.IntVar(&o.per, "per", 1, "notifications per Emit call")
 	flag.Float64Var(&o.rate, "rate", 0, "notifications/s the plugin emits in total (0: as fast as herald acknowledges them)")
@@ -115,6 +117,12 @@ type summary struct {
 	// beside BenchmarkEmit's n/batch (0 when /metrics could not be read).
 	PerBatch float64 `json:"n_per_batch"`
 	Load1    string  `json:"load1"`
+	// Warmup is the notifications emitted before the measured run (-warmup),
+	// with herald's and the plugin's CPU per notification over them: what
+	// the same shape costs a fresh herald.
+	Warmup            int     `json:"warmup,omitempty"`
+	WarmupHeraldCPUus float64 `json:"warmup_herald_cpu_us_per_n,omitempty"`
+	WarmupPluginCPUus float64 `json:"warmup_plugin_cpu_us_per_n,omitempty"`
 }
 
 // run measures one scenario and prints its line and its JSON summary.
@@ -146,6 +154,8 @@ func measure(o options) (summary, error) {
 		return summary{}, fmt.Errorf("-channels %d: want 1..-clients (%d), so that every channel has a subscriber", o.channels, o.clients)
 	case o.count < 1:
 		return summary{}, fmt.Errorf("-count %d: want at least 1", o.count)
+	case o.warmup < 0:
+		return summary{}, fmt.Errorf("-warmup %d: want 0 or more", o.warmup)
 	case o.reader != "epoll" && o.reader != "gorilla":
 		return summary{}, fmt.Errorf("-reader %q: want epoll or gorilla", o.reader)
 	}
@@ -159,14 +169,17 @@ func measure(o options) (summary, error) {
 		return summary{}, err
 	}
 	defer fl.close()
-	// Every notification to channel c reaches each client subscribed to it.
-	var expected int64
-	for ch := range o.channels {
-		subs := int64(o.clients / o.channels)
-		if ch < o.clients%o.channels {
-			subs++
+
+	var warm phase
+	if o.warmup > 0 {
+		wo := o
+		wo.count, wo.rate = o.warmup, 0
+		if warm, err = runPhase(wo, fl); err != nil {
+			return summary{}, fmt.Errorf("warm-up: %w", err)
 		}
-		expected += subs * int64((o.count-ch+o.channels-1)/o.channels)
+		fmt.Printf("%s: warm-up of %d, CPU per notification: herald %.2f µs, plugin %.2f µs\n",
+			o.name, warm.emitted, warm.heraldCPUus(), warm.pluginCPUus())
+		fl.mark()
 	}
 
 	load := loadavg()
@@ -181,23 +194,10 @@ func measure(o options) (summary, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	h0, _ := procCPU(o.pid)
-	b0 := selfCPU()
-	batches0, berr0 := emitBatches(o.url)
-	res, err := startRun(o)
-	if err != nil {
+	ph, err := runPhase(o, fl)
+	if err != nil && ph.expected == 0 {
 		return summary{}, err
 	}
-	// The plugin's last emit is acknowledged; wait for what is still on its
-	// way to the clients, bounded by -drain.
-	deadline := time.Now().Add(o.drain)
-	for fl.delivered() < expected && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	h1, herr := procCPU(o.pid)
-	b1 := selfCPU()
-	batches1, berr1 := emitBatches(o.url)
-	delivered := fl.delivered()
 	fl.close()
 
 	lat, frames, last := fl.collect()
@@ -208,29 +208,89 @@ func measure(o options) (summary, error) {
 		}
 		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / 1e6
 	}
-	span := time.Duration(last - res.StartNs)
+	span := time.Duration(last - ph.res.StartNs)
 	s := summary{
 		Name: o.name, Clients: o.clients, Channels: o.channels, Workers: o.workers, Per: o.per, Rate: o.rate,
-		Emitted: res.Emitted, EmitPerS: float64(res.Emitted) / time.Duration(res.ElapsedNs).Seconds(),
-		Expected: expected, Delivered: delivered, Frames: frames,
+		Emitted: ph.emitted, EmitPerS: float64(ph.emitted) / time.Duration(ph.res.ElapsedNs).Seconds(),
+		Expected: ph.expected, Delivered: ph.delivered, Frames: frames,
 		P50ms: pct(0.50), P99ms: pct(0.99), MaxMs: pct(1),
-		PluginCPUus: float64(res.CPUNs) / 1e3 / float64(max(1, res.Emitted)),
-		BenchCPUus:  float64(b1-b0) / 1e3 / float64(max(1, delivered)),
+		PluginCPUus: ph.pluginCPUus(),
+		BenchCPUus:  float64(ph.benchNs) / 1e3 / float64(max(1, ph.delivered)),
 		Load1:       load,
+		HeraldCPUus: ph.heraldCPUus(),
+		PerBatch:    ph.perBatch,
+	}
+	if o.warmup > 0 {
+		s.Warmup, s.WarmupHeraldCPUus, s.WarmupPluginCPUus = o.warmup, warm.heraldCPUus(), warm.pluginCPUus()
 	}
 	if span > 0 {
-		s.DeliveredPerS = float64(delivered) / span.Seconds()
+		s.DeliveredPerS = float64(ph.delivered) / span.Seconds()
+	}
+	return s, err
+}
+
+// phase is what one run of the plugin's emit loop cost and delivered.
+type phase struct {
+	res                 runResult
+	emitted             int64
+	expected, delivered int64
+	heraldNs            int64 // -1: not measured
+	benchNs             int64
+	perBatch            float64 // 0: /metrics could not be read
+}
+
+func (p phase) heraldCPUus() float64 {
+	if p.heraldNs < 0 {
+		return 0
+	}
+	return float64(p.heraldNs) / 1e3 / float64(max(1, p.delivered))
+}
+
+func (p phase) pluginCPUus() float64 {
+	return float64(p.res.CPUNs) / 1e3 / float64(max(1, p.emitted))
+}
+
+// runPhase has the plugin emit o.count notifications and waits (at most
+// o.drain) until the fleet has them all. A phase that did not deliver
+// everything returns its figures and an error.
+func runPhase(o options, fl *fleet) (phase, error) {
+	// Every notification to channel c reaches each client subscribed to it.
+	var expected int64
+	for ch := range o.channels {
+		subs := int64(o.clients / o.channels)
+		if ch < o.clients%o.channels {
+			subs++
+		}
+		expected += subs * int64((o.count-ch+o.channels-1)/o.channels)
+	}
+	base := fl.delivered()
+	h0, herr0 := procCPU(o.pid)
+	b0 := selfCPU()
+	batches0, berr0 := emitBatches(o.url)
+	res, err := startRun(o)
+	if err != nil {
+		return phase{}, err
+	}
+	// The plugin's last emit is acknowledged; wait for what is still on its
+	// way to the clients, bounded by -drain.
+	deadline := time.Now().Add(o.drain)
+	for fl.delivered()-base < expected && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h1, herr1 := procCPU(o.pid)
+	b1 := selfCPU()
+	batches1, berr1 := emitBatches(o.url)
+	p := phase{res: res, emitted: res.Emitted, expected: expected, delivered: fl.delivered() - base, heraldNs: -1, benchNs: b1 - b0}
+	if o.pid > 0 && herr0 == nil && herr1 == nil {
+		p.heraldNs = h1 - h0
 	}
 	if berr0 == nil && berr1 == nil && batches1 > batches0 {
-		s.PerBatch = float64(res.Emitted) / (batches1 - batches0)
+		p.perBatch = float64(res.Emitted) / (batches1 - batches0)
 	}
-	if o.pid > 0 && herr == nil {
-		s.HeraldCPUus = float64(h1-h0) / 1e3 / float64(max(1, delivered))
+	if p.delivered != expected {
+		return p, fmt.Errorf("delivered %d of %d notifications within -drain %v", p.delivered, expected, o.drain)
 	}
-	if delivered != expected {
-		return s, fmt.Errorf("delivered %d of %d notifications within -drain %v", delivered, expected, o.drain)
-	}
-	return s, nil
+	return p, nil
 }
 
 // emitBatches reads herald_plugin_emit_batches_total of the emitter plugin
@@ -324,8 +384,11 @@ type client struct {
 	ws        *websocket.Conn
 	count     atomic.Int64 // notifications received
 	lastNs    atomic.Int64 // arrival of the latest frame with notifications
-	frames    int64
+	frames    atomic.Int64
 	latencies []int64 // ns, one per notification; the reader's until it ends
+	// skip and skipFrames are what arrived before fleet.mark: the warm-up's,
+	// left out of collect.
+	skip, skipFrames int64
 	_         [32]byte
 }
 
@@ -451,7 +514,7 @@ func (c *client) take(b []byte, now int64) {
 		}
 	}
 	if n > 0 {
-		c.frames++
+		c.frames.Add(1)
 		c.lastNs.Store(now)
 		c.count.Add(n)
 	}
@@ -478,12 +541,22 @@ func (f *fleet) close() {
 	})
 }
 
-// collect returns every latency, the frames and the last arrival; only
-// after close.
+// mark sets what has arrived so far apart: collect leaves it out. Called
+// between phases, when everything sent has arrived and nothing more is on
+// its way. A client's latencies are appended before its count grows, so
+// the first count of them are the ones before the mark.
+func (f *fleet) mark() {
+	for _, c := range f.clients {
+		c.skip, c.skipFrames = c.count.Load(), c.frames.Load()
+	}
+}
+
+// collect returns every latency since the mark, the frames since it and the
+// last arrival; only after close.
 func (f *fleet) collect() (lat []int64, frames, lastNs int64) {
 	for _, c := range f.clients {
-		lat = append(lat, c.latencies...)
-		frames += c.frames
+		lat = append(lat, c.latencies[c.skip:]...)
+		frames += c.frames.Load() - c.skipFrames
 		lastNs = max(lastNs, c.lastNs.Load())
 	}
 	return lat, frames, lastNs

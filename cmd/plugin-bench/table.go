@@ -73,7 +73,7 @@ func printTable(w io.Writer, path, recorderPath string) error {
 	}
 	defer f.Close()
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tclients/channels\tworkers×per\trate\tdelivered\tnotif/s\trecorder/s\tratio\tp50 ms\tp99 ms\therald µs/n\tplugin µs/n\trecorder host+plugin µs/n\tCPU ratio\tn/batch (recorder)\tbench µs/n\tload\t")
+	fmt.Fprintln(tw, "scenario\tclients/channels\tworkers×per\trate\tdelivered\tnotif/s\trecorder/s\tratio\tp50 ms\tp99 ms\therald µs/n\tplugin µs/n\trecorder host+plugin µs/n\tCPU ratio\tn/batch (recorder)\tbench µs/n\twarm-up\twarm-up herald+plugin µs/n\tload\t")
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var s summary
@@ -108,9 +108,15 @@ func printTable(w io.Writer, path, recorderPath string) error {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d×%d\t%s\t%d/%d\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t\n",
+		// What the run's shape cost a fresh herald, before the measured run
+		// (-warmup): its history filling and its heap growing.
+		warm, warmCPU := "-", "-"
+		if s.Warmup > 0 {
+			warm, warmCPU = strconv.Itoa(s.Warmup), fmt.Sprintf("%.2f+%.2f", s.WarmupHeraldCPUus, s.WarmupPluginCPUus)
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d×%d\t%s\t%d/%d\t%.0f\t%s\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n",
 			s.Name, s.Clients, s.Channels, s.Workers, s.Per, rate, s.Delivered, s.Expected, s.DeliveredPerS,
-			recS, ratio, s.P50ms, s.P99ms, s.HeraldCPUus, s.PluginCPUus, recCPU, cpuRatio, perBatch, s.BenchCPUus, s.Load1)
+			recS, ratio, s.P50ms, s.P99ms, s.HeraldCPUus, s.PluginCPUus, recCPU, cpuRatio, perBatch, s.BenchCPUus, warm, warmCPU, s.Load1)
 	}
 	if err := sc.Err(); err != nil {
 		return err

@@ -44,7 +44,7 @@ func TestTableRatioOnlyLikeWithLike(t *testing.T) {
 	require.NoError(t, os.WriteFile(rec, []byte(recorderOut), 0o600))
 	res := filepath.Join(dir, "results.jsonl")
 	require.NoError(t, os.WriteFile(res, []byte(
-		`{"scenario":"single","clients":100,"channels":100,"workers":512,"per":1,"rate":0,"delivered_per_s":126561,"herald_cpu_us_per_n":7.858,"plugin_cpu_us_per_n":3,"n_per_batch":12.25}
+		`{"scenario":"single","clients":100,"channels":100,"workers":512,"per":1,"rate":0,"delivered_per_s":126561,"herald_cpu_us_per_n":7.858,"plugin_cpu_us_per_n":3,"n_per_batch":12.25,"warmup":300000,"warmup_herald_cpu_us_per_n":9.5,"warmup_plugin_cpu_us_per_n":3.25}
 {"scenario":"paced","clients":100,"channels":100,"workers":512,"per":1,"rate":20000,"delivered_per_s":20000}
 {"scenario":"fanout","clients":1000,"channels":100,"workers":8,"per":100,"rate":0,"delivered_per_s":300000}
 not json
@@ -56,6 +56,7 @@ not json
 	require.Contains(t, string(lines[1]), " 0.50 ")
 	require.Contains(t, string(lines[1]), " 0.36 ") // (1.420+2.438)/(7.858+3)
 	require.Contains(t, string(lines[1]), " 12.2 (39.7) ", "the batch sizes of both sides, side by side")
+	require.Regexp(t, ` 300000 +9\.50\+3\.25 `, string(lines[1]), "what the warm-up cost, beside the run")
 	require.NotContains(t, string(lines[2]), " 0.08 ")
 	require.NotContains(t, string(lines[3]), " 0.57 ")
 }
