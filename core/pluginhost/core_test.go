@@ -186,6 +186,7 @@ func bin(t testing.TB, name string) string {
 		for n, pkg := range map[string]string{
 			"echo":     "../../examples/echo-plugin",
 			"tester":   "../../internal/testplugins/tester",
+			"emitter":  "../../internal/testplugins/emitter",
 			"badshake": "../../internal/testplugins/badshake",
 		} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(bins.dir, n), pkg).CombinedOutput()
