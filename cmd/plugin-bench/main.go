@@ -389,7 +389,7 @@ type client struct {
 	// skip and skipFrames are what arrived before fleet.mark: the warm-up's,
 	// left out of collect.
 	skip, skipFrames int64
-	_         [32]byte
+	_                [32]byte
 }
 
 func connect(ctx context.Context, o options) (*fleet, error) {
