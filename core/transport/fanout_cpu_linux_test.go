@@ -101,10 +101,10 @@ type countingObserver struct {
 	reached       chan struct{}
 }
 
-func (o *countingObserver) BatchSent(int)           {}
 func (o *countingObserver) SlowConsumer(SlowReason) {}
-func (o *countingObserver) Delivered(time.Duration) {
-	if o.count.Add(1) == o.target.Load() {
+func (o *countingObserver) Sent(s *Sent) {
+	n := int64(len(s.Latencies))
+	if c := o.count.Add(n); c >= o.target.Load() && c-n < o.target.Load() {
 		select {
 		case o.reached <- struct{}{}:
 		default:

@@ -15,9 +15,12 @@ import (
 // histogram per delivered write.
 type histogramObserver struct{ h prometheus.Histogram }
 
-func (histogramObserver) BatchSent(int)                     {}
 func (histogramObserver) SlowConsumer(transport.SlowReason) {}
-func (o histogramObserver) Delivered(latency time.Duration) { o.h.Observe(latency.Seconds()) }
+func (o histogramObserver) Sent(s *transport.Sent) {
+	for _, d := range s.Latencies {
+		o.h.Observe(d.Seconds())
+	}
+}
 
 // BenchmarkOutboxObserved is BenchmarkOutbox with delivery latency
 // measured (publications with an accept time, an Observer with a

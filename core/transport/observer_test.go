@@ -14,11 +14,11 @@ import (
 // recorder is an Observer that keeps what it was told.
 type recorder struct {
 	mu        sync.Mutex
+	calls     int // Sent calls
+	batches   []int
 	latencies []time.Duration
 	slow      []transport.SlowReason
 }
-
-func (r *recorder) BatchSent(int) {}
 
 func (r *recorder) SlowConsumer(reason transport.SlowReason) {
 	r.mu.Lock()
@@ -26,10 +26,12 @@ func (r *recorder) SlowConsumer(reason transport.SlowReason) {
 	r.slow = append(r.slow, reason)
 }
 
-func (r *recorder) Delivered(latency time.Duration) {
+func (r *recorder) Sent(s *transport.Sent) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.latencies = append(r.latencies, latency)
+	r.calls++
+	r.batches = append(r.batches, s.Batches...)
+	r.latencies = append(r.latencies, s.Latencies...)
 }
 
 func (r *recorder) got() ([]time.Duration, []transport.SlowReason) {
@@ -102,4 +104,36 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 	require.Eventually(t, func() bool { _, slow := rec.got(); return len(slow) > 0 }, 30*time.Second, 10*time.Millisecond)
 	_, slow := rec.got()
 	require.Equal(t, []transport.SlowReason{transport.SlowWriteTimeout}, slow)
+}
+
+// A writer's turn is reported to the Observer at once, so that its
+// histograms are updated with their cache lines fetched once: a publish
+// held for the rest of it (More) and then ended (EndGroup) leaves to 20
+// connections in one turn, heard in one Sent with a batch and a latency
+// for each.
+func TestObserverHearsATurnAtOnce(t *testing.T) {
+	rec := &recorder{}
+	// MaxDelay is long, so that only EndGroup lets the frames leave.
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Minute, OutboxLimit: 100, WriteTimeout: 5 * time.Second, Observer: rec}
+	pairs := make([]*rawPair, 20)
+	for i := range pairs {
+		pairs[i] = newRawPair(t, opts)
+	}
+	pub := pubOf(1, `{}`)
+	pub.More, pub.Accepted = true, time.Now()
+	for _, p := range pairs {
+		p.conn.Deliver(pub)
+	}
+	opts.EndGroup()
+	for _, p := range pairs {
+		require.Equal(t, []uint64{1}, batchSeqs(t, p.client))
+	}
+	require.Eventually(t, func() bool { lat, _ := rec.got(); return len(lat) == len(pairs) }, 10*time.Second, time.Millisecond)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.Equal(t, 1, rec.calls, "one report for the turn")
+	require.Len(t, rec.batches, len(pairs))
+	for _, n := range rec.batches {
+		require.Equal(t, 1, n)
+	}
 }

@@ -194,6 +194,7 @@ type turn struct {
 	entries []entry
 	slots   []slot
 	reqs    []sendReq
+	sent    Sent // reported to the Observer once the turn is written
 }
 
 // slot is one connection of a submitted turn.
@@ -209,6 +210,11 @@ type slot struct {
 // write writes the turn's connections: through one io_uring submission
 // for a large turn, else one write(2) each (writeOut).
 func (t *turn) write() {
+	if len(t.entries) == 0 {
+		return
+	}
+	// A shard's connections share their root Options, hence the Observer.
+	defer t.sent.report(t.entries[0].c.opts.Observer)
 	var r *uring
 	if len(t.entries) >= turnURingMin && !t.entries[0].c.opts.root().NoURing {
 		r = takeRing()
@@ -216,7 +222,7 @@ func (t *turn) write() {
 	if r == nil {
 		for _, e := range t.entries {
 			if !e.stale() {
-				e.c.writeOut(e.gen)
+				e.c.writeOut(e.gen, &t.sent)
 			}
 		}
 		return
@@ -226,7 +232,7 @@ func (t *turn) write() {
 		if e.stale() {
 			continue
 		}
-		buf, b, ok := e.c.beginWrite(e.gen)
+		buf, b, ok := e.c.beginWrite(e.gen, &t.sent)
 		if !ok {
 			continue
 		}
@@ -278,7 +284,7 @@ func (t *turn) write() {
 	giveRing(r, err != nil, t.reqs)
 	for i := range t.slots {
 		sl := &t.slots[i]
-		sl.c.finishWrite(*sl.buf, sl.written, sl.err, sl.b)
+		sl.c.finishWrite(*sl.buf, sl.written, sl.err, sl.b, &t.sent)
 		if sl.req < 0 || t.reqs[sl.req].n != -int(syscall.EIO) || err == nil {
 			putBuffer(sl.buf)
 		}
@@ -294,20 +300,21 @@ const writeBudget = 256 << 10
 // writeOut writes what c has queued without blocking: what the socket does
 // not take goes on with a goroutine of c's own. gen is the entry's: an
 // entry overtaken since (see entry.stale) does nothing.
-func (c *Conn) writeOut(gen uint32) {
-	buf, b, ok := c.beginWrite(gen)
+func (c *Conn) writeOut(gen uint32, st *Sent) {
+	buf, b, ok := c.beginWrite(gen, st)
 	if !ok {
 		return
 	}
 	n, err := c.tryWrite(*buf)
-	c.finishWrite(*buf, n, err, b)
+	c.finishWrite(*buf, n, err, b, st)
 	putBuffer(buf)
 }
 
 // beginWrite takes c for writing, if entry gen is still its latest, and
-// builds its frames in a pooled buffer (see buildLocked). The caller
-// writes them, hands the outcome to finishWrite and puts the buffer back.
-func (c *Conn) beginWrite(gen uint32) (buf *[]byte, b built, ok bool) {
+// builds its frames in a pooled buffer (see buildLocked), noting their
+// batches in st. The caller writes them, hands the outcome to finishWrite
+// and puts the buffer back.
+func (c *Conn) beginWrite(gen uint32, st *Sent) (buf *[]byte, b built, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != queued || c.gen.Load() != gen {
@@ -316,14 +323,15 @@ func (c *Conn) beginWrite(gen uint32) (buf *[]byte, b built, ok bool) {
 	buf = getBuffer()
 	c.state = writing
 	c.urgent, c.held = false, false
-	return buf, c.buildLocked(buf), true
+	return buf, c.buildLocked(buf, st), true
 }
 
 // finishWrite goes on after the socket took n bytes of out (begun with
 // beginWrite, which built b): a failed write fails c, a short one hands
 // the rest to a goroutine of c's own, a whole one makes c idle again or
-// queues it behind the others if more came meanwhile. out is not kept.
-func (c *Conn) finishWrite(out []byte, n int, err error, b built) {
+// queues it behind the others if more came meanwhile. out is not kept; a
+// whole write's latency is noted in st.
+func (c *Conn) finishWrite(out []byte, n int, err error, b built, st *Sent) {
 	if err != nil {
 		c.fail()
 		return
@@ -336,7 +344,7 @@ func (c *Conn) finishWrite(out []byte, n int, err error, b built) {
 		go c.writeSlow(rest, b)
 		return
 	}
-	now := c.observeWritten(b)
+	now := c.observeWritten(b, st)
 	if b.closed {
 		c.closeWritten()
 	}
@@ -360,6 +368,8 @@ func (c *Conn) finishWrite(out []byte, n int, err error, b built) {
 func (c *Conn) writeSlow(rest []byte, b built) {
 	buf := getBuffer()
 	defer putBuffer(buf)
+	var st Sent
+	defer st.report(c.opts.Observer) // what a failed write built
 	for {
 		if c.opts.WriteTimeout > 0 {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
@@ -371,7 +381,8 @@ func (c *Conn) writeSlow(rest []byte, b built) {
 			c.fail()
 			return
 		}
-		now := c.observeWritten(b)
+		now := c.observeWritten(b, &st)
+		st.report(c.opts.Observer)
 		if b.closed {
 			c.closeWritten()
 		}
@@ -388,7 +399,7 @@ func (c *Conn) writeSlow(rest []byte, b built) {
 			}
 			return
 		}
-		b = c.buildLocked(buf)
+		b = c.buildLocked(buf, &st)
 		c.mu.Unlock()
 		rest = *buf
 	}
@@ -452,8 +463,9 @@ type built struct {
 
 // buildLocked appends to buf the frames of what is queued, up to
 // writeBudget bytes: publications in onNotificationReceived batches of at
-// most MaxBatch, raw messages and control frames one frame each.
-func (c *Conn) buildLocked(buf *[]byte) (out built) {
+// most MaxBatch, raw messages and control frames one frame each. Each
+// batch's size is noted in st.
+func (c *Conn) buildLocked(buf *[]byte, st *Sent) (out built) {
 	b := (*buf)[:0]
 	maxBatch := max(1, c.opts.MaxBatch)
 	for c.items.len() > 0 && len(b) < writeBudget {
@@ -503,7 +515,7 @@ func (c *Conn) buildLocked(buf *[]byte) (out built) {
 		c.items.drop(k)
 		out.batch = true
 		if c.opts.Observer != nil {
-			c.opts.Observer.BatchSent(k)
+			st.Batches = append(st.Batches, k)
 		}
 	}
 	*buf = b
@@ -511,19 +523,18 @@ func (c *Conn) buildLocked(buf *[]byte) (out built) {
 }
 
 // observeWritten follows a write of b that completed, with one clock
-// read (none if nothing needs one): it reports the delivery latency, one
-// observation per write (one syscall, one or more frames) from its oldest
-// live publication, so that measuring costs a histogram update per
-// connection's turn, never per notification; and it returns the time
-// (monotonic ns), which noteBatchLocked takes as the batch's.
-func (c *Conn) observeWritten(b built) (now int64) {
+// read (none if nothing needs one): it notes in st the delivery latency,
+// one observation per write (one syscall, one or more frames) from its
+// oldest live publication, never one per notification; and it returns the
+// time (monotonic ns), which noteBatchLocked takes as the batch's.
+func (c *Conn) observeWritten(b built, st *Sent) (now int64) {
 	measure := !b.oldest.IsZero() && c.opts.Observer != nil
 	if !measure && !b.batch {
 		return 0
 	}
 	now = nanotime()
 	if measure {
-		c.opts.Observer.Delivered(sinceAt(b.oldest, now))
+		st.Latencies = append(st.Latencies, sinceAt(b.oldest, now))
 	}
 	return now
 }
