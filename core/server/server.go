@@ -227,7 +227,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { defer bgDone.Done(); s.heartbeat(bg) }()
 	defer func() { stopBg(); bgDone.Wait() }()
 
-	ln = s.cert.listener(ln)
+	ln = s.cert.listener(quietListen(ln))
 	errc := make(chan error, 1)
 	go func() { errc <- s.httpSrv.Serve(ln) }()
 	s.log.Info("listening", "addr", ln.Addr().String())
