@@ -92,5 +92,3 @@ func doAPI(req *http.Request, key string) ([]byte, error) {
 	}
 	return out, nil
 }
-
-func deadlineSoon() time.Time { return time.Now().Add(time.Second) }

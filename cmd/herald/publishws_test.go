@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sort"
 	"sync"
@@ -123,7 +122,7 @@ func TestStreamPublisherOnShutdown(t *testing.T) {
 // publishOK reports a failure from a goroutine other than the test's.
 func publishOK(t *testing.T, ok bool, format string, args ...any) bool {
 	if !ok {
-		t.Error(fmt.Sprintf(format, args...))
+		t.Errorf(format, args...)
 	}
 	return ok
 }

@@ -41,9 +41,6 @@ func startStackWith(t *testing.T, dir, window, extra string) *stack {
 	return &stack{Stack: h, t: t, dir: dir}
 }
 
-// waitReady waits until /readyz says every plugin is up.
-func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
-
 // backend POSTs a chat method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()

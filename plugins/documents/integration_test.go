@@ -30,8 +30,6 @@ func startStack(t *testing.T, dir, window string) *stack {
 	return &stack{Stack: h, t: t, dir: dir}
 }
 
-func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
-
 // backend POSTs a documents method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
@@ -42,9 +40,6 @@ func (s *stack) dial(user string) *heraldtest.Client {
 	s.t.Helper()
 	return s.Dial(s.t, heraldtest.MintToken(s.t, user, time.Hour, nil))
 }
-
-// pluginPid finds the documents plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
 func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }

@@ -352,8 +352,6 @@ func newGeneration() uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
-func subKey(conn, ch string) string { return conn + "\x00" + ch }
-
 // addSub records conn on ch; d.mu held. joined says conn is new to the room.
 func (d *Documents) addSub(conn string, ch *channel, volatile json.RawMessage) (joined bool) {
 	if _, ok := ch.subs[conn]; ok {

@@ -34,8 +34,6 @@ func startStack(t *testing.T, dir, auth string) *stack {
 	return &stack{Stack: h, t: t}
 }
 
-func (s *stack) waitReady() { s.t.Helper(); s.WaitReady(s.t) }
-
 // backend POSTs a timelines method with the API key.
 func (s *stack) backend(method string, body any) (int, json.RawMessage) {
 	s.t.Helper()
@@ -483,9 +481,6 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 		require.Equal(t, -32003, e.Code, ch)
 	}
 }
-
-// pluginPid finds the timelines plugin process among herald's children.
-func (s *stack) pluginPid() int { return s.PluginProcess() }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
 func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }

@@ -56,7 +56,10 @@ func TestJavaScriptClient(t *testing.T) {
 		HCL:  hcl,
 		Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  expiry_grace = \"1s\"", heraldtest.Secret, heraldtest.APIKey),
 	})
-	var mu sync.Mutex
+	var (
+		mu       sync.Mutex
+		finished bool // node is done: no restart may start any more
+	)
 	h := heraldtest.StartWithConfig(t, cfg, nil)
 	proxy := heraldtest.StartProxy(t, addr)
 
@@ -70,6 +73,10 @@ func TestJavaScriptClient(t *testing.T) {
 	control.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
+		if finished {
+			http.Error(w, "the tests are over", http.StatusGone)
+			return
+		}
 		h.Stop(t)
 		h = heraldtest.StartWithConfig(t, cfg, nil)
 	})
@@ -100,6 +107,7 @@ func TestJavaScriptClient(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the JavaScript client's tests failed: %v", err)
 	}
-	mu.Lock() // no restart in flight when the cleanups run
+	mu.Lock() // waits out a restart in flight; none starts after this
+	finished = true
 	mu.Unlock()
 }

@@ -34,7 +34,6 @@ type Harness struct {
 	manifest *pluginpb.Manifest
 	cancel   context.CancelFunc
 	closed   chan struct{}
-	hostSrv  *grpc.Server
 	wg       sync.WaitGroup
 	once     sync.Once
 }

@@ -3,7 +3,6 @@ package brokertest
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -195,7 +194,7 @@ func samePub(t *testing.T, p *broker.Publication) broker.Publication {
 
 func assertNoError(t *testing.T, err error) bool {
 	if err != nil {
-		t.Error(fmt.Sprintf("publish: %v", err))
+		t.Errorf("publish: %v", err)
 		return false
 	}
 	return true

@@ -183,14 +183,14 @@ func TestSlowWatcherGetsReset(t *testing.T) {
 	})
 	ctx := context.Background()
 	// Wait until the watcher is stuck in f.
-	rev, err := s.Put(ctx, "k", []byte("0"), 0)
+	_, err := s.Put(ctx, "k", []byte("0"), 0)
 	require.NoError(t, err)
 	for i := 1; i <= 20; i++ {
-		rev, err = s.Put(ctx, "k", []byte(strconv.Itoa(i)), 0)
+		_, err = s.Put(ctx, "k", []byte(strconv.Itoa(i)), 0)
 		require.NoError(t, err, "a stuck watcher never blocks a write")
 	}
 	close(release)
-	rev, err = s.Put(ctx, "k", []byte("after"), 0)
+	rev, err := s.Put(ctx, "k", []byte("after"), 0)
 	require.NoError(t, err)
 	var changes []state.Change
 	for {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/heraldhq/herald/core/state"
 )
@@ -77,7 +78,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open state file %s: still locked after %v (another herald using it?): %w", path, opts.OpenTimeout, err)
 	}
 	if err != nil {
@@ -133,7 +134,7 @@ func (s *Store) isClosed() bool {
 
 // closedErr says ErrClosed for an operation that raced with Close.
 func closedErr(err error) error {
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, bolterrors.ErrDatabaseNotOpen) {
 		return fmt.Errorf("%w: %w", state.ErrClosed, err)
 	}
 	return err

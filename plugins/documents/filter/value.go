@@ -49,14 +49,6 @@ type Value struct {
 type object struct {
 	keys []string
 	vals []Value
-	// With arena set, objects and arrays are carved from chunks that are
-	// reused by the next parse (see parseFilterJSON); otherwise each is
-	// its own allocation.
-	arena bool
-	objs  []object1
-	objN  int
-	avals []Value
-	avalN int
 }
 
 func (o *object) get(key string) (Value, bool) {
