@@ -36,10 +36,13 @@ DEMO_LISTEN ?= localhost:8080
 demo: build ## the demo page on http://localhost:8080 (DEMO_LISTEN=host:port), with herald
 	$(GO) run ./examples/web -config config.hcl -listen $(DEMO_LISTEN) -herald $(BIN)/herald
 
-test: vet unit fuzz-seed ## vet, every test with -race, and a short run of every fuzz target
+test: vet unit fuzz-seed ## vet and staticcheck, every test with -race, and a short run of every fuzz target
 
+# go vet, then staticcheck (pinned by go.mod's tool line): unused code,
+# deprecated calls and suspicious constructs fail the run.
 vet:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 # Every test with -race. go test's JSON goes through internal/testreport,
 # which prints what a plain go test prints (failures in full) and then lists
