@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -152,6 +153,12 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	res := json.RawMessage(rep.GetResult())
 	if len(res) == 0 {
 		res = json.RawMessage("null")
+	}
+	if !utf8.Valid(res) {
+		// The answer goes out in a WebSocket text frame, which must be
+		// UTF-8: a client would fail its connection on it.
+		m.met.callError(plugin, method, rpc.CodeInternal)
+		return nil, rpc.Errorf(rpc.CodeInternal, "plugin %q answered %s with bytes that are not UTF-8", plugin, method)
 	}
 	return res, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/core/rpc"
@@ -157,6 +158,10 @@ func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest)
 func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
 	if !h.inst.inCall(r.GetConnId()) && !h.m.opts.Core.SubscribedTo(r.GetConnId(), h.pol.owns) {
 		err := rpc.Errorf(rpc.CodeForbidden, "plugin %q may call only connections subscribed to one of its channels, or calling it right now; %q is neither", h.plugin, r.GetConnId())
+		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
+	}
+	if !utf8.Valid(r.GetParams()) {
+		err := rpc.Errorf(rpc.CodeInvalidParams, "plugin %q: the params of %s are not UTF-8; a WebSocket text frame must be", h.plugin, r.GetMethod())
 		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.m.opts.CallTimeout)

@@ -21,6 +21,10 @@ func validChannel(name string) error {
 	if len(name) > maxChannelLen {
 		return fmt.Errorf("channel name is %d bytes long; the limit is %d", len(name), maxChannelLen)
 	}
+	if name[0] == ':' {
+		// Not open (it has a ':') and of no namespace: no one could own it.
+		return fmt.Errorf("channel name %q starts with ':'; a namespaced channel is prefix:rest with a prefix", name)
+	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c <= 0x20 || c >= 0x7f {
 			return fmt.Errorf("channel name %q has byte 0x%02x at %d; only printable ASCII without spaces is allowed", name, c, i)

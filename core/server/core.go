@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
@@ -33,6 +34,9 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 			obj = json.RawMessage("null")
 		} else if !validJSON(obj) {
 			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid JSON", plugin, i)
+		} else if !utf8.Valid(obj) {
+			// Delivered in WebSocket text frames, which must be UTF-8.
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid UTF-8 (the first bad byte is at offset %d)", plugin, i, invalidUTF8At(obj))
 		}
 		in[i] = broker.Notification{Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: obj}
 	}

@@ -74,10 +74,15 @@ func parsePublish(body []byte) ([]broker.Notification, error) {
 // scanPublish must agree with.
 func parsePublishJSON(body []byte) ([]broker.Notification, error) {
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
-		return nil, fmt.Errorf("body: must be a JSON object: %v", err)
+	if err := json.Unmarshal(body, &top); err != nil || top == nil {
+		return nil, fmt.Errorf("body: must be a JSON object (one notification, or {\"notifications\": [...]}), not %s", jsonValueKind(body, err))
 	}
 	if raw, ok := top["notifications"]; ok {
+		for k := range top {
+			if k != "notifications" {
+				return nil, fmt.Errorf("%s: not a field beside notifications: a body is one notification or {\"notifications\": [...]}, not both", k)
+			}
+		}
 		var list []json.RawMessage
 		if err := json.Unmarshal(raw, &list); err != nil {
 			return nil, errors.New("notifications: must be an array of notifications")
@@ -88,6 +93,9 @@ func parsePublishJSON(body []byte) ([]broker.Notification, error) {
 		out := make([]broker.Notification, len(list))
 		for i, item := range list {
 			n, err := parseNotification(item)
+			if fe, ok := err.(*fieldError); ok && fe.field == "notification" {
+				return nil, fmt.Errorf("notifications[%d]: %s", i, fe.msg)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("notifications[%d].%w", i, err)
 			}
@@ -100,6 +108,31 @@ func parsePublishJSON(body []byte) ([]broker.Notification, error) {
 		return nil, err
 	}
 	return []broker.Notification{n}, nil
+}
+
+// jsonValueKind names what body is instead of an object, for an error
+// message: its JSON kind, or that it is not JSON (err).
+func jsonValueKind(body []byte, err error) string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		if err == nil {
+			err = errors.New("invalid")
+		}
+		return "invalid JSON (" + strings.TrimPrefix(err.Error(), "json: ") + ")"
+	}
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return "an object"
 }
 
 type fieldError struct{ field, msg string }
@@ -203,6 +236,13 @@ func readBody(r io.Reader, contentLength, limit int64) ([]byte, error) {
 // it), key its Idempotency-Key ("" for none). It returns the HTTP status
 // and the JSON reply, newline-terminated.
 func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key string, body []byte) (int, []byte) {
+	// JSON is UTF-8 (RFC 8259), and so must be a WebSocket text frame: an
+	// object with other bytes would make every subscriber's client fail
+	// its connection, again on each resume from the history.
+	if !utf8.Valid(body) {
+		return encodeReply(http.StatusBadRequest, map[string]any{"error": map[string]any{"code": rpc.CodeInvalidParams,
+			"message": fmt.Sprintf("body: not valid UTF-8 (the first bad byte is at offset %d); JSON text must be UTF-8", invalidUTF8At(body))}})
+	}
 	ns, err := parsePublish(body)
 	// Once answered, nothing holds ns: the broker copied what it keeps.
 	defer releaseNotifications(ns)
@@ -427,6 +467,19 @@ func httpStatus(code int) int {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
+}
+
+// invalidUTF8At is the offset of b's first byte that is not part of a
+// valid UTF-8 sequence, or len(b).
+func invalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(b)
 }
 
 func compactJSON(raw json.RawMessage) json.RawMessage {

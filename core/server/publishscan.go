@@ -421,8 +421,9 @@ func (s *publishScanner) copyLiteral(word string) bool {
 }
 
 // str copies a JSON string as it is, escapes and all, after checking
-// them; like encoding/json's scanner, it does not check UTF-8 (decoding
-// the object is the client's business; herald passes its bytes on).
+// them; like encoding/json's scanner, it does not check UTF-8: the
+// publish body was checked whole before it was scanned (publishBody), and
+// an emitted object after it (Server.Emit).
 func (s *publishScanner) str() bool {
 	start := s.i
 	s.i++ // the opening quote

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +64,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "stallEvents", Handler: t.stallEvents},
 			{Name: "online", Handler: t.online},
 			{Name: "spawn", Handler: spawn},
+			{Name: "raw", Handler: raw},
 		},
 		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
 		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
@@ -366,4 +368,18 @@ func main() {
 		return
 	}
 	sdk.Serve(t)
+}
+
+// raw answers with the bytes of params.b64 as they are, JSON or not: what
+// a faulty plugin might send.
+func raw(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct{ B64 string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	b, err := base64.StdEncoding.DecodeString(p.B64)
+	if err != nil {
+		return nil, sdk.InvalidParams("params.b64: "+err.Error(), nil)
+	}
+	return json.RawMessage(b), nil
 }
