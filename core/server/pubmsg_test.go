@@ -11,12 +11,12 @@ import (
 func TestParsePublishErrorsSayWhatToFix(t *testing.T) {
 	ok := `{"channel":"a","event":"e","object_type":"t","object":{}}`
 	for body, want := range map[string]string{
-		`[` + ok + `]`: `body: must be a JSON object (one notification, or {"notifications": [...]}), not an array`,
-		`null`:         `body: must be a JSON object (one notification, or {"notifications": [...]}), not null`,
-		`"x"`:          `body: must be a JSON object (one notification, or {"notifications": [...]}), not a string`,
-		`{"notifications":[` + ok + `],"x":1}`:                                      `x: not a field beside notifications: a body is one notification or {"notifications": [...]}, not both`,
+		`[` + ok + `]`:                         `body: must be a JSON object (one notification, or {"notifications": [...]}), not an array`,
+		`null`:                                 `body: must be a JSON object (one notification, or {"notifications": [...]}), not null`,
+		`"x"`:                                  `body: must be a JSON object (one notification, or {"notifications": [...]}), not a string`,
+		`{"notifications":[` + ok + `],"x":1}`: `x: not a field beside notifications: a body is one notification or {"notifications": [...]}, not both`,
 		`{"notifications":[` + ok + `],"channel":"b","event":"e","object_type":"t"}`: `not a field beside notifications`,
-		`{"notifications":[5]}`:      `notifications[0]: must be a JSON object`,
+		`{"notifications":[5]}`:               `notifications[0]: must be a JSON object`,
 		`{"notifications":[{"channel":"a"}]}`: `notifications[0].event: is required`,
 	} {
 		_, err := parsePublish([]byte(body))
