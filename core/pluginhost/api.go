@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"time"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,11 @@ type Caller struct {
 	Claims  json.RawMessage // the token's claims, a JSON object as the token has it (nil for backends)
 	Token   string          // the raw token, for plugins that check their own claims
 	Backend bool            // true for API-key callers (backend rights)
+	// Until is when a token caller's rights end: the token's expiry plus
+	// auth.expiry_grace, as for a WebSocket connection's subscriptions.
+	// An HTTP route's request (a stream, such as kb's) ends then. Zero:
+	// no end (API keys, tokens without exp).
+	Until time.Time
 }
 
 // Notification is what a plugin emits: the host adds id, seq and timestamp.

@@ -136,7 +136,13 @@ func (r *recorder) AuthenticateHTTP(req *http.Request) (pluginhost.Caller, error
 	case tok == "key":
 		return pluginhost.Caller{Backend: true}, nil
 	case strings.HasPrefix(tok, "user:"):
-		return pluginhost.Caller{UserID: strings.TrimPrefix(tok, "user:"), Token: tok}, nil
+		// "user:<id>@<ms>": a token whose rights end <ms> from now.
+		id, ms, _ := strings.Cut(strings.TrimPrefix(tok, "user:"), "@")
+		c := pluginhost.Caller{UserID: id, Token: tok}
+		if n, err := strconv.Atoi(ms); err == nil {
+			c.Until = time.Now().Add(time.Duration(n) * time.Millisecond)
+		}
+		return c, nil
 	}
 	return pluginhost.Caller{}, errors.New("bad token")
 }

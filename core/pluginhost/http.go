@@ -21,10 +21,33 @@ import (
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := m.routes.Load()
 	if _, pattern := mux.Handler(r); pattern == "" {
+		if allow := allowedMethods(mux, r); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, rpc.Errorf(rpc.CodeInvalidRequest, "%s %s: use %s", r.Method, r.URL.Path, allow))
+			return
+		}
 		writeError(w, http.StatusNotFound, rpc.Errorf(rpc.CodeMethodNotFound, "no route for %s %s", r.Method, r.URL.Path))
 		return
 	}
 	mux.ServeHTTP(w, r)
+}
+
+// allowedMethods lists the methods for which a route serves r's path
+// ("GET, POST"), or "" when none does: a wrong method is a 405, as
+// everywhere else in herald, rather than a 404.
+func allowedMethods(mux *http.ServeMux, r *http.Request) string {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if method == r.Method {
+			continue
+		}
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := mux.Handler(probe); pattern != "" {
+			allow = append(allow, method)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 func writeError(w http.ResponseWriter, status int, e *rpc.Error) {
@@ -44,7 +67,11 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.route.GetAuth() != pluginpb.RouteAuth_ROUTE_AUTH_NONE {
 		c, err := h.m.opts.Core.AuthenticateHTTP(r)
 		if err != nil {
-			writeError(w, http.StatusUnauthorized, rpc.Errorf(rpc.CodeUnauthenticated, "%v", err))
+			e, ok := err.(*rpc.Error)
+			if !ok {
+				e = rpc.Errorf(rpc.CodeUnauthenticated, "%v", err)
+			}
+			writeError(w, http.StatusUnauthorized, e)
 			return
 		}
 		switch h.route.GetAuth() {
@@ -90,12 +117,22 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	if !caller.Until.IsZero() {
+		// The caller's rights end with its token (and the grace a
+		// connection would get): so does a stream it opened.
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadline(ctx, caller.Until)
+		defer stop()
+	}
 	stream, err := inst.rpc.ServeHTTP(ctx, req)
 	if err != nil {
 		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
 		return
 	}
 	relayResponse(w, stream.Recv, func(err error) *rpc.Error {
+		if ctx.Err() != nil {
+			return nil // ended by the client, the token's end or a drain
+		}
 		return h.m.transportError(inst, "HTTP route", err).(*rpc.Error)
 	}, h.m.opts.WriteTimeout, func() func() bool {
 		// From here the response may be a stream that never ends on its
@@ -110,7 +147,10 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // as anything a plugin sends is: a status outside 200-599 is a 502, and a
 // header whose name is not an HTTP token or whose value holds control
 // characters (a response-splitting attempt) is dropped. failed turns a
-// transport error before the first chunk into the error written. Each chunk
+// transport error into the error written (nil: an end that is no failure,
+// such as the client's going). Before the first chunk that is a 502; after
+// it, the response is cut without its last chunk, so that a client tells a
+// plugin that crashed mid-stream from one that ended its body. Each chunk
 // gets writeTimeout (0: none) to reach the client; started runs once the
 // status is written and returns what undoes it when the relay ends.
 func relayResponse(w http.ResponseWriter, recv func() (*pluginpb.HTTPResponseChunk, error), failed func(error) *rpc.Error,
@@ -120,8 +160,16 @@ func relayResponse(w http.ResponseWriter, recv func() (*pluginpb.HTTPResponseChu
 	for {
 		chunk, err := recv()
 		if err != nil {
-			if first && err != io.EOF {
-				writeError(w, http.StatusBadGateway, failed(err))
+			if err == io.EOF {
+				return
+			}
+			e := failed(err)
+			switch {
+			case e == nil:
+			case first:
+				writeError(w, http.StatusBadGateway, e)
+			default:
+				panic(http.ErrAbortHandler) // net/http closes the connection, silently
 			}
 			return
 		}

@@ -125,6 +125,51 @@ func TestHTTPRoutesStreamAndAuthenticate(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Contains(t, string(body), `"code":-32601`)
+
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/tester/7/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the path has a route, for another method")
+	require.Equal(t, "GET", resp.Header.Get("Allow"))
+	srv.CloseClientConnections()
+}
+
+// A stream opened with a token ends when the caller's rights do (its
+// token's expiry plus the grace, Caller.Until), as the subscriptions of a
+// connection would; one whose plugin dies is cut, not ended, so that its
+// client can tell the two apart.
+func TestHTTPStreamEndsWithTheCallerAndIsCutWhenThePluginDies(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	open := func(query, token string) (*http.Response, []string, error) {
+		ctx, cancel := context.WithTimeout(bg, 30*time.Second) // a bound on the test, not a measure
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v1/tester/7/stream?"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var lines []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		return resp, lines, sc.Err()
+	}
+
+	resp, lines, err := open("follow=1", "user:alice@500")
+	require.Equal(t, 200, resp.StatusCode)
+	require.NoError(t, err, "the stream ended at the caller's Until, cleanly")
+	require.GreaterOrEqual(t, len(lines), 3)
+
+	resp, lines, err = open("crash=1", "user:alice")
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, []string{"7 alice 0"}, lines)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "a plugin that died mid-stream cuts the response")
 	srv.CloseClientConnections()
 }
 

@@ -62,6 +62,7 @@ func (s *Server) initAdmin() {
 // none.
 func (s *Server) handleOperator(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("/metrics", methodNotAllowed("GET"))
 	mux.Handle("GET /admin/{$}", s.requireAdmin(http.HandlerFunc(s.serveAdminFile)))
 	mux.Handle("GET /admin/static/{file}", s.requireAdmin(http.HandlerFunc(s.serveAdminFile)))
 	mux.Handle("GET /admin", http.RedirectHandler("/admin/", http.StatusMovedPermanently))
@@ -82,6 +83,8 @@ func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	mux.HandleFunc("/healthz", methodNotAllowed("GET"))
+	mux.HandleFunc("/readyz", methodNotAllowed("GET"))
 	s.handleOperator(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, rpc.CodeMethodNotFound,
@@ -198,7 +201,11 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 		}
 		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="herald admin", charset="UTF-8"`)
-			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, "admin token required: send Authorization: Bearer <server.admin_token>, or log in with it as the password")
+			msg := "admin token required: send Authorization: Bearer <server.admin_token>, or log in with it as the password"
+			if got != "" {
+				msg = "wrong admin token: it is server.admin_token, sent as Authorization: Bearer <token> or as the password"
+			}
+			writeJSONError(w, http.StatusUnauthorized, rpc.CodeUnauthenticated, msg)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -48,9 +48,10 @@ func TestAdminPageNeedsItsToken(t *testing.T) {
 	for _, p := range adminPaths {
 		status, _ := get(t, hs.URL+p, "")
 		require.Equal(t, http.StatusUnauthorized, status, p)
-		status, _ = get(t, hs.URL+p, "wrong-token-0123456789")
+		status, body := get(t, hs.URL+p, "wrong-token-0123456789")
 		require.Equal(t, http.StatusUnauthorized, status, p)
-		status, body := get(t, hs.URL+p, testAdminToken)
+		require.Contains(t, body, "wrong admin token", p)
+		status, body = get(t, hs.URL+p, testAdminToken)
 		require.Equal(t, http.StatusOK, status, "%s: %s", p, body)
 	}
 	resp, err := http.Post(hs.URL+"/admin/api/publish", "application/json", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":null}`))
@@ -103,11 +104,13 @@ func TestAdminListenMovesOperatorEndpoints(t *testing.T) {
 			require.Equal(t, http.StatusOK, status, base+p)
 		}
 	}
-	status, _ := get(t, public.URL+"/metrics", "")
+	status, body := get(t, public.URL+"/metrics", "")
 	require.Equal(t, http.StatusNotFound, status)
-	status, _ = get(t, public.URL+"/admin/api/plugins", testAdminToken)
+	require.Contains(t, body, "server.admin_listen", "the 404 says where it went")
+	status, body = get(t, public.URL+"/admin/api/plugins", testAdminToken)
 	require.Equal(t, http.StatusNotFound, status)
-	status, body := get(t, admin.URL+"/metrics", "")
+	require.Contains(t, body, "server.admin_listen")
+	status, body = get(t, admin.URL+"/metrics", "")
 	require.Equal(t, http.StatusOK, status)
 	require.Contains(t, body, "herald_delivery_latency_seconds")
 	status, _ = get(t, admin.URL+"/admin/api/plugins", testAdminToken)
@@ -197,4 +200,31 @@ func TestReloadChangesTheAdminToken(t *testing.T) {
 	srv.Reload(&off)
 	status, _ = get(t, hs.URL+"/admin/api/plugins", "the-next-admin-token-42")
 	require.Equal(t, http.StatusNotFound, status)
+}
+
+// Another method on a path herald serves is a 405 with Allow, on both
+// listeners, rather than a 404 from the plugin routes behind them.
+func TestWrongMethodIs405(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminListen = "127.0.0.1:0"
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	public := httptest.NewServer(srv.Handler())
+	t.Cleanup(public.Close)
+	admin := httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(admin.Close)
+	for _, c := range []struct{ base, method, path, allow string }{
+		{public.URL, "POST", "/healthz", "GET"}, {public.URL, "POST", "/readyz", "GET"},
+		{public.URL, "POST", "/ws", "GET"}, {public.URL, "POST", "/v1/plugins", "GET"},
+		{public.URL, "GET", "/v1/plugins/chat/members", "POST"}, {public.URL, "GET", "/v1/publish", "POST"},
+		{admin.URL, "POST", "/metrics", "GET"}, {admin.URL, "DELETE", "/healthz", "GET"},
+	} {
+		req, err := http.NewRequest(c.method, c.base+c.path, nil)
+		require.NoError(t, err)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "%s %s", c.method, c.path)
+		require.Equal(t, c.allow, resp.Header.Get("Allow"), "%s %s", c.method, c.path)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -192,7 +193,15 @@ func (s *Server) AuthenticateHTTP(r *http.Request) (pluginhost.Caller, error) {
 	}
 	id, err := s.tokens.Load().Verify(token)
 	if err != nil {
+		if token == bearer && strings.Count(bearer, ".") != 2 {
+			// Not shaped as a JWT: most likely a backend's mistyped key.
+			return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: the Authorization bearer is not an API key of this server (auth.api_keys), nor a token")
+		}
 		return pluginhost.Caller{}, rpc.Errorf(rpc.CodeUnauthenticated, "authentication failed: %v", err)
 	}
-	return pluginhost.Caller{UserID: id.UserID, Claims: id.Claims, Token: id.Token}, nil
+	c := pluginhost.Caller{UserID: id.UserID, Claims: id.Claims, Token: id.Token}
+	if !id.ExpiresAt.IsZero() {
+		c.Until = id.ExpiresAt.Add(s.live().Auth.ExpiryGrace)
+	}
+	return c, nil
 }

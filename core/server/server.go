@@ -18,6 +18,7 @@ import (
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/hub"
+	"github.com/heraldhq/herald/core/rpc"
 	"github.com/heraldhq/herald/core/transport"
 )
 
@@ -190,8 +191,22 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET /healthz", serveHealth)
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	// Another method on these paths is a 405 naming the right one, rather
+	// than a fall through to the plugin routes and a 404.
+	for path, allow := range map[string]string{"/ws": "GET", "/v1/plugins/{plugin}/{method}": "POST", "/v1/plugins": "GET", "/healthz": "GET", "/readyz": "GET"} {
+		mux.HandleFunc(path, methodNotAllowed(allow))
+	}
 	if s.cfg.Server.AdminListen == "" {
 		s.handleOperator(mux) // else on the operator listener only (AdminHandler)
+	} else {
+		mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+			writeJSONError(w, http.StatusNotFound, rpc.CodeMethodNotFound,
+				"/metrics is served on the operator listener (server.admin_listen = "+s.cfg.Server.AdminListen+"), not here")
+		})
+		mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSONError(w, http.StatusNotFound, rpc.CodeMethodNotFound,
+				"the admin page is served on the operator listener (server.admin_listen = "+s.cfg.Server.AdminListen+"), not here")
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.plugins.ServeHTTP(w, r) })
 	return mux

@@ -329,11 +329,24 @@ func spawn(context.Context, *sdk.Call) (any, error) {
 	return cmd.Process.Pid, nil
 }
 
+// stream writes three lines; with ?follow=1 a line every 50ms until the
+// request ends, and with ?crash=1 one line before the process dies.
 func stream(w http.ResponseWriter, r *http.Request) {
 	c, _ := sdk.CallerFrom(r.Context())
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 3 || r.URL.Query().Get("follow") != ""; i++ {
 		fmt.Fprintf(w, "%s %s %d\n", r.PathValue("id"), c.UserID, i)
 		w.(http.Flusher).Flush()
+		if r.URL.Query().Get("crash") != "" {
+			time.Sleep(100 * time.Millisecond) // the line leaves first
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		if i >= 2 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 }
 
