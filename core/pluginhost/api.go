@@ -1,11 +1,11 @@
 package pluginhost
 
 import (
-	"time"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // This file fixes the boundary between the plugin host and the rest of the
