@@ -127,11 +127,7 @@ func (c *Call) Bind(v any) error {
 		return InvalidParams("params are required", nil)
 	}
 	if err := json.Unmarshal(c.Params, v); err != nil {
-		var te *json.UnmarshalTypeError
-		if ok := asTypeError(err, &te); ok {
-			return InvalidParams("params."+te.Field+": expected "+te.Type.String()+", got "+te.Value, map[string]string{"field": te.Field})
-		}
-		return InvalidParams("params: "+err.Error(), nil)
+		return ParamsError(err, v)
 	}
 	return nil
 }

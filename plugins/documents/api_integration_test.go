@@ -124,6 +124,20 @@ func TestIntegrationBadParams(t *testing.T) {
 		{"update", map[string]any{"index": "i", "collection": "c", "body": map[string]any{}}, "_id"},
 		{"count", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"range": map[string]any{"n": map[string]any{"gt": "x"}}}}, "body.range.n.gt"},
 		{"publish", map[string]any{"index": "i", "collection": "c", "body": "x"}, "body"},
+		// Wrong types are named as the caller wrote them (no Go names of
+		// the structs the params decode into).
+		{"subscribe", map[string]any{"index": 5, "collection": "c"}, "index"},
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "scope": true}, "scope"},
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "users": 5}, "users"},
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "since": 5}, "since"},
+		{"create", map[string]any{"index": "i", "collection": 5, "body": map[string]any{}}, "collection"},
+		{"subscribe", map[string]any{"index": "", "collection": "c"}, "index"},
+		// A filter is an object: a number, a boolean or an array is refused
+		// rather than read as no filter.
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "body": 5}, "body"},
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "body": true}, "body"},
+		{"subscribe", map[string]any{"index": "i", "collection": "c", "body": []any{}}, "body"},
+		{"count", map[string]any{"index": "i", "collection": "c", "body": 5}, "body"},
 	} {
 		e := c.CallErr(t, "documents."+tc.method, tc.params)
 		require.Equal(t, -32602, e.Code, "%s %v: %v", tc.method, tc.params, e)
@@ -135,6 +149,8 @@ func TestIntegrationBadParams(t *testing.T) {
 			require.Equal(t, tc.field, data["field"], "%s %v: %v", tc.method, tc.params, e)
 		}
 		require.Contains(t, e.Message, "params."+tc.field, "%v", e)
+		require.NotContains(t, e.Message, "where.", "%v", e)
+		require.NotContains(t, e.Message, "options.", "%v", e)
 	}
 
 	// validate answers rather than fails.
@@ -143,6 +159,10 @@ func TestIntegrationBadParams(t *testing.T) {
 	require.Contains(t, res["details"].([]any)[0], "body.range.n")
 	res = call(t, c, "validate", map[string]any{"body": map[string]any{"equals": map[string]any{"a": 1}}})
 	require.Equal(t, true, res["valid"])
+	res = call(t, c, "validate", map[string]any{"body": 5})
+	require.Equal(t, false, res["valid"])
+	res = call(t, c, "validate", map[string]any{})
+	require.Equal(t, true, res["valid"], "no filter: every document")
 }
 
 func TestIntegrationBackendRouteRules(t *testing.T) {

@@ -426,8 +426,12 @@ func (d *Documents) count(ctx context.Context, c *sdk.Call) (any, error) {
 	}
 	var e *filter.Engine
 	if len(p.Body) > 0 && string(p.Body) != "null" {
+		body, err := filterBody(p.Body)
+		if err != nil {
+			return nil, err
+		}
 		e = filter.New(filter.Options{})
-		if _, err := e.Register(p.Body); err != nil {
+		if _, err := e.Register(body); err != nil {
 			return nil, filterError(err)
 		}
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -27,33 +26,16 @@ func bind(c *sdk.Call, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(params))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return sdk.InvalidParams(fmt.Sprintf("params.%s: expected %s, got %s", te.Field, jsonType(te.Type.String()), te.Value), map[string]string{"field": te.Field})
-		}
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)
 			return sdk.InvalidParams(fmt.Sprintf("params.%s: unknown argument", f), map[string]string{"field": f})
 		}
-		return sdk.InvalidParams("params: "+strings.TrimPrefix(msg, "json: "), nil)
+		return sdk.ParamsError(err, v)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return sdk.InvalidParams("params: one JSON object expected", nil)
 	}
 	return nil
-}
-
-func jsonType(goType string) string {
-	switch {
-	case goType == "string" || goType == "*string":
-		return "a string"
-	case strings.HasPrefix(goType, "map["), strings.HasPrefix(goType, "main."), strings.HasPrefix(goType, "*main."):
-		return "an object"
-	case strings.Contains(goType, "int"), strings.Contains(goType, "float"):
-		return "a number"
-	}
-	return goType
 }
 
 func badParam(field, format string, args ...any) error {
@@ -64,7 +46,7 @@ func badParam(field, format string, args ...any) error {
 func checkName(field, v string) error {
 	switch {
 	case v == "":
-		return badParam(field, "is required")
+		return badParam(field, "is required: a name of 1 to %d bytes", maxNameBytes)
 	case len(v) > maxNameBytes:
 		return badParam(field, "is %d bytes long, at most %d are allowed", len(v), maxNameBytes)
 	case strings.ContainsRune(v, 0):
@@ -168,4 +150,19 @@ func merge(dst, src map[string]any) map[string]any {
 		dst[k] = v
 	}
 	return dst
+}
+
+// filterBody is a filter given as a call's body: absent or null is the
+// empty filter (every document); anything but an object is refused, as
+// Kuzzle's API refuses a body that is not an object before its filter
+// engine sees it (Koncorde alone would read a number as no filter).
+func filterBody(body json.RawMessage) (json.RawMessage, error) {
+	t := bytes.TrimLeft(body, " \t\r\n")
+	if len(t) == 0 || string(t) == "null" {
+		return json.RawMessage("{}"), nil
+	}
+	if t[0] != '{' {
+		return nil, badParam("body", "a filter must be an object (or absent, for every document)")
+	}
+	return body, nil
 }

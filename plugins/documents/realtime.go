@@ -137,9 +137,9 @@ func (d *Documents) subscribe(ctx context.Context, c *sdk.Call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	body := p.Body
-	if len(body) == 0 || string(body) == "null" {
-		body = json.RawMessage("{}")
+	body, err := filterBody(p.Body)
+	if err != nil {
+		return nil, err
 	}
 	n, err := filter.Normalize(body, filter.Options{})
 	if err != nil {
@@ -439,12 +439,15 @@ func (d *Documents) validate(_ context.Context, c *sdk.Call) (any, error) {
 	if err := bind(c, &p); err != nil {
 		return nil, err
 	}
-	body := p.Body
-	if len(body) == 0 || string(body) == "null" {
-		body = json.RawMessage("{}")
+	body, err := filterBody(p.Body)
+	if err == nil {
+		_, err = filter.Normalize(body, filter.Options{})
+		if err != nil {
+			err = filterError(err)
+		}
 	}
-	if _, err := filter.Normalize(body, filter.Options{}); err != nil {
-		e := sdk.AsError(filterError(err))
+	if err != nil {
+		e := sdk.AsError(err)
 		return map[string]any{"valid": false, "details": []string{e.Message}, "description": "the filter is not valid"}, nil
 	}
 	return map[string]any{"valid": true, "details": []string{}, "description": "the filter is valid"}, nil
