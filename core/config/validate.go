@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +100,15 @@ func (d *decoder) validate(c *Config) {
 		path := "plugin." + p.Name + ".command"
 		check(path, strings.TrimSpace(p.Command) != "",
 			`is required: the plugin's executable, for example command = "bin/plugins/%s"`, p.Name)
+		// A plugin's data_dir is its own: where the core keeps every
+		// plugin's State (<state.dir>/<plugin>.db) a plugin's files would
+		// meet it, and a plugin that checks for files of its earlier
+		// versions there (chat, timelines) would take the State for one.
+		if dir, ok := p.Config["data_dir"].(string); ok && dir != "" && c.Broker.Kind != "nats" {
+			check("plugin."+p.Name+".config.data_dir", filepath.Clean(c.Resolve(dir)) != filepath.Clean(c.Resolve(c.State.Dir)),
+				"is state.dir (%q), where Herald keeps every plugin's State as <plugin>.db; give the plugin a directory of its own, such as %q",
+				c.State.Dir, filepath.Join(filepath.Dir(filepath.Clean(c.State.Dir)), p.Name))
+		}
 	}
 }
 

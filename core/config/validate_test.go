@@ -435,6 +435,13 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:5:5: plugin.chat.config.index: has 0 labels but the block at config.hcl:4:5 has 1; write every index block with the same number of labels`},
 		},
 
+		// A plugin's data_dir is not state.dir, however written.
+		{
+			name: "plugin data_dir is state.dir",
+			src:  "state {\n  dir = \"data/state\"\n}\nplugin \"chat\" {\n  command = \"x\"\n  config {\n    data_dir = \"./data/state/\"\n  }\n}\n" + auth,
+			want: []string{`config.hcl:7:5: plugin.chat.config.data_dir: is state.dir ("data/state"), where Herald keeps every plugin's State as <plugin>.db; give the plugin a directory of its own, such as "data/chat"`},
+		},
+
 		// Syntax.
 		{
 			name: "syntax error",
