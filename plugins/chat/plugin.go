@@ -258,8 +258,11 @@ func (c *Chat) Authorize(ctx context.Context, caller sdk.Caller, channels []stri
 		}
 		if reason != "" {
 			r := sdk.Refuse(ch, reason)
-			if !strings.HasPrefix(ch, prefixGroup) && !strings.HasPrefix(ch, prefixUser) {
+			switch {
+			case !strings.HasPrefix(ch, prefixGroup) && !strings.HasPrefix(ch, prefixUser):
 				r.Code = sdk.CodeUnknownNamespace
+			case !validID(strings.TrimPrefix(strings.TrimPrefix(ch, prefixGroup), prefixUser)):
+				r.Code = sdk.CodeInvalidParams // no id could make it: malformed, not forbidden
 			}
 			refused = append(refused, r)
 		}
@@ -271,6 +274,9 @@ func (c *Chat) refusal(ctx context.Context, user, ch string) (string, error) {
 	switch {
 	case strings.HasPrefix(ch, prefixGroup):
 		g := ch[len(prefixGroup):]
+		if !validID(g) {
+			return fmt.Sprintf("%q does not have the form chat:group:<group_id>: the id %s", ch, idRule), nil
+		}
 		if user == "" {
 			return "chat channels need a signed-in user", nil
 		}
@@ -282,6 +288,9 @@ func (c *Chat) refusal(ctx context.Context, user, ch string) (string, error) {
 			return fmt.Sprintf("user %s is not a participant of group %s", user, g), nil
 		}
 	case strings.HasPrefix(ch, prefixUser):
+		if !validID(ch[len(prefixUser):]) {
+			return fmt.Sprintf("%q does not have the form chat:user:<user_id>: the id %s", ch, idRule), nil
+		}
 		if user == "" {
 			return "chat channels need a signed-in user", nil
 		}

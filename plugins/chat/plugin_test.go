@@ -259,7 +259,9 @@ func TestAuthorize(t *testing.T) {
 		{alice, "chat:user:383", sdk.CodeForbidden},
 		{u383, "chat:user:alice", sdk.CodeForbidden},
 		{sdk.Caller{ConnID: "c3"}, "chat:group:78", sdk.CodeForbidden},
-		{sdk.Caller{ConnID: "c3"}, "chat:user:", sdk.CodeForbidden},
+		{sdk.Caller{ConnID: "c3"}, "chat:user:", sdk.CodeInvalidParams},
+		{alice, "chat:group:", sdk.CodeInvalidParams}, // malformed: no id could make it
+		{alice, "chat:user:", sdk.CodeInvalidParams},
 		{alice, "chat:room:1", sdk.CodeUnknownNamespace},
 	} {
 		refused, err := e.Authorize(tc.caller, tc.channel)
