@@ -470,6 +470,11 @@ func TestIntegrationWaitFor(t *testing.T) {
 	// And a backend may not report it processed.
 	st, body := s.backend("resource_processed", map[string]any{"kbid": "kb1", "resource_uuid": "r1", "written_seqid": d})
 	require.Equal(t, http.StatusBadRequest, st, "%s", body)
+	// Nor a processing as if it were a write: the message says what it is.
+	p9 := s.processed("kb1", "r9", s.written("kb1", "r9", "created"))
+	st, body = s.backend("resource_processed", map[string]any{"kbid": "kb1", "resource_uuid": "r9", "written_seqid": p9})
+	require.Equal(t, http.StatusBadRequest, st, "%s", body)
+	require.Contains(t, string(body), "is a resource_processed, not a resource_written")
 
 	// Backends wait too, through the backend route.
 	st, body = s.backend("waitFor", map[string]any{"kbid": "kb1", "seqid": w, "until": "indexed", "timeout": 0.1})

@@ -118,7 +118,9 @@ func (k *KB) resourceWritten(ctx context.Context, call *sdk.Call) (any, error) {
 // r, or nil.
 func processable(r processedReq, w record, found bool) error {
 	switch {
-	case !found || w.Type != typeWritten:
+	case found && w.Type != typeWritten:
+		return fieldError("written_seqid", "seqid %d of kb %s is a %s, not a resource_written: give the seqid that resource_written answered", r.WrittenSeqID, r.KBID, w.Type)
+	case !found:
 		return fieldError("written_seqid", "kb %s has no resource_written with seqid %d (or it is older than the keep_operations kept)", r.KBID, r.WrittenSeqID)
 	case w.UUID != r.UUID:
 		return fieldError("resource_uuid", "seqid %d wrote resource %q, not %q", r.WrittenSeqID, w.UUID, r.UUID)
