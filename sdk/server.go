@@ -116,6 +116,13 @@ func (s *server) Configure(ctx context.Context, req *pluginpb.ConfigureRequest) 
 		if err := s.safe(func() error { return c.Configure(ctx, h, Config{raw: cfg, dryRun: req.GetDryRun()}) }); err != nil {
 			return &pluginpb.ConfigureReply{Error: toPBError(err)}, nil
 		}
+	} else if len(cfg) > 0 {
+		// A plugin without the hook reads no config: a key given to it
+		// would be accepted and ignored. Refused, naming the key, as a
+		// key that a config struct does not have.
+		if err := (Config{raw: cfg}).Decode(&struct{}{}); err != nil {
+			return &pluginpb.ConfigureReply{Error: toPBError(err)}, nil
+		}
 	}
 	return &pluginpb.ConfigureReply{}, nil
 }

@@ -26,4 +26,11 @@ func TestCheckReportsConfigErrorsByKey(t *testing.T) {
 
 	bad.Pos = map[string]config.Position{"": {File: "h.hcl", Line: 1, Column: 1}, "config.versoin": {File: "h.hcl", Line: 4, Column: 5}}
 	require.EqualError(t, m.Check(bg, bad), `h.hcl:4:5: plugin.tester.config.versoin: unknown key; did you mean "version"?`)
+
+	// A plugin that reads no config (echo has no Configure hook) refuses a
+	// key rather than accept and ignore it.
+	echo := block(t, "echo", "echo", nil)
+	require.NoError(t, m.Check(bg, echo))
+	echo.Config = map[string]any{"foo": 1}
+	require.ErrorContains(t, m.Check(bg, echo), `config.foo: unknown key`)
 }
