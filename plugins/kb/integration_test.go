@@ -388,12 +388,12 @@ func TestIntegrationAccess(t *testing.T) {
 	// An unknown KB is simply empty.
 	require.Equal(t, http.StatusOK, s.open("never-written", "", heraldtest.APIKey).resp.StatusCode)
 
-	// The channel: the same rule, -32003; not a kb channel, -32004.
+	// The channel: the same rule, -32003; a malformed kb channel, -32602.
 	alice := s.dial("alice", "kb1")
 	e := alice.CallErr(t, "subscribe", map[string]any{"channel": "kb:kb2"})
 	require.Equal(t, -32003, e.Code)
 	e = alice.CallErr(t, "subscribe", map[string]any{"channel": "kb:a/b"})
-	require.Equal(t, -32004, e.Code, "%s", e.Data)
+	require.Equal(t, -32602, e.Code, "%s", e.Data)
 	bob := s.Dial(t, tokenNone)
 	require.Equal(t, -32003, bob.CallErr(t, "subscribe", map[string]any{"channel": "kb:kb1"}).Code)
 	// Clients may not report; waitFor needs the claim too.

@@ -259,7 +259,7 @@ func (k *KB) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sd
 		switch {
 		case !ok || !validKBID(kbid):
 			r := sdk.Refuse(ch, "kb channels are kb:<kbid>, the id made of letters, digits and -._~")
-			r.Code = sdk.CodeUnknownNamespace
+			r.Code = sdk.CodeInvalidParams // malformed, as chat's and timelines' are
 			refused = append(refused, r)
 		case !mayRead(c, kbid):
 			refused = append(refused, sdk.Refuse(ch, sdk.AsError(forbidden(c, kbid)).Message))
