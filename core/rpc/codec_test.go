@@ -58,8 +58,8 @@ func TestDecode(t *testing.T) {
 func TestDecodeMemberTypeErrors(t *testing.T) {
 	cases := []struct {
 		frame, id string // id "" is no id (the reply says null)
-		code          int
-		message       string
+		code      int
+		message   string
 	}{
 		{`{"jsonrpc":"2.0","id":3,"method":5}`, `3`, CodeInvalidRequest, "method must be a string"},
 		{`{"jsonrpc":"2.0","id":"a","method":["x"],"params":{}}`, `"a"`, CodeInvalidRequest, "method must be a string"},
