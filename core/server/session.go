@@ -203,9 +203,10 @@ func (s *session) tokenExpired() {
 	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
 }
 
-// graceOver drops the subscriptions that need a valid token: all but those
-// an anonymous connection may hold and those whose plugin checks the token
-// at subscribe time only (KeptOnExpiry).
+// graceOver drops the connection's private subscriptions (CONTRACT.md
+// section 3): those to channels of a plugin's namespace ("prefix:rest"),
+// except the prefixes whose plugin checks the token at subscribe time only
+// (KeptOnExpiry). Open channels and config are not private: they stay.
 func (s *session) graceOver() {
 	s.mu.Lock()
 	if s.closed || !s.expired {
@@ -214,13 +215,17 @@ func (s *session) graceOver() {
 	}
 	var drop []string
 	for ch := range s.subs.all() {
-		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
+		if private(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
 	}
 	s.mu.Unlock()
 	s.unsubscribe(drop)
 }
+
+// private reports whether channel is a plugin's (of a namespace a plugin
+// owns), whose subscription depends on the connection's token.
+func private(channel string) bool { return namespace(channel) != "" }
 
 // sendServer sends a $server notification, outside any subscription.
 func (s *session) sendServer(event, objectType string, object []byte) {

@@ -1,0 +1,53 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// When the grace after a token's expiry ends, only the connection's private
+// subscriptions (channels of a plugin's namespace) are dropped: open
+// channels and config are not private and keep delivering, also with
+// auth.anonymous off.
+func TestGraceOverDropsOnlyPrivateSubscriptions(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n expiry_grace = \"300ms\"", heraldtest.Secret, heraldtest.APIKey),
+		HCL:  pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	lapsed := h.Dial(t, heraldtest.MintToken(t, "alice", 2*time.Second, nil))
+	lapsed.Subscribe(t, "news", "config", "echo:alice")
+	// alice's second connection, with a long token, watches echo:alice.
+	watcher := h.Dial(t, h.Token(t, "alice"))
+	watcher.Subscribe(t, "echo:alice")
+	presence := func() int {
+		var p struct{ Count int }
+		require.NoError(t, json.Unmarshal(watcher.MustCall(t, "presence", map[string]any{"channel": "echo:alice"}), &p))
+		return p.Count
+	}
+	require.Equal(t, 2, presence())
+
+	require.Equal(t, "token_expired", lapsed.Notifications(t, 1)[0].Event)
+	// The grace ends: lapsed leaves echo:alice.
+	require.Eventually(t, func() bool { return presence() == 1 }, heraldtest.Timeout, 20*time.Millisecond)
+
+	// Accepted first, the echo notification would reach lapsed before news
+	// if lapsed still held echo:alice.
+	status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/say", map[string]any{"text": "private", "user": "alice"}, heraldtest.APIKey, nil)
+	require.Equal(t, 200, status, string(body))
+	require.Equal(t, "echo:alice", watcher.Notifications(t, 1)[0].Channel)
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", lapsed.Notifications(t, 1)[0].Channel)
+
+	// config is held still (unsubscribe is allowed after expiry and names
+	// what the connection had).
+	var un struct{ Unsubscribed []string }
+	require.NoError(t, json.Unmarshal(lapsed.MustCall(t, "unsubscribe", map[string]any{"channels": []string{"news", "config", "echo:alice"}}), &un))
+	require.Equal(t, []string{"news", "config"}, un.Unsubscribed)
+}
