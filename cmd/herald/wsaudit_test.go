@@ -51,3 +51,40 @@ func TestGraceOverDropsOnlyPrivateSubscriptions(t *testing.T) {
 	require.NoError(t, json.Unmarshal(lapsed.MustCall(t, "unsubscribe", map[string]any{"channels": []string{"news", "config", "echo:alice"}}), &un))
 	require.Equal(t, []string{"news", "config"}, un.Unsubscribed)
 }
+
+// A plugin that calls a method of a client that never answers learns that
+// the client did not answer, before its own call, bounded by the same
+// limits.call_timeout, times out: the caller is not told that the plugin
+// failed.
+func TestUnansweredClientCallBlamesTheClient(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"2s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}})
+	e := alice.CallErr(t, "echo.ask", map[string]any{"method": "getLoc"})
+	require.Equal(t, -32603, e.Code)
+	require.Contains(t, e.Message, `the client did not answer "getLoc" in time`)
+	require.NotContains(t, e.Message, `plugin "echo" did not answer`)
+	call := <-alice.Calls // sent, never answered
+	require.Equal(t, "getLoc", call.Method)
+	alice.MustCall(t, "ping", nil)
+}
+
+// onNotificationReceived is a notification only Herald sends: a plugin's
+// call of it is refused, and nothing reaches the client.
+func TestPluginCannotCallOnNotificationReceived(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("echo", "examples/echo-plugin", "")(t)})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	e := alice.CallErr(t, "echo.ask", map[string]any{"method": "onNotificationReceived", "params": map[string]any{"notifications": []any{}}})
+	require.Equal(t, -32601, e.Code)
+	require.Contains(t, e.Message, "emit notifications instead")
+	// A request sent to the client would have been read before the reply.
+	select {
+	case b := <-alice.Batches:
+		t.Fatalf("the client received a call of onNotificationReceived: %+v", b)
+	case m := <-alice.Calls:
+		t.Fatalf("the client received a call: %+v", m)
+	default:
+	}
+}
