@@ -88,3 +88,18 @@ func TestPluginCannotCallOnNotificationReceived(t *testing.T) {
 	default:
 	}
 }
+
+// Error messages give advice that can be followed: $server cannot be
+// subscribed, so presence on it does not say to subscribe first.
+func TestPresenceOnServerChannelSaysItHasNone(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	c := h.Dial(t, h.Token(t, "alice"))
+	e := c.CallErr(t, "presence", map[string]any{"channel": "$server"})
+	require.Equal(t, -32602, e.Code)
+	require.Contains(t, e.Message, "$server has no presence")
+	require.NotContains(t, e.Message, "subscribe to")
+	e = c.CallErr(t, "hello", map[string]any{"methods": []any{1}})
+	require.Equal(t, "invalid params: each entry of methods must be a string, not number", e.Message)
+	e = c.CallErr(t, "subscribe", map[string]any{"channel": "r1", "since": map[string]any{"r1": map[string]any{"seq": -1, "epoch": "e"}}})
+	require.Equal(t, "invalid params: since.seq must be a non-negative integer, not number -1", e.Message)
+}
