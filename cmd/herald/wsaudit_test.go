@@ -103,3 +103,23 @@ func TestPresenceOnServerChannelSaysItHasNone(t *testing.T) {
 	e = c.CallErr(t, "subscribe", map[string]any{"channel": "r1", "since": map[string]any{"r1": map[string]any{"seq": -1, "epoch": "e"}}})
 	require.Equal(t, "invalid params: since.seq must be a non-negative integer, not number -1", e.Message)
 }
+
+// An anonymous connection that holds subscriptions cannot sign in: they
+// were authorized for no user (docs/protocol.md, Connecting).
+func TestAnonymousConnectionWithSubscriptionsCannotAuthenticate(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("anonymous = true\n token_secret = %q\n api_keys = [%q]", heraldtest.Secret, heraldtest.APIKey)})
+	c := h.Dial(t, "")
+	c.Subscribe(t, "public")
+	for method, params := range map[string]map[string]any{
+		"hello":        {"token": h.Token(t, "alice")},
+		"authenticate": {"token": h.Token(t, "alice")},
+		"subscribe":    {"channel": "other", "accessToken": h.Token(t, "alice")},
+	} {
+		e := c.CallErr(t, method, params)
+		require.Equal(t, -32003, e.Code, method)
+		require.Contains(t, e.Message, "authenticate before subscribing", method)
+	}
+	signedIn := h.Dial(t, "")
+	signedIn.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")})
+	signedIn.Subscribe(t, "public")
+}
