@@ -177,7 +177,7 @@ func memberError(raw json.RawMessage, err error) Message {
 	if e := member(members, "error"); e != nil {
 		var re Error
 		if json.Unmarshal(e, &re) != nil {
-			return invalid(nil, CodeInvalidRequest, "invalid response: error must be an object with an integer code and a string message")
+			return invalid(id, CodeInvalidRequest, "invalid request: error must be an object with an integer code and a string message")
 		}
 	}
 	// Not reached for the members above; a type error elsewhere still gets

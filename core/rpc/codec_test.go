@@ -71,6 +71,7 @@ func TestDecodeMemberTypeErrors(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":7,"METHOD":5}`, `7`, CodeInvalidRequest, "method must be a string"},
 		{`{"jsonrpc":"2.0","id":"s1","error":"boom"}`, ``, CodeInvalidRequest, "error must be an object"},
 		{`{"jsonrpc":"2.0","id":"s1","error":{"code":"x","message":"m"}}`, ``, CodeInvalidRequest, "error must be an object"},
+		{`{"jsonrpc":"2.0","id":8,"method":"ping","error":7}`, `8`, CodeInvalidRequest, "error must be an object"},
 		{`"text"`, ``, CodeInvalidRequest, "a message must be a JSON object"},
 	}
 	for _, tc := range cases {
