@@ -3,7 +3,9 @@ package rpc
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -106,7 +108,7 @@ func splitBatch(array []byte, maxBatch int) ([]json.RawMessage, *Error) {
 func decodeOne(raw json.RawMessage) Message {
 	var w wireMessage
 	if err := json.Unmarshal(raw, &w); err != nil {
-		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object (%s)", jsonErrText(err))}
+		return memberError(raw, err)
 	}
 	id := w.ID
 	if id != nil && !validID(id) {
@@ -135,6 +137,71 @@ func decodeOne(raw json.RawMessage) Message {
 		return Message{Kind: KindResponse, ID: id, Result: w.Result, Error: w.Error}
 	}
 	return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidRequest, "invalid request: a message needs a method, or a result or error")}
+}
+
+// memberError builds the error for a message that did not decode: the
+// fast path above decodes the whole message at once, and only when that
+// fails are its members read again, one by one, to say which one is wrong.
+// The id is echoed when it can be read and the message is a request (it has
+// a method); a response the server cannot read is answered with id null, as
+// its id names one of the server's own calls.
+func memberError(raw json.RawMessage, err error) Message {
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil || members == nil {
+		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object")}
+	}
+	invalid := func(id json.RawMessage, code int, msg string) Message {
+		return Message{Kind: KindInvalid, ID: id, Err: Errorf(code, "%s", msg)}
+	}
+	id := member(members, "id")
+	if id != nil && !validID(id) {
+		return invalid(nil, CodeInvalidRequest, "invalid request: id must be a string, a number or null")
+	}
+	method := member(members, "method")
+	if method == nil {
+		id = nil
+	}
+	var version string
+	if json.Unmarshal(member(members, "jsonrpc"), &version) != nil || version != "2.0" {
+		return invalid(id, CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)
+	}
+	if method != nil {
+		var name string
+		if json.Unmarshal(method, &name) != nil {
+			return invalid(id, CodeInvalidRequest, "invalid request: method must be a string")
+		}
+		if p := member(members, "params"); len(p) > 0 && p[0] != '{' && p[0] != '[' && string(p) != "null" {
+			return invalid(id, CodeInvalidParams, "invalid params: params must be an object or an array")
+		}
+	}
+	if e := member(members, "error"); e != nil {
+		var re Error
+		if json.Unmarshal(e, &re) != nil {
+			return invalid(id, CodeInvalidRequest, "invalid request: error must be an object with an integer code and a string message")
+		}
+	}
+	// Not reached for the members above; a type error elsewhere still gets
+	// its member's JSON name, never a Go type.
+	field := "a member"
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field != "" {
+		field = strconv.Quote(te.Field)
+	}
+	return invalid(id, CodeInvalidRequest, "invalid request: "+field+" has the wrong type")
+}
+
+// member finds a member as encoding/json matches a struct field: the exact
+// name first, else one that differs only in case.
+func member(members map[string]json.RawMessage, name string) json.RawMessage {
+	if v, ok := members[name]; ok {
+		return v
+	}
+	for k, v := range members {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
 }
 
 func validID(id json.RawMessage) bool {

@@ -52,6 +52,48 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// A message whose members have the wrong types is answered with its id
+// when it can be read, and a message that names the member to fix in JSON
+// terms, never Go's.
+func TestDecodeMemberTypeErrors(t *testing.T) {
+	cases := []struct {
+		frame, id string // id "" is no id (the reply says null)
+		code      int
+		message   string
+	}{
+		{`{"jsonrpc":"2.0","id":3,"method":5}`, `3`, CodeInvalidRequest, "method must be a string"},
+		{`{"jsonrpc":"2.0","id":"a","method":["x"],"params":{}}`, `"a"`, CodeInvalidRequest, "method must be a string"},
+		{`{"jsonrpc":"2.0","id":{"x":1},"method":5}`, ``, CodeInvalidRequest, "id must be a string, a number or null"},
+		{`{"jsonrpc":"2.0","id":true,"method":"ping"}`, ``, CodeInvalidRequest, "id must be a string, a number or null"},
+		{`{"jsonrpc":2,"id":4,"method":"ping"}`, `4`, CodeInvalidRequest, `"jsonrpc" must be "2.0"`},
+		{`{"jsonrpc":"2.0","id":5,"method":5,"params":"x"}`, `5`, CodeInvalidRequest, "method must be a string"},
+		{`{"jsonrpc":"2.0","id":6,"method":"ping","params":"x"}`, `6`, CodeInvalidParams, "params must be an object or an array"},
+		{`{"jsonrpc":"2.0","id":7,"METHOD":5}`, `7`, CodeInvalidRequest, "method must be a string"},
+		{`{"jsonrpc":"2.0","id":"s1","error":"boom"}`, ``, CodeInvalidRequest, "error must be an object"},
+		{`{"jsonrpc":"2.0","id":"s1","error":{"code":"x","message":"m"}}`, ``, CodeInvalidRequest, "error must be an object"},
+		{`{"jsonrpc":"2.0","id":8,"method":"ping","error":7}`, `8`, CodeInvalidRequest, "error must be an object"},
+		{`"text"`, ``, CodeInvalidRequest, "a message must be a JSON object"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.frame, func(t *testing.T) {
+			msgs, _ := Decode([]byte(tc.frame))
+			require.Len(t, msgs, 1)
+			m := msgs[0]
+			require.Equal(t, KindInvalid, m.Kind)
+			require.Equal(t, tc.code, m.Err.Code)
+			require.Contains(t, m.Err.Message, tc.message)
+			for _, goName := range []string{"Go ", "wireMessage", "struct", "unmarshal", "of type", "float64"} {
+				require.NotContains(t, m.Err.Message, goName)
+			}
+			if tc.id == "" {
+				require.Nil(t, m.ID)
+			} else {
+				require.Equal(t, tc.id, string(m.ID))
+			}
+		})
+	}
+}
+
 func TestAppendersProduceValidJSON(t *testing.T) {
 	e := Errorf(CodeForbidden, "no \"way\"\n\x01 ok").WithData(map[string]any{"channels": []string{"a"}})
 	for _, b := range [][]byte{
@@ -92,6 +134,9 @@ func FuzzDecode(f *testing.F) {
 		`{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channel":"a b"}}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":"s1","result":null}]`,
 		`[]`, `{`, `null`, `{"jsonrpc":"2.0","id":[1],"method":"x"}`, "\xff\xfe",
+		`{"jsonrpc":"2.0","id":3,"method":5}`, `{"jsonrpc":2,"id":3,"method":"a"}`,
+		`{"jsonrpc":"2.0","id":true,"method":5}`, `{"jsonrpc":"2.0","id":3,"method":5,"params":"x"}`,
+		`{"jsonrpc":"2.0","id":"s1","error":"boom"}`, `{"jsonrpc":"2.0","id":3,"Method":{}}`,
 	} {
 		f.Add([]byte(s))
 	}

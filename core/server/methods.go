@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -28,6 +29,9 @@ func decodeParams(params json.RawMessage, v any) *rpc.Error {
 	if err := json.Unmarshal(params, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
+			if entryOfArray(reflect.TypeOf(v), te.Field, te.Type) {
+				return invalidParams("each entry of %s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+			}
 			return invalidParams("%s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
 		}
 		return invalidParams("%v", err)
@@ -35,8 +39,46 @@ func decodeParams(params json.RawMessage, v any) *rpc.Error {
 	return nil
 }
 
+// entryOfArray reports whether a type error at field (its path of JSON
+// names, as encoding/json gives it: "since.seq") of the params type t,
+// which wanted a value of type want, is about an entry of an array: the
+// field is an array, and want is not the array's type.
+func entryOfArray(t reflect.Type, field string, want reflect.Type) bool {
+	deref := func(t reflect.Type) reflect.Type {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Map {
+			t = t.Elem() // a map's keys are not in the path
+		}
+		return t
+	}
+	for _, name := range strings.Split(field, ".") {
+		t = deref(t)
+		if t.Kind() != reflect.Struct {
+			return false
+		}
+		found := false
+		for _, f := range reflect.VisibleFields(t) {
+			tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if tag == name || tag == "" && strings.EqualFold(f.Name, name) {
+				t, found = f.Type, true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) && t != want
+}
+
 func jsonKind(goKind string) string {
 	switch goKind {
+	case "uint", "uint8", "uint16", "uint32", "uint64":
+		return "a non-negative integer"
+	case "int", "int8", "int16", "int32", "int64":
+		return "an integer"
 	case "string":
 		return "a string"
 	case "slice":
@@ -425,6 +467,9 @@ func (s *session) presence(params json.RawMessage) ([]byte, *rpc.Error) {
 	}
 	if p.Channel == "" {
 		return nil, invalidParams("channel is required")
+	}
+	if p.Channel == ServerChannel {
+		return nil, invalidParams("$server has no presence: it needs no subscription and reaches every connection")
 	}
 	s.mu.Lock()
 	ok := s.subs.has(p.Channel)

@@ -388,12 +388,6 @@ func (s *Server) session(id string) *session {
 	return s.sessions[id]
 }
 
-// anonymousMay reports whether a connection without a valid token may hold
-// channel.
-func (s *Server) anonymousMay(channel string) bool {
-	return s.cfg.Auth.Anonymous && s.live().Auth.OpenChannels && namespace(channel) == "" && channel != ConfigChannel
-}
-
 // heartbeat pings silent connections every server.ping_interval and closes
 // those that do not answer (transport.Conn.Heartbeat): a peer that vanished
 // without closing (a pulled cable, a suspended laptop) would otherwise hold

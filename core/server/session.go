@@ -203,9 +203,10 @@ func (s *session) tokenExpired() {
 	s.sendServer("token_expired", "server", []byte(`{"message":"Authentication Token Expired"}`))
 }
 
-// graceOver drops the subscriptions that need a valid token: all but those
-// an anonymous connection may hold and those whose plugin checks the token
-// at subscribe time only (KeptOnExpiry).
+// graceOver drops the connection's private subscriptions (CONTRACT.md
+// section 3): those to channels of a plugin's namespace ("prefix:rest"),
+// except the prefixes whose plugin checks the token at subscribe time only
+// (KeptOnExpiry). Open channels and config are not private: they stay.
 func (s *session) graceOver() {
 	s.mu.Lock()
 	if s.closed || !s.expired {
@@ -214,13 +215,17 @@ func (s *session) graceOver() {
 	}
 	var drop []string
 	for ch := range s.subs.all() {
-		if !s.srv.anonymousMay(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
+		if private(ch) && !s.srv.plugins.KeptOnExpiry(ch) {
 			drop = append(drop, ch)
 		}
 	}
 	s.mu.Unlock()
 	s.unsubscribe(drop)
 }
+
+// private reports whether channel is a plugin's (of a namespace a plugin
+// owns), whose subscription depends on the connection's token.
+func private(channel string) bool { return namespace(channel) != "" }
 
 // sendServer sends a $server notification, outside any subscription.
 func (s *session) sendServer(event, objectType string, object []byte) {
@@ -413,8 +418,26 @@ func (s *session) coreCall(method string, params json.RawMessage) ([]byte, *rpc.
 }
 
 // serverCall calls a method of the client's local interface and waits for
-// its answer.
+// its answer, until clientCallMargin before ctx's deadline (or
+// limits.call_timeout from now, whichever comes first): the plugin call
+// that made it, bounded by the same limits.call_timeout, then still has the
+// time to learn that it was the client that did not answer, and say so.
 func (s *session) serverCall(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
+	if method == "onNotificationReceived" {
+		// CONTRACT.md section 3: a notification, which only Herald sends.
+		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "onNotificationReceived is Herald's own delivery and cannot be called: emit notifications instead")
+	}
+	deadline := time.Now().Add(s.srv.callTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	deadline = deadline.Add(-clientCallMargin(s.srv.callTimeout))
+	if !time.Now().Before(deadline) {
+		return nil, rpc.Errorf(rpc.CodeInternal, "no time left to call %q on the client: the plugin call that asks for it is about to time out (limits.call_timeout)", method)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -439,11 +462,6 @@ func (s *session) serverCall(ctx context.Context, method string, params json.Raw
 	}()
 
 	s.conn.Send(rpc.AppendRequest(nil, id, method, params))
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.srv.callTimeout)
-		defer cancel()
-	}
 	select {
 	case m := <-ch:
 		if m.Error != nil {
@@ -455,6 +473,13 @@ func (s *session) serverCall(ctx context.Context, method string, params json.Raw
 	case <-s.conn.Done():
 		return nil, rpc.Errorf(rpc.CodeInternal, "connection %s closed before answering %q", s.id, method)
 	}
+}
+
+// clientCallMargin is how much sooner than its caller's deadline a
+// server-to-client call gives up: a fifth of limits.call_timeout, at most a
+// second.
+func clientCallMargin(callTimeout time.Duration) time.Duration {
+	return min(callTimeout/5, time.Second)
 }
 
 // presents reports whether the client's local interface has method. A

@@ -150,6 +150,18 @@ const (
 	SlowWriteTimeout SlowReason = "write_timeout" // a write took longer than WriteTimeout
 )
 
+// closeText is the reason of the 4008 close frame: it names the bound
+// that tripped by its config key (within a close reason's 123 bytes).
+func (r SlowReason) closeText() string {
+	switch r {
+	case SlowOutboxLimit:
+		return "slow consumer: delivery.outbox_limit exceeded"
+	case SlowOutboxBytes:
+		return "slow consumer: delivery.outbox_bytes exceeded"
+	}
+	return "slow consumer: " + string(r)
+}
+
 var batchPrefix = []byte(`{"jsonrpc":"2.0","method":"onNotificationReceived","params":{"notifications":[`)
 var batchSuffix = []byte(`]}}`)
 
@@ -344,7 +356,7 @@ func (c *Conn) enqueue(it item) {
 		if c.opts.Observer != nil {
 			c.opts.Observer.SlowConsumer(reason)
 		}
-		c.abort(CloseSlowConsumer, "slow consumer: outbox limit exceeded")
+		c.abort(CloseSlowConsumer, reason.closeText())
 		return
 	}
 	c.pushItemLocked(it, size)

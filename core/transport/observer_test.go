@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/core/transport"
@@ -90,6 +91,17 @@ func TestSlowConsumerReasons(t *testing.T) {
 			require.Equal(t, transport.CloseSlowConsumer, p.conn.CloseCode())
 			_, slow := rec.got()
 			require.Equal(t, []transport.SlowReason{tc.reason}, slow)
+			// The close frame names the bound, once the client reads
+			// what the socket held before it.
+			_ = p.client.SetReadDeadline(time.Now().Add(20 * time.Second))
+			var err error
+			for err == nil {
+				_, _, err = p.client.ReadMessage()
+			}
+			var ce *websocket.CloseError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, transport.CloseSlowConsumer, ce.Code)
+			require.Equal(t, "slow consumer: delivery."+string(tc.reason)+" exceeded", ce.Text)
 		})
 	}
 }

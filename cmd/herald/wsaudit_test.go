@@ -1,0 +1,125 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// When the grace after a token's expiry ends, only the connection's private
+// subscriptions (channels of a plugin's namespace) are dropped: open
+// channels and config are not private and keep delivering, also with
+// auth.anonymous off.
+func TestGraceOverDropsOnlyPrivateSubscriptions(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n expiry_grace = \"300ms\"", heraldtest.Secret, heraldtest.APIKey),
+		HCL:  pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	lapsed := h.Dial(t, heraldtest.MintToken(t, "alice", 2*time.Second, nil))
+	lapsed.Subscribe(t, "news", "config", "echo:alice")
+	// alice's second connection, with a long token, watches echo:alice.
+	watcher := h.Dial(t, h.Token(t, "alice"))
+	watcher.Subscribe(t, "echo:alice")
+	presence := func() int {
+		var p struct{ Count int }
+		require.NoError(t, json.Unmarshal(watcher.MustCall(t, "presence", map[string]any{"channel": "echo:alice"}), &p))
+		return p.Count
+	}
+	require.Equal(t, 2, presence())
+
+	require.Equal(t, "token_expired", lapsed.Notifications(t, 1)[0].Event)
+	// The grace ends: lapsed leaves echo:alice.
+	require.Eventually(t, func() bool { return presence() == 1 }, heraldtest.Timeout, 20*time.Millisecond)
+
+	// Accepted first, the echo notification would reach lapsed before news
+	// if lapsed still held echo:alice.
+	status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/say", map[string]any{"text": "private", "user": "alice"}, heraldtest.APIKey, nil)
+	require.Equal(t, 200, status, string(body))
+	require.Equal(t, "echo:alice", watcher.Notifications(t, 1)[0].Channel)
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", lapsed.Notifications(t, 1)[0].Channel)
+
+	// config is held still (unsubscribe is allowed after expiry and names
+	// what the connection had).
+	var un struct{ Unsubscribed []string }
+	require.NoError(t, json.Unmarshal(lapsed.MustCall(t, "unsubscribe", map[string]any{"channels": []string{"news", "config", "echo:alice"}}), &un))
+	require.Equal(t, []string{"news", "config"}, un.Unsubscribed)
+}
+
+// A plugin that calls a method of a client that never answers learns that
+// the client did not answer, before its own call, bounded by the same
+// limits.call_timeout, times out: the caller is not told that the plugin
+// failed.
+func TestUnansweredClientCallBlamesTheClient(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"2s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}})
+	e := alice.CallErr(t, "echo.ask", map[string]any{"method": "getLoc"})
+	require.Equal(t, -32603, e.Code)
+	require.Contains(t, e.Message, `the client did not answer "getLoc" in time`)
+	require.NotContains(t, e.Message, `plugin "echo" did not answer`)
+	call := <-alice.Calls // sent, never answered
+	require.Equal(t, "getLoc", call.Method)
+	alice.MustCall(t, "ping", nil)
+}
+
+// onNotificationReceived is a notification only Herald sends: a plugin's
+// call of it is refused, and nothing reaches the client.
+func TestPluginCannotCallOnNotificationReceived(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("echo", "examples/echo-plugin", "")(t)})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	e := alice.CallErr(t, "echo.ask", map[string]any{"method": "onNotificationReceived", "params": map[string]any{"notifications": []any{}}})
+	require.Equal(t, -32601, e.Code)
+	require.Contains(t, e.Message, "emit notifications instead")
+	// A request sent to the client would have been read before the reply.
+	select {
+	case b := <-alice.Batches:
+		t.Fatalf("the client received a call of onNotificationReceived: %+v", b)
+	case m := <-alice.Calls:
+		t.Fatalf("the client received a call: %+v", m)
+	default:
+	}
+}
+
+// Error messages give advice that can be followed: $server cannot be
+// subscribed, so presence on it does not say to subscribe first.
+func TestPresenceOnServerChannelSaysItHasNone(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	c := h.Dial(t, h.Token(t, "alice"))
+	e := c.CallErr(t, "presence", map[string]any{"channel": "$server"})
+	require.Equal(t, -32602, e.Code)
+	require.Contains(t, e.Message, "$server has no presence")
+	require.NotContains(t, e.Message, "subscribe to")
+	e = c.CallErr(t, "hello", map[string]any{"methods": []any{1}})
+	require.Equal(t, "invalid params: each entry of methods must be a string, not number", e.Message)
+	e = c.CallErr(t, "subscribe", map[string]any{"channel": "r1", "since": map[string]any{"r1": map[string]any{"seq": -1, "epoch": "e"}}})
+	require.Equal(t, "invalid params: since.seq must be a non-negative integer, not number -1", e.Message)
+}
+
+// An anonymous connection that holds subscriptions cannot sign in: they
+// were authorized for no user (docs/protocol.md, Connecting).
+func TestAnonymousConnectionWithSubscriptionsCannotAuthenticate(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{Auth: fmt.Sprintf("anonymous = true\n token_secret = %q\n api_keys = [%q]", heraldtest.Secret, heraldtest.APIKey)})
+	c := h.Dial(t, "")
+	c.Subscribe(t, "public")
+	for method, params := range map[string]map[string]any{
+		"hello":        {"token": h.Token(t, "alice")},
+		"authenticate": {"token": h.Token(t, "alice")},
+		"subscribe":    {"channel": "other", "accessToken": h.Token(t, "alice")},
+	} {
+		e := c.CallErr(t, method, params)
+		require.Equal(t, -32003, e.Code, method)
+		require.Contains(t, e.Message, "authenticate before subscribing", method)
+	}
+	signedIn := h.Dial(t, "")
+	signedIn.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")})
+	signedIn.Subscribe(t, "public")
+}
