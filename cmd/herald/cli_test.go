@@ -116,6 +116,30 @@ func TestTokenIsSignedWithTheConfiguredSecret(t *testing.T) {
 	require.Contains(t, stderr, "-sub is required")
 }
 
+// A negative -ttl once minted a token without exp, which never expired; a
+// -claim of sub, exp or iat was silently lost or overwritten. Each is a
+// usage error that says which flag to use, and prints no token.
+func TestTokenRefusesNegativeTTLAndReservedClaims(t *testing.T) {
+	cfg := writeConfig(t, `auth {
+  token_secret = "cli-secret"
+  api_keys = ["k"]
+}`)
+	for _, tc := range []struct {
+		args []string
+		say  string
+	}{
+		{[]string{"-ttl", "-1h"}, "-ttl -1h0m0s is negative"},
+		{[]string{"-claim", "sub=bob"}, "use -sub"},
+		{[]string{"-claim", "exp=1"}, "use -ttl"},
+		{[]string{"-claim", "iat=1"}, "use -ttl"},
+	} {
+		stdout, stderr, code := herald(t, append([]string{"token", "-config", cfg, "-sub", "alice"}, tc.args...)...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Contains(t, stderr, tc.say, tc.args)
+		require.Empty(t, stdout, tc.args)
+	}
+}
+
 func TestPubAndSubEndToEnd(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{})
 	cfg := h.ConfigPath
