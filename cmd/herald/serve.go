@@ -63,8 +63,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// At shutdown the plugins stop (drain, then stop) after the clients and
 	// before the broker closes, so that what they emit while draining is kept.
 	srv.BeforeBrokerClose(func(context.Context) error { plugins.close(); return nil })
-	go plugins.reloadOnHUP(ctx, *path)
-	go reloadServerOnHUP(ctx, hup, *path, srv, logger)
+	reloads := &reloader{path: *path, listen: *listen, srv: srv, plugins: plugins, log: logger}
+	go reloads.run(ctx, hup)
 
 	if *pprofAddr != "" {
 		pl, err := net.Listen("tcp", *pprofAddr)
