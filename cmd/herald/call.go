@@ -22,13 +22,13 @@ import (
 // -token it calls as that client, over a WebSocket like any client; without
 // it, as a backend through POST /v1/plugins/{plugin}/{method} with the API key.
 func runCall(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("call", "[-config FILE] [-token T | -key K] [-url URL] [-timeout D] plugin.method [JSON params]", stderr)
+	fs := newFlags("call", "[-config FILE] [-token T | -key K] [-url URL] [-timeout D] plugin.method [JSON params]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives server.listen and the first API key unless -url/-key do)")
 	token := fs.String("token", "", "call as this client (a token from herald token); default: as a backend with the API key")
 	key := fs.String("key", "", "API key for a backend call (default: the config's first auth.api_keys entry)")
 	base := fs.String("url", "", "herald's HTTP base URL, e.g. http://127.0.0.1:7512 (default: http://<server.listen>, https:// with server.tls)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

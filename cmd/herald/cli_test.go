@@ -42,18 +42,43 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
+// Help asked for with -h goes to stdout and exits 0, for herald and for
+// each command alike; usage printed because of a mistake goes to stderr
+// and exits 2.
 func TestEveryCommandHasHelp(t *testing.T) {
+	help := map[string]string{}
 	for _, c := range []string{"serve", "validate", "token", "sub", "pub", "plugins", "call", "plugin", "version"} {
-		_, stderr, code := herald(t, c, "-h")
+		stdout, stderr, code := herald(t, c, "-h")
 		require.Equal(t, 0, code, c)
-		require.Contains(t, stderr, "Usage: herald "+c, c)
+		require.Contains(t, stdout, "Usage: herald "+c, c)
+		require.Empty(t, stderr, c)
+		help[c] = stdout
 	}
-	stdout, _, code := herald(t, "-h")
+	stdout, stderr, code := herald(t, "-h")
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "Commands:")
-	_, stderr, code := herald(t, "bogus")
+	require.Empty(t, stderr)
+
+	require.Contains(t, help["plugin"], "[-tidy=false]\n")
+	newHelp, _, code := herald(t, "plugin", "new", "-h")
+	require.Equal(t, 0, code)
+	require.Equal(t, help["plugin"], newHelp, "herald plugin -h is plugin new's help")
+	require.Contains(t, newHelp, "\n  -tidy\n", "a bool flag shows no argument")
+	require.True(t, strings.HasPrefix(help["version"], "Usage: herald version\n\n"), "%q", help["version"])
+	require.NotContains(t, help["version"], "Flags:", "version has none")
+
+	_, stderr, code = herald(t, "bogus")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, `unknown command "bogus"`)
+	stdout, stderr, code = herald(t)
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "Commands:")
+	stdout, stderr, code = herald(t, "token", "-bogus")
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "flag provided but not defined: -bogus")
+	require.Contains(t, stderr, "Usage: herald token")
 }
 
 func TestVersion(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 func runPlugins(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("plugins", "[-config FILE] [-url URL] [-key KEY] [-json]", stderr)
+	fs := newFlags("plugins", "[-config FILE] [-url URL] [-key KEY] [-json]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL and API key unless -url/-key do)")
 	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>, https:// with server.tls)")
 	key := fs.String("key", "", "API key (default: the config's first auth.api_keys entry)")

@@ -16,7 +16,7 @@ import (
 )
 
 func runPub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("pub", "-channel C -event E -object JSON [-object-type T] [-config FILE] [-url URL] [-key KEY]", stderr)
+	fs := newFlags("pub", "-channel C -event E -object JSON [-object-type T] [-config FILE] [-url URL] [-key KEY]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL and API key unless -url/-key do)")
 	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>, https:// with server.tls)")
 	key := fs.String("key", "", "API key (default: the config's first auth.api_keys entry)")

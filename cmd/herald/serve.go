@@ -19,7 +19,7 @@ import (
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "[-config FILE] [-listen ADDR] [-pprof ADDR]", stderr)
+	fs := newFlags("serve", "[-config FILE] [-listen ADDR] [-pprof ADDR]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file")
 	listen := fs.String("listen", "", "listen address, overriding server.listen")
 	pprofAddr := fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")

@@ -20,7 +20,7 @@ import (
 // runSub is a client like any other: it presents onNotificationReceived,
 // and sdk/client keeps it connected, resuming after a lost connection.
 func runSub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sub", "-channel C [-token T] [-config FILE] [-url URL]", stderr)
+	fs := newFlags("sub", "-channel C [-token T] [-config FILE] [-url URL]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL from server.listen unless -url does; ignored when absent and not given)")
 	urlFlag := fs.String("url", "", "herald's WebSocket URL (default: ws://<server.listen>/ws, wss:// with server.tls; without a config "+defaultWSURL+")")
 	token := fs.String("token", "", "client token (see herald token)")

@@ -42,7 +42,7 @@ func (c claimFlags) Set(s string) error {
 }
 
 func runToken(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("token", "-sub USER [-ttl 1h] [-claim k=v ...] [-config FILE]", stderr)
+	fs := newFlags("token", "-sub USER [-ttl 1h] [-claim k=v ...] [-config FILE]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (its auth.token_secret signs the token)")
 	sub := fs.String("sub", "", "user id (the sub claim); required")
 	ttl := fs.Duration("ttl", time.Hour, "time to live (sets exp); 0 for a token that never expires")

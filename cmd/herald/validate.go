@@ -17,7 +17,7 @@ import (
 // that a missing binary, a typo in a plugin's config or two plugins claiming
 // one channel prefix fail here rather than at serve.
 func runValidate(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("validate", "[-config FILE] [-plugins=false]", stderr)
+	fs := newFlags("validate", "[-config FILE] [-plugins=false]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file")
 	withPlugins := fs.Bool("plugins", true, "start each plugin in a dry run to check its command and config block")
 	if err := parseFlags(fs, args); err != nil {
