@@ -31,8 +31,9 @@ limits {
 }
 
 history {
-  size = 1000
-  ttl  = "10m"
+  size      = 1000
+  ttl       = "10m"
+  max_bytes = 268435456 # 256 MiB for the history of all channels together
 }
 
 overload {
@@ -40,7 +41,7 @@ overload {
   busy_outbox_ratio = 0.5
 }
 
-broker "memory" {} # the only kind for now: clustering on NATS is not built yet
+broker "memory" {} # one node; a cluster shares a NATS server: docs/cluster.md
 
 log {
   level  = "info"

@@ -22,13 +22,13 @@ import (
 // -token it calls as that client, over a WebSocket like any client; without
 // it, as a backend through POST /v1/plugins/{plugin}/{method} with the API key.
 func runCall(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("call", "[-config FILE] [-token T | -key K] [-url URL] [-timeout D] plugin.method [JSON params]", stderr)
+	fs := newFlags("call", "[-config FILE] [-token T | -key K] [-url URL] [-timeout D] plugin.method [JSON params]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives server.listen and the first API key unless -url/-key do)")
 	token := fs.String("token", "", "call as this client (a token from herald token); default: as a backend with the API key")
 	key := fs.String("key", "", "API key for a backend call (default: the config's first auth.api_keys entry)")
-	base := fs.String("url", "", "herald's HTTP base URL, e.g. http://127.0.0.1:7512 (default: http://<server.listen>)")
+	base := fs.String("url", "", "herald's HTTP base URL, e.g. http://127.0.0.1:7512 (default: http://<server.listen>, https:// with server.tls)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
@@ -85,13 +85,14 @@ func callAsClient(ctx context.Context, path string, named bool, base, token, met
 	if base != "" {
 		url = "ws" + strings.TrimPrefix(strings.TrimRight(base, "/"), "http") + "/ws"
 	}
-	url, err := wsTarget(path, named, url)
+	url, tc, err := wsTarget(path, named, url)
 	if err != nil {
 		return nil, err
 	}
 	c, err := client.Dial(ctx, url, client.Options{
 		Token:  token,
 		Client: client.Info{Name: "herald call", Version: version},
+		Dialer: wsDialer(tc),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", url, err)
@@ -105,7 +106,7 @@ func callAsClient(ctx context.Context, path string, named bool, base, token, met
 }
 
 func callAsBackend(ctx context.Context, path, base, key, plugin, name string, params json.RawMessage) (json.RawMessage, error) {
-	url, apiKey, err := apiTarget(path, base, key)
+	url, apiKey, hc, err := apiTarget(path, base, key)
 	if err != nil {
 		return nil, err
 	}
@@ -113,5 +114,5 @@ func callAsBackend(ctx context.Context, path, base, key, plugin, name string, pa
 	if err != nil {
 		return nil, err
 	}
-	return doAPI(req, apiKey)
+	return doAPI(hc, req, apiKey)
 }

@@ -42,18 +42,43 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
+// Help asked for with -h goes to stdout and exits 0, for herald and for
+// each command alike; usage printed because of a mistake goes to stderr
+// and exits 2.
 func TestEveryCommandHasHelp(t *testing.T) {
+	help := map[string]string{}
 	for _, c := range []string{"serve", "validate", "token", "sub", "pub", "plugins", "call", "plugin", "version"} {
-		_, stderr, code := herald(t, c, "-h")
+		stdout, stderr, code := herald(t, c, "-h")
 		require.Equal(t, 0, code, c)
-		require.Contains(t, stderr, "Usage: herald "+c, c)
+		require.Contains(t, stdout, "Usage: herald "+c, c)
+		require.Empty(t, stderr, c)
+		help[c] = stdout
 	}
-	stdout, _, code := herald(t, "-h")
+	stdout, stderr, code := herald(t, "-h")
 	require.Equal(t, 0, code)
 	require.Contains(t, stdout, "Commands:")
-	_, stderr, code := herald(t, "bogus")
+	require.Empty(t, stderr)
+
+	require.Contains(t, help["plugin"], "[-tidy=false]\n")
+	newHelp, _, code := herald(t, "plugin", "new", "-h")
+	require.Equal(t, 0, code)
+	require.Equal(t, help["plugin"], newHelp, "herald plugin -h is plugin new's help")
+	require.Contains(t, newHelp, "\n  -tidy\n", "a bool flag shows no argument")
+	require.True(t, strings.HasPrefix(help["version"], "Usage: herald version\n\n"), "%q", help["version"])
+	require.NotContains(t, help["version"], "Flags:", "version has none")
+
+	_, stderr, code = herald(t, "bogus")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, `unknown command "bogus"`)
+	stdout, stderr, code = herald(t)
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "Commands:")
+	stdout, stderr, code = herald(t, "token", "-bogus")
+	require.Equal(t, 2, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "flag provided but not defined: -bogus")
+	require.Contains(t, stderr, "Usage: herald token")
 }
 
 func TestVersion(t *testing.T) {
@@ -114,6 +139,30 @@ func TestTokenIsSignedWithTheConfiguredSecret(t *testing.T) {
 	_, stderr, code = herald(t, "token", "-config", cfg)
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "-sub is required")
+}
+
+// A negative -ttl once minted a token without exp, which never expired; a
+// -claim of sub, exp or iat was silently lost or overwritten. Each is a
+// usage error that says which flag to use, and prints no token.
+func TestTokenRefusesNegativeTTLAndReservedClaims(t *testing.T) {
+	cfg := writeConfig(t, `auth {
+  token_secret = "cli-secret"
+  api_keys = ["k"]
+}`)
+	for _, tc := range []struct {
+		args []string
+		say  string
+	}{
+		{[]string{"-ttl", "-1h"}, "-ttl -1h0m0s is negative"},
+		{[]string{"-claim", "sub=bob"}, "use -sub"},
+		{[]string{"-claim", "exp=1"}, "use -ttl"},
+		{[]string{"-claim", "iat=1"}, "use -ttl"},
+	} {
+		stdout, stderr, code := herald(t, append([]string{"token", "-config", cfg, "-sub", "alice"}, tc.args...)...)
+		require.Equal(t, 2, code, "%v: %s", tc.args, stderr)
+		require.Contains(t, stderr, tc.say, tc.args)
+		require.Empty(t, stdout, tc.args)
+	}
 }
 
 func TestPubAndSubEndToEnd(t *testing.T) {

@@ -71,12 +71,40 @@ func TestValidateStartsPluginsInADryRun(t *testing.T) {
 		require.Contains(t, stderr, "herald serve: "+want+"\n")
 	})
 
+	// Claims and handshakes are reported at their block too, one line
+	// each, and validate prints its findings only (no host log lines).
 	t.Run("two plugins claim one prefix", func(t *testing.T) {
 		tester := heraldtest.Binary(t, "internal/testplugins/tester")
-		path := writeConfig(t, preamble+fmt.Sprintf("plugin \"one\" {\n  command = %q\n}\nplugin \"two\" {\n  command = %q\n}\n", tester, tester))
+		body := preamble + fmt.Sprintf("plugin \"one\" {\n  command = %q\n}\nplugin \"two\" {\n  command = %q\n}\n", tester, tester)
+		path := writeConfig(t, body)
 		stdout, stderr, code := herald(t, "validate", "-config", path)
 		require.Equal(t, 1, code, stdout)
-		require.Contains(t, stderr, "\nplugins \"one\" and \"two\" both claim channel prefix \"tester\"\n")
+		line := lineOf(t, body, `plugin "two"`) + 1
+		require.Equal(t, fmt.Sprintf("%s:%d:3: plugin.two.command: claims channel prefix \"tester\", which plugin \"one\" claims too\n"+
+			"%s:%d:3: plugin.two.command: claims HTTP route \"GET /v1/tester/{id}/stream\", which plugin \"one\" claims too\n", path, line, path, line), stderr)
+	})
+
+	t.Run("not a plugin", func(t *testing.T) {
+		body := preamble + "plugin \"t\" {\n  command = \"/bin/true\"\n}\n"
+		path := writeConfig(t, body)
+		stdout, stderr, code := herald(t, "validate", "-config", path)
+		require.Equal(t, 1, code, stdout)
+		require.Equal(t, 1, strings.Count(stderr, "\n"), stderr)
+		require.True(t, strings.HasPrefix(stderr, fmt.Sprintf("%s:%d:3: plugin.t.command: \"/bin/true\": ", path, lineOf(t, body, "command ="))), stderr)
+		require.Contains(t, stderr, "is it a Herald plugin")
+	})
+
+	// A core error does not hide the plugins' errors: all are printed,
+	// the core's first.
+	t.Run("every problem", func(t *testing.T) {
+		body := preamble + "delivery {\n  max_batch = 0\n}\n" + fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    entering_windw = \"3s\"\n  }\n}\n",
+			heraldtest.Binary(t, "plugins/chat")) + "plugin \"ghost\" {\n  command = \"/nonexistent/ghost\"\n}\n"
+		path := writeConfig(t, body)
+		stdout, stderr, code := herald(t, "validate", "-config", path)
+		require.Equal(t, 1, code, stdout)
+		require.Equal(t, fmt.Sprintf("%s:%d:3: delivery.max_batch: must be at least 1 (got 0)\n", path, lineOf(t, body, "max_batch"))+
+			fmt.Sprintf("%s:%d:5: plugin.chat.config.entering_windw: unknown key; did you mean \"entering_window\"?\n", path, lineOf(t, body, "entering_windw"))+
+			fmt.Sprintf("%s:%d:3: plugin.ghost.command: cannot run \"/nonexistent/ghost\": no such file or directory\n", path, lineOf(t, body, "/nonexistent/ghost")), stderr)
 	})
 
 	t.Run("the shipped config", func(t *testing.T) {

@@ -27,13 +27,13 @@ var skeleton embed.FS
 var pluginName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
 func runPlugin(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stderr, "Usage: herald plugin new NAME [-dir DIR] [-module PATH] [-herald DIR]")
-		fmt.Fprintln(stderr, "\nwrite a working out-of-tree plugin (go.mod, main.go, a test) to start from")
-		if len(args) == 0 {
-			return errUsage
-		}
-		return flag.ErrHelp
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "herald plugin: want a subcommand: new")
+		newPluginFlags(stdout, stderr).fs.Usage()
+		return errUsage
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		return parse(newPluginFlags(stdout, stderr).fs, args[:1]) // the help of plugin new
 	}
 	if args[0] != "new" {
 		fmt.Fprintf(stderr, "herald plugin: unknown subcommand %q (want: new)\n", args[0])
@@ -42,15 +42,32 @@ func runPlugin(args []string, stdout, stderr io.Writer) error {
 	return runPluginNew(args[1:], stdout, stderr)
 }
 
+// pluginFlags are the flags of `herald plugin new`.
+type pluginFlags struct {
+	fs                  *flag.FlagSet
+	dir, module, herald *string
+	tidy                *bool
+}
+
+func newPluginFlags(stdout, stderr io.Writer) pluginFlags {
+	fs := newFlags("plugin", "new NAME [-dir DIR] [-module PATH] [-herald DIR] [-tidy=false]", stdout, stderr)
+	return pluginFlags{
+		fs:     fs,
+		dir:    fs.String("dir", "", "directory to write (default: ./NAME); it must not exist or be empty"),
+		module: fs.String("module", "", "the plugin's Go module path (default: example.com/NAME)"),
+		herald: fs.String("herald", "", "a checkout of Herald's repository, for go.mod's replace directive (default: the checkout around the current directory)"),
+		// No backquotes here: package flag would show the quoted words
+		// as the flag's argument.
+		tidy: fs.Bool("tidy", true, "run go mod tidy in the new module (needs go on PATH)"),
+	}
+}
+
 func runPluginNew(args []string, stdout, stderr io.Writer) error {
-	flags := newFlags("plugin", "new NAME [-dir DIR] [-module PATH] [-herald DIR] [-tidy=false]", stderr)
-	dir := flags.String("dir", "", "directory to write (default: ./NAME); it must not exist or be empty")
-	module := flags.String("module", "", "the plugin's Go module path (default: example.com/NAME)")
-	herald := flags.String("herald", "", "a checkout of Herald's repository, for go.mod's replace directive (default: the checkout around the current directory)")
-	tidy := flags.Bool("tidy", true, "run `go mod tidy` in the new module (needs go on PATH)")
+	pf := newPluginFlags(stdout, stderr)
+	flags, dir, module, herald, tidy := pf.fs, pf.dir, pf.module, pf.herald, pf.tidy
 	// NAME comes first, flags after it, as the synopsis shows.
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		if err := flags.Parse(args); err != nil {
+		if err := parse(flags, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return err
 			}

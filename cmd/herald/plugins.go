@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -44,33 +41,6 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		return nil, err
 	}
 	return &pluginRuntime{log: logger, manager: m}, nil
-}
-
-// reloadOnHUP re-reads the config on SIGHUP until ctx ends and makes the
-// running plugins match it. Herald must not die of SIGHUP, whatever the
-// config says; a config that does not load keeps the running one.
-func (p *pluginRuntime) reloadOnHUP(ctx context.Context, path string) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-hup:
-			cfg, err := config.Load(path)
-			if err != nil {
-				p.log.Error("reload: config rejected; keeping the running one", "error", err)
-				continue
-			}
-			p.log.Info("reload: config re-read", "plugins", len(cfg.Plugins))
-			if err := p.manager.Apply(ctx, cfg.Plugins); err != nil {
-				p.log.Error("reload: some plugins failed", "error", err)
-				continue
-			}
-			p.log.Info("reload: plugins applied")
-		}
-	}
 }
 
 // close stops every plugin, draining them first.

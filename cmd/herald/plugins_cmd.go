@@ -12,15 +12,15 @@ import (
 )
 
 func runPlugins(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("plugins", "[-config FILE] [-url URL] [-key KEY] [-json]", stderr)
+	fs := newFlags("plugins", "[-config FILE] [-url URL] [-key KEY] [-json]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL and API key unless -url/-key do)")
-	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>)")
+	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>, https:// with server.tls)")
 	key := fs.String("key", "", "API key (default: the config's first auth.api_keys entry)")
 	asJSON := fs.Bool("json", false, "print GET /v1/plugins as it is")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	url, apiKey, err := apiTarget(*path, *base, *key)
+	url, apiKey, hc, err := apiTarget(*path, *base, *key)
 	if err != nil {
 		return err
 	}
@@ -28,7 +28,7 @@ func runPlugins(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out, err := doAPI(req, apiKey)
+	out, err := doAPI(hc, req, apiKey)
 	if err != nil {
 		return err
 	}

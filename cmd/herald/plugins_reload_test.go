@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,8 +49,9 @@ func TestSIGHUPChangedPluginAnswersUnavailable(t *testing.T) {
 	require.NotZero(t, codes[-32050], "the restart window was observed: %v", codes)
 	require.Len(t, codes, 1, "only -32050 while restarting: %v", codes)
 
-	// A new version that cannot start keeps the channels, unavailable.
-	reload(pluginBlock("tester", "internal/testplugins/tester", `  env = { TESTER_CONFIGURE_FAIL = "broken on purpose" }`)(t))
+	// A new version that passes its dry run but cannot start keeps the
+	// channels, unavailable.
+	reload(pluginBlock("tester", "internal/testplugins/tester", `  env = { TESTER_START_FAIL = "broken on purpose" }`)(t))
 	waitPlugin(t, h, "tester", func(p pluginStatus) bool { return p.State == "failed" })
 	require.Equal(t, -32050, c.CallErr(t, "tester.events", map[string]any{}).Code)
 	other := h.Dial(t, h.Token(t, "bob"))
@@ -78,4 +80,53 @@ func TestPluginEmitDuringDrainIsKept(t *testing.T) {
 	got, err := os.ReadFile(out)
 	require.NoError(t, err, "the plugin was drained")
 	require.Equal(t, "ok 1", string(got), "the drain's emit reached history")
+}
+
+// A SIGHUP whose file fails a plugin's dry run (a typo in a running
+// plugin's config block) once stopped the running plugin and left it
+// failed, /readyz 503. The reload is checked whole first: each problem is
+// logged once, at its place in the file, and nothing running is touched.
+func TestSIGHUPWithABadPluginBlockKeepsTheRunningConfig(t *testing.T) {
+	good := pluginBlock("chat", "plugins/chat", "  config {\n    entering_window = \"3s\"\n  }")(t)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: good})
+	before := waitPlugin(t, h, "chat", func(p pluginStatus) bool { return p.State == "running" })
+	edit := func(change func(string) string) string {
+		cfg, err := os.ReadFile(h.ConfigPath)
+		require.NoError(t, err)
+		body := change(string(cfg))
+		require.NoError(t, os.WriteFile(h.ConfigPath, []byte(body), 0o600))
+		h.Signal(t, syscall.SIGHUP)
+		return body
+	}
+	rewrite := func(from, to string) string {
+		return edit(func(s string) string { return strings.Replace(s, from, to, 1) })
+	}
+
+	body := rewrite("entering_window", "entering_windw")
+	want := fmt.Sprintf("%s:%d:5: plugin.chat.config.entering_windw: unknown key", h.ConfigPath, lineOf(t, body, "entering_windw"))
+	h.WaitLog(t, want, heraldtest.Timeout)
+	after := plugins(t, h)["chat"]
+	require.Equal(t, "running", after.State)
+	require.Equal(t, before.PID, after.PID, "the running plugin was not touched")
+	status, _ := h.Do(t, http.MethodGet, "/readyz", nil, "", nil)
+	require.Equal(t, http.StatusOK, status)
+
+	// A core error too, with the plugin typo still there: one reload per
+	// signal, so each problem is logged once.
+	edit(func(s string) string { return s + "delivery {\n  max_batch = 0\n}\n" })
+	waitLogCount(t, h, "delivery.max_batch: must be at least 1", 1)
+	rewrite("max_batch = 0", "max_batch = 64")
+	waitLogCount(t, h, want, 2) // the core's error hid the plugin's on the second signal
+	rewrite("entering_windw", "entering_window")
+	waitLogCount(t, h, "reload: plugins applied", 1)
+	require.Equal(t, 1, strings.Count(h.Logs(), "delivery.max_batch: must be at least 1"), h.Logs())
+	require.Equal(t, 3, strings.Count(h.Logs(), "config rejected"), "one line per problem per signal:\n%s", h.Logs())
+	require.Equal(t, before.PID, plugins(t, h)["chat"].PID, "an unchanged block is not restarted")
+}
+
+// waitLogCount waits until herald's log holds s n times or more.
+func waitLogCount(t *testing.T, h *heraldtest.Herald, s string, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return strings.Count(h.Logs(), s) >= n },
+		heraldtest.Timeout, 20*time.Millisecond, "log never showed %q %d times:\n%s", s, n, h.Logs())
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,9 +16,9 @@ import (
 )
 
 func runPub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("pub", "-channel C -event E -object JSON [-object-type T] [-config FILE] [-url URL] [-key KEY]", stderr)
+	fs := newFlags("pub", "-channel C -event E -object JSON [-object-type T] [-config FILE] [-url URL] [-key KEY]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL and API key unless -url/-key do)")
-	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>)")
+	base := fs.String("url", "", "herald's HTTP base URL (default: http://<server.listen>, https:// with server.tls)")
 	key := fs.String("key", "", "API key (default: the config's first auth.api_keys entry)")
 	channel := fs.String("channel", "", "channel; required")
 	event := fs.String("event", "", "event name, e.g. new; required")
@@ -35,11 +36,11 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 	if !json.Valid([]byte(*object)) {
 		return fmt.Errorf("-object is not valid JSON: %s", *object)
 	}
-	url, apiKey, err := apiTarget(*path, *base, *key)
+	url, apiKey, hc, err := apiTarget(*path, *base, *key)
 	if err != nil {
 		return err
 	}
-	p := &client.Publisher{URL: url, APIKey: apiKey}
+	p := &client.Publisher{URL: url, APIKey: apiKey, HTTP: hc}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := p.PublishOnce(ctx, *idem, client.Publication{
@@ -55,29 +56,34 @@ func runPub(args []string, stdout, stderr io.Writer) error {
 	return json.NewEncoder(stdout).Encode(map[string]any{"results": res})
 }
 
-// apiTarget resolves the HTTP API's base URL and key from flags and config.
-func apiTarget(path, base, key string) (string, string, error) {
+// apiTarget resolves the HTTP API's base URL and key from flags and
+// config, and the client that reaches it: one that trusts the config's
+// server.tls certificate when the config was read.
+func apiTarget(path, base, key string) (string, string, *http.Client, error) {
+	var tc *tls.Config
 	if base == "" || key == "" {
 		cfg, err := config.Load(path)
 		if err != nil {
-			return "", "", fmt.Errorf("%w (or give -url and -key)", err)
+			return "", "", nil, fmt.Errorf("%w (or give -url and -key)", err)
 		}
 		if base == "" {
-			base = "http://" + cfg.Server.Listen
+			base, _ = hubURLs(cfg)
 		}
 		if key == "" && len(cfg.Auth.APIKeys) > 0 {
 			key = cfg.Auth.APIKeys[0]
 		}
+		if tc, err = hubTLS(cfg); err != nil {
+			return "", "", nil, err
+		}
 	}
-	return strings.TrimRight(base, "/"), key, nil
+	return strings.TrimRight(base, "/"), key, httpClient(tc), nil
 }
 
-func doAPI(req *http.Request, key string) ([]byte, error) {
+func doAPI(client *http.Client, req *http.Request, key string) ([]byte, error) {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,23 +21,73 @@ func watchHUP() chan os.Signal {
 	return hup
 }
 
-// reloadServerOnHUP re-reads the config on each signal from hup until ctx
-// ends and hands it to the server, which applies what can change at run
-// time and names what needs a restart. The plugin host has its own SIGHUP
-// watcher (plugins.go); both get every signal.
-func reloadServerOnHUP(ctx context.Context, hup chan os.Signal, path string, srv *server.Server, logger hclog.Logger) {
+// reloader applies the config file on each SIGHUP: it reads the file once,
+// checks all of it (the core's keys, then every added or changed plugin in
+// a dry run and their claims), and only then hands that one config to the
+// server (what can change at run time) and to the plugin host (plugins
+// added, removed or restarted). A file that fails any check is logged,
+// one line per problem as `herald validate` prints them, and the running
+// config stays whole: no setting changes and no plugin is touched.
+type reloader struct {
+	path    string
+	listen  string // -listen, which overrides server.listen on every read
+	srv     *server.Server
+	plugins *pluginRuntime
+	log     hclog.Logger
+}
+
+// run takes the signals from hup until ctx ends. Herald must not die of
+// SIGHUP, whatever the file says.
+func (r *reloader) run(ctx context.Context, hup chan os.Signal) {
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			cfg, err := config.Load(path)
-			if err != nil {
-				logger.Error("reload: config rejected; keeping the running one", "error", err)
-				continue
-			}
-			srv.Reload(cfg)
+			r.reload(ctx)
 		}
 	}
+}
+
+func (r *reloader) reload(ctx context.Context) {
+	cfg, err := config.Load(r.path)
+	if err != nil {
+		r.reject(err)
+		return
+	}
+	if r.listen != "" {
+		cfg.Server.Listen = r.listen
+	}
+	if err := r.plugins.manager.Preflight(ctx, cfg.Plugins); err != nil {
+		r.reject(err)
+		return
+	}
+	r.log.Info("reload: config re-read", "plugins", len(cfg.Plugins))
+	r.srv.Reload(cfg)
+	if err := r.plugins.manager.Apply(ctx, cfg.Plugins); err != nil {
+		r.log.Error("reload: some plugins failed", "error", err)
+		return
+	}
+	r.log.Info("reload: plugins applied")
+}
+
+// reject logs each problem of a file that is not applied on its own line.
+func (r *reloader) reject(err error) {
+	for _, problem := range problems(err) {
+		r.log.Error("reload: config rejected; keeping the running one", "error", problem)
+	}
+}
+
+// problems splits an error that lists several problems (config
+// Diagnostics, errors.Join of plugin errors: each problem is one line)
+// into its lines.
+func problems(err error) []string {
+	var out []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
 }

@@ -19,7 +19,7 @@ import (
 )
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "[-config FILE] [-listen ADDR] [-pprof ADDR]", stderr)
+	fs := newFlags("serve", "[-config FILE] [-listen ADDR] [-pprof ADDR]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file")
 	listen := fs.String("listen", "", "listen address, overriding server.listen")
 	pprofAddr := fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off when empty")
@@ -63,8 +63,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// At shutdown the plugins stop (drain, then stop) after the clients and
 	// before the broker closes, so that what they emit while draining is kept.
 	srv.BeforeBrokerClose(func(context.Context) error { plugins.close(); return nil })
-	go plugins.reloadOnHUP(ctx, *path)
-	go reloadServerOnHUP(ctx, hup, *path, srv, logger)
+	reloads := &reloader{path: *path, listen: *listen, srv: srv, plugins: plugins, log: logger}
+	go reloads.run(ctx, hup)
 
 	if *pprofAddr != "" {
 		pl, err := net.Listen("tcp", *pprofAddr)

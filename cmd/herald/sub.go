@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,15 +20,15 @@ import (
 // runSub is a client like any other: it presents onNotificationReceived,
 // and sdk/client keeps it connected, resuming after a lost connection.
 func runSub(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("sub", "-channel C [-token T] [-config FILE] [-url URL]", stderr)
+	fs := newFlags("sub", "-channel C [-token T] [-config FILE] [-url URL]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (gives the URL from server.listen unless -url does; ignored when absent and not given)")
-	urlFlag := fs.String("url", "", "herald's WebSocket URL (default: ws://<server.listen>/ws, else "+defaultWSURL+")")
+	urlFlag := fs.String("url", "", "herald's WebSocket URL (default: ws://<server.listen>/ws, wss:// with server.tls; without a config "+defaultWSURL+")")
 	token := fs.String("token", "", "client token (see herald token)")
 	channel := fs.String("channel", "", "channel(s) to subscribe, space-separated; required")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	url, err := wsTarget(*path, flagGiven(fs, "config"), *urlFlag)
+	url, tc, err := wsTarget(*path, flagGiven(fs, "config"), *urlFlag)
 	if err != nil {
 		return err
 	}
@@ -50,6 +51,7 @@ func runSub(args []string, stdout, stderr io.Writer) error {
 	c, err := client.Dial(ctx, url, client.Options{
 		Token:  *token,
 		Client: client.Info{Name: "herald sub", Version: version},
+		Dialer: wsDialer(tc),
 		Local: client.Methods{
 			"onNotificationReceived": client.OnNotifications(func(_ context.Context, ns []client.Notification) error {
 				for _, n := range ns {
@@ -90,21 +92,27 @@ func runSub(args []string, stdout, stderr io.Writer) error {
 const defaultWSURL = "ws://127.0.0.1:7512/ws"
 
 // wsTarget resolves the WebSocket URL: -url, else the config's
-// server.listen. A config that was not named and does not exist leaves the
-// default, so `herald sub` works outside a checkout; one that was named
-// must load.
-func wsTarget(path string, named bool, url string) (string, error) {
+// server.listen (wss:// with server.tls, whose certificate the returned
+// TLS config then trusts). A config that was not named and does not exist
+// leaves the default, so `herald sub` works outside a checkout; one that
+// was named must load.
+func wsTarget(path string, named bool, url string) (string, *tls.Config, error) {
 	if url != "" {
-		return url, nil
+		return url, nil, nil
 	}
 	if _, err := os.Stat(path); err != nil && !named {
-		return defaultWSURL, nil
+		return defaultWSURL, nil, nil
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
-		return "", fmt.Errorf("%w (or give -url)", err)
+		return "", nil, fmt.Errorf("%w (or give -url)", err)
 	}
-	return "ws://" + cfg.Server.Listen + "/ws", nil
+	tc, err := hubTLS(cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	_, ws := hubURLs(cfg)
+	return ws, tc, nil
 }
 
 // flagGiven says whether the flag was set on the command line.

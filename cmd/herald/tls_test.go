@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,7 +17,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -250,4 +254,70 @@ delivery {
 	case <-time.After(heraldtest.Timeout):
 		t.Fatal("the old connection did not get the publish")
 	}
+}
+
+// With server.tls, the client commands that take the hub's address from
+// the config (pub, plugins, call, sub) reach it over https and wss and
+// trust its certificate file, self-signed as a dev one is. They once
+// derived http:// and ws:// from server.listen.
+func TestClientCommandsFollowTheConfigsTLS(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), 1)
+	addr := heraldtest.FreeAddr(t)
+	cfg := filepath.Join(dir, "herald.hcl")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`server {
+  listen = %q
+  tls {
+    cert_file = "cert.pem"
+    key_file  = "key.pem"
+  }
+}
+auth {
+  token_secret = %q
+  api_keys     = [%q]
+}
+plugin "echo" {
+  command = %q
+}
+`, addr, heraldtest.Secret, heraldtest.APIKey, heraldtest.Binary(t, "examples/echo-plugin"))), 0o600))
+	h := heraldtest.StartWithConfig(t, cfg, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), "sub", "-config", cfg, "-token", h.Token(t, "alice"), "-channel", "news")
+	stdout, err := sub.StdoutPipe()
+	require.NoError(t, err)
+	subErr := &heraldtest.Buffer{}
+	sub.Stderr = subErr
+	require.NoError(t, sub.Start())
+	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(subErr.String(), "subscribed") }, heraldtest.Timeout, 20*time.Millisecond,
+		"herald sub: %s", subErr)
+
+	out, errOut, code := herald(t, "pub", "-config", cfg, "-channel", "news", "-event", "new", "-object", `{"n":1}`)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"channel":"news"`)
+	select {
+	case line := <-lines:
+		require.Contains(t, line, `"channel":"news"`)
+	case <-time.After(heraldtest.Timeout):
+		t.Fatalf("herald sub printed nothing; stderr: %s", subErr)
+	}
+
+	out, errOut, code = herald(t, "plugins", "-config", cfg)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "echo")
+	out, errOut, code = herald(t, "call", "-config", cfg, "echo.say", `{"text":"over tls","user":"bob"}`)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"channel": "echo:bob"`)
+	out, errOut, code = herald(t, "call", "-config", cfg, "-token", h.Token(t, "alice"), "echo.say", `{"text":"as a client"}`)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `"channel": "echo:alice"`)
 }

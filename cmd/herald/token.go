@@ -24,6 +24,14 @@ func (c claimFlags) Set(s string) error {
 	if !ok || k == "" {
 		return errors.New("want key=value")
 	}
+	// The token's own claims come from their flags: a -claim for one
+	// would be overwritten, or overwrite what the flag said.
+	switch k {
+	case "sub":
+		return errors.New("sub is the user id: use -sub")
+	case "exp", "iat":
+		return fmt.Errorf("%s is set from the time to live: use -ttl", k)
+	}
 	var parsed any
 	if err := json.Unmarshal([]byte(v), &parsed); err == nil {
 		c[k] = parsed
@@ -34,17 +42,22 @@ func (c claimFlags) Set(s string) error {
 }
 
 func runToken(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("token", "-sub USER [-ttl 1h] [-claim k=v ...] [-config FILE]", stderr)
+	fs := newFlags("token", "-sub USER [-ttl 1h] [-claim k=v ...] [-config FILE]", stdout, stderr)
 	path := fs.String("config", "config.hcl", "config file (its auth.token_secret signs the token)")
 	sub := fs.String("sub", "", "user id (the sub claim); required")
-	ttl := fs.Duration("ttl", time.Hour, "time to live; 0 for a token that never expires")
+	ttl := fs.Duration("ttl", time.Hour, "time to live (sets exp); 0 for a token that never expires")
 	claims := claimFlags{}
-	fs.Var(claims, "claim", "extra claim k=v (repeatable; v may be JSON, e.g. -claim 'networks=[\"n1\"]')")
+	fs.Var(claims, "claim", "extra claim k=v (repeatable; v may be JSON, e.g. -claim 'networks=[\"n1\"]'); not sub, exp or iat, which -sub and -ttl set")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *sub == "" {
 		fmt.Fprintln(stderr, "herald token: -sub is required")
+		fs.Usage()
+		return errUsage
+	}
+	if *ttl < 0 {
+		fmt.Fprintf(stderr, "herald token: -ttl %s is negative: give a positive time to live, or 0 for a token that never expires\n", *ttl)
 		fs.Usage()
 		return errUsage
 	}

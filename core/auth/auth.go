@@ -102,12 +102,25 @@ func payloadJSON(token string) (json.RawMessage, error) {
 }
 
 // Mint signs a token for sub valid for ttl (0: no expiry) with extra claims.
+// A negative ttl is an error (it would mean a token that is already
+// expired, and silently minting one that never expires instead is worse),
+// and so is an extra claim that Mint sets itself: "sub" (give sub), "exp"
+// and "iat" (give ttl).
 func (t *Tokens) Mint(sub string, ttl time.Duration, extra map[string]any) (string, error) {
 	if len(t.secret) == 0 {
 		return "", ErrNoSecret
 	}
+	if ttl < 0 {
+		return "", fmt.Errorf("mint token: ttl %s is negative: give a positive ttl, or 0 for a token that never expires", ttl)
+	}
 	claims := jwt.MapClaims{}
 	for k, v := range extra {
+		switch k {
+		case "sub":
+			return "", errors.New(`mint token: extra claim "sub" would be replaced by the subject: give the subject instead`)
+		case "exp", "iat":
+			return "", fmt.Errorf("mint token: extra claim %q is set from the ttl: give the ttl instead", k)
+		}
 		claims[k] = v
 	}
 	now := t.now()

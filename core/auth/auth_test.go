@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/stretchr/testify/require"
@@ -87,4 +88,22 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 	_, err := tokens.Verify(handMade(t, "other", `{"sub":"a"}`))
 	require.ErrorContains(t, err, "signature invalid")
+}
+
+// Mint refuses what would sign something other than what was asked: a
+// negative ttl (once a token without exp, which never expired) and extra
+// claims that it sets itself.
+func TestMintRefusesNegativeTTLAndReservedClaims(t *testing.T) {
+	tokens := NewTokens("s")
+	_, err := tokens.Mint("alice", -time.Hour, nil)
+	require.ErrorContains(t, err, "negative")
+	for _, k := range []string{"sub", "exp", "iat"} {
+		_, err := tokens.Mint("alice", time.Hour, map[string]any{k: "x"})
+		require.ErrorContains(t, err, `"`+k+`"`, k)
+	}
+	tok, err := tokens.Mint("alice", time.Hour, map[string]any{"kbs": "a"})
+	require.NoError(t, err)
+	id, err := tokens.Verify(tok)
+	require.NoError(t, err)
+	require.Contains(t, string(id.Claims), `"exp"`)
 }

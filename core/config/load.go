@@ -22,10 +22,57 @@ func Load(path string) (*Config, error) {
 	return Parse(src, path)
 }
 
+// LoadPartial is Load for `herald validate`, which reports every problem
+// of a file at once, plugin blocks' included: on a Diagnostics error it
+// still returns a Config (nil only when the file could not be read or
+// parsed) whose Plugins are the blocks that have no problem of their own,
+// so that the caller can check those too. The rest of that Config is not
+// to be used.
+func LoadPartial(path string) (*Config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	c, diags := parse(src, path)
+	if len(diags) == 0 {
+		return c, nil
+	}
+	if c != nil {
+		kept := c.Plugins[:0:0]
+		for _, p := range c.Plugins {
+			if !diags.about("plugin." + p.Name) {
+				kept = append(kept, p)
+			}
+		}
+		c.Plugins = kept
+	}
+	return c, diags
+}
+
+// about reports whether one of ds is about path or a key under it.
+func (ds Diagnostics) about(path string) bool {
+	for _, d := range ds {
+		if d.Path == path || strings.HasPrefix(d.Path, path+".") || strings.HasPrefix(d.Path, path+"[") {
+			return true
+		}
+	}
+	return false
+}
+
 // Parse parses and validates src, an HCL document, taking every absent block
 // and key from Defaults. filename is used in positions only. On any problem it
 // returns a nil Config and a Diagnostics error listing all of them.
 func Parse(src []byte, filename string) (*Config, error) {
+	c, diags := parse(src, filename)
+	if len(diags) > 0 {
+		return nil, diags
+	}
+	return c, nil
+}
+
+// parse is Parse returning what it decoded besides the problems; the
+// Config is nil when the document did not parse.
+func parse(src []byte, filename string) (*Config, Diagnostics) {
 	if diags := hugeLiterals(src, filename); len(diags) > 0 {
 		return nil, diags
 	}
@@ -52,11 +99,8 @@ func Parse(src []byte, filename string) (*Config, error) {
 	}
 	d.root(body, &c)
 	d.validate(&c)
-	if len(d.diags) > 0 {
-		d.diags.sort()
-		return nil, d.diags
-	}
-	return &c, nil
+	d.diags.sort()
+	return &c, d.diags
 }
 
 // decoder walks the syntax tree by hand rather than through gohcl so that it

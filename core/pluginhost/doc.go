@@ -9,6 +9,10 @@
 // learn of a crash at once, marks the plugin down (calls fail fast with
 // -32050), and restarts it with bounded exponential backoff.
 //
+// Apply makes the running plugins match a config; Preflight (preflight.go)
+// checks what a reload's Apply would start, in dry runs, without touching
+// a running plugin, so that a bad file leaves everything as it was.
+//
 // The Manager routes `<plugin>.<method>` calls, channel authorization (by
 // the owner of the channel's prefix), lifecycle events and declared HTTP
 // routes to the right plugin, and carries the plugin's emits, subscriptions,

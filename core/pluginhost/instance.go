@@ -116,7 +116,7 @@ func (m *Manager) CheckAll(ctx context.Context, plugins []config.Plugin) error {
 		}
 		man := inst.manifest
 		inst.kill()
-		if err := m.conflicts(p.Name, man); err != nil {
+		if err := m.conflicts(p, man); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -169,6 +169,28 @@ func keyError(cfg config.Plugin, key, msg string) error {
 		return fmt.Errorf("%s: %s: %s", pos, path, msg)
 	}
 	return fmt.Errorf("plugin %q: %s: %s", cfg.Name, key, msg)
+}
+
+// oneLine joins a message that spans lines (go-plugin's handshake errors
+// do) into one, so that each problem stays one line of `herald validate`'s
+// report and of the log.
+func oneLine(msg string) string {
+	var b strings.Builder
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // configureError turns the plugin's Configure error into a keyError when it
@@ -232,7 +254,7 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 	fail := func(format string, args ...any) (*instance, error) {
 		inst.proc = procRunner
 		inst.kill()
-		return nil, fmt.Errorf("plugin %q (command %q): %s", cfg.Name, cfg.Command, fmt.Sprintf(format, args...))
+		return nil, keyError(cfg, "command", fmt.Sprintf("%q: %s", cfg.Command, oneLine(fmt.Sprintf(format, args...))))
 	}
 
 	rpcClient, err := client.Client()

@@ -218,7 +218,7 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 	for i, p := range starting {
 		r := results[i]
 		if r.err == nil {
-			if err := m.conflicts(p.Name, r.inst.manifest); err != nil {
+			if err := m.conflicts(p, r.inst.manifest); err != nil {
 				r.inst.kill()
 				r.err = err
 			}
@@ -292,27 +292,58 @@ func (m *Manager) Close(ctx context.Context) error {
 	return errors.Join(err, m.closeState(""))
 }
 
-// conflicts reports a prefix or route that name's manifest shares with
+// conflicts reports a prefix or route that p's manifest shares with
 // another plugin's (running, down, or failed with the claims of its last
 // manifest).
-func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
+func (m *Manager) conflicts(p config.Plugin, man *pluginpb.Manifest) error {
 	m.mu.RLock()
-	defer m.mu.RUnlock()
+	others := make(map[string]*pluginpb.Manifest, len(m.plugins))
+	for name, s := range m.plugins {
+		s.mu.Lock()
+		others[name] = s.manifest
+		s.mu.Unlock()
+	}
+	m.mu.RUnlock()
+	return claimConflicts(p, man, others)
+}
+
+// claimConflicts reports what p's manifest claims that one of others (by
+// plugin name; p's own name and nil manifests are skipped) claims too: a
+// channel prefix, or an HTTP route that matches the same requests. Each
+// problem is one error at p's command in the file, the way the config
+// loader reports a key: `config.hcl:9:3: plugin.chat2.command: claims
+// channel prefix "chat", which plugin "chat" claims too`.
+func claimConflicts(p config.Plugin, man *pluginpb.Manifest, others map[string]*pluginpb.Manifest) error {
 	var errs []error
-	if err := checkExpiryKept(name, man); err != nil {
-		errs = append(errs, err)
+	if err := checkExpiryKept(p.Name, man); err != nil {
+		errs = append(errs, keyError(p, "command", strings.TrimPrefix(err.Error(), fmt.Sprintf("plugin %q: ", p.Name))))
+	}
+	names := make([]string, 0, len(others))
+	for name, om := range others {
+		if name != p.Name && om != nil {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names) // the same report for the same file
+	owners := map[string]string{}
+	for _, name := range names {
+		for _, pre := range others[name].GetPrefixes() {
+			if _, ok := owners[pre]; !ok {
+				owners[pre] = name
+			}
+		}
 	}
 	seen := map[string]bool{}
-	for _, p := range man.GetPrefixes() {
-		if p == "" || strings.ContainsAny(p, ": ") {
-			errs = append(errs, fmt.Errorf("plugin %q: invalid channel prefix %q", name, p))
+	for _, pre := range man.GetPrefixes() {
+		if pre == "" || strings.ContainsAny(pre, ": ") {
+			errs = append(errs, keyError(p, "command", fmt.Sprintf("invalid channel prefix %q", pre)))
 		}
-		if seen[p] {
+		if seen[pre] {
 			continue
 		}
-		seen[p] = true
-		if owner, ok := m.owners[p]; ok && owner != name {
-			errs = append(errs, fmt.Errorf("plugins %q and %q both claim channel prefix %q", owner, name, p))
+		seen[pre] = true
+		if owner, ok := owners[pre]; ok {
+			errs = append(errs, keyError(p, "command", fmt.Sprintf("claims channel prefix %q, which plugin %q claims too", pre, owner)))
 		}
 	}
 	// Routes: build the combined mux; ServeMux refuses (panics on) two
@@ -322,29 +353,23 @@ func (m *Manager) conflicts(name string, man *pluginpb.Manifest) error {
 	register := func(plugin, pattern string) (err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("plugin %q: HTTP route %q: %v", plugin, pattern, r)
+				err = keyError(p, "command", fmt.Sprintf("HTTP route %q: %v", pattern, r))
 			}
 		}()
 		if o, ok := owner[pattern]; ok {
-			return fmt.Errorf("plugins %q and %q both claim HTTP route %q", o, plugin, pattern)
+			return keyError(p, "command", fmt.Sprintf("claims HTTP route %q, which plugin %q claims too", pattern, o))
 		}
 		owner[pattern] = plugin
 		mux.Handle(pattern, http.NotFoundHandler())
 		return nil
 	}
-	for other, s := range m.plugins {
-		s.mu.Lock()
-		om := s.manifest
-		s.mu.Unlock()
-		if other == name || om == nil {
-			continue
-		}
-		for _, r := range om.GetRoutes() {
-			_ = register(other, r.GetMethod()+" "+r.GetPattern())
+	for _, name := range names {
+		for _, r := range others[name].GetRoutes() {
+			_ = register(name, r.GetMethod()+" "+r.GetPattern())
 		}
 	}
 	for _, r := range man.GetRoutes() {
-		if err := register(name, r.GetMethod()+" "+r.GetPattern()); err != nil {
+		if err := register(p.Name, r.GetMethod()+" "+r.GetPattern()); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -368,11 +368,11 @@ func TestStartupErrors(t *testing.T) {
 		{"duplicate prefix", []config.Plugin{
 			block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/a/{x}"}),
 			block(t, "b", "tester", map[string]string{"TESTER_ROUTE": "/b/{x}"}),
-		}, []string{`plugins "a" and "b" both claim channel prefix "tester"`}},
+		}, []string{`plugin "b": command: claims channel prefix "tester", which plugin "a" claims too`}},
 		{"duplicate route", []config.Plugin{
 			block(t, "a", "tester", map[string]string{"TESTER_PREFIX": "a"}),
 			block(t, "b", "tester", map[string]string{"TESTER_PREFIX": "b"}),
-		}, []string{`plugins "a" and "b" both claim HTTP route "GET /v1/tester/{id}/stream"`}},
+		}, []string{`plugin "b": command: claims HTTP route "GET /v1/tester/{id}/stream", which plugin "a" claims too`}},
 		{"bad path", []config.Plugin{{Name: "ghost", Command: "/nonexistent/ghost"}},
 			[]string{`plugin "ghost"`, `/nonexistent/ghost`}},
 		{"handshake mismatch", []config.Plugin{block(t, "old", "badshake", nil)},

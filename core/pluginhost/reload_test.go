@@ -57,9 +57,33 @@ func TestChangedPluginStaysOwnedWhileRestartingOrFailed(t *testing.T) {
 	// Another plugin cannot take its prefixes meanwhile.
 	thief := block(t, "thief", "tester", map[string]string{"TESTER_ROUTE": "/thief/{id}"})
 	err = m.Apply(bg, []config.Plugin{broken, thief})
-	require.ErrorContains(t, err, `both claim channel prefix "tester"`)
+	require.ErrorContains(t, err, `claims channel prefix "tester", which plugin "tester" claims too`)
 
 	// A reload with a good block fixes it.
 	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
 	require.Equal(t, pluginhost.StateRunning, statusOf(m, "tester").State)
+}
+
+// Preflight checks what a reload would start, and touches nothing: a bad
+// new block or a clash with a running plugin is reported, the running
+// plugin keeps its process.
+func TestPreflightTouchesNothing(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	tester := block(t, "tester", "tester", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{tester}))
+	pid := statusOf(m, "tester").PID
+
+	require.NoError(t, m.Preflight(bg, []config.Plugin{tester}))
+	broken := block(t, "tester", "tester", map[string]string{"TESTER_CONFIGURE_FAIL": "bad config"})
+	require.ErrorContains(t, m.Preflight(bg, []config.Plugin{broken}), "bad config")
+	thief := block(t, "thief", "tester", map[string]string{"TESTER_ROUTE": "/thief/{id}"})
+	require.ErrorContains(t, m.Preflight(bg, []config.Plugin{tester, thief}),
+		`plugin "thief": command: claims channel prefix "tester", which plugin "tester" claims too`)
+	require.NoError(t, m.Preflight(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"TESTER_VERSION": "2"})}))
+
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Equal(t, pid, st.PID)
+	require.Len(t, m.Status(), 1)
 }

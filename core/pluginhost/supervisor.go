@@ -160,7 +160,7 @@ func (s *supervisor) watch() {
 			next, err := s.m.startInstance(ctx, s.cfg)
 			cancel()
 			if err == nil {
-				if cerr := s.m.conflicts(s.cfg.Name, next.manifest); cerr != nil {
+				if cerr := s.m.conflicts(s.cfg, next.manifest); cerr != nil {
 					next.kill()
 					err = cerr
 				}

@@ -80,11 +80,16 @@ func env(k, def string) string {
 
 func (t *tester) Configure(_ context.Context, h sdk.Host, cfg sdk.Config) error {
 	// TESTER_CONFIGURE_DELAY slows the start down (a restart window a test
-	// can observe); TESTER_CONFIGURE_FAIL makes it fail.
+	// can observe); TESTER_CONFIGURE_FAIL makes it fail; TESTER_START_FAIL
+	// makes it fail on a real start only, not in a dry run (a plugin whose
+	// config is right but whose store cannot be opened).
 	if d, err := time.ParseDuration(os.Getenv("TESTER_CONFIGURE_DELAY")); err == nil {
 		time.Sleep(d)
 	}
 	if msg := os.Getenv("TESTER_CONFIGURE_FAIL"); msg != "" {
+		return errors.New(msg)
+	}
+	if msg := os.Getenv("TESTER_START_FAIL"); msg != "" && !cfg.DryRun() {
 		return errors.New(msg)
 	}
 	t.host = h
