@@ -54,9 +54,9 @@ plugin "echo" {
   command = "bin/plugins/echo"
 }
 
-# The four domain plugins, built into bin/plugins/ by `make build` (a declared
-# plugin whose binary does not exist cannot start, and keeps /readyz from
-# passing). They keep what must outlive them (memberships, grants, seqids,
+# The four domain plugins, built into bin/plugins/ by `make build` (herald
+# refuses to start while a declared plugin's binary does not exist, naming
+# its `command`). They keep what must outlive them (memberships, grants, seqids,
 # documents) in Herald's plugin State: on one node one file per plugin under
 # state.dir (default "data/state", next to this file: <dir>/<plugin>.db); in a
 # cluster (broker "nats") in JetStream, shared by every node.
