@@ -130,8 +130,11 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	relayResponse(w, stream.Recv, func(err error) *rpc.Error {
-		if ctx.Err() != nil {
-			return nil // ended by the client, the token's end or a drain
+		if ctx.Err() != nil || !caller.Until.IsZero() && !time.Now().Before(caller.Until) {
+			// Ended by the client, a drain or the token's end (the
+			// plugin, which got the same deadline, may report that
+			// before this process's own timer has fired).
+			return nil
 		}
 		return h.m.transportError(inst, "HTTP route", err).(*rpc.Error)
 	}, h.m.opts.WriteTimeout, func() func() bool {

@@ -352,33 +352,42 @@ func TestIntegrationOneEmitToSeveralChannels(t *testing.T) {
 }
 
 // The source checks the token at subscribe time only: timelines
-// subscriptions outlive it, while the connection's other private
-// subscriptions (an open channel here) end with the expiry grace.
+// subscriptions outlive it, as the connection's open channels do, while its
+// other private subscriptions (another plugin's channel, echo's here) end
+// with the expiry grace (CONTRACT.md section 3).
 func TestIntegrationSubscriptionsSurviveTokenExpiry(t *testing.T) {
-	s := startStack(t, t.TempDir(), `expiry_grace = "200ms"`)
-	watcher := s.dialAs("gu9", nil)
-	watcher.Subscribe(t, "lobby")
-	c := s.subscribeSpeakap(token(t, "gu1", 2*time.Second, aliceNetworks), "network_timeline:n1", "alerts:gu1", "lobby")
+	dir := t.TempDir()
+	echo := heraldtest.Binary(t, "examples/echo-plugin")
+	h := heraldtest.StartPlugin(t, heraldtest.PluginOptions{Name: "timelines", StateDir: filepath.Join(dir, "state"),
+		Config: fmt.Sprintf("    data_dir = %q", dir),
+		Auth:   fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  expiry_grace = \"200ms\"", heraldtest.Secret, heraldtest.APIKey),
+		HCL:    fmt.Sprintf("plugin \"echo\" {\n  command = %q\n}\n", echo)})
+	s := &stack{Stack: h, t: t}
+	watcher := s.dialAs("gu1", nil) // the same user, with a token that lasts
+	watcher.Subscribe(t, "echo:gu1")
+	c := s.subscribeSpeakap(token(t, "gu1", 2*time.Second, aliceNetworks), "network_timeline:n1", "alerts:gu1", "lobby", "echo:gu1")
 	n := one(t, c)
 	require.Equal(t, "$server", n.Channel)
 	require.Equal(t, "token_expired", n.Event)
-	// The grace is over when the lobby has lost c.
+	// The grace is over when echo:gu1 has lost c.
 	deadline := time.Now().Add(heraldtest.Timeout)
 	for {
 		var p struct{ Count int }
-		require.NoError(t, json.Unmarshal(watcher.MustCall(t, "presence", map[string]any{"channel": "lobby"}), &p))
+		require.NoError(t, json.Unmarshal(watcher.MustCall(t, "presence", map[string]any{"channel": "echo:gu1"}), &p))
 		if p.Count == 1 {
 			break
 		}
-		require.True(t, time.Now().Before(deadline), "the expiry grace never dropped the open channel")
+		require.True(t, time.Now().Before(deadline), "the expiry grace never dropped the private channel")
 		time.Sleep(50 * time.Millisecond) // under limits.calls_per_second
 	}
 
-	// Order across channels is kept: had lobby been delivered, it would come first.
+	// Order across channels is kept: had echo:gu1 been delivered, it would come first.
+	watcher.MustCall(t, "echo.say", map[string]any{"text": "after the grace"})
+	require.Equal(t, "echo:gu1", one(t, watcher).Channel)
 	s.Publish(t, heraldtest.N("lobby", "e", "t", `{}`))
+	require.Equal(t, "lobby", one(t, c).Channel, "the open channel is kept")
 	s.emit("network_timeline:n1", validPayloads["network_timeline"][1])
-	n = one(t, c)
-	require.Equal(t, "network_timeline:n1", n.Channel, "the open channel was dropped, the timeline kept")
+	require.Equal(t, "network_timeline:n1", one(t, c).Channel, "the timeline is kept")
 	s.emit("alerts:gu1", validPayloads["alerts"][0])
 	require.Equal(t, "alerts:gu1", one(t, c).Channel)
 
