@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,4 +123,41 @@ func TestAnonymousConnectionWithSubscriptionsCannotAuthenticate(t *testing.T) {
 	signedIn := h.Dial(t, "")
 	signedIn.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")})
 	signedIn.Subscribe(t, "public")
+}
+
+// SIGTERM closes the clients once the publishes under way are answered,
+// not once every HTTP request is: a backend's plugin call that waits on a
+// client (which will not answer) does not hold the others' 1001, and a
+// publishing WebSocket refuses what it reads after the drain began.
+func TestSIGTERMDoesNotWaitForPluginCallsToCloseClients(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"60s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	var hello struct {
+		SessionID string `json:"session_id"`
+	}
+	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}}), &hello))
+	alice.Subscribe(t, "echo:alice") // a plugin calls only connections on its channels
+	asked := make(chan int, 1)
+	go func() {
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": hello.SessionID, "method": "getLoc"}, heraldtest.APIKey, nil)
+		t.Logf("echo.ask: %d %s", status, body)
+		asked <- status
+	}()
+	select {
+	case call := <-alice.Calls: // the plugin's call reached alice, who never answers it
+		require.Equal(t, "getLoc", call.Method)
+	case status := <-asked:
+		t.Fatalf("echo.ask ended (%d) before its call reached the client", status)
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("echo.ask's call never reached the client")
+	}
+
+	h.Signal(t, syscall.SIGTERM)
+	n := alice.Notifications(t, 1)[0]
+	require.Equal(t, "shutdown", n.Event, "told within heraldtest's wait, long before the 60s call_timeout")
+	require.Equal(t, 1001, alice.WaitClosed(t))
+	require.NotEqual(t, http.StatusOK, <-asked, "the call ended with its client")
+	require.NoError(t, h.Wait(t, 20*time.Second))
 }

@@ -192,6 +192,8 @@ func parseNotification(raw json.RawMessage) (broker.Notification, error) {
 }
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
+	s.publishing.start()
+	defer s.publishing.done()
 	accepted := time.Now()
 	limit := s.live().Limits.MaxPublishBytes
 	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)

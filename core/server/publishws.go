@@ -183,7 +183,12 @@ func (pc *publisherConn) goAway() {
 	pc.conn.Close(transport.CloseGoingAway, "server shutdown")
 }
 
+// isDraining: a request read from now on is refused, from the moment the
+// server starts draining (not only once goAway reaches this connection).
 func (pc *publisherConn) isDraining() bool {
+	if pc.srv.draining.Load() {
+		return true
+	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	return pc.draining

@@ -75,8 +75,9 @@ type Server struct {
 	followers followerCounts // plugin follows per channel (follow.go)
 	admin     adminState     // operator listener and admin page (admin.go)
 
-	draining atomic.Bool
-	httpSrv  *http.Server
+	draining   atomic.Bool
+	publishing inflight // POST /v1/publish requests under way, which Shutdown lets finish
+	httpSrv    *http.Server
 	overload overloadState
 
 	// Test hooks: after a connection is upgraded, before it is
@@ -258,14 +259,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Shutdown stops accepting, lets in-flight publishes finish, then closes
-// every client with 1001 after a $server shutdown notification, runs what
-// BeforeBrokerClose registered (the plugins stop), and closes the broker.
+// every client with 1001 after a $server shutdown notification, waits for
+// the other HTTP requests under way, runs what BeforeBrokerClose
+// registered (the plugins stop), and closes the broker.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.log.Info("draining")
-	var err error
+	// The listener closes at once; the requests under way go on, and this
+	// waits for them below. Only publishes hold the clients' shutdown (so
+	// that what they accepted reaches the clients still connected): a
+	// plugin call waiting on a client, say, must not.
+	httpDone := make(chan error, 1)
 	if s.httpSrv != nil {
-		err = s.httpSrv.Shutdown(ctx)
+		go func() { httpDone <- s.httpSrv.Shutdown(ctx) }()
+	} else {
+		httpDone <- nil
+	}
+	var err error
+	if werr := s.publishing.wait(ctx); werr != nil {
+		err = fmt.Errorf("shutdown: publishes still running: %w", werr)
 	}
 	// serveWS registers a connection only under this lock and only while
 	// not draining: one accepted meanwhile is either found here or closed
@@ -290,6 +302,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("shutdown: connections still open: %w", ctx.Err()))
 	}
+	err = errors.Join(err, <-httpDone)
 	for _, f := range s.beforeBrokerClose {
 		err = errors.Join(err, f(ctx))
 	}
@@ -465,4 +478,47 @@ func (s *Server) logWrites() {
 		return
 	}
 	s.log.Info("writing fan-outs to sockets through io_uring")
+}
+
+// inflight counts requests under way, so that Shutdown can wait until
+// none is (a sync.WaitGroup may not be added to while it is waited on).
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n falls to 0; made by wait
+}
+
+func (f *inflight) start() {
+	f.mu.Lock()
+	f.n++
+	f.mu.Unlock()
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	if f.n--; f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+	f.mu.Unlock()
+}
+
+// wait returns once no request is under way, or ctx's error.
+func (f *inflight) wait(ctx context.Context) error {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
