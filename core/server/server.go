@@ -78,7 +78,7 @@ type Server struct {
 	draining   atomic.Bool
 	publishing inflight // POST /v1/publish requests under way, which Shutdown lets finish
 	httpSrv    *http.Server
-	overload overloadState
+	overload   overloadState
 
 	// Test hooks: after a connection is upgraded, before it is
 	// registered; after Shutdown closed the connections it found.
