@@ -664,6 +664,13 @@ func (c *Conn) abort(code int, text string) {
 	time.AfterFunc(max(100*time.Millisecond, c.opts.WriteTimeout), c.terminate)
 }
 
+// aborted reports whether abort closed c (a slow consumer, counted there).
+func (c *Conn) aborted() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.abortAt
+}
+
 func (c *Conn) resetItemsLocked() {
 	c.items.reset()
 	c.bytes, c.raws = 0, 0

@@ -118,6 +118,28 @@ func TestSlowConsumerWriteTimeout(t *testing.T) {
 	require.Equal(t, []transport.SlowReason{transport.SlowWriteTimeout}, slow)
 }
 
+// A connection closed for its outbox while a write was stuck is one slow
+// consumer, counted for the outbox: the stuck write's deadline, which the
+// close frame waits out, is not counted again as a write timeout.
+func TestSlowConsumerIsCountedOnce(t *testing.T) {
+	rec := &recorder{}
+	opts := &transport.Options{MaxBatch: 128, MaxDelay: time.Millisecond, OutboxLimit: 10, WriteTimeout: 300 * time.Millisecond, Observer: rec}
+	p := newRawPair(t, opts)
+	p.conn.Deliver(pubOf(1, `"`+strings.Repeat("y", 32<<20)+`"`)) // more than the socket buffers hold: the write blocks
+	for i := 0; i < 1000 && p.conn.CloseCode() == 0; i++ {
+		p.conn.Send([]byte(`{"jsonrpc":"2.0","id":1,"result":1}`))
+	}
+	require.Equal(t, transport.CloseSlowConsumer, p.conn.CloseCode())
+	select {
+	case <-p.conn.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the aborted connection never ended")
+	}
+	require.Never(t, func() bool { _, slow := rec.got(); return len(slow) > 1 }, time.Second, 20*time.Millisecond)
+	_, slow := rec.got()
+	require.Equal(t, []transport.SlowReason{transport.SlowOutboxLimit}, slow)
+}
+
 // A writer's turn is reported to the Observer at once, so that its
 // histograms are updated with their cache lines fetched once: a publish
 // held for the rest of it (More) and then ended (EndGroup) leaves to 20

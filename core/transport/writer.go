@@ -375,7 +375,9 @@ func (c *Conn) writeSlow(rest []byte, b built) {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 		}
 		if _, err := c.nc.Write(rest); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && c.opts.Observer != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && c.opts.Observer != nil && !c.aborted() {
+				// A connection aborted for its outbox was counted then;
+				// this write was only the close frame's wait.
 				c.opts.Observer.SlowConsumer(SlowWriteTimeout)
 			}
 			c.fail()
