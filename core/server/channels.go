@@ -25,6 +25,12 @@ func validChannel(name string) error {
 		// Not open (it has a ':') and of no namespace: no one could own it.
 		return fmt.Errorf("channel name %q starts with ':'; a namespaced channel is prefix:rest with a prefix", name)
 	}
+	if i := strings.IndexByte(name, ':'); i == len(name)-1 {
+		// "echo:": a plugin method that builds prefix + user id for a
+		// caller without one (a backend) would make it; nobody could
+		// subscribe to it.
+		return fmt.Errorf("channel name %q ends at its prefix; a namespaced channel is prefix:rest with a rest", name)
+	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c <= 0x20 || c >= 0x7f {
 			return fmt.Errorf("channel name %q has byte 0x%02x at %d; only printable ASCII without spaces is allowed", name, c, i)

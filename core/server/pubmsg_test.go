@@ -28,7 +28,7 @@ func TestParsePublishErrorsSayWhatToFix(t *testing.T) {
 
 func TestChannelNames(t *testing.T) {
 	for name, ok := range map[string]bool{
-		"news": true, "chat:group:2": true, "a:": true, string(make([]byte, 255)): false,
+		"news": true, "chat:group:2": true, "a:": false, "chat:group:": true, "a:b:": true, string(make([]byte, 255)): false,
 		"": false, ":x": false, ":": false, "a b": false, "é": false,
 	} {
 		require.Equal(t, ok, validChannel(name) == nil, "%q", name)
