@@ -161,3 +161,15 @@ func TestSIGTERMDoesNotWaitForPluginCallsToCloseClients(t *testing.T) {
 	require.NotEqual(t, http.StatusOK, <-asked, "the call ended with its client")
 	require.NoError(t, h.Wait(t, 20*time.Second))
 }
+
+// Before authentication a batch is bounded by a tenth of
+// limits.max_batch_calls: the refusal names that bound and the way out.
+func TestPreAuthBatchLimitSaysWhatToFix(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: "limits {\n  max_batch_calls = 10\n}\n"})
+	c := h.Dial(t, "")
+	require.NoError(t, c.Send([]byte(`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]`)))
+	m := c.NextUnmatched(t)
+	require.NotNil(t, m.Error)
+	require.Equal(t, -32005, m.Error.Code)
+	require.Contains(t, m.Error.Message, "before the connection authenticates a batch may hold at most 1 calls (limits.max_batch_calls / 10)")
+}

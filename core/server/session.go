@@ -254,7 +254,13 @@ func (s *session) handleFrame(frame []byte) {
 		s.conn.Send(rpc.AppendError(nil, nil, err))
 		return
 	}
-	msgs, batch := rpc.DecodeMax(frame, s.maxBatchCalls())
+	maxBatch := s.maxBatchCalls()
+	msgs, batch := rpc.DecodeMax(frame, maxBatch)
+	if e := msgs[0].Err; !batch && e != nil && e.Code == rpc.CodeLimitExceeded && !s.authenticated() {
+		// The codec names the configured key; before authentication the
+		// bound is a tenth of it, and authenticating is the way out.
+		msgs[0].Err = rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: before the connection authenticates a batch may hold at most %d calls (limits.max_batch_calls / 10); authenticate (hello or authenticate with a token) or split it", maxBatch)
+	}
 	if !batch {
 		reply, wait := s.handleMessage(&msgs[0])
 		switch {
