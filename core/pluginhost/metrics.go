@@ -103,13 +103,28 @@ func newMetrics(r prometheus.Registerer) *metrics {
 // a missing series is not).
 func (m *metrics) setUp(plugin string, up float64) {
 	m.up.WithLabelValues(plugin).Set(up)
-	m.restarts.WithLabelValues(plugin)
+	for _, v := range m.perPlugin() {
+		v.WithLabelValues(plugin)
+	}
+	m.followers.WithLabelValues(plugin)
 	m.callLatency.WithLabelValues(plugin)
+}
+
+// perPlugin lists the series labelled by the plugin alone, which setUp
+// makes exist at 0 (those with more labels, such as a call's method or a
+// State operation, exist from their first use).
+func (m *metrics) perPlugin() []interface {
+	WithLabelValues(...string) prometheus.Counter
+} {
+	return []interface {
+		WithLabelValues(...string) prometheus.Counter
+	}{m.restarts, m.emitted, m.emitBatches, m.eventsDropped, m.emitsRefused, m.resyncs, m.stateConflicts, m.followersEnded}
 }
 
 // forget drops the series of a plugin that was removed from the config.
 func (m *metrics) forget(plugin string) {
 	m.up.DeleteLabelValues(plugin)
+	m.followers.DeleteLabelValues(plugin)
 	m.callLatency.DeleteLabelValues(plugin)
 }
 
