@@ -1,6 +1,9 @@
 # Herald's development config: `make run` starts `herald serve -config config.hcl`.
-# Every block and key is optional and defaults to the value written here;
-# docs/configuration.md describes each of them.
+# Every block and key is optional and defaults to the value written here,
+# except two that have no default and must be given: auth.token_secret
+# (unless auth.anonymous = true) and at least one auth.api_keys entry (the
+# values below are development ones); and no plugin loads unless a plugin
+# block declares it. docs/configuration.md describes each key.
 
 server {
   listen          = "127.0.0.1:7512"

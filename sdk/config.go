@@ -80,7 +80,7 @@ func (c Config) Decode(v any) error {
 		ErrorUnused:      true,
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
+			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
 		),
 	})
@@ -112,19 +112,40 @@ func decodeError(err error) error {
 	msg := de.Unwrap().Error()
 	var ut *mapstructure.UnconvertibleTypeError
 	var pe *mapstructure.ParseError
+	var bd *badDuration
 	switch {
 	case errors.As(de, &ut):
 		msg = fmt.Sprintf("expected %s, got %s", describe(ut.Expected.Type()), describeValue(ut.Value))
 	case errors.As(de, &pe):
 		msg = fmt.Sprintf("expected %s, got %s: %v", describe(pe.Expected.Type()), describeValue(pe.Value), pe.Err)
-	case strings.HasPrefix(msg, "time: "):
-		// From the string-to-duration hook.
-		msg = `expected a duration such as "30s" (` + msg + ")"
+	case errors.As(de, &bd):
+		msg = fmt.Sprintf(`expected a duration such as "30s", got %q (units: ns, us, ms, s, m, h)`, bd.value)
 	}
 	return &ConfigError{Key: de.Name(), Message: msg}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationHook decodes "30s" into a time.Duration; a string that is not
+// one is a *badDuration, which keeps the value for the message.
+func durationHook(f, t reflect.Type, data any) (any, error) {
+	if f.Kind() != reflect.String || t != durationType {
+		return data, nil
+	}
+	d, err := time.ParseDuration(data.(string))
+	if err != nil {
+		return nil, &badDuration{value: data.(string), err: err}
+	}
+	return d, nil
+}
+
+type badDuration struct {
+	value string
+	err   error
+}
+
+func (e *badDuration) Error() string { return e.err.Error() }
+func (e *badDuration) Unwrap() error { return e.err }
 
 func describe(t reflect.Type) string {
 	if t == durationType {

@@ -44,7 +44,7 @@ func TestDecodeErrorsNameTheKeyPath(t *testing.T) {
 
 	ce = decodeErr(t, map[string]any{"window": "soon"})
 	require.Equal(t, "window", ce.Key)
-	require.Equal(t, `config.window: expected a duration such as "30s" (time: invalid duration)`, ce.Error())
+	require.Equal(t, `config.window: expected a duration such as "30s", got "soon" (units: ns, us, ms, s, m, h)`, ce.Error())
 	require.NotContains(t, ce.Error(), "time.Duration")
 
 	ce = decodeErr(t, map[string]any{"max_choice": "many"})

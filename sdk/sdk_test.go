@@ -122,6 +122,7 @@ func TestCallErrorsAndPanics(t *testing.T) {
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, sdk.CodeMethodNotFound, e.Code)
 
+	h.AllowPanics()
 	_, err = h.Call("panic", sdktest.Backend(), nil)
 	require.ErrorAs(t, err, &e)
 	require.Equal(t, sdk.CodeInternal, e.Code)
@@ -129,6 +130,45 @@ func TestCallErrorsAndPanics(t *testing.T) {
 	// The plugin survived the panic.
 	_, err = h.Call("emit", sdktest.Backend(), map[string]string{"channel": "t:1"})
 	require.NoError(t, err)
+}
+
+// errorRecorder is a testing.TB whose Errorf is recorded rather than
+// failing the test, to see what sdktest reports.
+type errorRecorder struct {
+	testing.TB
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *errorRecorder) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *errorRecorder) errors() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.errs...)
+}
+
+// A panic in a hook under sdktest fails the test that provoked it (the
+// host side still gets -32603, as in production), unless AllowPanics.
+func TestPanicInAHookFailsTheTest(t *testing.T) {
+	rec := &errorRecorder{TB: t}
+	h := sdktest.Start(rec, &testPlugin{}, nil)
+	_, err := h.Call("panic", sdktest.Backend(), nil)
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeInternal, e.Code)
+	errs := rec.errors()
+	require.Len(t, errs, 1)
+	require.Contains(t, errs[0], "panicked in a hook: boom")
+
+	h.AllowPanics()
+	_, err = h.Call("panic", sdktest.Backend(), nil)
+	require.ErrorAs(t, err, &e)
+	require.Len(t, rec.errors(), 1)
 }
 
 func TestManifestDiscoversHooks(t *testing.T) {

@@ -124,7 +124,7 @@ func init() {
 
 // serveInProcess runs a plugin in go-plugin's test mode: same protocol, same
 // gRPC, same broker, inside the test process (for sdktest).
-func serveInProcess(ctx context.Context, p any, log hclog.Logger, reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) error {
+func serveInProcess(ctx context.Context, p any, log hclog.Logger, onPanic func(v, stack string), reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) error {
 	pl, ok := p.(Plugin)
 	if !ok {
 		return errors.New("sdktest: value does not implement sdk.Plugin")
@@ -133,6 +133,7 @@ func serveInProcess(ctx context.Context, p any, log hclog.Logger, reattach chan<
 	if err != nil {
 		return err
 	}
+	s.onPanic = onPanic
 	go func() { // ends when ctx ends (go-plugin stops serving)
 		defer func() {
 			cctx, cancel := context.WithTimeout(context.Background(), drainTimeout)

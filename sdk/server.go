@@ -29,6 +29,9 @@ type server struct {
 	log      hclog.Logger
 	maxBytes int
 	dial     func(id uint32) (*grpc.ClientConn, error) // dials the host's service
+	// onPanic is told of each panic safe recovers from: nil in a served
+	// plugin, sdktest's in a test (which fails the test).
+	onPanic func(v, stack string)
 
 	mu   sync.Mutex
 	host *host
@@ -138,7 +141,11 @@ func (s *server) currentHost() *host {
 func (s *server) safe(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("panic in plugin hook", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			stack := string(debug.Stack())
+			s.log.Error("panic in plugin hook", "panic", fmt.Sprint(r), "stack", stack)
+			if s.onPanic != nil {
+				s.onPanic(fmt.Sprint(r), stack)
+			}
 			err = Internal(fmt.Sprintf("plugin panic: %v", r))
 		}
 	}()

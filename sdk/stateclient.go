@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -37,8 +38,35 @@ func stateErr(op, key string, st pluginpb.StateStatus, msg string) error {
 	default:
 		base = ErrStateInvalid
 	}
-	return fmt.Errorf("state %s %q: %w (%s)", op, key, base, msg)
+	return &stateError{text: stateErrText(op, key, base, msg), base: base}
 }
+
+// stateErrText says what failed once. Herald's message is already the
+// whole error ("state create \"a/b\": state: revision conflict"): it is
+// shown as it is, with the operation in front if it lacks it. A message
+// that only adds detail ("key exists") follows the error in parentheses.
+func stateErrText(op, key string, base error, msg string) string {
+	what := fmt.Sprintf("state %s %q", op, key)
+	switch {
+	case msg == "":
+		return what + ": " + base.Error()
+	case strings.Contains(msg, base.Error()):
+		if strings.HasPrefix(msg, what+":") {
+			return msg
+		}
+		return what + ": " + msg
+	}
+	return fmt.Sprintf("%s: %s (%s)", what, base, msg)
+}
+
+// stateError is a State error: its text, and the sentinel errors.Is finds.
+type stateError struct {
+	text string
+	base error
+}
+
+func (e *stateError) Error() string { return e.text }
+func (e *stateError) Unwrap() error { return e.base }
 
 var (
 	// ErrStateTooLarge: the value is over MaxStateValue, or the plugin's

@@ -136,8 +136,12 @@ func runPluginNew(args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "ran go mod tidy in %s\n", *dir)
 	}
-	fmt.Fprintf(stdout, "\nNext:\n  cd %s && go test ./... && go build -o %s .\nthen load it with a plugin %q block (see %s).\n",
-		*dir, name, name, filepath.Join(*dir, "README.md"))
+	tidyStep := ""
+	if !*tidy { // go.sum is not written yet: go test would stop on missing entries
+		tidyStep = "go mod tidy && "
+	}
+	fmt.Fprintf(stdout, "\nNext:\n  cd %s && %sgo test ./... && go build -o %s .\nthen load it with a plugin %q block (see %s).\n",
+		*dir, tidyStep, name, name, filepath.Join(*dir, "README.md"))
 	return nil
 }
 

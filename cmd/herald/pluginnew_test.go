@@ -22,6 +22,7 @@ func TestPluginNewWritesAWorkingPlugin(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "greeter")
 	stdout, stderr, code := herald(t, "plugin", "new", "greeter", "-dir", dir, "-herald", heraldtest.RepoRoot())
 	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "cd "+dir+" && go test ./...")
 	for _, f := range []string{"go.mod", "main.go", "main_test.go", "README.md"} {
 		require.FileExists(t, filepath.Join(dir, f))
 	}
@@ -48,6 +49,16 @@ func TestPluginNewWritesAWorkingPlugin(t *testing.T) {
 	require.Equal(t, "greeting", ns[0].Event)
 	require.JSONEq(t, `{"text":"hey, Bob"}`, string(ns[0].Object))
 	require.NotNil(t, c.CallErr(t, "subscribe", map[string]any{"channel": "greeter:bob"}))
+}
+
+// Without -tidy the module has no go.sum yet: the next steps printed start
+// with go mod tidy, or go test would stop on missing go.sum entries.
+func TestPluginNewWithoutTidySaysToTidy(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "greeter")
+	stdout, stderr, code := herald(t, "plugin", "new", "greeter", "-dir", dir, "-tidy=false", "-herald", heraldtest.RepoRoot())
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.NoFileExists(t, filepath.Join(dir, "go.sum"))
+	require.Contains(t, stdout, "cd "+dir+" && go mod tidy && go test ./... && go build -o greeter .")
 }
 
 func TestPluginNewRefusesBadInput(t *testing.T) {

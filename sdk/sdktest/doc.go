@@ -9,6 +9,10 @@
 // sdk.FollowChannel from what was emitted (every channel has the epoch
 // Epoch and keeps all of its notifications).
 //
+// A panic in one of the plugin's hooks is what it is under Herald, an
+// internal error (-32603) to the caller and a log line, and it also fails
+// the test; a test that provokes one on purpose calls AllowPanics first.
+//
 //	h := sdktest.Start(t, &myPlugin{}, map[string]any{"greeting": "hi"})
 //	h.Connect("c1", "alice")
 //	res, err := h.Call("say", h.Client("c1"), map[string]any{"text": "hello"})

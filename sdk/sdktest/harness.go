@@ -36,6 +36,33 @@ type Harness struct {
 	closed   chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
+	panics   *panicGuard
+}
+
+// panicGuard turns a panic in a plugin hook into a failed test, unless
+// the test said it expects them (AllowPanics).
+type panicGuard struct {
+	t       testing.TB
+	mu      sync.Mutex
+	allowed bool
+}
+
+func (g *panicGuard) onPanic(v, stack string) {
+	g.mu.Lock()
+	allowed := g.allowed
+	g.mu.Unlock()
+	if !allowed {
+		g.t.Errorf("sdktest: the plugin panicked in a hook: %s (the host gets -32603 and the plugin lives on; call AllowPanics if the test expects it)\n%s", v, stack)
+	}
+}
+
+// AllowPanics makes a panic in a plugin hook what it is in production, an
+// internal error (-32603) and a log line, for a test that provokes one on
+// purpose. Without it, such a panic fails the test.
+func (h *Harness) AllowPanics() {
+	h.panics.mu.Lock()
+	h.panics.allowed = true
+	h.panics.mu.Unlock()
 }
 
 // Start serves p in-process, dispenses it, configures it with cfg (the
@@ -62,11 +89,12 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State) (*Harn
 	ctx, cancel := context.WithCancel(context.Background())
 	reattach := make(chan *plugin.ReattachConfig, 1)
 	closed := make(chan struct{})
-	if err := harness.ServeInProcess(ctx, p, log, reattach, closed); err != nil {
+	guard := &panicGuard{t: t}
+	if err := harness.ServeInProcess(ctx, p, log, guard.onPanic, reattach, closed); err != nil {
 		cancel()
 		return nil, err
 	}
-	h := &Harness{t: t, rec: newRecorder(), cancel: cancel, closed: closed}
+	h := &Harness{t: t, rec: newRecorder(), cancel: cancel, closed: closed, panics: guard}
 	h.rec.state = st
 	t.Cleanup(h.Close)
 

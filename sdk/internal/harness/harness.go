@@ -12,4 +12,7 @@ import (
 
 // ServeInProcess serves p (an sdk.Plugin) until ctx ends, sending the
 // address to attach to on reattach and closing closed when it has stopped.
-var ServeInProcess func(ctx context.Context, p any, log hclog.Logger, reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) error
+// onPanic, when not nil, is told of each panic a plugin hook recovers from
+// (the value and the stack), besides the internal error and the log line
+// that the SDK always makes of it.
+var ServeInProcess func(ctx context.Context, p any, log hclog.Logger, onPanic func(v, stack string), reattach chan<- *plugin.ReattachConfig, closed chan<- struct{}) error

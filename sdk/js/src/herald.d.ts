@@ -31,7 +31,8 @@ export interface LocalInterface {
   [method: string]: ((params: any) => unknown) | undefined;
 }
 
-export type State = 'connecting' | 'connected' | 'reconnecting' | 'closed';
+/** 'idle' until connect() (at once unless autoConnect is false). */
+export type State = 'idle' | 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 export interface Position {
   seq: number;
@@ -75,7 +76,7 @@ export interface HeraldOptions {
   maxBackoff?: number;
   /** How often to ping herald, ms (25000; 0: never). */
   pingInterval?: number;
-  /** Connect in the constructor (default true). */
+  /** Connect in the constructor (default true); false: call connect(). */
   autoConnect?: boolean;
 }
 
@@ -127,6 +128,8 @@ export declare class Herald {
   /** The method names presented in hello. */
   readonly methods: string[];
 
+  /** Start connecting: once, from 'idle'; the constructor calls it unless autoConnect is false. */
+  connect(): void;
   on(event: 'state', fn: (e: StateEvent) => void): () => void;
   on(event: 'unrecovered', fn: (e: UnrecoveredEvent) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;

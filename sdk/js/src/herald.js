@@ -111,7 +111,7 @@ export class Herald {
       throw new TypeError('herald: no WebSocket in this runtime: pass options.WebSocket (e.g. the "ws" package on Node < 22)');
     }
     this.token = options.token || '';
-    this.state = 'connecting';
+    this.state = 'idle'; // until connect()
     this.hello = null;
     this._channels = new Map(); // channel -> {seq, epoch} or null until known
     this._listeners = new Map();
@@ -125,7 +125,22 @@ export class Herald {
     this._waiters = []; // calls waiting for the connection
     this._refreshing = null;
     this._closed = false;
-    if (options.autoConnect !== false) this._connect();
+    if (options.autoConnect !== false) this.connect();
+  }
+
+  /**
+   * Start connecting (the constructor does, unless autoConnect is false);
+   * a client already connecting, connected or closed is left as it is.
+   */
+  connect() {
+    if (this._closed || this.state !== 'idle') return;
+    this.state = 'connecting';
+    // Told after the current task, so that listeners added right after the
+    // constructor hear it; 'connected' can only come later still.
+    queueMicrotask(() => {
+      if (this.state === 'connecting') this._emit('state', { state: 'connecting' });
+    });
+    this._connect();
   }
 
   // ---- events -------------------------------------------------------------

@@ -28,7 +28,7 @@ test('batches reach the local interface, oldest first', { skip: noServer }, asyn
   assert.deepEqual(ns[0].object, { i: 0 });
   assert.equal(app.batches.length, 1, 'one publish within max_delay is one call');
   assert.deepEqual(herald.position('js-news').seq, 3);
-  assert.deepEqual(states, ['connected']);
+  assert.deepEqual(states, ['connecting', 'connected']);
 
   const p = await herald.presence('js-news');
   assert.equal(p.count, 1);

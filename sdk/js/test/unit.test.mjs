@@ -119,3 +119,28 @@ test('tokenExpiry reads exp without verifying', () => {
 test('no WebSocket in the runtime is a clear error', () => {
   assert.throws(() => new Herald('ws://x/ws', { WebSocket: null, autoConnect: false, ...(globalThis.WebSocket ? { WebSocket: 42 } : {}) }), /WebSocket/);
 });
+
+test('state listeners see connecting then connected; autoConnect false waits in idle for connect()', async () => {
+  const server = fakeSocket();
+  const herald = new Herald('ws://x/ws', { WebSocket: server.WebSocket });
+  const seen = [];
+  herald.on('state', (e) => seen.push(e.state));
+  await herald.connected();
+  herald.close();
+  assert.deepEqual(seen, ['connecting', 'connected', 'closed']);
+
+  const idle = new Herald('ws://x/ws', { WebSocket: server.WebSocket, autoConnect: false });
+  const seenIdle = [];
+  idle.on('state', (e) => seenIdle.push(e.state));
+  assert.equal(idle.state, 'idle');
+  await new Promise((r) => setTimeout(r, 0));
+  assert.equal(server.sockets.length, 1, 'nothing connects before connect()');
+  assert.deepEqual(seenIdle, []);
+  idle.connect();
+  assert.equal(idle.state, 'connecting');
+  await idle.connected();
+  idle.connect(); // connected already: nothing happens
+  idle.close();
+  assert.deepEqual(seenIdle, ['connecting', 'connected', 'closed']);
+  assert.equal(server.sockets.length, 2);
+});
