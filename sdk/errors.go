@@ -69,7 +69,10 @@ func LimitExceeded(msg string) *Error { return &Error{Code: CodeLimitExceeded, M
 func Internal(msg string) *Error { return &Error{Code: CodeInternal, Message: msg} }
 
 // AsError returns err as a coded error: itself when it is one (or wraps one),
-// CodeInternal with err's message otherwise.
+// CodePluginUnavailable when it comes of the State being unreachable (a
+// passing condition: the caller retries later, and the host restarts a
+// plugin whose Configure failed of it), CodeInternal with err's message
+// otherwise.
 func AsError(err error) *Error {
 	if err == nil {
 		return nil
@@ -77,6 +80,9 @@ func AsError(err error) *Error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
+	}
+	if errors.Is(err, ErrStateUnavailable) {
+		return &Error{Code: CodePluginUnavailable, Message: err.Error()}
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
 }

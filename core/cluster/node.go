@@ -270,7 +270,12 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Node, error) {
 		flush = func() error { return nc.FlushWithContext(ctx) }
 	}
 	// While NATS cannot be reached (a node starting before it), nats.go
-	// registers them when it connects, and the node says hello then.
+	// registers them when it connects, and the node says hello then; a
+	// flush would only wait out its timeout (10s, with the node not yet
+	// listening).
+	if !nc.IsConnected() {
+		flush = func() error { return nil }
+	}
 	if err := flush(); err != nil && nc.IsConnected() {
 		n.unsubscribe()
 		return nil, fmt.Errorf("cluster: register subscriptions: %w", err)

@@ -82,8 +82,13 @@ func (d *decoder) validate(c *Config) {
 		"must be greater than 0 and at most 1 (got %s)", formatFloat(c.Overload.BusyOutboxRatio))
 
 	if c.Broker.Kind == "nats" {
-		check("broker.url", natsURLs(c.Broker.URL) != nil,
-			`is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got %q)`, c.Broker.URL)
+		if strings.TrimSpace(c.Broker.URL) == "" {
+			check("broker.url", false,
+				`is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222"`)
+		} else {
+			check("broker.url", natsURLs(c.Broker.URL) != nil,
+				`must be NATS server URLs with a host and the scheme nats://, tls://, ws:// or wss://, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got %q)`, c.Broker.URL)
+		}
 		check("broker.replicas", c.Broker.Replicas >= 1 && c.Broker.Replicas <= 5,
 			"must be 1 to 5 NATS servers (JetStream's range; 3 survives one server's loss) (got %d)", c.Broker.Replicas)
 		check("state.dir", !c.State.DirSet,

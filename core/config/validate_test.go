@@ -336,13 +336,13 @@ func TestValidation(t *testing.T) {
 		{
 			name: "nats needs a url",
 			src:  "broker \"nats\" {}\n" + auth,
-			want: []string{`config.hcl:1:1: broker.url: is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got "")`},
+			want: []string{`config.hcl:1:1: broker.url: is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222"`},
 		},
 		{
 			name: "nats urls are checked one by one, replicas are 1 to 5, and state.dir is for one node",
 			src:  "broker \"nats\" {\n  url = \"nats://a:4222, http://b\"\n  replicas = 7\n}\nstate {\n  dir = \"s\"\n}\n" + auth,
 			want: []string{
-				`config.hcl:2:3: broker.url: is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got "nats://a:4222, http://b")`,
+				`config.hcl:2:3: broker.url: must be NATS server URLs with a host and the scheme nats://, tls://, ws:// or wss://, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got "nats://a:4222, http://b")`,
 				`config.hcl:3:3: broker.replicas: must be 1 to 5 NATS servers (JetStream's range; 3 survives one server's loss) (got 7)`,
 				`config.hcl:6:3: state.dir: is for one node: with broker "nats" every plugin's State lives in JetStream, shared by all nodes; remove state.dir`,
 			},
@@ -494,7 +494,7 @@ plugin "chat" {}
 		`config.hcl:9:3: delivery.outbox_limit: must be at least 1 (got 0)`,
 		`config.hcl:10:3: delivery.max_dealy: unknown key; did you mean "max_delay"?`,
 		`config.hcl:13:3: limits.calls_per_second: must be greater than 0 (got -1)`,
-		`config.hcl:15:1: broker.url: is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222" (got "")`,
+		`config.hcl:15:1: broker.url: is required with broker "nats": one or more NATS servers, comma-separated, e.g. url = "nats://127.0.0.1:4222"`,
 		`config.hcl:17:3: log.level: must be one of "trace", "debug", "info", "warn", "error" (got "loud")`,
 		`config.hcl:22:1: plugin.chat: duplicate plugin "chat"; the first is at config.hcl:19:1`,
 	}, problems(t, src))

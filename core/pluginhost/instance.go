@@ -18,6 +18,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
 )
@@ -328,10 +329,27 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 			inst.kill()
 			return nil, kerr
 		}
-		return fail("configure: %s", e.GetMessage())
+		_, err := fail("configure: %s", e.GetMessage())
+		if e.GetCode() == rpc.CodePluginUnavailable && !dryRun {
+			// Something it needs is not there yet (its State, before NATS
+			// answers): Apply keeps it restarting rather than failed.
+			err = &unavailableError{err: err, manifest: inst.manifest}
+		}
+		return nil, err
 	}
 	return inst, nil
 }
+
+// unavailableError is a start that failed for a reason that passes: the
+// plugin's Configure answered CodePluginUnavailable. It keeps the manifest
+// the plugin showed, so that its prefixes stay claimed while it retries.
+type unavailableError struct {
+	err      error
+	manifest *pluginpb.Manifest
+}
+
+func (e *unavailableError) Error() string { return e.err.Error() }
+func (e *unavailableError) Unwrap() error { return e.err }
 
 // pluginEnv is the part of Herald's environment a plugin inherits: with
 // inherit_env, all of it (secrets such as HERALD_TOKEN_SECRET and the API

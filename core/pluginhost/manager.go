@@ -224,6 +224,18 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 			}
 		}
 		s := newSupervisor(m, p)
+		var ue *unavailableError
+		if errors.As(r.err, &ue) && m.conflicts(p, ue.manifest) == nil {
+			// Its prefixes are claimed (calls answer -32050) while it
+			// starts again with backoff, as a plugin that exited does.
+			s.manifest = ue.manifest
+			m.mu.Lock()
+			m.plugins[p.Name] = s
+			m.mu.Unlock()
+			s.log.Warn("plugin cannot start yet; retrying", "error", r.err)
+			s.retry(r.err)
+			continue
+		}
 		if r.err != nil {
 			errs = append(errs, r.err)
 			if !boot {

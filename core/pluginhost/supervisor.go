@@ -90,6 +90,14 @@ func (s *supervisor) run(inst *instance) {
 	go s.watch() // ends on stop (s.stopCh), closing s.done
 }
 
+// retry supervises a plugin whose start failed for a reason that passes
+// (unavailableError): it is restarting, with backoff, until a start works.
+func (s *supervisor) retry(err error) {
+	s.setState(StateRestarting, err.Error())
+	s.m.rebuild()
+	go s.watch() // ends on stop (s.stopCh), closing s.done
+}
+
 // failed records a plugin that Apply could not start; it is not retried.
 func (s *supervisor) failed(err error) {
 	s.setState(StateFailed, err.Error())
@@ -121,25 +129,27 @@ func (s *supervisor) watch() {
 		s.mu.Lock()
 		inst := s.inst
 		s.mu.Unlock()
-		select {
-		case <-s.stopCh:
-			s.stopInstance(inst)
-			return
-		case <-inst.done:
-		}
-		// The process exited or was killed: calls fail fast from here on.
-		why := inst.exitReason()
-		s.mu.Lock()
-		s.inst = nil
-		s.restarts++
-		s.lastExit = why
-		s.mu.Unlock()
-		s.m.met.restarts.WithLabelValues(s.cfg.Name).Inc()
-		s.setState(StateRestarting, "plugin process exited: "+why)
-		s.log.Error("plugin process exited; restarting", "exit", why, "backoff", delay)
-		inst.kill() // clean up what go-plugin and the broker left
-		if time.Since(inst.started) > s.m.opts.BackoffMax {
-			delay = s.m.opts.BackoffMin // it had been healthy for a while
+		if inst != nil { // else a start failed for a reason that passes (retry)
+			select {
+			case <-s.stopCh:
+				s.stopInstance(inst)
+				return
+			case <-inst.done:
+			}
+			// The process exited or was killed: calls fail fast from here on.
+			why := inst.exitReason()
+			s.mu.Lock()
+			s.inst = nil
+			s.restarts++
+			s.lastExit = why
+			s.mu.Unlock()
+			s.m.met.restarts.WithLabelValues(s.cfg.Name).Inc()
+			s.setState(StateRestarting, "plugin process exited: "+why)
+			s.log.Error("plugin process exited; restarting", "exit", why, "backoff", delay)
+			inst.kill() // clean up what go-plugin and the broker left
+			if time.Since(inst.started) > s.m.opts.BackoffMax {
+				delay = s.m.opts.BackoffMin // it had been healthy for a while
+			}
 		}
 		for {
 			select {

@@ -92,6 +92,13 @@ func (t *tester) Configure(_ context.Context, h sdk.Host, cfg sdk.Config) error 
 	if msg := os.Getenv("TESTER_START_FAIL"); msg != "" && !cfg.DryRun() {
 		return errors.New(msg)
 	}
+	// TESTER_STATE_UNTIL names a file: until it exists, a real start fails
+	// as a plugin's does while its State cannot be reached (NATS not up).
+	if f := os.Getenv("TESTER_STATE_UNTIL"); f != "" && !cfg.DryRun() {
+		if _, err := os.Stat(f); err != nil {
+			return fmt.Errorf("tester: open its store: %w", sdk.ErrStateUnavailable)
+		}
+	}
 	t.host = h
 	return cfg.Decode(&t.cfg)
 }
