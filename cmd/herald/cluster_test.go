@@ -266,3 +266,26 @@ func TestClusterNodeStartsWhileNATSIsDown(t *testing.T) {
 	publishOne(t, h, "news", 1)
 	require.Equal(t, uint64(1), c.Notifications(t, 1)[0].Seq, "nothing refused while NATS was down was placed")
 }
+
+// A node with plugins that keep State (chat) started while NATS is down
+// listens, says why it is not ready, answers the plugin's calls with
+// -32050, and starts the plugin once NATS answers: it does not exit.
+func TestClusterNodeWithStatefulPluginsStartsWhileNATSIsDown(t *testing.T) {
+	ns := natstest.Start(t)
+	url := ns.URL()
+	ns.Shutdown()
+	h := heraldtest.Start(t, heraldtest.Options{HCL: clusterHCL(url, 1) + pluginBlock("chat", "plugins/chat", "")(t)})
+	st, body := h.Do(t, "GET", "/readyz", nil, "", nil)
+	require.Equal(t, http.StatusServiceUnavailable, st)
+	require.Contains(t, string(body), "broker nats")
+	member := map[string]any{"group_id": 7, "user_id": "ann"}
+	st, body = h.Do(t, "POST", "/v1/plugins/chat/addMember", member, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusServiceUnavailable, st, "%s", body)
+
+	ns.Restart()
+	waitReady(t, h)
+	st, body = h.Do(t, "POST", "/v1/plugins/chat/addMember", member, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusOK, st, "%s", body)
+	c := h.Dial(t, h.Token(t, "ann"))
+	c.Subscribe(t, "chat:group:7")
+}
