@@ -429,8 +429,12 @@ func TestNATSRestartFreezesTheBusySignal(t *testing.T) {
 	s.WaitForShutdown()
 	waitMembers(t, nodes[:1], "a")
 	waitMembers(t, nodes[1:], "b")
+	before := a.Stats()
 	_, _, err := a.Presence(context.Background(), "room")
 	require.ErrorIs(t, err, ErrDisconnected)
+	after := a.Stats()
+	require.Equal(t, before.PresenceIncomplete+1, after.PresenceIncomplete, "an answer for this node alone is counted incomplete")
+	require.Equal(t, before.PresenceGathered+1, after.PresenceGathered)
 
 	// NATS comes back on the same port: the nodes find each other again,
 	// and the busy state announced before stays announced once.

@@ -63,6 +63,10 @@ func (n *Node) Presence(ctx context.Context, channel string) (count int, users [
 		return count, users, fmt.Errorf("presence %q: %w", channel, ErrClosed)
 	case n.blind || !n.nc.IsConnected():
 		n.mu.Unlock()
+		// Counted as a gathering that no other node answered, so that
+		// the metrics show presence answered for this node alone.
+		n.stats.gathered.Add(1)
+		n.stats.incomplete.Add(1)
 		return count, users, fmt.Errorf("presence %q: %w", channel, ErrDisconnected)
 	case len(n.peers) == 0:
 		n.mu.Unlock()

@@ -267,7 +267,7 @@ func (s *Server) publishBody(ctx context.Context, accepted time.Time, scope, key
 		results, err := s.publishFrom(ctx, sourceHTTP, accepted, ns)
 		if errors.Is(err, broker.ErrUnavailable) {
 			return http.StatusServiceUnavailable, map[string]any{"error": map[string]any{"code": rpc.CodePluginUnavailable,
-				"message": "unavailable: nothing was published; the cluster's message store cannot be reached now (" + err.Error() + "); retry later"}}
+				"message": "unavailable: nothing was published; the cluster's message store cannot take it now (" + err.Error() + "); retry later"}}
 		}
 		if err != nil {
 			return http.StatusInternalServerError, map[string]any{"error": map[string]any{"code": rpc.CodeInternal, "message": err.Error()}}

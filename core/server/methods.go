@@ -611,7 +611,7 @@ const maxParallelJoins = 32
 // cannot be reached now (NATS down) is -32050, retry later.
 func brokerError(err error) *rpc.Error {
 	if errors.Is(err, broker.ErrUnavailable) {
-		return rpc.Errorf(rpc.CodePluginUnavailable, "unavailable: the cluster's message store cannot be reached now (%v); retry later", err)
+		return rpc.Errorf(rpc.CodePluginUnavailable, "unavailable: the cluster's message store cannot serve this now (%v); retry later", err)
 	}
 	return rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
 }

@@ -339,3 +339,14 @@ func TestNATSStartWhileDown(t *testing.T) {
 	got := rec.waitFor(t, 1)
 	require.Equal(t, placed[0].ID, got[0].ID)
 }
+
+// More replicas than the NATS servers: the error names broker.replicas and
+// what it may be, not only NATS's own words.
+func TestNATSTooManyReplicasNamesTheKey(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(100, time.Hour)
+	opts.Replicas = 3
+	_, err := natsbroker.New(context.Background(), connect(t, srv.URL()), opts)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "broker.replicas = 3 (at most the number of NATS servers in the cluster; 1 for a single server)")
+}

@@ -379,7 +379,7 @@ func (b *Broker) ensureStream(ctx context.Context, name string, configure func(j
 				continue // another node created it meanwhile: update it below
 			}
 			if err != nil {
-				return nil, fmt.Errorf("nats broker: create stream %s: %w", name, unavailable(err))
+				return nil, fmt.Errorf("nats broker: create stream %s%s: %w", name, replicasHint(err, b.opts.Replicas), unavailable(err))
 			}
 			return s.CachedInfo(), nil
 		}
@@ -387,7 +387,7 @@ func (b *Broker) ensureStream(ctx context.Context, name string, configure func(j
 			return nil, fmt.Errorf("nats broker: look up stream %s: %w", name, unavailable(err))
 		}
 		if s, err = b.js.UpdateStream(ctx, configure(s.CachedInfo().Config)); err != nil {
-			return nil, fmt.Errorf("nats broker: update stream %s: %w", name, unavailable(err))
+			return nil, fmt.Errorf("nats broker: update stream %s%s: %w", name, replicasHint(err, b.opts.Replicas), unavailable(err))
 		}
 		return s.CachedInfo(), nil
 	}
@@ -512,4 +512,15 @@ func (b *Broker) Close() error {
 		b.resp.stop()
 	})
 	return nil
+}
+
+// replicasHint names broker.replicas when NATS refused the stream for its
+// replica count (more than a single server, or than the cluster, holds),
+// which NATS words in its own terms.
+func replicasHint(err error, replicas int) string {
+	var apiErr *jetstream.APIError
+	if replicas > 1 && errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "replica") {
+		return fmt.Sprintf(" with broker.replicas = %d (at most the number of NATS servers in the cluster; 1 for a single server)", replicas)
+	}
+	return ""
 }
