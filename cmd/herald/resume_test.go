@@ -110,6 +110,16 @@ func TestResumeThatCannotRecover(t *testing.T) {
 	require.Equal(t, uint64(20), subs[0].Seq)
 	c.NoNotification(t, 100*time.Millisecond)
 
+	// Held already (the subscribe above): nothing is replayed, and it says
+	// whether the client has everything: only when since is the position.
+	subs = c.SubscribeParams(t, map[string]any{"channel": "short", "since": map[string]any{"short": map[string]any{"seq": 20, "epoch": epoch}}})
+	require.NotNil(t, subs[0].Recovered)
+	require.True(t, *subs[0].Recovered)
+	subs = c.SubscribeParams(t, map[string]any{"channel": "short", "since": map[string]any{"short": map[string]any{"seq": 18, "epoch": epoch}}})
+	require.NotNil(t, subs[0].Recovered)
+	require.False(t, *subs[0].Recovered)
+	c.NoNotification(t, 100*time.Millisecond)
+
 	// since must name a channel being subscribed.
 	require.Equal(t, -32602, c.CallErr(t, "subscribe", map[string]any{"channel": "x", "since": map[string]any{"y": map[string]any{"seq": 1, "epoch": "e"}}}).Code)
 }

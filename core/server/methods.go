@@ -568,6 +568,13 @@ func (s *session) joinAll(ctx context.Context, names, fresh []string, since map[
 		}
 		pos, err := s.srv.broker.Position(ctx, ch)
 		result[i], errs[i] = subscription{Channel: ch, Seq: pos.Seq, Epoch: pos.Epoch}, err
+		if from != nil {
+			// Held already: nothing is replayed. Recovered only when the
+			// client is at the channel's position (nothing came after its
+			// since); else it cannot be told that it has everything.
+			rec := from.Epoch == pos.Epoch && from.Seq == pos.Seq
+			result[i].Recovered = &rec
+		}
 	}
 	if _, remote := s.srv.broker.(broker.Interest); remote && len(names) > 1 {
 		sem := make(chan struct{}, maxParallelJoins)
