@@ -173,3 +173,26 @@ func TestPreAuthBatchLimitSaysWhatToFix(t *testing.T) {
 	require.Equal(t, -32005, m.Error.Code)
 	require.Contains(t, m.Error.Message, "before the connection authenticates a batch may hold at most 1 calls (limits.max_batch_calls / 10)")
 }
+
+// Calls to a plugin that does not exist are answered -32004 at once and
+// take no in-flight slot: pipelined, none of them is -32005.
+func TestCallsToAnUnknownPluginTakeNoInflightSlot(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: "limits {\n  max_inflight_calls = 1\n}\n"})
+	c := h.Dial(t, h.Token(t, "alice"))
+	var frame []byte
+	frame = append(frame, '[')
+	for i := 1; i <= 5; i++ {
+		if i > 1 {
+			frame = append(frame, ',')
+		}
+		frame = fmt.Appendf(frame, `{"jsonrpc":"2.0","id":%d,"method":"nosuch.method"}`, i)
+	}
+	frame = append(frame, ']')
+	require.NoError(t, c.Send(frame))
+	for range 5 {
+		m := c.NextUnmatched(t)
+		require.NotNil(t, m.Error, "%+v", m)
+		require.Equal(t, -32004, m.Error.Code, "%s", m.Error.Message)
+	}
+	require.Equal(t, -32601, c.CallErr(t, "nodot", nil).Code, "a method without a dot is still -32601")
+}

@@ -19,6 +19,10 @@ func callerPB(c Caller) *pluginpb.Caller {
 }
 
 // target finds the running instance of plugin, or the error a caller gets.
+// Loaded reports whether a plugin of that name is configured (running,
+// restarting or failed).
+func (m *Manager) Loaded(plugin string) bool { return m.get(plugin) != nil }
+
 func (m *Manager) target(plugin string) (*instance, error) {
 	s := m.get(plugin)
 	if s == nil {

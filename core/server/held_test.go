@@ -24,6 +24,8 @@ type heldPlugins struct {
 	release bool // list the hold in the reply (false: a plugin that died)
 }
 
+func (h *heldPlugins) Loaded(plugin string) bool { return plugin == "p" }
+
 func (h *heldPlugins) Owner(ch string) (string, bool) {
 	if strings.HasPrefix(ch, "p:") {
 		return "p", true

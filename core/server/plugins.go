@@ -26,6 +26,9 @@ type Plugins interface {
 	Ready() bool
 	// Status lists the plugins for GET /v1/plugins.
 	Status() []pluginhost.Status
+	// Loaded reports whether a plugin of that name is configured, running
+	// or not: a call to one that is not is answered without a round trip.
+	Loaded(plugin string) bool
 }
 
 // noPlugins is the Plugins of a server without a plugin host.
@@ -39,6 +42,7 @@ func (noPlugins) Call(_ context.Context, plugin, _ string, _ pluginhost.Caller, 
 	return nil, rpc.Errorf(rpc.CodeUnknownNamespace, "no plugin %q is loaded", plugin)
 }
 func (noPlugins) KeptOnExpiry(string) bool { return false }
+func (noPlugins) Loaded(string) bool       { return false }
 func (noPlugins) Notify(pluginhost.Event)  {}
 func (noPlugins) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeJSONError(w, http.StatusNotFound, -32601, "no such endpoint: "+r.Method+" "+r.URL.Path)

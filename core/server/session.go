@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -361,6 +362,15 @@ func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())
 	if isCoreMethod(m.Method) {
 		result, err := s.coreCall(m.Method, m.Params)
 		return finish(result, err), nil
+	}
+	if plugin, _, ok := strings.Cut(m.Method, "."); !ok || plugin == "" || !s.srv.plugins.Loaded(plugin) {
+		// No plugin to ask: answered at once, without an in-flight slot
+		// (pipelined calls to a plugin that does not exist are -32004,
+		// not -32005).
+		_, err := s.pluginCallWith(m.Method, m.Params, func(_ context.Context, plugin, _ string, _ pluginhost.Caller, _ json.RawMessage) (json.RawMessage, error) {
+			return nil, rpc.Errorf(rpc.CodeUnknownNamespace, "unknown plugin %q", plugin)
+		})
+		return finish(nil, err), nil
 	}
 	if limit := s.srv.live().Limits.MaxInflightCalls; s.inFlight.Add(1) > int32(limit) {
 		s.inFlight.Add(-1)
