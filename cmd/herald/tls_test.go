@@ -66,15 +66,13 @@ func served(t *testing.T, addr string) int64 {
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
-// With server.tls, herald serves wss and https; SIGHUP reads the
-// certificate files again, so a renewed certificate is served without a
-// restart and without dropping the connections already open.
-func TestTLSListenerAndCertificateReload(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	first := writeCert(t, certFile, keyFile, 1)
+// writeTLSConfig writes dir/herald.hcl serving TLS with dir's cert.pem and
+// key.pem, named relative to the file (they are read from its directory),
+// on a free address, with extra HCL after it; it returns the file and the
+// address.
+func writeTLSConfig(t *testing.T, dir, extra string) (string, string) {
+	t.Helper()
 	addr := heraldtest.FreeAddr(t)
-	// Relative file names: they are read from the config file's directory.
 	cfg := filepath.Join(dir, "herald.hcl")
 	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`server {
   listen = %q
@@ -87,7 +85,18 @@ auth {
   token_secret = %q
   api_keys     = [%q]
 }
-`, addr, heraldtest.Secret, heraldtest.APIKey)), 0o600))
+`, addr, heraldtest.Secret, heraldtest.APIKey)+extra), 0o600))
+	return cfg, addr
+}
+
+// With server.tls, herald serves wss and https; SIGHUP reads the
+// certificate files again, so a renewed certificate is served without a
+// restart and without dropping the connections already open.
+func TestTLSListenerAndCertificateReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCert(t, certFile, keyFile, 1)
+	cfg, addr := writeTLSConfig(t, dir, "")
 	h := heraldtest.StartWithConfig(t, cfg, nil)
 
 	pool := x509.NewCertPool()
@@ -263,23 +272,7 @@ delivery {
 func TestClientCommandsFollowTheConfigsTLS(t *testing.T) {
 	dir := t.TempDir()
 	writeCert(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), 1)
-	addr := heraldtest.FreeAddr(t)
-	cfg := filepath.Join(dir, "herald.hcl")
-	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`server {
-  listen = %q
-  tls {
-    cert_file = "cert.pem"
-    key_file  = "key.pem"
-  }
-}
-auth {
-  token_secret = %q
-  api_keys     = [%q]
-}
-plugin "echo" {
-  command = %q
-}
-`, addr, heraldtest.Secret, heraldtest.APIKey, heraldtest.Binary(t, "examples/echo-plugin"))), 0o600))
+	cfg, _ := writeTLSConfig(t, dir, fmt.Sprintf("plugin \"echo\" {\n  command = %q\n}\n", heraldtest.Binary(t, "examples/echo-plugin")))
 	h := heraldtest.StartWithConfig(t, cfg, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
