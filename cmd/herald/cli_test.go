@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,13 +172,7 @@ func TestPubAndSubEndToEnd(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), "sub", "-url", h.WSURL, "-token", h.Token(t, "alice"), "-channel", "news sports")
-	stdout, err := sub.StdoutPipe()
-	require.NoError(t, err)
-	subErr := &heraldtest.Buffer{}
-	sub.Stderr = subErr
-	require.NoError(t, sub.Start())
-	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	stdout, subErr := startSub(ctx, t, "-url", h.WSURL, "-token", h.Token(t, "alice"), "-channel", "news sports")
 	require.Eventually(t, func() bool { return strings.Contains(subErr.String(), "subscribed") }, heraldtest.Timeout, 20*time.Millisecond)
 
 	out, errOut, code := herald(t, "pub", "-config", cfg, "-url", h.URL, "-channel", "sports", "-event", "new", "-object", `{"score":3}`)
@@ -212,4 +207,18 @@ func TestPubAndSubEndToEnd(t *testing.T) {
 	_, errOut, code = herald(t, "pub", "-config", cfg, "-channel", "x", "-event", "e", "-object", "{bad")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "not valid JSON")
+}
+
+// startSub runs `herald sub` with args until ctx ends or the test does, and
+// returns its stdout and what it wrote to stderr.
+func startSub(ctx context.Context, t *testing.T, args ...string) (io.ReadCloser, *heraldtest.Buffer) {
+	t.Helper()
+	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), append([]string{"sub"}, args...)...)
+	stdout, err := sub.StdoutPipe()
+	require.NoError(t, err)
+	subErr := &heraldtest.Buffer{}
+	sub.Stderr = subErr
+	require.NoError(t, sub.Start())
+	t.Cleanup(func() { _ = sub.Process.Kill(); _ = sub.Wait() })
+	return stdout, subErr
 }

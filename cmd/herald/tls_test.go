@@ -17,7 +17,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -277,13 +276,7 @@ func TestClientCommandsFollowTheConfigsTLS(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sub := exec.CommandContext(ctx, heraldtest.Binary(t, "cmd/herald"), "sub", "-config", cfg, "-token", h.Token(t, "alice"), "-channel", "news")
-	stdout, err := sub.StdoutPipe()
-	require.NoError(t, err)
-	subErr := &heraldtest.Buffer{}
-	sub.Stderr = subErr
-	require.NoError(t, sub.Start())
-	defer func() { _ = sub.Process.Kill(); _ = sub.Wait() }()
+	stdout, subErr := startSub(ctx, t, "-config", cfg, "-token", h.Token(t, "alice"), "-channel", "news")
 	lines := make(chan string, 10)
 	go func() {
 		sc := bufio.NewScanner(stdout)

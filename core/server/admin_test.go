@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
+	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/pluginhost"
 )
 
@@ -89,14 +90,8 @@ func TestAdminPageIsOffWithoutAToken(t *testing.T) {
 // mux for the operator one; health and readiness are on both.
 func TestAdminListenMovesOperatorEndpoints(t *testing.T) {
 	cfg := testConfig()
-	cfg.Server.AdminListen = "127.0.0.1:0"
 	cfg.Server.AdminToken = testAdminToken
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	public := httptest.NewServer(srv.Handler())
-	t.Cleanup(public.Close)
-	admin := httptest.NewServer(srv.AdminHandler())
-	t.Cleanup(admin.Close)
+	public, admin := bothListeners(t, cfg)
 
 	for _, p := range []string{"/healthz", "/readyz"} {
 		for _, base := range []string{public.URL, admin.URL} {
@@ -205,14 +200,7 @@ func TestReloadChangesTheAdminToken(t *testing.T) {
 // Another method on a path herald serves is a 405 with Allow, on both
 // listeners, rather than a 404 from the plugin routes behind them.
 func TestWrongMethodIs405(t *testing.T) {
-	cfg := testConfig()
-	cfg.Server.AdminListen = "127.0.0.1:0"
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	public := httptest.NewServer(srv.Handler())
-	t.Cleanup(public.Close)
-	admin := httptest.NewServer(srv.AdminHandler())
-	t.Cleanup(admin.Close)
+	public, admin := bothListeners(t, testConfig())
 	for _, c := range []struct{ base, method, path, allow string }{
 		{public.URL, "POST", "/healthz", "GET"}, {public.URL, "POST", "/readyz", "GET"},
 		{public.URL, "POST", "/ws", "GET"}, {public.URL, "POST", "/v1/plugins", "GET"},
@@ -227,4 +215,18 @@ func TestWrongMethodIs405(t *testing.T) {
 		require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "%s %s", c.method, c.path)
 		require.Equal(t, c.allow, resp.Header.Get("Allow"), "%s %s", c.method, c.path)
 	}
+}
+
+// bothListeners serves cfg with server.admin_listen set: the public mux and
+// the operator one, each on a test server.
+func bothListeners(t *testing.T, cfg *config.Config) (public, admin *httptest.Server) {
+	t.Helper()
+	cfg.Server.AdminListen = "127.0.0.1:0"
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	public = httptest.NewServer(srv.Handler())
+	t.Cleanup(public.Close)
+	admin = httptest.NewServer(srv.AdminHandler())
+	t.Cleanup(admin.Close)
+	return public, admin
 }
