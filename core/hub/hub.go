@@ -29,7 +29,8 @@ type Pager interface {
 	// Room is how many more publications it should be given now.
 	Room() int
 	// WhenDrained calls f, once, on a goroutine of its own, when the
-	// queue is empty; never if the subscriber ends first.
+	// queue is empty; never if the subscriber ends first. Every f given
+	// is called, in order: each channel of a resume pages on its own.
 	WhenDrained(f func())
 }
 

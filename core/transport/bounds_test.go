@@ -145,7 +145,11 @@ func TestRoomAndWhenDrained(t *testing.T) {
 		p.conn.Deliver(pub)
 	}
 	require.Equal(t, 0, p.conn.Room())
-	p.conn.WhenDrained(func() { drained <- struct{}{} })
+	// Two producers wait (a resume of two channels): both are called
+	// back, in the order they asked.
+	order := make(chan int, 2)
+	p.conn.WhenDrained(func() { order <- 1; drained <- struct{}{} })
+	p.conn.WhenDrained(func() { order <- 2 })
 	select {
 	case <-drained:
 		t.Fatal("called back with four publications queued")
@@ -157,6 +161,13 @@ func TestRoomAndWhenDrained(t *testing.T) {
 	case <-drained:
 	case <-time.After(20 * time.Second):
 		t.Fatal("WhenDrained did not call back once the outbox was written")
+	}
+	require.Equal(t, 1, <-order)
+	select {
+	case second := <-order:
+		require.Equal(t, 2, second)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second WhenDrained was dropped: only the last of two producers would go on")
 	}
 	require.Equal(t, 4, p.conn.Room())
 

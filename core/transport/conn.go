@@ -17,8 +17,9 @@ import (
 
 // Close codes of CONTRACT.md section 3.
 const (
-	CloseGoingAway    = websocket.CloseGoingAway     // 1001 server shutdown
-	CloseTooBig       = websocket.CloseMessageTooBig // 1009
+	CloseGoingAway    = websocket.CloseGoingAway               // 1001 server shutdown
+	CloseInvalidText  = websocket.CloseInvalidFramePayloadData // 1007 a text frame that is not UTF-8 (RFC 6455 section 8.1)
+	CloseTooBig       = websocket.CloseMessageTooBig           // 1009
 	CloseAuthFailed   = 4001
 	CloseSlowConsumer = 4008
 	CloseNoPong       = 4009 // no answer to a ping
@@ -243,7 +244,7 @@ type Conn struct {
 	// frame completed (monotonic ns): the next may leave MaxDelay after it.
 	lastBatch int64
 	// drained, if set, is started on a goroutine of its own once the
-	// outbox is empty (WhenDrained).
+	// outbox is empty (WhenDrained: the functions given, chained).
 	drained  func()
 	closing  bool // no more items are accepted
 	abortAt  bool // terminate once the queued close frame is written
@@ -541,8 +542,10 @@ func (c *Conn) Room() int {
 }
 
 // WhenDrained starts f on a goroutine of its own once the outbox is empty
-// (at once if it is). One f at a time: a second call replaces the first.
-// f is dropped if the connection closes first.
+// (at once if it is). Calls made before then are chained: every f runs, in
+// the order given, one after another on that goroutine (a resume of several
+// channels pages each of them through here). f is dropped if the connection
+// closes first.
 func (c *Conn) WhenDrained(f func()) {
 	c.mu.Lock()
 	if c.closing {
@@ -553,6 +556,9 @@ func (c *Conn) WhenDrained(f func()) {
 		c.mu.Unlock()
 		go f()
 		return
+	}
+	if prev, next := c.drained, f; prev != nil {
+		f = func() { prev(); next() }
 	}
 	c.drained = f
 	c.mu.Unlock()
