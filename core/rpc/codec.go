@@ -29,6 +29,12 @@ type Message struct {
 	Error  *Error
 	// Err is set on KindInvalid messages: the error to answer with (ID may be nil).
 	Err *Error
+	// Answers is set on a KindInvalid message that tried to answer one of
+	// the server's calls (no method, a result or an error): the id it
+	// named, so that the call fails at once rather than at its timeout.
+	// ID is then nil: the reply carries id null, as that id is the
+	// server's own.
+	Answers json.RawMessage
 }
 
 type wireMessage struct {
@@ -114,8 +120,13 @@ func decodeOne(raw json.RawMessage) Message {
 	if id != nil && !validID(id) {
 		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: id must be a string, a number or null")}
 	}
+	answer := w.Method == nil && (w.Result != nil || w.Error != nil)
 	if w.JSONRPC == nil || *w.JSONRPC != "2.0" {
-		return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)}
+		err := Errorf(CodeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)
+		if answer {
+			return Message{Kind: KindInvalid, Answers: id, Err: err}
+		}
+		return Message{Kind: KindInvalid, ID: id, Err: err}
 	}
 	if w.Method != nil {
 		if *w.Method == "" {
@@ -124,15 +135,22 @@ func decodeOne(raw json.RawMessage) Message {
 		if len(w.Params) > 0 && w.Params[0] != '{' && w.Params[0] != '[' && !bytes.Equal(w.Params, []byte("null")) {
 			return Message{Kind: KindInvalid, ID: id, Err: Errorf(CodeInvalidParams, "invalid params: params must be an object or an array")}
 		}
-		m := Message{Method: *w.Method, Params: w.Params, ID: id, Kind: KindRequest}
+		params := w.Params
+		if bytes.Equal(params, []byte("null")) {
+			params = nil // null params are absent params, for every method alike
+		}
+		m := Message{Method: *w.Method, Params: params, ID: id, Kind: KindRequest}
 		if id == nil {
 			m.Kind = KindNotification
 		}
 		return m
 	}
-	if w.Result != nil || w.Error != nil {
+	if answer {
 		if id == nil {
 			return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a response needs an id")}
+		}
+		if w.Result != nil && w.Error != nil {
+			return Message{Kind: KindInvalid, Answers: id, Err: Errorf(CodeInvalidRequest, "invalid response: it has both result and error; send one of them")}
 		}
 		return Message{Kind: KindResponse, ID: id, Result: w.Result, Error: w.Error}
 	}
@@ -150,8 +168,9 @@ func memberError(raw json.RawMessage, err error) Message {
 	if json.Unmarshal(raw, &members) != nil || members == nil {
 		return Message{Kind: KindInvalid, Err: Errorf(CodeInvalidRequest, "invalid request: a message must be a JSON object")}
 	}
+	var answers json.RawMessage // set once the message is known to be an answer
 	invalid := func(id json.RawMessage, code int, msg string) Message {
-		return Message{Kind: KindInvalid, ID: id, Err: Errorf(code, "%s", msg)}
+		return Message{Kind: KindInvalid, ID: id, Answers: answers, Err: Errorf(code, "%s", msg)}
 	}
 	id := member(members, "id")
 	if id != nil && !validID(id) {
@@ -159,6 +178,9 @@ func memberError(raw json.RawMessage, err error) Message {
 	}
 	method := member(members, "method")
 	if method == nil {
+		if member(members, "result") != nil || member(members, "error") != nil {
+			answers = id
+		}
 		id = nil
 	}
 	var version string

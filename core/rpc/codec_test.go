@@ -240,3 +240,33 @@ func FuzzDecodeBatch(f *testing.F) {
 		}
 	})
 }
+
+// A message that tries to answer one of the server's calls but is not a
+// valid response names that call (Answers), so that it fails at once, and
+// is answered with id null: the id is the server's own.
+func TestMalformedAnswersNameTheCall(t *testing.T) {
+	for _, frame := range []string{
+		`{"jsonrpc":"2.0","id":"s1","result":1,"error":{"code":1,"message":"x"}}`,
+		`{"id":"s1","result":1}`,
+		`{"jsonrpc":"2.0","id":"s1","error":{"code":"bad","message":"m"}}`,
+		`{"jsonrpc":"2.0","id":"s1","error":5}`,
+	} {
+		msgs, _ := Decode([]byte(frame))
+		require.Len(t, msgs, 1)
+		m := msgs[0]
+		require.Equal(t, KindInvalid, m.Kind, frame)
+		require.Equal(t, `"s1"`, string(m.Answers), frame)
+		require.Nil(t, m.ID, frame)
+		require.Equal(t, CodeInvalidRequest, m.Err.Code, frame)
+	}
+	msgs, _ := Decode([]byte(`{"jsonrpc":"1.0","id":7,"method":"ping"}`))
+	require.Nil(t, msgs[0].Answers, "a request is not an answer")
+	require.Equal(t, "7", string(msgs[0].ID))
+}
+
+// "params": null is absent params.
+func TestNullParamsAreAbsent(t *testing.T) {
+	msgs, _ := Decode([]byte(`{"jsonrpc":"2.0","id":1,"method":"x","params":null}`))
+	require.Equal(t, KindRequest, msgs[0].Kind)
+	require.Nil(t, msgs[0].Params)
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/rpc"
@@ -251,6 +252,10 @@ func (pc *publisherConn) answer(j publishJob) {
 	accepted := j.accepted
 	if j.frame == nil {
 		pc.conn.Send(rpc.AppendError(nil, nil, rpc.Errorf(rpc.CodeParseError, "parse error: binary frames are not supported; send JSON-RPC as text frames")))
+		return
+	}
+	if !utf8.Valid(j.frame) { // as on /ws (session.handleFrame)
+		pc.conn.Close(transport.CloseInvalidText, "invalid UTF-8 in a text frame: send JSON-RPC as UTF-8 text")
 		return
 	}
 	msgs, batch := rpc.DecodeMax(j.frame, pc.srv.live().Limits.MaxBatchCalls)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
@@ -131,8 +132,10 @@ func (s *session) authenticated() bool {
 func (s *session) identified() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ident != nil || s.srv.cfg.Auth.Anonymous
+	return s.identifiedLocked()
 }
+
+func (s *session) identifiedLocked() bool { return s.ident != nil || s.srv.cfg.Auth.Anonymous }
 
 func (s *session) authenticatedLocked() bool {
 	return (s.ident != nil && !s.expired) || s.srv.cfg.Auth.Anonymous
@@ -255,9 +258,16 @@ func (s *session) handleFrame(frame []byte) {
 		s.conn.Send(rpc.AppendError(nil, nil, err))
 		return
 	}
+	if !utf8.Valid(frame) {
+		// RFC 6455 section 8.1: a text frame that is not UTF-8 fails the
+		// connection. Answering it instead would echo its bytes (an id)
+		// in a text frame that the client's side must refuse in turn.
+		s.conn.Close(transport.CloseInvalidText, "invalid UTF-8 in a text frame: send JSON-RPC as UTF-8 text")
+		return
+	}
 	maxBatch := s.maxBatchCalls()
 	msgs, batch := rpc.DecodeMax(frame, maxBatch)
-	if e := msgs[0].Err; !batch && e != nil && e.Code == rpc.CodeLimitExceeded && !s.authenticated() {
+	if e := msgs[0].Err; !batch && e != nil && e.Code == rpc.CodeLimitExceeded && !s.identified() {
 		// The codec names the configured key; before authentication the
 		// bound is a tenth of it, and authenticating is the way out.
 		msgs[0].Err = rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: before the connection authenticates a batch may hold at most %d calls (limits.max_batch_calls / 10); authenticate (hello or authenticate with a token) or split it", maxBatch)
@@ -336,6 +346,12 @@ func (s *session) runAfterReply() {
 func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())) {
 	switch m.Kind {
 	case rpc.KindInvalid:
+		if m.Answers != nil {
+			// A malformed answer to one of our calls: the call fails now
+			// with what was wrong, rather than at its timeout.
+			s.resolveCall(&rpc.Message{Kind: rpc.KindResponse, ID: m.Answers,
+				Error: rpc.Errorf(rpc.CodeInternal, "the client's answer is not a valid JSON-RPC response: %s", m.Err.Message)})
+		}
 		// Invalid entries cost a reply each: they count against the rate
 		// limit like calls, so a batch of them cannot outrun it.
 		if err := s.rateLimit(); err != nil {
@@ -409,6 +425,9 @@ func (s *session) admit(method string) *rpc.Error {
 		return nil
 	}
 	if !s.authenticated() {
+		if s.identified() {
+			return rpc.Errorf(rpc.CodeUnauthenticated, "token expired: authenticate with a new token to call again")
+		}
 		return rpc.Errorf(rpc.CodeUnauthenticated, "authentication required: send hello or authenticate with a valid token first")
 	}
 	return nil

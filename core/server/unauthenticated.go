@@ -17,7 +17,9 @@ import (
 //   - calls per second: limits.calls_per_second / 5, at least 1 (10);
 //   - entries of one batch: limits.max_batch_calls / 10, at least 1 (10).
 //
-// A connection with auth.anonymous on is never unauthenticated.
+// A connection with auth.anonymous on is never unauthenticated, and one
+// whose token expired keeps the budget it had: it proved who it is once, and
+// its refresh must not be refused by the budget meant for strangers.
 
 func preAuthOutboxBytes(cfg *config.Config) int { return cfg.Delivery.OutboxBytes / 16 }
 
@@ -29,7 +31,7 @@ func preAuthBatchCalls(cfg *config.Config) int { return max(1, cfg.Limits.MaxBat
 
 // maxBatchCalls is the bound on one batch's entries for this connection now.
 func (s *session) maxBatchCalls() int {
-	if s.authenticated() {
+	if s.identified() {
 		return s.srv.live().Limits.MaxBatchCalls
 	}
 	return preAuthBatchCalls(s.srv.live())
@@ -42,7 +44,7 @@ func (s *session) rateLimit() *rpc.Error {
 	s.mu.Lock()
 	cps := s.callsPerSecond
 	pre := preAuthCallsPerSecond(cps)
-	preOK := s.authenticatedLocked() || s.preAuth.allow(now, pre)
+	preOK := s.identifiedLocked() || s.preAuth.allow(now, pre)
 	ok := preOK && s.budget.allow(now, cps)
 	s.mu.Unlock()
 	switch {

@@ -1,0 +1,159 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
+)
+
+// A subscribe that resumes several channels, each with more missed
+// notifications than half the outbox holds, delivers every one of them, in
+// seq order per channel, and then the live ones of every channel.
+func TestResumeOfSeveralChannelsDeliversEveryOne(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: "delivery {\n  outbox_limit = 8\n}\n"})
+	channels := []string{"ra", "rb", "rc"}
+	const missed = 40
+	probe := h.Dial(t, h.Token(t, "probe"))
+	since := map[string]any{}
+	for _, s := range probe.Subscribe(t, channels...) {
+		since[s.Channel] = map[string]any{"seq": s.Seq, "epoch": s.Epoch}
+	}
+	var ns []map[string]any
+	for i := range missed {
+		for _, ch := range channels {
+			ns = append(ns, heraldtest.N(ch, "e", "t", fmt.Sprintf(`{"i":%d}`, i)))
+		}
+	}
+	h.Publish(t, ns...)
+
+	c := h.Dial(t, h.Token(t, "alice"))
+	for _, s := range c.SubscribeParams(t, map[string]any{"channels": channels, "since": since}) {
+		require.NotNil(t, s.Recovered)
+		require.True(t, *s.Recovered, s.Channel)
+	}
+	last := map[string]uint64{}
+	for _, n := range c.Notifications(t, missed*len(channels)) {
+		require.Equal(t, last[n.Channel]+1, n.Seq, "%s: in seq order, none missing", n.Channel)
+		last[n.Channel] = n.Seq
+	}
+	for _, ch := range channels {
+		require.EqualValues(t, missed, last[ch], ch)
+		h.Publish(t, heraldtest.N(ch, "e", "t", `{"live":true}`))
+	}
+	got := map[string]uint64{}
+	for _, n := range c.Notifications(t, len(channels)) {
+		got[n.Channel] = n.Seq
+	}
+	for _, ch := range channels {
+		require.EqualValues(t, missed+1, got[ch], "%s went live", ch)
+	}
+}
+
+// A connection whose token expired keeps the budget of an authenticated
+// one (its refresh must not be refused by the budget meant for strangers),
+// and its calls say that the token expired.
+func TestExpiredConnectionKeepsItsBudgetToRefresh(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: "limits {\n  max_batch_calls = 20\n}\n"})
+	c := h.Dial(t, heraldtest.MintToken(t, "alice", 2*time.Second, nil))
+	require.Equal(t, "token_expired", c.Notifications(t, 1)[0].Event)
+
+	const pings = 5 // more than the 2 of a batch before authentication
+	frame := []byte{'['}
+	for i := 1; i <= pings; i++ {
+		if i > 1 {
+			frame = append(frame, ',')
+		}
+		frame = fmt.Appendf(frame, `{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i)
+	}
+	require.NoError(t, c.Send(append(frame, ']')))
+	for range pings {
+		m := c.NextUnmatched(t)
+		require.Nil(t, m.Error, "%+v", m.Error)
+		require.JSONEq(t, `"pong"`, string(m.Result))
+	}
+	e := c.CallErr(t, "presence", map[string]any{"channel": "news"})
+	require.Equal(t, -32001, e.Code)
+	require.Contains(t, e.Message, "token expired")
+	c.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")})
+	c.Subscribe(t, "news")
+}
+
+// A text frame that is not UTF-8 fails the connection with 1007 (RFC 6455
+// section 8.1) rather than being answered with its bytes echoed.
+func TestTextFrameThatIsNotUTF8Closes1007(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	c := h.Dial(t, h.Token(t, "alice"))
+	require.NoError(t, c.Send([]byte("{\"jsonrpc\":\"2.0\",\"id\":\"a\xffb\",\"method\":\"ping\"}")))
+	require.Equal(t, 1007, c.WaitClosed(t))
+	other := h.Dial(t, h.Token(t, "bob"))
+	other.MustCall(t, "ping", nil)
+}
+
+// "params": null is absent params, for herald's methods and a plugin's
+// alike.
+func TestNullParamsAreAbsentParams(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: pluginBlock("echo", "examples/echo-plugin", "")(t)})
+	c := h.Dial(t, h.Token(t, "alice"))
+	send := func(method, params string) heraldtest.Msg {
+		frame := `{"jsonrpc":"2.0","id":1,"method":"` + method + `"`
+		if params != "" {
+			frame += `,"params":` + params
+		}
+		require.NoError(t, c.Send([]byte(frame+"}")))
+		return c.NextUnmatched(t)
+	}
+	absent, null := send("echo.say", ""), send("echo.say", "null")
+	require.NotNil(t, absent.Error)
+	require.Equal(t, absent.Error, null.Error)
+	require.JSONEq(t, `"pong"`, string(send("ping", "null").Result))
+}
+
+// A malformed answer to a plugin's call of a client method fails that call
+// at once, saying what was wrong, rather than at its timeout as if the
+// client had not answered; the client is told with id null (the id it sent
+// is herald's own).
+func TestMalformedAnswerFailsTheClientCallAtOnce(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"60s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}})
+	for _, answer := range []string{
+		`{"jsonrpc":"2.0","id":%s,"error":{"code":"bad","message":"m"}}`,
+		`{"jsonrpc":"2.0","id":%s,"result":1,"error":{"code":1,"message":"x"}}`,
+		`{"id":%s,"result":1}`,
+	} {
+		done := make(chan *heraldtest.RPCError, 1)
+		go func() {
+			_, e, _ := alice.Call("echo.ask", map[string]any{"method": "getLoc"})
+			done <- e
+		}()
+		var call heraldtest.Msg
+		select {
+		case call = <-alice.Calls:
+		case <-time.After(heraldtest.Timeout):
+			t.Fatal("the client was not called")
+		}
+		require.NoError(t, alice.Send(fmt.Appendf(nil, answer, call.ID)))
+		reply := alice.NextUnmatched(t)
+		require.NotNil(t, reply.Error, answer)
+		require.Equal(t, -32600, reply.Error.Code, answer)
+		require.Equal(t, "null", string(reply.ID), "%s: the client is not sent herald's own id back", answer)
+		var got *heraldtest.RPCError
+		select {
+		case got = <-done:
+		case <-time.After(heraldtest.Timeout):
+			t.Fatalf("%s: the plugin's call was still waiting for an answer the client already gave", answer)
+		}
+		require.NotNil(t, got, answer)
+		require.Equal(t, -32603, got.Code, answer)
+		require.Contains(t, got.Message, "not a valid JSON-RPC response", answer)
+	}
+	var res json.RawMessage = alice.MustCall(t, "ping", nil)
+	require.JSONEq(t, `"pong"`, string(res))
+}
