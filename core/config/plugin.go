@@ -37,6 +37,11 @@ func (d *decoder) plugin(b *hclsyntax.Block, c *Config, seen map[string]hcl.Pos)
 		d.errorf(b.LabelRanges[0].Start, path, `invalid name %q: start with a letter, then up to 63 letters, digits, "_" or "-"`, name)
 		return
 	}
+	if name == "rpc" {
+		// Its methods would be rpc.*, which JSON-RPC 2.0 reserves.
+		d.errorf(b.LabelRanges[0].Start, path, `the name "rpc" is reserved: JSON-RPC 2.0 keeps methods named rpc.* for itself; choose another name`)
+		return
+	}
 	if first, dup := seen[name]; dup {
 		d.errorf(pos, path, "duplicate plugin %q; the first is at %s", name, d.where(first))
 		return

@@ -370,6 +370,11 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:1:8: plugin.my.chat: invalid name "my.chat": start with a letter, then up to 63 letters, digits, "_" or "-"`},
 		},
 		{
+			name: "plugin named rpc",
+			src:  "plugin \"rpc\" {\n  command = \"x\"\n}\n" + auth,
+			want: []string{`config.hcl:1:8: plugin.rpc: the name "rpc" is reserved: JSON-RPC 2.0 keeps methods named rpc.* for itself; choose another name`},
+		},
+		{
 			name: "plugin without a command",
 			src:  "plugin \"chat\" {\n  args = [\"-v\"]\n}\n" + auth,
 			want: []string{`config.hcl:1:1: plugin.chat.command: is required: the plugin's executable, for example command = "bin/plugins/chat"`},
