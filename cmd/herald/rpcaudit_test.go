@@ -3,6 +3,8 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -156,4 +158,26 @@ func TestMalformedAnswerFailsTheClientCallAtOnce(t *testing.T) {
 	}
 	var res json.RawMessage = alice.MustCall(t, "ping", nil)
 	require.JSONEq(t, `"pong"`, string(res))
+}
+
+// Refused WebSocket upgrades are answered in the JSON error form of every
+// other endpoint and say what to fix: the origin to add to
+// server.allowed_origins, or that /ws takes WebSocket connections only.
+func TestRefusedUpgradesSayWhatToFix(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	resp, err := http.Get(h.URL + "/ws")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	require.Contains(t, string(body), "this endpoint takes WebSocket connections only")
+
+	_, resp, err = heraldtest.DialURL(h.WSURL+"?token="+h.Token(t, "alice"), http.Header{"Origin": {"http://evil.example"}})
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, string(body), `origin \"http://evil.example\" is not allowed: add it to server.allowed_origins`)
 }

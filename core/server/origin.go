@@ -1,9 +1,13 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/heraldhq/herald/core/rpc"
 )
 
 // originLogEvery bounds how often refused origins are logged: a page that
@@ -34,6 +38,18 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 			"origin", origin, "remote", r.RemoteAddr)
 	}
 	return false
+}
+
+// upgradeError answers a request that the WebSocket upgrade refused in the
+// JSON error form of every other endpoint, saying what to fix: gorilla's
+// own answer is a bare "Forbidden" or "Bad Request".
+func upgradeError(w http.ResponseWriter, r *http.Request, status int, reason error) {
+	w.Header().Set("Sec-Websocket-Version", "13")
+	if status == http.StatusForbidden {
+		writeJSONError(w, status, rpc.CodeForbidden, fmt.Sprintf("origin %q is not allowed: add it to server.allowed_origins", r.Header.Get("Origin")))
+		return
+	}
+	writeJSONError(w, status, rpc.CodeInvalidRequest, "this endpoint takes WebSocket connections only ("+strings.TrimPrefix(reason.Error(), "websocket: ")+")")
 }
 
 func (o *refusedOrigins) shouldLog(origin string, now time.Time) bool {

@@ -144,6 +144,7 @@ func New(opts Options) (*Server, error) {
 		// connections hold none.
 		WriteBufferPool: &sync.Pool{},
 		CheckOrigin:     s.checkOrigin,
+		Error:           upgradeError,
 	}
 	s.topts = transport.Options{
 		MaxBatch:     cfg.Delivery.MaxBatch,
