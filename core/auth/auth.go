@@ -48,10 +48,12 @@ func (t *Tokens) Verify(token string) (*Identity, error) {
 		return nil, ErrNoSecret
 	}
 	claims := jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return t.secret, nil },
+	parsed, err := jwt.ParseWithClaims(token, claims, func(*jwt.Token) (any, error) { return t.secret, nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(t.now))
 	if err != nil {
 		switch {
+		case parsed != nil && parsed.Method != nil && parsed.Method.Alg() != "HS256":
+			return nil, fmt.Errorf("token signed with %s: herald accepts HS256 tokens only", parsed.Method.Alg())
 		case errors.Is(err, jwt.ErrTokenExpired):
 			return nil, errors.New("token expired")
 		case errors.Is(err, jwt.ErrTokenMalformed):
@@ -62,8 +64,11 @@ func (t *Tokens) Verify(token string) (*Identity, error) {
 			return nil, fmt.Errorf("token invalid: %w", err)
 		}
 	}
-	sub, _ := claims["sub"].(string)
-	if sub == "" {
+	sub, isString := claims["sub"].(string)
+	switch {
+	case claims["sub"] != nil && !isString:
+		return nil, errors.New(`token's "sub" claim must be a string (the user id)`)
+	case sub == "":
 		return nil, errors.New(`token has no "sub" claim`)
 	}
 	payload, err := payloadJSON(token)

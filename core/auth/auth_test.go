@@ -79,7 +79,7 @@ func TestVerifyRefuses(t *testing.T) {
 	tokens := NewTokens("s")
 	for payload, want := range map[string]string{
 		`{"nick":"x"}`: `no "sub" claim`,
-		`{"sub":7}`:    `no "sub" claim`,
+		`{"sub":7}`:    `"sub" claim must be a string`,
 		`[1]`:          "malformed",
 	} {
 		_, err := tokens.Verify(handMade(t, "s", payload))
@@ -88,6 +88,14 @@ func TestVerifyRefuses(t *testing.T) {
 	}
 	_, err := tokens.Verify(handMade(t, "other", `{"sub":"a"}`))
 	require.ErrorContains(t, err, "signature invalid")
+
+	// Another algorithm is named, with the one herald takes.
+	enc := base64.RawURLEncoding
+	for _, alg := range []string{"HS512", "none"} {
+		tok := enc.EncodeToString([]byte(`{"alg":"`+alg+`","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(`{"sub":"a"}`)) + ".c2ln"
+		_, err = tokens.Verify(tok)
+		require.ErrorContains(t, err, "token signed with "+alg+": herald accepts HS256 tokens only")
+	}
 }
 
 // Mint refuses what would sign something other than what was asked: a
