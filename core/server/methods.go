@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
@@ -108,9 +109,28 @@ type helloParams struct {
 	Volatile json.RawMessage `json:"volatile"`
 }
 
+// check refuses what decoding lets through: a client that is not
+// {name, version} (herald keeps nothing of it, but a client that sends
+// something else has a bug worth telling), and an empty method name.
+func (p *helloParams) check() *rpc.Error {
+	if len(p.Client) > 0 && string(p.Client) != "null" {
+		var c struct{ Name, Version *string }
+		if p.Client[0] != '{' || json.Unmarshal(p.Client, &c) != nil {
+			return rpc.Errorf(rpc.CodeInvalidParams, `invalid params: client must be an object {"name": "...", "version": "..."} of strings`)
+		}
+	}
+	if p.Methods != nil && slices.Contains(*p.Methods, "") {
+		return rpc.Errorf(rpc.CodeInvalidParams, "invalid params: methods holds an empty name; list the names of the methods the client presents")
+	}
+	return nil
+}
+
 func (s *session) hello(params json.RawMessage) ([]byte, *rpc.Error) {
 	var p helloParams
 	if err := decodeParams(params, &p); err != nil {
+		return nil, err
+	}
+	if err := p.check(); err != nil {
 		return nil, err
 	}
 	if p.Token != "" {

@@ -35,3 +35,25 @@ func TestParamsTypeErrorsSayWhatToFix(t *testing.T) {
 		require.Equal(t, tc.want, err.Message, tc.params)
 	}
 }
+
+// hello refuses a client that is not {name, version} and an empty method
+// name, which decoding alone lets through.
+func TestHelloParamsCheck(t *testing.T) {
+	for params, want := range map[string]string{
+		`{"client":"x"}`:                            "client must be an object",
+		`{"client":{"name":5}}`:                     "client must be an object",
+		`{"methods":["onNotificationReceived",""]}`: "methods holds an empty name",
+	} {
+		var p helloParams
+		require.Nil(t, decodeParams(json.RawMessage(params), &p), params)
+		err := p.check()
+		require.NotNil(t, err, params)
+		require.Equal(t, -32602, err.Code)
+		require.Contains(t, err.Message, want, params)
+	}
+	for _, params := range []string{`{}`, `{"client":null}`, `{"client":{"name":"app","version":"1.2"}}`, `{"methods":[]}`} {
+		var p helloParams
+		require.Nil(t, decodeParams(json.RawMessage(params), &p), params)
+		require.Nil(t, p.check(), params)
+	}
+}
