@@ -41,6 +41,12 @@ const (
 	// were allocations of their own, are now read from its bytes; the
 	// figure is kept so that history.max_bytes bounds what it did).
 	entryOverhead = 160
+	// channelOverhead is what a channel's own state costs beyond its name:
+	// the memoryChannel (128 bytes with its allocation class) and its map
+	// entry in the shard, with room to spare. It counts in the bytes that
+	// MaxBytes bounds, so that publishing to ever new channels (a plugin
+	// emitting to distinct channels of its namespace) is bounded too.
+	channelOverhead = 192
 	// evictTo is the share of MaxBytes that an eviction brings the history
 	// down to, so that evictions (a scan of every channel) stay rare.
 	evictToPercent = 90
@@ -68,6 +74,9 @@ type Memory struct {
 	ids     *ids
 	shards  [memoryShards]memoryShard
 	handler Handler
+	// keep reports channels that must not be forgotten (they have
+	// subscribers, whose positions go on); see SetKeep.
+	keep func(channel string) bool
 
 	bytes        atomic.Int64 // history bytes kept, all channels
 	channels     atomic.Int64
@@ -117,7 +126,7 @@ type historyEntry struct {
 // MemoryStats is what the memory broker holds, for metrics.
 type MemoryStats struct {
 	Channels       int64 // channels with state (had a publication, not yet forgotten)
-	Bytes          int64 // history bytes kept (approximate: encoded notifications plus a fixed overhead each)
+	Bytes          int64 // history bytes kept (approximate: encoded notifications plus a fixed overhead each, and each channel's own state)
 	MaxBytes       int64 // the bound on Bytes (0: none)
 	EvictedStreams int64 // channels whose history was dropped for MaxBytes
 	EvictedBytes   int64 // history bytes dropped for MaxBytes
@@ -144,6 +153,16 @@ func (m *Memory) since(now time.Time) time.Duration { return now.Sub(m.start) }
 
 // SetHandler implements Broker.
 func (m *Memory) SetHandler(h Handler) { m.handler = h }
+
+// SetKeep names the channels that an eviction for MaxBytes must not forget
+// (it drops their history only): those with subscribers, whose positions
+// go on. Other evicted channels are forgotten whole, as Sweep forgets them,
+// so that the channels' own state is bounded with their history. Call it
+// before the first publish; keep is called with the channel locked.
+func (m *Memory) SetKeep(keep func(channel string) bool) { m.keep = keep }
+
+// channelCost is what a channel's state counts against MaxBytes.
+func channelCost(name string) int64 { return channelOverhead + int64(len(name)) }
 
 // Close implements Broker.
 func (m *Memory) Close() error { return nil }
@@ -185,6 +204,7 @@ func (m *Memory) lookup(name string, create bool) (*memoryChannel, string) {
 			// request's names, a publication's bytes).
 			s.channels[strings.Clone(name)] = ch
 			m.channels.Add(1)
+			m.bytes.Add(channelCost(name))
 		}
 		s.mu.Unlock()
 		if m.afterLookup != nil {
@@ -394,11 +414,7 @@ func (m *Memory) Sweep(now time.Time, keep func(channel string) bool) (removed i
 			ch.mu.Lock()
 			m.bytes.Add(ch.expire(m.since(now), m.opts.HistoryTTL))
 			if ch.n == 0 && now.Sub(ch.lastAt) > ttl && (keep == nil || !keep(name)) {
-				ch.gone = true
-				delete(s.channels, name)
-				m.channels.Add(-1)
-				_, b := m.locate(name)
-				s.gens[b]++
+				m.forgetLocked(s, name, ch)
 				removed++
 			}
 			ch.mu.Unlock()
@@ -408,11 +424,23 @@ func (m *Memory) Sweep(now time.Time, keep func(channel string) bool) (removed i
 	return removed
 }
 
+// forgetLocked removes ch, locked with its shard s, from the broker: a later
+// publish starts it again in a new epoch.
+func (m *Memory) forgetLocked(s *memoryShard, name string, ch *memoryChannel) {
+	ch.gone = true
+	delete(s.channels, name)
+	m.channels.Add(-1)
+	m.bytes.Add(-channelCost(name))
+	_, b := m.locate(name)
+	s.gens[b]++
+}
+
 // evict drops the history of the least recently published channels until
 // the history is back under its bound (with some room, so that the next
-// eviction is not at the next publish). Each loses its stream: its epoch
-// changes, so a client resuming from it is told recovered: false rather
-// than given a gap. Publishers that find an eviction running go on.
+// eviction is not at the next publish), and forgets those of them that
+// keep (SetKeep) does not name. Each loses its stream: its epoch changes,
+// so a client resuming from it is told recovered: false rather than given
+// a gap. Publishers that find an eviction running go on.
 func (m *Memory) evict() {
 	if !m.evictMu.TryLock() {
 		return
@@ -435,9 +463,9 @@ func (m *Memory) evict() {
 				continue
 			}
 			m.bytes.Add(ch.expire(m.since(now), m.opts.HistoryTTL))
-			if ch.n > 0 {
-				cands = append(cands, candidate{name, ch.lastAt})
-			}
+			// Every channel is a candidate: one without history still
+			// costs its own state, which forgetting it frees.
+			cands = append(cands, candidate{name, ch.lastAt})
 			ch.mu.Unlock()
 		}
 		s.mu.Unlock()
@@ -463,6 +491,9 @@ func (m *Memory) evict() {
 				m.evicted.Add(1)
 				s.gens[b]++
 				ch.epoch = m.epoch(s.gens[b])
+			}
+			if m.keep != nil && !m.keep(c.name) {
+				m.forgetLocked(s, c.name, ch)
 			}
 			ch.mu.Unlock()
 		}

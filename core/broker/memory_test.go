@@ -228,6 +228,31 @@ func TestMemoryMaxBytesDropsLeastRecentlyPublished(t *testing.T) {
 	require.Equal(t, uint64(21), got[0].Seq)
 }
 
+// MaxBytes bounds the channels' own state too: publishing once to ever new
+// channels (a plugin emitting to distinct channels of its namespace) keeps
+// the broker under its bound, forgetting evicted channels whole unless they
+// are kept (they have subscribers), whose seq then goes on.
+func TestMemoryMaxBytesBoundsTheChannelsToo(t *testing.T) {
+	const maxBytes = 64 << 10
+	m := broker.NewMemory(broker.MemoryOptions{HistorySize: 10, HistoryTTL: time.Hour, MaxBytes: maxBytes})
+	m.SetKeep(func(ch string) bool { return ch == "kept" })
+	ctx := t.Context()
+	for i := range 20000 {
+		_, err := m.Publish(ctx, []broker.Notification{{Channel: "many:" + strconv.Itoa(i), Object: []byte(`1`)}})
+		require.NoError(t, err)
+		if i%1000 == 0 {
+			_, err := m.Publish(ctx, []broker.Notification{{Channel: "kept", Object: []byte(`1`)}})
+			require.NoError(t, err)
+		}
+		require.LessOrEqual(t, m.Stats().Bytes, int64(maxBytes)+1024, "at publish %d", i)
+	}
+	st := m.Stats()
+	require.Less(t, st.Channels, int64(maxBytes/192), "the channels forgotten with their history")
+	pos, err := m.Position(ctx, "kept")
+	require.NoError(t, err)
+	require.Equal(t, uint64(20), pos.Seq, "a kept channel's seq goes on")
+}
+
 // Over the budget, history that expired anyway is dropped before any live
 // history: the expired channel keeps its epoch (nothing a client could
 // resume was lost).

@@ -129,6 +129,7 @@ func New(opts Options) (*Server, error) {
 	s.hub.SetRecoveryLimit(max(cfg.History.Size, cfg.Delivery.OutboxLimit))
 	b.SetHandler(s.hub)
 	if m, ok := b.(*broker.Memory); ok {
+		m.SetKeep(s.hub.HasSubscribers)
 		s.metrics.registerHistory(m.Stats)
 	}
 	s.metrics.registerOutbox(s)
