@@ -30,8 +30,9 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		CallTimeout: cfg.Limits.CallTimeout,
 		// Streamed plugin routes write to HTTP clients as the WebSocket
 		// transport does, with the same bound per write.
-		WriteTimeout: cfg.Delivery.WriteTimeout,
-		State:        states,
+		WriteTimeout:      cfg.Delivery.WriteTimeout,
+		State:             states,
+		LogLinesPerSecond: cfg.Log.PluginLinesPerSecond,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,27 @@ func TestRefusedUpgradesSayWhatToFix(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	require.Contains(t, string(body), `origin \"http://evil.example\" is not allowed: add it to server.allowed_origins`)
+}
+
+// What a plugin writes to its stdout and stderr (fmt.Println) reaches
+// herald's log, with stream=stdout|stderr; and a plugin's lines are bounded
+// by log.plugin_lines_per_second, the rest dropped and counted.
+func TestPluginOutputReachesTheLogWithinItsBudget(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "log {\n  plugin_lines_per_second = 20\n}\n" + pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	status, body := h.Do(t, http.MethodPost, "/v1/plugins/tester/print", map[string]any{"text": "hello-from-print", "n": 1}, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	h.WaitLog(t, "hello-from-print 0: plugin=tester stream=stdout", heraldtest.Timeout)
+	h.WaitLog(t, "hello-from-print 0 (stderr): plugin=tester stream=stderr", heraldtest.Timeout)
+
+	status, body = h.Do(t, http.MethodPost, "/v1/plugins/tester/print", map[string]any{"text": "flood", "n": 500}, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	time.Sleep(1100 * time.Millisecond) // the budget refills: the next line reports the drops
+	status, body = h.Do(t, http.MethodPost, "/v1/plugins/tester/print", map[string]any{"text": "after-flood", "n": 1}, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusOK, status, string(body))
+	h.WaitLog(t, "after-flood 0: plugin=tester stream=stdout", heraldtest.Timeout)
+	logs := h.Logs()
+	require.Contains(t, logs, "plugin log lines dropped")
+	require.Less(t, strings.Count(logs, "flood "), 500, "most of the flood was dropped")
 }

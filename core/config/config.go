@@ -147,6 +147,9 @@ type State struct {
 type Log struct {
 	Level  string // default "info"; trace, debug, info, warn, error
 	Format string // default "text"; or "json"
+	// PluginLinesPerSecond bounds the lines each plugin process writes
+	// into the log; past it they are dropped and counted. 0: no bound.
+	PluginLinesPerSecond int // default 1000
 }
 
 // Plugin is one `plugin "<name>" {}` block.
@@ -246,6 +249,6 @@ func Defaults() Config {
 		Overload: Overload{BusyConnections: 50000, BusyOutboxRatio: 0.5},
 		Broker:   Broker{Kind: "memory", Replicas: 1},
 		State:    State{Dir: "data/state", MaxBytes: 1 << 30},
-		Log:      Log{Level: "info", Format: "text"},
+		Log:      Log{Level: "info", Format: "text", PluginLinesPerSecond: 1000},
 	}
 }

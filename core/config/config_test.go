@@ -84,7 +84,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 0.5, c.Overload.BusyOutboxRatio)
 	require.Equal(t, config.Broker{Kind: "memory", Replicas: 1}, c.Broker)
 	require.Equal(t, config.State{Dir: "data/state", MaxBytes: 1 << 30}, c.State)
-	require.Equal(t, config.Log{Level: "info", Format: "text"}, c.Log)
+	require.Equal(t, config.Log{Level: "info", Format: "text", PluginLinesPerSecond: 1000}, c.Log)
 	require.Empty(t, c.Plugins)
 }
 
@@ -143,6 +143,7 @@ broker "memory" {}
 log {
   level  = "debug"
   format = "json"
+  plugin_lines_per_second = 50
 }
 plugin "echo" {
   command = "bin/plugins/echo"
@@ -165,7 +166,7 @@ plugin "bare" {
 	require.Equal(t, config.History{Size: 0, TTL: 0, MaxBytes: 1 << 20}, c.History)
 	require.Equal(t, config.Overload{BusyConnections: 10, BusyOutboxRatio: 1}, c.Overload)
 	require.Equal(t, config.Broker{Kind: "memory", Replicas: 1}, c.Broker)
-	require.Equal(t, config.Log{Level: "debug", Format: "json"}, c.Log)
+	require.Equal(t, config.Log{Level: "debug", Format: "json", PluginLinesPerSecond: 50}, c.Log)
 
 	require.Len(t, c.Plugins, 2)
 	echo := c.Plugins[0]

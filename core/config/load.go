@@ -224,8 +224,9 @@ var sections = []section{
 	}},
 	{"log", func(c *Config) map[string]field {
 		return map[string]field{
-			"level":  func(v value) { v.str(&c.Log.Level) },
-			"format": func(v value) { v.str(&c.Log.Format) },
+			"level":                   func(v value) { v.str(&c.Log.Level) },
+			"format":                  func(v value) { v.str(&c.Log.Format) },
+			"plugin_lines_per_second": func(v value) { v.integer(&c.Log.PluginLinesPerSecond) },
 		}
 	}},
 }

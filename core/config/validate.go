@@ -100,6 +100,7 @@ func (d *decoder) validate(c *Config) {
 		"must be one of %s (got %q)%s", quoteList(logLevels), c.Log.Level, suggest(c.Log.Level, logLevels, ""))
 	check("log.format", slices.Contains(logFormats, c.Log.Format),
 		`must be "text" or "json" (got %q)`, c.Log.Format)
+	notNegative("log.plugin_lines_per_second", int64(c.Log.PluginLinesPerSecond), fmt.Sprint(c.Log.PluginLinesPerSecond))
 
 	for _, p := range c.Plugins {
 		path := "plugin." + p.Name + ".command"

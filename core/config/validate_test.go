@@ -211,6 +211,11 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:2:3: delivery.writers: must be 0 or more (got -1)`},
 		},
 		{
+			name: "plugin log lines",
+			src:  "log {\n  plugin_lines_per_second = -1\n}\n" + auth,
+			want: []string{`config.hcl:2:3: log.plugin_lines_per_second: must be 0 or more (got -1)`},
+		},
+		{
 			name: "max delay",
 			src:  "delivery {\n  max_delay = \"-2ms\"\n}\n" + auth,
 			want: []string{`config.hcl:2:3: delivery.max_delay: must be 0 or more (got -2ms)`},

@@ -229,7 +229,7 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 	}
 	ownProcessGroup(cmd)
 
-	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path)
+	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path, m.opts.LogLinesPerSecond)
 	var procRunner *groupRunner
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginpb.Handshake,
@@ -247,6 +247,8 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
+		SyncStdout:       &outputWriter{log: log, stream: "stdout"},
+		SyncStderr:       &outputWriter{log: log, stream: "stderr"},
 		GRPCDialOptions:  pluginpb.DialOptions(m.opts.MaxMessageBytes),
 	})
 	inst := &instance{name: cfg.Name, m: m, log: log, client: client, started: time.Now(),

@@ -44,6 +44,9 @@ type Options struct {
 	// State opens the plugins' State stores (sdk.State); nil: plugins
 	// have none.
 	State StateOpener
+	// LogLinesPerSecond bounds the lines each plugin process writes into
+	// herald's log (log.plugin_lines_per_second); 0: no bound.
+	LogLinesPerSecond int
 }
 
 func (o *Options) defaults() {

@@ -1,6 +1,10 @@
 package pluginhost
 
 import (
+	"bytes"
+	"sync"
+	"time"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -14,14 +18,64 @@ import (
 //     plugin's own "timestamp" and "@module" (its name): herald's log line
 //     has its own time and names the plugin already, so both are dropped;
 //   - a "plugin" key a plugin logs itself is renamed "plugin_value".
+//
+// The lines it writes are bounded by a budget (log.plugin_lines_per_second):
+// a plugin that floods its log must not slow herald down.
 type pluginLogger struct {
 	hclog.Logger
 	name    string
 	command string
+	budget  *logBudget
 }
 
-func newPluginLogger(base hclog.Logger, name, command string) *pluginLogger {
-	return &pluginLogger{Logger: base.With("plugin", name), name: name, command: command}
+func newPluginLogger(base hclog.Logger, name, command string, linesPerSecond int) *pluginLogger {
+	return &pluginLogger{Logger: base.With("plugin", name), name: name, command: command,
+		budget: &logBudget{rate: float64(linesPerSecond), tokens: float64(linesPerSecond)}}
+}
+
+// logBudget is a token bucket of log lines: rate a second, up to a second's
+// worth at once. Lines past it are dropped and counted.
+type logBudget struct {
+	mu      sync.Mutex
+	rate    float64 // 0: no bound
+	tokens  float64
+	last    time.Time
+	dropped int
+}
+
+// take reports whether a line may be written now and, if it may, how many
+// were dropped since the last one written.
+func (b *logBudget) take(now time.Time) (ok bool, dropped int) {
+	if b.rate <= 0 {
+		return true, 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < 1 {
+		b.dropped++
+		return false, 0
+	}
+	b.tokens--
+	dropped, b.dropped = b.dropped, 0
+	return true, dropped
+}
+
+// admit reports whether a line at level is written: it is enabled, and
+// within the budget. The first line after some were dropped is preceded by
+// a warning that counts them.
+func (l *pluginLogger) admit(level hclog.Level) bool {
+	if level < l.Logger.GetLevel() {
+		return false // dropped by the logger anyway: it costs no budget
+	}
+	ok, dropped := l.budget.take(time.Now())
+	if ok && dropped > 0 {
+		l.Logger.Warn("plugin log lines dropped: the plugin wrote more than log.plugin_lines_per_second", "dropped", dropped)
+	}
+	return ok
 }
 
 func (l *pluginLogger) clean(args []any) []any {
@@ -47,17 +101,52 @@ func (l *pluginLogger) clean(args []any) []any {
 }
 
 func (l *pluginLogger) wrap(inner hclog.Logger) hclog.Logger {
-	return &pluginLogger{Logger: inner, name: l.name, command: l.command}
+	return &pluginLogger{Logger: inner, name: l.name, command: l.command, budget: l.budget}
 }
 
 func (l *pluginLogger) Log(level hclog.Level, msg string, args ...any) {
-	l.Logger.Log(level, msg, l.clean(args)...)
+	if l.admit(level) {
+		l.Logger.Log(level, msg, l.clean(args)...)
+	}
 }
-func (l *pluginLogger) Trace(msg string, args ...any) { l.Logger.Trace(msg, l.clean(args)...) }
-func (l *pluginLogger) Debug(msg string, args ...any) { l.Logger.Debug(msg, l.clean(args)...) }
-func (l *pluginLogger) Info(msg string, args ...any)  { l.Logger.Info(msg, l.clean(args)...) }
-func (l *pluginLogger) Warn(msg string, args ...any)  { l.Logger.Warn(msg, l.clean(args)...) }
-func (l *pluginLogger) Error(msg string, args ...any) { l.Logger.Error(msg, l.clean(args)...) }
+func (l *pluginLogger) Trace(msg string, args ...any) { l.Log(hclog.Trace, msg, args...) }
+func (l *pluginLogger) Debug(msg string, args ...any) { l.Log(hclog.Debug, msg, args...) }
+func (l *pluginLogger) Info(msg string, args ...any)  { l.Log(hclog.Info, msg, args...) }
+func (l *pluginLogger) Warn(msg string, args ...any)  { l.Log(hclog.Warn, msg, args...) }
+func (l *pluginLogger) Error(msg string, args ...any) { l.Log(hclog.Error, msg, args...) }
+
+// maxOutputLine bounds one line of a plugin's plain output, as go-plugin
+// bounds its log lines.
+const maxOutputLine = 64 << 10
+
+// outputWriter turns what a plugin writes to its stdout or stderr after it
+// started (go-plugin carries both over its connection) into lines of
+// herald's log, at info with stream=stdout|stderr: a plugin author's
+// fmt.Println must not vanish. A line longer than maxOutputLine is cut.
+type outputWriter struct {
+	log    hclog.Logger
+	stream string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+func (w *outputWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.buf = append(w.buf, p[:min(len(p), maxOutputLine-len(w.buf))]...)
+			break
+		}
+		w.buf = append(w.buf, p[:min(i, maxOutputLine-len(w.buf))]...)
+		p = p[i+1:]
+		w.log.Info(string(bytes.TrimRight(w.buf, "\r")), "stream", w.stream)
+		w.buf = w.buf[:0]
+	}
+	return n, nil
+}
 
 func (l *pluginLogger) With(args ...any) hclog.Logger { return l.wrap(l.Logger.With(l.clean(args)...)) }
 func (l *pluginLogger) Named(name string) hclog.Logger {

@@ -65,6 +65,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "online", Handler: t.online},
 			{Name: "spawn", Handler: spawn},
 			{Name: "raw", Handler: raw},
+			{Name: "print", Handler: print},
 		},
 		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
 		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
@@ -407,4 +408,22 @@ func raw(_ context.Context, c *sdk.Call) (any, error) {
 		return nil, sdk.InvalidParams("params.b64: "+err.Error(), nil)
 	}
 	return json.RawMessage(b), nil
+}
+
+// print writes params.text N times (params.n, at least once) to stdout and
+// to stderr, as a plugin author's fmt.Println does: plain output, not the
+// SDK's logger.
+func print(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct {
+		Text string
+		N    int
+	}
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	for i := range max(1, p.N) {
+		fmt.Fprintf(os.Stdout, "%s %d\n", p.Text, i)
+		fmt.Fprintf(os.Stderr, "%s %d (stderr)\n", p.Text, i)
+	}
+	return "ok", nil
 }
