@@ -102,7 +102,7 @@ func TestPresenceOnServerChannelSaysItHasNone(t *testing.T) {
 	e = c.CallErr(t, "hello", map[string]any{"methods": []any{1}})
 	require.Equal(t, "invalid params: each entry of methods must be a string, not number", e.Message)
 	e = c.CallErr(t, "subscribe", map[string]any{"channel": "r1", "since": map[string]any{"r1": map[string]any{"seq": -1, "epoch": "e"}}})
-	require.Equal(t, "invalid params: since.seq must be a non-negative integer, not number -1", e.Message)
+	require.Equal(t, "invalid params: since.r1.seq must be a non-negative integer, not number -1", e.Message)
 }
 
 // An anonymous connection that holds subscriptions cannot sign in: they

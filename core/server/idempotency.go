@@ -14,7 +14,8 @@ const maxIdempotencyKey = 255
 const idemOverhead = 160
 
 // idempotency remembers the answers to publish requests by their
-// Idempotency-Key for ttl, so that a retried request publishes nothing
+// Idempotency-Key for ttl (history.ttl; 0 or less: with no time limit, as
+// the history then is), so that a retried request publishes nothing
 // again. Keys are scoped by the API key that sent them: two backends that
 // happen to use the same key never see each other's answers. The memory it
 // holds is bounded by maxBytes: over it, the oldest answers are forgotten
@@ -51,7 +52,7 @@ func newIdempotency(ttl time.Duration, maxBytes int64) *idempotency {
 // do runs f once per scope and key within ttl and returns its answer, as
 // JSON, to every caller. An empty key always runs f.
 func (c *idempotency) do(scope, key string, f func() (int, any)) (int, []byte) {
-	if key == "" || c.ttl <= 0 {
+	if key == "" {
 		return encodeReply(f())
 	}
 	full := scope + "\x00" + key
@@ -88,14 +89,14 @@ func (c *idempotency) do(scope, key string, f func() (int, any)) (int, []byte) {
 	return status, reply
 }
 
-// expireLocked forgets answers older than ttl, and the oldest answers while
-// the table is over its byte bound. A run still going is never forgotten
+// expireLocked forgets answers older than ttl (none for age when ttl is 0
+// or less), and the oldest answers while the table is over its byte bound. A run still going is never forgotten
 // (its waiters need it): it and what follows wait for a later pass.
 func (c *idempotency) expireLocked(now time.Time) {
 	n := 0
 	for n < len(c.order) {
 		e := c.order[n]
-		if now.Sub(e.at) <= c.ttl && c.bytes <= c.maxBytes {
+		if (c.ttl <= 0 || now.Sub(e.at) <= c.ttl) && c.bytes <= c.maxBytes {
 			break
 		}
 		if c.entries[e.key] == e {

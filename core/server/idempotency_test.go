@@ -55,3 +55,29 @@ func TestIdempotencyBoundedInBytes(t *testing.T) {
 	c.do("a", "k0", func() (int, any) { ran = true; return http.StatusOK, big })
 	require.True(t, ran, "the oldest answer was forgotten")
 }
+
+// history.ttl = 0 keeps history with no time limit, and so the keys: a
+// retry, however late, gets the first answer; only the byte bound forgets,
+// oldest first.
+func TestIdempotencyZeroTTLHasNoTimeLimit(t *testing.T) {
+	const max = 64 << 10
+	c := newIdempotency(0, max)
+	var runs atomic.Int64
+	run := func() (int, any) { return http.StatusOK, map[string]int64{"run": runs.Add(1)} }
+	_, first := c.do("a", "k", run)
+	_, again := c.do("a", "k", run)
+	require.Equal(t, first, again, "a retry gets the first answer")
+	require.Equal(t, int64(1), runs.Load(), "the retry ran nothing")
+
+	big := strings.Repeat("x", 1000)
+	for i := 0; i < 1000; i++ {
+		c.do("a", fmt.Sprint("b", i), func() (int, any) { return http.StatusOK, big })
+		_, bytes := c.size()
+		require.LessOrEqual(t, bytes, int64(max), "after %d answers", i+1)
+	}
+	var ran bool
+	c.do("a", "b999", func() (int, any) { ran = true; return http.StatusOK, big })
+	require.False(t, ran, "the newest answer is remembered")
+	c.do("a", "k", run)
+	require.Equal(t, int64(2), runs.Load(), "the oldest answer was forgotten for the byte bound")
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -41,7 +42,7 @@ func decodeParams(params json.RawMessage, v any) *rpc.Error {
 }
 
 // entryOfArray reports whether a type error at field (its path of JSON
-// names, as encoding/json gives it: "since.seq") of the params type t,
+// names, as encoding/json gives it: "client.name") of the params type t,
 // which wanted a value of type want, is about an entry of an array: the
 // field is an array, and want is not the array's type.
 func entryOfArray(t reflect.Type, field string, want reflect.Type) bool {
@@ -232,7 +233,15 @@ func (p *channelParams) names() ([]string, *rpc.Error) {
 		out = append(out, *p.Channels...)
 	}
 	if len(out) == 0 {
-		return nil, invalidParams(`give "channel" (a space-separated string) or "channels" (an array)`)
+		switch {
+		case p.Channel == nil && p.Channels == nil:
+			return nil, invalidParams(`give "channel" (a space-separated string) or "channels" (an array)`)
+		case p.Channels == nil:
+			return nil, invalidParams(`"channel" is empty: name at least one channel`)
+		case p.Channel == nil:
+			return nil, invalidParams(`"channels" is empty: name at least one channel`)
+		}
+		return nil, invalidParams(`"channel" and "channels" are both empty: name at least one channel`)
 	}
 	seen := make(map[string]bool, len(out))
 	uniq := out[:0]
@@ -255,7 +264,11 @@ func decodeChannelParams(params json.RawMessage, v any) *rpc.Error {
 
 type subscribeParams struct {
 	channelParams
-	Since       map[string]broker.Position `json:"since"`
+	// RawSince is checked by parseSince, which fills Since: its errors
+	// name the channel whose entry is wrong, which encoding/json's
+	// cannot (a map's keys are not in its error's path).
+	RawSince    json.RawMessage            `json:"since"`
+	Since       map[string]broker.Position `json:"-"`
 	Volatile    json.RawMessage            `json:"volatile"`
 	Token       string                     `json:"token"`
 	AccessToken string                     `json:"accessToken"`
@@ -285,12 +298,126 @@ func parseSubscribe(params json.RawMessage) (*subscribeParams, []string, *rpc.Er
 	if rerr != nil {
 		return nil, nil, rerr
 	}
-	for ch := range p.Since {
-		if !contains(names, ch) {
-			return nil, nil, invalidParams("since names %q, which is not among the channels to subscribe", ch)
-		}
+	if p.Since, rerr = parseSince(p.RawSince, names); rerr != nil {
+		return nil, nil, rerr
 	}
 	return &p, names, nil
+}
+
+// parseSince decodes subscribe's since, {"<channel>": {seq, epoch}}, whose
+// channels must be among names. Both seq and epoch are required: the
+// clients send back what a subscribe result gave them, which always has
+// both, and a position without its epoch could not be checked against
+// the channel's. Entries are checked in the order of their names, so the
+// error for a since with several bad entries is always the same.
+func parseSince(raw json.RawMessage, names []string) (map[string]broker.Position, *rpc.Error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if raw[0] != '{' {
+		return nil, invalidParams(`since must be an object {"<channel>": {seq, epoch}}, not %s`, rawKind(raw))
+	}
+	var entries map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, invalidParams("since: %v", err)
+	}
+	chans := make([]string, 0, len(entries))
+	for ch := range entries {
+		if !contains(names, ch) {
+			return nil, invalidParams("since names %q, which is not among the channels to subscribe", ch)
+		}
+		chans = append(chans, ch)
+	}
+	slices.Sort(chans)
+	since := make(map[string]broker.Position, len(entries))
+	for _, ch := range chans {
+		pos, rerr := parseSinceEntry(sinceField(ch), entries[ch])
+		if rerr != nil {
+			return nil, rerr
+		}
+		since[ch] = pos
+	}
+	return since, nil
+}
+
+// parseSinceEntry decodes one entry of since, {seq, epoch}; field names it
+// in errors (since.<channel>).
+func parseSinceEntry(field string, raw json.RawMessage) (broker.Position, *rpc.Error) {
+	if raw[0] != '{' {
+		return broker.Position{}, invalidParams("%s must be an object {seq, epoch} (the position a subscribe result gave), not %s", field, rawKind(raw))
+	}
+	var e struct {
+		Seq   json.RawMessage `json:"seq"`
+		Epoch json.RawMessage `json:"epoch"`
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return broker.Position{}, invalidParams("%s: %v", field, err)
+	}
+	// A member given as null is there: its type is what is wrong.
+	switch {
+	case e.Seq == nil && e.Epoch == nil:
+		return broker.Position{}, invalidParams("%s: seq and epoch are missing; give the {seq, epoch} a subscribe result gave", field)
+	case e.Seq == nil:
+		return broker.Position{}, invalidParams("%s: seq is missing; give the {seq, epoch} a subscribe result gave", field)
+	case e.Epoch == nil:
+		return broker.Position{}, invalidParams("%s: epoch is missing; give the {seq, epoch} a subscribe result gave", field)
+	}
+	var pos broker.Position
+	if err := unmarshalMember(e.Seq, &pos.Seq); err != nil {
+		return broker.Position{}, invalidParams("%s.seq must be a non-negative integer, not %s", field, err)
+	}
+	if err := unmarshalMember(e.Epoch, &pos.Epoch); err != nil {
+		return broker.Position{}, invalidParams("%s.epoch must be a string, not %s", field, err)
+	}
+	if pos.Epoch == "" {
+		return broker.Position{}, invalidParams("%s.epoch is empty; give the epoch a subscribe result gave", field)
+	}
+	return pos, nil
+}
+
+// unmarshalMember decodes one member's value into v, which must not be
+// null; its error is what the value was, in JSON terms ("number -1").
+func unmarshalMember(raw json.RawMessage, v any) error {
+	if string(raw) == "null" {
+		return errors.New("null")
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return errors.New(te.Value)
+		}
+		return errors.New(rawKind(raw))
+	}
+	return nil
+}
+
+// sinceField names a channel's entry of since in an error: since.<name>,
+// or since["<name>"] when the name is not printable ASCII without spaces
+// (a client's name is shown, never echoed raw).
+func sinceField(ch string) string {
+	for i := 0; i < len(ch); i++ {
+		if ch[i] <= ' ' || ch[i] > '~' || ch[i] == '"' {
+			return "since[" + strconv.Quote(ch) + "]"
+		}
+	}
+	return "since." + ch
+}
+
+// rawKind is the JSON type of a valid JSON value, for errors.
+func rawKind(raw json.RawMessage) string {
+	switch raw[0] {
+	case '{':
+		return "object"
+	case '[':
+		return "array"
+	case '"':
+		return "string"
+	case 't', 'f':
+		return "boolean"
+	case 'n':
+		return "null"
+	}
+	return "number"
 }
 
 func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {

@@ -14,36 +14,79 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/broker"
 )
 
 func TestParseSubscribe(t *testing.T) {
 	cases := []struct {
 		params string
 		names  []string
-		code   int
+		msg    string // the -32602 error's message; "" when accepted
 	}{
-		{`{"channel":"a b  c"}`, []string{"a", "b", "c"}, 0},
-		{`{"channels":["a","b","a"]}`, []string{"a", "b"}, 0},
-		{`{"channels":"a b"}`, []string{"a", "b"}, 0},
-		{`{"channel":"a","channels":["b"]}`, []string{"a", "b"}, 0},
-		{`{"channel":"a","since":{"a":{"seq":3,"epoch":"e"}}}`, []string{"a"}, 0},
-		{`{"channel":"a","since":{"b":{"seq":3,"epoch":"e"}}}`, nil, -32602},
-		{`{"channel":"a","since":{"a":{"seq":-1}}}`, nil, -32602},
-		{`{}`, nil, -32602},
-		{`{"channel":""}`, nil, -32602},
-		{`{"channel":7}`, nil, -32602},
-		{`{"channels":[1]}`, nil, -32602},
-		{`[]`, nil, -32602},
+		{`{"channel":"a b  c"}`, []string{"a", "b", "c"}, ""},
+		{`{"channels":["a","b","a"]}`, []string{"a", "b"}, ""},
+		{`{"channels":"a b"}`, []string{"a", "b"}, ""},
+		{`{"channel":"a","channels":["b"]}`, []string{"a", "b"}, ""},
+		{`{"channel":"a","since":{"a":{"seq":3,"epoch":"e"}}}`, []string{"a"}, ""},
+		{`{"channel":"a","since":{"a":{"seq":0,"epoch":"e"}}}`, []string{"a"}, ""},
+		{`{"channel":"a","since":{}}`, []string{"a"}, ""},
+		{`{"channel":"a","since": { "a" : { "seq" : 3 , "epoch" : "e" } } }`, []string{"a"}, ""},
+		{`{"channel":"a","since": { "a" :  7 }}`, nil,
+			`invalid params: since.a must be an object {seq, epoch} (the position a subscribe result gave), not number`},
+		{`{"channel":"a","since":null}`, []string{"a"}, ""},
+		{`{"channel":"a","since":{"b":{"seq":3,"epoch":"e"}}}`, nil,
+			`invalid params: since names "b", which is not among the channels to subscribe`},
+		{`{"channel":"a","since":5}`, nil,
+			`invalid params: since must be an object {"<channel>": {seq, epoch}}, not number`},
+		{`{"channel":"a","since":{"a":5}}`, nil,
+			`invalid params: since.a must be an object {seq, epoch} (the position a subscribe result gave), not number`},
+		{`{"channel":"a","since":{"a":null}}`, nil,
+			`invalid params: since.a must be an object {seq, epoch} (the position a subscribe result gave), not null`},
+		{`{"channel":"a","since":{"a":{}}}`, nil,
+			`invalid params: since.a: seq and epoch are missing; give the {seq, epoch} a subscribe result gave`},
+		{`{"channel":"a","since":{"a":{"seq":3}}}`, nil,
+			`invalid params: since.a: epoch is missing; give the {seq, epoch} a subscribe result gave`},
+		{`{"channel":"a","since":{"a":{"epoch":"e"}}}`, nil,
+			`invalid params: since.a: seq is missing; give the {seq, epoch} a subscribe result gave`},
+		{`{"channel":"a","since":{"a":{"seq":3,"epoch":""}}}`, nil,
+			`invalid params: since.a.epoch is empty; give the epoch a subscribe result gave`},
+		{`{"channel":"a","since":{"a":{"seq":3,"epoch":null}}}`, nil,
+			`invalid params: since.a.epoch must be a string, not null`},
+		{`{"channel":"r1","since":{"r1":{"seq":-1,"epoch":"e"}}}`, nil,
+			"invalid params: since.r1.seq must be a non-negative integer, not number -1"},
+		{`{"channel":"r1","since":{"r1":{"seq":1.5,"epoch":"e"}}}`, nil,
+			"invalid params: since.r1.seq must be a non-negative integer, not number 1.5"},
+		{`{"channel":"r1","since":{"r1":{"seq":1,"epoch":7}}}`, nil,
+			"invalid params: since.r1.epoch must be a string, not number"},
+		{`{"channels":["a","b"],"since":{"b":{"seq":1,"epoch":7},"a":{"seq":-1,"epoch":"e"}}}`, nil,
+			"invalid params: since.a.seq must be a non-negative integer, not number -1"},
+		// A name that is not printable is quoted, never echoed raw.
+		{`{"channels":["a\nb"],"since":{"a\nb":{"seq":1}}}`, nil,
+			`invalid params: since["a\nb"]: epoch is missing; give the {seq, epoch} a subscribe result gave`},
+		{`{}`, nil, `invalid params: give "channel" (a space-separated string) or "channels" (an array)`},
+		{`{"channel":null}`, nil, `invalid params: give "channel" (a space-separated string) or "channels" (an array)`},
+		{`{"channels":[]}`, nil, `invalid params: "channels" is empty: name at least one channel`},
+		{`{"channel":""}`, nil, `invalid params: "channel" is empty: name at least one channel`},
+		{`{"channel":"  "}`, nil, `invalid params: "channel" is empty: name at least one channel`},
+		{`{"channel":"","channels":[]}`, nil, `invalid params: "channel" and "channels" are both empty: name at least one channel`},
+		{`{"channel":7}`, nil, `invalid params: "channel"/"channels" must be a space-separated string or an array of strings`},
+		{`{"channels":[1]}`, nil, `invalid params: "channel"/"channels" must be a space-separated string or an array of strings`},
+		{`[]`, nil, "invalid params: params must be an object"},
 	}
 	for _, tc := range cases {
-		_, names, err := parseSubscribe(json.RawMessage(tc.params))
-		if tc.code != 0 {
+		p, names, err := parseSubscribe(json.RawMessage(tc.params))
+		if tc.msg != "" {
 			require.NotNil(t, err, tc.params)
-			require.Equal(t, tc.code, err.Code, tc.params)
+			require.Equal(t, -32602, err.Code, tc.params)
+			require.Equal(t, tc.msg, err.Message, tc.params)
 			continue
 		}
 		require.Nil(t, err, tc.params)
 		require.Equal(t, tc.names, names, tc.params)
+		if strings.Contains(tc.params, `"seq":3`) {
+			require.Equal(t, map[string]broker.Position{"a": {Seq: 3, Epoch: "e"}}, p.Since, tc.params)
+		}
 	}
 }
 
@@ -58,7 +101,8 @@ func TestParsePublish(t *testing.T) {
 }
 
 func FuzzParseSubscribe(f *testing.F) {
-	for _, s := range []string{`{"channel":"a b"}`, `{"channels":["a"],"since":{"a":{"seq":1,"epoch":"x"}}}`, `{"channel":null}`, `{"channels":{}}`} {
+	for _, s := range []string{`{"channel":"a b"}`, `{"channels":["a"],"since":{"a":{"seq":1,"epoch":"x"}}}`, `{"channel":null}`, `{"channels":{}}`,
+		`{"channels":["a"],"since":{"a":null}}`, `{"channels":["a"],"since":{"a":{"seq":1}}}`, `{"channels":["a","b"],"since":{"b":{"seq":1,"epoch":""},"a":[]}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, params []byte) {
@@ -72,9 +116,12 @@ func FuzzParseSubscribe(f *testing.F) {
 		if p == nil || len(names) == 0 {
 			t.Fatalf("accepted %q without channels", params)
 		}
-		for ch := range p.Since {
+		for ch, pos := range p.Since {
 			if !contains(names, ch) {
 				t.Fatalf("since %q not among %v", ch, names)
+			}
+			if pos.Epoch == "" {
+				t.Fatalf("since %q accepted without an epoch from %q", ch, params)
 			}
 		}
 	})

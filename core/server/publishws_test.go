@@ -481,3 +481,28 @@ func FuzzPublishParams(f *testing.F) {
 		require.Len(t, out, len(in)-1)
 	})
 }
+
+// With history.ttl = 0 (history with no time limit) an Idempotency-Key
+// still de-duplicates: the retry publishes nothing.
+func TestPublishIdempotencyWithZeroHistoryTTL(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.History.TTL = 0
+	p := startPubTest(t, cfg, nil)
+	var replies []string
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, p.ts.URL+"/v1/publish", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":1}`))
+		req.Header.Set("Authorization", "Bearer test-key")
+		req.Header.Set("Idempotency-Key", "k1")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+		replies = append(replies, string(body))
+	}
+	require.Equal(t, replies[0], replies[1], "the retry gets the first answer")
+	pos, err := p.srv.broker.Position(context.Background(), "news")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), pos.Seq, "the retry published nothing")
+}

@@ -134,6 +134,20 @@ func Run(t *testing.T, f Factory) {
 		}
 	})
 
+	t.Run("size 0 keeps none, and a caller in step resumes", func(t *testing.T) {
+		b := f(t, 0, time.Hour)
+		b.SetHandler(&recorder{})
+		publish(t, b, "z", 3)
+		pos, err := b.Position(ctx, "z")
+		require.NoError(t, err)
+		require.Equal(t, uint64(3), pos.Seq)
+		// Nothing was missed: nothing to recover, and nothing lost.
+		requireHistory(t, b, "z", pos, nil)
+		_, cur, err := b.History(ctx, "z", broker.Position{Seq: 2, Epoch: pos.Epoch})
+		require.ErrorIs(t, err, broker.ErrUnrecoverable, "seq 3 was not kept")
+		require.Equal(t, pos, cur)
+	})
+
 	t.Run("history expires after its ttl", func(t *testing.T) {
 		b := f(t, 10, 200*time.Millisecond)
 		b.SetHandler(&recorder{})

@@ -110,7 +110,9 @@
 // # Idempotency
 //
 // Notification.MsgID becomes Nats-Msg-Id; the stream's Duplicates window
-// is Options.DuplicateWindow (history.ttl). A duplicate is answered with
+// is Options.DuplicateWindow (history.ttl). With a HistoryTTL of 0 (no age
+// limit) it is JetStream's default of two minutes, not unlimited: JetStream
+// keeps every id of its window in memory, with no bound on their number. A duplicate is answered with
 // the original publication, read by its stream sequence, so a retry
 // through any node gets the same seq and id. A retry's expected sequence is
 // stale (the original moved the channel): a standalone server checks it

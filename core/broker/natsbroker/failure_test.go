@@ -350,3 +350,20 @@ func TestNATSTooManyReplicasNamesTheKey(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "broker.replicas = 3 (at most the number of NATS servers in the cluster; 1 for a single server)")
 }
+
+// history.ttl = 0: the stream keeps messages with no age limit, and its
+// de-duplication window is JetStream's default of two minutes, not
+// unlimited (docs/configuration.md says so).
+func TestNATSZeroTTLStream(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(10, 0)
+	newBroker(t, srv.URL(), opts)
+	js, err := jetstream.New(connect(t, srv.URL()))
+	require.NoError(t, err)
+	s, err := js.Stream(context.Background(), opts.Stream)
+	require.NoError(t, err)
+	info, err := s.Info(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, info.Config.MaxAge, "no age limit")
+	require.Equal(t, 2*time.Minute, info.Config.Duplicates)
+}
