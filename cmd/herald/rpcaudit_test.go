@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -204,4 +207,30 @@ func TestPluginOutputReachesTheLogWithinItsBudget(t *testing.T) {
 	logs := h.Logs()
 	require.Contains(t, logs, "plugin log lines dropped")
 	require.Less(t, strings.Count(logs, "flood "), 500, "most of the flood was dropped")
+}
+
+// SIGTERM cuts the backends' plugin calls still running once the clients
+// are closed (a long call such as kb.waitFor) with 503 -32050, rather than
+// holding the drain to its 15 s bound and exiting 1.
+func TestSIGTERMCutsLongBackendPluginCalls(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"60s\"\n}\n" + pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	entered := filepath.Join(t.TempDir(), "entered")
+	type answer struct {
+		status int
+		body   []byte
+	}
+	called := make(chan answer, 1)
+	go func() {
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/tester/block", map[string]any{"entered": entered}, heraldtest.APIKey, nil)
+		called <- answer{status, body}
+	}()
+	require.Eventually(t, func() bool { _, err := os.Stat(entered); return err == nil }, heraldtest.Timeout, 10*time.Millisecond)
+	h.Signal(t, syscall.SIGTERM)
+	a := <-called
+	require.Equal(t, http.StatusServiceUnavailable, a.status, string(a.body))
+	require.Contains(t, string(a.body), "-32050")
+	require.Contains(t, string(a.body), "server is shutting down")
+	require.NoError(t, h.Wait(t, 20*time.Second), "a drain that cut calls is a clean stop")
 }

@@ -426,7 +426,11 @@ func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.pluginCallTimeout(plugin, method))
 	defer cancel()
+	defer context.AfterFunc(s.callsCut, cancel)()
 	res, err := s.plugins.Call(ctx, plugin, method, pluginhost.Caller{Backend: true}, body)
+	if err != nil && s.callsCut.Err() != nil {
+		err = rpc.Errorf(rpc.CodePluginUnavailable, "server is shutting down: the call was cut before %s.%s answered; retry it", plugin, method)
+	}
 	s.metrics.observeCall(plugin+"."+method, asRPCError(err))
 	if err != nil {
 		re := asRPCError(err)

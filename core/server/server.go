@@ -77,8 +77,13 @@ type Server struct {
 
 	draining   atomic.Bool
 	publishing inflight // POST /v1/publish requests under way, which Shutdown lets finish
-	httpSrv    *http.Server
-	overload   overloadState
+	// callsCut is cancelled by Shutdown once the clients are closed: the
+	// backends' plugin calls still running then (a kb.waitFor, say) are
+	// cut, rather than holding the drain to its bound.
+	callsCut context.Context
+	cutCalls context.CancelFunc
+	httpSrv  *http.Server
+	overload overloadState
 
 	// Test hooks: after a connection is upgraded, before it is
 	// registered; after Shutdown closed the connections it found.
@@ -103,7 +108,10 @@ func New(opts Options) (*Server, error) {
 	if b == nil {
 		b = broker.NewMemory(broker.MemoryOptions{HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxBytes: cfg.History.MaxBytes})
 	}
+	callsCut, cutCalls := context.WithCancel(context.Background())
 	s := &Server{
+		callsCut:    callsCut,
+		cutCalls:    cutCalls,
 		cfg:         cfg,
 		log:         opts.Logger,
 		version:     opts.Version,
@@ -304,6 +312,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = errors.Join(err, fmt.Errorf("shutdown: connections still open: %w", ctx.Err()))
 	}
+	s.cutCalls()
 	err = errors.Join(err, <-httpDone)
 	for _, f := range s.beforeBrokerClose {
 		err = errors.Join(err, f(ctx))

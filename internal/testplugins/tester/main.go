@@ -66,6 +66,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "spawn", Handler: spawn},
 			{Name: "raw", Handler: raw},
 			{Name: "print", Handler: print},
+			{Name: "block", Handler: block},
 		},
 		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
 		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
@@ -426,4 +427,20 @@ func print(_ context.Context, c *sdk.Call) (any, error) {
 		fmt.Fprintf(os.Stderr, "%s %d (stderr)\n", p.Text, i)
 	}
 	return "ok", nil
+}
+
+// block answers only when its call is cancelled; it first creates the file
+// params.entered names, so that a test knows the call is under way.
+func block(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Entered string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	if p.Entered != "" {
+		if err := os.WriteFile(p.Entered, nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
 }
