@@ -113,7 +113,11 @@ func splitBatch(array []byte, maxBatch int) ([]json.RawMessage, *Error) {
 
 func decodeOne(raw json.RawMessage) Message {
 	var w wireMessage
-	if err := json.Unmarshal(raw, &w); err != nil {
+	decode := json.Unmarshal
+	if !exactMembers(raw) {
+		decode = decodeExact
+	}
+	if err := decode(raw, &w); err != nil {
 		return memberError(raw, err)
 	}
 	id := w.ID
@@ -212,15 +216,75 @@ func memberError(raw json.RawMessage, err error) Message {
 	return invalid(id, CodeInvalidRequest, "invalid request: "+field+" has the wrong type")
 }
 
-// member finds a member as encoding/json matches a struct field: the exact
-// name first, else one that differs only in case.
+// member finds a member by its exact name: JSON-RPC's member names are
+// case-sensitive ("ID" is not "id").
 func member(members map[string]json.RawMessage, name string) json.RawMessage {
-	if v, ok := members[name]; ok {
-		return v
+	return members[name]
+}
+
+var memberNames = [...]string{"jsonrpc", "id", "method", "params", "result", "error"}
+
+// exactMembers reports whether raw, a valid JSON value, can be decoded into
+// a wireMessage by encoding/json without it taking a member for one it is
+// not: encoding/json matches names case-insensitively, so "ID" would be
+// taken for "id" and "Method" for "method". It is false for an object with
+// a member whose name differs from one of JSON-RPC's only in case, or whose
+// name has an escape (which could spell one); decodeExact reads those. One
+// pass over the bytes, no allocation: the common case stays on
+// json.Unmarshal.
+func exactMembers(raw []byte) bool {
+	depth, key := 0, false
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case '{':
+			depth++
+			key = depth == 1
+		case '[':
+			depth++
+		case '}', ']':
+			depth--
+		case ',':
+			key = depth == 1
+		case '"':
+			j, escaped := i+1, false
+			for ; j < len(raw) && raw[j] != '"'; j++ {
+				if raw[j] == '\\' {
+					escaped = true
+					j++
+				}
+			}
+			if key {
+				if escaped {
+					return false
+				}
+				name := raw[i+1 : j]
+				for _, m := range memberNames {
+					if len(name) == len(m) && string(name) != m && strings.EqualFold(string(name), m) {
+						return false
+					}
+				}
+				key = false
+			}
+			i = j
+		}
 	}
-	for k, v := range members {
-		if strings.EqualFold(k, name) {
-			return v
+	return true
+}
+
+// decodeExact decodes a message into w taking members by their exact
+// names only (see exactMembers).
+func decodeExact(raw []byte, v any) error {
+	w := v.(*wireMessage)
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return err
+	}
+	for name, dst := range map[string]any{"jsonrpc": &w.JSONRPC, "id": &w.ID, "method": &w.Method,
+		"params": &w.Params, "result": &w.Result, "error": &w.Error} {
+		if m, ok := members[name]; ok {
+			if err := json.Unmarshal(m, dst); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

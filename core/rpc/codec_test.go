@@ -68,7 +68,7 @@ func TestDecodeMemberTypeErrors(t *testing.T) {
 		{`{"jsonrpc":2,"id":4,"method":"ping"}`, `4`, CodeInvalidRequest, `"jsonrpc" must be "2.0"`},
 		{`{"jsonrpc":"2.0","id":5,"method":5,"params":"x"}`, `5`, CodeInvalidRequest, "method must be a string"},
 		{`{"jsonrpc":"2.0","id":6,"method":"ping","params":"x"}`, `6`, CodeInvalidParams, "params must be an object or an array"},
-		{`{"jsonrpc":"2.0","id":7,"METHOD":5}`, `7`, CodeInvalidRequest, "method must be a string"},
+		{`{"jsonrpc":"2.0","id":7,"METHOD":5}`, `7`, CodeInvalidRequest, "a message needs a method"}, // names are exact
 		{`{"jsonrpc":"2.0","id":"s1","error":"boom"}`, ``, CodeInvalidRequest, "error must be an object"},
 		{`{"jsonrpc":"2.0","id":"s1","error":{"code":"x","message":"m"}}`, ``, CodeInvalidRequest, "error must be an object"},
 		{`{"jsonrpc":"2.0","id":8,"method":"ping","error":7}`, `8`, CodeInvalidRequest, "error must be an object"},
@@ -269,4 +269,67 @@ func TestNullParamsAreAbsent(t *testing.T) {
 	msgs, _ := Decode([]byte(`{"jsonrpc":"2.0","id":1,"method":"x","params":null}`))
 	require.Equal(t, KindRequest, msgs[0].Kind)
 	require.Nil(t, msgs[0].Params)
+}
+
+// Member names are exact, as JSON-RPC writes them: a member that differs
+// only in case is another member (ignored), never taken for id or method.
+func TestMemberNamesAreExact(t *testing.T) {
+	cases := []struct {
+		frame string
+		kind  Kind
+		id    string
+		check func(t *testing.T, m Message)
+	}{
+		{`{"JSONRPC":"2.0","ID":1,"METHOD":"ping"}`, KindInvalid, "", nil},
+		{`{"jsonrpc":"2.0","Id":2,"method":"ping"}`, KindNotification, "", nil},
+		{`{"jsonrpc":"2.0","id":3,"Method":"ping","method":"nosuch"}`, KindRequest, "3", func(t *testing.T, m Message) {
+			require.Equal(t, "nosuch", m.Method)
+		}},
+		{`{"jsonrpc":"2.0","id":4,"method":"x","Params":{"a":1}}`, KindRequest, "4", func(t *testing.T, m Message) {
+			require.Nil(t, m.Params)
+		}},
+		{`{"jsonrpc":"2.0","\u0069d":5,"method":"ping"}`, KindRequest, "5", nil}, // an escape spelling "id" is "id"
+		{`{"jsonrpc":"2.0","id":6,"method":"ping","params":{"ID":1,"Method":2}}`, KindRequest, "6", func(t *testing.T, m Message) {
+			require.JSONEq(t, `{"ID":1,"Method":2}`, string(m.Params), "members inside params are the method's")
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.frame, func(t *testing.T) {
+			msgs, _ := Decode([]byte(tc.frame))
+			require.Len(t, msgs, 1)
+			m := msgs[0]
+			require.Equal(t, tc.kind, m.Kind, "%+v", m)
+			if tc.id == "" {
+				require.Nil(t, m.ID)
+			} else {
+				require.Equal(t, tc.id, string(m.ID))
+			}
+			if tc.check != nil {
+				tc.check(t, m)
+			}
+		})
+	}
+}
+
+func FuzzExactMembersAgreesWithAMap(f *testing.F) {
+	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"a"}`, `{"ID":1}`, `{"a":{"Id":1},"b":["Method"]}`, `{"x\"Id":1}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var members map[string]json.RawMessage
+		if json.Unmarshal(raw, &members) != nil {
+			return
+		}
+		folded := false
+		for k := range members {
+			for _, n := range memberNames {
+				if k != n && strings.EqualFold(k, n) {
+					folded = true
+				}
+			}
+		}
+		if folded && exactMembers(raw) {
+			t.Fatalf("exactMembers(%q) missed a member differing only in case", raw)
+		}
+	})
 }
