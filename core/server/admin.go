@@ -124,7 +124,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 			if p.State != pluginhost.StateRunning {
 				what := fmt.Sprintf("plugin %s: %s", p.Name, p.State)
 				if p.LastError != "" {
-					what += " (" + truncate(p.LastError, 200) + ")"
+					what += " (" + truncate(p.LastError, 1000) + ")"
 				}
 				notReady = append(notReady, what)
 				named = true
