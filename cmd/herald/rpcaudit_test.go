@@ -234,3 +234,52 @@ func TestSIGTERMCutsLongBackendPluginCalls(t *testing.T) {
 	require.Contains(t, string(a.body), "server is shutting down")
 	require.NoError(t, h.Wait(t, 20*time.Second), "a drain that cut calls is a clean stop")
 }
+
+// A plugin's calls of a client's methods are bounded by the client's own
+// limits turned around: no more waiting on it than limits.max_inflight_calls,
+// and no call larger than limits.max_frame_bytes.
+func TestServerToClientCallsAreBounded(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  max_inflight_calls = 2\n  call_timeout = \"60s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	alice := h.Dial(t, h.Token(t, "alice"))
+	var hello struct {
+		SessionID string `json:"session_id"`
+	}
+	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}}), &hello))
+	alice.Subscribe(t, "echo:alice")
+	ask := func(params map[string]any) (int, string) {
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": hello.SessionID, "method": "getLoc", "params": params}, heraldtest.APIKey, nil)
+		return status, string(body)
+	}
+
+	_, body := ask(map[string]any{"pad": strings.Repeat("x", 70000)})
+	require.Contains(t, body, "-32005")
+	require.Contains(t, body, "limits.max_frame_bytes")
+
+	answered := make(chan int, 2)
+	for range 2 {
+		go func() {
+			status, _ := ask(map[string]any{})
+			answered <- status
+		}()
+	}
+	var waiting []heraldtest.Msg
+	for range 2 {
+		select {
+		case c := <-alice.Calls:
+			waiting = append(waiting, c)
+		case <-time.After(heraldtest.Timeout):
+			t.Fatal("the client was not called")
+		}
+	}
+	_, body = ask(map[string]any{})
+	require.Contains(t, body, "-32005")
+	require.Contains(t, body, "limits.max_inflight_calls")
+	for _, c := range waiting {
+		require.NoError(t, alice.Send(fmt.Appendf(nil, `{"jsonrpc":"2.0","id":%s,"result":"here"}`, c.ID)))
+	}
+	for range 2 {
+		require.Equal(t, http.StatusOK, <-answered)
+	}
+}

@@ -482,6 +482,17 @@ func (s *session) serverCall(ctx context.Context, method string, params json.Raw
 		s.mu.Unlock()
 		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "the client does not present %q in its local interface", method)
 	}
+	// The client's bounds, turned around: no more calls waiting on it than
+	// it may have waiting on herald, and no frame larger than it may send.
+	lim := s.srv.live().Limits
+	if len(s.calls) >= lim.MaxInflightCalls {
+		s.mu.Unlock()
+		return nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: %d calls already wait for this client's answers (limits.max_inflight_calls)", len(s.calls))
+	}
+	if size := int64(len(params) + len(method) + 64); size > lim.MaxFrameBytes {
+		s.mu.Unlock()
+		return nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: a call of %q with %d bytes of params would be a frame larger than limits.max_frame_bytes (%d)", method, len(params), lim.MaxFrameBytes)
+	}
 	s.nextCall++
 	id := "s" + strconv.FormatUint(s.nextCall, 10)
 	ch := make(chan *rpc.Message, 1)
