@@ -283,3 +283,17 @@ func TestServerToClientCallsAreBounded(t *testing.T) {
 		require.Equal(t, http.StatusOK, <-answered)
 	}
 }
+
+// A since entry without an epoch cannot be checked against the channel's:
+// it answers recovered: false with the current position, as a wrong epoch
+// does, rather than an error.
+func TestSinceWithoutAnEpochIsNotRecovered(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{})
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	c := h.Dial(t, h.Token(t, "alice"))
+	s := c.SubscribeParams(t, map[string]any{"channel": "news", "since": map[string]any{"news": map[string]any{"seq": 0}}})[0]
+	require.NotNil(t, s.Recovered)
+	require.False(t, *s.Recovered)
+	require.EqualValues(t, 1, s.Seq)
+	require.NotEmpty(t, s.Epoch)
+}

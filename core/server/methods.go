@@ -305,11 +305,13 @@ func parseSubscribe(params json.RawMessage) (*subscribeParams, []string, *rpc.Er
 }
 
 // parseSince decodes subscribe's since, {"<channel>": {seq, epoch}}, whose
-// channels must be among names. Both seq and epoch are required: the
-// clients send back what a subscribe result gave them, which always has
-// both, and a position without its epoch could not be checked against
-// the channel's. Entries are checked in the order of their names, so the
-// error for a since with several bad entries is always the same.
+// channels must be among names. A member left out is no error: a position
+// without its epoch (or with an empty one) cannot be checked against the
+// channel's, so that resume answers recovered: false with the current
+// position (CONTRACT.md section 3: it cannot be done), as for a wrong
+// epoch; a missing seq is 0. A member of the wrong type is an error.
+// Entries are checked in the order of their names, so the error for a
+// since with several bad entries is always the same.
 func parseSince(raw json.RawMessage, names []string) (map[string]broker.Position, *rpc.Error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
@@ -354,23 +356,16 @@ func parseSinceEntry(field string, raw json.RawMessage) (broker.Position, *rpc.E
 		return broker.Position{}, invalidParams("%s: %v", field, err)
 	}
 	// A member given as null is there: its type is what is wrong.
-	switch {
-	case e.Seq == nil && e.Epoch == nil:
-		return broker.Position{}, invalidParams("%s: seq and epoch are missing; give the {seq, epoch} a subscribe result gave", field)
-	case e.Seq == nil:
-		return broker.Position{}, invalidParams("%s: seq is missing; give the {seq, epoch} a subscribe result gave", field)
-	case e.Epoch == nil:
-		return broker.Position{}, invalidParams("%s: epoch is missing; give the {seq, epoch} a subscribe result gave", field)
-	}
 	var pos broker.Position
-	if err := unmarshalMember(e.Seq, &pos.Seq); err != nil {
-		return broker.Position{}, invalidParams("%s.seq must be a non-negative integer, not %s", field, err)
+	if e.Seq != nil {
+		if err := unmarshalMember(e.Seq, &pos.Seq); err != nil {
+			return broker.Position{}, invalidParams("%s.seq must be a non-negative integer, not %s", field, err)
+		}
 	}
-	if err := unmarshalMember(e.Epoch, &pos.Epoch); err != nil {
-		return broker.Position{}, invalidParams("%s.epoch must be a string, not %s", field, err)
-	}
-	if pos.Epoch == "" {
-		return broker.Position{}, invalidParams("%s.epoch is empty; give the epoch a subscribe result gave", field)
+	if e.Epoch != nil {
+		if err := unmarshalMember(e.Epoch, &pos.Epoch); err != nil {
+			return broker.Position{}, invalidParams("%s.epoch must be a string, not %s", field, err)
+		}
 	}
 	return pos, nil
 }
