@@ -1,11 +1,13 @@
 package sdk
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -103,7 +105,8 @@ func (c Config) Decode(v any) error {
 }
 
 // decodeError rewrites mapstructure's first error into a ConfigError with
-// the key path and no Go type names where a plain word says it.
+// the key path and no Go type names or parser internals where a plain word
+// says it: the message names what the key takes and what it was given.
 func decodeError(err error) error {
 	var de *mapstructure.DecodeError
 	if !errors.As(err, &de) {
@@ -114,38 +117,59 @@ func decodeError(err error) error {
 	var pe *mapstructure.ParseError
 	var bd *badDuration
 	switch {
+	case errors.As(de, &bd):
+		msg = bd.message()
 	case errors.As(de, &ut):
 		msg = fmt.Sprintf("expected %s, got %s", describe(ut.Expected.Type()), describeValue(ut.Value))
 	case errors.As(de, &pe):
-		msg = fmt.Sprintf("expected %s, got %s: %v", describe(pe.Expected.Type()), describeValue(pe.Value), pe.Err)
-	case errors.As(de, &bd):
-		msg = fmt.Sprintf(`expected a duration such as "30s", got %q (units: ns, us, ms, s, m, h)`, bd.value)
+		msg = fmt.Sprintf("expected %s, got %s", describe(pe.Expected.Type()), describeValue(pe.Value))
+		if errors.Is(pe.Err, strconv.ErrRange) {
+			msg += " (out of range)"
+		}
 	}
 	return &ConfigError{Key: de.Name(), Message: msg}
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-// durationHook decodes "30s" into a time.Duration; a string that is not
-// one is a *badDuration, which keeps the value for the message.
+// durationHook decodes "30s" into a time.Duration. Anything else given for
+// a duration (a number without a unit, true, a list) is a *badDuration,
+// which keeps the value for the message: mapstructure would otherwise take
+// a number as nanoseconds.
 func durationHook(f, t reflect.Type, data any) (any, error) {
-	if f.Kind() != reflect.String || t != durationType {
+	if t != durationType || f == durationType {
 		return data, nil
 	}
-	d, err := time.ParseDuration(data.(string))
+	if _, isNumber := data.(json.Number); f.Kind() != reflect.String || isNumber {
+		return nil, &badDuration{value: data}
+	}
+	s := reflect.ValueOf(data).String()
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, &badDuration{value: data.(string), err: err}
+		return nil, &badDuration{value: s, err: err}
 	}
 	return d, nil
 }
 
+// badDuration is a value given for a duration that is not one.
 type badDuration struct {
-	value string
+	value any
 	err   error
 }
 
-func (e *badDuration) Error() string { return e.err.Error() }
+func (e *badDuration) Error() string { return e.message() }
 func (e *badDuration) Unwrap() error { return e.err }
+
+func (e *badDuration) message() string {
+	const units = "(units: ns, us, ms, s, m, h)"
+	switch v := e.value.(type) {
+	case string:
+		return fmt.Sprintf(`expected a duration such as "30s", got %q %s`, v, units)
+	case json.Number, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return fmt.Sprintf(`expected a duration such as "%vs", got the number %v: give it as a string with a unit %s`, v, v, units)
+	}
+	return fmt.Sprintf(`expected a duration such as "30s", got %s`, describeValue(e.value))
+}
 
 func describe(t reflect.Type) string {
 	if t == durationType {
@@ -154,9 +178,10 @@ func describe(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Bool:
 		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, 0 or more"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.String:
