@@ -361,10 +361,18 @@ func (d *decoder) unknownKey(pos hcl.Pos, path, what, name string, valid []strin
 func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
 	v, hd := a.Expr.Value(d.ctx)
 	if hd.HasErrors() {
-		for _, diag := range fromHCL(hd, d.filename, path, a.NameRange.Start) {
-			d.failed[path] = true
-			d.diags = append(d.diags, diag)
+		d.failed[path] = true
+		// In a list, the error is the element's, named by its index like
+		// the list's other errors (auth.api_keys[1]).
+		if tuple, ok := a.Expr.(*hclsyntax.TupleConsExpr); ok {
+			for i, e := range tuple.Exprs {
+				if _, ehd := e.Value(d.ctx); ehd.HasErrors() {
+					d.diags = append(d.diags, fromHCL(ehd, d.filename, fmt.Sprintf("%s[%d]", path, i), e.Range().Start)...)
+				}
+			}
+			return cty.NilVal, false
 		}
+		d.diags = append(d.diags, fromHCL(hd, d.filename, path, a.NameRange.Start)...)
 		return cty.NilVal, false
 	}
 	if hugeNumber(v) {
