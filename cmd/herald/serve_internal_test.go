@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/config"
+)
+
+// JSON logs show durations as the text logs do ("200ms"), from the root
+// logger and from its named and With subloggers, at every level; the admin
+// page's sink still gets every warning.
+func TestJSONLogsWriteDurationsAsText(t *testing.T) {
+	var buf bytes.Buffer
+	log := newLogger(&config.Config{Log: config.Log{Level: "trace", Format: "json"}}, &buf)
+	sink := &countSink{}
+	log.(hclog.InterceptLogger).RegisterSink(sink)
+
+	log.Info("root", "backoff", 200*time.Millisecond, "n", 3)
+	sub := log.Named("pluginhost").With("window", 3*time.Second)
+	sub.Warn("sub", "backoff", time.Minute)
+	sub.Named("plugin").Log(hclog.Error, "deeper", "wait", 1500*time.Microsecond)
+	log.ResetNamed("other").Trace("reset", "d", time.Duration(0))
+
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), l)
+		lines = append(lines, m)
+	}
+	require.Len(t, lines, 4, buf.String())
+	require.Equal(t, "200ms", lines[0]["backoff"])
+	require.Equal(t, float64(3), lines[0]["n"], "other values keep their JSON type")
+	require.Equal(t, "herald", lines[0]["@module"])
+	require.Equal(t, "1m0s", lines[1]["backoff"])
+	require.Equal(t, "3s", lines[1]["window"])
+	require.Equal(t, "herald.pluginhost", lines[1]["@module"])
+	require.Equal(t, "1.5ms", lines[2]["wait"])
+	require.Equal(t, "3s", lines[2]["window"])
+	require.Equal(t, "0s", lines[3]["d"])
+	require.Equal(t, 2, sink.warnings, "the sink sees the warning and the error")
+}
+
+type countSink struct{ warnings int }
+
+func (s *countSink) Accept(_ string, level hclog.Level, _ string, _ ...any) {
+	if level >= hclog.Warn {
+		s.warnings++
+	}
+}
