@@ -82,6 +82,7 @@ func (c Config) Decode(v any) error {
 		ErrorUnused:      true,
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			blockHook,
 			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
 		),
@@ -116,9 +117,12 @@ func decodeError(err error) error {
 	var ut *mapstructure.UnconvertibleTypeError
 	var pe *mapstructure.ParseError
 	var bd *badDuration
+	var nb *notBlock
 	switch {
 	case errors.As(de, &bd):
 		msg = bd.message()
+	case errors.As(de, &nb):
+		msg = nb.Error()
 	case errors.As(de, &ut):
 		msg = fmt.Sprintf("expected %s, got %s", describe(ut.Expected.Type()), describeValue(ut.Value))
 	case errors.As(de, &pe):
@@ -128,6 +132,39 @@ func decodeError(err error) error {
 		}
 	}
 	return &ConfigError{Key: de.Name(), Message: msg}
+}
+
+// blockHook refuses a value that is not a block where the struct wants
+// one (a struct or map field): mapstructure's own message names Go kinds
+// and not the value.
+func blockHook(f, t reflect.Type, data any) (any, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if data == nil || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map) || t == durationType {
+		return data, nil
+	}
+	switch f.Kind() {
+	case reflect.Map, reflect.Struct, reflect.Pointer, reflect.Interface:
+		return data, nil
+	case reflect.Slice:
+		// A list of blocks merges into a map (weak decoding); into a
+		// struct it cannot.
+		if t.Kind() == reflect.Map {
+			return data, nil
+		}
+	}
+	return nil, &notBlock{value: data}
+}
+
+// notBlock is a value given where a block is expected.
+type notBlock struct{ value any }
+
+func (e *notBlock) Error() string {
+	if l, ok := e.value.([]any); ok && len(l) > 1 && !slices.ContainsFunc(l, func(v any) bool { _, m := v.(map[string]any); return !m }) {
+		return fmt.Sprintf("expected one block, got %d: write it once", len(l))
+	}
+	return "expected a block, got " + describeValue(e.value)
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))

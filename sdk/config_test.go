@@ -74,7 +74,7 @@ type kindsCfg struct {
 	Waits   []time.Duration  `mapstructure:"waits"`
 	Opt     *time.Duration   `mapstructure:"opt"`
 	Named   map[string]int   `mapstructure:"named"`
-	Store   storeCfg         `mapstructure:"store"`
+	Store   *storeCfg        `mapstructure:"store"`
 	Per     map[string]int64 `mapstructure:"per"`
 }
 
@@ -101,6 +101,10 @@ func TestDecodeWrongValuesSayWhatTheKeyTakes(t *testing.T) {
 		{map[string]any{"name": map[string]any{"a": "b"}}, `config.name: expected a string, got a block`},
 		{map[string]any{"named": map[string]any{"a": "x"}}, `config.named[a]: expected a whole number, got "x"`},
 		{map[string]any{"per": map[string]any{"a": json.Number("1.5")}}, `config.per[a]: expected a whole number, got 1.5`},
+		{map[string]any{"store": "x"}, `config.store: expected a block, got "x"`},
+		{map[string]any{"store": json.Number("3")}, `config.store: expected a block, got 3`},
+		{map[string]any{"store": []any{map[string]any{"path": "a"}, map[string]any{"path": "b"}}}, `config.store: expected one block, got 2: write it once`},
+		{map[string]any{"named": "x"}, `config.named: expected a block, got "x"`},
 	} {
 		var c kindsCfg
 		var err error
@@ -117,7 +121,10 @@ func TestDecodeRightValuesOfEachKind(t *testing.T) {
 	require.NoError(t, sdk.NewConfig(map[string]any{
 		"window": "3s", "replicas": json.Number("2"), "limit": "4", "ratio": json.Number("0.5"), "on": true,
 		"name": "n", "tags": "a,b", "waits": []any{"1s", "2ms"}, "opt": "1m",
+		"store": map[string]any{"path": "p"}, "named": []any{map[string]any{"a": 1}, map[string]any{"b": 2}},
 	}).Decode(&c))
+	require.Equal(t, "p", c.Store.Path)
+	require.Equal(t, map[string]int{"a": 1, "b": 2}, c.Named)
 	require.Equal(t, 3*time.Second, c.Window)
 	require.Equal(t, 2, c.Replica)
 	require.Equal(t, uint(4), c.Limit)
