@@ -9,14 +9,13 @@ import (
 	_ "net/http/pprof" // served only on the -pprof address
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/server"
+	"github.com/heraldhq/herald/internal/logtext"
 	"github.com/heraldhq/herald/internal/rlimit"
 )
 
@@ -90,56 +89,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // newLogger builds herald's logger. It takes sinks (an InterceptLogger):
-// the admin page keeps the recent warnings and errors from one.
-//
-// In JSON, hclog writes a time.Duration as its integer nanoseconds
-// ("backoff":200000000) where the text form shows 200ms; every logger of
-// herald's then logs durations as that text ("backoff":"200ms"). hclog
-// hooks only subloggers, so the root is a sublogger of itself.
+// the admin page keeps the recent warnings and errors from one. Durations
+// are written as text in JSON too ("backoff":"200ms").
 func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
-	opts := &hclog.LoggerOptions{
+	return logtext.NewIntercept(&hclog.LoggerOptions{
 		Name:       "herald",
 		Level:      hclog.LevelFromString(cfg.Log.Level),
 		JSONFormat: cfg.Log.Format == "json",
 		Output:     w,
-	}
-	if !opts.JSONFormat {
-		return hclog.NewInterceptLogger(opts)
-	}
-	opts.SubloggerHook = func(sub hclog.Logger) hclog.Logger { return durationsAsText{sub} }
-	return hclog.NewInterceptLogger(opts).ResetNamedIntercept(opts.Name)
-}
-
-// durationsAsText logs the time.Duration values of its arguments as their
-// String form. Subloggers it makes (Named, With) are wrapped by the hook.
-type durationsAsText struct{ hclog.Logger }
-
-func (l durationsAsText) Log(level hclog.Level, msg string, args ...any) {
-	l.Logger.Log(level, msg, textDurations(args)...)
-}
-func (l durationsAsText) Trace(msg string, args ...any) { l.Log(hclog.Trace, msg, args...) }
-func (l durationsAsText) Debug(msg string, args ...any) { l.Log(hclog.Debug, msg, args...) }
-func (l durationsAsText) Info(msg string, args ...any)  { l.Log(hclog.Info, msg, args...) }
-func (l durationsAsText) Warn(msg string, args ...any)  { l.Log(hclog.Warn, msg, args...) }
-func (l durationsAsText) Error(msg string, args ...any) { l.Log(hclog.Error, msg, args...) }
-func (l durationsAsText) With(args ...any) hclog.Logger {
-	return l.Logger.With(textDurations(args)...)
-}
-
-// textDurations returns args with each time.Duration value (odd
-// positions: the values of key/value pairs) replaced by its String.
-func textDurations(args []any) []any {
-	var out []any
-	for i := 1; i < len(args); i += 2 {
-		if d, ok := args[i].(time.Duration); ok {
-			if out == nil {
-				out = slices.Clone(args)
-			}
-			out[i] = d.String()
-		}
-	}
-	if out == nil {
-		return args
-	}
-	return out
+	})
 }

@@ -1,4 +1,4 @@
-package main
+package logtext_test
 
 import (
 	"bytes"
@@ -10,17 +10,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/internal/logtext"
 )
 
 // JSON logs show durations as the text logs do ("200ms"), from the root
-// logger and from its named and With subloggers, at every level; the admin
-// page's sink still gets every warning.
+// logger and from its named and With subloggers, at every level; a sink
+// (the admin page's) still gets every warning.
 func TestJSONLogsWriteDurationsAsText(t *testing.T) {
 	var buf bytes.Buffer
-	log := newLogger(&config.Config{Log: config.Log{Level: "trace", Format: "json"}}, &buf)
+	log := logtext.NewIntercept(&hclog.LoggerOptions{Name: "herald", Level: hclog.Trace, JSONFormat: true, Output: &buf})
 	sink := &countSink{}
-	log.(hclog.InterceptLogger).RegisterSink(sink)
+	log.RegisterSink(sink)
 
 	log.Info("root", "backoff", 200*time.Millisecond, "n", 3)
 	sub := log.Named("pluginhost").With("window", 3*time.Second)
@@ -53,4 +53,21 @@ func (s *countSink) Accept(_ string, level hclog.Level, _ string, _ ...any) {
 	if level >= hclog.Warn {
 		s.warnings++
 	}
+}
+
+// The plugins' logger (plain, not intercepting) does the same.
+func TestPlainLoggerWritesDurationsAsText(t *testing.T) {
+	var buf bytes.Buffer
+	log := logtext.New(&hclog.LoggerOptions{Name: "chat", JSONFormat: true, Output: &buf})
+	log.Warn("watch ended", "retry_in", time.Second)
+	log.Named("x").With("ttl", 2*time.Second).Info("y")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &m))
+	require.Equal(t, "1s", m["retry_in"])
+	require.Equal(t, "chat", m["@module"])
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &m))
+	require.Equal(t, "2s", m["ttl"])
+	require.Equal(t, "chat.x", m["@module"])
 }
