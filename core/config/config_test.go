@@ -272,6 +272,11 @@ func TestEnvErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "in an object, named by its key",
+			src:  "plugin \"p\" {\n  command = \"x\"\n  env = { A = \"ok\", B = env(\"HERALD_TEST_UNSET\") }\n}\n" + auth,
+			want: []string{`config.hcl:3:25: plugin.p.env.B: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`},
+		},
+		{
 			name: "too many arguments",
 			src:  "auth {\n  token_secret = env(\"A\", \"b\", \"c\")\n  api_keys = [\"k\"]\n}\n",
 			want: []string{`config.hcl:2:18: auth.token_secret: env("A", ...): takes a name and at most one default, got 3 arguments`},
