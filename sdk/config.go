@@ -1,11 +1,13 @@
 package sdk
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,6 +82,7 @@ func (c Config) Decode(v any) error {
 		ErrorUnused:      true,
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			blockHook,
 			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
 		),
@@ -103,7 +106,8 @@ func (c Config) Decode(v any) error {
 }
 
 // decodeError rewrites mapstructure's first error into a ConfigError with
-// the key path and no Go type names where a plain word says it.
+// the key path and no Go type names or parser internals where a plain word
+// says it: the message names what the key takes and what it was given.
 func decodeError(err error) error {
 	var de *mapstructure.DecodeError
 	if !errors.As(err, &de) {
@@ -113,39 +117,96 @@ func decodeError(err error) error {
 	var ut *mapstructure.UnconvertibleTypeError
 	var pe *mapstructure.ParseError
 	var bd *badDuration
+	var nb *notBlock
 	switch {
+	case errors.As(de, &bd):
+		msg = bd.message()
+	case errors.As(de, &nb):
+		msg = nb.Error()
 	case errors.As(de, &ut):
 		msg = fmt.Sprintf("expected %s, got %s", describe(ut.Expected.Type()), describeValue(ut.Value))
 	case errors.As(de, &pe):
-		msg = fmt.Sprintf("expected %s, got %s: %v", describe(pe.Expected.Type()), describeValue(pe.Value), pe.Err)
-	case errors.As(de, &bd):
-		msg = fmt.Sprintf(`expected a duration such as "30s", got %q (units: ns, us, ms, s, m, h)`, bd.value)
+		msg = fmt.Sprintf("expected %s, got %s", describe(pe.Expected.Type()), describeValue(pe.Value))
+		if errors.Is(pe.Err, strconv.ErrRange) {
+			msg += " (out of range)"
+		}
 	}
 	return &ConfigError{Key: de.Name(), Message: msg}
 }
 
-var durationType = reflect.TypeOf(time.Duration(0))
-
-// durationHook decodes "30s" into a time.Duration; a string that is not
-// one is a *badDuration, which keeps the value for the message.
-func durationHook(f, t reflect.Type, data any) (any, error) {
-	if f.Kind() != reflect.String || t != durationType {
+// blockHook refuses a value that is not a block where the struct wants
+// one (a struct or map field): mapstructure's own message names Go kinds
+// and not the value.
+func blockHook(f, t reflect.Type, data any) (any, error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if data == nil || (t.Kind() != reflect.Struct && t.Kind() != reflect.Map) || t == durationType {
 		return data, nil
 	}
-	d, err := time.ParseDuration(data.(string))
+	switch f.Kind() {
+	case reflect.Map, reflect.Struct, reflect.Pointer, reflect.Interface:
+		return data, nil
+	case reflect.Slice:
+		// A list of blocks merges into a map (weak decoding); into a
+		// struct it cannot.
+		if t.Kind() == reflect.Map {
+			return data, nil
+		}
+	}
+	return nil, &notBlock{value: data}
+}
+
+// notBlock is a value given where a block is expected.
+type notBlock struct{ value any }
+
+func (e *notBlock) Error() string {
+	if l, ok := e.value.([]any); ok && len(l) > 1 && !slices.ContainsFunc(l, func(v any) bool { _, m := v.(map[string]any); return !m }) {
+		return fmt.Sprintf("expected one block, got %d: write it once", len(l))
+	}
+	return "expected a block, got " + describeValue(e.value)
+}
+
+var durationType = reflect.TypeOf(time.Duration(0))
+
+// durationHook decodes "30s" into a time.Duration. Anything else given for
+// a duration (a number without a unit, true, a list) is a *badDuration,
+// which keeps the value for the message: mapstructure would otherwise take
+// a number as nanoseconds.
+func durationHook(f, t reflect.Type, data any) (any, error) {
+	if t != durationType || f == durationType {
+		return data, nil
+	}
+	if _, isNumber := data.(json.Number); f.Kind() != reflect.String || isNumber {
+		return nil, &badDuration{value: data}
+	}
+	s := reflect.ValueOf(data).String()
+	d, err := time.ParseDuration(s)
 	if err != nil {
-		return nil, &badDuration{value: data.(string), err: err}
+		return nil, &badDuration{value: s, err: err}
 	}
 	return d, nil
 }
 
+// badDuration is a value given for a duration that is not one.
 type badDuration struct {
-	value string
+	value any
 	err   error
 }
 
-func (e *badDuration) Error() string { return e.err.Error() }
+func (e *badDuration) Error() string { return e.message() }
 func (e *badDuration) Unwrap() error { return e.err }
+
+func (e *badDuration) message() string {
+	const units = "(units: ns, us, ms, s, m, h)"
+	switch v := e.value.(type) {
+	case string:
+		return fmt.Sprintf(`expected a duration such as "30s", got %q %s`, v, units)
+	case json.Number, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return fmt.Sprintf(`expected a duration such as "%vs", got the number %v: give it as a string with a unit %s`, v, v, units)
+	}
+	return fmt.Sprintf(`expected a duration such as "30s", got %s`, describeValue(e.value))
+}
 
 func describe(t reflect.Type) string {
 	if t == durationType {
@@ -154,9 +215,10 @@ func describe(t reflect.Type) string {
 	switch t.Kind() {
 	case reflect.Bool:
 		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return "a whole number"
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number, 0 or more"
 	case reflect.Float32, reflect.Float64:
 		return "a number"
 	case reflect.String:

@@ -1,6 +1,7 @@
 package sdk_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -60,4 +61,75 @@ func TestDecodeAcceptsValidKeysAndDryRunIsSaid(t *testing.T) {
 	require.Equal(t, 3*time.Second, c.Window)
 	require.True(t, cfg.DryRun())
 	require.False(t, sdk.NewConfig(nil).DryRun())
+}
+
+type kindsCfg struct {
+	Window  time.Duration    `mapstructure:"window"`
+	Replica int              `mapstructure:"replicas"`
+	Limit   uint             `mapstructure:"limit"`
+	Ratio   float64          `mapstructure:"ratio"`
+	On      bool             `mapstructure:"on"`
+	Name    string           `mapstructure:"name"`
+	Tags    []string         `mapstructure:"tags"`
+	Waits   []time.Duration  `mapstructure:"waits"`
+	Opt     *time.Duration   `mapstructure:"opt"`
+	Named   map[string]int   `mapstructure:"named"`
+	Store   *storeCfg        `mapstructure:"store"`
+	Per     map[string]int64 `mapstructure:"per"`
+}
+
+// Values arrive from the host as a JSON decoder with UseNumber makes them:
+// a number is a json.Number. Each wrong value is a ConfigError at its key
+// saying what to give, never a panic or a Go parser's message.
+func TestDecodeWrongValuesSayWhatTheKeyTakes(t *testing.T) {
+	for _, tc := range []struct {
+		in   map[string]any
+		want string
+	}{
+		{map[string]any{"window": json.Number("3")}, `config.window: expected a duration such as "3s", got the number 3: give it as a string with a unit (units: ns, us, ms, s, m, h)`},
+		{map[string]any{"window": 3}, `config.window: expected a duration such as "3s", got the number 3: give it as a string with a unit (units: ns, us, ms, s, m, h)`},
+		{map[string]any{"window": true}, `config.window: expected a duration such as "30s", got true`},
+		{map[string]any{"window": []any{"1s"}}, `config.window: expected a duration such as "30s", got a list`},
+		{map[string]any{"opt": json.Number("2")}, `config.opt: expected a duration such as "2s", got the number 2: give it as a string with a unit (units: ns, us, ms, s, m, h)`},
+		{map[string]any{"waits": []any{"1s", json.Number("5")}}, `config.waits[1]: expected a duration such as "5s", got the number 5: give it as a string with a unit (units: ns, us, ms, s, m, h)`},
+		{map[string]any{"replicas": "two"}, `config.replicas: expected a whole number, got "two"`},
+		{map[string]any{"replicas": json.Number("2.5")}, `config.replicas: expected a whole number, got 2.5`},
+		{map[string]any{"replicas": json.Number("99999999999999999999")}, `config.replicas: expected a whole number, got 99999999999999999999 (out of range)`},
+		{map[string]any{"limit": json.Number("-1")}, `config.limit: expected a whole number, 0 or more, got -1`},
+		{map[string]any{"ratio": "half"}, `config.ratio: expected a number, got "half"`},
+		{map[string]any{"on": "yes please"}, `config.on: expected true or false, got "yes please"`},
+		{map[string]any{"name": map[string]any{"a": "b"}}, `config.name: expected a string, got a block`},
+		{map[string]any{"named": map[string]any{"a": "x"}}, `config.named[a]: expected a whole number, got "x"`},
+		{map[string]any{"per": map[string]any{"a": json.Number("1.5")}}, `config.per[a]: expected a whole number, got 1.5`},
+		{map[string]any{"store": "x"}, `config.store: expected a block, got "x"`},
+		{map[string]any{"store": json.Number("3")}, `config.store: expected a block, got 3`},
+		{map[string]any{"store": []any{map[string]any{"path": "a"}, map[string]any{"path": "b"}}}, `config.store: expected one block, got 2: write it once`},
+		{map[string]any{"named": "x"}, `config.named: expected a block, got "x"`},
+	} {
+		var c kindsCfg
+		var err error
+		require.NotPanics(t, func() { err = sdk.NewConfig(tc.in).Decode(&c) }, "%v", tc.in)
+		var ce *sdk.ConfigError
+		require.True(t, errors.As(err, &ce), "%v: %v", tc.in, err)
+		require.Equal(t, tc.want, ce.Error(), "%v", tc.in)
+		require.NotContains(t, ce.Error(), "strconv")
+	}
+}
+
+func TestDecodeRightValuesOfEachKind(t *testing.T) {
+	var c kindsCfg
+	require.NoError(t, sdk.NewConfig(map[string]any{
+		"window": "3s", "replicas": json.Number("2"), "limit": "4", "ratio": json.Number("0.5"), "on": true,
+		"name": "n", "tags": "a,b", "waits": []any{"1s", "2ms"}, "opt": "1m",
+		"store": map[string]any{"path": "p"}, "named": []any{map[string]any{"a": 1}, map[string]any{"b": 2}},
+	}).Decode(&c))
+	require.Equal(t, "p", c.Store.Path)
+	require.Equal(t, map[string]int{"a": 1, "b": 2}, c.Named)
+	require.Equal(t, 3*time.Second, c.Window)
+	require.Equal(t, 2, c.Replica)
+	require.Equal(t, uint(4), c.Limit)
+	require.Equal(t, 0.5, c.Ratio)
+	require.Equal(t, []string{"a", "b"}, c.Tags)
+	require.Equal(t, []time.Duration{time.Second, 2 * time.Millisecond}, c.Waits)
+	require.Equal(t, time.Minute, *c.Opt)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
+	"github.com/heraldhq/herald/internal/logtext"
 	"github.com/heraldhq/herald/sdk/internal/harness"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
@@ -86,7 +87,9 @@ func newLogger(p Plugin) hclog.Logger {
 	if level == hclog.NoLevel {
 		level = hclog.Info
 	}
-	return hclog.New(&hclog.LoggerOptions{
+	// Durations as text ("1s"): the host re-logs these JSON values as
+	// they are, in its text and JSON logs alike.
+	return logtext.New(&hclog.LoggerOptions{
 		Name:       p.Manifest().Name,
 		Level:      level,
 		Output:     os.Stderr,

@@ -163,12 +163,25 @@ type boltOpener struct {
 	maxBytes int64
 }
 
-func (o boltOpener) OpenState(_ context.Context, plugin string) (state.Store, error) {
+// OpenState waits for the file's lock (another herald holding it) for at
+// most half the time the plugin's start has left (ctx carries the start's
+// deadline), and never longer than the store's own default: the store's
+// "still locked ... (another herald using it?)" must reach the operator,
+// not the start's "context deadline exceeded".
+func (o boltOpener) OpenState(ctx context.Context, plugin string) (state.Store, error) {
 	if err := os.MkdirAll(o.dir, 0o750); err != nil {
 		return nil, fmt.Errorf("state.dir: %w", err)
 	}
-	return boltstate.Open(filepath.Join(o.dir, plugin+".db"), boltstate.Options{MaxBytes: o.maxBytes})
+	opts := boltstate.Options{MaxBytes: o.maxBytes}
+	if dl, ok := ctx.Deadline(); ok {
+		opts.OpenTimeout = min(max(time.Until(dl)/2, minLockWait), boltstate.DefaultOpenTimeout)
+	}
+	return boltstate.Open(filepath.Join(o.dir, plugin+".db"), opts)
 }
+
+// minLockWait is the least a state file's lock is waited for, however
+// close the caller's deadline.
+const minLockWait = 100 * time.Millisecond
 
 // jsOpener keeps each plugin's State in the JetStream KV bucket
 // herald_state_<plugin>, shared by the plugin's processes on every node.

@@ -71,6 +71,18 @@ func TestValidateStartsPluginsInADryRun(t *testing.T) {
 		require.Contains(t, stderr, "herald serve: "+want+"\n")
 	})
 
+	// A value of the wrong kind is reported at its key like a typo, and
+	// says what to give: a number for a duration, a word for a number.
+	t.Run("wrong kind of value", func(t *testing.T) {
+		body := preamble + fmt.Sprintf("plugin \"chat\" {\n  command = %q\n  config {\n    entering_window = 3\n  }\n}\n", heraldtest.Binary(t, "plugins/chat")) +
+			fmt.Sprintf("plugin \"kb\" {\n  command = %q\n  config {\n    index_replicas = \"two\"\n  }\n}\n", heraldtest.Binary(t, "plugins/kb"))
+		path := writeConfig(t, body)
+		stdout, stderr, code := herald(t, "validate", "-config", path)
+		require.Equal(t, 1, code, stdout)
+		require.Equal(t, fmt.Sprintf("%s:%d:5: plugin.chat.config.entering_window: expected a duration such as \"3s\", got the number 3: give it as a string with a unit (units: ns, us, ms, s, m, h)\n", path, lineOf(t, body, "entering_window"))+
+			fmt.Sprintf("%s:%d:5: plugin.kb.config.index_replicas: expected a whole number, got \"two\"\n", path, lineOf(t, body, "index_replicas")), stderr)
+	})
+
 	// Claims and handshakes are reported at their block too, one line
 	// each, and validate prints its findings only (no host log lines).
 	t.Run("two plugins claim one prefix", func(t *testing.T) {

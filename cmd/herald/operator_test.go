@@ -235,3 +235,55 @@ func TestAdminPageInABrowser(t *testing.T) {
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin-page.png"), png, 0o644))
 }
+
+// With log.format = "json", durations read as in the text form: herald's
+// own ("next_attempt_in":"400ms") and a plugin's, re-logged by herald.
+func TestJSONLogDurationsAreText(t *testing.T) {
+	body := preamble + "log {\n  format = \"json\"\n}\n" + pluginBlock("tester", "internal/testplugins/tester",
+		fmt.Sprintf("  env = { TESTER_CONFIGURE_DELAY = \"10ms\", TESTER_STATE_UNTIL = %q }", filepath.Join(t.TempDir(), "never")))(t)
+	cmd := exec.Command(heraldtest.Binary(t, "cmd/herald"), "serve", "-config", writeConfig(t, body))
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	// The reader ends when herald's stderr closes (the cleanup kills it)
+	// or, before that, when the test is done with it.
+	lines, done := make(chan map[string]any), make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) != nil {
+				continue
+			}
+			select {
+			case lines <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+	var plugin, own map[string]any
+	timeout := time.After(heraldtest.Timeout)
+	for plugin == nil || own == nil {
+		select {
+		case m, ok := <-lines:
+			require.True(t, ok, "herald exited")
+			switch m["@message"] {
+			case "configure delayed":
+				plugin = m
+			case "restart failed":
+				own = m
+			}
+		case <-timeout:
+			t.Fatalf("no plugin line with a duration (%v) or no restart line (%v)", plugin, own)
+		}
+	}
+	require.Equal(t, "10ms", plugin["delay"], "%v", plugin)
+	require.IsType(t, "", own["next_attempt_in"], "%v", own)
+	_, err = time.ParseDuration(own["next_attempt_in"].(string))
+	require.NoError(t, err, "%v", own)
+}

@@ -53,7 +53,7 @@ func newPluginFlags(stdout, stderr io.Writer) pluginFlags {
 	fs := newFlags("plugin", "new NAME [-dir DIR] [-module PATH] [-herald DIR] [-tidy=false]", stdout, stderr)
 	return pluginFlags{
 		fs:     fs,
-		dir:    fs.String("dir", "", "directory to write (default: ./NAME); it must not exist or be empty"),
+		dir:    fs.String("dir", "", "directory to write (default: ./NAME), outside Herald's checkout; it must not exist or be empty"),
 		module: fs.String("module", "", "the plugin's Go module path (default: example.com/NAME)"),
 		herald: fs.String("herald", "", "a checkout of Herald's repository, for go.mod's replace directive (default: the checkout around the current directory)"),
 		// No backquotes here: package flag would show the quoted words
@@ -94,11 +94,18 @@ func runPluginNew(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := emptyDir(*dir); err != nil {
-		return err
-	}
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
+		return err
+	}
+	// A plugin is its own module, built against the checkout through a
+	// replace directive; written inside the checkout it would be files in
+	// Herald's repository (the usual first try: plugin new NAME there).
+	if within(abs, src) {
+		return fmt.Errorf("%s is inside the Herald checkout %s: a plugin lives outside it; give -dir, for example -dir %s (its go.mod points back at the checkout)",
+			*dir, src, filepath.Join(filepath.Dir(src), name))
+	}
+	if err := emptyDir(*dir); err != nil {
 		return err
 	}
 	data := map[string]string{
@@ -143,6 +150,12 @@ func runPluginNew(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "\nNext:\n  cd %s && %sgo test ./... && go build -o %s .\nthen load it with a plugin %q block (see %s).\n",
 		*dir, tidyStep, name, name, filepath.Join(*dir, "README.md"))
 	return nil
+}
+
+// within reports whether path is dir or below it.
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // heraldCheckout finds the Herald repository the plugin builds against:

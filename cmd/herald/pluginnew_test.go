@@ -80,3 +80,30 @@ func TestPluginNewRefusesBadInput(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "plugin new NAME")
 }
+
+// The plugin is written outside Herald's checkout, as the README says:
+// inside it (the default ./NAME when run in the checkout, or a -dir in it)
+// it is refused with the -dir to give, and nothing is written.
+func TestPluginNewRefusesADirectoryInsideTheCheckout(t *testing.T) {
+	checkout := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(checkout, "go.mod"), []byte("module github.com/heraldhq/herald\n\ngo 1.24\n"), 0o600))
+	sub := filepath.Join(checkout, "cmd")
+	require.NoError(t, os.MkdirAll(sub, 0o755))
+
+	cmd := exec.Command(heraldtest.Binary(t, "cmd/herald"), "plugin", "new", "greeter", "-tidy=false")
+	cmd.Dir = sub
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err, "%s", out)
+	require.Contains(t, string(out), "greeter is inside the Herald checkout "+checkout+": a plugin lives outside it; give -dir, for example -dir "+filepath.Join(filepath.Dir(checkout), "greeter"))
+	require.NoDirExists(t, filepath.Join(sub, "greeter"))
+
+	_, stderr, code := herald(t, "plugin", "new", "greeter", "-tidy=false", "-herald", checkout, "-dir", filepath.Join(checkout, "plugins", "greeter"))
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "is inside the Herald checkout")
+	require.NoDirExists(t, filepath.Join(checkout, "plugins"))
+
+	outside := filepath.Join(t.TempDir(), "greeter")
+	_, stderr, code = herald(t, "plugin", "new", "greeter", "-tidy=false", "-herald", checkout, "-dir", outside)
+	require.Equal(t, 0, code, stderr)
+	require.FileExists(t, filepath.Join(outside, "go.mod"))
+}

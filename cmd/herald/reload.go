@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,7 +24,7 @@ func watchHUP() chan os.Signal {
 
 // reloader applies the config file on each SIGHUP: it reads the file once,
 // checks all of it (the core's keys, then every added or changed plugin in
-// a dry run and their claims), and only then hands that one config to the
+// a dry run and their claims, the latter even when the former fail), and only then hands that one config to the
 // server (what can change at run time) and to the plugin host (plugins
 // added, removed or restarted). A file that fails any check is logged,
 // one line per problem as `herald validate` prints them, and the running
@@ -51,17 +52,25 @@ func (r *reloader) run(ctx context.Context, hup chan os.Signal) {
 }
 
 func (r *reloader) reload(ctx context.Context) {
-	cfg, err := config.Load(r.path)
+	// Every problem at once, as herald validate reports them: the core's,
+	// then those of each plugin block that decoded (its dry run), even
+	// when the core's keys have errors.
+	cfg, err := config.LoadPartial(r.path)
+	var errs []error
 	if err != nil {
-		r.reject(err)
+		errs = append(errs, err)
+	}
+	if cfg != nil {
+		if perr := r.plugins.manager.Preflight(ctx, cfg.Plugins); perr != nil {
+			errs = append(errs, perr)
+		}
+	}
+	if len(errs) > 0 {
+		r.reject(errors.Join(errs...))
 		return
 	}
 	if r.listen != "" {
 		cfg.Server.Listen = r.listen
-	}
-	if err := r.plugins.manager.Preflight(ctx, cfg.Plugins); err != nil {
-		r.reject(err)
-		return
 	}
 	r.log.Info("reload: config re-read", "plugins", len(cfg.Plugins))
 	r.srv.Reload(cfg)

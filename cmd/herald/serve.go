@@ -15,6 +15,7 @@ import (
 
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/server"
+	"github.com/heraldhq/herald/internal/logtext"
 	"github.com/heraldhq/herald/internal/rlimit"
 )
 
@@ -88,9 +89,10 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 }
 
 // newLogger builds herald's logger. It takes sinks (an InterceptLogger):
-// the admin page keeps the recent warnings and errors from one.
+// the admin page keeps the recent warnings and errors from one. Durations
+// are written as text in JSON too ("backoff":"200ms").
 func newLogger(cfg *config.Config, w io.Writer) hclog.Logger {
-	return hclog.NewInterceptLogger(&hclog.LoggerOptions{
+	return logtext.NewIntercept(&hclog.LoggerOptions{
 		Name:       "herald",
 		Level:      hclog.LevelFromString(cfg.Log.Level),
 		JSONFormat: cfg.Log.Format == "json",

@@ -16,7 +16,7 @@ func (d *decoder) validateAdmin(c *Config) {
 		switch {
 		case !validListen(s.AdminListen):
 			d.errorf(d.posOf("server.admin_listen"), "server.admin_listen",
-				`must be host:port, such as "127.0.0.1:7513" (got %q); remove the key to serve /metrics and the admin page on server.listen`, s.AdminListen)
+				`must be host:port, such as "127.0.0.1:7513"%s (got %q); remove the key to serve /metrics and the admin page on server.listen`, portRange(s.AdminListen), s.AdminListen)
 		case s.AdminListen == s.Listen:
 			d.errorf(d.posOf("server.admin_listen"), "server.admin_listen",
 				"must differ from server.listen (%q): it is a second listener; remove the key to serve everything on server.listen", s.Listen)

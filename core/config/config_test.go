@@ -262,7 +262,20 @@ func TestEnvErrors(t *testing.T) {
 		{
 			name: "empty without default",
 			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [env(\"HERALD_TEST_EMPTY\")]\n}\n",
-			want: []string{`config.hcl:3:15: auth.api_keys: env("HERALD_TEST_EMPTY"): environment variable HERALD_TEST_EMPTY is not set; set it or give a default: env("HERALD_TEST_EMPTY", "...")`},
+			want: []string{`config.hcl:3:15: auth.api_keys[0]: env("HERALD_TEST_EMPTY"): environment variable HERALD_TEST_EMPTY is not set; set it or give a default: env("HERALD_TEST_EMPTY", "...")`},
+		},
+		{
+			name: "in a list, named by its index",
+			src:  "auth {\n  token_secret = \"s\"\n  api_keys = [\"k\", env(\"HERALD_TEST_UNSET\")]\n}\nplugin \"p\" {\n  command = \"x\"\n  config {\n    dirs = [env(\"HERALD_TEST_UNSET\", \"d\"), env(\"HERALD_TEST_UNSET\")]\n  }\n}\n",
+			want: []string{
+				`config.hcl:3:20: auth.api_keys[1]: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`,
+				`config.hcl:8:44: plugin.p.config.dirs[1]: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`,
+			},
+		},
+		{
+			name: "in an object, named by its key",
+			src:  "plugin \"p\" {\n  command = \"x\"\n  env = { A = \"ok\", B = env(\"HERALD_TEST_UNSET\") }\n}\n" + auth,
+			want: []string{`config.hcl:3:25: plugin.p.env.B: env("HERALD_TEST_UNSET"): environment variable HERALD_TEST_UNSET is not set; set it or give a default: env("HERALD_TEST_UNSET", "...")`},
 		},
 		{
 			name: "too many arguments",

@@ -362,10 +362,39 @@ func (d *decoder) unknownKey(pos hcl.Pos, path, what, name string, valid []strin
 func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
 	v, hd := a.Expr.Value(d.ctx)
 	if hd.HasErrors() {
-		for _, diag := range fromHCL(hd, d.filename, path, a.NameRange.Start) {
-			d.failed[path] = true
-			d.diags = append(d.diags, diag)
+		d.failed[path] = true
+		before := len(d.diags)
+		switch e := a.Expr.(type) {
+		case *hclsyntax.TupleConsExpr:
+			// In a list, the error is the element's, named by its index
+			// like the list's other errors (auth.api_keys[1]).
+			for i, el := range e.Exprs {
+				if _, ehd := el.Value(d.ctx); ehd.HasErrors() {
+					d.diags = append(d.diags, fromHCL(ehd, d.filename, fmt.Sprintf("%s[%d]", path, i), el.Range().Start)...)
+				}
+			}
+		case *hclsyntax.ObjectConsExpr:
+			// In an object (a plugin's env = { ... }), the entry's, named
+			// by its key.
+			for _, item := range e.Items {
+				k, khd := item.KeyExpr.Value(d.ctx)
+				if khd.HasErrors() {
+					d.diags = append(d.diags, fromHCL(khd, d.filename, path, item.KeyExpr.Range().Start)...)
+					continue
+				}
+				if _, ehd := item.ValueExpr.Value(d.ctx); ehd.HasErrors() {
+					entry := path
+					if k.IsKnown() && !k.IsNull() && k.Type() == cty.String {
+						entry = path + "." + k.AsString()
+					}
+					d.diags = append(d.diags, fromHCL(ehd, d.filename, entry, item.ValueExpr.Range().Start)...)
+				}
+			}
 		}
+		if len(d.diags) > before {
+			return cty.NilVal, false
+		}
+		d.diags = append(d.diags, fromHCL(hd, d.filename, path, a.NameRange.Start)...)
 		return cty.NilVal, false
 	}
 	if hugeNumber(v) {

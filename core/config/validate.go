@@ -32,7 +32,7 @@ func (d *decoder) validate(c *Config) {
 	}
 
 	check("server.listen", validListen(c.Server.Listen),
-		`must be host:port, such as "127.0.0.1:7512" or ":7512" (got %q)`, c.Server.Listen)
+		`must be host:port, such as "127.0.0.1:7512" or ":7512"%s (got %q)`, portRange(c.Server.Listen), c.Server.Listen)
 	notNegative("server.ping_interval", int64(c.Server.PingInterval), c.Server.PingInterval.String())
 	d.validateTLS(c)
 	d.validateAdmin(c)
@@ -94,6 +94,12 @@ func (d *decoder) validate(c *Config) {
 		check("state.dir", !c.State.DirSet,
 			`is for one node: with broker "nats" every plugin's State lives in JetStream, shared by all nodes; remove state.dir`)
 	}
+	if c.Broker.Kind != "nats" {
+		// An empty dir would be resolved to nothing at all: every plugin's
+		// State would then fail to open, again and again, at run time.
+		check("state.dir", strings.TrimSpace(c.State.Dir) != "",
+			`must not be empty: the directory where Herald keeps every plugin's State, such as dir = "data/state" (relative to the config file); remove the key for that default`)
+	}
 	atLeast("state.max_bytes", c.State.MaxBytes, 65536)
 
 	check("log.level", slices.Contains(logLevels, c.Log.Level),
@@ -116,6 +122,22 @@ func (d *decoder) validate(c *Config) {
 				c.State.Dir, filepath.Join(filepath.Dir(filepath.Clean(c.State.Dir)), p.Name))
 		}
 	}
+}
+
+// portRange says what is wrong with a listen address's port when it is a
+// number out of range, and nothing otherwise.
+func portRange(s string) string {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return ""
+	}
+	if _, err := strconv.Atoi(port); err == nil {
+		return ", with a port from 0 to 65535"
+	}
+	if port != "" {
+		return ", with a port number from 0 to 65535"
+	}
+	return ""
 }
 
 // validListen accepts what net.Listen("tcp", ...) would: an optional host

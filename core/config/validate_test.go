@@ -287,12 +287,17 @@ func TestValidation(t *testing.T) {
 		{
 			name: "listen with a named port",
 			src:  "server {\n  listen = \"localhost:http\"\n}\n" + auth,
-			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "localhost:http")`},
+			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512", with a port number from 0 to 65535 (got "localhost:http")`},
 		},
 		{
 			name: "listen port out of range",
 			src:  "server {\n  listen = \"[::1]:70000\"\n}\n" + auth,
-			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512" (got "[::1]:70000")`},
+			want: []string{`config.hcl:2:3: server.listen: must be host:port, such as "127.0.0.1:7512" or ":7512", with a port from 0 to 65535 (got "[::1]:70000")`},
+		},
+		{
+			name: "state dir empty",
+			src:  "state {\n  dir = \"\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: state.dir: must not be empty: the directory where Herald keeps every plugin's State, such as dir = "data/state" (relative to the config file); remove the key for that default`},
 		},
 		{
 			name: "empty origin",

@@ -23,7 +23,7 @@ type Options struct {
 	Core       Core                  // required
 	Registerer prometheus.Registerer // default: a private registry (metrics not exported)
 	// StartTimeout bounds a plugin's start: handshake, manifest, configure.
-	// Default 10s.
+	// Default DefaultStartTimeout.
 	StartTimeout time.Duration
 	// CallTimeout bounds one call, authorization, event delivery or client
 	// call. Default 30s.
@@ -49,12 +49,18 @@ type Options struct {
 	LogLinesPerSecond int
 }
 
+// DefaultStartTimeout is Options.StartTimeout's default. What a plugin
+// waits for while it starts (its State store, say) must give up well
+// before it, so that its own error, not the start's deadline, is the one
+// reported.
+const DefaultStartTimeout = 10 * time.Second
+
 func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
 	}
 	if o.StartTimeout <= 0 {
-		o.StartTimeout = 10 * time.Second
+		o.StartTimeout = DefaultStartTimeout
 	}
 	if o.CallTimeout <= 0 {
 		o.CallTimeout = 30 * time.Second

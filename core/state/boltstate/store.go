@@ -25,16 +25,19 @@ type Options struct {
 	// gets a Reset instead (default 1024).
 	WatchBuffer int
 	// OpenTimeout bounds the wait for the file's lock, held while a
-	// previous herald is still closing it (default 10s).
+	// previous herald is still closing it, or by another herald on the
+	// same file (default 2s: well under a plugin's start limit, so that
+	// "still locked" is what the operator reads; a plugin whose store is
+	// unavailable is restarted with backoff, which covers a slow close).
 	OpenTimeout time.Duration
 	// Now is the clock of TTLs (default time.Now); for tests.
 	Now func() time.Time
 }
 
-const (
-	defaultWatchBuffer = 1024
-	defaultOpenTimeout = 10 * time.Second
-)
+const defaultWatchBuffer = 1024
+
+// DefaultOpenTimeout is Options.OpenTimeout's default.
+const DefaultOpenTimeout = 2 * time.Second
 
 var (
 	bucketEntries  = []byte("entries")  // key → record
@@ -72,7 +75,7 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.WatchBuffer = defaultWatchBuffer
 	}
 	if opts.OpenTimeout <= 0 {
-		opts.OpenTimeout = defaultOpenTimeout
+		opts.OpenTimeout = DefaultOpenTimeout
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -86,6 +86,7 @@ func (t *tester) Configure(_ context.Context, h sdk.Host, cfg sdk.Config) error 
 	// makes it fail on a real start only, not in a dry run (a plugin whose
 	// config is right but whose store cannot be opened).
 	if d, err := time.ParseDuration(os.Getenv("TESTER_CONFIGURE_DELAY")); err == nil {
+		h.Logger().Info("configure delayed", "delay", d) // a duration in the plugin's log
 		time.Sleep(d)
 	}
 	if msg := os.Getenv("TESTER_CONFIGURE_FAIL"); msg != "" {
