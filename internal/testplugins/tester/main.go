@@ -65,6 +65,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "online", Handler: t.online},
 			{Name: "spawn", Handler: spawn},
 			{Name: "raw", Handler: raw},
+			{Name: "fail", Handler: fail},
 		},
 		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
 		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
@@ -407,4 +408,22 @@ func raw(_ context.Context, c *sdk.Call) (any, error) {
 		return nil, sdk.InvalidParams("params.b64: "+err.Error(), nil)
 	}
 	return json.RawMessage(b), nil
+}
+
+// fail answers with the error params describe as it is (data from
+// data_b64, JSON or not): what a faulty plugin might send.
+func fail(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct {
+		Code    int
+		Message string
+		DataB64 string `json:"data_b64"`
+	}
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	data, err := base64.StdEncoding.DecodeString(p.DataB64)
+	if err != nil {
+		return nil, sdk.InvalidParams("params.data_b64: "+err.Error(), nil)
+	}
+	return nil, &sdk.Error{Code: p.Code, Message: p.Message, Data: data}
 }

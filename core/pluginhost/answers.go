@@ -1,0 +1,80 @@
+package pluginhost
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/heraldhq/herald/core/rpc"
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
+)
+
+// What a plugin answers reaches clients inside frames the core writes by
+// splicing bytes (rpc.AppendResult, rpc.AppendError) and HTTP bodies: a
+// plugin is code the operator may not have written, so each answer is
+// checked here, once, before anything splices it.
+
+// validJSON reports whether b is exactly one JSON value (surrounding
+// whitespace allowed, trailing data not) in UTF-8: what may be spliced
+// into a WebSocket text frame as a member's value. json.Valid alone
+// accepts invalid UTF-8 inside strings.
+func validJSON(b []byte) bool { return utf8.Valid(b) && json.Valid(b) }
+
+// checkResult refuses a call's result that is not exactly one JSON value:
+// spliced as it is after `"result":`, anything more would forge members of
+// the client's frame (another method, another notification).
+func checkResult(plugin, method string, res []byte) *rpc.Error {
+	if !utf8.Valid(res) {
+		// The answer goes out in a WebSocket text frame, which must be
+		// UTF-8: a client would fail its connection on it.
+		return rpc.Errorf(rpc.CodeInternal, "plugin %q answered %s with bytes that are not UTF-8", plugin, method)
+	}
+	if !json.Valid(res) {
+		return rpc.Errorf(rpc.CodeInternal, "plugin %q answered %s with a result that is not one valid JSON value", plugin, method)
+	}
+	return nil
+}
+
+// pluginCodes are the codes a plugin's error may carry to a client: those
+// of the contract's table (CONTRACT.md section 3) that say something about
+// a call. Parse error and invalid request describe the client's frame,
+// which the plugin never saw, so they are not among them.
+var pluginCodes = map[int]bool{
+	rpc.CodeMethodNotFound:    true,
+	rpc.CodeInvalidParams:     true,
+	rpc.CodeInternal:          true,
+	rpc.CodeUnauthenticated:   true,
+	rpc.CodeForbidden:         true,
+	rpc.CodeUnknownNamespace:  true,
+	rpc.CodeLimitExceeded:     true,
+	rpc.CodeRateLimited:       true,
+	rpc.CodePluginUnavailable: true,
+}
+
+// fromPBError turns a plugin's error into the one its caller gets. Clients
+// branch on the contract's codes, so a code outside pluginCodes becomes
+// -32603, the message kept and the code named in it; an empty message is
+// given one naming the plugin. Data that is not one JSON value (it would
+// be spliced after `"data":`) is dropped, and the message says so.
+func fromPBError(plugin string, e *pluginpb.Error) *rpc.Error {
+	out := &rpc.Error{Code: int(e.GetCode()), Message: e.GetMessage()}
+	if !pluginCodes[out.Code] {
+		if out.Message == "" {
+			out.Message = fmt.Sprintf("plugin %q failed with error code %d, which is not one of Herald's", plugin, out.Code)
+		} else {
+			out.Message = fmt.Sprintf("%s (plugin %q's error code %d is not one of Herald's)", out.Message, plugin, out.Code)
+		}
+		out.Code = rpc.CodeInternal
+	}
+	if out.Message == "" {
+		out.Message = fmt.Sprintf("plugin %q failed and gave no message", plugin)
+	}
+	if d := e.GetData(); len(d) > 0 {
+		if validJSON(d) {
+			out.Data = d
+		} else {
+			out.Message += fmt.Sprintf(" (plugin %q's error data was not valid JSON and was dropped)", plugin)
+		}
+	}
+	return out
+}
