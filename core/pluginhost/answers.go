@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
@@ -77,4 +78,22 @@ func fromPBError(plugin string, e *pluginpb.Error) *rpc.Error {
 		}
 	}
 	return out
+}
+
+// clientParams checks the params of a plugin's call to a client: spliced
+// after `"params":` in the request frame, they must be one JSON object or
+// array, as JSON-RPC 2.0 wants params. None (empty or null) sends a
+// request without params.
+func clientParams(plugin, method string, params []byte) ([]byte, *rpc.Error) {
+	t := bytes.TrimSpace(params)
+	if len(t) == 0 || string(t) == "null" {
+		return nil, nil
+	}
+	if !utf8.Valid(t) {
+		return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %q: the params of %s are not UTF-8; a WebSocket text frame must be", plugin, method)
+	}
+	if (t[0] != '{' && t[0] != '[') || !json.Valid(t) {
+		return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %q: the params of %s must be one JSON object or array (JSON-RPC 2.0 params), or none", plugin, method)
+	}
+	return t, nil
 }

@@ -24,7 +24,7 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newManager(t, core, func(o *pluginhost.Options) { o.Registerer = reg })
 	p := block(t, "tester", "tester", nil)
-	p.EmitChannels = []string{"news", "alerts:*"}
+	p.EmitChannels = []string{"news", "echo:r*", "alerts:*"}
 	echo := block(t, "echo", "echo", nil)
 	require.NoError(t, m.Apply(bg, []config.Plugin{p, echo}))
 
@@ -32,16 +32,17 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 		params, _ := json.Marshal(map[string]any{"channels": channels})
 		return m.Call(bg, "tester", "emit", backend, params)
 	}
-	_, err := emit("tester:a", "news", "alerts:fire", "alerts:x:y")
+	_, err := emit("tester:a", "news", "echo:room", "echo:r:x:y")
 	require.NoError(t, err)
 	require.Equal(t, 4, core.count)
 
 	for _, ch := range []string{
 		"chat:user:42", // another plugin's namespace (nobody's here)
-		"echo:alice",   // a running plugin's channel
+		"echo:alice",   // a running plugin's channel that the block does not list
 		"config",       // the core's: fake servers_busy
 		"newsroom",     // exact names are exact
 		"alerts",       // "alerts:*" is a prefix with the colon
+		"alerts:fire",  // listed, but no plugin owns "alerts": nobody could subscribe
 		"testerx:a",    // not the tester prefix
 	} {
 		_, err := emit("tester:a", ch, "tester:b")
@@ -53,7 +54,7 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 		require.Contains(t, e.Message, "emit_channels")
 	}
 	require.Equal(t, 4, core.count, "a refused batch publishes nothing, not even its allowed part")
-	require.Equal(t, 18.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
+	require.Equal(t, 21.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
 	require.Equal(t, 4.0, counter(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
 	require.Equal(t, float64(core.batches), counter(t, reg, "herald_plugin_emit_batches_total", "tester"),
 		"every batch the core accepted, and no refused one")
@@ -116,6 +117,31 @@ func TestHostCallsConfinedToOwnChannels(t *testing.T) {
 	require.JSONEq(t, `"answered by theirs"`, string(res))
 	_, err = m.Call(bg, "tester", "callClient", pluginhost.Caller{ConnID: "theirs", UserID: "bob"}, json.RawMessage(`{"conn":"nobody","method":"m"}`))
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "but not another connection")
+
+	// Params are spliced after "params": in the client's frame: one JSON
+	// object or array, or none.
+	var got []string
+	core.onClient = func(_, _ string, params json.RawMessage) (json.RawMessage, error) {
+		got = append(got, string(params))
+		return json.RawMessage(`"ok"`), nil
+	}
+	for _, ok := range []string{`{"a":1}`, `[1,2]`, `null`} {
+		_, err = call("callClient", map[string]any{"conn": "mine", "method": "m", "params": json.RawMessage(ok)})
+		require.NoError(t, err, ok)
+	}
+	require.Equal(t, []string{`{"a":1}`, `[1,2]`, ``}, got, "null params are none")
+	for _, bad := range []string{
+		`{"a":1},"method":"onNotificationReceived"`, // would forge the frame
+		`{"a":1}}`,
+		`"text"`,
+		`3`,
+	} {
+		params, _ := json.Marshal(map[string]any{"conn": "mine", "method": "m", "params": bad})
+		_, err = m.Call(bg, "tester", "callClientRaw", backend, params)
+		require.Equal(t, rpc.CodeInvalidParams, rpcCode(t, err), bad)
+		require.ErrorContains(t, err, "one JSON object or array", bad)
+	}
+	require.Len(t, got, 3, "nothing of a refused call reaches the client")
 
 	_, err = call("leave", map[string]any{"conn": "theirs", "channel": "echo:bob"})
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "unsubscribe from another plugin's channel")

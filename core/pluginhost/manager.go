@@ -435,6 +435,15 @@ func (m *Manager) Owner(channel string) (string, bool) {
 	return p, ok
 }
 
+// ownsPrefix reports whether a plugin (running, down or restarting) owns
+// the channel prefix.
+func (m *Manager) ownsPrefix(prefix string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.owners[prefix]
+	return ok
+}
+
 // Status lists the plugins by name.
 func (m *Manager) Status() []Status {
 	m.mu.RLock()

@@ -81,7 +81,17 @@ func TestBackendOnlyMethodsAndHostSubscribe(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `"ok"`, string(res))
 
-	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	// c1 is on none of the plugin's channels and is not calling it: a
+	// connection id learned from an event is no licence to subscribe it.
+	_, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "a connection the plugin does not reach")
+	require.ErrorContains(t, err, `"c1" is neither`)
+	// Calling the plugin, c1 may be subscribed during its call.
+	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{ConnID: "c1", UserID: "alice"}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
+	// Now on one of its channels, c1 may be subscribed to another by a backend's call.
+	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:other"}`))
 	require.NoError(t, err)
 	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
 	_, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"echo:alice"}`))

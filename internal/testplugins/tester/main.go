@@ -60,6 +60,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "emit", Handler: t.emit},
 			{Name: "presence", Handler: t.presence},
 			{Name: "callClient", Handler: t.callClient},
+			{Name: "callClientRaw", Handler: callClientRaw},
 			{Name: "leave", Handler: t.leave},
 			{Name: "stallEvents", Handler: t.stallEvents},
 			{Name: "online", Handler: t.online},
@@ -426,4 +427,14 @@ func fail(_ context.Context, c *sdk.Call) (any, error) {
 		return nil, sdk.InvalidParams("params.data_b64: "+err.Error(), nil)
 	}
 	return nil, &sdk.Error{Code: p.Code, Message: p.Message, Data: data}
+}
+
+// callClientRaw calls a client with the text of params.params as its
+// params, JSON or not: what a faulty plugin might send.
+func callClientRaw(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Conn, Method, Params string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	return c.Host.CallClient(ctx, p.Conn, p.Method, json.RawMessage(p.Params))
 }
