@@ -97,3 +97,40 @@ func clientParams(plugin, method string, params []byte) ([]byte, *rpc.Error) {
 	}
 	return t, nil
 }
+
+// refusals checks a plugin's answer to Authorize: it may refuse only the
+// channels it was asked about (a refusal naming another, even another
+// plugin's, would reach the client's data.channels as Herald's word). An
+// answer that names one is a plugin error, which refuses every channel
+// asked (-32603). A refusal's code outside pluginCodes is -32003; a
+// channel refused twice is listed once.
+func refusals(plugin string, asked []string, rs []*pluginpb.Refusal) ([]Refusal, *rpc.Error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	listed := make(map[string]bool, len(asked)) // asked: false; refused: true
+	for _, ch := range asked {
+		listed[ch] = false
+	}
+	out := make([]Refusal, 0, len(rs))
+	for _, r := range rs {
+		ch := r.GetChannel()
+		done, ok := listed[ch]
+		if !ok {
+			if len(ch) > 64 {
+				ch = ch[:64] + "..."
+			}
+			return nil, rpc.Errorf(rpc.CodeInternal, "plugin %q answered a subscription check with a refusal of %q, a channel it was not asked about", plugin, ch)
+		}
+		if done {
+			continue
+		}
+		listed[ch] = true
+		code := int(r.GetCode())
+		if !pluginCodes[code] {
+			code = rpc.CodeForbidden
+		}
+		out = append(out, Refusal{Channel: ch, Code: code, Reason: r.GetReason()})
+	}
+	return out, nil
+}

@@ -97,9 +97,10 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 		m.met.callError(plugin, label, re.Code)
 		return nil, re
 	}
-	var out []Refusal
-	for _, r := range rep.GetRefusals() {
-		out = append(out, Refusal{Channel: r.GetChannel(), Code: int(r.GetCode()), Reason: r.GetReason()})
+	out, e := refusals(plugin, channels, rep.GetRefusals())
+	if e != nil {
+		m.met.callError(plugin, label, e.Code)
+		return nil, e
 	}
 	return out, nil
 }

@@ -213,3 +213,25 @@ func TestPluginEnvironmentIsMinimal(t *testing.T) {
 	env = envOf("t2")
 	require.Equal(t, "top-secret", env["HERALD_TOKEN_SECRET"], "inherit_env = true passes everything")
 }
+
+// A plugin refuses only the channels it is asked about: a refusal naming
+// another (here another plugin's) would reach the client's data.channels
+// as Herald's word, so such an answer is a plugin error, which refuses
+// every channel asked. Refusal codes outside the contract's are -32003.
+func TestAuthorizeRefusesOnlyAskedChannels(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	liar := block(t, "tester", "tester", map[string]string{"TESTER_REFUSE_ALSO": "echo:bob"})
+	odd := block(t, "odd", "tester", map[string]string{"TESTER_PREFIX": "odd", "TESTER_ROUTE": "/odd/{id}", "TESTER_REFUSE_CODE": "1000"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{liar, odd}))
+	alice := pluginhost.Caller{ConnID: "c1", UserID: "alice"}
+
+	_, err := m.Authorize(bg, "tester", alice, []string{"tester:ok", "tester:a"})
+	require.Equal(t, rpc.CodeInternal, rpcCode(t, err))
+	require.ErrorContains(t, err, `plugin "tester"`)
+	require.ErrorContains(t, err, `"echo:bob", a channel it was not asked about`)
+
+	refused, err := m.Authorize(bg, "odd", alice, []string{"odd:ok", "odd:a", "odd:a"})
+	require.NoError(t, err)
+	require.Equal(t, []pluginhost.Refusal{{Channel: "odd:a", Code: rpc.CodeForbidden, Reason: "only :ok channels"}}, refused)
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,12 +124,19 @@ func (t *tester) Drain(ctx context.Context) error {
 	return os.WriteFile(path, []byte(res), 0o600)
 }
 
+// Authorize allows the channels holding ":ok". TESTER_REFUSE_ALSO names a
+// channel it refuses as well, asked or not, and TESTER_REFUSE_CODE the code
+// of its refusals: what a faulty plugin might answer.
 func (t *tester) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
 	var out []sdk.Refusal
+	code, _ := strconv.Atoi(os.Getenv("TESTER_REFUSE_CODE"))
 	for _, ch := range channels {
 		if !strings.Contains(ch, ":ok") {
-			out = append(out, sdk.Refuse(ch, "only :ok channels"))
+			out = append(out, sdk.Refusal{Channel: ch, Code: code, Reason: "only :ok channels"})
 		}
+	}
+	if also := os.Getenv("TESTER_REFUSE_ALSO"); also != "" {
+		out = append(out, sdk.Refuse(also, "refused too"))
 	}
 	return out, nil
 }
