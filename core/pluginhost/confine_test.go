@@ -214,6 +214,20 @@ func TestPluginEnvironmentIsMinimal(t *testing.T) {
 	require.Equal(t, "top-secret", env["HERALD_TOKEN_SECRET"], "inherit_env = true passes everything")
 }
 
+// The variables the host sets for a plugin win over its block's env: the
+// message limit is the host's, whatever the block says.
+func TestHostSetVariablesWinOverTheBlocksEnv(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"HERALD_PLUGIN_MAX_MESSAGE_BYTES": "1"})}))
+	res, err := m.Call(bg, "tester", "env", backend, nil)
+	require.NoError(t, err)
+	var kvs []string
+	require.NoError(t, json.Unmarshal(res, &kvs))
+	require.Contains(t, kvs, "HERALD_PLUGIN_MAX_MESSAGE_BYTES=16777216")
+	require.NotContains(t, kvs, "HERALD_PLUGIN_MAX_MESSAGE_BYTES=1")
+}
+
 // A plugin refuses only the channels it is asked about: a refusal naming
 // another (here another plugin's) would reach the client's data.channels
 // as Herald's word, so such an answer is a plugin error, which refuses
