@@ -123,13 +123,16 @@ func (e *emitter) emit(ctx context.Context, ns []Notification) ([]Published, err
 	var cur *emitReq
 	for i := range ns {
 		n := &ns[i]
+		if err := checkNotification(i, n); err != nil {
+			return fail(err)
+		}
 		obj, err := marshalObject(n.Object)
 		if err != nil {
 			return fail(fmt.Errorf("emit to %q: object: %w", n.Channel, err))
 		}
 		sz := len(n.Channel) + len(n.Event) + len(n.ObjectType) + len(n.ObjectName) + len(obj) + 16
 		if sz > e.maxBytes {
-			return fail(LimitExceeded(fmt.Sprintf("emit to %q: notification of %d bytes exceeds the %d-byte limit", n.Channel, sz, e.maxBytes)))
+			return fail(LimitExceeded(fmt.Sprintf("emit to %q: notification %d is %d bytes, over the SDK's limit of %d bytes per notification (its channel, event, object type and name and JSON object together; a fixed bound, not a setting: send a large payload by reference)", n.Channel, i, sz, e.maxBytes)))
 		}
 		if cur == nil || len(cur.ns) == emitMaxBatch || cur.size+sz > e.maxBytes {
 			cur = emitReqPool.Get().(*emitReq)

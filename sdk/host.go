@@ -18,11 +18,18 @@ type Host interface {
 	// one stream; call it from as many goroutines as you like. If ctx ends
 	// first, the notifications may or may not have been published.
 	// A plugin emits to channels of its own prefixes and to those its
-	// plugin block lists in emit_channels; a call holding any other channel
-	// is refused whole with CodeForbidden, naming the channel.
+	// plugin block lists in emit_channels (in a namespace some plugin owns);
+	// a call holding any other channel is refused whole with CodeForbidden,
+	// naming the channel. A notification with a bad field (a channel that
+	// is no channel name, an empty Event or ObjectType, a string that is
+	// not UTF-8) fails its call alone with CodeInvalidParams, and one over
+	// 1 MiB with CodeLimitExceeded, before anything is sent.
 	Emit(ctx context.Context, ns ...Notification) ([]Published, error)
 	// Subscribe adds a connection to a channel the plugin owns, without
-	// asking Authorize (dynamic channels, e.g. a filter room).
+	// asking Authorize (dynamic channels, e.g. a filter room). Only a
+	// connection subscribed to one of the plugin's channels, or one whose
+	// call to the plugin is running, may be subscribed (CodeForbidden
+	// otherwise): a connection id from a Connected event is not enough.
 	Subscribe(ctx context.Context, connID, channel string) error
 	// Unsubscribe removes a connection from a channel the plugin owns.
 	Unsubscribe(ctx context.Context, connID, channel string) error
@@ -31,9 +38,11 @@ type Host interface {
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface (one the
 	// client presented in `hello`) and returns its answer. params is
-	// marshalled to JSON unless it is json.RawMessage. Only a connection
-	// subscribed to one of the plugin's channels, or one whose call to the
-	// plugin is running, may be called (CodeForbidden otherwise).
+	// marshalled to JSON unless it is json.RawMessage; it must be a JSON
+	// object or array, or nil for none (CodeInvalidParams otherwise). Only
+	// a connection subscribed to one of the plugin's channels, or one whose
+	// call to the plugin is running, may be called (CodeForbidden
+	// otherwise).
 	CallClient(ctx context.Context, connID, method string, params any) (json.RawMessage, error)
 	// Logger logs through the host's log, with the plugin's name.
 	Logger() hclog.Logger

@@ -3,11 +3,14 @@ package sdk
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // httpChunkBytes is how much body a route handler may write before the SDK
@@ -46,9 +49,22 @@ func (s *server) ServeHTTP(req *pluginpb.HTTPRequest, stream pluginpb.Plugin_Ser
 		r.SetPathValue(k, v)
 	}
 	w := &streamWriter{stream: stream, header: http.Header{}}
-	err = s.safe(func() error { rt.Handler.ServeHTTP(w, r); return nil })
-	if err != nil && !w.wroteHeader {
-		w.WriteHeader(http.StatusInternalServerError)
+	if err := s.safe(func() error { rt.Handler.ServeHTTP(w, r); return nil }); err != nil {
+		if !w.sentHeader {
+			// Nothing reached the client: what the handler wrote is
+			// dropped for a JSON error, as Herald's own errors are.
+			e := AsError(err)
+			body, _ := json.Marshal(map[string]any{"error": map[string]any{"code": e.Code, "message": e.Message}})
+			w.header = http.Header{"Content-Type": {"application/json"}}
+			w.status, w.wroteHeader = http.StatusInternalServerError, true
+			w.buf.Reset()
+			w.buf.Write(body)
+			return w.flush()
+		}
+		// The response has started: failing the stream makes the host cut
+		// it, so that the client does not take it for a whole body.
+		_ = w.flush()
+		return status.Error(codes.Internal, AsError(err).Message)
 	}
 	return w.flush()
 }

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,6 +249,63 @@ func TestEmitManyInOneCallIsSplitIntoBatches(t *testing.T) {
 	require.GreaterOrEqual(t, h.Batches(), 3)
 }
 
+// A notification the host would refuse, or whose strings gRPC cannot
+// encode (not UTF-8), fails its own Emit with -32602 naming the field,
+// before anything is sent: it never takes down the emit stream and the
+// Emits in flight on it.
+func TestEmitRefusesBadFieldsAloneAndKeepsTheStream(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	p := &testPlugin{}
+	h := sdktest.Start(t, p, nil)
+	ctx := context.Background()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() { // emits in flight meanwhile
+			defer wg.Done()
+			for i := range 200 {
+				if _, err := p.host.Emit(ctx, sdk.Notification{Channel: fmt.Sprintf("t:%d", w), Event: "e", ObjectType: "o", Object: i}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for _, tc := range []struct {
+		n     sdk.Notification
+		field string
+		msg   string
+	}{
+		{sdk.Notification{Channel: "t:a", Event: "\xff", ObjectType: "o"}, "event", "not valid UTF-8"},
+		{sdk.Notification{Channel: "t:a", Event: "e", ObjectType: "o\xc3"}, "object_type", "not valid UTF-8"},
+		{sdk.Notification{Channel: "t:a", Event: "e", ObjectType: "o", ObjectName: "\xff"}, "object_name", "not valid UTF-8"},
+		{sdk.Notification{Channel: "t:\xff", Event: "e", ObjectType: "o"}, "channel", "only printable ASCII"},
+		{sdk.Notification{Channel: "t:a b", Event: "e", ObjectType: "o"}, "channel", "only printable ASCII"},
+		{sdk.Notification{Channel: "", Event: "e", ObjectType: "o"}, "channel", "channel is empty"},
+		{sdk.Notification{Channel: "t:", Event: "e", ObjectType: "o"}, "channel", "ends at its prefix"},
+		{sdk.Notification{Channel: "t:a", ObjectType: "o"}, "event", "event is required"},
+		{sdk.Notification{Channel: "t:a", Event: "e"}, "object_type", "object_type is required"},
+	} {
+		for range 20 {
+			_, err := p.host.Emit(ctx, sdk.Notification{Channel: "t:ok", Event: "e", ObjectType: "o"}, tc.n)
+			var e *sdk.Error
+			require.ErrorAs(t, err, &e, tc.field)
+			require.Equal(t, sdk.CodeInvalidParams, e.Code, tc.field)
+			require.Contains(t, e.Message, "notification 1", tc.field)
+			require.Contains(t, e.Message, tc.msg, tc.field)
+			require.JSONEq(t, `{"notification":1,"field":"`+tc.field+`"}`, string(e.Data))
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err, "an Emit in flight failed with a bad one")
+	}
+	require.Len(t, h.Emitted(), 8*200, "nothing of a refused Emit was sent")
+}
+
 func TestEventsAndHostSubscribe(t *testing.T) {
 	p := &testPlugin{}
 	h := sdktest.Start(t, p, nil)
@@ -344,4 +403,49 @@ func TestEmitsBeyondTheQueueWaitAndKeepOrder(t *testing.T) {
 		require.Equal(t, want, string(n.Object), "%s in order", n.Channel)
 		next[n.Channel]++
 	}
+}
+
+// panicRoute is a plugin whose one route panics after writing, before
+// anything was flushed.
+type panicRoute struct{}
+
+func (panicRoute) Manifest() sdk.Manifest {
+	return sdk.Manifest{Name: "pr", Version: "0.1.0", Prefixes: []string{"pr"},
+		Routes: []sdk.Route{{Method: "GET", Pattern: "/v1/pr/panic", Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = w.Write([]byte("half a line"))
+			panic("route boom")
+		})}}}
+}
+
+// A route handler that panics before anything reached the client answers
+// a JSON 500, as Herald's own errors are, not an empty body.
+func TestPanickingRouteAnswersAJSONError(t *testing.T) {
+	sdktest.CheckGoroutines(t)
+	h := sdktest.Start(t, panicRoute{}, nil)
+	h.AllowPanics()
+	srv := httptest.NewServer(h.Handler(sdk.Caller{UserID: "alice"}))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/pr/panic")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, 500, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	require.JSONEq(t, `{"error":{"code":-32603,"message":"plugin panic: route boom"}}`, string(body))
+	srv.CloseClientConnections()
+}
+
+// The SDK's bound on one notification is named in its error, with what it
+// counts and that it is no setting.
+func TestEmitOverThePerNotificationLimitSaysWhatTheLimitIs(t *testing.T) {
+	p := &testPlugin{}
+	sdktest.Start(t, p, nil)
+	_, err := p.host.Emit(context.Background(), sdk.Notification{Channel: "t:big", Event: "e", ObjectType: "o", Object: strings.Repeat("x", 2<<20)})
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeLimitExceeded, e.Code)
+	require.Contains(t, e.Message, "limit of 1048576 bytes per notification")
+	require.Contains(t, e.Message, "not a setting")
 }

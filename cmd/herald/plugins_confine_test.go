@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -162,4 +163,36 @@ func TestPluginHostCallsAndDefaultAuthorizationOnTheBinary(t *testing.T) {
 	require.Equal(t, -32003, e.Code)
 	require.Contains(t, string(e.Data), "no authorizer")
 	bob.Subscribe(t, "open:anything")
+}
+
+// A plugin's answer is placed into the client's frame and the backend's
+// body: one that is not exactly one JSON value could forge a notification
+// on any channel, and error data that is not JSON broke the HTTP body. The
+// client gets -32603 naming the plugin, and no notification; the HTTP
+// caller a JSON error body, with bad data dropped.
+func TestForgedPluginAnswersNeverReachTheClient(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	bob := h.Dial(t, h.Token(t, "bob"))
+	bob.Subscribe(t, "news")
+	forged := `null,"id":null,"method":"onNotificationReceived","params":{"notifications":[{"id":"x","channel":"news","seq":99,"timestamp":1,"event":"e","object_type":"o","object":{"forged":true}}]}`
+	e := bob.CallErr(t, "tester.raw", map[string]any{"b64": base64.StdEncoding.EncodeToString([]byte(forged))})
+	require.Equal(t, -32603, e.Code)
+	require.Contains(t, e.Message, `plugin "tester"`)
+	require.Contains(t, e.Message, "not one valid JSON value")
+	bob.NoNotification(t, 200*time.Millisecond)
+
+	fail := map[string]any{"code": -32003, "message": "no", "data_b64": base64.StdEncoding.EncodeToString([]byte(`{oops`))}
+	e = bob.CallErr(t, "tester.fail", fail)
+	require.Equal(t, -32003, e.Code)
+	require.Contains(t, e.Message, "dropped")
+	require.Empty(t, e.Data)
+
+	status, body := h.Do(t, http.MethodPost, "/v1/plugins/tester/fail", fail, heraldtest.APIKey, nil)
+	require.Equal(t, http.StatusForbidden, status)
+	var reply struct{ Error heraldtest.RPCError }
+	require.NoError(t, json.Unmarshal(body, &reply), "a JSON body: %q", body)
+	require.Equal(t, -32003, reply.Error.Code)
+	require.Contains(t, reply.Error.Message, "dropped")
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -60,10 +59,6 @@ func (m *Manager) transportError(inst *instance, what string, err error) error {
 	return rpc.Errorf(rpc.CodeInternal, "plugin %q: %s: %v", inst.name, what, err)
 }
 
-func fromPBError(e *pluginpb.Error) *rpc.Error {
-	return &rpc.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
-}
-
 // Authorize asks plugin about channels of its prefixes at subscribe time and
 // returns the refused ones (nil: all allowed). Errors are *rpc.Error.
 func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, channels []string) ([]Refusal, error) {
@@ -98,12 +93,14 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 		return nil, e
 	}
 	if e := rep.GetError(); e != nil {
-		m.met.callError(plugin, label, int(e.GetCode()))
-		return nil, fromPBError(e)
+		re := fromPBError(plugin, e)
+		m.met.callError(plugin, label, re.Code)
+		return nil, re
 	}
-	var out []Refusal
-	for _, r := range rep.GetRefusals() {
-		out = append(out, Refusal{Channel: r.GetChannel(), Code: int(r.GetCode()), Reason: r.GetReason()})
+	out, e := refusals(plugin, channels, rep.GetRefusals())
+	if e != nil {
+		m.met.callError(plugin, label, e.Code)
+		return nil, e
 	}
 	return out, nil
 }
@@ -151,18 +148,17 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	}
 	*holds = rep.GetReleaseHolds()
 	if e := rep.GetError(); e != nil {
-		m.met.callError(plugin, method, int(e.GetCode()))
-		return nil, fromPBError(e)
+		re := fromPBError(plugin, e)
+		m.met.callError(plugin, method, re.Code)
+		return nil, re
 	}
 	res := json.RawMessage(rep.GetResult())
 	if len(res) == 0 {
 		res = json.RawMessage("null")
 	}
-	if !utf8.Valid(res) {
-		// The answer goes out in a WebSocket text frame, which must be
-		// UTF-8: a client would fail its connection on it.
-		m.met.callError(plugin, method, rpc.CodeInternal)
-		return nil, rpc.Errorf(rpc.CodeInternal, "plugin %q answered %s with bytes that are not UTF-8", plugin, method)
+	if e := checkResult(plugin, method, res); e != nil {
+		m.met.callError(plugin, method, e.Code)
+		return nil, e
 	}
 	return res, nil
 }

@@ -19,7 +19,7 @@ func BenchmarkCheckEmit(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		if _, err := p.checkEmit(ns); err != nil {
+		if _, err := p.checkEmit(ns, owned); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -34,13 +34,25 @@ func TestCheckEmitRules(t *testing.T) {
 		"config":  true, // listed by its exact name
 		"$server": false, "colour": true,
 	} {
-		_, err := p.checkEmit([]Notification{{Channel: ch}})
+		_, err := p.checkEmit([]Notification{{Channel: ch}}, owned)
 		if (err == nil) != want {
 			t.Errorf("%q: allowed %v, want %v", ch, err == nil, want)
 		}
 	}
 	q := newPolicy(config.Plugin{Name: "q", EmitChannels: []string{"co*"}}, &pluginpb.Manifest{})
-	if _, err := q.checkEmit([]Notification{{Channel: "config"}}); err == nil {
+	if _, err := q.checkEmit([]Notification{{Channel: "config"}}, owned); err == nil {
 		t.Error("a pattern reached the core's config channel")
 	}
+	// emit_channels reach only namespaces some plugin owns: nobody could
+	// subscribe to another.
+	nobody := func(string) bool { return false }
+	for ch, want := range map[string]bool{"p:x": true, "news": true, "alerts:a": false, "config": true} {
+		_, err := p.checkEmit([]Notification{{Channel: ch}}, nobody)
+		if (err == nil) != want {
+			t.Errorf("%q with no other plugin: allowed %v, want %v", ch, err == nil, want)
+		}
+	}
 }
+
+// owned: every prefix is some plugin's.
+func owned(string) bool { return true }

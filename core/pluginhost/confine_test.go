@@ -24,7 +24,7 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newManager(t, core, func(o *pluginhost.Options) { o.Registerer = reg })
 	p := block(t, "tester", "tester", nil)
-	p.EmitChannels = []string{"news", "alerts:*"}
+	p.EmitChannels = []string{"news", "echo:r*", "alerts:*"}
 	echo := block(t, "echo", "echo", nil)
 	require.NoError(t, m.Apply(bg, []config.Plugin{p, echo}))
 
@@ -32,16 +32,17 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 		params, _ := json.Marshal(map[string]any{"channels": channels})
 		return m.Call(bg, "tester", "emit", backend, params)
 	}
-	_, err := emit("tester:a", "news", "alerts:fire", "alerts:x:y")
+	_, err := emit("tester:a", "news", "echo:room", "echo:r:x:y")
 	require.NoError(t, err)
 	require.Equal(t, 4, core.count)
 
 	for _, ch := range []string{
 		"chat:user:42", // another plugin's namespace (nobody's here)
-		"echo:alice",   // a running plugin's channel
+		"echo:alice",   // a running plugin's channel that the block does not list
 		"config",       // the core's: fake servers_busy
 		"newsroom",     // exact names are exact
 		"alerts",       // "alerts:*" is a prefix with the colon
+		"alerts:fire",  // listed, but no plugin owns "alerts": nobody could subscribe
 		"testerx:a",    // not the tester prefix
 	} {
 		_, err := emit("tester:a", ch, "tester:b")
@@ -53,7 +54,7 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 		require.Contains(t, e.Message, "emit_channels")
 	}
 	require.Equal(t, 4, core.count, "a refused batch publishes nothing, not even its allowed part")
-	require.Equal(t, 18.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
+	require.Equal(t, 21.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
 	require.Equal(t, 4.0, counter(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
 	require.Equal(t, float64(core.batches), counter(t, reg, "herald_plugin_emit_batches_total", "tester"),
 		"every batch the core accepted, and no refused one")
@@ -116,6 +117,31 @@ func TestHostCallsConfinedToOwnChannels(t *testing.T) {
 	require.JSONEq(t, `"answered by theirs"`, string(res))
 	_, err = m.Call(bg, "tester", "callClient", pluginhost.Caller{ConnID: "theirs", UserID: "bob"}, json.RawMessage(`{"conn":"nobody","method":"m"}`))
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "but not another connection")
+
+	// Params are spliced after "params": in the client's frame: one JSON
+	// object or array, or none.
+	var got []string
+	core.onClient = func(_, _ string, params json.RawMessage) (json.RawMessage, error) {
+		got = append(got, string(params))
+		return json.RawMessage(`"ok"`), nil
+	}
+	for _, ok := range []string{`{"a":1}`, `[1,2]`, `null`} {
+		_, err = call("callClient", map[string]any{"conn": "mine", "method": "m", "params": json.RawMessage(ok)})
+		require.NoError(t, err, ok)
+	}
+	require.Equal(t, []string{`{"a":1}`, `[1,2]`, ``}, got, "null params are none")
+	for _, bad := range []string{
+		`{"a":1},"method":"onNotificationReceived"`, // would forge the frame
+		`{"a":1}}`,
+		`"text"`,
+		`3`,
+	} {
+		params, _ := json.Marshal(map[string]any{"conn": "mine", "method": "m", "params": bad})
+		_, err = m.Call(bg, "tester", "callClientRaw", backend, params)
+		require.Equal(t, rpc.CodeInvalidParams, rpcCode(t, err), bad)
+		require.ErrorContains(t, err, "one JSON object or array", bad)
+	}
+	require.Len(t, got, 3, "nothing of a refused call reaches the client")
 
 	_, err = call("leave", map[string]any{"conn": "theirs", "channel": "echo:bob"})
 	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "unsubscribe from another plugin's channel")
@@ -186,4 +212,40 @@ func TestPluginEnvironmentIsMinimal(t *testing.T) {
 
 	env = envOf("t2")
 	require.Equal(t, "top-secret", env["HERALD_TOKEN_SECRET"], "inherit_env = true passes everything")
+}
+
+// The variables the host sets for a plugin win over its block's env: the
+// message limit is the host's, whatever the block says.
+func TestHostSetVariablesWinOverTheBlocksEnv(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"HERALD_PLUGIN_MAX_MESSAGE_BYTES": "1"})}))
+	res, err := m.Call(bg, "tester", "env", backend, nil)
+	require.NoError(t, err)
+	var kvs []string
+	require.NoError(t, json.Unmarshal(res, &kvs))
+	require.Contains(t, kvs, "HERALD_PLUGIN_MAX_MESSAGE_BYTES=16777216")
+	require.NotContains(t, kvs, "HERALD_PLUGIN_MAX_MESSAGE_BYTES=1")
+}
+
+// A plugin refuses only the channels it is asked about: a refusal naming
+// another (here another plugin's) would reach the client's data.channels
+// as Herald's word, so such an answer is a plugin error, which refuses
+// every channel asked. Refusal codes outside the contract's are -32003.
+func TestAuthorizeRefusesOnlyAskedChannels(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	liar := block(t, "tester", "tester", map[string]string{"TESTER_REFUSE_ALSO": "echo:bob"})
+	odd := block(t, "odd", "tester", map[string]string{"TESTER_PREFIX": "odd", "TESTER_ROUTE": "/odd/{id}", "TESTER_REFUSE_CODE": "1000"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{liar, odd}))
+	alice := pluginhost.Caller{ConnID: "c1", UserID: "alice"}
+
+	_, err := m.Authorize(bg, "tester", alice, []string{"tester:ok", "tester:a"})
+	require.Equal(t, rpc.CodeInternal, rpcCode(t, err))
+	require.ErrorContains(t, err, `plugin "tester"`)
+	require.ErrorContains(t, err, `"echo:bob", a channel it was not asked about`)
+
+	refused, err := m.Authorize(bg, "odd", alice, []string{"odd:ok", "odd:a", "odd:a"})
+	require.NoError(t, err)
+	require.Equal(t, []pluginhost.Refusal{{Channel: "odd:a", Code: rpc.CodeForbidden, Reason: "only :ok channels"}}, refused)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/core/rpc"
@@ -65,7 +64,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		ns := f.ns
 		ack.Id, ack.Published, ack.Error, ack.Seqs, ack.Ids = f.id, nil, nil, nil, nil
 		var pub []Published
-		if ch, rerr := h.pol.checkEmit(ns); rerr != nil {
+		if ch, rerr := h.pol.checkEmit(ns, h.m.ownsPrefix); rerr != nil {
 			err = rerr
 			h.m.met.emitsRefused.WithLabelValues(h.plugin).Add(float64(len(ns)))
 			if h.m.refusals.first(h.plugin, ch) {
@@ -127,9 +126,28 @@ func (h *hostService) owns(what, channel string) error {
 	return nil
 }
 
+// reaches reports whether the plugin may act on connection connID: the
+// connection is calling the plugin right now, or is subscribed to one of
+// its channels. Connection ids reach every plugin with the connected
+// events; they are no licence to act on a connection.
+func (h *hostService) reaches(connID string) bool {
+	return h.inst.inCall(connID) || h.m.opts.Core.SubscribedTo(connID, h.pol.owns)
+}
+
+func (h *hostService) unreachable(what, connID string) *rpc.Error {
+	return rpc.Errorf(rpc.CodeForbidden, "plugin %q may %s only connections subscribed to one of its channels, or calling it right now; %q is neither", h.plugin, what, connID)
+}
+
+// Subscribe adds a connection to one of the plugin's channels, if the
+// plugin reaches it (see reaches). Unsubscribe needs no such check: it
+// removes only a subscription to one of the plugin's own channels, which a
+// connection it does not reach does not have.
 func (h *hostService) Subscribe(ctx context.Context, r *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
 	if err := h.owns("subscribe connections to", r.GetChannel()); err != nil {
 		return &pluginpb.HostReply{Error: toPBError(err)}, nil
+	}
+	if !h.reaches(r.GetConnId()) {
+		return &pluginpb.HostReply{Error: toPBError(h.unreachable("subscribe", r.GetConnId()))}, nil
 	}
 	if r.GetHold() || r.GetHasSince() {
 		return h.subscribeWith(ctx, r), nil
@@ -156,17 +174,16 @@ func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest)
 }
 
 func (h *hostService) CallClient(ctx context.Context, r *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
-	if !h.inst.inCall(r.GetConnId()) && !h.m.opts.Core.SubscribedTo(r.GetConnId(), h.pol.owns) {
-		err := rpc.Errorf(rpc.CodeForbidden, "plugin %q may call only connections subscribed to one of its channels, or calling it right now; %q is neither", h.plugin, r.GetConnId())
-		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
+	if !h.reaches(r.GetConnId()) {
+		return &pluginpb.CallClientReply{Error: toPBError(h.unreachable("call", r.GetConnId()))}, nil
 	}
-	if !utf8.Valid(r.GetParams()) {
-		err := rpc.Errorf(rpc.CodeInvalidParams, "plugin %q: the params of %s are not UTF-8; a WebSocket text frame must be", h.plugin, r.GetMethod())
-		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
+	params, perr := clientParams(h.plugin, r.GetMethod(), r.GetParams())
+	if perr != nil {
+		return &pluginpb.CallClientReply{Error: toPBError(perr)}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.m.opts.CallTimeout)
 	defer cancel()
-	res, err := h.m.opts.Core.CallClient(ctx, r.GetConnId(), r.GetMethod(), r.GetParams())
+	res, err := h.m.opts.Core.CallClient(ctx, r.GetConnId(), r.GetMethod(), params)
 	if err != nil {
 		return &pluginpb.CallClientReply{Error: toPBError(err)}, nil
 	}

@@ -221,12 +221,16 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 	// The plugin runs in the config file's directory: a relative data_dir
 	// in its config block is relative to the file, as command is.
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(pluginEnv(os.Environ(), cfg.InheritEnv),
-		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
-		pluginpb.EnvLogLevel+"="+logLevel(m.log))
-	for k, v := range cfg.Env { // after the host's environment: these win
+	cmd.Env = pluginEnv(os.Environ(), cfg.InheritEnv)
+	for k, v := range cfg.Env { // after Herald's environment: these win over it
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	// What the host tells the plugin comes last, so that a block's env
+	// cannot change it (exec keeps the last value of a name), as
+	// go-plugin's handshake variables, added by the runner, come later still.
+	cmd.Env = append(cmd.Env,
+		pluginpb.EnvMaxMessageBytes+"="+strconv.Itoa(m.opts.MaxMessageBytes),
+		pluginpb.EnvLogLevel+"="+logLevel(m.log))
 	ownProcessGroup(cmd)
 
 	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path, m.opts.LogLinesPerSecond)

@@ -356,8 +356,8 @@ func claimConflicts(p config.Plugin, man *pluginpb.Manifest, others map[string]*
 	}
 	seen := map[string]bool{}
 	for _, pre := range man.GetPrefixes() {
-		if pre == "" || strings.ContainsAny(pre, ": ") {
-			errs = append(errs, keyError(p, "command", fmt.Sprintf("invalid channel prefix %q", pre)))
+		if msg := checkPrefix(pre); msg != "" {
+			errs = append(errs, keyError(p, "command", msg))
 		}
 		if seen[pre] {
 			continue
@@ -392,6 +392,12 @@ func claimConflicts(p config.Plugin, man *pluginpb.Manifest, others map[string]*
 	for _, r := range man.GetRoutes() {
 		if err := register(p.Name, r.GetMethod()+" "+r.GetPattern()); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		// Herald's own paths are served before the plugins' routes: a
+		// route on one would never be reached.
+		if cp := coreCollision(r.GetMethod(), r.GetPattern()); cp != "" {
+			errs = append(errs, keyError(p, "command", fmt.Sprintf("claims HTTP route %q, which collides with Herald's own %s", r.GetMethod()+" "+r.GetPattern(), cp)))
 		}
 	}
 	return errors.Join(errs...)
@@ -442,6 +448,15 @@ func (m *Manager) Owner(channel string) (string, bool) {
 	defer m.mu.RUnlock()
 	p, ok := m.owners[prefix]
 	return p, ok
+}
+
+// ownsPrefix reports whether a plugin (running, down or restarting) owns
+// the channel prefix.
+func (m *Manager) ownsPrefix(prefix string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	_, ok := m.owners[prefix]
+	return ok
 }
 
 // Status lists the plugins by name.

@@ -81,7 +81,17 @@ func TestBackendOnlyMethodsAndHostSubscribe(t *testing.T) {
 	require.NoError(t, err)
 	require.JSONEq(t, `"ok"`, string(res))
 
-	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	// c1 is on none of the plugin's channels and is not calling it: a
+	// connection id learned from an event is no licence to subscribe it.
+	_, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	require.Equal(t, rpc.CodeForbidden, rpcCode(t, err), "a connection the plugin does not reach")
+	require.ErrorContains(t, err, `"c1" is neither`)
+	// Calling the plugin, c1 may be subscribed during its call.
+	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{ConnID: "c1", UserID: "alice"}, json.RawMessage(`{"conn":"c1","channel":"tester:room"}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
+	// Now on one of its channels, c1 may be subscribed to another by a backend's call.
+	res, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"tester:other"}`))
 	require.NoError(t, err)
 	require.JSONEq(t, `{"Count":1,"Users":["alice"]}`, string(res))
 	_, err = m.Call(bg, "tester", "join", pluginhost.Caller{Backend: true}, json.RawMessage(`{"conn":"c1","channel":"echo:alice"}`))
@@ -373,6 +383,18 @@ func TestStartupErrors(t *testing.T) {
 			block(t, "a", "tester", map[string]string{"TESTER_PREFIX": "a"}),
 			block(t, "b", "tester", map[string]string{"TESTER_PREFIX": "b"}),
 		}, []string{`plugin "b": command: claims HTTP route "GET /v1/tester/{id}/stream", which plugin "a" claims too`}},
+		{"core prefix config", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_PREFIX": "config"})},
+			[]string{`plugin "a": command: claims channel prefix "config", which is Herald's own`}},
+		{"core prefix $server", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_PREFIX": "$server"})},
+			[]string{`plugin "a": command: claims channel prefix "$server", which is Herald's own`}},
+		{"route on /metrics", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/metrics"})},
+			[]string{`plugin "a": command: claims HTTP route "GET /metrics", which collides with Herald's own /metrics`}},
+		{"route under /admin/", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/admin/{page}"})},
+			[]string{`claims HTTP route "GET /admin/{page}", which collides with Herald's own /admin/`}},
+		{"route on the plugin call API", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/v1/plugins/{p}/{m}"})},
+			[]string{`claims HTTP route "GET /v1/plugins/{p}/{m}", which collides with Herald's own /v1/plugins/{plugin}/{method}`}},
+		{"route catching /ws", []config.Plugin{block(t, "a", "tester", map[string]string{"TESTER_ROUTE": "/{page}"})},
+			[]string{`claims HTTP route "GET /{page}", which collides with Herald's own /ws`}},
 		{"bad path", []config.Plugin{{Name: "ghost", Command: "/nonexistent/ghost"}},
 			[]string{`plugin "ghost"`, `/nonexistent/ghost`}},
 		{"handshake mismatch", []config.Plugin{block(t, "old", "badshake", nil)},

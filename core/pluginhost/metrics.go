@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/heraldhq/herald/core/rpc"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -148,6 +149,21 @@ func register[C prometheus.Collector](r prometheus.Registerer, c C) C {
 	return c
 }
 
+// callError counts a failed call by its code. The code label takes the
+// contract's codes only, anything else "other": a label a plugin could
+// choose would grow the series without bound.
 func (m *metrics) callError(plugin, method string, code int) {
-	m.callErrors.WithLabelValues(plugin, method, strconv.Itoa(code)).Inc()
+	label := "other"
+	if knownCodes[code] {
+		label = strconv.Itoa(code)
+	}
+	m.callErrors.WithLabelValues(plugin, method, label).Inc()
+}
+
+// knownCodes are the codes of the contract's table (CONTRACT.md section 3).
+var knownCodes = map[int]bool{
+	rpc.CodeParseError: true, rpc.CodeInvalidRequest: true, rpc.CodeMethodNotFound: true,
+	rpc.CodeInvalidParams: true, rpc.CodeInternal: true, rpc.CodeUnauthenticated: true,
+	rpc.CodeForbidden: true, rpc.CodeUnknownNamespace: true, rpc.CodeLimitExceeded: true,
+	rpc.CodeRateLimited: true, rpc.CodePluginUnavailable: true,
 }

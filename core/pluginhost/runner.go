@@ -18,7 +18,8 @@ import (
 // hit an unrelated group that was given the same id. So:
 //
 //   - when the leader exits, for whatever reason, the runner first kills its
-//     group (whatever the plugin started dies with it, and its pipes close),
+//     group (whatever the plugin started in the group dies with it, and its
+//     pipes close; a child that left the group, with setsid, does not),
 //     and only then reaps the leader;
 //   - Kill kills the group only while the leader is not reaped, and is a
 //     no-op afterwards.

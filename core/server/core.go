@@ -24,8 +24,11 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 	accepted := time.Now()
 	in := make([]broker.Notification, len(ns))
 	for i, n := range ns {
-		if err := validChannel(n.Channel); err != nil || n.Channel == ServerChannel {
-			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: bad channel %q", plugin, i, n.Channel)
+		if err := validChannel(n.Channel); err != nil {
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: %v", plugin, i, err)
+		}
+		if n.Channel == ServerChannel {
+			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: channel %q is Herald's own", plugin, i, n.Channel)
 		}
 		if n.Event == "" || n.ObjectType == "" {
 			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: event and object_type are required", plugin, i)

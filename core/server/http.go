@@ -25,10 +25,19 @@ import (
 // by every response: never modify it.
 var jsonContentType = []string{"application/json"}
 
+// writeJSON writes v as the JSON body. v is encoded before the status is
+// written: should it not encode (a json.RawMessage that is not JSON), the
+// reply is a 500 with a JSON error body, never a status with no body.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]any{"error": map[string]any{"code": rpc.CodeInternal,
+			"message": fmt.Sprintf("herald could not encode its reply: %v", err)}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func writeJSONError(w http.ResponseWriter, status, code int, message string) {

@@ -51,3 +51,22 @@ func TestInvalidUTF8At(t *testing.T) {
 		require.Equal(t, want, invalidUTF8At([]byte(in)), "%q", in)
 	}
 }
+
+// A plugin's emit to a channel that is no channel name says what is wrong
+// with it, as subscribe's refusals do.
+func TestEmitSaysWhatIsWrongWithAChannel(t *testing.T) {
+	srv := testServer(t, 100)
+	for ch, want := range map[string]string{
+		"p:a b":   "has byte 0x20 at 3; only printable ASCII without spaces is allowed",
+		"p:":      "ends at its prefix",
+		"":        "channel name is empty",
+		"$server": `channel "$server" is Herald's own`,
+	} {
+		_, err := srv.Emit(t.Context(), "p", []pluginhost.Notification{{Channel: ch, Event: "e", ObjectType: "t", Object: json.RawMessage(`1`)}})
+		var re *rpc.Error
+		require.ErrorAs(t, err, &re, ch)
+		require.Equal(t, rpc.CodeInvalidParams, re.Code, ch)
+		require.Contains(t, re.Message, "notification 0: ", ch)
+		require.Contains(t, re.Message, want, ch)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -60,6 +61,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "emit", Handler: t.emit},
 			{Name: "presence", Handler: t.presence},
 			{Name: "callClient", Handler: t.callClient},
+			{Name: "callClientRaw", Handler: callClientRaw},
 			{Name: "leave", Handler: t.leave},
 			{Name: "stallEvents", Handler: t.stallEvents},
 			{Name: "online", Handler: t.online},
@@ -67,6 +69,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "raw", Handler: raw},
 			{Name: "print", Handler: print},
 			{Name: "block", Handler: block},
+			{Name: "fail", Handler: fail},
 		},
 		Routes:                []sdk.Route{{Method: "GET", Pattern: route, Auth: sdk.AuthToken, Handler: http.HandlerFunc(stream)}},
 		AllowAllSubscriptions: os.Getenv("TESTER_ALLOW_ALL") != "",
@@ -124,12 +127,19 @@ func (t *tester) Drain(ctx context.Context) error {
 	return os.WriteFile(path, []byte(res), 0o600)
 }
 
+// Authorize allows the channels holding ":ok". TESTER_REFUSE_ALSO names a
+// channel it refuses as well, asked or not, and TESTER_REFUSE_CODE the code
+// of its refusals: what a faulty plugin might answer.
 func (t *tester) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sdk.Refusal, error) {
 	var out []sdk.Refusal
+	code, _ := strconv.Atoi(os.Getenv("TESTER_REFUSE_CODE"))
 	for _, ch := range channels {
 		if !strings.Contains(ch, ":ok") {
-			out = append(out, sdk.Refuse(ch, "only :ok channels"))
+			out = append(out, sdk.Refusal{Channel: ch, Code: code, Reason: "only :ok channels"})
 		}
+	}
+	if also := os.Getenv("TESTER_REFUSE_ALSO"); also != "" {
+		out = append(out, sdk.Refuse(also, "refused too"))
 	}
 	return out, nil
 }
@@ -444,4 +454,32 @@ func block(ctx context.Context, c *sdk.Call) (any, error) {
 	}
 	<-ctx.Done()
 	return nil, ctx.Err()
+}
+
+// fail answers with the error params describe as it is (data from
+// data_b64, JSON or not): what a faulty plugin might send.
+func fail(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct {
+		Code    int
+		Message string
+		DataB64 string `json:"data_b64"`
+	}
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	data, err := base64.StdEncoding.DecodeString(p.DataB64)
+	if err != nil {
+		return nil, sdk.InvalidParams("params.data_b64: "+err.Error(), nil)
+	}
+	return nil, &sdk.Error{Code: p.Code, Message: p.Message, Data: data}
+}
+
+// callClientRaw calls a client with the text of params.params as its
+// params, JSON or not: what a faulty plugin might send.
+func callClientRaw(ctx context.Context, c *sdk.Call) (any, error) {
+	var p struct{ Conn, Method, Params string }
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	return c.Host.CallClient(ctx, p.Conn, p.Method, json.RawMessage(p.Params))
 }
