@@ -94,7 +94,9 @@ func TestEchoPluginThroughHerald(t *testing.T) {
 	require.Equal(t, 404, status)
 
 	// Unknown plugin methods.
-	require.Equal(t, -32601, alice.CallErr(t, "echo.nosuch", map[string]any{}).Code)
+	nosuch := alice.CallErr(t, "echo.nosuch", map[string]any{})
+	require.Equal(t, -32601, nosuch.Code)
+	require.Contains(t, nosuch.Message, "echo has echo.", "the -32601 lists the plugin's methods")
 
 	// A plugin calls a method of the client's local interface.
 	go func() {

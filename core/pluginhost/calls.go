@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
@@ -125,7 +127,7 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	}
 	backendOnly, ok := inst.methods[method]
 	if !ok {
-		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method %s.%s not found", plugin, method)
+		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "method %s.%s not found; %s has %s", plugin, method, plugin, methodList(plugin, inst.methods))
 	}
 	m.met.calls.WithLabelValues(plugin, method).Inc()
 	if backendOnly && !caller.Backend {
@@ -185,4 +187,21 @@ func (m *Manager) Notify(ev Event) {
 		}
 		inst.enqueue(pe)
 	}
+}
+
+// methodList names a plugin's methods for a -32601, as herald's own -32601
+// lists the core's: at most 20, sorted, then how many more.
+func methodList(plugin string, methods map[string]bool) string {
+	if len(methods) == 0 {
+		return "no methods"
+	}
+	names := make([]string, 0, len(methods))
+	for name := range methods {
+		names = append(names, plugin+"."+name)
+	}
+	slices.Sort(names)
+	if len(names) > 20 {
+		return strings.Join(names[:20], ", ") + fmt.Sprintf(" and %d more", len(names)-20)
+	}
+	return strings.Join(names, ", ")
 }
