@@ -49,12 +49,24 @@ func newSupervisor(m *Manager, cfg config.Plugin) *supervisor {
 
 func (s *supervisor) setState(st State, errText string) {
 	s.mu.Lock()
+	s.setStateLocked(st, errText)
+	s.mu.Unlock()
+	s.setUp(st)
+}
+
+// setStateLocked is setState's change, made with s.mu held together with
+// others that a status must never see apart (a restart counted while the
+// state still says running). The caller then calls setUp.
+func (s *supervisor) setStateLocked(st State, errText string) {
 	s.state = st
 	s.since = time.Now()
 	if errText != "" {
 		s.lastErr = errText
 	}
-	s.mu.Unlock()
+}
+
+// setUp sets the herald_plugin_up gauge for st.
+func (s *supervisor) setUp(st State) {
 	up := 0.0
 	if st == StateRunning {
 		up = 1
@@ -142,9 +154,10 @@ func (s *supervisor) watch() {
 			s.inst = nil
 			s.restarts++
 			s.lastExit = why
+			s.setStateLocked(StateRestarting, "plugin process exited: "+why)
 			s.mu.Unlock()
+			s.setUp(StateRestarting)
 			s.m.met.restarts.WithLabelValues(s.cfg.Name).Inc()
-			s.setState(StateRestarting, "plugin process exited: "+why)
 			s.log.Error("plugin process exited; restarting", "exit", why, "backoff", delay)
 			inst.kill() // clean up what go-plugin and the broker left
 			if time.Since(inst.started) > s.m.opts.BackoffMax {
