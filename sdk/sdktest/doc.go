@@ -9,6 +9,13 @@
 // sdk.FollowChannel from what was emitted (every channel has the epoch
 // Epoch and keeps all of its notifications).
 //
+// It holds the plugin to the host's rules where it can: Host.Subscribe and
+// CallClient reach only a connection calling the plugin right now (a Call
+// with its Client) or subscribed to one of its channels, and CallClient
+// params are one JSON object or array, or none. It does not know the
+// config block, so what emit_channels allows beyond the plugin's own
+// prefixes is not checked here.
+//
 // A panic in one of the plugin's hooks is what it is under Herald, an
 // internal error (-32603) to the caller and a log line, and it also fails
 // the test; a test that provokes one on purpose calls AllowPanics first.

@@ -245,6 +245,10 @@ func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMe
 	}
 	ctx, cancel := ctxT()
 	defer cancel()
+	if caller.ConnID != "" { // as the host: meanwhile the plugin reaches it
+		h.rec.enterCall(caller.ConnID)
+		defer h.rec.exitCall(caller.ConnID)
+	}
 	rep, err := h.plugin.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: p})
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package sdktest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,7 @@ type recorder struct {
 	emitted  []Emitted
 	changed  chan struct{} // closed and replaced on every emit
 	conns    map[string]*conn
+	calling  map[string]int // connection id -> its calls of the plugin under way
 	onClient ClientFunc
 	batches  int
 
@@ -53,7 +55,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}}
+	return &recorder{seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
 }
 
 func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
@@ -104,6 +106,41 @@ func (r *recorder) owns(channel string) bool {
 	return false
 }
 
+// enterCall and exitCall bracket a call of the plugin by a connection:
+// meanwhile the plugin reaches it (reachesLocked).
+func (r *recorder) enterCall(connID string) {
+	r.mu.Lock()
+	r.calling[connID]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) exitCall(connID string) {
+	r.mu.Lock()
+	if r.calling[connID]--; r.calling[connID] <= 0 {
+		delete(r.calling, connID)
+	}
+	r.mu.Unlock()
+}
+
+// reachesLocked is the host's rule for Subscribe and CallClient: the plugin
+// may act on a connection that is calling it right now or is subscribed to
+// one of its channels, not on any connection whose id it learned.
+func (r *recorder) reachesLocked(c *conn, connID string) bool {
+	if r.calling[connID] > 0 {
+		return true
+	}
+	for ch := range c.subs {
+		if r.owns(ch) {
+			return true
+		}
+	}
+	return false
+}
+
+func unreachable(what, connID string) *pluginpb.Error {
+	return pbErr(sdk.CodeForbidden, "the plugin may %s only connections subscribed to one of its channels, or calling it right now; %q is neither", what, connID)
+}
+
 func pbErr(code int, format string, args ...any) *pluginpb.Error {
 	return &pluginpb.Error{Code: int32(code), Message: fmt.Sprintf(format, args...)}
 }
@@ -117,6 +154,9 @@ func (r *recorder) Subscribe(_ context.Context, req *pluginpb.SubscriptionReques
 	c, ok := r.conns[req.GetConnId()]
 	if !ok {
 		return &pluginpb.HostReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
+	}
+	if !r.reachesLocked(c, req.GetConnId()) {
+		return &pluginpb.HostReply{Error: unreachable("subscribe", req.GetConnId())}, nil
 	}
 	c.subs[req.GetChannel()] = true
 	return &pluginpb.HostReply{}, nil
@@ -158,10 +198,17 @@ func (r *recorder) Presence(_ context.Context, req *pluginpb.PresenceRequest) (*
 func (r *recorder) CallClient(_ context.Context, req *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
 	r.mu.Lock()
 	f := r.onClient
-	_, known := r.conns[req.GetConnId()]
+	c, known := r.conns[req.GetConnId()]
+	reaches := known && r.reachesLocked(c, req.GetConnId())
 	r.mu.Unlock()
 	if !known {
 		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
+	}
+	if !reaches {
+		return &pluginpb.CallClientReply{Error: unreachable("call", req.GetConnId())}, nil
+	}
+	if p := bytes.TrimSpace(req.GetParams()); len(p) > 0 && string(p) != "null" && ((p[0] != '{' && p[0] != '[') || !json.Valid(p)) {
+		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeInvalidParams, "the params of %s must be one JSON object or array (JSON-RPC 2.0 params), or none", req.GetMethod())}, nil
 	}
 	if f == nil {
 		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeMethodNotFound, "client %q does not present %s", req.GetConnId(), req.GetMethod())}, nil
