@@ -130,7 +130,25 @@ func refusals(plugin string, asked []string, rs []*pluginpb.Refusal) ([]Refusal,
 		if !pluginCodes[code] {
 			code = rpc.CodeForbidden
 		}
-		out = append(out, Refusal{Channel: ch, Code: code, Reason: r.GetReason()})
+		out = append(out, Refusal{Channel: ch, Code: code, Reason: refusalReason(r.GetReason())})
 	}
 	return out, nil
+}
+
+// maxRefusalReason bounds a refusal's reason: it is meant for a human and
+// is repeated in the client's error message and its data.channels, so a
+// plugin must not make one refusal a frame of megabytes.
+const maxRefusalReason = 1024
+
+// refusalReason is reason cut to maxRefusalReason bytes (at a rune start,
+// so the cut stays UTF-8), marked as cut.
+func refusalReason(reason string) string {
+	if len(reason) <= maxRefusalReason {
+		return reason
+	}
+	cut := maxRefusalReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "... (cut)"
 }

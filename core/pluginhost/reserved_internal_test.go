@@ -3,8 +3,11 @@ package pluginhost
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
 func TestCheckPrefix(t *testing.T) {
@@ -53,4 +56,19 @@ func TestCoreCollision(t *testing.T) {
 	} {
 		require.Equal(t, tc.want, coreCollision(tc.method, tc.pattern), "%s %s", tc.method, tc.pattern)
 	}
+}
+
+// A refusal's reason is cut to maxRefusalReason bytes, at a rune start, so
+// that a plugin cannot make one refusal a frame of megabytes.
+func TestRefusalReasonIsBounded(t *testing.T) {
+	asked := []string{"p:a"}
+	long := strings.Repeat("é", maxRefusalReason) // 2 bytes a rune
+	rs, err := refusals("p", asked, []*pluginpb.Refusal{{Channel: "p:a", Reason: long}})
+	require.Nil(t, err)
+	require.Len(t, rs, 1)
+	require.LessOrEqual(t, len(rs[0].Reason), maxRefusalReason+len("... (cut)"))
+	require.True(t, strings.HasSuffix(rs[0].Reason, "... (cut)"))
+	require.True(t, utf8.ValidString(rs[0].Reason))
+	rs, _ = refusals("p", asked, []*pluginpb.Refusal{{Channel: "p:a", Reason: "short"}})
+	require.Equal(t, "short", rs[0].Reason)
 }
