@@ -132,15 +132,12 @@ func TestPluginHostCallsAndDefaultAuthorizationOnTheBinary(t *testing.T) {
 	h.WaitLog(t, "plugin implements no authorizer", heraldtest.Timeout)
 
 	alice := h.Dial(t, h.Token(t, "alice"))
-	var hello struct {
-		SessionID string `json:"session_id"`
-	}
-	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "ask"}}), &hello))
+	sessionID := presentMethods(t, alice, "onNotificationReceived", "ask")
 	alice.Subscribe(t, "news")
 	bob := h.Dial(t, h.Token(t, "bob"))
 
 	// alice is on no tester channel yet: the tester may not call her.
-	e := bob.CallErr(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})
+	e := bob.CallErr(t, "tester.callClient", map[string]any{"conn": sessionID, "method": "ask"})
 	require.Equal(t, -32003, e.Code, "%+v", e)
 	answer := func() {
 		m := <-alice.Calls
@@ -149,11 +146,11 @@ func TestPluginHostCallsAndDefaultAuthorizationOnTheBinary(t *testing.T) {
 	}
 	// While alice herself calls the tester, it may call her back.
 	go answer()
-	require.JSONEq(t, `"yes"`, string(alice.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
+	require.JSONEq(t, `"yes"`, string(alice.MustCall(t, "tester.callClient", map[string]any{"conn": sessionID, "method": "ask"})))
 	// Once she is on one of its channels, anyone's call may reach her.
 	alice.Subscribe(t, "tester:ok")
 	go answer()
-	require.JSONEq(t, `"yes"`, string(bob.MustCall(t, "tester.callClient", map[string]any{"conn": hello.SessionID, "method": "ask"})))
+	require.JSONEq(t, `"yes"`, string(bob.MustCall(t, "tester.callClient", map[string]any{"conn": sessionID, "method": "ask"})))
 
 	require.Equal(t, -32003, bob.CallErr(t, "tester.presence", map[string]any{"channel": "news"}).Code)
 	require.Equal(t, -32003, bob.CallErr(t, "tester.presence", map[string]any{"channel": "open:x"}).Code)

@@ -26,6 +26,18 @@ func pluginBlock(name, pkg string, extra string) func(t *testing.T) string {
 	}
 }
 
+// presentMethods says hello on c presenting methods as its local interface
+// and returns the connection's session id, by which a plugin or a backend
+// names it.
+func presentMethods(t *testing.T, c *heraldtest.Client, methods ...string) string {
+	t.Helper()
+	var hello struct {
+		SessionID string `json:"session_id"`
+	}
+	require.NoError(t, json.Unmarshal(c.MustCall(t, "hello", map[string]any{"methods": methods}), &hello))
+	return hello.SessionID
+}
+
 type pluginStatus struct {
 	Name     string
 	State    string

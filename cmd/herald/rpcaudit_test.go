@@ -243,13 +243,10 @@ func TestServerToClientCallsAreBounded(t *testing.T) {
 		HCL: "limits {\n  max_inflight_calls = 2\n  call_timeout = \"60s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
 	})
 	alice := h.Dial(t, h.Token(t, "alice"))
-	var hello struct {
-		SessionID string `json:"session_id"`
-	}
-	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}}), &hello))
+	sessionID := presentMethods(t, alice, "onNotificationReceived", "getLoc")
 	alice.Subscribe(t, "echo:alice")
 	ask := func(params map[string]any) (int, string) {
-		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": hello.SessionID, "method": "getLoc", "params": params}, heraldtest.APIKey, nil)
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": sessionID, "method": "getLoc", "params": params}, heraldtest.APIKey, nil)
 		return status, string(body)
 	}
 

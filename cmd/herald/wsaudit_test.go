@@ -134,14 +134,11 @@ func TestSIGTERMDoesNotWaitForPluginCallsToCloseClients(t *testing.T) {
 		HCL: "limits {\n  call_timeout = \"60s\"\n}\n" + pluginBlock("echo", "examples/echo-plugin", "")(t),
 	})
 	alice := h.Dial(t, h.Token(t, "alice"))
-	var hello struct {
-		SessionID string `json:"session_id"`
-	}
-	require.NoError(t, json.Unmarshal(alice.MustCall(t, "hello", map[string]any{"methods": []string{"onNotificationReceived", "getLoc"}}), &hello))
+	sessionID := presentMethods(t, alice, "onNotificationReceived", "getLoc")
 	alice.Subscribe(t, "echo:alice") // a plugin calls only connections on its channels
 	asked := make(chan int, 1)
 	go func() {
-		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": hello.SessionID, "method": "getLoc"}, heraldtest.APIKey, nil)
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/ask", map[string]any{"connection": sessionID, "method": "getLoc"}, heraldtest.APIKey, nil)
 		t.Logf("echo.ask: %d %s", status, body)
 		asked <- status
 	}()
