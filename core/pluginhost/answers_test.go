@@ -10,16 +10,37 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// rawAnswers starts the tester plugin and returns a call of its raw
+// method: the plugin answers exactly the bytes given.
+func rawAnswers(t *testing.T) func(answer string) (json.RawMessage, error) {
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	return func(answer string) (json.RawMessage, error) {
+		params, _ := json.Marshal(map[string]string{"b64": base64.StdEncoding.EncodeToString([]byte(answer))})
+		return m.Call(bg, "tester", "raw", backend, params)
+	}
+}
+
+// A plugin's answer goes out in a WebSocket text frame, which must be
+// UTF-8: one that is not is refused rather than passed on to the client.
+func TestCallAnswerThatIsNotUTF8IsRefused(t *testing.T) {
+	call := rawAnswers(t)
+	res, err := call(`{"ok":"é"}`)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ok":"é"}`, string(res))
+
+	_, err = call("{\"bad\":\"\xff\"}")
+	var re *rpc.Error
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, rpc.CodeInternal, re.Code)
+	require.Contains(t, re.Message, "not UTF-8")
+}
+
 // A call's result is spliced after `"result":` in the client's frame: one
 // that is not exactly one JSON value would forge the rest of the frame (a
 // notification on any channel), so it is refused, naming the plugin.
 func TestCallResultThatIsNotOneJSONValueIsRefused(t *testing.T) {
-	m := newManager(t, newRecorder(), nil)
-	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
-	call := func(answer string) (json.RawMessage, error) {
-		params, _ := json.Marshal(map[string]string{"b64": base64.StdEncoding.EncodeToString([]byte(answer))})
-		return m.Call(bg, "tester", "raw", backend, params)
-	}
+	call := rawAnswers(t)
 	for _, ok := range []string{`{"a":[1,2]}`, `null`, ` "x" `, `3`} {
 		res, err := call(ok)
 		require.NoError(t, err, ok)

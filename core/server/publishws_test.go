@@ -182,14 +182,7 @@ func TestPublishWSAnswersAsTheHTTPForm(t *testing.T) {
 func TestPublishWSIdempotencySharedWithHTTP(t *testing.T) {
 	t.Parallel()
 	p := startPubTest(t, testConfig(), nil)
-	req, _ := http.NewRequest(http.MethodPost, p.ts.URL+"/v1/publish", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":1}`))
-	req.Header.Set("Authorization", "Bearer test-key")
-	req.Header.Set("Idempotency-Key", "k1")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	first, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	first := p.publishOnce(t, "k1")
 
 	ws := p.dialPublisher(t)
 	for _, params := range []string{
@@ -491,18 +484,25 @@ func TestPublishIdempotencyWithZeroHistoryTTL(t *testing.T) {
 	p := startPubTest(t, cfg, nil)
 	var replies []string
 	for range 2 {
-		req, _ := http.NewRequest(http.MethodPost, p.ts.URL+"/v1/publish", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":1}`))
-		req.Header.Set("Authorization", "Bearer test-key")
-		req.Header.Set("Idempotency-Key", "k1")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
-		replies = append(replies, string(body))
+		replies = append(replies, string(p.publishOnce(t, "k1")))
 	}
 	require.Equal(t, replies[0], replies[1], "the retry gets the first answer")
 	pos, err := p.srv.broker.Position(context.Background(), "news")
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), pos.Seq, "the retry published nothing")
+}
+
+// publishOnce publishes one notification to news through the HTTP API with
+// the Idempotency-Key key and returns the 200's body.
+func (p *pubTest) publishOnce(t *testing.T, key string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, p.ts.URL+"/v1/publish", strings.NewReader(`{"channel":"news","event":"e","object_type":"t","object":1}`))
+	req.Header.Set("Authorization", "Bearer test-key")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	return body
 }
