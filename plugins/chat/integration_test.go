@@ -366,6 +366,11 @@ func TestIntegrationBadBodiesAre400(t *testing.T) {
 		{"objectChanged", `{"event":"new","object_type":"poll","object":{"id":8}}`, "object_type"},
 		{"objectChanged", `{"changes":[{"event":"new","object_type":"user","object":{"nick":"x"}}]}`, "changes[0].object.id"},
 		{"saveDraft", `{"group_id":78,"text":"x"}`, "user_id"},
+		// A key given twice: the plugin would route by one value while a
+		// client's parser may read the other.
+		{"objectChanged", `{"event":"new","object_type":"message","object":{"id":9,"group_id":3,"group_id":2}}`, "object.group_id"},
+		{"objectChanged", `{"changes":[{"event":"new","event":"deleted","object_type":"group","object":{"id":2}}]}`, "changes[0].event"},
+		{"addMember", `{"group_id":78,"user_id":383,"user_id":384}`, "user_id"},
 	} {
 		st, body := s.backend(tc.method, json.RawMessage(tc.body))
 		require.Equal(t, http.StatusBadRequest, st, "%s %s: %s", tc.method, tc.body, body)

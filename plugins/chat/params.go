@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 
@@ -33,12 +35,18 @@ func decodeObject(raw json.RawMessage, path string, allowed ...string) (object, 
 		}
 		return nil, fieldError(path, "must be a JSON object")
 	}
-	var o object
-	if err := json.Unmarshal(raw, &o); err != nil {
+	o, dup, err := members(raw)
+	if err != nil {
 		if path == "" {
 			return nil, sdk.InvalidParams("params: "+err.Error(), nil)
 		}
 		return nil, fieldError(path, "%v", err)
+	}
+	if dup != "" {
+		// Which of the two values counts would be up to each client's
+		// parser: the plugin could route by one while a client reads the
+		// other.
+		return nil, fieldError(join(path, dup), "appears twice")
 	}
 	if allowed != nil {
 		var unknown []string
@@ -53,6 +61,39 @@ func decodeObject(raw json.RawMessage, path string, allowed ...string) (object, 
 		}
 	}
 	return o, nil
+}
+
+// members decodes a JSON object's members and names the first key that
+// appears twice in it, if any.
+func members(raw json.RawMessage) (object, string, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := dec.Token(); err != nil { // '{': the caller checked it
+		return nil, "", err
+	}
+	o := object{}
+	dup := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, "", err
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, "", err
+		}
+		if _, seen := o[k]; seen && dup == "" {
+			dup = k
+		}
+		o[k] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, "", err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, "", errors.New("invalid JSON: data after the object")
+	}
+	return o, dup, nil
 }
 
 // id reads a required id field.
