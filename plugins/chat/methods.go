@@ -189,6 +189,11 @@ func (c *Chat) objectChanged(ctx context.Context, call *sdk.Call) (any, error) {
 		return nil, err
 	}
 	var changes []change
+	if string(o["changes"]) == "null" {
+		// null is absent: a backend's serializer may write the form it
+		// does not use as "changes": null.
+		delete(o, "changes")
+	}
 	if raw, ok := o["changes"]; ok {
 		for k := range o {
 			if k != "changes" {

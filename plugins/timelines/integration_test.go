@@ -349,6 +349,18 @@ func TestIntegrationOneEmitToSeveralChannels(t *testing.T) {
 		require.Equal(t, strings.Split(chans[i], ":")[0], n.ObjectType)
 		require.Equal(t, payload, string(n.Object))
 	}
+
+	// The form a backend does not use may come as null (a serializer's
+	// empty field): it counts as absent.
+	for _, body := range []string{
+		`{"channel":"message:m1:n1","channels":null,"payload":` + payload + `}`,
+		`{"channel":null,"channels":["message:m1:n1"],"payload":` + payload + `}`,
+	} {
+		s.mustBackend("emit", json.RawMessage(body))
+		n := one(t, c)
+		require.Equal(t, "message:m1:n1", n.Channel, body)
+		require.Equal(t, payload, string(n.Object), body)
+	}
 }
 
 // The source checks the token at subscribe time only: timelines

@@ -71,6 +71,13 @@ func (p *Timelines) emit(ctx context.Context, call *sdk.Call) (any, error) {
 	}
 	var names []string
 	field := func(i int) string { return fmt.Sprintf("channels[%d]", i) }
+	// null is absent: a backend's serializer may write the form it does
+	// not use as "channels": null.
+	for _, k := range []string{"channel", "channels"} {
+		if string(o[k]) == "null" {
+			delete(o, k)
+		}
+	}
 	switch rawOne, rawMany := o["channel"], o["channels"]; {
 	case rawOne != nil && rawMany != nil:
 		return nil, paramError("channels", nil, "give either channel or channels, not both")
