@@ -570,6 +570,33 @@ func TestIntegrationBadBodiesAre400(t *testing.T) {
 	require.Contains(t, string(body), "index_replicas")
 }
 
+// A kbid is a path segment of its stream's URL, so "." and ".." are not
+// kbids: HTTP clients resolve them away (/v1/kb/../notifications is
+// requested as /v1/notifications) and such a KB's stream could not be
+// asked for. They are refused wherever a kbid is given; dots inside an id
+// are fine.
+func TestIntegrationDotSegmentKBIDsRefused(t *testing.T) {
+	s := startStack(t, t.TempDir(), "")
+	alice := s.dial("alice", ".", "..", "a.b")
+	for _, kbid := range []string{".", ".."} {
+		st, body := s.backend("resource_written", map[string]any{"kbid": kbid, "resource_uuid": "r", "operation": "created"})
+		require.Equal(t, http.StatusBadRequest, st, "kbid %q: %s", kbid, body)
+		require.Contains(t, string(body), `"field":"kbid"`)
+		require.Contains(t, string(body), "dot")
+		e := alice.CallErr(t, "subscribe", map[string]any{"channel": "kb:" + kbid})
+		require.Equal(t, -32602, e.Code, "kb:%s: %s", kbid, e.Data)
+		e = alice.CallErr(t, "kb.waitFor", map[string]any{"kbid": kbid, "seqid": 1, "until": "written", "timeout": 0.1})
+		require.Equal(t, -32602, e.Code, "waitFor %q: %s %s", kbid, e.Message, e.Data)
+	}
+	// Dots inside an id: reported, streamed, subscribed.
+	stream := s.open("a.b", "", heraldtest.APIKey)
+	require.Equal(t, http.StatusOK, stream.resp.StatusCode)
+	alice.Subscribe(t, "kb:a.b")
+	s.written("a.b", "r", "created")
+	require.Contains(t, stream.next(t), `"resource_uuid":"r"`)
+	require.Equal(t, "resource_written", alice.Notifications(t, 1)[0].Event)
+}
+
 // A client that stops reading cannot make herald hold its notifications
 // without bound: its follow is ended (at delivery.outbox_limit waiting in
 // herald, or when delivery.write_timeout cuts the client, whichever comes

@@ -127,6 +127,9 @@ func (f fields) seqid(key string) (uint64, error) {
 	return n, nil
 }
 
+// kbidRule says what a kbid is, in the errors that refuse one.
+const kbidRule = "1 to 128 letters, digits or -._~, other than \".\" and \"..\" (dot segments, which HTTP clients resolve away from the stream's URL)"
+
 // kbid reads the KB id: 1 to 128 bytes of letters, digits and "-._~" (it
 // is a URL path segment and part of a channel name).
 func (f fields) kbid() (string, error) {
@@ -135,13 +138,17 @@ func (f fields) kbid() (string, error) {
 		return "", err
 	}
 	if !validKBID(s) {
-		return "", fieldError("kbid", "must be 1 to %d letters, digits or -._~, got %q", maxKBIDLen, clipStr(s))
+		return "", fieldError("kbid", "must be %s, got %q", kbidRule, clipStr(s))
 	}
 	return s, nil
 }
 
+// validKBID: 1 to maxKBIDLen bytes of letters, digits and "-._~", and not
+// "." or "..": the kbid is a segment of /v1/kb/{kbid}/notifications, where
+// those two are dot segments that clients remove before sending (RFC 3986
+// 5.2.4), so that KB's stream could never be requested.
 func validKBID(s string) bool {
-	if len(s) == 0 || len(s) > maxKBIDLen {
+	if len(s) == 0 || len(s) > maxKBIDLen || s == "." || s == ".." {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -258,7 +258,7 @@ func (k *KB) Authorize(_ context.Context, c sdk.Caller, channels []string) ([]sd
 		kbid, ok := strings.CutPrefix(ch, prefix)
 		switch {
 		case !ok || !validKBID(kbid):
-			r := sdk.Refuse(ch, "kb channels are kb:<kbid>, the id made of letters, digits and -._~")
+			r := sdk.Refuse(ch, "kb channels are kb:<kbid>; a kbid is "+kbidRule)
 			r.Code = sdk.CodeInvalidParams // malformed, as chat's and timelines' are
 			refused = append(refused, r)
 		case !mayRead(c, kbid):

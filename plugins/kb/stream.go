@@ -59,7 +59,7 @@ func (k *KB) serveNotifications(w http.ResponseWriter, r *http.Request) {
 	kbid := r.PathValue("kbid")
 	caller, _ := sdk.CallerFrom(r.Context())
 	if !validKBID(kbid) {
-		writeError(w, http.StatusBadRequest, sdk.InvalidParams("kbid must be 1 to 128 letters, digits or -._~", map[string]string{"field": "kbid"}))
+		writeError(w, http.StatusBadRequest, sdk.InvalidParams("kbid must be "+kbidRule, map[string]string{"field": "kbid"}))
 		return
 	}
 	if !mayRead(caller, kbid) {
