@@ -328,6 +328,44 @@ func (s *Store) List(ctx context.Context, prefix string) ([]state.Entry, error) 
 		return nil, fmt.Errorf("state list %q: %w", prefix, err)
 	}
 	defer cancel()
+	for attempt := 1; ; attempt++ {
+		out, err := s.listOnce(octx, prefix)
+		if err != nil || len(out) > 0 || attempt == listAttempts {
+			return out, err
+		}
+		// The watch ends at once when its consumer says nothing is pending,
+		// and on a replicated bucket a consumer made right after writes
+		// has said so with keys there (seen in CI on three servers): an
+		// empty answer is checked against the stream's own count of the
+		// prefix's subjects, and read again if that says there are some.
+		// Deleted keys keep a subject (their marker), so a prefix of only
+		// deleted keys costs the extra reads and still answers empty.
+		if n, err := s.subjects(octx, prefix); err != nil || n == 0 {
+			return out, nil
+		}
+	}
+}
+
+// listAttempts bounds List's reads of an empty answer (see List).
+const listAttempts = 3
+
+// subjects counts the subjects of prefix's keys in the bucket's stream, as
+// its leader knows them.
+func (s *Store) subjects(ctx context.Context, prefix string) (int, error) {
+	st, err := s.js.Stream(ctx, "KV_"+s.opts.Bucket)
+	if err != nil {
+		return 0, err
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(s.subj+encodePrefix(prefix)))
+	if err != nil {
+		return 0, err
+	}
+	return len(info.State.Subjects), nil
+}
+
+// listOnce is one read of prefix's keys through a watch: every key's last
+// value, until the watch says the initial values are all in.
+func (s *Store) listOnce(octx context.Context, prefix string) ([]state.Entry, error) {
 	w, err := s.kv.Watch(octx, encodePrefix(prefix), jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("state list %q: %w", prefix, s.classify(octx, err))
