@@ -472,14 +472,24 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 	// bob's grant leaves her alone.
 	alice := s.subscribeSpeakap(token(t, "gu1", time.Hour, map[string]net{"n1": {User: "u1", Permissions: []string{"view_readers"}}}), "message_readers:m5:n1")
 
-	// The plugin learnt of the subscriptions from the host: a revoke drops them.
+	// The plugin learns of the subscriptions from the host: a revoke drops
+	// them. The host's events reach the plugin apart from the revoke call:
+	// a subscription the plugin learns of after the revoke is dropped then,
+	// when its event is checked, and not counted in the answer.
 	var rv struct {
 		Revoked      bool
 		Unsubscribed int
 	}
+	dropped := func(c *heraldtest.Client, channel string) func() bool {
+		return func() bool {
+			_, e, err := c.Call("presence", map[string]any{"channel": channel})
+			return err == nil && e != nil && e.Code == -32003 // no longer subscribed
+		}
+	}
 	require.NoError(t, json.Unmarshal(s.mustBackend("revoke", map[string]any{"network": "n1", "user": "u2", "group": "g6", "role": "admin"}), &rv))
 	require.True(t, rv.Revoked)
-	require.Equal(t, 1, rv.Unsubscribed)
+	require.LessOrEqual(t, rv.Unsubscribed, 1)
+	require.Eventually(t, dropped(c, "group_admin_memberships:g6:n1"), heraldtest.Timeout, 10*time.Millisecond)
 	s.emit("group_admin_memberships:g6:n1", validPayloads["group_admin_memberships"][0])
 	s.emit("group_admin_memberships:g5:n1", validPayloads["group_admin_memberships"][0])
 	require.Equal(t, "group_admin_memberships:g5:n1", one(t, c).Channel, "g6 dropped, g5 kept")
@@ -488,7 +498,8 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 	s.kill9()
 	require.NoError(t, json.Unmarshal(s.mustBackend("revoke", map[string]any{"network": "n1", "user": "u2", "message": "m5", "permission": "view_readers"}), &rv))
 	require.True(t, rv.Revoked)
-	require.Equal(t, 1, rv.Unsubscribed, "bob's only: alice holds it by her token")
+	require.LessOrEqual(t, rv.Unsubscribed, 1, "bob's only: alice holds it by her token")
+	require.Eventually(t, dropped(c, "message_readers:m5:n1"), heraldtest.Timeout, 10*time.Millisecond)
 	s.emit("message_readers:m5:n1", validPayloads["message_readers"][0])
 	require.Equal(t, "message_readers:m5:n1", one(t, alice).Channel)
 	c.NoNotification(t, 300*time.Millisecond)
