@@ -341,7 +341,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered already
 	}
-	conn.SetReadLimit(s.live().Limits.MaxFrameBytes)
+	conn.SetReadLimit(s.live().Limits.MaxFrameBytes, "limits.max_frame_bytes")
 	ss := newSession(s, conn, newID())
 	if !s.cfg.Auth.Anonymous {
 		// Until a token is accepted (setIdentity restores the full one).
