@@ -33,6 +33,7 @@ func startPlugins(ctx context.Context, cfg *config.Config, logger hclog.Logger, 
 		WriteTimeout:      cfg.Delivery.WriteTimeout,
 		State:             states,
 		LogLinesPerSecond: cfg.Log.PluginLinesPerSecond,
+		OpenChannels:      srv.OpenChannels,
 	})
 	srv.SetPlugins(m)
 	if err := m.Apply(ctx, cfg.Plugins); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +51,34 @@ func TestPluginConfinementOnTheBinary(t *testing.T) {
 	for _, kv := range env {
 		require.NotContains(t, kv, "must-not-leak", "herald's secrets reach the plugin: %v", env)
 	}
+}
+
+// With auth.open_channels = false no client can subscribe to an open
+// channel, so a plugin's emit to one it lists in emit_channels is refused
+// naming the setting, as a backend's publish is; a SIGHUP that turns the
+// setting on lets it through at once.
+func TestPluginEmitToOpenChannelFollowsOpenChannels(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		Auth: fmt.Sprintf("token_secret = %q\n  api_keys = [%q]\n  open_channels = false", heraldtest.Secret, heraldtest.APIKey),
+		HCL:  pluginBlock("tester", "internal/testplugins/tester", `  emit_channels = ["news"]`)(t),
+	})
+	emit := func() (int, string) {
+		status, body := h.Do(t, http.MethodPost, "/v1/plugins/tester/emit", map[string]any{"channels": []string{"tester:ok", "news"}}, heraldtest.APIKey, nil)
+		return status, string(body)
+	}
+	status, body := emit()
+	require.NotEqual(t, http.StatusOK, status, body)
+	require.Contains(t, body, "-32003")
+	require.Contains(t, body, `\"news\"`)
+	require.Contains(t, body, "auth.open_channels = false")
+
+	cfg, err := os.ReadFile(h.ConfigPath)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(h.ConfigPath, []byte(strings.Replace(string(cfg), "open_channels = false", "open_channels = true", 1)), 0o600))
+	h.Signal(t, syscall.SIGHUP)
+	h.WaitLog(t, "reload: applied", heraldtest.Timeout)
+	status, body = emit()
+	require.Equal(t, http.StatusOK, status, body)
 }
 
 type testerEvent struct {

@@ -15,8 +15,8 @@ import (
 //   - it emits only to channels of the prefixes its manifest claims, and to
 //     the channels its block's emit_channels lists (exact names, or a prefix
 //     ending in "*"; a pattern never matches the core's own "config") that
-//     a client could subscribe to: open ones, or of a namespace that a
-//     plugin owns at the time of the emit. Its
+//     a client could subscribe to: open ones while auth.open_channels is
+//     on, or of a namespace that a plugin owns at the time of the emit. Its
 //     dynamic channels (Host.Subscribe) are always under its own prefixes,
 //     so they need no table of their own and nothing grows with them;
 //   - it reads presence and subscribes or unsubscribes connections only on
@@ -75,12 +75,14 @@ func (p *policy) mayEmit(channel string) bool {
 }
 
 // checkEmit refuses a batch holding any notification outside the plugin's
-// channels, or in a namespace that no plugin owns (owned reports whether a
-// plugin owns a prefix): no client could subscribe there, as a publish to
-// such a namespace is refused too. The whole batch is refused, as a
-// publish is all or nothing; the error names the first channel refused and
-// says how to allow it.
-func (p *policy) checkEmit(ns []Notification, owned func(prefix string) bool) (refused string, err *rpc.Error) {
+// channels, in a namespace that no plugin owns (owned reports whether a
+// plugin owns a prefix), or on an open channel while open channels are off
+// (open is auth.open_channels at the time of the emit; the core's own
+// channels are not open ones): no client could subscribe there, as a
+// publish there is refused too. The whole batch is refused, as a publish
+// is all or nothing; the error names the first channel refused and says
+// how to allow it.
+func (p *policy) checkEmit(ns []Notification, owned func(prefix string) bool, open bool) (refused string, err *rpc.Error) {
 	last := ""
 	for _, n := range ns {
 		if n.Channel == last && last != "" { // batches mostly repeat a channel
@@ -91,10 +93,16 @@ func (p *policy) checkEmit(ns []Notification, owned func(prefix string) bool) (r
 				"plugin %q may not emit to channel %q: a plugin emits to the channels of its own prefixes and to those its plugin block lists in emit_channels; nothing of this batch was published",
 				p.plugin, n.Channel).WithData(map[string]string{"channel": n.Channel})
 		}
-		if prefix, _, ok := strings.Cut(n.Channel, ":"); ok && !p.prefixes[prefix] && !owned(prefix) {
+		prefix, _, namespaced := strings.Cut(n.Channel, ":")
+		if namespaced && !p.prefixes[prefix] && !owned(prefix) {
 			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
 				"plugin %q may not emit to channel %q: no plugin owns the namespace %q, so no client could subscribe to it (load the plugin that owns it, or fix emit_channels); nothing of this batch was published",
 				p.plugin, n.Channel, prefix).WithData(map[string]string{"channel": n.Channel})
+		}
+		if !namespaced && !open && !coreChannels[n.Channel] {
+			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
+				"plugin %q may not emit to channel %q: it is an open channel and open channels are disabled (auth.open_channels = false), so no client could subscribe to it (enable them, or fix emit_channels); nothing of this batch was published",
+				p.plugin, n.Channel).WithData(map[string]string{"channel": n.Channel})
 		}
 		last = n.Channel
 	}

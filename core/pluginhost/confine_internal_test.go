@@ -19,7 +19,7 @@ func BenchmarkCheckEmit(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
-		if _, err := p.checkEmit(ns, owned); err != nil {
+		if _, err := p.checkEmit(ns, owned, true); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -34,20 +34,28 @@ func TestCheckEmitRules(t *testing.T) {
 		"config":  true, // listed by its exact name
 		"$server": false, "colour": true,
 	} {
-		_, err := p.checkEmit([]Notification{{Channel: ch}}, owned)
+		_, err := p.checkEmit([]Notification{{Channel: ch}}, owned, true)
 		if (err == nil) != want {
 			t.Errorf("%q: allowed %v, want %v", ch, err == nil, want)
 		}
 	}
 	q := newPolicy(config.Plugin{Name: "q", EmitChannels: []string{"co*"}}, &pluginpb.Manifest{})
-	if _, err := q.checkEmit([]Notification{{Channel: "config"}}, owned); err == nil {
+	if _, err := q.checkEmit([]Notification{{Channel: "config"}}, owned, true); err == nil {
 		t.Error("a pattern reached the core's config channel")
+	}
+	// With open channels off, a listed open channel is refused (nobody
+	// could subscribe to it); the core's config is not an open one.
+	for ch, want := range map[string]bool{"p:x": true, "news": false, "alerts:a": true, "config": true, "colour": false} {
+		_, err := p.checkEmit([]Notification{{Channel: ch}}, owned, false)
+		if (err == nil) != want {
+			t.Errorf("%q with open channels off: allowed %v, want %v", ch, err == nil, want)
+		}
 	}
 	// emit_channels reach only namespaces some plugin owns: nobody could
 	// subscribe to another.
 	nobody := func(string) bool { return false }
 	for ch, want := range map[string]bool{"p:x": true, "news": true, "alerts:a": false, "config": true} {
-		_, err := p.checkEmit([]Notification{{Channel: ch}}, nobody)
+		_, err := p.checkEmit([]Notification{{Channel: ch}}, nobody, true)
 		if (err == nil) != want {
 			t.Errorf("%q with no other plugin: allowed %v, want %v", ch, err == nil, want)
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/heraldhq/herald/core/config"
@@ -58,6 +59,40 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 	require.Equal(t, 4.0, counter(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
 	require.Equal(t, float64(core.batches), counter(t, reg, "herald_plugin_emit_batches_total", "tester"),
 		"every batch the core accepted, and no refused one")
+}
+
+// While auth.open_channels is off no client can subscribe to an open
+// channel, so a plugin's emit to one (listed in its emit_channels) is
+// refused, naming the setting; the core's "config" is not an open channel.
+// The setting is read at each emit: a reload that turns it back on lets
+// the emit through.
+func TestEmitToOpenChannelRefusedWhileOpenChannelsAreOff(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	var open atomic.Bool
+	m := newManager(t, core, func(o *pluginhost.Options) { o.OpenChannels = open.Load })
+	p := block(t, "tester", "tester", nil)
+	p.EmitChannels = []string{"news", "config"}
+	require.NoError(t, m.Apply(bg, []config.Plugin{p}))
+	emit := func(channels ...string) error {
+		params, _ := json.Marshal(map[string]any{"channels": channels})
+		_, err := m.Call(bg, "tester", "emit", backend, params)
+		return err
+	}
+
+	require.NoError(t, emit("tester:a", "config"))
+	require.Equal(t, 2, core.count)
+	err := emit("tester:a", "news")
+	var e *rpc.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, rpc.CodeForbidden, e.Code)
+	require.Contains(t, e.Message, `"news"`)
+	require.Contains(t, e.Message, "auth.open_channels = false")
+	require.Equal(t, 2, core.count, "a refused batch publishes nothing")
+
+	open.Store(true)
+	require.NoError(t, emit("tester:a", "news"))
+	require.Equal(t, 4, core.count)
 }
 
 // counter reads one counter, by its plugin label, from a registry.

@@ -64,7 +64,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 		ns := f.ns
 		ack.Id, ack.Published, ack.Error, ack.Seqs, ack.Ids = f.id, nil, nil, nil, nil
 		var pub []Published
-		if ch, rerr := h.pol.checkEmit(ns, h.m.ownsPrefix); rerr != nil {
+		if ch, rerr := h.pol.checkEmit(ns, h.m.ownsPrefix, h.m.openChannels()); rerr != nil {
 			err = rerr
 			h.m.met.emitsRefused.WithLabelValues(h.plugin).Add(float64(len(ns)))
 			if h.m.refusals.first(h.plugin, ch) {

@@ -54,6 +54,11 @@ type instance struct {
 
 	stopOnce sync.Once
 
+	// stdout and stderr log the process's plain output; kill closes them
+	// once the process is gone, so that a last line without a newline is
+	// logged too.
+	stdout, stderr *outputWriter
+
 	// calling counts, per connection, the calls it has running on this
 	// plugin: while a connection calls a plugin, the plugin may call it
 	// back (Host.CallClient) even if it is on none of its channels.
@@ -235,6 +240,7 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 
 	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path, m.opts.LogLinesPerSecond)
 	var procRunner *groupRunner
+	stdout, stderr := &outputWriter{log: log, stream: "stdout"}, &outputWriter{log: log, stream: "stderr"}
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  pluginpb.Handshake,
 		VersionedPlugins: pluginpb.PluginSets(&pluginpb.GRPCPlugin{}),
@@ -251,11 +257,11 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		StartTimeout:     m.opts.StartTimeout,
 		Logger:           log,
-		SyncStdout:       &outputWriter{log: log, stream: "stdout"},
-		SyncStderr:       &outputWriter{log: log, stream: "stderr"},
+		SyncStdout:       stdout,
+		SyncStderr:       stderr,
 		GRPCDialOptions:  pluginpb.DialOptions(m.opts.MaxMessageBytes),
 	})
-	inst := &instance{name: cfg.Name, m: m, log: log, client: client, started: time.Now(),
+	inst := &instance{name: cfg.Name, m: m, log: log, client: client, started: time.Now(), stdout: stdout, stderr: stderr,
 		hostDone: make(chan struct{}), events: make(chan *pluginpb.Event, eventQueueDepth),
 		overflow: make(chan struct{}, 1), stopEv: make(chan struct{}), evDone: make(chan struct{})}
 	fail := func(format string, args ...any) (*instance, error) {
@@ -465,6 +471,9 @@ func (i *instance) kill() {
 			}
 			<-done
 		}
+		// The process is gone: its output has ended.
+		_ = i.stdout.Close()
+		_ = i.stderr.Close()
 		i.hostMu.Lock()
 		srv, hostStarted, evStarted := i.hostSrv, i.hostStarted, i.evStarted
 		i.hostMu.Unlock()

@@ -47,6 +47,10 @@ type Options struct {
 	// LogLinesPerSecond bounds the lines each plugin process writes into
 	// herald's log (log.plugin_lines_per_second); 0: no bound.
 	LogLinesPerSecond int
+	// OpenChannels reports whether clients may subscribe to open channels
+	// (auth.open_channels, which a reload changes): while it is false, a
+	// plugin's emit to an open channel is refused. nil: always true.
+	OpenChannels func() bool
 }
 
 // DefaultStartTimeout is Options.StartTimeout's default. What a plugin
@@ -452,6 +456,11 @@ func (m *Manager) Owner(channel string) (string, bool) {
 
 // ownsPrefix reports whether a plugin (running, down or restarting) owns
 // the channel prefix.
+// openChannels is Options.OpenChannels.
+func (m *Manager) openChannels() bool {
+	return m.opts.OpenChannels == nil || m.opts.OpenChannels()
+}
+
 func (m *Manager) ownsPrefix(prefix string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()

@@ -123,11 +123,18 @@ const maxOutputLine = 64 << 10
 // started (go-plugin carries both over its connection) into lines of
 // herald's log, at info with stream=stdout|stderr: a plugin author's
 // fmt.Println must not vanish. A line longer than maxOutputLine is cut.
+//
+// go-plugin never tells the writer that the stream ended, so Close is
+// called once the plugin process is gone (instance.kill): it logs the last
+// line if it had no newline (a plugin's fmt.Print just before it exits).
+// What still arrives after Close is logged as it comes, partial lines
+// included: nothing would flush them later.
 type outputWriter struct {
 	log    hclog.Logger
 	stream string
 	mu     sync.Mutex
 	buf    []byte
+	closed bool
 }
 
 func (w *outputWriter) Write(p []byte) (int, error) {
@@ -142,10 +149,29 @@ func (w *outputWriter) Write(p []byte) (int, error) {
 		}
 		w.buf = append(w.buf, p[:min(i, maxOutputLine-len(w.buf))]...)
 		p = p[i+1:]
-		w.log.Info(string(bytes.TrimRight(w.buf, "\r")), "stream", w.stream)
-		w.buf = w.buf[:0]
+		w.flushLocked()
+	}
+	if w.closed && len(w.buf) > 0 {
+		w.flushLocked()
 	}
 	return n, nil
+}
+
+// Close logs the last line, which had no newline, if there is one: the
+// stream is at its end.
+func (w *outputWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	if len(w.buf) > 0 {
+		w.flushLocked()
+	}
+	return nil
+}
+
+func (w *outputWriter) flushLocked() {
+	w.log.Info(string(bytes.TrimRight(w.buf, "\r")), "stream", w.stream)
+	w.buf = w.buf[:0]
 }
 
 func (l *pluginLogger) With(args ...any) hclog.Logger { return l.wrap(l.Logger.With(l.clean(args)...)) }

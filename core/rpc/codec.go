@@ -231,8 +231,62 @@ var memberNames = [...]string{"jsonrpc", "id", "method", "params", "result", "er
 // a member whose name differs from one of JSON-RPC's only in case, or whose
 // name has an escape (which could spell one); decodeExact reads those. One
 // pass over the bytes, no allocation: the common case stays on
-// json.Unmarshal.
+// json.Unmarshal. Other members are ignored, as JSON-RPC's envelope allows;
+// a method's params are held to their names by UnknownMember.
 func exactMembers(raw []byte) bool {
+	exact := true
+	eachMember(raw, func(quoted []byte, escaped bool) bool {
+		if escaped {
+			exact = false
+			return false
+		}
+		name := quoted[1 : len(quoted)-1]
+		for _, m := range memberNames {
+			if len(name) == len(m) && string(name) != m && strings.EqualFold(string(name), m) {
+				exact = false
+				return false
+			}
+		}
+		return true
+	})
+	return exact
+}
+
+// UnknownMember returns the name of the first member of obj, a valid JSON
+// object, that is not exactly one of names, and true; "" and false when
+// every member is one of them. Names are compared as JSON spells them
+// (escapes decoded) and exactly: encoding/json, which would decode obj
+// afterwards, takes "Channels" for "channels", and a method's params, like
+// the envelope (exactMembers), are case-sensitive. One pass over the
+// bytes, no allocation unless a name has an escape.
+func UnknownMember(obj []byte, names ...string) (string, bool) {
+	var unknown string
+	found := false
+	eachMember(obj, func(quoted []byte, escaped bool) bool {
+		name := quoted[1 : len(quoted)-1]
+		if escaped {
+			var decoded string
+			if json.Unmarshal(quoted, &decoded) != nil {
+				return true // not valid JSON: not an obj as documented
+			}
+			name = []byte(decoded)
+		}
+		for _, n := range names {
+			if string(name) == n {
+				return true
+			}
+		}
+		unknown, found = string(name), true
+		return false
+	})
+	return unknown, found
+}
+
+// eachMember calls visit with the name of each member of raw's top-level
+// object (raw a valid JSON value), quotes included and escapes not decoded
+// (escaped says whether it has any), in order, until visit returns false.
+// One pass over the bytes, no allocation.
+func eachMember(raw []byte, visit func(quoted []byte, escaped bool) bool) {
 	depth, key := 0, false
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
@@ -254,21 +308,14 @@ func exactMembers(raw []byte) bool {
 				}
 			}
 			if key {
-				if escaped {
-					return false
-				}
-				name := raw[i+1 : j]
-				for _, m := range memberNames {
-					if len(name) == len(m) && string(name) != m && strings.EqualFold(string(name), m) {
-						return false
-					}
+				if j == len(raw) || !visit(raw[i:j+1], escaped) {
+					return
 				}
 				key = false
 			}
 			i = j
 		}
 	}
-	return true
 }
 
 // decodeExact decodes a message into w taking members by their exact

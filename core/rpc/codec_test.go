@@ -3,6 +3,7 @@ package rpc
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -330,6 +331,59 @@ func FuzzExactMembersAgreesWithAMap(f *testing.F) {
 		}
 		if folded && exactMembers(raw) {
 			t.Fatalf("exactMembers(%q) missed a member differing only in case", raw)
+		}
+	})
+}
+
+// UnknownMember names the first member, in order, that is not exactly one
+// of the names: wrong case, an unknown name, an escape spelling one
+// (decoded first); members of nested values are not the object's.
+func TestUnknownMember(t *testing.T) {
+	names := []string{"channel", "channels", "accessToken"}
+	for obj, want := range map[string]string{
+		`{}`:                                "",
+		`{"channel":"a","accessToken":"t"}`: "",
+		`{"chann\u0065l":"a"}`:              "",
+		`{"channels":[{"Channel":1}],"x":{"y":1}}`: "x",
+		`{"Channels":["a"]}`:                       "Channels",
+		`{"channel":"a","CHANNEL":"b"}`:            "CHANNEL",
+		`{"accesstoken":"t"}`:                      "accesstoken",
+		`{"a\"b":1,"c":2}`:                         `a"b`,
+		`{"\u0043hannel":"a"}`:                     "Channel",
+		` { "channel" : "a" , "since" : {} } `:     "since",
+	} {
+		got, found := UnknownMember([]byte(obj), names...)
+		require.Equal(t, want != "", found, obj)
+		require.Equal(t, want, got, obj)
+	}
+}
+
+func FuzzUnknownMemberAgreesWithAMap(f *testing.F) {
+	for _, s := range []string{`{"channel":"a"}`, `{"Channel":1}`, `{"a":{"b":1},"c":["d"]}`, `{"x\"channel":1}`, `{"\u0063hannel":1}`} {
+		f.Add([]byte(s))
+	}
+	names := []string{"channel", "channels", "since"}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var members map[string]json.RawMessage
+		// Frames are UTF-8 (a text frame that is not is closed with 1007);
+		// encoding/json would replace a bad byte of a name.
+		if !utf8.Valid(raw) || json.Unmarshal(raw, &members) != nil || members == nil {
+			return
+		}
+		unknown := 0
+		for k := range members {
+			if !slices.Contains(names, k) {
+				unknown++
+			}
+		}
+		name, found := UnknownMember(raw, names...)
+		if found != (unknown > 0) {
+			t.Fatalf("UnknownMember(%q) = %q, %v; the map has %d unknown members", raw, name, found, unknown)
+		}
+		if found {
+			if _, ok := members[name]; !ok || slices.Contains(names, name) {
+				t.Fatalf("UnknownMember(%q) = %q: not an unknown member of it", raw, name)
+			}
 		}
 	})
 }

@@ -21,12 +21,19 @@ func invalidParams(format string, args ...any) *rpc.Error {
 	return rpc.Errorf(rpc.CodeInvalidParams, "invalid params: "+format, args...)
 }
 
+// decodeParams decodes a core method's params, an object, into v, a
+// pointer to a struct whose fields' JSON names are the only members the
+// params may have, spelled exactly: encoding/json alone would take
+// "Channels" for "channels" and skip a member it does not know.
 func decodeParams(params json.RawMessage, v any) *rpc.Error {
 	if len(params) == 0 || string(params) == "null" {
 		return nil
 	}
 	if params[0] != '{' {
 		return invalidParams("params must be an object")
+	}
+	if err := checkMembers("", params, membersOf(reflect.TypeOf(v).Elem())); err != nil {
+		return err
 	}
 	if err := json.Unmarshal(params, v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -39,6 +46,65 @@ func decodeParams(params json.RawMessage, v any) *rpc.Error {
 		return invalidParams("%v", err)
 	}
 	return nil
+}
+
+// paramsMembers caches membersOf, per params type.
+var paramsMembers sync.Map // reflect.Type -> []string
+
+// membersOf lists the JSON names of the fields of the struct type t, those
+// of embedded structs included: the members its params may have.
+func membersOf(t reflect.Type) []string {
+	if names, ok := paramsMembers.Load(t); ok {
+		return names.([]string)
+	}
+	var names []string
+	for _, f := range reflect.VisibleFields(t) {
+		if f.Anonymous || !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names = append(names, name)
+	}
+	paramsMembers.Store(t, names)
+	return names
+}
+
+// checkMembers refuses an object (obj, valid JSON) with a member that is not
+// exactly one of names, naming it: an unknown member is a mistake the
+// client would never learn of, and one that differs only in case would be
+// taken for the member by encoding/json. where names the object in the
+// params ("since.news"; "" for the params themselves).
+func checkMembers(where string, obj json.RawMessage, names []string) *rpc.Error {
+	name, found := rpc.UnknownMember(obj, names...)
+	if !found {
+		return nil
+	}
+	of := ""
+	if where != "" {
+		of = " of " + where
+	}
+	for _, n := range names {
+		if strings.EqualFold(n, name) {
+			return invalidParams("unknown member %s%s: did you mean %q? (member names are case-sensitive)", quoteMember(name), of, n)
+		}
+	}
+	return invalidParams("unknown member %s%s; the members are %s", quoteMember(name), of, strings.Join(names, ", "))
+}
+
+// quoteMember shows a client's member name in an error: quoted, and cut
+// when long.
+func quoteMember(name string) string {
+	const maxShown = 64
+	if len(name) > maxShown {
+		return strconv.Quote(name[:maxShown]) + "..."
+	}
+	return strconv.Quote(name)
 }
 
 // entryOfArray reports whether a type error at field (its path of JSON
@@ -115,7 +181,15 @@ type helloParams struct {
 // something else has a bug worth telling), and an empty method name.
 func (p *helloParams) check() *rpc.Error {
 	if len(p.Client) > 0 && string(p.Client) != "null" {
-		var c struct{ Name, Version *string }
+		var c struct {
+			Name    *string `json:"name"`
+			Version *string `json:"version"`
+		}
+		if p.Client[0] == '{' {
+			if err := checkMembers("client", p.Client, clientMembers); err != nil {
+				return err
+			}
+		}
 		if p.Client[0] != '{' || json.Unmarshal(p.Client, &c) != nil {
 			return rpc.Errorf(rpc.CodeInvalidParams, `invalid params: client must be an object {"name": "...", "version": "..."} of strings`)
 		}
@@ -125,6 +199,9 @@ func (p *helloParams) check() *rpc.Error {
 	}
 	return nil
 }
+
+// clientMembers are those of hello's client.
+var clientMembers = []string{"name", "version"}
 
 func (s *session) hello(params json.RawMessage) ([]byte, *rpc.Error) {
 	var p helloParams
@@ -342,11 +419,17 @@ func parseSince(raw json.RawMessage, names []string) (map[string]broker.Position
 	return since, nil
 }
 
+// positionMembers are those of an entry of subscribe's since.
+var positionMembers = []string{"seq", "epoch"}
+
 // parseSinceEntry decodes one entry of since, {seq, epoch}; field names it
 // in errors (since.<channel>).
 func parseSinceEntry(field string, raw json.RawMessage) (broker.Position, *rpc.Error) {
 	if raw[0] != '{' {
 		return broker.Position{}, invalidParams("%s must be an object {seq, epoch} (the position a subscribe result gave), not %s", field, rawKind(raw))
+	}
+	if err := checkMembers(field, raw, positionMembers); err != nil {
+		return broker.Position{}, err
 	}
 	var e struct {
 		Seq   json.RawMessage `json:"seq"`

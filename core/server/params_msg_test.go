@@ -2,9 +2,12 @@ package server
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/rpc"
 )
 
 // A params type error says what to write, in JSON terms: an entry of an
@@ -50,4 +53,71 @@ func TestHelloParamsCheck(t *testing.T) {
 		require.Nil(t, decodeParams(json.RawMessage(params), &p), params)
 		require.Nil(t, p.check(), params)
 	}
+}
+
+// The core methods' params have exact member names, as the JSON-RPC
+// envelope has: a member that differs only in case is not taken for the
+// member (encoding/json would), and an unknown one is not skipped; either
+// is -32602 naming it. So are the members of hello's client and of an
+// entry of subscribe's since. accessToken keeps its camelCase (Speakap's).
+func TestCoreParamsMembersAreExact(t *testing.T) {
+	s := &session{}
+	methods := map[string]func(json.RawMessage) ([]byte, *rpc.Error){
+		"hello": s.hello, "authenticate": s.authenticate, "subscribe": s.subscribe,
+		"unsubscribe": s.unsubscribeCall, "presence": s.presence,
+	}
+	cases := []struct{ method, params, want string }{
+		{"subscribe", `{"Channels":["a"]}`, `invalid params: unknown member "Channels": did you mean "channels"? (member names are case-sensitive)`},
+		{"subscribe", `{"CHANNEL":"a"}`, `invalid params: unknown member "CHANNEL": did you mean "channel"? (member names are case-sensitive)`},
+		{"subscribe", `{"channel":"a","SINCE":{"a":{"seq":1,"epoch":"e"}}}`, `invalid params: unknown member "SINCE": did you mean "since"? (member names are case-sensitive)`},
+		{"subscribe", `{"channel":"a","accesstoken":"t"}`, `invalid params: unknown member "accesstoken": did you mean "accessToken"? (member names are case-sensitive)`},
+		{"subscribe", `{"channel":"a","Token":"t"}`, `invalid params: unknown member "Token": did you mean "token"? (member names are case-sensitive)`},
+		{"subscribe", `{"channel":"a","history":true}`, `invalid params: unknown member "history"; the members are channel, channels, since, volatile, token, accessToken`},
+		{"subscribe", `{"channel":"a","since":{"a":{"SEQ":3,"epoch":"e"}}}`, `invalid params: unknown member "SEQ" of since.a: did you mean "seq"? (member names are case-sensitive)`},
+		{"subscribe", `{"channel":"a","since":{"a":{"seq":3,"epoch":"e","at":1}}}`, `invalid params: unknown member "at" of since.a; the members are seq, epoch`},
+		{"unsubscribe", `{"Channel":"a"}`, `invalid params: unknown member "Channel": did you mean "channel"? (member names are case-sensitive)`},
+		{"unsubscribe", `{"channel":"a","since":{}}`, `invalid params: unknown member "since"; the members are channel, channels`},
+		{"presence", `{"CHANNEL":"a"}`, `invalid params: unknown member "CHANNEL": did you mean "channel"? (member names are case-sensitive)`},
+		{"presence", `{"channel":"a","channels":["a"]}`, `invalid params: unknown member "channels"; the members are channel`},
+		{"authenticate", `{"Token":"t"}`, `invalid params: unknown member "Token": did you mean "token"? (member names are case-sensitive)`},
+		{"hello", `{"Methods":["onNotificationReceived"]}`, `invalid params: unknown member "Methods": did you mean "methods"? (member names are case-sensitive)`},
+		{"hello", `{"token":"t","tokens":["t"]}`, `invalid params: unknown member "tokens"; the members are token, methods, client, volatile`},
+		{"hello", `{"client":{"Name":"app","version":"1"}}`, `invalid params: unknown member "Name" of client: did you mean "name"? (member names are case-sensitive)`},
+		{"hello", `{"client":{"name":"app","build":7}}`, `invalid params: unknown member "build" of client; the members are name, version`},
+		// A long name is cut; an escape is read as JSON reads it.
+		{"presence", `{"` + strings.Repeat("x", 100) + `":1}`, `invalid params: unknown member "` + strings.Repeat("x", 64) + `"...; the members are channel`},
+		{"presence", `{"\u0043hannel":"a"}`, `invalid params: unknown member "Channel": did you mean "channel"? (member names are case-sensitive)`},
+	}
+	// The session is a bare one: a method that took its params goes on
+	// and fails on it.
+	call := func(method, params string) (err *rpc.Error) {
+		defer func() {
+			if recover() != nil {
+				t.Errorf("%s %s: the params were taken", method, params)
+			}
+		}()
+		_, err = methods[method](json.RawMessage(params))
+		return err
+	}
+	for _, tc := range cases {
+		err := call(tc.method, tc.params)
+		if err == nil {
+			continue // reported by call
+		}
+		require.Equal(t, -32602, err.Code, "%s %s", tc.method, tc.params)
+		require.Equal(t, tc.want, err.Message, "%s %s", tc.method, tc.params)
+	}
+
+	// The exact names, an escape spelling one included, decode as before.
+	for _, params := range []string{
+		`{"channel":"a b","since":{"a":{"seq":3,"epoch":"e"}},"volatile":{"x":1},"token":"t","accessToken":"t"}`,
+		`{"channels":["a"],"chann\u0065l":"b"}`,
+	} {
+		_, names, err := parseSubscribe(json.RawMessage(params))
+		require.Nil(t, err, params)
+		require.NotEmpty(t, names, params)
+	}
+	var hello helloParams
+	require.Nil(t, decodeParams(json.RawMessage(`{"token":"t","methods":["m"],"client":{"name":"app","version":"1"},"volatile":{}}`), &hello))
+	require.Nil(t, hello.check())
 }

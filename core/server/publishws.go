@@ -95,7 +95,7 @@ func (s *Server) servePublishWS(w http.ResponseWriter, r *http.Request) {
 		return // the upgrader answered already
 	}
 	lim := s.live().Limits
-	conn.SetReadLimit(lim.MaxPublishBytes)
+	conn.SetReadLimit(lim.MaxPublishBytes, "limits.max_publish_bytes")
 	pc := &publisherConn{srv: s, conn: conn, scope: auth.BearerToken(r), slots: make(chan struct{}, lim.MaxInflightCalls), stop: make(chan struct{}), jobs: make(chan publishJob)}
 	if !s.pubConns.add(s, pc) {
 		// Accepted while Shutdown was closing the others.

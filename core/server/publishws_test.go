@@ -359,12 +359,33 @@ func TestPublishWSFrameOverMaxPublishBytesCloses1009(t *testing.T) {
 	cfg.Limits.MaxPublishBytes = 2048
 	p := startPubTest(t, cfg, nil)
 	ws := p.dialPublisher(t)
-	send(t, ws, `{"jsonrpc":"2.0","id":1,"method":"publish","params":{"channel":"c","event":"e","object_type":"t","object":"`+strings.Repeat("x", 4096)+`"}}`)
+	frame := `{"jsonrpc":"2.0","id":1,"method":"publish","params":{"channel":"c","event":"e","object_type":"t","object":"` + strings.Repeat("x", 3000) + `"}}`
+	send(t, ws, frame) // one frame: less than the client's write buffer
 	require.NoError(t, ws.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, _, err := ws.ReadMessage()
 	var ce *websocket.CloseError
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+	require.Equal(t, fmt.Sprintf("frame of %d bytes over limits.max_publish_bytes (2048)", len(frame)), ce.Text)
+}
+
+// A client's frame over limits.max_frame_bytes is closed with 1009 and a
+// reason naming the setting.
+func TestClientFrameOverMaxFrameBytesCloses1009WithAReason(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Limits.MaxFrameBytes = 2048
+	p := startPubTest(t, cfg, nil)
+	ws, _, err := websocket.DefaultDialer.Dial(p.wsURL("/ws"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	send(t, ws, `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"`+strings.Repeat("x", 3000)+`"}}`) // one frame
+	require.NoError(t, ws.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+	require.Equal(t, "frame of 3060 bytes over limits.max_frame_bytes (2048)", ce.Text)
 }
 
 // The HTTP API over h2c: several requests multiplexed on one connection.

@@ -183,6 +183,12 @@ func (s *Server) SetPlugins(p Plugins) {
 // Call it before Serve; without it presence is this node's alone.
 func (s *Server) SetClusterPresence(p ClusterPresence) { s.clusterPresence = p }
 
+// OpenChannels reports whether clients may subscribe to open channels
+// (auth.open_channels, as the last reload left it): the plugin host
+// refuses a plugin's emit to one while they may not, as publishable
+// refuses a backend's publish.
+func (s *Server) OpenChannels() bool { return s.live().Auth.OpenChannels }
+
 // Hub exposes the subscriptions of this node (for the plugin host).
 func (s *Server) Hub() *hub.Hub { return s.hub }
 
@@ -341,7 +347,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // the upgrader answered already
 	}
-	conn.SetReadLimit(s.live().Limits.MaxFrameBytes)
+	conn.SetReadLimit(s.live().Limits.MaxFrameBytes, "limits.max_frame_bytes")
 	ss := newSession(s, conn, newID())
 	if !s.cfg.Auth.Anonymous {
 		// Until a token is accepted (setIdentity restores the full one).

@@ -260,6 +260,8 @@ type Conn struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	closeCode atomic.Int32
+	// readLimit is SetReadLimit's, for the reason of the 1009 close.
+	readLimit atomic.Pointer[readLimit]
 
 	rd readSide // the reader's, see reader.go
 }
@@ -827,6 +829,38 @@ func (q *outbox) drop(n int) {
 
 func (q *outbox) reset() { q.items, q.head = nil, 0 }
 
-// SetReadLimit bounds the frames the peer may send: a bigger one ends the
-// connection with 1009, written after what is queued.
-func (c *Conn) SetReadLimit(n int64) { c.ws.SetReadLimit(n) }
+// SetReadLimit bounds the messages the peer may send to n bytes: a bigger
+// one ends the connection with 1009, written after what is queued, whose
+// reason names setting, the config key that sets n, so that the peer
+// learns what to fix ("frame of 70000 bytes over limits.max_frame_bytes
+// (65536)").
+func (c *Conn) SetReadLimit(n int64, setting string) {
+	c.readLimit.Store(&readLimit{n: n, setting: setting})
+	c.ws.SetReadLimit(n)
+}
+
+type readLimit struct {
+	n       int64
+	setting string
+}
+
+// tooBigClose is the payload of the 1009 close for a message over the
+// read limit. gorilla writes that close itself, without a reason, from
+// the reader, as soon as a frame's header takes the message past the
+// limit (Upgrade sends it here): frameLen is that frame's payload length
+// as its header gave it, -1 when unknown. A message that passed the limit
+// over several fragments, none of them over it alone, is named a message.
+func (c *Conn) tooBigClose(frameLen int64) []byte {
+	lim := c.readLimit.Load()
+	if lim == nil {
+		return websocket.FormatCloseMessage(CloseTooBig, "")
+	}
+	setting := lim.setting
+	if setting == "" {
+		setting = "the read limit"
+	}
+	if frameLen > lim.n {
+		return websocket.FormatCloseMessage(CloseTooBig, fmt.Sprintf("frame of %d bytes over %s (%d)", frameLen, setting, lim.n))
+	}
+	return websocket.FormatCloseMessage(CloseTooBig, fmt.Sprintf("message over %s (%d)", setting, lim.n))
+}

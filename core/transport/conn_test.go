@@ -210,7 +210,7 @@ func newRawPairLimit(t *testing.T, opts *transport.Options, readLimit int64) *ra
 			return
 		}
 		if readLimit > 0 {
-			c.SetReadLimit(readLimit)
+			c.SetReadLimit(readLimit, "limits.max_frame_bytes")
 		}
 		accepted <- c
 		if readLoop {

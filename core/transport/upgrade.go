@@ -21,7 +21,8 @@ import (
 // gorilla's write deadline would cut ours short: the peer would read a
 // corrupt stream. So the socket gorilla sees is a guardedConn: once NewConn
 // arms it, a frame gorilla writes is parsed and queued like any close frame
-// of ours, after what is queued.
+// of ours, after what is queued; its 1009, which has no reason, is given
+// one naming the setting (SetReadLimit).
 func Upgrade(up *websocket.Upgrader, w http.ResponseWriter, r *http.Request, opts *Options) (*Conn, error) {
 	ws, err := up.Upgrade(hijackGuard{w}, r, nil)
 	if err != nil {
@@ -81,6 +82,14 @@ func (g *guardedConn) Write(b []byte) (int, error) {
 		code := websocket.CloseNoStatusReceived
 		if len(payload) >= 2 {
 			code = int(payload[0])<<8 | int(payload[1])
+		}
+		if code == CloseTooBig && len(payload) == 2 {
+			// gorilla's, on the read limit: give it a reason.
+			frameLen := int64(-1)
+			if g.fr != nil {
+				frameLen = g.fr.plen
+			}
+			payload = c.tooBigClose(frameLen)
 		}
 		c.closeByPeerError(code, payload)
 	} else {
