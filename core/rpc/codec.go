@@ -232,7 +232,7 @@ var memberNames = [...]string{"jsonrpc", "id", "method", "params", "result", "er
 // name has an escape (which could spell one); decodeExact reads those. One
 // pass over the bytes, no allocation: the common case stays on
 // json.Unmarshal. Other members are ignored, as JSON-RPC's envelope allows;
-// a method's params are held to their names by UnknownMember.
+// a method's params are held to their names' case by MiscasedMember.
 func exactMembers(raw []byte) bool {
 	exact := true
 	eachMember(raw, func(quoted []byte, escaped bool) bool {
@@ -252,34 +252,40 @@ func exactMembers(raw []byte) bool {
 	return exact
 }
 
-// UnknownMember returns the name of the first member of obj, a valid JSON
-// object, that is not exactly one of names, and true; "" and false when
-// every member is one of them. Names are compared as JSON spells them
-// (escapes decoded) and exactly: encoding/json, which would decode obj
-// afterwards, takes "Channels" for "channels", and a method's params, like
-// the envelope (exactMembers), are case-sensitive. One pass over the
-// bytes, no allocation unless a name has an escape.
-func UnknownMember(obj []byte, names ...string) (string, bool) {
-	var unknown string
-	found := false
+// MiscasedMember returns the name of the first member of obj, a valid JSON
+// object, that differs only in case from one of names (meant), and true;
+// "", "" and false when there is none. encoding/json, which decodes obj
+// afterwards, would take such a member for the one it resembles ("Channels"
+// for "channels"), while a method's params, like the envelope
+// (exactMembers), are case-sensitive. Names are compared as JSON spells
+// them (escapes decoded); a member unlike every name is none of its
+// business, as JSON-RPC leaves unknown members to the method, and the core
+// methods ignore them. One pass over the bytes, no allocation unless a name
+// has an escape.
+func MiscasedMember(obj []byte, names ...string) (name, meant string, found bool) {
 	eachMember(obj, func(quoted []byte, escaped bool) bool {
-		name := quoted[1 : len(quoted)-1]
+		member := quoted[1 : len(quoted)-1]
 		if escaped {
 			var decoded string
 			if json.Unmarshal(quoted, &decoded) != nil {
 				return true // not valid JSON: not an obj as documented
 			}
-			name = []byte(decoded)
+			member = []byte(decoded)
 		}
 		for _, n := range names {
-			if string(name) == n {
+			if string(member) == n {
 				return true
 			}
 		}
-		unknown, found = string(name), true
-		return false
+		for _, n := range names {
+			if strings.EqualFold(string(member), n) {
+				name, meant, found = string(member), n, true
+				return false
+			}
+		}
+		return true
 	})
-	return unknown, found
+	return name, meant, found
 }
 
 // eachMember calls visit with the name of each member of raw's top-level

@@ -335,31 +335,33 @@ func FuzzExactMembersAgreesWithAMap(f *testing.F) {
 	})
 }
 
-// UnknownMember names the first member, in order, that is not exactly one
-// of the names: wrong case, an unknown name, an escape spelling one
-// (decoded first); members of nested values are not the object's.
-func TestUnknownMember(t *testing.T) {
+// MiscasedMember names the first member, in order, that differs only in
+// case from one of the names (an escape spelling one is decoded first);
+// members unlike every name, and members of nested values, are not its
+// business.
+func TestMiscasedMember(t *testing.T) {
 	names := []string{"channel", "channels", "accessToken"}
-	for obj, want := range map[string]string{
-		`{}`:                                "",
-		`{"channel":"a","accessToken":"t"}`: "",
-		`{"chann\u0065l":"a"}`:              "",
-		`{"channels":[{"Channel":1}],"x":{"y":1}}`: "x",
-		`{"Channels":["a"]}`:                       "Channels",
-		`{"channel":"a","CHANNEL":"b"}`:            "CHANNEL",
-		`{"accesstoken":"t"}`:                      "accesstoken",
-		`{"a\"b":1,"c":2}`:                         `a"b`,
-		`{"\u0043hannel":"a"}`:                     "Channel",
-		` { "channel" : "a" , "since" : {} } `:     "since",
+	for obj, want := range map[string][2]string{
+		`{}`:                                {},
+		`{"channel":"a","accessToken":"t"}`: {},
+		`{"chann\u0065l":"a"}`:              {},
+		`{"channels":[{"Channel":1}],"x":{"Channel":1}}`: {},
+		`{"history":true,"since":{}}`:                    {},
+		`{"Channels":["a"]}`:                             {"Channels", "channels"},
+		`{"x":1,"channel":"a","CHANNEL":"b"}`:            {"CHANNEL", "channel"},
+		`{"accesstoken":"t"}`:                            {"accesstoken", "accessToken"},
+		`{"a\"b":1,"Channel":2}`:                         {"Channel", "channel"},
+		`{"\u0043hannel":"a"}`:                           {"Channel", "channel"},
+		` { "channel" : "a" , "CHANNELS" : [] } `:        {"CHANNELS", "channels"},
 	} {
-		got, found := UnknownMember([]byte(obj), names...)
-		require.Equal(t, want != "", found, obj)
-		require.Equal(t, want, got, obj)
+		name, meant, found := MiscasedMember([]byte(obj), names...)
+		require.Equal(t, want[0] != "", found, obj)
+		require.Equal(t, want, [2]string{name, meant}, obj)
 	}
 }
 
-func FuzzUnknownMemberAgreesWithAMap(f *testing.F) {
-	for _, s := range []string{`{"channel":"a"}`, `{"Channel":1}`, `{"a":{"b":1},"c":["d"]}`, `{"x\"channel":1}`, `{"\u0063hannel":1}`} {
+func FuzzMiscasedMemberAgreesWithAMap(f *testing.F) {
+	for _, s := range []string{`{"channel":"a"}`, `{"Channel":1}`, `{"a":{"b":1},"c":["d"]}`, `{"x\"channel":1}`, `{"\u0063hannel":1}`, `{"\u0043hannel":1,"y":2}`} {
 		f.Add([]byte(s))
 	}
 	names := []string{"channel", "channels", "since"}
@@ -370,19 +372,19 @@ func FuzzUnknownMemberAgreesWithAMap(f *testing.F) {
 		if !utf8.Valid(raw) || json.Unmarshal(raw, &members) != nil || members == nil {
 			return
 		}
-		unknown := 0
+		miscased := 0
 		for k := range members {
-			if !slices.Contains(names, k) {
-				unknown++
+			if !slices.Contains(names, k) && slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, k) }) {
+				miscased++
 			}
 		}
-		name, found := UnknownMember(raw, names...)
-		if found != (unknown > 0) {
-			t.Fatalf("UnknownMember(%q) = %q, %v; the map has %d unknown members", raw, name, found, unknown)
+		name, meant, found := MiscasedMember(raw, names...)
+		if found != (miscased > 0) {
+			t.Fatalf("MiscasedMember(%q) = %q, %v; the map has %d miscased members", raw, name, found, miscased)
 		}
 		if found {
-			if _, ok := members[name]; !ok || slices.Contains(names, name) {
-				t.Fatalf("UnknownMember(%q) = %q: not an unknown member of it", raw, name)
+			if _, ok := members[name]; !ok || slices.Contains(names, name) || !strings.EqualFold(name, meant) || !slices.Contains(names, meant) {
+				t.Fatalf("MiscasedMember(%q) = %q, %q: not a miscased member of it", raw, name, meant)
 			}
 		}
 	})

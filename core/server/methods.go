@@ -22,9 +22,8 @@ func invalidParams(format string, args ...any) *rpc.Error {
 }
 
 // decodeParams decodes a core method's params, an object, into v, a
-// pointer to a struct whose fields' JSON names are the only members the
-// params may have, spelled exactly: encoding/json alone would take
-// "Channels" for "channels" and skip a member it does not know.
+// pointer to a struct whose fields' JSON names the params' members must
+// spell exactly: encoding/json alone would take "Channels" for "channels".
 func decodeParams(params json.RawMessage, v any) *rpc.Error {
 	if len(params) == 0 || string(params) == "null" {
 		return nil
@@ -75,13 +74,14 @@ func membersOf(t reflect.Type) []string {
 	return names
 }
 
-// checkMembers refuses an object (obj, valid JSON) with a member that is not
-// exactly one of names, naming it: an unknown member is a mistake the
-// client would never learn of, and one that differs only in case would be
-// taken for the member by encoding/json. where names the object in the
-// params ("since.news"; "" for the params themselves).
+// checkMembers refuses an object (obj, valid JSON) with a member that
+// differs only in case from one of names, naming it: encoding/json would
+// take it for that member. where names the object in the params
+// ("since.news"; "" for the params themselves). Other unknown members are
+// ignored, as the envelope's are, so that a client written for a later
+// Herald keeps working.
 func checkMembers(where string, obj json.RawMessage, names []string) *rpc.Error {
-	name, found := rpc.UnknownMember(obj, names...)
+	name, meant, found := rpc.MiscasedMember(obj, names...)
 	if !found {
 		return nil
 	}
@@ -89,22 +89,7 @@ func checkMembers(where string, obj json.RawMessage, names []string) *rpc.Error 
 	if where != "" {
 		of = " of " + where
 	}
-	for _, n := range names {
-		if strings.EqualFold(n, name) {
-			return invalidParams("unknown member %s%s: did you mean %q? (member names are case-sensitive)", quoteMember(name), of, n)
-		}
-	}
-	return invalidParams("unknown member %s%s; the members are %s", quoteMember(name), of, strings.Join(names, ", "))
-}
-
-// quoteMember shows a client's member name in an error: quoted, and cut
-// when long.
-func quoteMember(name string) string {
-	const maxShown = 64
-	if len(name) > maxShown {
-		return strconv.Quote(name[:maxShown]) + "..."
-	}
-	return strconv.Quote(name)
+	return invalidParams("member %q%s is not %q: member names are case-sensitive", name, of, meant)
 }
 
 // entryOfArray reports whether a type error at field (its path of JSON
