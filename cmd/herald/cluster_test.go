@@ -245,6 +245,40 @@ func TestClusterNATSServerLossIsCaughtUp(t *testing.T) {
 	}
 }
 
+// On a 3-server NATS cluster with replicas 3, two servers stop: the node
+// still connected to the third cannot publish (JetStream has no quorum),
+// and /readyz says so, naming the stream, until they are back.
+func TestClusterReadyzFollowsJetStreamQuorum(t *testing.T) {
+	nc := natstest.StartCluster(t, 3)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: clusterHCL(nc.Server(0).URL(), 3)})
+	waitReady(t, h)
+	publishOne(t, h, "feed", 0)
+	// The server left leads the stream: it goes on answering as its
+	// leader for a while after it has lost its quorum.
+	nc.LeadStream("HERALD", 0)
+
+	nc.Server(1).Shutdown()
+	nc.Server(2).Shutdown()
+	var body []byte
+	require.Eventually(t, func() bool {
+		var st int
+		st, body = h.Do(t, "GET", "/readyz", nil, "", nil)
+		return st == http.StatusServiceUnavailable
+	}, 90*time.Second, 100*time.Millisecond, "/readyz stays 200 without a JetStream quorum")
+	require.Contains(t, string(body), "broker nats")
+	require.Contains(t, string(body), "NATS stream HERALD has no quorum", "%s", body)
+	st, body := h.PublishRaw(t, heraldtest.N("feed", "new", "message", `{"i":1}`), nil)
+	require.Equal(t, http.StatusServiceUnavailable, st, "%s", body)
+
+	nc.Server(1).Restart()
+	nc.Server(2).Restart()
+	waitReady(t, h)
+	require.Eventually(t, func() bool {
+		st, _ := h.PublishRaw(t, heraldtest.N("feed", "new", "message", `{"i":2}`), nil)
+		return st == http.StatusOK
+	}, 60*time.Second, 200*time.Millisecond, "publishes work again once the quorum is back")
+}
+
 // A node started while NATS is down listens at once, answers /readyz 503
 // naming the broker and refuses publishes with a 503; once NATS is up it
 // becomes ready and publishes go through.

@@ -250,10 +250,18 @@
 // broker.ErrUnavailable, while NATS is unreachable (the caller's
 // connection must not buffer: nats.ReconnectBufSize(-1)); while JetStream
 // has no quorum or no stream leader it fails within PublishTimeout (no
-// responders or a timeout), also with ErrUnavailable, and nothing is
-// placed. Ready (broker.Checker, for /readyz) says whether the connection
-// is up and the stream answers, cached for Options.ReadyCache. A full
-// stream answers ErrFull, which wraps ErrUnavailable.
+// responders or a timeout), also with ErrUnavailable. A publication that
+// timed out may still be placed: a leader that had lost its quorum
+// without knowing it yet keeps it in its log, and places it if it is
+// elected again when the others are back (a retry with the same MsgID is
+// not placed twice). Ready (broker.Checker, for /readyz) says whether a publish can
+// succeed now, cached for Options.ReadyCache: the connection is up and each
+// stream (the notifications' and the runs') has a leader with a majority
+// of its servers current and not offline, read from the stream's info.
+// That the info answers is not enough: without a quorum it still does,
+// from a leader that has not noticed yet (for about twenty seconds), then
+// from any server left, naming no leader. A full stream answers ErrFull,
+// which wraps ErrUnavailable; Ready does not look at how full it is.
 //
 // Close unsubscribes every watched channel and stops the broker's
 // goroutines; it does not close the connection.

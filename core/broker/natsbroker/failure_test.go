@@ -177,6 +177,61 @@ func TestNATSClusterReplicas(t *testing.T) {
 	require.Equal(t, uint64(2), more[0].Seq)
 }
 
+// On a three-server cluster with three replicas, when two servers stop
+// the node connected to the third can publish nothing (JetStream has no
+// quorum), and Ready says so, though the stream's info still answers (from
+// the leader, then from the server left); once they are back Ready is nil
+// again and publishing goes on. The node knows only the server left, as a
+// node cut off with a minority would.
+func TestNATSClusterReadyFollowsQuorum(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	opts := uniqueOptions(100, time.Hour)
+	opts.Replicas = 3
+	opts.ReadyCache = time.Millisecond
+	opts.PublishTimeout = 2 * time.Second
+	b := newBroker(t, c.Server(0).URL(), opts)
+	publishEventually(t, b, note("q"))
+	// The stream's leader is the server left: it goes on answering as the
+	// leader after it has lost its quorum, which is what Ready must see
+	// through (a leader elsewhere leaves the stream's info unanswered).
+	c.LeadStream(opts.Stream, 0)
+	require.NoError(t, b.Ready())
+
+	c.Server(1).Shutdown()
+	c.Server(2).Shutdown()
+	// Until NATS notices, the leader may still lead; Ready must turn
+	// within the time NATS takes to notice (seconds), far less than this.
+	var err error
+	require.Eventually(t, func() bool { err = b.Ready(); return err != nil }, 90*time.Second, 10*time.Millisecond,
+		"Ready stays nil without a JetStream quorum")
+	require.ErrorIs(t, err, broker.ErrUnavailable)
+	require.ErrorContains(t, err, "NATS stream "+opts.Stream)
+	t.Logf("without quorum: %v", err)
+	_, perr := b.Publish(context.Background(), note("q"))
+	require.ErrorIs(t, perr, broker.ErrUnavailable, "Ready said no quorum, and a publish fails")
+	// NATS notices (in about twenty seconds): the leader steps down, and
+	// the server left answers the stream's info from its own copy, with
+	// no leader. Ready stays non-nil throughout.
+	require.Eventually(t, func() bool {
+		err = b.Ready()
+		require.Error(t, err, "Ready turned nil while two servers of three are down")
+		return strings.Contains(err.Error(), "has no leader")
+	}, 90*time.Second, 10*time.Millisecond, "the leader never stepped down")
+	t.Logf("without a leader: %v", err)
+
+	c.Server(1).Restart()
+	c.Server(2).Restart()
+	require.Eventually(t, func() bool { return b.Ready() == nil }, 90*time.Second, 10*time.Millisecond,
+		"Ready stays non-nil once the quorum is back")
+	// The publish above may have reached a leader that had lost its
+	// quorum without knowing it yet: it times out, but the leader kept it
+	// in its log, and when the servers come back it may be elected again
+	// and place it (as after any timeout; a retry with the same MsgID is
+	// not placed twice).
+	pubs := publishEventually(t, b, note("q"))
+	require.Contains(t, []uint64{2, 3}, pubs[0].Seq)
+}
+
 // A batch that the server refuses part of (a message over the stream's
 // max_msg_size, which the client cannot know) places nothing.
 func TestNATSBatchRefusedInTheMiddlePlacesNothing(t *testing.T) {

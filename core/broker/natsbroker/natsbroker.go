@@ -429,8 +429,10 @@ func (b *Broker) Stats() Stats {
 // SetHandler implements broker.Broker.
 func (b *Broker) SetHandler(h broker.Handler) { b.handler.Store(&handlerBox{h}) }
 
-// Ready implements broker.Checker: the connection is up and the stream
-// answers. The answer is reused for ReadyCache.
+// Ready implements broker.Checker: the connection is up and both streams
+// can take a publication now, that is, each has a leader that reaches a
+// majority of its servers (see quorum). The answer is reused for
+// ReadyCache.
 func (b *Broker) Ready() error {
 	b.readyMu.Lock()
 	defer b.readyMu.Unlock()
@@ -455,13 +457,88 @@ func (b *Broker) checkReady() error {
 	if err != nil {
 		return fmt.Errorf("nats stream %s: %w", b.opts.Stream, unavailable(err))
 	}
-	if b.setBase(s.CachedInfo()) {
+	info := s.CachedInfo()
+	if b.setBase(info) {
 		// The stream was created again: what the broker remembers of
 		// channels belongs to the old one.
 		b.forgetStates()
 		b.log.Warn("the NATS stream was created again: every channel starts a new epoch", "stream", b.opts.Stream)
 	}
+	if err := quorum(info); err != nil {
+		return err
+	}
+	// A channel's first publication (and each new run) writes the runs
+	// stream too; beyond three NATS servers its replicas may sit elsewhere.
+	runs, err := b.js.Stream(ctx, b.opts.Stream+runsSuffix)
+	if err != nil {
+		return fmt.Errorf("nats stream %s: %w", b.opts.Stream+runsSuffix, unavailable(err))
+	}
+	return quorum(runs.CachedInfo())
+}
+
+// quorum says whether the stream whose info this is can take a publication
+// now: JetStream places one once the stream's leader has it from a majority
+// of the stream's servers (itself included).
+//
+// The info alone does not say so. A STREAM.INFO request is answered by
+// the stream's leader; a leader cut off from the others goes on answering
+// as the leader (with its replicas marked offline, or no longer current)
+// until it notices it has lost its quorum, which takes NATS about twenty
+// seconds while every publication times out; then, the stream having no
+// leader, any of its servers still reachable answers from its own copy,
+// naming none. (While a follower still believes in a leader that is gone,
+// nobody answers, and the request times out.) So the leader must be
+// named, and count, with the replicas it reports current and not offline,
+// a majority. A replica is current when it has everything the leader
+// committed and was heard from within ten seconds; one that stopped
+// cleanly is offline at once, one that crashed stops being current within
+// those ten seconds.
+func quorum(info *jetstream.StreamInfo) error {
+	ci := info.Cluster
+	if ci == nil {
+		// A server outside any cluster holds its streams alone.
+		return nil
+	}
+	name := info.Config.Name
+	servers := len(ci.Replicas)
+	var offline, behind []string
+	for _, p := range ci.Replicas {
+		switch {
+		case p.Offline:
+			offline = append(offline, p.Name)
+		case !p.Current:
+			behind = append(behind, p.Name)
+		}
+	}
+	if ci.Leader == "" {
+		// A follower answered: it lists itself among the replicas, and no
+		// other follower as current.
+		why := "no quorum of its servers, or an election under way"
+		if len(offline) > 0 {
+			why = listed(offline, nil)
+		}
+		return fmt.Errorf("%w: NATS stream %s has no leader (%s); publishes fail until a majority of its %d servers elects one",
+			broker.ErrUnavailable, name, why, servers)
+	}
+	servers++ // the leader
+	if up := servers - len(offline) - len(behind); up <= servers/2 {
+		return fmt.Errorf("%w: NATS stream %s has no quorum: its leader %s has %d of its %d servers (%s); publishes fail until a majority is back",
+			broker.ErrUnavailable, name, ci.Leader, up, servers, listed(offline, behind))
+	}
 	return nil
+}
+
+// listed names the servers quorum found offline or not current, for its
+// errors.
+func listed(offline, behind []string) string {
+	var s string
+	if len(offline) > 0 {
+		s += "; offline: " + strings.Join(offline, ", ")
+	}
+	if len(behind) > 0 {
+		s += "; not current: " + strings.Join(behind, ", ")
+	}
+	return strings.TrimPrefix(s, "; ")
 }
 
 func (b *Broker) connected() error {
