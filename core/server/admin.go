@@ -98,11 +98,23 @@ func serveHealth(w http.ResponseWriter, _ *http.Request) {
 }
 
 // serveReady answers 200 when the node takes traffic, else 503 naming each
-// thing that is not ready: draining, and each plugin that is not running
-// with its state.
+// thing that is not ready (readiness).
 func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
-	var notReady []string
-	status := "ready"
+	status, notReady := s.readiness()
+	if len(notReady) == 0 {
+		writeJSON(w, http.StatusOK, map[string]string{"status": status})
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": status, "not_ready": notReady})
+}
+
+// readiness says whether the node takes traffic: status "ready" and no
+// notReady, or the first of draining, broker and plugins that is not, with
+// each thing not ready named: draining, the broker's error, each plugin
+// not running with its state. /readyz and the admin page's overview both
+// answer from it, so that they never disagree.
+func (s *Server) readiness() (status string, notReady []string) {
+	status = "ready"
 	if s.draining.Load() {
 		notReady = append(notReady, "draining")
 		status = "draining"
@@ -134,11 +146,7 @@ func (s *Server) serveReady(w http.ResponseWriter, _ *http.Request) {
 			notReady = append(notReady, "plugins not ready")
 		}
 	}
-	if len(notReady) == 0 {
-		writeJSON(w, http.StatusOK, map[string]string{"status": status})
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": status, "not_ready": notReady})
+	return status, notReady
 }
 
 // listenAdmin opens server.admin_listen, with the public listener's TLS
@@ -309,11 +317,13 @@ func (s *Server) serveAdminErrors(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveAdminOverview(w http.ResponseWriter, _ *http.Request) {
+	_, notReady := s.readiness()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"version":       s.version,
 		"started":       s.admin.started.UTC(),
 		"draining":      s.draining.Load(),
-		"ready":         !s.draining.Load() && s.plugins.Ready(),
+		"ready":         len(notReady) == 0,
+		"not_ready":     notReady,
 		"connections":   s.sessionCount(),
 		"subscriptions": s.hub.Subscriptions(),
 	})

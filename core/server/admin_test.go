@@ -125,9 +125,12 @@ func (notReadyPlugins) Status() []pluginhost.Status {
 	}
 }
 
-// /readyz names each thing that is not ready.
+// /readyz names each thing that is not ready, and the admin page's
+// overview says the same.
 func TestReadyzNamesWhatIsNotReady(t *testing.T) {
-	srv, err := New(Options{Config: testConfig()})
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
 	require.NoError(t, err)
 	srv.SetPlugins(notReadyPlugins{})
 	hs := httptest.NewServer(srv.Handler())
@@ -142,6 +145,16 @@ func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(body), &got))
 	require.Equal(t, "plugins not ready", got.Status)
 	require.Equal(t, []string{"plugin chat: restarting (exit status 2)"}, got.NotReady)
+
+	var overview struct {
+		Ready    bool
+		NotReady []string `json:"not_ready"`
+	}
+	status, body = get(t, hs.URL+"/admin/api/overview", testAdminToken)
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, json.Unmarshal([]byte(body), &overview))
+	require.False(t, overview.Ready, body)
+	require.Equal(t, got.NotReady, overview.NotReady)
 
 	srv.draining.Store(true)
 	status, body = get(t, hs.URL+"/readyz", "")

@@ -46,7 +46,7 @@ async function refresh() {
     $('version').textContent = overview.version || '?';
     $('started').textContent = when(overview.started);
     $('ready').dataset.ready = String(overview.ready);
-    $('ready').textContent = overview.draining ? 'draining' : (overview.ready ? 'ready' : 'not ready');
+    $('ready').textContent = overview.draining ? 'draining' : (overview.ready ? 'ready' : 'not ready: ' + (overview.not_ready || []).join('; '));
 
     $('conn-count').textContent = conns.count;
     $('conn-shown').textContent = conns.shown;
