@@ -32,6 +32,8 @@ type Host interface {
 	// otherwise): a connection id from a Connected event is not enough.
 	Subscribe(ctx context.Context, connID, channel string) error
 	// Unsubscribe removes a connection from a channel the plugin owns.
+	// The client is told with a $server unsubscribed notification whose
+	// reason names the plugin (docs/protocol.md).
 	Unsubscribe(ctx context.Context, connID, channel string) error
 	// Presence counts the subscribed connections and users of a channel the
 	// plugin owns (CodeForbidden for any other).

@@ -73,6 +73,11 @@ func runSub(args []string, stdout, stderr io.Writer) error {
 		OnUnrecovered: func(chs []string) {
 			say("not recovered, notifications were missed: %s", strings.Join(chs, " "))
 		},
+		OnUnsubscribed: func(us []client.Unsubscribed) {
+			for _, u := range us {
+				say("no longer subscribed to %s: %s", u.Channel, u.Reason)
+			}
+		},
 		OnError: func(err error) { say("%v", err) },
 	})
 	if err != nil {

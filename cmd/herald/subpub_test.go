@@ -3,6 +3,7 @@ package main_test
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -102,4 +103,25 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// herald sub says on stderr which subscriptions herald ended, and why: here
+// a private one, after the token expired and the grace passed.
+func TestSubReportsSubscriptionsHeraldEnded(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{
+		Auth: fmt.Sprintf("token_secret = %q\n api_keys = [%q]\n expiry_grace = \"300ms\"", heraldtest.Secret, heraldtest.APIKey),
+		HCL:  pluginBlock("echo", "examples/echo-plugin", "")(t),
+	})
+	sub := exec.Command(heraldtest.Binary(t, "cmd/herald"), "sub", "-url", h.WSURL,
+		"-token", heraldtest.MintToken(t, "alice", 2*time.Second, nil), "-channel", "echo:alice")
+	stderr := &lockedBuffer{}
+	sub.Stderr = stderr
+	require.NoError(t, sub.Start())
+	t.Cleanup(func() { _ = sub.Process.Kill(); _ = sub.Wait() })
+	const want = "no longer subscribed to echo:alice: the token expired and no new one came within auth.expiry_grace"
+	deadline := time.Now().Add(heraldtest.Timeout)
+	for !strings.Contains(stderr.String(), want) {
+		require.True(t, time.Now().Before(deadline), "herald sub did not report the drop: %s", stderr.String())
+		time.Sleep(20 * time.Millisecond)
+	}
 }

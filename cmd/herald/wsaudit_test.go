@@ -35,8 +35,14 @@ func TestGraceOverDropsOnlyPrivateSubscriptions(t *testing.T) {
 	require.Equal(t, 2, presence())
 
 	require.Equal(t, "token_expired", lapsed.Notifications(t, 1)[0].Event)
-	// The grace ends: lapsed leaves echo:alice.
-	require.Eventually(t, func() bool { return presence() == 1 }, heraldtest.Timeout, 20*time.Millisecond)
+	// The grace ends: lapsed leaves echo:alice, and is told so, with why;
+	// by then the subscription is gone.
+	n := lapsed.Notifications(t, 1)[0]
+	require.Equal(t, "$server", n.Channel)
+	require.Equal(t, "unsubscribed", n.Event)
+	require.Equal(t, "server", n.ObjectType)
+	require.JSONEq(t, `{"channels":[{"channel":"echo:alice","reason":"the token expired and no new one came within auth.expiry_grace"}]}`, string(n.Object))
+	require.Equal(t, 1, presence())
 
 	// Accepted first, the echo notification would reach lapsed before news
 	// if lapsed still held echo:alice.
@@ -51,6 +57,11 @@ func TestGraceOverDropsOnlyPrivateSubscriptions(t *testing.T) {
 	var un struct{ Unsubscribed []string }
 	require.NoError(t, json.Unmarshal(lapsed.MustCall(t, "unsubscribe", map[string]any{"channels": []string{"news", "config", "echo:alice"}}), &un))
 	require.Equal(t, []string{"news", "config"}, un.Unsubscribed)
+	// The client's own unsubscribe has its answer: no $server unsubscribed.
+	require.NoError(t, json.Unmarshal(lapsed.MustCall(t, "authenticate", map[string]any{"token": h.Token(t, "alice")}), new(any)))
+	lapsed.Subscribe(t, "news")
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", lapsed.Notifications(t, 1)[0].Channel)
 }
 
 // A plugin that calls a method of a client that never answers learns that

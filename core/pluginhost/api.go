@@ -95,7 +95,9 @@ type Core interface {
 	Emit(ctx context.Context, plugin string, ns []Notification) ([]Published, error)
 	// Subscribe adds a connection to a channel without asking its owner.
 	Subscribe(ctx context.Context, connID, channel string) error
-	Unsubscribe(ctx context.Context, connID, channel string) error
+	// Unsubscribe ends a connection's subscription on plugin's behalf;
+	// the client is told, with plugin named as the reason.
+	Unsubscribe(ctx context.Context, plugin, connID, channel string) error
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)

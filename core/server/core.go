@@ -105,13 +105,14 @@ func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
 	return nil
 }
 
-// Unsubscribe implements pluginhost.Core.
-func (s *Server) Unsubscribe(ctx context.Context, connID, channel string) error {
+// Unsubscribe implements pluginhost.Core: the client is told with a
+// $server unsubscribed naming the plugin (session.drop).
+func (s *Server) Unsubscribe(ctx context.Context, plugin, connID, channel string) error {
 	ss, err := s.mustSession(connID)
 	if err != nil {
 		return err
 	}
-	ss.unsubscribe([]string{channel})
+	ss.drop([]string{channel}, "ended by plugin "+plugin)
 	return nil
 }
 

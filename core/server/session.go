@@ -224,7 +224,44 @@ func (s *session) graceOver() {
 		}
 	}
 	s.mu.Unlock()
-	s.unsubscribe(drop)
+	s.drop(drop, "the token expired and no new one came within auth.expiry_grace")
+}
+
+// drop ends subscriptions that the client did not ask to end and tells it
+// with one $server unsubscribed listing the channels it had among them,
+// each with reason (CONTRACT.md section 3). The notification is queued
+// after everything the hub queued for those channels, and nothing of them
+// follows it: hub.Unsubscribe returns only once no delivery of the channel
+// to this connection is under way, and takes it out of every later one
+// (live, buffered or paged). A connection that is closing is not told (end
+// unsubscribes it silently), nor is one whose client asked
+// (unsubscribeCall answers it).
+func (s *session) drop(channels []string, reason string) {
+	done := s.unsubscribe(channels)
+	if len(done) == 0 {
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	type ended struct {
+		Channel string `json:"channel"`
+		Reason  string `json:"reason"`
+	}
+	list := make([]ended, len(done))
+	for i, ch := range done {
+		list[i] = ended{ch, reason}
+	}
+	obj, err := json.Marshal(map[string]any{"channels": list})
+	if err != nil {
+		s.srv.log.Error("encoding a $server unsubscribed notification", "conn", s.id, "error", err)
+		return
+	}
+	s.srv.log.Debug("subscriptions dropped", "conn", s.id, "channels", done, "reason", reason)
+	s.sendServer("unsubscribed", "server", obj)
 }
 
 // private reports whether channel is a plugin's (of a namespace a plugin

@@ -252,9 +252,12 @@ func TestIntegrationAuthorization(t *testing.T) {
 	e := c.CallErr(t, "chat.addMember", map[string]any{"group_id": 78, "user_id": 999})
 	require.Equal(t, -32003, e.Code)
 
-	// A removed participant loses the group's channel at once.
+	// A removed participant loses the group's channel at once, and is told.
 	s.mustBackend("removeMember", map[string]any{"group_id": 78, "user_id": 383})
-	time.Sleep(100 * time.Millisecond)
+	n := c.Notifications(t, 1)[0]
+	require.Equal(t, "$server", n.Channel)
+	require.Equal(t, "unsubscribed", n.Event)
+	require.JSONEq(t, `{"channels":[{"channel":"chat:group:78","reason":"ended by plugin chat"}]}`, string(n.Object))
 	s.mustBackend("objectChanged", map[string]any{"event": "new", "object_type": "message", "object": map[string]any{"id": 1, "group_id": 78}})
 	c.NoNotification(t, 300*time.Millisecond)
 	e = c.CallErr(t, "subscribe", map[string]any{"channel": "chat:group:78"})

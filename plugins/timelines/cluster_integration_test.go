@@ -65,6 +65,7 @@ func TestIntegrationClusterRevokeDropsOnEveryNode(t *testing.T) {
 	a.emit("message_readers:m5:n1", validPayloads["message_readers"][0])
 	a.emit("network_timeline:n1", validPayloads["network_timeline"][0])
 	require.Equal(t, "message_readers:m5:n1", one(t, carolOnB).Channel)
+	requireUnsubscribed(t, bobOnB, "message_readers:m5:n1")
 	require.Equal(t, "network_timeline:n1", one(t, bobOnB).Channel, "bob's next notification is the timeline's")
 	// And a new subscribe on b is refused.
 	e := b.Dial(t, "").CallErr(t, "subscribe", map[string]any{"channel": "message_readers:m5:n1", "accessToken": bob})
@@ -74,6 +75,7 @@ func TestIntegrationClusterRevokeDropsOnEveryNode(t *testing.T) {
 	b.mustBackend("revoke", admin)
 	a.WaitLog(t, dropLog, heraldtest.Timeout)
 	require.Equal(t, "network_timeline:n1", one(t, bobOnA).Channel, "the timeline emitted before")
+	requireUnsubscribed(t, bobOnA, "group_admin_memberships:g5:n1")
 	b.emit("group_admin_memberships:g5:n1", validPayloads["group_admin_memberships"][0])
 	b.emit("network_timeline:n1", validPayloads["network_timeline"][0])
 	require.Equal(t, "network_timeline:n1", one(t, bobOnA).Channel, "nothing of g5 any more")

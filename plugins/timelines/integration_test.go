@@ -392,6 +392,10 @@ func TestIntegrationSubscriptionsSurviveTokenExpiry(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the expiry grace never dropped the private channel")
 		time.Sleep(50 * time.Millisecond) // under limits.calls_per_second
 	}
+	// c is told of echo:gu1 alone: the timelines channels are kept.
+	n = one(t, c)
+	require.Equal(t, "unsubscribed", n.Event)
+	require.JSONEq(t, `{"channels":[{"channel":"echo:gu1","reason":"the token expired and no new one came within auth.expiry_grace"}]}`, string(n.Object))
 
 	// Order across channels is kept: had echo:gu1 been delivered, it would come first.
 	watcher.MustCall(t, "echo.say", map[string]any{"text": "after the grace"})
@@ -490,6 +494,7 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 	require.True(t, rv.Revoked)
 	require.LessOrEqual(t, rv.Unsubscribed, 1)
 	require.Eventually(t, dropped(c, "group_admin_memberships:g6:n1"), heraldtest.Timeout, 10*time.Millisecond)
+	requireUnsubscribed(t, c, "group_admin_memberships:g6:n1")
 	s.emit("group_admin_memberships:g6:n1", validPayloads["group_admin_memberships"][0])
 	s.emit("group_admin_memberships:g5:n1", validPayloads["group_admin_memberships"][0])
 	require.Equal(t, "group_admin_memberships:g5:n1", one(t, c).Channel, "g6 dropped, g5 kept")
@@ -500,6 +505,7 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 	require.True(t, rv.Revoked)
 	require.LessOrEqual(t, rv.Unsubscribed, 1, "bob's only: alice holds it by her token")
 	require.Eventually(t, dropped(c, "message_readers:m5:n1"), heraldtest.Timeout, 10*time.Millisecond)
+	requireUnsubscribed(t, c, "message_readers:m5:n1")
 	s.emit("message_readers:m5:n1", validPayloads["message_readers"][0])
 	require.Equal(t, "message_readers:m5:n1", one(t, alice).Channel)
 	c.NoNotification(t, 300*time.Millisecond)
@@ -515,4 +521,14 @@ func TestIntegrationGrantsSurviveKill9AndRestartAndRevokeDrops(t *testing.T) {
 }
 
 // kill9 kills the plugin with SIGKILL and waits for herald to restart it.
+// requireUnsubscribed takes c's next notification: the $server
+// unsubscribed that timelines' revoke of channel makes herald send.
+func requireUnsubscribed(t *testing.T, c *heraldtest.Client, channel string) {
+	t.Helper()
+	n := one(t, c)
+	require.Equal(t, "$server", n.Channel)
+	require.Equal(t, "unsubscribed", n.Event)
+	require.JSONEq(t, fmt.Sprintf(`{"channels":[{"channel":%q,"reason":"ended by plugin timelines"}]}`, channel), string(n.Object))
+}
+
 func (s *stack) kill9() { s.t.Helper(); s.Kill9(s.t) }

@@ -88,13 +88,26 @@ type Options struct {
 	OnState func(State, error)
 	// OnUnrecovered is told of channels herald could not resume without a
 	// gap (recovered: false: history lost in a restart, or the gap older
-	// than the history window). Reload their state through the
-	// application's API. It runs in order with the local interface, before
-	// the channels' new notifications.
+	// than the history window), and of those a $server resync names (a
+	// resume delivered page by page that the history overtook). Reload
+	// their state through the application's API. It runs in order with the
+	// local interface, before the channels' new notifications; the client
+	// has then taken the channels' new positions.
 	OnUnrecovered func(channels []string)
+	// OnUnsubscribed is told of channels the client no longer holds
+	// although it did not unsubscribe: herald ended them ($server
+	// unsubscribed: the token expired past auth.expiry_grace, a plugin
+	// ended the subscription), or refused them when the client
+	// re-subscribed after a reconnect (the other channels are
+	// re-subscribed). They are not resumed after a reconnect; subscribe
+	// again to get them back (after a new token, when it expired). It runs
+	// in order with the local interface, after the channels' last
+	// notifications.
+	OnUnsubscribed func(channels []Unsubscribed)
 	// OnError is told of problems no call returns: a re-subscribe herald
-	// refused (the channel is then dropped), a failed token refresh, a gap
-	// in a channel's sequence. It runs on the client's goroutines.
+	// refused (the channel is then dropped, and OnUnsubscribed told), a
+	// failed token refresh, a gap in a channel's sequence. It runs on the
+	// client's goroutines.
 	OnError func(error)
 }
 
@@ -125,14 +138,15 @@ type channelState struct {
 	known bool // pos is valid: a subscribe answered
 }
 
-// item is one call for the local interface (or an unrecovered signal),
-// queued in stream order.
+// item is one call for the local interface (or an unrecovered or
+// unsubscribed signal), queued in stream order.
 type item struct {
-	method      string
-	params      json.RawMessage
-	batch       *Batch
-	reply       func(any, *Error) // nil for notifications
-	unrecovered []string
+	method       string
+	params       json.RawMessage
+	batch        *Batch
+	reply        func(any, *Error) // nil for notifications
+	unrecovered  []string
+	unsubscribed []Unsubscribed
 }
 
 // Client is a connection to herald that stays up: see the package doc.
@@ -436,10 +450,12 @@ func (c *Client) sayHello(ctx context.Context, cn *conn, tok string) (*HelloResu
 }
 
 // resubscribe subscribes cn to every channel the client holds, resuming
-// those with a known position. Channels herald now refuses are dropped and
-// reported; the others are subscribed.
+// those with a known position. Subscribe is all or nothing: channels herald
+// now refuses are dropped and reported (OnUnsubscribed, OnError), and the
+// others asked again, until herald takes them all. Each round drops at
+// least one channel, so it ends.
 func (c *Client) resubscribe(ctx context.Context, cn *conn) error {
-	for range 2 {
+	for {
 		c.mu.Lock()
 		names := make([]string, 0, len(c.channels))
 		since := map[string]Position{}
@@ -471,14 +487,25 @@ func (c *Client) resubscribe(ctx context.Context, cn *conn) error {
 			}
 			return nil
 		}
+		var dropped []Unsubscribed
 		c.mu.Lock()
 		for _, r := range rerr.Refused() {
-			delete(c.channels, r.Channel)
+			if _, ok := c.channels[r.Channel]; ok {
+				delete(c.channels, r.Channel)
+				dropped = append(dropped, Unsubscribed{Channel: r.Channel, Reason: fmt.Sprintf("re-subscribe after a reconnect refused (%d): %s", r.Code, r.Reason)})
+			}
 		}
 		c.mu.Unlock()
+		if len(dropped) == 0 {
+			// It refuses none of the channels asked: asking again
+			// would be refused again.
+			return fmt.Errorf("re-subscribe: %w", rerr)
+		}
 		c.reportError(fmt.Errorf("re-subscribe refused, channels dropped: %w", rerr))
+		if c.opts.OnUnsubscribed != nil {
+			c.enqueue(item{unsubscribed: dropped})
+		}
 	}
-	return nil
 }
 
 // subscribed records a subscribe result. It runs on the reader goroutine,
@@ -546,42 +573,117 @@ func (c *Client) handle(cn *conn, m *wire) {
 			return
 		}
 		n := len(b.Notifications)
-		var problems []error
-		b.Notifications, problems = c.accept(b.Notifications)
+		parts, problems := c.accept(b.Notifications)
 		for _, err := range problems {
 			c.reportError(err)
 		}
-		if len(b.Notifications) == 0 && !isCall {
-			return
+		if isCall {
+			// One call, one answer: its signals follow it (herald sends
+			// onNotificationReceived as a notification; this is for a
+			// server that calls it).
+			var all []Notification
+			for _, p := range parts {
+				all = append(all, p.ns...)
+			}
+			parts = []part{{ns: all, unrecovered: joinUnrecovered(parts), unsubscribed: joinUnsubscribed(parts)}}
 		}
-		if len(b.Notifications) != n {
-			it.params, _ = json.Marshal(&b)
+		for _, p := range parts {
+			if len(p.ns) > 0 || isCall {
+				bi := it
+				bi.batch = &Batch{Notifications: p.ns}
+				if len(p.ns) != n {
+					bi.params, _ = json.Marshal(bi.batch)
+				}
+				c.enqueue(bi)
+			}
+			c.signal(p)
 		}
-		it.batch = &b
+		return
 	}
-	select {
-	case c.queue <- it:
-	case <-c.ctx.Done():
+	c.enqueue(it)
+}
+
+// signal queues what a part of a batch ends with: the channels to reload
+// (resync) or that ended (unsubscribed), after the part's notifications
+// and before the rest.
+func (c *Client) signal(p part) {
+	if len(p.unrecovered) > 0 && c.opts.OnUnrecovered != nil {
+		c.enqueue(item{unrecovered: p.unrecovered})
 	}
+	if len(p.unsubscribed) > 0 && c.opts.OnUnsubscribed != nil {
+		c.enqueue(item{unsubscribed: p.unsubscribed})
+	}
+}
+
+func joinUnrecovered(parts []part) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p.unrecovered...)
+	}
+	return out
+}
+
+func joinUnsubscribed(parts []part) []Unsubscribed {
+	var out []Unsubscribed
+	for _, p := range parts {
+		out = append(out, p.unsubscribed...)
+	}
+	return out
+}
+
+// part is a run of a batch's notifications and what follows them: a
+// $server resync or unsubscribed ends a part, so that the app hears of it
+// after what came before it and before what comes after.
+type part struct {
+	ns           []Notification
+	unrecovered  []string
+	unsubscribed []Unsubscribed
 }
 
 // accept keeps the notifications the application has not seen yet, in
 // place, and advances each channel's position. Duplicates (seq at or below
 // the position) cannot come from a correct server; they are dropped all
-// the same. A token_expired starts a refresh.
-func (c *Client) accept(ns []Notification) ([]Notification, []error) {
+// the same. A token_expired starts a refresh; a resync moves its channels
+// to the positions it gives (reported as unrecovered); an unsubscribed
+// forgets its channels (reported as unsubscribed). Each of the last two
+// ends a part: see part.
+func (c *Client) accept(ns []Notification) ([]part, []error) {
 	out := ns[:0]
+	start := 0
+	var parts []part
+	cut := func(p part) {
+		p.ns = out[start:len(out):len(out)]
+		parts = append(parts, p)
+		start = len(out)
+	}
 	var problems []error
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, n := range ns {
 		if n.Channel == ServerChannel {
-			if n.Event == "token_expired" {
+			out = append(out, n)
+			switch n.Event {
+			case "token_expired":
 				if err := c.startRefresh(); err != nil {
 					problems = append(problems, err)
 				}
+			case "resync":
+				lost, err := c.resyncLocked(n.Object)
+				if err != nil {
+					problems = append(problems, err)
+				}
+				if len(lost) > 0 {
+					cut(part{unrecovered: lost})
+				}
+			case "unsubscribed":
+				ended, err := c.forgetLocked(n.Object)
+				if err != nil {
+					problems = append(problems, err)
+				}
+				if len(ended) > 0 {
+					cut(part{unsubscribed: ended})
+				}
 			}
-			out = append(out, n)
 			continue
 		}
 		st, ok := c.channels[n.Channel]
@@ -598,7 +700,47 @@ func (c *Client) accept(ns []Notification) ([]Notification, []error) {
 		st.pos.Seq = n.Seq
 		out = append(out, n)
 	}
-	return out, problems
+	cut(part{})
+	return parts, problems
+}
+
+// resyncLocked takes the positions of a $server resync's channels: the
+// notifications that follow continue from there, as after a resume that
+// answered recovered: false. It returns the channels listed.
+func (c *Client) resyncLocked(object json.RawMessage) ([]string, error) {
+	var o struct {
+		Channels []struct {
+			Channel string `json:"channel"`
+			Seq     uint64 `json:"seq"`
+			Epoch   string `json:"epoch"`
+		} `json:"channels"`
+	}
+	if err := json.Unmarshal(object, &o); err != nil {
+		return nil, fmt.Errorf("$server resync with a bad object %s: %w", object, err)
+	}
+	lost := make([]string, 0, len(o.Channels))
+	for _, ch := range o.Channels {
+		if st, ok := c.channels[ch.Channel]; ok {
+			st.pos, st.known = Position{Seq: ch.Seq, Epoch: ch.Epoch}, true
+		}
+		lost = append(lost, ch.Channel)
+	}
+	return lost, nil
+}
+
+// forgetLocked drops the channels of a $server unsubscribed, which herald
+// no longer delivers: a reconnect must not resume them. It returns them.
+func (c *Client) forgetLocked(object json.RawMessage) ([]Unsubscribed, error) {
+	var o struct {
+		Channels []Unsubscribed `json:"channels"`
+	}
+	if err := json.Unmarshal(object, &o); err != nil {
+		return nil, fmt.Errorf("$server unsubscribed with a bad object %s: %w", object, err)
+	}
+	for _, u := range o.Channels {
+		delete(c.channels, u.Channel)
+	}
+	return o.Channels, nil
 }
 
 func (c *Client) enqueue(it item) {
@@ -626,6 +768,10 @@ func (c *Client) dispatch() {
 func (c *Client) run1(it item) {
 	if it.unrecovered != nil {
 		c.opts.OnUnrecovered(it.unrecovered)
+		return
+	}
+	if it.unsubscribed != nil {
+		c.opts.OnUnsubscribed(it.unsubscribed)
 		return
 	}
 	h, ok := c.local.methods[it.method]

@@ -21,13 +21,14 @@ func TestMain(m *testing.M) { heraldtest.Main(m) }
 
 // app is a local interface that records what herald calls.
 type app struct {
-	batches     chan []client.Notification
-	unrecovered chan []string
-	pending     []client.Notification // taken from batches, not yet by take
+	batches      chan []client.Notification
+	unrecovered  chan []string
+	unsubscribed chan []client.Unsubscribed
+	pending      []client.Notification // taken from batches, not yet by take
 }
 
 func newApp() *app {
-	return &app{batches: make(chan []client.Notification, 10_000), unrecovered: make(chan []string, 10)}
+	return &app{batches: make(chan []client.Notification, 10_000), unrecovered: make(chan []string, 10), unsubscribed: make(chan []client.Unsubscribed, 10)}
 }
 
 func (a *app) OnNotificationReceived(_ context.Context, b client.Batch) error {
@@ -76,12 +77,13 @@ func (a *app) none(t *testing.T, channel string, d time.Duration) {
 
 func (a *app) opts(token string) client.Options {
 	return client.Options{
-		Token:         token,
-		Local:         a,
-		Client:        client.Info{Name: "sdk test", Version: "1"},
-		MinBackoff:    20 * time.Millisecond,
-		MaxBackoff:    300 * time.Millisecond,
-		OnUnrecovered: func(chs []string) { a.unrecovered <- chs },
+		Token:          token,
+		Local:          a,
+		Client:         client.Info{Name: "sdk test", Version: "1"},
+		MinBackoff:     20 * time.Millisecond,
+		MaxBackoff:     300 * time.Millisecond,
+		OnUnrecovered:  func(chs []string) { a.unrecovered <- chs },
+		OnUnsubscribed: func(us []client.Unsubscribed) { a.unsubscribed <- us },
 	}
 }
 
@@ -360,4 +362,74 @@ func TestServerCallsAnsweredByTheLocalInterface(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, c.Call(ctx(t), "echo.say", map[string]any{"text": "hi"}, nil))
 	require.JSONEq(t, `{"text":"hi","user_id":"alice"}`, string(a.take(t, "echo:alice", 1)[0].Object))
+}
+
+func (a *app) takeUnsubscribed(t *testing.T) []client.Unsubscribed {
+	t.Helper()
+	select {
+	case us := <-a.unsubscribed:
+		return us
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("OnUnsubscribed not called")
+	}
+	return nil
+}
+
+// A plugin ends the client's subscription (Host.Unsubscribe): the client
+// is told through OnUnsubscribed, after the channel's notifications, and
+// forgets the channel: a reconnect resumes only the others.
+func TestUnsubscribedByAPluginIsForgotten(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: fmt.Sprintf("plugin \"tester\" {\n  command = %q\n}", heraldtest.Binary(t, "internal/testplugins/tester"))})
+	proxy := heraldtest.StartProxy(t, h.Addr)
+	a := newApp()
+	c := dial(t, proxy.WSURL(), a.opts(h.Token(t, "alice")))
+	_, err := c.Subscribe(ctx(t), "tester:ok", "news")
+	require.NoError(t, err)
+	admin := h.Dial(t, h.Token(t, "admin"))
+	admin.MustCall(t, "tester.emitN", map[string]any{"channel": "tester:ok", "from": 1, "count": 2})
+	admin.MustCall(t, "tester.leave", map[string]any{"conn": c.Hello().SessionID, "channel": "tester:ok"})
+
+	require.Equal(t, []client.Unsubscribed{{Channel: "tester:ok", Reason: "ended by plugin tester"}}, a.takeUnsubscribed(t))
+	requireSeqs(t, a.take(t, "tester:ok", 2), 1) // what was emitted before the drop still arrives
+	require.Equal(t, []string{"news"}, c.Channels())
+
+	require.Equal(t, 1, proxy.Cut())
+	h.Publish(t, objects(0, 1, "news")...)
+	require.Equal(t, uint64(1), a.take(t, "news", 1)[0].Seq)
+	require.Equal(t, []string{"news"}, c.Channels())
+	var p struct{ Count int }
+	require.NoError(t, json.Unmarshal(admin.MustCall(t, "tester.presence", map[string]any{"channel": "tester:ok"}), &p))
+	require.Zero(t, p.Count, "tester:ok is not resumed after the reconnect")
+}
+
+// After a restart the plugin that owned a channel is gone: the re-subscribe
+// is refused for that channel alone, which is dropped and reported, and
+// the other channels are re-subscribed.
+func TestRefusedResubscribeDropsOnlyTheRefusedChannels(t *testing.T) {
+	bin := echoPlugin(t)
+	addr := heraldtest.FreeAddr(t)
+	withEcho := heraldtest.WriteConfig(t, addr, heraldtest.Options{HCL: fmt.Sprintf("plugin \"echo\" {\n  command = %q\n}", bin)})
+	without := heraldtest.WriteConfig(t, addr, heraldtest.Options{})
+	h := heraldtest.StartWithConfig(t, withEcho, nil)
+	a := newApp()
+	c := dial(t, h.WSURL, a.opts(h.Token(t, "alice")))
+	_, err := c.Subscribe(ctx(t), "news", "echo:alice")
+	require.NoError(t, err)
+
+	h.Stop(t)
+	h = heraldtest.StartWithConfig(t, without, nil)
+	us := a.takeUnsubscribed(t)
+	require.Len(t, us, 1)
+	require.Equal(t, "echo:alice", us[0].Channel)
+	require.Contains(t, us[0].Reason, `no plugin owns the namespace "echo"`)
+	select {
+	case chs := <-a.unrecovered: // a restart of the memory broker
+		require.Equal(t, []string{"news"}, chs)
+	case <-time.After(heraldtest.Timeout):
+		t.Fatal("news was not re-subscribed")
+	}
+	h.Publish(t, objects(0, 1, "news")...)
+	require.Equal(t, uint64(1), a.take(t, "news", 1)[0].Seq)
+	require.Equal(t, []string{"news"}, c.Channels())
+	require.Equal(t, client.Connected, c.State())
 }

@@ -13,7 +13,13 @@
 // It reconnects with exponential backoff and jitter, re-subscribes every
 // channel and resumes each from its last seq/epoch, so the local interface
 // sees every notification once and in order; when herald cannot bridge the
-// gap it says so through Options.OnUnrecovered. It refreshes tokens through
+// gap (a resume answered recovered: false, or a $server resync) the client
+// takes the channel's new position and says so through
+// Options.OnUnrecovered. A channel herald ends on its own (a $server
+// unsubscribed: the token expired past the grace, a plugin ended it) or
+// refuses when the client re-subscribes after a reconnect is forgotten, so
+// that it is not resumed, and reported through Options.OnUnsubscribed; the
+// other channels are re-subscribed. It refreshes tokens through
 // Options.GetToken.
 //
 // Publisher and StreamPublisher are the backend side, with an API key.

@@ -25,8 +25,14 @@ type fakeHerald struct {
 	hello  chan map[string]any
 	conns  chan *websocket.Conn
 	frames chan map[string]any // client frames other than hello/subscribe
+	subs   chan map[string]any // subscribe params
 	subSeq uint64
+	// refuse lists the channels a re-subscribe (one with since) is refused
+	// for: the first one still asked for, one per subscribe, as a plugin
+	// that changed its mind between two calls would.
+	refuse []string
 	wmu    sync.Mutex // gorilla allows one writer at a time
+	mu     sync.Mutex // refuse
 }
 
 func (f *fakeHerald) write(t *testing.T, ws *websocket.Conn, v any) {
@@ -36,7 +42,7 @@ func (f *fakeHerald) write(t *testing.T, ws *websocket.Conn, v any) {
 }
 
 func startFake(t *testing.T) *fakeHerald {
-	f := &fakeHerald{hello: make(chan map[string]any, 4), conns: make(chan *websocket.Conn, 4), frames: make(chan map[string]any, 100), subSeq: 5}
+	f := &fakeHerald{hello: make(chan map[string]any, 4), conns: make(chan *websocket.Conn, 4), frames: make(chan map[string]any, 100), subs: make(chan map[string]any, 100), subSeq: 5}
 	up := websocket.Upgrader{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := up.Upgrade(w, r, nil)
@@ -59,7 +65,7 @@ func startFake(t *testing.T) *fakeHerald {
 					sent = true
 				}
 			case "subscribe":
-				f.write(t, ws, map[string]any{"jsonrpc": "2.0", "id": m["id"], "result": map[string]any{"subscriptions": []map[string]any{{"channel": "news", "seq": f.subSeq, "epoch": "e1"}}}})
+				f.subscribe(t, ws, m)
 			default:
 				f.frames <- m
 			}
@@ -67,6 +73,44 @@ func startFake(t *testing.T) *fakeHerald {
 	}))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// subscribe answers a subscribe of "channels": all or nothing, as herald.
+// A channel with since resumes where it says (recovered: true); a new one
+// starts at subSeq.
+func (f *fakeHerald) subscribe(t *testing.T, ws *websocket.Conn, m map[string]any) {
+	params, _ := m["params"].(map[string]any)
+	f.subs <- params
+	var channels []any
+	if cs, ok := params["channels"].([]any); ok {
+		channels = cs
+	} else {
+		channels = []any{"news"}
+	}
+	since, _ := params["since"].(map[string]any)
+	f.mu.Lock()
+	if since != nil {
+		for _, ch := range channels {
+			if len(f.refuse) > 0 && ch == f.refuse[0] {
+				f.refuse = f.refuse[1:]
+				f.mu.Unlock()
+				refusal := map[string]any{"channel": ch, "code": CodeForbidden, "reason": "not any more"}
+				f.write(t, ws, map[string]any{"jsonrpc": "2.0", "id": m["id"], "error": map[string]any{
+					"code": CodeForbidden, "message": "subscribe refused, nothing was subscribed", "data": map[string]any{"channels": []any{refusal}}}})
+				return
+			}
+		}
+	}
+	f.mu.Unlock()
+	var subs []map[string]any
+	for _, ch := range channels {
+		if pos, ok := since[ch.(string)].(map[string]any); ok {
+			subs = append(subs, map[string]any{"channel": ch, "seq": pos["seq"], "epoch": pos["epoch"], "recovered": true})
+		} else {
+			subs = append(subs, map[string]any{"channel": ch, "seq": f.subSeq, "epoch": "e1"})
+		}
+	}
+	f.write(t, ws, map[string]any{"jsonrpc": "2.0", "id": m["id"], "result": map[string]any{"subscriptions": subs}})
 }
 
 func (f *fakeHerald) url() string { return "ws" + strings.TrimPrefix(f.srv.URL, "http") }

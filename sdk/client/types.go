@@ -8,8 +8,17 @@ import (
 )
 
 // ServerChannel carries herald's own notifications (token_expired,
-// shutdown); it needs no subscription.
+// shutdown, resync, unsubscribed); it needs no subscription.
 const ServerChannel = "$server"
+
+// Unsubscribed is a channel the client no longer holds although it did not
+// unsubscribe: herald ended it (a $server unsubscribed: the token expired
+// past auth.expiry_grace, or a plugin ended it), or herald refused it when
+// the client re-subscribed after a reconnect. Reason says which, in words.
+type Unsubscribed struct {
+	Channel string `json:"channel"`
+	Reason  string `json:"reason"`
+}
 
 // Notification is one notification as herald delivers it.
 type Notification struct {

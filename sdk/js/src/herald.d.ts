@@ -86,8 +86,23 @@ export interface StateEvent {
 }
 
 export interface UnrecoveredEvent {
-  /** Channels herald could not resume without a gap: reload them. */
+  /**
+   * Channels herald could not resume without a gap (a resume answered
+   * recovered: false, or a $server resync): the client took their new
+   * positions; reload their state.
+   */
   channels: string[];
+}
+
+export interface UnsubscribedEvent {
+  /**
+   * Channels the client no longer holds although it did not unsubscribe:
+   * herald ended them (a $server unsubscribed: the token expired past
+   * auth.expiry_grace, or a plugin ended the subscription), or refused them
+   * on a re-subscribe after a reconnect. They are not resumed; subscribe
+   * again to get one back.
+   */
+  channels: Array<{ channel: string; reason: string }>;
 }
 
 export declare const ServerChannel: '$server';
@@ -132,6 +147,7 @@ export declare class Herald {
   connect(): void;
   on(event: 'state', fn: (e: StateEvent) => void): () => void;
   on(event: 'unrecovered', fn: (e: UnrecoveredEvent) => void): () => void;
+  on(event: 'unsubscribed', fn: (e: UnsubscribedEvent) => void): () => void;
   on(event: 'error', fn: (err: Error) => void): () => void;
   off(event: string, fn: (arg: any) => void): void;
 

@@ -146,8 +146,10 @@ export class Herald {
   // ---- events -------------------------------------------------------------
 
   /**
-   * Listen to 'state' ({state, error}), 'unrecovered' ({channels}) or
-   * 'error' (an Error no call returns). Returns a function that removes the
+   * Listen to 'state' ({state, error}), 'unrecovered' ({channels}: reload
+   * them), 'unsubscribed' ({channels: [{channel, reason}]}: herald ended
+   * them, or refused them on a re-subscribe; they are forgotten) or 'error'
+   * (an Error no call returns). Returns a function that removes the
    * listener.
    */
   on(event, fn) {
@@ -247,8 +249,13 @@ export class Herald {
     this._setState('connected');
   }
 
+  // _resubscribe subscribes ws to every channel held, resuming those with a
+  // position. Subscribe is all or nothing: the channels herald refuses are
+  // dropped and reported ('unsubscribed', 'error'), and the others asked
+  // again until herald takes them all. Each round drops at least one
+  // channel, so it ends.
   async _resubscribe(ws) {
-    for (let i = 0; i < 2; i++) {
+    for (;;) {
       const channels = [...this._channels.keys()];
       if (channels.length === 0) return;
       const since = {};
@@ -260,8 +267,16 @@ export class Herald {
         return;
       } catch (err) {
         if (!(err instanceof HeraldError) || err.refused.length === 0) throw err;
-        for (const r of err.refused) this._channels.delete(r.channel);
+        const dropped = [];
+        for (const r of err.refused) {
+          if (this._channels.delete(r.channel)) {
+            dropped.push({ channel: r.channel, reason: `re-subscribe after a reconnect refused (${r.code}): ${r.reason}` });
+          }
+        }
+        // A refusal of none of the channels asked would come again.
+        if (dropped.length === 0) throw err;
         this._emit('error', new HeraldError(err.code, 're-subscribe refused, channels dropped: ' + err.message, err.data));
+        this._enqueue(() => this._emit('unsubscribed', { channels: dropped }));
       }
     }
   }
@@ -360,12 +375,44 @@ export class Herald {
       if (reply) reply({ error: { code: Codes.methodNotFound, message: `the local interface has no method "${m.method}"` } });
       return;
     }
-    let params = m.params;
-    if (m.method === 'onNotificationReceived') {
-      const ns = this._accept((params && params.notifications) || []);
-      if (ns.length === 0 && !reply) return;
-      params = { ...params, notifications: ns };
+    if (m.method !== 'onNotificationReceived') {
+      this._call(fn, m.params, reply);
+      return;
     }
+    let parts = this._accept((m.params && m.params.notifications) || []);
+    if (reply) {
+      // One call, one answer: its signals follow it (herald sends
+      // onNotificationReceived as a notification; this is for a server
+      // that calls it).
+      parts = [{
+        ns: parts.flatMap((p) => p.ns),
+        unrecovered: parts.flatMap((p) => p.unrecovered || []),
+        unsubscribed: parts.flatMap((p) => p.unsubscribed || []),
+      }];
+    }
+    for (const p of parts) {
+      if (p.ns.length > 0 || reply) this._call(fn, { ...m.params, notifications: p.ns }, reply);
+      this._signal(p);
+    }
+  }
+
+  // _signal queues what a part of a batch ends with, after its
+  // notifications and before the rest: the channels to reload (resync) or
+  // that ended (unsubscribed).
+  _signal(p) {
+    if (p.unrecovered && p.unrecovered.length) {
+      const channels = p.unrecovered;
+      this._enqueue(() => this._emit('unrecovered', { channels }));
+    }
+    if (p.unsubscribed && p.unsubscribed.length) {
+      const channels = p.unsubscribed;
+      this._enqueue(() => this._emit('unsubscribed', { channels }));
+    }
+  }
+
+  // _call queues a call of a local-interface method, answered through reply
+  // (null for a notification).
+  _call(fn, params, reply) {
     this._enqueue(async () => {
       try {
         const result = await fn.call(this.local, params);
@@ -388,13 +435,34 @@ export class Herald {
   }
 
   // _accept keeps the notifications the app has not seen and advances each
-  // channel's position; it starts a token refresh on token_expired.
+  // channel's position; it starts a token refresh on token_expired. A
+  // resync moves its channels to the positions it gives (reported as
+  // unrecovered); an unsubscribed forgets its channels (reported as
+  // unsubscribed). Either ends a part: [{ns, unrecovered?, unsubscribed?}],
+  // so that the app hears of it after what came before it and before what
+  // comes after.
   _accept(ns) {
-    const out = [];
+    const parts = [];
+    let out = [];
+    const cut = (signal) => {
+      parts.push({ ns: out, ...signal });
+      out = [];
+    };
     for (const n of ns) {
       if (n.channel === ServerChannel) {
-        if (n.event === 'token_expired') this._refresh();
         out.push(n);
+        const listed = (n.object && Array.isArray(n.object.channels)) ? n.object.channels : [];
+        if (n.event === 'token_expired') {
+          this._refresh();
+        } else if (n.event === 'resync' && listed.length) {
+          for (const c of listed) {
+            if (this._channels.has(c.channel)) this._channels.set(c.channel, { seq: c.seq, epoch: c.epoch });
+          }
+          cut({ unrecovered: listed.map((c) => c.channel) });
+        } else if (n.event === 'unsubscribed' && listed.length) {
+          for (const c of listed) this._channels.delete(c.channel);
+          cut({ unsubscribed: listed.map((c) => ({ channel: c.channel, reason: c.reason })) });
+        }
         continue;
       }
       const pos = this._channels.get(n.channel);
@@ -409,7 +477,8 @@ export class Herald {
       pos.seq = n.seq;
       out.push(n);
     }
-    return out;
+    cut({});
+    return parts;
   }
 
   _subscribed(result, resume) {

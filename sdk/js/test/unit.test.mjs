@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { Herald, Codes, backoff, tokenExpiry } from '../src/herald.js';
 
 function fakeSocket() {
-  const server = { sockets: [], sent: [], subSeq: 5 };
+  // refuse: channels a re-subscribe (one with since) is refused for, the
+  // first one still asked for, one per subscribe.
+  const server = { sockets: [], sent: [], subSeq: 5, refuse: [] };
   class FakeWS {
     constructor(url) {
       this.url = url;
@@ -16,7 +18,10 @@ function fakeSocket() {
       const m = JSON.parse(text);
       server.sent.push(m);
       if (m.method === 'hello') this.push({ jsonrpc: '2.0', id: m.id, result: { session_id: 's', user_id: 'u' } });
-      if (m.method === 'subscribe') {
+      if (m.method === 'subscribe' && m.params.since && m.params.channels.includes(server.refuse[0])) {
+        const channel = server.refuse.shift();
+        this.push({ jsonrpc: '2.0', id: m.id, error: { code: Codes.forbidden, message: 'subscribe refused, nothing was subscribed', data: { channels: [{ channel, code: Codes.forbidden, reason: 'not any more' }] } } });
+      } else if (m.method === 'subscribe') {
         this.push({ jsonrpc: '2.0', id: m.id, result: { subscriptions: m.params.channels.map((channel) => ({ channel, seq: server.subSeq, epoch: 'e1', ...(m.params.since ? { recovered: false } : {}) })) } });
       }
     }
@@ -143,4 +148,65 @@ test('state listeners see connecting then connected; autoConnect false waits in 
   idle.close();
   assert.deepEqual(seenIdle, ['connecting', 'connected', 'closed']);
   assert.equal(server.sockets.length, 2);
+});
+
+test('resync takes the position given and is unrecovered; unsubscribed forgets the channel; both in stream order', async () => {
+  const server = fakeSocket();
+  const order = [];
+  const errors = [];
+  const herald = new Herald('ws://x/ws', {
+    WebSocket: server.WebSocket, minBackoff: 5, maxBackoff: 10,
+    localInterface: { onNotificationReceived: ({ notifications }) => { order.push(notifications.map((x) => `${x.channel} ${x.event} ${x.seq}`).join(', ')); } },
+  });
+  herald.on('unrecovered', ({ channels }) => order.push('unrecovered ' + channels.join(' ')));
+  herald.on('unsubscribed', ({ channels }) => order.push('unsubscribed ' + channels.map((c) => `${c.channel}: ${c.reason}`).join('; ')));
+  herald.on('error', (e) => errors.push(e));
+  await herald.subscribe(['news', 'other']);
+  const n = (channel, event, seq, object = {}) => ({ channel, seq, event, object_type: 'm', object });
+  server.last().push({ jsonrpc: '2.0', method: 'onNotificationReceived', params: { notifications: [
+    n('news', 'new', 6),
+    n('$server', 'resync', 1, { channels: [{ channel: 'news', seq: 10, epoch: 'e2' }] }),
+    n('news', 'new', 11),
+    n('other', 'new', 6),
+    n('$server', 'unsubscribed', 2, { channels: [{ channel: 'other', reason: 'ended by plugin x' }] }),
+  ] } });
+  await until(() => order.length === 4);
+  assert.deepEqual(order, [
+    'news new 6, $server resync 1',
+    'unrecovered news',
+    'news new 11, other new 6, $server unsubscribed 2',
+    'unsubscribed other: ended by plugin x',
+  ]);
+  assert.deepEqual(herald.position('news'), { seq: 11, epoch: 'e2' });
+  assert.deepEqual(herald.channels(), ['news']);
+  assert.deepEqual(errors, []);
+
+  server.last().close();
+  await until(() => server.sockets.length === 2 && herald.state === 'connected');
+  const resub = server.sent.filter((m) => m.method === 'subscribe').pop();
+  assert.deepEqual(resub.params, { channels: ['news'], since: { news: { seq: 11, epoch: 'e2' } } });
+  herald.close();
+});
+
+test('a re-subscribe refused for some channels drops them, reports them, and subscribes the rest', async () => {
+  const server = fakeSocket();
+  const dropped = [];
+  const errors = [];
+  const herald = new Herald('ws://x/ws', { WebSocket: server.WebSocket, minBackoff: 5, maxBackoff: 10, localInterface: { onNotificationReceived() {} } });
+  herald.on('unsubscribed', ({ channels }) => dropped.push(...channels));
+  herald.on('error', (e) => errors.push(e));
+  await herald.subscribe(['a', 'b', 'c']);
+  server.refuse = ['a', 'b']; // refused one after the other: three rounds
+  server.last().close();
+  await until(() => server.sockets.length === 2 && herald.state === 'connected');
+  await until(() => dropped.length === 2);
+  const subs = server.sent.filter((m) => m.method === 'subscribe').slice(1).map((m) => m.params.channels);
+  assert.deepEqual(subs, [['a', 'b', 'c'], ['b', 'c'], ['c']]);
+  assert.deepEqual(dropped, [
+    { channel: 'a', reason: 're-subscribe after a reconnect refused (-32003): not any more' },
+    { channel: 'b', reason: 're-subscribe after a reconnect refused (-32003): not any more' },
+  ]);
+  assert.deepEqual(herald.channels(), ['c']);
+  assert.equal(errors.length, 2);
+  herald.close();
 });
