@@ -137,11 +137,13 @@ func TestClusterNewRunAfterTheHistoryAgedOutResyncs(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, client.Position{Seq: 2, Epoch: next.Epoch}, pos)
 
-	// A subscriber's resume from the old run is told it is over.
+	// A subscriber's resume from the old run is told it is over (its
+	// position is not compared: the new run may have aged out too by now
+	// on a loaded machine).
 	back := a.Dial(t, a.Token(t, "alice"))
 	var subs struct{ Subscriptions []heraldtest.Subscription }
 	res := back.MustCall(t, "subscribe", map[string]any{"channel": "fade", "since": map[string]any{"fade": map[string]any{"seq": 2, "epoch": old.Epoch}}})
 	require.NoError(t, json.Unmarshal(res, &subs))
 	require.False(t, *subs.Subscriptions[0].Recovered)
-	require.Equal(t, next.Epoch, subs.Subscriptions[0].Epoch)
+	require.NotEqual(t, old.Epoch, subs.Subscriptions[0].Epoch)
 }
