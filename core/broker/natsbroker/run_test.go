@@ -91,3 +91,27 @@ func TestNATSNewRunIsTold(t *testing.T) {
 		"told once, before the new run's first publication")
 	require.Equal(t, []string{"pub 1", "pub 2"}, recC.waitFor(t, 2), "a node that joined the new run is not told")
 }
+
+// A message that is not herald's on a channel's subject (a marker: a
+// purge's, or another client's) ends the channel's run: a watching node's
+// Handler is told at once, with the next run's position, and the run that
+// follows is not announced again.
+func TestNATSMarkerRunIsTold(t *testing.T) {
+	srv := natstest.Start(t)
+	opts := uniqueOptions(10, time.Hour)
+	a, b := newBroker(t, srv.URL(), opts), newBroker(t, srv.URL(), opts)
+	rec := &runRecorder{}
+	b.SetHandler(rec)
+	ctx := context.Background()
+
+	watch(t, b, "mk")
+	publishEventually(t, a, note("mk"))
+	require.Equal(t, []string{"pub 1"}, rec.waitFor(t, 1))
+	_, err := connect(t, srv.URL()).Request(opts.SubjectPrefix+".ch.mk", []byte("not herald's"), 10*time.Second)
+	require.NoError(t, err, "stored by the stream")
+	publishEventually(t, a, note("mk"))
+	cur, err := a.Position(ctx, "mk")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), cur.Seq, "a new run")
+	require.Equal(t, []string{"pub 1", "run mk 0 " + cur.Epoch, "pub 1"}, rec.waitFor(t, 2))
+}
