@@ -85,7 +85,10 @@ var ErrFollowClosed = errors.New("follow closed")
 // returns them, oldest first (a batch of one or more). Each is the next
 // seq of the channel: no gap, no duplicate. It fails with ErrFollowClosed
 // after Close or the end of Follow's context, with a coded error when the
-// host ended the follow, and with ErrHostGone when the host went away.
+// host ended the follow (it fell behind its bounds, or, with broker nats,
+// the channel's history aged out and its seq started again in a new
+// epoch: follow again, and reload when that is not recovered), and with
+// ErrHostGone when the host went away.
 func (f *Follow) Next() ([]Followed, error) {
 	for {
 		r, err := f.stream.Recv()

@@ -90,6 +90,20 @@ type Handler interface {
 	HandlePublication(p *Publication)
 }
 
+// RunHandler is implemented by a Handler that must be told when a channel
+// it is fed starts a new run: its history was lost (with NATS, every
+// message of a channel that still has subscribers aged out, see
+// history.ttl), and its seq starts again from 1 in a new epoch. The
+// subscribers of the channel hold positions of the previous run, which the
+// publications that follow do not continue. RunChanged comes before the
+// first publication of the new run is handed over, once per run change;
+// pos is where the new run's publications continue from ({0, new epoch},
+// or a later seq if its first ones are no longer kept). A broker that
+// continues a channel's seq instead (the memory broker) never calls it.
+type RunHandler interface {
+	RunChanged(channel string, pos Position)
+}
+
 // Broker assigns positions, keeps history and feeds the node's Handler.
 type Broker interface {
 	// Publish places each notification in its channel, in order, and returns

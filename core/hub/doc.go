@@ -5,7 +5,10 @@
 // subscriber with a bounded queue (Pager) gets its missed publications a
 // page at a time as it drains; the live ones buffered for it meanwhile are
 // bounded (SetRecoveryLimit) and read again from the history past that
-// bound; one whose gap the history no longer covers is told (Resyncer).
+// bound; one whose gap the history no longer covers is told (Resyncer), as
+// is every subscriber of a channel whose run changed (RunChanged: a NATS
+// channel whose history aged out and starts again from seq 1 in a new
+// epoch), before the new run's first publication.
 //
 // It does not know about WebSockets (a Subscriber only queues) nor where
 // publications come from (the broker calls HandlePublication).

@@ -108,6 +108,10 @@ type channel struct {
 type member struct {
 	userID string
 	rec    *recovery
+	// epoch is the epoch of a live subscriber's position (the one it
+	// became live in, then the one of each run change it was told of),
+	// for RunChanged to tell only subscribers of an earlier run.
+	epoch string
 }
 
 // recovery is a joining subscriber's state: what it still has to receive
@@ -125,6 +129,11 @@ type recovery struct {
 	pending []*broker.Publication
 	last    uint64
 	epoch   string
+	// active says Activate set last and epoch. Before, a run change is
+	// kept in changed, for Activate to compare with the position the
+	// client was answered.
+	active  bool
+	changed *broker.Position
 }
 
 // New returns an empty hub reading history from h.
@@ -204,6 +213,50 @@ func (h *Hub) deliverTo(ch *channel, p *broker.Publication) {
 			rec.buf, rec.overflow = nil, true
 		default:
 			rec.buf = append(rec.buf, p)
+		}
+	}
+}
+
+// RunChanged implements broker.RunHandler: the channel started a new run
+// (its history was lost; seq starts again in a new epoch) and the
+// publications that follow continue from pos. Every subscriber whose
+// position is of an earlier run is told (Resyncer) before any of them is
+// handed: a live one at once; a joining one at once too, and what it still
+// had to receive of the old run (history, buffered publications) is
+// dropped: it goes on live from pos, as when the history moves past a
+// resume. A joining one not answered yet is told by Activate, if the
+// position it is answered is of the old run. A subscriber that already
+// stands at pos (it joined once the old run was over) is not told.
+func (h *Hub) RunChanged(name string, pos broker.Position) {
+	ch := h.lookup(name)
+	if ch == nil {
+		return
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for s, m := range ch.subs {
+		switch rec := m.rec; {
+		case rec == nil:
+			// A live subscriber in the new epoch joined at its seq 0:
+			// it is behind pos only if the run's first are not kept.
+			if m.epoch == pos.Epoch && pos.Seq == 0 {
+				continue
+			}
+			m.epoch = pos.Epoch
+		case !rec.active:
+			// What it buffered is of the old run.
+			rec.buf, rec.overflow = nil, false
+			rec.changed = &pos
+			continue
+		default:
+			if rec.epoch == pos.Epoch && rec.last >= pos.Seq {
+				continue
+			}
+			rec.pending, rec.buf, rec.overflow = nil, nil, false
+			rec.last, rec.epoch = pos.Seq, pos.Epoch
+		}
+		if r, ok := s.(Resyncer); ok {
+			r.Resync(name, pos)
 		}
 	}
 }
@@ -335,6 +388,18 @@ func (j *Join) Activate() {
 		rec.last = j.missed[0].Seq - 1
 	}
 	j.missed = nil
+	rec.active = true
+	if c := rec.changed; c != nil {
+		rec.changed = nil
+		if j.Position.Epoch != c.Epoch || j.Position.Seq < c.Seq {
+			// Answered a position of the run that is over (RunChanged):
+			// nothing more of it comes, it goes on from the new one.
+			rec.pending, rec.last, rec.epoch = nil, c.Seq, c.Epoch
+			if r, ok := j.sub.(Resyncer); ok {
+				r.Resync(j.channel, *c)
+			}
+		}
+	}
 	refetch := j.hub.pageLocked(ch, j.channel, j.sub, m)
 	ch.mu.Unlock()
 	if refetch {
@@ -375,7 +440,7 @@ func (h *Hub) pageLocked(ch *channel, name string, s Subscriber, m *member) (ref
 			return true
 		}
 		if rec.buf = deliver(rec.buf); len(rec.buf) == 0 {
-			m.rec = nil
+			m.rec, m.epoch = nil, rec.epoch
 			if !ch.liveStale {
 				// Added to the snapshot, which stays exact, rather than
 				// rebuilt from the map on the next publication: with
@@ -426,6 +491,12 @@ func (h *Hub) resume(name string, s Subscriber, rec *recovery) {
 		if m := ch.subs[s]; m == nil || m.rec != rec {
 			ch.mu.Unlock()
 			return
+		}
+		if rec.last != since.Seq || rec.epoch != since.Epoch {
+			// The run changed meanwhile (RunChanged): what was read is
+			// of the old one, and s was told where it goes on from.
+			ch.mu.Unlock()
+			continue
 		}
 		if err != nil {
 			// A gap it cannot be given: it continues from the current

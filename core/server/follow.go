@@ -59,6 +59,11 @@ func (s *Server) Follow(ctx context.Context, channel string, since *pluginhost.P
 // errFollowClosed is what Next returns once Close was called.
 var errFollowClosed = errors.New("follower closed")
 
+// errFollowRestarted is what Next returns, after what was queued before,
+// once the channel's stream no longer continues from what the follower had
+// (Resync).
+var errFollowRestarted = errors.New("the channel's history was lost and its seq started again")
+
 // follower is one plugin's follow of a channel.
 type follower struct {
 	hub       *hub.Hub
@@ -78,7 +83,30 @@ type follower struct {
 	closeOnce sync.Once
 }
 
-var _ hub.Subscriber = (*follower)(nil)
+var (
+	_ hub.Subscriber = (*follower)(nil)
+	_ hub.Resyncer   = (*follower)(nil)
+)
+
+// Resync implements hub.Resyncer: the channel's stream does not continue
+// from what the follower had (with broker nats, its history aged out
+// entirely and its seq starts again from 1 in a new epoch). A follow
+// promises each next seq, no gap and no duplicate: it ends, after what was
+// queued before, with an error saying so; following again from the last
+// position answers recovered: false, and the plugin reloads. It runs under
+// the hub's channel lock: it only marks the follower, which takes nothing
+// more (Deliver) and leaves the hub when the plugin's stream ends (Close).
+func (f *follower) Resync(_ string, pos broker.Position) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = fmt.Errorf("%w (now at seq %d of epoch %q): follow again", errFollowRestarted, pos.Seq, pos.Epoch)
+	}
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Deliver implements hub.Subscriber. It runs under the hub's channel lock:
 // it only queues, and a follower over its bounds drops its queue at once
@@ -113,16 +141,19 @@ func (f *follower) Start() (pluginhost.Position, bool) { return f.start, f.recov
 func (f *follower) Next(ctx context.Context) ([]pluginhost.FollowedNotification, error) {
 	for {
 		f.mu.Lock()
-		if f.err != nil {
-			err := f.err
-			f.mu.Unlock()
-			return nil, err
-		}
+		// What was queued first: a follower ended slow or closed has
+		// nothing queued; one told of a restarted stream has what came
+		// before it.
 		if len(f.queue) > 0 {
 			q := f.queue
 			f.queue, f.bytes = nil, 0
 			f.mu.Unlock()
 			return decodeFollowed(q)
+		}
+		if f.err != nil {
+			err := f.err
+			f.mu.Unlock()
+			return nil, err
 		}
 		f.mu.Unlock()
 		select {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/stretchr/testify/require"
@@ -119,4 +120,27 @@ func TestFollowerNotInPresence(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 0, info.Count)
 	require.Empty(t, info.Users)
+}
+
+// A follower told that the channel's stream restarted (a NATS channel
+// whose history aged out while followed: seq 1 again in a new epoch) gets
+// what was queued before, then an error: never the new run's seqs as if
+// they continued the old one.
+func TestFollowerEndsWhenTheStreamRestarts(t *testing.T) {
+	s := testServer(t, 100)
+	ctx := context.Background()
+	f, err := s.Follow(ctx, "p:a", nil, 1<<20)
+	require.NoError(t, err)
+	defer f.Close()
+	emit(t, s, "p:a", 2)
+	s.hub.RunChanged("p:a", broker.Position{Seq: 0, Epoch: "next"})
+	emit(t, s, "p:a", 1) // not the follow's: it was told to end
+	var seqs []uint64
+	for _, n := range next(t, f) {
+		seqs = append(seqs, n.Seq)
+	}
+	require.Equal(t, []uint64{1, 2}, seqs, "what came before the restart")
+	_, err = f.Next(ctx)
+	require.ErrorIs(t, err, errFollowRestarted)
+	require.ErrorContains(t, err, `epoch "next"`)
 }

@@ -89,7 +89,9 @@ type Options struct {
 	// OnUnrecovered is told of channels herald could not resume without a
 	// gap (recovered: false: history lost in a restart, or the gap older
 	// than the history window), and of those a $server resync names (a
-	// resume delivered page by page that the history overtook). Reload
+	// resume delivered page by page that the history overtook, or, with
+	// broker nats, a channel whose history aged out entirely and whose seq
+	// starts again in a new epoch). Reload
 	// their state through the application's API. It runs in order with the
 	// local interface, before the channels' new notifications; the client
 	// has then taken the channels' new positions.

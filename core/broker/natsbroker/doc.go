@@ -159,7 +159,19 @@
 //
 // While a channel keeps messages, its run goes on (like the memory
 // broker's, a publication after its predecessors expired continues the
-// seq). History applies history.ttl itself too: JetStream's expiry runs a
+// seq).
+//
+// A node that watches a channel when it starts a new run has subscribers
+// holding positions of the old one, which seq 1 of the new run does not
+// continue. Before the dispatcher hands over a publication of another
+// epoch than the Handler's last (the new run's first), or when a marker
+// opens a run, it tells a Handler that implements broker.RunHandler
+// (found once, by SetHandler) with the new run's position, {0, new
+// epoch}: the hub sends a $server resync to the subscribers of the old
+// run. Every node watching the channel notices it in its own live stream
+// and tells its own Handler; a node that began watching after the old run
+// was over has a baseline in the new epoch and is not told. The check is
+// the epoch comparison the dispatcher makes anyway. History applies history.ttl itself too: JetStream's expiry runs a
 // moment late, and a message older than the ttl is not offered.
 //
 // Residual: purging the whole stream (not deleting it) empties every

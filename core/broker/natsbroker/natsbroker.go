@@ -185,7 +185,12 @@ type Broker struct {
 	closeOnce sync.Once
 }
 
-type handlerBox struct{ h broker.Handler }
+// handlerBox is the Handler and, when it has one, its RunHandler, found
+// once by SetHandler rather than on each publication.
+type handlerBox struct {
+	h   broker.Handler
+	run broker.RunHandler
+}
 
 var (
 	_ broker.Broker   = (*Broker)(nil)
@@ -426,8 +431,12 @@ func (b *Broker) Stats() Stats {
 		TailChecks: b.stats.tailChecks.Load(), Watched: b.Watched()}
 }
 
-// SetHandler implements broker.Broker.
-func (b *Broker) SetHandler(h broker.Handler) { b.handler.Store(&handlerBox{h}) }
+// SetHandler implements broker.Broker. A Handler that implements
+// broker.RunHandler is told when a watched channel starts a new run.
+func (b *Broker) SetHandler(h broker.Handler) {
+	run, _ := h.(broker.RunHandler)
+	b.handler.Store(&handlerBox{h: h, run: run})
+}
 
 // Ready implements broker.Checker: the connection is up and both streams
 // can take a publication now, that is, each has a leader that reaches a

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+
+	"github.com/heraldhq/herald/core/broker"
 )
 
 // watch is a channel this node has subscribers on. sub and baseSent are
@@ -365,15 +367,24 @@ func (b *Broker) next(w *watch, s *stored) bool {
 	}
 }
 
-// take hands s over (a marker only opens the next run).
+// take hands s over (a marker only opens the next run). When s is of
+// another run than the Handler's last publication (its first, after every
+// message of the channel aged out), or a marker opens one, the Handler is
+// told first (broker.RunHandler): the channel's subscribers hold positions
+// of the previous run, which s does not continue.
 func (b *Broker) take(w *watch, s *stored) {
 	w.sseq = s.sseq
+	h := b.handler.Load()
 	if s.marker {
 		w.last, w.epoch = 0, b.epochAfter(s.sseq)
+		if h != nil && h.run != nil {
+			h.run.RunChanged(w.channel, broker.Position{Epoch: w.epoch})
+		}
 		w.setHanded(state{sseq: w.sseq, epoch: w.epoch})
 		return
 	}
-	if s.epoch == w.epoch && s.seq <= w.last {
+	sameRun := s.epoch == w.epoch
+	if sameRun && s.seq <= w.last {
 		return // the same seq twice cannot happen; never hand it twice
 	}
 	if !b.next(w, s) {
@@ -381,7 +392,10 @@ func (b *Broker) take(w *watch, s *stored) {
 			"epoch", s.epoch, "from_seq", w.last+1, "to_seq", s.seq-1)
 	}
 	w.last, w.epoch = s.seq, s.epoch
-	if h := b.handler.Load(); h != nil && h.h != nil {
+	if !sameRun && h != nil && h.run != nil {
+		h.run.RunChanged(w.channel, broker.Position{Seq: s.seq - 1, Epoch: s.epoch})
+	}
+	if h != nil && h.h != nil {
 		h.h.HandlePublication(s.publication())
 	}
 	// After the Handler has it: a History or Position answered meanwhile
