@@ -371,7 +371,9 @@ func (b *Broker) next(w *watch, s *stored) bool {
 // another run than the Handler's last publication (its first, after every
 // message of the channel aged out), or a marker opens one, the Handler is
 // told first (broker.RunHandler): the channel's subscribers hold positions
-// of the previous run, which s does not continue.
+// of the previous run, which s does not continue. So it is when s does not
+// follow the last one in its run (the ones between aged out before this
+// node read them).
 func (b *Broker) take(w *watch, s *stored) {
 	w.sseq = s.sseq
 	h := b.handler.Load()
@@ -387,12 +389,16 @@ func (b *Broker) take(w *watch, s *stored) {
 	if sameRun && s.seq <= w.last {
 		return // the same seq twice cannot happen; never hand it twice
 	}
-	if !b.next(w, s) {
+	gap := !b.next(w, s)
+	if gap {
 		b.log.Warn("a watched channel lost publications that are no longer kept", "channel", w.channel,
 			"epoch", s.epoch, "from_seq", w.last+1, "to_seq", s.seq-1)
 	}
 	w.last, w.epoch = s.seq, s.epoch
-	if !sameRun && h != nil && h.run != nil {
+	if (!sameRun || gap) && h != nil && h.run != nil {
+		// A gap inside a run is told as a new run is: the subscribers'
+		// next seq is not the one they wait for, and they learn where
+		// the stream goes on rather than take the jump for a loss.
 		h.run.RunChanged(w.channel, broker.Position{Seq: s.seq - 1, Epoch: s.epoch})
 	}
 	if h != nil && h.h != nil {
