@@ -72,7 +72,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"plugin"})),
 		resyncs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_event_resyncs_total",
-			Help: "Resyncs (Reset and a replay of the current connections) sent to a plugin because it missed lifecycle events; not counting the one at each start.",
+			Help: "Resyncs (Reset and a replay of the current connections) a plugin took because it had missed lifecycle events; not counting failed attempts, nor the replay at each start.",
 		}, []string{"plugin"})),
 		stateOps: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_state_operations_total",
