@@ -40,7 +40,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
 		up: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_plugin_up",
-			Help: "1 when the plugin is running, 0 when it is starting, restarting, failed or stopped.",
+			Help: "1 when the plugin is running and answers its liveness pings, 0 when it is starting, unresponsive, restarting, failed or stopped.",
 		}, []string{"plugin"})),
 		restarts: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_restarts_total",
