@@ -4,9 +4,11 @@ package pluginhost_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -143,5 +145,38 @@ func TestPluginThatAnswersAgainIsNotRestarted(t *testing.T) {
 	require.Equal(t, 1.0, gauge(t, reg, "herald_plugin_up", "tester"))
 	require.Equal(t, 0.0, counter(t, reg, "herald_plugin_restarts_total", "tester"))
 	_, err := m.Call(bg, "tester", "events", backend, nil)
+	require.NoError(t, err)
+}
+
+// A plugin that is merely busy (more goroutines on the CPU than the machine
+// has cores, for several call timeouts, its own call timing out) still
+// answers its pings: it stays running, the same process, never restarted.
+func TestBusyPluginStaysRunning(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) { o.CallTimeout = time.Second })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	pid := statusOf(m, "tester").PID
+	done := filepath.Join(t.TempDir(), "spun")
+	params, err := json.Marshal(map[string]any{"ms": 8000, "workers": 2 * runtime.NumCPU(), "done": done})
+	require.NoError(t, err)
+	called := make(chan error, 1)
+	go func() { // ends when the call times out
+		_, err := m.Call(bg, "tester", "spin", backend, params)
+		called <- err
+	}()
+	for {
+		st := statusOf(m, "tester")
+		require.Equal(t, pluginhost.StateRunning, st.State, "a busy plugin is not unresponsive: %+v", st)
+		require.Equal(t, pid, st.PID)
+		if _, err := os.Stat(done); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, <-called), "its own call timed out")
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Zero(t, st.Restarts)
+	_, err = m.Call(bg, "tester", "events", backend, nil)
 	require.NoError(t, err)
 }
