@@ -40,25 +40,54 @@ func (m *Manager) target(plugin string) (*instance, error) {
 // plugin's process is exiting.
 const exitNoticeTime = 250 * time.Millisecond
 
-// transportError turns a failed gRPC call into the caller's error: -32050
-// when the plugin went away (or was already down), an internal error when
-// it did not answer in time.
-func (m *Manager) transportError(inst *instance, what string, err error) error {
+// transportError turns a failed gRPC call into the caller's error. The
+// plugin is unavailable to the call (-32050, retry later) when its process
+// went away during the call (or was already down) and when it did not answer
+// within timeout (how long the call was given: limits.call_timeout, or what
+// the plugin declares for the method): a hung plugin is as gone as a dead
+// one for that call. In both cases what the call did before is unknown and
+// kept (a handler may have emitted, or written its state, before the plugin
+// exited or stalled): the message says so when the call may have effects
+// (sideEffects false: a subscription check, which changes nothing, is
+// simply retried). A cancelled call and any other failure are internal.
+func (m *Manager) transportError(inst *instance, what string, timeout string, sideEffects bool, err error) error {
+	exited := func() error {
+		if !sideEffects {
+			return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): retry later", inst.name, what)
+		}
+		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): what the call did before "+
+			"the plugin exited is kept (what it emitted may have been published), so retry later only what is safe to repeat", inst.name, what)
+	}
 	if inst.crashed() || status.Code(err) == codes.Unavailable {
-		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): retry later", inst.name, what)
+		return exited()
 	}
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
-		return rpc.Errorf(rpc.CodeInternal, "plugin %q did not answer %s in time", inst.name, what)
+		if !sideEffects {
+			return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this subscription check; retry later",
+				inst.name, what, timeout)
+		}
+		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this call, "+
+			"which may or may not have taken effect, so retry later only what is safe to repeat", inst.name, what, timeout)
 	}
 	// Any other failure of the transport is most often the process dying:
 	// its exit is noticed a moment after the call fails.
 	if inst.exitsWithin(exitNoticeTime) {
-		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (it exited during %s): retry later", inst.name, what)
+		return exited()
 	}
 	if errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled {
 		return rpc.Errorf(rpc.CodeInternal, "%s on plugin %q was cancelled", what, inst.name)
 	}
 	return rpc.Errorf(rpc.CodeInternal, "plugin %q: %s: %v", inst.name, what, err)
+}
+
+// timeoutText names how long a call of method was given, for
+// transportError: "limits.call_timeout (10s)", or the plugin's own
+// declared timeout when that is longer.
+func (m *Manager) timeoutText(plugin, method string) string {
+	if t := m.MethodTimeout(plugin, method); t > m.opts.CallTimeout {
+		return fmt.Sprintf("%s (the timeout it declares for %s)", t, method)
+	}
+	return fmt.Sprintf("limits.call_timeout (%s)", m.opts.CallTimeout)
 }
 
 // Authorize asks plugin about channels of its prefixes at subscribe time and
@@ -90,7 +119,7 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 	rep, err := inst.rpc.Authorize(ctx, &pluginpb.AuthorizeRequest{Caller: callerPB(caller), Channels: channels})
 	m.met.observeCall(plugin, started)
 	if err != nil {
-		e := m.transportError(inst, "authorize", err)
+		e := m.transportError(inst, "authorize", fmt.Sprintf("limits.call_timeout (%s)", m.opts.CallTimeout), false, err)
 		m.met.callError(plugin, label, e.(*rpc.Error).Code)
 		return nil, e
 	}
@@ -144,7 +173,7 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	rep, err := inst.rpc.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: params})
 	m.met.observeCall(plugin, started)
 	if err != nil {
-		e := m.transportError(inst, method, err)
+		e := m.transportError(inst, method, m.timeoutText(plugin, method), true, err)
 		m.met.callError(plugin, method, e.(*rpc.Error).Code)
 		return nil, e
 	}

@@ -7,7 +7,9 @@
 // service to it over one broker connection, configures it and replays the
 // current connections to it. It watches the go-plugin client's context to
 // learn of a crash at once, marks the plugin down (calls fail fast with
-// -32050), and restarts it with bounded exponential backoff.
+// -32050), and restarts it with bounded exponential backoff. A plugin that
+// hangs instead of exiting is found by liveness pings (liveness.go): it is
+// reported unresponsive, then killed and restarted as after a crash.
 //
 // Apply makes the running plugins match a config; Preflight (preflight.go)
 // checks what a reload's Apply would start, in dry runs, without touching

@@ -97,9 +97,6 @@ func (i *instance) sendEvents() {
 	pause := eventRetryMin
 	for {
 		if needResync {
-			if started {
-				i.m.met.resyncs.WithLabelValues(i.name).Inc()
-			}
 			i.discardQueued() // the replay is newer than anything queued
 			if !i.resync(ctx) {
 				if ctx.Err() != nil || i.crashed() {
@@ -110,6 +107,9 @@ func (i *instance) sendEvents() {
 				}
 				pause = min(2*pause, eventRetryMax)
 				continue
+			}
+			if started { // a repair, not the replay every start begins with
+				i.m.met.resyncs.WithLabelValues(i.name).Inc()
 			}
 			needResync, started, pause = false, true, eventRetryMin
 		}

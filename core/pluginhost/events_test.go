@@ -113,3 +113,36 @@ func counterOr0(t *testing.T, reg *prometheus.Registry, name, plugin string) flo
 	}
 	return 0
 }
+
+// herald_plugin_event_resyncs_total counts the resyncs that repaired the
+// plugin's state, not the attempts: here several attempts fail (the reset
+// they start with stalls past the call timeout) before one is taken, which
+// is one resync.
+func TestLifecycleEventResyncsCountedOnceTaken(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:room")
+	reg := prometheus.NewRegistry()
+	m := newManager(t, core, func(o *pluginhost.Options) { o.CallTimeout = time.Second; o.Registerer = reg })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	replayed(t, m)
+
+	// The live event's delivery stalls twice (its first attempt and its
+	// retry, which ends past the call timeout after the first failure):
+	// a resync follows, whose attempts stall too until the stalls are
+	// used up. An attempt that fails uses one stall per event of its batch
+	// (reset, c1 connected and subscribed, c2 connected: the hooks after
+	// the one that stalled find the deadline passed), so 4+4+1 more make
+	// three attempts fail.
+	stall(t, m, 2+4+4+1, time.Minute)
+	core.connect("c2", "bob")
+	m.Notify(pluginhost.Event{Kind: pluginhost.Connected, ConnID: "c2", UserID: "bob"})
+	require.Eventually(t, func() bool {
+		on := onlineOf(t, m, "tester")
+		return len(on) == 2 && on[0] == "alice" && on[1] == "bob"
+	}, 60*time.Second, 10*time.Millisecond, "the plugin converges")
+	require.Equal(t, "reset", eventsOf(t, m, "tester")[0]["Kind"], "through a resync")
+	require.Eventually(t, func() bool { return counterOr0(t, reg, "herald_plugin_event_resyncs_total", "tester") >= 1 },
+		10*time.Second, 10*time.Millisecond)
+	require.Equal(t, 1.0, counterOr0(t, reg, "herald_plugin_event_resyncs_total", "tester"), "one resync, however many attempts")
+}

@@ -126,7 +126,7 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stream, err := inst.rpc.ServeHTTP(ctx, req)
 	if err != nil {
-		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", err).(*rpc.Error))
+		writeError(w, http.StatusBadGateway, h.m.transportError(inst, "HTTP route", routeDeadline, true, err).(*rpc.Error))
 		return
 	}
 	relayResponse(w, stream.Recv, func(err error) *rpc.Error {
@@ -136,7 +136,7 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// before this process's own timer has fired).
 			return nil
 		}
-		return h.m.transportError(inst, "HTTP route", err).(*rpc.Error)
+		return h.m.transportError(inst, "HTTP route", routeDeadline, true, err).(*rpc.Error)
 	}, h.m.opts.WriteTimeout, func() func() bool {
 		// From here the response may be a stream that never ends on its
 		// own: EndStreams ends it.
@@ -270,3 +270,7 @@ func wildcards(pattern string) []string {
 // clients see the end of the body and resume. Responses that have not
 // started yet finish normally. Herald calls it when it starts draining.
 func (m *Manager) EndStreams() { m.endStream() }
+
+// routeDeadline is the only bound on a plugin's HTTP route, for
+// transportError: the caller's token's end.
+const routeDeadline = "the end of the caller's token"

@@ -21,6 +21,7 @@ import (
 	"github.com/heraldhq/herald/core/rpc"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // instance is one run of a plugin process: it is never restarted, a restart
@@ -31,6 +32,7 @@ type instance struct {
 	log      hclog.Logger
 	client   *plugin.Client
 	rpc      pluginpb.PluginClient
+	health   grpc_health_v1.HealthClient // liveness pings (liveness.go); nil: not pinged
 	manifest *pluginpb.Manifest
 	methods  map[string]bool // name -> backend only
 	pid      int
@@ -53,6 +55,11 @@ type instance struct {
 	evDone   chan struct{}
 
 	stopOnce sync.Once
+
+	// killedFor says why the host killed a process that was still
+	// running (it stopped answering liveness pings); "" otherwise.
+	killMu    sync.Mutex
+	killedFor string
 
 	// stdout and stderr log the process's plain output; kill closes them
 	// once the process is gone, so that a last line without a newline is
@@ -287,6 +294,7 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 		inst.pid = id
 	}
 	inst.proc = procRunner
+	inst.health = healthClient(rpcClient)
 	raw, err := rpcClient.Dispense(pluginpb.PluginKey)
 	if err != nil {
 		return fail("dispense: %v", err)
@@ -423,6 +431,25 @@ func (i *instance) exitReason() string {
 		}
 	}
 	return "exited"
+}
+
+func (i *instance) setKilledFor(why string) {
+	i.killMu.Lock()
+	i.killedFor = why
+	i.killMu.Unlock()
+}
+
+// endReason is how the process ended, with why the host killed it if it
+// did: "killed by herald after 6 unanswered liveness pings (...) (killed by
+// signal SIGKILL)".
+func (i *instance) endReason() string {
+	i.killMu.Lock()
+	why := i.killedFor
+	i.killMu.Unlock()
+	if why == "" {
+		return i.exitReason()
+	}
+	return why + " (" + i.exitReason() + ")"
 }
 
 func (i *instance) crashed() bool {

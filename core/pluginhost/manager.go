@@ -480,12 +480,13 @@ func (m *Manager) Status() []Status {
 	return out
 }
 
-// Ready reports whether every configured plugin is running.
+// Ready reports whether every configured plugin is running and answers its
+// liveness pings (not unresponsive).
 func (m *Manager) Ready() bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, s := range m.plugins {
-		if inst, _ := s.running(); inst == nil {
+		if inst, st := s.running(); inst == nil || st == StateUnresponsive {
 			return false
 		}
 	}

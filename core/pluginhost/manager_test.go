@@ -315,6 +315,8 @@ func TestCallsFailFastWhileDownAndReplayAfterRestart(t *testing.T) {
 	require.NoError(t, slow.Apply(bg, []config.Plugin{block(t, "t2", "tester", map[string]string{"TESTER_PREFIX": "t2", "TESTER_ROUTE": "/t2/{id}"})}))
 	_, err := slow.Call(bg, "t2", "crash", pluginhost.Caller{Backend: true}, nil)
 	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	require.ErrorContains(t, err, `plugin "t2" is unavailable (it exited during crash)`)
+	require.ErrorContains(t, err, "what the call did before the plugin exited is kept", "a retry may repeat it")
 	require.Eventually(t, func() bool { return statusOf(slow, "t2").State == pluginhost.StateRestarting }, 10e9, 1e6)
 	_, err = slow.Call(bg, "t2", "events", pluginhost.Caller{Backend: true}, nil)
 	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))

@@ -40,7 +40,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 	m := &metrics{
 		up: register(r, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "herald_plugin_up",
-			Help: "1 when the plugin is running, 0 when it is starting, restarting, failed or stopped.",
+			Help: "1 when the plugin is running and answers its liveness pings, 0 when it is starting, unresponsive, restarting, failed or stopped.",
 		}, []string{"plugin"})),
 		restarts: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_restarts_total",
@@ -72,7 +72,7 @@ func newMetrics(r prometheus.Registerer) *metrics {
 		}, []string{"plugin"})),
 		resyncs: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_event_resyncs_total",
-			Help: "Resyncs (Reset and a replay of the current connections) sent to a plugin because it missed lifecycle events; not counting the one at each start.",
+			Help: "Resyncs (Reset and a replay of the current connections) a plugin took because it had missed lifecycle events; not counting failed attempts, nor the replay at each start.",
 		}, []string{"plugin"})),
 		stateOps: register(r, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_plugin_state_operations_total",

@@ -15,11 +15,15 @@ import (
 type State string
 
 const (
-	StateStarting   State = "starting"
-	StateRunning    State = "running"
-	StateRestarting State = "restarting" // exited or killed; waiting for its backoff or starting again
-	StateFailed     State = "failed"     // could not be started by Apply; fix the config and reload
-	StateStopped    State = "stopped"
+	StateStarting State = "starting"
+	StateRunning  State = "running"
+	// StateUnresponsive: running, but it stopped answering liveness pings
+	// (liveness.go); not ready, killed and restarted if it does not answer
+	// again in time.
+	StateUnresponsive State = "unresponsive"
+	StateRestarting   State = "restarting" // exited or killed; waiting for its backoff or starting again
+	StateFailed       State = "failed"     // could not be started by Apply; fix the config and reload
+	StateStopped      State = "stopped"
 )
 
 // supervisor owns one plugin across restarts. Its goroutine (watch) is the
@@ -142,14 +146,24 @@ func (s *supervisor) watch() {
 		inst := s.inst
 		s.mu.Unlock()
 		if inst != nil { // else a start failed for a reason that passes (retry)
+			pctx, stopProbe := context.WithCancel(context.Background())
+			probed := make(chan struct{})
+			go func() { // ends when stopProbe is called, below
+				defer close(probed)
+				s.probe(pctx, inst)
+			}()
 			select {
 			case <-s.stopCh:
+				stopProbe()
+				<-probed
 				s.stopInstance(inst)
 				return
 			case <-inst.done:
 			}
+			stopProbe()
+			<-probed
 			// The process exited or was killed: calls fail fast from here on.
-			why := inst.exitReason()
+			why := inst.endReason()
 			s.mu.Lock()
 			s.inst = nil
 			s.restarts++

@@ -1,6 +1,7 @@
 package pluginhost_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,4 +36,17 @@ func TestBootWaitsForAPluginWhoseStateIsNotThereYet(t *testing.T) {
 	require.Eventually(t, m.Ready, 60*time.Second, 20*time.Millisecond, "it starts once its State answers")
 	_, err = m.Call(bg, "tester", "events", backend, nil)
 	require.NoError(t, err)
+}
+
+// A call the plugin does not answer within limits.call_timeout is
+// unavailable (-32050: retry later), not internal, and says that it may or
+// may not have taken effect.
+func TestCallTimeoutIsUnavailable(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) { o.CallTimeout = time.Second })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	_, err := m.Call(bg, "tester", "block", backend, json.RawMessage(`{}`))
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	require.ErrorContains(t, err, `plugin "tester" did not answer block within limits.call_timeout (1s)`)
+	require.ErrorContains(t, err, "may or may not have taken effect")
 }

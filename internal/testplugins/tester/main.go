@@ -49,6 +49,7 @@ func (t *tester) Manifest() sdk.Manifest {
 			{Name: "emitN", Handler: t.emitN},
 			{Name: "flood", Handler: t.flood},
 			{Name: "cpu", Handler: cpuTime},
+			{Name: "spin", Handler: spin},
 			{Name: "crash", Handler: func(context.Context, *sdk.Call) (any, error) {
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
@@ -201,6 +202,40 @@ func cpuTime(context.Context, *sdk.Call) (any, error) {
 		return nil, err
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano(), nil
+}
+
+// spin {ms, workers, done} keeps workers goroutines busy on the CPU for
+// ms, whatever becomes of its call (its ctx is not looked at): a plugin
+// that is merely busy, not hung. Then it creates the file done names (if
+// any), so that a test whose call timed out learns it is over, and answers.
+func spin(_ context.Context, c *sdk.Call) (any, error) {
+	var p struct {
+		Ms, Workers int
+		Done        string
+	}
+	if err := c.Bind(&p); err != nil {
+		return nil, err
+	}
+	until := time.Now().Add(time.Duration(p.Ms) * time.Millisecond)
+	var wg sync.WaitGroup
+	for range max(p.Workers, 1) {
+		wg.Add(1)
+		go func() { // ends at until
+			defer wg.Done()
+			n := 0
+			for time.Now().Before(until) {
+				n++
+			}
+			_ = n
+		}()
+	}
+	wg.Wait()
+	if p.Done != "" {
+		if err := os.WriteFile(p.Done, nil, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return "ok", nil
 }
 
 // flood emits count small notifications from workers goroutines at once,

@@ -1,0 +1,182 @@
+//go:build linux
+
+package pluginhost_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
+	"github.com/heraldhq/herald/core/rpc"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+)
+
+// hang stops the plugin's process (SIGSTOP): it keeps its connection but
+// answers nothing, as a deadlocked plugin would. The cleanup lets it go on
+// if the test ended while it was still the plugin's process.
+func hang(t *testing.T, m *pluginhost.Manager, name string) int {
+	t.Helper()
+	pid := statusOf(m, name).PID
+	require.NotZero(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() {
+		if statusOf(m, name).PID == pid {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+	require.Eventually(t, func() bool { return stopped(t, pid) }, 10*time.Second, time.Millisecond,
+		"every thread of the plugin's process stops")
+	return pid
+}
+
+// stopped reports whether every thread of process pid is stopped (state T
+// in /proc): a signal is delivered to each thread on its own.
+func stopped(t *testing.T, pid int) bool {
+	t.Helper()
+	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	require.NoError(t, err)
+	require.NotEmpty(t, stats)
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces, the state follows its ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
+			return false
+		}
+	}
+	return true
+}
+
+func waitState(t *testing.T, m *pluginhost.Manager, name string, want pluginhost.State) pluginhost.Status {
+	t.Helper()
+	var st pluginhost.Status
+	require.Eventually(t, func() bool {
+		st = statusOf(m, name)
+		return st.State == want
+	}, 60*time.Second, 10*time.Millisecond, "plugin %s never became %s: %+v", name, want, st)
+	return st
+}
+
+func gauge(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "plugin" && l.GetValue() == plugin {
+					return mt.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{plugin=%q}", name, plugin)
+	return 0
+}
+
+// A plugin that hangs (here SIGSTOPped) keeps its process, so no crash is
+// ever noticed: the liveness pings find it. Its calls time out as
+// unavailable (-32050); after a few unanswered pings it is reported
+// unresponsive (not ready, herald_plugin_up 0); after more it is killed and
+// restarted as after a crash, and answers again.
+func TestHungPluginIsReportedThenRestarted(t *testing.T) {
+	checkGoroutines(t)
+	reg := prometheus.NewRegistry()
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) { o.CallTimeout = time.Second; o.Registerer = reg })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	require.True(t, m.Ready())
+	pid := hang(t, m, "tester")
+
+	_, err := m.Authorize(bg, "tester", pluginhost.Caller{UserID: "alice"}, []string{"tester:ok"})
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, err))
+	require.ErrorContains(t, err, `plugin "tester" did not answer authorize within limits.call_timeout (1s)`)
+
+	st := waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	require.Equal(t, pid, st.PID, "reported, not yet killed")
+	require.Contains(t, st.LastError, "liveness pings")
+	require.False(t, m.Ready())
+	require.Equal(t, 0.0, gauge(t, reg, "herald_plugin_up", "tester"))
+
+	st = waitRunning(t, m, "tester", 1)
+	require.NotEqual(t, pid, st.PID, "a new process")
+	require.Equal(t, 1, st.Restarts)
+	require.Contains(t, st.LastExit, "killed by herald after 6 unanswered liveness pings")
+	require.True(t, m.Ready())
+	require.Equal(t, 1.0, gauge(t, reg, "herald_plugin_up", "tester"))
+	require.Equal(t, 1.0, counter(t, reg, "herald_plugin_restarts_total", "tester"))
+	_, err = m.Call(bg, "tester", "events", backend, nil)
+	require.NoError(t, err)
+}
+
+// A plugin that answers its pings again before it is killed (a long pause,
+// not a hang) goes back to running, the same process, with no restart.
+func TestPluginThatAnswersAgainIsNotRestarted(t *testing.T) {
+	checkGoroutines(t)
+	reg := prometheus.NewRegistry()
+	// A wider window between unresponsive and killed, so that the test's
+	// SIGCONT surely comes within it.
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) { o.CallTimeout = 2 * time.Second; o.Registerer = reg })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	pid := hang(t, m, "tester")
+	waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	require.False(t, m.Ready())
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+
+	st := waitState(t, m, "tester", pluginhost.StateRunning)
+	require.Equal(t, pid, st.PID, "the same process")
+	require.Zero(t, st.Restarts)
+	require.Empty(t, st.LastError)
+	require.True(t, m.Ready())
+	require.Equal(t, 1.0, gauge(t, reg, "herald_plugin_up", "tester"))
+	require.Equal(t, 0.0, counter(t, reg, "herald_plugin_restarts_total", "tester"))
+	_, err := m.Call(bg, "tester", "events", backend, nil)
+	require.NoError(t, err)
+}
+
+// A plugin that is merely busy (more goroutines on the CPU than the machine
+// has cores, for several call timeouts, its own call timing out) still
+// answers its pings: it stays running, the same process, never restarted.
+func TestBusyPluginStaysRunning(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) { o.CallTimeout = time.Second })
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	pid := statusOf(m, "tester").PID
+	done := filepath.Join(t.TempDir(), "spun")
+	params, err := json.Marshal(map[string]any{"ms": 8000, "workers": 2 * runtime.NumCPU(), "done": done})
+	require.NoError(t, err)
+	called := make(chan error, 1)
+	go func() { // ends when the call times out
+		_, err := m.Call(bg, "tester", "spin", backend, params)
+		called <- err
+	}()
+	for {
+		st := statusOf(m, "tester")
+		require.Equal(t, pluginhost.StateRunning, st.State, "a busy plugin is not unresponsive: %+v", st)
+		require.Equal(t, pid, st.PID)
+		if _, err := os.Stat(done); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, rpc.CodePluginUnavailable, rpcCode(t, <-called), "its own call timed out")
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Zero(t, st.Restarts)
+	_, err = m.Call(bg, "tester", "events", backend, nil)
+	require.NoError(t, err)
+}
