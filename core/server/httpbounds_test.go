@@ -60,14 +60,18 @@ func (p routePlugins) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.rout
 // naming it, on every route that reads one, where before it was read for
 // as long as the client kept sending.
 func TestSlowBodyIsCutAtReadTimeout(t *testing.T) {
-	srv := boundedServer(t, func(c *config.Config) { c.Server.ReadTimeout = time.Second })
+	const adminToken = "0123456789abcdef-admin"
+	srv := boundedServer(t, func(c *config.Config) {
+		c.Server.ReadTimeout = time.Second
+		c.Server.AdminToken = adminToken
+	})
 	addr := serveBounded(t, srv)
-	for _, path := range []string{"/v1/publish", "/v1/plugins/kb/search"} {
+	for path, key := range map[string]string{"/v1/publish": "test-key", "/v1/plugins/kb/search": "test-key", "/admin/api/publish": adminToken} {
 		t.Run(path, func(t *testing.T) {
 			c, err := net.Dial("tcp", addr)
 			require.NoError(t, err)
 			defer c.Close()
-			_, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer test-key\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", path)
+			_, err = fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", path, key)
 			require.NoError(t, err)
 			stop := make(chan struct{})
 			defer close(stop)
