@@ -31,6 +31,14 @@ type Server struct {
 	// nothing for that long is pinged, and one that still sent nothing at
 	// the next check is closed (4009). 0 turns pings off. Default 25s.
 	PingInterval time.Duration
+	// ReadTimeout bounds reading one HTTP request, headers and body, from
+	// its first byte (and a TLS handshake). Once the body is read, the
+	// request's handler is not bound by it; a WebSocket is not either.
+	// Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request before it is closed. Default 2m.
+	IdleTimeout time.Duration
 	// TLS, when set, serves server.listen over TLS (https, wss) with this
 	// certificate; nil serves plain HTTP (behind a proxy that terminates
 	// TLS, or on loopback).
@@ -239,7 +247,8 @@ func (p Plugin) PosOf(key string) (pos Position, ok bool) {
 // Auth has no secret and no API key: a config must supply those.
 func Defaults() Config {
 	return Config{
-		Server:   Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}, PingInterval: 25 * time.Second},
+		Server: Server{Listen: "127.0.0.1:7512", AllowedOrigins: []string{"http://localhost:8080"}, PingInterval: 25 * time.Second,
+			ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute},
 		Auth:     Auth{OpenChannels: true, ExpiryGrace: 30 * time.Second, AuthTimeout: 10 * time.Second},
 		Delivery: Delivery{MaxBatch: 128, MaxDelay: 2 * time.Millisecond, OutboxLimit: 4096, OutboxBytes: 1 << 20, WriteTimeout: 10 * time.Second, IOUring: true},
 		Limits: Limits{MaxFrameBytes: 65536, CallsPerSecond: 50, MaxSubscriptions: 1000,

@@ -75,6 +75,8 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 0, c.Delivery.Writers, "0: half the processors")
 	require.True(t, c.Delivery.IOUring, "io_uring where the kernel offers it")
 	require.Equal(t, 25*time.Second, c.Server.PingInterval)
+	require.Equal(t, 30*time.Second, c.Server.ReadTimeout)
+	require.Equal(t, 2*time.Minute, c.Server.IdleTimeout)
 	require.Equal(t, 10*time.Second, c.Auth.AuthTimeout)
 	require.Equal(t, 1000, c.History.Size)
 	require.Equal(t, 10*time.Minute, c.History.TTL)
@@ -100,6 +102,8 @@ server {
   listen          = "0.0.0.0:9000"
   allowed_origins = ["https://a.example", "https://b.example"]
   ping_interval   = "40s"
+  read_timeout    = "7s"
+  idle_timeout    = "90s"
   admin_listen    = "127.0.0.1:9001"
   admin_token     = "0123456789abcdef"
 }
@@ -158,6 +162,7 @@ plugin "bare" {
 }
 `)
 	require.Equal(t, config.Server{Listen: "0.0.0.0:9000", AllowedOrigins: []string{"https://a.example", "https://b.example"}, PingInterval: 40 * time.Second,
+		ReadTimeout: 7 * time.Second, IdleTimeout: 90 * time.Second,
 		AdminListen: "127.0.0.1:9001", AdminToken: "0123456789abcdef"}, c.Server)
 	require.Equal(t, config.Auth{TokenSecret: "s3cret", APIKeys: []string{"k1", "k2"}, Anonymous: true, OpenChannels: false, ExpiryGrace: time.Minute, AuthTimeout: 3 * time.Second}, c.Auth)
 	require.Equal(t, config.Delivery{MaxBatch: 16, MaxDelay: 5 * time.Millisecond, OutboxLimit: 100, OutboxBytes: 65536, WriteTimeout: 4 * time.Second, Writers: 3, IOUring: false}, c.Delivery)

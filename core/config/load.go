@@ -166,6 +166,8 @@ var sections = []section{
 			"listen":          func(v value) { v.str(&c.Server.Listen) },
 			"allowed_origins": func(v value) { v.strings(&c.Server.AllowedOrigins) },
 			"ping_interval":   func(v value) { v.duration(&c.Server.PingInterval) },
+			"read_timeout":    func(v value) { v.duration(&c.Server.ReadTimeout) },
+			"idle_timeout":    func(v value) { v.duration(&c.Server.IdleTimeout) },
 			"admin_listen":    func(v value) { v.str(&c.Server.AdminListen) },
 			"admin_token":     func(v value) { v.str(&c.Server.AdminToken) },
 		}

@@ -34,6 +34,8 @@ func (d *decoder) validate(c *Config) {
 	check("server.listen", validListen(c.Server.Listen),
 		`must be host:port, such as "127.0.0.1:7512" or ":7512"%s (got %q)`, portRange(c.Server.Listen), c.Server.Listen)
 	notNegative("server.ping_interval", int64(c.Server.PingInterval), c.Server.PingInterval.String())
+	check("server.read_timeout", c.Server.ReadTimeout > 0, "must be greater than 0 (got %s)", c.Server.ReadTimeout)
+	check("server.idle_timeout", c.Server.IdleTimeout > 0, "must be greater than 0 (got %s)", c.Server.IdleTimeout)
 	d.validateTLS(c)
 	d.validateAdmin(c)
 	for i, o := range c.Server.AllowedOrigins {

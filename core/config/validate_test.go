@@ -206,6 +206,16 @@ func TestValidation(t *testing.T) {
 			want: []string{`config.hcl:2:3: server.ping_interval: must be 0 or more (got -1s)`},
 		},
 		{
+			name: "read timeout",
+			src:  "server {\n  read_timeout = \"0s\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.read_timeout: must be greater than 0 (got 0s)`},
+		},
+		{
+			name: "idle timeout",
+			src:  "server {\n  idle_timeout = \"-1m\"\n}\n" + auth,
+			want: []string{`config.hcl:2:3: server.idle_timeout: must be greater than 0 (got -1m0s)`},
+		},
+		{
 			name: "writers",
 			src:  "delivery {\n  writers = -1\n}\n" + auth,
 			want: []string{`config.hcl:2:3: delivery.writers: must be 0 or more (got -1)`},

@@ -3,8 +3,10 @@ package pluginhost
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -95,6 +97,11 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := int64(h.m.opts.MaxMessageBytes / 2)
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		writeError(w, http.StatusRequestTimeout, rpc.Errorf(rpc.CodeInvalidRequest,
+			"reading body: not received within server.read_timeout: send it faster, or raise the bound"))
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, rpc.Errorf(rpc.CodeInvalidRequest, "reading body: %v", err))
 		return

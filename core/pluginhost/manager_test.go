@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -143,6 +145,44 @@ func TestHTTPRoutesStreamAndAuthenticate(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "the path has a route, for another method")
 	require.Equal(t, "GET", resp.Header.Get("Allow"))
 	srv.CloseClientConnections()
+}
+
+// A route's request body that does not arrive within the server's
+// ReadTimeout (server.read_timeout) is a 408 naming the key, not a 400.
+func TestHTTPRouteSlowBodyIs408(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil)}))
+	srv := httptest.NewUnstartedServer(m)
+	srv.Config.ReadTimeout = time.Second
+	srv.Start()
+	defer srv.Close()
+
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = fmt.Fprint(c, "GET /v1/tester/7/stream HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer user:alice\r\nContent-Length: 100000\r\n\r\n")
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a byte every 100ms: the body would take hours
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if _, err := c.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(20*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	require.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "server.read_timeout")
 }
 
 // A stream opened with a token ends when the caller's rights do (its

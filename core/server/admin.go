@@ -165,11 +165,7 @@ func (s *Server) listenAdmin() (net.Listener, error) {
 
 // serveAdmin serves the operator listener until shutdownAdmin.
 func (s *Server) serveAdmin(ln net.Listener) {
-	s.admin.srv = &http.Server{
-		Handler:           s.AdminHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          s.httpSrv.ErrorLog,
-	}
+	s.admin.srv = s.newHTTPServer(s.AdminHandler(), s.httpSrv.ErrorLog)
 	srv := s.admin.srv
 	s.log.Info("admin listener", "addr", ln.Addr().String())
 	go func() {
@@ -347,9 +343,10 @@ func (s *Server) serveAdminPublish(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusUnsupportedMediaType, rpc.CodeInvalidRequest, "Content-Type: must be application/json")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
+	limit := s.live().Limits.MaxPublishBytes
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
+		writeBodyError(w, err, limit, s.cfg.Server.ReadTimeout)
 		return
 	}
 	n, err := parseNotification(body)

@@ -207,7 +207,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request) {
 	limit := s.live().Limits.MaxPublishBytes
 	body, err := readBody(http.MaxBytesReader(w, r.Body, limit), r.ContentLength, limit)
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", limit))
+		writeBodyError(w, err, limit, s.cfg.Server.ReadTimeout)
 		return
 	}
 	status, reply := s.publishBody(r.Context(), accepted, auth.BearerToken(r), r.Header.Get("Idempotency-Key"), body)
@@ -421,9 +421,10 @@ func (s *Server) publish(ctx context.Context, ns []broker.Notification) ([]publi
 
 func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 	plugin, method := r.PathValue("plugin"), r.PathValue("method")
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.live().Limits.MaxPublishBytes))
+	limit := s.live().Limits.MaxPublishBytes
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
-		writeJSONError(w, http.StatusRequestEntityTooLarge, rpc.CodeLimitExceeded, fmt.Sprintf("body: larger than %d bytes (limits.max_publish_bytes)", s.live().Limits.MaxPublishBytes))
+		writeBodyError(w, err, limit, s.cfg.Server.ReadTimeout)
 		return
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {

@@ -27,6 +27,7 @@ type metrics struct {
 	calls         *prometheus.CounterVec
 	callErrors    *prometheus.CounterVec
 	busy          prometheus.Gauge
+	acceptErrors  prometheus.Counter
 	declarer      methodDeclarer
 	// Operators' metrics (issue 17; docs/operations.md).
 	deliveryLatency prometheus.Histogram
@@ -69,6 +70,8 @@ func newMetrics() *metrics {
 			Name: "herald_rpc_errors_total", Help: "Failed calls by method and error code."}, []string{"method", "code"}),
 		busy: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_servers_busy", Help: "1 while the server signals servers_busy on the config channel."}),
+		acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_accept_errors_total", Help: "Failed accepts of new HTTP and WebSocket connections on either listener (out of file descriptors, mostly), each retried."}),
 		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_delivery_latency_seconds",
 			Help:    "From a notification's acceptance to the write of the frame holding it, once per write from its oldest live notification; resumes and joins are not measured.",
@@ -89,7 +92,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.deliveryLatency, m.publishLatency, m.slowCloses)
 	m.reg.MustRegister(m.connections, m.subscriptions, m.published, m.delivered, m.batchSize,
-		m.slowConsumers, m.calls, m.callErrors, m.busy,
+		m.slowConsumers, m.calls, m.callErrors, m.busy, m.acceptErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -92,8 +92,11 @@ func TestQuietConnDeadlines(t *testing.T) {
 
 	// The client never reads: the write fills the socket buffers, then
 	// waits until its deadline.
+	// The buffer is made first: under -race on a loaded machine, making
+	// 64 MiB took longer than the deadline, and the write then wrote nothing.
+	big := make([]byte, 64<<20)
 	require.NoError(t, server.SetWriteDeadline(time.Now().Add(200*time.Millisecond)))
-	n, err := server.Write(make([]byte, 64<<20))
+	n, err := server.Write(big)
 	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	require.Positive(t, n)
 	require.Less(t, n, 64<<20)

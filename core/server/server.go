@@ -232,13 +232,9 @@ func (s *Server) Handler() http.Handler {
 // Serve accepts connections on ln until ctx ends, then drains: in-flight
 // HTTP requests finish, clients get close code 1001.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.httpSrv = &http.Server{
-		Handler:           s.Handler(),
-		Protocols:         serveProtocols(),
-		HTTP2:             s.serveHTTP2(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          s.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
+	s.httpSrv = s.newHTTPServer(s.Handler(), s.httpErrorLogger())
+	s.httpSrv.Protocols = serveProtocols()
+	s.httpSrv.HTTP2 = s.serveHTTP2()
 	// Streamed plugin routes (kb's notifications) never end on their own:
 	// draining ends them, or Shutdown would wait for them until its timeout.
 	if p, ok := s.plugins.(interface{ EndStreams() }); ok {
