@@ -1,11 +1,7 @@
 package main_test
 
 import (
-	"bytes"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -32,7 +28,7 @@ func TestHungPluginIsUnavailableThenRestarted(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	})
-	require.Eventually(t, func() bool { return allThreadsStopped(t, pid) }, heraldtest.Timeout, time.Millisecond)
+	require.Eventually(t, func() bool { return heraldtest.AllThreadsStopped(t, pid) }, heraldtest.Timeout, time.Millisecond)
 
 	status, body := h.Do(t, http.MethodPost, "/v1/plugins/echo/say", map[string]any{"text": "hi", "user": "alice"}, heraldtest.APIKey, nil)
 	require.Equal(t, http.StatusServiceUnavailable, status, string(body))
@@ -68,25 +64,4 @@ func TestHungPluginIsUnavailableThenRestarted(t *testing.T) {
 	status, body = h.Do(t, http.MethodPost, "/v1/plugins/echo/say", map[string]any{"text": "back", "user": "alice"}, heraldtest.APIKey, nil)
 	require.Equal(t, 200, status, string(body))
 	require.JSONEq(t, `{"text":"back","user_id":"alice"}`, string(alice.Notifications(t, 1)[0].Object))
-}
-
-// allThreadsStopped reports whether every thread of process pid is
-// stopped (state T in /proc): SIGSTOP reaches each thread on its own.
-func allThreadsStopped(t *testing.T, pid int) bool {
-	t.Helper()
-	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	require.NoError(t, err)
-	require.NotEmpty(t, stats)
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return false
-		}
-		// pid (comm) state ...: comm may hold spaces, the state follows its ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
 }

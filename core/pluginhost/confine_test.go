@@ -55,9 +55,9 @@ func TestEmitConfinedToOwnAndListedChannels(t *testing.T) {
 		require.Contains(t, e.Message, "emit_channels")
 	}
 	require.Equal(t, 4, core.count, "a refused batch publishes nothing, not even its allowed part")
-	require.Equal(t, 21.0, counter(t, reg, "herald_plugin_emits_refused_total", "tester"))
-	require.Equal(t, 4.0, counter(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
-	require.Equal(t, float64(core.batches), counter(t, reg, "herald_plugin_emit_batches_total", "tester"),
+	require.Equal(t, 21.0, metric(t, reg, "herald_plugin_emits_refused_total", "tester"))
+	require.Equal(t, 4.0, metric(t, reg, "herald_plugin_emitted_notifications_total", "tester"))
+	require.Equal(t, float64(core.batches), metric(t, reg, "herald_plugin_emit_batches_total", "tester"),
 		"every batch the core accepted, and no refused one")
 }
 
@@ -95,8 +95,8 @@ func TestEmitToOpenChannelRefusedWhileOpenChannelsAreOff(t *testing.T) {
 	require.Equal(t, 4, core.count)
 }
 
-// counter reads one counter, by its plugin label, from a registry.
-func counter(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
+// metric reads one counter or gauge, by its plugin label, from a registry.
+func metric(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
@@ -107,6 +107,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name, plugin string) float6
 		for _, mt := range mf.GetMetric() {
 			for _, l := range mt.GetLabel() {
 				if l.GetName() == "plugin" && l.GetValue() == plugin {
+					if g := mt.GetGauge(); g != nil {
+						return g.GetValue()
+					}
 					return mt.GetCounter().GetValue()
 				}
 			}

@@ -108,7 +108,7 @@ func counterOr0(t *testing.T, reg *prometheus.Registry, name, plugin string) flo
 	require.NoError(t, err)
 	for _, mf := range mfs {
 		if mf.GetName() == name {
-			return counter(t, reg, name, plugin)
+			return metric(t, reg, name, plugin)
 		}
 	}
 	return 0

@@ -3,9 +3,7 @@
 package pluginhost_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,11 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/rpc"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stretchr/testify/require"
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 // hang stops the plugin's process (SIGSTOP): it keeps its connection but
@@ -33,30 +33,9 @@ func hang(t *testing.T, m *pluginhost.Manager, name string) int {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	})
-	require.Eventually(t, func() bool { return stopped(t, pid) }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return heraldtest.AllThreadsStopped(t, pid) }, 10*time.Second, time.Millisecond,
 		"every thread of the plugin's process stops")
 	return pid
-}
-
-// stopped reports whether every thread of process pid is stopped (state T
-// in /proc): a signal is delivered to each thread on its own.
-func stopped(t *testing.T, pid int) bool {
-	t.Helper()
-	stats, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
-	require.NoError(t, err)
-	require.NotEmpty(t, stats)
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return false
-		}
-		// pid (comm) state ...: comm may hold spaces, the state follows its ')'.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' {
-			return false
-		}
-	}
-	return true
 }
 
 func waitState(t *testing.T, m *pluginhost.Manager, name string, want pluginhost.State) pluginhost.Status {
@@ -67,26 +46,6 @@ func waitState(t *testing.T, m *pluginhost.Manager, name string, want pluginhost
 		return st.State == want
 	}, 60*time.Second, 10*time.Millisecond, "plugin %s never became %s: %+v", name, want, st)
 	return st
-}
-
-func gauge(t *testing.T, reg *prometheus.Registry, name, plugin string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			for _, l := range mt.GetLabel() {
-				if l.GetName() == "plugin" && l.GetValue() == plugin {
-					return mt.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no %s{plugin=%q}", name, plugin)
-	return 0
 }
 
 // A plugin that hangs (here SIGSTOPped) keeps its process, so no crash is
@@ -110,15 +69,15 @@ func TestHungPluginIsReportedThenRestarted(t *testing.T) {
 	require.Equal(t, pid, st.PID, "reported, not yet killed")
 	require.Contains(t, st.LastError, "liveness pings")
 	require.False(t, m.Ready())
-	require.Equal(t, 0.0, gauge(t, reg, "herald_plugin_up", "tester"))
+	require.Equal(t, 0.0, metric(t, reg, "herald_plugin_up", "tester"))
 
 	st = waitRunning(t, m, "tester", 1)
 	require.NotEqual(t, pid, st.PID, "a new process")
 	require.Equal(t, 1, st.Restarts)
 	require.Contains(t, st.LastExit, "killed by herald after 6 unanswered liveness pings")
 	require.True(t, m.Ready())
-	require.Equal(t, 1.0, gauge(t, reg, "herald_plugin_up", "tester"))
-	require.Equal(t, 1.0, counter(t, reg, "herald_plugin_restarts_total", "tester"))
+	require.Equal(t, 1.0, metric(t, reg, "herald_plugin_up", "tester"))
+	require.Equal(t, 1.0, metric(t, reg, "herald_plugin_restarts_total", "tester"))
 	_, err = m.Call(bg, "tester", "events", backend, nil)
 	require.NoError(t, err)
 }
@@ -142,8 +101,8 @@ func TestPluginThatAnswersAgainIsNotRestarted(t *testing.T) {
 	require.Zero(t, st.Restarts)
 	require.Empty(t, st.LastError)
 	require.True(t, m.Ready())
-	require.Equal(t, 1.0, gauge(t, reg, "herald_plugin_up", "tester"))
-	require.Equal(t, 0.0, counter(t, reg, "herald_plugin_restarts_total", "tester"))
+	require.Equal(t, 1.0, metric(t, reg, "herald_plugin_up", "tester"))
+	require.Equal(t, 0.0, metric(t, reg, "herald_plugin_restarts_total", "tester"))
 	_, err := m.Call(bg, "tester", "events", backend, nil)
 	require.NoError(t, err)
 }

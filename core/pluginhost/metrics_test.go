@@ -36,5 +36,5 @@ func TestPluginSeriesExistFromTheStart(t *testing.T) {
 	} {
 		require.True(t, have[name], "%s has no series for a plugin that just started", name)
 	}
-	require.Equal(t, 0.0, counter(t, reg, "herald_plugin_emits_refused_total", "echo"))
+	require.Equal(t, 0.0, metric(t, reg, "herald_plugin_emits_refused_total", "echo"))
 }
