@@ -22,7 +22,7 @@ type State int
 
 const (
 	Connecting   State = iota // the first connection is being made
-	Connected                 // hello done, every channel (re)subscribed
+	Connected                 // hello done, every channel (re)subscribed or waiting for its plugin
 	Reconnecting              // the connection was lost; waiting to retry
 	Closed                    // Close was called, or the first connection failed
 )
@@ -101,15 +101,23 @@ type Options struct {
 	// unsubscribed: the token expired past auth.expiry_grace, a plugin
 	// ended the subscription), or refused them when the client
 	// re-subscribed after a reconnect (the other channels are
-	// re-subscribed). They are not resumed after a reconnect; subscribe
+	// re-subscribed). A channel refused then with CodePluginUnavailable
+	// (its plugin is restarting) is not reported here: it is kept, and
+	// asked again on the same connection, with MinBackoff/MaxBackoff
+	// between attempts, from its position, until herald takes it (it then
+	// resumes as after any reconnect) or refuses it otherwise (it is then
+	// dropped and reported here); if the connection ends first, the next
+	// re-subscribe asks for it again. Channels reported here are not
+	// resumed after a reconnect; subscribe
 	// again to get them back (after a new token, when it expired). It runs
 	// in order with the local interface, after the channels' last
 	// notifications.
 	OnUnsubscribed func(channels []Unsubscribed)
 	// OnError is told of problems no call returns: a re-subscribe herald
-	// refused (the channel is then dropped, and OnUnsubscribed told), a
-	// failed token refresh, a gap in a channel's sequence. It runs on the
-	// client's goroutines.
+	// refused (the channel is then dropped, and OnUnsubscribed told; or,
+	// refused with CodePluginUnavailable, kept and asked again: each such
+	// attempt is reported here once), a failed token refresh, a gap in a
+	// channel's sequence. It runs on the client's goroutines.
 	OnError func(error)
 }
 
@@ -138,6 +146,11 @@ func (o *Options) defaults() {
 type channelState struct {
 	pos   Position
 	known bool // pos is valid: a subscribe answered
+	// waiting: the re-subscribe after a reconnect was refused with
+	// CodePluginUnavailable (the plugin that owns the channel is
+	// restarting). The channel is kept, and asked again on the same
+	// connection (see hold) until herald takes or refuses it.
+	waiting bool
 }
 
 // item is one call for the local interface (or an unrecovered or
@@ -359,6 +372,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // hold waits for cn to end, pinging it when idle, and returns why it ended.
+// While channels wait for their plugin (see resubscribe), it asks herald
+// for them again on cn, with the reconnect backoff between attempts: cn
+// owns those attempts, which end with it (the next connection's
+// re-subscribe asks for them again) or when the client closes.
 func (c *Client) hold(cn *conn) error {
 	var tick <-chan time.Time
 	if c.opts.PingInterval > 0 {
@@ -366,8 +383,25 @@ func (c *Client) hold(cn *conn) error {
 		defer t.Stop()
 		tick = t.C
 	}
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	var retryC <-chan time.Time
+	attempt := 0
+	arm := func() {
+		retryC = nil
+		if c.hasWaiting() {
+			retry.Reset(backoff(c.opts.MinBackoff, c.opts.MaxBackoff, attempt))
+			retryC = retry.C
+			attempt++
+		}
+	}
+	arm()
 	for {
 		select {
+		case <-retryC:
+			c.retryWaiting(cn)
+			arm()
 		case <-cn.done:
 			if code := cn.closeCode(); code != 0 {
 				return fmt.Errorf("connection closed (%d): %w", code, cn.err)
@@ -453,61 +487,141 @@ func (c *Client) sayHello(ctx context.Context, cn *conn, tok string) (*HelloResu
 
 // resubscribe subscribes cn to every channel the client holds, resuming
 // those with a known position. Subscribe is all or nothing: channels herald
-// now refuses are dropped and reported (OnUnsubscribed, OnError), and the
-// others asked again, until herald takes them all. Each round drops at
-// least one channel, so it ends.
+// now refuses are dropped and reported (OnUnsubscribed, OnError), except
+// those refused with CodePluginUnavailable (their plugin is restarting),
+// which are kept, marked waiting and reported through OnError; the others
+// are asked again, until herald takes them all. Each round drops or sets
+// aside at least one channel, so it ends. The waiting channels are asked
+// again later on the same connection: see hold.
 func (c *Client) resubscribe(ctx context.Context, cn *conn) error {
+	c.mu.Lock()
+	for _, st := range c.channels {
+		st.waiting = false // a new connection asks for every channel again
+	}
+	c.mu.Unlock()
 	for {
-		c.mu.Lock()
-		names := make([]string, 0, len(c.channels))
-		since := map[string]Position{}
-		for ch, st := range c.channels {
-			names = append(names, ch)
-			if st.known {
-				since[ch] = st.pos
-			}
-		}
-		c.mu.Unlock()
+		names, since := c.toAsk(false)
 		if len(names) == 0 {
 			return nil
 		}
-		params := map[string]any{"channels": names}
-		if len(since) > 0 {
-			params["since"] = since
-		}
-		cctx, cancel := c.withTimeout(ctx)
-		_, err := cn.call(cctx, "subscribe", params, func(res json.RawMessage, rerr *Error) {
-			if rerr == nil {
-				c.subscribed(res, true)
-			}
-		})
-		cancel()
-		var rerr *Error
-		if !errors.As(err, &rerr) || len(rerr.Refused()) == 0 {
-			if err != nil {
-				return fmt.Errorf("re-subscribe: %w", err)
-			}
-			return nil
-		}
-		var dropped []Unsubscribed
-		c.mu.Lock()
-		for _, r := range rerr.Refused() {
-			if _, ok := c.channels[r.Channel]; ok {
-				delete(c.channels, r.Channel)
-				dropped = append(dropped, Unsubscribed{Channel: r.Channel, Reason: fmt.Sprintf("re-subscribe after a reconnect refused (%d): %s", r.Code, r.Reason)})
-			}
-		}
-		c.mu.Unlock()
-		if len(dropped) == 0 {
-			// It refuses none of the channels asked: asking again
-			// would be refused again.
-			return fmt.Errorf("re-subscribe: %w", rerr)
-		}
-		c.reportError(fmt.Errorf("re-subscribe refused, channels dropped: %w", rerr))
-		if c.opts.OnUnsubscribed != nil {
-			c.enqueue(item{unsubscribed: dropped})
+		dropped, waiting, err := c.askAgain(ctx, cn, names, since, "re-subscribe")
+		if err != nil || dropped+waiting == 0 {
+			return err
 		}
 	}
+}
+
+// toAsk lists the channels to subscribe again, with the positions to
+// resume them from: those not waiting, or (waiting) only those waiting.
+func (c *Client) toAsk(waiting bool) ([]string, map[string]Position) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	names := make([]string, 0, len(c.channels))
+	since := map[string]Position{}
+	for ch, st := range c.channels {
+		if st.waiting != waiting {
+			continue
+		}
+		names = append(names, ch)
+		if st.known {
+			since[ch] = st.pos
+		}
+	}
+	return names, since
+}
+
+// askAgain subscribes cn to channels the client holds, resuming them from
+// since. On success they are live (subscribed, run on the reader, handles
+// recovered true/false). When herald refuses some, those refused with
+// CodePluginUnavailable are marked waiting and the others dropped; both
+// are reported and counted; the caller asks again for the rest. A refusal
+// of none of the channels asked, or another failure, is returned.
+func (c *Client) askAgain(ctx context.Context, cn *conn, names []string, since map[string]Position, what string) (dropped, waiting int, err error) {
+	params := map[string]any{"channels": names}
+	if len(since) > 0 {
+		params["since"] = since
+	}
+	cctx, cancel := c.withTimeout(ctx)
+	_, err = cn.call(cctx, "subscribe", params, func(res json.RawMessage, rerr *Error) {
+		if rerr == nil {
+			c.subscribed(res, true)
+		}
+	})
+	cancel()
+	var rerr *Error
+	if !errors.As(err, &rerr) || len(rerr.Refused()) == 0 {
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %w", what, err)
+		}
+		return 0, 0, nil
+	}
+	var ended []Unsubscribed
+	var kept []string
+	c.mu.Lock()
+	for _, r := range rerr.Refused() {
+		st, ok := c.channels[r.Channel]
+		if !ok || !contains(names, r.Channel) {
+			continue
+		}
+		if r.Code == CodePluginUnavailable {
+			st.waiting = true
+			kept = append(kept, r.Channel)
+			continue
+		}
+		delete(c.channels, r.Channel)
+		ended = append(ended, Unsubscribed{Channel: r.Channel, Reason: fmt.Sprintf("re-subscribe after a reconnect refused (%d): %s", r.Code, r.Reason)})
+	}
+	c.mu.Unlock()
+	if len(ended) == 0 && len(kept) == 0 {
+		// It refuses none of the channels asked: asking again
+		// would be refused again.
+		return 0, 0, fmt.Errorf("%s: %w", what, rerr)
+	}
+	if len(kept) > 0 {
+		c.reportError(fmt.Errorf("%s: plugin unavailable for %q, kept and asked again later: %w", what, kept, rerr))
+	}
+	if len(ended) > 0 {
+		c.reportError(fmt.Errorf("%s refused, channels dropped: %w", what, rerr))
+		if c.opts.OnUnsubscribed != nil {
+			c.enqueue(item{unsubscribed: ended})
+		}
+	}
+	return len(ended), len(kept), nil
+}
+
+// retryWaiting asks herald again, on cn, for the channels whose plugin was
+// unavailable. It returns when herald has answered for them: taken, still
+// unavailable (kept waiting, for the next attempt), or refused otherwise
+// (dropped; the others are then asked again at once).
+func (c *Client) retryWaiting(cn *conn) {
+	for {
+		names, since := c.toAsk(true)
+		if len(names) == 0 {
+			return
+		}
+		dropped, _, err := c.askAgain(c.ctx, cn, names, since, "re-subscribe of channels whose plugin was unavailable")
+		if err != nil {
+			if c.ctx.Err() == nil && !errors.Is(err, ErrConnectionLost) {
+				c.reportError(err) // still waiting: asked again next time
+			}
+			return
+		}
+		if dropped == 0 {
+			return
+		}
+	}
+}
+
+// hasWaiting says whether some channel waits for its plugin.
+func (c *Client) hasWaiting() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.channels {
+		if st.waiting {
+			return true
+		}
+	}
+	return false
 }
 
 // subscribed records a subscribe result. It runs on the reader goroutine,
@@ -532,6 +646,7 @@ func (c *Client) subscribed(res json.RawMessage, resume bool) {
 			st = &channelState{}
 			c.channels[s.Channel] = st
 		}
+		st.waiting = false
 		switch {
 		case s.Recovered != nil && *s.Recovered:
 			st.pos.Epoch = s.Epoch // the replay follows from st.pos.Seq

@@ -19,7 +19,14 @@
 // unsubscribed: the token expired past the grace, a plugin ended it) or
 // refuses when the client re-subscribes after a reconnect is forgotten, so
 // that it is not resumed, and reported through Options.OnUnsubscribed; the
-// other channels are re-subscribed. It refreshes tokens through
+// other channels are re-subscribed. A channel refused then with
+// CodePluginUnavailable (-32050: the plugin that owns it is restarting) is
+// not forgotten: the others go live at once, and it is asked again on the
+// same connection, from its position, with the reconnect backoff between
+// attempts (each reported through Options.OnError), until herald takes it
+// or refuses it for another reason; a reconnect meanwhile asks for it
+// again. The application's own Subscribe is all or nothing as always: a
+// refusal there is its to handle. It refreshes tokens through
 // Options.GetToken.
 //
 // Publisher and StreamPublisher are the backend side, with an API key.

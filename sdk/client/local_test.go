@@ -31,6 +31,11 @@ type fakeHerald struct {
 	// for: the first one still asked for, one per subscribe, as a plugin
 	// that changed its mind between two calls would.
 	refuse []string
+	// script, when set, answers each subscribe with since first: the
+	// refusals it returns ({channel, code, reason}) refuse the subscribe,
+	// none lets it through. conn counts the connections from 1.
+	script func(conn int, channels []any, since map[string]any) []map[string]any
+	nconns atomic.Int32
 	wmu    sync.Mutex // gorilla allows one writer at a time
 	mu     sync.Mutex // refuse
 }
@@ -50,6 +55,7 @@ func startFake(t *testing.T) *fakeHerald {
 			return
 		}
 		defer ws.Close()
+		conn := int(f.nconns.Add(1))
 		sent := false
 		for {
 			var m map[string]any
@@ -65,7 +71,7 @@ func startFake(t *testing.T) *fakeHerald {
 					sent = true
 				}
 			case "subscribe":
-				f.subscribe(t, ws, m)
+				f.subscribe(t, ws, m, conn)
 			default:
 				f.frames <- m
 			}
@@ -78,7 +84,7 @@ func startFake(t *testing.T) *fakeHerald {
 // subscribe answers a subscribe of "channels": all or nothing, as herald.
 // A channel with since resumes where it says (recovered: true); a new one
 // starts at subSeq.
-func (f *fakeHerald) subscribe(t *testing.T, ws *websocket.Conn, m map[string]any) {
+func (f *fakeHerald) subscribe(t *testing.T, ws *websocket.Conn, m map[string]any, conn int) {
 	params, _ := m["params"].(map[string]any)
 	f.subs <- params
 	var channels []any
@@ -88,6 +94,13 @@ func (f *fakeHerald) subscribe(t *testing.T, ws *websocket.Conn, m map[string]an
 		channels = []any{"news"}
 	}
 	since, _ := params["since"].(map[string]any)
+	if since != nil && f.script != nil {
+		if refusals := f.script(conn, channels, since); len(refusals) > 0 {
+			f.write(t, ws, map[string]any{"jsonrpc": "2.0", "id": m["id"], "error": map[string]any{
+				"code": refusals[0]["code"], "message": "subscribe refused, nothing was subscribed", "data": map[string]any{"channels": refusals}}})
+			return
+		}
+	}
 	f.mu.Lock()
 	if since != nil {
 		for _, ch := range channels {
