@@ -71,7 +71,9 @@ export interface HeraldOptions {
   WebSocket?: unknown;
   /** Default timeout of calls, ms (10000). */
   callTimeout?: number;
-  /** Reconnect delay bounds, ms (250 and 15000): doubling, with jitter. */
+  /** Reconnect delay bounds, ms (250 and 15000): doubling, with jitter.
+   * Also the delays between attempts to get back a channel whose plugin was
+   * unavailable (-32050) when the client re-subscribed. */
   minBackoff?: number;
   maxBackoff?: number;
   /** How often to ping herald, ms (25000; 0: never). */
@@ -100,7 +102,12 @@ export interface UnsubscribedEvent {
    * herald ended them (a $server unsubscribed: the token expired past
    * auth.expiry_grace, or a plugin ended the subscription), or refused them
    * on a re-subscribe after a reconnect. They are not resumed; subscribe
-   * again to get one back.
+   * again to get one back. A channel refused on that re-subscribe with
+   * -32050 (plugin unavailable: it is restarting) is not reported here: it
+   * is kept, and asked again on the same connection, with since and the
+   * minBackoff..maxBackoff delays, each attempt reported through 'error',
+   * until herald takes it or refuses it with another code (then it is
+   * dropped and reported here); a reconnect meanwhile asks for it again.
    */
   channels: Array<{ channel: string; reason: string }>;
 }
@@ -148,6 +155,8 @@ export declare class Herald {
   on(event: 'state', fn: (e: StateEvent) => void): () => void;
   on(event: 'unrecovered', fn: (e: UnrecoveredEvent) => void): () => void;
   on(event: 'unsubscribed', fn: (e: UnsubscribedEvent) => void): () => void;
+  /** Errors no call returns: a re-subscribe refused (for -32050, one per
+   * attempt while the channel is kept), a token refresh that failed. */
   on(event: 'error', fn: (err: Error) => void): () => void;
   off(event: string, fn: (arg: any) => void): void;
 

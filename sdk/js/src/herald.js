@@ -114,6 +114,11 @@ export class Herald {
     this.state = 'idle'; // until connect()
     this.hello = null;
     this._channels = new Map(); // channel -> {seq, epoch} or null until known
+    // Channels whose re-subscribe was refused with -32050 (their plugin is
+    // restarting): kept, and asked again on the same connection (_retry).
+    this._waiting = new Set();
+    this._retryTimer = null;
+    this._retryAttempt = 0;
     this._listeners = new Map();
     this._ws = null;
     this._pending = new Map();
@@ -148,9 +153,11 @@ export class Herald {
   /**
    * Listen to 'state' ({state, error}), 'unrecovered' ({channels}: reload
    * them), 'unsubscribed' ({channels: [{channel, reason}]}: herald ended
-   * them, or refused them on a re-subscribe; they are forgotten) or 'error'
-   * (an Error no call returns). Returns a function that removes the
-   * listener.
+   * them, or refused them on a re-subscribe; they are forgotten. A channel
+   * refused there with -32050, plugin unavailable, is kept instead and
+   * asked again with backoff on the same connection) or 'error' (an Error
+   * no call returns, each such attempt among them). Returns a function
+   * that removes the listener.
    */
   on(event, fn) {
     if (!this._listeners.has(event)) this._listeners.set(event, new Set());
@@ -247,44 +254,116 @@ export class Herald {
     this._attempt = 0;
     this._startPing(ws);
     this._setState('connected');
+    this._retryAttempt = 0;
+    this._scheduleRetry(ws);
   }
 
   // _resubscribe subscribes ws to every channel held, resuming those with a
   // position. Subscribe is all or nothing: the channels herald refuses are
-  // dropped and reported ('unsubscribed', 'error'), and the others asked
-  // again until herald takes them all. Each round drops at least one
-  // channel, so it ends.
+  // dropped and reported ('unsubscribed', 'error'), except those refused
+  // with -32050 (their plugin is restarting), which are kept, set aside as
+  // waiting and reported ('error'); the others are asked again until herald
+  // takes them all. Each round drops or sets aside at least one channel, so
+  // it ends. The waiting channels are asked again later: _retry.
   async _resubscribe(ws) {
+    this._waiting.clear(); // a new connection asks for every channel again
     for (;;) {
-      const channels = [...this._channels.keys()];
+      const channels = [...this._channels.keys()].filter((ch) => !this._waiting.has(ch));
       if (channels.length === 0) return;
-      const since = {};
-      for (const [ch, pos] of this._channels) if (pos) since[ch] = pos;
-      const params = { channels };
-      if (Object.keys(since).length) params.since = since;
-      try {
-        await this._send(ws, 'subscribe', params, (res) => this._subscribed(res, true));
-        return;
-      } catch (err) {
-        if (!(err instanceof HeraldError) || err.refused.length === 0) throw err;
-        const dropped = [];
-        for (const r of err.refused) {
-          if (this._channels.delete(r.channel)) {
-            dropped.push({ channel: r.channel, reason: `re-subscribe after a reconnect refused (${r.code}): ${r.reason}` });
-          }
+      const { dropped, waiting } = await this._askAgain(ws, channels, 're-subscribe');
+      if (dropped + waiting === 0) return;
+    }
+  }
+
+  // _askAgain subscribes ws to channels held, resuming them from their
+  // positions. On success they are live (_subscribed handles recovered
+  // true/false). When herald refuses some, those refused with -32050 are
+  // set aside as waiting and the others dropped; both are reported and
+  // counted, and the caller asks again for the rest. A refusal of none of
+  // the channels asked, or another failure, is thrown.
+  async _askAgain(ws, channels, what) {
+    const since = {};
+    for (const ch of channels) {
+      const pos = this._channels.get(ch);
+      if (pos) since[ch] = pos;
+    }
+    const params = { channels };
+    if (Object.keys(since).length) params.since = since;
+    try {
+      await this._send(ws, 'subscribe', params, (res) => this._subscribed(res, true));
+      return { dropped: 0, waiting: 0 };
+    } catch (err) {
+      if (!(err instanceof HeraldError) || err.refused.length === 0) throw err;
+      const dropped = [];
+      const kept = [];
+      for (const r of err.refused) {
+        if (!channels.includes(r.channel) || !this._channels.has(r.channel)) continue;
+        if (r.code === Codes.pluginUnavailable) {
+          this._waiting.add(r.channel);
+          kept.push(r.channel);
+          continue;
         }
-        // A refusal of none of the channels asked would come again.
-        if (dropped.length === 0) throw err;
-        this._emit('error', new HeraldError(err.code, 're-subscribe refused, channels dropped: ' + err.message, err.data));
+        this._channels.delete(r.channel);
+        this._waiting.delete(r.channel);
+        dropped.push({ channel: r.channel, reason: `re-subscribe after a reconnect refused (${r.code}): ${r.reason}` });
+      }
+      // A refusal of none of the channels asked would come again.
+      if (dropped.length === 0 && kept.length === 0) throw err;
+      if (kept.length) {
+        this._emit('error', new HeraldError(err.code, `${what}: plugin unavailable for ${kept.join(', ')}, kept and asked again later: ${err.message}`, err.data));
+      }
+      if (dropped.length) {
+        this._emit('error', new HeraldError(err.code, `${what} refused, channels dropped: ${err.message}`, err.data));
         this._enqueue(() => this._emit('unsubscribed', { channels: dropped }));
       }
+      return { dropped: dropped.length, waiting: kept.length };
     }
+  }
+
+  // _scheduleRetry arms the next attempt for the waiting channels on ws,
+  // after the reconnect backoff. The attempts belong to ws: _lost and
+  // close clear the timer, and an attempt for a connection that is no
+  // longer the current one does nothing (the next connection's
+  // re-subscribe asks for the channels again).
+  _scheduleRetry(ws) {
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
+    if (this._closed || ws !== this._ws || this._waiting.size === 0) return;
+    const delay = backoff(this.options.minBackoff, this.options.maxBackoff, this._retryAttempt++);
+    this._retryTimer = setTimeout(() => {
+      this._retryTimer = null;
+      this._retry(ws);
+    }, delay);
+  }
+
+  // _retry asks herald again for the waiting channels, until it has answered
+  // for them: taken (live), still unavailable (next attempt), or refused
+  // otherwise (dropped; the others are then asked again at once).
+  async _retry(ws) {
+    for (;;) {
+      if (this._closed || ws !== this._ws) return;
+      for (const ch of this._waiting) if (!this._channels.has(ch)) this._waiting.delete(ch);
+      const channels = [...this._waiting];
+      if (channels.length === 0) return;
+      let dropped;
+      try {
+        ({ dropped } = await this._askAgain(ws, channels, 're-subscribe of channels whose plugin was unavailable'));
+      } catch (err) {
+        if (this._closed || ws !== this._ws || err instanceof ConnectionLostError) return;
+        this._emit('error', err); // still waiting: asked again next time
+        break;
+      }
+      if (dropped === 0) break;
+    }
+    this._scheduleRetry(ws);
   }
 
   _lost(ws, err) {
     if (ws && ws !== this._ws) return;
     this._ws = null;
     clearInterval(this._pingTimer);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
     for (const [, p] of this._pending) p.reject(new ConnectionLostError(p.method));
     this._pending.clear();
     if (this._closed) return;
@@ -310,6 +389,8 @@ export class Herald {
     this._closed = true;
     clearTimeout(this._timer);
     clearInterval(this._pingTimer);
+    clearTimeout(this._retryTimer);
+    this._retryTimer = null;
     const ws = this._ws;
     this._ws = null;
     for (const [, p] of this._pending) p.reject(new ConnectionLostError(p.method));
@@ -485,6 +566,7 @@ export class Herald {
     const lost = [];
     for (const s of (result && result.subscriptions) || []) {
       if (!this._channels.has(s.channel) && resume) continue; // unsubscribed meanwhile
+      this._waiting.delete(s.channel);
       const pos = this._channels.get(s.channel);
       if (s.recovered === true && pos) {
         pos.epoch = s.epoch; // the replay continues from pos.seq
@@ -590,7 +672,10 @@ export class Herald {
   /** End subscriptions; they are not resumed after a reconnect. */
   async unsubscribe(channels) {
     const list = typeof channels === 'string' ? channels.split(/\s+/).filter(Boolean) : [...channels];
-    for (const ch of list) this._channels.delete(ch);
+    for (const ch of list) {
+      this._channels.delete(ch);
+      this._waiting.delete(ch);
+    }
     if (this.state !== 'connected' || !this._ws) return { unsubscribed: [] };
     try {
       return await this._send(this._ws, 'unsubscribe', { channels: list });

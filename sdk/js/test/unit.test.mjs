@@ -7,7 +7,11 @@ import { Herald, Codes, backoff, tokenExpiry } from '../src/herald.js';
 function fakeSocket() {
   // refuse: channels a re-subscribe (one with since) is refused for, the
   // first one still asked for, one per subscribe.
-  const server = { sockets: [], sent: [], subSeq: 5, refuse: [] };
+  // script(conn, channels, since), when set, answers each subscribe with
+  // since first: the refusals it returns ({channel, code, reason}) refuse
+  // it, none lets it through; conn counts the sockets from 1. recovered:
+  // resumes answer recovered: true from since (else recovered: false).
+  const server = { sockets: [], sent: [], subSeq: 5, refuse: [], script: null, recovered: false };
   class FakeWS {
     constructor(url) {
       this.url = url;
@@ -18,11 +22,18 @@ function fakeSocket() {
       const m = JSON.parse(text);
       server.sent.push(m);
       if (m.method === 'hello') this.push({ jsonrpc: '2.0', id: m.id, result: { session_id: 's', user_id: 'u' } });
-      if (m.method === 'subscribe' && m.params.since && m.params.channels.includes(server.refuse[0])) {
+      const refusals = m.method === 'subscribe' && m.params.since && server.script ? server.script(server.sockets.indexOf(this) + 1, m.params.channels, m.params.since) : [];
+      if (refusals.length) {
+        this.push({ jsonrpc: '2.0', id: m.id, error: { code: refusals[0].code, message: 'subscribe refused, nothing was subscribed', data: { channels: refusals } } });
+      } else if (m.method === 'subscribe' && m.params.since && m.params.channels.includes(server.refuse[0])) {
         const channel = server.refuse.shift();
         this.push({ jsonrpc: '2.0', id: m.id, error: { code: Codes.forbidden, message: 'subscribe refused, nothing was subscribed', data: { channels: [{ channel, code: Codes.forbidden, reason: 'not any more' }] } } });
       } else if (m.method === 'subscribe') {
-        this.push({ jsonrpc: '2.0', id: m.id, result: { subscriptions: m.params.channels.map((channel) => ({ channel, seq: server.subSeq, epoch: 'e1', ...(m.params.since ? { recovered: false } : {}) })) } });
+        this.push({ jsonrpc: '2.0', id: m.id, result: { subscriptions: m.params.channels.map((channel) => {
+          const pos = m.params.since && m.params.since[channel];
+          if (pos && server.recovered) return { channel, seq: pos.seq, epoch: pos.epoch, recovered: true };
+          return { channel, seq: server.subSeq, epoch: 'e1', ...(m.params.since ? { recovered: false } : {}) };
+        }) } });
       }
     }
     push(msg) { setTimeout(() => this.onmessage && this.onmessage({ data: JSON.stringify(msg) }), 0); }
@@ -209,4 +220,80 @@ test('a re-subscribe refused for some channels drops them, reports them, and sub
   assert.deepEqual(herald.channels(), ['c']);
   assert.equal(errors.length, 2);
   herald.close();
+});
+
+const refusal = (channel, code) => ({ channel, code, reason: 'scripted' });
+
+test('a re-subscribe refused with -32050 keeps the channel and asks again on the same connection until herald takes it', { timeout: 20000 }, async () => {
+  const server = fakeSocket();
+  server.recovered = true;
+  const asked = [];
+  let xRefusals = 0;
+  server.script = (conn, channels, since) => {
+    asked.push({ conn, channels: [...channels].sort().join(' '), since });
+    const out = [];
+    if (channels.includes('x') && ++xRefusals <= 2) out.push(refusal('x', Codes.pluginUnavailable)); // the re-subscribe, then the first retry
+    if (channels.includes('y')) out.push(refusal('y', Codes.forbidden));
+    return out;
+  };
+  const order = [];
+  const errors = [];
+  const herald = new Herald('ws://x/ws', {
+    WebSocket: server.WebSocket, minBackoff: 5, maxBackoff: 10,
+    localInterface: { onNotificationReceived: ({ notifications }) => { order.push(notifications.map((x) => `${x.channel} ${x.seq}`).join(', ')); } },
+  });
+  herald.on('unsubscribed', ({ channels }) => order.push('unsubscribed ' + channels.map((c) => `${c.channel}: ${c.reason}`).join('; ')));
+  herald.on('unrecovered', ({ channels }) => order.push('unrecovered ' + channels.join(' ')));
+  herald.on('error', (e) => errors.push(e));
+  await herald.subscribe(['x', 'y', 'z']);
+  server.last().push({ jsonrpc: '2.0', method: 'onNotificationReceived', params: { notifications: [{ channel: 'x', seq: 6 }] } });
+  await until(() => order.length === 1);
+
+  server.last().close();
+  await until(() => asked.length === 4);
+  const pos = (seq) => ({ seq, epoch: 'e1' });
+  assert.deepEqual(asked, [
+    { conn: 2, channels: 'x y z', since: { x: pos(6), y: pos(5), z: pos(5) } },
+    { conn: 2, channels: 'z', since: { z: pos(5) } }, // z at once
+    { conn: 2, channels: 'x', since: { x: pos(6) } }, // x again, on the same connection
+    { conn: 2, channels: 'x', since: { x: pos(6) } }, // and again, until taken
+  ]);
+  server.last().push({ jsonrpc: '2.0', method: 'onNotificationReceived', params: { notifications: [{ channel: 'x', seq: 7 }] } });
+  await until(() => order.length === 3);
+  assert.deepEqual(order, ['x 6', 'unsubscribed y: re-subscribe after a reconnect refused (-32003): scripted', 'x 7']);
+  assert.deepEqual(herald.position('x'), pos(7));
+  assert.deepEqual(herald.channels().sort(), ['x', 'z']);
+  assert.equal(herald.state, 'connected');
+  assert.equal(errors.filter((e) => /plugin unavailable for x/.test(e.message)).length, 2, 'one error per attempt herald answered -32050');
+  assert.equal(errors.filter((e) => /channels dropped/.test(e.message)).length, 1);
+  assert.equal(errors.length, 3);
+  herald.close();
+});
+
+test('the attempts for a channel whose plugin is unavailable end with their connection and with close', { timeout: 20000 }, async () => {
+  const server = fakeSocket();
+  const asked = [];
+  server.script = (conn, channels) => {
+    asked.push(`${conn}: ${[...channels].sort().join(' ')}`);
+    return channels.includes('x') ? [refusal('x', Codes.pluginUnavailable)] : [];
+  };
+  const dropped = [];
+  const herald = new Herald('ws://x/ws', { WebSocket: server.WebSocket, minBackoff: 5, maxBackoff: 10, localInterface: { onNotificationReceived() {} } });
+  herald.on('unsubscribed', ({ channels }) => dropped.push(...channels));
+  herald.on('error', () => {});
+  await herald.subscribe(['x', 'z']);
+  server.last().close();
+  await until(() => asked.length === 3);
+  assert.deepEqual(asked, ['2: x z', '2: z', '2: x']);
+
+  server.last().close(); // the connection ends while x waits
+  await until(() => asked.filter((a) => a.startsWith('3:')).length === 3);
+  const onThird = asked.filter((a) => a.startsWith('3:'));
+  assert.deepEqual(onThird, ['3: x z', '3: z', '3: x'], 'the reconnect asks for x again, and the attempts go on on the new connection');
+  assert.ok(asked.slice(0, asked.indexOf('3: x z')).every((a) => a === '2: x z' || a === '2: z' || a === '2: x'));
+  assert.ok(asked.slice(asked.indexOf('3: x z')).every((a) => a.startsWith('3:')), 'no attempt on the old connection after the new one began');
+
+  herald.close();
+  assert.equal(herald._retryTimer, null, 'close clears the retry timer');
+  assert.deepEqual(dropped, []);
 });
