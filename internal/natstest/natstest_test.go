@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/heraldhq/herald/internal/natstest"
@@ -43,7 +44,7 @@ func TestRestartKeepsPortAndStore(t *testing.T) {
 	require.Equal(t, "kept", string(msg.Data))
 }
 
-// A cluster places a three-replica stream at once, and keeps it through a
+// A cluster places a three-replica stream, and keeps it through a
 // server's restart.
 func TestClusterPlacesReplicas(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
@@ -53,8 +54,14 @@ func TestClusterPlacesReplicas(t *testing.T) {
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
 	ctx := context.Background()
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}, Replicas: 3})
-	require.NoError(t, err)
+	// The JetStream API answers once the servers have elected their meta
+	// leader, which a loaded machine can take longer than one request's
+	// timeout to do: asked again until it is placed (the same config is
+	// answered with the stream already there).
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R", Subjects: []string{"r.>"}, Replicas: 3})
+		assert.NoError(ct, err, "the stream is placed")
+	}, 60*time.Second, 100*time.Millisecond)
 
 	c.Server(1).Restart()
 	c.WaitReady()
