@@ -844,6 +844,10 @@ type readLimit struct {
 	setting string
 }
 
+// frameLenOutOfRange is tooBigClose's frameLen for a frame header whose
+// 64-bit length has its top bit set, which RFC 6455 forbids.
+const frameLenOutOfRange = -2
+
 // tooBigClose is the payload of the 1009 close for a message over the
 // read limit. gorilla writes that close itself, without a reason, from
 // the reader, as soon as a frame's header takes the message past the
@@ -858,6 +862,9 @@ func (c *Conn) tooBigClose(frameLen int64) []byte {
 	setting := lim.setting
 	if setting == "" {
 		setting = "the read limit"
+	}
+	if frameLen == frameLenOutOfRange {
+		return websocket.FormatCloseMessage(CloseTooBig, fmt.Sprintf("frame length out of range, over %s (%d)", setting, lim.n))
 	}
 	if frameLen > lim.n {
 		return websocket.FormatCloseMessage(CloseTooBig, fmt.Sprintf("frame of %d bytes over %s (%d)", frameLen, setting, lim.n))

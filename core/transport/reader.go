@@ -178,6 +178,10 @@ func (c *Conn) endRead(err error) error {
 	defer c.terminate()
 	if errors.Is(err, websocket.ErrReadLimit) {
 		c.closeCode.Store(CloseTooBig)
+		// gorilla writes its 1009 only for a length within int64; a
+		// length field out of range ends the read with no close at all.
+		// A close already queued (gorilla's, or ours) makes this a no-op.
+		c.closeByPeerError(CloseTooBig, c.tooBigClose(frameLenOutOfRange))
 	}
 	// A close frame we queued (our answer to the peer's, or ours)
 	// gets a moment to leave before the socket closes.

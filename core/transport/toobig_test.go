@@ -86,3 +86,18 @@ func TestFragmentedMessageOverTheReadLimitClosesWithAReason(t *testing.T) {
 	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
 	require.Equal(t, "message over limits.max_frame_bytes (1024)", ce.Text)
 }
+
+// A frame whose 64-bit length has its top bit set (RFC 6455 forbids it) is
+// refused by gorilla as over the read limit without writing any close: the
+// peer still gets a 1009 that says why.
+func TestFrameLengthOutOfRangeClosesWithAReason(t *testing.T) {
+	p := newRawPairLimit(t, &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second}, 1024)
+	frame := []byte{0x80 | websocket.TextMessage, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}
+	_, err := p.client.UnderlyingConn().Write(frame)
+	require.NoError(t, err)
+	_, _, err = p.client.ReadMessage()
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+	require.Equal(t, "frame length out of range, over limits.max_frame_bytes (1024)", ce.Text)
+}
