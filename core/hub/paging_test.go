@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,55 +11,65 @@ import (
 	"github.com/heraldhq/herald/core/hub"
 )
 
-// pagedSink is a subscriber with a bounded queue that the test drains by
-// hand: Room is what is left of its capacity, WhenDrained's function runs
-// when the test says the queue was read.
-type pagedSink struct {
-	sink
+// queue is the bounded queue of a paged test subscriber, drained by hand:
+// Room is what is left of its capacity, WhenDrained's function runs when
+// the test says the queue was read.
+type queue struct {
+	qmu      sync.Mutex
 	capacity int
 	queued   int
 	drained  func()
-	resyncs  []broker.Position
+}
+
+func (q *queue) took() {
+	q.qmu.Lock()
+	q.queued++
+	q.qmu.Unlock()
+}
+
+func (q *queue) Room() int {
+	q.qmu.Lock()
+	defer q.qmu.Unlock()
+	return q.capacity - q.queued
+}
+
+func (q *queue) WhenDrained(f func()) {
+	q.qmu.Lock()
+	defer q.qmu.Unlock()
+	q.drained = f
+}
+
+// drain empties the queue and runs what waited for it (as the transport
+// does, on a goroutine of its own; here synchronously). It reports whether
+// anything waited.
+func (q *queue) drain() bool {
+	q.qmu.Lock()
+	q.queued = 0
+	f := q.drained
+	q.drained = nil
+	q.qmu.Unlock()
+	if f != nil {
+		f()
+	}
+	return f != nil
+}
+
+// pagedSink is a sink with a queue: a Pager.
+type pagedSink struct {
+	sink
+	queue
+	resyncs []broker.Position
 }
 
 func (s *pagedSink) Deliver(p *broker.Publication) {
 	s.sink.Deliver(p)
-	s.mu.Lock()
-	s.queued++
-	s.mu.Unlock()
-}
-
-func (s *pagedSink) Room() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.capacity - s.queued
-}
-
-func (s *pagedSink) WhenDrained(f func()) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.drained = f
+	s.took()
 }
 
 func (s *pagedSink) Resync(channel string, pos broker.Position) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resyncs = append(s.resyncs, pos)
-}
-
-// drain empties the queue and runs what waited for it (as the transport
-// does, on a goroutine of its own; here synchronously). It reports whether
-// anything waited.
-func (s *pagedSink) drain() bool {
-	s.mu.Lock()
-	s.queued = 0
-	f := s.drained
-	s.drained = nil
-	s.mu.Unlock()
-	if f != nil {
-		f()
-	}
-	return f != nil
 }
 
 func (s *pagedSink) got() []uint64 {
@@ -84,7 +95,7 @@ func TestResumeIsPagedAsTheSubscriberDrains(t *testing.T) {
 	pub(t, b, "c", 100)
 	pos, err := b.Position(context.Background(), "c")
 	require.NoError(t, err)
-	s := &pagedSink{capacity: 16}
+	s := &pagedSink{queue: queue{capacity: 16}}
 	j, err := h.Subscribe(context.Background(), s, "c", &broker.Position{Seq: 10, Epoch: pos.Epoch})
 	require.NoError(t, err)
 	require.True(t, j.Recovered)
@@ -113,7 +124,7 @@ func TestRecoveryBufferOverflowIsReadAgainFromHistory(t *testing.T) {
 	h.SetRecoveryLimit(5)
 	pub(t, b, "c", 50)
 	pos, _ := b.Position(context.Background(), "c")
-	s := &pagedSink{capacity: 10}
+	s := &pagedSink{queue: queue{capacity: 10}}
 	j, err := h.Subscribe(context.Background(), s, "c", &broker.Position{Seq: 0, Epoch: pos.Epoch})
 	require.NoError(t, err)
 	j.Activate()
@@ -132,7 +143,7 @@ func TestPagingPastTheHistoryResyncs(t *testing.T) {
 	h.SetRecoveryLimit(5)
 	pub(t, b, "c", 20)
 	pos, _ := b.Position(context.Background(), "c")
-	s := &pagedSink{capacity: 4}
+	s := &pagedSink{queue: queue{capacity: 4}}
 	j, err := h.Subscribe(context.Background(), s, "c", &broker.Position{Seq: 0, Epoch: pos.Epoch})
 	require.NoError(t, err)
 	require.True(t, j.Recovered)

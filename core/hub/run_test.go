@@ -49,19 +49,15 @@ func (f *fakeHistory) Position(context.Context, string) (broker.Position, error)
 }
 
 // eventSink writes down the publications and resyncs it is given, in one
-// list; with a capacity, it is a Pager as pagedSink.
+// list.
 type eventSink struct {
-	mu       sync.Mutex
-	events   []string
-	capacity int
-	queued   int
-	drained  func()
+	mu     sync.Mutex
+	events []string
 }
 
 func (s *eventSink) Deliver(p *broker.Publication) {
 	s.mu.Lock()
 	s.events = append(s.events, fmt.Sprintf("pub %d", p.Seq))
-	s.queued++
 	s.mu.Unlock()
 }
 
@@ -79,30 +75,15 @@ func (s *eventSink) got() []string {
 	return append([]string(nil), s.events...)
 }
 
-type pagedEventSink struct{ eventSink }
-
-func (s *pagedEventSink) Room() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.capacity - s.queued
+// pagedEventSink is an eventSink with a queue: a Pager, as pagedSink.
+type pagedEventSink struct {
+	eventSink
+	queue
 }
 
-func (s *pagedEventSink) WhenDrained(f func()) {
-	s.mu.Lock()
-	s.drained = f
-	s.mu.Unlock()
-}
-
-func (s *pagedEventSink) drain() bool {
-	s.mu.Lock()
-	s.queued = 0
-	f := s.drained
-	s.drained = nil
-	s.mu.Unlock()
-	if f != nil {
-		f()
-	}
-	return f != nil
+func (s *pagedEventSink) Deliver(p *broker.Publication) {
+	s.eventSink.Deliver(p)
+	s.took()
 }
 
 func p(seq uint64) *broker.Publication { return &broker.Publication{Channel: "c", Seq: seq} }
@@ -127,7 +108,7 @@ func TestRunChangedResyncsSubscribersOfTheOldRun(t *testing.T) {
 	live := &eventSink{}
 	subscribe(live, nil).Activate()
 	f.set(broker.Position{Seq: 5, Epoch: "e1"}, p(1), p(2), p(3), p(4), p(5))
-	paging := &pagedEventSink{eventSink{capacity: 2}}
+	paging := &pagedEventSink{queue: queue{capacity: 2}}
 	subscribe(paging, &broker.Position{Epoch: "e1"}).Activate()
 	f.set(broker.Position{Seq: 5, Epoch: "e1"})
 	waiting := &eventSink{}
@@ -174,7 +155,7 @@ func TestRunChangedDuringAHistoryReadDropsIt(t *testing.T) {
 	h := hub.New(f)
 	h.SetRecoveryLimit(1)
 	f.set(broker.Position{Seq: 5, Epoch: "e1"}, p(1), p(2), p(3), p(4), p(5))
-	s := &pagedEventSink{eventSink{capacity: 3}}
+	s := &pagedEventSink{queue: queue{capacity: 3}}
 	j, err := h.Subscribe(ctx, s, "c", &broker.Position{Epoch: "e1"})
 	require.NoError(t, err)
 	j.Activate()

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/internal/heraldtest"
 )
 
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
@@ -24,32 +25,12 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// syncBuffer is a log output the test reads while the logger writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) take() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := b.b.String()
-	b.b.Reset()
-	return s
-}
-
 // net/http's "Accept error" line (INFO before: no level of its own)
 // becomes a WARN that says what to do, counted, and logged at most once
 // per acceptWarnEvery with the count of those left out; its other lines
 // keep their inferred levels.
 func TestHTTPErrorLogMapsAcceptErrors(t *testing.T) {
-	out := &syncBuffer{}
+	out := &heraldtest.Buffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: out, Level: hclog.Trace})
 	accepts := prometheus.NewCounter(prometheus.CounterOpts{Name: "t"})
 	l := newHTTPErrorLog(log, accepts)
@@ -59,7 +40,7 @@ func TestHTTPErrorLogMapsAcceptErrors(t *testing.T) {
 	emfile := "http: Accept error: accept tcp 127.0.0.1:7512: accept4: too many open files; retrying in 1s\n"
 	_, err := l.Write([]byte(emfile))
 	require.NoError(t, err)
-	got := out.take()
+	got := out.Take()
 	require.Contains(t, got, "[WARN]")
 	require.Contains(t, got, "out of file descriptors")
 	require.Contains(t, got, "LimitNOFILE")
@@ -70,22 +51,22 @@ func TestHTTPErrorLogMapsAcceptErrors(t *testing.T) {
 	now = now.Add(time.Second)
 	_, _ = l.Write([]byte(emfile))
 	_, _ = l.Write([]byte(emfile))
-	require.Empty(t, out.take(), "logged again within acceptWarnEvery")
+	require.Empty(t, out.Take(), "logged again within acceptWarnEvery")
 	require.Equal(t, 3.0, counterValue(t, accepts), "every failed accept is counted")
 
 	now = now.Add(acceptWarnEvery)
 	_, _ = l.Write([]byte("http: Accept error: accept tcp [::]:7512: accept4: too many open files in system; retrying in 1s\n"))
-	got = out.take()
+	got = out.Take()
 	require.Contains(t, got, "[WARN]")
 	require.Contains(t, got, "fs.file-max")
 	require.Contains(t, got, "more_since_last_logged=2")
 
 	_, _ = l.Write([]byte("http: TLS handshake error from 10.0.0.1:5000: EOF\n"))
-	got = out.take()
+	got = out.Take()
 	require.Contains(t, got, "[INFO]")
 	require.Contains(t, got, "TLS handshake error")
 	_, _ = l.Write([]byte("[ERROR] something\n"))
-	require.Contains(t, out.take(), "[ERROR]")
+	require.Contains(t, out.Take(), "[ERROR]")
 	require.Equal(t, 4.0, counterValue(t, accepts))
 }
 
@@ -122,7 +103,7 @@ func (l *failingListener) Addr() net.Addr {
 // Through the real http.Server: an accept failing with EMFILE reaches the
 // admin page's errors (warnings and errors only) and the metric.
 func TestAcceptErrorReachesAdminErrors(t *testing.T) {
-	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &syncBuffer{}, Level: hclog.Info})
+	log := hclog.NewInterceptLogger(&hclog.LoggerOptions{Output: &heraldtest.Buffer{}, Level: hclog.Info})
 	srv, err := New(Options{Config: testConfig(), Logger: log})
 	require.NoError(t, err)
 	ln := &failingListener{fails: 3, closed: make(chan struct{})}
