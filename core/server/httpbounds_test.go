@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -94,8 +95,11 @@ func TestSlowBodyIsCutAtReadTimeout(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			require.Equal(t, http.StatusRequestTimeout, resp.StatusCode, string(body))
 			require.Contains(t, string(body), "server.read_timeout")
+			// Closed: a clean EOF, or a reset when the trickle's next byte
+			// reached the socket after herald closed it (unread data).
 			_, err = br.ReadByte()
-			require.ErrorIs(t, err, io.EOF, "the connection stays open after the 408")
+			require.Truef(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET),
+				"the connection stays open after the 408: read gave %v", err)
 		})
 	}
 }
