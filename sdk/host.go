@@ -33,7 +33,9 @@ type Host interface {
 	Subscribe(ctx context.Context, connID, channel string) error
 	// Unsubscribe removes a connection from a channel the plugin owns.
 	// The client is told with a $server unsubscribed notification whose
-	// reason names the plugin (docs/protocol.md).
+	// reason names the plugin (docs/protocol.md), unless that connection
+	// is calling the plugin right now: it asked to leave, and the call's
+	// reply says so.
 	Unsubscribe(ctx context.Context, connID, channel string) error
 	// Presence counts the subscribed connections and users of a channel the
 	// plugin owns (CodeForbidden for any other).

@@ -13,7 +13,8 @@ import (
 // herald tell the client with a $server unsubscribed naming the plugin:
 // after the channel's notifications already queued for it, and with
 // nothing of the channel after it. The client's own unsubscribe is not
-// told, nor is a call to a channel it no longer holds.
+// told, nor is a plugin's drop of a channel it no longer holds, nor one
+// made while the client calls that plugin (it asked to leave).
 func TestPluginUnsubscribeTellsTheClient(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{HCL: "delivery {\n  max_delay = \"200ms\"\n}\n" + pluginBlock("tester", "internal/testplugins/tester", "")(t)})
 	alice := h.Dial(t, h.Token(t, "alice"))
@@ -46,4 +47,14 @@ func TestPluginUnsubscribeTellsTheClient(t *testing.T) {
 	require.Equal(t, []string{"tester:ok2"}, un.Unsubscribed)
 	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
 	require.Equal(t, "news", alice.Notifications(t, 1)[0].Channel)
+
+	// Nor does a plugin method the client calls to leave (as
+	// documents.unsubscribe): its reply says what ended.
+	alice.Subscribe(t, "tester:ok3")
+	alice.MustCall(t, "tester.leave", map[string]any{"conn": conn, "channel": "tester:ok3"})
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", alice.Notifications(t, 1)[0].Channel, "the client's own leave was told")
+	h.Publish(t, heraldtest.N("tester:ok3", "e", "t", `{}`))
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "news", alice.Notifications(t, 1)[0].Channel, "the channel left still reaches the client")
 }

@@ -95,9 +95,12 @@ type Core interface {
 	Emit(ctx context.Context, plugin string, ns []Notification) ([]Published, error)
 	// Subscribe adds a connection to a channel without asking its owner.
 	Subscribe(ctx context.Context, connID, channel string) error
-	// Unsubscribe ends a connection's subscription on plugin's behalf;
-	// the client is told, with plugin named as the reason.
-	Unsubscribe(ctx context.Context, plugin, connID, channel string) error
+	// Unsubscribe ends a connection's subscription on plugin's behalf.
+	// When tell is set the client is told, with plugin named as the
+	// reason; it is not when the connection is calling the plugin right
+	// now (it asked to leave, e.g. documents.unsubscribe: the call's reply
+	// says what ended).
+	Unsubscribe(ctx context.Context, plugin, connID, channel string, tell bool) error
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)

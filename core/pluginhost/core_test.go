@@ -70,7 +70,7 @@ func (r *recorder) Subscribe(_ context.Context, connID, channel string) error {
 	return nil
 }
 
-func (r *recorder) Unsubscribe(context.Context, string, string, string) error { return nil }
+func (r *recorder) Unsubscribe(context.Context, string, string, string, bool) error { return nil }
 
 func (r *recorder) Presence(_ context.Context, channel string) (pluginhost.PresenceInfo, error) {
 	r.mu.Lock()

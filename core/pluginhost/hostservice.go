@@ -159,7 +159,8 @@ func (h *hostService) Unsubscribe(ctx context.Context, r *pluginpb.SubscriptionR
 	if err := h.owns("unsubscribe connections from", r.GetChannel()); err != nil {
 		return &pluginpb.HostReply{Error: toPBError(err)}, nil
 	}
-	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Unsubscribe(ctx, h.plugin, r.GetConnId(), r.GetChannel()))}, nil
+	tell := !h.inst.inCall(r.GetConnId())
+	return &pluginpb.HostReply{Error: toPBError(h.m.opts.Core.Unsubscribe(ctx, h.plugin, r.GetConnId(), r.GetChannel(), tell))}, nil
 }
 
 func (h *hostService) Presence(ctx context.Context, r *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {

@@ -105,12 +105,16 @@ func (s *Server) Subscribe(ctx context.Context, connID, channel string) error {
 	return nil
 }
 
-// Unsubscribe implements pluginhost.Core: the client is told with a
-// $server unsubscribed naming the plugin (session.drop).
-func (s *Server) Unsubscribe(ctx context.Context, plugin, connID, channel string) error {
+// Unsubscribe implements pluginhost.Core: with tell, the client is told
+// with a $server unsubscribed naming the plugin (session.drop).
+func (s *Server) Unsubscribe(ctx context.Context, plugin, connID, channel string, tell bool) error {
 	ss, err := s.mustSession(connID)
 	if err != nil {
 		return err
+	}
+	if !tell {
+		ss.unsubscribe([]string{channel})
+		return nil
 	}
 	ss.drop([]string{channel}, "ended by plugin "+plugin)
 	return nil

@@ -38,9 +38,9 @@ func TestDropIsToldAfterWhatWasQueuedForTheChannel(t *testing.T) {
 	for i := range 3 {
 		publishTo(t, p, "a", i)
 	}
-	require.NoError(t, p.srv.Unsubscribe(context.Background(), "tester", hello.Result.SessionID, "a"))
+	require.NoError(t, p.srv.Unsubscribe(context.Background(), "tester", hello.Result.SessionID, "a", true))
 	// Not subscribed any more: nothing to tell.
-	require.NoError(t, p.srv.Unsubscribe(context.Background(), "tester", hello.Result.SessionID, "a"))
+	require.NoError(t, p.srv.Unsubscribe(context.Background(), "tester", hello.Result.SessionID, "a", true))
 	publishTo(t, p, "a", 3)
 	publishTo(t, p, "b", 4)
 
