@@ -444,7 +444,7 @@ func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 	s.metrics.observeCall(plugin+"."+method, asRPCError(err))
 	if err != nil {
 		re := asRPCError(err)
-		writeRPCError(w, httpStatus(re.Code), re)
+		writeRPCError(w, pluginErrorStatus(re), re)
 		return
 	}
 	if len(res) == 0 {
@@ -464,6 +464,25 @@ func asRPCError(err error) *rpc.Error {
 		return re
 	}
 	return rpc.Errorf(rpc.CodeInternal, "internal error: %v", err)
+}
+
+// pluginErrorStatus is the HTTP status of a plugin method's error: its
+// code's (httpStatus), except that an invalid-params error (400) whose data
+// names a more precise client error, {"status": 404} as documents' "not
+// found" (Kuzzle's own status), answers with it.
+func pluginErrorStatus(re *rpc.Error) int {
+	status := httpStatus(re.Code)
+	if status != http.StatusBadRequest || len(re.Data) == 0 || re.Data[0] != '{' {
+		return status
+	}
+	var d struct {
+		Status int `json:"status"`
+	}
+	if json.Unmarshal(re.Data, &d) == nil && d.Status > 400 && d.Status < 500 &&
+		d.Status != http.StatusUnauthorized && d.Status != http.StatusForbidden && d.Status != http.StatusTooManyRequests {
+		return d.Status
+	}
+	return status
 }
 
 // httpStatus maps an RPC error code to the HTTP status of the backend API.

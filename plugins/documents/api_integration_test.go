@@ -197,6 +197,14 @@ func TestIntegrationBackendRouteRules(t *testing.T) {
 	require.Equal(t, "http", o["protocol"])
 	require.Equal(t, "create", o["action"])
 
+	// Kuzzle's 404 and 409 are the route's HTTP statuses too.
+	st, b = s.backend("create", map[string]any{"index": "foo", "collection": "bar", "_id": "x", "body": map[string]any{"a": 2}})
+	require.Equal(t, http.StatusConflict, st, "%s", b)
+	require.Contains(t, string(b), `"status":409`)
+	st, b = s.backend("get", map[string]any{"index": "foo", "collection": "bar", "_id": "nope"})
+	require.Equal(t, http.StatusNotFound, st, "%s", b)
+	require.Contains(t, string(b), `"code":-32602`)
+
 	// Clients cannot subscribe to room channels directly.
 	e := c.CallErr(t, "subscribe", map[string]any{"channel": ch + "x"})
 	require.Equal(t, -32003, e.Code, "%v", e)
