@@ -75,10 +75,12 @@ func TestLanguage(t *testing.T) {
 func TestErrorsNameTheClause(t *testing.T) {
 	cases := map[string]string{
 		`{"and":[{"equals":{"a":1}},{"range":{"age":{"gt":5,"lt":1}}}]}`: "and[1].range.age: lower boundary must be below the upper one",
-		`{"equals":{"a":{}}}`:  "equals.a: must either be a string, a number, a boolean, or null",
-		`{"foo":{}}`:           "foo: unknown keyword",
-		`{"in":{"a":["x",1]}}`: `in.a[1]: must hold only values of type "string"`,
-		`{"regexp":{"a":"("}}`: "regexp.a: cannot parse regexp",
+		`{"equals":{"a":{}}}`:                               "equals.a: must either be a string, a number, a boolean, or null",
+		`{"foo":{}}`:                                        "foo: unknown keyword",
+		`{"in":{"a":["x",1]}}`:                              `in.a[1]: must hold only values of type "string"`,
+		`{"regexp":{"a":"("}}`:                              "regexp.a: cannot parse regexp",
+		`{"regexp":{"a":{"value":"^A","flags":"x"}}}`:       `regexp.a: cannot parse regexp /^A/x: invalid flag 'x'`,
+		`{"regexp":{"a":{"value":"^A","flags":"ii"}}}`:      `regexp.a: cannot parse regexp /^A/ii: flag 'i' given twice`,
 		`{"geoDistance":{"p":[0,0],"distance":"1 parsec"}}`: `geoDistance.distance: unable to parse distance value "1 parsec"`,
 		`{"or":[{"equals":{"a":1}},[]]}`:                    "or[1]: or can only contain non-empty objects",
 		`{"not":{"nothing":true}}`:                          "nothing cannot be negated",

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"regexp"
 	"strings"
@@ -672,14 +673,20 @@ func (r *rangeSpec) notIntervals() (belowHi float64, below bool, aboveLo float64
 
 // compileRegexp builds a Go (RE2) regexp with JavaScript flags. i, m and s
 // map to RE2 flags; g, y, u, d and v change nothing for a stateless test.
+// Any other flag, or one given twice, is refused, as a JavaScript RegExp
+// (Koncorde's) refuses it.
 func compileRegexp(pattern, flags string) (*regexp.Regexp, error) {
 	var pre strings.Builder
-	for _, f := range flags {
+	for i, f := range flags {
+		if !strings.ContainsRune("dgimsuvy", f) {
+			return nil, fmt.Errorf("invalid flag %q (flags are d, g, i, m, s, u, v and y)", f)
+		}
+		if strings.ContainsRune(flags[:i], f) {
+			return nil, fmt.Errorf("flag %q given twice", f)
+		}
 		switch f {
 		case 'i', 'm', 's':
-			if !strings.ContainsRune(pre.String(), f) {
-				pre.WriteRune(f)
-			}
+			pre.WriteRune(f)
 		}
 	}
 	src := translateJSRegexp(pattern)
