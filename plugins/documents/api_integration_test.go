@@ -35,8 +35,9 @@ func TestIntegrationDocumentAPI(t *testing.T) {
 	require.Equal(t, true, meta["active"])
 	require.Nil(t, meta["deletedAt"])
 
-	// create without _id: one is made up.
-	res = call(t, c, "create", with("body", map[string]any{"n": 2}))
+	// create without _id: one is made up. Kuzzle's refresh "wait_for" is
+	// taken: every write is visible before its answer.
+	res = call(t, c, "create", with("body", map[string]any{"n": 2}, "refresh", "wait_for"))
 	gen, _ := res["_id"].(string)
 	require.NotEmpty(t, gen)
 
@@ -124,6 +125,7 @@ func TestIntegrationBadParams(t *testing.T) {
 		{"update", map[string]any{"index": "i", "collection": "c", "body": map[string]any{}}, "_id"},
 		{"count", map[string]any{"index": "i", "collection": "c", "body": map[string]any{"range": map[string]any{"n": map[string]any{"gt": "x"}}}}, "body.range.n.gt"},
 		{"publish", map[string]any{"index": "i", "collection": "c", "body": "x"}, "body"},
+		{"create", map[string]any{"index": "i", "collection": "c", "body": map[string]any{}, "refresh": "now"}, "refresh"},
 		// Wrong types are named as the caller wrote them (no Go names of
 		// the structs the params decode into).
 		{"subscribe", map[string]any{"index": 5, "collection": "c"}, "index"},

@@ -24,6 +24,10 @@ type docParams struct {
 	ID       *string         `json:"_id"`
 	Body     json.RawMessage `json:"body"`
 	Volatile json.RawMessage `json:"volatile"`
+	// Refresh is Kuzzle's: "wait_for" answers once the write is visible
+	// to searches. Herald's store is: every write is before its answer,
+	// so "wait_for" and "false" are both kept without waiting.
+	Refresh *string `json:"refresh"`
 }
 
 // parsed is a checked write or read request.
@@ -41,6 +45,9 @@ func (d *Documents) parseDoc(c *sdk.Call, needID, needBody bool) (*parsed, error
 	}
 	if err := p.check(); err != nil {
 		return nil, err
+	}
+	if p.Refresh != nil && *p.Refresh != "wait_for" && *p.Refresh != "false" {
+		return nil, badParam("refresh", `must be "wait_for" or "false", not %q`, *p.Refresh)
 	}
 	if p.ID != nil {
 		if err := checkID(*p.ID); err != nil {
