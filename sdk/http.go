@@ -19,10 +19,16 @@ const httpChunkBytes = 32 << 10
 
 func (s *server) ServeHTTP(req *pluginpb.HTTPRequest, stream pluginpb.Plugin_ServeHTTPServer) error {
 	rt, ok := s.routes[req.GetMethod()+" "+req.GetPattern()]
+	if !ok && req.GetMethod() == http.MethodHead {
+		// net/http's patterns: a GET route answers HEAD too (the host
+		// matched it so, and sends no body back).
+		rt, ok = s.routes[http.MethodGet+" "+req.GetPattern()]
+	}
 	if !ok {
 		// The host matched a route this process does not have: answer 404.
 		return stream.Send(&pluginpb.HTTPResponseChunk{Status: http.StatusNotFound,
-			Body: []byte(`{"error":{"code":-32601,"message":"no such route in plugin"}}`)})
+			Headers: []*pluginpb.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
+			Body:    []byte(`{"error":{"code":-32601,"message":"no such route in plugin"}}`)})
 	}
 	ctx := context.WithValue(stream.Context(), callerKey{}, callerFromPB(req.GetCaller()))
 	if h := s.currentHost(); h != nil {

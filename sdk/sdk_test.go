@@ -437,6 +437,34 @@ func TestPanickingRouteAnswersAJSONError(t *testing.T) {
 	srv.CloseClientConnections()
 }
 
+// headRoute is a plugin whose one GET route says which method reached it.
+type headRoute struct{}
+
+func (headRoute) Manifest() sdk.Manifest {
+	return sdk.Manifest{Name: "hr", Version: "0.1.0", Prefixes: []string{"hr"},
+		Routes: []sdk.Route{{Method: "GET", Pattern: "/v1/hr/x", Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Method", r.Method)
+			_, _ = w.Write([]byte("body"))
+		})}}}
+}
+
+// A GET route answers HEAD too, as net/http's patterns do (the host
+// matches HEAD to it), with the headers and no body.
+func TestGETRouteAnswersHEAD(t *testing.T) {
+	h := sdktest.Start(t, headRoute{}, nil)
+	srv := httptest.NewServer(h.Handler(sdk.Caller{UserID: "alice"}))
+	defer srv.Close()
+	resp, err := http.Head(srv.URL + "/v1/hr/x")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "HEAD", resp.Header.Get("X-Method"))
+	require.Empty(t, body)
+	srv.CloseClientConnections()
+}
+
 // The SDK's bound on one notification is named in its error, with what it
 // counts and that it is no setting.
 func TestEmitOverThePerNotificationLimitSaysWhatTheLimitIs(t *testing.T) {
