@@ -10,5 +10,7 @@
 // broker or start plugins. A plugin's config block is handed over as plain
 // Go values for the plugin to decode; only the plugin knows its schema.
 // Plugin.Hash lets the code that reloads the config tell changed plugins
-// from unchanged ones without knowing that schema either.
+// from unchanged ones without knowing that schema either. An emit_channels
+// entry is checked by sdk/confine, the package that also matches channels
+// against it (in the plugin host and in sdktest).
 package config

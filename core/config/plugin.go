@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/heraldhq/herald/sdk/confine"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -57,7 +58,7 @@ func (d *decoder) plugin(b *hclsyntax.Block, c *Config, seen map[string]hcl.Pos)
 		"emit_channels": func(v value) {
 			v.strings(&p.EmitChannels)
 			for i, ch := range p.EmitChannels {
-				if err := validEmitChannel(ch); err != nil {
+				if err := confine.CheckEntry(ch); err != nil {
 					v.d.errorf(v.d.pos[fmt.Sprintf("%s[%d]", v.path, i)], fmt.Sprintf("%s[%d]", v.path, i), "%v", err)
 				}
 			}
@@ -136,32 +137,6 @@ func (v value) env(dst *map[string]string) {
 		}
 	}
 	*dst = out
-}
-
-// validEmitChannel checks one emit_channels entry: an exact channel name, or
-// a pattern that ends in "*" and matches every channel starting with what
-// precedes it ("news:*", "alerts*"). A pattern needs at least one character
-// before the "*", so that no entry opens every channel at once.
-func validEmitChannel(ch string) error {
-	name, pattern := strings.CutSuffix(ch, "*")
-	switch {
-	case ch == "":
-		return fmt.Errorf("channel name is empty")
-	case pattern && name == "":
-		return fmt.Errorf(`"*" alone is not allowed: name the channels, or a prefix such as "news:*"`)
-	case len(ch) > 255:
-		return fmt.Errorf("channel name is %d bytes long; the limit is 255", len(ch))
-	case strings.Contains(name, "*"):
-		return fmt.Errorf("%q: \"*\" is allowed only at the end", ch)
-	case ch == "$server":
-		return fmt.Errorf(`"$server" is herald's own channel; no plugin emits to it`)
-	}
-	for i := 0; i < len(ch); i++ {
-		if c := ch[i]; c <= 0x20 || c >= 0x7f {
-			return fmt.Errorf("channel name %q has byte 0x%02x at %d; only printable ASCII without spaces is allowed", ch, c, i)
-		}
-	}
-	return nil
 }
 
 // freeform turns a plugin's config block into plain Go values. The shape is

@@ -6,6 +6,7 @@ import (
 
 	"github.com/heraldhq/herald/core/config"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/confine"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -26,53 +27,21 @@ import (
 //     now (hostService.reaches).
 //
 // The rules are fixed per process: a changed manifest or block means a new
-// process and a new policy.
+// process and a new policy. Which channels are the plugin's and which it may
+// emit to is sdk/confine's rule, the one sdktest applies too, so that a
+// plugin's own tests hold it to what Herald does; what only a running host
+// knows (who owns a namespace now, auth.open_channels) is checked here.
 type policy struct {
-	plugin   string
-	prefixes map[string]bool
-	exact    map[string]bool
-	patterns []string // emit_channels entries ending in "*", without it
+	plugin string
+	rule   *confine.Rule
 }
 
 func newPolicy(cfg config.Plugin, man *pluginpb.Manifest) *policy {
-	p := &policy{plugin: cfg.Name, prefixes: map[string]bool{}, exact: map[string]bool{}}
-	for _, pre := range man.GetPrefixes() {
-		p.prefixes[pre] = true
-	}
-	for _, ch := range cfg.EmitChannels {
-		if pat, ok := strings.CutSuffix(ch, "*"); ok {
-			p.patterns = append(p.patterns, pat)
-		} else {
-			p.exact[ch] = true
-		}
-	}
-	return p
+	return &policy{plugin: cfg.Name, rule: confine.New(man.GetPrefixes(), cfg.EmitChannels)}
 }
 
 // owns reports whether channel is "prefix:rest" with a prefix of the plugin.
-func (p *policy) owns(channel string) bool {
-	prefix, _, ok := strings.Cut(channel, ":")
-	return ok && p.prefixes[prefix]
-}
-
-// coreChannels are the core's own: no emit_channels pattern reaches them
-// (the operator may still list "config" by its exact name).
-var coreChannels = map[string]bool{"config": true, "$server": true}
-
-func (p *policy) mayEmit(channel string) bool {
-	if p.owns(channel) || p.exact[channel] {
-		return true
-	}
-	if coreChannels[channel] {
-		return false
-	}
-	for _, pat := range p.patterns {
-		if strings.HasPrefix(channel, pat) {
-			return true
-		}
-	}
-	return false
-}
+func (p *policy) owns(channel string) bool { return p.rule.Owns(channel) }
 
 // checkEmit refuses a batch holding any notification outside the plugin's
 // channels, in a namespace that no plugin owns (owned reports whether a
@@ -88,18 +57,17 @@ func (p *policy) checkEmit(ns []Notification, owned func(prefix string) bool, op
 		if n.Channel == last && last != "" { // batches mostly repeat a channel
 			continue
 		}
-		if !p.mayEmit(n.Channel) {
-			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
-				"plugin %q may not emit to channel %q: a plugin emits to the channels of its own prefixes and to those its plugin block lists in emit_channels; nothing of this batch was published",
-				p.plugin, n.Channel).WithData(map[string]string{"channel": n.Channel})
+		if !p.rule.MayEmit(n.Channel) {
+			return n.Channel, rpc.Errorf(rpc.CodeForbidden, "%s", confine.EmitRefusal(p.plugin, n.Channel)).
+				WithData(map[string]string{"channel": n.Channel})
 		}
 		prefix, _, namespaced := strings.Cut(n.Channel, ":")
-		if namespaced && !p.prefixes[prefix] && !owned(prefix) {
+		if namespaced && !p.rule.OwnsPrefix(prefix) && !owned(prefix) {
 			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
 				"plugin %q may not emit to channel %q: no plugin owns the namespace %q, so no client could subscribe to it (load the plugin that owns it, or fix emit_channels); nothing of this batch was published",
 				p.plugin, n.Channel, prefix).WithData(map[string]string{"channel": n.Channel})
 		}
-		if !namespaced && !open && !coreChannels[n.Channel] {
+		if !namespaced && !open && !confine.CoreChannel(n.Channel) {
 			return n.Channel, rpc.Errorf(rpc.CodeForbidden,
 				"plugin %q may not emit to channel %q: it is an open channel and open channels are disabled (auth.open_channels = false), so no client could subscribe to it (enable them, or fix emit_channels); nothing of this batch was published",
 				p.plugin, n.Channel).WithData(map[string]string{"channel": n.Channel})

@@ -4,16 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/heraldhq/herald/sdk/confine"
 )
 
 // What a plugin's manifest may not claim because the core has it: channel
 // prefixes of the core's own channels, and HTTP paths the core serves
 // before the plugins' routes (which are its fallback), where a plugin's
 // route would never be reached.
-
-// reservedPrefixes are the core's channels: "config" (servers_busy) and
-// "$server" (server notifications).
-var reservedPrefixes = map[string]bool{"config": true, "$server": true}
 
 // checkPrefix says what is wrong with a manifest's channel prefix, or "".
 // A channel is 1 to 255 bytes of printable ASCII without spaces, and its
@@ -22,7 +20,7 @@ func checkPrefix(pre string) string {
 	switch {
 	case pre == "":
 		return "invalid channel prefix \"\": a prefix names the part of a channel before its \":\""
-	case reservedPrefixes[pre]:
+	case confine.CoreChannel(pre): // "config" (servers_busy), "$server" (server notifications)
 		return fmt.Sprintf("claims channel prefix %q, which is Herald's own", pre)
 	case len(pre) > 254:
 		return fmt.Sprintf("invalid channel prefix %q: longer than a channel name may be", pre)

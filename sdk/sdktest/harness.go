@@ -17,6 +17,7 @@ import (
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/confine"
 	"github.com/heraldhq/herald/sdk/internal/harness"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
@@ -65,12 +66,32 @@ func (h *Harness) AllowPanics() {
 	h.panics.mu.Unlock()
 }
 
+// An Option tells the harness what else the plugin's `plugin` block in
+// Herald's config says, beside its `config` block (Start's cfg).
+type Option func(*block)
+
+// block is what the options set: the plugin block's keys the host applies.
+type block struct {
+	emitChannels []string
+}
+
+// EmitChannels gives the harness the plugin block's emit_channels (exact
+// channel names, or a prefix ending in "*"), as in Herald's config: the
+// plugin may then emit to them beyond its own prefixes, and to nothing
+// else. Without it, as without the key in Herald's config, the plugin emits
+// to its own prefixes only. An entry Herald's config would refuse ("*"
+// alone, "$server", ...) fails the start.
+func EmitChannels(entries ...string) Option {
+	return func(b *block) { b.emitChannels = append(b.emitChannels, entries...) }
+}
+
 // Start serves p in-process, dispenses it, configures it with cfg (the
-// plugin's `config` block as Go values) and stops it when the test ends. A
-// plugin that fails to configure fails the test; use StartErr to test that.
-func Start(t testing.TB, p sdk.Plugin, cfg map[string]any) *Harness {
+// plugin's `config` block as Go values) and stops it when the test ends.
+// opts say what else its `plugin` block holds (EmitChannels). A plugin
+// that fails to configure fails the test; use StartErr to test that.
+func Start(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) *Harness {
 	t.Helper()
-	h, err := StartErr(t, p, cfg)
+	h, err := StartErr(t, p, cfg, opts...)
 	if err != nil {
 		t.Fatalf("sdktest: %v", err)
 	}
@@ -78,13 +99,22 @@ func Start(t testing.TB, p sdk.Plugin, cfg map[string]any) *Harness {
 }
 
 // StartErr is Start that returns the Configure error instead of failing.
-func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any) (*Harness, error) {
+func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) (*Harness, error) {
 	t.Helper()
-	return startWith(t, p, cfg, NewState())
+	return startWith(t, p, cfg, NewState(), opts)
 }
 
-func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State) (*Harness, error) {
+func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State, opts []Option) (*Harness, error) {
 	t.Helper()
+	var blk block
+	for _, o := range opts {
+		o(&blk)
+	}
+	for i, e := range blk.emitChannels {
+		if err := confine.CheckEntry(e); err != nil {
+			return nil, fmt.Errorf("emit_channels[%d]: %w", i, err)
+		}
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "sdktest", Level: hclog.Warn, Output: testWriter{t}})
 	ctx, cancel := context.WithCancel(context.Background())
 	reattach := make(chan *plugin.ReattachConfig, 1)
@@ -94,7 +124,7 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State) (*Harn
 		cancel()
 		return nil, err
 	}
-	h := &Harness{t: t, rec: newRecorder(), cancel: cancel, closed: closed, panics: guard}
+	h := &Harness{t: t, rec: newRecorder(log), cancel: cancel, closed: closed, panics: guard}
 	h.rec.state = st
 	t.Cleanup(h.Close)
 
@@ -131,7 +161,9 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State) (*Harn
 	if h.manifest, err = h.plugin.GetManifest(cctx, &pluginpb.Empty{}); err != nil {
 		return h, fmt.Errorf("manifest: %w", err)
 	}
-	h.rec.prefixes = h.manifest.GetPrefixes()
+	// Set before the Host service is served: read without a lock.
+	h.rec.plugin = h.manifest.GetName()
+	h.rec.rule = confine.New(h.manifest.GetPrefixes(), blk.emitChannels)
 
 	id := c.Broker.NextId()
 	h.wg.Add(1)

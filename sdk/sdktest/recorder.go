@@ -8,10 +8,11 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/sdk"
+	"github.com/heraldhq/herald/sdk/confine"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -40,7 +41,12 @@ type conn struct {
 type recorder struct {
 	pluginpb.UnimplementedHostServer
 
-	prefixes []string
+	// plugin (its manifest's name) and rule (its prefixes and the block's
+	// emit_channels, sdk/confine: Herald's own rule) are set before the
+	// service is served and never change.
+	plugin string
+	rule   *confine.Rule
+	log    hclog.Logger
 
 	mu       sync.Mutex
 	seq      map[string]uint64
@@ -54,8 +60,8 @@ type recorder struct {
 	state *State // answers State calls; shared by harnesses of one "cluster"
 }
 
-func newRecorder() *recorder {
-	return &recorder{seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
+func newRecorder(log hclog.Logger) *recorder {
+	return &recorder{rule: confine.New(nil, nil), log: log, seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
 }
 
 func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
@@ -69,6 +75,15 @@ func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
 		}
 		// Like the host: columns when the SDK asks for them.
 		ack := &pluginpb.EmitAck{Id: b.GetId()}
+		if ack.Error = r.checkEmit(b.GetNotifications()); ack.Error != nil {
+			r.mu.Lock()
+			r.batches++
+			r.mu.Unlock()
+			if err := stream.Send(ack); err != nil {
+				return err
+			}
+			continue
+		}
 		r.mu.Lock()
 		r.batches++
 		for _, n := range b.GetNotifications() {
@@ -93,18 +108,25 @@ func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
 	}
 }
 
-func (r *recorder) owns(channel string) bool {
-	p, _, ok := strings.Cut(channel, ":")
-	if !ok {
-		return false
-	}
-	for _, x := range r.prefixes {
-		if x == p {
-			return true
+// checkEmit is the host's rule for an emit batch (sdk/confine, as Herald
+// applies it): a batch holding any channel that is neither of the plugin's
+// prefixes nor allowed by the block's emit_channels is refused whole, with
+// the error Herald sends, and nothing of it is published.
+func (r *recorder) checkEmit(ns []*pluginpb.Notification) *pluginpb.Error {
+	for _, n := range ns {
+		ch := n.GetChannel()
+		if r.rule.MayEmit(ch) {
+			continue
 		}
+		r.log.Warn("emit refused: channel outside the plugin's own (give the harness the plugin block's emit_channels with sdktest.EmitChannels if Herald's config allows it)",
+			"channel", ch, "notifications", len(ns))
+		data, _ := json.Marshal(map[string]string{"channel": ch})
+		return &pluginpb.Error{Code: sdk.CodeForbidden, Message: confine.EmitRefusal(r.plugin, ch), Data: data}
 	}
-	return false
+	return nil
 }
+
+func (r *recorder) owns(channel string) bool { return r.rule.Owns(channel) }
 
 // enterCall and exitCall bracket a call of the plugin by a connection:
 // meanwhile the plugin reaches it (reachesLocked).

@@ -45,9 +45,9 @@ func NewState() *State {
 }
 
 // Start serves p like the package's Start, with s as its State.
-func (s *State) Start(t testing.TB, p sdk.Plugin, cfg map[string]any) *Harness {
+func (s *State) Start(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) *Harness {
 	t.Helper()
-	h, err := startWith(t, p, cfg, s)
+	h, err := startWith(t, p, cfg, s, opts)
 	if err != nil {
 		t.Fatalf("sdktest: %v", err)
 	}
