@@ -1007,6 +1007,12 @@ func (c *Client) Subscribe(ctx context.Context, channels ...string) ([]Subscript
 			c.subscribed(res, false)
 		}
 	})
+	var rerr *Error
+	if errors.As(err, &rerr) {
+		// herald's answer, as is (its data.channels names each refused
+		// one): errors from herald are *Error, as Call's are.
+		return nil, rerr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %q: %w", fresh, err)
 	}

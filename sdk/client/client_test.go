@@ -158,8 +158,8 @@ func TestSubscribeRefusedIsAllOrNothing(t *testing.T) {
 	a := newApp()
 	c := dial(t, h.WSURL, a.opts(h.Token(t, "alice")))
 	_, err := c.Subscribe(ctx(t), "news", "nobody:owns-this")
-	var rerr *client.Error
-	require.ErrorAs(t, err, &rerr)
+	rerr, ok := err.(*client.Error)
+	require.True(t, ok, "herald's refusal is a *client.Error as docs/clients.md says, got %T", err)
 	require.Equal(t, client.CodeUnknownNamespace, rerr.Code)
 	require.Equal(t, "nobody:owns-this", rerr.Refused()[0].Channel)
 	require.Empty(t, c.Channels())
