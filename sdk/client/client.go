@@ -69,7 +69,10 @@ type Options struct {
 	Header http.Header
 	// Dialer overrides the WebSocket dialer.
 	Dialer *websocket.Dialer
-	// CallTimeout bounds calls whose context has no deadline (default 10s).
+	// CallTimeout bounds calls whose context has no deadline (default 15s:
+	// above herald's default limits.call_timeout of 10s, so that herald's
+	// -32050 for a plugin that does not answer arrives first; a
+	// re-subscribe that timed out instead drops the connection).
 	CallTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the delay between reconnect attempts:
 	// it doubles from MinBackoff (default 250ms) up to MaxBackoff (default
@@ -123,7 +126,7 @@ type Options struct {
 
 func (o *Options) defaults() {
 	if o.CallTimeout <= 0 {
-		o.CallTimeout = 10 * time.Second
+		o.CallTimeout = 15 * time.Second
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = 250 * time.Millisecond

@@ -69,7 +69,8 @@ export interface HeraldOptions {
   /** A WebSocket constructor; default globalThis.WebSocket (pass the `ws`
    * package's on Node < 22 without --experimental-websocket). */
   WebSocket?: unknown;
-  /** Default timeout of calls, ms (10000). */
+  /** Default timeout of calls, ms (15000: above herald's default
+   * limits.call_timeout, so that its -32050 arrives first). */
   callTimeout?: number;
   /** Reconnect delay bounds, ms (250 and 15000): doubling, with jitter.
    * Also the delays between attempts to get back a channel whose plugin was

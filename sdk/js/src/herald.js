@@ -59,7 +59,9 @@ export class ConnectionLostError extends Error {
 }
 
 const defaults = {
-  callTimeout: 10000,
+  // Longer than herald's default limits.call_timeout (10 s), so that its
+  // -32050 for a plugin that does not answer arrives before we give up.
+  callTimeout: 15000,
   minBackoff: 250,
   maxBackoff: 15000,
   pingInterval: 25000,
