@@ -427,7 +427,8 @@ func (s *Server) servePluginCall(w http.ResponseWriter, r *http.Request) {
 		writeBodyError(w, err, limit, s.cfg.Server.ReadTimeout)
 		return
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	// No params, as a WebSocket call's absent or null ones: {}.
+	if t := bytes.TrimSpace(body); len(t) == 0 || string(t) == "null" {
 		body = []byte("{}")
 	}
 	if !json.Valid(body) {

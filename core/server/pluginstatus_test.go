@@ -1,12 +1,17 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/rpc"
 )
 
@@ -36,5 +41,36 @@ func TestPluginErrorStatus(t *testing.T) {
 	} {
 		re := &rpc.Error{Code: tc.code, Message: "m", Data: json.RawMessage(tc.data)}
 		require.Equal(t, tc.status, pluginErrorStatus(re), "%d %s", tc.code, tc.data)
+	}
+}
+
+// paramsPlugins answers every call with the params it was given.
+type paramsPlugins struct{ noPlugins }
+
+func (paramsPlugins) Call(_ context.Context, _, _ string, _ pluginhost.Caller, params json.RawMessage) (json.RawMessage, error) {
+	return append(json.RawMessage(nil), params...), nil
+}
+
+// A backend call's body that is empty, blank or null reaches the plugin as
+// {}, as a WebSocket call's absent or null params do.
+func TestPluginCallBodyWithoutParamsIsAnEmptyObject(t *testing.T) {
+	srv := boundedServer(t, func(*config.Config) {})
+	srv.SetPlugins(paramsPlugins{})
+	addr := serveBounded(t, srv)
+	for _, body := range []string{"", "  \n", "null", " null\n", `{"a":1}`} {
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/plugins/p/m", strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer test-key")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode, "%q: %s", body, got)
+		want := "{}"
+		if strings.HasPrefix(body, "{") {
+			want = body
+		}
+		require.Equal(t, want, string(got), "body %q", body)
 	}
 }
