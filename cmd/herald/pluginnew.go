@@ -15,6 +15,10 @@ import (
 	"runtime"
 	"strings"
 	"text/template"
+
+	gomodule "golang.org/x/mod/module"
+
+	"github.com/heraldhq/herald/sdk/confine"
 )
 
 // skeleton is the out-of-tree plugin that `herald plugin new` writes.
@@ -62,10 +66,26 @@ func newPluginFlags(stdout, stderr io.Writer) pluginFlags {
 	}
 }
 
+// checkPluginName refuses a name herald validate would refuse for the
+// plugin block the skeleton's README shows (the name is also its channel
+// prefix and its method namespace).
+func checkPluginName(name string) error {
+	switch {
+	case !pluginName.MatchString(name):
+		return fmt.Errorf("plugin name %q: use 1 to 32 lower-case letters, digits and _, starting with a letter (it is also the channel prefix and the method namespace)", name)
+	case name == "rpc":
+		return fmt.Errorf(`plugin name "rpc" is reserved: JSON-RPC 2.0 keeps methods named rpc.* for itself; choose another name`)
+	case confine.CoreChannel(name):
+		return fmt.Errorf("plugin name %q is one of Herald's own channels, so it cannot be the plugin's channel prefix; choose another name", name)
+	}
+	return nil
+}
+
 func runPluginNew(args []string, stdout, stderr io.Writer) error {
 	pf := newPluginFlags(stdout, stderr)
 	flags, dir, module, herald, tidy := pf.fs, pf.dir, pf.module, pf.herald, pf.tidy
-	// NAME comes first, flags after it, as the synopsis shows.
+	// NAME as the synopsis shows it, first; flags before it are taken too,
+	// as the other commands take theirs.
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		if err := parse(flags, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -73,22 +93,28 @@ func runPluginNew(args []string, stdout, stderr io.Writer) error {
 			}
 			return errUsage
 		}
-		fmt.Fprintln(stderr, "herald plugin new: NAME is required")
-		flags.Usage()
-		return errUsage
+		args = flags.Args()
+		if len(args) == 0 {
+			fmt.Fprintln(stderr, "herald plugin new: NAME is required")
+			flags.Usage()
+			return errUsage
+		}
 	}
 	name := args[0]
 	if err := parseFlags(flags, args[1:]); err != nil {
 		return err
 	}
-	if !pluginName.MatchString(name) {
-		return fmt.Errorf("plugin name %q: use 1 to 32 lower-case letters, digits and _, starting with a letter (it is also the channel prefix and the method namespace)", name)
+	if err := checkPluginName(name); err != nil {
+		return err
 	}
 	if *dir == "" {
 		*dir = name
 	}
 	if *module == "" {
 		*module = "example.com/" + name
+	}
+	if err := gomodule.CheckPath(*module); err != nil {
+		return fmt.Errorf("-module %q is not a Go module path (%v): use a path such as example.com/%s", *module, err, name)
 	}
 	src, err := heraldCheckout(*herald)
 	if err != nil {

@@ -79,6 +79,27 @@ func TestPluginNewRefusesBadInput(t *testing.T) {
 	_, stderr, code = herald(t, "plugin")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "plugin new NAME")
+
+	// Names herald validate would refuse for the block, and a module path
+	// go mod tidy would refuse, are refused before anything is written.
+	for name, want := range map[string]string{"rpc": `"rpc" is reserved`, "config": `"config" is one of Herald's own channels`} {
+		_, stderr, code = herald(t, "plugin", "new", name, "-dir", filepath.Join(dir, name), "-tidy=false", "-herald", heraldtest.RepoRoot())
+		require.Equal(t, 1, code, name)
+		require.Contains(t, stderr, want)
+		require.NoDirExists(t, filepath.Join(dir, name))
+	}
+	_, stderr, code = herald(t, "plugin", "new", "ok", "-dir", filepath.Join(dir, "p"), "-module", "bad path", "-tidy=false", "-herald", heraldtest.RepoRoot())
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, `-module "bad path" is not a Go module path`)
+	require.NoDirExists(t, filepath.Join(dir, "p"))
+}
+
+// Flags may come before NAME too.
+func TestPluginNewTakesFlagsBeforeTheName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "greeter")
+	stdout, stderr, code := herald(t, "plugin", "new", "-dir", dir, "-tidy=false", "-herald", heraldtest.RepoRoot(), "greeter")
+	require.Equal(t, 0, code, "%s\n%s", stdout, stderr)
+	require.FileExists(t, filepath.Join(dir, "go.mod"))
 }
 
 // The plugin is written outside Herald's checkout, as the README says:
