@@ -122,7 +122,14 @@ func newLocal(v any) (*local, error) {
 		return nil, errors.Join(errs...)
 	}
 	if len(l.methods) == 0 {
-		return nil, fmt.Errorf("local interface %s has no method taking a context.Context first (e.g. OnNotificationReceived(ctx context.Context, b client.Batch) error)", rt)
+		hint := ""
+		switch {
+		case rt.Kind() == reflect.Map:
+			hint = "; for a map of functions, use client.Methods"
+		case rt.Kind() != reflect.Pointer && reflect.PointerTo(rt).NumMethod() > rt.NumMethod():
+			hint = fmt.Sprintf("; its methods have a pointer receiver: pass &%s{...}", rt.Name())
+		}
+		return nil, fmt.Errorf("local interface %s has no method taking a context.Context first (e.g. OnNotificationReceived(ctx context.Context, b client.Batch) error)%s", rt, hint)
 	}
 	return l, nil
 }

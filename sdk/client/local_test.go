@@ -267,3 +267,20 @@ func TestBackoffGrowsWithJitterAndStaysBounded(t *testing.T) {
 		require.LessOrEqual(t, d, ceil)
 	}
 }
+
+// ptrLocal presents its method on a pointer receiver only.
+type ptrLocal struct{}
+
+func (*ptrLocal) OnNotificationReceived(context.Context, *Batch) error { return nil }
+
+// A local interface with no method herald can call says what to pass
+// instead when the usual mistake is visible: a value whose methods have a
+// pointer receiver, or a map of functions.
+func TestLocalInterfaceWithoutMethodsSaysWhatToPass(t *testing.T) {
+	_, err := newLocal(ptrLocal{})
+	require.ErrorContains(t, err, "its methods have a pointer receiver: pass &ptrLocal{...}")
+	_, err = newLocal(&ptrLocal{})
+	require.NoError(t, err)
+	_, err = newLocal(map[string]any{"onNotificationReceived": func() {}})
+	require.ErrorContains(t, err, "use client.Methods")
+}

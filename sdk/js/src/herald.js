@@ -110,7 +110,7 @@ export class Herald {
     this._presented = new Set(this.methods);
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     if (typeof this.WebSocket !== 'function') {
-      throw new TypeError('herald: no WebSocket in this runtime: pass options.WebSocket (e.g. the "ws" package on Node < 22)');
+      throw new TypeError('herald: no WebSocket in this runtime: pass options.WebSocket (e.g. the "ws" package), or on Node 20-21 run node with --experimental-websocket');
     }
     this.token = options.token || '';
     this.state = 'idle'; // until connect()
