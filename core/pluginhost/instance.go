@@ -246,6 +246,7 @@ func (m *Manager) launch(ctx context.Context, cfg config.Plugin, dryRun bool) (*
 	ownProcessGroup(cmd)
 
 	log := newPluginLogger(m.log.Named("plugin"), cfg.Name, path, m.opts.LogLinesPerSecond)
+	log.dryRun = dryRun
 	var procRunner *groupRunner
 	stdout, stderr := &outputWriter{log: log, stream: "stdout"}, &outputWriter{log: log, stream: "stderr"}
 	client := plugin.NewClient(&plugin.ClientConfig{

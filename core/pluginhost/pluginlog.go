@@ -26,6 +26,10 @@ type pluginLogger struct {
 	name    string
 	command string
 	budget  *logBudget
+	// dryRun: the process is a check (herald validate, a reload's dry
+	// run) that herald ends itself, so go-plugin's "plugin process exited"
+	// (an ERROR for the kill that ends a check) is only a debug line.
+	dryRun bool
 }
 
 func newPluginLogger(base hclog.Logger, name, command string, linesPerSecond int) *pluginLogger {
@@ -101,10 +105,13 @@ func (l *pluginLogger) clean(args []any) []any {
 }
 
 func (l *pluginLogger) wrap(inner hclog.Logger) hclog.Logger {
-	return &pluginLogger{Logger: inner, name: l.name, command: l.command, budget: l.budget}
+	return &pluginLogger{Logger: inner, name: l.name, command: l.command, budget: l.budget, dryRun: l.dryRun}
 }
 
 func (l *pluginLogger) Log(level hclog.Level, msg string, args ...any) {
+	if l.dryRun && msg == "plugin process exited" {
+		level = hclog.Debug
+	}
 	if l.admit(level) {
 		l.Logger.Log(level, msg, l.clean(args)...)
 	}

@@ -47,3 +47,23 @@ func TestOutputWriterCloseAfterAWholeLineLogsNothing(t *testing.T) {
 }
 
 func lines(s string) []string { return strings.Split(strings.TrimRight(s, "\n"), "\n") }
+
+// go-plugin's "plugin process exited" is an ERROR when herald kills the
+// process; for a dry run (herald validate, a reload's check), which herald
+// always ends itself, it is a debug line. Other lines keep their level.
+func TestDryRunExitIsADebugLine(t *testing.T) {
+	var out bytes.Buffer
+	base := hclog.New(&hclog.LoggerOptions{Output: &out, Level: hclog.Info, DisableTime: true})
+	for _, dry := range []bool{false, true} {
+		out.Reset()
+		l := newPluginLogger(base, "p", "/bin/p", 0)
+		l.dryRun = dry
+		l.Named("x").Error("plugin process exited", "plugin", "/bin/p", "error", "signal: killed")
+		l.Error("something else")
+		if dry {
+			require.Equal(t, []string{"[ERROR] something else: plugin=p"}, lines(out.String()))
+		} else {
+			require.Equal(t, []string{`[ERROR] x: plugin process exited: plugin=p command=/bin/p error="signal: killed"`, "[ERROR] something else: plugin=p"}, lines(out.String()))
+		}
+	}
+}
