@@ -33,6 +33,12 @@ func (m *Manager) target(plugin string) (*instance, error) {
 	if inst == nil {
 		return nil, rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (%s): retry later", plugin, st)
 	}
+	if st == StateUnresponsive {
+		// It has not answered its liveness pings: a call would only wait
+		// out its timeout. Refused at once, until it answers again or is
+		// restarted.
+		return nil, rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q is unavailable (unresponsive: it has not answered its liveness pings): retry later", plugin)
+	}
 	return inst, nil
 }
 
