@@ -70,7 +70,7 @@ func TestClusterAnnouncesOnceAcrossNodes(t *testing.T) {
 		a.member(1, fmt.Sprintf("u%d", i))
 	}
 	a.member(1, "w")
-	a.online("w", "w", nil)
+	a.join("w", "w", 1) // w shows the group: subscribed to its channel only
 	idleAll(ns)
 	a.st.SetAfterRead(overlapReads)
 
@@ -89,13 +89,13 @@ func TestClusterAnnouncesOnceAcrossNodes(t *testing.T) {
 		e.Events(sdk.Event{Kind: sdk.Connected, ConnID: fmt.Sprintf("c%d", i), UserID: fmt.Sprintf("u%d", i)})
 	})
 	for i := 0; i < users; i++ {
-		require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", fmt.Sprintf(`{"id":"u%d"}`, i)), "u%d", i)
+		require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", fmt.Sprintf(`{"id":"u%d"}`, i)), "u%d", i)
 	}
 	each(func(e *env, i int) {
 		e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: fmt.Sprintf("c%d", i), UserID: fmt.Sprintf("u%d", i)})
 	})
 	for i := 0; i < users; i++ {
-		require.Equal(t, 1, emitted(ns, "chat:user:w", "is_offline", fmt.Sprintf(`{"id":"u%d"}`, i)), "u%d", i)
+		require.Equal(t, 1, emitted(ns, "chat:group:1", "is_offline", fmt.Sprintf(`{"id":"u%d"}`, i)), "u%d", i)
 	}
 	require.Equal(t, []string{onlineKey("w")}, a.st.Keys(keyOnline))
 }
@@ -107,22 +107,22 @@ func TestClusterPresenceMovesBetweenNodes(t *testing.T) {
 	a, b := ns[0], ns[1]
 	a.member(1, "u")
 	a.member(1, "w")
-	b.online("w", "w", nil) // w listens on B only
+	b.join("w", "w", 1) // w reads the group on B
 	idleAll(ns)
 
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})
 	idleAll(ns)
-	// A announced it, to a listener it knows of only through the State.
-	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_online", `{"id":"u"}`))
+	// A announced it on the group's channel, which reaches w on B.
+	require.Equal(t, 1, emitted(ns[:1], "chat:group:1", "is_online", `{"id":"u"}`))
 	b.Events(sdk.Event{Kind: sdk.Connected, ConnID: "b1", UserID: "u"})
 	idleAll(ns) // B's connection is in the State before A's closes
 	a.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "a1", UserID: "u"})
 	idleAll(ns)
-	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""), "u is still online on B")
+	require.Zero(t, emitted(ns, "chat:group:1", "is_offline", ""), "u is still online on B")
 	b.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "b1", UserID: "u"})
 	idleAll(ns)
-	require.Equal(t, 1, emitted(ns[1:], "chat:user:w", "is_offline", `{"id":"u"}`))
-	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", ""))
+	require.Equal(t, 1, emitted(ns[1:], "chat:group:1", "is_offline", `{"id":"u"}`))
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", `{"id":"u"}`))
 }
 
 // A node dies with connections on it: when its liveness record expires,
@@ -134,26 +134,26 @@ func TestClusterNodeDeathAnnouncesOfflineOnce(t *testing.T) {
 	for _, u := range []string{"w", "only", "both"} {
 		a.member(1, u)
 	}
-	a.online("w", "w", nil)
-	idleAll(ns) // w's listening reaches every node
+	a.join("w", "w", 1)
+	idleAll(ns)
 	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d1", UserID: "only"},
 		sdk.Event{Kind: sdk.Connected, ConnID: "d2", UserID: "both"})
 	b.Events(sdk.Event{Kind: sdk.Connected, ConnID: "b2", UserID: "both"})
 	idleAll(ns)
-	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"only"}`))
-	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"both"}`))
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", `{"id":"only"}`))
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", `{"id":"both"}`))
 
 	// The node dies: no disconnect reaches anyone, its records stay...
 	pid := dying.p.pid
 	dying.Close()
 	survivors := ns[:2]
 	idleAll(survivors)
-	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""))
+	require.Zero(t, emitted(ns, "chat:group:1", "is_offline", ""))
 	// ...until its liveness record expires.
 	expire(t, a.st, procKey(pid))
 	idleAll(survivors)
-	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_offline", `{"id":"only"}`))
-	require.Zero(t, emitted(survivors, "chat:user:w", "is_offline", `{"id":"both"}`))
+	require.Equal(t, 1, emitted(survivors, "chat:group:1", "is_offline", `{"id":"only"}`))
+	require.Zero(t, emitted(survivors, "chat:group:1", "is_offline", `{"id":"both"}`))
 	require.Equal(t, []string{onlineKey("both"), onlineKey("w")}, a.st.Keys(keyOnline))
 	for _, e := range a.st.Keys(keyOnline) {
 		got, err := a.st.Get(t.Context(), e)
@@ -173,13 +173,13 @@ func TestClusterTombstoneOfADeadClaimant(t *testing.T) {
 	for _, u := range []string{"w", "gone", "back"} {
 		a.member(1, u)
 	}
-	a.online("w", "w", nil)
+	a.join("w", "w", 1)
 	idleAll(ns)
 	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d1", UserID: "gone"},
 		sdk.Event{Kind: sdk.Connected, ConnID: "d2", UserID: "back"})
 	idleAll(ns)
-	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"gone"}`))
-	require.Equal(t, 1, emitted(ns, "chat:user:w", "is_online", `{"id":"back"}`))
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", `{"id":"gone"}`))
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_online", `{"id":"back"}`))
 	// b got no event yet: its start's replay ends on a timer, with a
 	// reap that would delete the tombstones below before back connects.
 	settledAll(t, ns)
@@ -197,28 +197,23 @@ func TestClusterTombstoneOfADeadClaimant(t *testing.T) {
 	survivors := ns[:2]
 	idleAll(survivors)
 	require.Contains(t, a.st.Keys(keyOnline), onlineKey("back"), "the tombstone is there when back connects")
-	for _, e := range survivors {
-		e.p.cmu.Lock()
-		require.Nil(t, e.p.presence.get("gone"), "a tombstone reads as offline")
-		e.p.cmu.Unlock()
-	}
 
 	b.Events(sdk.Event{Kind: sdk.Connected, ConnID: "b1", UserID: "back"})
 	idleAll(survivors)
-	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_online", `{"id":"back"}`))
+	require.Equal(t, 1, emitted(survivors, "chat:group:1", "is_online", `{"id":"back"}`))
 	rec, err := a.st.Get(t.Context(), onlineKey("back"))
 	require.NoError(t, err)
 	require.Contains(t, string(rec.Value), b.p.pid)
 
 	expire(t, a.st, procKey(pid))
 	idleAll(survivors)
-	require.Zero(t, emitted(survivors, "chat:user:w", "is_offline", ""))
+	require.Zero(t, emitted(survivors, "chat:group:1", "is_offline", ""))
 	require.Equal(t, []string{onlineKey("back"), onlineKey("w")}, a.st.Keys(keyOnline), "gone's tombstone is deleted")
 
 	// gone comes back as from any offline.
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "gone"})
 	idleAll(survivors)
-	require.Equal(t, 1, emitted(survivors, "chat:user:w", "is_online", `{"id":"gone"}`))
+	require.Equal(t, 1, emitted(survivors, "chat:group:1", "is_online", `{"id":"gone"}`))
 }
 
 // A process whose own liveness record expired (it could not renew in time)
@@ -229,7 +224,7 @@ func TestClusterExpiredProcessComesBack(t *testing.T) {
 	a, b := ns[0], ns[1]
 	a.member(1, "u")
 	a.member(1, "w")
-	b.online("w", "w", nil)
+	b.join("w", "w", 1)
 	idleAll(ns)
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})
 	idleAll(ns)
@@ -244,7 +239,7 @@ func TestClusterExpiredProcessComesBack(t *testing.T) {
 	require.NotContains(t, string(rec.Value), old)
 	// B may have announced u offline while reaping, then A online again:
 	// never more than that, and u ends announced online.
-	on, off := emitted(ns, "chat:user:w", "is_online", ""), emitted(ns, "chat:user:w", "is_offline", "")
+	on, off := emitted(ns, "chat:group:1", "is_online", `{"id":"u"}`), emitted(ns, "chat:group:1", "is_offline", `{"id":"u"}`)
 	require.LessOrEqual(t, off, 1)
 	require.Equal(t, off+1, on)
 }
@@ -300,7 +295,7 @@ func TestClusterEnteringOnceAcrossNodes(t *testing.T) {
 	a, b := ns[0], ns[1]
 	a.member(78, 383)
 	a.member(78, 384)
-	b.online("c384", "384", nil)
+	b.join("c384", "384", 78)
 	idleAll(ns)
 	var wg sync.WaitGroup
 	for _, e := range ns {
@@ -313,13 +308,13 @@ func TestClusterEnteringOnceAcrossNodes(t *testing.T) {
 	}
 	wg.Wait()
 	idleAll(ns)
-	require.Equal(t, 1, emitted(ns, "chat:user:384", "entering", ""))
+	require.Equal(t, 1, emitted(ns, "chat:group:78", "entering", ""))
 	// Past the window (each node's clock), one more.
 	a.clock.add(3 * time.Second)
 	b.clock.add(3 * time.Second)
 	_, err := b.Call("saveDraft", sdktest.Backend(), map[string]any{"group_id": 78, "user_id": 383, "text": "hello"})
 	require.NoError(t, err)
-	require.Equal(t, 2, emitted(ns, "chat:user:384", "entering", ""))
+	require.Equal(t, 2, emitted(ns, "chat:group:78", "entering", ""))
 }
 
 // Ids that hold "/" or "%", or would make a segment too long, give valid,
@@ -358,7 +353,7 @@ func TestClusterHandOverRaces(t *testing.T) {
 	a, b := ns[0], ns[1]
 	const users = 20
 	a.member(1, "w")
-	a.online("w", "w", nil)
+	a.join("w", "w", 1)
 	for i := 0; i < users; i++ {
 		a.member(1, fmt.Sprintf("u%d", i))
 		a.Events(sdk.Event{Kind: sdk.Connected, ConnID: fmt.Sprintf("a%d", i), UserID: fmt.Sprintf("u%d", i)})
@@ -386,7 +381,7 @@ func TestClusterHandOverRaces(t *testing.T) {
 		require.Contains(t, string(rec.Value), b.p.pid, u)
 		require.NotContains(t, string(rec.Value), a.p.pid, u)
 		obj := fmt.Sprintf(`{"id":"%s"}`, u)
-		require.Equal(t, emitted(ns, "chat:user:w", "is_offline", obj)+1, emitted(ns, "chat:user:w", "is_online", obj), u)
+		require.Equal(t, emitted(ns, "chat:group:1", "is_offline", obj)+1, emitted(ns, "chat:group:1", "is_online", obj), u)
 	}
 }
 
@@ -396,53 +391,33 @@ func TestClusterHandOverRaces(t *testing.T) {
 // offline, once.
 func TestClusterNodeDeathThroughTheSDK(t *testing.T) {
 	st := sdktest.NewState()
-	run := func() (*sdktest.Harness, *Chat) {
+	run := func() *sdktest.Harness {
 		p := New()
 		p.settle = 50 * time.Millisecond
-		return st.Start(t, p, map[string]any{"liveness_ttl": "3s"}), p
+		return st.Start(t, p, map[string]any{"liveness_ttl": "3s"})
 	}
-	a, _ := run()
-	dying, pd := run()
+	a, dying := run(), run()
 	for _, u := range []string{"w", "u"} {
 		_, err := a.Call("addMember", sdktest.Backend(), map[string]any{"group_id": 1, "user_id": u})
 		require.NoError(t, err)
 	}
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "w", UserID: "w"})
-	a.Subscribe("w", "chat:user:w")
-	// Until w's listening is in the State, dying would not know to tell w:
-	// wait for the record to say so.
-	waitFor(t, func() bool { return strings.Contains(string(st.Entries()[onlineKey("w")]), `"listening":true`) })
-	waitFor(t, func() bool {
-		pd.cmu.Lock()
-		defer pd.cmu.Unlock()
-		r := pd.presence.get("w")
-		return r != nil && r.listening("")
-	})
+	a.Subscribe("w", "chat:group:1")
+	require.Equal(t, "is_online", a.WaitEmitted(1)[0].Event, "w came online")
 	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d", UserID: "u"})
 	ns := dying.WaitEmitted(1)
+	require.Equal(t, "chat:group:1", ns[0].Channel)
 	require.Equal(t, "is_online", ns[0].Event)
 	n0 := len(a.Emitted())
 
 	dying.Close() // no disconnect reaches anyone
 	ns = a.WaitEmitted(n0 + 1)[n0:]
 	require.Len(t, ns, 1)
-	require.Equal(t, "chat:user:w", ns[0].Channel)
+	require.Equal(t, "chat:group:1", ns[0].Channel)
 	require.Equal(t, "is_offline", ns[0].Event)
 	require.Equal(t, `{"id":"u"}`, string(ns[0].Object))
 	_, stillOnline := st.Entries()[onlineKey("u")]
 	require.False(t, stillOnline)
-}
-
-// waitFor polls cond until it holds, failing after a generous bound.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(sdktest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition never held")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // A liveness record that expires without the Watch reporting it (a store
@@ -452,7 +427,7 @@ func TestClusterUnreportedExpiryIsFound(t *testing.T) {
 	a, dying := ns[0], ns[1]
 	a.member(1, "w")
 	a.member(1, "u")
-	a.online("w", "w", nil)
+	a.join("w", "w", 1)
 	idleAll(ns)
 	dying.Events(sdk.Event{Kind: sdk.Connected, ConnID: "d", UserID: "u"})
 	idleAll(ns)
@@ -461,25 +436,60 @@ func TestClusterUnreportedExpiryIsFound(t *testing.T) {
 	// Gone from the store, unseen by every watch.
 	a.st.WriteUnseen(procKey(pid), nil, true)
 	a.idle()
-	require.Zero(t, emitted(ns, "chat:user:w", "is_offline", ""))
+	require.Zero(t, emitted(ns, "chat:group:1", "is_offline", ""))
 	a.p.renew() // the next renewal
 	a.idle()
-	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_offline", `{"id":"u"}`))
+	require.Equal(t, 1, emitted(ns[:1], "chat:group:1", "is_offline", `{"id":"u"}`))
 }
 
-// A participant who listens on another node, recorded in the State before a
-// user comes online, hears of it even when the announcing node's watch lags:
-// the announcer first catches up to its own write.
-func TestClusterAnnouncesToListenersTheWatchHasNotShownYet(t *testing.T) {
+// A membership recorded through another node a moment before a user comes
+// online is among the groups announced, even when the announcing node's
+// watch lags: the announcer first catches up to its own write.
+func TestClusterAnnouncesToGroupsTheWatchHasNotShownYet(t *testing.T) {
 	ns := nodes(t, 2, nil)
 	a, b := ns[0], ns[1]
 	a.member(1, "u")
-	a.member(1, "w")
 	idleAll(ns)
 	a.st.SetWatchLag(50 * time.Millisecond)
-	b.online("w", "w", nil)
-	b.p.work.waitIdle(t.Context()) // w's listening is in the State; A's watch lags
+	b.member(2, "u") // in the State; A's watch shows it late
 	a.Events(sdk.Event{Kind: sdk.Connected, ConnID: "a1", UserID: "u"})
 	idleAll(ns)
-	require.Equal(t, 1, emitted(ns[:1], "chat:user:w", "is_online", `{"id":"u"}`))
+	require.Equal(t, 1, emitted(ns[:1], "chat:group:1", "is_online", `{"id":"u"}`))
+	require.Equal(t, 1, emitted(ns[:1], "chat:group:2", "is_online", `{"id":"u"}`))
+}
+
+// Presence records written by an earlier version, whose process entries
+// carry a "listening" flag, are read like any other: a user held only by a
+// dead process is announced offline once, on the group's channel, with the
+// object the record names; a user held by a live process stays online
+// silently when they connect here, and the flag is gone once the record is
+// written again.
+func TestClusterReadsRecordsOfEarlierVersions(t *testing.T) {
+	st := newMemState(t)
+	ctx := t.Context()
+	for _, u := range []string{"gone", "stays", "w"} {
+		_, err := st.Put(ctx, memberKey("1", u), mustJSON(membership{Group: "1", User: u}))
+		require.NoError(t, err)
+	}
+	const dead, live = "00000000000000de", "00000000000000aa"
+	_, err := st.Put(ctx, procKey(live), mustJSON(procRecord{Started: "2026-11-29T00:00:00Z"}))
+	require.NoError(t, err)
+	_, err = st.Put(ctx, onlineKey("gone"), []byte(`{"user":"gone","procs":{"`+dead+`":{"listening":true}},"object":{"id":"gone","nick":"old"}}`))
+	require.NoError(t, err)
+	_, err = st.Put(ctx, onlineKey("stays"), []byte(`{"user":"stays","procs":{"`+live+`":{"listening":true}},"object":{"id":"stays"}}`))
+	require.NoError(t, err)
+
+	ns := []*env{start(t, st, nil)}
+	e := ns[0]
+	e.join("w", "w", 1)
+	settledAll(t, ns)
+	require.Equal(t, 1, emitted(ns, "chat:group:1", "is_offline", `{"id":"gone","nick":"old"}`))
+	require.NotContains(t, st.Keys(keyOnline), onlineKey("gone"))
+
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "s", UserID: "stays"})
+	e.idle()
+	require.Zero(t, emitted(ns, "chat:group:1", "is_online", `{"id":"stays"}`), "stays was online already")
+	rec, ok := st.Entry(onlineKey("stays"))
+	require.True(t, ok)
+	require.JSONEq(t, `{"user":"stays","procs":{"`+live+`":{},"`+e.p.pid+`":{}},"object":{"id":"stays"}}`, string(rec.Value))
 }

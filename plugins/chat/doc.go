@@ -7,6 +7,9 @@
 // membership (addMember, removeMember) and report object changes
 // (objectChanged), which the plugin routes to the right channels. Clients
 // call chat.saveDraft; presence comes from the host's connection events.
+// `entering` goes to the group's channel, and is_online/is_offline to the
+// channel of each group of the user: every subscriber of a group's channel
+// gets them, the user's own clients included (README: Decisions).
 //
 // Membership, reported user objects and online status are kept in Herald's
 // State (sdk.State: a file on one node, a JetStream KV bucket shared by the

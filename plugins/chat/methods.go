@@ -333,9 +333,11 @@ type enteringRef struct {
 // cache of the entering/ keys: a miss only costs a read).
 const maxEnteringKeys = 4096
 
-// saveDraft {group_id, text} tells the group's other participants that the
-// caller is typing, at most once per entering_window. A backend names the
-// typist with user_id.
+// saveDraft {group_id, text} tells the group that the caller is typing, at
+// most once per entering_window: one `entering` on chat:group:<group_id>,
+// which every subscriber of the group's channel gets (the typist's own
+// client too: it knows itself by the object's user_id). A backend names the
+// typist with user_id. The answer, {entering}, says whether one went out.
 func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 	o, err := decodeObject(call.Params, "", "group_id", "text", "user_id")
 	if err != nil {
@@ -369,28 +371,27 @@ func (c *Chat) saveDraft(ctx context.Context, call *sdk.Call) (any, error) {
 	}
 	// An emptied draft is not typing.
 	if strings.TrimSpace(text) == "" {
-		return map[string]any{"entering": false, "notified": 0}, nil
+		return draftResult{Entering: false}, nil
 	}
 	won, err := c.enteringDue(ctx, g, user)
 	if err != nil {
 		return nil, stateError("recording the entering mark failed: ", err)
 	}
 	if !won {
-		return map[string]any{"entering": false, "notified": 0}, nil
+		return draftResult{Entering: false}, nil
 	}
 	obj, _ := json.Marshal(enteringRef{UserID: jsonID(user), GroupID: jsonID(g)})
-	var ns []sdk.Notification
-	for _, m := range c.groupMembers(g) {
-		if m == user || !c.listening(m) {
-			continue
-		}
-		ns = append(ns, sdk.Notification{Channel: prefixUser + m, Event: "entering",
-			ObjectType: "draft", ObjectName: "no matter", Object: json.RawMessage(obj)})
-	}
-	if _, err := call.Host.Emit(ctx, ns...); err != nil {
+	if _, err := call.Host.Emit(ctx, sdk.Notification{Channel: prefixGroup + g, Event: "entering",
+		ObjectType: "draft", ObjectName: "no matter", Object: json.RawMessage(obj)}); err != nil {
 		return nil, err
 	}
-	return map[string]any{"entering": true, "notified": len(ns)}, nil
+	return draftResult{Entering: true}, nil
+}
+
+// draftResult answers saveDraft: whether an `entering` went out (false
+// inside the window, or for an emptied draft).
+type draftResult struct {
+	Entering bool `json:"entering"`
 }
 
 // enteringDue says whether an `entering` for user in group is due now, and
@@ -423,11 +424,10 @@ func (c *Chat) enteringDue(ctx context.Context, group, user string) (bool, error
 	// The mark's TTL only sweeps it away after the window (a TTL is at
 	// least a second); the time inside decides.
 	val, ttl := mustJSON(enteringMark{At: now.UnixNano()}), sdk.WithTTL(window+time.Second)
-	var wrote uint64
 	if found {
-		wrote, err = c.st.Update(ctx, key, val, rev, ttl)
+		_, err = c.st.Update(ctx, key, val, rev, ttl)
 	} else {
-		wrote, err = c.st.Create(ctx, key, val, ttl)
+		_, err = c.st.Create(ctx, key, val, ttl)
 	}
 	if isConflict(err) || isNotFound(err) {
 		return false, nil // another process emitted just now
@@ -436,7 +436,6 @@ func (c *Chat) enteringDue(ctx context.Context, group, user string) (bool, error
 		return false, err
 	}
 	c.remember(local, now, now)
-	c.caughtUp(ctx, wrote) // who listens, as of the mark
 	return true, nil
 }
 

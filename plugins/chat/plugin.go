@@ -119,7 +119,6 @@ type Chat struct {
 	dead      map[string]bool      // process ids known dead, to be reaped
 	conns     map[string]*conn     // this node's connections, by id
 	byUser    map[string]set       // user -> this node's connection ids
-	listen    map[string]int       // user -> this node's connections subscribed to chat:user:<user>
 	mine      set                  // users whose online/ record holds this pid
 	failed    set                  // users whose sync failed: retried at the next renewal
 	removing  map[string]int       // members/ keys a removeMember of this process is applying
@@ -180,7 +179,7 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	}
 	c.cfg, c.st, c.host, c.log = cfg, st, h, h.Logger()
 	c.memb, c.presence, c.procs = newMemberCache(), &presenceCache{recs: map[string]presenceRev{}}, set{}
-	c.conns, c.byUser, c.listen, c.mine, c.failed = map[string]*conn{}, map[string]set{}, map[string]int{}, set{}, set{}
+	c.conns, c.byUser, c.mine, c.failed = map[string]*conn{}, map[string]set{}, set{}, set{}
 	c.dead, c.removing, c.entering = map[string]bool{}, map[string]int{}, map[string]time.Time{}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.work = newWorkers(presenceWorkers)
@@ -345,27 +344,11 @@ func (c *Chat) coParticipants(user string) []string {
 	return sorted(seen)
 }
 
-// groupMembers lists a group's participants from the cache, sorted.
-func (c *Chat) groupMembers(group string) []string {
+// groupsOf lists, sorted, the groups user belongs to (from the cache).
+func (c *Chat) groupsOf(user string) []string {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
-	return sorted(c.memb.groups[group])
-}
-
-// listening says whether user has a connection subscribed to their
-// chat:user channel on any node: this node's from its own view, the others'
-// from the presence cache.
-func (c *Chat) listening(user string) bool {
-	c.mu.Lock()
-	local, pid := c.listen[user] > 0, c.pid
-	c.mu.Unlock()
-	if local {
-		return true
-	}
-	c.cmu.Lock()
-	defer c.cmu.Unlock()
-	r := c.presence.get(user)
-	return r != nil && r.listening(pid)
+	return sorted(c.memb.userGroups[user])
 }
 
 // emit publishes an announcement, logging a failure (it has no caller to

@@ -127,6 +127,33 @@ func (e *env) online(connID, user string, claims map[string]any) {
 	e.Subscribe(connID, "chat:user:"+user)
 }
 
+// join connects conn for user and subscribes it to the channels of groups
+// only, as a client that shows those groups does.
+func (e *env) join(connID, user string, groups ...any) {
+	e.t.Helper()
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: connID, UserID: user})
+	for _, g := range groups {
+		e.Subscribe(connID, fmt.Sprintf("chat:group:%v", g))
+	}
+}
+
+// reaching lists the notifications of ns that reach connection connID: the
+// host delivers a channel's notifications to every subscriber of it.
+func (e *env) reaching(connID string, ns []sdktest.Emitted) []sdktest.Emitted {
+	e.t.Helper()
+	subs := map[string]bool{}
+	for _, ch := range e.Subscriptions(connID) {
+		subs[ch] = true
+	}
+	var out []sdktest.Emitted
+	for _, n := range ns {
+		if subs[n.Channel] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // count is how many notifications were emitted, once the plugin is idle.
 func (e *env) count() int {
 	e.t.Helper()
@@ -391,27 +418,38 @@ func TestMembership(t *testing.T) {
 	require.Len(t, refused, 1)
 }
 
-func TestEnteringGoesToTheOtherParticipantsOnly(t *testing.T) {
+// entering goes once to the group's channel, so a participant subscribed
+// only there gets it (the typist too: its client knows itself by user_id),
+// and nothing of it goes to any chat:user channel.
+func TestEnteringGoesToTheGroupChannel(t *testing.T) {
 	e := start(t, nil, nil)
 	e.member(78, 383)
 	e.member(78, 384)
-	e.member(78, 385) // not connected: nobody to tell
+	e.member(78, 385) // not connected
 	e.member(79, 386) // another group
-	e.online("typist", "383", nil)
-	e.online("c384", "384", nil)
-	e.online("c386", "386", nil)
+	e.member(79, 383)
+	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "typist", UserID: "383"})
+	e.Subscribe("typist", "chat:user:383")
+	e.Subscribe("typist", "chat:group:78")
+	e.join("c384", "384", 78)
+	e.online("u384", "384", nil) // 384's other tab, on their own channel only
+	e.join("c386", "386", 79)
 	n0 := e.count()
 
 	res, err := e.Call("saveDraft", e.Client("typist"), map[string]any{"group_id": 78, "text": "hel"})
 	require.NoError(t, err)
-	require.JSONEq(t, `{"entering":true,"notified":1}`, string(res))
+	require.JSONEq(t, `{"entering":true}`, string(res))
 	ns := e.since(n0)
-	require.Len(t, ns, 1)
-	require.Equal(t, "chat:user:384", ns[0].Channel)
+	require.Len(t, ns, 1, "one entering, on the group's channel")
+	require.Equal(t, "chat:group:78", ns[0].Channel)
 	require.Equal(t, "entering", ns[0].Event)
 	require.Equal(t, "no matter", ns[0].ObjectName)
 	require.Equal(t, "draft", ns[0].ObjectType)
 	require.Equal(t, `{"user_id":383,"group_id":78}`, string(ns[0].Object))
+	require.Len(t, e.reaching("c384", ns), 1, "a participant on the group's channel only")
+	require.Len(t, e.reaching("typist", ns), 1, "the typist's own client")
+	require.Empty(t, e.reaching("u384", ns), "nothing on chat:user")
+	require.Empty(t, e.reaching("c386", ns), "another group")
 }
 
 func TestEnteringDebounce(t *testing.T) {
@@ -426,18 +464,18 @@ func TestEnteringDebounce(t *testing.T) {
 		return string(res)
 	}
 	n0 := e.count()
-	require.JSONEq(t, `{"entering":true,"notified":1}`, draft("h"))
+	require.JSONEq(t, `{"entering":true}`, draft("h"))
 	for _, s := range []string{"he", "hel", "hell"} {
 		e.clock.add(700 * time.Millisecond)
-		require.JSONEq(t, `{"entering":false,"notified":0}`, draft(s))
+		require.JSONEq(t, `{"entering":false}`, draft(s))
 	}
 	require.Len(t, e.since(n0), 1, "one burst, one entering")
 	e.clock.add(900 * time.Millisecond) // 3s after the first
-	require.JSONEq(t, `{"entering":true,"notified":1}`, draft("hello"))
+	require.JSONEq(t, `{"entering":true}`, draft("hello"))
 	require.Len(t, e.since(n0), 2)
 	// An emptied draft is not typing.
 	e.clock.add(10 * time.Second)
-	require.JSONEq(t, `{"entering":false,"notified":0}`, draft(""))
+	require.JSONEq(t, `{"entering":false}`, draft(""))
 	require.Len(t, e.since(n0), 2)
 }
 
@@ -467,38 +505,52 @@ func TestSaveDraftRules(t *testing.T) {
 	e.backend("saveDraft", map[string]any{"group_id": 78, "text": "xy", "user_id": 384})
 	ns := e.since(n0)
 	require.Len(t, ns, 2)
-	require.Equal(t, "chat:user:383", ns[0].Channel)
+	require.Equal(t, "chat:group:78", ns[0].Channel)
 	require.Equal(t, `{"user_id":384,"group_id":78}`, string(ns[1].Object))
 }
 
+// is_online and is_offline go to the channel of each group of the user,
+// one per group: a participant subscribed only to a group's channel gets
+// them there, and nothing of them goes to any chat:user channel.
 func TestPresenceTwoTabs(t *testing.T) {
 	e := start(t, nil, nil)
 	e.member(2, 87)
 	e.member(2, 72)
 	e.member(3, 87)
 	e.member(3, 73)
-	e.online("w72", "72", nil)
-	e.online("w73", "73", nil)
+	e.member(3, 72)
+	e.join("w72", "72", 2, 3)
+	e.join("w73", "73", 3)
+	e.online("u72", "72", nil) // 72's other tab, on their own channel only
 	n0 := e.count()
 
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "tab1", UserID: "87", Claims: map[string]any{"nick": "ivan"}})
 	ns := e.since(n0)
-	require.Len(t, ns, 2)
-	for i, ch := range []string{"chat:user:72", "chat:user:73"} {
+	require.Len(t, ns, 2, "one per group")
+	for i, ch := range []string{"chat:group:2", "chat:group:3"} {
 		require.Equal(t, ch, ns[i].Channel)
 		require.Equal(t, "is_online", ns[i].Event)
 		require.Equal(t, "user", ns[i].ObjectName)
 		require.Equal(t, "user", ns[i].ObjectType)
 		require.Equal(t, `{"id":87,"nick":"ivan"}`, string(ns[i].Object))
 	}
+	require.Len(t, e.reaching("w72", ns), 2, "72 shows both groups")
+	require.Len(t, e.reaching("w73", ns), 1)
+	require.Empty(t, e.reaching("u72", ns), "nothing on chat:user")
+
 	e.Events(sdk.Event{Kind: sdk.Connected, ConnID: "tab2", UserID: "87"})
 	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab1", UserID: "87"})
 	require.Len(t, e.since(n0), 2, "a second tab is the same user")
 	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab2", UserID: "87"})
 	ns = e.since(n0 + 2)
 	require.Len(t, ns, 2)
-	require.Equal(t, "is_offline", ns[0].Event)
-	require.Equal(t, `{"id":87,"nick":"ivan"}`, string(ns[0].Object))
+	for i, ch := range []string{"chat:group:2", "chat:group:3"} {
+		require.Equal(t, ch, ns[i].Channel)
+		require.Equal(t, "is_offline", ns[i].Event)
+		require.Equal(t, `{"id":87,"nick":"ivan"}`, string(ns[i].Object))
+	}
+	require.Len(t, e.reaching("w73", ns), 1)
+	require.Empty(t, e.reaching("u72", ns))
 	// Idempotent: a repeated or unknown event changes nothing.
 	e.Events(sdk.Event{Kind: sdk.Disconnected, ConnID: "tab2", UserID: "87"})
 	require.Len(t, e.since(n0), 4)
@@ -596,7 +648,7 @@ func TestRestartKeepsState(t *testing.T) {
 	expire(t, e.st, procKey(oldPID))
 	ns := e2.since(0)
 	require.Len(t, ns, 1)
-	require.Equal(t, "chat:user:383", ns[0].Channel)
+	require.Equal(t, "chat:group:78", ns[0].Channel)
 	require.Equal(t, "is_offline", ns[0].Event)
 	require.Equal(t, `{"id":384,"nick":"ivan"}`, string(ns[0].Object))
 	require.Equal(t, []string{onlineKey("383"), onlineKey("999")}, e.st.Keys(keyOnline))

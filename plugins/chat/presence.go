@@ -16,15 +16,15 @@ import (
 
 // Presence. A user is online while they have at least one connection on
 // any node (tabs count once). When their first connection anywhere opens,
-// the participants of their groups get is_online; when their last one
-// anywhere closes, is_offline; each on their own chat:user:<id> channel,
-// and only those who listen there on some node (see README).
+// is_online goes to the channel of each group they belong to,
+// chat:group:<g>, one per group; when their last one anywhere closes,
+// is_offline, the same way. Every subscriber of a group's channel gets it,
+// on whichever node (see README).
 //
 // Each chat process knows only its own node's connections (the host tells
 // it, and replays them after a Reset). What is shared is one record per
 // online user, online/<user> (store.go): the ids of the processes that hold
-// a connection of the user, each with whether one of those connections
-// listens on chat:user:<user>. Every change of a record is a compare-and-set
+// a connection of the user. Every change of a record is a compare-and-set
 // on its revision, so exactly one process makes each transition: the one
 // whose Create makes the record announces is_online; the one that removes
 // the last process announces is_offline, and that removal is an Update at
@@ -50,11 +50,11 @@ import (
 //
 // The host's events only change this process's view of its connections;
 // the records are brought in line afterwards by the workers (work.go), each
-// user's in order on one worker. The recipients of an announcement are
-// those listening when the winning write landed: the announcer first lets
-// its mirrors catch up to that write (caughtUp). After a Reset the work
-// waits until the replay of the host's connections settles, so that a
-// replay in progress is never taken for users who left.
+// user's in order on one worker. An announcement goes to the groups the
+// user belonged to when the winning write landed: the announcer first lets
+// its mirrors (memberships included) catch up to that write (caughtUp).
+// After a Reset the work waits until the replay of the host's connections
+// settles, so that a replay in progress is never taken for users who left.
 
 // HandleEvent implements sdk.EventHandler.
 func (c *Chat) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
@@ -64,7 +64,7 @@ func (c *Chat) HandleEvent(_ context.Context, _ sdk.Host, ev sdk.Event) {
 		return // draining, or never configured
 	}
 	if ev.Kind == sdk.Reset {
-		c.conns, c.byUser, c.listen = map[string]*conn{}, map[string]set{}, map[string]int{}
+		c.conns, c.byUser = map[string]*conn{}, map[string]set{}
 		c.resyncing = true
 		c.work.setPaused(true)
 		c.armSettle()
@@ -154,9 +154,6 @@ func (c *Chat) apply(ev sdk.Event) {
 		if cn == nil {
 			return
 		}
-		for ch := range cn.subs {
-			c.unlisten(ch)
-		}
 		delete(c.conns, ev.ConnID)
 		delete(c.byUser[cn.user], ev.ConnID)
 		if len(c.byUser[cn.user]) == 0 {
@@ -168,11 +165,6 @@ func (c *Chat) apply(ev sdk.Event) {
 		cn := c.conns[ev.ConnID]
 		if cn == nil || !cn.subs.add(ev.Channel) {
 			return
-		}
-		if u, ok := strings.CutPrefix(ev.Channel, prefixUser); ok {
-			if c.listen[u]++; c.listen[u] == 1 {
-				c.dirty(u)
-			}
 		}
 		if g, ok := strings.CutPrefix(ev.Channel, prefixGroup); ok {
 			c.cmu.Lock()
@@ -188,10 +180,7 @@ func (c *Chat) apply(ev sdk.Event) {
 
 	case sdk.Unsubscribed:
 		if cn := c.conns[ev.ConnID]; cn != nil {
-			if _, ok := cn.subs[ev.Channel]; ok {
-				delete(cn.subs, ev.Channel)
-				c.unlisten(ev.Channel)
-			}
+			delete(cn.subs, ev.Channel)
 		}
 	}
 }
@@ -201,16 +190,6 @@ func (c *Chat) apply(ev sdk.Event) {
 func (c *Chat) dirty(user string) {
 	if !c.resyncing {
 		c.work.sync(user)
-	}
-}
-
-// unlisten counts one connection fewer on a chat:user channel; c.mu is held.
-func (c *Chat) unlisten(ch string) {
-	if u, ok := strings.CutPrefix(ch, prefixUser); ok {
-		if c.listen[u]--; c.listen[u] <= 0 {
-			delete(c.listen, u)
-			c.dirty(u)
-		}
 	}
 }
 
@@ -249,10 +228,10 @@ func (c *Chat) worker(q *workQueue) {
 }
 
 // sync makes user's online/ record agree with this process: an entry for
-// this process while it holds a connection of the user (listening or not
-// as its connections are), none otherwise, and none for processes known
-// dead; a tombstone it finds is written over (the user came back) or
-// deleted. It returns the announcement it won, if any.
+// this process while it holds a connection of the user, none otherwise,
+// and none for processes known dead; a tombstone it finds is written over
+// (the user came back) or deleted. It returns the announcement it won, if
+// any.
 func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error) {
 	key := onlineKey(user)
 	for ctx.Err() == nil {
@@ -264,7 +243,7 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 			return nil, nil
 		}
 		pid := c.pid
-		want, listen, nick := len(c.byUser[user]) > 0, c.listen[user] > 0, c.someNick(user)
+		want, nick := len(c.byUser[user]) > 0, c.someNick(user)
 		dead := make(map[string]bool, len(c.dead))
 		for p := range c.dead {
 			dead[p] = true
@@ -277,7 +256,7 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 				c.setMine(user, false)
 				return nil, nil
 			}
-			out, landed, err := c.comeOnline(ctx, user, key, pid, listen, nick, func(v []byte) (uint64, error) {
+			out, landed, err := c.comeOnline(ctx, user, key, pid, nick, func(v []byte) (uint64, error) {
 				return c.st.Create(ctx, key, v)
 			})
 			if !landed && err == nil {
@@ -294,7 +273,7 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 			// wrote it won that announcement.
 			if want {
 				// Back online: made as a new record is.
-				out, landed, err := c.comeOnline(ctx, user, key, pid, listen, nick, func(v []byte) (uint64, error) {
+				out, landed, err := c.comeOnline(ctx, user, key, pid, nick, func(v []byte) (uint64, error) {
 					return c.st.Update(ctx, key, v, e.Revision)
 				})
 				if !landed && err == nil {
@@ -328,10 +307,12 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 				changed = true
 			}
 		}
-		cur, has := rec.Procs[pid]
+		// (An entry written by an earlier version may carry a "listening"
+		// flag; it is ignored, and dropped whenever the record is written.)
+		_, has := rec.Procs[pid]
 		switch {
-		case want && (!has || cur.Listening != listen):
-			rec.Procs[pid] = procPresence{Listening: listen}
+		case want && !has:
+			rec.Procs[pid] = procPresence{}
 			changed = true
 		case !want && has:
 			delete(rec.Procs, pid)
@@ -381,13 +362,13 @@ func (c *Chat) sync(ctx context.Context, user string) ([]sdk.Notification, error
 // Create of the missing key, or an Update of a tombstone at its revision),
 // and returns is_online if the write landed. landed is false, without an
 // error, when another process wrote first.
-func (c *Chat) comeOnline(ctx context.Context, user, key, pid string, listen bool, nick string,
+func (c *Chat) comeOnline(ctx context.Context, user, key, pid, nick string,
 	write func([]byte) (uint64, error)) (out []sdk.Notification, landed bool, err error) {
 	obj, err := c.userObject(ctx, user, nick)
 	if err != nil {
 		return nil, false, err
 	}
-	rec := &presenceRecord{User: user, Procs: map[string]procPresence{pid: {Listening: listen}}, Object: obj}
+	rec := &presenceRecord{User: user, Procs: map[string]procPresence{pid: {}}, Object: obj}
 	rev, err := write(mustJSON(rec))
 	if isConflict(err) || isNotFound(err) {
 		return nil, false, nil
@@ -396,8 +377,8 @@ func (c *Chat) comeOnline(ctx context.Context, user, key, pid string, listen boo
 		return nil, false, fmt.Errorf("write %s: %w", key, err)
 	}
 	c.written(user, key, rev, rec, true)
-	// Whoever listened when the record was made hears of it, on
-	// whichever node they listen.
+	// The groups the user was in when the record was made hear of it,
+	// also one joined through another node a moment before.
 	c.caughtUp(ctx, rev)
 	return c.presenceNotes(user, "is_online", obj), true, nil
 }
@@ -706,14 +687,12 @@ func (c *Chat) reincarnate(old string) {
 }
 
 // presenceNotes builds event (is_online or is_offline) about user for each
-// co-participant who listens on their chat:user channel on some node.
+// group they belong to (from the cache): one on chat:group:<g> per group,
+// which every subscriber of the group's channel gets.
 func (c *Chat) presenceNotes(user, event string, obj json.RawMessage) []sdk.Notification {
 	var out []sdk.Notification
-	for _, m := range c.coParticipants(user) {
-		if !c.listening(m) {
-			continue
-		}
-		out = append(out, sdk.Notification{Channel: prefixUser + m, Event: event,
+	for _, g := range c.groupsOf(user) {
+		out = append(out, sdk.Notification{Channel: prefixGroup + g, Event: event,
 			ObjectType: "user", ObjectName: "user", Object: obj})
 	}
 	return out

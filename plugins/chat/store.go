@@ -72,8 +72,7 @@ type membership struct {
 }
 
 // presenceRecord is the value of an online/ key: the chat processes (by
-// pid) that hold at least one connection of the user, whether any of that
-// process's connections listens on chat:user:<user>, and the object that
+// pid) that hold at least one connection of the user, and the object that
 // is_online announced. With no process it is a tombstone: the user is
 // offline.
 type presenceRecord struct {
@@ -82,18 +81,14 @@ type presenceRecord struct {
 	Object json.RawMessage         `json:"object"`
 }
 
-type procPresence struct {
-	Listening bool `json:"listening,omitempty"`
-}
-
-func (r *presenceRecord) listening(except string) bool {
-	for pid, p := range r.Procs {
-		if pid != except && p.Listening {
-			return true
-		}
-	}
-	return false
-}
+// procPresence is one process's entry in a presenceRecord. It is an
+// object, written {}, so that records keep the shape every version reads:
+// earlier versions wrote {"listening": true} here (whether the process held
+// a connection subscribed to chat:user:<user>, to pick the recipients of
+// announcements that now go to the group channels). Such a flag is ignored
+// when read and dropped the next time the record is written; an earlier
+// version reading {} takes it for "not listening".
+type procPresence struct{}
 
 // enteringMark is the value of an entering/ key.
 type enteringMark struct {
@@ -194,8 +189,8 @@ func (c *memberCache) has(group, user string) bool {
 }
 
 // presenceCache is this process's copy of the online/ records, kept fresh
-// by a Watch: it answers "does m listen on chat:user:m on some node" for
-// every recipient of an ephemeral event without a round trip.
+// by a Watch: the reap reads it for the processes the records name (and
+// for tombstones) without listing online/ each time.
 type presenceCache struct {
 	recs map[string]presenceRev // by key
 }
@@ -222,15 +217,6 @@ func (c *presenceCache) deleted(key string, rev uint64, tomb bool) {
 	} else {
 		delete(c.recs, key)
 	}
-}
-
-// get is user's record, or nil while they are offline (no record, or a
-// tombstone).
-func (c *presenceCache) get(user string) *presenceRecord {
-	if r, ok := c.recs[onlineKey(user)]; ok && !r.gone && len(r.rec.Procs) > 0 {
-		return r.rec
-	}
-	return nil
 }
 
 // stateError is the error a call answers when the State failed: -32050

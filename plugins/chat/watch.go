@@ -132,8 +132,9 @@ func (c *Chat) seen(rev uint64) {
 }
 
 // caughtUp waits until the mirrors hold every change up to rev (a write
-// this process just made), so that what it decides next from them (who
-// listens) is what the store held when that write landed; at most
+// this process just made), so that what it decides next from them (the
+// groups an announcement goes to) is what the store held when that write
+// landed; at most
 // catchUpWait, after which the mirrors are used as they are.
 func (c *Chat) caughtUp(ctx context.Context, rev uint64) {
 	timeout := time.NewTimer(catchUpWait)
