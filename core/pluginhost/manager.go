@@ -141,7 +141,9 @@ func New(opts Options) *Manager {
 
 // Apply makes the running plugins match the config: it starts new blocks,
 // stops removed ones and restarts changed ones (by config.Plugin.Hash),
-// leaving unchanged plugins, and every client connection, alone.
+// leaving unchanged plugins, and every client connection, alone. The
+// subscriptions to a removed plugin's channels end (Core.PluginRemoved);
+// those of a changed plugin stay while it restarts.
 //
 // The first Apply is the boot: any plugin that cannot start (bad command,
 // handshake mismatch, start timeout, configure error) or that claims a
@@ -208,6 +210,19 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 	}
 	m.mu.Unlock()
 	m.rebuild()
+	// A removed plugin's prefixes are unowned from here on (a subscribe
+	// to them is -32004): end the subscriptions it had authorized, before
+	// a plugin started below may claim them again. A changed plugin, and
+	// one that crashed, keep theirs.
+	for _, s := range stopping {
+		if restarting[s.cfg.Name] != nil {
+			continue
+		}
+		if prefixes := s.lastManifest().GetPrefixes(); len(prefixes) > 0 {
+			s.log.Info("plugin removed from the config: ending the subscriptions to its channels", "prefixes", prefixes)
+			m.opts.Core.PluginRemoved(s.cfg.Name, prefixes)
+		}
+	}
 	sort.Slice(starting, func(i, j int) bool { return starting[i].Name < starting[j].Name })
 
 	// Start the new ones in parallel: each start is bounded by StartTimeout.
