@@ -35,7 +35,8 @@ type Options struct {
 	// MaxMessageBytes is the gRPC message limit on both sides of every
 	// plugin connection. Default 16 MiB.
 	MaxMessageBytes int
-	// StopTimeout bounds stopping one plugin (drain, then kill). Default 10s.
+	// StopTimeout bounds stopping one plugin (drain, then kill; an
+	// unresponsive one is killed without a drain). Default 10s.
 	StopTimeout time.Duration
 	// WriteTimeout bounds writing one chunk of a streamed HTTP route's
 	// response (delivery.write_timeout); a client that takes no data for
