@@ -132,7 +132,7 @@ func (s *Server) PluginRemoved(plugin string, prefixes []string) {
 		all = append(all, ss)
 	}
 	s.sessionsMu.RUnlock()
-	reason := "plugin " + plugin + " was removed from the config"
+	reason := removedReason(plugin)
 	for _, ss := range all {
 		var drop []string
 		ss.mu.Lock()
@@ -148,6 +148,10 @@ func (s *Server) PluginRemoved(plugin string, prefixes []string) {
 		}
 	}
 }
+
+// removedReason is the reason a $server unsubscribed gives for the
+// channels of a plugin that a reload removed.
+func removedReason(plugin string) string { return "plugin " + plugin + " was removed from the config" }
 
 // Presence implements pluginhost.Core.
 func (s *Server) Presence(ctx context.Context, channel string) (pluginhost.PresenceInfo, error) {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/pluginhost"
 )
 
 // A subscription that herald ends on its own (here on a plugin's behalf:
@@ -137,4 +141,75 @@ func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
 	require.Equal(t, "news", notes(alice, 1)[0].Channel)
 	send(t, alice, `{"jsonrpc":"2.0","id":9,"method":"unsubscribe","params":{"channels":["p:1","pp:2"]}}`)
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":9,"result":{"unsubscribed":[]}}`, string(read(t, alice)))
+}
+
+// removingPlugins owns "p" on behalf of plugin "gone" until its Authorize
+// runs: then a reload removes the plugin (its prefix released, then
+// Server.PluginRemoved), while the subscribe that asked is still under way.
+type removingPlugins struct {
+	noPlugins
+	srv   *Server
+	mu    sync.Mutex
+	owned bool
+}
+
+func (r *removingPlugins) Owner(ch string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owned && namespace(ch) == "p" {
+		return "gone", true
+	}
+	return "", false
+}
+
+func (r *removingPlugins) Authorize(context.Context, string, pluginhost.Caller, []string) ([]pluginhost.Refusal, error) {
+	r.mu.Lock()
+	r.owned = false
+	r.mu.Unlock()
+	r.srv.PluginRemoved("gone", []string{"p"})
+	return nil, nil
+}
+
+// A subscribe that the removed plugin authorized just before the reload
+// removed it, and that joins after PluginRemoved looked at the connection,
+// is ended all the same: the reply, then the $server unsubscribed.
+func TestSubscribeRacingAPluginRemovalIsEnded(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	srv.SetPlugins(&removingPlugins{srv: srv, owned: true})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	p := &pubTest{srv: srv, ts: ts}
+	ws, _, err := websocket.DefaultDialer.Dial(p.wsURL("/ws"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+
+	send(t, ws, `{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":["p:1","news"]}}`)
+	require.Contains(t, string(read(t, ws)), `"channel":"p:1"`)
+	publishTo(t, p, "news", 1)
+	var got []string
+	var object json.RawMessage
+	for len(got) < 2 {
+		var m struct {
+			Params struct {
+				Notifications []struct {
+					Channel, Event string
+					Object         json.RawMessage
+				}
+			}
+		}
+		require.NoError(t, json.Unmarshal(read(t, ws), &m))
+		for _, n := range m.Params.Notifications {
+			if n.Channel == ServerChannel {
+				object = n.Object
+			}
+			got = append(got, n.Channel+" "+n.Event)
+		}
+	}
+	require.Equal(t, []string{"$server unsubscribed", "news e"}, got)
+	require.JSONEq(t, `{"channels":[{"channel":"p:1","reason":"plugin gone was removed from the config"}]}`, string(object))
+	send(t, ws, `{"jsonrpc":"2.0","id":2,"method":"unsubscribe","params":{"channels":["p:1"]}}`)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":2,"result":{"unsubscribed":[]}}`, string(read(t, ws)))
 }
