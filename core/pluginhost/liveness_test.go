@@ -143,8 +143,8 @@ func TestBusyPluginStaysRunning(t *testing.T) {
 }
 
 // A plugin that does not answer its liveness pings would not drain either:
-// a reload that removes it, and the manager's Close (herald's shutdown),
-// kill its process group at once instead of waiting for the drain's bound
+// a reload that changes or removes it, and the manager's Close (herald's
+// shutdown), kill its process group at once instead of waiting for the drain's bound
 // (StopTimeout, here far longer than the bounds below).
 func TestUnresponsivePluginIsKilledWithoutADrain(t *testing.T) {
 	checkGoroutines(t)
@@ -158,7 +158,18 @@ func TestUnresponsivePluginIsKilledWithoutADrain(t *testing.T) {
 
 	pid := hang(t, m, "tester")
 	waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	changed := block(t, "tester", "tester", map[string]string{"TESTER_VERSION": "2.0.0"})
 	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	require.NoError(t, m.Apply(ctx, []config.Plugin{changed, t2}), "a reload changing an unresponsive plugin kills it at once, without waiting for a drain")
+	require.True(t, gone(pid), "the old process is gone (reaped)")
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Equal(t, "2.0.0", st.Version)
+
+	pid = hang(t, m, "tester")
+	waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	ctx, cancel = context.WithTimeout(bg, 30*time.Second)
 	defer cancel()
 	require.NoError(t, m.Apply(ctx, []config.Plugin{t2}), "a reload removing an unresponsive plugin kills it at once, without waiting for a drain")
 	require.True(t, gone(pid), "the removed plugin's process is gone (reaped)")
