@@ -1,7 +1,10 @@
 package main_test
 
 import (
+	"errors"
 	"net/http"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,4 +67,51 @@ func TestHungPluginIsUnavailableThenRestarted(t *testing.T) {
 	status, body = h.Do(t, http.MethodPost, "/v1/plugins/echo/say", map[string]any{"text": "back", "user": "alice"}, heraldtest.APIKey, nil)
 	require.Equal(t, 200, status, string(body))
 	require.JSONEq(t, `{"text":"back","user_id":"alice"}`, string(alice.Notifications(t, 1)[0].Object))
+}
+
+// belowTheDrain bounds a stop that must not drain: stopping a plugin
+// otherwise asks it to drain for up to 10 s (the plugin host's
+// StopTimeout) and then gives go-plugin 2 s more, so a stop that waited
+// for an unresponsive plugin's drain takes 10 s at least. A kill takes
+// milliseconds.
+const belowTheDrain = 5 * time.Second
+
+// A plugin that does not answer its liveness pings would not drain either:
+// a SIGHUP that removes it, and a SIGTERM, kill its process group at once
+// (a WARN line says why) instead of waiting for the drain's bound.
+func TestUnresponsivePluginIsKilledWithoutADrain(t *testing.T) {
+	echo := pluginBlock("echo", "examples/echo-plugin", "")(t)
+	h := heraldtest.Start(t, heraldtest.Options{
+		HCL: "limits {\n  call_timeout = \"1s\"\n}\n" + echo + pluginBlock("tester", "internal/testplugins/tester", "")(t),
+	})
+	gone := func(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+	hang := func(name string) int {
+		pid := waitPlugin(t, h, name, func(p pluginStatus) bool { return p.State == "running" }).PID
+		require.NotZero(t, pid)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+		t.Cleanup(func() {
+			if !gone(pid) {
+				_ = syscall.Kill(pid, syscall.SIGCONT)
+			}
+		})
+		require.Eventually(t, func() bool { return heraldtest.AllThreadsStopped(t, pid) }, heraldtest.Timeout, time.Millisecond)
+		waitPlugin(t, h, name, func(p pluginStatus) bool { return p.State == "unresponsive" })
+		return pid
+	}
+
+	pid := hang("echo")
+	cfg, err := os.ReadFile(h.ConfigPath)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(h.ConfigPath, []byte(strings.Replace(string(cfg), echo, "", 1)), 0o600))
+	h.Signal(t, syscall.SIGHUP)
+	h.WaitLog(t, "reload: plugins applied", belowTheDrain)
+	require.True(t, gone(pid), "the removed plugin's process is gone (reaped)")
+	require.NotContains(t, plugins(t, h), "echo")
+	require.Contains(t, h.Logs(), "plugin does not answer liveness pings, so it would not drain: killing its process group to stop it: plugin=echo")
+
+	pid = hang("tester")
+	h.Signal(t, syscall.SIGTERM)
+	require.NoError(t, h.Wait(t, belowTheDrain))
+	require.True(t, gone(pid), "the plugin's process is gone (reaped)")
+	require.Contains(t, h.Logs(), "killing its process group to stop it: plugin=tester")
 }

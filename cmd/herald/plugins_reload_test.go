@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -133,4 +134,54 @@ func waitLogCount(t *testing.T, h *heraldtest.Herald, s string, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return strings.Count(h.Logs(), s) >= n },
 		heraldtest.Timeout, 20*time.Millisecond, "log never showed %q %d times:\n%s", s, n, h.Logs())
+}
+
+// A SIGHUP that removes a plugin's block ends every subscription to its
+// channels: each client holding some is told with a $server unsubscribed
+// naming the removal, publishing there is refused as to any namespace no
+// plugin owns, and the plugin added again later does not reach the old
+// subscribers (it never authorized them).
+func TestSIGHUPRemovedPluginEndsItsSubscriptions(t *testing.T) {
+	tester := pluginBlock("tester", "internal/testplugins/tester", "")(t)
+	h := heraldtest.Start(t, heraldtest.Options{HCL: tester})
+	waitPlugin(t, h, "tester", func(p pluginStatus) bool { return p.State == "running" })
+	alice := h.Dial(t, h.Token(t, "alice"))
+	alice.Subscribe(t, "tester:ok", "tester:ok2", "news")
+	h.Publish(t, heraldtest.N("tester:ok", "e", "t", `{}`))
+	require.Equal(t, "tester:ok", alice.Notifications(t, 1)[0].Channel)
+	setPlugins := func(block string) {
+		cfg, err := os.ReadFile(h.ConfigPath)
+		require.NoError(t, err)
+		body := strings.Replace(string(cfg), tester, block, 1)
+		require.NotEqual(t, string(cfg), body)
+		require.NoError(t, os.WriteFile(h.ConfigPath, []byte(body), 0o600))
+		tester = block
+		h.Signal(t, syscall.SIGHUP)
+	}
+
+	setPlugins("# tester removed\n")
+	n := alice.Notifications(t, 1)[0]
+	require.Equal(t, "$server unsubscribed", n.Channel+" "+n.Event)
+	require.JSONEq(t, `{"channels":[
+		{"channel":"tester:ok","reason":"plugin tester was removed from the config"},
+		{"channel":"tester:ok2","reason":"plugin tester was removed from the config"}]}`, string(n.Object))
+	waitLogCount(t, h, "reload: plugins applied", 1)
+	require.NotContains(t, plugins(t, h), "tester")
+	status, body := h.PublishRaw(t, heraldtest.N("tester:ok", "e", "t", `{}`), nil)
+	require.Equal(t, http.StatusBadRequest, status, string(body))
+	require.Contains(t, string(body), "no plugin owns the namespace")
+
+	// Added again: it reaches the clients that subscribe anew, never the
+	// old one. news follows tester:ok: in order, alice's next is news.
+	setPlugins(pluginBlock("tester", "internal/testplugins/tester", "")(t))
+	waitPlugin(t, h, "tester", func(p pluginStatus) bool { return p.State == "running" })
+	bob := h.Dial(t, h.Token(t, "bob"))
+	bob.Subscribe(t, "tester:ok")
+	h.Publish(t, heraldtest.N("tester:ok", "e", "t", `{}`))
+	h.Publish(t, heraldtest.N("news", "e", "t", `{}`))
+	require.Equal(t, "tester:ok", bob.Notifications(t, 1)[0].Channel)
+	require.Equal(t, "news", alice.Notifications(t, 1)[0].Channel)
+	var un struct{ Unsubscribed []string }
+	require.NoError(t, json.Unmarshal(alice.MustCall(t, "unsubscribe", map[string]any{"channels": []string{"tester:ok", "tester:ok2"}}), &un))
+	require.Empty(t, un.Unsubscribed, "alice holds none of them any more")
 }

@@ -269,9 +269,13 @@ func TestSIGHUPAddsAndRemovesPlugins(t *testing.T) {
 	require.Eventually(t, func() bool { _, ok := plugins(t, h)["echo"]; return !ok }, heraldtest.Timeout, 20*time.Millisecond)
 	require.Equal(t, -32004, c.CallErr(t, "echo.say", map[string]any{"text": "x"}).Code)
 
-	// The client connection survived both reloads.
+	// The client connection survived both reloads; its subscription to the
+	// removed plugin's channel ended, and it was told.
 	h.Publish(t, heraldtest.N("tester:ok", "e", "t", `{}`))
-	require.Equal(t, "tester:ok", c.Notifications(t, 1)[0].Channel)
+	ns := c.Notifications(t, 2)
+	require.Equal(t, "$server unsubscribed", ns[0].Channel+" "+ns[0].Event)
+	require.JSONEq(t, `{"channels":[{"channel":"echo:alice","reason":"plugin echo was removed from the config"}]}`, string(ns[0].Object))
+	require.Equal(t, "tester:ok", ns[1].Channel)
 
 	// A broken config on SIGHUP keeps the running one.
 	require.NoError(t, os.WriteFile(h.ConfigPath, []byte("this is { not hcl"), 0o600))

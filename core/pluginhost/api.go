@@ -101,6 +101,14 @@ type Core interface {
 	// now (it asked to leave, e.g. documents.unsubscribe: the call's reply
 	// says what ended).
 	Unsubscribe(ctx context.Context, plugin, connID, channel string, tell bool) error
+	// PluginRemoved ends every subscription, on every connection of this
+	// node, to a channel of prefixes: plugin owned them until a reload
+	// removed its block from the config, and a plugin that claims them
+	// later must not inherit subscribers it never authorized. Each
+	// connection is told once, as Unsubscribe tells it, after what was
+	// already queued for those channels. Apply calls it after the plugin
+	// stopped and its prefixes were released, before it starts any plugin.
+	PluginRemoved(plugin string, prefixes []string)
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)

@@ -35,6 +35,9 @@ type recorder struct {
 	keep     bool // false in benchmarks: count only
 	conns    map[string]*pluginhost.Connection
 	onClient func(connID, method string, params json.RawMessage) (json.RawMessage, error)
+	removed  []string // PluginRemoved calls: "plugin prefix,prefix"
+	// onRemoved, if set, runs in each PluginRemoved call.
+	onRemoved func(plugin string, prefixes []string)
 }
 
 func newRecorder() *recorder {
@@ -71,6 +74,22 @@ func (r *recorder) Subscribe(_ context.Context, connID, channel string) error {
 }
 
 func (r *recorder) Unsubscribe(context.Context, string, string, string, bool) error { return nil }
+
+func (r *recorder) PluginRemoved(plugin string, prefixes []string) {
+	r.mu.Lock()
+	r.removed = append(r.removed, plugin+" "+strings.Join(prefixes, ","))
+	f := r.onRemoved
+	r.mu.Unlock()
+	if f != nil {
+		f(plugin, prefixes)
+	}
+}
+
+func (r *recorder) removals() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.removed...)
+}
 
 func (r *recorder) Presence(_ context.Context, channel string) (pluginhost.PresenceInfo, error) {
 	r.mu.Lock()

@@ -11,7 +11,9 @@
 // hangs instead of exiting is found by liveness pings (liveness.go): it is
 // reported unresponsive, then killed and restarted as after a crash.
 //
-// Apply makes the running plugins match a config; Preflight (preflight.go)
+// Apply makes the running plugins match a config (the subscriptions to a
+// removed plugin's channels end through Core.PluginRemoved; a changed one
+// keeps them while it restarts); Preflight (preflight.go)
 // checks what a reload's Apply would start, in dry runs, without touching
 // a running plugin, so that a bad file leaves everything as it was.
 //

@@ -25,7 +25,10 @@ import (
 //   - one answered ping makes it running again, with no restart;
 //   - after probeKillAfter unanswered pings in a row (about 6T, a minute by
 //     default) it is killed (its whole process group) and restarted with
-//     the usual backoff, as a crash would be.
+//     the usual backoff, as a crash would be;
+//   - stopped while unresponsive (a reload that removes or changes it,
+//     herald's shutdown), it is not asked to drain, which it would not
+//     do: its process group is killed at once (stopInstance).
 //
 // A plugin that is merely busy still answers: the health service runs on
 // its own goroutine, which a CPU-bound call or a garbage collection delays
@@ -141,9 +144,16 @@ func (s *supervisor) answersAgain(inst *instance, failed int) {
 // restarts it as it does after a crash.
 func (s *supervisor) killUnresponsive(inst *instance, failed int, timeout time.Duration) {
 	why := fmt.Sprintf("killed by herald after %d unanswered liveness pings (each given limits.call_timeout, %s)", failed, timeout)
-	inst.setKilledFor(why)
 	s.log.Warn("plugin did not answer liveness pings: killing its process group to restart it",
 		"pid", inst.pid, "unanswered_pings", failed, "ping_timeout", timeout)
+	s.killGroup(inst, why)
+}
+
+// killGroup SIGKILLs inst's process group at once (no drain, no graceful
+// go-plugin shutdown: a plugin that does not answer its pings answers
+// neither), and records why for its exit reason.
+func (s *supervisor) killGroup(inst *instance, why string) {
+	inst.setKilledFor(why)
 	if inst.proc != nil {
 		if err := inst.proc.Kill(context.Background()); err != nil {
 			s.log.Error("killing the unresponsive plugin failed", "pid", inst.pid, "error", err)

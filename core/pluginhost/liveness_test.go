@@ -3,7 +3,9 @@
 package pluginhost_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -138,4 +140,45 @@ func TestBusyPluginStaysRunning(t *testing.T) {
 	require.Zero(t, st.Restarts)
 	_, err = m.Call(bg, "tester", "events", backend, nil)
 	require.NoError(t, err)
+}
+
+// A plugin that does not answer its liveness pings would not drain either:
+// a reload that changes or removes it, and the manager's Close (herald's
+// shutdown), kill its process group at once instead of waiting for the drain's bound
+// (StopTimeout, here far longer than the bounds below).
+func TestUnresponsivePluginIsKilledWithoutADrain(t *testing.T) {
+	checkGoroutines(t)
+	m := newManager(t, newRecorder(), func(o *pluginhost.Options) {
+		o.CallTimeout = time.Second
+		o.StopTimeout = 2 * time.Minute
+	})
+	t2 := block(t, "t2", "tester", map[string]string{"TESTER_PREFIX": "t2", "TESTER_ROUTE": "/t2/{id}"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", nil), t2}))
+	gone := func(pid int) bool { return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+	pid := hang(t, m, "tester")
+	waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	changed := block(t, "tester", "tester", map[string]string{"TESTER_VERSION": "2.0.0"})
+	ctx, cancel := context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	require.NoError(t, m.Apply(ctx, []config.Plugin{changed, t2}), "a reload changing an unresponsive plugin kills it at once, without waiting for a drain")
+	require.True(t, gone(pid), "the old process is gone (reaped)")
+	st := statusOf(m, "tester")
+	require.Equal(t, pluginhost.StateRunning, st.State)
+	require.Equal(t, "2.0.0", st.Version)
+
+	pid = hang(t, m, "tester")
+	waitState(t, m, "tester", pluginhost.StateUnresponsive)
+	ctx, cancel = context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	require.NoError(t, m.Apply(ctx, []config.Plugin{t2}), "a reload removing an unresponsive plugin kills it at once, without waiting for a drain")
+	require.True(t, gone(pid), "the removed plugin's process is gone (reaped)")
+	require.Equal(t, pluginhost.StateRunning, statusOf(m, "t2").State, "the other plugin is untouched")
+
+	pid = hang(t, m, "t2")
+	waitState(t, m, "t2", pluginhost.StateUnresponsive)
+	ctx, cancel = context.WithTimeout(bg, 30*time.Second)
+	defer cancel()
+	require.NoError(t, m.Close(ctx), "Close kills an unresponsive plugin at once, without waiting for a drain")
+	require.True(t, gone(pid), "the plugin's process is gone (reaped)")
 }

@@ -35,7 +35,8 @@ type Options struct {
 	// MaxMessageBytes is the gRPC message limit on both sides of every
 	// plugin connection. Default 16 MiB.
 	MaxMessageBytes int
-	// StopTimeout bounds stopping one plugin (drain, then kill). Default 10s.
+	// StopTimeout bounds stopping one plugin (drain, then kill; an
+	// unresponsive one is killed without a drain). Default 10s.
 	StopTimeout time.Duration
 	// WriteTimeout bounds writing one chunk of a streamed HTTP route's
 	// response (delivery.write_timeout); a client that takes no data for
@@ -141,7 +142,9 @@ func New(opts Options) *Manager {
 
 // Apply makes the running plugins match the config: it starts new blocks,
 // stops removed ones and restarts changed ones (by config.Plugin.Hash),
-// leaving unchanged plugins, and every client connection, alone.
+// leaving unchanged plugins, and every client connection, alone. The
+// subscriptions to a removed plugin's channels end (Core.PluginRemoved);
+// those of a changed plugin stay while it restarts.
 //
 // The first Apply is the boot: any plugin that cannot start (bad command,
 // handshake mismatch, start timeout, configure error) or that claims a
@@ -208,6 +211,19 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 	}
 	m.mu.Unlock()
 	m.rebuild()
+	// A removed plugin's prefixes are unowned from here on (a subscribe
+	// to them is -32004): end the subscriptions it had authorized, before
+	// a plugin started below may claim them again. A changed plugin, and
+	// one that crashed, keep theirs.
+	for _, s := range stopping {
+		if restarting[s.cfg.Name] != nil {
+			continue
+		}
+		if prefixes := s.lastManifest().GetPrefixes(); len(prefixes) > 0 {
+			s.log.Info("plugin removed from the config: ending the subscriptions to its channels", "prefixes", prefixes)
+			m.opts.Core.PluginRemoved(s.cfg.Name, prefixes)
+		}
+	}
 	sort.Slice(starting, func(i, j int) bool { return starting[i].Name < starting[j].Name })
 
 	// Start the new ones in parallel: each start is bounded by StartTimeout.

@@ -87,3 +87,47 @@ func TestPreflightTouchesNothing(t *testing.T) {
 	require.Equal(t, pid, st.PID)
 	require.Len(t, m.Status(), 1)
 }
+
+// A plugin removed from the config has its subscriptions ended
+// (Core.PluginRemoved, with its prefixes) once it stopped and its prefixes
+// are unowned, and before a plugin of the same Apply may claim them: that
+// one must not inherit subscribers it never authorized. A plugin that is
+// restarted because its block changed, or that crashed, keeps them.
+func TestRemovedPluginEndsItsSubscriptions(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	core.connect("c1", "alice", "tester:ok", "news")
+	m := newManager(t, core, nil)
+	tester := block(t, "tester", "tester", nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{tester}))
+
+	changed := block(t, "tester", "tester", map[string]string{"TESTER_VERSION": "2.0.0"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{changed}))
+	_, err := m.Call(bg, "tester", "crash", backend, nil)
+	require.Error(t, err)
+	waitRunning(t, m, "tester", 1)
+	require.Empty(t, core.removals(), "a changed or crashed plugin keeps its subscribers")
+
+	// Removed, and its prefix claimed by another block in the same reload.
+	type seen struct {
+		owned bool
+		state pluginhost.State
+	}
+	at := make(chan seen, 1)
+	core.mu.Lock()
+	core.onRemoved = func(string, []string) {
+		_, owned := m.Owner("tester:ok")
+		at <- seen{owned, statusOf(m, "tester").State}
+	}
+	core.mu.Unlock()
+	thief := block(t, "thief", "tester", map[string]string{"TESTER_ROUTE": "/thief/{id}"})
+	require.NoError(t, m.Apply(bg, []config.Plugin{thief}))
+	require.Equal(t, []string{"tester tester"}, core.removals())
+	require.Equal(t, seen{owned: false, state: ""}, <-at, "called once tester is gone, before thief claims its prefix")
+	owner, ok := m.Owner("tester:ok")
+	require.True(t, ok)
+	require.Equal(t, "thief", owner)
+
+	require.NoError(t, m.Apply(bg, nil))
+	require.Equal(t, []string{"tester tester", "thief tester"}, core.removals())
+}

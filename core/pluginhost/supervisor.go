@@ -219,11 +219,26 @@ func (s *supervisor) watch() {
 	}
 }
 
+// stopInstance stops inst: drained, then killed, bounded by StopTimeout.
+// An unresponsive plugin (it stopped answering its liveness pings) would
+// not drain, only hold a reload or a shutdown for the whole bound: its
+// process group is killed at once, as the liveness supervisor would.
 func (s *supervisor) stopInstance(inst *instance) {
+	s.mu.Lock()
+	hung := s.inst == inst && s.state == StateUnresponsive
+	s.mu.Unlock()
 	s.setState(StateStopped, "")
 	s.mu.Lock()
 	s.inst = nil
 	s.mu.Unlock()
+	if hung {
+		s.log.Warn("plugin does not answer liveness pings, so it would not drain: killing its process group to stop it",
+			"pid", inst.pid)
+		s.killGroup(inst, "killed by herald while stopping it without a drain: it did not answer its liveness pings")
+		inst.kill() // what go-plugin and the broker left; the process is gone
+		s.log.Info("plugin stopped")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.m.opts.StopTimeout)
 	defer cancel()
 	inst.stop(ctx)

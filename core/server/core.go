@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -119,6 +120,42 @@ func (s *Server) Unsubscribe(ctx context.Context, plugin, connID, channel string
 	ss.drop([]string{channel}, "ended by plugin "+plugin)
 	return nil
 }
+
+// PluginRemoved implements pluginhost.Core: each connection of this node
+// subscribed to channels of the removed plugin's prefixes loses them and
+// is told with one $server unsubscribed listing them (session.drop, which
+// queues it after what was already queued for them).
+func (s *Server) PluginRemoved(plugin string, prefixes []string) {
+	owned := make(map[string]bool, len(prefixes))
+	for _, p := range prefixes {
+		owned[p] = true
+	}
+	s.sessionsMu.RLock()
+	all := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.sessionsMu.RUnlock()
+	reason := removedReason(plugin)
+	for _, ss := range all {
+		var drop []string
+		ss.mu.Lock()
+		for ch := range ss.subs.all() {
+			if ns := namespace(ch); ns != "" && owned[ns] {
+				drop = append(drop, ch)
+			}
+		}
+		ss.mu.Unlock()
+		if len(drop) > 0 {
+			sort.Strings(drop)
+			ss.drop(drop, reason)
+		}
+	}
+}
+
+// removedReason is the reason a $server unsubscribed gives for the
+// channels of a plugin that a reload removed.
+func removedReason(plugin string) string { return "plugin " + plugin + " was removed from the config" }
 
 // Presence implements pluginhost.Core.
 func (s *Server) Presence(ctx context.Context, channel string) (pluginhost.PresenceInfo, error) {

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
+
+	"github.com/heraldhq/herald/core/pluginhost"
 )
 
 // A subscription that herald ends on its own (here on a plugin's behalf:
@@ -66,4 +70,146 @@ func TestDropIsToldAfterWhatWasQueuedForTheChannel(t *testing.T) {
 	}
 	require.Equal(t, []string{"a:e:1", "a:e:2", "a:e:3", "$server:unsubscribed:1", "b:e:1"}, got)
 	require.JSONEq(t, `{"channels":[{"channel":"a","reason":"ended by plugin tester"}]}`, string(object))
+}
+
+// ownerPlugins is a plugin host whose plugins own the namespaces in owners
+// (namespace -> plugin) and allow every subscription to them.
+type ownerPlugins struct {
+	noPlugins
+	owners map[string]string
+}
+
+func (o ownerPlugins) Owner(ch string) (string, bool) {
+	p, ok := o.owners[namespace(ch)]
+	return p, ok
+}
+
+// A plugin removed from the config (Server.PluginRemoved is what the plugin
+// host calls on a reload without its block) ends every connection's
+// subscriptions to channels of its prefixes: each connection is told once,
+// listing them, after what was queued for them before; nothing of them
+// follows. Other channels, and connections holding none of its channels,
+// are untouched.
+func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	cfg.Delivery.MaxDelay = 300 * time.Millisecond
+	p := startPubTestWith(t, cfg, nil, ownerPlugins{owners: map[string]string{"p": "gone", "pp": "gone", "q": "kept"}})
+	alice := p.subscriber(t, "p:1", "pp:2", "q:1", "news")
+	bob := p.subscriber(t, "q:1")
+
+	for i := range 2 {
+		publishTo(t, p, "p:1", i)
+	}
+	p.srv.PluginRemoved("gone", []string{"p", "pp"})
+	publishTo(t, p, "q:1", 2)
+
+	type note struct {
+		Channel, Event string
+		Seq            uint64
+		Object         json.RawMessage
+	}
+	notes := func(ws *websocket.Conn, n int) []note {
+		var out []note
+		for len(out) < n {
+			var m struct {
+				Params struct{ Notifications []note }
+			}
+			require.NoError(t, json.Unmarshal(read(t, ws), &m))
+			out = append(out, m.Params.Notifications...)
+		}
+		return out
+	}
+	var got []string
+	ns := notes(alice, 4)
+	for _, n := range ns {
+		got = append(got, fmt.Sprintf("%s:%s:%d", n.Channel, n.Event, n.Seq))
+	}
+	require.Equal(t, []string{"p:1:e:1", "p:1:e:2", "$server:unsubscribed:1", "q:1:e:1"}, got)
+	require.JSONEq(t, `{"channels":[
+		{"channel":"p:1","reason":"plugin gone was removed from the config"},
+		{"channel":"pp:2","reason":"plugin gone was removed from the config"}]}`, string(ns[2].Object))
+	require.Equal(t, []string{"q:1:e:1"}, func() []string {
+		n := notes(bob, 1)
+		return []string{fmt.Sprintf("%s:%s:%d", n[0].Channel, n[0].Event, n[0].Seq)}
+	}(), "a connection without the plugin's channels is told nothing")
+
+	// Dropped from the hub: a publish reaches no one there, and her own
+	// unsubscribe finds nothing to end.
+	publishTo(t, p, "p:1", 3)
+	publishTo(t, p, "news", 4)
+	require.Equal(t, "news", notes(alice, 1)[0].Channel)
+	send(t, alice, `{"jsonrpc":"2.0","id":9,"method":"unsubscribe","params":{"channels":["p:1","pp:2"]}}`)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":9,"result":{"unsubscribed":[]}}`, string(read(t, alice)))
+}
+
+// removingPlugins owns "p" on behalf of plugin "gone" until its Authorize
+// runs: then a reload removes the plugin (its prefix released, then
+// Server.PluginRemoved), while the subscribe that asked is still under way.
+type removingPlugins struct {
+	noPlugins
+	srv   *Server
+	mu    sync.Mutex
+	owned bool
+}
+
+func (r *removingPlugins) Owner(ch string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owned && namespace(ch) == "p" {
+		return "gone", true
+	}
+	return "", false
+}
+
+func (r *removingPlugins) Authorize(context.Context, string, pluginhost.Caller, []string) ([]pluginhost.Refusal, error) {
+	r.mu.Lock()
+	r.owned = false
+	r.mu.Unlock()
+	r.srv.PluginRemoved("gone", []string{"p"})
+	return nil, nil
+}
+
+// A subscribe that the removed plugin authorized just before the reload
+// removed it, and that joins after PluginRemoved looked at the connection,
+// is ended all the same: the reply, then the $server unsubscribed.
+func TestSubscribeRacingAPluginRemovalIsEnded(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig()
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	srv.SetPlugins(&removingPlugins{srv: srv, owned: true})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	p := &pubTest{srv: srv, ts: ts}
+	ws, _, err := websocket.DefaultDialer.Dial(p.wsURL("/ws"), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+
+	send(t, ws, `{"jsonrpc":"2.0","id":1,"method":"subscribe","params":{"channels":["p:1","news"]}}`)
+	require.Contains(t, string(read(t, ws)), `"channel":"p:1"`)
+	publishTo(t, p, "news", 1)
+	var got []string
+	var object json.RawMessage
+	for len(got) < 2 {
+		var m struct {
+			Params struct {
+				Notifications []struct {
+					Channel, Event string
+					Object         json.RawMessage
+				}
+			}
+		}
+		require.NoError(t, json.Unmarshal(read(t, ws), &m))
+		for _, n := range m.Params.Notifications {
+			if n.Channel == ServerChannel {
+				object = n.Object
+			}
+			got = append(got, n.Channel+" "+n.Event)
+		}
+	}
+	require.Equal(t, []string{"$server unsubscribed", "news e"}, got)
+	require.JSONEq(t, `{"channels":[{"channel":"p:1","reason":"plugin gone was removed from the config"}]}`, string(object))
+	send(t, ws, `{"jsonrpc":"2.0","id":2,"method":"unsubscribe","params":{"channels":["p:1"]}}`)
+	require.JSONEq(t, `{"jsonrpc":"2.0","id":2,"result":{"unsubscribed":[]}}`, string(read(t, ws)))
 }

@@ -513,7 +513,8 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 		return nil, rpc.Errorf(rpc.CodeLimitExceeded, "limit exceeded: this connection holds %d subscriptions and asks for %d more; the limit is %d (limits.max_subscriptions)", held, len(fresh), limit)
 	}
 
-	if refused := s.authorize(fresh); len(refused) > 0 {
+	refused, owners := s.authorize(fresh)
+	if len(refused) > 0 {
 		return nil, refusalError(refused)
 	}
 
@@ -556,7 +557,31 @@ func (s *session) subscribe(params json.RawMessage) ([]byte, *rpc.Error) {
 		s.srv.metrics.subscriptions.Inc()
 		s.srv.plugins.Notify(pluginhost.Event{Kind: pluginhost.Subscribed, ConnID: s.id, UserID: c.UserID, Claims: c.Claims, Channel: ch, Volatile: volatile})
 	}
+	s.dropOrphans(owners)
 	return reply, nil
+}
+
+// dropOrphans ends, after the reply, the subscriptions just made to
+// channels whose authorizing plugin no longer owns them: a reload removed
+// it while this subscribe was under way, and its Server.PluginRemoved may
+// have looked at this connection before they were added. The plugin host
+// releases the prefixes before it calls PluginRemoved, so either that call
+// finds the subscriptions or this check finds the prefixes released.
+// owners maps each channel a plugin authorized to that plugin.
+func (s *session) dropOrphans(owners map[string]string) {
+	var byPlugin map[string][]string
+	for ch, plugin := range owners {
+		if now, ok := s.srv.plugins.Owner(ch); !ok || now != plugin {
+			if byPlugin == nil {
+				byPlugin = map[string][]string{}
+			}
+			byPlugin[plugin] = append(byPlugin[plugin], ch)
+		}
+	}
+	for plugin, chs := range byPlugin {
+		slices.Sort(chs)
+		s.afterReply = append(s.afterReply, func() { s.drop(chs, removedReason(plugin)) })
+	}
 }
 
 func cancelJoins(joins []*hub.Join) {
@@ -574,10 +599,10 @@ func refusalError(refused []refusal) *rpc.Error {
 	return e.WithData(map[string]any{"channels": refused})
 }
 
-// authorize checks every channel and returns the refused ones. Channels of
+// authorize checks every channel and returns the refused ones, and the
+// plugin that authorized each channel of a plugin's namespace. Channels of
 // one plugin are asked of it in one call.
-func (s *session) authorize(channels []string) []refusal {
-	var refused []refusal
+func (s *session) authorize(channels []string) (refused []refusal, owners map[string]string) {
 	byPlugin := map[string][]string{}
 	anonymous := s.caller().UserID == ""
 	for _, ch := range channels {
@@ -606,8 +631,9 @@ func (s *session) authorize(channels []string) []refusal {
 		}
 	}
 	if len(byPlugin) == 0 {
-		return refused
+		return refused, nil
 	}
+	owners = map[string]string{}
 	caller := s.caller()
 	for plugin, chs := range byPlugin {
 		ctx, cancel := context.WithTimeout(context.Background(), s.srv.callTimeout)
@@ -627,8 +653,11 @@ func (s *session) authorize(channels []string) []refusal {
 		for _, r := range rs {
 			refused = append(refused, refusal{r.Channel, r.Code, r.Reason})
 		}
+		for _, ch := range chs {
+			owners[ch] = plugin
+		}
 	}
-	return refused
+	return refused, owners
 }
 
 func (s *session) unsubscribeCall(params json.RawMessage) ([]byte, *rpc.Error) {

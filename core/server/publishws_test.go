@@ -29,8 +29,16 @@ type pubTest struct {
 
 func startPubTest(t *testing.T, cfg *config.Config, b broker.Broker) *pubTest {
 	t.Helper()
+	return startPubTestWith(t, cfg, b, nil)
+}
+
+// startPubTestWith is startPubTest with a plugin host (nil: none), set
+// before the server serves.
+func startPubTestWith(t *testing.T, cfg *config.Config, b broker.Broker, plugins Plugins) *pubTest {
+	t.Helper()
 	srv, err := New(Options{Config: cfg, Broker: b})
 	require.NoError(t, err)
+	srv.SetPlugins(plugins)
 	ts := httptest.NewUnstartedServer(srv.Handler())
 	ts.Config.Protocols = serveProtocols()
 	ts.Config.HTTP2 = srv.serveHTTP2()
