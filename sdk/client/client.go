@@ -102,7 +102,8 @@ type Options struct {
 	// OnUnsubscribed is told of channels the client no longer holds
 	// although it did not unsubscribe: herald ended them ($server
 	// unsubscribed: the token expired past auth.expiry_grace, a plugin
-	// ended the subscription), or refused them when the client
+	// ended the subscription, a reload removed the plugin that owned
+	// them), or refused them when the client
 	// re-subscribed after a reconnect (the other channels are
 	// re-subscribed). A channel refused then with CodePluginUnavailable
 	// (its plugin is restarting) is not reported here: it is kept, and

@@ -16,7 +16,8 @@
 // gap (a resume answered recovered: false, or a $server resync) the client
 // takes the channel's new position and says so through
 // Options.OnUnrecovered. A channel herald ends on its own (a $server
-// unsubscribed: the token expired past the grace, a plugin ended it) or
+// unsubscribed: the token expired past the grace, a plugin ended it, a
+// reload removed its plugin) or
 // refuses when the client re-subscribes after a reconnect is forgotten, so
 // that it is not resumed, and reported through Options.OnUnsubscribed; the
 // other channels are re-subscribed. A channel refused then with

@@ -13,7 +13,8 @@ const ServerChannel = "$server"
 
 // Unsubscribed is a channel the client no longer holds although it did not
 // unsubscribe: herald ended it (a $server unsubscribed: the token expired
-// past auth.expiry_grace, or a plugin ended it), or herald refused it when
+// past auth.expiry_grace, a plugin ended it, or a reload removed its
+// plugin), or herald refused it when
 // the client re-subscribed after a reconnect. Reason says which, in words.
 type Unsubscribed struct {
 	Channel string `json:"channel"`

@@ -101,7 +101,8 @@ export interface UnsubscribedEvent {
   /**
    * Channels the client no longer holds although it did not unsubscribe:
    * herald ended them (a $server unsubscribed: the token expired past
-   * auth.expiry_grace, or a plugin ended the subscription), or refused them
+   * auth.expiry_grace, a plugin ended the subscription, or a reload removed
+   * its plugin), or refused them
    * on a re-subscribe after a reconnect. They are not resumed; subscribe
    * again to get one back. A channel refused on that re-subscribe with
    * -32050 (plugin unavailable: it is restarting) is not reported here: it
