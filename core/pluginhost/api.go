@@ -109,6 +109,11 @@ type Core interface {
 	// already queued for those channels. Apply calls it after the plugin
 	// stopped and its prefixes were released, before it starts any plugin.
 	PluginRemoved(plugin string, prefixes []string)
+	// PrefixesDropped ends the subscriptions to channels of prefixes as
+	// PluginRemoved does, for a plugin that a reload restarted (its block
+	// changed) with a manifest that no longer claims them. Apply calls it
+	// once the new version runs, before the prefixes are released.
+	PrefixesDropped(plugin string, prefixes []string)
 	Presence(ctx context.Context, channel string) (PresenceInfo, error)
 	// CallClient calls a method of a connection's local interface.
 	CallClient(ctx context.Context, connID, method string, params json.RawMessage) (json.RawMessage, error)

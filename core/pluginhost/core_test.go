@@ -36,6 +36,7 @@ type recorder struct {
 	conns    map[string]*pluginhost.Connection
 	onClient func(connID, method string, params json.RawMessage) (json.RawMessage, error)
 	removed  []string // PluginRemoved calls: "plugin prefix,prefix"
+	dropped  []string // PrefixesDropped calls, the same way
 	// onRemoved, if set, runs in each PluginRemoved call.
 	onRemoved func(plugin string, prefixes []string)
 }
@@ -74,6 +75,12 @@ func (r *recorder) Subscribe(_ context.Context, connID, channel string) error {
 }
 
 func (r *recorder) Unsubscribe(context.Context, string, string, string, bool) error { return nil }
+
+func (r *recorder) PrefixesDropped(plugin string, prefixes []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped = append(r.dropped, plugin+" "+strings.Join(prefixes, ","))
+}
 
 func (r *recorder) PluginRemoved(plugin string, prefixes []string) {
 	r.mu.Lock()

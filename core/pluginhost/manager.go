@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -284,6 +285,12 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 		m.mu.Unlock()
 		s.run(r.inst)
 		admitted = append(admitted, s)
+		if old := restarting[p.Name]; old != nil {
+			if dropped := missing(old.lastManifest().GetPrefixes(), r.inst.manifest.GetPrefixes()); len(dropped) > 0 {
+				s.log.Info("the new version no longer claims these prefixes: ending the subscriptions to their channels", "prefixes", dropped)
+				m.opts.Core.PrefixesDropped(p.Name, dropped)
+			}
+		}
 	}
 	m.rebuild() // failed plugins keep the claims of the version they replace
 	err := errors.Join(errs...)
@@ -300,6 +307,17 @@ func (m *Manager) Apply(ctx context.Context, plugins []config.Plugin) error {
 		return err
 	}
 	return err
+}
+
+// missing lists the entries of was that are not in is.
+func missing(was, is []string) []string {
+	var out []string
+	for _, p := range was {
+		if !slices.Contains(is, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func (m *Manager) stopAll(ctx context.Context, ss []*supervisor) error {

@@ -131,3 +131,24 @@ func TestRemovedPluginEndsItsSubscriptions(t *testing.T) {
 	require.NoError(t, m.Apply(bg, nil))
 	require.Equal(t, []string{"tester tester", "thief tester"}, core.removals())
 }
+
+// A plugin that a reload restarts with a manifest that no longer claims a
+// prefix has the subscriptions to that prefix's channels ended
+// (Core.PrefixesDropped): nothing of its would reach them any more, and a
+// plugin that claims it later must not inherit them. Prefixes it keeps keep
+// their subscribers.
+func TestChangedPluginThatDropsAPrefixEndsItsSubscriptions(t *testing.T) {
+	checkGoroutines(t)
+	core := newRecorder()
+	m := newManager(t, core, nil)
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"TESTER_PREFIX": "old"})}))
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"TESTER_PREFIX": "old", "TESTER_VERSION": "2.0.0"})}))
+	require.NoError(t, m.Apply(bg, []config.Plugin{block(t, "tester", "tester", map[string]string{"TESTER_PREFIX": "new"})}))
+	core.mu.Lock()
+	dropped := append([]string(nil), core.dropped...)
+	core.mu.Unlock()
+	require.Equal(t, []string{"tester old"}, dropped, "only the reload that dropped the prefix")
+	require.Empty(t, core.removals())
+	_, owned := m.Owner("old:x")
+	require.False(t, owned)
+}

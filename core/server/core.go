@@ -126,6 +126,18 @@ func (s *Server) Unsubscribe(ctx context.Context, plugin, connID, channel string
 // is told with one $server unsubscribed listing them (session.drop, which
 // queues it after what was already queued for them).
 func (s *Server) PluginRemoved(plugin string, prefixes []string) {
+	s.endPrefixes(prefixes, removedReason(plugin))
+}
+
+// PrefixesDropped implements pluginhost.Core, as PluginRemoved with a
+// reason of its own.
+func (s *Server) PrefixesDropped(plugin string, prefixes []string) {
+	s.endPrefixes(prefixes, "plugin "+plugin+" no longer claims the prefix of this channel after a reload")
+}
+
+// endPrefixes ends, on each connection of this node, the subscriptions to
+// channels of prefixes, with one $server unsubscribed giving reason.
+func (s *Server) endPrefixes(prefixes []string, reason string) {
 	owned := make(map[string]bool, len(prefixes))
 	for _, p := range prefixes {
 		owned[p] = true
@@ -136,7 +148,6 @@ func (s *Server) PluginRemoved(plugin string, prefixes []string) {
 		all = append(all, ss)
 	}
 	s.sessionsMu.RUnlock()
-	reason := removedReason(plugin)
 	for _, ss := range all {
 		var drop []string
 		ss.mu.Lock()

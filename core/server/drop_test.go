@@ -143,6 +143,32 @@ func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":9,"result":{"unsubscribed":[]}}`, string(read(t, alice)))
 }
 
+// A plugin that a reload restarted without one of its prefixes
+// (Server.PrefixesDropped) ends the subscriptions to that prefix's
+// channels the same way, with a reason that says so.
+func TestPrefixesDroppedEndsTheirSubscriptions(t *testing.T) {
+	t.Parallel()
+	p := startPubTestWith(t, testConfig(), nil, ownerPlugins{owners: map[string]string{"p": "x", "q": "x"}})
+	alice := p.subscriber(t, "p:1", "q:1")
+	p.srv.PrefixesDropped("x", []string{"p"})
+	var m struct {
+		Params struct {
+			Notifications []struct {
+				Channel, Event string
+				Object         json.RawMessage
+			}
+		}
+	}
+	require.NoError(t, json.Unmarshal(read(t, alice), &m))
+	require.Len(t, m.Params.Notifications, 1)
+	n := m.Params.Notifications[0]
+	require.Equal(t, "$server unsubscribed", n.Channel+" "+n.Event)
+	require.JSONEq(t, `{"channels":[{"channel":"p:1","reason":"plugin x no longer claims the prefix of this channel after a reload"}]}`, string(n.Object))
+	publishTo(t, p, "q:1", 1)
+	require.NoError(t, json.Unmarshal(read(t, alice), &m))
+	require.Equal(t, "q:1", m.Params.Notifications[0].Channel, "the prefix it kept keeps its subscribers")
+}
+
 // removingPlugins owns "p" on behalf of plugin "gone" until its Authorize
 // runs: then a reload removes the plugin (its prefix released, then
 // Server.PluginRemoved), while the subscribe that asked is still under way.
