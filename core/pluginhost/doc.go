@@ -23,6 +23,6 @@
 // imports only the protocol packages sdk/proto, sdk/confine (which
 // channels a plugin may touch) and sdk/hostcheck (its checks of what a
 // plugin answers and declares: results, error codes, refusals, client
-// calls, route callers), which sdktest holds plugins to as well, never the
-// SDK.
+// calls, route callers, manifests), which sdktest holds plugins to as
+// well, never the SDK.
 package pluginhost

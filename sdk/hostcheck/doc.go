@@ -12,7 +12,10 @@
 // holds the bound on a method's declared timeout (MethodTimeout). For the
 // plugins' HTTP routes it says which callers a route takes (RouteCaller),
 // which headers reach the plugin (ForwardedHeader) and what a request no
-// route serves is answered (Unrouted).
+// route serves is answered (Unrouted). It lists what Herald refuses in
+// one plugin's manifest on its own (Manifest: Prefix, ExpiryKept,
+// Register, CoreCollision); what plugins claim against each other is the
+// host's.
 //
 // It must stay pure (no I/O, no state) and import nothing of Herald's core,
 // so that core and the SDK may both import it; its errors carry a code of
