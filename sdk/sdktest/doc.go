@@ -31,11 +31,23 @@
 //     and onNotificationReceived (Herald's own delivery) is refused with
 //     -32601. Host.Subscribe, Unsubscribe, Presence and Follow act only on
 //     channels of the plugin's prefixes (-32003 otherwise).
+//   - Call.Subscribe answers the channel's position (its seq, and the
+//     epoch Epoch) and, with Since, whether the history after it is there
+//     (Since of epoch Epoch, at most the channel's seq). The subscribed and
+//     unsubscribed events of the subscriptions the plugin makes or ends
+//     itself (Call.Subscribe, Host.Subscribe, Host.Unsubscribe) reach its
+//     EventHandler as Herald sends them, in order with the test's Events;
+//     Call returns once the plugin has handled those its call caused.
 //   - Handler applies each route's Auth to the caller it is given (a 403
 //     for an API key on an AuthToken route, or a user token on an
 //     AuthAPIKey route), gives an AuthNone route no caller, keeps the
 //     Authorization and Cookie headers from the plugin, and answers a
 //     request no route serves with Herald's JSON 404, or a 405 with Allow.
+//   - A manifest Herald refuses fails the start, each problem in the words
+//     of `herald validate`: a prefix that is invalid (a space, a ":") or
+//     Herald's own ("config", "$server"), an ExpiryKeeper prefix the plugin
+//     does not own, a route pattern that is malformed, declared twice, or
+//     on one of Herald's own paths (/metrics, a wildcard at the root).
 //   - A plugin that fails to configure (StartErr's error) is killed
 //     without Drain, as Herald kills it; a configured one is drained when
 //     the test ends.
@@ -60,9 +72,9 @@
 // Not checked here, as they need Herald's config or a client: whether a
 // request or a connection authenticates at all (401), a method's
 // BackendOnly (Herald's -32003 to a client), limits (call budgets,
-// subscriptions per connection, message sizes), and the checks `herald
-// validate` makes of the manifest (prefixes and route patterns Herald
-// keeps for itself).
+// subscriptions per connection, message sizes), and what the manifest
+// claims against other plugins' (a prefix or a route another plugin
+// claims too).
 //
 // A panic in one of the plugin's hooks is what it is under Herald, an
 // internal error (-32603) to the caller and a log line, and it also fails

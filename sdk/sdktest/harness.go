@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,16 +32,17 @@ var Timeout = 10 * time.Second
 
 // Harness is one running plugin and the host side around it.
 type Harness struct {
-	t        testing.TB
-	rec      *recorder
-	client   *plugin.Client
-	plugin   pluginpb.PluginClient
-	manifest *pluginpb.Manifest
-	cancel   context.CancelFunc
-	closed   chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-	panics   *panicGuard
+	t          testing.TB
+	rec        *recorder
+	client     *plugin.Client
+	plugin     pluginpb.PluginClient
+	manifest   *pluginpb.Manifest
+	cancel     context.CancelFunc
+	closed     chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
+	panics     *panicGuard
+	stopEvents context.CancelFunc // ends the event queue's goroutine
 	// configured: Configure succeeded, so Close drains before it kills,
 	// as Herald stops a running plugin; one that failed to configure is
 	// killed without Drain, as Herald kills it.
@@ -105,7 +107,11 @@ func Start(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) *Harn
 	return h
 }
 
-// StartErr is Start that returns the Configure error instead of failing.
+// StartErr is Start that returns the error instead of failing: Configure's,
+// or what Herald refuses in the manifest (sdk/hostcheck.Manifest: a prefix
+// that is invalid or Herald's own, an ExpiryKeeper prefix the plugin does
+// not own, a route pattern that is malformed, declared twice, or on one of
+// Herald's own paths), each problem in the words `herald validate` uses.
 func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) (*Harness, error) {
 	t.Helper()
 	return startWith(t, p, cfg, NewState(), opts)
@@ -168,9 +174,31 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State, opts [
 	if h.manifest, err = h.plugin.GetManifest(cctx, &pluginpb.Empty{}); err != nil {
 		return h, fmt.Errorf("manifest: %w", err)
 	}
+	if problems := hostcheck.Manifest(h.manifest.GetName(), h.manifest); len(problems) > 0 {
+		// Herald does not start such a plugin (herald validate reports
+		// each problem at the plugin block's command).
+		return h, fmt.Errorf("manifest: %s", strings.Join(problems, "; "))
+	}
 	// Set before the Host service is served: read without a lock.
 	h.rec.plugin = h.manifest.GetName()
 	h.rec.rule = confine.New(h.manifest.GetPrefixes(), blk.emitChannels)
+	h.rec.wantsEvents = h.manifest.GetWantsEvents()
+
+	ectx, ecancel := context.WithCancel(context.Background())
+	h.stopEvents = ecancel
+	h.wg.Add(1)
+	go func() { // ends when Close stops it
+		defer h.wg.Done()
+		h.rec.events.run(ectx, func(b *pluginpb.EventBatch) error {
+			ctx, cancel := ctxT()
+			defer cancel()
+			_, err := h.plugin.Events(ctx, b)
+			if err != nil {
+				h.rec.log.Warn("events not delivered", "events", len(b.GetEvents()), "error", err)
+			}
+			return err
+		})
+	}()
 
 	id := c.Broker.NextId()
 	h.wg.Add(1)
@@ -206,6 +234,9 @@ func (h *Harness) Close() {
 			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 			_, _ = h.plugin.Drain(ctx, &pluginpb.Empty{})
 			cancel()
+		}
+		if h.stopEvents != nil {
+			h.stopEvents()
 		}
 		if h.client != nil {
 			h.client.Kill()
@@ -305,6 +336,7 @@ func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMe
 	}
 	name := h.manifest.GetName()
 	rep, err := h.plugin.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: p})
+	h.flushEvents()
 	if err != nil {
 		if ctx.Err() != nil || status.Code(err) == grpccodes.DeadlineExceeded {
 			within := fmt.Sprintf("sdktest.Timeout (%s)", Timeout)
@@ -327,6 +359,18 @@ func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMe
 		return nil, sdkError(e)
 	}
 	return res, nil
+}
+
+// flushEvents waits until the plugin has handled the lifecycle events
+// queued so far (those its call caused, such as the subscribed event of a
+// Host.Subscribe), so that a test reads their effects when Call returns.
+// Herald delivers them as promptly, but not in step with the reply.
+func (h *Harness) flushEvents() {
+	ctx, cancel := ctxT()
+	defer cancel()
+	if err := h.rec.events.wait(ctx, h.rec.events.mark()); errors.Is(err, context.DeadlineExceeded) {
+		h.t.Errorf("sdktest: the plugin did not handle its lifecycle events within sdktest.Timeout (%s)", Timeout)
+	}
 }
 
 // methodTimeout is how long a call of method is given, as Herald gives it
@@ -390,11 +434,13 @@ var kindPB = map[sdk.EventKind]pluginpb.EventKind{
 	sdk.Reset: pluginpb.EventKind_EVENT_KIND_RESET,
 }
 
-// Events delivers lifecycle events in one batch, and applies them to the
-// harness's own view of connections (so Presence and CallClient see them).
+// Events delivers lifecycle events, in order after those the harness
+// queued itself (see Call), and applies them to the harness's own view of
+// connections (so Presence and CallClient see them). It returns once the
+// plugin handled them.
 func (h *Harness) Events(evs ...sdk.Event) {
 	h.t.Helper()
-	batch := &pluginpb.EventBatch{}
+	var batch []*pluginpb.Event
 	h.rec.mu.Lock()
 	for _, ev := range evs {
 		switch ev.Kind {
@@ -418,12 +464,13 @@ func (h *Harness) Events(evs ...sdk.Event) {
 		if ev.Claims != nil {
 			pe.ClaimsJson, _ = json.Marshal(ev.Claims)
 		}
-		batch.Events = append(batch.Events, pe)
+		batch = append(batch, pe)
 	}
+	n := h.rec.events.add(batch...)
 	h.rec.mu.Unlock()
 	ctx, cancel := ctxT()
 	defer cancel()
-	if _, err := h.plugin.Events(ctx, batch); err != nil {
+	if err := h.rec.events.wait(ctx, n); err != nil {
 		h.t.Fatalf("sdktest: events: %v", err)
 	}
 }

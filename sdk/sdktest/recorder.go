@@ -44,9 +44,11 @@ type recorder struct {
 	// plugin (its manifest's name) and rule (its prefixes and the block's
 	// emit_channels, sdk/confine: Herald's own rule) are set before the
 	// service is served and never change.
-	plugin string
-	rule   *confine.Rule
-	log    hclog.Logger
+	plugin      string
+	rule        *confine.Rule
+	wantsEvents bool // the manifest's: Herald sends it subscription events
+	log         hclog.Logger
+	events      *eventQueue
 
 	mu       sync.Mutex
 	seq      map[string]uint64
@@ -61,7 +63,7 @@ type recorder struct {
 }
 
 func newRecorder(log hclog.Logger) *recorder {
-	return &recorder{rule: confine.New(nil, nil), log: log, seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
+	return &recorder{rule: confine.New(nil, nil), log: log, events: newEventQueue(), seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
 }
 
 func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
@@ -218,6 +220,9 @@ func (r *recorder) Subscribe(_ context.Context, req *pluginpb.SubscriptionReques
 	}
 	had := c.subs[ch]
 	c.subs[ch] = true
+	if !had {
+		r.notifyLocked(pluginpb.EventKind_EVENT_KIND_SUBSCRIBED, id, c, ch)
+	}
 	if !req.GetHold() && !req.GetHasSince() {
 		return &pluginpb.HostReply{}, nil
 	}
@@ -246,10 +251,25 @@ func (r *recorder) Unsubscribe(_ context.Context, req *pluginpb.SubscriptionRequ
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.conns[req.GetConnId()]; ok {
+	if c, ok := r.conns[req.GetConnId()]; ok && c.subs[req.GetChannel()] {
 		delete(c.subs, req.GetChannel())
+		r.notifyLocked(pluginpb.EventKind_EVENT_KIND_UNSUBSCRIBED, req.GetConnId(), c, req.GetChannel())
 	}
 	return &pluginpb.HostReply{}, nil
+}
+
+// notifyLocked queues the subscription event Herald sends the plugin when
+// the plugin itself subscribed or unsubscribed a connection, if the plugin
+// wants events (the channel is its own: it could not act on it otherwise).
+func (r *recorder) notifyLocked(kind pluginpb.EventKind, connID string, c *conn, channel string) {
+	if !r.wantsEvents {
+		return
+	}
+	ev := &pluginpb.Event{Kind: kind, ConnId: connID, UserId: c.userID, Channel: channel}
+	if c.claims != nil {
+		ev.ClaimsJson, _ = json.Marshal(c.claims)
+	}
+	r.events.add(ev)
 }
 
 func (r *recorder) Presence(_ context.Context, req *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {
