@@ -69,12 +69,13 @@
 // in emit_channels passes whatever auth.open_channels says (Herald refuses
 // it while that is false).
 //
-// Not checked here, as they need Herald's config or a client: whether a
-// request or a connection authenticates at all (401), a method's
-// BackendOnly (Herald's -32003 to a client), limits (call budgets,
-// subscriptions per connection, message sizes), and what the manifest
-// claims against other plugins' (a prefix or a route another plugin
-// claims too).
+// Not checked here: whether a request or a connection authenticates at
+// all (401), a method's BackendOnly (Herald's -32003 to a client) and a
+// call of a method the manifest does not declare (Herald answers -32601
+// without asking the plugin), limits (call budgets, subscriptions per
+// connection, message sizes), Herald's checks of a route's response (a
+// status outside 200-599, malformed headers), and what the manifest claims
+// against other plugins' (a prefix or a route another plugin claims too).
 //
 // A panic in one of the plugin's hooks is what it is under Herald, an
 // internal error (-32603) to the caller and a log line, and it also fails
