@@ -16,13 +16,12 @@ import (
 	"github.com/heraldhq/herald/sdk/sdktest"
 )
 
-// hung holds strict's "hang" method until the test that calls it closes
-// it.
-var hung = make(chan struct{})
-
 // strict answers what its params say, so that a test gives it each answer
 // Herald checks; its authorizer answers what the channel asked names.
-type strict struct{ drained *atomic.Bool }
+type strict struct {
+	drained *atomic.Bool
+	hung    chan struct{} // holds the "hang" method until the test closes it
+}
 
 var (
 	_ sdk.Configurer = strict{}
@@ -30,7 +29,7 @@ var (
 	_ sdk.Drainer    = strict{}
 )
 
-func (strict) Manifest() sdk.Manifest {
+func (s strict) Manifest() sdk.Manifest {
 	return sdk.Manifest{Name: "strict", Version: "1", Prefixes: []string{"strict"},
 		Methods: []sdk.Method{
 			{Name: "bind", Handler: func(_ context.Context, c *sdk.Call) (any, error) {
@@ -74,7 +73,7 @@ func (strict) Manifest() sdk.Manifest {
 				return time.Until(d).String(), nil
 			}},
 			{Name: "hang", Handler: func(ctx context.Context, c *sdk.Call) (any, error) {
-				<-hung // answers only after the harness gave up
+				<-s.hung // answers only after the harness gave up
 				return nil, ctx.Err()
 			}},
 		}}
@@ -276,7 +275,8 @@ func TestMethodTimeoutIsHonoured(t *testing.T) {
 // A call that outlasts sdktest.Timeout fails as under Herald (-32050),
 // naming the bound to raise.
 func TestCallPastTimeoutNamesIt(t *testing.T) {
-	h := sdktest.Start(t, strict{}, nil)
+	hung := make(chan struct{})
+	h := sdktest.Start(t, strict{hung: hung}, nil)
 	old := sdktest.Timeout
 	sdktest.Timeout = 50 * time.Millisecond
 	defer func() { sdktest.Timeout = old }()
