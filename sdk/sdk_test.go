@@ -325,10 +325,13 @@ func TestEventsAndHostSubscribe(t *testing.T) {
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	require.Len(t, p.events, 3)
+	// The fourth is the plugin's own Host.Subscribe of c1, which Herald
+	// (and so the harness) tells the plugin of.
+	require.Len(t, p.events, 4)
 	require.Equal(t, sdk.Connected, p.events[0].Kind)
 	require.Equal(t, sdk.Subscribed, p.events[2].Kind)
 	require.Equal(t, "t:room", p.events[2].Channel)
+	require.Equal(t, sdk.Event{Kind: sdk.Subscribed, ConnID: "c1", UserID: "alice", Channel: "t:room"}, p.events[3])
 }
 
 func TestHTTPRouteStreams(t *testing.T) {

@@ -22,7 +22,9 @@
 // routes to the right plugin, and carries the plugin's emits, subscriptions,
 // presence queries, client calls and follows of its own channels (history,
 // then live) to the core through the Core interface (api.go). It knows nothing of WebSockets, the hub or the broker; it
-// imports only the protocol packages sdk/proto and sdk/confine (which
-// channels a plugin may touch, the rule sdktest holds plugins to as well),
-// never the SDK.
+// imports only the protocol packages sdk/proto, sdk/confine (which
+// channels a plugin may touch) and sdk/hostcheck (its checks of what a
+// plugin answers and declares: results, error codes, refusals, client
+// calls, route callers, manifests), which sdktest holds plugins to as
+// well, never the SDK.
 package pluginhost

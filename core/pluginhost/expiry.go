@@ -1,10 +1,10 @@
 package pluginhost
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
+	"github.com/heraldhq/herald/sdk/hostcheck"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -13,14 +13,10 @@ import (
 // connection's token: it checks the token at subscribe time only. The core
 // asks KeptOnExpiry when a connection's expiry grace ends.
 
-// checkExpiryKept refuses a manifest that keeps a prefix it does not own.
+// checkExpiryKept refuses a manifest that keeps a prefix it does not own
+// (hostcheck.ExpiryKept).
 func checkExpiryKept(name string, man *pluginpb.Manifest) error {
-	for _, p := range man.GetExpiryKeptPrefixes() {
-		if !slices.Contains(man.GetPrefixes(), p) {
-			return fmt.Errorf("plugin %q: expiry_kept_prefixes names %q, which is not one of its prefixes %v", name, p, man.GetPrefixes())
-		}
-	}
-	return nil
+	return hostcheck.ExpiryKept(name, man)
 }
 
 // KeptOnExpiry reports whether a subscription to channel survives the expiry

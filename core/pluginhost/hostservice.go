@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/confine"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -121,7 +122,7 @@ func (h *hostService) Emit(stream pluginpb.Host_EmitServer) error {
 
 func (h *hostService) owns(what, channel string) error {
 	if !h.pol.owns(channel) {
-		return rpc.Errorf(rpc.CodeForbidden, "plugin %q may %s only channels of its own prefixes, not %q", h.plugin, what, channel)
+		return rpc.Errorf(rpc.CodeForbidden, "%s", confine.NotOwned(h.plugin, what, channel))
 	}
 	return nil
 }
@@ -201,8 +202,7 @@ func (h *hostService) Follow(r *pluginpb.FollowRequest, stream pluginpb.Host_Fol
 	ctx := stream.Context()
 	ch := r.GetChannel()
 	if owner, ok := h.m.Owner(ch); !ok || owner != h.plugin {
-		return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeForbidden,
-			"plugin %q may follow only channels of its own prefixes, not %q", h.plugin, ch))})
+		return stream.Send(&pluginpb.FollowReply{Error: toPBError(rpc.Errorf(rpc.CodeForbidden, "%s", confine.NotOwned(h.plugin, "follow", ch)))})
 	}
 	var since *Position
 	if r.GetHasSince() {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -23,33 +24,14 @@ import (
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux := m.routes.Load()
 	if _, pattern := mux.Handler(r); pattern == "" {
-		if allow := allowedMethods(mux, r); allow != "" {
+		status, allow, e := hostcheck.Unrouted(mux, r)
+		if allow != "" {
 			w.Header().Set("Allow", allow)
-			writeError(w, http.StatusMethodNotAllowed, rpc.Errorf(rpc.CodeInvalidRequest, "%s %s: use %s", r.Method, r.URL.Path, allow))
-			return
 		}
-		writeError(w, http.StatusNotFound, rpc.Errorf(rpc.CodeMethodNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		writeError(w, status, rpcError(e))
 		return
 	}
 	mux.ServeHTTP(w, r)
-}
-
-// allowedMethods lists the methods for which a route serves r's path
-// ("GET, POST"), or "" when none does: a wrong method is a 405, as
-// everywhere else in herald, rather than a 404.
-func allowedMethods(mux *http.ServeMux, r *http.Request) string {
-	var allow []string
-	for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
-		if method == r.Method {
-			continue
-		}
-		probe := r.Clone(r.Context())
-		probe.Method = method
-		if _, pattern := mux.Handler(probe); pattern != "" {
-			allow = append(allow, method)
-		}
-	}
-	return strings.Join(allow, ", ")
 }
 
 func writeError(w http.ResponseWriter, status int, e *rpc.Error) {
@@ -76,17 +58,9 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusUnauthorized, e)
 			return
 		}
-		switch h.route.GetAuth() {
-		case pluginpb.RouteAuth_ROUTE_AUTH_TOKEN:
-			if c.Backend {
-				writeError(w, http.StatusForbidden, rpc.Errorf(rpc.CodeForbidden, "this route needs a user token, not an API key"))
-				return
-			}
-		case pluginpb.RouteAuth_ROUTE_AUTH_API_KEY:
-			if !c.Backend {
-				writeError(w, http.StatusForbidden, rpc.Errorf(rpc.CodeForbidden, "this route needs an API key"))
-				return
-			}
+		if e := hostcheck.RouteCaller(h.route.GetAuth(), c.Backend); e != nil {
+			writeError(w, http.StatusForbidden, rpcError(e))
+			return
 		}
 		caller = c
 	}
@@ -114,7 +88,7 @@ func (h *routeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Pattern: h.route.GetPattern(), Caller: callerPB(caller),
 		PathValues: map[string]string{}}
 	for k, vs := range r.Header {
-		if k == "Authorization" || k == "Cookie" {
+		if !hostcheck.ForwardedHeader(k) {
 			continue // credentials stay with the host; the plugin gets the caller
 		}
 		req.Headers = append(req.Headers, &pluginpb.Header{Name: k, Values: vs})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/core/config"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -409,17 +410,14 @@ func claimConflicts(p config.Plugin, man *pluginpb.Manifest, others map[string]*
 	// patterns that match the same requests.
 	mux := http.NewServeMux()
 	owner := map[string]string{}
-	register := func(plugin, pattern string) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = keyError(p, "command", fmt.Sprintf("HTTP route %q: %v", pattern, r))
-			}
-		}()
+	register := func(plugin, pattern string) error {
 		if o, ok := owner[pattern]; ok {
 			return keyError(p, "command", fmt.Sprintf("claims HTTP route %q, which plugin %q claims too", pattern, o))
 		}
 		owner[pattern] = plugin
-		mux.Handle(pattern, http.NotFoundHandler())
+		if problem := hostcheck.Register(mux, pattern); problem != "" {
+			return keyError(p, "command", fmt.Sprintf("HTTP route %q: %s", pattern, problem))
+		}
 		return nil
 	}
 	for _, name := range names {

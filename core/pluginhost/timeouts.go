@@ -1,11 +1,14 @@
 package pluginhost
 
-import "time"
+import (
+	"time"
 
-// MaxMethodTimeout caps what a plugin may declare for one method: a plugin
-// is code the operator did not write, and a call holds one of its
-// connection's limits.max_inflight_calls while it runs.
-const MaxMethodTimeout = 10 * time.Minute
+	"github.com/heraldhq/herald/sdk/hostcheck"
+)
+
+// MaxMethodTimeout caps what a plugin may declare for one method
+// (hostcheck.MaxMethodTimeout, which sdktest applies too).
+const MaxMethodTimeout = hostcheck.MaxMethodTimeout
 
 // MethodTimeout is how long one call of plugin.method may run: the larger
 // of limits.call_timeout and what the plugin declared for the method (the
@@ -22,8 +25,7 @@ func (m *Manager) MethodTimeout(plugin, method string) time.Duration {
 	s.mu.Unlock()
 	for _, me := range man.GetMethods() {
 		if me.GetName() == method {
-			declared := min(time.Duration(me.GetTimeoutMs())*time.Millisecond, MaxMethodTimeout)
-			return max(t, declared)
+			return hostcheck.MethodTimeout(t, me.GetTimeoutMs())
 		}
 	}
 	return t

@@ -8,13 +8,13 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/heraldhq/herald/core/auth"
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/hub"
 	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 )
 
 // The Server is the plugin host's Core: what plugins may ask of herald.
@@ -37,11 +37,10 @@ func (s *Server) Emit(ctx context.Context, plugin string, ns []pluginhost.Notifi
 		obj := n.Object
 		if len(obj) == 0 {
 			obj = json.RawMessage("null")
-		} else if !validJSON(obj) {
-			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid JSON", plugin, i)
-		} else if !utf8.Valid(obj) {
-			// Delivered in WebSocket text frames, which must be UTF-8.
-			return nil, rpc.Errorf(rpc.CodeInvalidParams, "plugin %s: notification %d: object is not valid UTF-8 (the first bad byte is at offset %d)", plugin, i, invalidUTF8At(obj))
+		} else if e := hostcheck.EmitObject(plugin, i, obj, validJSON); e != nil {
+			// One JSON value in UTF-8, delivered in WebSocket text frames
+			// (the check sdktest applies too).
+			return nil, &rpc.Error{Code: e.Code, Message: e.Message}
 		}
 		in[i] = broker.Notification{Channel: n.Channel, Event: n.Event, ObjectType: n.ObjectType, ObjectName: n.ObjectName, Object: obj}
 	}

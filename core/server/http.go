@@ -19,6 +19,7 @@ import (
 	"github.com/heraldhq/herald/core/broker"
 	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 )
 
 // jsonContentType is the Content-Type header of the publish reply, shared
@@ -507,16 +508,7 @@ func httpStatus(code int) int {
 
 // invalidUTF8At is the offset of b's first byte that is not part of a
 // valid UTF-8 sequence, or len(b).
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return i
-		}
-		i += n
-	}
-	return len(b)
-}
+func invalidUTF8At(b []byte) int { return hostcheck.InvalidUTF8At(b) }
 
 func compactJSON(raw json.RawMessage) json.RawMessage {
 	var buf bytes.Buffer

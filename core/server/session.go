@@ -16,6 +16,7 @@ import (
 	"github.com/heraldhq/herald/core/pluginhost"
 	"github.com/heraldhq/herald/core/rpc"
 	"github.com/heraldhq/herald/core/transport"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 )
 
 // session is one client connection's protocol state. Frames are handled one
@@ -495,9 +496,9 @@ func (s *session) coreCall(method string, params json.RawMessage) ([]byte, *rpc.
 // that made it, bounded by the same limits.call_timeout, then still has the
 // time to learn that it was the client that did not answer, and say so.
 func (s *session) serverCall(ctx context.Context, method string, params json.RawMessage) (json.RawMessage, error) {
-	if method == "onNotificationReceived" {
+	if e := hostcheck.ClientMethod(method); e != nil {
 		// CONTRACT.md section 3: a notification, which only Herald sends.
-		return nil, rpc.Errorf(rpc.CodeMethodNotFound, "onNotificationReceived is Herald's own delivery and cannot be called: emit notifications instead")
+		return nil, &rpc.Error{Code: e.Code, Message: e.Message}
 	}
 	deadline := time.Now().Add(s.srv.callTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {

@@ -74,6 +74,14 @@ func EmitRefusal(plugin, channel string) string {
 		plugin, channel)
 }
 
+// NotOwned is the message of the error (-32003) that refuses a plugin an
+// act on a channel that is not of its own prefixes (Owns): what says which
+// ("read the presence of", "subscribe connections to", "unsubscribe
+// connections from", "follow").
+func NotOwned(plugin, what, channel string) string {
+	return fmt.Sprintf("plugin %q may %s only channels of its own prefixes, not %q", plugin, what, channel)
+}
+
 // CheckEntry checks one emit_channels entry: an exact channel name, or a
 // pattern that ends in "*" and matches every channel starting with what
 // precedes it ("news:*", "alerts*"). A pattern needs at least one character

@@ -6,10 +6,11 @@
 //
 // A Rule is a plugin's manifest prefixes and its `plugin` block's
 // emit_channels: it says whether a channel is one of the plugin's own
-// (Owns: subscribe, presence, follow) and whether the plugin may emit to it
-// (MayEmit). CheckEntry is the check Herald's config applies to one
-// emit_channels entry, and EmitRefusal the message a plugin gets when an
-// emit is refused by the rule.
+// (Owns: subscribe, presence, follow; NotOwned is the message refusing
+// another) and whether the plugin may emit to it (MayEmit). CheckEntry is
+// the check Herald's config applies to one emit_channels entry, and
+// EmitRefusal the message a plugin gets when an emit is refused by the
+// rule.
 //
 // It knows nothing of what is running: whether some plugin owns a channel's
 // namespace, or whether auth.open_channels is on, is the host's to check

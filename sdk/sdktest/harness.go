@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,9 +19,12 @@ import (
 	"github.com/hashicorp/go-plugin/runner"
 	"github.com/heraldhq/herald/sdk"
 	"github.com/heraldhq/herald/sdk/confine"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 	"github.com/heraldhq/herald/sdk/internal/harness"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Timeout bounds every harness call and wait.
@@ -28,16 +32,21 @@ var Timeout = 10 * time.Second
 
 // Harness is one running plugin and the host side around it.
 type Harness struct {
-	t        testing.TB
-	rec      *recorder
-	client   *plugin.Client
-	plugin   pluginpb.PluginClient
-	manifest *pluginpb.Manifest
-	cancel   context.CancelFunc
-	closed   chan struct{}
-	wg       sync.WaitGroup
-	once     sync.Once
-	panics   *panicGuard
+	t          testing.TB
+	rec        *recorder
+	client     *plugin.Client
+	plugin     pluginpb.PluginClient
+	manifest   *pluginpb.Manifest
+	cancel     context.CancelFunc
+	closed     chan struct{}
+	wg         sync.WaitGroup
+	once       sync.Once
+	panics     *panicGuard
+	stopEvents context.CancelFunc // ends the event queue's goroutine
+	// configured: Configure succeeded, so Close drains before it kills,
+	// as Herald stops a running plugin; one that failed to configure is
+	// killed without Drain, as Herald kills it.
+	configured bool
 }
 
 // panicGuard turns a panic in a plugin hook into a failed test, unless
@@ -98,7 +107,11 @@ func Start(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) *Harn
 	return h
 }
 
-// StartErr is Start that returns the Configure error instead of failing.
+// StartErr is Start that returns the error instead of failing: Configure's,
+// or what Herald refuses in the manifest (sdk/hostcheck.Manifest: a prefix
+// that is invalid or Herald's own, an ExpiryKeeper prefix the plugin does
+// not own, a route pattern that is malformed, declared twice, or on one of
+// Herald's own paths), each problem in the words `herald validate` uses.
 func StartErr(t testing.TB, p sdk.Plugin, cfg map[string]any, opts ...Option) (*Harness, error) {
 	t.Helper()
 	return startWith(t, p, cfg, NewState(), opts)
@@ -161,9 +174,31 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State, opts [
 	if h.manifest, err = h.plugin.GetManifest(cctx, &pluginpb.Empty{}); err != nil {
 		return h, fmt.Errorf("manifest: %w", err)
 	}
+	if problems := hostcheck.Manifest(h.manifest.GetName(), h.manifest); len(problems) > 0 {
+		// Herald does not start such a plugin (herald validate reports
+		// each problem at the plugin block's command).
+		return h, fmt.Errorf("manifest: %s", strings.Join(problems, "; "))
+	}
 	// Set before the Host service is served: read without a lock.
 	h.rec.plugin = h.manifest.GetName()
 	h.rec.rule = confine.New(h.manifest.GetPrefixes(), blk.emitChannels)
+	h.rec.wantsEvents = h.manifest.GetWantsEvents()
+
+	ectx, ecancel := context.WithCancel(context.Background())
+	h.stopEvents = ecancel
+	h.wg.Add(1)
+	go func() { // ends when Close stops it
+		defer h.wg.Done()
+		h.rec.events.run(ectx, func(b *pluginpb.EventBatch) error {
+			ctx, cancel := ctxT()
+			defer cancel()
+			_, err := h.plugin.Events(ctx, b)
+			if err != nil {
+				h.rec.log.Warn("events not delivered", "events", len(b.GetEvents()), "error", err)
+			}
+			return err
+		})
+	}()
 
 	id := c.Broker.NextId()
 	h.wg.Add(1)
@@ -186,16 +221,22 @@ func startWith(t testing.TB, p sdk.Plugin, cfg map[string]any, st *State, opts [
 	if e := rep.GetError(); e != nil {
 		return h, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
 	}
+	h.configured = true
 	return h, nil
 }
 
-// Close drains and stops the plugin; Start registers it with t.Cleanup.
+// Close drains and stops the plugin, as Herald stops it; Start registers
+// it with t.Cleanup. A plugin that did not configure (StartErr returned an
+// error) is killed without Drain, as Herald kills it.
 func (h *Harness) Close() {
 	h.once.Do(func() {
-		if h.plugin != nil {
+		if h.plugin != nil && h.configured {
 			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 			_, _ = h.plugin.Drain(ctx, &pluginpb.Empty{})
 			cancel()
+		}
+		if h.stopEvents != nil {
+			h.stopEvents()
 		}
 		if h.client != nil {
 			h.client.Kill()
@@ -262,7 +303,15 @@ func (h *Harness) Client(connID string) sdk.Caller {
 }
 
 // Call calls a method as the host would (the manifest's backend-only rule is
-// the host's job and is not applied here). A coded error is an *sdk.Error.
+// the host's job and is not applied here). No params (nil, or JSON null)
+// reach the plugin as {}, as Herald passes a call without params. The call
+// is given what Herald gives it: the larger of Timeout (in Herald,
+// limits.call_timeout) and the method's own sdk.Method.Timeout, at most
+// ten minutes; past it, the error is -32050 naming the bound. The answer
+// is held to Herald's checks (package sdk/hostcheck): a result that is not
+// one JSON value in UTF-8 is -32603, an empty one is null, and an error's
+// code outside Herald's table becomes -32603 with the code named in its
+// message. A coded error is an *sdk.Error.
 func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMessage, error) {
 	var p []byte
 	switch v := params.(type) {
@@ -275,25 +324,79 @@ func (h *Harness) Call(method string, caller sdk.Caller, params any) (json.RawMe
 			return nil, err
 		}
 	}
-	ctx, cancel := ctxT()
+	if t := bytes.TrimSpace(p); len(t) == 0 || string(t) == "null" {
+		p = []byte("{}")
+	}
+	bound, declared := h.methodTimeout(method)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	if caller.ConnID != "" { // as the host: meanwhile the plugin reaches it
 		h.rec.enterCall(caller.ConnID)
 		defer h.rec.exitCall(caller.ConnID)
 	}
+	name := h.manifest.GetName()
 	rep, err := h.plugin.Call(ctx, &pluginpb.CallRequest{Method: method, Caller: callerPB(caller), Params: p})
+	h.flushEvents()
 	if err != nil {
+		if ctx.Err() != nil || status.Code(err) == grpccodes.DeadlineExceeded {
+			within := fmt.Sprintf("sdktest.Timeout (%s)", Timeout)
+			if declared {
+				within = fmt.Sprintf("%s (the timeout it declares for %s)", bound, method)
+			}
+			return nil, &sdk.Error{Code: sdk.CodePluginUnavailable, Message: fmt.Sprintf("plugin %q did not answer %s within %s: it is unavailable to this call, "+
+				"which may or may not have taken effect, so retry later only what is safe to repeat", name, method, within)}
+		}
 		return nil, err
 	}
 	if e := rep.GetError(); e != nil {
-		return nil, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+		return nil, sdkError(hostcheck.PluginError(name, int(e.GetCode()), e.GetMessage(), e.GetData()))
 	}
-	return rep.GetResult(), nil
+	res := json.RawMessage(rep.GetResult())
+	if len(res) == 0 {
+		res = json.RawMessage("null")
+	}
+	if e := hostcheck.Result(name, method, res); e != nil {
+		return nil, sdkError(e)
+	}
+	return res, nil
+}
+
+// flushEvents waits until the plugin has handled the lifecycle events
+// queued so far (those its call caused, such as the subscribed event of a
+// Host.Subscribe), so that a test reads their effects when Call returns.
+// Herald delivers them as promptly, but not in step with the reply.
+func (h *Harness) flushEvents() {
+	ctx, cancel := ctxT()
+	defer cancel()
+	if err := h.rec.events.wait(ctx, h.rec.events.mark()); errors.Is(err, context.DeadlineExceeded) {
+		h.t.Errorf("sdktest: the plugin did not handle its lifecycle events within sdktest.Timeout (%s)", Timeout)
+	}
+}
+
+// methodTimeout is how long a call of method is given, as Herald gives it
+// (hostcheck.MethodTimeout, with Timeout for limits.call_timeout), and
+// whether that is the method's own declared timeout.
+func (h *Harness) methodTimeout(method string) (time.Duration, bool) {
+	for _, me := range h.manifest.GetMethods() {
+		if me.GetName() == method {
+			t := hostcheck.MethodTimeout(Timeout, me.GetTimeoutMs())
+			return t, t > Timeout
+		}
+	}
+	return Timeout, false
+}
+
+func sdkError(e *hostcheck.Error) *sdk.Error {
+	return &sdk.Error{Code: e.Code, Message: e.Message, Data: e.Data}
 }
 
 // Authorize asks the plugin about channels, as the host does: a plugin
 // without an authorizer has them all refused unless its manifest allows all
-// subscriptions.
+// subscriptions. The answer is held to Herald's checks (sdk/hostcheck): a
+// refusal of a channel that was not asked is a plugin error that refuses
+// them all (-32603), a channel refused twice is listed once, a refusal's
+// code outside Herald's table is -32003, a reason over 1 KiB is cut and
+// ends "... (cut)", and an error's code outside the table is -32603.
 func (h *Harness) Authorize(caller sdk.Caller, channels ...string) ([]sdk.Refusal, error) {
 	if !h.manifest.GetAuthorizes() {
 		if h.manifest.GetAllowAllSubscriptions() {
@@ -312,11 +415,15 @@ func (h *Harness) Authorize(caller sdk.Caller, channels ...string) ([]sdk.Refusa
 		return nil, err
 	}
 	if e := rep.GetError(); e != nil {
-		return nil, &sdk.Error{Code: int(e.GetCode()), Message: e.GetMessage(), Data: e.GetData()}
+		return nil, sdkError(hostcheck.PluginError(h.manifest.GetName(), int(e.GetCode()), e.GetMessage(), e.GetData()))
+	}
+	checked, e := hostcheck.Refusals(h.manifest.GetName(), channels, rep.GetRefusals())
+	if e != nil {
+		return nil, sdkError(e)
 	}
 	var out []sdk.Refusal
-	for _, r := range rep.GetRefusals() {
-		out = append(out, sdk.Refusal{Channel: r.GetChannel(), Code: int(r.GetCode()), Reason: r.GetReason()})
+	for _, r := range checked {
+		out = append(out, sdk.Refusal{Channel: r.Channel, Code: r.Code, Reason: r.Reason})
 	}
 	return out, nil
 }
@@ -327,11 +434,13 @@ var kindPB = map[sdk.EventKind]pluginpb.EventKind{
 	sdk.Reset: pluginpb.EventKind_EVENT_KIND_RESET,
 }
 
-// Events delivers lifecycle events in one batch, and applies them to the
-// harness's own view of connections (so Presence and CallClient see them).
+// Events delivers lifecycle events, in order after those the harness
+// queued itself (see Call), and applies them to the harness's own view of
+// connections (so Presence and CallClient see them). It returns once the
+// plugin handled them.
 func (h *Harness) Events(evs ...sdk.Event) {
 	h.t.Helper()
-	batch := &pluginpb.EventBatch{}
+	var batch []*pluginpb.Event
 	h.rec.mu.Lock()
 	for _, ev := range evs {
 		switch ev.Kind {
@@ -355,12 +464,13 @@ func (h *Harness) Events(evs ...sdk.Event) {
 		if ev.Claims != nil {
 			pe.ClaimsJson, _ = json.Marshal(ev.Claims)
 		}
-		batch.Events = append(batch.Events, pe)
+		batch = append(batch, pe)
 	}
+	n := h.rec.events.add(batch...)
 	h.rec.mu.Unlock()
 	ctx, cancel := ctxT()
 	defer cancel()
-	if _, err := h.plugin.Events(ctx, batch); err != nil {
+	if err := h.rec.events.wait(ctx, n); err != nil {
 		h.t.Fatalf("sdktest: events: %v", err)
 	}
 }
@@ -435,17 +545,50 @@ func (h *Harness) WaitEmitted(n int) []Emitted {
 	}
 }
 
-// Handler serves the plugin's declared HTTP routes as caller, streaming each
-// chunk as the plugin flushes; 404 when no route matches.
+// Handler serves the plugin's declared HTTP routes as Herald serves them
+// to a request authenticated as caller (sdktest.Backend() for an API key,
+// any other Caller for a user token), streaming each chunk as the plugin
+// flushes. As under Herald (sdk/hostcheck): a route's Auth is applied to
+// caller (a user token on an AuthAPIKey route, or an API key on an
+// AuthToken route, is a 403 with a JSON error), an AuthNone route gets no
+// caller, the Authorization and Cookie headers do not reach the plugin,
+// and a request no route serves gets a JSON 404, or a 405 with Allow when
+// a route serves its path with another method. Whether a request
+// authenticates at all (401) is Herald's business, not the plugin's, and
+// is not tested here.
 func (h *Harness) Handler(caller sdk.Caller) http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range h.manifest.GetRoutes() {
 		rt := rt
 		mux.HandleFunc(rt.GetMethod()+" "+rt.GetPattern(), func(w http.ResponseWriter, r *http.Request) {
-			h.forward(w, r, rt, caller)
+			c := caller
+			if rt.GetAuth() == pluginpb.RouteAuth_ROUTE_AUTH_NONE {
+				c = sdk.Caller{}
+			} else if e := hostcheck.RouteCaller(rt.GetAuth(), caller.Backend); e != nil {
+				writeError(w, http.StatusForbidden, e)
+				return
+			}
+			h.forward(w, r, rt, c)
 		})
 	}
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" {
+			status, allow, e := hostcheck.Unrouted(mux, r)
+			if allow != "" {
+				w.Header().Set("Allow", allow)
+			}
+			writeError(w, status, e)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// writeError writes Herald's JSON error body.
+func writeError(w http.ResponseWriter, status int, e *hostcheck.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": e})
 }
 
 func (h *Harness) forward(w http.ResponseWriter, r *http.Request, rt *pluginpb.Route, caller sdk.Caller) {
@@ -454,7 +597,9 @@ func (h *Harness) forward(w http.ResponseWriter, r *http.Request, rt *pluginpb.R
 		Host: r.Host, RemoteAddr: r.RemoteAddr, Pattern: rt.GetPattern(), Caller: callerPB(caller),
 		PathValues: map[string]string{}}
 	for k, vs := range r.Header {
-		req.Headers = append(req.Headers, &pluginpb.Header{Name: k, Values: vs})
+		if hostcheck.ForwardedHeader(k) {
+			req.Headers = append(req.Headers, &pluginpb.Header{Name: k, Values: vs})
+		}
 	}
 	for _, name := range patternNames(rt.GetPattern()) {
 		req.PathValues[name] = r.PathValue(name)

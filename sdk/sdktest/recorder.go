@@ -1,7 +1,6 @@
 package sdktest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/heraldhq/herald/sdk"
 	"github.com/heraldhq/herald/sdk/confine"
+	"github.com/heraldhq/herald/sdk/hostcheck"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
 
@@ -44,9 +44,11 @@ type recorder struct {
 	// plugin (its manifest's name) and rule (its prefixes and the block's
 	// emit_channels, sdk/confine: Herald's own rule) are set before the
 	// service is served and never change.
-	plugin string
-	rule   *confine.Rule
-	log    hclog.Logger
+	plugin      string
+	rule        *confine.Rule
+	wantsEvents bool // the manifest's: Herald sends it subscription events
+	log         hclog.Logger
+	events      *eventQueue
 
 	mu       sync.Mutex
 	seq      map[string]uint64
@@ -61,7 +63,7 @@ type recorder struct {
 }
 
 func newRecorder(log hclog.Logger) *recorder {
-	return &recorder{rule: confine.New(nil, nil), log: log, seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
+	return &recorder{rule: confine.New(nil, nil), log: log, events: newEventQueue(), seq: map[string]uint64{}, changed: make(chan struct{}), conns: map[string]*conn{}, calling: map[string]int{}}
 }
 
 func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
@@ -111,7 +113,9 @@ func (r *recorder) Emit(stream pluginpb.Host_EmitServer) error {
 // checkEmit is the host's rule for an emit batch (sdk/confine, as Herald
 // applies it): a batch holding any channel that is neither of the plugin's
 // prefixes nor allowed by the block's emit_channels is refused whole, with
-// the error Herald sends, and nothing of it is published.
+// the error Herald sends, and nothing of it is published. So is one with
+// an object that is not one JSON value in UTF-8 (sdk/hostcheck.EmitObject,
+// as Herald's core checks it).
 func (r *recorder) checkEmit(ns []*pluginpb.Notification) *pluginpb.Error {
 	for _, n := range ns {
 		ch := n.GetChannel()
@@ -122,6 +126,23 @@ func (r *recorder) checkEmit(ns []*pluginpb.Notification) *pluginpb.Error {
 			"channel", ch, "notifications", len(ns))
 		data, _ := json.Marshal(map[string]string{"channel": ch})
 		return &pluginpb.Error{Code: sdk.CodeForbidden, Message: confine.EmitRefusal(r.plugin, ch), Data: data}
+	}
+	if e := r.checkObjects(ns); e != nil {
+		r.log.Warn("emit refused", "error", e.Message)
+		return &pluginpb.Error{Code: int32(e.Code), Message: e.Message}
+	}
+	return nil
+}
+
+// checkObjects is the check Herald's core makes of the objects of a batch
+// the rule let through.
+func (r *recorder) checkObjects(ns []*pluginpb.Notification) *hostcheck.Error {
+	for i, n := range ns {
+		if obj := n.GetObject(); len(obj) > 0 {
+			if e := hostcheck.EmitObject(r.plugin, i, obj, json.Valid); e != nil {
+				return e
+			}
+		}
 	}
 	return nil
 }
@@ -151,6 +172,9 @@ func (r *recorder) reachesLocked(c *conn, connID string) bool {
 	if r.calling[connID] > 0 {
 		return true
 	}
+	if c == nil {
+		return false
+	}
 	for ch := range c.subs {
 		if r.owns(ch) {
 			return true
@@ -159,44 +183,99 @@ func (r *recorder) reachesLocked(c *conn, connID string) bool {
 	return false
 }
 
-func unreachable(what, connID string) *pluginpb.Error {
-	return pbErr(sdk.CodeForbidden, "the plugin may %s only connections subscribed to one of its channels, or calling it right now; %q is neither", what, connID)
+func unreachable(plugin, what, connID string) *pluginpb.Error {
+	return pbErr(sdk.CodeForbidden, "plugin %q may %s only connections subscribed to one of its channels, or calling it right now; %q is neither", plugin, what, connID)
 }
 
 func pbErr(code int, format string, args ...any) *pluginpb.Error {
 	return &pluginpb.Error{Code: int32(code), Message: fmt.Sprintf(format, args...)}
 }
 
+// notOwned is Herald's refusal of an act on a channel that is not of the
+// plugin's prefixes.
+func (r *recorder) notOwned(what, channel string) *pluginpb.Error {
+	return pbErr(sdk.CodeForbidden, "%s", confine.NotOwned(r.plugin, what, channel))
+}
+
+func noConnection(connID string) *pluginpb.Error {
+	return pbErr(sdk.CodeInvalidParams, "no connection %q on this server", connID)
+}
+
+// Subscribe is Herald's Host.Subscribe: on a channel of the plugin's, a
+// connection it reaches. Call.Subscribe (hold, since) is answered with the
+// channel's position, as Herald answers it.
 func (r *recorder) Subscribe(_ context.Context, req *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
-	if !r.owns(req.GetChannel()) {
-		return &pluginpb.HostReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", req.GetChannel())}, nil
+	ch, id := req.GetChannel(), req.GetConnId()
+	if !r.owns(ch) {
+		return &pluginpb.HostReply{Error: r.notOwned("subscribe connections to", ch)}, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	c, ok := r.conns[req.GetConnId()]
-	if !ok {
-		return &pluginpb.HostReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
+	c := r.conns[id]
+	if !r.reachesLocked(c, id) {
+		return &pluginpb.HostReply{Error: unreachable(r.plugin, "subscribe", id)}, nil
 	}
-	if !r.reachesLocked(c, req.GetConnId()) {
-		return &pluginpb.HostReply{Error: unreachable("subscribe", req.GetConnId())}, nil
+	if c == nil {
+		return &pluginpb.HostReply{Error: noConnection(id)}, nil
 	}
-	c.subs[req.GetChannel()] = true
-	return &pluginpb.HostReply{}, nil
+	had := c.subs[ch]
+	c.subs[ch] = true
+	if !had {
+		r.notifyLocked(pluginpb.EventKind_EVENT_KIND_SUBSCRIBED, id, c, ch)
+	}
+	if !req.GetHold() && !req.GetHasSince() {
+		return &pluginpb.HostReply{}, nil
+	}
+	rep := &pluginpb.HostReply{Seq: r.seq[ch], Epoch: Epoch}
+	if !had && req.GetHasSince() {
+		_, rep.Recovered = r.recoverableLocked(ch, req.GetSinceSeq(), req.GetSinceEpoch())
+	}
+	return rep, nil
+}
+
+// recoverableLocked says where a follower or subscriber resuming channel
+// after since (seq, epoch) starts, and whether the history after since is
+// there: the harness keeps every notification, so it is for any since of
+// its epoch (or none) up to the channel's seq.
+func (r *recorder) recoverableLocked(channel string, seq uint64, epoch string) (uint64, bool) {
+	cur := r.seq[channel]
+	if (epoch == "" || epoch == Epoch) && seq <= cur {
+		return seq, true
+	}
+	return cur, false
 }
 
 func (r *recorder) Unsubscribe(_ context.Context, req *pluginpb.SubscriptionRequest) (*pluginpb.HostReply, error) {
 	if !r.owns(req.GetChannel()) {
-		return &pluginpb.HostReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", req.GetChannel())}, nil
+		return &pluginpb.HostReply{Error: r.notOwned("unsubscribe connections from", req.GetChannel())}, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.conns[req.GetConnId()]; ok {
+	if c, ok := r.conns[req.GetConnId()]; ok && c.subs[req.GetChannel()] {
 		delete(c.subs, req.GetChannel())
+		r.notifyLocked(pluginpb.EventKind_EVENT_KIND_UNSUBSCRIBED, req.GetConnId(), c, req.GetChannel())
 	}
 	return &pluginpb.HostReply{}, nil
 }
 
+// notifyLocked queues the subscription event Herald sends the plugin when
+// the plugin itself subscribed or unsubscribed a connection, if the plugin
+// wants events (the channel is its own: it could not act on it otherwise).
+func (r *recorder) notifyLocked(kind pluginpb.EventKind, connID string, c *conn, channel string) {
+	if !r.wantsEvents {
+		return
+	}
+	ev := &pluginpb.Event{Kind: kind, ConnId: connID, UserId: c.userID, Channel: channel}
+	if c.claims != nil {
+		ev.ClaimsJson, _ = json.Marshal(c.claims)
+	}
+	r.events.add(ev)
+}
+
 func (r *recorder) Presence(_ context.Context, req *pluginpb.PresenceRequest) (*pluginpb.PresenceReply, error) {
+	if !r.owns(req.GetChannel()) {
+		return &pluginpb.PresenceReply{Error: r.notOwned("read the presence of", req.GetChannel())}, nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	users := map[string]bool{}
@@ -217,30 +296,43 @@ func (r *recorder) Presence(_ context.Context, req *pluginpb.PresenceRequest) (*
 	return out, nil
 }
 
+// CallClient is Herald's Host.CallClient: a connection the plugin reaches,
+// params that are one JSON object or array or none, and a method of the
+// client's local interface, which onNotificationReceived is not
+// (sdk/hostcheck, as Herald checks them).
 func (r *recorder) CallClient(_ context.Context, req *pluginpb.CallClientRequest) (*pluginpb.CallClientReply, error) {
+	id := req.GetConnId()
 	r.mu.Lock()
 	f := r.onClient
-	c, known := r.conns[req.GetConnId()]
-	reaches := known && r.reachesLocked(c, req.GetConnId())
+	c := r.conns[id]
+	reaches := r.reachesLocked(c, id)
 	r.mu.Unlock()
-	if !known {
-		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeInvalidParams, "no connection %q", req.GetConnId())}, nil
-	}
 	if !reaches {
-		return &pluginpb.CallClientReply{Error: unreachable("call", req.GetConnId())}, nil
+		return &pluginpb.CallClientReply{Error: unreachable(r.plugin, "call", id)}, nil
 	}
-	if p := bytes.TrimSpace(req.GetParams()); len(p) > 0 && string(p) != "null" && ((p[0] != '{' && p[0] != '[') || !json.Valid(p)) {
-		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeInvalidParams, "the params of %s must be one JSON object or array (JSON-RPC 2.0 params), or none", req.GetMethod())}, nil
+	params, perr := hostcheck.ClientParams(r.plugin, req.GetMethod(), req.GetParams())
+	if perr != nil {
+		return &pluginpb.CallClientReply{Error: hostErr(perr)}, nil
+	}
+	if c == nil {
+		return &pluginpb.CallClientReply{Error: noConnection(id)}, nil
+	}
+	if e := hostcheck.ClientMethod(req.GetMethod()); e != nil {
+		return &pluginpb.CallClientReply{Error: hostErr(e)}, nil
 	}
 	if f == nil {
-		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeMethodNotFound, "client %q does not present %s", req.GetConnId(), req.GetMethod())}, nil
+		return &pluginpb.CallClientReply{Error: pbErr(sdk.CodeMethodNotFound, "client %q does not present %s", id, req.GetMethod())}, nil
 	}
-	res, err := f(req.GetConnId(), req.GetMethod(), req.GetParams())
+	res, err := f(id, req.GetMethod(), params)
 	if err != nil {
 		e := sdk.AsError(err)
 		return &pluginpb.CallClientReply{Error: &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}}, nil
 	}
 	return &pluginpb.CallClientReply{Result: res}, nil
+}
+
+func hostErr(e *hostcheck.Error) *pluginpb.Error {
+	return &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}
 }
 
 // Epoch is the epoch of every channel of the harness: its history is never
@@ -254,19 +346,14 @@ const Epoch = "sdktest"
 func (r *recorder) Follow(req *pluginpb.FollowRequest, stream pluginpb.Host_FollowServer) error {
 	ch := req.GetChannel()
 	if !r.owns(ch) {
-		return stream.Send(&pluginpb.FollowReply{Error: pbErr(sdk.CodeForbidden, "channel %q is not the plugin's", ch)})
+		return stream.Send(&pluginpb.FollowReply{Error: r.notOwned("follow", ch)})
 	}
 	r.mu.Lock()
-	cur := r.seq[ch]
-	r.mu.Unlock()
-	next, recovered := cur, true
+	next, recovered := r.seq[ch], true
 	if req.GetHasSince() {
-		if (req.GetEpoch() == "" || req.GetEpoch() == Epoch) && req.GetSinceSeq() <= cur {
-			next = req.GetSinceSeq()
-		} else {
-			recovered = false
-		}
+		next, recovered = r.recoverableLocked(ch, req.GetSinceSeq(), req.GetEpoch())
 	}
+	r.mu.Unlock()
 	if err := stream.Send(&pluginpb.FollowReply{Position: &pluginpb.FollowPosition{Seq: next, Epoch: Epoch, Recovered: recovered}}); err != nil {
 		return err
 	}
