@@ -204,6 +204,21 @@ func TestOpenChannelsCanBeTurnedOff(t *testing.T) {
 	c.Subscribe(t, "config") // the core's own channel stays open to authenticated clients
 }
 
+// A connection's first hello is its handshake and costs none of
+// calls_per_second: at one call a second, a client (herald sub, an SDK
+// after a reconnect) says hello and subscribes at once. A second hello
+// costs as any call.
+func TestFirstHelloIsFreeOfTheRateLimit(t *testing.T) {
+	h := heraldtest.Start(t, heraldtest.Options{HCL: "limits {\n  calls_per_second = 1\n}"})
+	c := h.Dial(t, "")
+	c.MustCall(t, "hello", map[string]any{"token": h.Token(t, "alice"), "methods": []string{"onNotificationReceived"}})
+	c.Subscribe(t, "news")
+	_, rerr, err := c.Call("hello", map[string]any{})
+	require.NoError(t, err)
+	require.NotNil(t, rerr, "a second hello at once is over the budget")
+	require.Equal(t, -32029, rerr.Code)
+}
+
 func TestLimits(t *testing.T) {
 	h := heraldtest.Start(t, heraldtest.Options{HCL: `limits {
   max_subscriptions = 3

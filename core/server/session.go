@@ -39,6 +39,9 @@ type session struct {
 	// reader goroutine touches it.
 	afterReply []func()
 
+	// greeted: the connection's first hello came (admit).
+	greeted atomic.Bool
+
 	mu sync.Mutex
 	// callsPerSecond is limits.calls_per_second when the connection opened;
 	// budget is its budget, preAuth the smaller one of a connection that
@@ -447,10 +450,15 @@ func (s *session) handleMessage(m *rpc.Message) ([]byte, func() ([]byte, func())
 
 func isCoreMethod(method string) bool { return coreMethods[method] }
 
-// admit applies the rate limit and the authentication requirement.
+// admit applies the rate limit and the authentication requirement. The
+// connection's first hello is its handshake and costs nothing: with
+// calls_per_second at 1, a client's hello would otherwise spend the budget
+// its first subscribe (or, after a reconnect, its re-subscribe) needs.
 func (s *session) admit(method string) *rpc.Error {
-	if err := s.rateLimit(); err != nil {
-		return err
+	if !(method == "hello" && s.greeted.CompareAndSwap(false, true)) {
+		if err := s.rateLimit(); err != nil {
+			return err
+		}
 	}
 	switch method {
 	case "hello", "authenticate", "ping":
