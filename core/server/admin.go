@@ -250,7 +250,7 @@ type adminConnection struct {
 // adminConnections lists the connections: the count and the oldest
 // adminMaxConnections.
 func (s *Server) adminConnections() (int, []adminConnection) {
-	var list []adminConnection
+	list := []adminConnection{} // [] in the JSON when there is none, as channels'
 	s.eachSession(func(ss *session) {
 		ss.mu.Lock()
 		n := ss.subs.len()

@@ -70,6 +70,23 @@ func TestAdminPageNeedsItsToken(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
+// The lists are JSON arrays, empty ones included ([] rather than null).
+func TestAdminListsAreArraysWhenEmpty(t *testing.T) {
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	for path, key := range map[string]string{"/admin/api/connections": "connections", "/admin/api/channels": "channels"} {
+		status, body := get(t, hs.URL+path, testAdminToken)
+		require.Equal(t, http.StatusOK, status)
+		var m map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal([]byte(body), &m))
+		require.Equal(t, "[]", string(m[key]), "%s: %s", path, body)
+	}
+}
+
 // Without server.admin_token the page is off: 404 saying how to turn it on,
 // never an open page.
 func TestAdminPageIsOffWithoutAToken(t *testing.T) {
