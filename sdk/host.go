@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-hclog"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -137,5 +139,15 @@ func toPBError(err error) *pluginpb.Error {
 		return nil
 	}
 	e := AsError(err)
-	return &pluginpb.Error{Code: int32(e.Code), Message: e.Message, Data: e.Data}
+	return &pluginpb.Error{Code: int32(e.Code), Message: validUTF8(e.Message), Data: e.Data}
+}
+
+// validUTF8 makes s fit a protobuf string, which must be UTF-8: a reason
+// or message built from bytes that are not would fail the whole reply
+// ("grpc: error while marshaling") instead of reaching the client.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

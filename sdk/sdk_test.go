@@ -480,3 +480,33 @@ func TestEmitOverThePerNotificationLimitSaysWhatTheLimitIs(t *testing.T) {
 	require.Contains(t, e.Message, "limit of 1048576 bytes per notification")
 	require.Contains(t, e.Message, "not a setting")
 }
+
+// badUTF8Plugin refuses with a reason, and fails a method with a message,
+// that are not UTF-8.
+type badUTF8Plugin struct{}
+
+func (badUTF8Plugin) Manifest() sdk.Manifest {
+	return sdk.Manifest{Name: "bu", Version: "0.1.0", Prefixes: []string{"bu"},
+		Methods: []sdk.Method{{Name: "m", Handler: func(context.Context, *sdk.Call) (any, error) {
+			return nil, sdk.Errorf(sdk.CodeInvalidParams, "bad \xff byte")
+		}}}}
+}
+
+func (badUTF8Plugin) Authorize(_ context.Context, _ sdk.Caller, channels []string) ([]sdk.Refusal, error) {
+	return []sdk.Refusal{sdk.Refuse(channels[0], "not \xfe yours")}, nil
+}
+
+// A reason or message that is not UTF-8 reaches the caller with the bad
+// bytes replaced, rather than failing the reply in gRPC's marshalling.
+func TestNonUTF8ReasonsAndMessagesReachTheCaller(t *testing.T) {
+	h := sdktest.Start(t, badUTF8Plugin{}, nil)
+	refusals, err := h.Authorize(h.Client("c1"), "bu:x")
+	require.NoError(t, err)
+	require.Len(t, refusals, 1)
+	require.Equal(t, "not \uFFFD yours", refusals[0].Reason)
+	_, err = h.Call("m", h.Client("c1"), nil)
+	var e *sdk.Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, sdk.CodeInvalidParams, e.Code)
+	require.Equal(t, "bad \uFFFD byte", e.Message)
+}

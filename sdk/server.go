@@ -172,7 +172,7 @@ func (s *server) Authorize(ctx context.Context, req *pluginpb.AuthorizeRequest) 
 		if code == 0 {
 			code = CodeForbidden
 		}
-		out.Refusals = append(out.Refusals, &pluginpb.Refusal{Channel: r.Channel, Code: int32(code), Reason: r.Reason})
+		out.Refusals = append(out.Refusals, &pluginpb.Refusal{Channel: validUTF8(r.Channel), Code: int32(code), Reason: validUTF8(r.Reason)})
 	}
 	return out, nil
 }
