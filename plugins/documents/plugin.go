@@ -139,6 +139,10 @@ type Documents struct {
 	// applied them (and a new subscribe may have come meanwhile): this
 	// counts, per connection and channel, the events to skip.
 	expectUnsub map[string]map[string]int
+	// creating counts the rooms this process is creating in State and
+	// has not yet put in rooms: max_rooms counts them too, so that
+	// subscribes arriving together cannot all pass the check.
+	creating int
 
 	// What State says beyond the rooms (rooms.go).
 	records    map[string]map[string]*cachedMember // room -> connection's key segment -> record

@@ -136,3 +136,37 @@ func TestConfigure(t *testing.T) {
 	h := sdktest.Start(t, d, map[string]any{})
 	require.Equal(t, []string{nodeKey(d.node)}, stateKeys(h.State(), nodePrefix))
 }
+
+// TestMaxRoomsHoldsUnderConcurrentSubscribes: subscribes that would each
+// create a room, arriving together (a client pipelining them on one
+// WebSocket), create no more than max_rooms: the others are -32005, and
+// State holds max_rooms rooms.
+func TestMaxRoomsHoldsUnderConcurrentSubscribes(t *testing.T) {
+	const callers = 16
+	h := sdktest.Start(t, New(), map[string]any{"max_rooms": 1})
+	h.Connect("c1", "alice")
+	errs := make(chan error, callers)
+	start := make(chan struct{})
+	for i := range callers {
+		go func() {
+			<-start
+			_, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c",
+				"body": map[string]any{"equals": map[string]any{"n": i}}})
+			errs <- err
+		}()
+	}
+	close(start)
+	ok := 0
+	for range callers {
+		err := <-errs
+		if err == nil {
+			ok++
+			continue
+		}
+		var se *sdk.Error
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, sdk.CodeLimitExceeded, se.Code, se.Message)
+	}
+	require.Equal(t, 1, ok, "max_rooms = 1: one subscribe creates the room, the others are refused")
+	require.Len(t, stateKeys(h.State(), roomPrefix), 1)
+}
