@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -156,8 +157,9 @@ type Documents struct {
 	audit      bool                                // a Reset came: check this process's records once its replay is over
 	lastReplay time.Time
 
-	// afterMark, in tests, runs between a sweep's mark and its listing.
-	afterMark func()
+	// afterMark, in tests, runs between a sweep's mark and its listing;
+	// atomic, as a test sets it while the janitor may be sweeping.
+	afterMark atomic.Pointer[func()]
 
 	// maint runs one pass of upkeep (member records, burials, sweeps) at a
 	// time: the janitor's, or a leave's with resume_window 0s.

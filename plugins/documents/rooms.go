@@ -1022,8 +1022,8 @@ func (d *Documents) sweepRoom(ctx context.Context, id string, names []string) er
 		return err
 	}
 	d.applyRoomLocal(rec, rev)
-	if d.afterMark != nil {
-		d.afterMark()
+	if f := d.afterMark.Load(); f != nil {
+		(*f)()
 	}
 	es, err := d.state.List(ctx, membersPrefix(id))
 	if err != nil {
