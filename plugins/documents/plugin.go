@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"os"
@@ -59,17 +60,30 @@ type config struct {
 	LivenessTTL time.Duration `mapstructure:"liveness_ttl"`
 }
 
+// Validate reports every bad key, each at its key. It also looks for an
+// earlier version's documents.db in data_dir (in a dry run too: herald
+// validate must refuse what serve would).
 func (c *config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 24*time.Hour {
-		return fmt.Errorf("resume_window must be between 0s and 24h, got %v", c.ResumeWindow)
+		bad("resume_window", "must be between 0s and 24h, got %v", c.ResumeWindow)
 	}
 	if c.MaxRooms < 1 {
-		return fmt.Errorf("max_rooms must be at least 1, got %d", c.MaxRooms)
+		bad("max_rooms", "must be at least 1, got %d", c.MaxRooms)
 	}
 	if c.LivenessTTL < 3*time.Second || c.LivenessTTL > time.Hour {
-		return fmt.Errorf("liveness_ttl must be between 3s and 1h, got %v", c.LivenessTTL)
+		bad("liveness_ttl", "must be between 3s and 1h, got %v", c.LivenessTTL)
 	}
-	return nil
+	if c.DataDir != "" {
+		old := filepath.Join(c.DataDir, "documents.db")
+		if _, err := os.Stat(old); err == nil {
+			bad("data_dir", "%s holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store", old)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // collection is one index/collection: its filter engine and its rooms.
@@ -202,12 +216,6 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; touch nothing
-	}
-	if cfg.DataDir != "" {
-		old := filepath.Join(cfg.DataDir, "documents.db")
-		if _, err := os.Stat(old); err == nil {
-			return fmt.Errorf("documents: %s holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store", old)
-		}
 	}
 	st, err := d.stateOf(h)
 	if err != nil {
