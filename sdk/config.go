@@ -118,6 +118,9 @@ func (c Config) Decode(v any) error {
 			}
 		}
 	}
+	if len(errs) == 1 {
+		return errs[0] // one problem is the ConfigError itself, as it always was
+	}
 	return errors.Join(errs...)
 }
 

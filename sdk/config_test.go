@@ -179,6 +179,10 @@ func TestDecodeReportsEveryProblem(t *testing.T) {
 	}, problems(err))
 	var ce *sdk.ConfigError
 	require.ErrorAs(t, err, &ce)
+	// One problem is the ConfigError itself.
+	var one decodeCfg
+	_, isCE := sdk.NewConfig(map[string]any{"window": "soon"}).Decode(&one).(*sdk.ConfigError)
+	require.True(t, isCE)
 
 	v := validatedCfg{Replicas: 2}
 	err = sdk.NewConfig(map[string]any{"replicas": 65, "window": "2h", "name": "bad", "colour": "red"}).Decode(&v)
