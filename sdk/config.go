@@ -47,7 +47,10 @@ type Validator interface {
 //
 // Its Error form, "config.<key>: <message>", is what the host recognizes
 // in a Configure error to report it at the key's position in the config
-// file; keep it at the start of the message when wrapping it.
+// file; keep it at the start of the message when wrapping it. Several
+// problems are several ConfigErrors joined with errors.Join: one per line,
+// each shown at its own key (a Configure error is taken so only when every
+// line of it has this form).
 type ConfigError struct {
 	Key     string
 	Message string
@@ -64,22 +67,29 @@ func (e *ConfigError) Error() string {
 // with mapstructure: fields match keys by their `mapstructure` tag (or
 // case-insensitive name), "30s" decodes into a time.Duration, numbers into
 // any numeric field, and a key the struct does not have is an error that
-// suggests the closest valid key. Every error is a *ConfigError naming the
-// key path. Then v.Validate() runs if v is a Validator; its error is
-// returned as a ConfigError without a key unless it already is one.
+// suggests the closest valid key. Then v.Validate() runs if v is a
+// Validator.
+//
+// It reports every problem, not the first: each is a *ConfigError naming
+// its key path, and several are joined with errors.Join (one per line of
+// Error, which is how the host shows each at its own key). Validate may
+// return a *ConfigError, several joined, or any other error (a
+// ConfigError without a key); what it says of a key that did not decode is
+// left out, since the field holds no value of the operator's.
 func (c Config) Decode(v any) error {
 	raw := c.raw
 	if raw == nil {
 		raw = map[string]any{}
 	}
+	var errs []error
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Pointer && !rv.IsNil() {
-		if err := unknownKeys(raw, rv.Elem().Type(), ""); err != nil {
-			return err
-		}
+		errs = unknownKeys(raw, rv.Elem().Type(), "", nil)
 	}
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result:           v,
-		ErrorUnused:      true,
+		Result: v,
+		// The unknown keys are reported above, each with a suggestion;
+		// when there are none, mapstructure's check stays as a backstop.
+		ErrorUnused:      len(errs) == 0,
 		WeaklyTypedInput: true,
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			blockHook,
@@ -90,29 +100,90 @@ func (c Config) Decode(v any) error {
 	if err != nil {
 		return &ConfigError{Message: err.Error()}
 	}
+	var failed []string // keys that did not decode
 	if err := dec.Decode(raw); err != nil {
-		return decodeError(err)
+		for _, ce := range decodeErrors(err) {
+			errs = append(errs, ce)
+			failed = append(failed, ce.Key)
+		}
 	}
 	if val, ok := v.(Validator); ok {
 		if err := val.Validate(); err != nil {
-			var ce *ConfigError
-			if errors.As(err, &ce) {
-				return err
+			for _, e := range validateErrors(err) {
+				var ce *ConfigError
+				if errors.As(e, &ce) && ce.Key != "" && slices.ContainsFunc(failed, func(k string) bool { return underKey(ce.Key, k) }) {
+					continue
+				}
+				errs = append(errs, e)
 			}
-			return &ConfigError{Message: err.Error()}
 		}
+	}
+	if len(errs) == 1 {
+		return errs[0] // one problem is the ConfigError itself, as it always was
+	}
+	return errors.Join(errs...)
+}
+
+// underKey reports whether key is k or a key inside it ("store.path" and
+// "index[1]" are inside "store" and "index").
+func underKey(key, k string) bool {
+	return key == k || (strings.HasPrefix(key, k) && (key[len(k)] == '.' || key[len(k)] == '['))
+}
+
+// validateErrors splits a Validate error into its problems (errors.Join
+// of several, nested or not): each stays as it is when it is or wraps a
+// *ConfigError, and becomes a ConfigError without a key otherwise.
+func validateErrors(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, validateErrors(e)...)
+		}
+		return out
+	}
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return []error{err}
+	}
+	return []error{&ConfigError{Message: err.Error()}}
+}
+
+// decodeErrors turns mapstructure's error (every field that failed,
+// joined) into one ConfigError per field.
+func decodeErrors(err error) []*ConfigError {
+	if out := fieldErrors(err); len(out) > 0 {
+		return out
+	}
+	return []*ConfigError{{Message: err.Error()}}
+}
+
+// fieldErrors finds the *mapstructure.DecodeError values in err's tree,
+// the innermost where one holds others, each as a ConfigError.
+func fieldErrors(err error) []*ConfigError {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []*ConfigError
+		for _, e := range j.Unwrap() {
+			out = append(out, fieldErrors(e)...)
+		}
+		return out
+	}
+	if de, ok := err.(*mapstructure.DecodeError); ok {
+		if inner := fieldErrors(de.Unwrap()); len(inner) > 0 {
+			return inner
+		}
+		return []*ConfigError{decodeError(de)}
+	}
+	if u := errors.Unwrap(err); u != nil {
+		return fieldErrors(u)
 	}
 	return nil
 }
 
-// decodeError rewrites mapstructure's first error into a ConfigError with
-// the key path and no Go type names or parser internals where a plain word
-// says it: the message names what the key takes and what it was given.
-func decodeError(err error) error {
-	var de *mapstructure.DecodeError
-	if !errors.As(err, &de) {
-		return &ConfigError{Message: err.Error()}
-	}
+// decodeError rewrites one of mapstructure's field errors into a
+// ConfigError with the key path and no Go type names or parser internals
+// where a plain word says it: the message names what the key takes and
+// what it was given.
+func decodeError(de *mapstructure.DecodeError) *ConfigError {
 	msg := de.Unwrap().Error()
 	var ut *mapstructure.UnconvertibleTypeError
 	var pe *mapstructure.ParseError
@@ -247,14 +318,15 @@ func describeValue(v any) string {
 	return fmt.Sprintf("%v", v)
 }
 
-// unknownKeys finds the first key of raw (in key order, depth first) that
-// the struct type t has no field for, and names the closest valid key.
-func unknownKeys(raw map[string]any, t reflect.Type, prefix string) error {
+// unknownKeys appends to errs every key of raw (in key order, depth first)
+// that the struct type t has no field for, each naming the closest valid
+// key.
+func unknownKeys(raw map[string]any, t reflect.Type, prefix string, errs []error) []error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if t.Kind() != reflect.Struct {
-		return nil
+		return errs
 	}
 	fields := structKeys(t)
 	valid := make([]string, 0, len(fields))
@@ -274,43 +346,39 @@ func unknownKeys(raw map[string]any, t reflect.Type, prefix string) error {
 			continue
 		}
 		if !ok {
-			return &ConfigError{Key: prefix + k, Message: "unknown key" + suggestKey(k, valid)}
+			errs = append(errs, &ConfigError{Key: prefix + k, Message: "unknown key" + suggestKey(k, valid)})
+			continue
 		}
-		if err := nestedKeys(raw[k], ft, prefix+k); err != nil {
-			return err
-		}
+		errs = nestedKeys(raw[k], ft, prefix+k, errs)
 	}
-	return nil
+	return errs
 }
 
-// nestedKeys checks a value against its field type: a block against a
-// struct, each element of a list or map of blocks against the element type.
-func nestedKeys(v any, t reflect.Type, path string) error {
+// nestedKeys appends to errs the unknown keys of a value against its field
+// type: a block against a struct, each element of a list or map of blocks
+// against the element type.
+func nestedKeys(v any, t reflect.Type, path string, errs []error) []error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if m, ok := v.(map[string]any); ok {
-			return unknownKeys(m, t, path+".")
+			return unknownKeys(m, t, path+".", errs)
 		}
 		if l, ok := v.([]any); ok {
 			for i, e := range l {
-				if err := nestedKeys(e, t, fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
+				errs = nestedKeys(e, t, fmt.Sprintf("%s[%d]", path, i), errs)
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		if l, ok := v.([]any); ok {
 			for i, e := range l {
-				if err := nestedKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
+				errs = nestedKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
 			}
 		} else if m, ok := v.(map[string]any); ok {
 			// One block where a list of blocks is expected.
-			return nestedKeys(m, t.Elem(), path)
+			return nestedKeys(m, t.Elem(), path, errs)
 		}
 	case reflect.Map:
 		if m, ok := v.(map[string]any); ok && t.Key().Kind() == reflect.String {
@@ -320,13 +388,11 @@ func nestedKeys(v any, t reflect.Type, path string) error {
 			}
 			sort.Strings(labels)
 			for _, k := range labels {
-				if err := nestedKeys(m[k], t.Elem(), path+"."+k); err != nil {
-					return err
-				}
+				errs = nestedKeys(m[k], t.Elem(), path+"."+k, errs)
 			}
 		}
 	}
-	return nil
+	return errs
 }
 
 // structKeys maps the lower-cased key of each field of t (its mapstructure

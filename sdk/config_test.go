@@ -3,6 +3,7 @@ package sdk_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +133,75 @@ func TestDecodeRightValuesOfEachKind(t *testing.T) {
 	require.Equal(t, []string{"a", "b"}, c.Tags)
 	require.Equal(t, []time.Duration{time.Second, 2 * time.Millisecond}, c.Waits)
 	require.Equal(t, time.Minute, *c.Opt)
+}
+
+type validatedCfg struct {
+	Replicas int           `mapstructure:"replicas"`
+	Window   time.Duration `mapstructure:"window"`
+	Name     string        `mapstructure:"name"`
+}
+
+// Validate reports every bad key, each as a ConfigError at its key, and
+// one problem that is not a ConfigError.
+func (c *validatedCfg) Validate() error {
+	var errs []error
+	if c.Replicas < 1 || c.Replicas > 64 {
+		errs = append(errs, &sdk.ConfigError{Key: "replicas", Message: "must be from 1 to 64"})
+	}
+	if c.Window > time.Hour {
+		errs = append(errs, &sdk.ConfigError{Key: "window", Message: "must be at most 1h"})
+	}
+	if c.Name == "bad" {
+		errs = append(errs, errors.New("name must not be bad"))
+	}
+	return errors.Join(errs...)
+}
+
+// problems is each problem of a Decode error, one per line.
+func problems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	return strings.Split(err.Error(), "\n")
+}
+
+// Decode reports every problem, not the first: unknown keys, values that
+// do not decode and what Validate refuses, each a ConfigError at its key,
+// one per line.
+func TestDecodeReportsEveryProblem(t *testing.T) {
+	var c decodeCfg
+	err := sdk.NewConfig(map[string]any{"max_choise": 3, "store": map[string]any{"pth": "x"}, "window": "soon", "max_choice": "many"}).Decode(&c)
+	require.Equal(t, []string{
+		`config.max_choise: unknown key; did you mean "max_choice"?`,
+		`config.store.pth: unknown key; did you mean "path"?`,
+		`config.max_choice: expected a whole number, got "many"`,
+		`config.window: expected a duration such as "30s", got "soon" (units: ns, us, ms, s, m, h)`,
+	}, problems(err))
+	var ce *sdk.ConfigError
+	require.ErrorAs(t, err, &ce)
+	// One problem is the ConfigError itself.
+	var one decodeCfg
+	_, isCE := sdk.NewConfig(map[string]any{"window": "soon"}).Decode(&one).(*sdk.ConfigError)
+	require.True(t, isCE)
+
+	v := validatedCfg{Replicas: 2}
+	err = sdk.NewConfig(map[string]any{"replicas": 65, "window": "2h", "name": "bad", "colour": "red"}).Decode(&v)
+	require.Equal(t, []string{
+		`config.colour: unknown key; valid keys are name, replicas, window`,
+		`config.replicas: must be from 1 to 64`,
+		`config.window: must be at most 1h`,
+		`config: name must not be bad`,
+	}, problems(err))
+
+	// A key that did not decode is reported once, for what it was given,
+	// not again for the value its field kept.
+	v = validatedCfg{Replicas: 0}
+	err = sdk.NewConfig(map[string]any{"replicas": "two", "window": "2h"}).Decode(&v)
+	require.Equal(t, []string{
+		`config.replicas: expected a whole number, got "two"`,
+		`config.window: must be at most 1h`,
+	}, problems(err))
+
+	v = validatedCfg{Replicas: 2}
+	require.NoError(t, sdk.NewConfig(map[string]any{"replicas": 64, "window": "1h"}).Decode(&v))
 }

@@ -6,8 +6,9 @@
 // prefixes, methods, HTTP routes) and only the optional hooks it needs, each
 // a small interface the SDK discovers by type assertion:
 //
-//   - Configurer: receive the `config` block (Config.Decode, whose errors
-//     name the key path so that Herald reports them at the key's line) and
+//   - Configurer: receive the `config` block (Config.Decode, which reports
+//     every problem, each naming its key path so that Herald reports it at
+//     the key's line) and
 //     the Host; in a dry run (Config.DryRun, `herald validate`) only check
 //     the config and open nothing;
 //   - Authorizer: accept or refuse subscriptions to its channels;

@@ -49,6 +49,13 @@ func TestPluginNewWritesAWorkingPlugin(t *testing.T) {
 	require.Equal(t, "greeting", ns[0].Event)
 	require.JSONEq(t, `{"text":"hey, Bob"}`, string(ns[0].Object))
 	require.NotNil(t, c.CallErr(t, "subscribe", map[string]any{"channel": "greeter:bob"}))
+
+	// Its Validate reports a bad value at its key.
+	body := preamble + fmt.Sprintf("plugin \"greeter\" {\n  command = %q\n  config {\n    greeting = \" \"\n  }\n}\n", bin)
+	path := writeConfig(t, body)
+	stdout, stderr, code = herald(t, "validate", "-config", path)
+	require.Equal(t, 1, code, stdout)
+	require.Equal(t, fmt.Sprintf("%s:%d:5: plugin.greeter.config.greeting: must not be empty\n", path, lineOf(t, body, "greeting =")), stderr)
 }
 
 // Without -tidy the module has no go.sum yet: the next steps printed start

@@ -206,10 +206,28 @@ func oneLine(msg string) string {
 	return b.String()
 }
 
-// configureError turns the plugin's Configure error into a keyError when it
-// names a key of the config block the way sdk.ConfigError does
-// ("config.max_choice: unknown key; ..."), and nil otherwise.
+// configureError turns the plugin's Configure error into keyErrors when
+// it names keys of the config block the way sdk.ConfigError does
+// ("config.max_choice: unknown key; ..."): one per line, as the SDK joins
+// several problems, each at its own key. It returns nil when any line is
+// not of that form (the error is then reported at command, whole).
 func configureError(cfg config.Plugin, msg string) error {
+	var errs []error
+	for _, line := range strings.Split(msg, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		err := configureLine(cfg, line)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// configureLine is configureError for one problem.
+func configureLine(cfg config.Plugin, msg string) error {
 	if rest, ok := strings.CutPrefix(msg, "config: "); ok {
 		return keyError(cfg, "config", rest)
 	}

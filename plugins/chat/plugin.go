@@ -49,19 +49,31 @@ type config struct {
 	LivenessTTL time.Duration `mapstructure:"liveness_ttl"`
 }
 
+// Validate reports every bad key, each at its key. It also looks for an
+// earlier version's chat.db in data_dir (in a dry run too: herald validate
+// must refuse what serve would).
 func (c *config) Validate() error {
-	if c.EnteringWindow < 0 {
-		return fmt.Errorf("entering_window must not be negative, got %v", c.EnteringWindow)
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Key: key, Message: fmt.Sprintf(format, args...)})
 	}
-	if c.EnteringWindow > time.Hour {
-		return fmt.Errorf("entering_window must be at most 1h, got %v", c.EnteringWindow)
+	if c.EnteringWindow < 0 {
+		bad("entering_window", "must not be negative, got %v", c.EnteringWindow)
+	} else if c.EnteringWindow > time.Hour {
+		bad("entering_window", "must be at most 1h, got %v", c.EnteringWindow)
 	}
 	// A State TTL is at least a second; renewing every third of it must
 	// leave a second's slack.
 	if c.LivenessTTL < 3*time.Second || c.LivenessTTL > 10*time.Minute {
-		return fmt.Errorf("liveness_ttl must be from 3s to 10m, got %v", c.LivenessTTL)
+		bad("liveness_ttl", "must be from 3s to 10m, got %v", c.LivenessTTL)
 	}
-	return nil
+	if c.DataDir != "" {
+		old := filepath.Join(c.DataDir, "chat.db")
+		if _, err := os.Stat(old); err == nil {
+			bad("data_dir", "%s holds the memberships of an earlier chat plugin, which this version does not read (it keeps them in Herald's plugin state): record them again with addMember (and user objects with objectChanged), then remove the file", old)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type set map[string]struct{}
@@ -166,12 +178,6 @@ func (c *Chat) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) error 
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
-	}
-	if cfg.DataDir != "" {
-		old := filepath.Join(cfg.DataDir, "chat.db")
-		if _, err := os.Stat(old); err == nil {
-			return fmt.Errorf("%s holds the memberships of an earlier chat plugin, which this version does not read (it keeps them in Herald's plugin state): record them again with addMember (and user objects with objectChanged), then remove the file", old)
-		}
 	}
 	st, err := c.stateOf(h)
 	if err != nil {

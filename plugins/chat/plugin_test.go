@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -723,4 +724,30 @@ func TestEmitRetriesWhileUnavailable(t *testing.T) {
 	})
 	require.Error(t, err)
 	require.Equal(t, 2, calls, "it stops when ctx ends")
+}
+
+// Every bad key of the block is reported, each as its own line naming the
+// key (the host shows each at its key's position), in a dry run as at a
+// start: an unknown key, two range errors and an earlier version's chat.db
+// in data_dir (herald validate refuses what serve would).
+func TestConfigReportsEveryBadKeyAtItsKey(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "chat.db"), []byte("old"), 0o600))
+	p := New()
+	p.stateOf = func(sdk.Host) (sdk.State, error) {
+		t.Fatal("a dry run took the state")
+		return nil, nil
+	}
+	err := p.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{
+		"foo": 1, "entering_window": "2h", "liveness_ttl": "1s", "data_dir": dir}))
+	se := invalid(t, err)
+	require.Equal(t, []string{
+		"config.foo: unknown key; valid keys are data_dir, entering_window, liveness_ttl",
+		"config.entering_window: must be at most 1h, got 2h0m0s",
+		"config.liveness_ttl: must be from 3s to 10m, got 1s",
+		"config.data_dir: " + filepath.Join(dir, "chat.db") + " holds the memberships of an earlier chat plugin, which this version does not read (it keeps them in Herald's plugin state): record them again with addMember (and user objects with objectChanged), then remove the file",
+	}, strings.Split(se.Message, "\n"))
+
+	// Beside no chat.db, the dry run passes.
+	require.NoError(t, p.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"data_dir": t.TempDir()})))
 }

@@ -253,12 +253,13 @@ func TestSweepYieldsToAJoiner(t *testing.T) {
 	var once sync.Once
 	var joined subscribed
 	joinedCh := make(chan struct{})
-	a.afterMark = func() {
+	afterMark := func() {
 		once.Do(func() {
 			joined = subscribeOn(t, hb, "join", "b1", map[string]any{"roomId": s.RoomID})
 			close(joinedCh)
 		})
 	}
+	a.afterMark.Store(&afterMark)
 	// alice leaves: A sweeps at once (resume_window 0s), and bob joins on B
 	// between its mark and its listing. The sweep may run after the
 	// unsubscribe answered: wait for it.

@@ -7,12 +7,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,17 +60,30 @@ type config struct {
 	LivenessTTL time.Duration `mapstructure:"liveness_ttl"`
 }
 
+// Validate reports every bad key, each at its key. It also looks for an
+// earlier version's documents.db in data_dir (in a dry run too: herald
+// validate must refuse what serve would).
 func (c *config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
 	if c.ResumeWindow < 0 || c.ResumeWindow > 24*time.Hour {
-		return fmt.Errorf("resume_window must be between 0s and 24h, got %v", c.ResumeWindow)
+		bad("resume_window", "must be between 0s and 24h, got %v", c.ResumeWindow)
 	}
 	if c.MaxRooms < 1 {
-		return fmt.Errorf("max_rooms must be at least 1, got %d", c.MaxRooms)
+		bad("max_rooms", "must be at least 1, got %d", c.MaxRooms)
 	}
 	if c.LivenessTTL < 3*time.Second || c.LivenessTTL > time.Hour {
-		return fmt.Errorf("liveness_ttl must be between 3s and 1h, got %v", c.LivenessTTL)
+		bad("liveness_ttl", "must be between 3s and 1h, got %v", c.LivenessTTL)
 	}
-	return nil
+	if c.DataDir != "" {
+		old := filepath.Join(c.DataDir, "documents.db")
+		if _, err := os.Stat(old); err == nil {
+			bad("data_dir", "%s holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store", old)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // collection is one index/collection: its filter engine and its rooms.
@@ -139,6 +154,10 @@ type Documents struct {
 	// applied them (and a new subscribe may have come meanwhile): this
 	// counts, per connection and channel, the events to skip.
 	expectUnsub map[string]map[string]int
+	// creating counts the rooms this process is creating in State and
+	// has not yet put in rooms: max_rooms counts them too, so that
+	// subscribes arriving together cannot all pass the check.
+	creating int
 
 	// What State says beyond the rooms (rooms.go).
 	records    map[string]map[string]*cachedMember // room -> connection's key segment -> record
@@ -152,8 +171,9 @@ type Documents struct {
 	audit      bool                                // a Reset came: check this process's records once its replay is over
 	lastReplay time.Time
 
-	// afterMark, in tests, runs between a sweep's mark and its listing.
-	afterMark func()
+	// afterMark, in tests, runs between a sweep's mark and its listing;
+	// atomic, as a test sets it while the janitor may be sweeping.
+	afterMark atomic.Pointer[func()]
 
 	// maint runs one pass of upkeep (member records, burials, sweeps) at a
 	// time: the janitor's, or a leave's with resume_window 0s.
@@ -196,12 +216,6 @@ func (d *Documents) Configure(ctx context.Context, h sdk.Host, raw sdk.Config) e
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; touch nothing
-	}
-	if cfg.DataDir != "" {
-		old := filepath.Join(cfg.DataDir, "documents.db")
-		if _, err := os.Stat(old); err == nil {
-			return fmt.Errorf("documents: %s holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store", old)
-		}
 	}
 	st, err := d.stateOf(h)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -125,7 +127,7 @@ func TestConfigure(t *testing.T) {
 	_, err := sdktest.StartErr(t, New(), map[string]any{"data_dir": "data/documents"})
 	require.NoError(t, err)
 	_, err = sdktest.StartErr(t, New(), map[string]any{"liveness_ttl": "1s"})
-	require.ErrorContains(t, err, "liveness_ttl must be between 3s and 1h")
+	require.ErrorContains(t, err, "config.liveness_ttl: must be between 3s and 1h")
 
 	d := New()
 	d.stateOf = func(sdk.Host) (sdk.State, error) { t.Fatal("a dry run asked for State"); return nil, nil }
@@ -135,4 +137,59 @@ func TestConfigure(t *testing.T) {
 	d = New()
 	h := sdktest.Start(t, d, map[string]any{})
 	require.Equal(t, []string{nodeKey(d.node)}, stateKeys(h.State(), nodePrefix))
+}
+
+// TestMaxRoomsHoldsUnderConcurrentSubscribes: subscribes that would each
+// create a room, arriving together (a client pipelining them on one
+// WebSocket), create no more than max_rooms: the others are -32005, and
+// State holds max_rooms rooms.
+func TestMaxRoomsHoldsUnderConcurrentSubscribes(t *testing.T) {
+	const callers = 16
+	h := sdktest.Start(t, New(), map[string]any{"max_rooms": 1})
+	h.Connect("c1", "alice")
+	errs := make(chan error, callers)
+	start := make(chan struct{})
+	for i := range callers {
+		go func() {
+			<-start
+			_, err := h.Call("subscribe", h.Client("c1"), map[string]any{"index": "i", "collection": "c",
+				"body": map[string]any{"equals": map[string]any{"n": i}}})
+			errs <- err
+		}()
+	}
+	close(start)
+	ok := 0
+	for range callers {
+		err := <-errs
+		if err == nil {
+			ok++
+			continue
+		}
+		var se *sdk.Error
+		require.ErrorAs(t, err, &se)
+		require.Equal(t, sdk.CodeLimitExceeded, se.Code, se.Message)
+	}
+	require.Equal(t, 1, ok, "max_rooms = 1: one subscribe creates the room, the others are refused")
+	require.Len(t, stateKeys(h.State(), roomPrefix), 1)
+}
+
+// Every bad key of the block is reported, each as its own line naming the
+// key (the host shows each at its key's position), in a dry run as at a
+// start: three range errors and an earlier version's documents.db in
+// data_dir.
+func TestConfigReportsEveryBadKeyAtItsKey(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "documents.db"), []byte("old"), 0o600))
+	d := New()
+	d.stateOf = func(sdk.Host) (sdk.State, error) { t.Fatal("a dry run asked for State"); return nil, nil }
+	err := d.Configure(context.Background(), &fakeHost{}, sdk.NewDryRunConfig(map[string]any{
+		"resume_window": "25h", "max_rooms": 0, "liveness_ttl": "1s", "data_dir": dir}))
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, []string{
+		"config.resume_window: must be between 0s and 24h, got 25h0m0s",
+		"config.max_rooms: must be at least 1, got 0",
+		"config.liveness_ttl: must be between 3s and 1h, got 1s",
+		"config.data_dir: " + filepath.Join(dir, "documents.db") + " holds the documents and rooms of an earlier documents plugin, which this version does not read (it keeps them in Herald's plugin state): move the file away to start with an empty store",
+	}, strings.Split(se.Message, "\n"))
 }

@@ -552,15 +552,26 @@ func (d *Documents) ensureChannel(ctx context.Context, id string, gen uint64, sp
 			if spec == nil {
 				return nil, 0, errRoomGone
 			}
-			d.mu.RLock()
-			full := len(d.rooms) >= d.cfg.MaxRooms
-			d.mu.RUnlock()
-			if full {
+			// The check and the reservation are one step under d.mu, and
+			// the reservation ends only once the room is in d.rooms (or
+			// was not created): a room being created always counts.
+			d.mu.Lock()
+			if len(d.rooms)+d.creating >= d.cfg.MaxRooms {
+				d.mu.Unlock()
 				return nil, 0, sdk.LimitExceeded(fmt.Sprintf("limit exceeded: %d rooms exist, the documents plugin's max_rooms", d.cfg.MaxRooms))
 			}
+			d.creating++
+			d.mu.Unlock()
 			rec = &roomRecord{ID: id, Index: spec.Index, Collection: spec.Collection, Filter: spec.Filter, Generation: gen,
 				Channels: []channelRecord{{Name: channelName(id, gen, o.scope, o.state, o.users), Scope: o.scope, State: o.state, Users: o.users}}}
 			rev, err = d.putRoom(ctx, rec, 0, true)
+			d.mu.Lock()
+			d.creating--
+			if err == nil {
+				delete(d.roomTomb, id)
+				d.applyRoom(rec, rev, d.now())
+			}
+			d.mu.Unlock()
 			if errors.Is(err, sdk.ErrConflict) {
 				continue
 			}
@@ -1011,8 +1022,8 @@ func (d *Documents) sweepRoom(ctx context.Context, id string, names []string) er
 		return err
 	}
 	d.applyRoomLocal(rec, rev)
-	if d.afterMark != nil {
-		d.afterMark()
+	if f := d.afterMark.Load(); f != nil {
+		(*f)()
 	}
 	es, err := d.state.List(ctx, membersPrefix(id))
 	if err != nil {

@@ -401,7 +401,7 @@ func TestDryRunTouchesNoState(t *testing.T) {
 		return nil, nil
 	}
 	require.NoError(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"data_dir": t.TempDir()})))
-	require.ErrorContains(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"keep_operations": 0})), "keep_operations must be from 1")
+	require.ErrorContains(t, k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{"keep_operations": 0})), "config.keep_operations: must be from 1")
 }
 
 // Without a State the plugin does not start, and says why; next to an
@@ -438,4 +438,26 @@ func TestStateUnavailableIsRetryLater(t *testing.T) {
 	require.Contains(t, e.Message, "retry later")
 	fs.SetDown(false)
 	require.Equal(t, uint64(2), a.written("kb1", "r"))
+}
+
+// Every bad key of the block is reported, each as its own line naming the
+// key (the host shows each at its key's position), in a dry run as at a
+// start: the range errors and an earlier version's kb.db in data_dir.
+func TestConfigReportsEveryBadKeyAtItsKey(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kb.db"), []byte("old"), 0o600))
+	k := New()
+	k.stateOf = func(sdk.Host) (sdk.State, error) {
+		t.Fatal("a dry run took the state")
+		return nil, nil
+	}
+	err := k.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{
+		"index_replicas": 65, "max_streams": 0, "data_dir": dir}))
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, []string{
+		"config.index_replicas: must be from 1 to 64, got 65",
+		"config.max_streams: must be from 1 to 1000000, got 0",
+		"config.data_dir: " + filepath.Join(dir, "kb.db") + " is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's plugin state): starting would hand out its seqids again; remove the file to start every KB from seqid 1",
+	}, strings.Split(se.Message, "\n"))
 }

@@ -54,7 +54,11 @@ func defaultConfig() config {
 	return config{IndexReplicas: 2, KeepOperations: 100_000, MaxWaiters: 32, MaxBackendWaiters: 1024, MaxStreams: 10_000}
 }
 
+// Validate reports every bad key, each at its key. It also looks for an
+// earlier version's kb.db in data_dir (in a dry run too: herald validate
+// must refuse what serve would).
 func (c *config) Validate() error {
+	var errs []error
 	for _, b := range []struct {
 		key       string
 		v, lo, hi int
@@ -66,10 +70,18 @@ func (c *config) Validate() error {
 		{"max_streams", c.MaxStreams, 1, 1_000_000},
 	} {
 		if b.v < b.lo || b.v > b.hi {
-			return fmt.Errorf("%s must be from %d to %d, got %d", b.key, b.lo, b.hi, b.v)
+			errs = append(errs, &sdk.ConfigError{Key: b.key, Message: fmt.Sprintf("must be from %d to %d, got %d", b.lo, b.hi, b.v)})
 		}
 	}
-	return nil
+	// kb.db is where versions before the State kept the counters: starting
+	// next to it would hand out its seqids again.
+	if c.DataDir != "" {
+		old := filepath.Join(c.DataDir, "kb.db")
+		if _, err := os.Stat(old); err == nil {
+			errs = append(errs, &sdk.ConfigError{Key: "data_dir", Message: fmt.Sprintf("%s is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's plugin state): starting would hand out its seqids again; remove the file to start every KB from seqid 1", old)})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // KB is the plugin.
@@ -149,14 +161,6 @@ func (k *KB) Configure(_ context.Context, h sdk.Host, raw sdk.Config) error {
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
-	}
-	// kb.db is where versions before the State kept the counters: starting
-	// next to it would hand out its seqids again.
-	if cfg.DataDir != "" {
-		old := filepath.Join(cfg.DataDir, "kb.db")
-		if _, err := os.Stat(old); err == nil {
-			return fmt.Errorf("%s is the seqid store of an earlier kb plugin, which this version does not read (it keeps seqids in Herald's plugin state): starting would hand out its seqids again; remove the file to start every KB from seqid 1", old)
-		}
 	}
 	st, err := k.stateOf(h)
 	if err != nil {

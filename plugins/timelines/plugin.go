@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -29,11 +30,23 @@ type config struct {
 	MaxEmitChannels int `mapstructure:"max_emit_channels"`
 }
 
+// Validate reports every bad key, each at its key. It also looks for an
+// earlier version's timelines.db in data_dir (in a dry run too: herald
+// validate must refuse what serve would).
 func (c *config) Validate() error {
+	var errs []error
 	if c.MaxEmitChannels < 1 || c.MaxEmitChannels > maxMaxEmitChannels {
-		return fmt.Errorf("max_emit_channels must be from 1 to %d, got %d", maxMaxEmitChannels, c.MaxEmitChannels)
+		errs = append(errs, &sdk.ConfigError{Key: "max_emit_channels", Message: fmt.Sprintf("must be from 1 to %d, got %d", maxMaxEmitChannels, c.MaxEmitChannels)})
 	}
-	return nil
+	// timelines.db is where versions before the State kept the grants:
+	// starting next to it would silently forget them.
+	if c.DataDir != "" {
+		old := filepath.Join(c.DataDir, "timelines.db")
+		if _, err := os.Stat(old); err == nil {
+			errs = append(errs, &sdk.ConfigError{Key: "data_dir", Message: fmt.Sprintf("%s holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's plugin state): starting would forget them; record them again with grant and remove the file", old)})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Timelines is the plugin. Grants live in the plugin's State, shared by its
@@ -109,14 +122,6 @@ func (p *Timelines) Configure(_ context.Context, h sdk.Host, raw sdk.Config) err
 	}
 	if raw.DryRun() {
 		return nil // herald validate: the config is checked; open nothing
-	}
-	// timelines.db is where versions before the State kept the grants:
-	// starting next to it would silently forget them.
-	if cfg.DataDir != "" {
-		old := filepath.Join(cfg.DataDir, "timelines.db")
-		if _, err := os.Stat(old); err == nil {
-			return fmt.Errorf("%s holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's plugin state): starting would forget them; record them again with grant and remove the file", old)
-		}
 	}
 	st, err := p.stateOf(h)
 	if err != nil {

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/heraldhq/herald/sdk"
@@ -46,8 +50,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		cfg  map[string]any
 		want string
 	}{
-		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 0}, "max_emit_channels must be from 1"},
-		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 10001}, "max_emit_channels must be from 1"},
+		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 0}, "config.max_emit_channels: must be from 1"},
+		{map[string]any{"data_dir": t.TempDir(), "max_emit_channels": 10001}, "config.max_emit_channels: must be from 1"},
 		{map[string]any{"data_dir": t.TempDir(), "datadir": "x"}, "datadir"},
 	} {
 		_, err := sdktest.StartErr(t, New(), tc.cfg)
@@ -99,4 +103,27 @@ func TestRevokeDropsOnlyTheSubscriptionsThatStoodOnTheGrant(t *testing.T) {
 	res, err = h.Call("revoke", sdktest.Backend(), map[string]any{"network": "n1", "user": "u2", "message": "m5", "permission": "view_readers"})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"network":"n1","user":"u2","message":"m5","permission":"view_readers","revoked":false,"unsubscribed":0}`, string(res))
+}
+
+// Every bad key of the block is reported, each as its own line naming the
+// key (the host shows each at its key's position), in a dry run as at a
+// start: an unknown key, a range error and an earlier version's
+// timelines.db in data_dir.
+func TestConfigReportsEveryBadKeyAtItsKey(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "timelines.db"), []byte("old"), 0o600))
+	p := New()
+	p.stateOf = func(sdk.Host) (sdk.State, error) {
+		t.Fatal("a dry run took the state")
+		return nil, nil
+	}
+	err := p.Configure(context.Background(), nil, sdk.NewDryRunConfig(map[string]any{
+		"max_emit_chanels": 3, "max_emit_channels": 0, "data_dir": dir}))
+	var se *sdk.Error
+	require.ErrorAs(t, err, &se)
+	require.Equal(t, []string{
+		`config.max_emit_chanels: unknown key; did you mean "max_emit_channels"?`,
+		"config.max_emit_channels: must be from 1 to 10000, got 0",
+		"config.data_dir: " + filepath.Join(dir, "timelines.db") + " holds the grants of an earlier timelines plugin, which this version does not read (it keeps them in Herald's plugin state): starting would forget them; record them again with grant and remove the file",
+	}, strings.Split(se.Message, "\n"))
 }
