@@ -204,7 +204,7 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	}
 	*holds = rep.GetReleaseHolds()
 	if e := rep.GetError(); e != nil {
-		re := fromPBError(plugin, e)
+		re := limitOfState(fromPBError(plugin, e))
 		if lateAnswer(ctx) {
 			re = timedOut(inst, method, m.timeoutText(plugin, method), true)
 		}
