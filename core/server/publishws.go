@@ -69,10 +69,10 @@ type publisherConn struct {
 	// slots bounds the frames being handled (limits.max_inflight_calls,
 	// as it was when the connection opened); goAway fills it to wait for
 	// them.
-	slots    chan struct{}
-	jobs     chan publishJob // to the workers; closed when the reader ends
-	workers  int             // started; only the reader touches it
-	running  sync.WaitGroup  // the workers; only the reader adds
+	slots   chan struct{}
+	jobs    chan publishJob // to the workers; closed when the reader ends
+	workers int             // started; only the reader touches it
+	running sync.WaitGroup  // the workers; only the reader adds
 	// handling counts the frames taken and not answered yet; only the
 	// reader adds. The 1009 close of a frame over max_publish_bytes waits
 	// for them (transport.Conn.BeforeTooBig): their publishes happened,
