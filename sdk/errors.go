@@ -23,7 +23,10 @@ const (
 )
 
 // Error is a coded error. A handler that returns one sends it to the caller
-// unchanged; any other error becomes CodeInternal with its message.
+// unchanged; any other error becomes CodeInternal with its message, but for
+// the handler's own ctx.Err() once its call's context ended, which is
+// CodePluginUnavailable (the call ran out of time, as the host says of a
+// call it stopped waiting for).
 type Error struct {
 	Code    int
 	Message string
