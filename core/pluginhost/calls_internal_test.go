@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/heraldhq/herald/core/rpc"
+	"github.com/heraldhq/herald/core/state"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
@@ -55,5 +56,27 @@ func TestErrorAnswerPastTheDeadlineIsTheTimeout(t *testing.T) {
 		require.Equal(t, rpc.CodePluginUnavailable, re.Code)
 		require.Equal(t, `plugin "late" did not answer authorize within limits.call_timeout (50ms): `+
 			"it is unavailable to this subscription check; retry later", re.Message)
+	}
+}
+
+// A write refused because the plugin's State is full tells the plugin which
+// key to raise; an internal error that carries that message is -32005, and
+// no other error changes.
+func TestFullStateNamesItsKeyAndIsALimit(t *testing.T) {
+	st, msg := stateStatus(&state.FullError{Max: 65536, Need: 71132})
+	require.Equal(t, pluginpb.StateStatus_STATE_TOO_LARGE, st)
+	require.Equal(t, "the plugin's State is full (state.max_bytes): store would hold 71132 bytes, over its bound of 65536: "+
+		"state: over its size bound; raise state.max_bytes in herald's config (it bounds each plugin's State), "+
+		"or have the plugin delete entries", msg)
+
+	full := &rpc.Error{Code: rpc.CodeInternal, Message: `documents create: state create "d/1": ` + msg}
+	require.Equal(t, rpc.CodeLimitExceeded, limitOfState(full).Code)
+	require.Equal(t, full.Message, limitOfState(full).Message)
+	require.Equal(t, rpc.CodeInternal, full.Code, "the plugin's error is not changed in place")
+	for _, e := range []*rpc.Error{
+		{Code: rpc.CodeInternal, Message: "disk on fire"},
+		{Code: rpc.CodeInvalidParams, Message: msg},
+	} {
+		require.Equal(t, e, limitOfState(e))
 	}
 }
