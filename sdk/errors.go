@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +23,10 @@ const (
 )
 
 // Error is a coded error. A handler that returns one sends it to the caller
-// unchanged; any other error becomes CodeInternal with its message.
+// unchanged; any other error becomes CodeInternal with its message, but for
+// the handler's own ctx.Err() once its call's context ended, which is
+// CodePluginUnavailable (the call ran out of time, as the host says of a
+// call it stopped waiting for).
 type Error struct {
 	Code    int
 	Message string
@@ -85,6 +89,26 @@ func AsError(err error) *Error {
 		return &Error{Code: CodePluginUnavailable, Message: err.Error()}
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// callError is AsError for what a method or authorizer handler returned
+// under ctx, its call's context. A handler that gave up because that
+// context ended (it returned ctx.Err(), or an error wrapping it) did not
+// fail: its call ran out of time, or the host stopped waiting for it. That
+// is CodePluginUnavailable, as the host answers a call it gave up on, never
+// CodeInternal. The deadline gRPC hands the plugin fires a moment before the
+// host's own timer, so this answer can reach the host first: the host then
+// answers its caller with its own timeout message (which names the limit),
+// since the call's deadline has passed; this message is what a host that
+// does not (or a harness) shows.
+func callError(ctx context.Context, what string, err error) *Error {
+	var e *Error
+	if ctx.Err() == nil || errors.As(err, &e) ||
+		!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return AsError(err)
+	}
+	return &Error{Code: CodePluginUnavailable, Message: fmt.Sprintf("%s ended before it finished (%v): "+
+		"it may or may not have taken effect, so retry later only what is safe to repeat", what, ctx.Err())}
 }
 
 func asTypeError(err error, target **json.UnmarshalTypeError) bool { return errors.As(err, target) }

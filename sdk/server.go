@@ -164,7 +164,7 @@ func (s *server) Authorize(ctx context.Context, req *pluginpb.AuthorizeRequest) 
 		return err
 	})
 	if err != nil {
-		return &pluginpb.AuthorizeReply{Error: toPBError(err)}, nil
+		return &pluginpb.AuthorizeReply{Error: toPBError(callError(ctx, "the subscription check", err))}, nil
 	}
 	out := &pluginpb.AuthorizeReply{Refusals: make([]*pluginpb.Refusal, 0, len(refusals))}
 	for _, r := range refusals {
@@ -194,7 +194,8 @@ func (s *server) Call(ctx context.Context, req *pluginpb.CallRequest) (*pluginpb
 		return err
 	})
 	if err != nil {
-		return &pluginpb.CallReply{Error: toPBError(err), ReleaseHolds: call.held.list()}, nil
+		what := fmt.Sprintf("the call of %s.%s", s.manifest.Name, req.GetMethod())
+		return &pluginpb.CallReply{Error: toPBError(callError(ctx, what, err)), ReleaseHolds: call.held.list()}, nil
 	}
 	b, err := marshalObject(result)
 	if err != nil {

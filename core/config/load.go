@@ -73,18 +73,23 @@ func Parse(src []byte, filename string) (*Config, error) {
 // parse is Parse returning what it decoded besides the problems; the
 // Config is nil when the document did not parse.
 func parse(src []byte, filename string) (*Config, Diagnostics) {
-	if diags := hugeLiterals(src, filename); len(diags) > 0 {
-		return nil, diags
+	huge := hugeLiterals(src, filename)
+	file, hd := hclsyntax.ParseConfig(maskHuge(src, huge), filename, hcl.InitialPos)
+	body, ok := file.Body.(*hclsyntax.Body)
+	var redefined Diagnostics
+	if ok {
+		hd, redefined = splitRedefined(hd, body, src, filename)
 	}
-	file, hd := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if hd.HasErrors() {
 		// The rest of the file cannot be trusted after a syntax error, and
 		// checking it would only add noise to the real problem.
-		diags := fromHCL(hd, filename, "", hcl.InitialPos)
+		diags := append(fromHCL(hd, filename, "", hcl.InitialPos), redefined...)
+		for _, h := range huge {
+			diags = append(diags, h.diag)
+		}
 		diags.sort()
 		return nil, diags
 	}
-	body, ok := file.Body.(*hclsyntax.Body)
 	if !ok {
 		return nil, Diagnostics{{Filename: filename, Line: 1, Column: 1, Message: "not an HCL native syntax document"}}
 	}
@@ -96,11 +101,71 @@ func parse(src []byte, filename string) (*Config, Diagnostics) {
 		ctx:      evalContext(),
 		pos:      map[string]hcl.Pos{},
 		failed:   map[string]bool{},
+		huge:     huge,
+	}
+	for _, r := range redefined { // the first is decoded; the second is the problem
+		d.diags = append(d.diags, r)
+		d.failed[r.Path] = true
 	}
 	d.root(body, &c)
+	for _, h := range huge {
+		if !h.reported { // in no key that was evaluated (an unknown one, say)
+			d.diags = append(d.diags, h.diag)
+		}
+	}
 	d.validate(&c)
 	d.diags.sort()
 	return &c, d.diags
+}
+
+// splitRedefined takes HCL's "Attribute redefined" errors out of hd as
+// problems of their key, named by its path (log.level) like every other;
+// the file parsed, and the first setting is the one decoded, so they are
+// reported with the file's other problems rather than alone.
+func splitRedefined(hd hcl.Diagnostics, body *hclsyntax.Body, src []byte, filename string) (hcl.Diagnostics, Diagnostics) {
+	var rest hcl.Diagnostics
+	var out Diagnostics
+	for _, d := range hd {
+		if d.Severity != hcl.DiagError || d.Summary != "Attribute redefined" || d.Subject == nil ||
+			d.Subject.End.Byte > len(src) || d.Subject.Start.Byte >= d.Subject.End.Byte {
+			rest = append(rest, d)
+			continue
+		}
+		name := string(src[d.Subject.Start.Byte:d.Subject.End.Byte])
+		path, in := blockAt(body, d.Subject.Start.Byte)
+		if path != "" {
+			path += "."
+		}
+		msg := "is set twice: remove one"
+		if first, ok := in.Attributes[name]; ok {
+			p := first.NameRange.Start
+			msg = fmt.Sprintf("is set twice (first at %s:%d:%d): remove one", filename, p.Line, p.Column)
+		}
+		out = append(out, Diagnostic{Filename: filename, Line: d.Subject.Start.Line, Column: d.Subject.Start.Column,
+			Path: path + name, Message: msg})
+	}
+	return rest, out
+}
+
+// blockAt finds the innermost block of body holding the byte offset off:
+// its path as key paths name it ("log", "plugin.chat.config") and its body
+// (body itself and "" at the top level).
+func blockAt(body *hclsyntax.Body, off int) (string, *hclsyntax.Body) {
+	for _, b := range body.Blocks {
+		if r := b.Range(); off < r.Start.Byte || off >= r.End.Byte {
+			continue
+		}
+		name := b.Type
+		if b.Type == "plugin" && len(b.Labels) > 0 {
+			name += "." + b.Labels[0]
+		}
+		inner, in := blockAt(b.Body, off)
+		if inner != "" {
+			return name + "." + inner, in
+		}
+		return name, b.Body
+	}
+	return "", body
 }
 
 // decoder walks the syntax tree by hand rather than through gohcl so that it
@@ -116,6 +181,9 @@ type decoder struct {
 	// failed holds the key paths that already have an error, so that
 	// validation does not pile a second, confusing one on top.
 	failed map[string]bool
+	// huge are the number literals out of range (masked in the source
+	// parsed): eval reports those of a key with its path.
+	huge []*hugeLiteral
 }
 
 func (d *decoder) errorf(pos hcl.Pos, path, format string, args ...any) {
@@ -359,9 +427,25 @@ func (d *decoder) unknownKey(pos hcl.Pos, path, what, name string, valid []strin
 	d.errorf(pos, path, "unknown key%s", suggest(name, valid, "; valid keys are "+strings.Join(valid, ", ")))
 }
 
+// hugeIn reports whether a huge literal starts in the bytes [start, end),
+// marking each one found as reported.
+func (d *decoder) hugeIn(start, end int) bool {
+	found := false
+	for _, h := range d.huge {
+		if h.start >= start && h.start < end {
+			h.reported, found = true, true
+		}
+	}
+	return found
+}
+
 // eval evaluates an attribute's expression, reporting any error against the
 // attribute's key path.
 func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
+	if rng := a.Expr.Range(); d.hugeIn(rng.Start.Byte, rng.End.Byte) {
+		d.errorf(a.NameRange.Start, path, outOfRange)
+		return cty.NilVal, false
+	}
 	v, hd := a.Expr.Value(d.ctx)
 	if hd.HasErrors() {
 		d.failed[path] = true
@@ -400,7 +484,7 @@ func (d *decoder) eval(a *hclsyntax.Attribute, path string) (cty.Value, bool) {
 		return cty.NilVal, false
 	}
 	if hugeNumber(v) {
-		d.errorf(a.NameRange.Start, path, "number out of range: keep numbers within ±1e1000")
+		d.errorf(a.NameRange.Start, path, outOfRange)
 		return cty.NilVal, false
 	}
 	if !v.IsWhollyKnown() {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"math"
 	"math/big"
 	"strconv"
@@ -17,11 +18,21 @@ import (
 // them, and evaluated values are checked again in case arithmetic got there.
 const maxMagnitude = 1000
 
+// hugeLiteral is a literal hugeLiterals found: its problem, where its bytes
+// are, and whether a key's evaluation reported it (with the key's path).
+type hugeLiteral struct {
+	diag       Diagnostic
+	start, end int // byte offsets in the source
+	reported   bool
+}
+
+const outOfRange = "number out of range: keep numbers within ±1e1000"
+
 // hugeLiterals reports number literals (and strings that read as numbers,
 // since HCL converts those too) whose decimal magnitude exceeds maxMagnitude.
-func hugeLiterals(src []byte, filename string) Diagnostics {
+func hugeLiterals(src []byte, filename string) []*hugeLiteral {
 	tokens, _ := hclsyntax.LexConfig(src, filename, hcl.InitialPos)
-	var diags Diagnostics
+	var out []*hugeLiteral
 	for _, tok := range tokens {
 		switch tok.Type {
 		case hclsyntax.TokenNumberLit, hclsyntax.TokenQuotedLit, hclsyntax.TokenStringLit:
@@ -29,15 +40,37 @@ func hugeLiterals(src []byte, filename string) Diagnostics {
 			continue
 		}
 		if mag, ok := decimalMagnitude(tok.Bytes); ok && (mag > maxMagnitude || mag < -maxMagnitude) {
-			diags = append(diags, Diagnostic{
-				Filename: filename,
-				Line:     tok.Range.Start.Line,
-				Column:   tok.Range.Start.Column,
-				Message:  "number out of range: keep numbers within ±1e1000",
+			out = append(out, &hugeLiteral{
+				diag: Diagnostic{
+					Filename: filename,
+					Line:     tok.Range.Start.Line,
+					Column:   tok.Range.Start.Column,
+					Message:  outOfRange,
+				},
+				start: tok.Range.Start.Byte,
+				end:   tok.Range.End.Byte,
 			})
 		}
 	}
-	return diags
+	return out
+}
+
+// maskHuge returns a copy of src whose huge literals read "0" (padded with
+// spaces, so that every position stays where it was): HCL then parses the
+// rest of the file cheaply, and each key that held one reports it with its
+// path (decoder.eval), beside the file's other problems.
+func maskHuge(src []byte, huge []*hugeLiteral) []byte {
+	if len(huge) == 0 {
+		return src
+	}
+	out := bytes.Clone(src)
+	for _, h := range huge {
+		out[h.start] = '0'
+		for i := h.start + 1; i < h.end; i++ {
+			out[i] = ' '
+		}
+	}
+	return out
 }
 
 // decimalMagnitude returns the exponent the number that s spells would have

@@ -105,7 +105,17 @@ func TestValidation(t *testing.T) {
 		{
 			name: "whole number too large",
 			src:  "limits {\n  max_frame_bytes = 1e30\n}\n" + auth,
-			want: []string{`config.hcl:2:3: limits.max_frame_bytes: is too large (got 1e+30)`},
+			want: []string{`config.hcl:2:3: limits.max_frame_bytes: is too large (got 1e+30): a whole number here is at most 9223372036854775807`},
+		},
+		{
+			name: "whole number too large says the largest",
+			src:  "limits {\n  max_subscriptions = 99999999999999999999\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.max_subscriptions: is too large (got 1e+20): a whole number here is at most 9223372036854775807`},
+		},
+		{
+			name: "whole number too small says the smallest",
+			src:  "limits {\n  max_subscriptions = -99999999999999999999\n}\n" + auth,
+			want: []string{`config.hcl:2:3: limits.max_subscriptions: is too small (got -1e+20): a whole number here is at least -9223372036854775808`},
 		},
 		{
 			name: "duration without a unit",
@@ -131,12 +141,22 @@ func TestValidation(t *testing.T) {
 		{
 			name: "number literal out of range",
 			src:  "delivery {\n  max_batch = 1e400777777\n}\n" + auth,
-			want: []string{`config.hcl:2:15: number out of range: keep numbers within ±1e1000`},
+			want: []string{`config.hcl:2:3: delivery.max_batch: number out of range: keep numbers within ±1e1000`},
+		},
+		{
+			name: "number literal out of range beside other problems",
+			src:  "limits {\n  calls_per_second = 1e1001\n  max_batch_calls = 0\n}\nlog {\n  nonsense = 1e-2000\n}\n" + auth,
+			want: []string{
+				`config.hcl:2:3: limits.calls_per_second: number out of range: keep numbers within ±1e1000`,
+				`config.hcl:3:3: limits.max_batch_calls: must be at least 1 (got 0)`,
+				`config.hcl:6:3: log.nonsense: unknown key; valid keys are format, level, plugin_lines_per_second`,
+				`config.hcl:6:14: number out of range: keep numbers within ±1e1000`,
+			},
 		},
 		{
 			name: "string that reads as a number out of range",
 			src:  "delivery {\n  max_batch = \"-0.5e-99999\"\n}\n" + auth,
-			want: []string{`config.hcl:2:16: number out of range: keep numbers within ±1e1000`},
+			want: []string{`config.hcl:2:3: delivery.max_batch: number out of range: keep numbers within ±1e1000`},
 		},
 		{
 			name: "arithmetic out of range",
@@ -146,7 +166,7 @@ func TestValidation(t *testing.T) {
 		{
 			name: "number beyond float64",
 			src:  "limits {\n  calls_per_second = 1e1000\n}\n" + auth,
-			want: []string{`config.hcl:2:3: limits.calls_per_second: is too large (got a number beyond ±1.8e308)`},
+			want: []string{`config.hcl:2:3: limits.calls_per_second: is too large (got 1e+1000): a number here is within ±1.8e308`},
 		},
 
 		// auth.
@@ -476,7 +496,16 @@ func TestValidation(t *testing.T) {
 		{
 			name: "duplicate key",
 			src:  "log {\n  level = \"info\"\n  level = \"debug\"\n}\n" + auth,
-			want: []string{`config.hcl:3:3: Attribute redefined: The argument "level" was already set at config.hcl:2,3-8. Each argument may be set only once`},
+			want: []string{`config.hcl:3:3: log.level: is set twice (first at config.hcl:2:3): remove one`},
+		},
+		{
+			name: "duplicate key beside other problems",
+			src:  "log {\n  level = \"info\"\n  level = \"debug\"\n}\nplugin \"p\" {\n  command = \"/bin/true\"\n  config {\n    a = 1\n    a = 2\n  }\n}\ndelivery {\n  max_batch = 0\n}\n" + auth,
+			want: []string{
+				`config.hcl:3:3: log.level: is set twice (first at config.hcl:2:3): remove one`,
+				`config.hcl:9:5: plugin.p.config.a: is set twice (first at config.hcl:8:5): remove one`,
+				`config.hcl:13:3: delivery.max_batch: must be at least 1 (got 0)`,
+			},
 		},
 	}
 	for _, tt := range tests {

@@ -107,7 +107,11 @@ func (v value) whole() (int64, bool) {
 	}
 	i, acc := n.Int64()
 	if acc != big.Exact {
-		v.errorf("is too large (got %s)", formatNumber(n))
+		if n.Sign() < 0 {
+			v.errorf("is too small (got %s): a whole number here is at least %d", formatNumber(n), int64(math.MinInt64))
+		} else {
+			v.errorf("is too large (got %s): a whole number here is at most %d", formatNumber(n), int64(math.MaxInt64))
+		}
 		return 0, false
 	}
 	return i, true
@@ -125,7 +129,7 @@ func (v value) integer(dst *int) {
 		return
 	}
 	if i > math.MaxInt || i < math.MinInt {
-		v.errorf("is too large (got %d)", i)
+		v.errorf("is too large (got %d): a whole number here is within ±%d", i, math.MaxInt)
 		return
 	}
 	*dst = int(i)
@@ -138,7 +142,7 @@ func (v value) float(dst *float64) {
 	}
 	f, _ := n.Float64()
 	if math.IsInf(f, 0) {
-		v.errorf("is too large (got %s)", formatNumber(n))
+		v.errorf("is too large (got %s): a number here is within ±1.8e308", n.Text('g', 4))
 		return
 	}
 	*dst = f

@@ -68,12 +68,7 @@ func (m *Manager) transportError(inst *instance, what string, timeout string, si
 		return exited()
 	}
 	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
-		if !sideEffects {
-			return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this subscription check; retry later",
-				inst.name, what, timeout)
-		}
-		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this call, "+
-			"which may or may not have taken effect, so retry later only what is safe to repeat", inst.name, what, timeout)
+		return timedOut(inst, what, timeout, sideEffects)
 	}
 	// Any other failure of the transport is most often the process dying:
 	// its exit is noticed a moment after the call fails.
@@ -84,6 +79,27 @@ func (m *Manager) transportError(inst *instance, what string, timeout string, si
 		return rpc.Errorf(rpc.CodeInternal, "%s on plugin %q was cancelled", what, inst.name)
 	}
 	return rpc.Errorf(rpc.CodeInternal, "plugin %q: %s: %v", inst.name, what, err)
+}
+
+// timedOut is the error of a call the plugin did not answer within timeout.
+func timedOut(inst *instance, what, timeout string, sideEffects bool) *rpc.Error {
+	if !sideEffects {
+		return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this subscription check; retry later",
+			inst.name, what, timeout)
+	}
+	return rpc.Errorf(rpc.CodePluginUnavailable, "plugin %q did not answer %s within %s: it is unavailable to this call, "+
+		"which may or may not have taken effect, so retry later only what is safe to repeat", inst.name, what, timeout)
+}
+
+// lateAnswer: an error answer that arrives once the call's deadline (the one
+// gRPC hands the plugin) has passed is that timeout. The plugin's copy of the
+// deadline fires a moment before the host's own timer, and a handler that
+// honours its context answers its ctx.Err() then (-32603 from an SDK built
+// before sdk mapped that to -32050, -32050 with the SDK's own words after):
+// the caller gets the host's -32050 either way, as if its timer had won.
+func lateAnswer(ctx context.Context) bool {
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // timeoutText names how long a call of method was given, for
@@ -131,6 +147,9 @@ func (m *Manager) Authorize(ctx context.Context, plugin string, caller Caller, c
 	}
 	if e := rep.GetError(); e != nil {
 		re := fromPBError(plugin, e)
+		if lateAnswer(ctx) {
+			re = timedOut(inst, "authorize", fmt.Sprintf("limits.call_timeout (%s)", m.opts.CallTimeout), false)
+		}
 		m.met.callError(plugin, label, re.Code)
 		return nil, re
 	}
@@ -185,7 +204,10 @@ func (m *Manager) call(ctx context.Context, plugin, method string, caller Caller
 	}
 	*holds = rep.GetReleaseHolds()
 	if e := rep.GetError(); e != nil {
-		re := fromPBError(plugin, e)
+		re := limitOfState(fromPBError(plugin, e))
+		if lateAnswer(ctx) {
+			re = timedOut(inst, method, m.timeoutText(plugin, method), true)
+		}
 		m.met.callError(plugin, method, re.Code)
 		return nil, re
 	}

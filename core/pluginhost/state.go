@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/heraldhq/herald/core/rpc"
 	"github.com/heraldhq/herald/core/state"
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
 )
@@ -80,6 +82,11 @@ func stateStatus(err error) (pluginpb.StateStatus, string) {
 		return pluginpb.StateStatus_STATE_NOT_FOUND, err.Error()
 	case errors.Is(err, state.ErrConflict):
 		return pluginpb.StateStatus_STATE_CONFLICT, err.Error()
+	case errors.As(err, new(*state.FullError)):
+		// What to raise, in the config's words: the plugin's answer (and
+		// its caller) carries this message.
+		return pluginpb.StateStatus_STATE_TOO_LARGE, fmt.Sprintf("%s: %v; raise state.max_bytes in herald's config "+
+			"(it bounds each plugin's State), or have the plugin delete entries", stateFull, err)
 	case errors.Is(err, state.ErrTooLarge):
 		return pluginpb.StateStatus_STATE_TOO_LARGE, err.Error()
 	case errors.Is(err, ErrNoStateStore):
@@ -92,6 +99,23 @@ func stateStatus(err error) (pluginpb.StateStatus, string) {
 }
 
 var errStateInvalid = errors.New("invalid")
+
+// stateFull begins the message of a write refused because the plugin's
+// State is full. Plugins pass it on in their answer (most as -32603, the
+// code of any error they do not expect); a call's answer that carries it is
+// -32005, limit exceeded (429 over HTTP), as the bound it names is.
+const stateFull = "the plugin's State is full (state.max_bytes)"
+
+// limitOfState turns an internal error that comes of a full State into
+// -32005, its message kept. Other errors are returned as they are.
+func limitOfState(e *rpc.Error) *rpc.Error {
+	if e.Code == rpc.CodeInternal && strings.Contains(e.Message, stateFull) {
+		c := *e
+		c.Code = rpc.CodeLimitExceeded
+		return &c
+	}
+	return e
+}
 
 func invalid(err error) error { return fmt.Errorf("%w: %v", errStateInvalid, err) }
 

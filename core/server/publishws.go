@@ -50,7 +50,8 @@ func (s *Server) serveHTTP2() *http.HTTP2Config {
 // after another, in order, and answered together. Replies queue in the
 // connection's outbox under the delivery bounds: a backend that does not
 // read them is closed as a slow consumer (4008); a frame over
-// limits.max_publish_bytes closes it with 1009. Nothing a backend does
+// limits.max_publish_bytes closes it with 1009, once the frames read
+// before it are answered (nothing more is read meanwhile). Nothing a backend does
 // here holds anything another connection needs.
 
 // publishers are the open publishing connections, for Shutdown and the
@@ -68,10 +69,15 @@ type publisherConn struct {
 	// slots bounds the frames being handled (limits.max_inflight_calls,
 	// as it was when the connection opened); goAway fills it to wait for
 	// them.
-	slots    chan struct{}
-	jobs     chan publishJob // to the workers; closed when the reader ends
-	workers  int             // started; only the reader touches it
-	running  sync.WaitGroup  // the workers; only the reader adds
+	slots   chan struct{}
+	jobs    chan publishJob // to the workers; closed when the reader ends
+	workers int             // started; only the reader touches it
+	running sync.WaitGroup  // the workers; only the reader adds
+	// handling counts the frames taken and not answered yet; only the
+	// reader adds. The 1009 close of a frame over max_publish_bytes waits
+	// for them (transport.Conn.BeforeTooBig): their publishes happened,
+	// and the backend learns so before the close.
+	handling sync.WaitGroup
 	mu       sync.Mutex
 	draining bool // set by goAway: new requests are refused
 	// stop is closed by goAway: a reader waiting for a slot stops
@@ -103,6 +109,7 @@ func (s *Server) servePublishWS(w http.ResponseWriter, r *http.Request) {
 		_ = conn.ReadLoop(func([]byte) {})
 		return
 	}
+	conn.BeforeTooBig(pc.handling.Wait)
 	// A reader goroutine of its own (ReadLoop), not Serve: a backend's
 	// publishing connection is busy, not idle, and reading it on readiness
 	// would cost a wake-up and a re-arm per burst of frames for memory it
@@ -212,6 +219,7 @@ func (pc *publisherConn) handleFrame(frame []byte) {
 	case <-pc.conn.Done():
 		return
 	}
+	pc.handling.Add(1)
 	select {
 	case pc.jobs <- j:
 		return
@@ -239,6 +247,7 @@ func (pc *publisherConn) work(j publishJob) {
 	defer pc.running.Done()
 	for {
 		pc.answer(j)
+		pc.handling.Done()
 		<-pc.slots
 		var ok bool
 		if j, ok = <-pc.jobs; !ok {

@@ -109,7 +109,9 @@ func liveConfig(running, next *config.Config) *config.Config {
 
 // changedKeys lists, as config key paths (server.allowed_origins), the
 // keys whose values differ between two configs; plugin blocks and the file
-// name are not compared (the plugin host reloads plugins).
+// name are not compared (the plugin host reloads plugins), nor fields that
+// are no config key (config.IsKey: State.DirSet only records whether dir
+// was written, so writing the default changes nothing).
 func changedKeys(a, b *config.Config) []string {
 	var out []string
 	av, bv := reflect.ValueOf(*a), reflect.ValueOf(*b)
@@ -127,8 +129,9 @@ func changedKeys(a, b *config.Config) []string {
 			continue
 		}
 		for j := 0; j < f.Type.NumField(); j++ {
-			if !reflect.DeepEqual(av.Field(i).Field(j).Interface(), bv.Field(i).Field(j).Interface()) {
-				out = append(out, block+"."+snake(f.Type.Field(j).Name))
+			key := block + "." + snake(f.Type.Field(j).Name)
+			if config.IsKey(key) && !reflect.DeepEqual(av.Field(i).Field(j).Interface(), bv.Field(i).Field(j).Interface()) {
+				out = append(out, key)
 			}
 		}
 	}

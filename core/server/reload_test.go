@@ -23,6 +23,35 @@ func TestChangedKeysNamesConfigKeys(t *testing.T) {
 	require.Equal(t, []string{"server.allowed_origins", "server.tls", "auth.api_keys", "delivery.max_batch", "broker.kind"}, changedKeys(&a, &b))
 }
 
+// Writing state.dir's default where there was no state block changes no
+// key: State.DirSet (whether dir was written) is no config key, and the
+// restart-only warning named it as "state.dir_set".
+func TestChangedKeysSkipsFieldsThatAreNoKey(t *testing.T) {
+	a := config.Defaults()
+	b := config.Defaults()
+	b.State.DirSet = true
+	require.Empty(t, changedKeys(&a, &b))
+	b.State.Dir = "elsewhere"
+	require.Equal(t, []string{"state.dir"}, changedKeys(&a, &b))
+}
+
+// Every field changedKeys compares names a config key, but for the ones
+// that record how a key was written.
+func TestChangedKeysComparesEveryKey(t *testing.T) {
+	c := config.Defaults()
+	v := reflect.ValueOf(c)
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		if f.Type.Kind() != reflect.Struct {
+			continue
+		}
+		for j := 0; j < f.Type.NumField(); j++ {
+			key := snake(f.Name) + "." + snake(f.Type.Field(j).Name)
+			require.Equal(t, key != "state.dir_set", config.IsKey(key), key)
+		}
+	}
+}
+
 func TestSnake(t *testing.T) {
 	for in, want := range map[string]string{"AllowedOrigins": "allowed_origins", "APIKeys": "api_keys", "TLS": "tls",
 		"URL": "url", "MaxFrameBytes": "max_frame_bytes", "BusyOutboxRatio": "busy_outbox_ratio", "Listen": "listen", "IOUring": "io_uring"} {

@@ -345,6 +345,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(s.live().Limits.MaxFrameBytes, "limits.max_frame_bytes")
 	ss := newSession(s, conn, newID())
+	conn.BeforeTooBig(ss.replying.Wait) // calls under way are answered before a 1009
 	if !s.cfg.Auth.Anonymous {
 		// Until a token is accepted (setIdentity restores the full one).
 		conn.SetOutboxBytes(preAuthOutboxBytes(s.live()))

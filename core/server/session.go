@@ -38,6 +38,12 @@ type session struct {
 	// afterReply runs once the current frame's reply is queued; only the
 	// reader goroutine touches it.
 	afterReply []func()
+	// replying counts the replies that goroutines will send (plugin
+	// calls under way); only the reader goroutine adds. The 1009 close of
+	// a frame over max_frame_bytes waits for them
+	// (transport.Conn.BeforeTooBig), so that a call that took effect is
+	// answered before the close.
+	replying sync.WaitGroup
 
 	// greeted: the connection's first hello came (admit).
 	greeted atomic.Bool
@@ -317,7 +323,9 @@ func (s *session) handleFrame(frame []byte) {
 		reply, wait := s.handleMessage(&msgs[0])
 		switch {
 		case wait != nil:
+			s.replying.Add(1)
 			go func() {
+				defer s.replying.Done()
 				r, after := wait()
 				if r != nil {
 					s.conn.Send(r)
@@ -365,7 +373,11 @@ func (s *session) handleFrame(frame []byte) {
 		}
 	}
 	if pending {
-		go send()
+		s.replying.Add(1)
+		go func() {
+			defer s.replying.Done()
+			send()
+		}()
 		return
 	}
 	send()

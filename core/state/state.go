@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	pluginpb "github.com/heraldhq/herald/sdk/proto"
@@ -60,8 +61,8 @@ type Change struct {
 var (
 	ErrNotFound = errors.New("state: key not found")
 	ErrConflict = errors.New("state: revision conflict")
-	// ErrTooLarge: the value is over the bound, or the store is full
-	// (state_max_bytes).
+	// ErrTooLarge: the value is over MaxValueBytes, or the store is full
+	// (a *FullError: herald's state.max_bytes).
 	ErrTooLarge = errors.New("state: over its size bound")
 	// ErrUnavailable: the store cannot be reached now (NATS down); retry.
 	ErrUnavailable = errors.New("state: store unavailable")
@@ -73,3 +74,21 @@ const (
 	MaxSegmentBytes = pluginpb.MaxStateSegmentBytes
 	MaxValueBytes   = 1 << 20
 )
+
+// FullError: a write would take the store over its bound (its MaxBytes
+// option, which herald's state.max_bytes sets). It is ErrTooLarge; the
+// host's answer to the plugin names the key to raise.
+type FullError struct {
+	Max  int64  // the store's bound
+	Need int64  // what the store would hold with the write; 0: unknown
+	Why  string // the backend's own words, when it rather than the store counted
+}
+
+func (e *FullError) Error() string {
+	if e.Need > 0 {
+		return fmt.Sprintf("store would hold %d bytes, over its bound of %d: %v", e.Need, e.Max, ErrTooLarge)
+	}
+	return fmt.Sprintf("store is at its bound of %d bytes (%s): %v", e.Max, e.Why, ErrTooLarge)
+}
+
+func (e *FullError) Unwrap() error { return ErrTooLarge }

@@ -262,6 +262,8 @@ type Conn struct {
 	closeCode atomic.Int32
 	// readLimit is SetReadLimit's, for the reason of the 1009 close.
 	readLimit atomic.Pointer[readLimit]
+	// beforeTooBig is BeforeTooBig's; set before reading starts.
+	beforeTooBig func()
 
 	rd readSide // the reader's, see reader.go
 }
@@ -837,6 +839,31 @@ func (q *outbox) reset() { q.items, q.head = nil, 0 }
 func (c *Conn) SetReadLimit(n int64, setting string) {
 	c.readLimit.Store(&readLimit{n: n, setting: setting})
 	c.ws.SetReadLimit(n)
+}
+
+// BeforeTooBig makes the 1009 close of a message over the read limit wait
+// for wait, which returns once the answers of the frames already being
+// handled are queued (Send): they leave before the close, so that a peer
+// whose earlier requests took effect learns their outcome. Nothing is read
+// meanwhile (wait runs on the reader's goroutine, and the reader stops at
+// the message over the limit). wait must return in bounded time: the
+// handlers it waits for are bounded by their own timeouts. Call it before
+// reading starts.
+func (c *Conn) BeforeTooBig(wait func()) { c.beforeTooBig = wait }
+
+// closeTooBig queues the 1009 close, with payload, once what BeforeTooBig
+// waits for was queued.
+func (c *Conn) closeTooBig(payload []byte) {
+	c.mu.Lock()
+	closing := c.closing
+	c.mu.Unlock()
+	if closing {
+		return // a close is queued already (gorilla's 1009, or another)
+	}
+	if c.beforeTooBig != nil {
+		c.beforeTooBig()
+	}
+	c.closeByPeerError(CloseTooBig, payload)
 }
 
 type readLimit struct {

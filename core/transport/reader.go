@@ -181,7 +181,7 @@ func (c *Conn) endRead(err error) error {
 		// gorilla writes its 1009 only for a length within int64; a
 		// length field out of range ends the read with no close at all.
 		// A close already queued (gorilla's, or ours) makes this a no-op.
-		c.closeByPeerError(CloseTooBig, c.tooBigClose(frameLenOutOfRange))
+		c.closeTooBig(c.tooBigClose(frameLenOutOfRange))
 	}
 	// A close frame we queued (our answer to the peer's, or ours)
 	// gets a moment to leave before the socket closes.

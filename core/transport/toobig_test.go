@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -100,4 +101,60 @@ func TestFrameLengthOutOfRangeClosesWithAReason(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 	require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
 	require.Equal(t, "frame length out of range, over limits.max_frame_bytes (1024)", ce.Text)
+}
+
+// BeforeTooBig holds the 1009 close of a frame over the read limit until
+// what it waits for is done: an answer a handler still works on leaves
+// before the close, whichever reader reads the frame.
+func TestTooBigCloseWaitsForAnswersUnderWay(t *testing.T) {
+	for _, mode := range []string{"serve", "readloop"} {
+		t.Run(mode, func(t *testing.T) {
+			opts := &transport.Options{MaxBatch: 8, MaxDelay: time.Millisecond, OutboxLimit: 100, WriteTimeout: 5 * time.Second}
+			up := websocket.Upgrader{ReadBufferSize: 512, WriteBufferSize: 512}
+			reached, release := make(chan struct{}), make(chan struct{})
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c, err := transport.Upgrade(&up, w, r, opts)
+				if err != nil {
+					return
+				}
+				c.SetReadLimit(1024, "limits.max_frame_bytes")
+				var answering sync.WaitGroup
+				c.BeforeTooBig(func() {
+					close(reached)
+					answering.Wait()
+				})
+				handle := func(frame []byte) {
+					answering.Add(1)
+					go func() {
+						defer answering.Done()
+						<-release
+						c.Send([]byte(`{"answer":` + string(frame) + `}`))
+					}()
+				}
+				if mode == "readloop" {
+					go func() { _ = c.ReadLoop(handle) }()
+				} else {
+					c.Serve(handle, nil)
+				}
+			}))
+			t.Cleanup(srv.Close)
+			ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = ws.Close() })
+
+			require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte("1")))
+			require.NoError(t, ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat(" ", 2000))))
+			<-reached // the reader met the frame over the limit, and waits
+			close(release)
+			require.NoError(t, ws.SetReadDeadline(time.Now().Add(10*time.Second)))
+			_, frame, err := ws.ReadMessage()
+			require.NoError(t, err, "the answer under way leaves before the close")
+			require.Equal(t, `{"answer":1}`, string(frame))
+			_, _, err = ws.ReadMessage()
+			var ce *websocket.CloseError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, websocket.CloseMessageTooBig, ce.Code)
+			require.Equal(t, "frame of 2000 bytes over limits.max_frame_bytes (1024)", ce.Text)
+		})
+	}
 }

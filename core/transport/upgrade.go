@@ -89,7 +89,8 @@ func (g *guardedConn) Write(b []byte) (int, error) {
 			if g.fr != nil {
 				frameLen = g.fr.plen
 			}
-			payload = c.tooBigClose(frameLen)
+			c.closeTooBig(c.tooBigClose(frameLen))
+			return len(b), nil
 		}
 		c.closeByPeerError(code, payload)
 	} else {

@@ -18,8 +18,8 @@ import (
 // Options bound and tune one Store. Zero values take the defaults.
 type Options struct {
 	// MaxBytes bounds the store: the total of its keys and values (the
-	// plugin block's state_max_bytes). A write that would go over it is
-	// ErrTooLarge. 0: unbounded.
+	// config's state.max_bytes). A write that would go over it is a
+	// *state.FullError (ErrTooLarge). 0: unbounded.
 	MaxBytes int64
 	// WatchBuffer is how many changes a Watch may fall behind before it
 	// gets a Reset instead (default 1024).

@@ -2,7 +2,6 @@ package boltstate
 
 import (
 	"encoding/binary"
-	"fmt"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,7 +51,7 @@ func (x *txn) set(key string, value []byte, ttl time.Duration) (uint64, error) {
 			return 0, err
 		}
 		if n := need(); n > x.maxBytes {
-			return 0, fmt.Errorf("store would hold %d bytes, over its %d: %w", n, x.maxBytes, state.ErrTooLarge)
+			return 0, &state.FullError{Max: x.maxBytes, Need: n}
 		}
 	}
 	total := need()

@@ -22,7 +22,7 @@ type Options struct {
 	Bucket string
 	// Replicas of the bucket's stream (default 1).
 	Replicas int
-	// MaxBytes bounds the bucket (state_max_bytes); JetStream counts each
+	// MaxBytes bounds the bucket (state.max_bytes); JetStream counts each
 	// stored message's subject and headers too. 0: unbounded.
 	MaxBytes int64
 	// MarkerTTL is how long the markers of deleted and expired keys stay
@@ -438,6 +438,9 @@ func (s *Store) classify(ctx context.Context, err error) error {
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("%w: the NATS server's max_payload is below the message (raise it to 2MB): %v", state.ErrTooLarge, err)
 	case isAPI && (apiErr.ErrorCode == jsErrStoreFailed || apiErr.ErrorCode == jsErrMessageTooLarge) && tooLarge(apiErr.Description):
+		if s.opts.MaxBytes > 0 && strings.Contains(strings.ToLower(apiErr.Description), "maximum bytes") {
+			return &state.FullError{Max: s.opts.MaxBytes, Why: err.Error()} // the bucket is full
+		}
 		return fmt.Errorf("%w: %v", state.ErrTooLarge, err)
 	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return err // the caller gave up

@@ -389,6 +389,9 @@ func runBounds(t *testing.T, f Factory) {
 	for ; stored < limit/size+4; stored++ {
 		_, err := b.Put(ctx, "k/"+strconv.Itoa(stored), value, 0)
 		if errors.Is(err, state.ErrTooLarge) {
+			var full *state.FullError
+			require.ErrorAs(t, err, &full, "a full store says so, with its bound")
+			require.EqualValues(t, limit, full.Max)
 			break
 		}
 		require.NoError(t, err)
