@@ -141,13 +141,7 @@ func (s *Server) endPrefixes(prefixes []string, reason string) {
 	for _, p := range prefixes {
 		owned[p] = true
 	}
-	s.sessionsMu.RLock()
-	all := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		all = append(all, ss)
-	}
-	s.sessionsMu.RUnlock()
-	for _, ss := range all {
+	s.eachSession(func(ss *session) {
 		var drop []string
 		ss.mu.Lock()
 		for ch := range ss.subs.all() {
@@ -160,7 +154,7 @@ func (s *Server) endPrefixes(prefixes []string, reason string) {
 			sort.Strings(drop)
 			ss.drop(drop, reason)
 		}
-	}
+	})
 }
 
 // removedReason is the reason a $server unsubscribed gives for the

@@ -291,18 +291,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if werr := s.publishing.wait(ctx); werr != nil {
 		err = fmt.Errorf("shutdown: publishes still running: %w", werr)
 	}
-	// serveWS registers a connection only under this lock and only while
-	// not draining: one accepted meanwhile is either found here or closed
-	// by serveWS itself.
-	s.sessionsMu.RLock()
-	all := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		all = append(all, ss)
-	}
-	s.sessionsMu.RUnlock()
-	for _, ss := range all {
-		ss.goAway()
-	}
+	// serveWS registers a connection only under sessionsMu (which
+	// eachSession takes) and only while not draining: one accepted
+	// meanwhile is either found here or closed by serveWS itself.
+	s.eachSession((*session).goAway)
 	s.pubConns.goAway()
 	if s.testClosedAll != nil {
 		s.testClosedAll()
