@@ -32,6 +32,19 @@ func get(t *testing.T, url, bearer string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// adminServer is a server with the admin page on (testAdminToken), served
+// by an httptest server until the test ends.
+func adminServer(t *testing.T) (*config.Config, *Server, *httptest.Server) {
+	t.Helper()
+	cfg := testConfig()
+	cfg.Server.AdminToken = testAdminToken
+	srv, err := New(Options{Config: cfg})
+	require.NoError(t, err)
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	return cfg, srv, hs
+}
+
 var adminPaths = []string{"/admin/", "/admin/static/admin.js", "/admin/api/overview", "/admin/api/connections",
 	"/admin/api/channels", "/admin/api/plugins", "/admin/api/errors"}
 
@@ -39,12 +52,7 @@ var adminPaths = []string{"/admin/", "/admin/static/admin.js", "/admin/api/overv
 // (asking the browser for a login); with a wrong one too; with the right
 // one, as a bearer token or a basic-auth password, 200.
 func TestAdminPageNeedsItsToken(t *testing.T) {
-	cfg := testConfig()
-	cfg.Server.AdminToken = testAdminToken
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	_, _, hs := adminServer(t)
 
 	for _, p := range adminPaths {
 		status, _ := get(t, hs.URL+p, "")
@@ -72,12 +80,7 @@ func TestAdminPageNeedsItsToken(t *testing.T) {
 
 // The lists are JSON arrays, empty ones included ([] rather than null).
 func TestAdminListsAreArraysWhenEmpty(t *testing.T) {
-	cfg := testConfig()
-	cfg.Server.AdminToken = testAdminToken
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	_, _, hs := adminServer(t)
 	for path, key := range map[string]string{"/admin/api/connections": "connections", "/admin/api/channels": "channels"} {
 		status, body := get(t, hs.URL+path, testAdminToken)
 		require.Equal(t, http.StatusOK, status)
@@ -203,12 +206,7 @@ func TestRecentErrorsAreBounded(t *testing.T) {
 // SIGHUP applies a new admin token at once: the old one stops working,
 // and a config without one turns the page off.
 func TestReloadChangesTheAdminToken(t *testing.T) {
-	cfg := testConfig()
-	cfg.Server.AdminToken = testAdminToken
-	srv, err := New(Options{Config: cfg})
-	require.NoError(t, err)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	cfg, srv, hs := adminServer(t)
 
 	next := *cfg
 	next.Server.AdminToken = "the-next-admin-token-42"

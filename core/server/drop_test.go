@@ -50,26 +50,35 @@ func TestDropIsToldAfterWhatWasQueuedForTheChannel(t *testing.T) {
 
 	var got []string
 	var object json.RawMessage
-	for len(got) < 5 {
-		var m struct {
-			Params struct {
-				Notifications []struct {
-					Channel, Event string
-					Seq            uint64
-					Object         json.RawMessage
-				}
-			}
+	for _, n := range notes(t, ws, 5) {
+		if n.Channel == ServerChannel {
+			object = n.Object
 		}
-		require.NoError(t, json.Unmarshal(read(t, ws), &m))
-		for _, n := range m.Params.Notifications {
-			if n.Channel == ServerChannel {
-				object = n.Object
-			}
-			got = append(got, fmt.Sprintf("%s:%s:%d", n.Channel, n.Event, n.Seq))
-		}
+		got = append(got, fmt.Sprintf("%s:%s:%d", n.Channel, n.Event, n.Seq))
 	}
 	require.Equal(t, []string{"a:e:1", "a:e:2", "a:e:3", "$server:unsubscribed:1", "b:e:1"}, got)
 	require.JSONEq(t, `{"channels":[{"channel":"a","reason":"ended by plugin tester"}]}`, string(object))
+}
+
+// note is one notification as a test reads it.
+type note struct {
+	Channel, Event string
+	Seq            uint64
+	Object         json.RawMessage
+}
+
+// notes reads ws's onNotificationReceived calls until n notifications came.
+func notes(t *testing.T, ws *websocket.Conn, n int) []note {
+	t.Helper()
+	var out []note
+	for len(out) < n {
+		var m struct {
+			Params struct{ Notifications []note }
+		}
+		require.NoError(t, json.Unmarshal(read(t, ws), &m))
+		out = append(out, m.Params.Notifications...)
+	}
+	return out
 }
 
 // ownerPlugins is a plugin host whose plugins own the namespaces in owners
@@ -104,24 +113,8 @@ func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
 	p.srv.PluginRemoved("gone", []string{"p", "pp"})
 	publishTo(t, p, "q:1", 2)
 
-	type note struct {
-		Channel, Event string
-		Seq            uint64
-		Object         json.RawMessage
-	}
-	notes := func(ws *websocket.Conn, n int) []note {
-		var out []note
-		for len(out) < n {
-			var m struct {
-				Params struct{ Notifications []note }
-			}
-			require.NoError(t, json.Unmarshal(read(t, ws), &m))
-			out = append(out, m.Params.Notifications...)
-		}
-		return out
-	}
 	var got []string
-	ns := notes(alice, 4)
+	ns := notes(t, alice, 4)
 	for _, n := range ns {
 		got = append(got, fmt.Sprintf("%s:%s:%d", n.Channel, n.Event, n.Seq))
 	}
@@ -130,7 +123,7 @@ func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
 		{"channel":"p:1","reason":"plugin gone was removed from the config"},
 		{"channel":"pp:2","reason":"plugin gone was removed from the config"}]}`, string(ns[2].Object))
 	require.Equal(t, []string{"q:1:e:1"}, func() []string {
-		n := notes(bob, 1)
+		n := notes(t, bob, 1)
 		return []string{fmt.Sprintf("%s:%s:%d", n[0].Channel, n[0].Event, n[0].Seq)}
 	}(), "a connection without the plugin's channels is told nothing")
 
@@ -138,7 +131,7 @@ func TestPluginRemovedEndsItsSubscriptions(t *testing.T) {
 	// unsubscribe finds nothing to end.
 	publishTo(t, p, "p:1", 3)
 	publishTo(t, p, "news", 4)
-	require.Equal(t, "news", notes(alice, 1)[0].Channel)
+	require.Equal(t, "news", notes(t, alice, 1)[0].Channel)
 	send(t, alice, `{"jsonrpc":"2.0","id":9,"method":"unsubscribe","params":{"channels":["p:1","pp:2"]}}`)
 	require.JSONEq(t, `{"jsonrpc":"2.0","id":9,"result":{"unsubscribed":[]}}`, string(read(t, alice)))
 }
@@ -151,22 +144,13 @@ func TestPrefixesDroppedEndsTheirSubscriptions(t *testing.T) {
 	p := startPubTestWith(t, testConfig(), nil, ownerPlugins{owners: map[string]string{"p": "x", "q": "x"}})
 	alice := p.subscriber(t, "p:1", "q:1")
 	p.srv.PrefixesDropped("x", []string{"p"})
-	var m struct {
-		Params struct {
-			Notifications []struct {
-				Channel, Event string
-				Object         json.RawMessage
-			}
-		}
-	}
-	require.NoError(t, json.Unmarshal(read(t, alice), &m))
-	require.Len(t, m.Params.Notifications, 1)
-	n := m.Params.Notifications[0]
+	ns := notes(t, alice, 1)
+	require.Len(t, ns, 1)
+	n := ns[0]
 	require.Equal(t, "$server unsubscribed", n.Channel+" "+n.Event)
 	require.JSONEq(t, `{"channels":[{"channel":"p:1","reason":"plugin x no longer claims the prefix of this channel after a reload"}]}`, string(n.Object))
 	publishTo(t, p, "q:1", 1)
-	require.NoError(t, json.Unmarshal(read(t, alice), &m))
-	require.Equal(t, "q:1", m.Params.Notifications[0].Channel, "the prefix it kept keeps its subscribers")
+	require.Equal(t, "q:1", notes(t, alice, 1)[0].Channel, "the prefix it kept keeps its subscribers")
 }
 
 // removingPlugins owns "p" on behalf of plugin "gone" until its Authorize
@@ -217,22 +201,11 @@ func TestSubscribeRacingAPluginRemovalIsEnded(t *testing.T) {
 	publishTo(t, p, "news", 1)
 	var got []string
 	var object json.RawMessage
-	for len(got) < 2 {
-		var m struct {
-			Params struct {
-				Notifications []struct {
-					Channel, Event string
-					Object         json.RawMessage
-				}
-			}
+	for _, n := range notes(t, ws, 2) {
+		if n.Channel == ServerChannel {
+			object = n.Object
 		}
-		require.NoError(t, json.Unmarshal(read(t, ws), &m))
-		for _, n := range m.Params.Notifications {
-			if n.Channel == ServerChannel {
-				object = n.Object
-			}
-			got = append(got, n.Channel+" "+n.Event)
-		}
+		got = append(got, n.Channel+" "+n.Event)
 	}
 	require.Equal(t, []string{"$server unsubscribed", "news e"}, got)
 	require.JSONEq(t, `{"channels":[{"channel":"p:1","reason":"plugin gone was removed from the config"}]}`, string(object))
